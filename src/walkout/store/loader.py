@@ -1,0 +1,96 @@
+"""Load store files, with errors that name the file, the line and the field."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from walkout.store.model import Store
+
+BUILTIN_DIR = "builtin"
+
+
+class StoreFileError(ValueError):
+    """A store file that cannot be read or does not describe a valid store."""
+
+
+def builtin_stores() -> list[str]:
+    """Names of the stores shipped with the package."""
+    root = resources.files("walkout.store").joinpath(BUILTIN_DIR)
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_store_path(name_or_path: str | Path) -> Path:
+    """A path as given, or the shipped store of that name."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    ref = resources.files("walkout.store").joinpath(BUILTIN_DIR, f"{name_or_path}.yaml")
+    if not ref.is_file():
+        raise StoreFileError(
+            f"no store named {name_or_path!r}: give a path to a store YAML file or one of "
+            f"{', '.join(builtin_stores())}"
+        )
+    return Path(str(ref))
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the YAML node at a pydantic error location, as deep as it resolves."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+            nxt = node.value[key] if 0 <= key < len(node.value) else None
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node, line = nxt, nxt.start_mark.line + 1
+    return line
+
+
+def parse_store(text: str, source: str = "<string>") -> Store:
+    """Parse and validate a store description held in ``text``."""
+    try:
+        node = yaml.compose(text)
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise StoreFileError(f"{source}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise StoreFileError(f"{source}: a store file must be a mapping at the top level")
+    try:
+        return Store.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(x) for x in loc) or "(store)"
+            line = _line_of(node, loc)
+            where = f"{source}:{line}" if line else source
+            lines.append(f"{where}: field {field}: {err['msg']}")
+        raise StoreFileError("invalid store file\n" + "\n".join(lines)) from e
+
+
+def load_store(name_or_path: str | Path) -> Store:
+    """Load a store by shipped name (``small``) or from a YAML file path."""
+    path = resolve_store_path(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise StoreFileError(f"{path}: cannot read store file: {e.strerror}") from e
+    return parse_store(text, str(path))
+
+
+def dump_store(store: Store, path: Path) -> None:
+    """Write a store as YAML (prices as strings so no precision is lost)."""
+    data = store.model_dump(mode="json")
+    path.write_text(
+        f"# walkout store file — format: docs/store-format.md\n"
+        f"{yaml.safe_dump(data, sort_keys=False, width=100)}",
+        encoding="utf-8",
+    )

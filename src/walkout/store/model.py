@@ -1,0 +1,235 @@
+"""The store description: geometry, catalogue, planogram, cameras and gates.
+
+One YAML file describes a store (format documented in ``docs/store-format.md``). Every model is
+strict (``extra="forbid"``) so that a typo in a store file is an error, not a silent default.
+All coordinates are metres in the store frame: x, y on the floor, z up.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cached_property
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Vec3 = tuple[float, float, float]
+Vec2 = tuple[float, float]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Box(StrictModel):
+    """Axis-aligned 3D box in store coordinates."""
+
+    min: Vec3 = Field(description="lowest x, y, z corner (m)")
+    max: Vec3 = Field(description="highest x, y, z corner (m)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Box:
+        if any(a > b for a, b in zip(self.min, self.max, strict=True)):
+            raise ValueError(f"box min {self.min} must be <= max {self.max} on every axis")
+        return self
+
+    @property
+    def center(self) -> np.ndarray:
+        return (np.asarray(self.min) + np.asarray(self.max)) / 2.0
+
+    def contains_xy(self, x: float, y: float, margin: float = 0.0) -> bool:
+        return (
+            self.min[0] - margin <= x <= self.max[0] + margin
+            and self.min[1] - margin <= y <= self.max[1] + margin
+        )
+
+
+class Plate(StrictModel):
+    id: str = Field(description="unique plate id, e.g. G1-S2-P3")
+    box: Box = Field(description="the plate's volume: its surface up to the shelf above")
+    noise_g: float = Field(default=2.0, ge=0, description="expected load-cell noise σ (g)")
+
+
+class Shelf(StrictModel):
+    id: str
+    plates: list[Plate] = Field(min_length=1)
+
+
+class Gondola(StrictModel):
+    id: str
+    box: Box = Field(description="the whole unit, floor to top (an obstacle for walking)")
+    front: Vec2 = Field(description="unit vector on the floor pointing to the aisle it faces")
+    shelves: list[Shelf] = Field(min_length=1)
+
+    @field_validator("front")
+    @classmethod
+    def _unit(cls, v: Vec2) -> Vec2:
+        n = float(np.hypot(*v))
+        if not 0.99 < n < 1.01:
+            raise ValueError(f"front must be a unit vector, got {v} (length {n:.3f})")
+        return v
+
+
+class Product(StrictModel):
+    id: str = Field(description="barcode (UPC/EAN) or SKU")
+    name: str
+    price: Decimal = Field(ge=0, description="unit price, in the store's currency")
+    weight_g: float = Field(gt=0, description="mean unit weight (g)")
+    weight_sd_g: float = Field(ge=0, description="per-item weight spread σ (g)")
+
+
+class PlanogramEntry(StrictModel):
+    product: str = Field(description="product id from the catalogue")
+    plates: list[str] = Field(
+        min_length=1, description="plates the product stands on; its footprint spans all of them"
+    )
+    stock: int = Field(ge=0, description="items on the shelf when the store opens")
+
+
+class CameraPose(StrictModel):
+    """World-to-camera transform as OpenCV's rvec (Rodrigues) and tvec."""
+
+    rvec: Vec3
+    tvec: Vec3
+
+
+class Camera(StrictModel):
+    id: str
+    resolution: tuple[int, int] = Field(description="width, height in pixels")
+    fps: float = Field(gt=0)
+    K: tuple[Vec3, Vec3, Vec3] = Field(description="3x3 intrinsic matrix in pixels")
+    dist: tuple[float, ...] = Field(
+        default=(0.0, 0.0, 0.0, 0.0, 0.0), description="OpenCV distortion k1 k2 p1 p2 [k3...]"
+    )
+    pose: CameraPose
+
+    @field_validator("dist")
+    @classmethod
+    def _dist_len(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if len(v) not in (4, 5, 8, 12, 14):
+            raise ValueError(f"dist must have 4, 5, 8, 12 or 14 coefficients, got {len(v)}")
+        return v
+
+    @cached_property
+    def K_array(self) -> np.ndarray:
+        return np.asarray(self.K, dtype=np.float64)
+
+    @cached_property
+    def dist_array(self) -> np.ndarray:
+        return np.asarray(self.dist, dtype=np.float64)
+
+    @cached_property
+    def R(self) -> np.ndarray:
+        import cv2
+
+        r, _ = cv2.Rodrigues(np.asarray(self.pose.rvec, dtype=np.float64))
+        return r
+
+    @cached_property
+    def t(self) -> np.ndarray:
+        return np.asarray(self.pose.tvec, dtype=np.float64)
+
+    @cached_property
+    def center(self) -> np.ndarray:
+        """Camera centre in world coordinates."""
+        return -self.R.T @ self.t
+
+
+class Gate(StrictModel):
+    id: str
+    kind: Literal["entry", "exit"]
+    area: Box = Field(description="floor area (z ignored) where people pass the gate")
+
+
+class Floor(StrictModel):
+    outline: list[Vec2] = Field(min_length=3, description="polygon of the walkable floor (m)")
+
+
+class Store(StrictModel):
+    """A whole store. Cross-references are checked after parsing."""
+
+    name: str
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    floor: Floor
+    gondolas: list[Gondola] = Field(min_length=1)
+    catalogue: list[Product] = Field(min_length=1)
+    planogram: list[PlanogramEntry]
+    cameras: list[Camera] = Field(min_length=1)
+    gates: list[Gate] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _references(self) -> Store:
+        def unique(kind: str, ids: list[str]) -> set[str]:
+            seen: set[str] = set()
+            for i in ids:
+                if i in seen:
+                    raise ValueError(f"duplicate {kind} id {i!r}")
+                seen.add(i)
+            return seen
+
+        unique("gondola", [g.id for g in self.gondolas])
+        unique("shelf", [s.id for g in self.gondolas for s in g.shelves])
+        plates = unique("plate", [p.id for g in self.gondolas for s in g.shelves for p in s.plates])
+        products = unique("product", [p.id for p in self.catalogue])
+        unique("camera", [c.id for c in self.cameras])
+        unique("gate", [g.id for g in self.gates])
+        for i, e in enumerate(self.planogram):
+            if e.product not in products:
+                raise ValueError(f"planogram[{i}]: product {e.product!r} is not in the catalogue")
+            for p in e.plates:
+                if p not in plates:
+                    raise ValueError(f"planogram[{i}]: plate {p!r} does not exist")
+        kinds = {g.kind for g in self.gates}
+        if kinds != {"entry", "exit"}:
+            raise ValueError("a store needs at least one entry gate and one exit gate")
+        return self
+
+    # ---- derived, read-only views used by every stage -------------------------------------
+
+    @cached_property
+    def plates(self) -> dict[str, Plate]:
+        return {p.id: p for g in self.gondolas for s in g.shelves for p in s.plates}
+
+    @cached_property
+    def plate_ids(self) -> tuple[str, ...]:
+        """Canonical plate order: the column order of every PlateBlock of this store."""
+        return tuple(self.plates)
+
+    @cached_property
+    def plate_index(self) -> dict[str, int]:
+        return {p: i for i, p in enumerate(self.plate_ids)}
+
+    @cached_property
+    def plate_shelf(self) -> dict[str, str]:
+        return {p.id: s.id for g in self.gondolas for s in g.shelves for p in s.plates}
+
+    @cached_property
+    def plate_gondola(self) -> dict[str, Gondola]:
+        return {p.id: g for g in self.gondolas for s in g.shelves for p in s.plates}
+
+    @cached_property
+    def products(self) -> dict[str, Product]:
+        return {p.id: p for p in self.catalogue}
+
+    @cached_property
+    def plate_products(self) -> dict[str, tuple[str, ...]]:
+        """Products the planogram places on each plate."""
+        out: dict[str, list[str]] = {p: [] for p in self.plate_ids}
+        for e in self.planogram:
+            for p in e.plates:
+                if e.product not in out[p]:
+                    out[p].append(e.product)
+        return {k: tuple(v) for k, v in out.items()}
+
+    @cached_property
+    def plate_boxes(self) -> np.ndarray:
+        """(plates, 2, 3) array of box min/max in canonical plate order."""
+        return np.array([[p.box.min, p.box.max] for p in self.plates.values()], dtype=np.float64)
+
+    @cached_property
+    def cameras_by_id(self) -> dict[str, Camera]:
+        return {c.id: c for c in self.cameras}
+
+    def gates_of(self, kind: Literal["entry", "exit"]) -> list[Gate]:
+        return [g for g in self.gates if g.kind == kind]
