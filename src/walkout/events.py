@@ -38,6 +38,7 @@ COCO17: tuple[str, ...] = (
 )
 N_JOINTS = len(COCO17)
 NOSE, L_SHOULDER, R_SHOULDER = 0, 5, 6
+L_ELBOW, R_ELBOW = 7, 8
 L_WRIST, R_WRIST = 9, 10
 L_HIP, R_HIP = 11, 12
 L_ANKLE, R_ANKLE = 15, 16

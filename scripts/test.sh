@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up on a fresh machine and run the whole test suite: `bash scripts/test.sh [pytest args]`.
+# Exits non-zero on any failure, including pytest's exit 5 ("no tests collected").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
+.venv/bin/ruff check src tests scripts || { echo "ruff found problems" >&2; exit 1; }
+.venv/bin/python -m pytest "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+fi
+exit "$rc"

@@ -1,0 +1,39 @@
+"""Carts as an append-only ledger; contents are a pure fold over its entries."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+from walkout.events import CartEntry
+
+
+def fold(entries: Iterable[CartEntry]) -> dict[str, Counter[str]]:
+    """Session id → product → quantity held, from ledger entries in any order."""
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for e in entries:
+        out[e.session_id][e.product_id] += e.quantity
+    return {s: Counter({p: q for p, q in c.items() if q != 0}) for s, c in out.items()}
+
+
+class CartLedger:
+    """Append-only record of what each session took and returned."""
+
+    def __init__(self) -> None:
+        self._entries: list[CartEntry] = []
+        self._held: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def append(self, entry: CartEntry) -> None:
+        self._entries.append(entry)
+        self._held[entry.session_id][entry.product_id] += entry.quantity
+
+    def holds(self, session_id: str, product_id: str) -> int:
+        return self._held[session_id][product_id]
+
+    def entries(self, session_id: str | None = None) -> list[CartEntry]:
+        if session_id is None:
+            return list(self._entries)
+        return [e for e in self._entries if e.session_id == session_id]
+
+    def contents(self, session_id: str) -> Counter[str]:
+        return fold(self.entries(session_id)).get(session_id, Counter())

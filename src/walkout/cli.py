@@ -1,0 +1,220 @@
+"""The `walkout` command line: demo, sim, replay, bench, store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from walkout.store import StoreFileError, builtin_stores, load_store
+from walkout.store.model import Store
+
+app = typer.Typer(no_args_is_help=True, help="walkout: an open checkout-free store platform.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print JSON.")
+store_app = typer.Typer(no_args_is_help=True, help="Store descriptions.")
+app.add_typer(bench_app, name="bench")
+app.add_typer(store_app, name="store")
+console = Console()
+err = Console(stderr=True)
+
+StoreOpt = Annotated[str, typer.Option("--store", help="shipped store name or a store YAML path")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="random seed of the simulation")]
+
+
+def _store(name: str) -> Store:
+    try:
+        return load_store(name)
+    except StoreFileError as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+
+
+@contextmanager
+def _progress(total: float, label: str) -> Iterator[Any]:
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=err, transient=False,
+    ) as p:
+        task = p.add_task(label, total=total)
+        yield lambda now: p.update(task, completed=min(now, total))
+
+
+def _receipts_json(result: Any) -> dict[str, Any]:
+    return {
+        "receipts": [
+            {
+                "session": r.session_id,
+                "credential": r.credential,
+                "currency": r.currency,
+                "total": str(r.total),
+                "needs_review": r.needs_review,
+                "exited_at": r.exited_at,
+                "lines": [
+                    {"product": ln.product_id, "name": ln.name, "quantity": ln.quantity,
+                     "unit_price": str(ln.unit_price), "amount": str(ln.amount),
+                     "events": list(ln.events)}
+                    for ln in r.lines
+                ],
+            }
+            for r in result.receipts
+        ],
+        "alerts": [{"t": a.t, "kind": a.kind, "message": a.message, "subject": a.subject}
+                   for a in result.alerts],
+    }
+
+
+@app.command()
+def demo(
+    store: StoreOpt = "small",
+    shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 20,
+    seed: SeedOpt = 1,
+) -> None:
+    """Simulate a shopping period, run the engine, and show receipts beside the truth."""
+    from walkout.bench.accuracy import predicted_receipts
+    from walkout.bench.metrics import score_receipts
+    from walkout.engine import Engine
+    from walkout.sim.session import simulate
+    from walkout.sources.recording import Sensors
+
+    st = _store(store)
+    t0 = time.perf_counter()
+    with console.status(f"simulating {shoppers} shoppers in '{st.name}'..."):
+        session = simulate(st, shoppers, seed)
+    console.print(
+        f"simulated {session.duration_s:.0f} s: {len(session.frames):,} camera frames, "
+        f"{session.plates.grams.size:,} plate samples, {len(session.truth.events)} shelf events"
+    )
+    with _progress(session.duration_s, "engine") as tick:
+        result = Engine(st).run(Sensors.from_session(session), tick)
+    pred = predicted_receipts(result)
+    table = Table(title="Receipts (engine vs ground truth)", show_lines=True)
+    for col in ("shopper", "engine receipt", "ground truth", ""):
+        table.add_column(col)
+    names = st.products
+    for cred, truth in sorted(session.truth.receipts.items()):
+        got = pred.get(cred, Counter())
+
+        def fmt(c: Counter[str]) -> str:
+            return "\n".join(f"{q} × {names[p].name[:34]}" for p, q in sorted(c.items())) or "—"
+
+        ok = Counter({k: v for k, v in got.items() if v > 0}) == truth
+        table.add_row(cred, fmt(got), fmt(truth), "[green]✓[/]" if ok else "[red]✗[/]")
+    console.print(table)
+    s = score_receipts(pred, session.truth.receipts)
+    console.print(
+        f"[bold]exact receipts[/] {s.exact_receipt_rate:.1%}  [bold]precision[/] {s.precision:.4f}"
+        f"  [bold]recall[/] {s.recall:.4f}  [bold]F1[/] {s.f1:.4f}  events {len(result.events)}"
+        f"  to review {len(result.review_queue)}  alerts {len(result.alerts)}"
+        f"  ({time.perf_counter() - t0:.1f} s)"
+    )
+
+
+@app.command()
+def sim(
+    out: Annotated[Path, typer.Option("--out", help="recording directory to write")],
+    store: StoreOpt = "small",
+    shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 20,
+    seed: SeedOpt = 1,
+) -> None:
+    """Simulate a period and record its sensor streams and ground truth to disk."""
+    from walkout.sim.session import simulate
+    from walkout.sources.recording import write_recording
+
+    st = _store(store)
+    with console.status(f"simulating {shoppers} shoppers..."):
+        session = simulate(st, shoppers, seed)
+        write_recording(session, out)
+    console.print(f"recorded {session.duration_s:.0f} s of '{st.name}' to {out}")
+
+
+@app.command()
+def replay(
+    recording: Annotated[Path, typer.Argument(help="recording directory")],
+    out: Annotated[Path | None, typer.Option("--out", help="receipts JSON to write")] = None,
+) -> None:
+    """Run the engine on a recording and write its receipts (deterministic)."""
+    from walkout.engine import Engine
+    from walkout.sources.recording import RecordingError, load_sensors
+
+    try:
+        sensors = load_sensors(recording)
+    except (RecordingError, StoreFileError) as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+    with _progress(sensors.duration_s, "engine") as tick:
+        result = Engine(sensors.store).run(sensors, tick)
+    target = out or recording / "receipts.json"
+    target.write_text(json.dumps(_receipts_json(result), indent=1) + "\n")
+    console.print(f"{len(result.receipts)} receipts written to {target}")
+
+
+@bench_app.command("accuracy")
+def bench_accuracy(
+    store: StoreOpt = "small",
+    shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 200,
+    seed: SeedOpt = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+) -> None:
+    """Receipt accuracy of the engine on a simulated period (AiFi item metric)."""
+    from walkout.bench.accuracy import run_accuracy
+
+    st = _store(store)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TimeElapsedColumn(), console=err) as p:
+        task = p.add_task("simulate", total=1.0)
+
+        def tick(stage: str, now: float, total: float) -> None:
+            p.update(task, description=stage, completed=now / max(total, 1e-9))
+
+        figures, _, _ = run_accuracy(st, shoppers, seed, tick)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+
+
+@store_app.command("list")
+def store_list() -> None:
+    """Shipped stores."""
+    for name in builtin_stores():
+        s = load_store(name)
+        console.print(
+            f"{name}: {len(s.gondolas)} gondolas, {len(s.plates)} plates, "
+            f"{len(s.catalogue)} products, {len(s.cameras)} cameras"
+        )
+
+
+@store_app.command("validate")
+def store_validate(path: Annotated[Path, typer.Argument(help="store YAML file")]) -> None:
+    """Check a store file; errors name the file, line and field."""
+    s = _store(str(path))
+    console.print(f"{path}: valid store '{s.name}' ({len(s.plates)} plates)")
+
+
+@store_app.command("import-aifi")
+def store_import_aifi(
+    meta: Annotated[Path, typer.Option(help="AiFi store_meta directory")],
+    case: Annotated[Path, typer.Option(help="AiFi test case directory (products, planogram)")],
+    out: Annotated[Path, typer.Option(help="store YAML to write")],
+) -> None:
+    """Build a store file from the AiFi AutoCheckout format."""
+    from walkout.store.import_aifi import import_aifi_store
+    from walkout.store.loader import dump_store
+
+    s = import_aifi_store(meta, case)
+    dump_store(s, out)
+    console.print(f"wrote {out}: {len(s.plates)} plates, {len(s.cameras)} cameras")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,245 @@
+"""The engine: sensor streams in, receipts out, one time chunk at a time.
+
+Each chunk feeds the shelf stage (weights → ShelfEvents) and the tracker (keypoints → tracks),
+binds new tracks to entry scans, attributes settled events to sessions by hand evidence, folds
+decisions into the cart ledger and issues a receipt a few seconds after each exit. The engine is
+a deterministic function of its inputs: the same streams give the same receipts, bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from walkout.attribution import AttributionConfig, attribute
+from walkout.cart import CartLedger, Session, SessionBook, SessionState
+from walkout.checkout import Receipt, build_receipt
+from walkout.events import Alert, Attribution, CartEntry, GateEvent, PlateBlock, ShelfEvent, Track
+from walkout.shelf import ShelfConfig, ShelfStage
+from walkout.sources.recording import Sensors
+from walkout.store.model import Store
+from walkout.tracking import Tracker, TrackerConfig
+
+
+class EngineConfig(BaseModel):
+    """Configuration of every stage of the engine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shelf: ShelfConfig = Field(default_factory=ShelfConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)
+    chunk_s: float = Field(5.0, gt=0, description="time processed per step")
+    bind_window_s: float = Field(8.0, gt=0, description="max gap between scan and track birth")
+    exit_settle_s: float = Field(
+        4.0, ge=0, description="wait after an exit for the last shelf events to settle"
+    )
+    product_review_below: float = Field(
+        0.8, ge=0, le=1, description="product confidence under which an event is reviewed"
+    )
+
+
+@dataclass
+class Decision:
+    """What the engine concluded about one shelf event."""
+
+    attribution: Attribution
+    product_id: str | None
+    quantity: int  # signed: + pick, - put-back
+    needs_review: bool
+
+
+@dataclass
+class EngineResult:
+    receipts: list[Receipt]
+    events: list[ShelfEvent]
+    decisions: list[Decision]
+    alerts: list[Alert]
+    tracks: list[Track]
+    sessions: dict[str, Session]
+
+    @property
+    def review_queue(self) -> list[Decision]:
+        return [d for d in self.decisions if d.needs_review]
+
+
+@dataclass
+class Engine:
+    store: Store
+    config: EngineConfig = field(default_factory=EngineConfig)
+
+    def __post_init__(self) -> None:
+        self.shelf = ShelfStage(self.store, self.config.shelf)
+        self.tracker = Tracker(self.store, self.config.tracker)
+        self.book = SessionBook(bind_window_s=self.config.bind_window_s)
+        self.ledger = CartLedger()
+        self.events: list[ShelfEvent] = []
+        self.decisions: list[Decision] = []
+        self.alerts: list[Alert] = []
+        self.receipts: list[Receipt] = []
+        self._pending: list[ShelfEvent] = []
+        self._exits: list[tuple[GateEvent, Session]] = []
+        self._known_tracks = 0
+        self._box_cache: dict[tuple[str, ...], np.ndarray] = {}
+
+    # ---- one step ---------------------------------------------------------------------------
+
+    def step(self, block: PlateBlock, frames: list, gates: list[GateEvent], now: float) -> None:
+        """Process everything that happened up to ``now``."""
+        self.alerts += self.tracker.process(frames)
+        tracks = self.tracker.tracks
+        for tr in tracks[self._known_tracks :]:
+            if tr.born_at is not None:
+                self.book.born(tr)
+        self._known_tracks = len(tracks)
+        for g in gates:
+            if g.kind == "entry":
+                self.alerts += self.book.scan(g)
+            else:
+                self._exit(g, tracks)
+        self.alerts += self.book.resolve(now)
+        new = self.shelf.process(block)
+        self.events += new
+        self._pending += new
+        self._attribute_ready(tracks, now - self.config.attribution.pad_s - 0.2)
+        self._close_ready(now)
+
+    def finish(self) -> None:
+        """End of stream: settle everything and close every open session."""
+        new = self.shelf.flush()
+        self.events += new
+        self._pending += new
+        self.alerts += self.tracker.finish()
+        tracks = self.tracker.tracks
+        self.alerts += self.book.resolve(float("inf"))
+        self._attribute_ready(tracks, float("inf"))
+        self._close_ready(float("inf"))
+        for s in self.book.sessions.values():
+            if s.state == SessionState.OPEN and s.bound:
+                self.alerts.append(Alert(s.entered_at, "no_exit_seen",
+                                         "session still open at the end of the stream",
+                                         s.session_id))
+                self._issue(s)
+
+    def run(self, sensors: Sensors, progress: Callable[[float], None] | None = None) -> EngineResult:
+        """Run over a whole recording, in time chunks, as a live store would see it."""
+        chunk = self.config.chunk_s
+        plates, frames, gates = sensors.plates, sensors.frames, sensors.gates
+        frame_t = np.array([f.t for f in frames])
+        gate_t = np.array([g.t for g in gates])
+        edges = np.arange(0.0, sensors.duration_s + chunk, chunk)
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            i0, i1 = np.searchsorted(plates.t, [a, b])
+            f0, f1 = np.searchsorted(frame_t, [a, b])
+            g0, g1 = np.searchsorted(gate_t, [a, b])
+            block = PlateBlock(plates.t[i0:i1], plates.grams[i0:i1], plates.plate_ids)
+            self.step(block, frames[f0:f1], gates[g0:g1], float(b))
+            if progress:
+                progress(float(b))
+        self.finish()
+        return self.result()
+
+    def result(self) -> EngineResult:
+        return EngineResult(
+            receipts=sorted(self.receipts, key=lambda r: r.session_id),
+            events=self.events, decisions=self.decisions, alerts=self.alerts,
+            tracks=self.tracker.tracks, sessions=self.book.sessions,
+        )
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _boxes(self, plate_ids: tuple[str, ...]) -> np.ndarray:
+        if plate_ids not in self._box_cache:
+            idx = [self.store.plate_index[p] for p in plate_ids]
+            self._box_cache[plate_ids] = self.store.plate_boxes[idx]
+        return self._box_cache[plate_ids]
+
+    def _candidates(self, tracks: list[Track], t0: float, t1: float) -> dict[str, list[Track]]:
+        out: dict[str, list[Track]] = {}
+        for tr in tracks:
+            sid = self.book.by_track.get(tr.track_id)
+            if sid is None or len(tr.t) == 0 or tr.t[0] > t1 or tr.t[-1] < t0:
+                continue
+            out.setdefault(sid, []).append(tr)
+        return out
+
+    def _attribute_ready(self, tracks: list[Track], horizon: float) -> None:
+        ready = [e for e in self._pending if e.t_end <= horizon]
+        self._pending = [e for e in self._pending if e.t_end > horizon]
+        pad = self.config.attribution.pad_s
+        for ev in sorted(ready, key=lambda e: (e.t_start, e.event_id)):
+            cands = self._candidates(tracks, ev.t_start - pad, ev.t_end + pad)
+            att = attribute(ev, cands, self._boxes(ev.plate_ids), self.config.attribution)
+            self._decide(att)
+
+    def _decide(self, att: Attribution) -> None:
+        ev = att.event
+        review = att.needs_review
+        sid = att.session_id
+        hyps = ev.hypotheses
+        if not hyps:
+            self.decisions.append(Decision(att, None, 0, True))
+            return
+        chosen = hyps[0]
+        if ev.kind == "put" and sid is not None:
+            # a put-back must come from someone holding that product: prefer what they hold
+            held = [h for h in hyps if self.ledger.holds(sid, h.product_id) >= h.quantity]
+            if held:
+                chosen = held[0]
+            else:
+                review = True
+        if chosen.probability < self.config.product_review_below:
+            review = True
+        signed = chosen.quantity if ev.kind == "pick" else -chosen.quantity
+        self.decisions.append(Decision(att, chosen.product_id, signed, review))
+        self.shelf.apply(ev.event_id, chosen.product_id, -signed)
+        if sid is not None:
+            self.ledger.append(
+                CartEntry(sid, chosen.product_id, signed, ev.t_end, ev.event_id,
+                          min(att.confidence, chosen.probability), (ev.event_id,))
+            )
+
+    def _exit(self, g: GateEvent, tracks: list[Track]) -> None:
+        gate = next(x for x in self.store.gates if x.id == g.gate_id)
+        by_id = {tr.track_id: tr for tr in tracks}
+        best, best_d = None, float("inf")
+        for s in self.book.open_sessions():
+            for tid in s.track_ids:
+                tr = by_id.get(tid)
+                if tr is None or len(tr.t) == 0:
+                    continue
+                i = int(np.clip(np.searchsorted(tr.t, g.t), 0, len(tr.t) - 1))
+                if abs(tr.t[i] - g.t) > 2.0:
+                    continue
+                hips = tr.joints[i, 11:13, :2]
+                xy = np.nanmean(hips, axis=0) if np.isfinite(hips).any() else None
+                if xy is None:
+                    continue
+                d = float(np.hypot(*(xy - gate.area.center[:2])))
+                if d < best_d:
+                    best, best_d = s, d
+        if best is None or best_d > 2.0:
+            self.alerts.append(Alert(g.t, "exit_unmatched",
+                                     f"exit at {g.gate_id} with no tracked shopper near it"))
+            return
+        best.state = SessionState.CHECKING_OUT
+        best.exited_at = g.t
+        self._exits.append((g, best))
+
+    def _close_ready(self, now: float) -> None:
+        for g, s in list(self._exits):
+            if now >= g.t + self.config.exit_settle_s and not any(
+                e.t_start <= g.t for e in self._pending
+            ):
+                self._exits.remove((g, s))
+                self._issue(s)
+
+    def _issue(self, s: Session) -> None:
+        s.state = SessionState.CLOSED
+        reviewed = {d.attribution.event.event_id for d in self.decisions if d.needs_review}
+        self.receipts.append(
+            build_receipt(s, self.ledger.entries(s.session_id), self.store, reviewed)
+        )

@@ -1,0 +1,87 @@
+"""A simulated shopping period: every sensor stream plus the ground truth beside it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from walkout.events import GateEvent, KeypointFrame, PlateBlock
+from walkout.sim.cameras import CameraSimConfig, PersonPath, render_keypoints
+from walkout.sim.loadcell import simulate_plates
+from walkout.sim.shoppers import ShopperConfig, ShopperSimulator, TrueEvent
+from walkout.store.model import Store
+
+
+class SimConfig(BaseModel):
+    """Everything that shapes a simulated period besides the store and the seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shoppers: ShopperConfig = Field(default_factory=ShopperConfig)
+    cameras: CameraSimConfig = Field(default_factory=CameraSimConfig)
+    plate_rate_hz: float = Field(60.0, gt=0, description="load-cell sampling rate")
+    tail_s: float = Field(5.0, ge=0, description="recording kept running after the last exit")
+
+
+@dataclass
+class Truth:
+    """Ground truth; written beside a recording and never read by the engine."""
+
+    receipts: dict[str, Counter[str]]  # credential -> product -> quantity
+    events: list[TrueEvent]
+    paths: list[PersonPath]
+    credentials: dict[int, str]  # person id -> credential
+
+
+@dataclass
+class SimSession:
+    """Sensor streams of one simulated period (what the engine may read) and its truth."""
+
+    store: Store
+    seed: int
+    duration_s: float
+    plates: PlateBlock
+    frames: list[KeypointFrame]
+    gates: list[GateEvent]
+    truth: Truth
+
+
+def simulate(
+    store: Store, shoppers: int, seed: int, config: SimConfig | None = None
+) -> SimSession:
+    """Simulate ``shoppers`` visits; deterministic for a given store, count, seed and config."""
+    cfg = config or SimConfig()
+    root = np.random.SeedSequence(seed)
+    rng_people, rng_plates, rng_cams = (np.random.default_rng(s) for s in root.spawn(3))
+    sim = ShopperSimulator(store, cfg.shoppers, rng_people)
+    arrivals = np.cumsum(rng_people.exponential(cfg.shoppers.mean_arrival_gap_s, shoppers)) + 1.0
+    results = []
+    for i, t in enumerate(arrivals):
+        credential = f"qr-{seed:04d}-{i:05d}"
+        results.append(sim.shopper(i, credential, float(t)))
+    end = max((r.path.t[-1] for r in results), default=10.0)
+    duration = float(end + cfg.tail_s)
+
+    initial = np.zeros(len(store.plate_ids))
+    for e in store.planogram:
+        w = store.products[e.product].weight_g * e.stock / len(e.plates)
+        for p in e.plates:
+            initial[store.plate_index[p]] += w
+    interactions = [x for r in results for x in r.interactions]
+    plates = simulate_plates(
+        initial, interactions, duration, rng_plates, rate_hz=cfg.plate_rate_hz,
+        plate_ids=store.plate_ids,  # per-plate noise drawn like the real AiFi plates
+    )
+    paths = [r.path for r in results]
+    frames = render_keypoints(store, paths, duration, rng_cams, cfg.cameras)
+    gates = sorted((g for r in results for g in r.gates), key=lambda g: (g.t, g.gate_id))
+    truth = Truth(
+        receipts={r.credential: r.receipt for r in results},
+        events=sorted((e for r in results for e in r.events), key=lambda e: e.t_change),
+        paths=paths,
+        credentials={r.path.person_id: r.credential for r in results},
+    )
+    return SimSession(store, seed, duration, plates, frames, gates, truth)

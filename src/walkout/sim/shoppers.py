@@ -1,0 +1,311 @@
+"""Simulated shoppers: arrival, walking between gondolas, reaching into plates, exit.
+
+Each shopper is planned in arrival order against a shared schedule of plate use, so that the
+standard mix has shoppers close together and on neighbouring plates at once, but never two
+hands in the same plate at the same moment (those cases are named scenarios of their own).
+The output is ground truth: body paths, plate interactions, gate events and true receipts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from walkout.events import L_WRIST, R_WRIST, GateEvent
+from walkout.sim.body import BodyState, skeleton
+from walkout.sim.cameras import PersonPath
+from walkout.sim.floor import FloorGrid
+from walkout.sim.loadcell import PlateInteraction
+from walkout.store.model import Gondola, Store
+
+BODY_HZ = 30.0
+STAND_OFFSET = 0.35  # m between the gondola face and a standing shopper's pelvis
+
+
+class ShopperConfig(BaseModel):
+    """How the standard mix of shoppers behaves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mean_arrival_gap_s: float = Field(12.0, gt=0, description="mean time between arrivals")
+    speed_mps: tuple[float, float] = Field((0.7, 1.5), description="walking speed range")
+    mean_stops: float = Field(2.5, ge=0, description="mean plates visited per shopper")
+    max_stops: int = Field(6, ge=1, description="most plates one shopper visits")
+    multi_item_p: float = Field(0.2, ge=0, le=1, description="chance a pick takes 2–3 items")
+    put_back_p: float = Field(0.15, ge=0, le=1, description="chance a shopper puts one back")
+    put_elsewhere_p: float = Field(
+        0.25, ge=0, le=1, description="of put-backs, the share put on another plate"
+    )
+    press_g: tuple[float, float] = Field(
+        (0.0, 400.0), description="range of extra force of a hand on the plate (g)"
+    )
+    height_m: tuple[float, float] = Field((1.5, 1.95), description="range of body heights")
+
+
+@dataclass(frozen=True, slots=True)
+class TrueEvent:
+    """What really happened at a shelf (ground truth, never read by the engine)."""
+
+    shopper: str
+    kind: str  # "pick" | "put"
+    product_id: str
+    quantity: int
+    plates: tuple[str, ...]
+    t_in: float
+    t_out: float
+    t_change: float
+
+
+@dataclass
+class _Shelving:
+    """Where each product is, how many are left, and who uses which plate when."""
+
+    store: Store
+    stock: list[int] = field(default_factory=list)
+    busy: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stock = [e.stock for e in self.store.planogram]
+
+    def free_at(self, plates: tuple[str, ...], t0: float, t1: float) -> float:
+        """Earliest start >= t0 at which [start, start + (t1 - t0)] overlaps no booking."""
+        start, length = t0, t1 - t0
+        moved = True
+        while moved:
+            moved = False
+            for p in plates:
+                for a, b in self.busy.get(p, []):
+                    if start < b and a < start + length:
+                        start, moved = b, True
+        return start
+
+    def book(self, plates: tuple[str, ...], t0: float, t1: float) -> None:
+        for p in plates:
+            self.busy.setdefault(p, []).append((t0, t1))
+
+
+@dataclass
+class _Timeline:
+    """Body states of one shopper, appended segment by segment on the 30 Hz grid."""
+
+    t0: float
+    height: float
+    parts: list[dict[str, np.ndarray]] = field(default_factory=list)
+    t: float = 0.0
+    xy: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    heading: float = np.pi / 2
+    gait: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.t = self.t0
+
+    def _n(self, seconds: float) -> int:
+        return max(1, round(seconds * BODY_HZ))
+
+    def _add(self, n: int, **cols: np.ndarray) -> None:
+        base = {
+            "xy": np.broadcast_to(self.xy, (n, 2)),
+            "heading": np.full(n, self.heading),
+            "gait": np.full(n, self.gait),
+            "stride": np.zeros(n),
+            "reach": np.zeros(n),
+            "reach_target": np.zeros((n, 3)),
+            "reach_wrist": np.full(n, R_WRIST),
+        }
+        base.update(cols)
+        self.parts.append(base)
+        self.t += n / BODY_HZ
+
+    def stand(self, seconds: float) -> None:
+        self._add(self._n(seconds))
+
+    def walk(self, polyline: np.ndarray, speed: float) -> None:
+        seg = np.diff(polyline, axis=0)
+        lengths = np.hypot(seg[:, 0], seg[:, 1])
+        total = float(lengths.sum())
+        if total < 0.05:
+            return
+        n = self._n(total / speed)
+        s = np.linspace(0, total, n + 1)[1:]
+        cum = np.concatenate([[0.0], np.cumsum(lengths)])
+        k = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1)
+        frac = ((s - cum[k]) / np.maximum(lengths[k], 1e-9))[:, None]
+        xy = polyline[k] + seg[k] * frac
+        heading = np.arctan2(seg[k, 1], seg[k, 0])
+        gait = self.gait + s * (np.pi / 0.7)  # one gait cycle per ~1.4 m
+        ramp = np.minimum(1.0, np.minimum(s, total - s) / 0.3 + 0.2)
+        self._add(n, xy=xy, heading=heading, gait=gait, stride=ramp)
+        self.xy, self.heading, self.gait = xy[-1].copy(), float(heading[-1]), float(gait[-1])
+
+    def turn_to(self, heading: float) -> None:
+        self.heading = heading
+
+    def reach(self, target: np.ndarray, wrist: int, dwell: float) -> tuple[float, float]:
+        """Reach out, hold for ``dwell`` s, come back; returns the time span of the hold."""
+        up, down = self._n(0.5), self._n(0.5)
+        hold = self._n(dwell)
+        prof = np.concatenate(
+            [0.5 - 0.5 * np.cos(np.linspace(0, np.pi, up)), np.ones(hold),
+             0.5 + 0.5 * np.cos(np.linspace(0, np.pi, down))]
+        )
+        t_hold0 = self.t + up / BODY_HZ
+        n = len(prof)
+        self._add(
+            n, reach=prof, reach_target=np.broadcast_to(target, (n, 3)),
+            reach_wrist=np.full(n, wrist),
+        )
+        return t_hold0, t_hold0 + hold / BODY_HZ
+
+    def path(self, person_id: int) -> PersonPath:
+        cols = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
+        n = len(cols["heading"])
+        state = BodyState(height=self.height, **cols)
+        return PersonPath(
+            person_id=person_id,
+            t=self.t0 + np.arange(n) / BODY_HZ,
+            joints=skeleton(state),
+        )
+
+
+@dataclass
+class ShopperResult:
+    """Ground truth of one simulated visit."""
+
+    credential: str
+    path: PersonPath
+    gates: list[GateEvent]
+    interactions: list[PlateInteraction]
+    events: list[TrueEvent]
+    receipt: Counter[str]
+
+
+def _stand_point(g: Gondola, x: float) -> tuple[np.ndarray, float]:
+    fx, fy = g.front
+    face_y = g.box.max[1] if fy > 0 else g.box.min[1]
+    face_x = g.box.max[0] if fx > 0 else g.box.min[0]
+    if abs(fy) > 0.5:
+        xy = np.array([x, face_y + fy * STAND_OFFSET])
+    else:
+        xy = np.array([face_x + fx * STAND_OFFSET, x])
+    return xy, float(np.arctan2(-fy, -fx))
+
+
+class ShopperSimulator:
+    """Plans shoppers one after another against shared shelving and plate schedules."""
+
+    def __init__(self, store: Store, config: ShopperConfig, rng: np.random.Generator) -> None:
+        self.store, self.config, self.rng = store, config, rng
+        self.floor = FloorGrid(store)
+        self.shelving = _Shelving(store)
+        self.plate_col = store.plate_index
+        self.entry = store.gates_of("entry")[0]
+        self.exit = store.gates_of("exit")[0]
+
+    def _reach_target(self, plates: tuple[str, ...]) -> tuple[np.ndarray, float]:
+        """A point inside the footprint (first plate's front part) and the along-face coordinate."""
+        boxes = [self.store.plates[p].box for p in plates]
+        lo = np.min([b.min for b in boxes], axis=0)
+        hi = np.max([b.max for b in boxes], axis=0)
+        g = self.store.plate_gondola[plates[0]]
+        along = 0 if abs(g.front[1]) > 0.5 else 1
+        a = self.rng.uniform(lo[along] + 0.08, hi[along] - 0.08)
+        target = np.empty(3)
+        target[along] = a
+        depth_axis = 1 - along
+        front_sign = g.front[depth_axis]
+        face = hi[depth_axis] if front_sign > 0 else lo[depth_axis]
+        target[depth_axis] = face - front_sign * self.rng.uniform(0.08, 0.2)
+        target[2] = lo[2] + self.rng.uniform(0.04, 0.12)
+        return target, a
+
+    def _interact(
+        self, tl: _Timeline, plates: tuple[str, ...], delta_g: float, shopper_wrist: int
+    ) -> tuple[list[PlateInteraction], tuple[float, float, float]]:
+        """Walk-free part of a visit to a plate: wait if it is busy, reach, change the load."""
+        target, along = self._reach_target(plates)
+        g = self.store.plate_gondola[plates[0]]
+        stand, heading = _stand_point(g, along)
+        tl.walk(self.floor.path(tl.xy, stand), self.rng.uniform(*self.config.speed_mps))
+        tl.turn_to(heading)
+        dwell = float(self.rng.uniform(0.6, 1.8))
+        start = self.shelving.free_at(plates, tl.t - 0.5, tl.t + dwell + 2.0)
+        if start > tl.t - 0.5:
+            tl.stand(start - tl.t + 0.5)
+        t_in, t_out = tl.reach(target, shopper_wrist, dwell)
+        self.shelving.book(plates, t_in - 1.0, t_out + 1.0)
+        t_change = float(self.rng.uniform(t_in + 0.15 * dwell, t_out - 0.15 * dwell))
+        press = float(self.rng.uniform(*self.config.press_g))
+        shares = self.rng.uniform(0.3, 0.7) if len(plates) == 2 else 1.0
+        parts = [shares, 1 - shares] if len(plates) == 2 else [1.0 / len(plates)] * len(plates)
+        out = [
+            PlateInteraction(
+                plate=self.plate_col[p], t_in=t_in, t_out=t_out, t_change=t_change,
+                delta_g=delta_g * f, press_g=press * f,
+            )
+            for p, f in zip(plates, parts, strict=True)
+        ]
+        tl.stand(float(self.rng.uniform(0.2, 1.5)))
+        return out, (t_in, t_out, t_change)
+
+    def shopper(self, person_id: int, credential: str, t_arrive: float) -> ShopperResult:
+        cfg, rng, store = self.config, self.rng, self.store
+        tl = _Timeline(t0=t_arrive, height=float(rng.uniform(*cfg.height_m)))
+        ea = self.entry.area
+        tl.xy = np.array([rng.uniform(ea.min[0] + 0.3, ea.max[0] - 0.3), ea.min[1] + 0.25])
+        tl.heading = np.pi / 2
+        tl.stand(float(rng.uniform(1.0, 2.0)))
+        gates = [GateEvent(t=t_arrive + 0.7, gate_id=self.entry.id, kind="entry",
+                           credential=credential)]
+        wrist = R_WRIST if rng.random() < 0.75 else L_WRIST
+        interactions: list[PlateInteraction] = []
+        events: list[TrueEvent] = []
+        held: list[tuple[str, float, tuple[str, ...]]] = []  # product, item weight, from plates
+        n_stops = int(min(cfg.max_stops, rng.poisson(cfg.mean_stops) + 1))
+        puts_back = rng.random() < cfg.put_back_p
+        put_elsewhere = puts_back and rng.random() < cfg.put_elsewhere_p
+        for stop in range(n_stops):
+            choices = [i for i, s in enumerate(self.shelving.stock) if s > 0]
+            if not choices:
+                break
+            e_idx = int(rng.choice(choices))
+            entry = store.planogram[e_idx]
+            plates = tuple(entry.plates)
+            product = store.products[entry.product]
+            if put_elsewhere and held and stop == n_stops - 1:
+                # put the first item taken on this (wrong) plate, then take nothing here
+                pid, w, _ = held.pop(0)
+                inter, (t_in, t_out, t_ch) = self._interact(tl, plates[:1], w, wrist)
+                interactions += inter
+                events.append(TrueEvent(credential, "put", pid, 1, plates[:1], t_in, t_out, t_ch))
+                break
+            want = 1
+            if rng.random() < cfg.multi_item_p:
+                want = int(rng.choice([2, 3], p=[0.75, 0.25]))
+            qty = min(want, self.shelving.stock[e_idx])
+            weights = rng.normal(product.weight_g, product.weight_sd_g, size=qty)
+            self.shelving.stock[e_idx] -= qty
+            inter, (t_in, t_out, t_ch) = self._interact(tl, plates, -float(weights.sum()), wrist)
+            interactions += inter
+            events.append(TrueEvent(credential, "pick", product.id, qty, plates, t_in, t_out, t_ch))
+            held += [(product.id, float(w), plates) for w in weights]
+            if puts_back and not put_elsewhere and stop == 0:
+                # changes their mind at once: one item back on the same plate
+                pid, w, from_plates = held.pop()
+                inter, (t_in, t_out, t_ch) = self._interact(tl, from_plates, w, wrist)
+                interactions += inter
+                self.shelving.stock[e_idx] += 1
+                events.append(TrueEvent(credential, "put", pid, 1, from_plates, t_in, t_out, t_ch))
+        xa = self.exit.area
+        gate_xy = np.array([rng.uniform(xa.min[0] + 0.3, xa.max[0] - 0.3), xa.min[1] + 0.6])
+        tl.walk(self.floor.path(tl.xy, gate_xy), rng.uniform(*cfg.speed_mps))
+        gates.append(GateEvent(t=tl.t, gate_id=self.exit.id, kind="exit"))
+        tl.walk(np.array([tl.xy, [tl.xy[0], xa.min[1] + 0.15]]), 1.0)
+        tl.stand(0.3)
+        receipt: Counter[str] = Counter()
+        for ev in events:
+            receipt[ev.product_id] += ev.quantity if ev.kind == "pick" else -ev.quantity
+        receipt = Counter({k: v for k, v in receipt.items() if v > 0})
+        return ShopperResult(credential, tl.path(person_id), gates, interactions, events, receipt)

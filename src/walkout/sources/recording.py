@@ -1,0 +1,204 @@
+"""A recording on disk: the sensor streams of a period, with ground truth kept apart.
+
+Layout of a recording directory::
+
+    recording.json     format, version, store name and hash, seed, duration
+    store.yaml         the store the recording was made in (replay is self-contained)
+    plates.npz         t (n,), grams (n, plates), plate_ids (plates,)
+    keypoints.npz      camera (frames,), t (frames,), offsets (frames+1,), keypoints (people, 17, 3),
+                       camera_ids (cameras,)
+    gates.jsonl        one GateEvent per line
+    truth/             receipts.json, events.jsonl, paths.npz — for scoring only; the engine's
+                       loader (`load_sensors`) never opens this folder
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from walkout.events import GateEvent, KeypointFrame, PlateBlock
+from walkout.sim.cameras import PersonPath
+from walkout.sim.session import SimSession, Truth
+from walkout.sim.shoppers import TrueEvent
+from walkout.store.loader import dump_store, load_store
+from walkout.store.model import Store
+
+FORMAT = "walkout-recording"
+VERSION = 1
+
+
+class RecordingError(ValueError):
+    """A recording directory that is missing, incomplete or corrupt."""
+
+
+def store_digest(store: Store) -> str:
+    return hashlib.sha256(store.model_dump_json().encode()).hexdigest()[:16]
+
+
+def write_recording(session: SimSession, out: Path) -> None:
+    """Write sensors and truth of a simulated session to ``out`` (created if needed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    dump_store(session.store, out / "store.yaml")
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "store": session.store.name,
+        "store_sha256": store_digest(session.store),
+        "seed": session.seed,
+        "duration_s": session.duration_s,
+        "shoppers": len(session.truth.receipts),
+    }
+    (out / "recording.json").write_text(json.dumps(meta, indent=2) + "\n")
+    p = session.plates
+    np.savez(out / "plates.npz", t=p.t, grams=p.grams, plate_ids=np.array(p.plate_ids))
+    cam_ids = [c.id for c in session.store.cameras]
+    cam_index = {c: i for i, c in enumerate(cam_ids)}
+    frames = session.frames
+    counts = np.array([f.keypoints.shape[0] for f in frames], dtype=np.int64)
+    kp = (
+        np.concatenate([f.keypoints for f in frames]).astype(np.float32)
+        if frames
+        else np.zeros((0, 17, 3), np.float32)
+    )
+    np.savez(
+        out / "keypoints.npz",
+        camera=np.array([cam_index[f.camera_id] for f in frames], dtype=np.int16),
+        t=np.array([f.t for f in frames], dtype=np.float64),
+        offsets=np.concatenate([[0], np.cumsum(counts)]),
+        keypoints=kp,
+        camera_ids=np.array(cam_ids),
+    )
+    with (out / "gates.jsonl").open("w") as fh:
+        for g in session.gates:
+            fh.write(json.dumps(asdict(g)) + "\n")
+    _write_truth(session.truth, out / "truth")
+
+
+def _write_truth(truth: Truth, out: Path) -> None:
+    out.mkdir(exist_ok=True)
+    receipts = {c: dict(sorted(r.items())) for c, r in sorted(truth.receipts.items())}
+    (out / "receipts.json").write_text(json.dumps(receipts, indent=1) + "\n")
+    with (out / "events.jsonl").open("w") as fh:
+        for e in truth.events:
+            fh.write(json.dumps(asdict(e)) + "\n")
+    ids = [p.person_id for p in truth.paths]
+    lengths = [len(p.t) for p in truth.paths]
+    np.savez(
+        out / "paths.npz",
+        person_id=np.array(ids, dtype=np.int64),
+        credential=np.array([truth.credentials[i] for i in ids]),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        t=np.concatenate([p.t for p in truth.paths]) if ids else np.zeros(0),
+        joints=np.concatenate([p.joints for p in truth.paths]) if ids else np.zeros((0, 17, 3)),
+    )
+
+
+class Sensors:
+    """What the engine may read from a recording: store, plate block, frames, gate events."""
+
+    def __init__(
+        self, store: Store, plates: PlateBlock, frames: list[KeypointFrame],
+        gates: list[GateEvent], duration_s: float,
+    ) -> None:
+        self.store, self.plates, self.frames = store, plates, frames
+        self.gates, self.duration_s = gates, duration_s
+
+    @classmethod
+    def from_session(cls, s: SimSession) -> Sensors:
+        return cls(s.store, s.plates, s.frames, s.gates, s.duration_s)
+
+
+def _npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise RecordingError(f"{path}: missing arrays {missing}")
+            return {k: z[k] for k in keys}
+    except FileNotFoundError as e:
+        raise RecordingError(f"{path}: file missing from the recording") from e
+    except (OSError, ValueError) as e:
+        if isinstance(e, RecordingError):
+            raise
+        raise RecordingError(f"{path}: corrupt or not a numpy archive ({e})") from e
+
+
+def load_sensors(rec: Path) -> Sensors:
+    """Load the sensor side of a recording, checking it is complete and consistent."""
+    meta_path = rec / "recording.json"
+    try:
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
+    except FileNotFoundError as e:
+        raise RecordingError(f"{rec}: not a walkout recording (no recording.json)") from e
+    except json.JSONDecodeError as e:
+        raise RecordingError(f"{meta_path}: invalid JSON: {e}") from e
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise RecordingError(
+            f"{meta_path}: unsupported recording format {meta.get('format')!r} "
+            f"version {meta.get('version')!r} (expected {FORMAT!r} version {VERSION})"
+        )
+    store = load_store(rec / "store.yaml")
+    if store_digest(store) != meta.get("store_sha256"):
+        raise RecordingError(f"{rec / 'store.yaml'}: does not match the hash in recording.json")
+    p = _npz(rec / "plates.npz", ("t", "grams", "plate_ids"))
+    plate_ids = tuple(str(x) for x in p["plate_ids"])
+    if plate_ids != store.plate_ids:
+        raise RecordingError(f"{rec / 'plates.npz'}: plate columns differ from the store's plates")
+    try:
+        plates = PlateBlock(t=p["t"], grams=p["grams"], plate_ids=plate_ids)
+    except ValueError as e:
+        raise RecordingError(f"{rec / 'plates.npz'}: {e}") from e
+    k = _npz(rec / "keypoints.npz", ("camera", "t", "offsets", "keypoints", "camera_ids"))
+    cam_ids = [str(c) for c in k["camera_ids"]]
+    unknown = set(cam_ids) - set(store.cameras_by_id)
+    if unknown:
+        raise RecordingError(f"{rec / 'keypoints.npz'}: unknown cameras {sorted(unknown)}")
+    off, kp = k["offsets"], k["keypoints"]
+    if len(off) != len(k["t"]) + 1 or off[-1] != len(kp):
+        raise RecordingError(f"{rec / 'keypoints.npz'}: frame offsets do not match keypoints")
+    frames = [
+        KeypointFrame(camera_id=cam_ids[int(c)], t=float(t), keypoints=kp[a:b])
+        for c, t, a, b in zip(k["camera"], k["t"], off[:-1], off[1:], strict=True)
+    ]
+    gates = []
+    gpath = rec / "gates.jsonl"
+    try:
+        lines = gpath.read_text().splitlines()
+    except FileNotFoundError as e:
+        raise RecordingError(f"{gpath}: file missing from the recording") from e
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            gates.append(GateEvent(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise RecordingError(f"{gpath}:{n}: not a gate event: {e}") from e
+    return Sensors(store, plates, frames, gates, float(meta["duration_s"]))
+
+
+def load_truth(rec: Path) -> Truth:
+    """Ground truth of a recording, for scoring (never used by the engine)."""
+    d = rec / "truth"
+    try:
+        receipts = json.loads((d / "receipts.json").read_text())
+        events = [TrueEvent(**{**json.loads(x), "plates": tuple(json.loads(x)["plates"])})
+                  for x in (d / "events.jsonl").read_text().splitlines() if x.strip()]
+    except (OSError, json.JSONDecodeError, TypeError) as e:
+        raise RecordingError(f"{d}: ground truth missing or corrupt: {e}") from e
+    z = _npz(d / "paths.npz", ("person_id", "credential", "offsets", "t", "joints"))
+    paths, creds = [], {}
+    for i, (pid, cred) in enumerate(zip(z["person_id"], z["credential"], strict=True)):
+        a, b = z["offsets"][i], z["offsets"][i + 1]
+        paths.append(PersonPath(person_id=int(pid), t=z["t"][a:b], joints=z["joints"][a:b]))
+        creds[int(pid)] = str(cred)
+    return Truth(
+        receipts={c: Counter(r) for c, r in receipts.items()}, events=events, paths=paths,
+        credentials=creds,
+    )

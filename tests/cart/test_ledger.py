@@ -1,0 +1,76 @@
+"""Cart ledger, sessions binding, receipts."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+
+from walkout.cart import CartLedger, SessionBook, fold
+from walkout.checkout import build_receipt
+from walkout.events import CartEntry, GateEvent, Track
+from walkout.store import load_store
+
+
+def _entry(sid: str, pid: str, q: int, ev: str) -> CartEntry:
+    return CartEntry(sid, pid, q, 0.0, ev, 1.0)
+
+
+def test_fold_is_order_independent_and_drops_zero_lines() -> None:
+    es = [_entry("s", "x", 2, "e1"), _entry("s", "x", -1, "e2"), _entry("s", "y", 1, "e3"),
+          _entry("s", "y", -1, "e4")]
+    assert fold(es) == fold(list(reversed(es))) == {"s": {"x": 1}}
+
+
+def test_ledger_holds_and_receipt_totals() -> None:
+    store = load_store("small")
+    a, b = store.catalogue[0], store.catalogue[1]
+    led = CartLedger()
+    led.append(_entry("s1", a.id, 2, "e1"))
+    led.append(_entry("s1", b.id, 1, "e2"))
+    led.append(_entry("s1", b.id, -1, "e3"))
+    assert led.holds("s1", a.id) == 2 and led.holds("s1", b.id) == 0
+    book = SessionBook()
+    book.scan(GateEvent(0.0, "entry", "entry", "qr-1"))
+    s = book.sessions["s00001"]
+    r = build_receipt(s, led.entries("s1"), store)  # other session's entries: empty receipt
+    assert r.lines == () and r.total == Decimal("0")
+    s.session_id = "s1"
+    r = build_receipt(s, led.entries("s1"), store)
+    assert [(ln.product_id, ln.quantity) for ln in r.lines] == [(a.id, 2)]
+    assert r.total == a.price * 2 and r.currency == "EUR"
+    assert r.lines[0].events == ("e1",)
+
+
+def _track(tid: int, t0: float, gate: str | None = "entry") -> Track:
+    t = np.array([t0, t0 + 0.1])
+    return Track(tid, t, np.zeros((2, 17, 3)), np.zeros((2, 17)), born_at=gate)
+
+
+def test_binding_is_fifo_and_tailgater_raises_alert() -> None:
+    book = SessionBook(bind_window_s=5.0)
+    book.scan(GateEvent(10.0, "entry", "entry", "qr-a"))
+    book.scan(GateEvent(11.0, "entry", "entry", "qr-b"))
+    for tr in (_track(0, 9.8), _track(1, 10.9), _track(2, 11.5)):
+        book.born(tr)
+    alerts = book.resolve(now=30.0)
+    creds = {book.sessions[book.by_track[i]].credential for i in (0, 1)}
+    assert creds == {"qr-a", "qr-b"}
+    assert book.sessions[book.by_track[0]].credential == "qr-a"
+    assert [a.kind for a in alerts] == ["unbound_person"]
+    assert not book.sessions[book.by_track[2]].bound
+
+
+def test_party_scan_admits_several_tracks() -> None:
+    book = SessionBook()
+    book.scan(GateEvent(5.0, "entry", "entry", "qr-family", party_size=3))
+    for i in range(3):
+        book.born(_track(i, 5.2 + i))
+    assert book.resolve(now=20.0) == []
+    assert {book.by_track[i] for i in range(3)} == {"s00001"}
+
+
+def test_scan_without_person_alerts() -> None:
+    book = SessionBook(bind_window_s=3.0)
+    book.scan(GateEvent(1.0, "entry", "entry", "qr-x"))
+    assert [a.kind for a in book.resolve(now=10.0)] == ["scan_without_person"]
