@@ -30,7 +30,7 @@ class ShopperConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mean_arrival_gap_s: float = Field(12.0, gt=0, description="mean time between arrivals")
+    mean_arrival_gap_s: float = Field(8.0, gt=0, description="mean time between arrivals")
     speed_mps: tuple[float, float] = Field((0.7, 1.5), description="walking speed range")
     mean_stops: float = Field(2.5, ge=0, description="mean plates visited per shopper")
     max_stops: int = Field(6, ge=1, description="most plates one shopper visits")
@@ -247,7 +247,7 @@ class ShopperSimulator:
             )
             for p, f in zip(plates, parts, strict=True)
         ]
-        tl.stand(float(self.rng.uniform(0.2, 1.5)))
+        tl.stand(float(self.rng.uniform(0.5, 5.0)))  # looks at the shelf before moving on
         return out, (t_in, t_out, t_change)
 
     def shopper(self, person_id: int, credential: str, t_arrive: float) -> ShopperResult:
