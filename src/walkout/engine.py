@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,8 +48,7 @@ class Decision:
     """What the engine concluded about one shelf event."""
 
     attribution: Attribution
-    product_id: str | None
-    quantity: int  # signed: + pick, - put-back
+    items: tuple[tuple[str, int], ...]  # (product, signed quantity): + pick, - put-back
     needs_review: bool
 
 
@@ -124,14 +124,16 @@ class Engine:
                                          s.session_id))
                 self._issue(s)
 
-    def run(self, sensors: Sensors, progress: Callable[[float], None] | None = None) -> EngineResult:
+    def run(
+        self, sensors: Sensors, progress: Callable[[float], None] | None = None
+    ) -> EngineResult:
         """Run over a whole recording, in time chunks, as a live store would see it."""
         chunk = self.config.chunk_s
         plates, frames, gates = sensors.plates, sensors.frames, sensors.gates
         frame_t = np.array([f.t for f in frames])
         gate_t = np.array([g.t for g in gates])
         edges = np.arange(0.0, sensors.duration_s + chunk, chunk)
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
+        for a, b in pairwise(edges):
             i0, i1 = np.searchsorted(plates.t, [a, b])
             f0, f1 = np.searchsorted(frame_t, [a, b])
             g0, g1 = np.searchsorted(gate_t, [a, b])
@@ -179,28 +181,29 @@ class Engine:
         ev = att.event
         review = att.needs_review
         sid = att.session_id
-        hyps = ev.hypotheses
-        if not hyps:
-            self.decisions.append(Decision(att, None, 0, True))
+        if not ev.hypotheses:
+            self.decisions.append(Decision(att, (), True))
             return
-        chosen = hyps[0]
+        chosen = ev.hypotheses[0]
         if ev.kind == "put" and sid is not None:
             # a put-back must come from someone holding that product: prefer what they hold
-            held = [h for h in hyps if self.ledger.holds(sid, h.product_id) >= h.quantity]
+            held = [h for h in ev.hypotheses
+                    if all(self.ledger.holds(sid, p) >= q for p, q in h.items)]
             if held:
                 chosen = held[0]
             else:
                 review = True
         if chosen.probability < self.config.product_review_below:
             review = True
-        signed = chosen.quantity if ev.kind == "pick" else -chosen.quantity
-        self.decisions.append(Decision(att, chosen.product_id, signed, review))
-        self.shelf.apply(ev.event_id, chosen.product_id, -signed)
-        if sid is not None:
-            self.ledger.append(
-                CartEntry(sid, chosen.product_id, signed, ev.t_end, ev.event_id,
-                          min(att.confidence, chosen.probability), (ev.event_id,))
-            )
+        sign = 1 if ev.kind == "pick" else -1
+        items = tuple((p, sign * q) for p, q in chosen.items)
+        self.decisions.append(Decision(att, items, review))
+        conf = min(att.confidence, chosen.probability)
+        for pid, q in items:
+            self.shelf.apply(ev.event_id, pid, -q)
+            if sid is not None:
+                self.ledger.append(CartEntry(sid, pid, q, ev.t_end, ev.event_id, conf,
+                                             (ev.event_id,)))
 
     def _exit(self, g: GateEvent, tracks: list[Track]) -> None:
         gate = next(x for x in self.store.gates if x.id == g.gate_id)

@@ -102,12 +102,29 @@ class GateEvent:
 
 @dataclass(frozen=True, slots=True)
 class Hypothesis:
-    """One explanation of a weight change: ``quantity`` items of ``product_id``."""
+    """One explanation of a weight change: so many items of one product, or of a mixture.
 
-    product_id: str
-    quantity: int
+    ``items`` holds ``(product_id, count)`` pairs with positive counts; the direction (taken or
+    put) is the event's ``kind``.
+    """
+
+    items: tuple[tuple[str, int], ...]
     log_likelihood: float
     probability: float
+
+    @property
+    def quantity(self) -> int:
+        """Total number of items."""
+        return sum(q for _, q in self.items)
+
+    @property
+    def product_id(self) -> str:
+        """The product of a single-product hypothesis; ``A+B`` for a mixture (display only)."""
+        return "+".join(p for p, _ in self.items)
+
+    @property
+    def is_mixture(self) -> bool:
+        return len(self.items) > 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ BOX = np.array([[[0.0, 0.0, 1.0], [0.6, 0.45, 1.35]]])
 
 
 def _event() -> ShelfEvent:
-    return ShelfEvent("p-1", 10.0, 11.0, ("P",), -300.0, (Hypothesis("x", 1, 0.0, 1.0),))
+    return ShelfEvent("p-1", 10.0, 11.0, ("P",), -300.0, (Hypothesis((("x", 1),), 0.0, 1.0),))
 
 
 def _track(tid: int, wrist_xyz: tuple[float, float, float], head_xy=(0.3, -0.4)) -> Track:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_small_store_meets_the_brief() -> None:
 def test_small_catalogue_has_real_near_identical_weights() -> None:
     s = load_store("small")
     w = sorted(p.weight_g for p in s.catalogue)
-    close = sum(1 for a, b in zip(w, w[1:], strict=False) if b - a < 2.0)
+    close = sum(1 for a, b in pairwise(w) if b - a < 2.0)
     assert close >= 5, "the point of the real catalogue is products of nearly equal weight"
 
 
@@ -100,12 +101,12 @@ def test_bad_currency_and_distortion(tmp_path: Path) -> None:
 
 
 def test_not_yaml_and_not_a_mapping() -> None:
-    with pytest.raises(StoreFileError, match="x.yaml: not valid YAML"):
+    with pytest.raises(StoreFileError, match=r"x\.yaml: not valid YAML"):
         parse_store("a: [1, 2", "x.yaml")
     with pytest.raises(StoreFileError, match="must be a mapping"):
         parse_store("- 1\n- 2\n", "x.yaml")
 
 
 def test_unknown_store_name_lists_the_shipped_ones() -> None:
-    with pytest.raises(StoreFileError, match="no store named 'nowhere'.*small"):
+    with pytest.raises(StoreFileError, match=r"no store named 'nowhere'.*small"):
         load_store("nowhere")

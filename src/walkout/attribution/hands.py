@@ -37,7 +37,7 @@ def box_distance(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def wrist_distance(track: Track, boxes: np.ndarray, t0: float, t1: float) -> float:
-    """Closest approach of either wrist of ``track`` to the boxes within [t0, t1] (inf if unseen)."""
+    """Closest approach of either wrist to the boxes within [t0, t1] (inf if never seen)."""
     _, joints = track.window(t0, t1)
     if len(joints) == 0:
         return float("inf")

@@ -97,7 +97,7 @@ class FloorGrid:
         return self.origin + (np.array([i, j]) + 0.5) * self.res
 
     def path(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Shortest walkable polyline from ``a`` to ``b`` (both ends included), shortcut-smoothed."""
+        """Shortest walkable polyline from ``a`` to ``b`` (ends included), shortcut-smoothed."""
         ca, cb = self.cell(a), self.cell(b)
         _, pred = dijkstra(self._graph, indices=ca, return_predecessors=True, directed=False)
         cells = [cb]

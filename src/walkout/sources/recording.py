@@ -5,8 +5,8 @@ Layout of a recording directory::
     recording.json     format, version, store name and hash, seed, duration
     store.yaml         the store the recording was made in (replay is self-contained)
     plates.npz         t (n,), grams (n, plates), plate_ids (plates,)
-    keypoints.npz      camera (frames,), t (frames,), offsets (frames+1,), keypoints (people, 17, 3),
-                       camera_ids (cameras,)
+    keypoints.npz      camera (frames,), t (frames,), offsets (frames+1,),
+                       keypoints (people, 17, 3), camera_ids (cameras,)
     gates.jsonl        one GateEvent per line
     truth/             receipts.json, events.jsonl, paths.npz — for scoring only; the engine's
                        loader (`load_sensors`) never opens this folder

@@ -1,7 +1,8 @@
 """Build the shipped ``small`` store from real product data.
 
-The layout is a ~100 m² convenience store: two rows of double-sided island gondolas and a wall
-unit (10 single-sided units, 160 plates), 12 wide-angle ceiling cameras, one entry and one exit gate.
+The layout is a ~100 m² convenience store: two rows of double-sided island gondolas and a
+wall unit (10 single-sided units, 160 plates), 12 wide-angle ceiling cameras, one entry and
+one exit gate.
 
 The catalogue is made of real products and real unit weights: AiFi AutoCheckout's
 ``products.json`` (one weight per product) and AIM3S's ``product_info.json`` (several measured
@@ -70,7 +71,8 @@ def read_aifi_products(path: Path) -> list[SourceProduct]:
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}:{n}: not an AiFi product document: {e}") from e
         if len(pid) >= 8 and 20.0 <= w <= 2000.0 and name:
-            out.setdefault(pid, SourceProduct(pid, name, round(w, 2), round(max(1.0, 0.015 * w), 2)))
+            sd = round(max(1.0, 0.015 * w), 2)
+            out.setdefault(pid, SourceProduct(pid, name, round(w, 2), sd))
     return list(out.values())
 
 

@@ -1,4 +1,5 @@
-"""Synthetic walking skeletons for tracker and camera-model tests.
+"""Synthetic walking skeletons for the tracker tests (offered as fixtures: pytest runs with
+``--import-mode=importlib``, so test modules cannot import a helper module by name).
 
 A standing 1.70 m COCO-17 skeleton is scaled to the person's height, turned to face the walking
 direction, and animated: legs and arms swing with the gait, and an optional "pick" reaches one
@@ -7,10 +8,12 @@ wrist forward to a shelf target while the person stands still.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from walkout.events import L_ANKLE, L_WRIST, R_ANKLE, R_WRIST
 from walkout.sim.cameras import STANDING_SKELETON, PersonPath
@@ -105,3 +108,50 @@ def walk(
         e0 = world[:, R_ELBOW].copy()
         world[:, R_ELBOW] = e0 + a[:, None] * (mid - e0)
     return PersonPath(person_id, times, world.astype(np.float32))
+
+
+def aisle_crowd(
+    n: int, duration_s: float, rng: np.random.Generator, gap_s: float = 2.0
+) -> list[PersonPath]:
+    """``n`` shoppers of the "small" store entering ``gap_s`` apart and roaming its aisles.
+
+    Everyone keeps to the right of the aisle they walk (±0.35 m), so people meeting head-on
+    pass 0.7 m apart, as real shoppers do, instead of walking through each other.
+    """
+    aisles_y = (2.5, 5.5, 8.3)
+    paths = []
+    for i in range(n):
+        x, y = float(rng.uniform(1.0, 1.8)), 0.3
+        wps = [(x, y)]
+        t_end = i * gap_s
+        while t_end < duration_s + 5:
+            ay = float(aisles_y[rng.integers(3)])
+            side_x = 1.0 if rng.random() < 0.5 else 9.0
+            # go to the corridor, along it to the aisle, then along the aisle
+            dy = 1 if ay > y else -1
+            cx = side_x + (0.35 if dy > 0 else -0.35) * (1 if side_x < 5 else -1)
+            tx = float(rng.uniform(1.5, 8.5))
+            dx = 1 if tx > cx else -1
+            ay_lane = ay - 0.35 * dx
+            wps += [(cx, y), (cx, ay_lane), (tx, ay_lane)]
+            x, y = tx, ay_lane
+            t_end = (
+                i * gap_s
+                + sum(float(np.hypot(*np.subtract(b, a))) for a, b in itertools.pairwise(wps)) / 0.9
+            )
+        p = walk(i, wps, t0=i * gap_s, speed=0.9, height=float(rng.uniform(1.55, 1.9)))
+        keep = p.t <= duration_s
+        paths.append(PersonPath(i, p.t[keep], p.joints[keep]))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def walker() -> type[Walker]:
+    """The helpers as one namespace: ``walker.walk``, ``walker.Pick``, ``walker.aisle_crowd``."""
+    return Walker
+
+
+class Walker:
+    walk = staticmethod(walk)
+    aisle_crowd = staticmethod(aisle_crowd)
+    Pick = Pick

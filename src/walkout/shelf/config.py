@@ -1,0 +1,123 @@
+"""Tunable thresholds of the shelf stage, with defaults that work on AiFi-like plates."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ShelfConfig(BaseModel):
+    """Every knob of the weights → ShelfEvent stage. Times in seconds, weights in grams."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_hz: float | None = Field(
+        default=None,
+        gt=0,
+        description="sample rate; None infers it from the first block's timestamps",
+    )
+    stable_window_s: float = Field(
+        default=0.4, gt=0, description="window over which a plate must be quiet to be at rest"
+    )
+    level_window_s: float = Field(
+        default=1.5,
+        gt=0,
+        description="samples averaged for a rest level; a new rest must last this long to count",
+    )
+    guard_s: float = Field(
+        default=0.1, ge=0, description="rest samples skipped before a disturbance (slow onsets)"
+    )
+    stable_k: float = Field(
+        default=2.0,
+        gt=1,
+        description="a window is quiet when its std is below stable_k × the plate's noise σ",
+    )
+    frozen_sd_g: float = Field(
+        default=1e-3,
+        ge=0,
+        description="a window with a std below this is a frozen sensor, never a rest",
+    )
+    min_noise_g: float = Field(
+        default=0.3, gt=0, description="floor on the estimated noise σ (quantised sensors)"
+    )
+    noise_tau_s: float = Field(
+        default=30.0, gt=0, description="time constant of the running per-plate noise estimate"
+    )
+    noise_update_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="the noise estimate is updated at fixed stream times this far apart",
+    )
+    min_delta_g: float = Field(
+        default=5.0, ge=0, description="smallest settled change reported as an event"
+    )
+    event_k: float = Field(
+        default=5.0,
+        gt=0,
+        description="an event also needs |Δ| > event_k × σ of the difference of rest means",
+    )
+    model_sd_g: float = Field(
+        default=1.0,
+        ge=0,
+        description="extra σ for what the noise model misses (drift, creep, item settling)",
+    )
+    merge_gap_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="footprint plates disturbed within this gap merge into one event",
+    )
+    max_merge_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="longest an event waits for a partner plate to settle before it is emitted",
+    )
+    fault_after_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="NaN/absent or frozen readings lasting this long raise a plate alert",
+    )
+    max_quantity: int = Field(default=6, ge=1, description="largest quantity hypothesised")
+    quantity_decay: float = Field(
+        default=0.5, gt=0, le=1, description="prior ratio of q+1 items to q items"
+    )
+    mixtures: bool = Field(
+        default=True,
+        description="also hypothesise two products at once when several are on the plates",
+    )
+    mixture_prior: float = Field(
+        default=0.1, ge=0, le=1, description="prior weight of a two-product mixture"
+    )
+    foreign_prior: float = Field(
+        default=0.3,
+        ge=0,
+        description="prior weight of a product on the plates that the planogram does not put there",
+    )
+    stray_put_prior: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="total prior of a put of any other catalogue product (misplaced put-back)",
+    )
+    overdraw_prior: float = Field(
+        default=1e-3,
+        ge=0,
+        le=1,
+        description="prior factor for taking more items than the inventory says are there",
+    )
+    unexplained_prior: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="prior of 'none of these' (flat over ±unexplained_range_g)",
+    )
+    unexplained_range_g: float = Field(
+        default=5000.0, gt=0, description="range of the flat 'none of these' likelihood"
+    )
+    min_probability: float = Field(
+        default=1e-3, ge=0, le=1, description="hypotheses below this posterior are dropped"
+    )
+    max_hypotheses: int = Field(default=10, ge=1, description="hypotheses kept per event")
+    chunk_samples: int = Field(
+        default=4096,
+        ge=64,
+        description="long blocks are processed in chunks of this many samples (bounds memory)",
+    )

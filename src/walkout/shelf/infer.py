@@ -1,0 +1,157 @@
+"""Δweight → product hypotheses: a small Bayesian classifier over (product, quantity).
+
+Likelihood: the measured change is Gaussian around ±q·weight with variance
+q·weight_sd² + the noise variance of the difference of the two rest levels. Priors come from the
+planogram (what should be there) and the inventory (what is there; nobody takes more than that).
+A flat "none of these" alternative keeps probabilities honest when nothing fits: an event whose
+weight matches no product gets no confident hypothesis instead of the least bad one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from walkout.events import Hypothesis
+from walkout.shelf.config import ShelfConfig
+from walkout.shelf.inventory import PlateInventory
+from walkout.store.model import Store
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class Explainer:
+    """Scores every plausible (product, quantity) for one settled weight change."""
+
+    def __init__(self, store: Store, config: ShelfConfig) -> None:
+        self.cfg = config
+        self.store = store
+        self._ids = [p.id for p in store.catalogue]
+        self._w = np.array([p.weight_g for p in store.catalogue])
+        self._sd = np.array([p.weight_sd_g for p in store.catalogue])
+        self._col = {pid: i for i, pid in enumerate(self._ids)}
+        q = np.arange(1, config.max_quantity + 1)
+        self._q = q
+        lq = (q - 1) * np.log(config.quantity_decay)
+        self._log_qprior = lq - logsumexp(lq)
+
+    def explain(
+        self,
+        plates: Sequence[str],
+        delta_g: float,
+        noise_var: float,
+        inventory: PlateInventory,
+    ) -> tuple[Hypothesis, ...]:
+        """Hypotheses for a change of ``delta_g`` on ``plates``, best first, probabilities
+        normalised against all alternatives (including "none of these")."""
+        cfg = self.cfg
+        pick = delta_g < 0
+        sign = -1.0 if pick else 1.0
+        present = inventory.on(plates)
+        planned: list[str] = []
+        for p in plates:
+            for pid in self.store.plate_products.get(p, ()):
+                if pid not in planned:
+                    planned.append(pid)
+        local = planned + sorted(pid for pid in present if pid not in planned)
+        local = [pid for pid in local if pid in self._col]
+        weight = {pid: 1.0 if pid in planned else cfg.foreign_prior for pid in local}
+        weight = {pid: w for pid, w in weight.items() if w > 0}
+        local = list(weight)
+
+        cand: list[str] = list(local)
+        log_prior: list[float] = []
+        total = sum(weight.values())
+        stray = [pid for pid in self._ids if pid not in weight] if not pick else []
+        local_mass = 1.0 - (cfg.stray_put_prior if stray and local else 0.0)
+        if not local:
+            local_mass = 0.0
+        log_prior = [np.log(local_mass * weight[pid] / total) for pid in local]
+        if stray:
+            stray_mass = cfg.stray_put_prior if local else 1.0
+            cand += stray
+            log_prior += [np.log(stray_mass / len(stray))] * len(stray)
+        if not cand:
+            return ()
+
+        use_mix = cfg.mixtures and cfg.mixture_prior > 0 and len(local) >= 2
+        log_single = np.log1p(-cfg.mixture_prior) if use_mix else 0.0
+
+        idx = np.array([self._col[pid] for pid in cand])
+        mean = sign * self._q[None, :] * self._w[idx, None]
+        var = self._q[None, :] * self._sd[idx, None] ** 2 + noise_var
+        ll = _gauss_ll(delta_g, mean, var)
+        lp = np.asarray(log_prior)[:, None] + self._log_qprior[None, :] + log_single
+        if pick:
+            have = np.array([present.get(pid, 0) for pid in cand])[:, None]
+            lp = lp + np.where(self._q[None, :] > have, _log(cfg.overdraw_prior), 0.0)
+
+        names: list[tuple[tuple[str, int], ...]] = [
+            ((pid, int(q)),) for pid in cand for q in self._q
+        ]
+        lls = list(ll.ravel())
+        lps = list(lp.ravel())
+        if use_mix:
+            m_names, m_ll, m_lp = self._mixtures(local, weight, present, pick, delta_g, noise_var)
+            names += m_names
+            lls += m_ll
+            lps += m_lp
+
+        ll_arr = np.asarray(lls)
+        lp_arr = np.asarray(lps) + np.log1p(-cfg.unexplained_prior)
+        joint = ll_arr + lp_arr
+        null = _log(cfg.unexplained_prior) - np.log(2.0 * cfg.unexplained_range_g)
+        log_z = logsumexp(np.append(joint, null))
+        prob = np.exp(joint - log_z)
+        order = sorted(range(len(names)), key=lambda i: (-prob[i], names[i]))
+        out: list[Hypothesis] = []
+        for i in order[: cfg.max_hypotheses]:
+            if prob[i] < cfg.min_probability or not np.isfinite(joint[i]):
+                break
+            out.append(Hypothesis(names[i], float(ll_arr[i]), float(prob[i])))
+        return tuple(out)
+
+    def _mixtures(
+        self,
+        local: list[str],
+        weight: dict[str, float],
+        present: dict[str, int],
+        pick: bool,
+        delta_g: float,
+        noise_var: float,
+    ) -> tuple[list[tuple[tuple[str, int], ...]], list[float], list[float]]:
+        """Two different products at once (q1 + q2 ≤ max_quantity), e.g. a 2-product grab."""
+        cfg = self.cfg
+        sign = -1.0 if pick else 1.0
+        pairs = list(combinations(local, 2))
+        pair_norm = sum(weight[a] * weight[b] for a, b in pairs)
+        names: list[tuple[tuple[str, int], ...]] = []
+        lls: list[float] = []
+        lps: list[float] = []
+        for a, b in pairs:
+            ia, ib = self._col[a], self._col[b]
+            base = np.log(cfg.mixture_prior * weight[a] * weight[b] / pair_norm)
+            for n in range(2, cfg.max_quantity + 1):
+                split_lp = self._log_qprior[n - 1] - np.log(n - 1)
+                for qa in range(1, n):
+                    qb = n - qa
+                    mean = sign * (qa * self._w[ia] + qb * self._w[ib])
+                    var = qa * self._sd[ia] ** 2 + qb * self._sd[ib] ** 2 + noise_var
+                    lp = base + split_lp
+                    if pick and (qa > present.get(a, 0) or qb > present.get(b, 0)):
+                        lp += _log(cfg.overdraw_prior)
+                    names.append(((a, qa), (b, qb)))
+                    lls.append(float(_gauss_ll(delta_g, mean, var)))
+                    lps.append(float(lp))
+        return names, lls, lps
+
+
+def _gauss_ll(x: float, mean: np.ndarray | float, var: np.ndarray | float) -> np.ndarray:
+    return -0.5 * (_LOG_2PI + np.log(var) + (x - mean) ** 2 / var)
+
+
+def _log(p: float) -> float:
+    return float(np.log(p)) if p > 0 else -np.inf

@@ -1,0 +1,197 @@
+"""The streaming weights → ShelfEvent stage.
+
+Plate blocks go through the per-plate detector; settled changes on plates of one product
+footprint that overlap in time are merged (a product standing on two plates loads both, so a
+pick shows on both); groups whose summed change clears a noise-aware threshold become
+ShelfEvents with product hypotheses. A change waits until every partner plate of its footprint
+has settled too, so that the same pick is never reported half now and half later.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from walkout.events import Alert, PlateBlock, ShelfEvent
+from walkout.shelf.config import ShelfConfig
+from walkout.shelf.detect import DIST, PlateChange, PlateDetector
+from walkout.shelf.infer import Explainer
+from walkout.shelf.inventory import PlateInventory
+from walkout.store.model import Store
+
+
+class ShelfStage:
+    """Turns plate readings into ShelfEvents, tracks plate contents and sensor faults."""
+
+    def __init__(self, store: Store, config: ShelfConfig | None = None) -> None:
+        self.store = store
+        self.config = config or ShelfConfig()
+        self.inventory = PlateInventory.from_store(store)
+        self.alerts: list[Alert] = []
+        self._explainer = Explainer(store, self.config)
+        self._index = store.plate_index
+        self._partners = _footprint_partners(store)
+        self._detector: PlateDetector | None = None
+        self._pending: list[PlateChange] = []
+        self._event_plates: dict[str, tuple[str, ...]] = {}
+        self._t_last = -math.inf
+        self._warned: set[str] = set()
+
+    # ---- public API ------------------------------------------------------------------------
+
+    def process(self, block: PlateBlock) -> list[ShelfEvent]:
+        """Consume the next block (time-ordered, any length); return the events now settled."""
+        if block.t.shape[0] == 0:
+            return []
+        if block.t[0] <= self._t_last:
+            raise ValueError(
+                f"blocks must arrive in time order: block starts at t={block.t[0]:.3f}s, "
+                f"the previous one ended at t={self._t_last:.3f}s"
+            )
+        det = self._detector or self._start(block)
+        grams = self._store_columns(block, det)
+        changes, alerts = det.push(block.t, grams)
+        self._t_last = float(block.t[-1])
+        self.alerts.extend(alerts)
+        self._pending.extend(changes)
+        return self._emit(final=False)
+
+    def flush(self) -> list[ShelfEvent]:
+        """End of stream: settle what can be settled and emit everything still waiting."""
+        if self._detector is None:
+            return []
+        changes, alerts = self._detector.flush()
+        self.alerts.extend(alerts)
+        self._pending.extend(changes)
+        return self._emit(final=True)
+
+    def apply(self, event_id: str, product_id: str, quantity: int) -> None:
+        """Record what an event really was (signed: +put, −pick); the inventory follows.
+
+        Called by a later stage once it has decided; once per product of a mixture.
+        """
+        try:
+            plates = self._event_plates[event_id]
+        except KeyError:
+            raise KeyError(f"unknown shelf event {event_id!r}") from None
+        if product_id not in self.store.products:
+            raise KeyError(f"product {product_id!r} is not in the catalogue")
+        self.inventory.add(plates, product_id, quantity)
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _start(self, block: PlateBlock) -> PlateDetector:
+        rate = self.config.rate_hz
+        if rate is None:
+            dt = np.diff(block.t)
+            rate = 1.0 / float(np.median(dt)) if dt.size else 60.0
+        noise = np.array([self.store.plates[p].noise_g for p in self.store.plate_ids])
+        self._detector = PlateDetector(self.store.plate_ids, noise, self.config, rate)
+        return self._detector
+
+    def _store_columns(self, block: PlateBlock, det: PlateDetector) -> np.ndarray:
+        """Block columns in store plate order; plates missing from the block read NaN (and
+        are reported once here, as absent, rather than later by the detector as NaN)."""
+        if block.plate_ids == self.store.plate_ids:
+            return block.grams
+        out = np.full((block.t.shape[0], len(self.store.plate_ids)), np.nan, dtype=np.float32)
+        t0 = float(block.t[0])
+        for j, pid in enumerate(block.plate_ids):
+            col = self._index.get(pid)
+            if col is None:
+                self._warn(
+                    pid, Alert(t0, "plate_unknown", f"plate {pid!r} is not in the store", pid)
+                )
+            else:
+                out[:, col] = block.grams[:, j]
+        for pid in set(self.store.plate_ids) - set(block.plate_ids):
+            self._warn(pid, Alert(t0, "plate_dead", f"plate {pid} is absent from the stream", pid))
+            det.faulted[self._index[pid]] = True
+        return out
+
+    def _warn(self, key: str, alert: Alert) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.alerts.append(alert)
+
+    def _ready(self, ch: PlateChange) -> bool:
+        """A change is final once no partner plate has an open disturbance that could be the
+        other half of it (or it has waited long enough)."""
+        det = self._detector
+        assert det is not None
+        if self._t_last - ch.t_confirm >= self.config.max_merge_wait_s:
+            return True
+        horizon = ch.t_end + self.config.merge_gap_s
+        return not any(
+            det.mode[q] == DIST and det.dist_t[q] <= horizon for q in self._partners[ch.plate]
+        )
+
+    def _emit(self, final: bool) -> list[ShelfEvent]:
+        pend = sorted(self._pending, key=lambda c: (c.t_start, c.plate))
+        if not pend:
+            return []
+        gap = self.config.merge_gap_s
+        parent = list(range(len(pend)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i, a in enumerate(pend):
+            for j in range(i + 1, len(pend)):
+                b = pend[j]
+                if b.t_start > a.t_end + gap:
+                    break
+                if b.plate in self._partners[a.plate] and a.t_start <= b.t_end + gap:
+                    parent[root(j)] = root(i)
+        groups: dict[int, list[PlateChange]] = {}
+        for i, ch in enumerate(pend):
+            groups.setdefault(root(i), []).append(ch)
+        events: list[ShelfEvent] = []
+        self._pending = []
+        for members in groups.values():
+            if final or all(self._ready(m) for m in members):
+                ev = self._event(members)
+                if ev is not None:
+                    events.append(ev)
+            else:
+                self._pending.extend(members)
+        events.sort(key=lambda e: (e.t_start, self._index[e.plate_ids[0]]))
+        return events
+
+    def _event(self, members: list[PlateChange]) -> ShelfEvent | None:
+        cfg = self.config
+        plates = tuple(self.store.plate_ids[p] for p in sorted({m.plate for m in members}))
+        delta = sum(m.delta_g for m in members)
+        noise_var = sum(m.var_g2 for m in members)
+        threshold = max(cfg.min_delta_g, cfg.event_k * math.sqrt(noise_var + cfg.model_sd_g**2))
+        if abs(delta) <= threshold:
+            return None  # a press, or too small to be any product
+        t_start = min(m.t_start for m in members)
+        var = noise_var + cfg.model_sd_g**2
+        hyps = self._explainer.explain(plates, delta, var, self.inventory)
+        event_id = f"{plates[0]}-{t_start:.3f}"
+        self._event_plates[event_id] = plates
+        return ShelfEvent(
+            event_id=event_id,
+            t_start=t_start,
+            t_end=max(m.t_end for m in members),
+            plate_ids=plates,
+            delta_g=float(delta),
+            hypotheses=hyps,
+        )
+
+
+def _footprint_partners(store: Store) -> list[frozenset[int]]:
+    """For each plate, the other plates of the same shelf sharing a product footprint."""
+    idx = store.plate_index
+    out: list[set[int]] = [set() for _ in store.plate_ids]
+    for e in store.planogram:
+        for a in e.plates:
+            for b in e.plates:
+                if a != b and store.plate_shelf[a] == store.plate_shelf[b]:
+                    out[idx[a]].add(idx[b])
+    return [frozenset(s) for s in out]

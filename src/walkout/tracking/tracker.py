@@ -1,0 +1,579 @@
+"""Multi-camera 3D skeleton tracker with gate-bound identities.
+
+Identity is purely geometric and continuous: a track is born only at an entry gate (so every
+track can be bound to a credential), follows its person by prediction + per-camera assignment +
+triangulation, and ends either at an exit gate or with an ``identity_lost`` alert. A person who
+appears anywhere else raises ``unbound_person`` instead of getting a track, because guessing an
+identity there could charge the wrong shopper.
+
+Frames are grouped into slots of one camera period (``floor(t / slot_s)``), and a slot is
+processed only once a later frame arrives (or at :meth:`Tracker.finish`), so any chunking of
+the same frame stream gives identical tracks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from walkout.events import L_HIP, N_JOINTS, R_HIP, Alert, KeypointFrame, Track
+from walkout.store.model import Gate, Store
+from walkout.tracking.associate import (
+    Detection,
+    assign,
+    association_cost,
+    cluster_detections,
+)
+from walkout.tracking.geometry import CameraGeometry, project, robust_triangulate, undistort
+
+_TORSO = np.array([5, 6, 11, 12])
+
+
+class TrackerConfig(BaseModel):
+    """Tracker parameters. Distances are metres in the world unless marked px."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slot_s: float | None = Field(
+        default=None, gt=0, description="time slot length; default one period of the fastest camera"
+    )
+    min_confidence: float = Field(
+        default=0.2, ge=0, le=1, description="2D joints below this confidence are ignored"
+    )
+    assoc_gate_m: float = Field(
+        default=0.35, gt=0, description="max robust mean joint distance detection↔track"
+    )
+    assoc_cap_m: float = Field(
+        default=1.5, gt=0, description="per-joint cap of the association cost (robustness)"
+    )
+    min_assoc_joints: int = Field(
+        default=4, ge=1, description="joints a detection and a track must share to be compared"
+    )
+    reacquire_growth_m_per_s: float = Field(
+        default=0.8, ge=0, description="gate growth per second a track goes unobserved"
+    )
+    reacquire_gate_max_m: float = Field(
+        default=1.2, gt=0, description="largest gate of a briefly lost track"
+    )
+    claim_gate_m: float = Field(
+        default=0.6,
+        gt=0,
+        description="unassigned detections this close to a track are not used to birth people",
+    )
+    min_views: int = Field(default=2, ge=2, description="views needed to triangulate a joint")
+    outlier_px: float = Field(
+        default=20.0, gt=0, description="reprojection error beyond which a view is rejected (px)"
+    )
+    noise_px: float = Field(default=3.0, gt=0, description="assumed 2D keypoint noise σ (px)")
+    min_update_joints: int = Field(
+        default=5, ge=1, description="triangulated joints needed to count a track as observed"
+    )
+    velocity_gain: float = Field(
+        default=0.4, gt=0, le=1, description="gain of the per-joint velocity (alpha-beta) filter"
+    )
+    max_joint_speed: float = Field(default=4.0, gt=0, description="velocity clamp (m/s)")
+    coast_s: float = Field(
+        default=0.5, ge=0, description="a lost track is predicted forward at most this long"
+    )
+    max_jump_m: float = Field(
+        default=0.6, gt=0, description="a triangulated joint this far from prediction is dropped"
+    )
+    lost_timeout_s: float = Field(
+        default=2.0, gt=0, description="a track unobserved this long ends"
+    )
+    exit_timeout_s: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "a track lost inside an exit area ends this soon: whoever appears there next is far "
+            "more likely someone else leaving than the same person re-found"
+        ),
+    )
+    pair_radius_m: float = Field(
+        default=1.0, gt=0, description="floor distance within which detections are paired"
+    )
+    pair_max_residual_m: float = Field(
+        default=0.1, gt=0, description="median 2-view residual for two detections to agree"
+    )
+    birth_min_slots: int = Field(
+        default=3, ge=1, description="slots a candidate must be seen before it becomes a person"
+    )
+    candidate_max_gap_slots: int = Field(
+        default=2, ge=0, description="missed slots a not-yet-confirmed candidate survives"
+    )
+    candidate_match_m: float = Field(
+        default=0.6, gt=0, description="hip distance to continue a candidate from slot to slot"
+    )
+    duplicate_radius_m: float = Field(
+        default=0.5, gt=0, description="a candidate this close to an observed track is its echo"
+    )
+    gate_margin_m: float = Field(
+        default=0.5, ge=0, description="margin around entry/exit gate areas (birth/exit zone)"
+    )
+
+    @model_validator(mode="after")
+    def _gates_below_cap(self) -> TrackerConfig:
+        # The cost saturates at assoc_cap_m: a gate at or above it would accept anything.
+        for name in ("assoc_gate_m", "claim_gate_m", "reacquire_gate_max_m"):
+            if getattr(self, name) >= self.assoc_cap_m:
+                raise ValueError(f"{name} must be below assoc_cap_m ({self.assoc_cap_m})")
+        return self
+
+
+@dataclass(slots=True)
+class _TrackState:
+    track_id: int
+    born_at: str | None
+    X: np.ndarray  # (17, 3) filled estimate at t_last
+    V: np.ndarray  # (17, 3) per-joint velocity
+    t_last: float
+    joint_t: np.ndarray  # (17,) last time each joint was triangulated (-inf: never)
+    hist_t: list[float] = field(default_factory=list)
+    hist_X: list[np.ndarray] = field(default_factory=list)
+    hist_S: list[np.ndarray] = field(default_factory=list)
+    ended: bool = False
+    ended_at: str | None = None
+
+    def predict(self, t: float, coast_s: float) -> np.ndarray:
+        return self.X + self.V * min(t - self.t_last, coast_s)
+
+    @property
+    def hip(self) -> np.ndarray:
+        return self.X[[L_HIP, R_HIP], :2].mean(axis=0)
+
+
+@dataclass(slots=True)
+class _Candidate:
+    cid: int
+    X: np.ndarray  # (17, 3) filled
+    t_last: float
+    hits: int
+    hist_t: list[float] = field(default_factory=list)
+    hist_X: list[np.ndarray] = field(default_factory=list)
+    hist_S: list[np.ndarray] = field(default_factory=list)
+    alerted: bool = False
+
+    @property
+    def hip(self) -> np.ndarray:
+        return self.X[[L_HIP, R_HIP], :2].mean(axis=0)
+
+
+def _fill(X_obs: np.ndarray, X_prev: np.ndarray) -> np.ndarray:
+    """Fill unobserved joints by moving the previous skeleton with the observed torso."""
+    seen = ~np.isnan(X_obs[:, 0])
+    if not seen.any():
+        return X_prev.copy()
+    torso = _TORSO[seen[_TORSO]]
+    ref = torso if torso.size else np.flatnonzero(seen)
+    shift = np.median(X_obs[ref] - X_prev[ref], axis=0)
+    return np.where(seen[:, None], X_obs, X_prev + shift)
+
+
+def _skeleton_hip(X: np.ndarray) -> np.ndarray | None:
+    hips = X[[L_HIP, R_HIP], :2]
+    ok = ~np.isnan(hips[:, 0])
+    if ok.any():
+        return hips[ok].mean(axis=0)
+    seen = ~np.isnan(X[:, 0])
+    return X[seen, :2].mean(axis=0) if seen.any() else None
+
+
+class Tracker:
+    """Streams keypoint frames into 3D tracks; see the module docstring for the method."""
+
+    def __init__(self, store: Store, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._store = store
+        self._cams = [CameraGeometry.from_camera(c) for c in store.cameras]
+        self._cam_index = {c.id: i for i, c in enumerate(store.cameras)}
+        self._slot_s = self.config.slot_s or 1.0 / max(c.fps for c in store.cameras)
+        self._entries: list[Gate] = store.gates_of("entry")
+        self._exits: list[Gate] = store.gates_of("exit")
+        self._tracks: list[_TrackState] = []
+        self._candidates: list[_Candidate] = []
+        self._pending: list[KeypointFrame] = []
+        self._pending_slot: int | None = None
+        self._next_track = 1
+        self._next_candidate = 1
+        self.dropped_frames = 0  # frames that arrived after their slot was processed
+
+    # ---- public API -----------------------------------------------------------------------
+
+    def process(self, frames: Sequence[KeypointFrame]) -> list[Alert]:
+        """Consume frames (time order, any cameras, any chunking); alerts raised meanwhile."""
+        alerts: list[Alert] = []
+        for f in frames:
+            if f.camera_id not in self._cam_index:
+                raise ValueError(f"frame from unknown camera {f.camera_id!r}")
+            k = math.floor(f.t / self._slot_s)
+            if self._pending_slot is None or k == self._pending_slot:
+                self._pending_slot = k
+                self._pending.append(f)
+            elif k > self._pending_slot:
+                alerts += self._process_slot(self._pending_slot, self._pending)
+                self._pending_slot, self._pending = k, [f]
+            else:
+                self.dropped_frames += 1
+        return alerts
+
+    def finish(self) -> list[Alert]:
+        """Process the last buffered slot. Tracks still live stay open (``ended_at`` None)."""
+        alerts: list[Alert] = []
+        if self._pending_slot is not None and self._pending:
+            alerts = self._process_slot(self._pending_slot, self._pending)
+            self._pending = []
+        return alerts
+
+    @property
+    def tracks(self) -> list[Track]:
+        """Every track so far, alive and ended, ordered by ``track_id``."""
+        out = []
+        for s in self._tracks:
+            n = len(s.hist_t)
+            out.append(
+                Track(
+                    track_id=s.track_id,
+                    t=np.asarray(s.hist_t, dtype=np.float64),
+                    joints=np.stack(s.hist_X) if n else np.zeros((0, N_JOINTS, 3)),
+                    sigma=np.stack(s.hist_S) if n else np.zeros((0, N_JOINTS)),
+                    born_at=s.born_at,
+                    ended_at=s.ended_at,
+                )
+            )
+        return out
+
+    # ---- one slot -------------------------------------------------------------------------
+
+    def _detections(self, frame: KeypointFrame) -> list[Detection]:
+        cam_i = self._cam_index[frame.camera_id]
+        cam = self._cams[cam_i]
+        kp = np.asarray(frame.keypoints, dtype=np.float64)
+        if kp.shape[0] == 0:
+            return []
+        conf = np.where(kp[..., 2] >= max(self.config.min_confidence, 1e-6), kp[..., 2], 0.0)
+        xn = undistort(cam.K, cam.dist, kp[..., :2].reshape(-1, 2)).reshape(-1, N_JOINTS, 2)
+        keep = (conf > 0).sum(axis=1) >= self.config.min_assoc_joints
+        return [Detection(cam_i, frame.t, xn[d], conf[d]) for d in np.flatnonzero(keep)]
+
+    def _process_slot(self, k: int, frames: list[KeypointFrame]) -> list[Alert]:
+        t_ref = (k + 0.5) * self._slot_s
+        frames = sorted(frames, key=lambda f: (f.t, self._cam_index[f.camera_id]))
+        live = [s for s in self._tracks if not s.ended]
+        views: dict[int, list[Detection]] = {i: [] for i in range(len(live))}
+        free: list[Detection] = []
+        for frame in frames:
+            dets = self._detections(frame)
+            if not dets:
+                continue
+            assigned, claimed = self._associate(dets, live, frame.t)
+            for d, ti in assigned:
+                views[ti].append(dets[d])
+            taken = {d for d, _ in assigned} | claimed
+            free += [dets[d] for d in range(len(dets)) if d not in taken]
+
+        observed = self._update_tracks(live, views, t_ref)
+        alerts = self._births(free, live, observed, t_ref)
+        alerts += self._timeouts(live, t_ref)
+        return alerts
+
+    def _associate(
+        self, dets: list[Detection], live: list[_TrackState], t: float
+    ) -> tuple[list[tuple[int, int]], set[int]]:
+        """Per-camera assignment; also the detections that sit near some track (claimed)."""
+        cfg = self.config
+        if not live:
+            return [], set()
+        cam = self._cams[dets[0].cam]
+        Xp = np.stack([s.predict(t, cfg.coast_s) for s in live])  # (T, 17, 3)
+        xn, z = project(cam.R, cam.t, Xp)
+        hip_xn = xn[:, [L_HIP, R_HIP]].mean(axis=1)
+        hip_z = z[:, [L_HIP, R_HIP]].mean(axis=1)
+        x0, x1, y0, y1 = cam.bounds
+        mx = 0.2 * (x1 - x0)
+        my = 0.2 * (y1 - y0)
+        vis = (
+            (hip_z > 0.2)
+            & (hip_xn[:, 0] > x0 - mx)
+            & (hip_xn[:, 0] < x1 + mx)
+            & (hip_xn[:, 1] > y0 - my)
+            & (hip_xn[:, 1] < y1 + my)
+        )
+        cols = np.flatnonzero(vis)
+        if cols.size == 0:
+            return [], set()
+        det_xn = np.stack([d.xn for d in dets])
+        det_conf = np.stack([d.conf for d in dets])
+        cost = association_cost(
+            det_xn, det_conf, xn[cols], z[cols], cfg.assoc_cap_m, cfg.min_assoc_joints
+        )
+        missed = np.array([max(t - live[c].t_last - self._slot_s, 0.0) for c in cols])
+        gate = np.minimum(
+            cfg.assoc_gate_m + cfg.reacquire_growth_m_per_s * missed, cfg.reacquire_gate_max_m
+        )
+        pairs = [(d, int(cols[c])) for d, c in assign(cost, gate)]
+        claimed = set(np.flatnonzero((cost <= cfg.claim_gate_m).any(axis=1)).tolist())
+        return pairs, claimed
+
+    def _triangulate_views(
+        self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Motion-compensated triangulation of each group of views: ``(G, 17, 3)``, ``(G, 17)``.
+
+        Views come from unsynchronised cameras; each is shifted to ``t_ref`` with the joint's
+        velocity by folding ``R v Δt`` into that view's translation.
+        """
+        cfg = self.config
+        G = len(groups)
+        V = max(len(g) for g in groups)
+        xn = np.zeros((G, V, N_JOINTS, 2))
+        conf = np.zeros((G, V, N_JOINTS))
+        R = np.tile(np.eye(3), (G, V, 1, 1))
+        t = np.zeros((G, V, N_JOINTS, 3))
+        f = np.ones((G, V))
+        for g, (dets, vel) in enumerate(zip(groups, velocities, strict=True)):
+            for v, d in enumerate(dets):
+                cam = self._cams[d.cam]
+                xn[g, v] = d.xn
+                conf[g, v] = d.conf
+                R[g, v] = cam.R
+                t[g, v] = cam.t + (vel * (d.t - t_ref)) @ cam.R.T
+                f[g, v] = cam.f
+        # -> (G*17, V, ...)
+        xn_f = xn.transpose(0, 2, 1, 3).reshape(-1, V, 2)
+        conf_f = conf.transpose(0, 2, 1).reshape(-1, V)
+        R_f = np.broadcast_to(R[:, None], (G, N_JOINTS, V, 3, 3)).reshape(-1, V, 3, 3)
+        t_f = t.transpose(0, 2, 1, 3).reshape(-1, V, 3)
+        f_f = np.broadcast_to(f[:, None], (G, N_JOINTS, V)).reshape(-1, V)
+        tri = robust_triangulate(xn_f, conf_f, R_f, t_f, f_f, cfg.outlier_px, cfg.noise_px)
+        n_used = tri.used.sum(axis=1)
+        ok = n_used >= cfg.min_views
+        X = np.where(ok[:, None], tri.X, np.nan).reshape(G, N_JOINTS, 3)
+        S = np.where(ok, tri.sigma, np.nan).reshape(G, N_JOINTS)
+        return X, S
+
+    def _update_tracks(
+        self, live: list[_TrackState], views: dict[int, list[Detection]], t_ref: float
+    ) -> set[int]:
+        cfg = self.config
+        idx = [i for i in range(len(live)) if len(views[i]) >= 2]
+        observed: set[int] = set()
+        if not idx:
+            return observed
+        X, S = self._triangulate_views([views[i] for i in idx], [live[i].V for i in idx], t_ref)
+        for g, i in enumerate(idx):
+            s = live[i]
+            pred = s.predict(t_ref, cfg.coast_s)
+            Xo, So = X[g], S[g]
+            # Only joints seen recently have a prediction worth trusting; a joint unseen for
+            # long must be free to come back wherever it is, or it would be locked out.
+            recent = t_ref - s.joint_t <= cfg.coast_s + self._slot_s
+            jump = cfg.max_jump_m + cfg.max_joint_speed * max(t_ref - s.t_last - self._slot_s, 0.0)
+            far = recent & (np.linalg.norm(Xo - pred, axis=1) > jump)
+            Xo = np.where(far[:, None], np.nan, Xo)
+            So = np.where(far, np.nan, So)
+            if (~np.isnan(Xo[:, 0])).sum() < cfg.min_update_joints:
+                continue
+            self._observe(s, Xo, So, t_ref)
+            observed.add(i)
+        return observed
+
+    def _observe(self, s: _TrackState, Xo: np.ndarray, So: np.ndarray, t_ref: float) -> None:
+        cfg = self.config
+        dt = t_ref - s.t_last
+        pred = s.predict(t_ref, cfg.coast_s)
+        filled = _fill(Xo, pred)
+        seen = ~np.isnan(Xo[:, 0])
+        if dt > 0:
+            V = s.V + cfg.velocity_gain * (filled - pred) / dt
+            torso = _TORSO[seen[_TORSO]]
+            v_body = V[torso].mean(axis=0) if torso.size else V[seen].mean(axis=0)
+            V = np.where(seen[:, None], V, v_body)
+            speed = np.linalg.norm(V, axis=1, keepdims=True)
+            s.V = V * np.minimum(1.0, cfg.max_joint_speed / np.maximum(speed, 1e-9))
+        s.X = filled
+        s.t_last = t_ref
+        s.joint_t = np.where(seen, t_ref, s.joint_t)
+        s.hist_t.append(t_ref)
+        s.hist_X.append(Xo.astype(np.float64))
+        s.hist_S.append(So.astype(np.float64))
+
+    # ---- births, re-acquisition, unbound people -------------------------------------------
+
+    def _births(
+        self,
+        free: list[Detection],
+        live: list[_TrackState],
+        observed: set[int],
+        t_ref: float,
+    ) -> list[Alert]:
+        cfg = self.config
+        clusters = cluster_detections(
+            free, self._cams, cfg.pair_radius_m, cfg.pair_max_residual_m, cfg.min_assoc_joints
+        )
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (X, S, hip)
+        if clusters:
+            groups = [[free[m] for m in c.members] for c in clusters]
+            X, S = self._triangulate_views(groups, [np.zeros((N_JOINTS, 3))] * len(groups), t_ref)
+            for g in range(len(groups)):
+                hip = _skeleton_hip(X[g])
+                if hip is None or (~np.isnan(X[g, :, 0])).sum() < cfg.min_update_joints:
+                    continue
+                found.append((X[g], S[g], hip))
+
+        # Echoes of observed tracks are dropped; near a lost track they re-acquire it.
+        rest: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for Xc, Sc, hip in found:
+            best, best_d = None, np.inf
+            echo = False
+            for i, s in enumerate(live):
+                d = float(
+                    np.linalg.norm(
+                        hip - s.predict(t_ref, cfg.coast_s)[[L_HIP, R_HIP], :2].mean(axis=0)
+                    )
+                )
+                if i in observed:
+                    echo |= d <= cfg.duplicate_radius_m
+                    continue
+                missed = max(t_ref - s.t_last - self._slot_s, 0.0)
+                gate = min(
+                    cfg.assoc_gate_m + cfg.reacquire_growth_m_per_s * missed,
+                    cfg.reacquire_gate_max_m,
+                )
+                if d <= gate and d < best_d:
+                    best, best_d = i, d
+            if echo:
+                continue
+            if best is not None:
+                self._observe(live[best], Xc, Sc, t_ref)
+                observed.add(best)
+                continue
+            rest.append((Xc, Sc, hip))
+        return self._update_candidates(rest, t_ref)
+
+    def _update_candidates(
+        self, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], t_ref: float
+    ) -> list[Alert]:
+        cfg = self.config
+        alerts: list[Alert] = []
+        cands = self._candidates
+        matched: dict[int, int] = {}
+        if cands and found:
+            cost = np.array(
+                [[float(np.linalg.norm(h - c.hip)) for c in cands] for _, _, h in found]
+            )
+            matched = {c: r for r, c in assign(cost, np.full(len(cands), cfg.candidate_match_m))}
+        used_rows = set(matched.values())
+        for ci, c in enumerate(cands):
+            if ci not in matched:
+                continue
+            Xc, Sc, _ = found[matched[ci]]
+            c.X = _fill(Xc, c.X)
+            c.hits += 1
+            c.t_last = t_ref
+            if not c.alerted:
+                c.hist_t.append(t_ref)
+                c.hist_X.append(Xc)
+                c.hist_S.append(Sc)
+        for r, (Xc, Sc, _) in enumerate(found):
+            if r in used_rows:
+                continue
+            # Joints not seen yet start at the body centre (never at the origin).
+            filled = np.where(np.isnan(Xc), np.nanmean(Xc, axis=0), Xc)
+            c = _Candidate(self._next_candidate, filled, t_ref, 1, [t_ref], [Xc], [Sc])
+            self._next_candidate += 1
+            cands.append(c)
+
+        keep: list[_Candidate] = []
+        for c in cands:
+            gap = t_ref - c.t_last
+            if c.alerted:
+                if gap <= cfg.lost_timeout_s:
+                    keep.append(c)
+                continue
+            if gap > (cfg.candidate_max_gap_slots + 0.5) * self._slot_s:
+                continue
+            if c.hits < cfg.birth_min_slots or gap > 0:
+                keep.append(c)
+                continue
+            gate = self._gate_at(self._entries, c.hip)
+            if gate is not None:
+                self._birth(c, gate.id)
+            else:
+                c.alerted = True
+                x, y = c.hip
+                alerts.append(
+                    Alert(
+                        t=t_ref,
+                        kind="unbound_person",
+                        message=f"person at ({x:.2f}, {y:.2f}) m did not come through an entry",
+                        subject=f"candidate-{c.cid}",
+                    )
+                )
+                keep.append(c)
+        self._candidates = keep
+        return alerts
+
+    def _birth(self, c: _Candidate, gate_id: str) -> None:
+        ts = c.hist_t
+        V = np.zeros((N_JOINTS, 3))
+        if len(ts) >= 2 and ts[-1] > ts[0]:
+            h0 = _skeleton_hip(c.hist_X[0])
+            h1 = _skeleton_hip(c.hist_X[-1])
+            if h0 is not None and h1 is not None:
+                V[:, :2] = (h1 - h0) / (ts[-1] - ts[0])
+        s = _TrackState(
+            track_id=self._next_track,
+            born_at=gate_id,
+            X=c.X.copy(),
+            V=V,
+            t_last=c.t_last,
+            joint_t=np.where(
+                np.any([~np.isnan(x[:, 0]) for x in c.hist_X], axis=0), c.t_last, -np.inf
+            ),
+            hist_t=list(c.hist_t),
+            hist_X=list(c.hist_X),
+            hist_S=list(c.hist_S),
+        )
+        self._next_track += 1
+        self._tracks.append(s)
+
+    def _gate_at(self, gates: list[Gate], xy: np.ndarray) -> Gate | None:
+        m = self.config.gate_margin_m
+        for g in gates:
+            if g.area.contains_xy(float(xy[0]), float(xy[1]), margin=m):
+                return g
+        return None
+
+    # ---- endings --------------------------------------------------------------------------
+
+    def _timeouts(self, live: list[_TrackState], t_ref: float) -> list[Alert]:
+        alerts: list[Alert] = []
+        cfg = self.config
+        for s in live:
+            unseen = t_ref - s.t_last
+            if unseen <= min(cfg.exit_timeout_s, cfg.lost_timeout_s):
+                continue
+            gate = self._gate_at(self._exits, s.hip)
+            if gate is not None:
+                s.ended, s.ended_at = True, gate.id
+                continue
+            if unseen <= cfg.lost_timeout_s:
+                continue
+            s.ended = True
+            x, y = s.hip
+            alerts.append(
+                Alert(
+                    t=t_ref,
+                    kind="identity_lost",
+                    message=(
+                        f"track {s.track_id} unseen for {t_ref - s.t_last:.1f} s, last at "
+                        f"({x:.2f}, {y:.2f}) m away from any exit"
+                    ),
+                    subject=str(s.track_id),
+                )
+            )
+        return alerts
