@@ -81,7 +81,10 @@ class Engine:
         self.alerts: list[Alert] = []
         self.receipts: list[Receipt] = []
         self._pending: list[ShelfEvent] = []
-        self._exits: list[tuple[GateEvent, Session]] = []
+        self._exits: list[tuple[float, Session]] = []  # checking out: (exit time, session)
+        self._exited_tracks: set[int] = set()
+        self._exit_tracks: list[tuple[str, float]] = []  # (gate, time) of tracks that left
+        self._gate_exits: list[GateEvent] = []
         self._known_tracks = 0
         self._box_cache: dict[tuple[str, ...], np.ndarray] = {}
 
@@ -99,8 +102,10 @@ class Engine:
             if g.kind == "entry":
                 self.alerts += self.book.scan(g)
             else:
-                self._exit(g, tracks)
+                self._gate_exits.append(g)
         self.alerts += self.book.resolve(now)
+        self._track_exits(tracks)
+        self._check_gate_exits(now)
         new = self.shelf.process(block)
         self.events += new
         self._pending += new
@@ -115,6 +120,8 @@ class Engine:
         self.alerts += self.tracker.finish()
         tracks = self.tracker.tracks
         self.alerts += self.book.resolve(float("inf"))
+        self._track_exits(tracks)
+        self._check_gate_exits(float("inf"))
         self._attribute_ready(tracks, float("inf"))
         self._close_ready(float("inf"))
         for s in self.book.sessions.values():
@@ -205,39 +212,47 @@ class Engine:
                 self.ledger.append(CartEntry(sid, pid, q, ev.t_end, ev.event_id, conf,
                                              (ev.event_id,)))
 
-    def _exit(self, g: GateEvent, tracks: list[Track]) -> None:
-        gate = next(x for x in self.store.gates if x.id == g.gate_id)
-        by_id = {tr.track_id: tr for tr in tracks}
-        best, best_d = None, float("inf")
-        for s in self.book.open_sessions():
-            for tid in s.track_ids:
-                tr = by_id.get(tid)
-                if tr is None or len(tr.t) == 0:
-                    continue
-                i = int(np.clip(np.searchsorted(tr.t, g.t), 0, len(tr.t) - 1))
-                if abs(tr.t[i] - g.t) > 2.0:
-                    continue
-                hips = tr.joints[i, 11:13, :2]
-                xy = np.nanmean(hips, axis=0) if np.isfinite(hips).any() else None
-                if xy is None:
-                    continue
-                d = float(np.hypot(*(xy - gate.area.center[:2])))
-                if d < best_d:
-                    best, best_d = s, d
-        if best is None or best_d > 2.0:
-            self.alerts.append(Alert(g.t, "exit_unmatched",
-                                     f"exit at {g.gate_id} with no tracked shopper near it"))
-            return
-        best.state = SessionState.CHECKING_OUT
-        best.exited_at = g.t
-        self._exits.append((g, best))
+    def _track_exits(self, tracks: list[Track]) -> None:
+        """A session checks out when its (last) track leaves through an exit gate."""
+        for tr in tracks:
+            if tr.ended_at is None or tr.track_id in self._exited_tracks:
+                continue
+            self._exited_tracks.add(tr.track_id)
+            gate = next((g for g in self.store.gates if g.id == tr.ended_at), None)
+            if gate is None or gate.kind != "exit":
+                continue
+            t_exit = float(tr.t[-1])
+            self._exit_tracks.append((gate.id, t_exit))
+            sid = self.book.by_track.get(tr.track_id)
+            if sid is None:
+                continue  # an unbound track's pseudo-session is closed by resolve()
+            s = self.book.sessions[sid]
+            if s.state != SessionState.OPEN:
+                continue
+            others = [t for t in s.track_ids if t != tr.track_id and t not in self._exited_tracks]
+            if others:  # a party checks out when its last member leaves
+                continue
+            s.state = SessionState.CHECKING_OUT
+            s.exited_at = t_exit
+            self._exits.append((t_exit, s))
+
+    def _check_gate_exits(self, now: float) -> None:
+        """Every exit gate opening must match a track leaving there (else: alert)."""
+        for g in list(self._gate_exits):
+            if any(gid == g.gate_id and abs(t - g.t) <= 3.0 for gid, t in self._exit_tracks):
+                self._gate_exits.remove(g)
+            elif now - g.t > 5.0:
+                self._gate_exits.remove(g)
+                self.alerts.append(Alert(g.t, "exit_unmatched",
+                                         f"exit gate {g.gate_id} opened with no tracked shopper "
+                                         "leaving through it"))
 
     def _close_ready(self, now: float) -> None:
-        for g, s in list(self._exits):
-            if now >= g.t + self.config.exit_settle_s and not any(
-                e.t_start <= g.t for e in self._pending
+        for t_exit, s in list(self._exits):
+            if now >= t_exit + self.config.exit_settle_s and not any(
+                e.t_start <= t_exit for e in self._pending
             ):
-                self._exits.remove((g, s))
+                self._exits.remove((t_exit, s))
                 self._issue(s)
 
     def _issue(self, s: Session) -> None:

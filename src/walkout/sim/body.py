@@ -31,7 +31,6 @@ _TEMPLATE = np.array(
     ],
     dtype=np.float64,
 )
-_UPPER = np.array([z >= 0.53 for z in _TEMPLATE[:, 2]])
 _SHOULDER = {L_WRIST: 5, R_WRIST: 6}
 _ELBOW = {L_WRIST: L_ELBOW, R_WRIST: R_ELBOW}
 
@@ -73,11 +72,16 @@ def skeleton(state: BodyState) -> np.ndarray:
     world[..., 1] = state.xy[:, 1, None] + s[:, None] * body[..., 0] + c[:, None] * body[..., 1]
     world[..., 2] = body[..., 2]
 
-    # crouch for low shelves: the upper body comes down so that the arm can reach
-    low = np.clip(0.75 - state.reach_target[:, 2], 0.0, 0.6) * state.reach
-    world[:, _UPPER, 2] -= 0.8 * low[:, None]
-    world[:, 11:13, 2] += 0.3 * low[:, None]  # hips stay higher than the rest of the trunk
-    world[:, 13:15, 2] -= 0.3 * low[:, None]
+    # squat for low shelves: knees bend forward, hips drop, the trunk leans towards the shelf
+    drop = np.clip(0.8 - state.reach_target[:, 2], 0.0, 0.55) * state.reach  # metres
+    fwd = np.stack([c, s], axis=1)
+    lean = (0.35 * drop)[:, None]
+    world[:, 11:13, 2] -= drop[:, None]  # hips
+    world[:, 13:15, 2] -= 0.5 * drop[:, None]  # knees come down half as much...
+    world[:, 13:15, :2] += (fwd * 0.5 * drop[:, None])[:, None, :]  # ...and forward
+    upper = np.arange(N_JOINTS) < 11  # head, shoulders, arms follow the hips and lean forward
+    world[:, upper, 2] -= drop[:, None]
+    world[:, upper, :2] += (fwd * lean)[:, None, :]
 
     # the reaching arm: wrist blends towards the target, elbow between shoulder and wrist
     r = state.reach[:, None]

@@ -57,7 +57,9 @@ def simulate(
     root = np.random.SeedSequence(seed)
     rng_people, rng_plates, rng_cams = (np.random.default_rng(s) for s in root.spawn(3))
     sim = ShopperSimulator(store, cfg.shoppers, rng_people)
-    arrivals = np.cumsum(rng_people.exponential(cfg.shoppers.mean_arrival_gap_s, shoppers)) + 1.0
+    # people queue at the entry gate: one scan at a time, a couple of seconds apart
+    gaps = rng_people.exponential(cfg.shoppers.mean_arrival_gap_s, shoppers)
+    arrivals = np.cumsum(np.maximum(gaps, cfg.shoppers.gate_gap_s)) + 1.0
     results = []
     for i, t in enumerate(arrivals):
         credential = f"qr-{seed:04d}-{i:05d}"

@@ -43,6 +43,9 @@ class ShopperConfig(BaseModel):
         (0.0, 400.0), description="range of extra force of a hand on the plate (g)"
     )
     height_m: tuple[float, float] = Field((1.5, 1.95), description="range of body heights")
+    gate_gap_s: float = Field(
+        2.5, ge=0, description="people pass a gate one at a time, at least this far apart"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,7 @@ class ShopperSimulator:
         self.plate_col = store.plate_index
         self.entry = store.gates_of("entry")[0]
         self.exit = store.gates_of("exit")[0]
+        self._exit_free_at = 0.0
 
     def _reach_target(self, plates: tuple[str, ...]) -> tuple[np.ndarray, float]:
         """A point inside the footprint (first plate's front part) and the along-face coordinate."""
@@ -300,8 +304,13 @@ class ShopperSimulator:
                 events.append(TrueEvent(credential, "put", pid, 1, from_plates, t_in, t_out, t_ch))
         xa = self.exit.area
         gate_xy = np.array([rng.uniform(xa.min[0] + 0.3, xa.max[0] - 0.3), xa.min[1] + 0.6])
-        tl.walk(self.floor.path(tl.xy, gate_xy), rng.uniform(*cfg.speed_mps))
+        queue_xy = gate_xy + np.array([0.0, 1.2])
+        tl.walk(self.floor.path(tl.xy, queue_xy), rng.uniform(*cfg.speed_mps))
+        if tl.t < self._exit_free_at:  # wait for the person ahead to pass the gate
+            tl.stand(self._exit_free_at - tl.t)
+        tl.walk(np.array([tl.xy, gate_xy]), 1.0)
         gates.append(GateEvent(t=tl.t, gate_id=self.exit.id, kind="exit"))
+        self._exit_free_at = tl.t + cfg.gate_gap_s
         tl.walk(np.array([tl.xy, [tl.xy[0], xa.min[1] + 0.15]]), 1.0)
         tl.stand(0.3)
         receipt: Counter[str] = Counter()
