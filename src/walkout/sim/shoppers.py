@@ -43,6 +43,9 @@ class ShopperConfig(BaseModel):
         (0.0, 400.0), description="range of extra force of a hand on the plate (g)"
     )
     height_m: tuple[float, float] = Field((1.5, 1.95), description="range of body heights")
+    min_gap_m: float = Field(
+        0.6, ge=0, description="nobody stands closer than this to another shopper at a shelf"
+    )
     gate_gap_s: float = Field(
         2.5, ge=0, description="people pass a gate one at a time, at least this far apart"
     )
@@ -73,21 +76,29 @@ class _Shelving:
     def __post_init__(self) -> None:
         self.stock = [e.stock for e in self.store.planogram]
 
-    def free_at(self, plates: tuple[str, ...], t0: float, t1: float) -> float:
-        """Earliest start >= t0 at which [start, start + (t1 - t0)] overlaps no booking."""
-        start, length = t0, t1 - t0
+    stands: list[tuple[np.ndarray, float, float]] = field(default_factory=list)
+
+    def free_at(self, plates: tuple[str, ...], xy: np.ndarray, t0: float, length: float,
+                min_gap_m: float) -> float:
+        """Earliest start >= t0 at which, for ``length`` s, no other hand is in these plates
+        and nobody else stands within ``min_gap_m`` of ``xy``."""
+        start = t0
         moved = True
         while moved:
             moved = False
-            for p in plates:
-                for a, b in self.busy.get(p, []):
-                    if start < b and a < start + length:
-                        start, moved = b, True
+            spans = [sp for p in plates for sp in self.busy.get(p, [])]
+            spans += [(a, b) for q, a, b in self.stands if np.hypot(*(q - xy)) < min_gap_m]
+            for a, b in spans:
+                if start < b and a < start + length:
+                    start, moved = b, True
         return start
 
     def book(self, plates: tuple[str, ...], t0: float, t1: float) -> None:
         for p in plates:
             self.busy.setdefault(p, []).append((t0, t1))
+
+    def book_stand(self, xy: np.ndarray, t0: float, t1: float) -> None:
+        self.stands.append((xy, t0, t1))
 
 
 @dataclass
@@ -232,12 +243,19 @@ class ShopperSimulator:
         target, along = self._reach_target(plates)
         g = self.store.plate_gondola[plates[0]]
         stand, heading = _stand_point(g, along)
-        tl.walk(self.floor.path(tl.xy, stand), self.rng.uniform(*self.config.speed_mps))
-        tl.turn_to(heading)
+        path = self.floor.path(tl.xy, stand)
+        speed = self.rng.uniform(*self.config.speed_mps)
+        walk_s = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum()) / speed
         dwell = float(self.rng.uniform(0.6, 1.8))
-        start = self.shelving.free_at(plates, tl.t - 0.5, tl.t + dwell + 2.0)
-        if start > tl.t - 0.5:
-            tl.stand(start - tl.t + 0.5)
+        pause = float(self.rng.uniform(0.5, 5.0))  # looks at the shelf before moving on
+        stay = 1.2 + dwell + pause
+        arrive = self.shelving.free_at(plates, stand, tl.t + walk_s, stay, self.config.min_gap_m)
+        if arrive > tl.t + walk_s:  # lingers where they are until the spot is free
+            tl.stand(arrive - tl.t - walk_s)
+        t_arrive = tl.t + walk_s
+        self.shelving.book_stand(stand, t_arrive - 0.5, t_arrive + stay)
+        tl.walk(path, speed)
+        tl.turn_to(heading)
         t_in, t_out = tl.reach(target, shopper_wrist, dwell)
         self.shelving.book(plates, t_in - 1.0, t_out + 1.0)
         t_change = float(self.rng.uniform(t_in + 0.15 * dwell, t_out - 0.15 * dwell))
@@ -251,7 +269,7 @@ class ShopperSimulator:
             )
             for p, f in zip(plates, parts, strict=True)
         ]
-        tl.stand(float(self.rng.uniform(0.5, 5.0)))  # looks at the shelf before moving on
+        tl.stand(pause)
         return out, (t_in, t_out, t_change)
 
     def shopper(self, person_id: int, credential: str, t_arrive: float) -> ShopperResult:
@@ -304,11 +322,12 @@ class ShopperSimulator:
                 events.append(TrueEvent(credential, "put", pid, 1, from_plates, t_in, t_out, t_ch))
         xa = self.exit.area
         gate_xy = np.array([rng.uniform(xa.min[0] + 0.3, xa.max[0] - 0.3), xa.min[1] + 0.6])
-        queue_xy = gate_xy + np.array([0.0, 1.2])
-        tl.walk(self.floor.path(tl.xy, queue_xy), rng.uniform(*cfg.speed_mps))
-        if tl.t < self._exit_free_at:  # wait for the person ahead to pass the gate
-            tl.stand(self._exit_free_at - tl.t)
-        tl.walk(np.array([tl.xy, gate_xy]), 1.0)
+        path = self.floor.path(tl.xy, gate_xy)
+        speed = rng.uniform(*cfg.speed_mps)
+        walk_s = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum()) / speed
+        if tl.t + walk_s < self._exit_free_at:  # lingers so as to reach a free exit gate
+            tl.stand(self._exit_free_at - tl.t - walk_s)
+        tl.walk(path, speed)
         gates.append(GateEvent(t=tl.t, gate_id=self.exit.id, kind="exit"))
         self._exit_free_at = tl.t + cfg.gate_gap_s
         tl.walk(np.array([tl.xy, [tl.xy[0], xa.min[1] + 0.15]]), 1.0)
