@@ -24,7 +24,7 @@ store_app = typer.Typer(no_args_is_help=True, help="Store descriptions.")
 app.add_typer(bench_app, name="bench")
 app.add_typer(store_app, name="store")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)  # errors stay greppable
 
 StoreOpt = Annotated[str, typer.Option("--store", help="shipped store name or a store YAML path")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="random seed of the simulation")]
