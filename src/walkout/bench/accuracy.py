@@ -15,11 +15,14 @@ from walkout.store.model import Store
 
 
 def predicted_receipts(result: EngineResult) -> dict[str, Counter[str]]:
-    """Credential → product → quantity, merging a credential's sessions (bound ones only)."""
+    """Credential → product → quantity, merging a credential's sessions.
+
+    Receipts of unbound people (no credential) are kept under their session id: whatever the
+    engine charged to nobody's account counts against precision, as in the AiFi metric.
+    """
     out: dict[str, Counter[str]] = {}
     for r in result.receipts:
-        if r.credential:
-            out.setdefault(r.credential, Counter()).update(r.counts())
+        out.setdefault(r.credential or r.session_id, Counter()).update(r.counts())
     return out
 
 

@@ -184,6 +184,42 @@ class _Timeline:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Take:
+    """Take ``quantity`` items of a planogram entry from its footprint."""
+
+    entry: int  # index into store.planogram
+    quantity: int = 1
+    hold_s: float | None = None  # how long the hand stays in the plate (default: random)
+    at: float | None = None  # have the hand in the plate at this time (synchronised scenarios)
+
+
+@dataclass(frozen=True, slots=True)
+class PutBack:
+    """Put one held item down: on ``plates`` (default: where it came from)."""
+
+    plates: tuple[str, ...] = ()
+    product_id: str | None = None  # which held product (default: first taken, or last)
+    last: bool = False
+    hold_s: float | None = None
+    at: float | None = None
+
+
+Action = Take | PutBack
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one visitor will do, in order; scenarios write these by hand."""
+
+    credential: str
+    t_arrive: float
+    actions: tuple[Action, ...]
+    scans: bool = True  # False: slips in without scanning (tailgating)
+    party_size: int = 1
+    wrist: int | None = None  # hand used (default: right for 3 in 4 people)
+
+
 @dataclass
 class ShopperResult:
     """Ground truth of one simulated visit."""
@@ -237,26 +273,36 @@ class ShopperSimulator:
         return target, a
 
     def _interact(
-        self, tl: _Timeline, plates: tuple[str, ...], delta_g: float, shopper_wrist: int
+        self, tl: _Timeline, plates: tuple[str, ...], delta_g: float, wrist: int,
+        hold_s: float | None = None, at: float | None = None,
     ) -> tuple[list[PlateInteraction], tuple[float, float, float]]:
-        """Walk-free part of a visit to a plate: wait if it is busy, reach, change the load."""
+        """Walk to a footprint, wait until it is free, reach in, change its load, look around.
+
+        ``at`` asks for the hand to be in the plate at that time (scenarios that synchronise
+        shoppers); it overrides the plate schedule but not physics: nobody walks faster.
+        """
         target, along = self._reach_target(plates)
         g = self.store.plate_gondola[plates[0]]
         stand, heading = _stand_point(g, along)
         path = self.floor.path(tl.xy, stand)
         speed = self.rng.uniform(*self.config.speed_mps)
         walk_s = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum()) / speed
-        dwell = float(self.rng.uniform(0.6, 1.8))
+        dwell = float(self.rng.uniform(0.6, 1.8)) if hold_s is None else hold_s
         pause = float(self.rng.uniform(0.5, 5.0))  # looks at the shelf before moving on
         stay = 1.2 + dwell + pause
-        arrive = self.shelving.free_at(plates, stand, tl.t + walk_s, stay, self.config.min_gap_m)
+        if at is None:
+            arrive = self.shelving.free_at(
+                plates, stand, tl.t + walk_s, stay, self.config.min_gap_m
+            )
+        else:
+            arrive = max(tl.t + walk_s, at - 0.5)
         if arrive > tl.t + walk_s:  # lingers where they are until the spot is free
             tl.stand(arrive - tl.t - walk_s)
         t_arrive = tl.t + walk_s
         self.shelving.book_stand(stand, t_arrive - 0.5, t_arrive + stay)
         tl.walk(path, speed)
         tl.turn_to(heading)
-        t_in, t_out = tl.reach(target, shopper_wrist, dwell)
+        t_in, t_out = tl.reach(target, wrist, dwell)
         self.shelving.book(plates, t_in - 1.0, t_out + 1.0)
         t_change = float(self.rng.uniform(t_in + 0.15 * dwell, t_out - 0.15 * dwell))
         press = float(self.rng.uniform(*self.config.press_g))
@@ -272,54 +318,86 @@ class ShopperSimulator:
         tl.stand(pause)
         return out, (t_in, t_out, t_change)
 
+    def random_plan(self, credential: str, t_arrive: float) -> Plan:
+        """The standard mix: a few picks, sometimes a put-back (same plate or elsewhere)."""
+        cfg, rng = self.config, self.rng
+        n_stops = int(min(cfg.max_stops, rng.poisson(cfg.mean_stops) + 1))
+        puts_back = rng.random() < cfg.put_back_p
+        put_elsewhere = puts_back and rng.random() < cfg.put_elsewhere_p
+        stocked = [i for i, n in enumerate(self.shelving.stock) if n > 0]
+        actions: list[Action] = []
+        if not stocked:
+            return Plan(credential, t_arrive, ())
+        for stop in range(n_stops):
+            e_idx = int(rng.choice(stocked))
+            plates = tuple(self.store.planogram[e_idx].plates)
+            if put_elsewhere and stop == n_stops - 1 and stop > 0:
+                actions.append(PutBack(plates=plates[:1]))  # the first item, on a wrong plate
+                break
+            qty = 1
+            if rng.random() < cfg.multi_item_p:
+                qty = int(rng.choice([2, 3], p=[0.75, 0.25]))
+            actions.append(Take(entry=e_idx, quantity=qty))
+            if puts_back and not put_elsewhere and stop == 0:
+                actions.append(PutBack(plates=plates, last=True))  # changes their mind at once
+        return Plan(credential, t_arrive, tuple(actions))
+
     def shopper(self, person_id: int, credential: str, t_arrive: float) -> ShopperResult:
+        """Plan and carry out one standard-mix visit."""
+        return self.execute(person_id, self.random_plan(credential, t_arrive))
+
+    def execute(self, person_id: int, plan: Plan) -> ShopperResult:
+        """Carry out a plan: entry scan, its actions in order, exit; returns the ground truth."""
         cfg, rng, store = self.config, self.rng, self.store
-        tl = _Timeline(t0=t_arrive, height=float(rng.uniform(*cfg.height_m)))
+        tl = _Timeline(t0=plan.t_arrive, height=float(rng.uniform(*cfg.height_m)))
         ea = self.entry.area
         tl.xy = np.array([rng.uniform(ea.min[0] + 0.3, ea.max[0] - 0.3), ea.min[1] + 0.25])
         tl.heading = np.pi / 2
         tl.stand(float(rng.uniform(1.0, 2.0)))
-        gates = [GateEvent(t=t_arrive + 0.7, gate_id=self.entry.id, kind="entry",
-                           credential=credential)]
-        wrist = R_WRIST if rng.random() < 0.75 else L_WRIST
+        gates = []
+        if plan.scans:
+            gates.append(GateEvent(t=plan.t_arrive + 0.7, gate_id=self.entry.id, kind="entry",
+                                   credential=plan.credential, party_size=plan.party_size))
+        wrist = plan.wrist if plan.wrist is not None else (
+            R_WRIST if rng.random() < 0.75 else L_WRIST
+        )
         interactions: list[PlateInteraction] = []
         events: list[TrueEvent] = []
         held: list[tuple[str, float, tuple[str, ...]]] = []  # product, item weight, from plates
-        n_stops = int(min(cfg.max_stops, rng.poisson(cfg.mean_stops) + 1))
-        puts_back = rng.random() < cfg.put_back_p
-        put_elsewhere = puts_back and rng.random() < cfg.put_elsewhere_p
-        for stop in range(n_stops):
-            choices = [i for i, s in enumerate(self.shelving.stock) if s > 0]
-            if not choices:
-                break
-            e_idx = int(rng.choice(choices))
-            entry = store.planogram[e_idx]
-            plates = tuple(entry.plates)
-            product = store.products[entry.product]
-            if put_elsewhere and held and stop == n_stops - 1:
-                # put the first item taken on this (wrong) plate, then take nothing here
-                pid, w, _ = held.pop(0)
-                inter, (t_in, t_out, t_ch) = self._interact(tl, plates[:1], w, wrist)
+        for act in plan.actions:
+            if isinstance(act, Take):
+                entry = store.planogram[act.entry]
+                product = store.products[entry.product]
+                qty = min(act.quantity, self.shelving.stock[act.entry])
+                if qty <= 0:
+                    continue
+                weights = rng.normal(product.weight_g, product.weight_sd_g, size=qty)
+                self.shelving.stock[act.entry] -= qty
+                plates = tuple(entry.plates)
+                inter, (t_in, t_out, t_ch) = self._interact(
+                    tl, plates, -float(weights.sum()), wrist, act.hold_s, act.at
+                )
                 interactions += inter
-                events.append(TrueEvent(credential, "put", pid, 1, plates[:1], t_in, t_out, t_ch))
-                break
-            want = 1
-            if rng.random() < cfg.multi_item_p:
-                want = int(rng.choice([2, 3], p=[0.75, 0.25]))
-            qty = min(want, self.shelving.stock[e_idx])
-            weights = rng.normal(product.weight_g, product.weight_sd_g, size=qty)
-            self.shelving.stock[e_idx] -= qty
-            inter, (t_in, t_out, t_ch) = self._interact(tl, plates, -float(weights.sum()), wrist)
-            interactions += inter
-            events.append(TrueEvent(credential, "pick", product.id, qty, plates, t_in, t_out, t_ch))
-            held += [(product.id, float(w), plates) for w in weights]
-            if puts_back and not put_elsewhere and stop == 0:
-                # changes their mind at once: one item back on the same plate
-                pid, w, from_plates = held.pop()
-                inter, (t_in, t_out, t_ch) = self._interact(tl, from_plates, w, wrist)
+                events.append(TrueEvent(plan.credential, "pick", product.id, qty, plates,
+                                        t_in, t_out, t_ch))
+                held += [(product.id, float(w), plates) for w in weights]
+            elif isinstance(act, PutBack):
+                if not held:
+                    continue
+                k = next((i for i, h in enumerate(held) if h[0] == act.product_id), None)
+                if k is None:
+                    k = len(held) - 1 if act.last else 0
+                pid, w, from_plates = held.pop(k)
+                plates = act.plates or from_plates
+                inter, (t_in, t_out, t_ch) = self._interact(
+                    tl, plates, w, wrist, act.hold_s, act.at
+                )
                 interactions += inter
-                self.shelving.stock[e_idx] += 1
-                events.append(TrueEvent(credential, "put", pid, 1, from_plates, t_in, t_out, t_ch))
+                if plates == from_plates:
+                    e_idx = next(i for i, e in enumerate(store.planogram)
+                                 if tuple(e.plates) == from_plates and e.product == pid)
+                    self.shelving.stock[e_idx] += 1
+                events.append(TrueEvent(plan.credential, "put", pid, 1, plates, t_in, t_out, t_ch))
         xa = self.exit.area
         gate_xy = np.array([rng.uniform(xa.min[0] + 0.3, xa.max[0] - 0.3), xa.min[1] + 0.6])
         path = self.floor.path(tl.xy, gate_xy)
@@ -335,5 +413,5 @@ class ShopperSimulator:
         receipt: Counter[str] = Counter()
         for ev in events:
             receipt[ev.product_id] += ev.quantity if ev.kind == "pick" else -ev.quantity
-        receipt = Counter({k: v for k, v in receipt.items() if v > 0})
-        return ShopperResult(credential, tl.path(person_id), gates, interactions, events, receipt)
+        return ShopperResult(plan.credential, tl.path(person_id), gates, interactions, events,
+                             +receipt)
