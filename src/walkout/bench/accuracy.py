@@ -9,20 +9,31 @@ from typing import Any
 
 from walkout.bench.metrics import score_receipts
 from walkout.engine import Engine, EngineResult
-from walkout.sim.session import SimSession, simulate
+from walkout.sim.session import SimSession, Truth, simulate
 from walkout.sources.recording import Sensors
 from walkout.store.model import Store
+
+UNBOUND = "(unbound)"
 
 
 def predicted_receipts(result: EngineResult) -> dict[str, Counter[str]]:
     """Credential → product → quantity, merging a credential's sessions.
 
-    Receipts of unbound people (no credential) are kept under their session id: whatever the
-    engine charged to nobody's account counts against precision, as in the AiFi metric.
+    What the engine put on unbound people's sessions (no credential) is pooled under
+    ``UNBOUND``: scored against what unbound people really took, so an item charged to nobody's
+    account when a scanned shopper took it counts against both precision and recall.
     """
     out: dict[str, Counter[str]] = {}
     for r in result.receipts:
-        out.setdefault(r.credential or r.session_id, Counter()).update(r.counts())
+        out.setdefault(r.credential or UNBOUND, Counter()).update(r.counts())
+    return out
+
+
+def true_receipts(truth: Truth) -> dict[str, Counter[str]]:
+    """Truth keyed like ``predicted_receipts``: unbound visitors pooled under ``UNBOUND``."""
+    out: dict[str, Counter[str]] = {}
+    for cred, r in truth.receipts.items():
+        out.setdefault(UNBOUND if cred.startswith("unbound:") else cred, Counter()).update(r)
     return out
 
 
@@ -43,7 +54,7 @@ def run_accuracy(
         (lambda now: progress("engine", now, session.duration_s)) if progress else None,
     )
     t_engine = time.perf_counter() - t1
-    s = score_receipts(predicted_receipts(result), session.truth.receipts)
+    s = score_receipts(predicted_receipts(result), true_receipts(session.truth))
     figures: dict[str, Any] = {
         "store": store.name,
         "seed": seed,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,7 @@ class SimConfig(BaseModel):
     cameras: CameraSimConfig = Field(default_factory=CameraSimConfig)
     plate_rate_hz: float = Field(60.0, gt=0, description="load-cell sampling rate")
     tail_s: float = Field(5.0, ge=0, description="recording kept running after the last exit")
+    scenario_gap_s: float = Field(60.0, gt=0, description="time between scenario instances")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Truth:
     events: list[TrueEvent]
     paths: list[PersonPath]
     credentials: dict[int, str]  # person id -> credential
+    scenario_of: dict[str, str] = field(default_factory=dict)  # credential -> scenario name
 
 
 @dataclass
@@ -50,20 +53,37 @@ class SimSession:
 
 
 def simulate(
-    store: Store, shoppers: int, seed: int, config: SimConfig | None = None
+    store: Store, shoppers: int, seed: int, config: SimConfig | None = None,
+    scenarios: Sequence[str] = (),
 ) -> SimSession:
-    """Simulate ``shoppers`` visits; deterministic for a given store, count, seed and config."""
+    """Simulate ``shoppers`` standard-mix visits plus the named ``scenarios``.
+
+    Scenario instances are spread over the period (one every ``scenario_gap_s``) and planned
+    first, so that the standard mix works around them. Deterministic for given arguments.
+    """
+    from walkout.sim.scenarios import SCENARIOS, ScenarioContext
+
     cfg = config or SimConfig()
+    unknown = [n for n in scenarios if n not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenarios {unknown}; known: {', '.join(sorted(SCENARIOS))}")
     root = np.random.SeedSequence(seed)
-    rng_people, rng_plates, rng_cams = (np.random.default_rng(s) for s in root.spawn(3))
+    rng_people, rng_plates, rng_cams, rng_scen = (np.random.default_rng(s) for s in root.spawn(4))
     sim = ShopperSimulator(store, cfg.shoppers, rng_people)
-    # people queue at the entry gate: one scan at a time, a couple of seconds apart
-    gaps = rng_people.exponential(cfg.shoppers.mean_arrival_gap_s, shoppers)
-    arrivals = np.cumsum(np.maximum(gaps, cfg.shoppers.gate_gap_s)) + 1.0
     results = []
+    scenario_of: dict[str, str] = {}
+    pid = 0
+    for k, name in enumerate(scenarios):
+        ctx = ScenarioContext(sim, 1.0 + k * cfg.scenario_gap_s, rng_scen, f"{name}-{seed}-{k}")
+        for plan in SCENARIOS[name].build(ctx):
+            results.append(sim.execute(pid, plan))
+            scenario_of[plan.credential] = name
+            pid += 1
+    arrivals = np.cumsum(rng_people.exponential(cfg.shoppers.mean_arrival_gap_s, shoppers)) + 1.0
     for i, t in enumerate(arrivals):
         credential = f"qr-{seed:04d}-{i:05d}"
-        results.append(sim.shopper(i, credential, float(t)))
+        results.append(sim.shopper(pid, credential, float(t)))
+        pid += 1
     end = max((r.path.t[-1] for r in results), default=10.0)
     duration = float(end + cfg.tail_s)
 
@@ -80,10 +100,14 @@ def simulate(
     paths = [r.path for r in results]
     frames = render_keypoints(store, paths, duration, rng_cams, cfg.cameras)
     gates = sorted((g for r in results for g in r.gates), key=lambda g: (g.t, g.gate_id))
+    receipts: dict[str, Counter[str]] = {}
+    for r in results:  # a group's members share one credential and one receipt
+        receipts.setdefault(r.credential, Counter()).update(r.receipt)
     truth = Truth(
-        receipts={r.credential: r.receipt for r in results},
+        receipts=receipts,
         events=sorted((e for r in results for e in r.events), key=lambda e: e.t_change),
         paths=paths,
         credentials={r.path.person_id: r.credential for r in results},
+        scenario_of=scenario_of,
     )
     return SimSession(store, seed, duration, plates, frames, gates, truth)

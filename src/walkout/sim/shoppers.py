@@ -78,8 +78,8 @@ class _Shelving:
 
     stands: list[tuple[np.ndarray, float, float]] = field(default_factory=list)
 
-    def free_at(self, plates: tuple[str, ...], xy: np.ndarray, t0: float, length: float,
-                min_gap_m: float) -> float:
+    def free_at(self, plates: tuple[str, ...], xy: np.ndarray | None, t0: float, length: float,
+                min_gap_m: float = 0.0) -> float:
         """Earliest start >= t0 at which, for ``length`` s, no other hand is in these plates
         and nobody else stands within ``min_gap_m`` of ``xy``."""
         start = t0
@@ -87,7 +87,8 @@ class _Shelving:
         while moved:
             moved = False
             spans = [sp for p in plates for sp in self.busy.get(p, [])]
-            spans += [(a, b) for q, a, b in self.stands if np.hypot(*(q - xy)) < min_gap_m]
+            if xy is not None:
+                spans += [(a, b) for q, a, b in self.stands if np.hypot(*(q - xy)) < min_gap_m]
             for a, b in spans:
                 if start < b and a < start + length:
                     start, moved = b, True
@@ -192,6 +193,8 @@ class Take:
     quantity: int = 1
     hold_s: float | None = None  # how long the hand stays in the plate (default: random)
     at: float | None = None  # have the hand in the plate at this time (synchronised scenarios)
+    stand_offset_m: float = 0.0  # stand this far along the face from the reach point
+    pause_s: float | None = None  # looking at the shelf afterwards (default: random 0.5–5 s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,7 @@ class PutBack:
     last: bool = False
     hold_s: float | None = None
     at: float | None = None
+    stand_offset_m: float = 0.0
 
 
 Action = Take | PutBack
@@ -253,7 +257,6 @@ class ShopperSimulator:
         self.plate_col = store.plate_index
         self.entry = store.gates_of("entry")[0]
         self.exit = store.gates_of("exit")[0]
-        self._exit_free_at = 0.0
 
     def _reach_target(self, plates: tuple[str, ...]) -> tuple[np.ndarray, float]:
         """A point inside the footprint (first plate's front part) and the along-face coordinate."""
@@ -274,7 +277,8 @@ class ShopperSimulator:
 
     def _interact(
         self, tl: _Timeline, plates: tuple[str, ...], delta_g: float, wrist: int,
-        hold_s: float | None = None, at: float | None = None,
+        hold_s: float | None = None, at: float | None = None, stand_offset_m: float = 0.0,
+        pause_s: float | None = None,
     ) -> tuple[list[PlateInteraction], tuple[float, float, float]]:
         """Walk to a footprint, wait until it is free, reach in, change its load, look around.
 
@@ -283,12 +287,12 @@ class ShopperSimulator:
         """
         target, along = self._reach_target(plates)
         g = self.store.plate_gondola[plates[0]]
-        stand, heading = _stand_point(g, along)
+        stand, heading = _stand_point(g, along + stand_offset_m)
         path = self.floor.path(tl.xy, stand)
         speed = self.rng.uniform(*self.config.speed_mps)
         walk_s = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum()) / speed
         dwell = float(self.rng.uniform(0.6, 1.8)) if hold_s is None else hold_s
-        pause = float(self.rng.uniform(0.5, 5.0))  # looks at the shelf before moving on
+        pause = float(self.rng.uniform(0.5, 5.0)) if pause_s is None else pause_s
         stay = 1.2 + dwell + pause
         if at is None:
             arrive = self.shelving.free_at(
@@ -349,14 +353,19 @@ class ShopperSimulator:
     def execute(self, person_id: int, plan: Plan) -> ShopperResult:
         """Carry out a plan: entry scan, its actions in order, exit; returns the ground truth."""
         cfg, rng, store = self.config, self.rng, self.store
-        tl = _Timeline(t0=plan.t_arrive, height=float(rng.uniform(*cfg.height_m)))
+        # people pass a gate one at a time: a later arrival waits outside
+        entry_key = (f"gate:{self.entry.id}",)
+        gap = cfg.gate_gap_s if plan.scans else 1.0  # followers pass right behind someone
+        t_arrive = self.shelving.free_at(entry_key, None, plan.t_arrive, gap)
+        self.shelving.book(entry_key, t_arrive, t_arrive + gap)
+        tl = _Timeline(t0=t_arrive, height=float(rng.uniform(*cfg.height_m)))
         ea = self.entry.area
         tl.xy = np.array([rng.uniform(ea.min[0] + 0.3, ea.max[0] - 0.3), ea.min[1] + 0.25])
         tl.heading = np.pi / 2
         tl.stand(float(rng.uniform(1.0, 2.0)))
         gates = []
         if plan.scans:
-            gates.append(GateEvent(t=plan.t_arrive + 0.7, gate_id=self.entry.id, kind="entry",
+            gates.append(GateEvent(t=t_arrive + 0.7, gate_id=self.entry.id, kind="entry",
                                    credential=plan.credential, party_size=plan.party_size))
         wrist = plan.wrist if plan.wrist is not None else (
             R_WRIST if rng.random() < 0.75 else L_WRIST
@@ -375,7 +384,8 @@ class ShopperSimulator:
                 self.shelving.stock[act.entry] -= qty
                 plates = tuple(entry.plates)
                 inter, (t_in, t_out, t_ch) = self._interact(
-                    tl, plates, -float(weights.sum()), wrist, act.hold_s, act.at
+                    tl, plates, -float(weights.sum()), wrist, act.hold_s, act.at,
+                    act.stand_offset_m, act.pause_s,
                 )
                 interactions += inter
                 events.append(TrueEvent(plan.credential, "pick", product.id, qty, plates,
@@ -390,7 +400,7 @@ class ShopperSimulator:
                 pid, w, from_plates = held.pop(k)
                 plates = act.plates or from_plates
                 inter, (t_in, t_out, t_ch) = self._interact(
-                    tl, plates, w, wrist, act.hold_s, act.at
+                    tl, plates, w, wrist, act.hold_s, act.at, act.stand_offset_m
                 )
                 interactions += inter
                 if plates == from_plates:
@@ -403,11 +413,13 @@ class ShopperSimulator:
         path = self.floor.path(tl.xy, gate_xy)
         speed = rng.uniform(*cfg.speed_mps)
         walk_s = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum()) / speed
-        if tl.t + walk_s < self._exit_free_at:  # lingers so as to reach a free exit gate
-            tl.stand(self._exit_free_at - tl.t - walk_s)
+        exit_key = (f"gate:{self.exit.id}",)
+        t_gate = self.shelving.free_at(exit_key, None, tl.t + walk_s, cfg.gate_gap_s)
+        self.shelving.book(exit_key, t_gate, t_gate + cfg.gate_gap_s)
+        if t_gate > tl.t + walk_s:  # lingers so as to reach a free exit gate
+            tl.stand(t_gate - tl.t - walk_s)
         tl.walk(path, speed)
         gates.append(GateEvent(t=tl.t, gate_id=self.exit.id, kind="exit"))
-        self._exit_free_at = tl.t + cfg.gate_gap_s
         tl.walk(np.array([tl.xy, [tl.xy[0], xa.min[1] + 0.15]]), 1.0)
         tl.stand(0.3)
         receipt: Counter[str] = Counter()

@@ -1,0 +1,194 @@
+"""Named, reproducible hard cases, each a function that writes visitors' plans.
+
+A scenario is placed at a time ``t0`` in a shopping period (alone, or mixed into the standard
+mix) and returns the plans of the people it involves; the shopper simulator carries them out
+like any other visit, so everything downstream — sensors, truth — is the same machinery.
+Run one by name: ``simulate(store, 0, seed, scenarios=["crossing-hands"])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from walkout.events import L_WRIST, R_WRIST
+from walkout.sim.shoppers import Plan, PutBack, ShopperSimulator, Take
+from walkout.store.model import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioContext:
+    sim: ShopperSimulator
+    t0: float
+    rng: np.random.Generator
+    tag: str  # unique prefix for this instance's credentials
+
+    @property
+    def store(self) -> Store:
+        return self.sim.store
+
+    def credential(self, i: int) -> str:
+        return f"{self.tag}-{i}"
+
+
+Builder = Callable[[ScenarioContext], list[Plan]]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    title: str
+    build: Builder
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str, title: str) -> Callable[[Builder], Builder]:
+    def register(fn: Builder) -> Builder:
+        SCENARIOS[name] = Scenario(name, title, fn)
+        return fn
+
+    return register
+
+
+# ---- where things are -----------------------------------------------------------------------
+
+
+def _single_plate_entries(store: Store, stock: list[int], min_stock: int = 1) -> list[int]:
+    return [i for i, e in enumerate(store.planogram)
+            if len(e.plates) == 1 and len(store.plate_products[e.plates[0]]) == 1
+            and stock[i] >= min_stock]
+
+
+def _shelf_runs(ctx: ScenarioContext, length: int, min_stock: int = 1) -> list[list[int]]:
+    """Runs of ``length`` planogram entries on neighbouring single plates of one shelf."""
+    store = ctx.store
+    by_plate = {store.planogram[i].plates[0]: i
+                for i in _single_plate_entries(store, ctx.sim.shelving.stock, min_stock)}
+    runs = []
+    for g in store.gondolas:
+        for shelf in g.shelves:
+            ids = [by_plate.get(p.id) for p in shelf.plates]
+            for k in range(len(ids) - length + 1):
+                window = ids[k : k + length]
+                if all(i is not None for i in window):
+                    runs.append([int(i) for i in window if i is not None])
+    if not runs:
+        raise RuntimeError(f"store {store.name!r} has no {length} neighbouring stocked plates")
+    return runs
+
+
+def _pick(ctx: ScenarioContext, items: list) -> object:
+    return items[int(ctx.rng.integers(len(items)))]
+
+
+def _plate_width(ctx: ScenarioContext, entry: int) -> float:
+    b = ctx.store.plates[ctx.store.planogram[entry].plates[0]].box
+    g = ctx.store.plate_gondola[ctx.store.planogram[entry].plates[0]]
+    along = 0 if abs(g.front[1]) > 0.5 else 1
+    return b.max[along] - b.min[along]
+
+
+# ---- the scenarios ----------------------------------------------------------------------------
+
+
+@scenario("crossing-hands", "two shoppers crossing hands at one gondola")
+def crossing_hands(ctx: ScenarioContext) -> list[Plan]:
+    a, b = _pick(ctx, _shelf_runs(ctx, 2))
+    w = _plate_width(ctx, a)
+    t = ctx.t0 + 25.0
+    return [
+        Plan(ctx.credential(0), ctx.t0, (Take(b, at=t, hold_s=1.5, stand_offset_m=-w),),
+             wrist=R_WRIST),
+        Plan(ctx.credential(1), ctx.t0 + 3.0, (Take(a, at=t, hold_s=1.5, stand_offset_m=w),),
+             wrist=L_WRIST),
+    ]
+
+
+@scenario("same-plate-same-moment", "two shoppers take the same product from one plate at once")
+def same_plate(ctx: ScenarioContext) -> list[Plan]:
+    (e,) = _pick(ctx, _shelf_runs(ctx, 1, min_stock=2))
+    w = _plate_width(ctx, e)
+    t = ctx.t0 + 25.0
+    return [
+        Plan(ctx.credential(0), ctx.t0, (Take(e, at=t, hold_s=1.5, stand_offset_m=-0.5 * w),)),
+        Plan(ctx.credential(1), ctx.t0 + 3.0,
+             (Take(e, at=t, hold_s=1.5, stand_offset_m=0.5 * w),)),
+    ]
+
+
+@scenario("same-shelf-same-moment", "two shoppers take different products from one shelf at once")
+def same_shelf(ctx: ScenarioContext) -> list[Plan]:
+    a, _, b = _pick(ctx, _shelf_runs(ctx, 3))
+    t = ctx.t0 + 25.0
+    return [
+        Plan(ctx.credential(0), ctx.t0, (Take(a, at=t, hold_s=1.2),)),
+        Plan(ctx.credential(1), ctx.t0 + 3.0, (Take(b, at=t, hold_s=1.2),)),
+    ]
+
+
+@scenario("long-hold", "an item held in the hand above the shelf for a long time")
+def long_hold(ctx: ScenarioContext) -> list[Plan]:
+    (e,) = _pick(ctx, _shelf_runs(ctx, 1))
+    (f,) = _pick(ctx, _shelf_runs(ctx, 1))
+    hold = float(ctx.rng.uniform(8.0, 15.0))
+    return [
+        Plan(ctx.credential(0), ctx.t0, (Take(e, hold_s=hold),)),
+        # the same, but in the end the item goes back where it was
+        Plan(ctx.credential(1), ctx.t0 + 4.0, (Take(f, hold_s=hold), PutBack(hold_s=1.0))),
+    ]
+
+
+@scenario("multi-grab", "several items in one grab; items taken one by one very fast")
+def multi_grab(ctx: ScenarioContext) -> list[Plan]:
+    (e,) = _pick(ctx, _shelf_runs(ctx, 1, min_stock=4))
+    (f,) = _pick(ctx, _shelf_runs(ctx, 1, min_stock=4))
+    fast = tuple(Take(f, hold_s=0.5, pause_s=0.3) for _ in range(3))
+    return [
+        Plan(ctx.credential(0), ctx.t0, (Take(e, quantity=3),)),
+        Plan(ctx.credential(1), ctx.t0 + 4.0, fast),
+    ]
+
+
+@scenario("shoulder-to-shoulder", "four shoppers shoulder to shoulder in one aisle")
+def shoulder_to_shoulder(ctx: ScenarioContext) -> list[Plan]:
+    run = _pick(ctx, _shelf_runs(ctx, 4))
+    t = ctx.t0 + 30.0
+    return [
+        Plan(ctx.credential(i), ctx.t0 + 3.0 * i,
+             (Take(e, at=t + 0.6 * i, hold_s=1.5),))
+        for i, e in enumerate(run)
+    ]
+
+
+@scenario("false-claim", "a shopper takes an item and later claims to have put it back")
+def false_claim(ctx: ScenarioContext) -> list[Plan]:
+    # The sensors see a pick and no put-back; the claim itself is a dispute (never a sensor
+    # input), so the receipt must keep the line.
+    (e,) = _pick(ctx, _shelf_runs(ctx, 1))
+    return [Plan(ctx.credential(0), ctx.t0, (Take(e),))]
+
+
+@scenario("group-entry", "a group entering on one code, a child taking items too")
+def group_entry(ctx: ScenarioContext) -> list[Plan]:
+    entries = [e for (e,) in _shelf_runs(ctx, 1)]
+    picks = [int(x) for x in ctx.rng.choice(entries, size=3, replace=False)]
+    cred = ctx.credential(0)
+    return [
+        Plan(cred, ctx.t0, (Take(picks[0]),), party_size=3),
+        Plan(cred, ctx.t0 + 0.5, (Take(picks[1]),), scans=False),
+        Plan(cred, ctx.t0 + 1.0, (Take(picks[2]),), scans=False),  # the child
+    ]
+
+
+@scenario("tailgating", "somebody slipping in behind another shopper without scanning")
+def tailgating(ctx: ScenarioContext) -> list[Plan]:
+    entries = [e for (e,) in _shelf_runs(ctx, 1)]
+    a, b = (int(x) for x in ctx.rng.choice(entries, size=2, replace=False))
+    return [
+        Plan(ctx.credential(0), ctx.t0, (Take(a),)),
+        Plan(f"unbound:{ctx.tag}", ctx.t0 + 0.5, (Take(b),), scans=False),
+    ]
