@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from walkout.bench.metrics import score_receipts
-from walkout.engine import Engine, EngineResult
+from walkout.engine import Decision, Engine, EngineResult
 from walkout.sim.session import SimSession, Truth, simulate
 from walkout.sources.recording import Sensors
 from walkout.store.model import Store
@@ -75,3 +75,48 @@ def run_accuracy(
         "real_time_factor": round(session.duration_s / max(t_engine, 1e-9), 1),
     }
     return figures, session, result
+
+
+def _scenario_of_decision(d: Decision, truth: Truth) -> str:
+    """The scenario of the true event a decision is about (same plates, overlapping time)."""
+    ev = d.attribution.event
+    best, best_dt = "standard", 3.0
+    for te in truth.events:
+        if not set(te.plates) & set(ev.plate_ids):
+            continue
+        dt = max(ev.t_start - te.t_out, te.t_in - ev.t_end, 0.0)
+        if dt < best_dt:
+            best, best_dt = truth.scenario_of.get(te.shopper, "standard"), dt
+    return best
+
+
+def per_scenario(session: SimSession, result: EngineResult) -> dict[str, dict[str, Any]]:
+    """F1, exact-receipt rate and review rate of each scenario (and of the standard mix)."""
+    truth = session.truth
+    pred = predicted_receipts(result)
+    true = true_receipts(truth)
+    groups: dict[str, list[str]] = {}
+    for cred in true:
+        name = "standard"
+        if cred == UNBOUND:
+            name = "tailgating"
+        elif cred in truth.scenario_of:
+            name = truth.scenario_of[cred]
+        groups.setdefault(name, []).append(cred)
+    reviews: Counter[str] = Counter()
+    decided: Counter[str] = Counter()
+    for d in result.decisions:
+        name = _scenario_of_decision(d, truth)
+        decided[name] += 1
+        reviews[name] += d.needs_review
+    out: dict[str, dict[str, Any]] = {}
+    for name, creds in sorted(groups.items()):
+        s = score_receipts({c: pred.get(c, Counter()) for c in creds}, {c: true[c] for c in creds})
+        out[name] = {
+            "receipts": len(creds),
+            "f1": round(s.f1, 6),
+            "exact_receipt_rate": round(s.exact_receipt_rate, 6),
+            "events": decided[name],
+            "review_rate": round(reviews[name] / decided[name], 6) if decided[name] else 0.0,
+        }
+    return out

@@ -363,6 +363,9 @@ class ShopperSimulator:
         tl.xy = np.array([rng.uniform(ea.min[0] + 0.3, ea.max[0] - 0.3), ea.min[1] + 0.25])
         tl.heading = np.pi / 2
         tl.stand(float(rng.uniform(1.0, 2.0)))
+        # step clear of the gate before anything else: the next person needs it
+        lobby = np.array([tl.xy[0] + rng.uniform(-0.3, 1.5), ea.max[1] + rng.uniform(0.8, 1.6)])
+        tl.walk(self.floor.path(tl.xy, lobby), rng.uniform(*cfg.speed_mps))
         gates = []
         if plan.scans:
             gates.append(GateEvent(t=t_arrive + 0.7, gate_id=self.entry.id, kind="entry",
