@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from walkout.attribution import AttributionConfig, attribute
 from walkout.cart import CartLedger, Session, SessionBook, SessionState
 from walkout.checkout import Receipt, build_receipt
-from walkout.events import Alert, Attribution, CartEntry, GateEvent, PlateBlock, ShelfEvent, Track
+from walkout.events import (
+    Alert,
+    Attribution,
+    CartEntry,
+    GateEvent,
+    Hypothesis,
+    PlateBlock,
+    ShelfEvent,
+    Track,
+)
 from walkout.shelf import ShelfConfig, ShelfStage
 from walkout.sources.recording import Sensors
 from walkout.store.model import Store
@@ -50,6 +59,7 @@ class Decision:
     attribution: Attribution
     items: tuple[tuple[str, int], ...]  # (product, signed quantity): + pick, - put-back
     needs_review: bool
+    takers: tuple[str, ...] = ()  # sessions charged (several when hands shared the plate)
 
 
 @dataclass
@@ -203,14 +213,39 @@ class Engine:
         if chosen.probability < self.config.product_review_below:
             review = True
         sign = 1 if ev.kind == "pick" else -1
+        shares = self._split(att, chosen) if ev.kind == "pick" else None
+        if shares is None:
+            shares, split_review = {sid: chosen.items} if sid is not None else {}, False
+        else:
+            shares, split_review = shares
+        review = review or split_review
         items = tuple((p, sign * q) for p, q in chosen.items)
-        self.decisions.append(Decision(att, items, review))
+        self.decisions.append(Decision(att, items, review, tuple(shares)))
         conf = min(att.confidence, chosen.probability)
         for pid, q in items:
             self.shelf.apply(ev.event_id, pid, -q)
-            if sid is not None:
-                self.ledger.append(CartEntry(sid, pid, q, ev.t_end, ev.event_id, conf,
+        for taker, taken in shares.items():
+            for pid, q in taken:
+                self.ledger.append(CartEntry(taker, pid, sign * q, ev.t_end, ev.event_id, conf,
                                              (ev.event_id,)))
+
+    def _split(
+        self, att: Attribution, chosen: Hypothesis
+    ) -> tuple[dict[str, tuple[tuple[str, int], ...]], bool] | None:
+        """Several hands in the plate and several items gone: share the items among them.
+
+        Nobody takes more than the plate lost, and everybody whose hand was in it took at least
+        one; an uneven share is a guess and goes to review. None when one hand explains it.
+        """
+        inside = [s for s, d in att.reach_m if d <= self.config.attribution.inside_m]
+        if len(inside) < 2 or chosen.is_mixture or chosen.quantity < 2:
+            return None
+        (pid, q), = chosen.items
+        takers = inside[: q]
+        base, extra = divmod(q, len(takers))
+        order = [s for s, _ in att.scores if s in takers]  # the likeliest gets the remainder
+        shares = {s: ((pid, base + (1 if i < extra else 0)),) for i, s in enumerate(order)}
+        return shares, extra != 0 or len(inside) > q
 
     def _track_exits(self, tracks: list[Track]) -> None:
         """A session checks out when its (last) track leaves through an exit gate."""

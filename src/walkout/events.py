@@ -191,6 +191,8 @@ class Attribution:
     confidence: float
     scores: tuple[tuple[str, float], ...] = ()  # (session_id, probability), best first
     needs_review: bool = False
+    #: (session_id, closest wrist-to-plate distance in metres), nearest first
+    reach_m: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

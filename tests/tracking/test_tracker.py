@@ -173,3 +173,189 @@ def test_config_rejects_gates_above_the_cost_cap() -> None:
         TrackerConfig(assoc_gate_m=2.0)
     with pytest.raises(ValueError):
         TrackerConfig(unknown=1)  # type: ignore[call-arg]
+
+
+# ---- squats, recovery, one alert per person --------------------------------------------------
+
+
+def shopper_with_squats(
+    person_id: int,
+    stand_xy: tuple[float, float],
+    t0: float,
+    targets_z: tuple[float, ...],
+    height: float,
+    wait_s: float = 0.0,
+    linger_s: float = 0.0,
+    exit_x: float = 8.6,
+) -> PersonPath:
+    """Entry → a back-wall stand point (facing +y) → squats to low plates → exit, built with
+    the shopper simulator's body model (hips drop up to 0.55 m, trunk leans, wrist in plate)."""
+    from walkout.events import R_WRIST
+    from walkout.sim.body import BodyState, skeleton
+
+    hz = 30.0
+    x, y = stand_xy
+    legs = [((1.5, 0.25), (1.5, 8.3)), ((1.5, 8.3), (x, 8.3)), ((x, 8.3), (x, y))]
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("xy", "heading", "reach", "target")}
+
+    def add(xy: np.ndarray, heading: np.ndarray, reach: np.ndarray, target: np.ndarray) -> None:
+        cols["xy"].append(xy)
+        cols["heading"].append(heading)
+        cols["reach"].append(reach)
+        cols["target"].append(np.broadcast_to(target, (len(reach), 3)))
+
+    def stand(at: tuple[float, float], heading: float, seconds: float) -> None:
+        n = round(seconds * hz)
+        add(np.tile(at, (n, 1)), np.full(n, heading), np.zeros(n), np.zeros(3))
+
+    def go(a: tuple[float, float], b: tuple[float, float]) -> None:
+        d = float(np.hypot(b[0] - a[0], b[1] - a[1]))
+        n = max(1, round(d / 1.1 * hz))
+        s = np.linspace(0, 1, n + 1)[1:, None]
+        h = float(np.arctan2(b[1] - a[1], b[0] - a[0]))
+        add(np.asarray(a) + s * (np.subtract(b, a)), np.full(n, h), np.zeros(n), np.zeros(3))
+
+    stand((1.5, 0.25), np.pi / 2, 1.5)
+    for a, b in legs:
+        go(a, b)
+    stand((x, y), np.pi / 2, 0.5 + wait_s)
+    for z in targets_z:
+        prof = np.concatenate(
+            [0.5 - 0.5 * np.cos(np.linspace(0, np.pi, 15)), np.ones(36),
+             0.5 + 0.5 * np.cos(np.linspace(0, np.pi, 15))]
+        )
+        n = len(prof)
+        add(np.tile((x, y), (n, 1)), np.full(n, np.pi / 2), prof, np.array([x + 0.1, 9.55, z]))
+        stand((x, y), np.pi / 2, 0.8)
+    stand((x, y), np.pi / 2, linger_s)
+    for a, b in (((x, y), (x, 8.3)), ((x, 8.3), (exit_x, 8.3)), ((exit_x, 8.3), (exit_x, 0.2))):
+        go(a, b)
+    stand((exit_x, 0.2), -np.pi / 2, 0.3)
+    xy = np.concatenate(cols["xy"])
+    n = len(xy)
+    state = BodyState(
+        xy=xy,
+        heading=np.concatenate(cols["heading"]),
+        gait=np.cumsum(np.r_[0.0, np.hypot(*np.diff(xy, axis=0).T)]) * np.pi / 0.7,
+        stride=np.r_[0.0, (np.hypot(*np.diff(xy, axis=0).T) > 1e-4).astype(float)],
+        reach=np.concatenate(cols["reach"]),
+        reach_target=np.concatenate(cols["target"]),
+        reach_wrist=np.full(n, R_WRIST),
+        height=height,
+    )
+    return PersonPath(person_id, t0 + np.arange(n) / hz, skeleton(state))
+
+
+def test_squatting_side_by_side_at_the_back_wall(store: Store) -> None:
+    """Two shoppers squat to the lowest plates of the back wall 0.5 m apart, then leave."""
+    from walkout.tracking.evaluate import evaluate_tracking
+
+    a = shopper_with_squats(0, (3.0, 9.05), 0.0, (0.2, 0.6, 0.2), 1.62)
+    b = shopper_with_squats(1, (3.5, 9.05), 2.5, (0.2, 0.2), 1.9, wait_s=0.5, linger_s=3.0,
+                            exit_x=8.3)
+    people = [a, b]
+    frames = render_keypoints(store, people, max(p.t[-1] for p in people) + 3.0,
+                              np.random.default_rng(21))
+    tr, alerts = run(store, frames)
+    assert alerts == []
+    assert [(t.born_at, t.ended_at) for t in tr.tracks] == [("entry", "exit")] * 2
+
+    class _Truth:
+        paths = people
+
+    class _Session:
+        truth = _Truth
+
+    r = evaluate_tracking(_Session, tr.tracks, alerts)
+    assert r["id_switches"] == 0 and r["entry_to_exit"] == 2
+    assert r["coverage_min"] > 0.95
+    assert r["wrist_median_m"] <= 0.03
+
+
+def split(path: PersonPath, t_gone: float, t_back: float, new_id: int) -> list[PersonPath]:
+    """The same person, undetectable between ``t_gone`` and ``t_back`` (two path pieces)."""
+    a, b = path.t < t_gone, path.t >= t_back
+    return [PersonPath(path.person_id, path.t[a], path.joints[a]),
+            PersonPath(new_id, path.t[b], path.joints[b])]
+
+
+def test_lost_track_is_recovered_with_the_same_id(store: Store, walker) -> None:
+    p = walker.walk(0, [(1.5, 0.3), (1.5, 5.4), (8.5, 5.4), (8.5, 0.3)], t0=0.0, speed=1.0)
+    t_gone, t_back = 8.0, 12.0  # 4 s unseen: longer than lost_timeout_s, within the window
+    pieces = split(p, t_gone, t_back, 1)
+    frames = render_keypoints(store, pieces, float(p.t[-1]) + 3.0, np.random.default_rng(6))
+    tr, alerts = run(store, frames)
+    (track,) = tr.tracks
+    assert (track.born_at, track.ended_at) == ("entry", "exit")
+    assert [(a.kind, a.subject) for a in alerts] == [
+        ("identity_lost", str(track.track_id)),
+        ("identity_recovered", str(track.track_id)),
+    ]
+    assert t_back < alerts[1].t < t_back + 1.0
+    assert track.t[0] < t_gone and track.t[-1] > p.t[-1] - 1.0
+    assert not np.any((track.t > t_gone + 0.2) & (track.t < t_back - 0.1))
+
+
+def test_short_loss_is_silent_and_far_reappearance_is_unbound(store: Store, walker) -> None:
+    # A 1 s gap: no alert at all. A reappearance beyond walking reach: not merged.
+    p = walker.walk(0, [(1.5, 0.3), (1.5, 5.4), (8.5, 5.4), (8.5, 0.3)], t0=0.0, speed=1.0)
+    frames = render_keypoints(store, split(p, 8.0, 9.0, 1), float(p.t[-1]) + 3.0,
+                              np.random.default_rng(7))
+    tr, alerts = run(store, frames)
+    assert alerts == [] and [(t.born_at, t.ended_at) for t in tr.tracks] == [("entry", "exit")]
+
+    far = walker.walk(1, [(8.5, 8.3), (8.5, 0.3)], t0=9.0, speed=1.0)  # 6 m away 1 s later
+    gone = [PersonPath(0, p.t[p.t < 8.0], p.joints[p.t < 8.0])]
+    frames = render_keypoints(store, [*gone, far], 18.0, np.random.default_rng(8))
+    tr, alerts = run(store, frames)
+    kinds = [a.kind for a in alerts]
+    assert "identity_recovered" not in kinds
+    assert kinds.count("unbound_person") == 1 and kinds.count("identity_lost") == 1
+    assert tr.tracks[0].ended_at is None
+
+
+def test_ambiguous_reappearance_is_not_merged(store: Store, walker) -> None:
+    """Two tracked people vanish 0.6 m apart; one person reappears between them."""
+    a = walker.walk(0, [(1.2, 0.3), (1.2, 5.3), (4.0, 5.3)], t0=0.0, speed=1.0)
+    b = walker.walk(1, [(1.9, 0.3), (1.9, 2.5), (3.0, 2.5), (3.0, 5.9), (4.0, 5.9)], t0=1.0,
+                    speed=1.0)
+    t_gone = max(a.t[-1], b.t[-1]) + 0.1
+    c = walker.walk(2, [(4.3, 5.6), (7.0, 5.6)], t0=t_gone + 3.0, speed=1.0)
+    frames = render_keypoints(store, [a, b, c], float(c.t[-1]) + 1.0, np.random.default_rng(9))
+    tr, alerts = run(store, frames)
+    kinds = [x.kind for x in alerts]
+    assert len(tr.tracks) == 2
+    assert "identity_recovered" not in kinds
+    assert kinds.count("unbound_person") == 1
+    assert all(len(t.t) and t.t[-1] < t_gone + 0.5 for t in tr.tracks)
+
+
+def test_one_unbound_alert_per_person(store: Store, walker) -> None:
+    """Someone who never came through an entry, seen in three pieces: one alert, not three."""
+    ghost = walker.walk(0, [(2.0, 5.4), (8.5, 5.4), (8.5, 8.3), (3.0, 8.3)], t0=1.0, speed=0.9)
+    pieces = split(ghost, 6.0, 8.5, 1)
+    pieces = [pieces[0], *split(pieces[1], 13.0, 15.5, 2)]
+    frames = render_keypoints(store, pieces, float(ghost.t[-1]) + 1.0, np.random.default_rng(10))
+    tr, alerts = run(store, frames)
+    assert tr.tracks == []
+    assert [a.kind for a in alerts] == ["unbound_person"]
+
+
+def test_tracks_reads_are_cached_views(store: Store, two_shoppers) -> None:
+    _, frames, _ = two_shoppers
+    tr = Tracker(store)
+    tr.process(frames[: len(frames) // 3])
+    first = tr.tracks
+    again = tr.tracks
+    assert all(x is y for x, y in zip(first, again, strict=True))  # unchanged: not rebuilt
+    n0 = [len(t.t) for t in first]
+    snap = [t.joints.copy() for t in first]
+    tr.process(frames[len(frames) // 3 :])
+    tr.finish()
+    later = tr.tracks
+    assert [len(t.t) for t in first] == n0  # handed-out tracks never change under the reader
+    for t, s in zip(first, snap, strict=True):
+        assert np.array_equal(t.joints, s, equal_nan=True)
+    for t, u in zip(first, later, strict=True):
+        assert np.array_equal(t.joints, u.joints[: len(t.t)], equal_nan=True)
+    assert not first[0].joints.flags.writeable

@@ -27,6 +27,9 @@ class AttributionConfig(BaseModel):
         0.35, gt=0, description="distance at which 'nobody took it' is as likely as a shopper"
     )
     review_below: float = Field(0.9, ge=0, le=1, description="confidence under which to review")
+    inside_m: float = Field(
+        0.04, ge=0, description="a wrist this close to the plate volume was in it"
+    )
 
 
 def box_distance(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -70,7 +73,8 @@ def attribute(
     p /= p.sum()
     order = np.argsort(-p[:-1], kind="stable")
     scores = tuple((names[i], float(p[i])) for i in order)
+    reach = tuple((names[i], float(dists[i])) for i in np.argsort(dists, kind="stable"))
     best, conf = scores[0]
     if p[-1] >= conf:
-        return Attribution(event, None, float(p[-1]), scores, needs_review=True)
-    return Attribution(event, best, conf, scores, needs_review=conf < cfg.review_below)
+        return Attribution(event, None, float(p[-1]), scores, True, reach)
+    return Attribution(event, best, conf, scores, conf < cfg.review_below, reach)

@@ -110,15 +110,31 @@ def evaluate_tracking(
     gt_on = ~np.isnan(gt_hip[..., 0])
     tr_on = ~np.isnan(tr_hip[..., 0])
 
-    # Per-time matching.
+    # Per-time matching, CLEAR-MOT style: a person keeps the track last matched to them while
+    # it stays within match_m (two people passing through each other do not swap tracks in
+    # the score); the others are matched by Hungarian assignment.
     matched = np.full((G, P), -1)  # track index matched to each person
+    last = np.full(P, -1)
     for g in np.flatnonzero(gt_on.any(axis=1) & tr_on.any(axis=1)):
-        ps, ks = np.flatnonzero(gt_on[g]), np.flatnonzero(tr_on[g])
-        C = np.linalg.norm(gt_hip[g, ps][:, None] - tr_hip[g, ks][None], axis=-1)
-        rows, cols = linear_sum_assignment(np.where(C < match_m, C, 1e6))
-        for r, c in zip(rows, cols, strict=True):
-            if C[r, c] < match_m:
-                matched[g, ps[r]] = ks[c]
+        taken: set[int] = set()
+        for p in np.flatnonzero(gt_on[g] & (last >= 0)):
+            k = last[p]
+            if (
+                int(k) not in taken
+                and tr_on[g, k]
+                and np.linalg.norm(gt_hip[g, p] - tr_hip[g, k]) < match_m
+            ):
+                matched[g, p] = k
+                taken.add(int(k))
+        ps = np.flatnonzero(gt_on[g] & (matched[g] < 0))
+        ks = np.array([k for k in np.flatnonzero(tr_on[g]) if int(k) not in taken], dtype=int)
+        if ps.size and ks.size:
+            cost = np.linalg.norm(gt_hip[g, ps][:, None] - tr_hip[g, ks][None], axis=-1)
+            rows, cols = linear_sum_assignment(np.where(cost < match_m, cost, 1e6))
+            for r, c in zip(rows, cols, strict=True):
+                if cost[r, c] < match_m:
+                    matched[g, ps[r]] = ks[c]
+        last = np.where(matched[g] >= 0, matched[g], last)
     n_gt = int(gt_on.sum())
     n_tr = int(tr_on.sum())
     n_match = int((matched >= 0).sum())

@@ -105,8 +105,11 @@ def triangulate(
     b1 = t[..., 0] - x[..., 0] * t[..., 2]  # (N, V)
     b2 = t[..., 1] - y[..., 0] * t[..., 2]
     w2 = (w * w)[..., None]
-    M = np.einsum("nvi,nvj->nij", A1 * w2, A1) + np.einsum("nvi,nvj->nij", A2 * w2, A2)
-    rhs = np.einsum("nvi,nv->ni", A1 * w2, b1) + np.einsum("nvi,nv->ni", A2 * w2, b2)
+    # Batched matmuls rather than einsum: same sums, several times faster on small blocks.
+    A1w = (A1 * w2).transpose(0, 2, 1)
+    A2w = (A2 * w2).transpose(0, 2, 1)
+    M = A1w @ A1 + A2w @ A2
+    rhs = (A1w @ b1[..., None] + A2w @ b2[..., None])[..., 0]
     ok = (w > 0).sum(axis=1) >= 2
     # Two rays that are nearly parallel leave the depth undetermined: reject them.
     tr = np.trace(M, axis1=1, axis2=2)
@@ -122,7 +125,7 @@ def reprojection_error(
     X: np.ndarray, xn: np.ndarray, R: np.ndarray, t: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised reprojection error ``(N, V)`` and depth ``(N, V)`` of ``X`` in every view."""
-    Xc = np.einsum("nvij,nj->nvi", R, X) + t
+    Xc = (R @ X[:, None, :, None])[..., 0] + t
     z = Xc[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.linalg.norm(Xc[..., :2] / z[..., None] - xn, axis=-1)
@@ -186,7 +189,7 @@ def robust_triangulate(
     y = xn[..., 1:2]
     A1 = (x * R[..., 2, :] - R[..., 0, :]) * wu[..., None]
     A2 = (y * R[..., 2, :] - R[..., 1, :]) * wu[..., None]
-    M = np.einsum("nvi,nvj->nij", A1, A1) + np.einsum("nvi,nvj->nij", A2, A2)
+    M = A1.transpose(0, 2, 1) @ A1 + A2.transpose(0, 2, 1) @ A2
     fm = np.where(used, f, 0.0).sum(axis=1) / np.maximum(n, 1)
     # Residuals of a 2-view fit underestimate the noise (1 dof left of 4): inflate them.
     dof = np.maximum(2 * n - 3, 1)

@@ -83,7 +83,37 @@ class TrackerConfig(BaseModel):
         default=0.6, gt=0, description="a triangulated joint this far from prediction is dropped"
     )
     lost_timeout_s: float = Field(
-        default=2.0, gt=0, description="a track unobserved this long ends"
+        default=2.0,
+        gt=0,
+        description=(
+            "a track unobserved (and not hidden by a neighbour) this long raises identity_lost; "
+            "it stays recoverable for recovery_window_s"
+        ),
+    )
+    recovery_window_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "a lost track can be resumed by a new candidate this long after it was last seen "
+            "(or last known hidden); then it ends for good"
+        ),
+    )
+    max_walk_speed: float = Field(
+        default=1.8, gt=0, description="fastest plausible walking speed for re-acquisition (m/s)"
+    )
+    recovery_margin_m: float = Field(
+        default=0.6, ge=0, description="slack on the reach of a lost person (m)"
+    )
+    occlusion_radius_m: float = Field(
+        default=0.7,
+        ge=0,
+        description=(
+            "a track lost this close to an observed track is taken as hidden by it: its loss "
+            "clock does not run while the neighbour stays there"
+        ),
+    )
+    max_hidden_s: float = Field(
+        default=60.0, ge=0, description="longest a track may stay hidden behind a neighbour"
     )
     exit_timeout_s: float = Field(
         default=0.5,
@@ -109,7 +139,12 @@ class TrackerConfig(BaseModel):
         default=0.6, gt=0, description="hip distance to continue a candidate from slot to slot"
     )
     duplicate_radius_m: float = Field(
-        default=0.5, gt=0, description="a candidate this close to an observed track is its echo"
+        default=0.3,
+        gt=0,
+        description=(
+            "a candidate whose hips are this close to an observed track's is its echo; below "
+            "the 0.4 m at which two people can stand side by side"
+        ),
     )
     gate_margin_m: float = Field(
         default=0.5, ge=0, description="margin around entry/exit gate areas (birth/exit zone)"
@@ -124,6 +159,39 @@ class TrackerConfig(BaseModel):
         return self
 
 
+class _History:
+    """Append-only track samples in amortised-growth arrays.
+
+    :meth:`view` hands out read-only views of the filled part: later appends write past it
+    (or into a new buffer), so a view never changes and nothing is copied per read.
+    """
+
+    __slots__ = ("S", "X", "n", "t")
+
+    def __init__(self, cap: int = 64) -> None:
+        self.t = np.empty(cap)
+        self.X = np.empty((cap, N_JOINTS, 3))
+        self.S = np.empty((cap, N_JOINTS))
+        self.n = 0
+
+    def append(self, t: float, X: np.ndarray, S: np.ndarray) -> None:
+        if self.n == self.t.shape[0]:
+            cap = 2 * self.n
+            for name in ("t", "X", "S"):
+                old = getattr(self, name)
+                new = np.empty((cap, *old.shape[1:]))
+                new[: self.n] = old[: self.n]
+                setattr(self, name, new)
+        self.t[self.n], self.X[self.n], self.S[self.n] = t, X, S
+        self.n += 1
+
+    def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = (self.t[: self.n], self.X[: self.n], self.S[: self.n])
+        for a in out:
+            a.flags.writeable = False
+        return out
+
+
 @dataclass(slots=True)
 class _TrackState:
     track_id: int
@@ -132,11 +200,16 @@ class _TrackState:
     V: np.ndarray  # (17, 3) per-joint velocity
     t_last: float
     joint_t: np.ndarray  # (17,) last time each joint was triangulated (-inf: never)
-    hist_t: list[float] = field(default_factory=list)
-    hist_X: list[np.ndarray] = field(default_factory=list)
-    hist_S: list[np.ndarray] = field(default_factory=list)
+    hist: _History = field(default_factory=_History)
     ended: bool = False
     ended_at: str | None = None
+    # Loss bookkeeping: when last seen or last known hidden behind a neighbour (anchor_t),
+    # where (anchor_xy), and whether identity_lost was raised for the current loss.
+    anchor_t: float = -math.inf
+    anchor_xy: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    lost_alerted: bool = False
+    hidden: bool = False
+    cache: Track | None = None
 
     def predict(self, t: float, coast_s: float) -> np.ndarray:
         return self.X + self.V * min(t - self.t_last, coast_s)
@@ -144,6 +217,14 @@ class _TrackState:
     @property
     def hip(self) -> np.ndarray:
         return self.X[[L_HIP, R_HIP], :2].mean(axis=0)
+
+    def track(self) -> Track:
+        if self.cache is None or self.cache.t.shape[0] != self.hist.n or (
+            self.cache.ended_at != self.ended_at
+        ):
+            t, X, S = self.hist.view()
+            self.cache = Track(self.track_id, t, X, S, self.born_at, self.ended_at)
+        return self.cache
 
 
 @dataclass(slots=True)
@@ -156,6 +237,7 @@ class _Candidate:
     hist_X: list[np.ndarray] = field(default_factory=list)
     hist_S: list[np.ndarray] = field(default_factory=list)
     alerted: bool = False
+    first_hip: np.ndarray | None = None  # where (and hist_t[0] when) it first appeared
 
     @property
     def hip(self) -> np.ndarray:
@@ -230,21 +312,13 @@ class Tracker:
 
     @property
     def tracks(self) -> list[Track]:
-        """Every track so far, alive and ended, ordered by ``track_id``."""
-        out = []
-        for s in self._tracks:
-            n = len(s.hist_t)
-            out.append(
-                Track(
-                    track_id=s.track_id,
-                    t=np.asarray(s.hist_t, dtype=np.float64),
-                    joints=np.stack(s.hist_X) if n else np.zeros((0, N_JOINTS, 3)),
-                    sigma=np.stack(s.hist_S) if n else np.zeros((0, N_JOINTS)),
-                    born_at=s.born_at,
-                    ended_at=s.ended_at,
-                )
-            )
-        return out
+        """Every track so far, alive and ended, ordered by ``track_id``.
+
+        Cheap to read after every chunk: a track's :class:`Track` is rebuilt only when it has
+        new samples, and its arrays are read-only views of the tracker's append-only buffers
+        (no copy), which later samples never modify.
+        """
+        return [s.track() for s in self._tracks]
 
     # ---- one slot -------------------------------------------------------------------------
 
@@ -262,14 +336,28 @@ class Tracker:
     def _process_slot(self, k: int, frames: list[KeypointFrame]) -> list[Alert]:
         t_ref = (k + 0.5) * self._slot_s
         frames = sorted(frames, key=lambda f: (f.t, self._cam_index[f.camera_id]))
-        live = [s for s in self._tracks if not s.ended]
+        # Tracks lost for longer than lost_timeout_s no longer take detections directly (their
+        # frozen prediction would capture whoever passes by); they come back only through a
+        # confirmed candidate that nobody else can explain (see _update_candidates).
+        lost_s = self.config.lost_timeout_s
+        live = [s for s in self._tracks if not s.ended and t_ref - s.t_last <= lost_s]
         views: dict[int, list[Detection]] = {i: [] for i in range(len(live))}
         free: list[Detection] = []
+        # Track states stacked once per slot; each frame only extrapolates them to its time.
+        motion = (
+            (
+                np.stack([s.X for s in live]),
+                np.stack([s.V for s in live]),
+                np.array([s.t_last for s in live]),
+            )
+            if live
+            else None
+        )
         for frame in frames:
             dets = self._detections(frame)
             if not dets:
                 continue
-            assigned, claimed = self._associate(dets, live, frame.t)
+            assigned, claimed = self._associate(dets, motion, frame.t)
             for d, ti in assigned:
                 views[ti].append(dets[d])
             taken = {d for d, _ in assigned} | claimed
@@ -277,18 +365,26 @@ class Tracker:
 
         observed = self._update_tracks(live, views, t_ref)
         alerts = self._births(free, live, observed, t_ref)
-        alerts += self._timeouts(live, t_ref)
+        alerts += self._timeouts(t_ref)
         return alerts
 
     def _associate(
-        self, dets: list[Detection], live: list[_TrackState], t: float
+        self,
+        dets: list[Detection],
+        motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        t: float,
     ) -> tuple[list[tuple[int, int]], set[int]]:
-        """Per-camera assignment; also the detections that sit near some track (claimed)."""
+        """Per-camera assignment; also the detections that sit near some track (claimed).
+
+        ``motion`` is ``(X, V, t_last)`` of the live tracks stacked (see ``_TrackState``).
+        """
         cfg = self.config
-        if not live:
+        if motion is None:
             return [], set()
+        X, V, t_last = motion
         cam = self._cams[dets[0].cam]
-        Xp = np.stack([s.predict(t, cfg.coast_s) for s in live])  # (T, 17, 3)
+        dt = np.minimum(t - t_last, cfg.coast_s)
+        Xp = X + V * dt[:, None, None]  # (T, 17, 3), as _TrackState.predict
         xn, z = project(cam.R, cam.t, Xp)
         hip_xn = xn[:, [L_HIP, R_HIP]].mean(axis=1)
         hip_z = z[:, [L_HIP, R_HIP]].mean(axis=1)
@@ -310,12 +406,19 @@ class Tracker:
         cost = association_cost(
             det_xn, det_conf, xn[cols], z[cols], cfg.assoc_cap_m, cfg.min_assoc_joints
         )
-        missed = np.array([max(t - live[c].t_last - self._slot_s, 0.0) for c in cols])
+        missed = np.maximum(t - t_last[cols] - self._slot_s, 0.0)
         gate = np.minimum(
             cfg.assoc_gate_m + cfg.reacquire_growth_m_per_s * missed, cfg.reacquire_gate_max_m
         )
-        pairs = [(d, int(cols[c])) for d, c in assign(cost, gate)]
-        claimed = set(np.flatnonzero((cost <= cfg.claim_gate_m).any(axis=1)).tolist())
+        assigned = assign(cost, gate)
+        pairs = [(d, int(cols[c])) for d, c in assigned]
+        # A detection near a track that got none here may be that track's, badly matched: keep
+        # it from seeding a new person. Near a track that got its own detection in this camera
+        # it is somebody else (people stand 0.4 m apart) and stays free.
+        unmatched = np.ones(cols.size, dtype=bool)
+        unmatched[[c for _, c in assigned]] = False
+        near = (cost[:, unmatched] <= cfg.claim_gate_m).any(axis=1)
+        claimed = set(np.flatnonzero(near).tolist())
         return pairs, claimed
 
     def _triangulate_views(
@@ -397,9 +500,7 @@ class Tracker:
         s.X = filled
         s.t_last = t_ref
         s.joint_t = np.where(seen, t_ref, s.joint_t)
-        s.hist_t.append(t_ref)
-        s.hist_X.append(Xo.astype(np.float64))
-        s.hist_S.append(So.astype(np.float64))
+        s.hist.append(t_ref, Xo, So)
 
     # ---- births, re-acquisition, unbound people -------------------------------------------
 
@@ -465,7 +566,21 @@ class Tracker:
             cost = np.array(
                 [[float(np.linalg.norm(h - c.hip)) for c in cands] for _, _, h in found]
             )
-            matched = {c: r for r, c in assign(cost, np.full(len(cands), cfg.candidate_match_m))}
+            # An unbound person keeps their one alert while they move about unseen for a while.
+            gates = np.array(
+                [
+                    cfg.candidate_match_m
+                    + (
+                        # capped: beyond a second's walk, re-detection goes through
+                        # _same_unbound_person so that entries and lost tracks come first
+                        self._reach(min(t_ref - c.t_last - self._slot_s, 1.0))
+                        if c.alerted
+                        else 0.0
+                    )
+                    for c in cands
+                ]
+            )
+            matched = {c: r for r, c in assign(cost, gates)}
         used_rows = set(matched.values())
         for ci, c in enumerate(cands):
             if ci not in matched:
@@ -484,6 +599,7 @@ class Tracker:
             # Joints not seen yet start at the body centre (never at the origin).
             filled = np.where(np.isnan(Xc), np.nanmean(Xc, axis=0), Xc)
             c = _Candidate(self._next_candidate, filled, t_ref, 1, [t_ref], [Xc], [Sc])
+            c.first_hip = c.hip.copy()
             self._next_candidate += 1
             cands.append(c)
 
@@ -491,7 +607,7 @@ class Tracker:
         for c in cands:
             gap = t_ref - c.t_last
             if c.alerted:
-                if gap <= cfg.lost_timeout_s:
+                if gap <= cfg.recovery_window_s:
                     keep.append(c)
                 continue
             if gap > (cfg.candidate_max_gap_slots + 0.5) * self._slot_s:
@@ -499,45 +615,120 @@ class Tracker:
             if c.hits < cfg.birth_min_slots or gap > 0:
                 keep.append(c)
                 continue
-            gate = self._gate_at(self._entries, c.hip)
+            # An unbound person seen again stays unbound (is never handed to a lost track)
+            # and is not alerted twice.
+            same = self._same_unbound_person(c, cands)
+            lost = self._lost_tracks_within_reach(c, t_ref)
+            if same is None and len(lost) == 1:
+                alerts += self._resume(lost[0], c, t_ref)
+                continue
+            gate = self._gate_at(self._entries, c.hip) if not lost else None
             if gate is not None:
                 self._birth(c, gate.id)
-            else:
-                c.alerted = True
-                x, y = c.hip
-                alerts.append(
-                    Alert(
-                        t=t_ref,
-                        kind="unbound_person",
-                        message=f"person at ({x:.2f}, {y:.2f}) m did not come through an entry",
-                        subject=f"candidate-{c.cid}",
-                    )
+                continue
+            c.alerted = True
+            keep.append(c)
+            if same is not None:
+                same.t_last = -math.inf  # c carries on for it: forget the older one
+                continue
+            x, y = c.hip
+            why = (
+                f"could be any of tracks {', '.join(str(s.track_id) for s in lost)}"
+                if lost
+                else "did not come through an entry"
+            )
+            alerts.append(
+                Alert(
+                    t=t_ref,
+                    kind="unbound_person",
+                    message=f"person at ({x:.2f}, {y:.2f}) m {why}",
+                    subject=f"candidate-{c.cid}",
                 )
-                keep.append(c)
+            )
         self._candidates = keep
         return alerts
 
+    # ---- recovery -------------------------------------------------------------------------
+
+    def _reach(self, gap_s: float) -> float:
+        """How far a person can have moved unseen in ``gap_s`` seconds (plus the margin)."""
+        return self.config.max_walk_speed * max(gap_s, 0.0) + self.config.recovery_margin_m
+
+    def _lost_tracks_within_reach(self, c: _Candidate, t_ref: float) -> list[_TrackState]:
+        """Unobserved, still recoverable tracks that could have become candidate ``c``."""
+        assert c.first_hip is not None
+        t0 = c.hist_t[0]
+        out = []
+        for s in self._tracks:
+            if s.ended or s.t_last >= t0:
+                continue
+            reach = self._reach(t0 - s.anchor_t)
+            if s.hidden:
+                reach += self.config.occlusion_radius_m
+            if float(np.linalg.norm(c.first_hip - s.anchor_xy)) <= reach:
+                out.append(s)
+        return out
+
+    def _same_unbound_person(self, c: _Candidate, cands: list[_Candidate]) -> _Candidate | None:
+        """The already alerted candidate that new candidate ``c`` is a re-detection of."""
+        assert c.first_hip is not None
+        t0 = c.hist_t[0]
+        for o in cands:
+            if o is c or not o.alerted:
+                continue
+            if o.t_last >= t0:  # seen alongside c: the same person only if right there
+                same = float(np.linalg.norm(c.hip - o.hip)) <= self.config.candidate_match_m
+            else:
+                same = float(np.linalg.norm(c.first_hip - o.hip)) <= self._reach(t0 - o.t_last)
+            if same:
+                return o
+        return None
+
+    def _resume(self, s: _TrackState, c: _Candidate, t_ref: float) -> list[Alert]:
+        """Continue lost track ``s`` with candidate ``c``'s observations (same track_id)."""
+        cfg = self.config
+        alerts: list[Alert] = []
+        if s.lost_alerted:
+            x, y = c.first_hip if c.first_hip is not None else c.hip
+            alerts.append(
+                Alert(
+                    t=t_ref,
+                    kind="identity_recovered",
+                    message=(
+                        f"track {s.track_id} resumed at ({x:.2f}, {y:.2f}) m after "
+                        f"{c.hist_t[0] - s.t_last:.1f} s unseen"
+                    ),
+                    subject=str(s.track_id),
+                )
+            )
+        for t, Xc, Sc in zip(c.hist_t, c.hist_X, c.hist_S, strict=True):
+            if t > s.t_last:
+                s.hist.append(t, Xc, Sc)
+                seen = ~np.isnan(Xc[:, 0])
+                s.joint_t = np.where(seen, t, s.joint_t)
+        s.X = c.X.copy()
+        s.V = _candidate_velocity(c)
+        s.t_last = c.t_last
+        s.anchor_t, s.anchor_xy = c.t_last, s.hip
+        s.lost_alerted = False
+        s.hidden = False
+        del cfg
+        return alerts
+
     def _birth(self, c: _Candidate, gate_id: str) -> None:
-        ts = c.hist_t
-        V = np.zeros((N_JOINTS, 3))
-        if len(ts) >= 2 and ts[-1] > ts[0]:
-            h0 = _skeleton_hip(c.hist_X[0])
-            h1 = _skeleton_hip(c.hist_X[-1])
-            if h0 is not None and h1 is not None:
-                V[:, :2] = (h1 - h0) / (ts[-1] - ts[0])
         s = _TrackState(
             track_id=self._next_track,
             born_at=gate_id,
             X=c.X.copy(),
-            V=V,
+            V=_candidate_velocity(c),
             t_last=c.t_last,
             joint_t=np.where(
                 np.any([~np.isnan(x[:, 0]) for x in c.hist_X], axis=0), c.t_last, -np.inf
             ),
-            hist_t=list(c.hist_t),
-            hist_X=list(c.hist_X),
-            hist_S=list(c.hist_S),
         )
+        for t, Xc, Sc in zip(c.hist_t, c.hist_X, c.hist_S, strict=True):
+            s.hist.append(t, Xc, Sc)
+        s.anchor_t, s.anchor_xy = c.t_last, s.hip
         self._next_track += 1
         self._tracks.append(s)
 
@@ -550,10 +741,17 @@ class Tracker:
 
     # ---- endings --------------------------------------------------------------------------
 
-    def _timeouts(self, live: list[_TrackState], t_ref: float) -> list[Alert]:
+    def _timeouts(self, t_ref: float) -> list[Alert]:
+        """Exit endings, hidden tracks, identity_lost alerts and final endings."""
         alerts: list[Alert] = []
         cfg = self.config
-        for s in live:
+        active = [s for s in self._tracks if not s.ended]
+        seen_now = [s for s in active if s.t_last >= t_ref]
+        seen_hips = np.array([s.hip for s in seen_now]) if seen_now else np.zeros((0, 2))
+        for s in active:
+            if s.t_last >= t_ref:
+                s.anchor_t, s.anchor_xy, s.hidden = t_ref, s.hip, False
+                continue
             unseen = t_ref - s.t_last
             if unseen <= min(cfg.exit_timeout_s, cfg.lost_timeout_s):
                 continue
@@ -561,19 +759,43 @@ class Tracker:
             if gate is not None:
                 s.ended, s.ended_at = True, gate.id
                 continue
-            if unseen <= cfg.lost_timeout_s:
+            # Vanished right where someone else is seen: hidden by them (or standing so close
+            # that the detector merges the two), not lost, as long as they stay there.
+            if (
+                unseen <= cfg.max_hidden_s
+                and seen_hips.shape[0]
+                and np.linalg.norm(seen_hips - s.anchor_xy, axis=1).min() <= cfg.occlusion_radius_m
+            ):
+                s.anchor_t, s.hidden = t_ref, True
                 continue
-            s.ended = True
+            lost_for = t_ref - s.anchor_t
+            if lost_for > cfg.recovery_window_s:
+                s.ended = True
+            if lost_for <= cfg.lost_timeout_s or s.lost_alerted:
+                continue
+            s.lost_alerted = True
             x, y = s.hip
             alerts.append(
                 Alert(
                     t=t_ref,
                     kind="identity_lost",
                     message=(
-                        f"track {s.track_id} unseen for {t_ref - s.t_last:.1f} s, last at "
+                        f"track {s.track_id} unseen for {unseen:.1f} s, last at "
                         f"({x:.2f}, {y:.2f}) m away from any exit"
                     ),
                     subject=str(s.track_id),
                 )
             )
         return alerts
+
+
+def _candidate_velocity(c: _Candidate) -> np.ndarray:
+    """Body velocity (all joints alike, on the floor) from a candidate's first and last hips."""
+    V = np.zeros((N_JOINTS, 3))
+    ts = c.hist_t
+    if len(ts) >= 2 and ts[-1] > ts[0]:
+        h0 = _skeleton_hip(c.hist_X[0])
+        h1 = _skeleton_hip(c.hist_X[-1])
+        if h0 is not None and h1 is not None:
+            V[:, :2] = (h1 - h0) / (ts[-1] - ts[0])
+    return V
