@@ -61,9 +61,9 @@ class FloorGrid:
             )
             free &= ~blocked
         self.free = free.reshape(self.shape)
-        self._graph = self._build_graph()
+        self._graph = self._build_graph(self.free)
 
-    def _build_graph(self) -> csr_matrix:
+    def _build_graph(self, free: np.ndarray) -> csr_matrix:
         nx, ny = self.shape
         idx = np.arange(nx * ny).reshape(nx, ny)
         rows, cols, w = [], [], []
@@ -71,7 +71,7 @@ class FloorGrid:
             j0, j1 = max(0, -dy), ny - max(0, dy)
             a = idx[0 : nx - dx, j0:j1]
             b = idx[dx:nx, j0 + dy : j1 + dy]
-            ok = self.free.ravel()[a.ravel()] & self.free.ravel()[b.ravel()]
+            ok = free.ravel()[a.ravel()] & free.ravel()[b.ravel()]
             rows.append(a.ravel()[ok])
             cols.append(b.ravel()[ok])
             w.append(np.full(ok.sum(), np.hypot(dx, dy) * self.res))
@@ -96,10 +96,28 @@ class FloorGrid:
         i, j = divmod(cell, self.shape[1])
         return self.origin + (np.array([i, j]) + 0.5) * self.res
 
-    def path(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Shortest walkable polyline from ``a`` to ``b`` (ends included), shortcut-smoothed."""
+    def path(
+        self, a: np.ndarray, b: np.ndarray, avoid: np.ndarray | None = None, radius: float = 0.5
+    ) -> np.ndarray:
+        """Shortest walkable polyline from ``a`` to ``b`` (ends included), shortcut-smoothed.
+
+        ``avoid`` (k, 2) are people standing in the way: cells within ``radius`` of them are
+        blocked too (except around the two ends), so the path goes round them.
+        """
+        free, graph = self.free, self._graph
+        if avoid is not None and len(avoid):
+            ci = self.origin[0] + (np.arange(self.shape[0]) + 0.5) * self.res
+            cj = self.origin[1] + (np.arange(self.shape[1]) + 0.5) * self.res
+            gx, gy = np.meshgrid(ci, cj, indexing="ij")
+            near = np.zeros(self.shape, dtype=bool)
+            for x, y in avoid:
+                near |= (gx - x) ** 2 + (gy - y) ** 2 < radius**2
+            for x, y in (a, b):
+                near &= (gx - x) ** 2 + (gy - y) ** 2 > 0.3**2
+            free = self.free & ~near
+            graph = self._build_graph(free)
         ca, cb = self.cell(a), self.cell(b)
-        _, pred = dijkstra(self._graph, indices=ca, return_predecessors=True, directed=False)
+        _, pred = dijkstra(graph, indices=ca, return_predecessors=True, directed=False)
         cells = [cb]
         while cells[-1] != ca:
             p = int(pred[cells[-1]])
@@ -108,21 +126,21 @@ class FloorGrid:
             cells.append(p)
         pts = np.array([self.centre(c) for c in reversed(cells)])
         pts = np.vstack([np.asarray(a, float)[None], pts[1:-1], np.asarray(b, float)[None]])
-        return self._shortcut(pts)
+        return self._shortcut(pts, free)
 
-    def _visible(self, p: np.ndarray, q: np.ndarray) -> bool:
+    def _visible(self, p: np.ndarray, q: np.ndarray, free: np.ndarray) -> bool:
         n = max(2, int(np.linalg.norm(q - p) / (self.res / 2)))
         s = p[None] + (q - p)[None] * np.linspace(0, 1, n)[:, None]
         ij = np.floor((s - self.origin) / self.res).astype(int)
         ij = np.clip(ij, 0, np.array(self.shape) - 1)
-        return bool(self.free[ij[:, 0], ij[:, 1]].all())
+        return bool(free[ij[:, 0], ij[:, 1]].all())
 
-    def _shortcut(self, pts: np.ndarray) -> np.ndarray:
+    def _shortcut(self, pts: np.ndarray, free: np.ndarray) -> np.ndarray:
         out = [pts[0]]
         i = 0
         while i < len(pts) - 1:
             j = len(pts) - 1
-            while j > i + 1 and not self._visible(pts[i], pts[j]):
+            while j > i + 1 and not self._visible(pts[i], pts[j], free):
                 j -= 1
             out.append(pts[j])
             i = j

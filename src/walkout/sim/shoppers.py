@@ -43,6 +43,9 @@ class ShopperConfig(BaseModel):
         (0.0, 400.0), description="range of extra force of a hand on the plate (g)"
     )
     height_m: tuple[float, float] = Field((1.5, 1.95), description="range of body heights")
+    body_gap_m: float = Field(
+        0.5, gt=0, description="walkers keep this far from other people (hip to hip)"
+    )
     min_gap_m: float = Field(
         0.6, ge=0, description="nobody stands closer than this to another shopper at a shelf"
     )
@@ -102,6 +105,23 @@ class _Shelving:
         self.stands.append((xy, t0, t1))
 
 
+def sample_walk(
+    polyline: np.ndarray, speed: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Positions, headings and distances walked at each 30 Hz sample along a polyline."""
+    seg = np.diff(polyline, axis=0)
+    lengths = np.hypot(seg[:, 0], seg[:, 1])
+    total = float(lengths.sum())
+    if total < 0.05:
+        return None
+    n = max(1, int(np.ceil(total / speed * BODY_HZ)))  # never faster than ``speed``
+    s = np.linspace(0, total, n + 1)[1:]
+    cum = np.concatenate([[0.0], np.cumsum(lengths)])
+    k = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1)
+    frac = ((s - cum[k]) / np.maximum(lengths[k], 1e-9))[:, None]
+    return polyline[k] + seg[k] * frac, np.arctan2(seg[k, 1], seg[k, 0]), s
+
+
 @dataclass
 class _Timeline:
     """Body states of one shopper, appended segment by segment on the 30 Hz grid."""
@@ -138,18 +158,11 @@ class _Timeline:
         self._add(self._n(seconds))
 
     def walk(self, polyline: np.ndarray, speed: float) -> None:
-        seg = np.diff(polyline, axis=0)
-        lengths = np.hypot(seg[:, 0], seg[:, 1])
-        total = float(lengths.sum())
-        if total < 0.05:
+        sampled = sample_walk(polyline, speed)
+        if sampled is None:
             return
-        n = self._n(total / speed)
-        s = np.linspace(0, total, n + 1)[1:]
-        cum = np.concatenate([[0.0], np.cumsum(lengths)])
-        k = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1)
-        frac = ((s - cum[k]) / np.maximum(lengths[k], 1e-9))[:, None]
-        xy = polyline[k] + seg[k] * frac
-        heading = np.arctan2(seg[k, 1], seg[k, 0])
+        xy, heading, s = sampled
+        n, total = len(s), float(s[-1])
         gait = self.gait + s * (np.pi / 0.7)  # one gait cycle per ~1.4 m
         ramp = np.minimum(1.0, np.minimum(s, total - s) / 0.3 + 0.2)
         self._add(n, xy=xy, heading=heading, gait=gait, stride=ramp)
@@ -173,6 +186,10 @@ class _Timeline:
             reach_wrist=np.full(n, wrist),
         )
         return t_hold0, t_hold0 + hold / BODY_HZ
+
+    def positions(self) -> np.ndarray:
+        """(n, 2) floor position at every 30 Hz sample so far."""
+        return np.concatenate([np.asarray(p["xy"]) for p in self.parts])
 
     def path(self, person_id: int) -> PersonPath:
         cols = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
@@ -236,6 +253,10 @@ class ShopperResult:
     receipt: Counter[str]
 
 
+def _length(polyline: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(polyline, axis=0), axis=1).sum())
+
+
 def _stand_point(g: Gondola, x: float) -> tuple[np.ndarray, float]:
     fx, fy = g.front
     face_y = g.box.max[1] if fy > 0 else g.box.min[1]
@@ -257,6 +278,55 @@ class ShopperSimulator:
         self.plate_col = store.plate_index
         self.entry = store.gates_of("entry")[0]
         self.exit = store.gates_of("exit")[0]
+        self._bodies: list[tuple[float, np.ndarray]] = []  # (t0, 30 Hz floor positions)
+
+    def _others_at(self, times: np.ndarray) -> list[np.ndarray]:
+        """Positions (len(times), 2) of every earlier-planned person, NaN where absent."""
+        out = []
+        for t0, xy in self._bodies:
+            if t0 > times[-1] or t0 + len(xy) / BODY_HZ < times[0]:
+                continue
+            idx = np.round((times - t0) * BODY_HZ).astype(int)
+            ok = (idx >= 0) & (idx < len(xy))
+            pos = np.full((len(times), 2), np.nan)
+            pos[ok] = xy[idx[ok]]
+            out.append(pos)
+        return out
+
+    def _clear(self, xy: np.ndarray, t0: float, min_gap: float) -> bool:
+        times = t0 + np.arange(1, len(xy) + 1) / BODY_HZ
+        for pos in self._others_at(times):
+            d = np.hypot(*(pos - xy).T)
+            if np.nanmin(d, initial=np.inf) < min_gap:
+                return False
+        return True
+
+    def _walk(self, tl: _Timeline, dest: np.ndarray, speed: float) -> None:
+        """Walk to ``dest`` without walking through anybody: go round people standing in the
+        way, or wait (up to 20 s) for people crossing to pass; then go regardless."""
+        gap = self.config.body_gap_m
+        path = self.floor.path(tl.xy, dest)
+        for _ in range(40):
+            sampled = sample_walk(path, speed)
+            if sampled is None or self._clear(sampled[0], tl.t, gap):
+                break
+            window = tl.t + np.arange(0.0, len(sampled[0]) / BODY_HZ + 1.0, 0.5)
+            standing = []
+            for pos in self._others_at(window):
+                seen = pos[np.isfinite(pos[:, 0])]
+                if len(seen) and np.ptp(seen, axis=0).max() < 0.3:
+                    standing.append(seen.mean(axis=0))
+            if standing:
+                try:
+                    detour = self.floor.path(tl.xy, dest, np.array(standing), radius=gap + 0.1)
+                except ValueError:  # they block the only way: wait for them instead
+                    detour = path
+                d_sampled = sample_walk(detour, speed)
+                if d_sampled is None or self._clear(d_sampled[0], tl.t, gap):
+                    path = detour
+                    break
+            tl.stand(0.5)
+        tl.walk(path, speed)
 
     def _reach_target(self, plates: tuple[str, ...]) -> tuple[np.ndarray, float]:
         """A point inside the footprint (first plate's front part) and the along-face coordinate."""
@@ -288,9 +358,8 @@ class ShopperSimulator:
         target, along = self._reach_target(plates)
         g = self.store.plate_gondola[plates[0]]
         stand, heading = _stand_point(g, along + stand_offset_m)
-        path = self.floor.path(tl.xy, stand)
         speed = self.rng.uniform(*self.config.speed_mps)
-        walk_s = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum()) / speed
+        walk_s = _length(self.floor.path(tl.xy, stand)) / speed
         dwell = float(self.rng.uniform(0.6, 1.8)) if hold_s is None else hold_s
         pause = float(self.rng.uniform(0.5, 5.0)) if pause_s is None else pause_s
         stay = 1.2 + dwell + pause
@@ -304,7 +373,7 @@ class ShopperSimulator:
             tl.stand(arrive - tl.t - walk_s)
         t_arrive = tl.t + walk_s
         self.shelving.book_stand(stand, t_arrive - 0.5, t_arrive + stay)
-        tl.walk(path, speed)
+        self._walk(tl, stand, speed)
         tl.turn_to(heading)
         t_in, t_out = tl.reach(target, wrist, dwell)
         self.shelving.book(plates, t_in - 1.0, t_out + 1.0)
@@ -365,7 +434,7 @@ class ShopperSimulator:
         tl.stand(float(rng.uniform(1.0, 2.0)))
         # step clear of the gate before anything else: the next person needs it
         lobby = np.array([tl.xy[0] + rng.uniform(-0.3, 1.5), ea.max[1] + rng.uniform(0.8, 1.6)])
-        tl.walk(self.floor.path(tl.xy, lobby), rng.uniform(*cfg.speed_mps))
+        self._walk(tl, lobby, rng.uniform(*cfg.speed_mps))
         gates = []
         if plan.scans:
             gates.append(GateEvent(t=t_arrive + 0.7, gate_id=self.entry.id, kind="entry",
@@ -413,20 +482,20 @@ class ShopperSimulator:
                 events.append(TrueEvent(plan.credential, "put", pid, 1, plates, t_in, t_out, t_ch))
         xa = self.exit.area
         gate_xy = np.array([rng.uniform(xa.min[0] + 0.3, xa.max[0] - 0.3), xa.min[1] + 0.6])
-        path = self.floor.path(tl.xy, gate_xy)
         speed = rng.uniform(*cfg.speed_mps)
-        walk_s = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum()) / speed
+        walk_s = _length(self.floor.path(tl.xy, gate_xy)) / speed
         exit_key = (f"gate:{self.exit.id}",)
         t_gate = self.shelving.free_at(exit_key, None, tl.t + walk_s, cfg.gate_gap_s)
         self.shelving.book(exit_key, t_gate, t_gate + cfg.gate_gap_s)
         if t_gate > tl.t + walk_s:  # lingers so as to reach a free exit gate
             tl.stand(t_gate - tl.t - walk_s)
-        tl.walk(path, speed)
+        self._walk(tl, gate_xy, speed)
         gates.append(GateEvent(t=tl.t, gate_id=self.exit.id, kind="exit"))
         tl.walk(np.array([tl.xy, [tl.xy[0], xa.min[1] + 0.15]]), 1.0)
         tl.stand(0.3)
         receipt: Counter[str] = Counter()
         for ev in events:
             receipt[ev.product_id] += ev.quantity if ev.kind == "pick" else -ev.quantity
+        self._bodies.append((tl.t0, tl.positions()))
         return ShopperResult(plan.credential, tl.path(person_id), gates, interactions, events,
                              +receipt)
