@@ -216,5 +216,81 @@ def store_import_aifi(
     console.print(f"wrote {out}: {len(s.plates)} plates, {len(s.cameras)} cameras")
 
 
+@bench_app.command("shelf-pcp")
+def bench_shelf_pcp(
+    data: Annotated[Path, typer.Option(help="Shelf benchmark directory (calibration, detection)")],
+    out: Annotated[Path | None, typer.Option(help="write per-frame 3D poses here (JSONL)")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+    frames: Annotated[int | None, typer.Option(help="only the first N frames")] = None,
+) -> None:
+    """Multi-view 3D pose tracking on Shelf: strict PCP, fps, and skel.txt's PCP beside it."""
+    from walkout.bench.shelf_pcp import run_shelf_pcp
+    from walkout.sources.shelf_dataset import ShelfDataError
+
+    try:
+        figures = run_shelf_pcp(data, out, frames)
+    except (OSError, ShelfDataError) as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+
+
+# ---- AiFi test cases and the shelf benchmark (appended; existing commands unchanged) --------
+
+aifi_app = typer.Typer(no_args_is_help=True, help="AiFi AutoCheckout test cases.")
+app.add_typer(aifi_app, name="aifi")
+
+
+@aifi_app.command("run")
+def aifi_run(
+    case: Annotated[Path, typer.Argument(help="AiFi test case directory (e.g. BENCHMARK-1)")],
+    out: Annotated[Path, typer.Option("--out", help="receipts JSON to write")] = Path(
+        "receipts.json"
+    ),
+    meta: Annotated[
+        Path | None, typer.Option("--meta", help="store_meta directory (default: ../store_meta)")
+    ] = None,
+) -> None:
+    """Shelf → attribution → cart on an AiFi case; writes the competition receipts JSON."""
+    from walkout.sources.aifi import AifiDataError
+    from walkout.sources.aifi_run import receipts_json, run_case
+
+    try:
+        result = run_case(case, meta)
+    except AifiDataError as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+    data = receipts_json(result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    print(json.dumps(data))
+    kinds = Counter(a.kind for a in result.alerts)
+    err.print(
+        f"{len(result.decisions)} shelf events, {sum(d.needs_review for d in result.decisions)} "
+        f"to review, alerts {dict(sorted(kinds.items()))}; receipts written to {out}"
+    )
+
+
+@bench_app.command("shelf")
+def bench_shelf(
+    seed: SeedOpt = 1,
+    duration: Annotated[float, typer.Option(help="simulated seconds")] = 1200.0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+) -> None:
+    """Shelf-stage precision/recall/item accuracy on simulated hard cases and faults."""
+    from walkout.bench.shelf import run_shelf_bench
+
+    figures = run_shelf_bench(seed, duration, progress=lambda s: err.print(f"[dim]{s}...[/]"))
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+
+
 if __name__ == "__main__":
     app()

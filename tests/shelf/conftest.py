@@ -123,6 +123,7 @@ def sim(store: Store) -> Sim:
             np.random.default_rng(seed),
             plate_ids=store.plate_ids,
             noise_g=noise,
+            groups=np.zeros(len(store.plate_ids), dtype=np.int64),
         )
 
     return _sim

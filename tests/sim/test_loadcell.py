@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from walkout.sim.loadcell import PlateInteraction, draw_noise_g, simulate_plates
+from walkout.sim.loadcell import (
+    PlateInteraction,
+    add_dead,
+    add_recalibration,
+    add_spikes,
+    add_stuck,
+    draw_noise_g,
+    drop_plates,
+    simulate_plates,
+)
 
 IDS = ("P1", "P2", "P3")
 
@@ -106,3 +115,63 @@ def test_bad_interactions_are_refused(bad: PlateInteraction) -> None:
 def test_interaction_running_past_the_end_is_clipped() -> None:
     block = _sim([PlateInteraction(0, 9.0, 11.0, 9.5, -50.0, 10.0)], duration_s=10.0)
     assert block.grams.shape[0] == 600 and np.isfinite(block.grams).all()
+
+
+# ---- realism measured on the real plates, hard-case knobs and faults (issue 3) ------------------
+
+
+def test_readings_are_quantised_like_the_real_adc() -> None:
+    block = _sim([], duration_s=10.0)
+    steps = block.grams.astype(np.float64) / 0.241
+    assert np.allclose(steps, np.round(steps), atol=1e-2)  # float32 keeps ~1e-4 g here
+    repeats = np.mean(np.diff(block.grams, axis=0) == 0)
+    assert 0.03 < repeats < 0.3  # real plates: 7-24 % repeated consecutive samples
+
+
+def test_realism_off_is_the_older_model() -> None:
+    ids = IDS
+    a = simulate_plates(np.zeros(3), [], 5.0, np.random.default_rng(3), plate_ids=ids,
+                        noise_g=np.ones(3), realism=None)
+    assert len(np.unique(a.grams)) > 250  # not quantised
+
+
+def test_interaction_shakes_its_gondola() -> None:
+    it = PlateInteraction(plate=0, t_in=10.0, t_out=12.0, t_change=11.0, delta_g=-300.0,
+                          press_g=50.0)
+    block = simulate_plates(np.full(3, 1000.0), [it], 25.0, np.random.default_rng(0),
+                            plate_ids=IDS, noise_g=np.full(3, 1.0), groups=[0, 0, 1])
+    g = block.grams.astype(np.float64)
+
+    def sd(p: int, t0: float) -> float:
+        return float(np.std(g[(block.t > t0) & (block.t < t0 + 1.0), p]))
+
+    assert sd(1, 8.0) > 2.0 * sd(1, 2.0)  # same gondola, untouched: vibrates while walked up to
+    assert sd(2, 8.0) < 1.6 * sd(2, 2.0)  # other gondola: quiet
+    assert sd(1, 20.0) < 1.6 * sd(1, 2.0)  # calm again afterwards
+
+
+def test_held_above_and_multi_step_visits() -> None:
+    held = PlateInteraction(0, 5.0, 15.0, 6.0, -300.0, 80.0, contact_end=6.5)
+    steps = PlateInteraction(1, 5.0, 10.0, 6.0, -400.0, 30.0, steps=((7.5, 400.0), (9.0, -200.0)))
+    block = _sim([held, steps], duration_s=25.0)
+    # contact ended at 6.5 s: the plate is back at rest (new level) long before the hand leaves
+    assert np.std(block.grams[(block.t > 9.0) & (block.t < 14.0), 0]) < 3.0
+    assert _mean(block, 0, 9.0, 14.0) - _mean(block, 0, 1.0, 4.5) == pytest.approx(-300, abs=3)
+    assert steps.net_g == -200.0
+    assert _mean(block, 1, 15.0, 24.0) - _mean(block, 1, 1.0, 4.5) == pytest.approx(-200, abs=3)
+
+
+def test_fault_helpers() -> None:
+    base = _sim([], duration_s=10.0)
+    b = add_spikes(base, 0, [2.0], 1000.0)
+    assert np.isclose(np.max(b.grams[:, 0] - base.grams[:, 0]), 1000.0)
+    b = add_recalibration(base, 1, 5.0, -250.0)
+    assert np.allclose((b.grams - base.grams)[base.t >= 5.0, 1], -250.0)
+    b = add_dead(base, 2, 3.0, 4.0)
+    assert np.isnan(b.grams[(base.t >= 3.0) & (base.t < 4.0), 2]).all()
+    b = add_dead(base, 2, 3.0, value=0.0)
+    assert (b.grams[base.t >= 3.0, 2] == 0.0).all()
+    b = add_stuck(base, 0, 3.0, 6.0)
+    assert np.ptp(b.grams[(base.t >= 3.0) & (base.t < 6.0), 0]) == 0.0
+    assert drop_plates(base, ["P2"]).plate_ids == ("P1", "P3")
+    assert base.grams is not b.grams and np.isfinite(base.grams).all()

@@ -27,9 +27,77 @@ class ShelfConfig(BaseModel):
         default=0.1, ge=0, description="rest samples skipped before a disturbance (slow onsets)"
     )
     stable_k: float = Field(
-        default=2.0,
+        default=3.0,
         gt=1,
         description="a window is quiet when its std is below stable_k × the plate's noise σ",
+    )
+    lookback_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="the level before a disturbance is taken this long before it (slow presses "
+        "creep in unnoticed), and a resting level that departs from the level this long ago "
+        "opens a disturbance",
+    )
+    settle_s: float = Field(
+        default=1.5,
+        ge=0,
+        description="a new rest must stay quiet and flat this long beyond its level window",
+    )
+    depart_k: float = Field(
+        default=4.0,
+        gt=0,
+        description="a level departs (or is not flat) when it moves by more than depart_k x "
+        "the σ of a difference of levels",
+    )
+    depart_min_g: float = Field(
+        default=3.0, ge=0, description="floor on the departure/flatness threshold"
+    )
+    recal_max_s: float = Field(
+        default=0.1,
+        ge=0,
+        description="a change completed within this time with no hand transient is a clean step: "
+        "a recalibration (tare jump), reported as an alert, never as an event",
+    )
+    slow_hold_s: float = Field(
+        default=4.0,
+        ge=0,
+        description="a change that crept in slowly (no quiet break) is held back until its new "
+        "level has lasted this long; a disturbance before then continues it (slow presses)",
+    )
+    level_sd_k: float = Field(
+        default=0.5,
+        ge=0,
+        description="a departure must also exceed this fraction of the plate's current window "
+        "std (the residual of its 5-12 Hz ringing in a 0.75 s level; half of it for the 1.5 s "
+        "flatness test)",
+    )
+    recal_max_vib: float = Field(
+        default=1.5,
+        ge=1,
+        description="a clean step only counts as a recalibration while the gondola's vibration "
+        "factor is below this (a shopper near shakes the gondola)",
+    )
+    vib_gain: float = Field(
+        default=2.0,
+        ge=0,
+        description="effective noise factor per unit of gondola vibration above vib_floor",
+    )
+    vib_floor: float = Field(
+        default=1.0,
+        ge=0,
+        description="gondola vibration (median window std / rest σ) that counts as none",
+    )
+    vib_min_plates: int = Field(
+        default=4, ge=1, description="smallest plate group whose vibration is estimated"
+    )
+    spike_min_g: float = Field(
+        default=40.0, ge=0, description="smallest single-sample outlier reported as a spike"
+    )
+    spike_k: float = Field(
+        default=12.0, gt=0, description="a spike also exceeds spike_k x the effective noise σ"
+    )
+    alert_repeat_s: float = Field(
+        default=60.0, gt=0, description="a repeated alert of one plate is raised at most this often"
     )
     frozen_sd_g: float = Field(
         default=1e-3,
@@ -114,6 +182,12 @@ class ShelfConfig(BaseModel):
     )
     min_probability: float = Field(
         default=1e-3, ge=0, le=1, description="hypotheses below this posterior are dropped"
+    )
+    keep_fit_z: float = Field(
+        default=2.5,
+        gt=0,
+        description="put hypotheses whose weight fits within this many σ are kept as runner-ups "
+        "even below min_probability (a misplaced put-back of what the shopper holds)",
     )
     max_hypotheses: int = Field(default=10, ge=1, description="hypotheses kept per event")
     chunk_samples: int = Field(

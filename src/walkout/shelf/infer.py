@@ -112,6 +112,16 @@ class Explainer:
             if prob[i] < cfg.min_probability or not np.isfinite(joint[i]):
                 break
             out.append(Hypothesis(names[i], float(ll_arr[i]), float(prob[i])))
+        if not pick and len(out) < cfg.max_hypotheses:
+            # a put-back of a misplaced product is improbable a priori but must stay visible
+            # when its weight fits: the engine prefers what the shopper holds
+            fit_ll = _gauss_ll(delta_g, delta_g, noise_var) - 0.5 * cfg.keep_fit_z**2
+            kept = {h.items for h in out}
+            for i in order:
+                if len(out) >= cfg.max_hypotheses:
+                    break
+                if names[i] not in kept and np.isfinite(joint[i]) and ll_arr[i] >= fit_ll:
+                    out.append(Hypothesis(names[i], float(ll_arr[i]), float(prob[i])))
         return tuple(out)
 
     def _mixtures(

@@ -15,7 +15,7 @@ import numpy as np
 
 from walkout.events import Alert, PlateBlock, ShelfEvent
 from walkout.shelf.config import ShelfConfig
-from walkout.shelf.detect import DIST, PlateChange, PlateDetector
+from walkout.shelf.detect import PlateChange, PlateDetector
 from walkout.shelf.infer import Explainer
 from walkout.shelf.inventory import PlateInventory
 from walkout.store.model import Store
@@ -87,7 +87,9 @@ class ShelfStage:
             dt = np.diff(block.t)
             rate = 1.0 / float(np.median(dt)) if dt.size else 60.0
         noise = np.array([self.store.plates[p].noise_g for p in self.store.plate_ids])
-        self._detector = PlateDetector(self.store.plate_ids, noise, self.config, rate)
+        self._detector = PlateDetector(
+            self.store.plate_ids, noise, self.config, rate, _gondola_groups(self.store)
+        )
         return self._detector
 
     def _store_columns(self, block: PlateBlock, det: PlateDetector) -> np.ndarray:
@@ -123,9 +125,7 @@ class ShelfStage:
         if self._t_last - ch.t_confirm >= self.config.max_merge_wait_s:
             return True
         horizon = ch.t_end + self.config.merge_gap_s
-        return not any(
-            det.mode[q] == DIST and det.dist_t[q] <= horizon for q in self._partners[ch.plate]
-        )
+        return not any(det.open_since(q) <= horizon for q in self._partners[ch.plate])
 
     def _emit(self, final: bool) -> list[ShelfEvent]:
         pend = sorted(self._pending, key=lambda c: (c.t_start, c.plate))
@@ -171,6 +171,18 @@ class ShelfStage:
         if abs(delta) <= threshold:
             return None  # a press, or too small to be any product
         t_start = min(m.t_start for m in members)
+        if all(m.step for m in members):
+            # a clean jump between two rests with no hand transient: the plate was re-tared
+            self.alerts.append(
+                Alert(
+                    t_start,
+                    "plate_recalibrated",
+                    f"plate(s) {', '.join(plates)} jumped {delta:+.1f} g in one step with no "
+                    "hand transient (recalibration / tare change); no event reported",
+                    plates[0],
+                )
+            )
+            return None
         var = noise_var + cfg.model_sd_g**2
         hyps = self._explainer.explain(plates, delta, var, self.inventory)
         event_id = f"{plates[0]}-{t_start:.3f}"
@@ -183,6 +195,17 @@ class ShelfStage:
             delta_g=float(delta),
             hypotheses=hyps,
         )
+
+
+def _gondola_groups(store: Store) -> np.ndarray:
+    """Gondola index of every plate (plates of a gondola vibrate together)."""
+    out = np.zeros(len(store.plate_ids), dtype=np.int64)
+    idx = store.plate_index
+    for k, g in enumerate(store.gondolas):
+        for s in g.shelves:
+            for p in s.plates:
+                out[idx[p.id]] = k
+    return out
 
 
 def _footprint_partners(store: Store) -> list[frozenset[int]]:

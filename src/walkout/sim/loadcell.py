@@ -56,9 +56,10 @@ class LoadCellRealism:
     hum_low_hz: tuple[float, float] = (1.0, 2.0)
     hum_high_hz: tuple[float, float] = (23.5, 25.5)
     vibration: bool = True  # shelf vibration around every interaction, on its group
-    vib_factor_median: float = 4.0  # vibration std / rest σ (real: ~3-12)
+    vib_factor_median: float = 4.0  # vibration std / the plate's rest σ (real: ~3-15)
     vib_factor_log_sd: float = 0.6
     vib_factor_max: float = 15.0
+    vib_gain_log_sd: float = 0.4  # per-plate spread of the factor within one gondola
     vib_amp_max_g: float = 40.0  # cap on the vibration std (real worst 1-s std ~45 g)
     vib_freq_hz: tuple[float, float] = (5.0, 12.0)
     vib_q: float = 8.0  # resonance quality factor
@@ -68,12 +69,13 @@ class LoadCellRealism:
 
 @dataclass(frozen=True, slots=True)
 class Vibration:
-    """An explicit vibration episode: ``plates`` ring with std ``amp_g`` × their own gain."""
+    """A vibration episode: ``plates`` ring with std ``amp_g`` × their gain (× their rest σ)."""
 
     plates: tuple[int, ...]
     t0: float
     t1: float
-    amp_g: float  # std (g) of a gain-1 plate at full envelope
+    amp_g: float  # std (g) of a gain-1 plate at full envelope (× its rest σ if relative)
+    relative: bool = True  # amp_g is a factor of each plate's rest noise σ (as on real plates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +135,9 @@ def simulate_plates(
     tare); ``noise_g`` overrides the per-plate noise σ (otherwise drawn like the real plates).
     ``groups[j]`` (e.g. the gondola or shelf index of plate j) says which plates vibrate
     together: with realism on, every interaction shakes its whole group from ``vib_lead_s``
-    before the hand arrives until ``vib_tail_s`` after it leaves (without groups, only its own
-    plate). ``realism=None`` gives the older, friendlier model (white noise, no quantisation,
-    no vibration); ``vibrations`` adds explicit episodes.
+    before the hand arrives until ``vib_tail_s`` after it leaves (without groups there is no
+    interaction-driven vibration). ``realism=None`` gives the older, friendlier model (white
+    noise, no quantisation, no vibration); ``vibrations`` adds explicit episodes.
     Vectorised over samples and plates; only the (sparse) interactions are looped over.
     """
     initial = np.asarray(initial_g, dtype=np.float64)
@@ -187,12 +189,13 @@ def simulate_plates(
         if model.hum_fraction > 0:
             _add_hum(grams, t, sigma, model, crng)
         episodes = list(vibrations)
-        gain = np.exp(model.vib_factor_log_sd * crng.standard_normal(n_plates))
-        if model.vibration and interactions:
+        gain = np.exp(model.vib_gain_log_sd * crng.standard_normal(n_plates))
+        if model.vibration and interactions and groups is not None:
             episodes += _episodes(interactions, sigma, groups, model, crng)
         freq = crng.uniform(*model.vib_freq_hz, n_plates)
         for ep in episodes:
-            _add_vibration(grams, t, ep, gain, freq, model, rate_hz, crng)
+            _add_vibration(grams, t, ep, gain * (sigma if ep.relative else 1.0), freq, model,
+                           rate_hz, crng)
         if model.quant_g > 0:
             np.round(grams / np.float32(model.quant_g), out=grams)
             grams *= np.float32(model.quant_g)
@@ -271,20 +274,19 @@ def _add_hum(
 def _episodes(
     interactions: Sequence[PlateInteraction],
     sigma: np.ndarray,
-    groups: Sequence[int] | np.ndarray | None,
+    groups: Sequence[int] | np.ndarray,
     model: LoadCellRealism,
     rng: np.random.Generator,
 ) -> list[Vibration]:
     """A vibration episode on the group of every interaction (a shopper walking up to it)."""
-    g = None if groups is None else np.asarray(groups)
+    g = np.asarray(groups)
     out = []
     for it in interactions:
-        plates = (it.plate,) if g is None else tuple(np.flatnonzero(g == g[it.plate]).tolist())
+        plates = tuple(np.flatnonzero(g == g[it.plate]).tolist())
         factor = model.vib_factor_median * np.exp(model.vib_factor_log_sd * rng.standard_normal())
         factor = min(factor, model.vib_factor_max)
-        amp = float(factor * np.median(sigma[list(plates)]))
         out.append(
-            Vibration(plates, it.t_in - model.vib_lead_s, it.t_out + model.vib_tail_s, amp)
+            Vibration(plates, it.t_in - model.vib_lead_s, it.t_out + model.vib_tail_s, factor)
         )
     return out
 

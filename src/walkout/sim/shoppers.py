@@ -50,7 +50,7 @@ class ShopperConfig(BaseModel):
         0.6, ge=0, description="nobody stands closer than this to another shopper at a shelf"
     )
     gate_gap_s: float = Field(
-        2.5, ge=0, description="people pass a gate one at a time, at least this far apart"
+        4.0, ge=0, description="people pass a gate one at a time, at least this far apart"
     )
 
 

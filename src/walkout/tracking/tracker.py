@@ -530,6 +530,9 @@ class Tracker:
         for Xc, Sc, hip in found:
             best, best_d = None, np.inf
             echo = False
+            # Somebody standing in an entry gate is a newcomer unless the unseen track was last
+            # seen there too: people enter at gates, tracks do not wander back into them.
+            at_entry = self._gate_at(self._entries, hip) is not None
             for i, s in enumerate(live):
                 d = float(
                     np.linalg.norm(
@@ -538,6 +541,8 @@ class Tracker:
                 )
                 if i in observed:
                     echo |= d <= cfg.duplicate_radius_m
+                    continue
+                if at_entry and self._gate_at(self._entries, s.hip) is None:
                     continue
                 missed = max(t_ref - s.t_last - self._slot_s, 0.0)
                 gate = min(
