@@ -93,9 +93,11 @@ def simulate(
         for p in e.plates:
             initial[store.plate_index[p]] += w
     interactions = [x for r in results for x in r.interactions]
+    gondola_of = {g.id: i for i, g in enumerate(store.gondolas)}
     plates = simulate_plates(
         initial, interactions, duration, rng_plates, rate_hz=cfg.plate_rate_hz,
         plate_ids=store.plate_ids,  # per-plate noise drawn like the real AiFi plates
+        groups=[gondola_of[store.plate_gondola[p].id] for p in store.plate_ids],  # shelf shake
     )
     paths = [r.path for r in results]
     frames = render_keypoints(store, paths, duration, rng_cams, cfg.cameras)

@@ -303,10 +303,10 @@ class ShopperSimulator:
 
     def _walk(self, tl: _Timeline, dest: np.ndarray, speed: float) -> None:
         """Walk to ``dest`` without walking through anybody: go round people standing in the
-        way, or wait (up to 20 s) for people crossing to pass; then go regardless."""
+        way, or wait (up to 6 s) for people crossing to pass; then go regardless."""
         gap = self.config.body_gap_m
         path = self.floor.path(tl.xy, dest)
-        for _ in range(40):
+        for _ in range(12):
             sampled = sample_walk(path, speed)
             if sampled is None or self._clear(sampled[0], tl.t, gap):
                 break
@@ -426,7 +426,6 @@ class ShopperSimulator:
         entry_key = (f"gate:{self.entry.id}",)
         gap = cfg.gate_gap_s if plan.scans else 1.0  # followers pass right behind someone
         t_arrive = self.shelving.free_at(entry_key, None, plan.t_arrive, gap)
-        self.shelving.book(entry_key, t_arrive, t_arrive + gap)
         tl = _Timeline(t0=t_arrive, height=float(rng.uniform(*cfg.height_m)))
         ea = self.entry.area
         tl.xy = np.array([rng.uniform(ea.min[0] + 0.3, ea.max[0] - 0.3), ea.min[1] + 0.25])
@@ -435,6 +434,8 @@ class ShopperSimulator:
         # step clear of the gate before anything else: the next person needs it
         lobby = np.array([tl.xy[0] + rng.uniform(-0.3, 1.5), ea.max[1] + rng.uniform(0.8, 1.6)])
         self._walk(tl, lobby, rng.uniform(*cfg.speed_mps))
+        # the gate is theirs until they are clear of it (waiting included)
+        self.shelving.book(entry_key, t_arrive, max(t_arrive + gap, tl.t - 0.5))
         gates = []
         if plan.scans:
             gates.append(GateEvent(t=t_arrive + 0.7, gate_id=self.entry.id, kind="entry",
