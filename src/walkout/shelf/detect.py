@@ -140,6 +140,14 @@ class PlateDetector:
         prov = self._prov.get(p)
         return prov[0].t_start if prov is not None else float("nan")
 
+    def release(self, p: int, t0: float, t1: float) -> PlateChange | None:
+        """Hand over plate ``p``'s held-back slow change now if it overlaps [t0, t1]: a partner
+        plate of its footprint has settled, and the two halves belong in one event."""
+        prov = self._prov.get(p)
+        if prov is None or prov[0].t_start > t1 or prov[0].t_end < t0:
+            return None
+        return self._prov.pop(p)[0]
+
     # ---- streaming -------------------------------------------------------------------------
 
     def push(self, t: np.ndarray, grams: np.ndarray) -> tuple[list[PlateChange], list[Alert]]:

@@ -128,10 +128,17 @@ class ShelfStage:
         return not any(det.open_since(q) <= horizon for q in self._partners[ch.plate])
 
     def _emit(self, final: bool) -> list[ShelfEvent]:
+        gap = self.config.merge_gap_s
+        det = self._detector
+        if det is not None:  # a partner's held-back half of the same footprint joins now
+            for ch in list(self._pending):
+                for q in self._partners[ch.plate]:
+                    half = det.release(q, ch.t_start - gap, ch.t_end + gap)
+                    if half is not None:
+                        self._pending.append(half)
         pend = sorted(self._pending, key=lambda c: (c.t_start, c.plate))
         if not pend:
             return []
-        gap = self.config.merge_gap_s
         parent = list(range(len(pend)))
 
         def root(i: int) -> int:
