@@ -82,10 +82,14 @@ class FloorGrid:
             shape=(n, n),
         ).tocsr()
 
+    def ij(self, xy: np.ndarray) -> np.ndarray:
+        """Grid indices of the cell holding ``xy`` (clipped to the grid)."""
+        ij = np.floor((np.asarray(xy) - self.origin) / self.res).astype(int)
+        return np.clip(ij, 0, np.array(self.shape) - 1)
+
     def cell(self, xy: np.ndarray) -> int:
         """Index of the free cell nearest to ``xy``."""
-        ij = np.floor((np.asarray(xy) - self.origin) / self.res).astype(int)
-        ij = np.clip(ij, 0, np.array(self.shape) - 1)
+        ij = self.ij(xy)
         if self.free[ij[0], ij[1]]:
             return int(ij[0] * self.shape[1] + ij[1])
         fi, fj = np.nonzero(self.free)

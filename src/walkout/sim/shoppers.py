@@ -9,6 +9,7 @@ The output is ground truth: body paths, plate interactions, gate events and true
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -301,6 +302,19 @@ class ShopperSimulator:
                 return False
         return True
 
+    def _free_spot(self, draw: Callable[[], np.ndarray], t: float, tries: int = 20) -> np.ndarray:
+        """A spot from ``draw`` where nobody already planned stands in the next ten seconds."""
+        times = t + np.arange(0.0, 10.0, 0.5)
+        others = self._others_at(times)
+        spot = draw()
+        for _ in range(tries):
+            if self.floor.free[tuple(self.floor.ij(spot))] and all(
+                np.nanmin(np.hypot(*(pos - spot).T), initial=np.inf) >= 0.8 for pos in others
+            ):
+                return spot
+            spot = draw()
+        return spot
+
     def _walk(self, tl: _Timeline, dest: np.ndarray, speed: float) -> None:
         """Walk to ``dest`` without walking through anybody: go round people standing in the
         way, or wait (up to 6 s) for people crossing to pass; then go regardless."""
@@ -432,7 +446,10 @@ class ShopperSimulator:
         tl.heading = np.pi / 2
         tl.stand(float(rng.uniform(1.0, 2.0)))
         # step clear of the gate before anything else: the next person needs it
-        lobby = np.array([tl.xy[0] + rng.uniform(-0.3, 1.5), ea.max[1] + rng.uniform(0.8, 1.6)])
+        x0, y0 = tl.xy[0], ea.max[1]
+        lobby = self._free_spot(
+            lambda: np.array([x0 + rng.uniform(-0.3, 2.0), y0 + rng.uniform(0.8, 2.0)]), tl.t
+        )
         self._walk(tl, lobby, rng.uniform(*cfg.speed_mps))
         # the gate is theirs until they are clear of it (waiting included)
         self.shelving.book(entry_key, t_arrive, max(t_arrive + gap, tl.t - 0.5))

@@ -624,6 +624,9 @@ class Tracker:
             # and is not alerted twice.
             same = self._same_unbound_person(c, cands)
             lost = self._lost_tracks_within_reach(c, t_ref)
+            if c.first_hip is not None and self._gate_at(self._entries, c.first_hip) is not None:
+                # appeared in an entry gate: a newcomer, unless a track was lost right there
+                lost = [s for s in lost if self._gate_at(self._entries, s.hip) is not None]
             if same is None and len(lost) == 1:
                 alerts += self._resume(lost[0], c, t_ref)
                 continue
