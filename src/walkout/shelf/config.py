@@ -129,7 +129,7 @@ class ShelfConfig(BaseModel):
         description="extra σ for what the noise model misses (drift, creep, item settling)",
     )
     merge_gap_s: float = Field(
-        default=0.5,
+        default=2.0,
         ge=0,
         description="footprint plates disturbed within this gap merge into one event",
     )
