@@ -27,6 +27,10 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # errors stay greppable
 
 StoreOpt = Annotated[str, typer.Option("--store", help="shipped store name or a store YAML path")]
+ScenarioOpt = Annotated[
+    list[str] | None,
+    typer.Option("--scenario", help="add a named scenario (repeatable); see `walkout scenarios`"),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="random seed of the simulation")]
 
 
@@ -36,6 +40,22 @@ def _store(name: str) -> Store:
     except StoreFileError as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
+
+
+def _check_scenarios(names: list[str]) -> None:
+    from walkout.sim.scenarios import SCENARIOS
+
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        err.print(f"[red]error:[/] unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
+        raise typer.Exit(2)
+
+
+def _simulate(st: Store, shoppers: int, seed: int, scenarios: list[str] | None) -> Any:
+    from walkout.sim.session import simulate
+
+    _check_scenarios(list(scenarios or []))
+    return simulate(st, shoppers, seed, scenarios=scenarios or ())
 
 
 @contextmanager
@@ -77,30 +97,30 @@ def demo(
     store: StoreOpt = "small",
     shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 20,
     seed: SeedOpt = 1,
+    scenario: ScenarioOpt = None,
 ) -> None:
     """Simulate a shopping period, run the engine, and show receipts beside the truth."""
-    from walkout.bench.accuracy import predicted_receipts
+    from walkout.bench.accuracy import predicted_receipts, true_receipts
     from walkout.bench.metrics import score_receipts
     from walkout.engine import Engine
-    from walkout.sim.session import simulate
     from walkout.sources.recording import Sensors
 
     st = _store(store)
     t0 = time.perf_counter()
     with console.status(f"simulating {shoppers} shoppers in '{st.name}'..."):
-        session = simulate(st, shoppers, seed)
+        session = _simulate(st, shoppers, seed, scenario)
     console.print(
         f"simulated {session.duration_s:.0f} s: {len(session.frames):,} camera frames, "
         f"{session.plates.grams.size:,} plate samples, {len(session.truth.events)} shelf events"
     )
     with _progress(session.duration_s, "engine") as tick:
         result = Engine(st).run(Sensors.from_session(session), tick)
-    pred = predicted_receipts(result)
+    pred, true = predicted_receipts(result), true_receipts(session.truth)
     table = Table(title="Receipts (engine vs ground truth)", show_lines=True)
     for col in ("shopper", "engine receipt", "ground truth", ""):
         table.add_column(col)
     names = st.products
-    for cred, truth in sorted(session.truth.receipts.items()):
+    for cred, truth in sorted(true.items()):
         got = pred.get(cred, Counter())
 
         def fmt(c: Counter[str]) -> str:
@@ -109,7 +129,7 @@ def demo(
         ok = Counter({k: v for k, v in got.items() if v > 0}) == truth
         table.add_row(cred, fmt(got), fmt(truth), "[green]✓[/]" if ok else "[red]✗[/]")
     console.print(table)
-    s = score_receipts(pred, session.truth.receipts)
+    s = score_receipts(pred, true)
     console.print(
         f"[bold]exact receipts[/] {s.exact_receipt_rate:.1%}  [bold]precision[/] {s.precision:.4f}"
         f"  [bold]recall[/] {s.recall:.4f}  [bold]F1[/] {s.f1:.4f}  events {len(result.events)}"
@@ -124,14 +144,14 @@ def sim(
     store: StoreOpt = "small",
     shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 20,
     seed: SeedOpt = 1,
+    scenario: ScenarioOpt = None,
 ) -> None:
     """Simulate a period and record its sensor streams and ground truth to disk."""
-    from walkout.sim.session import simulate
     from walkout.sources.recording import write_recording
 
     st = _store(store)
     with console.status(f"simulating {shoppers} shoppers..."):
-        session = simulate(st, shoppers, seed)
+        session = _simulate(st, shoppers, seed, scenario)
         write_recording(session, out)
     console.print(f"recorded {session.duration_s:.0f} s of '{st.name}' to {out}")
 
@@ -163,11 +183,24 @@ def bench_accuracy(
     shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 200,
     seed: SeedOpt = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+    suite: Annotated[
+        str, typer.Option(help="standard: the standard mix; hard: every scenario, --repeats times")
+    ] = "standard",
+    repeats: Annotated[int, typer.Option(help="instances of each scenario (hard suite)")] = 3,
+    scenario: ScenarioOpt = None,
 ) -> None:
     """Receipt accuracy of the engine on a simulated period (AiFi item metric)."""
     from walkout.bench.accuracy import run_accuracy
+    from walkout.sim.scenarios import SCENARIOS
 
     st = _store(store)
+    if suite not in ("standard", "hard"):
+        err.print(f"[red]error:[/] unknown suite {suite!r}: use standard or hard")
+        raise typer.Exit(2)
+    names = list(scenario or [])
+    if suite == "hard":
+        names += [n for _ in range(repeats) for n in SCENARIOS]
+    _check_scenarios(names)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TimeElapsedColumn(), console=err) as p:
         task = p.add_task("simulate", total=1.0)
@@ -175,7 +208,8 @@ def bench_accuracy(
         def tick(stage: str, now: float, total: float) -> None:
             p.update(task, description=stage, completed=now / max(total, 1e-9))
 
-        figures, _, _ = run_accuracy(st, shoppers, seed, tick)
+        figures, _, _ = run_accuracy(st, shoppers, seed, tick, names)
+    figures["suite"] = suite
     text = json.dumps(figures, indent=2)
     print(text)
     if json_path:
@@ -285,6 +319,52 @@ def bench_shelf(
     from walkout.bench.shelf import run_shelf_bench
 
     figures = run_shelf_bench(seed, duration, progress=lambda s: err.print(f"[dim]{s}...[/]"))
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+
+
+
+@app.command("scenarios")
+def scenarios_list() -> None:
+    """Named hard-case scenarios of the simulator."""
+    from walkout.sim.scenarios import SCENARIOS
+
+    for sc in SCENARIOS.values():
+        console.print(f"[bold]{sc.name}[/]: {sc.title}")
+
+
+@bench_app.command("tracking")
+def bench_tracking(
+    store: StoreOpt = "small",
+    shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 50,
+    seed: SeedOpt = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+) -> None:
+    """Multi-camera 3D tracking on a simulated period: MOTA, IDF1, switches, wrist error, fps."""
+    from walkout.sim.session import simulate
+    from walkout.tracking import Tracker
+    from walkout.tracking.evaluate import evaluate_tracking
+
+    st = _store(store)
+    with console.status(f"simulating {shoppers} shoppers..."):
+        session = simulate(st, shoppers, seed)
+    tracker = Tracker(st)
+    t0 = time.perf_counter()
+    alerts = tracker.process(session.frames) + tracker.finish()
+    seconds = time.perf_counter() - t0
+    ev = evaluate_tracking(session, tracker.tracks, alerts)
+    figures = {
+        "store": st.name, "seed": seed, "shoppers": shoppers, "cameras": len(st.cameras),
+        **{k: v for k, v in ev.items() if k != "persons"},
+        "wrist_median_cm": round(100 * ev["wrist_median_m"], 2),
+        "camera_frames": len(session.frames),
+        "fps": round(len(session.frames) / seconds, 1),
+        "real_time_factor": round(session.duration_s / seconds, 1),
+        "seconds": round(seconds, 2),
+    }
     text = json.dumps(figures, indent=2)
     print(text)
     if json_path:

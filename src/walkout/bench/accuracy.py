@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from walkout.bench.metrics import score_receipts
@@ -40,10 +40,11 @@ def true_receipts(truth: Truth) -> dict[str, Counter[str]]:
 def run_accuracy(
     store: Store, shoppers: int, seed: int,
     progress: Callable[[str, float, float], None] | None = None,
+    scenarios: Sequence[str] = (),
 ) -> tuple[dict[str, Any], SimSession, EngineResult]:
-    """Simulate, run the engine and return the benchmark's JSON-ready figures."""
+    """Simulate (standard mix plus named scenarios), run the engine, return JSON-ready figures."""
     t0 = time.perf_counter()
-    session = simulate(store, shoppers, seed)
+    session = simulate(store, shoppers, seed, scenarios=scenarios)
     t_sim = time.perf_counter() - t0
     if progress:
         progress("simulated", session.duration_s, session.duration_s)
@@ -58,7 +59,7 @@ def run_accuracy(
     figures: dict[str, Any] = {
         "store": store.name,
         "seed": seed,
-        "shoppers": shoppers,
+        "shoppers": len(session.truth.paths),
         "f1": round(s.f1, 6),
         "precision": round(s.precision, 6),
         "recall": round(s.recall, 6),
@@ -68,12 +69,16 @@ def run_accuracy(
         "events": len(result.events),
         "true_events": len(session.truth.events),
         "events_to_review": len(result.review_queue),
+        "review_rate": round(len(result.review_queue) / max(len(result.decisions), 1), 6),
         "alerts": dict(sorted(Counter(a.kind for a in result.alerts).items())),
         "simulated_seconds": round(session.duration_s, 1),
         "seconds": round(t_sim + t_engine, 2),
         "engine_seconds": round(t_engine, 2),
         "real_time_factor": round(session.duration_s / max(t_engine, 1e-9), 1),
     }
+    if scenarios:
+        figures["scenarios"] = list(scenarios)
+        figures["per_scenario"] = per_scenario(session, result)
     return figures, session, result
 
 
