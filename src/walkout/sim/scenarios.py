@@ -156,9 +156,9 @@ def multi_grab(ctx: ScenarioContext) -> list[Plan]:
 @scenario("shoulder-to-shoulder", "four shoppers shoulder to shoulder in one aisle")
 def shoulder_to_shoulder(ctx: ScenarioContext) -> list[Plan]:
     run = _pick(ctx, _shelf_runs(ctx, 4))
-    t = ctx.t0 + 30.0
+    t = ctx.t0 + 45.0  # late enough for all four to have come through the gate
     return [
-        Plan(ctx.credential(i), ctx.t0 + 3.0 * i,
+        Plan(ctx.credential(i), ctx.t0 + 4.0 * i,
              (Take(e, at=t + 0.6 * i, hold_s=1.5),))
         for i, e in enumerate(run)
     ]

@@ -254,6 +254,12 @@ class ShopperResult:
     receipt: Counter[str]
 
 
+def _approach(xy: np.ndarray, dest: np.ndarray, last_m: float = 0.7) -> np.ndarray:
+    """The samples of a walk before its final ``last_m`` metres."""
+    far = np.hypot(*(xy - dest).T) > last_m
+    return xy[: int(np.flatnonzero(far)[-1]) + 1] if far.any() else xy[:0]
+
+
 def _length(polyline: np.ndarray) -> float:
     return float(np.linalg.norm(np.diff(polyline, axis=0), axis=1).sum())
 
@@ -295,6 +301,8 @@ class ShopperSimulator:
         return out
 
     def _clear(self, xy: np.ndarray, t0: float, min_gap: float) -> bool:
+        if len(xy) == 0:
+            return True
         times = t0 + np.arange(1, len(xy) + 1) / BODY_HZ
         for pos in self._others_at(times):
             d = np.hypot(*(pos - xy).T)
@@ -302,14 +310,17 @@ class ShopperSimulator:
                 return False
         return True
 
-    def _free_spot(self, draw: Callable[[], np.ndarray], t: float, tries: int = 20) -> np.ndarray:
-        """A spot from ``draw`` where nobody already planned stands in the next ten seconds."""
-        times = t + np.arange(0.0, 10.0, 0.5)
+    def _free_spot(
+        self, draw: Callable[[], np.ndarray], t: float, tries: int = 20,
+        horizon_s: float = 10.0, gap_m: float = 0.8,
+    ) -> np.ndarray:
+        """A spot from ``draw`` where nobody already planned stands for ``horizon_s``."""
+        times = t + np.arange(0.0, horizon_s, 0.25)
         others = self._others_at(times)
         spot = draw()
         for _ in range(tries):
             if self.floor.free[tuple(self.floor.ij(spot))] and all(
-                np.nanmin(np.hypot(*(pos - spot).T), initial=np.inf) >= 0.8 for pos in others
+                np.nanmin(np.hypot(*(pos - spot).T), initial=np.inf) >= gap_m for pos in others
             ):
                 return spot
             spot = draw()
@@ -322,7 +333,8 @@ class ShopperSimulator:
         path = self.floor.path(tl.xy, dest)
         for _ in range(12):
             sampled = sample_walk(path, speed)
-            if sampled is None or self._clear(sampled[0], tl.t, gap):
+            # the last steps into a spot beside others at a shelf are allowed to be close
+            if sampled is None or self._clear(_approach(sampled[0], dest), tl.t, gap):
                 break
             window = tl.t + np.arange(0.0, len(sampled[0]) / BODY_HZ + 1.0, 0.5)
             standing = []
@@ -336,7 +348,7 @@ class ShopperSimulator:
                 except ValueError:  # they block the only way: wait for them instead
                     detour = path
                 d_sampled = sample_walk(detour, speed)
-                if d_sampled is None or self._clear(d_sampled[0], tl.t, gap):
+                if d_sampled is None or self._clear(_approach(d_sampled[0], dest), tl.t, gap):
                     path = detour
                     break
             tl.stand(0.5)
@@ -438,11 +450,17 @@ class ShopperSimulator:
         cfg, rng, store = self.config, self.rng, self.store
         # people pass a gate one at a time: a later arrival waits outside
         entry_key = (f"gate:{self.entry.id}",)
-        gap = cfg.gate_gap_s if plan.scans else 1.0  # followers pass right behind someone
-        t_arrive = self.shelving.free_at(entry_key, None, plan.t_arrive, gap)
-        tl = _Timeline(t0=t_arrive, height=float(rng.uniform(*cfg.height_m)))
+        gap = cfg.gate_gap_s
         ea = self.entry.area
-        tl.xy = np.array([rng.uniform(ea.min[0] + 0.3, ea.max[0] - 0.3), ea.min[1] + 0.25])
+        if plan.scans:
+            t_arrive = self.shelving.free_at(entry_key, None, plan.t_arrive, gap)
+        else:  # a follower (group member or tailgater) slips in right beside the person ahead
+            t_arrive = plan.t_arrive
+        tl = _Timeline(t0=t_arrive, height=float(rng.uniform(*cfg.height_m)))
+        tl.xy = self._free_spot(
+            lambda: np.array([rng.uniform(ea.min[0] + 0.3, ea.max[0] - 0.3), ea.min[1] + 0.25]),
+            t_arrive, horizon_s=2.0, gap_m=0.55,
+        )
         tl.heading = np.pi / 2
         tl.stand(float(rng.uniform(1.0, 2.0)))
         # step clear of the gate before anything else: the next person needs it

@@ -1,0 +1,89 @@
+"""Every named scenario runs by name and really stages the case it names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from walkout.sim.scenarios import SCENARIOS, ScenarioContext
+from walkout.sim.shoppers import ShopperConfig, ShopperSimulator
+from walkout.store import load_store
+
+
+def _run(name: str, seed: int = 3):
+    store = load_store("small")
+    sim = ShopperSimulator(store, ShopperConfig(), np.random.default_rng(seed))
+    ctx = ScenarioContext(sim, 1.0, np.random.default_rng(seed + 100), f"{name}-t")
+    plans = SCENARIOS[name].build(ctx)
+    return plans, [sim.execute(i, p) for i, p in enumerate(plans)]
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_scenario_runs_and_scans_make_sense(name: str) -> None:
+    plans, results = _run(name)
+    assert results and all(len(r.path.t) > 30 for r in results)
+    for plan, r in zip(plans, results, strict=True):
+        kinds = [g.kind for g in r.gates]
+        assert kinds[-1] == "exit"
+        assert ("entry" in kinds) == plan.scans
+
+
+def _overlap(a, b) -> bool:
+    return a.t_in < b.t_out and b.t_in < a.t_out
+
+
+def test_same_plate_same_moment_overlaps_on_one_plate() -> None:
+    _, (a, b) = _run("same-plate-same-moment")
+    ea, eb = a.events[0], b.events[0]
+    assert ea.plates == eb.plates and ea.product_id == eb.product_id and _overlap(ea, eb)
+
+
+def test_crossing_hands_reach_across() -> None:
+    _, (a, b) = _run("crossing-hands")
+    ea, eb = a.events[0], b.events[0]
+    assert ea.plates != eb.plates and _overlap(ea, eb)
+    # each wrist goes to the plate in front of the other shopper
+    t = 0.5 * (max(ea.t_in, eb.t_in) + min(ea.t_out, eb.t_out))
+    ha = a.path.joints[np.searchsorted(a.path.t, t), 11:13, 0].mean()
+    hb = b.path.joints[np.searchsorted(b.path.t, t), 11:13, 0].mean()
+    store = load_store("small")
+    ca = np.mean([store.plates[ea.plates[0]].box.min[0], store.plates[ea.plates[0]].box.max[0]])
+    cb = np.mean([store.plates[eb.plates[0]].box.min[0], store.plates[eb.plates[0]].box.max[0]])
+    assert abs(ha - cb) < abs(ha - ca) and abs(hb - ca) < abs(hb - cb)
+
+
+def test_shoulder_to_shoulder_four_at_once() -> None:
+    _, results = _run("shoulder-to-shoulder")
+    events = [r.events[0] for r in results]
+    assert len({e.plates for e in events}) == 4
+    t = max(e.t_in for e in events)  # the last one reaches in: all four stand side by side
+    hips = np.array([r.path.joints[np.searchsorted(r.path.t, t), 11:13, :2].mean(axis=0)
+                     for r in results])
+    assert np.ptp(hips[:, 0]) < 2.2 and np.ptp(hips[:, 1]) < 0.3
+
+
+def test_long_hold_keeps_the_hand_in_for_seconds() -> None:
+    _, results = _run("long-hold")
+    assert all(r.events[0].t_out - r.events[0].t_in >= 8.0 for r in results)
+    assert [e.kind for e in results[1].events] == ["pick", "put"] and not results[1].receipt
+
+
+def test_multi_grab_and_fast_picks() -> None:
+    _, (grab, fast) = _run("multi-grab")
+    assert grab.events[0].quantity == 3
+    t = [e.t_in for e in fast.events]
+    assert len(t) == 3 and max(np.diff(t)) < 2.5
+
+
+def test_group_entry_shares_one_credential_and_one_scan() -> None:
+    plans, results = _run("group-entry")
+    assert len({p.credential for p in plans}) == 1
+    scans = [g for r in results for g in r.gates if g.kind == "entry"]
+    assert len(scans) == 1 and scans[0].party_size == 3
+    assert sum(sum(r.receipt.values()) for r in results) == 3
+
+
+def test_tailgater_follows_closely_without_scanning() -> None:
+    plans, results = _run("tailgating")
+    assert plans[1].credential.startswith("unbound:") and not plans[1].scans
+    assert results[1].path.t[0] - results[0].path.t[0] < 3.0
