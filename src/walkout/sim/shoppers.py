@@ -401,8 +401,13 @@ class ShopperSimulator:
         self.shelving.book_stand(stand, t_arrive - 0.5, t_arrive + stay)
         self._walk(tl, stand, speed)
         tl.turn_to(heading)
+        if at is None:  # walking round people may have made them late: the plate may be busy
+            start = self.shelving.free_at(plates, None, tl.t, dwell + 2.5)
+            if start > tl.t:
+                tl.stand(start - tl.t)
         t_in, t_out = tl.reach(target, wrist, dwell)
-        self.shelving.book(plates, t_in - 1.0, t_out + 1.0)
+        # the next hand waits until this one is well clear (close calls are scenarios)
+        self.shelving.book(plates, t_in - 2.0, t_out + 3.0)
         t_change = float(self.rng.uniform(t_in + 0.15 * dwell, t_out - 0.15 * dwell))
         press = float(self.rng.uniform(*self.config.press_g))
         shares = self.rng.uniform(0.3, 0.7) if len(plates) == 2 else 1.0
