@@ -75,7 +75,7 @@ class _Shelving:
 
     store: Store
     stock: list[int] = field(default_factory=list)
-    busy: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    busy: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)  # + owner
 
     def __post_init__(self) -> None:
         self.stock = [e.stock for e in self.store.planogram]
@@ -83,14 +83,14 @@ class _Shelving:
     stands: list[tuple[np.ndarray, float, float]] = field(default_factory=list)
 
     def free_at(self, plates: tuple[str, ...], xy: np.ndarray | None, t0: float, length: float,
-                min_gap_m: float = 0.0) -> float:
+                min_gap_m: float = 0.0, owner: int = -1) -> float:
         """Earliest start >= t0 at which, for ``length`` s, no other hand is in these plates
         and nobody else stands within ``min_gap_m`` of ``xy``."""
         start = t0
         moved = True
         while moved:
             moved = False
-            spans = [sp for p in plates for sp in self.busy.get(p, [])]
+            spans = [(a, b) for p in plates for a, b, o in self.busy.get(p, []) if o != owner]
             if xy is not None:
                 spans += [(a, b) for q, a, b in self.stands if np.hypot(*(q - xy)) < min_gap_m]
             for a, b in spans:
@@ -98,9 +98,9 @@ class _Shelving:
                     start, moved = b, True
         return start
 
-    def book(self, plates: tuple[str, ...], t0: float, t1: float) -> None:
+    def book(self, plates: tuple[str, ...], t0: float, t1: float, owner: int = -1) -> None:
         for p in plates:
-            self.busy.setdefault(p, []).append((t0, t1))
+            self.busy.setdefault(p, []).append((t0, t1, owner))
 
     def book_stand(self, xy: np.ndarray, t0: float, t1: float) -> None:
         self.stands.append((xy, t0, t1))
@@ -129,6 +129,7 @@ class _Timeline:
 
     t0: float
     height: float
+    owner: int = -1  # person id: their own plate bookings never hold them up
     parts: list[dict[str, np.ndarray]] = field(default_factory=list)
     t: float = 0.0
     xy: np.ndarray = field(default_factory=lambda: np.zeros(2))
@@ -391,7 +392,7 @@ class ShopperSimulator:
         stay = 1.2 + dwell + pause
         if at is None:
             arrive = self.shelving.free_at(
-                plates, stand, tl.t + walk_s, stay, self.config.min_gap_m
+                plates, stand, tl.t + walk_s, stay, self.config.min_gap_m, owner=tl.owner
             )
         else:
             arrive = max(tl.t + walk_s, at - 0.5)
@@ -402,12 +403,12 @@ class ShopperSimulator:
         self._walk(tl, stand, speed)
         tl.turn_to(heading)
         if at is None:  # walking round people may have made them late: the plate may be busy
-            start = self.shelving.free_at(plates, None, tl.t, dwell + 2.5)
+            start = self.shelving.free_at(plates, None, tl.t, dwell + 2.5, owner=tl.owner)
             if start > tl.t:
                 tl.stand(start - tl.t)
         t_in, t_out = tl.reach(target, wrist, dwell)
         # the next hand waits until this one is well clear (close calls are scenarios)
-        self.shelving.book(plates, t_in - 2.0, t_out + 3.0)
+        self.shelving.book(plates, t_in - 2.0, t_out + 3.0, owner=tl.owner)
         t_change = float(self.rng.uniform(t_in + 0.15 * dwell, t_out - 0.15 * dwell))
         press = float(self.rng.uniform(*self.config.press_g))
         shares = self.rng.uniform(0.3, 0.7) if len(plates) == 2 else 1.0
@@ -461,7 +462,7 @@ class ShopperSimulator:
             t_arrive = self.shelving.free_at(entry_key, None, plan.t_arrive, gap)
         else:  # a follower (group member or tailgater) slips in right beside the person ahead
             t_arrive = plan.t_arrive
-        tl = _Timeline(t0=t_arrive, height=float(rng.uniform(*cfg.height_m)))
+        tl = _Timeline(t0=t_arrive, height=float(rng.uniform(*cfg.height_m)), owner=person_id)
         tl.xy = self._free_spot(
             lambda: np.array([rng.uniform(ea.min[0] + 0.3, ea.max[0] - 0.3), ea.min[1] + 0.25]),
             t_arrive, horizon_s=2.0, gap_m=0.55,
