@@ -43,7 +43,9 @@ class EngineConfig(BaseModel):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     chunk_s: float = Field(5.0, gt=0, description="time processed per step")
-    bind_window_s: float = Field(8.0, gt=0, description="max gap between scan and track birth")
+    bind_window_s: float = Field(
+        2.5, gt=0, description="max time between an entry scan and its person's track birth"
+    )
     exit_settle_s: float = Field(
         4.0, ge=0, description="wait after an exit for the last shelf events to settle"
     )

@@ -47,13 +47,13 @@ def _track(tid: int, t0: float, gate: str | None = "entry") -> Track:
     return Track(tid, t, np.zeros((2, 17, 3)), np.zeros((2, 17)), born_at=gate)
 
 
-def test_binding_is_fifo_and_tailgater_raises_alert() -> None:
-    book = SessionBook(bind_window_s=5.0)
+def test_binding_takes_the_nearest_birth_and_tailgater_raises_alert() -> None:
+    book = SessionBook(bind_window_s=2.5)
     book.scan(GateEvent(10.0, "entry", "entry", "qr-a"))
     book.scan(GateEvent(11.0, "entry", "entry", "qr-b"))
     for tr in (_track(0, 9.8), _track(1, 10.9), _track(2, 11.5)):
         book.born(tr)
-    alerts = book.resolve(now=30.0)
+    alerts = book.resolve(now=40.0)
     creds = {book.sessions[book.by_track[i]].credential for i in (0, 1)}
     assert creds == {"qr-a", "qr-b"}
     assert book.sessions[book.by_track[0]].credential == "qr-a"
@@ -61,12 +61,26 @@ def test_binding_is_fifo_and_tailgater_raises_alert() -> None:
     assert not book.sessions[book.by_track[2]].bound
 
 
+def test_a_missed_birth_does_not_shift_later_bindings() -> None:
+    book = SessionBook(bind_window_s=2.5)
+    for i, t in enumerate((10.0, 14.0, 18.0, 22.0)):
+        book.scan(GateEvent(t, "entry", "entry", f"qr-{i}"))
+    # the person scanning at 14 s was never tracked; the others were, ~0.5 s before scanning
+    for tid, t in ((0, 9.5), (2, 17.5), (3, 21.5)):
+        book.born(_track(tid, t))
+    alerts = book.resolve(now=60.0)
+    assert {book.sessions[book.by_track[t]].credential for t in (0, 2, 3)} == {
+        "qr-0", "qr-2", "qr-3"}
+    assert book.sessions[book.by_track[2]].credential == "qr-2"
+    assert [a.kind for a in alerts] == ["scan_without_person"]
+
+
 def test_party_scan_admits_several_tracks() -> None:
     book = SessionBook()
     book.scan(GateEvent(5.0, "entry", "entry", "qr-family", party_size=3))
     for i in range(3):
         book.born(_track(i, 5.2 + i))
-    assert book.resolve(now=20.0) == []
+    assert book.resolve(now=40.0) == []
     assert {book.by_track[i] for i in range(3)} == {"s00001"}
 
 

@@ -1,7 +1,8 @@
 """Shopper sessions: identity bound at the entry scan, closed at the exit.
 
-A scan at an entry gate and a new track born at that gate are matched first-in first-out
-within a time window; a party of N admits the next N tracks. A track with no scan is an
+A scan at an entry gate is bound to the track born at that gate nearest to it in time (within a
+tight window, so that one missed birth cannot shift later pairings); a party of N admits N
+tracks, the later members a little later each. A track with no scan is an
 unbound person (tailgating): it gets a pseudo-session so that what it takes is still recorded,
 and an alert is raised.
 """
@@ -36,53 +37,65 @@ class Session:
 class SessionBook:
     """Binds tracks to scans and keeps every session's state."""
 
-    bind_window_s: float = 8.0
+    bind_window_s: float = 2.5
+    member_gap_s: float = 2.0  # a party's further members come through this much later each
     sessions: dict[str, Session] = field(default_factory=dict)
     by_track: dict[int, str] = field(default_factory=dict)
-    _scans: list[tuple[GateEvent, Session]] = field(default_factory=list)
+    _scans: list[tuple[GateEvent, Session, int]] = field(default_factory=list)
     _births: list[Track] = field(default_factory=list)
 
     def scan(self, g: GateEvent) -> list[Alert]:
         sid = f"s{len(self.sessions) + 1:05d}"
         s = Session(sid, g.credential, g.t, party_size=g.party_size)
         self.sessions[sid] = s
-        self._scans.extend((g, s) for _ in range(g.party_size))
+        self._scans.extend((g, s, k) for k in range(g.party_size))
         return []
 
     def born(self, track: Track) -> None:
         self._births.append(track)
 
+    def _window(self, member: int) -> float:
+        """How far from the scan a member's track may be born (later members follow on)."""
+        return self.bind_window_s + self.member_gap_s * member
+
     def resolve(self, now: float) -> list[Alert]:
-        """Match pending scans and births (FIFO per gate); expire the ones left too long."""
+        """Bind each scan to the track born at that gate nearest to it in time.
+
+        A scan is decided only once every birth that could belong to it has been seen, and
+        only the nearest birth within a tight window qualifies: a missed birth then costs one
+        alert, instead of shifting every later pairing by one.
+        """
         alerts: list[Alert] = []
-        self._scans.sort(key=lambda x: x[0].t)
-        self._births.sort(key=lambda tr: float(tr.t[0]))
-        for g, s in list(self._scans):
-            match = next(
-                (tr for tr in self._births
-                 if tr.born_at == g.gate_id and abs(float(tr.t[0]) - g.t) <= self.bind_window_s),
-                None,
-            )
-            if match is not None:
+        for g, s, k in sorted(self._scans, key=lambda x: (x[0].t, x[2])):
+            w = self._window(k)
+            if now < g.t + w:
+                continue
+            cands = [tr for tr in self._births
+                     if tr.born_at == g.gate_id and abs(float(tr.t[0]) - g.t) <= w]
+            self._scans.remove((g, s, k))
+            if cands:
+                match = min(cands, key=lambda tr: (abs(float(tr.t[0]) - g.t), tr.track_id))
                 self._births.remove(match)
-                self._scans.remove((g, s))
                 s.track_ids.append(match.track_id)
                 self.by_track[match.track_id] = s.session_id
-        for g, s in list(self._scans):
-            if now - g.t > self.bind_window_s:
-                self._scans.remove((g, s))
+            else:
                 alerts.append(Alert(g.t, "scan_without_person",
                                     f"a scan at {g.gate_id} was not followed by anyone entering",
                                     s.session_id))
-        for tr in list(self._births):
-            if now - float(tr.t[0]) > self.bind_window_s:
-                self._births.remove(tr)
-                sid = f"unbound-{tr.track_id}"
-                self.sessions[sid] = Session(sid, "", float(tr.t[0]), [tr.track_id], bound=False)
-                self.by_track[tr.track_id] = sid
-                alerts.append(Alert(float(tr.t[0]), "unbound_person",
-                                    f"track {tr.track_id} entered without a scan (tailgating?)",
-                                    sid))
+        horizon = self._window(0)
+        for tr in sorted(self._births, key=lambda tr: float(tr.t[0])):
+            t0 = float(tr.t[0])
+            # still wanted by a pending scan, or too young to judge
+            if now - t0 <= horizon + self.member_gap_s * 8 or any(
+                abs(t0 - g.t) <= self._window(k) for g, _, k in self._scans
+            ):
+                continue
+            self._births.remove(tr)
+            sid = f"unbound-{tr.track_id}"
+            self.sessions[sid] = Session(sid, "", t0, [tr.track_id], bound=False)
+            self.by_track[tr.track_id] = sid
+            alerts.append(Alert(t0, "unbound_person",
+                                f"track {tr.track_id} entered without a scan (tailgating?)", sid))
         return alerts
 
     def open_sessions(self) -> list[Session]:
