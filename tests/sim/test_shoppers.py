@@ -94,3 +94,11 @@ def test_simulator_is_deterministic() -> None:
     a = ShopperSimulator(store, ShopperConfig(), np.random.default_rng(9)).shopper(0, "q", 1.0)
     b = ShopperSimulator(store, ShopperConfig(), np.random.default_rng(9)).shopper(0, "q", 1.0)
     assert np.array_equal(a.path.joints, b.path.joints) and a.events == b.events
+
+
+def test_people_pass_the_entry_gate_one_at_a_time() -> None:
+    store = load_store("small")
+    sim = ShopperSimulator(store, ShopperConfig(), np.random.default_rng(5))
+    results = [sim.shopper(i, f"q{i}", 1.0 + 0.5 * i) for i in range(6)]  # all arrive at once
+    scans = sorted(g.t for r in results for g in r.gates if g.kind == "entry")
+    assert min(np.diff(scans)) >= ShopperConfig().gate_gap_s - 1e-6

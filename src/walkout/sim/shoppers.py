@@ -83,14 +83,15 @@ class _Shelving:
     stands: list[tuple[np.ndarray, float, float]] = field(default_factory=list)
 
     def free_at(self, plates: tuple[str, ...], xy: np.ndarray | None, t0: float, length: float,
-                min_gap_m: float = 0.0, owner: int = -1) -> float:
+                min_gap_m: float = 0.0, owner: int | None = None) -> float:
         """Earliest start >= t0 at which, for ``length`` s, no other hand is in these plates
         and nobody else stands within ``min_gap_m`` of ``xy``."""
         start = t0
         moved = True
         while moved:
             moved = False
-            spans = [(a, b) for p in plates for a, b, o in self.busy.get(p, []) if o != owner]
+            spans = [(a, b) for p in plates for a, b, o in self.busy.get(p, [])
+                     if owner is None or o != owner]
             if xy is not None:
                 spans += [(a, b) for q, a, b in self.stands if np.hypot(*(q - xy)) < min_gap_m]
             for a, b in spans:
