@@ -42,6 +42,15 @@ def _store(name: str) -> Store:
         raise typer.Exit(2) from e
 
 
+def _print_json(figures: dict[str, Any], path: Path | None) -> None:
+    """A benchmark's figures: printed, and written to ``path`` when given."""
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+
+
 def _check_scenarios(names: list[str]) -> None:
     from walkout.sim.scenarios import SCENARIOS
 
@@ -210,11 +219,7 @@ def bench_accuracy(
 
         figures, _, _ = run_accuracy(st, shoppers, seed, tick, names)
     figures["suite"] = suite
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(text + "\n")
+    _print_json(figures, json_path)
 
 
 @store_app.command("list")
@@ -266,11 +271,7 @@ def bench_shelf_pcp(
     except (OSError, ShelfDataError) as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(text + "\n")
+    _print_json(figures, json_path)
 
 
 # ---- AiFi test cases and the shelf benchmark (appended; existing commands unchanged) --------
@@ -319,11 +320,7 @@ def bench_shelf(
     from walkout.bench.shelf import run_shelf_bench
 
     figures = run_shelf_bench(seed, duration, progress=lambda s: err.print(f"[dim]{s}...[/]"))
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(text + "\n")
+    _print_json(figures, json_path)
 
 
 
@@ -365,11 +362,7 @@ def bench_tracking(
         "real_time_factor": round(session.duration_s / seconds, 1),
         "seconds": round(seconds, 2),
     }
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(text + "\n")
+    _print_json(figures, json_path)
 
 
 if __name__ == "__main__":
