@@ -47,7 +47,7 @@ def _track(tid: int, t0: float, gate: str | None = "entry") -> Track:
     return Track(tid, t, np.zeros((2, 17, 3)), np.zeros((2, 17)), born_at=gate)
 
 
-def test_binding_takes_the_nearest_birth_and_tailgater_raises_alert() -> None:
+def test_binding_takes_the_first_birth_and_tailgater_raises_alert() -> None:
     book = SessionBook(bind_window_s=2.5)
     book.scan(GateEvent(10.0, "entry", "entry", "qr-a"))
     book.scan(GateEvent(11.0, "entry", "entry", "qr-b"))
@@ -88,3 +88,14 @@ def test_scan_without_person_alerts() -> None:
     book = SessionBook(bind_window_s=3.0)
     book.scan(GateEvent(1.0, "entry", "entry", "qr-x"))
     assert [a.kind for a in book.resolve(now=10.0)] == ["scan_without_person"]
+
+
+def test_tailgater_right_behind_the_scanner_stays_unbound() -> None:
+    book = SessionBook(bind_window_s=2.5)
+    book.scan(GateEvent(10.0, "entry", "entry", "qr-a"))
+    book.born(_track(0, 9.4))  # the person at the scanner
+    book.born(_track(1, 10.0))  # slipped in behind: nearer to the scan in time, but second
+    alerts = book.resolve(now=40.0)
+    assert book.sessions[book.by_track[0]].credential == "qr-a"
+    assert not book.sessions[book.by_track[1]].bound
+    assert [a.kind for a in alerts] == ["unbound_person"]

@@ -1,8 +1,8 @@
 """Shopper sessions: identity bound at the entry scan, closed at the exit.
 
-A scan at an entry gate is bound to the track born at that gate nearest to it in time (within a
-tight window, so that one missed birth cannot shift later pairings); a party of N admits N
-tracks, the later members a little later each. A track with no scan is an
+A scan at an entry gate is bound to the first track born at that gate within a tight window of
+it (so that one missed birth cannot shift later pairings, and a tailgater right behind stays
+unbound); a party of N admits N tracks, the later members a little later each. A track with no scan is an
 unbound person (tailgating): it gets a pseudo-session so that what it takes is still recorded,
 and an alert is raised.
 """
@@ -59,11 +59,12 @@ class SessionBook:
         return self.bind_window_s + self.member_gap_s * member
 
     def resolve(self, now: float) -> list[Alert]:
-        """Bind each scan to the track born at that gate nearest to it in time.
+        """Bind each scan to the first track born at that gate within a tight window of it.
 
-        A scan is decided only once every birth that could belong to it has been seen, and
-        only the nearest birth within a tight window qualifies: a missed birth then costs one
-        alert, instead of shifting every later pairing by one.
+        A scan is decided only once every birth that could belong to it has been seen. The
+        window is tight (people pass a gate seconds apart), so a missed birth costs one alert
+        instead of shifting every later pairing by one; within it the earliest birth is the
+        person who scanned, and one who slipped in right behind them stays unbound.
         """
         alerts: list[Alert] = []
         for g, s, k in sorted(self._scans, key=lambda x: (x[0].t, x[2])):
@@ -74,7 +75,8 @@ class SessionBook:
                      if tr.born_at == g.gate_id and abs(float(tr.t[0]) - g.t) <= w]
             self._scans.remove((g, s, k))
             if cands:
-                match = min(cands, key=lambda tr: (abs(float(tr.t[0]) - g.t), tr.track_id))
+                # the one who scans is the first at the gate; a tailgater comes right after
+                match = min(cands, key=lambda tr: (float(tr.t[0]), tr.track_id))
                 self._births.remove(match)
                 s.track_ids.append(match.track_id)
                 self.by_track[match.track_id] = s.session_id
