@@ -14,4 +14,5 @@ if __name__ == "__main__":
         DATA / "aim3s" / "product_info.json",
     )
     dump_store(store, OUT / "small.yaml")
-    print(f"wrote {OUT / 'small.yaml'}: {len(store.plates)} plates, {len(store.catalogue)} products")
+    n_plates, n_products = len(store.plates), len(store.catalogue)
+    print(f"wrote {OUT / 'small.yaml'}: {n_plates} plates, {n_products} products")

@@ -2,9 +2,9 @@
 
 A scan at an entry gate is bound to the first track born at that gate within a tight window of
 it (so that one missed birth cannot shift later pairings, and a tailgater right behind stays
-unbound); a party of N admits N tracks, the later members a little later each. A track with no scan is an
-unbound person (tailgating): it gets a pseudo-session so that what it takes is still recorded,
-and an alert is raised.
+unbound); a party of N admits N tracks, the later members a little later each. A track with
+no scan is an unbound person (tailgating): it gets a pseudo-session so that what it takes is
+still recorded, and an alert is raised.
 """
 
 from __future__ import annotations
