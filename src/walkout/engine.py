@@ -52,6 +52,10 @@ class EngineConfig(BaseModel):
     product_review_below: float = Field(
         0.8, ge=0, le=1, description="product confidence under which an event is reviewed"
     )
+    ambiguous_loglik: float = Field(
+        2.0, ge=0, description="a pick is reviewed when another product's weight likelihood "
+        "is within this many log units of the chosen one's"
+    )
 
 
 @dataclass
@@ -214,6 +218,8 @@ class Engine:
                 review = True
         if chosen.probability < self.config.product_review_below:
             review = True
+        if ev.kind == "pick" and self._weight_ambiguous(ev, chosen):
+            review = True
         sign = 1 if ev.kind == "pick" else -1
         shares = self._split(att, chosen) if ev.kind == "pick" else None
         if shares is None:
@@ -230,6 +236,17 @@ class Engine:
             for pid, q in taken:
                 self.ledger.append(CartEntry(taker, pid, sign * q, ev.t_end, ev.event_id, conf,
                                              (ev.event_id,)))
+
+    def _weight_ambiguous(self, ev: ShelfEvent, chosen: Hypothesis) -> bool:
+        """Another product explains the weight about as well: only priors (planogram, counts)
+        chose between them, and a misplaced item of the same weight looks just the same."""
+        margin = self.config.ambiguous_loglik
+        return any(
+            {p for p, _ in h.items} != {p for p, _ in chosen.items}
+            and h.log_likelihood >= chosen.log_likelihood - margin
+            for h in ev.hypotheses
+            if h is not chosen
+        )
 
     def _split(
         self, att: Attribution, chosen: Hypothesis

@@ -87,3 +87,11 @@ def test_tailgater_follows_closely_without_scanning() -> None:
     plans, results = _run("tailgating")
     assert plans[1].credential.startswith("unbound:") and not plans[1].scans
     assert results[1].path.t[0] - results[0].path.t[0] < 3.0
+
+
+def test_wrong_plate_put_back_is_taken_later_by_someone_else() -> None:
+    _, (a, b) = _run("wrong-plate-put-back")
+    (pick, put), (later,) = a.events, b.events
+    assert put.kind == "put" and put.plates != pick.plates and put.product_id == pick.product_id
+    assert later.kind == "pick" and later.plates == put.plates and later.t_in > put.t_out
+    assert not a.receipt and b.receipt == {pick.product_id: 1}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from walkout.events import L_WRIST, R_WRIST
-from walkout.sim.shoppers import Plan, PutBack, ShopperSimulator, Take
+from walkout.sim.shoppers import Plan, PutBack, ShopperSimulator, Take, TakeMisplaced
 from walkout.store.model import Store
 
 
@@ -191,4 +191,26 @@ def tailgating(ctx: ScenarioContext) -> list[Plan]:
     return [
         Plan(ctx.credential(0), ctx.t0, (Take(a),)),
         Plan(f"unbound:{ctx.tag}", ctx.t0 + 0.5, (Take(b),), scans=False),
+    ]
+
+
+@scenario("wrong-plate-put-back",
+          "a put-back to the wrong plate (one of them a same-weight product's), taken later")
+def wrong_plate_put_back(ctx: ScenarioContext) -> list[Plan]:
+    store = ctx.store
+    singles = [e for (e,) in _shelf_runs(ctx, 1)]
+    a = int(_pick(ctx, singles))
+    pa = store.products[store.planogram[a].product]
+
+    def weight_gap(e: int) -> float:
+        return abs(store.products[store.planogram[e].product].weight_g - pa.weight_g)
+
+    others = [e for e in singles if e != a]
+    # one instance in two goes onto the plate of the product nearest in weight (the hard one)
+    b = (min(others, key=weight_gap) if ctx.rng.random() < 0.5
+         else int(_pick(ctx, others)))
+    wrong = tuple(store.planogram[b].plates)
+    return [
+        Plan(ctx.credential(0), ctx.t0, (Take(a), PutBack(plates=wrong, product_id=pa.id))),
+        Plan(ctx.credential(1), ctx.t0 + 30.0, (TakeMisplaced(wrong, pa.id, at=ctx.t0 + 60.0),)),
     ]

@@ -75,6 +75,8 @@ class _Shelving:
 
     store: Store
     stock: list[int] = field(default_factory=list)
+    #: items left where they do not belong: (plates, product) -> their weights
+    misplaced: dict[tuple[tuple[str, ...], str], list[float]] = field(default_factory=dict)
     busy: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)  # + owner
 
     def __post_init__(self) -> None:
@@ -229,7 +231,18 @@ class PutBack:
     stand_offset_m: float = 0.0
 
 
-Action = Take | PutBack
+@dataclass(frozen=True, slots=True)
+class TakeMisplaced:
+    """Take an item somebody left on the wrong plate (``plates``) earlier."""
+
+    plates: tuple[str, ...]
+    product_id: str
+    hold_s: float | None = None
+    at: float | None = None
+    stand_offset_m: float = 0.0
+
+
+Action = Take | PutBack | TakeMisplaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,11 +531,25 @@ class ShopperSimulator:
                     tl, plates, w, wrist, act.hold_s, act.at, act.stand_offset_m
                 )
                 interactions += inter
-                if plates == from_plates:
-                    e_idx = next(i for i, e in enumerate(store.planogram)
-                                 if tuple(e.plates) == from_plates and e.product == pid)
-                    self.shelving.stock[e_idx] += 1
+                home = next((i for i, e in enumerate(store.planogram)
+                             if tuple(e.plates) == plates and e.product == pid), None)
+                if home is not None:
+                    self.shelving.stock[home] += 1
+                else:
+                    self.shelving.misplaced.setdefault((plates, pid), []).append(w)
                 events.append(TrueEvent(plan.credential, "put", pid, 1, plates, t_in, t_out, t_ch))
+            elif isinstance(act, TakeMisplaced):
+                left = self.shelving.misplaced.get((act.plates, act.product_id), [])
+                if not left:
+                    continue
+                w = left.pop()
+                inter, (t_in, t_out, t_ch) = self._interact(
+                    tl, act.plates, -w, wrist, act.hold_s, act.at, act.stand_offset_m
+                )
+                interactions += inter
+                events.append(TrueEvent(plan.credential, "pick", act.product_id, 1, act.plates,
+                                        t_in, t_out, t_ch))
+                held.append((act.product_id, w, act.plates))
         xa = self.exit.area
         gate_xy = np.array([rng.uniform(xa.min[0] + 0.3, xa.max[0] - 0.3), xa.min[1] + 0.6])
         speed = rng.uniform(*cfg.speed_mps)
