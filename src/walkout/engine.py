@@ -24,6 +24,7 @@ from walkout.events import (
     CartEntry,
     GateEvent,
     Hypothesis,
+    KeypointFrame,
     PlateBlock,
     ShelfEvent,
     Track,
@@ -106,7 +107,9 @@ class Engine:
 
     # ---- one step ---------------------------------------------------------------------------
 
-    def step(self, block: PlateBlock, frames: list, gates: list[GateEvent], now: float) -> None:
+    def step(
+        self, block: PlateBlock, frames: list[KeypointFrame], gates: list[GateEvent], now: float
+    ) -> None:
         """Process everything that happened up to ``now``."""
         self.alerts += self.tracker.process(frames)
         tracks = self.tracker.tracks
