@@ -341,6 +341,24 @@ class ShopperSimulator:
             spot = draw()
         return spot
 
+    def _linger(self, tl: _Timeline, seconds: float) -> None:
+        """Wait ``seconds``; first step aside to a nearby free spot if the current one will be
+        taken by somebody already planned (people do not stand inside each other)."""
+        times = tl.t + np.arange(0.0, seconds + 0.5, 0.25)
+        here = tl.xy.copy()
+        crowded = any(
+            np.nanmin(np.hypot(*(pos - here).T), initial=np.inf) < self.config.body_gap_m + 0.1
+            for pos in self._others_at(times)
+        )
+        if crowded:
+            rng = self.rng
+            spot = self._free_spot(
+                lambda: here + rng.uniform(-0.8, 0.8, size=2), tl.t,
+                horizon_s=seconds + 1.0, gap_m=self.config.body_gap_m + 0.1,
+            )
+            self._walk(tl, spot, self.config.speed_mps[1])
+        tl.stand(max(seconds - (tl.t - times[0]), 0.0))
+
     def _walk(self, tl: _Timeline, dest: np.ndarray, speed: float) -> None:
         """Walk to ``dest`` without walking through anybody: go round people standing in the
         way, or wait (up to 6 s) for people crossing to pass; then go regardless."""
@@ -410,8 +428,11 @@ class ShopperSimulator:
             )
         else:
             arrive = max(tl.t + walk_s, at - 0.5)
-        if arrive > tl.t + walk_s:  # lingers where they are until the spot is free
+        if arrive > tl.t + walk_s and at is not None:  # a scripted moment: wait right here
             tl.stand(arrive - tl.t - walk_s)
+        elif arrive > tl.t + walk_s:  # lingers until the spot is free, out of others' way
+            self._linger(tl, arrive - tl.t - walk_s)
+            walk_s = _length(self.floor.path(tl.xy, stand)) / speed
         t_arrive = tl.t + walk_s
         self.shelving.book_stand(stand, t_arrive - 0.5, t_arrive + stay)
         self._walk(tl, stand, speed)
@@ -435,6 +456,8 @@ class ShopperSimulator:
             for p, f in zip(plates, parts, strict=True)
         ]
         tl.stand(pause)
+        # the spot was theirs for as long as they really stood there (delays included)
+        self.shelving.book_stand(stand, t_arrive - 0.5, tl.t + 0.5)
         return out, (t_in, t_out, t_change)
 
     def random_plan(self, credential: str, t_arrive: float) -> Plan:
