@@ -98,6 +98,7 @@ class Engine:
         self.alerts: list[Alert] = []
         self.receipts: list[Receipt] = []
         self._pending: list[ShelfEvent] = []
+        self._reviewed: set[str] = set()  # event ids whose decision awaits review
         self._exits: list[tuple[float, Session]] = []  # checking out: (exit time, session)
         self._exited_tracks: set[int] = set()
         self._exit_tracks: list[tuple[str, float]] = []  # (gate, time) of tracks that left
@@ -209,6 +210,7 @@ class Engine:
         sid = att.session_id
         if not ev.hypotheses:
             self.decisions.append(Decision(att, (), True))
+            self._reviewed.add(ev.event_id)
             return
         chosen = ev.hypotheses[0]
         if ev.kind == "put" and sid is not None:
@@ -232,6 +234,8 @@ class Engine:
         review = review or split_review
         items = tuple((p, sign * q) for p, q in chosen.items)
         self.decisions.append(Decision(att, items, review, tuple(shares)))
+        if review:
+            self._reviewed.add(ev.event_id)
         conf = min(att.confidence, chosen.probability)
         for pid, q in items:
             self.shelf.apply(ev.event_id, pid, -q)
@@ -314,7 +318,6 @@ class Engine:
 
     def _issue(self, s: Session) -> None:
         s.state = SessionState.CLOSED
-        reviewed = {d.attribution.event.event_id for d in self.decisions if d.needs_review}
         self.receipts.append(
-            build_receipt(s, self.ledger.entries(s.session_id), self.store, reviewed)
+            build_receipt(s, self.ledger.entries(s.session_id), self.store, self._reviewed)
         )

@@ -21,10 +21,12 @@ class CartLedger:
 
     def __init__(self) -> None:
         self._entries: list[CartEntry] = []
+        self._by_session: dict[str, list[CartEntry]] = defaultdict(list)
         self._held: dict[str, Counter[str]] = defaultdict(Counter)
 
     def append(self, entry: CartEntry) -> None:
         self._entries.append(entry)
+        self._by_session[entry.session_id].append(entry)
         self._held[entry.session_id][entry.product_id] += entry.quantity
 
     def holds(self, session_id: str, product_id: str) -> int:
@@ -33,7 +35,7 @@ class CartLedger:
     def entries(self, session_id: str | None = None) -> list[CartEntry]:
         if session_id is None:
             return list(self._entries)
-        return [e for e in self._entries if e.session_id == session_id]
+        return list(self._by_session.get(session_id, ()))
 
     def contents(self, session_id: str) -> Counter[str]:
         return fold(self.entries(session_id)).get(session_id, Counter())
