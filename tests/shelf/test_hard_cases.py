@@ -72,6 +72,22 @@ def test_two_items_rested_one_taken(store: Store, sim: Sim, run: Run) -> None:
     assert (events[0].best.product_id, events[0].best.quantity, events[0].kind) == ("C", 1, "pick")
 
 
+@pytest.mark.parametrize("gap_s", [2.6, 3.2, 4.0])
+def test_two_hands_one_plate_a_few_seconds_apart_are_two_events(
+    store: Store, sim: Sim, run: Run, gap_s: float
+) -> None:
+    """Two shoppers take from one plate in turn: the plate rests only briefly between their
+    hands (too briefly to confirm a rest); the picks must not merge into one 3-item event."""
+    j = store.plate_index["S1-P1"]
+    first = PlateInteraction(j, 5.0, 6.2, 5.6, -600.0, 40.0)
+    t2 = 6.2 + gap_s
+    second = PlateInteraction(j, t2, t2 + 1.2, t2 + 0.6, -300.0, 40.0)
+    events, _ = run(sim([first, second], duration_s=30.0))
+    got = [(e.best.product_id, e.best.quantity) if e.best else None for e in events]
+    assert got == [("A", 2), ("A", 1)]
+    assert events[0].t_end <= t2 + 0.1 <= events[1].t_start + 0.5
+
+
 def test_simultaneous_picks_on_neighbouring_plates_and_a_two_plate_product(
     store: Store, sim: Sim, run: Run, touch: Touch
 ) -> None:

@@ -133,6 +133,13 @@ class ShelfConfig(BaseModel):
         ge=0,
         description="footprint plates disturbed within this gap merge into one event",
     )
+    split_min_s: float = Field(
+        default=1.5,
+        ge=0,
+        description="a flat rest this long inside a disturbance, at a level different from the "
+        "levels before and after it, splits the disturbance into two changes (two hands one "
+        "after the other); 0 disables",
+    )
     max_merge_wait_s: float = Field(
         default=10.0,
         gt=0,

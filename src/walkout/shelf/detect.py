@@ -18,6 +18,12 @@ plus ``settle_s`` and its level is flat over that span (the level now equals the
 ``settle_s`` earlier): a slow release is waited out. The settled change is the difference of
 the two rest levels, with a variance taken from the noise actually seen in both windows.
 
+A disturbance is not always one hand: two shoppers taking from one plate a few seconds apart
+leave a rest between them too short to confirm. Such short flat rests (and a held-back slow
+change that a new disturbance continues) are remembered; when the disturbance settles at a
+level different from both the rest and the level before it, it is split there into two changes.
+A rest that the end level undoes (the top of a press, an item held above and put back) is not.
+
 A change that happened as a clean step (the plate went from one rest to the other within
 ``recal_max_s``, no press, no ringing) is flagged: that is a recalibration (tare jump), not a
 hand. NaN readings and frozen readings (a std of ~0: real load cells always have noise) are
@@ -33,6 +39,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -122,6 +129,10 @@ class PlateDetector:
         self._prov: dict[int, tuple[PlateChange, float, int]] = {}  # change, before var, until
         self.slow_hold = round(config.slow_hold_s * rate_hz)
         self._chain: dict[int, PlateChange | None] = {}  # held change a disturbance continues
+        # rests seen inside an open disturbance that were too short to confirm (another hand
+        # came before settle_s was over): t_start, t_end, level, level variance
+        self._mids: dict[int, list[tuple[float, float, float, float]]] = {}
+        self.split_n = round(config.split_min_s * rate_hz)
         self._before = np.zeros(n_p)
         self._before_var = np.zeros(n_p)
         self._rest_confirm = np.zeros(n_p, dtype=np.int64)
@@ -398,7 +409,13 @@ class PlateDetector:
             prov = None
         self._dist_i[p] = base + k
         self._chain[p] = prov[0] if prov is not None else None
+        self._mids.pop(p, None)
         if prov is not None:
+            # the held change's level becomes a rest inside this disturbance: if the end
+            # level differs from it and from the level before, they were two changes
+            held = prov[0]
+            self._mids[p] = [(held.t_end, float(ch.tt[k + c]), held.after_g,
+                              max(held.var_g2 - prov[1], 0.0))]
             self._before[p], self._before_var[p] = prov[0].before_g, prov[1]
             self.dist_t[p] = prov[0].t_start
             self._dist_slow[p] = True
@@ -420,6 +437,8 @@ class PlateDetector:
         ends = [*cuts.tolist(), n]
         for a, b in zip(starts, ends, strict=True):
             if not quiet[a]:
+                if self.mode[p] == DIST and self._quiet_since[p] >= 0:
+                    self._mid_rest(p, ch, int(self._quiet_since[p]), a)
                 self._quiet_since[p] = -1
                 if self.mode[p] == REST:
                     self._open(p, ch, a, a - 1 - self.guard, changes)
@@ -450,14 +469,23 @@ class PlateDetector:
                 if self.mode[p] == DIST:
                     e = max(qs - ws + 1, int(self._dist_i[p]))
                     t_start = float(self.dist_t[p])
-                    t_end = max(float(ch.tt[e - base + c]), t_start)
+                    # the new level is only known to hold from the start of the span that
+                    # confirmed it: a change that crept in while the plate stayed quiet (a
+                    # shaking gondola) may have ended any time before that
+                    e_known = max(e, conf - wl - self.settle + ws - 1)
+                    t_end = max(float(ch.tt[e_known - base + c]), t_start)
                     prev = self._chain.pop(p, None)
                     if prev is not None and abs(after - prev.after_g) <= float(
                         ch.flat_thr[conf - base, p]
                     ):
                         t_end = prev.t_end  # it only wobbled: the change ended back then
+                    t_conf = float(ch.tt[conf - base + c])
+                    parts, rest = self._split(p, after, after_var, t_conf)
+                    if parts:
+                        changes.extend(parts)
+                        t_start, self._before[p], self._before_var[p] = rest
                     change = PlateChange(
-                        p, t_start, t_end, float(ch.tt[conf - base + c]),
+                        p, t_start, t_end, t_conf,
                         float(self._before[p]), after,
                         float(self._before_var[p] + after_var),
                         step=self._is_step(p, e),
@@ -471,6 +499,61 @@ class PlateDetector:
                 self._rest_confirm[p] = conf
                 self.faulted[p] = False
                 k = conf - base + 1
+
+    def _mid_rest(self, p: int, ch: _Chunk, qs: int, a: int) -> None:
+        """A quiet run of an open disturbance ends at chunk index ``a`` before it could be
+        confirmed: if it lasted ``split_min_s`` at one flat level, remember that level.
+
+        Two shoppers taking from one plate a few seconds apart leave a short rest between their
+        hands; without it the two picks would settle as one change of both weights.
+        """
+        c, base = self.c, ch.base
+        lo = max(qs - self.ws + 1, int(self._dist_i[p]) + 1, base - c + 1)
+        hi = base + a - self.ws - self.guard  # last sample before the new hand's window
+        n = hi - lo + 1
+        if self.split_n <= 0 or n < self.split_n:
+            return
+        r0, r1 = lo - base + c, hi - base + c  # rows of the chunk with its carry
+        half = n // 2
+        m1 = (ch.cs1[r0 + half, p] - ch.cs1[r0, p]) / half
+        m2 = (ch.cs1[r1 + 1, p] - ch.cs1[r0 + half, p]) / (n - half)
+        s1 = ch.cs1[r1 + 1, p] - ch.cs1[r0, p]
+        s2 = ch.cs2[r1 + 1, p] - ch.cs2[r0, p]
+        var = max((s2 - s1 * s1 / n) / (n - 1), float(self.sigma[p]) ** 2)
+        thr = max(self.cfg.depart_min_g, self.cfg.depart_k * np.sqrt(var * 4.0 / n))
+        if abs(m1 - m2) > thr:
+            return  # still creeping: not a rest
+        level = float(s1 / n + self._ref[p])
+        self._mids.setdefault(p, []).append(
+            (float(ch.tt[r0]), float(ch.tt[r1]), level, var / n)
+        )
+
+    def _split(
+        self, p: int, after: float, after_var: float, t_conf: float
+    ) -> tuple[list[PlateChange], tuple[float, float, float]]:
+        """The changes before the last one when an open disturbance held short rests at
+        levels different from both neighbours (two hands one after the other), and the start,
+        level and variance the last change then starts from; no changes if there were none."""
+        mids = self._mids.pop(p, None)
+        if not mids:
+            return [], (0.0, 0.0, 0.0)
+        cfg = self.cfg
+        levels = [(float(self.dist_t[p]), float(self.dist_t[p]), float(self._before[p]),
+                   float(self._before_var[p]))]
+        for m in mids:
+            prev = levels[-1]
+            thr = max(cfg.min_delta_g, cfg.event_k * np.sqrt(prev[3] + m[3]))
+            thr_after = max(cfg.min_delta_g, cfg.event_k * np.sqrt(m[3] + after_var))
+            thr_undo = max(cfg.min_delta_g, cfg.event_k * np.sqrt(prev[3] + after_var))
+            if (abs(m[2] - prev[2]) > thr and abs(after - m[2]) > thr_after
+                    and abs(after - prev[2]) > thr_undo):  # an undone press is no split
+                levels.append(m)
+        parts = [
+            PlateChange(p, prev[1], m[0], t_conf, prev[2], m[2], prev[3] + m[3])
+            for prev, m in pairwise(levels)
+        ]
+        last = levels[-1]
+        return parts, (last[1], last[2], last[3])
 
     def _is_step(self, p: int, e: int) -> bool:
         """A clean, fast step while the gondola was still (nobody near): a recalibration."""
