@@ -30,6 +30,7 @@ from walkout.events import (
     Track,
 )
 from walkout.shelf import ShelfConfig, ShelfStage
+from walkout.shelf.decide import choose
 from walkout.sources.recording import Sensors
 from walkout.store.model import Store
 from walkout.tracking import Tracker, TrackerConfig
@@ -49,13 +50,6 @@ class EngineConfig(BaseModel):
     )
     exit_settle_s: float = Field(
         4.0, ge=0, description="wait after an exit for the last shelf events to settle"
-    )
-    product_review_below: float = Field(
-        0.8, ge=0, le=1, description="product confidence under which an event is reviewed"
-    )
-    ambiguous_loglik: float = Field(
-        2.0, ge=0, description="a pick is reviewed when another product's weight likelihood "
-        "is within this many log units of the chosen one's"
     )
 
 
@@ -206,25 +200,15 @@ class Engine:
 
     def _decide(self, att: Attribution) -> None:
         ev = att.event
-        review = att.needs_review
         sid = att.session_id
-        if not ev.hypotheses:
+        held = self.ledger.held(sid) if ev.kind == "put" and sid is not None else None
+        choice = choose(ev, self.store, self.shelf.config, held)
+        if choice.hypothesis is None:
             self.decisions.append(Decision(att, (), True))
             self._reviewed.add(ev.event_id)
             return
-        chosen = ev.hypotheses[0]
-        if ev.kind == "put" and sid is not None:
-            # a put-back must come from someone holding that product: prefer what they hold
-            held = [h for h in ev.hypotheses
-                    if all(self.ledger.holds(sid, p) >= q for p, q in h.items)]
-            if held:
-                chosen = held[0]
-            else:
-                review = True
-        if chosen.probability < self.config.product_review_below:
-            review = True
-        if ev.kind == "pick" and self._weight_ambiguous(ev, chosen):
-            review = True
+        chosen = choice.hypothesis
+        review = att.needs_review or choice.needs_review
         sign = 1 if ev.kind == "pick" else -1
         shares = self._split(att, chosen) if ev.kind == "pick" else None
         if shares is None:
@@ -243,17 +227,6 @@ class Engine:
             for pid, q in taken:
                 self.ledger.append(CartEntry(taker, pid, sign * q, ev.t_end, ev.event_id, conf,
                                              (ev.event_id,)))
-
-    def _weight_ambiguous(self, ev: ShelfEvent, chosen: Hypothesis) -> bool:
-        """Another product explains the weight about as well: only priors (planogram, counts)
-        chose between them, and a misplaced item of the same weight looks just the same."""
-        margin = self.config.ambiguous_loglik
-        return any(
-            {p for p, _ in h.items} != {p for p, _ in chosen.items}
-            and h.log_likelihood >= chosen.log_likelihood - margin
-            for h in ev.hypotheses
-            if h is not chosen
-        )
 
     def _split(
         self, att: Attribution, chosen: Hypothesis

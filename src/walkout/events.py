@@ -137,6 +137,7 @@ class ShelfEvent:
     plate_ids: tuple[str, ...]
     delta_g: float  # after - before, summed over plate_ids
     hypotheses: tuple[Hypothesis, ...]  # best first; may be empty when nothing fits
+    noise_var_g2: float = 0.0  # variance of delta_g from the plates' noise (not the items')
 
     @property
     def kind(self) -> Literal["pick", "put"]:

@@ -13,8 +13,9 @@ event matches a truth change on overlapping plates within the visit's time windo
 truths; ``item_accuracy`` = matched truths whose best hypothesis is the right product(s) and
 quantity, over truths that are not inherently ambiguous, where a truth whose weight another
 explanation matches just as well (same-weight products on one plate) counts as correct when it
-is routed to review (confidence < ``review_below``) with the right answer among its hypotheses.
-``review_rate`` = detections under ``review_below``. ``samples_per_second`` = plate samples
+is routed to review (by the engine's rule, :func:`walkout.shelf.decide.choose`) with the right
+answer among its hypotheses. ``review_rate`` = detections routed to review; a reviewed event's
+verdict (the truth) is what the inventory then follows. ``samples_per_second`` = plate samples
 (samples × plates) through the shelf stage per second of one core.
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from walkout.events import PlateBlock, ShelfEvent
 from walkout.shelf import ShelfConfig, ShelfStage
+from walkout.shelf.decide import choose
 from walkout.sim.loadcell import (
     PlateInteraction,
     add_dead,
@@ -382,7 +384,6 @@ def run_shelf_bench(
     seed: int = 1,
     duration_s: float = 1200.0,
     config: ShelfConfig | None = None,
-    review_below: float = 0.8,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Simulate, run the shelf stage, score. Returns the figures as a JSON-able dict."""
@@ -436,6 +437,7 @@ def run_shelf_bench(
     match: dict[int, int] = {}
     used: set[int] = set()
     chosen: list[tuple[tuple[str, int], ...]] = []
+    reviewed: list[bool] = []
     for a in range(0, block.t.shape[0] + step, step):
         new = (stage.process(PlateBlock(block.t[a : a + step], block.grams[a : a + step],
                                         block.plate_ids))
@@ -445,31 +447,35 @@ def run_shelf_bench(
             if i is not None:
                 used.add(i)
                 match[len(events)] = i
-            held = plan.truths[i].items if i is not None else ()
-            chosen.append(_decide(stage, ev, held))
+            items, review = _decide(stage, ev, plan.truths[i] if i is not None else None)
+            chosen.append(items)
+            reviewed.append(review)
             events.append(ev)
 
     say("score")
-    return _score(store, plan, events, chosen, match, stage, fault_plates, block, elapsed,
-                  review_below, seed, duration_s)
+    return _score(store, plan, events, chosen, reviewed, match, stage, fault_plates, block,
+                  elapsed, seed, duration_s)
 
 
 def _decide(
-    stage: ShelfStage, ev: ShelfEvent, held: tuple[tuple[str, int], ...]
-) -> tuple[tuple[str, int], ...]:
-    """The engine's rule: the best hypothesis; a put-back prefers what the shopper holds
-    (here: the item the simulated shopper really put back). The inventory follows."""
-    if not ev.hypotheses:
-        return ()
-    best = ev.hypotheses[0]
-    if ev.kind == "put":
-        holds = {p: abs(q) for p, q in held}
-        fits = [h for h in ev.hypotheses if all(holds.get(p, 0) >= q for p, q in h.items)]
-        best = fits[0] if fits else best
-    sign = -1 if ev.kind == "pick" else 1
-    for pid, q in best.items:
-        stage.apply(ev.event_id, pid, sign * q)
-    return tuple(sorted(best.items))
+    stage: ShelfStage, ev: ShelfEvent, truth: Truth | None
+) -> tuple[tuple[tuple[str, int], ...], bool]:
+    """The engine's rule (:func:`walkout.shelf.decide.choose`), the putter holding what the
+    simulated shopper really put back. Returns the chosen items and whether it is reviewed.
+
+    The inventory follows the decision; a reviewed event follows the reviewer's verdict (the
+    truth), as the store's review queue corrects the plate contents once someone has looked.
+    """
+    held = {p: abs(q) for p, q in truth.items} if truth is not None and ev.kind == "put" else None
+    choice = choose(ev, stage.store, stage.config, held)
+    best = choice.hypothesis.items if choice.hypothesis is not None else ()
+    applied = truth.items if choice.needs_review and truth is not None else None
+    if applied is None:
+        sign = -1 if ev.kind == "pick" else 1
+        applied = tuple((p, sign * q) for p, q in best)
+    for pid, q in applied:
+        stage.apply(ev.event_id, pid, q)
+    return tuple(sorted(best)), choice.needs_review
 
 
 def _match_one(ev: ShelfEvent, truths: list[Truth], used: set[int]) -> int | None:
@@ -483,8 +489,8 @@ def _match_one(ev: ShelfEvent, truths: list[Truth], used: set[int]) -> int | Non
 
 def _score(
     store: Store, plan: _Plan, events: list[ShelfEvent],
-    chosen: list[tuple[tuple[str, int], ...]], match: dict[int, int], stage: ShelfStage,
-    fault_plates: dict[str, str], block: PlateBlock, elapsed: float, review_below: float,
+    chosen: list[tuple[tuple[str, int], ...]], reviewed: list[bool], match: dict[int, int],
+    stage: ShelfStage, fault_plates: dict[str, str], block: PlateBlock, elapsed: float,
     seed: int, duration_s: float,
 ) -> dict[str, Any]:
     truths = plan.truths
@@ -504,7 +510,7 @@ def _score(
         right_kind = (ev.kind == "pick") == (tr.items[0][1] < 0)
         ok = right_kind and best == want
         if tr.ambiguous and not ok:
-            ok = right_kind and ev.confidence < review_below and any(
+            ok = right_kind and reviewed[matched_truth[i]] and any(
                 tuple(sorted(h.items)) == want for h in ev.hypotheses)
         c["ambiguous"] += tr.ambiguous
         c["item_correct"] += ok
@@ -530,7 +536,7 @@ def _score(
     spurious = sorted({(a.kind, a.subject) for a in stage.alerts
                        if a.subject not in fault_ids})
     n_samples = int(block.grams.size)
-    review = sum(e.confidence < review_below for e in events)
+    review = sum(reviewed)
     return {
         "seed": seed,
         "store": "small (same-weight variant)",

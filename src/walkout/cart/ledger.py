@@ -32,6 +32,10 @@ class CartLedger:
     def holds(self, session_id: str, product_id: str) -> int:
         return self._held[session_id][product_id]
 
+    def held(self, session_id: str) -> dict[str, int]:
+        """What the session holds now (product → count > 0): what it can put back."""
+        return {p: q for p, q in self._held[session_id].items() if q > 0}
+
     def entries(self, session_id: str | None = None) -> list[CartEntry]:
         if session_id is None:
             return list(self._entries)

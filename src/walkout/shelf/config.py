@@ -196,6 +196,21 @@ class ShelfConfig(BaseModel):
         description="put hypotheses whose weight fits within this many σ are kept as runner-ups "
         "even below min_probability (a misplaced put-back of what the shopper holds)",
     )
+    review_below: float = Field(
+        default=0.8, ge=0, le=1, description="product confidence under which an event is reviewed"
+    )
+    ambiguous_loglik: float = Field(
+        default=2.0,
+        ge=0,
+        description="an event is reviewed when another product's weight likelihood is within "
+        "this many log units of the chosen one's",
+    )
+    held_fit_z: float = Field(
+        default=4.0,
+        gt=0,
+        description="a put-back is what its shopper holds when that item's weight fits within "
+        "this many σ (else it is reviewed)",
+    )
     max_hypotheses: int = Field(default=10, ge=1, description="hypotheses kept per event")
     chunk_samples: int = Field(
         default=4096,

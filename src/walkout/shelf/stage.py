@@ -201,6 +201,7 @@ class ShelfStage:
             plate_ids=plates,
             delta_g=float(delta),
             hypotheses=hyps,
+            noise_var_g2=float(var),
         )
 
 

@@ -25,6 +25,7 @@ from walkout.attribution import AttributionConfig, attribute
 from walkout.cart import CartLedger
 from walkout.events import Alert, Attribution, CartEntry, PlateBlock, ShelfEvent
 from walkout.shelf import ShelfConfig, ShelfStage
+from walkout.shelf.decide import choose
 from walkout.sources.aifi import AifiCase, load_case
 from walkout.store.import_aifi import import_aifi_store
 from walkout.store.model import Store
@@ -62,15 +63,13 @@ def run_case(
     *,
     shelf: ShelfConfig | None = None,
     attribution: AttributionConfig | None = None,
-    product_review_below: float = 0.8,
     block_s: float = 1.0,
 ) -> AifiRunResult:
     """Receipts of the AiFi test case in ``case_dir`` (``meta_dir``: ``../store_meta``)."""
     meta = meta_dir if meta_dir is not None else case_dir.parent / "store_meta"
     store = import_aifi_store(meta, case_dir)
     case = load_case(case_dir, store.plate_ids)
-    return run_loaded(store, case, shelf=shelf, attribution=attribution,
-                      product_review_below=product_review_below, block_s=block_s)
+    return run_loaded(store, case, shelf=shelf, attribution=attribution, block_s=block_s)
 
 
 def run_loaded(
@@ -79,7 +78,6 @@ def run_loaded(
     *,
     shelf: ShelfConfig | None = None,
     attribution: AttributionConfig | None = None,
-    product_review_below: float = 0.8,
     block_s: float = 1.0,
 ) -> AifiRunResult:
     """:func:`run_case` on an already loaded store and case."""
@@ -93,7 +91,7 @@ def run_loaded(
         for ev in sorted(events, key=lambda e: (e.t_start, e.event_id)):
             boxes = store.plate_boxes[[store.plate_index[p] for p in ev.plate_ids]]
             att = attribute(ev, candidates, boxes, att_cfg)
-            decisions.append(_decide(ev, att, stage, ledger, product_review_below))
+            decisions.append(_decide(ev, att, stage, ledger))
 
     pb = case.plates
     edges = np.searchsorted(pb.t, np.arange(pb.t[0], pb.t[-1] + block_s, block_s))
@@ -113,26 +111,16 @@ def run_loaded(
 
 
 def _decide(
-    ev: ShelfEvent,
-    att: Attribution,
-    stage: ShelfStage,
-    ledger: CartLedger,
-    review_below: float,
+    ev: ShelfEvent, att: Attribution, stage: ShelfStage, ledger: CartLedger
 ) -> AifiDecision:
-    """The engine's rule: best hypothesis; a put-back prefers what the shopper holds."""
+    """The engine's rule (:func:`walkout.shelf.decide.choose`); the inventory follows."""
     sid = att.session_id
-    if not ev.hypotheses:
+    held = ledger.held(sid) if ev.kind == "put" and sid is not None else None
+    choice = choose(ev, stage.store, stage.config, held)
+    if choice.hypothesis is None:
         return AifiDecision(ev, att, sid, (), True)
-    chosen = ev.hypotheses[0]
-    review = att.needs_review
-    if ev.kind == "put" and sid is not None:
-        held = [h for h in ev.hypotheses if all(ledger.holds(sid, p) >= q for p, q in h.items)]
-        if held:
-            chosen = held[0]
-        else:
-            review = True
-    if chosen.probability < review_below:
-        review = True
+    chosen = choice.hypothesis
+    review = att.needs_review or choice.needs_review
     sign = 1 if ev.kind == "pick" else -1
     items = tuple((p, sign * q) for p, q in chosen.items)
     conf = min(att.confidence, chosen.probability)
