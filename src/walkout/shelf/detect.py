@@ -491,7 +491,9 @@ class PlateDetector:
                         step=self._is_step(p, e),
                     )
                     if self._dist_slow[p] and self.slow_hold > 0:
-                        self._prov[p] = (change, float(self._before_var[p]), conf + self.slow_hold)
+                        # held until its level has lasted slow_hold_s since the rest began
+                        until = max(conf, e_known + self.slow_hold)
+                        self._prov[p] = (change, float(self._before_var[p]), until)
                     else:
                         changes.append(change)
                 self.mode[p] = REST
