@@ -359,3 +359,74 @@ def test_tracks_reads_are_cached_views(store: Store, two_shoppers) -> None:
     for t, u in zip(first, later, strict=True):
         assert np.array_equal(t.joints, u.joints[: len(t.t)], equal_nan=True)
     assert not first[0].joints.flags.writeable
+
+
+# ---- identities through close encounters (body-size cue) -------------------------------------
+
+
+def _body(height: float, xy: tuple[float, float]) -> np.ndarray:
+    from walkout.sim.cameras import STANDING_SKELETON
+
+    X = STANDING_SKELETON * (height / 1.7)
+    return X + np.array([xy[0], xy[1], 0.0])
+
+
+def _encounter(store: Store, heights: tuple[float, float]) -> tuple[Tracker, list[Track]]:
+    """Two tracks learn their bodies apart, meet (hips 0.05 m apart) and part again, but from
+    the meeting on each is fed the *other* person's skeleton: the mix-up to be undone."""
+    from walkout.tracking.tracker import _TrackState
+
+    tr = Tracker(store)
+    dt = 1 / 15
+    states = []
+    for k, h in enumerate(heights):
+        X = _body(h, (2.0, 3.0 + 2.0 * k))
+        s = _TrackState(k + 1, "entry", X, np.zeros_like(X), 0.0, np.zeros(17))
+        tr._tracks.append(s)
+        states.append(s)
+    rng = np.random.default_rng(0)
+    handed_out: list[Track] = []
+    owner = [0, 1]  # which person each track is fed
+    for n in range(60):
+        t = n * dt
+        # apart, then from slot 26 closing in to 0.05 m at slot 32 and parting (0.75 m/s)
+        sep = 2.0 if n < 26 else 0.05 + 0.05 * abs(n - 32)
+        ys = [4.0 - sep / 2, 4.0 + sep / 2]
+        if n == 32:
+            owner = [1, 0]  # the mix-up: each track gets the other person's views
+        elif n > 32:  # then association follows each track's own position
+            owner = [int(abs(s.hip[1] - ys[1]) < abs(s.hip[1] - ys[0])) for s in states]
+        for s, who in zip(states, owner, strict=True):
+            Xo = _body(heights[who], (2.0, ys[who])) + rng.normal(0, 0.01, (17, 3))
+            s.X, s.t_last = Xo, t
+            s.hist.append(t, Xo, np.full(17, 0.01))
+        tr._identities(t)
+        if n == 40:
+            handed_out = tr.tracks
+    return tr, handed_out
+
+
+def test_mixed_up_tracks_are_swapped_back_by_body_size(store: Store) -> None:
+    tr, before = _encounter(store, (1.55, 1.85))
+    snap = [t.joints.copy() for t in before]
+    widths = [np.linalg.norm(_body(h, (0, 0))[5] - _body(h, (0, 0))[6]) for h in (1.55, 1.85)]
+    for k, t in enumerate(tr.tracks):
+        shoulder = np.linalg.norm(t.joints[:, 5] - t.joints[:, 6], axis=1)
+        # before the meeting and after it (slot 32 on), the samples are the track's own body
+        for part in (shoulder[:26], shoulder[32:]):
+            err = np.abs(part.mean() - np.array(widths))
+            assert err[k] < err[1 - k], f"track {t.track_id} has the other body"
+    for t, s in zip(before, snap, strict=True):  # tracks read earlier never change
+        assert np.array_equal(t.joints, s)
+
+
+def test_bodies_alike_are_not_swapped(store: Store) -> None:
+    """Same build: the cue cannot tell them apart, so noise must not swap anything."""
+    tr, _ = _encounter(store, (1.70, 1.71))
+    first = [t.joints[-1].copy() for t in tr.tracks]
+    tr2, _ = _encounter(store, (1.70, 1.71))
+    assert all(
+        np.array_equal(a, b.joints[-1]) for a, b in zip(first, tr2.tracks, strict=True)
+    )
+    # the mix-up stays (no evidence either way): track 1 ends on the second person's side
+    assert tr.tracks[0].joints[-1, 11, 1] > tr.tracks[1].joints[-1, 11, 1]

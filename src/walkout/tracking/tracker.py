@@ -31,6 +31,10 @@ from walkout.tracking.associate import (
 from walkout.tracking.geometry import CameraGeometry, project, robust_triangulate, undistort
 
 _TORSO = np.array([5, 6, 11, 12])
+#: Body-size cue: shoulder width, hip width and both torso sides. The trunk stays rigid
+#: whatever the pose (limb keypoints move with reaching and bent knees), so these lengths tell
+#: people of different builds apart.
+_BONES = np.array([(5, 6), (11, 12), (5, 11), (6, 12)])
 
 
 class TrackerConfig(BaseModel):
@@ -149,6 +153,51 @@ class TrackerConfig(BaseModel):
     gate_margin_m: float = Field(
         default=0.5, ge=0, description="margin around entry/exit gate areas (birth/exit zone)"
     )
+    body_radius_m: float = Field(
+        default=0.8,
+        gt=0,
+        description=(
+            "tracks whose hips are this close are entangled: their views may be mixed up, so "
+            "they do not learn their body size and are checked for swapped identities"
+        ),
+    )
+    body_noise_m: float = Field(
+        default=0.025, gt=0, description="σ of one triangulated bone length (m)"
+    )
+    body_window_s: float = Field(
+        default=3.0,
+        gt=0,
+        description=(
+            "how long after two tracks were last close their identities are still compared: "
+            "views are clean again once they part, which is when body sizes tell them apart"
+        ),
+    )
+    body_min_samples: int = Field(
+        default=15, ge=1, description="clear observations of a bone before it is used as a cue"
+    )
+    swap_radius_m: float = Field(
+        default=0.3,
+        gt=0,
+        description=(
+            "only tracks whose hips came this close can have been confused (people stand "
+            "0.4 m apart at the closest); farther apart their views never mix"
+        ),
+    )
+    body_min_contrast: float = Field(
+        default=0.5,
+        ge=0,
+        description=(
+            "bodies must differ by this much (Σ Δ² / 2σ² over the bones, the evidence one "
+            "slot gives) to be compared; below it, pose-dependent bias would decide"
+        ),
+    )
+    swap_evidence: float = Field(
+        default=8.0,
+        gt=0,
+        description=(
+            "log-likelihood ratio (body sizes) at which two entangled tracks swap identities"
+        ),
+    )
 
     @model_validator(mode="after")
     def _gates_below_cap(self) -> TrackerConfig:
@@ -185,6 +234,17 @@ class _History:
         self.t[self.n], self.X[self.n], self.S[self.n] = t, X, S
         self.n += 1
 
+    def spliced(self, k: int, other: _History, k_other: int) -> _History:
+        """A new history: this one's first ``k`` samples, then ``other``'s from ``k_other``."""
+        n = k + other.n - k_other
+        out = _History(max(64, 2 * n))
+        for name in ("t", "X", "S"):
+            dst = getattr(out, name)
+            dst[:k] = getattr(self, name)[:k]
+            dst[k:n] = getattr(other, name)[k_other : other.n]
+        out.n = n
+        return out
+
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = (self.t[: self.n], self.X[: self.n], self.S[: self.n])
         for a in out:
@@ -210,6 +270,9 @@ class _TrackState:
     lost_alerted: bool = False
     hidden: bool = False
     cache: Track | None = None
+    # Body-size signature: sum and count of each _BONES length over clear observations.
+    bone_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(_BONES)))
+    bone_n: np.ndarray = field(default_factory=lambda: np.zeros(len(_BONES)))
 
     def predict(self, t: float, coast_s: float) -> np.ndarray:
         return self.X + self.V * min(t - self.t_last, coast_s)
@@ -225,6 +288,16 @@ class _TrackState:
             t, X, S = self.hist.view()
             self.cache = Track(self.track_id, t, X, S, self.born_at, self.ended_at)
         return self.cache
+
+
+@dataclass(slots=True)
+class _Pair:
+    """Two tracks that came close: when last, when closest (and how close), swap evidence."""
+
+    t_near: float
+    t_cross: float
+    d_cross: float
+    ev: float = 0.0
 
 
 @dataclass(slots=True)
@@ -255,6 +328,11 @@ def _fill(X_obs: np.ndarray, X_prev: np.ndarray) -> np.ndarray:
     return np.where(seen[:, None], X_obs, X_prev + shift)
 
 
+def _bone_lengths(X: np.ndarray) -> np.ndarray:
+    """Lengths of the _BONES of skeleton ``X`` (NaN where a joint is missing)."""
+    return np.linalg.norm(X[_BONES[:, 0]] - X[_BONES[:, 1]], axis=1)
+
+
 def _skeleton_hip(X: np.ndarray) -> np.ndarray | None:
     hips = X[[L_HIP, R_HIP], :2]
     ok = ~np.isnan(hips[:, 0])
@@ -281,6 +359,8 @@ class Tracker:
         self._pending_slot: int | None = None
         self._next_track = 1
         self._next_candidate = 1
+        # Tracks that came close lately, keyed (track_id, track_id): see _identities.
+        self._pairs: dict[tuple[int, int], _Pair] = {}
         self.dropped_frames = 0  # frames that arrived after their slot was processed
 
     # ---- public API -----------------------------------------------------------------------
@@ -365,6 +445,7 @@ class Tracker:
 
         observed = self._update_tracks(live, views, t_ref)
         alerts = self._births(free, live, observed, t_ref)
+        self._identities(t_ref)
         alerts += self._timeouts(t_ref)
         return alerts
 
@@ -501,6 +582,72 @@ class Tracker:
         s.t_last = t_ref
         s.joint_t = np.where(seen, t_ref, s.joint_t)
         s.hist.append(t_ref, Xo, So)
+
+    def _identities(self, t_ref: float) -> None:
+        """Keep identities through close encounters with the body-size cue.
+
+        When two people come within ``body_radius_m`` their detections look alike in every
+        camera and position alone can hand each track the other's person. A track learns its
+        bone lengths only while nobody has been near it for ``body_window_s`` (so the
+        signature is its own). For that long after an encounter, every slot in which both
+        tracks are observed adds the log-likelihood ratio of "swapped" over "as is"; past
+        ``swap_evidence`` the two exchange the people they follow from the moment they were
+        closest, so each identity stays with the body that fits it.
+        """
+        cfg = self.config
+        active = [s for s in self._tracks if not s.ended]
+        by_id = {s.track_id: s for s in active}
+        pairs = {k: p for k, p in self._pairs.items() if k[0] in by_id and k[1] in by_id}
+        if len(active) >= 2:
+            hips = np.array([s.hip for s in active])
+            d = np.linalg.norm(hips[:, None] - hips[None], axis=-1)
+            for i, j in zip(*np.nonzero(np.triu(d <= cfg.body_radius_m, 1)), strict=True):
+                key = (active[i].track_id, active[j].track_id)
+                p = pairs.setdefault(key, _Pair(t_ref, t_ref, np.inf))
+                p.t_near = t_ref
+                if d[i, j] < p.d_cross:
+                    p.d_cross, p.t_cross = float(d[i, j]), t_ref
+        self._pairs = {k: p for k, p in pairs.items() if t_ref - p.t_near <= cfg.body_window_s}
+        entangled = {tid for k in self._pairs for tid in k}
+        bones: dict[int, np.ndarray] = {}
+        for s in active:
+            h = s.hist
+            if h.n and h.t[h.n - 1] == t_ref:  # observed in this slot
+                bones[s.track_id] = _bone_lengths(h.X[h.n - 1])
+                if s.track_id not in entangled:
+                    ok = ~np.isnan(bones[s.track_id])
+                    s.bone_sum[ok] += bones[s.track_id][ok]
+                    s.bone_n[ok] += 1
+        sig2 = cfg.body_noise_m**2
+        cap = (2.5 * cfg.body_noise_m) ** 2
+        ready: list[tuple[float, tuple[int, int]]] = []
+        for key, p in sorted(self._pairs.items()):
+            if key[0] not in bones or key[1] not in bones:
+                continue
+            si, sj = by_id[key[0]], by_id[key[1]]
+            use = (si.bone_n >= cfg.body_min_samples) & (sj.bone_n >= cfg.body_min_samples)
+            bi, bj = bones[key[0]], bones[key[1]]
+            use &= ~np.isnan(bi) & ~np.isnan(bj)
+            if p.d_cross > cfg.swap_radius_m or not use.any():
+                continue
+            gi = si.bone_sum[use] / si.bone_n[use]
+            gj = sj.bone_sum[use] / sj.bone_n[use]
+            if float(((gi - gj) ** 2).sum()) / (2 * sig2) < cfg.body_min_contrast:
+                continue
+            bi, bj = bi[use], bj[use]
+            keep = np.minimum((bi - gi) ** 2, cap) + np.minimum((bj - gj) ** 2, cap)
+            swap = np.minimum((bi - gj) ** 2, cap) + np.minimum((bj - gi) ** 2, cap)
+            p.ev = max(p.ev + float((keep - swap).sum()) / (2 * sig2), -cfg.swap_evidence)
+            if p.ev >= cfg.swap_evidence:
+                ready.append((p.ev, key))
+        done: set[int] = set()
+        for _, key in sorted(ready, key=lambda r: (-r[0], r[1])):
+            if done & set(key):
+                continue
+            done |= set(key)
+            p = self._pairs[key]
+            _swap_people(by_id[key[0]], by_id[key[1]], p.t_cross)
+            p.ev, p.d_cross = 0.0, np.inf  # a later mix-up dates from a later crossing
 
     # ---- births, re-acquisition, unbound people -------------------------------------------
 
@@ -795,6 +942,24 @@ class Tracker:
                 )
             )
         return alerts
+
+
+def _swap_people(a: _TrackState, b: _TrackState, t0: float) -> None:
+    """Exchange the people two tracks follow from ``t0`` on: kinematic state and samples.
+
+    Identity (id, gate, body signature) stays. The swapped samples go to new buffers, so
+    tracks handed out earlier keep their content; :attr:`Tracker.tracks` gives the fix.
+    """
+    for name in ("X", "V", "t_last", "joint_t", "anchor_t", "anchor_xy", "hidden"):
+        va, vb = getattr(a, name), getattr(b, name)
+        setattr(a, name, vb)
+        setattr(b, name, va)
+    ha, hb = a.hist, b.hist
+    ka = int(np.searchsorted(ha.t[: ha.n], t0))
+    kb = int(np.searchsorted(hb.t[: hb.n], t0))
+    a.hist = ha.spliced(ka, hb, kb)
+    b.hist = hb.spliced(kb, ha, ka)
+    a.cache = b.cache = None
 
 
 def _candidate_velocity(c: _Candidate) -> np.ndarray:
