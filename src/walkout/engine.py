@@ -8,6 +8,7 @@ a deterministic function of its inputs: the same streams give the same receipts,
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -29,6 +30,7 @@ from walkout.events import (
     ShelfEvent,
     Track,
 )
+from walkout.review import Evidence, ReviewCase, Verdict, WeightTrace, corrections, hand_traces
 from walkout.shelf import ShelfConfig, ShelfStage
 from walkout.shelf.decide import choose
 from walkout.sources.recording import Sensors
@@ -51,6 +53,16 @@ class EngineConfig(BaseModel):
     exit_settle_s: float = Field(
         4.0, ge=0, description="wait after an exit for the last shelf events to settle"
     )
+    review_hold_s: float = Field(
+        120.0, ge=0, description="a receipt with open review cases waits this long after the "
+        "exit for their verdicts before it is issued (marked as under review)"
+    )
+    evidence_pad_s: float = Field(
+        2.0, ge=0, description="weight trace kept in a review case before and after its event"
+    )
+    evidence_keep_s: float = Field(
+        60.0, gt=0, description="plate samples kept in memory for review evidence"
+    )
 
 
 @dataclass
@@ -61,6 +73,7 @@ class Decision:
     items: tuple[tuple[str, int], ...]  # (product, signed quantity): + pick, - put-back
     needs_review: bool
     takers: tuple[str, ...] = ()  # sessions charged (several when hands shared the plate)
+    reasons: tuple[str, ...] = ()  # why it needs review
 
 
 @dataclass
@@ -71,10 +84,26 @@ class EngineResult:
     alerts: list[Alert]
     tracks: list[Track]
     sessions: dict[str, Session]
+    cases: dict[str, ReviewCase] = field(default_factory=dict)
 
     @property
     def review_queue(self) -> list[Decision]:
         return [d for d in self.decisions if d.needs_review]
+
+    def explain(self, session_id: str, product_id: str) -> list[Decision]:
+        """The decisions behind a receipt line: its provenance, with their evidence scores."""
+        events = {e.event_id for e in self.ledger_entries.get(session_id, ())
+                  if e.product_id == product_id}
+        return [d for d in self.decisions if d.attribution.event.event_id in events]
+
+    @property
+    def ledger_entries(self) -> dict[str, list[CartEntry]]:
+        out: dict[str, list[CartEntry]] = {}
+        for e in self.entries:
+            out.setdefault(e.session_id, []).append(e)
+        return out
+
+    entries: list[CartEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -90,9 +119,13 @@ class Engine:
         self.events: list[ShelfEvent] = []
         self.decisions: list[Decision] = []
         self.alerts: list[Alert] = []
-        self.receipts: list[Receipt] = []
+        self.receipts: dict[str, Receipt] = {}  # session → its latest receipt
+        self.issued: list[Receipt] = []  # every receipt issued, revisions included, in order
         self._pending: list[ShelfEvent] = []
         self._reviewed: set[str] = set()  # event ids whose decision awaits review
+        self.cases: dict[str, ReviewCase] = {}
+        self._recent: deque[PlateBlock] = deque()  # plate samples kept for review evidence
+        self._now = 0.0
         self._exits: list[tuple[float, Session]] = []  # checking out: (exit time, session)
         self._exited_tracks: set[int] = set()
         self._exit_tracks: list[tuple[str, float]] = []  # (gate, time) of tracks that left
@@ -120,6 +153,8 @@ class Engine:
         self.alerts += self.book.resolve(now)
         self._track_exits(tracks)
         self._check_gate_exits(now)
+        self._now = now
+        self._keep(block, now)
         new = self.shelf.process(block)
         self.events += new
         self._pending += new
@@ -137,7 +172,7 @@ class Engine:
         self._track_exits(tracks)
         self._check_gate_exits(float("inf"))
         self._attribute_ready(tracks, float("inf"))
-        self._close_ready(float("inf"))
+        self._close_ready(float("inf"), hold=False)
         for s in self.book.sessions.values():
             if s.state == SessionState.OPEN and s.bound:
                 self.alerts.append(Alert(s.entered_at, "no_exit_seen",
@@ -167,9 +202,10 @@ class Engine:
 
     def result(self) -> EngineResult:
         return EngineResult(
-            receipts=sorted(self.receipts, key=lambda r: r.session_id),
+            receipts=[self.receipts[k] for k in sorted(self.receipts)],
             events=self.events, decisions=self.decisions, alerts=self.alerts,
-            tracks=self.tracker.tracks, sessions=self.book.sessions,
+            tracks=self.tracker.tracks, sessions=self.book.sessions, cases=self.cases,
+            entries=self.ledger.entries(),
         )
 
     # ---- internals --------------------------------------------------------------------------
@@ -196,30 +232,32 @@ class Engine:
         for ev in sorted(ready, key=lambda e: (e.t_start, e.event_id)):
             cands = self._candidates(tracks, ev.t_start - pad, ev.t_end + pad)
             att = attribute(ev, cands, self._boxes(ev.plate_ids), self.config.attribution)
-            self._decide(att)
+            self._decide(att, cands)
 
-    def _decide(self, att: Attribution) -> None:
+    def _decide(self, att: Attribution, cands: dict[str, list[Track]]) -> None:
         ev = att.event
         sid = att.session_id
         held = self.ledger.held(sid) if ev.kind == "put" and sid is not None else None
         choice = choose(ev, self.store, self.shelf.config, held)
+        who = _attribution_reasons(att)
         if choice.hypothesis is None:
-            self.decisions.append(Decision(att, (), True))
-            self._reviewed.add(ev.event_id)
+            d = Decision(att, (), True, (), who + choice.reasons)
+            self.decisions.append(d)
+            self._open_case(d, {}, cands)
             return
         chosen = choice.hypothesis
-        review = att.needs_review or choice.needs_review
         sign = 1 if ev.kind == "pick" else -1
         shares = self._split(att, chosen) if ev.kind == "pick" else None
         if shares is None:
-            shares, split_review = {sid: chosen.items} if sid is not None else {}, False
+            shares, split = {sid: chosen.items} if sid is not None else {}, False
         else:
-            shares, split_review = shares
-        review = review or split_review
+            shares, split = shares
+        reasons = who + choice.reasons + (("items shared among several hands",) if split else ())
         items = tuple((p, sign * q) for p, q in chosen.items)
-        self.decisions.append(Decision(att, items, review, tuple(shares)))
-        if review:
-            self._reviewed.add(ev.event_id)
+        d = Decision(att, items, bool(reasons), tuple(shares), reasons)
+        self.decisions.append(d)
+        if d.needs_review:
+            self._open_case(d, shares, cands)
         conf = min(att.confidence, chosen.probability)
         for pid, q in items:
             self.shelf.apply(ev.event_id, pid, -q)
@@ -281,16 +319,99 @@ class Engine:
                                          f"exit gate {g.gate_id} opened with no tracked shopper "
                                          "leaving through it"))
 
-    def _close_ready(self, now: float) -> None:
+    def _close_ready(self, now: float, hold: bool = True) -> None:
         for t_exit, s in list(self._exits):
             if now >= t_exit + self.config.exit_settle_s and not any(
                 e.t_start <= t_exit for e in self._pending
             ):
+                waiting = any(c.open and s.session_id in c.sessions for c in self.cases.values())
+                if hold and waiting and now < t_exit + self.config.review_hold_s:
+                    continue  # the receipt waits for its review verdicts
                 self._exits.remove((t_exit, s))
                 self._issue(s)
 
-    def _issue(self, s: Session) -> None:
-        s.state = SessionState.CLOSED
-        self.receipts.append(
-            build_receipt(s, self.ledger.entries(s.session_id), self.store, self._reviewed)
+    # ---- review ------------------------------------------------------------------------------
+
+    def resolve(self, case_id: str, verdict: Verdict) -> list[CartEntry]:
+        """Apply a reviewer's verdict: correcting ledger lines (never edits), the plate
+        inventory follows; a held receipt is released, an issued one is re-issued.
+        Returns the correcting lines."""
+        case = self.cases.get(case_id)
+        if case is None:
+            raise KeyError(f"no review case {case_id!r}")
+        if not case.open:
+            raise ValueError(f"review case {case_id!r} was already resolved")
+        for sid in verdict.shares:
+            if sid not in self.book.sessions:
+                raise KeyError(f"verdict names unknown session {sid!r}")
+        ev = case.event
+        sign = 1 if ev.kind == "pick" else -1
+        fixes = []
+        for sid, diff in sorted(corrections(case.decided, verdict).items()):
+            for pid, q in sorted(diff.items()):
+                entry = CartEntry(sid, pid, sign * q, ev.t_end, ev.event_id, 1.0,
+                                  (ev.event_id, f"review:{verdict.reviewer}"))
+                self.ledger.append(entry)
+                self.shelf.apply(ev.event_id, pid, -sign * q)
+                fixes.append(entry)
+        case.verdict = verdict
+        self._reviewed.discard(case_id)
+        for sid in case.sessions + tuple(verdict.shares):
+            s = self.book.sessions[sid]
+            if s.state == SessionState.CLOSED:
+                self._issue(s)  # the corrected receipt
+        self._close_ready(self._now)
+        return fixes
+
+    def _open_case(
+        self, d: Decision, shares: dict[str, tuple[tuple[str, int], ...]],
+        cands: dict[str, list[Track]],
+    ) -> None:
+        ev = d.attribution.event
+        self._reviewed.add(ev.event_id)
+        pad = self.config.evidence_pad_s
+        t0, t1 = ev.t_start - pad, ev.t_end + pad
+        near = tuple(s for s, p in d.attribution.scores if p >= 0.01) or tuple(shares)
+        self.cases[ev.event_id] = ReviewCase(
+            case_id=ev.event_id, event=ev, decided=dict(shares), reasons=d.reasons,
+            evidence=Evidence(self._weights(ev.plate_ids, t0, t1), ev.hypotheses,
+                              hand_traces(d.attribution, cands, t0, t1)),
+            sessions=tuple(sorted(set(shares) | set(near))), opened_at=self._now,
         )
+
+    def _keep(self, block: PlateBlock, now: float) -> None:
+        if block.t.shape[0]:
+            self._recent.append(block)
+        while self._recent and self._recent[0].t[-1] < now - self.config.evidence_keep_s:
+            self._recent.popleft()
+
+    def _weights(self, plate_ids: tuple[str, ...], t0: float, t1: float) -> WeightTrace | None:
+        """The event's plates' samples within [t0, t1] from the kept blocks."""
+        ts, gs = [], []
+        for b in self._recent:
+            if b.t[-1] < t0 or b.t[0] > t1:
+                continue
+            cols = [b.plate_ids.index(p) for p in plate_ids if p in b.plate_ids]
+            m = (b.t >= t0) & (b.t <= t1)
+            ts.append(b.t[m])
+            gs.append(b.grams[m][:, cols])
+        if not ts:
+            return None
+        return WeightTrace(np.concatenate(ts), np.concatenate(gs), plate_ids)
+
+    def _issue(self, s: Session) -> None:
+        """Issue (or, after a verdict, re-issue as the next revision) a session's receipt."""
+        s.state = SessionState.CLOSED
+        prev = self.receipts.get(s.session_id)
+        r = build_receipt(s, self.ledger.entries(s.session_id), self.store, self._reviewed,
+                          revision=0 if prev is None else prev.revision + 1)
+        self.receipts[s.session_id] = r
+        self.issued.append(r)
+
+
+def _attribution_reasons(att: Attribution) -> tuple[str, ...]:
+    if att.session_id is None:
+        return ("no shopper's hand was near the plate",)
+    if att.needs_review:
+        return (f"shopper uncertain (confidence {att.confidence:.2f})",)
+    return ()

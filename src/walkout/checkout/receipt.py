@@ -32,13 +32,14 @@ class Receipt:
     entered_at: float
     exited_at: float | None
     needs_review: bool
+    revision: int = 0  # 0 first issue; +1 for each correction after a review verdict
 
     def counts(self) -> dict[str, int]:
         return {line.product_id: line.quantity for line in self.lines}
 
 
 def build_receipt(session: Session, entries: list[CartEntry], store: Store,
-                  reviewed: set[str] | None = None) -> Receipt:
+                  reviewed: set[str] | None = None, revision: int = 0) -> Receipt:
     """Receipt of ``session`` from its ledger entries; lines with net quantity > 0 only."""
     held = fold(entries).get(session.session_id, {})
     prov: dict[str, list[str]] = defaultdict(list)
@@ -57,4 +58,5 @@ def build_receipt(session: Session, entries: list[CartEntry], store: Store,
         session_id=session.session_id, credential=session.credential, currency=store.currency,
         lines=tuple(lines), total=sum((ln.amount for ln in lines), Decimal("0")),
         entered_at=session.entered_at, exited_at=session.exited_at, needs_review=review,
+        revision=revision,
     )
