@@ -5,6 +5,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 .venv/bin/ruff check src tests scripts || { echo "ruff found problems" >&2; exit 1; }
+# PostgreSQL for the storage and service tests (started here, stopped on any exit)
+export WALKOUT_TEST_PG_URL
+WALKOUT_TEST_PG_URL=$(bash scripts/services.sh start postgres) \
+  || { echo "could not start PostgreSQL (scripts/services.sh)" >&2; exit 1; }
+trap 'bash scripts/services.sh stop postgres' EXIT
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -365,5 +365,51 @@ def bench_tracking(
     _print_json(figures, json_path)
 
 
+@app.command()
+def serve(
+    db: Annotated[str | None, typer.Option("--db", help="database URL (env WALKOUT_DB_URL; "
+                                           "default sqlite:///walkout.db)")] = None,
+    store: StoreOpt = "small",
+    source: Annotated[str, typer.Option(help="sim: simulated shoppers; recording: --recording")]
+    = "sim",
+    recording: Annotated[Path | None, typer.Option(help="recording directory (--source "
+                                                   "recording)")] = None,
+    shoppers: Annotated[int, typer.Option(help="simulated shoppers (--source sim)")] = 20,
+    seed: SeedOpt = 1,
+    speed: Annotated[float, typer.Option(help="1 = real time; 0 = as fast as possible")] = 1.0,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Run the store service (FastAPI) with the engine live on a source."""
+    import uvicorn
+
+    from walkout.service.app import create_app
+    from walkout.service.runner import LiveRunner
+    from walkout.service.settings import ServiceSettings
+    from walkout.sources.recording import RecordingError, Sensors, load_sensors
+
+    overrides = {"db_url": db} if db else {}
+    settings = ServiceSettings(store=store, **overrides)  # type: ignore[arg-type]
+    if source == "recording":
+        if recording is None:
+            err.print("[red]error:[/] --source recording needs --recording DIR")
+            raise typer.Exit(2)
+        try:
+            sensors = load_sensors(recording)
+        except (RecordingError, StoreFileError) as e:
+            err.print(f"[red]error:[/] {e}")
+            raise typer.Exit(2) from e
+        name = f"recording:{recording.resolve().name}"
+    elif source == "sim":
+        sensors = Sensors.from_session(_simulate(_store(store), shoppers, seed, None))
+        name = f"sim:{store}:{shoppers}:{seed}"
+    else:
+        err.print(f"[red]error:[/] unknown source {source!r}: use sim or recording")
+        raise typer.Exit(2)
+    runner = LiveRunner(sensors, name, speed=speed or None)
+    api = create_app(settings, store=sensors.store, background=runner)
+    uvicorn.run(api, host=host, port=port, log_level="info")
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,311 @@
+"""The FastAPI app factory: every dependency comes in as an argument, nothing is global.
+
+(No ``from __future__ import annotations`` here: FastAPI must see the role aliases that
+``create_app`` defines locally as real objects, not strings.)
+
+Routes are thin: they authorise, validate and call the domain modules (``entry``,
+``checkout``, ``accounts``), which own the transactions. Every route needs a bearer token
+except ``GET /health`` and ``POST /v1/accounts`` (sign-up); ``test_security`` walks the route
+table to keep it that way.
+"""
+
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from walkout.service import accounts, checkout, entry, redact
+from walkout.service.clock import Clock, SystemClock
+from walkout.service.db import make_engine, session_factory, upgrade
+from walkout.service.deps import Deps
+from walkout.service.errors import ServiceError, not_found
+from walkout.service.mail import Mailer, OutboxMailer
+from walkout.service.models import (
+    Account,
+    ApiToken,
+    CartLine,
+    Dispute,
+    Receipt,
+    ReceiptLine,
+    Visit,
+)
+from walkout.service.money import Money
+from walkout.service.payments.base import PaymentProvider
+from walkout.service.payments.ledger import LedgerProvider
+from walkout.service.ratelimit import RateLimiter
+from walkout.service.schemas import (
+    AccountCreated,
+    AdmissionOut,
+    CardTap,
+    CartLinesIn,
+    CartLinesOut,
+    DisputeOut,
+    EntryCodeOut,
+    ExitOut,
+    MoneyOut,
+    NewAccount,
+    NewDispute,
+    NewPaymentMethod,
+    NewStaff,
+    QrScan,
+    ReceiptLineOut,
+    ReceiptOut,
+    VisitOut,
+)
+from walkout.service.security import Principal, Role, authenticate, authorize, hash_token
+from walkout.service.settings import ServiceSettings
+from walkout.store import load_store
+from walkout.store.model import Store
+
+log = logging.getLogger("walkout.service")
+
+PUBLIC_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/accounts")})
+
+
+def _money(m: Money) -> MoneyOut:
+    return MoneyOut(amount=str(m.amount), currency=m.currency)
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    engine: Engine | None = None,
+    sessions: sessionmaker[Session] | None = None,
+    clock: Clock | None = None,
+    provider: PaymentProvider | None = None,
+    mailer: Mailer | None = None,
+    store: Store | None = None,
+    migrate: bool = True,
+    background: Callable[[Deps, threading.Event], None] | None = None,
+) -> FastAPI:
+    """Build the service. Anything not given is made from ``settings`` (SQLite file, ledger
+    provider, system clock, in-memory outbox). ``background`` runs in a thread for the app's
+    lifetime (the live engine runner) and is told to stop through the event."""
+    redact.install()
+    engine = engine or make_engine(settings.db_url)
+    if migrate:
+        upgrade(engine)
+    sessions = sessions or session_factory(engine)
+    clock = clock or SystemClock()
+    if provider is None:
+        if settings.payment_provider != "ledger":
+            raise ValueError(f"payment provider {settings.payment_provider!r} must be passed in")
+        provider = LedgerProvider(sessions, clock)
+    deps = Deps(settings, sessions, clock, provider, mailer or OutboxMailer(),
+                store or load_store(settings.store))
+    code_limit = RateLimiter(clock, settings.entry_codes_per_minute, 60.0, "entry codes")
+    dispute_limit = RateLimiter(clock, settings.disputes_per_hour, 3600.0, "disputes")
+    if settings.bootstrap_admin_token is not None:
+        _bootstrap_admin(deps, settings.bootstrap_admin_token.get_secret_value())
+    entry.resume_authorizing(deps)
+    checkout.resume_checkouts(deps)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        th = None
+        if background is not None:
+            th = threading.Thread(target=background, args=(deps, stop), name="engine",
+                                  daemon=True)
+            th.start()
+        yield
+        stop.set()
+        if th is not None:
+            th.join(timeout=30)
+
+    app = FastAPI(title="walkout store service", version="1", lifespan=lifespan)
+    app.state.deps = deps
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, e: ServiceError) -> JSONResponse:
+        return JSONResponse({"error": e.code, "detail": e.detail}, status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        # name the field and the problem; never echo the input (it may be a card number)
+        problems = [f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
+        return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems)},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return JSONResponse({"error": code, "detail": str(e.detail)}, status_code=e.status_code)
+
+    def need(*roles: Role) -> Callable[..., Principal]:
+        allowed = frozenset(roles)
+
+        def dep(authorization: Annotated[str | None, Header()] = None) -> Principal:
+            with sessions() as s:
+                p = authenticate(s, authorization)
+            authorize(p, allowed)
+            return p
+
+        return dep
+
+    Shopper = Annotated[Principal, Depends(need(Role.SHOPPER))]
+    Operator = Annotated[Principal, Depends(need(Role.OPERATOR))]
+    Admin = Annotated[Principal, Depends(need(Role.ADMIN))]
+    Anyone = Annotated[Principal, Depends(need(Role.SHOPPER, Role.OPERATOR))]
+
+    # ---- public ----------------------------------------------------------------------------
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/accounts", status_code=201)
+    def sign_up(body: NewAccount) -> AccountCreated:
+        account_id, token = accounts.create_shopper(deps, body.email, body.name)
+        log.info("account created: %s", account_id)
+        return AccountCreated(account_id=account_id, token=token)
+
+    # ---- shopper ---------------------------------------------------------------------------
+
+    @app.get("/v1/me")
+    def me(p: Shopper) -> dict[str, Any]:
+        with sessions() as s:
+            a = s.get(Account, p.account_id)
+            assert a is not None
+            return {"account_id": a.id, "kind": a.kind, "email": a.email,
+                    "name": a.display_name}
+
+    @app.post("/v1/me/payment-methods", status_code=201)
+    def add_method(body: NewPaymentMethod, p: Shopper) -> dict[str, str]:
+        return {"payment_method_id": accounts.add_payment_method(
+            deps, p.account_id, body.provider_ref, body.label)}
+
+    @app.post("/v1/me/entry-code")
+    def entry_code(p: Shopper) -> EntryCodeOut:
+        code_limit.hit(p.account_id)
+        issued = entry.issue_code(deps, p.account_id)
+        return EntryCodeOut(code=issued.code, expires_in_s=issued.expires_in_s)
+
+    @app.get("/v1/receipts/{receipt_id}")
+    def get_receipt(receipt_id: str, p: Anyone) -> ReceiptOut:
+        with sessions() as s:
+            r = s.get(Receipt, receipt_id)
+            v = s.get(Visit, r.visit_id) if r else None
+            if r is None or v is None or (p.role == Role.SHOPPER and v.account_id != p.account_id):
+                raise not_found("receipt")  # another shopper's receipt does not exist for you
+            lines = s.scalars(select(ReceiptLine).where(ReceiptLine.receipt_id == r.id)
+                              .order_by(ReceiptLine.position)).all()
+            return ReceiptOut(
+                receipt_id=r.id, visit_id=r.visit_id, currency=r.currency,
+                total=str(Money(Decimal(r.total), r.currency).amount),
+                needs_review=r.needs_review,
+                lines=[ReceiptLineOut(product_id=ln.product_id, name=ln.name,
+                                      quantity=ln.quantity,
+                                      unit_price=str(Money(Decimal(ln.unit_price),
+                                                           r.currency).amount),
+                                      amount=str(Money(Decimal(ln.amount), r.currency).amount))
+                       for ln in lines])
+
+    @app.post("/v1/disputes", status_code=201)
+    def open_dispute(body: NewDispute, p: Shopper) -> DisputeOut:
+        dispute_limit.hit(p.account_id)
+        with sessions.begin() as s:
+            r = s.get(Receipt, body.receipt_id)
+            v = s.get(Visit, r.visit_id) if r else None
+            if r is None or v is None or v.account_id != p.account_id:
+                raise not_found("receipt")
+            line = s.scalar(select(ReceiptLine).where(ReceiptLine.receipt_id == r.id,
+                                                      ReceiptLine.product_id == body.product_id))
+            if line is None:
+                raise ServiceError(422, "no_such_line",
+                                   f"receipt has no line for product {body.product_id!r}")
+            if body.quantity > line.quantity:
+                raise ServiceError(422, "too_many",
+                                   f"the line has {line.quantity}, cannot dispute "
+                                   f"{body.quantity}")
+            if s.scalar(select(Dispute.id).where(Dispute.receipt_id == r.id,
+                                                 Dispute.product_id == body.product_id)):
+                raise ServiceError(409, "already_disputed", "this line is already disputed")
+            dsp = Dispute(receipt_id=r.id, account_id=p.account_id, product_id=body.product_id,
+                          quantity=body.quantity, reason=body.reason, state="open",
+                          created_at=clock.now())
+            s.add(dsp)
+            s.flush()
+            return DisputeOut(dispute_id=dsp.id, state=dsp.state)
+
+    # ---- gates and store staff ---------------------------------------------------------------
+
+    def _admission(a: entry.Admission) -> AdmissionOut:
+        return AdmissionOut(visit_id=a.visit_id, credential=a.credential,
+                            party_size=a.party_size, hold=_money(a.hold))
+
+    @app.post("/v1/gates/{gate_id}/scan", status_code=201)
+    def scan(gate_id: str, body: QrScan, _: Operator) -> AdmissionOut:
+        _gate(deps, gate_id)
+        return _admission(entry.admit_qr(deps, body.code, gate_id, body.party_size))
+
+    @app.post("/v1/gates/{gate_id}/card", status_code=201)
+    def card(gate_id: str, body: CardTap, _: Operator) -> AdmissionOut:
+        _gate(deps, gate_id)
+        return _admission(entry.admit_card(deps, body.card_token, gate_id, body.email,
+                                           body.party_size))
+
+    @app.get("/v1/visits/{visit_id}")
+    def get_visit(visit_id: str, p: Anyone) -> VisitOut:
+        with sessions() as s:
+            v = s.get(Visit, visit_id)
+            if v is None or (p.role == Role.SHOPPER and v.account_id != p.account_id):
+                raise not_found("visit")
+            n = s.scalar(select(func.count()).select_from(CartLine)
+                         .where(CartLine.visit_id == visit_id)) or 0
+            return VisitOut(visit_id=v.id, state=v.state, party_size=v.party_size,
+                            gate_id=v.gate_id, lines=n)
+
+    @app.post("/v1/visits/{visit_id}/cart-lines")
+    def cart_lines(visit_id: str, body: CartLinesIn, _: Operator) -> CartLinesOut:
+        added = checkout.add_lines(deps, visit_id, [
+            checkout.LineRequest(ln.line_key, ln.product_id, ln.quantity, ln.event_id,
+                                 ln.confidence, ln.t) for ln in body.lines])
+        return CartLinesOut(added=added)
+
+    @app.post("/v1/visits/{visit_id}/exit")
+    def exit_(visit_id: str, _: Operator) -> ExitOut:
+        r = checkout.exit_visit(deps, visit_id)
+        return ExitOut(visit_id=r.visit_id, state=r.state, receipt_id=r.receipt_id,
+                       total=_money(r.total), charged=_money(r.charged))
+
+    @app.get("/v1/disputes")
+    def list_disputes(_: Operator) -> list[dict[str, Any]]:
+        with sessions() as s:
+            return [{"dispute_id": d.id, "receipt_id": d.receipt_id, "product_id": d.product_id,
+                     "quantity": d.quantity, "state": d.state}
+                    for d in s.scalars(select(Dispute).order_by(Dispute.created_at))]
+
+    # ---- admin -------------------------------------------------------------------------------
+
+    @app.post("/v1/admin/staff", status_code=201)
+    def new_staff(body: NewStaff, _: Admin) -> AccountCreated:
+        account_id, token = accounts.create_staff(deps, Role(body.role), body.name)
+        return AccountCreated(account_id=account_id, token=token)
+
+    return app
+
+
+def _gate(d: Deps, gate_id: str) -> None:
+    gates = {g.id for g in d.store.gates if g.kind == "entry"}
+    if gate_id not in gates:
+        raise ServiceError(404, "unknown_gate",
+                           f"no entry gate {gate_id!r} in store {d.store.name!r}")
+
+
+def _bootstrap_admin(d: Deps, token: str) -> None:
+    """First start: an admin with the configured token (later starts find it and do nothing)."""
+    with d.sessions() as s:
+        if s.scalar(select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))):
+            return
+    accounts.create_staff(d, Role.ADMIN, "bootstrap admin", token)

@@ -1,0 +1,169 @@
+"""Cart lines in, money out: the visit's ledger, its receipt and its capture or release.
+
+Lines are committed before they are acknowledged and are unique per (visit, line key), so a
+line delivered twice or replayed after a restart is stored once. Exit follows the same
+three-step pattern as entry: (1) one transaction freezes the receipt from the committed lines
+and writes a pending capture (or release) charge; (2) the provider call, outside any
+transaction, with the visit's idempotency key; (3) its record. :func:`resume_checkouts` redoes
+step 2-3 for visits a crash left in ``checking_out`` — the key makes that charge once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from walkout.service.carts import LineIn, cart_total, receipt_lines
+from walkout.service.deps import Deps
+from walkout.service.errors import ServiceError, not_found
+from walkout.service.models import CartLine, Charge, Receipt, ReceiptLine, Visit
+from walkout.service.money import Money
+from walkout.service.payments.base import PaymentError
+
+
+@dataclass(frozen=True, slots=True)
+class LineRequest:
+    line_key: str
+    product_id: str
+    quantity: int
+    event_id: str
+    confidence: float = 1.0
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExitResult:
+    visit_id: str
+    state: str
+    receipt_id: str
+    total: Money
+    charged: Money
+
+
+def insert_ignore(s: Session, model: type, values: list[dict[str, object]],
+                  keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING, on SQLite and PostgreSQL alike."""
+    if not values:
+        return
+    ins = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    s.execute(ins(model).values(values).on_conflict_do_nothing(index_elements=keys))
+
+
+def add_lines(d: Deps, visit_id: str, lines: list[LineRequest]) -> int:
+    """Commit cart lines of an open visit; returns how many were new (duplicates are no-ops)."""
+    products = d.store.products
+    for ln in lines:
+        if ln.product_id not in products:
+            raise ServiceError(422, "unknown_product", f"unknown product {ln.product_id!r}")
+        if ln.quantity == 0:
+            raise ServiceError(422, "zero_quantity", "quantity must not be 0")
+    now = d.clock.now()
+    with d.sessions.begin() as s:
+        v = s.get(Visit, visit_id, with_for_update=True)
+        if v is None:
+            raise not_found("visit")
+        if v.state != "open":
+            raise ServiceError(409, "visit_not_open", f"visit is {v.state}: its cart is closed")
+        before = _count(s, visit_id)
+        insert_ignore(s, CartLine, [
+            {"visit_id": visit_id, "line_key": ln.line_key, "product_id": ln.product_id,
+             "name": products[ln.product_id].name, "quantity": ln.quantity,
+             "unit_price": products[ln.product_id].price, "currency": v.currency,
+             "event_id": ln.event_id, "confidence": ln.confidence, "t": ln.t, "recorded_at": now}
+            for ln in lines], ["visit_id", "line_key"])
+        return _count(s, visit_id) - before
+
+
+def _count(s: Session, visit_id: str) -> int:
+    return len(s.scalars(select(CartLine.id).where(CartLine.visit_id == visit_id)).all())
+
+
+def visit_lines(s: Session, visit_id: str) -> list[LineIn]:
+    rows = s.scalars(select(CartLine).where(CartLine.visit_id == visit_id).order_by(CartLine.id))
+    return [LineIn(r.product_id, r.name, r.quantity, Decimal(r.unit_price), r.currency,
+                   r.event_id) for r in rows]
+
+
+def exit_visit(d: Deps, visit_id: str, needs_review: bool = False) -> ExitResult:
+    """Close the visit: receipt from the committed ledger, then capture it (or release)."""
+    now = d.clock.now()
+    with d.sessions.begin() as s:
+        v = s.get(Visit, visit_id, with_for_update=True)
+        if v is None:
+            raise not_found("visit")
+        if v.state in ("authorizing", "refused"):
+            raise ServiceError(409, "visit_not_open", f"visit is {v.state}")
+        if v.state == "open":
+            _freeze(d, s, v, needs_review)
+            v.state, v.exited_at = "checking_out", now
+    return _settle(d, visit_id)
+
+
+def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> None:
+    lines = visit_lines(s, v.id)
+    rlines = receipt_lines(lines, v.currency)
+    total = cart_total(lines, v.currency)
+    rec = Receipt(visit_id=v.id, currency=v.currency, total=total.amount,
+                  needs_review=needs_review, issued_at=d.clock.now())
+    s.add(rec)
+    s.flush()
+    for i, rl in enumerate(rlines):
+        s.add(ReceiptLine(receipt_id=rec.id, position=i, product_id=rl.product_id, name=rl.name,
+                          quantity=rl.quantity, unit_price=rl.unit_price.amount,
+                          amount=rl.amount.amount, events=json.dumps(list(rl.events))))
+    hold = Money(Decimal(v.hold_amount), v.currency)
+    kind = "release" if total.is_zero else "capture"
+    amount = min(total, hold) if kind == "capture" else hold
+    s.add(Charge(visit_id=v.id, kind=kind, idempotency_key=f"visit:{v.id}:{kind}",
+                 provider=d.provider.name, amount=amount.amount, currency=v.currency,
+                 status="pending", created_at=d.clock.now()))
+
+
+def _settle(d: Deps, visit_id: str) -> ExitResult:
+    with d.sessions() as s:
+        v = s.get(Visit, visit_id)
+        rec = s.scalar(select(Receipt).where(Receipt.visit_id == visit_id))
+        ch = s.scalar(select(Charge).where(Charge.visit_id == visit_id,
+                                           Charge.kind.in_(("capture", "release"))))
+        assert v is not None and rec is not None and ch is not None
+        auth_id, state, total = v.auth_id, v.state, Money(Decimal(rec.total), rec.currency)
+        kind, amount, key = ch.kind, Money(Decimal(ch.amount), ch.currency), ch.idempotency_key
+        review = rec.needs_review or (kind == "capture" and amount < total)
+    charged = amount if kind == "capture" else Money.zero(total.currency)
+    if state != "checking_out":  # settled before: answer as then
+        return ExitResult(visit_id, state, rec.id, total, charged)
+    assert auth_id is not None
+    try:
+        if kind == "capture":
+            ref: str | None = d.provider.capture(auth_id, amount, key).capture_id
+        else:
+            d.provider.release(auth_id, key)
+            ref = None
+    except PaymentError as e:
+        with d.sessions.begin() as s:
+            s.execute(update(Charge).where(Charge.idempotency_key == key)
+                      .values(status="failed", error=e.reason[:300]))
+            s.execute(update(Visit).where(Visit.id == visit_id).values(state="in_review"))
+        return ExitResult(visit_id, "in_review", rec.id, total, Money.zero(total.currency))
+    final = "in_review" if review else ("charged" if kind == "capture" else "released")
+    with d.sessions.begin() as s:
+        s.execute(update(Charge).where(Charge.idempotency_key == key)
+                  .values(status="succeeded", provider_ref=ref))
+        s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "checking_out")
+                  .values(state=final))
+    return ExitResult(visit_id, final, rec.id, total, charged)
+
+
+def resume_checkouts(d: Deps) -> int:
+    """Settle visits a crash left between their frozen receipt and the provider's answer."""
+    with d.sessions() as s:
+        ids = list(s.scalars(select(Visit.id).where(Visit.state == "checking_out")))
+    for vid in ids:
+        _settle(d, vid)
+    return len(ids)

@@ -1,0 +1,302 @@
+"""The service's tables, as typed SQLAlchemy 2 models.
+
+Money columns are ``Numeric(14, 4)`` beside a ``currency`` column: exact on SQLite and
+PostgreSQL alike. Everything that must not happen twice (a charge, a ledger transaction, a cart
+line, an engine event, an entry code's use) has a UNIQUE constraint, so the database, not the
+code path, is what makes retries and duplicated messages safe. The Alembic migrations in
+``migrations/versions`` create exactly these tables; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MONEY = Numeric(14, 4, asdecimal=True)
+
+
+def new_id() -> str:
+    """Random public id: not guessable, so ids in URLs leak nothing."""
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: DateTime(timezone=True)}  # noqa: RUF012
+
+
+# ---- people and credentials -------------------------------------------------------------------
+
+
+class Account(Base):
+    """A shopper (with the app), a card-only guest (identity = card token) or a staff member."""
+
+    __tablename__ = "accounts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(16))  # app | card | staff
+    role: Mapped[str] = mapped_column(String(16))  # shopper | operator | admin
+    email: Mapped[str | None] = mapped_column(String(320))
+    display_name: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime]
+    __table_args__ = (
+        CheckConstraint("role IN ('shopper', 'operator', 'admin')", name="role"),
+        CheckConstraint("kind IN ('app', 'card', 'staff')", name="kind"),
+    )
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is stored, so a database leak yields no usable token."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class PaymentMethod(Base):
+    """A provider token for a payer's method (never a card number); ``last4`` for display."""
+
+    __tablename__ = "payment_methods"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_ref: Mapped[str] = mapped_column(String(255))
+    label: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("provider", "provider_ref"),)
+
+
+class EntryCode(Base):
+    """An issued entry QR code's nonce; ``used_at`` set once, atomically, when it is scanned."""
+
+    __tablename__ = "entry_codes"
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    visit_id: Mapped[str | None] = mapped_column(String(32))
+
+
+# ---- visits, the engine's log and carts --------------------------------------------------------
+
+
+class Visit(Base):
+    """One admission at the gate: a party of ``party_size`` sharing one payer.
+
+    ``credential`` is what the engine's ``GateEvent`` carries, so engine sessions map to visits.
+    States: authorizing → open → checking_out → charged | released | in_review | disputed;
+    refused when the pre-authorisation failed.
+    """
+
+    __tablename__ = "visits"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    credential: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    payment_method_id: Mapped[str] = mapped_column(ForeignKey("payment_methods.id"))
+    gate_id: Mapped[str] = mapped_column(String(64))
+    party_size: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    hold_amount: Mapped[Decimal] = mapped_column(MONEY)
+    auth_id: Mapped[str | None] = mapped_column(String(128))
+    engine_session_id: Mapped[str | None] = mapped_column(String(64))
+    entered_at: Mapped[datetime]
+    exited_at: Mapped[datetime | None]
+    __table_args__ = (
+        CheckConstraint("party_size >= 1 AND party_size <= 20", name="party_size"),
+        Index("ix_visits_account_state", "account_id", "state"),
+    )
+
+
+class EngineEvent(Base):
+    """Append-only log of what the engine consumed and produced; (source, seq) is unique so a
+    re-delivered or replayed event is a no-op. ``payload`` is JSON text."""
+
+    __tablename__ = "engine_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    t: Mapped[float] = mapped_column(Float)
+    payload: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("source", "seq", name="uq_engine_events_source_seq"),)
+
+
+class RunnerCheckpoint(Base):
+    """How far the live engine got on a source: every output up to ``chunk`` is committed."""
+
+    __tablename__ = "runner_checkpoints"
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer)
+    t: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime]
+
+
+class CartLine(Base):
+    """One append-only cart-ledger line of a visit: +q for a pick, -q for a put-back.
+
+    ``line_key`` (the shelf event and product) is unique per visit: the same line delivered
+    twice, or replayed after a restart, is stored once.
+    """
+
+    __tablename__ = "cart_lines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    visit_id: Mapped[str] = mapped_column(ForeignKey("visits.id"), index=True)
+    line_key: Mapped[str] = mapped_column(String(160))
+    product_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(MONEY)
+    currency: Mapped[str] = mapped_column(String(3))
+    event_id: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    t: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[datetime]
+    __table_args__ = (
+        UniqueConstraint("visit_id", "line_key", name="uq_cart_lines_visit_key"),
+        CheckConstraint("quantity <> 0", name="quantity"),
+    )
+
+
+# ---- charges and the built-in ledger provider --------------------------------------------------
+
+
+class Charge(Base):
+    """The service's record of one provider call (pre-auth, capture, release, refund)."""
+
+    __tablename__ = "charges"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    visit_id: Mapped[str] = mapped_column(ForeignKey("visits.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_ref: Mapped[str | None] = mapped_column(String(128))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed
+    error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+    __table_args__ = (
+        CheckConstraint("kind IN ('preauth', 'capture', 'release', 'refund')", name="kind"),
+    )
+
+
+class LedgerAccount(Base):
+    """An account of the built-in provider's double-entry ledger (payer, hold, store)."""
+
+    __tablename__ = "ledger_accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class LedgerTransaction(Base):
+    """One money movement. ``idempotency_key`` is unique (a retry returns this row);
+    ``closes`` is unique too, so an authorisation is captured or released at most once even
+    under two different keys."""
+
+    __tablename__ = "ledger_transactions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ref: Mapped[str] = mapped_column(String(64), unique=True)  # auth_/cap_/rel_/ref_ id
+    kind: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    parent_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    closes: Mapped[str | None] = mapped_column(String(64), unique=True)
+    payer_ref: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime]
+
+
+class LedgerPosting(Base):
+    """One side of a transaction; per transaction the debits equal the credits."""
+
+    __tablename__ = "ledger_postings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    side: Mapped[str] = mapped_column(String(6))  # debit | credit
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    currency: Mapped[str] = mapped_column(String(3))
+    __table_args__ = (
+        CheckConstraint("side IN ('debit', 'credit')", name="side"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+
+# ---- after the visit ---------------------------------------------------------------------------
+
+
+class Receipt(Base):
+    """A visit's receipt; lines and total are fixed at issue (the ledger stays the truth)."""
+
+    __tablename__ = "receipts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    visit_id: Mapped[str] = mapped_column(ForeignKey("visits.id"), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[Decimal] = mapped_column(MONEY)
+    needs_review: Mapped[bool]
+    issued_at: Mapped[datetime]
+    emailed_to: Mapped[str | None] = mapped_column(String(320))
+    emailed_at: Mapped[datetime | None]
+
+
+class ReceiptLine(Base):
+    __tablename__ = "receipt_lines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    product_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(MONEY)
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    events: Mapped[str] = mapped_column(Text)  # JSON list of shelf event ids (provenance)
+    __table_args__ = (UniqueConstraint("receipt_id", "position"),)
+
+
+class Dispute(Base):
+    """A shopper contesting one receipt line; resolved by an operator, refunds via provider."""
+
+    __tablename__ = "disputes"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    product_id: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(1000))
+    state: Mapped[str] = mapped_column(String(16))  # open | refunded | rejected
+    refund_amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    created_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    __table_args__ = (UniqueConstraint("receipt_id", "product_id", name="uq_disputes_line"),)

@@ -1,0 +1,23 @@
+"""Payment providers: the interface (`base`) and one adapter per file (`ledger`, `stripe`)."""
+
+from walkout.service.payments.base import (
+    Authorization,
+    Capture,
+    IdempotencyConflict,
+    PaymentDeclined,
+    PaymentError,
+    PaymentProvider,
+    Refund,
+    UnknownPayment,
+)
+
+__all__ = [
+    "Authorization",
+    "Capture",
+    "IdempotencyConflict",
+    "PaymentDeclined",
+    "PaymentError",
+    "PaymentProvider",
+    "Refund",
+    "UnknownPayment",
+]

@@ -1,0 +1,76 @@
+"""Keep personal and card data out of logs, whatever a log call passes.
+
+A log record is rendered and scrubbed when it is created (a record factory), so no handler,
+formatter or third-party logger (uvicorn's access log included) ever sees the raw text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_PAN = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")  # 13-19 digits, maybe grouped
+_SECRETS = re.compile(  # bearer tokens, entry codes, provider tokens (a card token is an identity)
+    r"\b(?:wo_[A-Za-z0-9_-]{16,}|wo1\.[A-Za-z0-9._-]+|(?:tok|pm|cus)_[A-Za-z0-9_]+)"
+)
+_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+
+
+def redact(text: str) -> str:
+    """``text`` with e-mail addresses, card numbers, tokens and entry codes masked."""
+    text = _BEARER.sub(r"\1[token]", text)
+    text = _SECRETS.sub("[secret]", text)
+    text = _EMAIL.sub("[email]", text)
+    return _PAN.sub("[card]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A filter for handlers that do not go through :func:`install` (kept for explicit use)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _scrub(record)
+        return True
+
+
+def _scrub(record: logging.LogRecord) -> None:
+    """Scrub the message and each argument in place; argument shapes are kept, because some
+    formatters (uvicorn's access log) read ``record.args`` themselves."""
+    if isinstance(record.msg, str):
+        record.msg = redact(record.msg)
+    args = record.args
+    if isinstance(args, tuple):
+        record.args = tuple(_arg(a) for a in args)
+    elif isinstance(args, dict):
+        record.args = {k: _arg(v) for k, v in args.items()}
+    if record.exc_info and not record.exc_text:
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+
+
+def _arg(a: object) -> object:
+    if isinstance(a, str):
+        return redact(a)
+    if isinstance(a, int | float) or a is None:
+        return a if redact(str(a)) == str(a) else "[redacted]"
+    return redact(str(a))
+
+
+_installed = False
+
+
+def install() -> None:
+    """Scrub every log record of the process from now on (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _scrub(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed = True

@@ -1,0 +1,129 @@
+"""Request and response bodies of the API: strict (unknown fields are refused, with a message
+naming them), and money always as a decimal string beside its currency."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from walkout.service.accounts import refuse_card_number
+
+EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[A-Za-z]{2,}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class MoneyOut(Strict):
+    amount: str
+    currency: str
+
+
+class NewAccount(Strict):
+    email: str | None = Field(None, pattern=EMAIL, max_length=320)
+    name: str | None = Field(None, min_length=1, max_length=120)
+
+
+class AccountCreated(Strict):
+    account_id: str
+    token: str
+
+
+class NewPaymentMethod(Strict):
+    provider_ref: str = Field(min_length=3, max_length=255,
+                              description="the provider's token for the method, never a number")
+    label: str | None = Field(None, max_length=64)
+
+    _no_pan = field_validator("provider_ref")(refuse_card_number)
+
+
+class EntryCodeOut(Strict):
+    code: str
+    expires_in_s: float
+
+
+class QrScan(Strict):
+    code: str = Field(min_length=1, max_length=200)
+    party_size: int = Field(1, ge=1, le=20)
+
+
+class CardTap(Strict):
+    card_token: str = Field(min_length=3, max_length=255)
+    email: str | None = Field(None, pattern=EMAIL, max_length=320)
+    party_size: int = Field(1, ge=1, le=20)
+
+    _no_pan = field_validator("card_token")(refuse_card_number)
+
+
+class AdmissionOut(Strict):
+    visit_id: str
+    credential: str
+    party_size: int
+    hold: MoneyOut
+
+
+class CartLineIn(Strict):
+    line_key: str = Field(min_length=1, max_length=160)
+    product_id: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=-100, le=100)
+    event_id: str = Field(min_length=1, max_length=64)
+    confidence: float = Field(1.0, ge=0, le=1)
+    t: float = 0.0
+
+
+class CartLinesIn(Strict):
+    lines: list[CartLineIn] = Field(min_length=1, max_length=500)
+
+
+class CartLinesOut(Strict):
+    added: int
+
+
+class ExitOut(Strict):
+    visit_id: str
+    state: str
+    receipt_id: str
+    total: MoneyOut
+    charged: MoneyOut
+
+
+class VisitOut(Strict):
+    visit_id: str
+    state: str
+    party_size: int
+    gate_id: str
+    lines: int
+
+
+class ReceiptLineOut(Strict):
+    product_id: str
+    name: str
+    quantity: int
+    unit_price: str
+    amount: str
+
+
+class ReceiptOut(Strict):
+    receipt_id: str
+    visit_id: str
+    currency: str
+    total: str
+    needs_review: bool
+    lines: list[ReceiptLineOut]
+
+
+class NewDispute(Strict):
+    receipt_id: str = Field(min_length=1, max_length=32)
+    product_id: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(1, ge=1, le=100)
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+class DisputeOut(Strict):
+    dispute_id: str
+    state: str
+
+
+class NewStaff(Strict):
+    role: str = Field(pattern="^(operator|admin)$")
+    name: str | None = Field(None, max_length=120)

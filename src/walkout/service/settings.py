@@ -1,0 +1,35 @@
+"""Service settings: strict (unknown fields refused), from arguments or ``WALKOUT_*`` env."""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Everything `walkout serve` and `create_app` are configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="WALKOUT_", extra="forbid", frozen=True)
+
+    db_url: str = Field("sqlite:///walkout.db", description="SQLAlchemy URL: SQLite or PostgreSQL")
+    store: str = Field("small", description="shipped store name or store YAML path")
+    payment_provider: Literal["ledger", "stripe"] = Field(
+        "ledger", description="ledger: built-in double-entry ledger in the database"
+    )
+    entry_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
+        description="HMAC key of entry QR codes (set it, or codes die with the process)",
+    )
+    entry_code_ttl_s: float = Field(30.0, gt=0, le=300, description="QR code rotation period")
+    entry_code_grace_s: float = Field(5.0, ge=0, le=30, description="clock skew allowed")
+    entry_codes_per_minute: int = Field(6, ge=1, description="rate limit of code issuance")
+    disputes_per_hour: int = Field(5, ge=1, description="rate limit of disputes per account")
+    hold_per_person: Decimal = Field(Decimal("50.00"), gt=0, description="pre-auth per person")
+    max_party_size: int = Field(8, ge=1, le=20, description="largest group on one scan")
+    bootstrap_admin_token: SecretStr | None = Field(
+        None, description="creates an admin with this bearer token on start (first run)"
+    )

@@ -1,0 +1,66 @@
+"""Fixtures of the service tests: a fresh, migrated database per test, on SQLite and on the
+real PostgreSQL server that `scripts/test.sh` starts (``WALKOUT_TEST_PG_URL``)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from walkout.service.db import make_engine, normalise_url, upgrade
+from walkout.service.testing import Svc, make_svc
+
+PG_ENV = "WALKOUT_TEST_PG_URL"
+
+
+def _pg_admin_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.fail(
+            f"{PG_ENV} is not set: start PostgreSQL with `bash scripts/services.sh start postgres`"
+            f" and export {PG_ENV}=<the URL it prints> (scripts/test.sh does both), or deselect"
+            ' these tests with -m "not postgres"', pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty database of each kind, dropped after the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'walkout.db'}"
+        return
+    admin = create_engine(normalise_url(_pg_admin_url()), isolation_level="AUTOCOMMIT")
+    name = f"wt_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    base = admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield base
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A migrated engine on a fresh database."""
+    eng = make_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+# ---- the service, built from real components -------------------------------------------------
+
+
+@pytest.fixture
+def svc(engine: Engine) -> Iterator[Svc]:
+    s = make_svc(engine)
+    with s.client:
+        yield s
