@@ -1,0 +1,245 @@
+"""Stripe payment provider: PaymentIntents with manual capture, through the official library.
+
+Entry pre-authorises (a PaymentIntent confirmed off-session with ``capture_method="manual"``
+holds the money), exit captures the final amount (``amount_to_capture``; Stripe releases the
+rest of the hold), an empty cart cancels the intent, and disputes refund. Every call sends the
+caller's idempotency key as Stripe's ``Idempotency-Key``, so a retried call replays Stripe's
+first answer instead of moving money twice, and the same key with other parameters comes back
+as ``IdempotencyConflict``.
+
+Amounts cross the boundary as integers in Stripe's minor units, converted from ``Decimal``
+exactly: an amount finer than the currency allows is refused, never rounded.
+
+Webhooks are verified with ``stripe.Webhook.construct_event`` (HMAC signature and timestamp
+tolerance); a redelivered event id is reported once and then ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableSet
+from decimal import Decimal
+from typing import NoReturn
+
+import stripe
+
+from walkout.service.money import Money
+from walkout.service.payments.base import (
+    Authorization,
+    Capture,
+    IdempotencyConflict,
+    PaymentDeclined,
+    PaymentError,
+    Refund,
+    UnknownPayment,
+)
+
+#: Currencies Stripe takes in whole units (https://docs.stripe.com/currencies#zero-decimal).
+ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF",
+                          "UGX", "VND", "VUV", "XAF", "XOF", "XPF"})
+#: Currencies Stripe takes in thousandths (https://docs.stripe.com/currencies#three-decimal).
+THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+
+
+def stripe_exponent(currency: str) -> int:
+    """Decimal places of ``currency`` in Stripe's integer amounts (ISK and HUF stay at two)."""
+    cur = currency.upper()
+    return 0 if cur in ZERO_DECIMAL else 3 if cur in THREE_DECIMAL else 2
+
+
+def to_stripe_amount(money: Money) -> int:
+    """``money`` in Stripe's minor units; refuses (never rounds) an amount finer than that."""
+    units = money.amount.scaleb(stripe_exponent(money.currency))
+    if units != units.to_integral_value():
+        raise ValueError(f"{money} has more decimals than Stripe accepts for {money.currency}")
+    return int(units)
+
+
+def from_stripe_amount(units: int, currency: str) -> Money:
+    """Stripe's integer amount in ``currency`` (lower or upper case) as ``Money``."""
+    cur = currency.upper()
+    return Money(Decimal(units).scaleb(-stripe_exponent(cur)), cur)
+
+
+def _fail(e: stripe.StripeError, what: str) -> NoReturn:
+    """Raise the provider-neutral error for a Stripe error (messages carry no card data)."""
+    detail = f"{what}: {e.user_message or e.code or type(e).__name__}"
+    if isinstance(e, stripe.CardError):
+        decline = e.error.decline_code if e.error is not None else None
+        raise PaymentDeclined(f"{detail} ({decline or e.code})") from e
+    if isinstance(e, stripe.IdempotencyError):
+        raise IdempotencyConflict(detail) from e
+    if isinstance(e, stripe.InvalidRequestError) and e.code == "resource_missing":
+        raise UnknownPayment(detail) from e
+    if isinstance(e, stripe.APIConnectionError):
+        raise PaymentError(f"{what}: Stripe unreachable; retrying with the same idempotency key "
+                           "is safe") from e
+    raise PaymentError(detail) from e
+
+
+def _charge_id(intent: stripe.PaymentIntent) -> str:
+    """The charge a capture produced (refunds point at it), or the intent when it has none."""
+    charge = intent.latest_charge
+    if charge is None:
+        return intent.id
+    return charge if isinstance(charge, str) else charge.id
+
+
+def _split_payer(payer_ref: str) -> tuple[str | None, str]:
+    """``"cus_…:pm_…"`` or ``"pm_…"`` into (customer, payment method)."""
+    customer, sep, method = payer_ref.partition(":")
+    if not sep:
+        return None, customer
+    if not customer or not method:
+        raise ValueError(f"payer_ref must be 'pm_…' or 'cus_…:pm_…', got {payer_ref!r}")
+    return customer, method
+
+
+class StripeProvider:
+    """The ``PaymentProvider`` over Stripe. Takes a ready ``StripeClient`` so that tests (and
+    deployments with a proxy) choose its HTTP client."""
+
+    name = "stripe"
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_api_key(cls, api_key: str, *, http_client: stripe.HTTPClient | None = None,
+                     max_network_retries: int = 2) -> StripeProvider:
+        """A provider on its own ``StripeClient``; network retries are safe since every call
+        carries an idempotency key."""
+        return cls(stripe.StripeClient(api_key, http_client=http_client,
+                                       max_network_retries=max_network_retries))
+
+    def preauthorize(self, payer_ref: str, amount: Money, idempotency_key: str) -> Authorization:
+        """Hold ``amount`` on the payer's card: an off-session, manual-capture PaymentIntent."""
+        _need_key(idempotency_key)
+        if amount.amount <= 0:
+            raise ValueError(f"a pre-authorisation must be positive, got {amount}")
+        customer, method = _split_payer(payer_ref)
+        params: stripe.params.PaymentIntentCreateParams = {
+            "amount": to_stripe_amount(amount),
+            "currency": amount.currency.lower(),
+            "capture_method": "manual",
+            "confirm": True,
+            "off_session": True,
+            "payment_method": method,
+            "allowed_payment_method_types": ["card"],
+            # nobody is at a screen at the gate to answer 3-D Secure: fail instead of waiting
+            "error_on_requires_action": True,
+        }
+        if customer is not None:
+            params["customer"] = customer
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params, options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as e:
+            _fail(e, "pre-authorisation")
+        if intent.status != "requires_capture":
+            raise PaymentDeclined(f"pre-authorisation not held: intent {intent.id} is "
+                                  f"{intent.status}")
+        held = from_stripe_amount(intent.amount_capturable, intent.currency)
+        if held != amount:
+            raise PaymentError(f"pre-authorisation {intent.id} holds {held}, asked {amount}")
+        return Authorization(auth_id=intent.id, payer_ref=payer_ref, amount=held)
+
+    def capture(self, auth_id: str, amount: Money, idempotency_key: str) -> Capture:
+        """Take ``amount`` of the hold; Stripe releases the remainder in the same call."""
+        _need_key(idempotency_key)
+        if amount.amount <= 0:
+            raise ValueError(f"capture must be positive, got {amount}; release an empty cart")
+        try:
+            intent = self._client.v1.payment_intents.capture(
+                auth_id, {"amount_to_capture": to_stripe_amount(amount)},
+                options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as e:
+            _fail(e, f"capture of {auth_id}")
+        if intent.status != "succeeded":
+            raise PaymentError(f"capture of {auth_id} left the intent {intent.status}")
+        taken = from_stripe_amount(intent.amount_received, intent.currency)
+        if taken != amount:
+            raise PaymentError(f"capture of {auth_id} took {taken}, asked {amount}")
+        return Capture(capture_id=_charge_id(intent), auth_id=intent.id, amount=taken)
+
+    def release(self, auth_id: str, idempotency_key: str) -> None:
+        """Cancel the intent, which drops the hold on the card (nothing was taken)."""
+        _need_key(idempotency_key)
+        try:
+            intent = self._client.v1.payment_intents.cancel(
+                auth_id, {"cancellation_reason": "abandoned"},
+                options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as e:
+            _fail(e, f"release of {auth_id}")
+        if intent.status != "canceled":
+            raise PaymentError(f"release of {auth_id} left the intent {intent.status}")
+
+    def refund(self, capture_id: str, amount: Money, idempotency_key: str) -> Refund:
+        """Give back ``amount`` of a capture (a charge ``ch_…`` or an intent ``pi_…``)."""
+        _need_key(idempotency_key)
+        if amount.amount <= 0:
+            raise ValueError(f"a refund must be positive, got {amount}")
+        params: stripe.params.RefundCreateParams = {"amount": to_stripe_amount(amount)}
+        if capture_id.startswith("pi_"):
+            params["payment_intent"] = capture_id
+        else:
+            params["charge"] = capture_id
+        try:
+            refund = self._client.v1.refunds.create(
+                params, options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as e:
+            _fail(e, f"refund of {capture_id}")
+        if refund.status in ("failed", "canceled"):
+            raise PaymentError(f"refund {refund.id} of {capture_id} {refund.status}: "
+                               f"{refund.failure_reason or 'no reason given'}")
+        given = from_stripe_amount(refund.amount, refund.currency)
+        if given != amount:
+            raise PaymentError(f"refund {refund.id} gave {given}, asked {amount}")
+        return Refund(refund_id=refund.id, capture_id=capture_id, amount=given)
+
+
+def _need_key(key: str) -> None:
+    if not key or not key.strip():
+        raise ValueError("every Stripe call needs a non-empty idempotency key")
+
+
+class WebhookRejected(PaymentError):
+    """A webhook whose signature, timestamp or body does not verify: never act on it."""
+
+
+class StripeWebhookReceiver:
+    """Verifies Stripe webhooks and reports each event id once.
+
+    ``seen`` holds the ids already handled; the service passes a set backed by a table with a
+    unique constraint so that redeliveries (Stripe retries until it gets a 2xx) stay no-ops
+    across restarts. Add an id only after the event's effect is recorded.
+    """
+
+    def __init__(self, secret: str, *, seen: MutableSet[str] | None = None,
+                 tolerance_s: int = stripe.Webhook.DEFAULT_TOLERANCE) -> None:
+        if not secret:
+            raise ValueError("a webhook signing secret (whsec_…) is required")
+        self._secret = secret
+        self._seen: MutableSet[str] = seen if seen is not None else set()
+        self._tolerance = tolerance_s
+
+    def verify(self, payload: bytes | str, sig_header: str | None) -> stripe.Event:
+        """The event, if ``sig_header`` signs ``payload`` (the raw body, unparsed) recently."""
+        try:
+            event: stripe.Event = stripe.Webhook.construct_event(
+                payload, sig_header, self._secret, tolerance=self._tolerance)
+            return event
+        except stripe.SignatureVerificationError as e:
+            raise WebhookRejected(f"webhook signature does not verify: {e.user_message}") from e
+        except ValueError as e:  # not JSON
+            raise WebhookRejected(f"webhook body is not a Stripe event: {e}") from e
+
+    def receive(self, payload: bytes | str, sig_header: str | None) -> stripe.Event | None:
+        """The verified event, or None when its id was already handled (a redelivery)."""
+        event = self.verify(payload, sig_header)
+        if event.id in self._seen:
+            return None
+        return event
+
+    def done(self, event: stripe.Event) -> None:
+        """Mark ``event`` handled; later deliveries of its id are ignored."""
+        self._seen.add(event.id)

@@ -1,0 +1,118 @@
+"""Receipts by e-mail over SMTP: an HTML body, a plain-text alternative and the PDF attached.
+
+The message is a pure function of the receipt (Message-ID and Date come from the receipt id and
+visit time), so a retried send is recognisably the same e-mail: the caller records the returned
+Message-ID (the service under a unique constraint) and passes what it has recorded as
+``already_sent`` to make retries no-ops. Delivery failures raise ``ReceiptDeliveryError`` naming
+the server and what it refused, with the recipient's address masked (no personal data in logs).
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from collections.abc import Container
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+from walkout.service.receipts.model import ReceiptDoc
+from walkout.service.receipts.render import (
+    DEFAULT_CONTEST_URL,
+    render_html,
+    render_pdf,
+    render_text,
+)
+
+
+class ReceiptDeliveryError(RuntimeError):
+    """The receipt could not be handed to the SMTP server; the message says why."""
+
+
+def mask_email(address: str) -> str:
+    """``a***@example.com``: enough to tell addresses apart in an error, not to read them."""
+    local, _, domain = address.strip().rpartition("@")
+    return f"{local[:1]}***@{domain}" if local else "***"
+
+
+def message_id(doc: ReceiptDoc, sender: str) -> str:
+    """The Message-ID of ``doc``'s e-mail: the same for every attempt to send that receipt."""
+    domain = Address(addr_spec=sender).domain or "walkout.invalid"
+    local = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "-", doc.receipt_id)
+    return f"<receipt.{local}@{domain}>"
+
+
+def build_message(doc: ReceiptDoc, sender: str, *, contest_url: str = DEFAULT_CONTEST_URL,
+                  font_path: str | Path | None = None) -> EmailMessage:
+    """The receipt e-mail to ``doc.email``; raises ``ValueError`` when it has no valid address."""
+    if not doc.email:
+        raise ValueError(f"receipt {doc.receipt_id} has no e-mail address to send it to")
+    try:
+        to = Address(addr_spec=doc.email.strip())
+    except (ValueError, IndexError) as e:  # the header parser raises either on garbage
+        raise ValueError(f"receipt {doc.receipt_id}: {mask_email(doc.email)} is not a valid "
+                         "e-mail address") from e
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    # a store name is configuration, but a line break in it must not forge headers
+    store = " ".join(doc.store_name.split())
+    msg["Subject"] = f"Your receipt from {store}: {doc.fmt(doc.total)} {doc.currency}"
+    msg["Date"] = format_datetime(doc.issued_at)
+    msg["Message-ID"] = message_id(doc, sender)
+    msg.set_content(render_text(doc, contest_url=contest_url))
+    msg.add_alternative(render_html(doc, contest_url=contest_url), subtype="html")
+    msg.add_attachment(render_pdf(doc, font_path=font_path), maintype="application",
+                       subtype="pdf", filename=f"receipt-{doc.receipt_id}.pdf")
+    return msg
+
+
+def send_receipt(doc: ReceiptDoc, smtp_host: str, smtp_port: int, sender: str, *,
+                 already_sent: Container[str] = frozenset(), starttls: bool = False,
+                 username: str | None = None, password: str | None = None,
+                 timeout: float = 10.0, contest_url: str = DEFAULT_CONTEST_URL,
+                 font_path: str | Path | None = None) -> str:
+    """E-mail ``doc`` to ``doc.email`` and return its Message-ID.
+
+    Nothing is sent when that Message-ID is in ``already_sent`` (a retry after a crash between
+    sending and recording). ``starttls`` upgrades the connection before logging in, which a
+    server on the open network needs; a local relay usually does not.
+    """
+    msg = build_message(doc, sender, contest_url=contest_url, font_path=font_path)
+    mid = str(msg["Message-ID"])
+    if mid in already_sent:
+        return mid
+    where = f"SMTP server {smtp_host}:{smtp_port}"
+    try:
+        with smtplib.SMTP(smtp_host, smtp_port, timeout=timeout) as smtp:
+            if starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if username is not None:
+                smtp.login(username, password or "")
+            smtp.send_message(msg)
+    except smtplib.SMTPRecipientsRefused as e:
+        why = "; ".join(f"{code} {_text(reply)}" for code, reply in e.recipients.values())
+        raise ReceiptDeliveryError(
+            f"{where} refused the recipient {mask_email(doc.email or '')}: {why}") from e
+    except smtplib.SMTPSenderRefused as e:
+        raise ReceiptDeliveryError(
+            f"{where} refused the sender {sender}: {e.smtp_code} {_text(e.smtp_error)}") from e
+    except smtplib.SMTPAuthenticationError as e:
+        raise ReceiptDeliveryError(
+            f"{where} rejected the login of {username!r}: {e.smtp_code} "
+            f"{_text(e.smtp_error)}") from e
+    except smtplib.SMTPResponseException as e:
+        raise ReceiptDeliveryError(
+            f"{where} refused receipt {doc.receipt_id}: {e.smtp_code} {_text(e.smtp_error)}"
+        ) from e
+    except smtplib.SMTPException as e:
+        raise ReceiptDeliveryError(f"{where} failed for receipt {doc.receipt_id}: {e}") from e
+    except OSError as e:  # refused, unreachable, DNS failure, timeout
+        raise ReceiptDeliveryError(f"{where} is unreachable: {e}") from e
+    return mid
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply

@@ -1,0 +1,131 @@
+"""The receipt document: what a shopper is shown, e-mailed and can look up at a kiosk.
+
+A ``ReceiptDoc`` is a frozen snapshot, decoupled from the engine's ``Receipt`` so that the
+channels (HTML, PDF, e-mail, kiosk) depend on one small typed value and not on the engine or the
+database. Money is ``Decimal``; the total is derived from the lines by a pure function so that
+what is shown, e-mailed and charged are the same number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from walkout.checkout.receipt import Receipt
+from walkout.service.money import minor_digits
+from walkout.store.model import Store
+
+
+class ReceiptError(ValueError):
+    """A receipt document that cannot exist (bad quantity, price, currency or time)."""
+
+
+def quantize(amount: Decimal, currency: str) -> Decimal:
+    """``amount`` at the currency's minor unit, rounded half-even like ``Money``."""
+    return amount.quantize(Decimal(1).scaleb(-minor_digits(currency)), rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptDocLine:
+    """One product on a receipt: ``quantity`` units at ``unit_price`` each."""
+
+    product_id: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+
+    def __post_init__(self) -> None:
+        where = f"receipt line for product {self.product_id!r}"
+        # bool is an int subclass: True units of something is a bug, not one item
+        if not isinstance(self.quantity, int) or isinstance(self.quantity, bool):
+            raise ReceiptError(f"{where}: quantity must be an int, got {self.quantity!r}")
+        if self.quantity <= 0:
+            raise ReceiptError(f"{where}: quantity must be positive, got {self.quantity}")
+        if not isinstance(self.unit_price, Decimal) or not self.unit_price.is_finite():
+            raise ReceiptError(f"{where}: unit price must be a finite Decimal, "
+                               f"got {self.unit_price!r}")
+        if self.unit_price < 0:
+            raise ReceiptError(f"{where}: unit price must not be negative, got {self.unit_price}")
+
+
+def line_total(line: ReceiptDocLine, currency: str) -> Decimal:
+    """Quantity × unit price at the currency's minor unit."""
+    return quantize(line.unit_price * line.quantity, currency)
+
+
+def receipt_total(lines: Iterable[ReceiptDocLine], currency: str) -> Decimal:
+    """Sum of the rounded line totals, so the printed lines always add up to the printed total."""
+    return quantize(sum((line_total(ln, currency) for ln in lines), Decimal(0)), currency)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptDoc:
+    """A shopper's receipt. ``issued_at`` must be timezone-aware (receipts are sorted and shown
+    across time zones); ``email`` is where it is sent and what a kiosk finds it by."""
+
+    receipt_id: str
+    store_name: str
+    issued_at: datetime
+    currency: str
+    lines: tuple[ReceiptDocLine, ...]
+    email: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.receipt_id:
+            raise ReceiptError("receipt_id must not be empty")
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
+            raise ReceiptError(f"currency must be a 3-letter upper-case ISO code, "
+                               f"got {self.currency!r}")
+        if self.issued_at.tzinfo is None or self.issued_at.utcoffset() is None:
+            raise ReceiptError(f"receipt {self.receipt_id}: issued_at must be timezone-aware")
+        object.__setattr__(self, "lines", tuple(self.lines))
+        seen: set[str] = set()
+        for ln in self.lines:
+            if ln.product_id in seen:
+                raise ReceiptError(f"receipt {self.receipt_id}: product {ln.product_id!r} "
+                                   "appears on two lines; merge them into one")
+            seen.add(ln.product_id)
+
+    @property
+    def total(self) -> Decimal:
+        return receipt_total(self.lines, self.currency)
+
+    def line_total(self, line: ReceiptDocLine) -> Decimal:
+        return line_total(line, self.currency)
+
+    def fmt(self, amount: Decimal) -> str:
+        """``amount`` with exactly the currency's minor digits, e.g. ``2.50``."""
+        return f"{quantize(amount, self.currency):.{minor_digits(self.currency)}f}"
+
+
+def from_engine_receipt(receipt: Receipt, store: Store, *, email: str | None = None,
+                        receipt_id: str | None = None,
+                        issued_at: datetime | None = None) -> ReceiptDoc:
+    """The document of an engine ``Receipt``, names and prices taken from ``store``'s catalogue
+    (the catalogue is the authority on what a product is called and costs).
+
+    ``receipt_id`` defaults to one derived from the session, so re-building a receipt gives the
+    same id (and the same e-mail Message-ID); ``issued_at`` defaults to the exit time (engine
+    times are epoch seconds).
+    """
+    if receipt.currency != store.currency:
+        raise ReceiptError(f"receipt {receipt.session_id} is in {receipt.currency} but store "
+                           f"{store.name!r} sells in {store.currency}")
+    lines = []
+    for ln in receipt.lines:
+        product = store.products.get(ln.product_id)
+        if product is None:
+            raise ReceiptError(f"receipt {receipt.session_id}: product {ln.product_id!r} is not "
+                               f"in the catalogue of store {store.name!r}")
+        lines.append(ReceiptDocLine(ln.product_id, product.name, ln.quantity, product.price))
+    when = receipt.exited_at if receipt.exited_at is not None else receipt.entered_at
+    return ReceiptDoc(
+        receipt_id=receipt_id or f"r-{receipt.session_id}",
+        store_name=store.name,
+        issued_at=issued_at or datetime.fromtimestamp(when, UTC),
+        currency=store.currency,
+        lines=tuple(lines),
+        email=email,
+    )

@@ -1,0 +1,186 @@
+"""A receipt as HTML, plain text and PDF.
+
+HTML goes through Jinja2 with autoescaping on: product and store names come from store files and
+e-mail addresses from shoppers, and none of them may inject markup into a page or an e-mail. The
+PDF is made by fpdf2 (pure Python, no external binaries) so that it renders the same on every
+machine the service runs on.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+from urllib.parse import quote
+
+from fpdf import FPDF
+from fpdf.enums import Align, XPos, YPos
+from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
+
+from walkout.service.receipts.model import ReceiptDoc
+
+#: Where a shopper contests a line; ``{receipt_id}`` is filled in (URL-quoted) and the line's
+#: product id is added as ``?product_id=``. The service mounts its dispute page here.
+DEFAULT_CONTEST_URL = "/receipts/{receipt_id}/disputes/new"
+
+_HTML = """\
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Receipt {{ doc.receipt_id }} – {{ doc.store_name }}</title>
+<style>
+  body { font-family: system-ui, sans-serif; max-width: 40em; margin: 1em auto; color: #222; }
+  table { width: 100%; border-collapse: collapse; }
+  th, td { padding: .3em .4em; border-bottom: 1px solid #ddd; text-align: left; }
+  td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+  tfoot td { font-weight: bold; border-bottom: none; }
+  .meta { color: #555; }
+</style>
+</head>
+<body>
+<h1>{{ doc.store_name }}</h1>
+<p class="meta">
+  Receipt <span class="receipt-id">{{ doc.receipt_id }}</span><br>
+  Visit: <time datetime="{{ doc.issued_at.isoformat() }}">{{ issued }}</time>
+</p>
+<table>
+  <thead>
+    <tr><th>Product</th><th class="num">Qty</th><th class="num">Unit price</th>
+        <th class="num">Amount</th><th></th></tr>
+  </thead>
+  <tbody>
+  {%- for line in doc.lines %}
+    <tr>
+      <td>{{ line.name }}</td>
+      <td class="num">{{ line.quantity }}</td>
+      <td class="num">{{ doc.fmt(line.unit_price) }}</td>
+      <td class="num">{{ doc.fmt(doc.line_total(line)) }}</td>
+      <td><a href="{{ contest_link(line.product_id) }}">Contest this line</a></td>
+    </tr>
+  {%- else %}
+    <tr><td colspan="5">Nothing was taken: you have not been charged.</td></tr>
+  {%- endfor %}
+  </tbody>
+  <tfoot>
+    <tr><td colspan="3">Total ({{ doc.currency }})</td>
+        <td class="num total">{{ doc.fmt(doc.total) }} {{ doc.currency }}</td><td></td></tr>
+  </tfoot>
+</table>
+<p class="meta">No tax is itemised on this receipt.
+  Something wrong? <a href="{{ contest_link(None) }}">Contest a line</a>.</p>
+</body>
+</html>
+"""
+
+_env = Environment(
+    loader=DictLoader({"receipt.html": _HTML}),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def contest_link(doc: ReceiptDoc, product_id: str | None,
+                 contest_url: str = DEFAULT_CONTEST_URL) -> str:
+    """The dispute URL of one line of ``doc`` (or of the receipt when ``product_id`` is None)."""
+    url = contest_url.format(receipt_id=quote(doc.receipt_id, safe=""))
+    if product_id is None:
+        return url
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}product_id={quote(product_id, safe='')}"
+
+
+def _issued(doc: ReceiptDoc) -> str:
+    return doc.issued_at.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def render_html(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL) -> str:
+    """The receipt as a self-contained HTML page (inline CSS, so it also works as an e-mail)."""
+    return _env.get_template("receipt.html").render(
+        doc=doc, issued=_issued(doc),
+        contest_link=lambda pid: contest_link(doc, pid, contest_url),
+    )
+
+
+def render_text(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL) -> str:
+    """The receipt as plain text: the alternative part of the e-mail, for clients without HTML."""
+    out = [doc.store_name, f"Receipt {doc.receipt_id}", f"Visit: {_issued(doc)}", ""]
+    for ln in doc.lines:
+        out.append(f"{ln.quantity} x {ln.name} @ {doc.fmt(ln.unit_price)} "
+                   f"= {doc.fmt(doc.line_total(ln))}")
+    if not doc.lines:
+        out.append("Nothing was taken: you have not been charged.")
+    out += ["", f"Total: {doc.fmt(doc.total)} {doc.currency}",
+            "No tax is itemised on this receipt.",
+            f"Contest a line: {contest_link(doc, None, contest_url)}", ""]
+    return "\n".join(out)
+
+
+#: Typographic characters outside Latin-1 that have a faithful ASCII spelling.
+_PLAIN = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+                        "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u20ac": "EUR",
+                        "\u2122": "(TM)", "\u00a0": " "})
+
+
+def _latin1(text: str) -> str:
+    """``text`` in the PDF core fonts' Latin-1: accents kept where Latin-1 has them, others
+    decomposed to their base letter, anything else replaced by '?' (never an exception)."""
+    out = []
+    for ch in text.translate(_PLAIN):
+        try:
+            ch.encode("latin-1")
+            out.append(ch)
+        except UnicodeEncodeError:
+            base = unicodedata.normalize("NFKD", ch).encode("latin-1", "ignore").decode("latin-1")
+            out.append(base or "?")
+    return "".join(out)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def render_pdf(doc: ReceiptDoc, *, font_path: str | Path | None = None) -> bytes:
+    """The receipt as a one-or-more page PDF.
+
+    With ``font_path`` (a Unicode TrueType font) every name prints as is; without it the
+    built-in Helvetica is used and characters outside Latin-1 are approximated, so that a
+    product name never stops a receipt from being issued.
+    """
+    pdf = FPDF(format="A4")
+    pdf.set_title(f"Receipt {doc.receipt_id}")
+    pdf.set_author(doc.store_name)
+    pdf.set_creation_date(doc.issued_at)  # same document bytes for the same receipt
+    if font_path is not None:
+        pdf.add_font("receipt", fname=str(font_path))
+        pdf.add_font("receipt", style="B", fname=str(font_path))
+        family, clean = "receipt", _as_is
+    else:
+        family, clean = "helvetica", _latin1
+    pdf.add_page()
+    w = pdf.epw
+    pdf.set_font(family, style="B", size=16)
+    pdf.cell(w, 10, clean(doc.store_name), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font(family, size=10)
+    pdf.cell(w, 6, clean(f"Receipt {doc.receipt_id}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.cell(w, 6, clean(f"Visit: {_issued(doc)}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(4)
+    # a table wraps long product names and breaks pages, repeating the heading row
+    with pdf.table(col_widths=(52, 10, 19, 19), text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT"),
+                   borders_layout="HORIZONTAL_LINES", line_height=6) as table:
+        table.row(["Product", "Qty", "Unit price", "Amount"])
+        for ln in doc.lines:
+            table.row([clean(ln.name), str(ln.quantity), doc.fmt(ln.unit_price),
+                       doc.fmt(doc.line_total(ln))])
+    if not doc.lines:
+        pdf.cell(w, 7, "Nothing was taken: you have not been charged.",
+                 new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(3)
+    pdf.set_font(family, style="B", size=11)
+    pdf.cell(w * 0.6, 8, f"Total ({doc.currency})")
+    pdf.cell(w * 0.4, 8, f"{doc.fmt(doc.total)} {doc.currency}", align=Align.R,
+             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font(family, size=8)
+    pdf.cell(w, 5, "No tax is itemised on this receipt.", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    return bytes(pdf.output())

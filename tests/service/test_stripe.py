@@ -1,0 +1,278 @@
+"""Stripe provider against recorded HTTP exchanges (there is no network here), and webhooks.
+
+The recorded client replaces only the HTTP transport: the official ``stripe`` library still
+builds every request (form encoding, headers, idempotency keys) and parses every response into
+its objects and errors. A request that matches no recorded exchange fails the test, so the
+fixtures pin what is sent: amounts in minor units, ``capture_method=manual``, our keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import stripe
+
+from walkout.service.money import Money
+from walkout.service.payments.base import (
+    IdempotencyConflict,
+    PaymentDeclined,
+    PaymentError,
+    PaymentProvider,
+    UnknownPayment,
+)
+from walkout.service.payments.stripe import (
+    StripeProvider,
+    StripeWebhookReceiver,
+    WebhookRejected,
+    from_stripe_amount,
+    to_stripe_amount,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "stripe"
+WHSEC = "whsec_test_0123456789abcdef"
+
+
+class RecordedStripe(stripe.HTTPClient):
+    """Serves recorded Stripe responses keyed by method + path, matched on the exact form
+    parameters and idempotency key sent; keeps every request for inspection."""
+
+    name = "recorded"
+
+    def __init__(self, *names: str) -> None:
+        super().__init__()
+        self.exchanges: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for name in names:
+            for ex in json.loads((FIXTURES / f"{name}.json").read_text())["interactions"]:
+                key = (ex["request"]["method"], ex["request"]["path"])
+                self.exchanges.setdefault(key, []).append(ex)
+        self.requests: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None,
+                post_data: Any = None, *, _usage: list[str] | None = None
+                ) -> tuple[str, int, Mapping[str, str]]:
+        parts = urlsplit(url)
+        assert parts.scheme == "https" and parts.netloc == "api.stripe.com", url
+        hdrs = dict(headers or {})
+        body = post_data.decode() if isinstance(post_data, bytes) else post_data or ""
+        params = dict(parse_qsl(body, keep_blank_values=True))
+        self.requests.append((method, parts.path, hdrs, params))
+        assert hdrs.get("Idempotency-Key"), f"{method} {parts.path} sent no idempotency key"
+        candidates = self.exchanges.get((method, parts.path), [])
+        for ex in candidates:
+            want = ex["request"]
+            if want["params"] == params and want["idempotency_key"] == hdrs["Idempotency-Key"]:
+                resp = ex["response"]
+                return json.dumps(resp["body"]), resp["status"], resp["headers"]
+        raise AssertionError(
+            f"unrecorded Stripe request {method} {parts.path} key={hdrs['Idempotency-Key']!r} "
+            f"params={params}; recorded: {[c['request'] for c in candidates]}")
+
+    def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None,
+                       post_data: Any = None, *, _usage: list[str] | None = None
+                       ) -> tuple[Any, int, Mapping[str, str]]:
+        raise AssertionError("the provider never streams")
+
+    def close(self) -> None:
+        pass
+
+
+def _provider(*names: str) -> tuple[StripeProvider, RecordedStripe]:
+    http = RecordedStripe(*names)
+    # no network retries: a recorded error must surface at once, not be retried
+    return StripeProvider.from_api_key("sk_test_recorded", http_client=http,
+                                       max_network_retries=0), http
+
+
+def eur(s: str) -> Money:
+    return Money(Decimal(s), "EUR")
+
+
+# ---- amounts ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("amount", "currency", "units"), [
+    ("12.50", "EUR", 1250), ("0.01", "USD", 1), ("1500", "JPY", 1500), ("7", "KRW", 7),
+    ("1.230", "KWD", 1230), ("0", "EUR", 0), ("123", "ISK", 12300),
+])
+def test_minor_units_are_exact_both_ways(amount: str, currency: str, units: int) -> None:
+    m = Money(Decimal(amount), currency)
+    assert to_stripe_amount(m) == units
+    assert from_stripe_amount(units, currency.lower()) == m
+
+
+def test_the_provider_implements_the_interface() -> None:
+    provider, _ = _provider()
+    assert isinstance(provider, PaymentProvider) and provider.name == "stripe"
+
+
+# ---- pre-authorisation, capture, release, refund ----------------------------------------------
+
+def test_preauthorize_holds_with_manual_capture() -> None:
+    provider, http = _provider("preauthorize")
+    auth = provider.preauthorize("cus_QShopper1:pm_1QCardVisa", eur("20.00"), "entry-s00001")
+    assert auth.auth_id == "pi_3QEntry00001" and auth.amount == eur("20.00")
+    assert auth.payer_ref == "cus_QShopper1:pm_1QCardVisa"
+    [(method, path, headers, params)] = http.requests
+    assert (method, path) == ("post", "/v1/payment_intents")
+    assert headers["Idempotency-Key"] == "entry-s00001"
+    assert params["amount"] == "2000" and params["capture_method"] == "manual"
+
+
+def test_preauthorize_zero_decimal_currency() -> None:
+    provider, http = _provider("preauthorize")
+    auth = provider.preauthorize("pm_1QCardJcb", Money(Decimal(1500), "JPY"), "entry-s00002")
+    assert auth.amount == Money(Decimal(1500), "JPY")
+    assert http.requests[0][3]["amount"] == "1500" and http.requests[0][3]["currency"] == "jpy"
+
+
+def test_retried_preauthorize_reuses_the_key() -> None:
+    provider, http = _provider("preauthorize")
+    a = provider.preauthorize("cus_QShopper1:pm_1QCardVisa", eur("20"), "entry-s00001")
+    b = provider.preauthorize("cus_QShopper1:pm_1QCardVisa", eur("20"), "entry-s00001")
+    assert a == b
+    assert [r[2]["Idempotency-Key"] for r in http.requests] == ["entry-s00001"] * 2
+
+
+def test_declined_card_and_3ds_challenge_are_declines() -> None:
+    provider, _ = _provider("preauthorize_declined")
+    with pytest.raises(PaymentDeclined, match="insufficient_funds"):
+        provider.preauthorize("pm_1QCardNoFunds", eur("20.00"), "entry-s00003")
+    with pytest.raises(PaymentDeclined, match="authentication_required"):
+        provider.preauthorize("pm_1QCard3DS", eur("20.00"), "entry-s00004")
+
+
+def test_capture_takes_the_final_amount() -> None:
+    provider, http = _provider("capture")
+    cap = provider.capture("pi_3QEntry00001", eur("7.35"), "exit-s00001")
+    assert cap.auth_id == "pi_3QEntry00001" and cap.capture_id == "ch_3QEntry00001"
+    assert cap.amount == eur("7.35")
+    assert http.requests[0][3] == {"amount_to_capture": "735"}
+    assert http.requests[0][2]["Idempotency-Key"] == "exit-s00001"
+
+
+def test_capture_key_reused_for_another_amount_is_a_conflict() -> None:
+    provider, _ = _provider("capture_conflict")
+    with pytest.raises(IdempotencyConflict, match="same parameters"):
+        provider.capture("pi_3QEntry00001", eur("8.00"), "exit-s00001")
+
+
+def test_capture_of_an_unknown_intent() -> None:
+    provider, _ = _provider("capture_conflict")
+    with pytest.raises(UnknownPayment, match="pi_3QMissing"):
+        provider.capture("pi_3QMissing", eur("1.00"), "exit-s09999")
+
+
+def test_release_cancels_the_intent() -> None:
+    provider, http = _provider("release")
+    provider.release("pi_3QEntry00002", "release-s00002")
+    [(_, path, headers, params)] = http.requests
+    assert path == "/v1/payment_intents/pi_3QEntry00002/cancel"
+    assert headers["Idempotency-Key"] == "release-s00002"
+    assert params == {"cancellation_reason": "abandoned"}
+
+
+def test_refund_part_of_a_capture() -> None:
+    provider, http = _provider("refund")
+    ref = provider.refund("ch_3QEntry00001", eur("2.99"), "dispute-d00001")
+    assert ref.refund_id == "re_3QRefund00001" and ref.amount == eur("2.99")
+    assert ref.capture_id == "ch_3QEntry00001"
+    assert http.requests[0][3] == {"amount": "299", "charge": "ch_3QEntry00001"}
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda p: p.preauthorize("pm_1", eur("1"), " "), "idempotency key"),
+    (lambda p: p.capture("pi_1", eur("1"), ""), "idempotency key"),
+    (lambda p: p.release("pi_1", ""), "idempotency key"),
+    (lambda p: p.refund("ch_1", eur("1"), ""), "idempotency key"),
+    (lambda p: p.preauthorize("pm_1", eur("0"), "k"), "must be positive"),
+    (lambda p: p.capture("pi_1", eur("0"), "k"), "release an empty cart"),
+    (lambda p: p.refund("ch_1", eur("-1"), "k"), "must be positive"),
+    (lambda p: p.preauthorize("cus_1:", eur("1"), "k"), "payer_ref"),
+])
+def test_bad_calls_never_reach_stripe(call: Callable[[StripeProvider], object],
+                                      match: str) -> None:
+    provider, http = _provider()
+    with pytest.raises(ValueError, match=match):
+        call(provider)
+    assert http.requests == []
+
+
+class Unreachable(RecordedStripe):
+    """The network is down: what the library's own clients raise on a refused connection."""
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None,
+                post_data: Any = None, *, _usage: list[str] | None = None
+                ) -> tuple[str, int, Mapping[str, str]]:
+        raise stripe.APIConnectionError("Unexpected error communicating with Stripe.")
+
+
+def test_unreachable_stripe_is_a_payment_error_that_says_retry_is_safe() -> None:
+    provider = StripeProvider.from_api_key("sk_test_recorded", http_client=Unreachable(),
+                                           max_network_retries=0)
+    with pytest.raises(PaymentError, match="unreachable; retrying with the same idempotency"):
+        provider.capture("pi_3QEntry00001", eur("7.35"), "exit-s00001")
+
+
+# ---- webhooks ---------------------------------------------------------------------------------
+
+def _sign(payload: str, secret: str = WHSEC, at: int | None = None) -> str:
+    """Stripe-Signature as Stripe documents it: t=<unix>,v1=HMAC-SHA256(secret, "t.payload")."""
+    t = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+@pytest.fixture
+def event_payload() -> str:
+    return (FIXTURES / "event_payment_intent_succeeded.json").read_text()
+
+
+def test_signed_webhook_is_accepted(event_payload: str) -> None:
+    receiver = StripeWebhookReceiver(WHSEC)
+    event = receiver.receive(event_payload.encode(), _sign(event_payload))
+    assert event is not None and event.id == "evt_3QCaptured00001"
+    assert event.type == "payment_intent.succeeded"
+    assert event.data.object["amount_received"] == 735
+
+
+@pytest.mark.parametrize("attack", ["tampered", "wrong_secret", "no_header", "stale", "garbage"])
+def test_unverified_webhooks_are_refused(event_payload: str, attack: str) -> None:
+    receiver = StripeWebhookReceiver(WHSEC, tolerance_s=300)
+    payload, header = event_payload, _sign(event_payload)
+    if attack == "tampered":
+        payload = payload.replace('"amount_received": 735', '"amount_received": 1')
+    elif attack == "wrong_secret":
+        header = _sign(payload, secret="whsec_someone_else")
+    elif attack == "no_header":
+        header = None  # type: ignore[assignment]
+    elif attack == "stale":
+        header = _sign(payload, at=int(time.time()) - 3600)
+    else:
+        payload = "not json"
+        header = _sign(payload)
+    with pytest.raises(WebhookRejected):
+        receiver.receive(payload, header)
+
+
+def test_redelivered_event_is_ignored_once_handled(event_payload: str) -> None:
+    handled: set[str] = set()
+    receiver = StripeWebhookReceiver(WHSEC, seen=handled)
+    first = receiver.receive(event_payload, _sign(event_payload))
+    assert first is not None
+    # not yet recorded as handled (e.g. crashed while applying it): Stripe's retry is processed
+    assert receiver.receive(event_payload, _sign(event_payload)) is not None
+    receiver.done(first)
+    assert handled == {"evt_3QCaptured00001"}
+    # a later redelivery, freshly signed by Stripe, changes nothing
+    assert receiver.receive(event_payload, _sign(event_payload, at=int(time.time()) + 5)) is None
+    # and a replay still has to verify: the id alone buys nothing
+    with pytest.raises(WebhookRejected):
+        receiver.receive(event_payload, _sign(event_payload, secret="whsec_x"))
