@@ -8,9 +8,10 @@ The output is ground truth: body paths, plate interactions, gate events and true
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,6 +48,11 @@ class ShopperConfig(BaseModel):
     body_gap_m: float = Field(
         0.5, gt=0, description="walkers keep this far from other people (hip to hip)"
     )
+    close_gap_m: float = Field(
+        0.3, gt=0, description="a visit that brings someone closer than this (hip to hip) to "
+        "another person is carried out again, up to replan_tries times"
+    )
+    replan_tries: int = Field(5, ge=1, description="attempts at a visit that keeps its distance")
     min_gap_m: float = Field(
         0.6, ge=0, description="nobody stands closer than this to another shopper at a shelf"
     )
@@ -489,7 +495,44 @@ class ShopperSimulator:
         return self.execute(person_id, self.random_plan(credential, t_arrive))
 
     def execute(self, person_id: int, plan: Plan) -> ShopperResult:
-        """Carry out a plan: entry scan, its actions in order, exit; returns the ground truth."""
+        """Carry out a plan: entry scan, its actions in order, exit; returns the ground truth.
+
+        Everybody planned earlier is fixed, so the avoidance rules of the walk can still leave
+        this visitor passing through someone (crossing head-on near a shelf spot, standing where
+        another walks by). People do not do that: the visit is then carried out again (other
+        random draws, a little later) and the one coming least close is kept. Scripted visits
+        (scenario moments, followers) are carried out once, as written.
+        """
+        scripted = not plan.scans or any(getattr(a, "at", None) is not None for a in plan.actions)
+        tries = 1 if scripted else self.config.replan_tries
+        best: tuple[float, int, ShopperResult, _Shelving, object] | None = None
+        for k in range(tries):
+            shelving = copy.deepcopy(self.shelving)
+            rng_state = self.rng.bit_generator.state
+            shifted = replace(plan, t_arrive=plan.t_arrive + 1.5 * k)
+            res, positions, t0 = self._execute(person_id, shifted)
+            close = self._too_close(t0, positions)
+            if best is None or close < best[0]:
+                best = (close, k, res, self.shelving, (t0, positions))
+            if close == 0.0 or k == tries - 1:
+                break
+            self.shelving = shelving  # undo this attempt's bookings
+            self.rng.bit_generator.state = rng_state
+            self.rng.random()  # and draw differently next time
+        assert best is not None
+        _, _, res, self.shelving, body = best
+        self._bodies.append(body)  # type: ignore[arg-type]
+        return res
+
+    def _too_close(self, t0: float, positions: np.ndarray) -> float:
+        """Seconds this visitor spends within ``close_gap_m`` of anybody planned earlier."""
+        times = t0 + np.arange(len(positions)) / BODY_HZ
+        total = 0
+        for pos in self._others_at(times):
+            total += int(np.count_nonzero(np.hypot(*(pos - positions).T) < self.config.close_gap_m))
+        return total / BODY_HZ
+
+    def _execute(self, person_id: int, plan: Plan) -> tuple[ShopperResult, np.ndarray, float]:
         cfg, rng, store = self.config, self.rng, self.store
         # people pass a gate one at a time: a later arrival waits outside
         entry_key = (f"gate:{self.entry.id}",)
@@ -589,6 +632,6 @@ class ShopperSimulator:
         receipt: Counter[str] = Counter()
         for ev in events:
             receipt[ev.product_id] += ev.quantity if ev.kind == "pick" else -ev.quantity
-        self._bodies.append((tl.t0, tl.positions()))
-        return ShopperResult(plan.credential, tl.path(person_id), gates, interactions, events,
-                             +receipt)
+        result = ShopperResult(plan.credential, tl.path(person_id), gates, interactions, events,
+                               +receipt)
+        return result, tl.positions(), tl.t0
