@@ -126,6 +126,7 @@ class Engine:
         self.cases: dict[str, ReviewCase] = {}
         self._recent: deque[PlateBlock] = deque()  # plate samples kept for review evidence
         self._now = 0.0
+        self._shelf_seen = 0  # shelf alerts already passed on
         self._exits: list[tuple[float, Session]] = []  # checking out: (exit time, session)
         self._exited_tracks: set[int] = set()
         self._exit_tracks: list[tuple[str, float]] = []  # (gate, time) of tracks that left
@@ -156,6 +157,7 @@ class Engine:
         self._now = now
         self._keep(block, now)
         new = self.shelf.process(block)
+        self._shelf_alerts()
         self.events += new
         self._pending += new
         self._attribute_ready(tracks, now - self.config.attribution.pad_s - 0.2)
@@ -164,6 +166,7 @@ class Engine:
     def finish(self) -> None:
         """End of stream: settle everything and close every open session."""
         new = self.shelf.flush()
+        self._shelf_alerts()
         self.events += new
         self._pending += new
         self.alerts += self.tracker.finish()
@@ -378,6 +381,12 @@ class Engine:
                               hand_traces(d.attribution, cands, t0, t1)),
             sessions=tuple(sorted(set(shares) | set(near))), opened_at=self._now,
         )
+
+    def _shelf_alerts(self) -> None:
+        """Sensor faults and planogram mismatches the shelf stage raised since last time."""
+        fresh = self.shelf.alerts[self._shelf_seen :]
+        self._shelf_seen = len(self.shelf.alerts)
+        self.alerts += fresh
 
     def _keep(self, block: PlateBlock, now: float) -> None:
         if block.t.shape[0]:

@@ -138,6 +138,9 @@ class ShelfEvent:
     delta_g: float  # after - before, summed over plate_ids
     hypotheses: tuple[Hypothesis, ...]  # best first; may be empty when nothing fits
     noise_var_g2: float = 0.0  # variance of delta_g from the plates' noise (not the items')
+    #: a pick that nothing listed for (or known on) these plates explains: a wrong planogram
+    #: entry or an unseen misplaced item; its hypotheses come from the whole catalogue
+    unlisted: bool = False
 
     @property
     def kind(self) -> Literal["pick", "put"]:

@@ -84,3 +84,21 @@ def test_verdict_corrects_the_ledger_and_releases_the_receipts(
         engine.resolve(case.case_id, Verdict(shares))
     with pytest.raises(KeyError):
         engine.resolve("nope", Verdict({}))
+
+
+def test_wrong_planogram_entry_is_reviewed_with_an_alert_not_charged_silently() -> None:
+    """A product stocked where the planogram does not list it: the pick is unexplained by the
+    plate's products, so it goes to review with catalogue candidates and the operator is told."""
+    from walkout.bench.accuracy import run_accuracy
+
+    _, session, result = run_accuracy(load_store("small"), 0, 1,
+                                      scenarios=["wrong-planogram-entry"])
+    (true_ev,) = session.truth.events
+    kinds = [a.kind for a in result.alerts]
+    assert kinds.count("planogram_mismatch") == 1
+    (case,) = result.cases.values()
+    assert "no product listed for this plate fits the weight" in case.reasons
+    assert case.event.unlisted
+    assert true_ev.product_id in {p for h in case.evidence.hypotheses for p, _ in h.items}
+    (receipt,) = result.receipts
+    assert receipt.needs_review

@@ -95,3 +95,24 @@ def test_wrong_plate_put_back_is_taken_later_by_someone_else() -> None:
     assert put.kind == "put" and put.plates != pick.plates and put.product_id == pick.product_id
     assert later.kind == "pick" and later.plates == put.plates and later.t_in > put.t_out
     assert not a.receipt and b.receipt == {pick.product_id: 1}
+
+
+def test_wrong_planogram_entry_takes_an_unlisted_product() -> None:
+    store = load_store("small")
+    _, (r,) = _run("wrong-planogram-entry")
+    (ev,) = r.events
+    assert ev.kind == "pick" and ev.product_id not in store.plate_products[ev.plates[0]]
+    assert r.receipt == {ev.product_id: 1}
+
+
+def test_preloaded_items_weigh_on_the_plate_from_the_start() -> None:
+    """The stocking error is physical: the plate reads the unlisted items before anyone comes."""
+    from walkout.sim.session import simulate
+
+    plain = simulate(load_store("small"), 0, 1, scenarios=["long-hold"])
+    wrong = simulate(load_store("small"), 0, 1, scenarios=["wrong-planogram-entry"])
+    (ev,) = wrong.truth.events
+    j = wrong.store.plate_index[ev.plates[0]]
+    extra = float(np.median(wrong.plates.grams[:60, j]) - np.median(plain.plates.grams[:60, j]))
+    w = wrong.store.products[ev.product_id].weight_g
+    assert extra == pytest.approx(2 * w, rel=0.15)

@@ -172,6 +172,20 @@ class ShelfConfig(BaseModel):
         le=1,
         description="total prior of a put of any other catalogue product (misplaced put-back)",
     )
+    stray_pick_prior: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="total prior of a pick of a product this plate should not hold (a wrong "
+        "planogram entry, an unrecorded misplaced item); only considered when no product it "
+        "should hold fits the weight",
+    )
+    listed_fit_z: float = Field(
+        default=4.0,
+        gt=0,
+        description="a pick counts as explained by the plate's listed products when one of "
+        "them (or a pair) fits its weight within this many σ; otherwise it is 'unlisted'",
+    )
     overdraw_prior: float = Field(
         default=1e-3,
         ge=0,

@@ -51,7 +51,9 @@ def choose(
     reasons: list[str] = []
     if best.probability < config.review_below:
         reasons.append(f"product confidence {best.probability:.2f}")
-    if event.kind == "pick" and weight_ambiguous(event, best, config.ambiguous_loglik):
+    if event.unlisted:
+        reasons.append("no product listed for this plate fits the weight")
+    elif event.kind == "pick" and weight_ambiguous(event, best, config.ambiguous_loglik):
         reasons.append("another product weighs the same")
     return Choice(best, tuple(reasons))
 

@@ -50,28 +50,29 @@ class Explainer:
         cfg = self.cfg
         pick = delta_g < 0
         sign = -1.0 if pick else 1.0
-        present = inventory.on(plates)
-        planned: list[str] = []
-        for p in plates:
-            for pid in self.store.plate_products.get(p, ()):
-                if pid not in planned:
-                    planned.append(pid)
-        local = planned + sorted(pid for pid in present if pid not in planned)
-        local = [pid for pid in local if pid in self._col]
-        weight = {pid: 1.0 if pid in planned else cfg.foreign_prior for pid in local}
-        weight = {pid: w for pid, w in weight.items() if w > 0}
+        present, weight = self._local(plates, inventory)
         local = list(weight)
 
         cand: list[str] = list(local)
         log_prior: list[float] = []
         total = sum(weight.values())
-        stray = [pid for pid in self._ids if pid not in weight] if not pick else []
-        local_mass = 1.0 - (cfg.stray_put_prior if stray and local else 0.0)
+        unlisted = pick and not self._fits(local, delta_g, noise_var)
+        if not pick:
+            stray = [pid for pid in self._ids if pid not in weight]
+            stray_prior = cfg.stray_put_prior
+        elif cfg.stray_pick_prior > 0 and unlisted:
+            # nothing that should be here weighs that much: a wrong planogram entry or an
+            # item misplaced unseen; the catalogue's candidates go to review
+            stray = [pid for pid in self._ids if pid not in weight]
+            stray_prior = cfg.stray_pick_prior
+        else:
+            stray, stray_prior = [], 0.0
+        local_mass = 1.0 - (stray_prior if stray and local else 0.0)
         if not local:
             local_mass = 0.0
         log_prior = [np.log(local_mass * weight[pid] / total) for pid in local]
         if stray:
-            stray_mass = cfg.stray_put_prior if local else 1.0
+            stray_mass = stray_prior if local else 1.0
             cand += stray
             log_prior += [np.log(stray_mass / len(stray))] * len(stray)
         if not cand:
@@ -86,7 +87,9 @@ class Explainer:
         ll = _gauss_ll(delta_g, mean, var)
         lp = np.asarray(log_prior)[:, None] + self._log_qprior[None, :] + log_single
         if pick:
-            have = np.array([present.get(pid, 0) for pid in cand])[:, None]
+            # what should not be here was never counted: no overdraw penalty for it
+            have = np.array([present.get(pid, 0) if pid in weight else cfg.max_quantity
+                             for pid in cand])[:, None]
             lp = lp + np.where(self._q[None, :] > have, _log(cfg.overdraw_prior), 0.0)
 
         names: list[tuple[tuple[str, int], ...]] = [
@@ -123,6 +126,51 @@ class Explainer:
                 if names[i] not in kept and np.isfinite(joint[i]) and ll_arr[i] >= fit_ll:
                     out.append(Hypothesis(names[i], float(ll_arr[i]), float(prob[i])))
         return tuple(out)
+
+    def unlisted_pick(
+        self, plates: Sequence[str], delta_g: float, noise_var: float, inventory: PlateInventory
+    ) -> bool:
+        """A pick that no product planned for (or known to be on) these plates explains."""
+        return delta_g < 0 and not self._fits(list(self._local(plates, inventory)[1]),
+                                                delta_g, noise_var)
+
+    def _local(
+        self, plates: Sequence[str], inventory: PlateInventory
+    ) -> tuple[dict[str, int], dict[str, float]]:
+        """What is on the plates (inventory) and the prior weight of each product that
+        should or does lie there (planned 1, foreign ``foreign_prior``)."""
+        present = inventory.on(plates)
+        planned: list[str] = []
+        for p in plates:
+            for pid in self.store.plate_products.get(p, ()):
+                if pid not in planned:
+                    planned.append(pid)
+        local = planned + sorted(pid for pid in present if pid not in planned)
+        local = [pid for pid in local if pid in self._col]
+        weight = {pid: 1.0 if pid in planned else self.cfg.foreign_prior for pid in local}
+        return present, {pid: w for pid, w in weight.items() if w > 0}
+
+    def _fits(self, local: list[str], delta_g: float, noise_var: float) -> bool:
+        """Whether some quantity of some local product explains ``|delta_g|`` within
+        ``keep_fit_z`` σ."""
+        if not local:
+            return False
+        z = self.cfg.listed_fit_z
+        idx = np.array([self._col[pid] for pid in local])
+        mean = self._q[None, :] * self._w[idx, None]
+        sd = np.sqrt(self._q[None, :] * self._sd[idx, None] ** 2 + noise_var)
+        if (np.abs(abs(delta_g) - mean) <= z * sd).any():
+            return True
+        if not self.cfg.mixtures:
+            return False
+        for a, b in combinations(idx.tolist(), 2):  # two products at once
+            for qa in range(1, self.cfg.max_quantity):
+                qb = np.arange(1, self.cfg.max_quantity - qa + 1)
+                m = qa * self._w[a] + qb * self._w[b]
+                v = qa * self._sd[a] ** 2 + qb * self._sd[b] ** 2 + noise_var
+                if (np.abs(abs(delta_g) - m) <= z * np.sqrt(v)).any():
+                    return True
+        return False
 
     def _mixtures(
         self,

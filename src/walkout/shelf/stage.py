@@ -192,6 +192,13 @@ class ShelfStage:
             return None
         var = noise_var + cfg.model_sd_g**2
         hyps = self._explainer.explain(plates, delta, var, self.inventory)
+        unlisted = self._explainer.unlisted_pick(plates, delta, var, self.inventory)
+        if unlisted:
+            best = f"; best fit {hyps[0].items}" if hyps else ""
+            self.alerts.append(Alert(t_start, "planogram_mismatch",
+                                     f"plate(s) {', '.join(plates)} lost {-delta:.0f} g, which no "
+                                     f"product listed for them explains{best}: check the "
+                                     "planogram and the shelf", plates[0]))
         event_id = f"{plates[0]}-{t_start:.3f}"
         self._event_plates[event_id] = plates
         return ShelfEvent(
@@ -202,6 +209,7 @@ class ShelfStage:
             delta_g=float(delta),
             hypotheses=hyps,
             noise_var_g2=float(var),
+            unlisted=unlisted,
         )
 
 

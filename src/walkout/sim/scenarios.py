@@ -214,3 +214,25 @@ def wrong_plate_put_back(ctx: ScenarioContext) -> list[Plan]:
         Plan(ctx.credential(0), ctx.t0, (Take(a), PutBack(plates=wrong, product_id=pa.id))),
         Plan(ctx.credential(1), ctx.t0 + 30.0, (TakeMisplaced(wrong, pa.id, at=ctx.t0 + 60.0),)),
     ]
+
+
+@scenario("wrong-planogram-entry",
+          "a product stocked on a plate its planogram does not list, taken from there")
+def wrong_planogram_entry(ctx: ScenarioContext) -> list[Plan]:
+    """Two items of product X lie on plate P from the start (P lists only Y); a shopper takes
+    one. Nothing listed for P weighs that much: the engine must raise a planogram alert and
+    send the pick to review with the catalogue's candidates, not charge a Y."""
+    store = ctx.store
+    singles = [e for (e,) in _shelf_runs(ctx, 1)]
+    home = int(_pick(ctx, singles))
+    plate = tuple(store.planogram[home].plates)
+    wy = store.products[store.planogram[home].product].weight_g
+    listed = set(store.plate_products[plate[0]])
+    # X: clearly not a multiple of Y's weight, and not listed for P
+    cands = sorted({e.product for e in store.planogram if e.product not in listed
+                    and all(abs(store.products[e.product].weight_g - q * wy) > 0.25 * wy
+                            for q in (1, 2, 3))})
+    x = store.products[str(_pick(ctx, cands))]
+    ctx.sim.shelving.preload(plate, x.id, [float(w) for w in
+                                           ctx.rng.normal(x.weight_g, x.weight_sd_g, size=2)])
+    return [Plan(ctx.credential(0), ctx.t0, (TakeMisplaced(plate, x.id),))]

@@ -92,6 +92,9 @@ def simulate(
         w = store.products[e.product].weight_g * e.stock / len(e.plates)
         for p in e.plates:
             initial[store.plate_index[p]] += w
+    for plates_, _, w in sim.shelving.preloaded:  # stocking errors are on the shelf from the start
+        for p in plates_:
+            initial[store.plate_index[p]] += w / len(plates_)
     interactions = [x for r in results for x in r.interactions]
     gondola_of = {g.id: i for i, g in enumerate(store.gondolas)}
     plates = simulate_plates(

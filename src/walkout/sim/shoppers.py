@@ -84,6 +84,13 @@ class _Shelving:
     #: items left where they do not belong: (plates, product) -> their weights
     misplaced: dict[tuple[tuple[str, ...], str], list[float]] = field(default_factory=dict)
     busy: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)  # + owner
+    #: items on a plate from the start that its planogram does not list (a stocking error)
+    preloaded: list[tuple[tuple[str, ...], str, float]] = field(default_factory=list)
+
+    def preload(self, plates: tuple[str, ...], product: str, weights: list[float]) -> None:
+        """Put items on ``plates`` before opening, where the planogram says they are not."""
+        self.misplaced.setdefault((plates, product), []).extend(weights)
+        self.preloaded += [(plates, product, w) for w in weights]
 
     def __post_init__(self) -> None:
         self.stock = [e.stock for e in self.store.planogram]
