@@ -4,11 +4,17 @@ real PostgreSQL server that `scripts/test.sh` starts (``WALKOUT_TEST_PG_URL``)."
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import Engine, create_engine, text
 
 from walkout.service.db import make_engine, normalise_url, upgrade
@@ -64,3 +70,39 @@ def svc(engine: Engine) -> Iterator[Svc]:
     s = make_svc(engine)
     with s.client:
         yield s
+
+
+# ---- a real SMTP server ----------------------------------------------------------------------
+
+
+class MailInbox:
+    """aiosmtpd handler keeping every message it accepts; ``refuse`` makes it answer 451."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse = False
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession,
+                          envelope: Envelope) -> str:
+        if self.refuse:
+            return "451 4.3.0 try again later"
+        assert isinstance(envelope.content, bytes)
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_inbox() -> Iterator[tuple[MailInbox, int]]:
+    """An aiosmtpd server on 127.0.0.1 at a free port: (its inbox, the port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    inbox = MailInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()

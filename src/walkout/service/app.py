@@ -14,17 +14,25 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from walkout.service import accounts, checkout, entry, redact
+from walkout.service import (
+    accounts,
+    checkout,
+    disputes,
+    entry,
+    privacy,
+    receipting,
+    redact,
+    retention,
+)
 from walkout.service.clock import Clock, SystemClock
 from walkout.service.db import make_engine, session_factory, upgrade
 from walkout.service.deps import Deps
@@ -43,20 +51,25 @@ from walkout.service.money import Money
 from walkout.service.payments.base import PaymentProvider
 from walkout.service.payments.ledger import LedgerProvider
 from walkout.service.ratelimit import RateLimiter
+from walkout.service.receipts import normalize_email, render_html, render_pdf
+from walkout.service.receipts.mail import SmtpMailer
 from walkout.service.schemas import (
     AccountCreated,
     AdmissionOut,
     CardTap,
     CartLinesIn,
     CartLinesOut,
+    DisputeDecision,
     DisputeOut,
     EntryCodeOut,
     ExitOut,
+    KioskLookup,
     MoneyOut,
     NewAccount,
     NewDispute,
     NewPaymentMethod,
     NewStaff,
+    PurgeIn,
     QrScan,
     ReceiptLineOut,
     ReceiptOut,
@@ -101,18 +114,23 @@ def create_app(
         if settings.payment_provider != "ledger":
             raise ValueError(f"payment provider {settings.payment_provider!r} must be passed in")
         provider = LedgerProvider(sessions, clock)
-    deps = Deps(settings, sessions, clock, provider, mailer or OutboxMailer(),
+    deps = Deps(settings, sessions, clock, provider, mailer or _mailer(settings),
                 store or load_store(settings.store))
     code_limit = RateLimiter(clock, settings.entry_codes_per_minute, 60.0, "entry codes")
     dispute_limit = RateLimiter(clock, settings.disputes_per_hour, 3600.0, "disputes")
+    kiosk_limit = RateLimiter(clock, settings.kiosk_lookups_per_minute, 60.0, "look-ups")
     if settings.bootstrap_admin_token is not None:
         _bootstrap_admin(deps, settings.bootstrap_admin_token.get_secret_value())
     entry.resume_authorizing(deps)
     checkout.resume_checkouts(deps)
+    disputes.resume_refunds(deps)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        # unsent receipts (SMTP outage, crash) go out in the background: an unreachable mail
+        # server must not hold up the start of the store
+        threading.Thread(target=_resume_mail, args=(deps,), name="mail", daemon=True).start()
         th = None
         if background is not None:
             th = threading.Thread(target=background, args=(deps, stop), name="engine",
@@ -157,6 +175,7 @@ def create_app(
     Operator = Annotated[Principal, Depends(need(Role.OPERATOR))]
     Admin = Annotated[Principal, Depends(need(Role.ADMIN))]
     Anyone = Annotated[Principal, Depends(need(Role.SHOPPER, Role.OPERATOR))]
+    Kiosk = Annotated[Principal, Depends(need(Role.KIOSK, Role.OPERATOR))]
 
     # ---- public ----------------------------------------------------------------------------
 
@@ -191,25 +210,42 @@ def create_app(
         issued = entry.issue_code(deps, p.account_id)
         return EntryCodeOut(code=issued.code, expires_in_s=issued.expires_in_s)
 
-    @app.get("/v1/receipts/{receipt_id}")
-    def get_receipt(receipt_id: str, p: Anyone) -> ReceiptOut:
+    def _receipt(receipt_id: str, p: Principal) -> receipting.Issued:
         with sessions() as s:
             r = s.get(Receipt, receipt_id)
             v = s.get(Visit, r.visit_id) if r else None
             if r is None or v is None or (p.role == Role.SHOPPER and v.account_id != p.account_id):
                 raise not_found("receipt")  # another shopper's receipt does not exist for you
-            lines = s.scalars(select(ReceiptLine).where(ReceiptLine.receipt_id == r.id)
-                              .order_by(ReceiptLine.position)).all()
-            return ReceiptOut(
-                receipt_id=r.id, visit_id=r.visit_id, currency=r.currency,
-                total=str(Money(Decimal(r.total), r.currency).amount),
-                needs_review=r.needs_review,
-                lines=[ReceiptLineOut(product_id=ln.product_id, name=ln.name,
-                                      quantity=ln.quantity,
-                                      unit_price=str(Money(Decimal(ln.unit_price),
-                                                           r.currency).amount),
-                                      amount=str(Money(Decimal(ln.amount), r.currency).amount))
-                       for ln in lines])
+            return receipting.load(deps, s, r)
+
+    @app.get("/v1/receipts")
+    def my_receipts(p: Shopper) -> list[ReceiptOut]:
+        return [_receipt_out(it) for it in receipting.for_account(deps, p.account_id)]
+
+    # the .html/.pdf routes come first: {receipt_id} alone would match "x.html" too
+    @app.get("/v1/receipts/{receipt_id}.html", response_class=HTMLResponse)
+    def receipt_html(receipt_id: str, p: Anyone) -> HTMLResponse:
+        return HTMLResponse(render_html(_receipt(receipt_id, p).doc))
+
+    @app.get("/v1/receipts/{receipt_id}.pdf", response_class=Response)
+    def receipt_pdf(receipt_id: str, p: Anyone) -> Response:
+        return Response(render_pdf(_receipt(receipt_id, p).doc), media_type="application/pdf",
+                        headers={"Content-Disposition":
+                                 f'inline; filename="receipt-{receipt_id}.pdf"'})
+
+    @app.get("/v1/receipts/{receipt_id}")
+    def get_receipt(receipt_id: str, p: Anyone) -> ReceiptOut:
+        return _receipt_out(_receipt(receipt_id, p))
+
+    @app.get("/v1/me/export")
+    def export_me(p: Shopper) -> dict[str, Any]:
+        return privacy.export(deps, p.account_id)
+
+    @app.delete("/v1/me")
+    def erase_me(p: Shopper) -> dict[str, Any]:
+        done = privacy.erase(deps, p.account_id)
+        log.info("account erased: %s", p.account_id)
+        return {"erased": True, **done}
 
     @app.post("/v1/disputes", status_code=201)
     def open_dispute(body: NewDispute, p: Shopper) -> DisputeOut:
@@ -282,11 +318,33 @@ def create_app(
     @app.get("/v1/disputes")
     def list_disputes(_: Operator) -> list[dict[str, Any]]:
         with sessions() as s:
-            return [{"dispute_id": d.id, "receipt_id": d.receipt_id, "product_id": d.product_id,
-                     "quantity": d.quantity, "state": d.state}
+            return [disputes.summary(deps, s, d)
                     for d in s.scalars(select(Dispute).order_by(Dispute.created_at))]
 
+    @app.get("/v1/disputes/{dispute_id}")
+    def get_dispute(dispute_id: str, _: Operator) -> dict[str, Any]:
+        return disputes.case(deps, dispute_id)
+
+    @app.post("/v1/disputes/{dispute_id}/decision")
+    def decide_dispute(dispute_id: str, body: DisputeDecision, p: Operator) -> dict[str, Any]:
+        return disputes.decide(deps, dispute_id, p.account_id, body.decision, body.note)
+
+    # ---- kiosk -------------------------------------------------------------------------------
+
+    @app.post("/v1/kiosk/receipts")
+    def kiosk_receipts(body: KioskLookup, p: Kiosk) -> list[ReceiptOut]:
+        kiosk_limit.hit(p.account_id)  # per terminal, and per address across terminals
+        kiosk_limit.hit("address:" + normalize_email(body.email))
+        return [_receipt_out(it) for it in receipting.for_email(deps, body.email)]
+
     # ---- admin -------------------------------------------------------------------------------
+
+    @app.post("/v1/admin/retention/purge")
+    def purge(body: PurgeIn, _: Admin) -> dict[str, Any]:
+        days = body.days or settings.retention_days
+        with sessions.begin() as s:
+            deleted = retention.purge(s, clock.now(), days)
+        return {"days": days, "deleted": deleted}
 
     @app.post("/v1/admin/staff", status_code=201)
     def new_staff(body: NewStaff, _: Admin) -> AccountCreated:
@@ -294,6 +352,34 @@ def create_app(
         return AccountCreated(account_id=account_id, token=token)
 
     return app
+
+
+def _receipt_out(it: receipting.Issued) -> ReceiptOut:
+    doc = it.doc
+    return ReceiptOut(
+        receipt_id=doc.receipt_id, visit_id=it.visit_id, currency=doc.currency,
+        total=doc.fmt(doc.total), needs_review=it.needs_review, under_review=doc.under_review,
+        issued_at=doc.issued_at.isoformat(),
+        lines=[ReceiptLineOut(product_id=ln.product_id, name=ln.name, quantity=ln.quantity,
+                              unit_price=doc.fmt(ln.unit_price),
+                              amount=doc.fmt(doc.line_total(ln))) for ln in doc.lines])
+
+
+def _mailer(settings: ServiceSettings) -> Mailer:
+    """SMTP when a host is configured, else the in-memory outbox (embedded default)."""
+    if settings.smtp_host is None:
+        return OutboxMailer()
+    pw = settings.smtp_password
+    return SmtpMailer(settings.smtp_host, settings.smtp_port, starttls=settings.smtp_starttls,
+                      username=settings.smtp_username,
+                      password=pw.get_secret_value() if pw else None)
+
+
+def _resume_mail(d: Deps) -> None:
+    try:
+        receipting.resume_mail(d)
+    except Exception:
+        log.exception("resending unsent receipts failed")
 
 
 def _gate(d: Deps, gate_id: str) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from walkout.service import receipting
 from walkout.service.carts import LineIn, cart_total, receipt_lines
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -102,7 +103,9 @@ def exit_visit(d: Deps, visit_id: str, needs_review: bool = False) -> ExitResult
         if v.state == "open":
             _freeze(d, s, v, needs_review)
             v.state, v.exited_at = "checking_out", now
-    return _settle(d, visit_id)
+    out = _settle(d, visit_id)
+    receipting.mail_receipt(d, out.receipt_id)  # once: a retried exit finds it sent
+    return out
 
 
 def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> None:

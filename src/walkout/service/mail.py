@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -13,10 +14,11 @@ class Mailer(Protocol):
 
 
 class OutboxMailer:
-    """Keeps messages in memory: the embedded default until an SMTP server is configured."""
+    """Keeps messages in memory: the embedded default until an SMTP server is configured.
+    Only the newest ``keep`` are held, so a long-running store without SMTP does not grow."""
 
-    def __init__(self) -> None:
-        self.outbox: list[EmailMessage] = []
+    def __init__(self, keep: int = 1000) -> None:
+        self.outbox: deque[EmailMessage] = deque(maxlen=keep)
 
     def send(self, message: EmailMessage) -> None:
         self.outbox.append(message)

@@ -58,12 +58,15 @@ class Account(Base):
     __tablename__ = "accounts"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(16))  # app | card | staff
-    role: Mapped[str] = mapped_column(String(16))  # shopper | operator | admin
+    role: Mapped[str] = mapped_column(String(16))  # shopper | operator | admin | kiosk
     email: Mapped[str | None] = mapped_column(String(320))
     display_name: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime]
+    #: set when the shopper asked for erasure: personal fields are gone, the id stays as the
+    #: pseudonym that receipts and the money ledger (kept by law) still point to
+    erased_at: Mapped[datetime | None]
     __table_args__ = (
-        CheckConstraint("role IN ('shopper', 'operator', 'admin')", name="role"),
+        CheckConstraint("role IN ('shopper', 'operator', 'admin', 'kiosk')", name="role"),
         CheckConstraint("kind IN ('app', 'card', 'staff')", name="kind"),
     )
 
@@ -148,6 +151,9 @@ class EngineEvent(Base):
     t: Mapped[float] = mapped_column(Float)
     payload: Mapped[str] = mapped_column(Text)
     recorded_at: Mapped[datetime]
+    #: the shelf event id a row is about (shelf event, decision, review case): how a disputed
+    #: line finds its evidence
+    ref: Mapped[str | None] = mapped_column(String(64), index=True)
     __table_args__ = (UniqueConstraint("source", "seq", name="uq_engine_events_source_seq"),)
 
 
@@ -271,6 +277,26 @@ class Receipt(Base):
     emailed_at: Mapped[datetime | None]
 
 
+class ReceiptMail(Base):
+    """The one e-mail of a receipt. ``receipt_id`` and ``message_id`` are UNIQUE: whoever
+    inserts the row owns the send, and a row in state ``sent`` means it is never sent again.
+
+    States: sending (claimed; a crash here leaves it to :func:`resume_mail` after
+    ``claimed_at`` grows stale) → sent | failed (retried later)."""
+
+    __tablename__ = "receipt_mails"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id"), unique=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))
+    claimed_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    __table_args__ = (CheckConstraint("state IN ('sending', 'sent', 'failed')", name="state"),)
+
+
 class ReceiptLine(Base):
     __tablename__ = "receipt_lines"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -295,8 +321,10 @@ class Dispute(Base):
     product_id: Mapped[str] = mapped_column(String(64))
     quantity: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(1000))
-    state: Mapped[str] = mapped_column(String(16))  # open | refunded | rejected
+    state: Mapped[str] = mapped_column(String(16))  # open | refunding | refunded | rejected
     refund_amount: Mapped[Decimal | None] = mapped_column(MONEY)
     created_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(32))  # the operator's account id
+    note: Mapped[str | None] = mapped_column(String(1000))  # the operator's reason
     __table_args__ = (UniqueConstraint("receipt_id", "product_id", name="uq_disputes_line"),)

@@ -20,13 +20,15 @@ import threading
 import time
 from dataclasses import asdict
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 
 from walkout.checkout import Receipt
-from walkout.engine import Engine, EngineConfig
+from walkout.engine import Decision, Engine, EngineConfig
 from walkout.events import PlateBlock
+from walkout.review import ReviewCase
 from walkout.service import checkout, entry
 from walkout.service.checkout import LineRequest, insert_ignore
 from walkout.service.deps import Deps
@@ -66,7 +68,7 @@ class LiveRunner:
             resume = cp.chunk if cp else -1
         if resume >= 0:
             log.info("resuming %s after chunk %d (replaying the log)", self.source, resume)
-        seen = {"gates": 0, "shelf": 0, "lines": 0, "receipts": 0}
+        seen = {"gates": 0, "shelf": 0, "decisions": 0, "cases": 0, "lines": 0, "receipts": 0}
         start = time.monotonic()
         for i, (a, b) in enumerate(pairwise(edges)):
             if stop is not None and stop.is_set():
@@ -111,15 +113,30 @@ class LiveRunner:
                  "t": ev.t, "payload": json.dumps(asdict(ev)), "recorded_at": now}
                 for k, ev in enumerate(gate_events)]
         shelf = eng.events[seen["shelf"]:]
+        rows = [{**r, "ref": None} for r in rows]
         rows += [{"source": f"{self.source}/shelf", "seq": seen["shelf"] + k, "kind": ev.kind,
-                  "t": ev.t_end, "recorded_at": now,
+                  "t": ev.t_end, "recorded_at": now, "ref": ev.event_id,
                   "payload": json.dumps({"event_id": ev.event_id, "plates": ev.plate_ids,
                                          "delta_g": ev.delta_g})}
                  for k, ev in enumerate(shelf)]
+        # the evidence a dispute is judged on: each decision with every candidate's score
+        # (what EngineResult.explain returns) and each review case's summary
+        decisions = eng.decisions[seen["decisions"]:]
+        rows += [{"source": f"{self.source}/decisions", "seq": seen["decisions"] + k,
+                  "kind": "decision", "t": dc.attribution.event.t_end, "recorded_at": now,
+                  "ref": dc.attribution.event.event_id, "payload": json.dumps(_decision(dc))}
+                 for k, dc in enumerate(decisions)]
+        cases = list(eng.cases.values())[seen["cases"]:]
+        rows += [{"source": f"{self.source}/cases", "seq": seen["cases"] + k,
+                  "kind": "review_case", "t": c.event.t_end, "recorded_at": now,
+                  "ref": c.case_id, "payload": json.dumps(_case(c))}
+                 for k, c in enumerate(cases)]
         with d.sessions.begin() as s:
             insert_ignore(s, EngineEvent, rows, ["source", "seq"])
         seen["gates"] += len(gate_events)
         seen["shelf"] += len(shelf)
+        seen["decisions"] += len(decisions)
+        seen["cases"] += len(cases)
         entries = eng.ledger.entries()[seen["lines"]:]
         by_visit: dict[str, list[LineRequest]] = {}
         for e in entries:
@@ -155,6 +172,32 @@ class LiveRunner:
             return None  # an unbound person: an alert for staff, nobody to charge
         with d.sessions() as s:
             return s.scalar(select(Visit.id).where(Visit.credential == sess.credential))
+
+
+def _decision(dc: Decision) -> dict[str, Any]:
+    """A decision as logged: the event, who was charged what, every candidate's score."""
+    att = dc.attribution
+    return {"event_id": att.event.event_id, "session_id": att.session_id,
+            "confidence": att.confidence, "scores": [list(x) for x in att.scores],
+            "reach_m": [list(x) for x in att.reach_m], "items": [list(x) for x in dc.items],
+            "takers": list(dc.takers), "needs_review": dc.needs_review,
+            "reasons": list(dc.reasons),
+            "hypotheses": [{"items": [list(i) for i in h.items], "probability": h.probability}
+                           for h in att.event.hypotheses[:5]]}
+
+
+def _case(c: ReviewCase) -> dict[str, Any]:
+    """A review case's evidence in summary (the raw traces stay in the engine's memory)."""
+    ev = c.evidence
+    w = ev.weights
+    return {"case_id": c.case_id, "reasons": list(c.reasons), "sessions": list(c.sessions),
+            "decided": {k: [list(i) for i in v] for k, v in c.decided.items()},
+            "weights": None if w is None else {
+                "plates": list(w.plate_ids), "samples": int(w.t.shape[0]),
+                "t": [float(w.t[0]), float(w.t[-1])] if w.t.shape[0] else []},
+            "hands": [{"session_id": h.session_id, "probability": h.probability,
+                       "reach_m": h.reach_m} for h in ev.hands],
+            "open": c.open}
 
 
 def _issued(eng: Engine) -> list[Receipt]:

@@ -3,6 +3,8 @@ naming them), and money always as a decimal string beside its currency."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from walkout.service.accounts import refuse_card_number
@@ -108,8 +110,24 @@ class ReceiptOut(Strict):
     visit_id: str
     currency: str
     total: str
-    needs_review: bool
+    needs_review: bool  # open review cases held it at exit
+    under_review: bool = False  # review cases or undecided disputes: it may still change
+    issued_at: str | None = None
     lines: list[ReceiptLineOut]
+
+
+class KioskLookup(Strict):
+    email: str = Field(pattern=EMAIL, max_length=320)
+
+
+class DisputeDecision(Strict):
+    decision: Literal["refund", "reject"]
+    note: str | None = Field(None, max_length=1000, description="why, for the record")
+
+
+class PurgeIn(Strict):
+    days: int | None = Field(None, ge=1, le=3650,
+                             description="retention in days; default: the configured one")
 
 
 class NewDispute(Strict):
@@ -125,5 +143,5 @@ class DisputeOut(Strict):
 
 
 class NewStaff(Strict):
-    role: str = Field(pattern="^(operator|admin)$")
+    role: str = Field(pattern="^(operator|admin|kiosk)$")
     name: str | None = Field(None, max_length=120)

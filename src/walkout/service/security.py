@@ -19,6 +19,7 @@ class Role(StrEnum):
     SHOPPER = "shopper"
     OPERATOR = "operator"  # store staff and gate devices
     ADMIN = "admin"
+    KIOSK = "kiosk"  # an in-store receipt terminal: looks receipts up by e-mail, nothing else
 
 
 @dataclass(frozen=True, slots=True)

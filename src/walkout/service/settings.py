@@ -33,3 +33,23 @@ class ServiceSettings(BaseSettings):
     bootstrap_admin_token: SecretStr | None = Field(
         None, description="creates an admin with this bearer token on start (first run)"
     )
+    # ---- receipts by e-mail ----
+    smtp_host: str | None = Field(
+        None, description="SMTP server receipts are sent through; unset: kept in memory only"
+    )
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP server port")
+    smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
+    smtp_username: str | None = Field(None, description="SMTP login (with smtp_password)")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password")
+    mail_sender: str = Field("receipts@walkout.invalid", pattern=r"^[^@\s]+@[^@\s]+$",
+                             description="From address of receipt e-mails")
+    kiosk_lookups_per_minute: int = Field(10, ge=1, description="rate limit of kiosk look-ups")
+    # ---- disputes ----
+    dispute_flag_rejections: int = Field(
+        3, ge=1, description="rejected disputes within the window that flag a shopper"
+    )
+    dispute_flag_window_days: int = Field(30, ge=1, description="window of that count")
+    # ---- privacy ----
+    retention_days: int = Field(
+        30, ge=1, description="tracks, evidence and the engine event log are purged after this"
+    )

@@ -43,6 +43,33 @@ class Svc:
         assert r.status_code == 200, r.text
         return str(r.json()["code"])
 
+    def enter(self, h: dict[str, str]) -> str:
+        """The shopper's QR scanned at the entry gate: the new visit's id."""
+        r = self.client.post("/v1/gates/entry/scan", json={"code": self.code(h)},
+                             headers=self.gate)
+        assert r.status_code == 201, r.text
+        return str(r.json()["visit_id"])
+
+    def leave(self, visit_id: str, items: dict[str, int]) -> dict[str, object]:
+        """Cart lines for ``items`` (product → quantity), then the exit: its answer."""
+        lines = [{"line_key": f"{visit_id}:{pid}", "product_id": pid, "quantity": q,
+                  "event_id": f"ev-{visit_id[:8]}-{pid}", "confidence": 0.9}
+                 for pid, q in items.items()]
+        if lines:
+            r = self.client.post(f"/v1/visits/{visit_id}/cart-lines", json={"lines": lines},
+                                 headers=self.gate)
+            assert r.status_code == 200, r.text
+        r = self.client.post(f"/v1/visits/{visit_id}/exit", headers=self.gate)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def staff(self, role: str) -> dict[str, str]:
+        """A new staff member's (operator, admin, kiosk) Authorization header."""
+        r = self.client.post("/v1/admin/staff", json={"role": role, "name": role},
+                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
 
 def make_svc(engine: Engine, clock: ManualClock | None = None, **overrides: object) -> Svc:
     """A service on ``engine`` (migrated on start) with an admin and an operator token."""

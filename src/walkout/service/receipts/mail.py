@@ -84,7 +84,17 @@ def send_receipt(doc: ReceiptDoc, smtp_host: str, smtp_port: int, sender: str, *
     mid = str(msg["Message-ID"])
     if mid in already_sent:
         return mid
+    deliver(msg, smtp_host, smtp_port, what=f"receipt {doc.receipt_id}", starttls=starttls,
+            username=username, password=password, timeout=timeout)
+    return mid
+
+
+def deliver(msg: EmailMessage, smtp_host: str, smtp_port: int, *, what: str,
+            starttls: bool = False, username: str | None = None, password: str | None = None,
+            timeout: float = 10.0) -> None:
+    """Hand ``msg`` to the SMTP server; ``ReceiptDeliveryError`` says who refused what."""
     where = f"SMTP server {smtp_host}:{smtp_port}"
+    sender = str(msg["From"])
     try:
         with smtplib.SMTP(smtp_host, smtp_port, timeout=timeout) as smtp:
             if starttls:
@@ -94,8 +104,8 @@ def send_receipt(doc: ReceiptDoc, smtp_host: str, smtp_port: int, sender: str, *
             smtp.send_message(msg)
     except smtplib.SMTPRecipientsRefused as e:
         why = "; ".join(f"{code} {_text(reply)}" for code, reply in e.recipients.values())
-        raise ReceiptDeliveryError(
-            f"{where} refused the recipient {mask_email(doc.email or '')}: {why}") from e
+        to = ", ".join(mask_email(a) for a in e.recipients)
+        raise ReceiptDeliveryError(f"{where} refused the recipient {to}: {why}") from e
     except smtplib.SMTPSenderRefused as e:
         raise ReceiptDeliveryError(
             f"{where} refused the sender {sender}: {e.smtp_code} {_text(e.smtp_error)}") from e
@@ -105,13 +115,27 @@ def send_receipt(doc: ReceiptDoc, smtp_host: str, smtp_port: int, sender: str, *
             f"{_text(e.smtp_error)}") from e
     except smtplib.SMTPResponseException as e:
         raise ReceiptDeliveryError(
-            f"{where} refused receipt {doc.receipt_id}: {e.smtp_code} {_text(e.smtp_error)}"
-        ) from e
+            f"{where} refused {what}: {e.smtp_code} {_text(e.smtp_error)}") from e
     except smtplib.SMTPException as e:
-        raise ReceiptDeliveryError(f"{where} failed for receipt {doc.receipt_id}: {e}") from e
+        raise ReceiptDeliveryError(f"{where} failed for {what}: {e}") from e
     except OSError as e:  # refused, unreachable, DNS failure, timeout
         raise ReceiptDeliveryError(f"{where} is unreachable: {e}") from e
-    return mid
+
+
+class SmtpMailer:
+    """The service's ``Mailer`` over SMTP: one connection per message, which is plenty for
+    receipts (one per visit) and survives the server restarting between them."""
+
+    def __init__(self, host: str, port: int, *, starttls: bool = False,
+                 username: str | None = None, password: str | None = None,
+                 timeout: float = 10.0) -> None:
+        self.host, self.port, self.starttls = host, port, starttls
+        self._username, self._password, self._timeout = username, password, timeout
+
+    def send(self, message: EmailMessage) -> None:
+        deliver(message, self.host, self.port, what=f"message {message['Message-ID']}",
+                starttls=self.starttls, username=self._username, password=self._password,
+                timeout=self._timeout)
 
 
 def _text(reply: bytes | str) -> str:

@@ -71,6 +71,9 @@ class ReceiptDoc:
     currency: str
     lines: tuple[ReceiptDocLine, ...]
     email: str | None = None
+    #: open review cases (or disputes) may still change it: said on every rendering, so a
+    #: shopper never takes a provisional receipt for the final one
+    under_review: bool = False
 
     def __post_init__(self) -> None:
         if not self.receipt_id:

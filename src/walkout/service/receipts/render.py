@@ -43,6 +43,9 @@ _HTML = """\
   Receipt <span class="receipt-id">{{ doc.receipt_id }}</span><br>
   Visit: <time datetime="{{ doc.issued_at.isoformat() }}">{{ issued }}</time>
 </p>
+{% if doc.under_review %}
+<p class="under-review"><strong>{{ review_note }}</strong></p>
+{% endif %}
 <table>
   <thead>
     <tr><th>Product</th><th class="num">Qty</th><th class="num">Unit price</th>
@@ -72,6 +75,9 @@ _HTML = """\
 </html>
 """
 
+#: Shown on a receipt that open review cases or disputes may still change.
+UNDER_REVIEW = "Under review: some lines are being checked; this receipt may still change."
+
 _env = Environment(
     loader=DictLoader({"receipt.html": _HTML}),
     autoescape=select_autoescape(default=True, default_for_string=True),
@@ -98,7 +104,7 @@ def _issued(doc: ReceiptDoc) -> str:
 def render_html(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL) -> str:
     """The receipt as a self-contained HTML page (inline CSS, so it also works as an e-mail)."""
     return _env.get_template("receipt.html").render(
-        doc=doc, issued=_issued(doc),
+        doc=doc, issued=_issued(doc), review_note=UNDER_REVIEW,
         contest_link=lambda pid: contest_link(doc, pid, contest_url),
     )
 
@@ -106,6 +112,8 @@ def render_html(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL) -> s
 def render_text(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL) -> str:
     """The receipt as plain text: the alternative part of the e-mail, for clients without HTML."""
     out = [doc.store_name, f"Receipt {doc.receipt_id}", f"Visit: {_issued(doc)}", ""]
+    if doc.under_review:
+        out[-1:] = [UNDER_REVIEW, ""]
     for ln in doc.lines:
         out.append(f"{ln.quantity} x {ln.name} @ {doc.fmt(ln.unit_price)} "
                    f"= {doc.fmt(doc.line_total(ln))}")
@@ -165,6 +173,10 @@ def render_pdf(doc: ReceiptDoc, *, font_path: str | Path | None = None) -> bytes
     pdf.set_font(family, size=10)
     pdf.cell(w, 6, clean(f"Receipt {doc.receipt_id}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.cell(w, 6, clean(f"Visit: {_issued(doc)}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    if doc.under_review:
+        pdf.set_font(family, style="B", size=10)
+        pdf.multi_cell(w, 6, clean(UNDER_REVIEW), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_font(family, size=10)
     pdf.ln(4)
     # a table wraps long product names and breaks pages, repeating the heading row
     with pdf.table(col_widths=(52, 10, 19, 19), text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT"),

@@ -1,0 +1,133 @@
+"""A shopper's rights: export of all their data, and erasure.
+
+Erasure removes what identifies the person — e-mail, name, payment-method tokens, entry codes,
+free-text dispute reasons, receipt e-mail addresses — and revokes every token. Receipts,
+charges and the ledger stay, as bookkeeping law requires, but pseudonymised: the account id is
+a random id that no longer leads to anyone, and the payment-method token in the built-in ledger
+(transactions and payer accounts) becomes ``erased:<payment method id>``, so balances still
+add up. A card tapped again after erasure is a stranger. Refused while the shopper is inside
+the store or a dispute of theirs is undecided (money is still moving).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from walkout.service import receipting
+from walkout.service.clock import aware
+from walkout.service.deps import Deps
+from walkout.service.entry import INSIDE
+from walkout.service.errors import ServiceError, not_found
+from walkout.service.models import (
+    Account,
+    ApiToken,
+    Dispute,
+    EntryCode,
+    LedgerAccount,
+    LedgerTransaction,
+    PaymentMethod,
+    Receipt,
+    ReceiptMail,
+    Visit,
+)
+
+
+def _iso(dt: Any) -> str | None:
+    return None if dt is None else aware(dt).isoformat()
+
+
+def export(d: Deps, account_id: str) -> dict[str, Any]:
+    """Everything stored about one shopper, and nothing about anyone else."""
+    with d.sessions() as s:
+        a = s.get(Account, account_id)
+        if a is None:
+            raise not_found("account")
+        methods = s.scalars(select(PaymentMethod).where(PaymentMethod.account_id == account_id)
+                            .order_by(PaymentMethod.created_at)).all()
+        visits = s.scalars(select(Visit).where(Visit.account_id == account_id)
+                           .order_by(Visit.entered_at)).all()
+        disputes = s.scalars(select(Dispute).where(Dispute.account_id == account_id)
+                             .order_by(Dispute.created_at)).all()
+        mails = {m.receipt_id: m for m in s.scalars(
+            select(ReceiptMail).join(Receipt, Receipt.id == ReceiptMail.receipt_id)
+            .join(Visit, Visit.id == Receipt.visit_id).where(Visit.account_id == account_id))}
+        out: dict[str, Any] = {
+            "account": {"account_id": a.id, "kind": a.kind, "email": a.email,
+                        "name": a.display_name, "created_at": _iso(a.created_at)},
+            # the provider's token is a credential, not data about the person: label only
+            "payment_methods": [{"payment_method_id": m.id, "provider": m.provider,
+                                 "label": m.label, "created_at": _iso(m.created_at)}
+                                for m in methods],
+            "visits": [{"visit_id": v.id, "gate_id": v.gate_id, "party_size": v.party_size,
+                        "state": v.state, "entered_at": _iso(v.entered_at),
+                        "exited_at": _iso(v.exited_at)} for v in visits],
+            "disputes": [{"dispute_id": x.id, "receipt_id": x.receipt_id,
+                          "product_id": x.product_id, "quantity": x.quantity,
+                          "reason": x.reason, "state": x.state,
+                          "created_at": _iso(x.created_at), "resolved_at": _iso(x.resolved_at)}
+                         for x in disputes],
+        }
+    receipts = []
+    for it in receipting.for_account(d, account_id):
+        doc, m = it.doc, mails.get(it.doc.receipt_id)
+        receipts.append({
+            "receipt_id": doc.receipt_id, "visit_id": it.visit_id, "currency": doc.currency,
+            "total": doc.fmt(doc.total), "issued_at": doc.issued_at.isoformat(),
+            "lines": [{"product_id": ln.product_id, "name": ln.name, "quantity": ln.quantity,
+                       "unit_price": doc.fmt(ln.unit_price)} for ln in doc.lines],
+            "emailed_to": m.recipient if m and m.state == "sent" else None,
+            "emailed_at": _iso(m.sent_at) if m else None,
+        })
+    out["receipts"] = receipts
+    return out
+
+
+def erase(d: Deps, account_id: str) -> dict[str, int]:
+    """Erase a shopper's personal data (see the module docstring); returns what was touched."""
+    now = d.clock.now()
+    with d.sessions.begin() as s:
+        a = s.get(Account, account_id, with_for_update=True)
+        if a is None:
+            raise not_found("account")
+        if a.kind == "staff":
+            raise ServiceError(409, "staff_account", "staff accounts are removed by an admin")
+        inside = s.scalar(select(Visit.id).where(Visit.account_id == account_id,
+                                                 Visit.state.in_(INSIDE)).limit(1))
+        if inside is not None:
+            raise ServiceError(409, "visit_in_progress",
+                               "you are inside the store: ask again after you have left")
+        pending = s.scalar(select(Dispute.id).where(Dispute.account_id == account_id,
+                                                    Dispute.state.in_(("open", "refunding")))
+                           .limit(1))
+        if pending is not None:
+            raise ServiceError(409, "dispute_in_progress",
+                               "a dispute of yours is not decided yet: ask again afterwards")
+        a.email, a.display_name, a.erased_at = None, None, now
+        tokens = s.execute(update(ApiToken).where(ApiToken.account_id == account_id,
+                                                  ApiToken.revoked_at.is_(None))
+                           .values(revoked_at=now)).rowcount or 0
+        methods = s.scalars(select(PaymentMethod).where(PaymentMethod.account_id == account_id))
+        n_methods = 0
+        for m in methods:
+            old, new = m.provider_ref, f"erased:{m.id}"
+            if old == new:
+                continue
+            m.provider_ref, m.label = new, None
+            n_methods += 1
+            s.execute(update(LedgerTransaction).where(LedgerTransaction.payer_ref == old)
+                      .values(payer_ref=new))
+            for acct in s.scalars(select(LedgerAccount).where(
+                    LedgerAccount.name.startswith(f"payer:{old}:", autoescape=True))):
+                acct.name = f"payer:{new}:{acct.currency}"
+        codes = s.execute(delete(EntryCode).where(EntryCode.account_id == account_id)).rowcount
+        receipt_ids = select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id).where(
+            Visit.account_id == account_id)
+        s.execute(update(ReceiptMail).where(ReceiptMail.receipt_id.in_(receipt_ids))
+                  .values(recipient=None, error=None))
+        s.execute(update(Receipt).where(Receipt.id.in_(receipt_ids)).values(emailed_to=None))
+        n_disputes = s.execute(update(Dispute).where(Dispute.account_id == account_id)
+                               .values(reason="[erased]")).rowcount or 0
+    return {"tokens_revoked": int(tokens), "payment_methods": n_methods,
+            "entry_codes": int(codes or 0), "disputes": int(n_disputes)}

@@ -1,0 +1,179 @@
+"""Issued receipts as documents, and their e-mail sent exactly once.
+
+The document is rebuilt from the stored receipt rows (frozen at exit from the durable cart
+ledger), never from engine memory, so what is shown, e-mailed and charged is one number.
+
+Sending follows the pattern of payments: (1) a transaction claims the send by inserting the
+receipt's ``receipt_mails`` row (``receipt_id`` and ``message_id`` UNIQUE: a concurrent second
+claim loses the insert); (2) the SMTP hand-over, outside any transaction; (3) its record. A
+``sent`` row is never sent again, so retried exits, duplicated exit messages and restarts send
+nothing more. The one window left is a crash between (2) and (3): :func:`resume_mail` resends
+such a stale claim with the same Message-ID, which mail clients fold into one message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from walkout.service.clock import aware
+from walkout.service.deps import Deps
+from walkout.service.models import Account, Dispute, Receipt, ReceiptLine, ReceiptMail, Visit
+from walkout.service.receipts import (
+    ReceiptDoc,
+    ReceiptDocLine,
+    build_message,
+    find_receipts,
+    message_id,
+    normalize_email,
+)
+from walkout.service.receipts.mail import mask_email
+
+log = logging.getLogger("walkout.service.receipts")
+
+#: a ``sending`` claim older than this is taken for a crashed sender and retried
+STALE_CLAIM = timedelta(minutes=5)
+#: failed sends are retried on start-up this many times, then left to staff
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A stored receipt as its document, with who it belongs to."""
+
+    doc: ReceiptDoc
+    visit_id: str
+    account_id: str
+    needs_review: bool
+
+
+def recipient(acct: Account | None) -> str | None:
+    """Where a visit's receipt goes: the account's address — for a card-tap guest, the one that
+    card gave on an earlier tap — and nowhere once the shopper had their data erased."""
+    if acct is None or acct.erased_at is not None or not acct.email:
+        return None
+    return acct.email
+
+
+def load(d: Deps, s: Session, rec: Receipt, email: str | None = None) -> Issued:
+    """The document of a stored receipt; ``email`` overrides the account's address."""
+    v = s.get(Visit, rec.visit_id)
+    assert v is not None
+    acct = s.get(Account, v.account_id)
+    rows = s.scalars(select(ReceiptLine).where(ReceiptLine.receipt_id == rec.id)
+                     .order_by(ReceiptLine.position)).all()
+    disputed = s.scalar(select(func.count()).select_from(Dispute).where(
+        Dispute.receipt_id == rec.id, Dispute.state.in_(("open", "refunding")))) or 0
+    doc = ReceiptDoc(
+        receipt_id=rec.id, store_name=d.store.name, issued_at=aware(rec.issued_at),
+        currency=rec.currency,
+        lines=tuple(ReceiptDocLine(r.product_id, r.name, r.quantity, Decimal(r.unit_price))
+                    for r in rows),
+        email=email or recipient(acct), under_review=rec.needs_review or disputed > 0)
+    return Issued(doc, v.id, v.account_id, rec.needs_review)
+
+
+def for_account(d: Deps, account_id: str) -> list[Issued]:
+    """A shopper's receipts, newest first."""
+    with d.sessions() as s:
+        recs = s.scalars(select(Receipt).join(Visit, Visit.id == Receipt.visit_id)
+                         .where(Visit.account_id == account_id)
+                         .order_by(Receipt.issued_at.desc(), Receipt.id.desc())).all()
+        return [load(d, s, r) for r in recs]
+
+
+def for_email(d: Deps, email: str, limit: int = 50) -> list[Issued]:
+    """The kiosk look-up: receipts of the account with exactly this address (case-folded) or
+    e-mailed to it, newest first; anything that is not an address finds nothing."""
+    key = normalize_email(email)
+    with d.sessions() as s:
+        recs = s.scalars(
+            select(Receipt).join(Visit, Visit.id == Receipt.visit_id)
+            .join(Account, Account.id == Visit.account_id)
+            .outerjoin(ReceiptMail, ReceiptMail.receipt_id == Receipt.id)
+            .where(or_(func.lower(Account.email) == key, func.lower(ReceiptMail.recipient) == key),
+                   Account.erased_at.is_(None))
+            .order_by(Receipt.issued_at.desc()).limit(limit)).unique().all()
+        issued = {}
+        for r in recs:
+            it = load(d, s, r)
+            if it.doc.email is None or normalize_email(it.doc.email) != key:
+                sent_to = s.scalar(select(ReceiptMail.recipient)
+                                   .where(ReceiptMail.receipt_id == r.id))
+                it = load(d, s, r, email=sent_to)
+            issued[r.id] = it
+    # the documented exact-match rule has the last word (SQL lower() is not casefold())
+    return [issued[doc.receipt_id] for doc in find_receipts([i.doc for i in issued.values()],
+                                                            key)]
+
+
+def mail_receipt(d: Deps, receipt_id: str) -> str | None:
+    """E-mail a receipt unless it was sent already; returns its Message-ID (None when there is
+    nobody to send it to, or another worker holds the send). Never raises for delivery: a
+    failure is recorded on the row and retried by :func:`resume_mail`."""
+    sender = d.settings.mail_sender
+    now = d.clock.now()
+    try:
+        with d.sessions.begin() as s:
+            rec = s.get(Receipt, receipt_id)
+            if rec is None:
+                return None
+            issued = load(d, s, rec)
+            to = issued.doc.email
+            if to is None:
+                return None
+            mid = message_id(issued.doc, sender)
+            m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id)
+                         .with_for_update())
+            if m is None:
+                s.add(ReceiptMail(receipt_id=receipt_id, message_id=mid, recipient=to,
+                                  state="sending", attempts=1, claimed_at=now))
+                s.flush()
+            elif m.state == "sent":
+                return m.message_id
+            elif m.state == "sending" and aware(m.claimed_at) > now - STALE_CLAIM:
+                return None  # another worker is sending it right now
+            else:  # failed, or a sender that crashed mid-send
+                m.state, m.attempts, m.claimed_at = "sending", m.attempts + 1, now
+    except IntegrityError:
+        return None  # a concurrent claim won the insert: it sends
+    try:
+        d.mailer.send(build_message(issued.doc, sender))
+    except Exception as e:  # any mailer: the exit must not fail because mail did
+        why = str(e).replace(to, mask_email(to))[:300]
+        log.warning("receipt %s not e-mailed: %s", receipt_id, why)
+        with d.sessions.begin() as s:
+            m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id))
+            assert m is not None
+            m.state, m.error = "failed", why
+        return None
+    with d.sessions.begin() as s:
+        m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id))
+        rec = s.get(Receipt, receipt_id)
+        assert m is not None and rec is not None
+        m.state, m.sent_at, m.error = "sent", d.clock.now(), None
+        rec.emailed_to, rec.emailed_at = to, m.sent_at
+    return mid
+
+
+def resume_mail(d: Deps, within: timedelta = timedelta(days=1)) -> int:
+    """Send what a crash or an SMTP outage left unsent: failed sends (a few times), stale
+    claims, and settled receipts of the last ``within`` that never got a claim at all (a crash
+    between the capture and the claim). Returns how many were sent now."""
+    now = d.clock.now()
+    with d.sessions() as s:
+        retry = list(s.scalars(select(ReceiptMail.receipt_id).where(or_(
+            (ReceiptMail.state == "failed") & (ReceiptMail.attempts < MAX_ATTEMPTS),
+            (ReceiptMail.state == "sending") & (ReceiptMail.claimed_at < now - STALE_CLAIM)))))
+        unclaimed = list(s.scalars(
+            select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id)
+            .outerjoin(ReceiptMail, ReceiptMail.receipt_id == Receipt.id)
+            .where(ReceiptMail.id.is_(None), Receipt.issued_at >= now - within,
+                   Visit.state != "checking_out")))
+    return sum(mail_receipt(d, rid) is not None for rid in retry + unclaimed)
