@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from walkout.attribution import AttributionConfig, attribute
+from walkout.attribution.handover import HandMeeting, HandOverPolicy, find_meetings
 from walkout.cart import CartLedger, Session, SessionBook, SessionState
 from walkout.checkout import Receipt, build_receipt
 from walkout.events import (
@@ -52,6 +53,10 @@ class EngineConfig(BaseModel):
     )
     exit_settle_s: float = Field(
         4.0, ge=0, description="wait after an exit for the last shelf events to settle"
+    )
+    handover_policy: HandOverPolicy = Field(
+        HandOverPolicy.TAKER, description="who pays for an item handed to another payer "
+        "(taker: whoever took it off the shelf; receiver: moved to the receiver, reviewed)"
     )
     review_hold_s: float = Field(
         120.0, ge=0, description="a receipt with open review cases waits this long after the "
@@ -127,6 +132,8 @@ class Engine:
         self._recent: deque[PlateBlock] = deque()  # plate samples kept for review evidence
         self._now = 0.0
         self._shelf_seen = 0  # shelf alerts already passed on
+        self.meetings: list[HandMeeting] = []  # hand-overs seen (wrists meeting off-shelf)
+        self._meet_t = 0.0  # meetings searched up to here
         self._exits: list[tuple[float, Session]] = []  # checking out: (exit time, session)
         self._exited_tracks: set[int] = set()
         self._exit_tracks: list[tuple[str, float]] = []  # (gate, time) of tracks that left
@@ -161,6 +168,7 @@ class Engine:
         self.events += new
         self._pending += new
         self._attribute_ready(tracks, now - self.config.attribution.pad_s - 0.2)
+        self._hand_overs(tracks, now - 0.5)
         self._close_ready(now)
 
     def finish(self) -> None:
@@ -381,6 +389,44 @@ class Engine:
                               hand_traces(d.attribution, cands, t0, t1)),
             sessions=tuple(sorted(set(shares) | set(near))), opened_at=self._now,
         )
+
+    def _hand_overs(self, tracks: list[Track], until: float) -> None:
+        """Wrists of two payers meeting off-shelf: alert, and apply the hand-over policy."""
+        t0 = max(0.0, self._meet_t - 1.0)  # overlap: a meeting across the boundary is whole
+        if until <= t0:
+            return
+        cands = self._candidates(tracks, t0, until)
+        found = find_meetings(cands, self.store.plate_boxes, t0, until) if len(cands) > 1 else []
+        self._meet_t = until
+        for m in found:
+            if any(o.sessions == m.sessions and abs(o.t - m.t) < 3.0 for o in self.meetings):
+                continue
+            self.meetings.append(m)
+            a, b = m.sessions
+            held = {s: self.ledger.held(s) for s in m.sessions}
+            moved = ""
+            if self.config.handover_policy == HandOverPolicy.RECEIVER:
+                moved = self._move_handed(m, held)
+            self.alerts.append(Alert(m.t, "hand_over",
+                                     f"sessions {a} and {b} passed something hand to hand "
+                                     f"(wrists {100 * m.distance_m:.0f} cm apart, off-shelf); "
+                                     f"policy {self.config.handover_policy.value}{moved}",
+                                     f"{a},{b}"))
+
+    def _move_handed(self, m: HandMeeting, held: dict[str, dict[str, int]]) -> str:
+        """Receiver policy: the one session holding items gave the most recent one."""
+        givers = [s for s in m.sessions if held[s]]
+        if len(givers) != 1:
+            return "; who gave what is unclear: no cart changed"
+        giver = givers[0]
+        receiver = next(s for s in m.sessions if s != giver)
+        last = next(e for e in reversed(self.ledger.entries(giver))
+                    if e.quantity > 0 and held[giver].get(e.product_id, 0) > 0)
+        ref = f"hand-over-{m.t:.3f}"
+        self._reviewed.add(ref)  # the item is inferred, not seen: both receipts get reviewed
+        for sid, q in ((giver, -1), (receiver, 1)):
+            self.ledger.append(CartEntry(sid, last.product_id, q, m.t, ref, 0.5, (ref,)))
+        return f"; moved 1 × {last.product_id} from {giver} to {receiver} (to review)"
 
     def _shelf_alerts(self) -> None:
         """Sensor faults and planogram mismatches the shelf stage raised since last time."""

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from walkout.bench.metrics import score_receipts
-from walkout.engine import Decision, Engine, EngineResult
+from walkout.engine import Decision, Engine, EngineConfig, EngineResult
 from walkout.sim.session import SimSession, Truth, simulate
 from walkout.sources.recording import Sensors
 from walkout.store.model import Store
@@ -41,6 +41,7 @@ def run_accuracy(
     store: Store, shoppers: int, seed: int,
     progress: Callable[[str, float, float], None] | None = None,
     scenarios: Sequence[str] = (),
+    config: EngineConfig | None = None,
 ) -> tuple[dict[str, Any], SimSession, EngineResult]:
     """Simulate (standard mix plus named scenarios), run the engine, return JSON-ready figures."""
     t0 = time.perf_counter()
@@ -49,7 +50,7 @@ def run_accuracy(
     if progress:
         progress("simulated", session.duration_s, session.duration_s)
     t1 = time.perf_counter()
-    engine = Engine(store)
+    engine = Engine(store, config or EngineConfig())
     result = engine.run(
         Sensors.from_session(session),
         (lambda now: progress("engine", now, session.duration_s)) if progress else None,

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from walkout.events import L_WRIST, R_WRIST
-from walkout.sim.shoppers import Plan, PutBack, ShopperSimulator, Take, TakeMisplaced
+from walkout.sim.shoppers import (
+    HandOver,
+    Plan,
+    PutBack,
+    ShopperSimulator,
+    Take,
+    TakeMisplaced,
+)
 from walkout.store.model import Store
 
 
@@ -236,3 +243,46 @@ def wrong_planogram_entry(ctx: ScenarioContext) -> list[Plan]:
     ctx.sim.shelving.preload(plate, x.id, [float(w) for w in
                                            ctx.rng.normal(x.weight_g, x.weight_sd_g, size=2)])
     return [Plan(ctx.credential(0), ctx.t0, (TakeMisplaced(plate, x.id),))]
+
+
+def _meeting_spots(ctx: ScenarioContext) -> tuple[np.ndarray, np.ndarray, float]:
+    """Two floor spots 0.8 m apart in open floor (≥ 0.6 m of free cells around both), away
+    from the gates, and the heading from the first to the second."""
+    from scipy.ndimage import distance_transform_edt
+
+    fl = ctx.sim.floor
+    room = distance_transform_edt(fl.free) * fl.res
+    gates = [0.5 * (np.array(g.area.min[:2]) + np.array(g.area.max[:2]))
+             for g in ctx.store.gates]
+    ii, jj = np.nonzero(room >= 0.9)
+    centres = fl.origin + (np.stack([ii, jj], 1) + 0.5) * fl.res
+    far = np.array([min(np.hypot(*(c - g)) for g in gates) > 2.0 for c in centres])
+    if not far.any():
+        raise RuntimeError(f"store {ctx.store.name!r} has no open floor for a hand-over")
+    c = centres[far][int(ctx.rng.integers(int(far.sum())))]
+    ang = float(ctx.rng.uniform(0, 2 * np.pi))
+    d = 0.4 * np.array([np.cos(ang), np.sin(ang)])
+    return c - d, c + d, ang
+
+
+@scenario("hand-over", "a shopper hands an item to another (same group, and strangers)")
+def hand_over(ctx: ScenarioContext) -> list[Plan]:
+    """Two hand-overs in open floor: within a group (one payer either way) and between
+    strangers (the documented default: the shopper who took it off the shelf pays)."""
+    entries = [e for (e,) in _shelf_runs(ctx, 1)]
+    picks = [int(x) for x in ctx.rng.choice(entries, size=2, replace=False)]
+    plans = []
+    for k, group in enumerate((True, False)):
+        a, b, ang = _meeting_spots(ctx)
+        t = ctx.t0 + 50.0 + 40.0 * k
+        giver = ctx.credential(2 * k)
+        taker = giver if group else ctx.credential(2 * k + 1)
+        plans += [
+            Plan(giver, ctx.t0 + 40.0 * k,
+                 (Take(picks[k]), HandOver(taker, True, t, (float(a[0]), float(a[1])), ang)),
+                 party_size=2 if group else 1),
+            Plan(taker, ctx.t0 + 40.0 * k + (0.5 if group else 6.0),
+                 (HandOver(giver, False, t, (float(b[0]), float(b[1])), ang + np.pi),),
+                 scans=not group),
+        ]
+    return plans

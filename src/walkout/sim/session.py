@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from walkout.events import GateEvent, KeypointFrame, PlateBlock
 from walkout.sim.cameras import CameraSimConfig, PersonPath, render_keypoints
 from walkout.sim.loadcell import simulate_plates
-from walkout.sim.shoppers import ShopperConfig, ShopperSimulator, TrueEvent
+from walkout.sim.shoppers import ShopperConfig, ShopperSimulator, TrueEvent, TrueHandOver
 from walkout.store.model import Store
 
 
@@ -37,6 +37,7 @@ class Truth:
     paths: list[PersonPath]
     credentials: dict[int, str]  # person id -> credential
     scenario_of: dict[str, str] = field(default_factory=dict)  # credential -> scenario name
+    handovers: list[TrueHandOver] = field(default_factory=list)  # items passed hand to hand
 
 
 @dataclass
@@ -114,5 +115,6 @@ def simulate(
         paths=paths,
         credentials={r.path.person_id: r.credential for r in results},
         scenario_of=scenario_of,
+        handovers=sorted((h for r in results for h in r.handovers), key=lambda h: h.t),
     )
     return SimSession(store, seed, duration, plates, frames, gates, truth)

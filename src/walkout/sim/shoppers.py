@@ -255,7 +255,29 @@ class TakeMisplaced:
     stand_offset_m: float = 0.0
 
 
-Action = Take | PutBack | TakeMisplaced
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """Meet another visitor at ``spot`` (floor x, y) facing ``heading`` and, at ``at``, hand
+    them the last item held (``give``) or take one from them (not ``give``)."""
+
+    partner: str  # the other visitor's credential
+    give: bool
+    at: float
+    spot: tuple[float, float]
+    heading: float
+
+
+Action = Take | PutBack | TakeMisplaced | HandOver
+
+
+@dataclass(frozen=True, slots=True)
+class TrueHandOver:
+    """An item passed from hand to hand (ground truth)."""
+
+    giver: str
+    receiver: str
+    product_id: str
+    t: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +302,7 @@ class ShopperResult:
     interactions: list[PlateInteraction]
     events: list[TrueEvent]
     receipt: Counter[str]
+    handovers: list[TrueHandOver] = field(default_factory=list)
 
 
 def _approach(xy: np.ndarray, dest: np.ndarray, last_m: float = 0.7) -> np.ndarray:
@@ -574,6 +597,7 @@ class ShopperSimulator:
         interactions: list[PlateInteraction] = []
         events: list[TrueEvent] = []
         held: list[tuple[str, float, tuple[str, ...]]] = []  # product, item weight, from plates
+        handovers: list[TrueHandOver] = []
         for act in plan.actions:
             if isinstance(act, Take):
                 entry = store.planogram[act.entry]
@@ -623,6 +647,18 @@ class ShopperSimulator:
                 events.append(TrueEvent(plan.credential, "pick", act.product_id, 1, act.plates,
                                         t_in, t_out, t_ch))
                 held.append((act.product_id, w, act.plates))
+            elif isinstance(act, HandOver):
+                self._walk(tl, np.asarray(act.spot, dtype=float), cfg.speed_mps[0])
+                tl.turn_to(act.heading)
+                if tl.t < act.at - 0.5:
+                    tl.stand(act.at - 0.5 - tl.t)
+                # both hands meet half-way between the two, at waist height
+                ahead = np.array([np.cos(act.heading), np.sin(act.heading)])
+                meet = np.array([*(tl.xy + 0.38 * ahead), 0.95 + 0.02 * (1 if act.give else -1)])
+                _, t_out = tl.reach(meet, wrist, 0.8)
+                if act.give and held:
+                    pid, _, _ = held.pop()
+                    handovers.append(TrueHandOver(plan.credential, act.partner, pid, t_out))
         xa = self.exit.area
         gate_xy = np.array([rng.uniform(xa.min[0] + 0.3, xa.max[0] - 0.3), xa.min[1] + 0.6])
         speed = rng.uniform(*cfg.speed_mps)
@@ -639,6 +675,8 @@ class ShopperSimulator:
         receipt: Counter[str] = Counter()
         for ev in events:
             receipt[ev.product_id] += ev.quantity if ev.kind == "pick" else -ev.quantity
+        # a hand-over does not move a charge (the store's documented default: the shopper who
+        # took it off the shelf pays); ``handovers`` records who physically left with it
         result = ShopperResult(plan.credential, tl.path(person_id), gates, interactions, events,
-                               +receipt)
+                               +receipt, handovers)
         return result, tl.positions(), tl.t0
