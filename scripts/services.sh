@@ -2,13 +2,18 @@
 # Start or stop the real services the tests use, as ../shared/SERVICES.md describes:
 #   bash scripts/services.sh start postgres   # prints the URL; PostgreSQL 15 on 127.0.0.1:55432
 #   bash scripts/services.sh stop postgres
-# The server lives in a temporary directory recorded in $WALKOUT_SERVICES_STATE (default
-# /tmp/walkout-services); it is stopped with pg_ctl, never by process name.
+#   bash scripts/services.sh start mosquitto  # prints the URL; Mosquitto 2 on 127.0.0.1:18830
+#   bash scripts/services.sh stop mosquitto
+# Each server lives in a temporary directory recorded in $WALKOUT_SERVICES_STATE (default
+# /tmp/walkout-services); PostgreSQL is stopped with pg_ctl, Mosquitto by the PID recorded at
+# its start, never by process name.
 set -euo pipefail
 STATE=${WALKOUT_SERVICES_STATE:-/tmp/walkout-services}
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_PORT=${WALKOUT_PG_PORT:-55432}
 PG_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/postgres"
+MQ_PORT=${WALKOUT_MQTT_PORT:-18830}
+MQ_URL="mqtt://127.0.0.1:${MQ_PORT}"
 
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
@@ -43,8 +48,54 @@ pg_stop() {
   rm -rf "$(dirname "$d")" "$STATE/pg.dir"
 }
 
+mq_exe() { command -v mosquitto || { [ -x /usr/sbin/mosquitto ] && echo /usr/sbin/mosquitto; }; }
+
+mq_install() {
+  mq_exe >/dev/null && return 0
+  echo "installing Mosquitto (apt-get)..." >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >&2
+}
+
+mq_running() {  # ours: the recorded PID is alive and is a mosquitto
+  [ -f "$STATE/mq.pid" ] && grep -qa mosquitto "/proc/$(cat "$STATE/mq.pid")/cmdline" 2>/dev/null
+}
+
+mq_start() {
+  mkdir -p "$STATE"
+  if mq_running; then echo "$MQ_URL"; return 0; fi
+  mq_install
+  local w; w=$(mktemp -d /tmp/walkout-mq.XXXXXX); chmod 755 "$w"
+  [ "$(id -u)" = 0 ] && chown mosquitto:mosquitto "$w"   # it drops to the mosquitto user
+  # unbounded queues: a slow consumer must make the broker wait, not drop QoS 1 messages
+  printf '%s\n' "listener $MQ_PORT 127.0.0.1" "allow_anonymous true" "persistence false" \
+    "max_queued_messages 1000000" "max_inflight_messages 1000" "log_dest stderr" > "$w/mq.conf"
+  "$(mq_exe)" -c "$w/mq.conf" </dev/null >"$w/mq.log" 2>&1 &
+  echo $! > "$STATE/mq.pid"
+  echo "$w" > "$STATE/mq.dir"
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$MQ_PORT") 2>/dev/null && { echo "$MQ_URL"; return 0; }
+    mq_running || break
+    sleep 0.1
+  done
+  cat "$w/mq.log" >&2; mq_stop; exit 1
+}
+
+mq_stop() {
+  [ -f "$STATE/mq.pid" ] || { echo "mosquitto: not started by this script" >&2; return 0; }
+  if mq_running; then
+    local pid; pid=$(cat "$STATE/mq.pid")
+    kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  [ -f "$STATE/mq.dir" ] && rm -rf "$(cat "$STATE/mq.dir")"
+  rm -f "$STATE/mq.pid" "$STATE/mq.dir"
+}
+
 case "${1:-} ${2:-}" in
   "start postgres") pg_start ;;
   "stop postgres") pg_stop ;;
-  *) echo "usage: $0 start|stop postgres" >&2; exit 2 ;;
+  "start mosquitto") mq_start ;;
+  "stop mosquitto") mq_stop ;;
+  *) echo "usage: $0 start|stop postgres|mosquitto" >&2; exit 2 ;;
 esac

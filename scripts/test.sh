@@ -5,11 +5,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 .venv/bin/ruff check src tests scripts || { echo "ruff found problems" >&2; exit 1; }
-# PostgreSQL for the storage and service tests (started here, stopped on any exit)
-export WALKOUT_TEST_PG_URL
+# PostgreSQL for the storage and service tests, Mosquitto for the MQTT ones (started here,
+# both stopped on any exit)
+trap 'bash scripts/services.sh stop postgres; bash scripts/services.sh stop mosquitto' EXIT
+export WALKOUT_TEST_PG_URL WALKOUT_TEST_MQTT_URL
 WALKOUT_TEST_PG_URL=$(bash scripts/services.sh start postgres) \
   || { echo "could not start PostgreSQL (scripts/services.sh)" >&2; exit 1; }
-trap 'bash scripts/services.sh stop postgres' EXIT
+WALKOUT_TEST_MQTT_URL=$(bash scripts/services.sh start mosquitto) \
+  || { echo "could not start Mosquitto (scripts/services.sh)" >&2; exit 1; }
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -1,0 +1,811 @@
+"""MQTT adapter: a store's sensor network in, receipts and alerts out, through a real broker.
+
+Entry points:
+
+- :func:`publish_session` plays a simulated session (or a recording's :class:`Sensors`) onto
+  the broker in source-time order, in real time or as fast as the broker takes it;
+- :class:`MqttSource` subscribes (QoS 1, persistent session) and yields time chunks
+  ``(PlateBlock, frames, gates, now)`` exactly as :meth:`walkout.engine.Engine.step` takes them;
+- :class:`MqttPublisher` publishes receipts and alerts on the result topics;
+- :func:`measure_throughput` measures what the path sustains with no loss.
+
+The consumer turns a real network's mess into the ordered stream the engine needs: bounded
+reordering by source time, duplicates dropped, per-device clock skew corrected, bad payloads
+rejected and counted, silent devices alerted. Topics and payloads: :mod:`walkout.sources.wire`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from walkout.checkout import Receipt
+from walkout.events import Alert, GateEvent, KeypointFrame, PlateBlock
+from walkout.sim.session import SimSession
+from walkout.sources import wire
+from walkout.sources.recording import Sensors
+from walkout.store.model import Store
+
+log = logging.getLogger(__name__)
+
+#: what :class:`MqttSource` yields: the arguments of ``Engine.step(block, frames, gates, now)``
+Chunk = tuple[PlateBlock, list[KeypointFrame], list[GateEvent], float]
+
+_PERIODIC = ("plates", "cameras")  # device kinds that send all the time (silence = a fault)
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    """``mqtt://host[:port]`` → (host, port)."""
+    u = urlparse(url)
+    if u.scheme != "mqtt" or not u.hostname:
+        raise ValueError(f"not an MQTT URL (mqtt://host:port): {url!r}")
+    return u.hostname, u.port or 1883
+
+
+def _client(client_id: str) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=MQTTProtocolVersion.MQTTv5)
+    c.reconnect_delay_set(1, 2)  # a restarted broker is back within a second or two
+    c.max_inflight_messages_set(1000)  # QoS 1 throughput is bound by acks in flight
+    c.max_queued_messages_set(0)  # never drop: publishes wait in memory while disconnected
+    return c
+
+
+# ---- publishing -----------------------------------------------------------------------------
+
+
+class MqttPublisher:
+    """A QoS 1 publisher whose messages survive a broker restart (paho re-sends the unacked
+    ones on reconnect); :meth:`flush` waits until the broker acknowledged every one."""
+
+    def __init__(self, url: str, client_id: str | None = None, qos: int = 1) -> None:
+        host, port = parse_url(url)
+        self.qos = qos
+        self._sent = 0
+        self._acked = 0
+        self._cv = threading.Condition()
+        self.client = _client(client_id or f"walkout-pub-{uuid.uuid4().hex[:8]}")
+        self.client.on_publish = self._on_publish
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        with self._cv:
+            self._acked += 1
+            self._cv.notify_all()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        with self._cv:
+            self._sent += 1
+        self.client.publish(topic, payload, qos=self.qos)  # queued when disconnected
+
+    def flush(self, timeout: float = 120.0) -> None:
+        """Wait until every message was acknowledged (QoS ≥ 1); raise after ``timeout``."""
+        if self.qos == 0:
+            return
+        end = time.monotonic() + timeout
+        with self._cv:
+            while self._acked < self._sent:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self._sent - self._acked} of {self._sent} messages "
+                                       "not acknowledged by the broker")
+                self._cv.wait(min(left, 0.5))
+
+    def publish_receipt(self, store: str, receipt: Receipt) -> None:
+        """Receipt ready (or re-issued): ``walkout/{store}/receipts/{session}``, not retained,
+        QoS 1 JSON, for the store's other systems."""
+        self.publish(wire.receipt_topic(store, receipt.session_id), wire.encode_receipt(receipt))
+
+    def publish_alert(self, store: str, alert: Alert) -> None:
+        self.publish(wire.alerts_topic(store), wire.encode_alert(alert))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> MqttPublisher:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Out:
+    t_send: float  # source time at which the device would send it
+    topic: str
+    payload: bytes
+
+
+def session_messages(
+    sensors: Sensors | SimSession, store_name: str, batch_s: float = 0.1,
+) -> tuple[list[_Out], dict[str, int]]:
+    """A session as the store's devices would send it, in send order, and the count per device.
+
+    Each gondola sends its plates' samples every ``batch_s`` (sent when the batch's last sample
+    is taken), each camera one message per frame, each gate one per scan."""
+    store, p = sensors.store, sensors.plates
+    out: list[_Out] = []
+    sent: Counter[str] = Counter()
+    if p.t.shape[0] > 1:
+        rate = round(1.0 / float(np.median(np.diff(p.t))), 6)
+        cols = {pid: j for j, pid in enumerate(p.plate_ids)}
+        cuts = np.searchsorted(p.t, np.arange(0.0, p.t[-1] + batch_s, batch_s))
+        cuts = np.append(cuts, p.t.shape[0])
+        bounds = [(int(a), int(b)) for a, b in pairwise(cuts) if b > a]
+        for g in store.gondolas:
+            ids = tuple(pl.id for s in g.shelves for pl in s.plates if pl.id in cols)
+            if not ids:
+                continue
+            idx = [cols[i] for i in ids]
+            sub = p.grams[:, idx]
+            topic = wire.plates_topic(store_name, g.id)
+            for a, b in bounds:
+                seq = sent[f"plates/{g.id}"]
+                out.append(_Out(float(p.t[b - 1]), topic, wire.encode_plates(
+                    g.id, seq, float(p.t[a]), rate, ids, sub[a:b])))
+                sent[f"plates/{g.id}"] += 1
+    for f in sensors.frames:
+        dev = f"cameras/{f.camera_id}"
+        out.append(_Out(f.t, wire.keypoints_topic(store_name, f.camera_id),
+                        wire.encode_keypoints(sent[dev], f.t, f.keypoints)))
+        sent[dev] += 1
+    for gt in sensors.gates:
+        dev = f"gates/{gt.gate_id}"
+        out.append(_Out(gt.t, wire.gate_topic(store_name, gt.gate_id),
+                        wire.encode_gate(sent[dev], gt)))
+        sent[dev] += 1
+    out.sort(key=lambda m: m.t_send)  # stable: equal times keep plates, frames, gates order
+    return out, dict(sent)
+
+
+def publish_session(
+    sensors_or_session: Sensors | SimSession, url: str, store_name: str,
+    speed: float | None = None, *, batch_s: float = 0.1, end: bool = True,
+) -> dict[str, Any]:
+    """Play a session onto the broker as its devices would send it.
+
+    ``speed`` None sends as fast as the broker acknowledges, 1.0 in real time, 10.0 ten times
+    faster. With ``end`` a final message on ``walkout/{store}/control/end`` gives the duration
+    and the count each device sent, so a consumer knows when it has everything. Returns
+    ``{"messages", "seconds", "devices"}`` once the broker acknowledged every message.
+    """
+    if speed is not None and speed <= 0:
+        raise ValueError("speed must be positive (None: as fast as possible)")
+    msgs, sent = session_messages(sensors_or_session, store_name, batch_s)
+    t_start = time.monotonic()
+    with MqttPublisher(url) as pub:
+        for m in msgs:
+            if speed is not None:
+                delay = t_start + m.t_send / speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            pub.publish(m.topic, m.payload)
+        if end:
+            pub.publish(wire.end_topic(store_name),
+                        wire.encode_end(float(sensors_or_session.duration_s), sent))
+        pub.flush()
+    return {"messages": len(msgs), "seconds": time.monotonic() - t_start, "devices": sent}
+
+
+# ---- consuming ------------------------------------------------------------------------------
+
+
+class ClockSkew:
+    """Per-device clock offsets from one-way delays, and the correction to apply.
+
+    ``receive − source`` time is the device's clock offset plus a network delay that only ever
+    adds, so the minimum over a window of recent messages is a robust estimate (NTP's clock
+    filter does the same). The store's timeline is the devices' consensus: the median estimate
+    over the periodic devices. A device further than ``tolerance_s`` from it is corrected by the
+    difference; nearer ones are trusted as they are, so that NTP-synced devices keep their exact
+    timestamps instead of picking up jitter from the estimate.
+    """
+
+    def __init__(self, window: int = 128, min_obs: int = 10, tolerance_s: float = 0.25) -> None:
+        self.window, self.min_obs, self.tolerance_s = window, min_obs, tolerance_s
+        self._obs: dict[str, deque[float]] = {}
+        self._est: dict[str, float] = {}
+        self.voters: set[str] = set()  # periodic devices that are not silent
+
+    def observe(self, device: str, offset: float) -> None:
+        d = self._obs.get(device)
+        if d is None:
+            d = self._obs[device] = deque(maxlen=self.window)
+        d.append(offset)
+        est = self._est.get(device)
+        self._est[device] = offset if est is None or len(d) == 1 else (
+            min(offset, est) if len(d) < self.window else min(d))
+
+    def reset(self, device: str) -> None:
+        """Forget a device's offsets (it came back after a silence: maybe a new clock)."""
+        self._obs.pop(device, None)
+        self._est.pop(device, None)
+
+    def established(self, device: str) -> bool:
+        return len(self._obs.get(device, ())) >= self.min_obs
+
+    def skew(self, device: str) -> float:
+        """Estimated offset of the device's clock from the consensus (s, + = behind)."""
+        ests = [self._est[d] for d in self.voters if d in self._est]
+        if device not in self._est or not ests:
+            return 0.0
+        return self._est[device] - statistics.median(ests)
+
+    def correction(self, device: str) -> float:
+        """Seconds to add to the device's timestamps (0 inside the tolerance)."""
+        if not self.established(device):
+            return 0.0
+        s = self.skew(device)
+        return s if abs(s) > self.tolerance_s else 0.0
+
+
+@dataclass
+class SourceStats:
+    """What the consumer saw; every message is either accepted or counted under a reason."""
+
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    late: int = 0  # messages (or plate batches with samples) behind the released time
+    rejected: Counter[str] = field(default_factory=Counter)  # reason → count
+    connects: int = 0
+    missing: int = 0  # messages the end-of-stream message announced but never came
+    corrections_s: dict[str, float] = field(default_factory=dict)  # device → last correction
+
+
+class _Seen:
+    """Recently seen (seq, timestamp) keys of one device, in bounded memory."""
+
+    def __init__(self, keep: int = 8192) -> None:
+        self.keys: set[tuple[int, float]] = set()
+        self.order: deque[tuple[int, float]] = deque()
+        self.keep = keep
+        self.unique = 0
+
+    def add(self, key: tuple[int, float]) -> bool:
+        if key in self.keys:
+            return False
+        self.keys.add(key)
+        self.order.append(key)
+        self.unique += 1
+        if len(self.order) > self.keep:
+            self.keys.discard(self.order.popleft())
+        return True
+
+
+_Msg = wire.PlateMessage | wire.KeypointMessage | wire.GateMessage
+
+
+class MqttSource:
+    """Consume a store's sensors from MQTT as the ordered chunks the engine steps on.
+
+    QoS 1 on a persistent session (``clean_start`` False, session expiry): when the broker or
+    this consumer restarts, the broker keeps what was published meanwhile and delivers it on
+    reconnect; subscriptions are renewed on every connect. Messages are held until the newest
+    source time is ``reorder_window_s`` past a chunk's end, then released in time order; a
+    message behind the released time is late: counted, logged, dropped. A periodic device's
+    first ``skew_min_obs`` messages wait until its clock offset is known, so a skewed clock
+    never reaches the engine uncorrected.
+
+    Use :meth:`start` (or ``with``), then iterate (ends after the end-of-stream message) or
+    call :meth:`poll`. Alerts (``device_silent``) collect in :attr:`alerts`.
+    """
+
+    def __init__(
+        self, url: str, store: Store, store_name: str | None = None, *,
+        client_id: str = "walkout-engine", chunk_s: float = 5.0, reorder_window_s: float = 0.5,
+        silent_after_s: float = 10.0, skew_tolerance_s: float = 0.25, skew_min_obs: int = 10,
+        session_expiry_s: int = 3600, end_grace_s: float = 10.0,
+    ) -> None:
+        self.host, self.port = parse_url(url)
+        self.store = store
+        self.store_name = store_name or store.name
+        self.client_id = client_id
+        self.chunk_s, self.window_s = chunk_s, reorder_window_s
+        self.silent_after_s, self.end_grace_s = silent_after_s, end_grace_s
+        self.session_expiry_s = session_expiry_s
+        self.skew = ClockSkew(min_obs=skew_min_obs, tolerance_s=skew_tolerance_s)
+        self.stats = SourceStats()
+        self.alerts: list[Alert] = []
+        self.finished = False
+        self._plate_ids = store.plate_ids
+        self._plate_index = store.plate_index
+        self._plate_gondola = {p: g.id for p, g in store.plate_gondola.items()}
+        self._cam_order = {c.id: i for i, c in enumerate(store.cameras)}
+        self._gates = {g.id for g in store.gates}
+        self._inbox: queue.SimpleQueue[tuple[str, bytes, float]] = queue.SimpleQueue()
+        self._subscribed = threading.Event()
+        self._client: mqtt.Client | None = None
+        self._seen: dict[str, _Seen] = {}
+        self._held: dict[str, list[tuple[_Msg, float]]] = {}  # device → waiting for its clock
+        self._heard: dict[str, float] = {}  # device → monotonic time of its last message
+        self._silent: set[str] = set()
+        self._cols: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
+        self._rows: dict[float, np.ndarray] = {}  # plate sample time → (plates,) grams
+        self._frames: list[tuple[float, int, KeypointFrame]] = []
+        self._gate_events: list[GateEvent] = []
+        self._watermark = -math.inf  # newest (corrected) source time of a periodic device
+        self._origin: float | None = None  # start of the first chunk
+        self._first = math.inf  # earliest buffered time before the first chunk is released
+        self._ready: list[Chunk] = []
+        self._k = 0  # chunks released
+        self._end: wire.EndMessage | None = None
+        self._end_at = 0.0
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> MqttSource:
+        """Connect and subscribe; returns once the broker confirmed the subscriptions."""
+        c = self._client = _client(self.client_id)
+        c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        c.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        c.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.close()
+            raise TimeoutError(f"no subscription confirmed by mqtt://{self.host}:{self.port}")
+        return self
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
+                    props: Any) -> None:
+        if rc.is_failure:
+            log.error("MQTT connect to %s:%s refused: %s", self.host, self.port, rc)
+            return
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            log.warning("reconnected to the broker (session present: %s); resubscribing",
+                        flags.session_present)
+        opts = SubscribeOptions(qos=1)
+        client.subscribe([(t, opts) for t in wire.input_topics(self.store_name)])
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # the network thread only stamps and queues: decoding happens in the consumer's thread
+        self._inbox.put((msg.topic, msg.payload, time.monotonic()))
+
+    def close(self) -> None:
+        """Disconnect; the broker keeps the session (and queues for it) until it expires."""
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def __enter__(self) -> MqttSource:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- the stream ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while not self.finished:
+            yield from self.poll(0.2)
+
+    def poll(self, timeout: float = 0.1, max_messages: int = 20000) -> list[Chunk]:
+        """Handle what arrived (waiting up to ``timeout`` for the first) and return the chunks
+        now complete, oldest first."""
+        try:
+            item: tuple[str, bytes, float] | None = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            item = None
+        n = 0
+        while item is not None:
+            self._handle(*item)
+            n += 1
+            if n >= max_messages:
+                break
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                item = None
+        self._check_silence()
+        if self._end is not None and not self.finished and self._end_complete():
+            self._finish(self._end.t)
+        out, self._ready = self._ready, []
+        return out
+
+    def take_alerts(self) -> list[Alert]:
+        out, self.alerts = self.alerts, []
+        return out
+
+    # -- message handling ---------------------------------------------------------------------
+
+    def _reject(self, topic: str, reason: str, detail: str) -> None:
+        self.stats.rejected[reason] += 1
+        log.warning("rejected message on %s: %s (%s)", topic, reason, detail)
+
+    def _handle(self, topic: str, payload: bytes, recv: float) -> None:
+        self.stats.received += 1
+        try:
+            store, kind, name = wire.parse_topic(topic)
+            if store != self.store_name:
+                raise wire.WireError("unknown_topic", f"store {store!r}")
+            if kind == "end":
+                self._on_end(wire.decode_end(payload))
+                return
+            m: _Msg
+            if kind == "plates":
+                m = wire.decode_plates(payload)
+                self._columns(m.plate_ids, name)
+                dev, t_src = f"plates/{name}", m.t_last
+                key = (m.seq, m.t0)
+            elif kind == "keypoints":
+                if name not in self._cam_order:
+                    raise wire.WireError("unknown_device", f"camera {name!r}")
+                m = wire.decode_keypoints(payload)
+                dev, t_src, key = f"cameras/{name}", m.t, (m.seq, m.t)
+            elif kind == "gates":
+                if name not in self._gates:
+                    raise wire.WireError("unknown_device", f"gate {name!r}")
+                m = wire.decode_gate(payload, name)
+                dev, t_src, key = f"gates/{name}", m.event.t, (m.seq, m.event.t)
+            else:
+                raise wire.WireError("unknown_topic", topic)
+        except wire.WireError as e:
+            self._reject(topic, e.reason, str(e))
+            return
+        except Exception as e:  # a bug must not stop the store: count it, log it, go on
+            log.exception("unexpected error decoding a message on %s", topic)
+            self._reject(topic, "error", repr(e))
+            return
+        seen = self._seen.get(dev)
+        if seen is None:
+            seen = self._seen[dev] = _Seen()
+        if not seen.add(key):
+            self.stats.duplicates += 1
+            log.debug("duplicate %s seq %d dropped", dev, key[0])
+            return
+        periodic = dev.startswith(_PERIODIC)
+        if dev in self._silent:
+            self._silent.discard(dev)
+            self.skew.reset(dev)  # it may have rebooted with another clock
+            log.warning("device %s is sending again", dev)
+        self._heard[dev] = recv
+        if periodic:
+            self.skew.voters.add(dev)
+        self.skew.observe(dev, recv - t_src)
+        if periodic and not self.skew.established(dev):
+            self._held.setdefault(dev, []).append((m, t_src))
+            return
+        pending = self._held.pop(dev, [])
+        pending.append((m, t_src))
+        for hm, ht in pending:
+            self._admit(dev, hm, ht)
+
+    def _columns(self, plate_ids: tuple[str, ...], gondola: str) -> np.ndarray:
+        key = (plate_ids, gondola)
+        cols = self._cols.get(key)
+        if cols is None:
+            bad = [p for p in plate_ids if self._plate_gondola.get(p) != gondola]
+            if bad:
+                raise wire.WireError("unknown_plate", f"{bad[:3]} not on gondola {gondola!r}")
+            cols = self._cols[key] = np.array([self._plate_index[p] for p in plate_ids])
+        return cols
+
+    def _admit(self, dev: str, m: _Msg, t_src: float) -> None:
+        """Correct the clock, drop what is late, buffer the rest."""
+        c = self.skew.correction(dev)
+        if c:
+            self.stats.corrections_s[dev] = c
+        released = self._released_until()
+        if isinstance(m, wire.PlateMessage):
+            k0 = round((m.t0 + c) * m.rate_hz)
+            ts = (k0 + np.arange(m.grams.shape[0])) / m.rate_hz
+            keep = ts >= released
+            if not keep.all():
+                self._late(dev, m.seq, float(ts[0]), released)
+            if not keep.any():
+                return
+            cols = self._columns(m.plate_ids, dev.split("/", 1)[1])
+            for t, g in zip(ts[keep].tolist(), m.grams[keep], strict=True):
+                row = self._rows.get(t)
+                if row is None:
+                    row = self._rows[t] = np.full(len(self._plate_ids), np.nan, np.float32)
+                row[cols] = g
+            t_first, t_new = float(ts[keep][0]), float(ts[-1])
+        else:
+            t = t_src + c
+            if t < released:
+                self._late(dev, m.seq, t, released)
+                return
+            if isinstance(m, wire.KeypointMessage):
+                cam = dev.split("/", 1)[1]
+                self._frames.append((t, self._cam_order[cam], KeypointFrame(cam, t, m.keypoints)))
+            else:
+                e = m.event
+                self._gate_events.append(
+                    GateEvent(t, e.gate_id, e.kind, e.credential, e.party_size) if c else e)
+            t_first = t_new = t
+        self.stats.accepted += 1
+        self._first = min(self._first, t_first)
+        if dev.startswith(_PERIODIC) and t_new > self._watermark:
+            # event-only devices are too rare to date the stream
+            self._watermark = t_new
+            self._release_upto(t_new - self.window_s)
+
+    def _late(self, dev: str, seq: int, t: float, released: float) -> None:
+        self.stats.late += 1
+        log.warning("late message from %s (seq %d, t=%.3f s) dropped: the stream was already "
+                    "released up to t=%.3f s (reordering window %.2f s)",
+                    dev, seq, t, released, self.window_s)
+
+    def _on_end(self, end: wire.EndMessage) -> None:
+        log.info("end of stream announced at t=%.3f s", end.t)
+        self._end, self._end_at = end, time.monotonic()
+
+    def _check_silence(self) -> None:
+        if self._end is not None:
+            return
+        now = time.monotonic()
+        for dev, last in self._heard.items():
+            if dev in self._silent or not dev.startswith(_PERIODIC):
+                continue
+            if now - last > self.silent_after_s:
+                self._silent.add(dev)
+                self.skew.voters.discard(dev)
+                t = self._watermark if math.isfinite(self._watermark) else 0.0
+                msg = f"{dev} sent nothing for {now - last:.1f} s"
+                log.warning("device silent: %s", msg)
+                self.alerts.append(Alert(t, "device_silent", msg, dev))
+
+    # -- release ------------------------------------------------------------------------------
+
+    def _edge(self, k: int) -> float:
+        assert self._origin is not None
+        return self._origin + k * self.chunk_s  # as Engine.run's np.arange edges
+
+    def _released_until(self) -> float:
+        return -math.inf if self._origin is None else self._edge(self._k)
+
+    def _release_upto(self, upto: float) -> None:
+        """Release every chunk that ends at or before ``upto``: nothing for it can still come
+        in time. Checked after each message, so what is late does not depend on batching."""
+        if self._origin is None:
+            if not math.isfinite(self._first):
+                return
+            origin = math.floor(self._first / self.chunk_s) * self.chunk_s
+            if origin + self.chunk_s > upto:
+                return  # decide the origin only once the earliest data is surely in
+            self._origin = origin
+        while self._edge(self._k + 1) <= upto:
+            self._ready.append(self._chunk())
+
+    def _finish(self, t_end: float) -> None:
+        """End of stream: everything still held or buffered goes out, in the chunks Engine.run
+        would cut for a stream of this duration (edges arange(0, t_end + chunk, chunk))."""
+        for dev in list(self._held):  # nothing more will come to settle their clocks
+            for hm, ht in self._held.pop(dev):
+                self._admit(dev, hm, ht)
+        if self._origin is None:
+            if not math.isfinite(self._first):
+                self.finished = True
+                return
+            self._origin = math.floor(self._first / self.chunk_s) * self.chunk_s
+        n_edges = len(np.arange(self._origin, t_end + self.chunk_s, self.chunk_s))
+        while self._k + 1 < n_edges:
+            self._ready.append(self._chunk())
+        self.finished = True
+
+    def _end_complete(self) -> bool:
+        assert self._end is not None
+        missing = {d: n - (self._seen[d].unique if d in self._seen else 0)
+                   for d, n in self._end.sent.items()}
+        missing = {d: n for d, n in missing.items() if n > 0}
+        if not missing:
+            return True
+        if time.monotonic() - self._end_at < self.end_grace_s:
+            return False
+        self.stats.missing = sum(missing.values())
+        log.error("end of stream: %d announced messages never arrived: %s",
+                  self.stats.missing, dict(sorted(missing.items())[:10]))
+        return True
+
+    def _chunk(self) -> Chunk:
+        b = self._edge(self._k + 1)
+        self._k += 1
+        ts = sorted(t for t in self._rows if t < b)
+        n_p = len(self._plate_ids)
+        grams = (np.stack([self._rows.pop(t) for t in ts]) if ts
+                 else np.zeros((0, n_p), np.float32))
+        block = PlateBlock(np.array(ts, dtype=np.float64), grams, self._plate_ids)
+        self._frames.sort(key=lambda f: (f[0], f[1]))
+        i = next((i for i, f in enumerate(self._frames) if f[0] >= b), len(self._frames))
+        frames = [f[2] for f in self._frames[:i]]
+        del self._frames[:i]
+        self._gate_events.sort(key=lambda g: g.t)
+        gates = [g for g in self._gate_events if g.t < b]
+        self._gate_events = [g for g in self._gate_events if g.t >= b]
+        return block, frames, gates, float(b)
+
+
+# ---- a private broker (tests, benchmarks) -------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalMosquitto:
+    """A private Mosquitto on 127.0.0.1 in its own temporary directory, stopped by its PID.
+
+    ``persistence`` keeps sessions and queued messages on disk across :meth:`restart`, which is
+    what a store's broker must do for a restart to lose nothing."""
+
+    def __init__(self, port: int = 0, persistence: bool = False) -> None:
+        exe = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        if exe is None:
+            raise FileNotFoundError("mosquitto is not installed (bash scripts/services.sh "
+                                    "start mosquitto installs it)")
+        self.exe = exe
+        self.port = port or _free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="walkout-mq."))
+        os.chmod(self.dir, 0o755)
+        if os.geteuid() == 0:  # mosquitto drops to its own user: it must own its directory
+            shutil.chown(self.dir, "mosquitto", "mosquitto")
+        conf = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+                "max_queued_messages 1000000", "max_inflight_messages 1000",
+                "log_dest stderr", f"persistence {'true' if persistence else 'false'}"]
+        if persistence:
+            conf += [f"persistence_location {self.dir}/", "autosave_interval 1"]
+        (self.dir / "mosquitto.conf").write_text("\n".join(conf) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> LocalMosquitto:
+        log_fh = (self.dir / "mosquitto.log").open("ab")
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.dir / "mosquitto.conf")],
+                                     stdout=log_fh, stderr=log_fh)
+        log_fh.close()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("mosquitto exited: "
+                                   + (self.dir / "mosquitto.log").read_text()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"mosquitto did not listen on {self.port}")
+
+    def stop(self) -> None:
+        """SIGTERM (mosquitto writes its persistence file on the way out) and wait."""
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalMosquitto:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+# ---- throughput -----------------------------------------------------------------------------
+
+
+def _drain(src: MqttSource, total: int, timeout: float) -> float:
+    """Poll until ``total`` messages were accepted; the time the last one was handled."""
+    end = time.monotonic() + timeout
+    while src.stats.accepted + src.stats.late < total and time.monotonic() < end:
+        src.poll(0.05)
+    return time.monotonic()
+
+
+def measure_throughput(
+    url: str, store: Store | None = None, seconds: float = 2.0, people: int = 2,
+) -> dict[str, Any]:
+    """Plate samples/s and keypoint frames/s through the broker and :class:`MqttSource`
+    (decode, dedupe, clock and reorder included), each stream sent as fast as the broker
+    acknowledges: ``seconds`` of the store's source time per stream.
+
+    Plates go as one message per gondola per 100 ms of 60 Hz samples; frames one per message
+    with ``people`` skeletons. ``lost`` counts messages sent but not delivered (must be 0).
+    """
+    from walkout.store.loader import load_store
+
+    st = store or load_store("small")
+    name = f"bench{uuid.uuid4().hex[:6]}"
+    rng = np.random.default_rng(0)
+    rate, batch = 60.0, 6
+    gondolas = [(g.id, tuple(p.id for s in g.shelves for p in s.plates)) for g in st.gondolas]
+    n_batches = max(1, round(seconds * rate / batch))
+    plate_msgs = [(wire.plates_topic(name, gid), wire.encode_plates(
+        gid, k, k * batch / rate, rate, ids,
+        rng.normal(500, 1, (batch, len(ids))).astype(np.float32)))
+        for k in range(n_batches) for gid, ids in gondolas]
+    plate_samples = n_batches * batch * sum(len(ids) for _, ids in gondolas)
+    cams = [c.id for c in st.cameras]
+    kp = (rng.random((people, 17, 3)) * 100).astype(np.float32)
+    n_frames = max(1, round(seconds * 15))
+    frame_msgs = [(wire.keypoints_topic(name, c), wire.encode_keypoints(k, k / 15, kp))
+                  for k in range(n_frames) for c in cams]
+    out: dict[str, Any] = {"lost": 0}
+    for label, msgs, unit in (("plate_samples_per_s", plate_msgs, plate_samples),
+                              ("keypoint_frames_per_s", frame_msgs, len(frame_msgs))):
+        src = MqttSource(url, st, name, client_id=f"walkout-bench-{uuid.uuid4().hex[:8]}",
+                         chunk_s=1.0, skew_min_obs=1).start()
+        try:
+            with MqttPublisher(url) as pub:
+                t0 = time.monotonic()
+                for topic, payload in msgs:
+                    pub.publish(topic, payload)
+                pub.flush()
+                t1 = _drain(src, len(msgs), 60.0)
+            got = src.stats.accepted + src.stats.late + src.stats.duplicates
+            out["lost"] += len(msgs) - (src.stats.accepted + src.stats.late)
+            out[label] = unit * (got / len(msgs)) / (t1 - t0)
+            out[label.replace("_per_s", "_messages")] = len(msgs)
+        finally:
+            src.close()
+            drop_session(url, src.client_id)
+    return out
+
+
+def drop_session(url: str, client_id: str) -> None:
+    """Drop a consumer's persistent session (and what the broker queued for it)."""
+    host, port = parse_url(url)
+    c = _client(client_id)
+    try:
+        c.connect(host, port, clean_start=True)
+        c.loop_start()
+        time.sleep(0.05)
+        c.disconnect()
+        c.loop_stop()
+    except OSError:
+        pass
