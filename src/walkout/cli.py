@@ -411,5 +411,76 @@ def serve(
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 
+@bench_app.command("durability")
+def bench_durability(
+    kills: Annotated[int, typer.Option(help="SIGKILLs of the service at random moments")] = 20,
+    seed: SeedOpt = 1,
+    shoppers: Annotated[int, typer.Option(help="simulated shoppers")] = 5,
+    store: StoreOpt = "small",
+    db: Annotated[str | None, typer.Option(
+        "--db", help="PostgreSQL server URL (two fresh databases are made there); default: "
+        "SQLite files in --workdir")] = None,
+    workdir: Annotated[Path | None, typer.Option(
+        help="where databases and service logs go (default: a temporary directory)")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+) -> None:
+    """Kill `walkout serve` (SIGKILL) N times mid-stream, restart it, compare with a clean run."""
+    import tempfile
+
+    from walkout.bench.durability import DurabilityError, run_durability
+
+    def say(msg: str) -> None:
+        err.print(f"[dim]{msg}[/]")
+
+    try:
+        if workdir is None:
+            with tempfile.TemporaryDirectory(prefix="walkout-durability-") as tmp:
+                figures = run_durability(kills, seed, shoppers, Path(tmp), db, store, say)
+        else:
+            figures = run_durability(kills, seed, shoppers, workdir, db, store, say, keep=True)
+    except DurabilityError as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from e
+    _print_json(figures, json_path)
+
+
+@bench_app.command("service")
+def bench_service(
+    shoppers: Annotated[int, typer.Option(help="concurrent shoppers through the API")] = 200,
+    seed: SeedOpt = 1,
+    store: StoreOpt = "small",
+    db: Annotated[str | None, typer.Option(
+        "--db", help="PostgreSQL server URL (a fresh database is made there); default: a "
+        "SQLite file in --workdir")] = None,
+    engine_shoppers: Annotated[int, typer.Option(
+        help="simulated shoppers the service's engine runs live (real time) meanwhile")] = 20,
+    ramp: Annotated[float, typer.Option(help="arrivals spread over this many seconds")] = 5.0,
+    think: Annotated[float, typer.Option(help="mean pause between a shopper's picks (s)")] = 0.5,
+    workdir: Annotated[Path | None, typer.Option(
+        help="where the database and the service log go (default: a temporary directory)")]
+    = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+) -> None:
+    """Concurrent shoppers through a live `walkout serve`: latency per endpoint, exit→receipt."""
+    import tempfile
+
+    from walkout.bench.service import ServiceBenchError, run_service_bench
+
+    def go(wd: Path) -> dict[str, Any]:
+        return run_service_bench(shoppers, wd, db, seed, store, engine_shoppers, ramp, think,
+                                 lambda m: err.print(f"[dim]{m}[/]"))
+
+    try:
+        if workdir is None:
+            with tempfile.TemporaryDirectory(prefix="walkout-service-bench-") as tmp:
+                figures = go(Path(tmp))
+        else:
+            figures = go(workdir)
+    except ServiceBenchError as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from e
+    _print_json(figures, json_path)
+
+
 if __name__ == "__main__":
     app()
