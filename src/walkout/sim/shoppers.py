@@ -52,7 +52,7 @@ class ShopperConfig(BaseModel):
         0.3, gt=0, description="a visit that brings someone closer than this (hip to hip) to "
         "another person is carried out again, up to replan_tries times"
     )
-    replan_tries: int = Field(5, ge=1, description="attempts at a visit that keeps its distance")
+    replan_tries: int = Field(9, ge=1, description="attempts at a visit that keeps its distance")
     min_gap_m: float = Field(
         0.6, ge=0, description="nobody stands closer than this to another shopper at a shelf"
     )
@@ -539,7 +539,9 @@ class ShopperSimulator:
         for k in range(tries):
             shelving = copy.deepcopy(self.shelving)
             rng_state = self.rng.bit_generator.state
-            shifted = replace(plan, t_arrive=plan.t_arrive + 1.5 * k)
+            # a little later each time, then (the crowd still in the way) much later
+            delay = 1.5 * k if k < 5 else 7.5 + 6.0 * (k - 4)
+            shifted = replace(plan, t_arrive=plan.t_arrive + delay)
             res, positions, t0 = self._execute(person_id, shifted)
             close = self._too_close(t0, positions)
             if best is None or close < best[0]:
