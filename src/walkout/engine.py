@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 import numpy as np
@@ -251,7 +251,9 @@ class Engine:
         held = self.ledger.held(sid) if ev.kind == "put" and sid is not None else None
         choice = choose(ev, self.store, self.shelf.config, held)
         who = _attribution_reasons(att)
-        if choice.hypothesis is None:
+        if choice.hypothesis is None or ev.unlisted:
+            # nothing fits, or only products this plate should not hold: a guess from the
+            # whole catalogue is never charged; the reviewer's verdict adds the line
             d = Decision(att, (), True, (), who + choice.reasons)
             self.decisions.append(d)
             self._open_case(d, {}, cands)
@@ -460,6 +462,9 @@ class Engine:
         prev = self.receipts.get(s.session_id)
         r = build_receipt(s, self.ledger.entries(s.session_id), self.store, self._reviewed,
                           revision=0 if prev is None else prev.revision + 1)
+        if not r.needs_review and any(c.open and s.session_id in c.sessions
+                                      for c in self.cases.values()):
+            r = replace(r, needs_review=True)  # a case may still add a line (unlisted pick)
         self.receipts[s.session_id] = r
         self.issued.append(r)
 

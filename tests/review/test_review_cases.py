@@ -101,4 +101,6 @@ def test_wrong_planogram_entry_is_reviewed_with_an_alert_not_charged_silently() 
     assert case.event.unlisted
     assert true_ev.product_id in {p for h in case.evidence.hypotheses for p, _ in h.items}
     (receipt,) = result.receipts
+    assert receipt.lines == ()  # a catalogue-wide guess is never charged before review
     assert receipt.needs_review
+    assert case.decided == {} and case.sessions == (receipt.session_id,)
