@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from walkout.commands import register_all
 from walkout.store import StoreFileError, builtin_stores, load_store
 from walkout.store.model import Store
 
@@ -384,7 +385,7 @@ def serve(
     import uvicorn
 
     from walkout.service.app import create_app
-    from walkout.service.runner import LiveRunner
+    from walkout.service.runner import LiveRunner, WorkerProcess
     from walkout.service.settings import ServiceSettings
     from walkout.sources.recording import RecordingError, Sensors, load_sensors
 
@@ -407,7 +408,10 @@ def serve(
         err.print(f"[red]error:[/] unknown source {source!r}: use sim or recording")
         raise typer.Exit(2)
     runner = LiveRunner(sensors, name, speed=speed or None)
-    api = create_app(settings, store=sensors.store, background=runner)
+    # the engine (and the receipt e-mails) run in a worker process beside the API: their CPU
+    # never holds the API's GIL
+    api = create_app(settings, store=sensors.store, background=WorkerProcess(runner, settings),
+                     mail_in_api=False)
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 
@@ -481,6 +485,8 @@ def bench_service(
         raise typer.Exit(1) from e
     _print_json(figures, json_path)
 
+
+register_all(app, bench_app, store_app, aifi_app)
 
 if __name__ == "__main__":
     app()

@@ -84,15 +84,17 @@ def card_guest(d: Deps, card_token: str, email: str | None) -> tuple[str, str]:
     refuse_card_number(card_token)
     name = d.provider.name
     for _ in range(2):  # a concurrent first tap of the same card: the loser reads the winner
-        with d.sessions() as s:
+        with d.sessions() as s:  # a read; the rare write below takes the write lock first
             pm = s.scalar(select(PaymentMethod).where(PaymentMethod.provider == name,
                                                       PaymentMethod.provider_ref == card_token))
-            if pm is not None:
-                acct = s.get(Account, pm.account_id)
-                if acct is not None and email and not acct.email:
-                    acct.email = email
-                    s.commit()
-                return pm.account_id, pm.id
+            acct = s.get(Account, pm.account_id) if pm is not None else None
+        if pm is not None:
+            if acct is not None and email and not acct.email:
+                with d.sessions.begin() as s:
+                    a2 = s.get(Account, pm.account_id)
+                    if a2 is not None and not a2.email:
+                        a2.email = email
+            return pm.account_id, pm.id
         try:
             with d.sessions.begin() as s:
                 acct = Account(kind="card", role=Role.SHOPPER.value, email=email,

@@ -12,11 +12,12 @@ table to keep it that way.
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine, func, select
@@ -83,6 +84,9 @@ from walkout.store.model import Store
 log = logging.getLogger("walkout.service")
 
 PUBLIC_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/accounts")})
+#: how long an authenticated token is taken on trust, and how many are kept
+AUTH_CACHE_S = 5.0
+AUTH_CACHE_SIZE = 10_000
 
 
 def _money(m: Money) -> MoneyOut:
@@ -100,12 +104,17 @@ def create_app(
     store: Store | None = None,
     migrate: bool = True,
     background: Callable[[Deps, threading.Event], None] | None = None,
+    mail_in_api: bool = True,
 ) -> FastAPI:
     """Build the service. Anything not given is made from ``settings`` (SQLite file, ledger
     provider, system clock, in-memory outbox). ``background`` runs in a thread for the app's
-    lifetime (the live engine runner) and is told to stop through the event."""
+    lifetime (the live engine runner) and is told to stop through the event.
+
+    ``mail_in_api`` False leaves receipt e-mails to another process (``walkout serve``: the
+    engine worker's outbox loop, :func:`receipting.mail_loop`), so that rendering them costs
+    the API nothing; by default the API sends each right after answering the exit."""
     redact.install()
-    engine = engine or make_engine(settings.db_url)
+    engine = engine or make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
     if migrate:
         upgrade(engine)
     sessions = sessions or session_factory(engine)
@@ -130,7 +139,9 @@ def create_app(
         stop = threading.Event()
         # unsent receipts (SMTP outage, crash) go out in the background: an unreachable mail
         # server must not hold up the start of the store
-        threading.Thread(target=_resume_mail, args=(deps,), name="mail", daemon=True).start()
+        if mail_in_api:
+            threading.Thread(target=_resume_mail, args=(deps,), name="mail",
+                             daemon=True).start()
         th = None
         if background is not None:
             th = threading.Thread(target=background, args=(deps, stop), name="engine",
@@ -160,12 +171,26 @@ def create_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
         return JSONResponse({"error": code, "detail": str(e.detail)}, status_code=e.status_code)
 
+    # bearer token (its hash) → principal, for a few seconds: every request authenticates,
+    # and a database round trip each time is a large part of a small request's cost. Tokens
+    # are revoked only by erasure (DELETE /v1/me), which empties the cache at once.
+    auth_cache: dict[str, tuple[float, Principal]] = {}
+
     def need(*roles: Role) -> Callable[..., Principal]:
         allowed = frozenset(roles)
 
         def dep(authorization: Annotated[str | None, Header()] = None) -> Principal:
-            with sessions() as s:
-                p = authenticate(s, authorization)
+            key = hash_token(authorization) if authorization else ""
+            hit = auth_cache.get(key)
+            now = time.monotonic()
+            if hit is not None and hit[0] > now:
+                p = hit[1]
+            else:
+                with sessions() as s:
+                    p = authenticate(s, authorization)
+                if len(auth_cache) >= AUTH_CACHE_SIZE:
+                    auth_cache.clear()
+                auth_cache[key] = (now + AUTH_CACHE_S, p)
             authorize(p, allowed)
             return p
 
@@ -244,6 +269,7 @@ def create_app(
     @app.delete("/v1/me")
     def erase_me(p: Shopper) -> dict[str, Any]:
         done = privacy.erase(deps, p.account_id)
+        auth_cache.clear()  # its tokens are revoked: no request may pass on a cached one
         log.info("account erased: %s", p.account_id)
         return {"erased": True, **done}
 
@@ -310,8 +336,12 @@ def create_app(
         return CartLinesOut(added=added)
 
     @app.post("/v1/visits/{visit_id}/exit")
-    def exit_(visit_id: str, _: Operator) -> ExitOut:
-        r = checkout.exit_visit(deps, visit_id)
+    def exit_(visit_id: str, _: Operator, tasks: BackgroundTasks) -> ExitOut:
+        r = checkout.exit_visit(deps, visit_id, mail=False)
+        # the receipt is stored and the money settled: answer now, e-mail right after (once;
+        # a crash in between is resent by resume_mail on the next start)
+        if mail_in_api:
+            tasks.add_task(_mail, deps, r.receipt_id)
         return ExitOut(visit_id=r.visit_id, state=r.state, receipt_id=r.receipt_id,
                        total=_money(r.total), charged=_money(r.charged))
 
@@ -373,6 +403,13 @@ def _mailer(settings: ServiceSettings) -> Mailer:
     return SmtpMailer(settings.smtp_host, settings.smtp_port, starttls=settings.smtp_starttls,
                       username=settings.smtp_username,
                       password=pw.get_secret_value() if pw else None)
+
+
+def _mail(d: Deps, receipt_id: str) -> None:
+    try:
+        receipting.mail_receipt(d, receipt_id)
+    except Exception:
+        log.exception("receipt %s: e-mail not sent (resent on the next start)", receipt_id)
 
 
 def _resume_mail(d: Deps) -> None:

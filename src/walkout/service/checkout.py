@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -48,12 +49,15 @@ class ExitResult:
 
 
 def insert_ignore(s: Session, model: type, values: list[dict[str, object]],
-                  keys: list[str]) -> None:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING, on SQLite and PostgreSQL alike."""
+                  keys: list[str]) -> int:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING, on SQLite and PostgreSQL alike; returns how
+    many rows were new."""
     if not values:
-        return
+        return 0
     ins = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-    s.execute(ins(model).values(values).on_conflict_do_nothing(index_elements=keys))
+    # RETURNING counts the new rows on both (a multi-row INSERT's rowcount is -1 on psycopg)
+    stmt = ins(model).values(values).on_conflict_do_nothing(index_elements=keys)
+    return len(s.execute(stmt.returning(model.id)).all())  # type: ignore[attr-defined]
 
 
 def add_lines(d: Deps, visit_id: str, lines: list[LineRequest]) -> int:
@@ -71,18 +75,12 @@ def add_lines(d: Deps, visit_id: str, lines: list[LineRequest]) -> int:
             raise not_found("visit")
         if v.state != "open":
             raise ServiceError(409, "visit_not_open", f"visit is {v.state}: its cart is closed")
-        before = _count(s, visit_id)
-        insert_ignore(s, CartLine, [
+        return insert_ignore(s, CartLine, [
             {"visit_id": visit_id, "line_key": ln.line_key, "product_id": ln.product_id,
              "name": products[ln.product_id].name, "quantity": ln.quantity,
              "unit_price": products[ln.product_id].price, "currency": v.currency,
              "event_id": ln.event_id, "confidence": ln.confidence, "t": ln.t, "recorded_at": now}
             for ln in lines], ["visit_id", "line_key"])
-        return _count(s, visit_id) - before
-
-
-def _count(s: Session, visit_id: str) -> int:
-    return len(s.scalars(select(CartLine.id).where(CartLine.visit_id == visit_id)).all())
 
 
 def visit_lines(s: Session, visit_id: str) -> list[LineIn]:
@@ -91,8 +89,12 @@ def visit_lines(s: Session, visit_id: str) -> list[LineIn]:
                    r.event_id) for r in rows]
 
 
-def exit_visit(d: Deps, visit_id: str, needs_review: bool = False) -> ExitResult:
-    """Close the visit: receipt from the committed ledger, then capture it (or release)."""
+def exit_visit(d: Deps, visit_id: str, needs_review: bool = False,
+               mail: bool = True) -> ExitResult:
+    """Close the visit: receipt from the committed ledger, then capture it (or release).
+
+    ``mail`` False leaves the e-mail to the caller (the API sends it after answering; a crash
+    before it is caught by :func:`receipting.resume_mail` on the next start)."""
     now = d.clock.now()
     with d.sessions.begin() as s:
         v = s.get(Visit, visit_id, with_for_update=True)
@@ -100,15 +102,30 @@ def exit_visit(d: Deps, visit_id: str, needs_review: bool = False) -> ExitResult
             raise not_found("visit")
         if v.state in ("authorizing", "refused"):
             raise ServiceError(409, "visit_not_open", f"visit is {v.state}")
+        frozen = None
         if v.state == "open":
-            _freeze(d, s, v, needs_review)
+            frozen = _freeze(d, s, v, needs_review)
             v.state, v.exited_at = "checking_out", now
-    out = _settle(d, visit_id)
-    receipting.mail_receipt(d, out.receipt_id)  # once: a retried exit finds it sent
+    out = _settle(d, visit_id, frozen)
+    if mail:
+        receipting.mail_receipt(d, out.receipt_id)  # once: a retried exit finds it sent
     return out
 
 
-def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> None:
+class _Frozen(NamedTuple):
+    """What settling a visit needs, as its frozen receipt and pending charge hold it."""
+
+    auth_id: str | None
+    state: str
+    receipt_id: str
+    total: Money
+    kind: str
+    amount: Money
+    key: str
+    review: bool
+
+
+def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> _Frozen:
     lines = visit_lines(s, v.id)
     rlines = receipt_lines(lines, v.currency)
     total = cart_total(lines, v.currency)
@@ -123,24 +140,35 @@ def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> None:
     hold = Money(Decimal(v.hold_amount), v.currency)
     kind = "release" if total.is_zero else "capture"
     amount = min(total, hold) if kind == "capture" else hold
-    s.add(Charge(visit_id=v.id, kind=kind, idempotency_key=f"visit:{v.id}:{kind}",
+    key = f"visit:{v.id}:{kind}"
+    s.add(Charge(visit_id=v.id, kind=kind, idempotency_key=key,
                  provider=d.provider.name, amount=amount.amount, currency=v.currency,
                  status="pending", created_at=d.clock.now()))
+    stored = Decimal("0.0001")  # as MONEY keeps them: the answer is the same as on a resume
+    total = Money(total.amount.quantize(stored), total.currency)
+    amount = Money(amount.amount.quantize(stored), amount.currency)
+    return _Frozen(v.auth_id, "checking_out", rec.id, total, kind, amount, key,
+                   needs_review or (kind == "capture" and amount < total))
 
 
-def _settle(d: Deps, visit_id: str) -> ExitResult:
-    with d.sessions() as s:
-        v = s.get(Visit, visit_id)
-        rec = s.scalar(select(Receipt).where(Receipt.visit_id == visit_id))
-        ch = s.scalar(select(Charge).where(Charge.visit_id == visit_id,
-                                           Charge.kind.in_(("capture", "release"))))
-        assert v is not None and rec is not None and ch is not None
-        auth_id, state, total = v.auth_id, v.state, Money(Decimal(rec.total), rec.currency)
-        kind, amount, key = ch.kind, Money(Decimal(ch.amount), ch.currency), ch.idempotency_key
-        review = rec.needs_review or (kind == "capture" and amount < total)
+def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None) -> ExitResult:
+    """Steps 2-3 of the exit; ``frozen``: step 1's values (else read back, as on a resume)."""
+    if frozen is None:
+        with d.sessions() as s:
+            v = s.get(Visit, visit_id)
+            rec = s.scalar(select(Receipt).where(Receipt.visit_id == visit_id))
+            ch = s.scalar(select(Charge).where(Charge.visit_id == visit_id,
+                                               Charge.kind.in_(("capture", "release"))))
+            assert v is not None and rec is not None and ch is not None
+            total = Money(Decimal(rec.total), rec.currency)
+            amount = Money(Decimal(ch.amount), ch.currency)
+            frozen = _Frozen(v.auth_id, v.state, rec.id, total, ch.kind, amount,
+                             ch.idempotency_key,
+                             rec.needs_review or (ch.kind == "capture" and amount < total))
+    auth_id, state, receipt_id, total, kind, amount, key, review = frozen
     charged = amount if kind == "capture" else Money.zero(total.currency)
     if state != "checking_out":  # settled before: answer as then
-        return ExitResult(visit_id, state, rec.id, total, charged)
+        return ExitResult(visit_id, state, receipt_id, total, charged)
     assert auth_id is not None
     try:
         if kind == "capture":
@@ -153,14 +181,14 @@ def _settle(d: Deps, visit_id: str) -> ExitResult:
             s.execute(update(Charge).where(Charge.idempotency_key == key)
                       .values(status="failed", error=e.reason[:300]))
             s.execute(update(Visit).where(Visit.id == visit_id).values(state="in_review"))
-        return ExitResult(visit_id, "in_review", rec.id, total, Money.zero(total.currency))
+        return ExitResult(visit_id, "in_review", receipt_id, total, Money.zero(total.currency))
     final = "in_review" if review else ("charged" if kind == "capture" else "released")
     with d.sessions.begin() as s:
         s.execute(update(Charge).where(Charge.idempotency_key == key)
                   .values(status="succeeded", provider_ref=ref))
         s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "checking_out")
                   .values(state=final))
-    return ExitResult(visit_id, final, rec.id, total, charged)
+    return ExitResult(visit_id, final, receipt_id, total, charged)
 
 
 def resume_checkouts(d: Deps) -> int:

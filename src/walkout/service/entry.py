@@ -15,6 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -109,8 +110,9 @@ def admit_qr(d: Deps, code: str, gate_id: str, party_size: int = 1) -> Admission
         if pm is None:
             raise ServiceError(409, "no_payment_method", "account has no payment method")
         _refuse_if_inside(s, claims.account_id)
-        _new_visit(d, s, visit_id, claims.account_id, pm.id, gate_id, party_size)
-    return _authorize(d, visit_id)
+        pending = _new_visit(d, s, visit_id, claims.account_id, pm.id, gate_id, party_size)
+        pending = pending._replace(payer=pm.provider_ref)
+    return _authorize(d, visit_id, pending)
 
 
 def admit_card(d: Deps, card_token: str, gate_id: str, email: str | None = None,
@@ -128,15 +130,25 @@ def admit_card(d: Deps, card_token: str, gate_id: str, email: str | None = None,
     visit_id = new_id()
     with d.sessions.begin() as s:
         _refuse_if_inside(s, account_id)
-        _new_visit(d, s, visit_id, account_id, pm_id, gate_id, party_size, credential)
-    return _authorize(d, visit_id)
+        pending = _new_visit(d, s, visit_id, account_id, pm_id, gate_id, party_size, credential)
+    return _authorize(d, visit_id, pending._replace(payer=card_token))
+
+
+class _Pending(NamedTuple):
+    """What step 2 needs, as step 1 committed it (``payer``: the provider's token)."""
+
+    hold: Money
+    payer: str
+    party_size: int
+    credential: str
 
 
 def _new_visit(d: Deps, s: Session, visit_id: str, account_id: str, pm_id: str, gate_id: str,
-               party_size: int, credential: str | None = None) -> None:
+               party_size: int, credential: str | None = None) -> _Pending:
     hold = _hold(d, party_size)
     now = d.clock.now()
-    s.add(Visit(id=visit_id, credential=credential or f"visit-{visit_id}", account_id=account_id,
+    credential = credential or f"visit-{visit_id}"
+    s.add(Visit(id=visit_id, credential=credential, account_id=account_id,
                 payment_method_id=pm_id, gate_id=gate_id, party_size=party_size,
                 state="authorizing", currency=hold.currency, hold_amount=hold.amount,
                 entered_at=now))
@@ -144,17 +156,21 @@ def _new_visit(d: Deps, s: Session, visit_id: str, account_id: str, pm_id: str, 
     s.add(Charge(visit_id=visit_id, kind="preauth", idempotency_key=f"visit:{visit_id}:preauth",
                  provider=d.provider.name, amount=hold.amount, currency=hold.currency,
                  status="pending", created_at=now))
+    return _Pending(hold, "", party_size, credential)
 
 
-def _authorize(d: Deps, visit_id: str) -> Admission:
-    """Steps 2 and 3: the provider call, outside any transaction, then its record."""
-    with d.sessions() as s:
-        v = s.get(Visit, visit_id)
-        assert v is not None
-        pm = s.get(PaymentMethod, v.payment_method_id)
-        assert pm is not None
-        hold, payer, party, cred = Money(Decimal(v.hold_amount), v.currency), pm.provider_ref, \
-            v.party_size, v.credential
+def _authorize(d: Deps, visit_id: str, pending: _Pending | None = None) -> Admission:
+    """Steps 2 and 3: the provider call, outside any transaction, then its record.
+    ``pending``: step 1's values (else read back, as on a resume)."""
+    if pending is None:
+        with d.sessions() as s:
+            v = s.get(Visit, visit_id)
+            assert v is not None
+            pm = s.get(PaymentMethod, v.payment_method_id)
+            assert pm is not None
+            pending = _Pending(Money(Decimal(v.hold_amount), v.currency), pm.provider_ref,
+                               v.party_size, v.credential)
+    hold, payer, party, cred = pending
     key = f"visit:{visit_id}:preauth"
     try:
         auth = d.provider.preauthorize(payer, hold, key)

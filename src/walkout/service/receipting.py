@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -177,3 +178,33 @@ def resume_mail(d: Deps, within: timedelta = timedelta(days=1)) -> int:
             .where(ReceiptMail.id.is_(None), Receipt.issued_at >= now - within,
                    Visit.state != "checking_out")))
     return sum(mail_receipt(d, rid) is not None for rid in retry + unclaimed)
+
+
+def mail_unclaimed(d: Deps, since: datetime) -> int:
+    """E-mail settled receipts issued since ``since`` that nobody claimed the send of yet (the
+    outbox loop of a service whose API leaves e-mail to its engine worker). Returns how many
+    were sent now."""
+    with d.sessions() as s:
+        ids = list(s.scalars(
+            select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id)
+            .outerjoin(ReceiptMail, ReceiptMail.receipt_id == Receipt.id)
+            .where(ReceiptMail.id.is_(None), Receipt.issued_at >= since,
+                   Receipt.emailed_at.is_(None), Visit.state != "checking_out")
+            .order_by(Receipt.issued_at)))
+    return sum(mail_receipt(d, rid) is not None for rid in ids)
+
+
+def mail_loop(d: Deps, stop: Any, period_s: float = 0.5) -> None:
+    """Send receipts as they are issued until ``stop`` is set (resume_mail first)."""
+    try:
+        resume_mail(d)
+    except Exception:
+        log.exception("resending unsent receipts failed")
+    since = d.clock.now() - timedelta(minutes=10)
+    while not stop.wait(period_s):
+        now = d.clock.now()
+        try:
+            mail_unclaimed(d, since)
+            since = now - timedelta(seconds=60)  # overlap: a receipt committed meanwhile
+        except Exception:
+            log.exception("receipt outbox pass failed")

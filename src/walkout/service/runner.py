@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
+from contextlib import suppress
 from dataclasses import asdict
 from itertools import pairwise
 from typing import Any
@@ -38,6 +40,103 @@ from walkout.sources.recording import Sensors
 
 log = logging.getLogger("walkout.service.runner")
 
+#: niceness of the engine worker process (relative to the API's)
+WORKER_NICE = 5
+
+
+class WorkerProcess:
+    """Runs a runner (``runner(deps, stop)``) in a separate process beside the API.
+
+    The engine is CPU-bound Python; in the API's process it would hold the GIL against every
+    request. Here it gets a process of its own (``spawn``: nothing of the parent's threads,
+    pools or sockets is inherited) that builds its own database engine, provider and mailer
+    from ``settings`` and writes to the same database; everything it writes is idempotent, so
+    it needs nothing from the API process. Use as ``create_app(background=...)``: the API's
+    background thread starts the worker, watches it and stops it (``stop`` → the worker's
+    own event, then terminate after ``grace_s``). The worker dies with the API process
+    (``PR_SET_PDEATHSIG``, and a parent check): a SIGKILLed service leaves no orphan engine
+    behind to race its successor.
+    """
+
+    def __init__(self, runner: Any, settings: Any, grace_s: float = 30.0,
+                 mail: bool = True) -> None:
+        self.runner, self.settings, self.grace_s, self.mail = runner, settings, grace_s, mail
+        self.exitcode: int | None = None
+
+    def __call__(self, d: Deps, stop: threading.Event) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        child_stop = ctx.Event()
+        proc = ctx.Process(target=_worker_main, name="walkout-engine", daemon=True,
+                           args=(self.runner, self.settings, child_stop, os.getpid(), self.mail))
+        proc.start()
+        log.info("engine worker started (pid %s)", proc.pid)
+        while not stop.wait(0.5):
+            if not proc.is_alive():
+                break
+        child_stop.set()
+        proc.join(self.grace_s)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+        self.exitcode = proc.exitcode
+        if proc.exitcode not in (0, None) and not stop.is_set():
+            log.error("engine worker exited with code %s", proc.exitcode)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    import signal
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:  # where prctl is missing: poll the parent
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def worker_deps(settings: Any, store: Any) -> Deps:
+    """The dependencies of an engine worker, made from the service's settings."""
+    from walkout.service.app import _mailer
+    from walkout.service.clock import SystemClock
+    from walkout.service.db import make_engine, session_factory
+    from walkout.service.payments.ledger import LedgerProvider
+
+    engine = make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
+    sessions = session_factory(engine)
+    clock = SystemClock()
+    if settings.payment_provider != "ledger":
+        raise ValueError("the engine worker process supports the ledger provider only")
+    return Deps(settings, sessions, clock, LedgerProvider(sessions, clock), _mailer(settings),
+                store)
+
+
+def _worker_main(runner: Any, settings: Any, stop: Any, parent_pid: int, mail: bool) -> None:
+    _die_with_parent(parent_pid)
+    # the API answers people at the door; the engine is paced in 5 s chunks and has slack:
+    # under CPU contention the API goes first
+    with suppress(OSError):
+        os.nice(WORKER_NICE)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: [engine] %(message)s")
+    d = worker_deps(settings, runner.store)
+    if mail:  # the service's receipt outbox: e-mails rendered and sent here, not in the API
+        from walkout.service.receipting import mail_loop
+
+        threading.Thread(target=mail_loop, args=(d, stop), name="mail", daemon=True).start()
+    runner(d, stop)
+    stop.wait()  # the stream ended: keep the outbox going until the service stops
+
 
 class LiveRunner:
     """Runs ``Engine`` over ``sensors`` chunk by chunk; ``speed`` 1.0 paces it in real time
@@ -49,6 +148,10 @@ class LiveRunner:
         self.config = config or EngineConfig()
         self.stop_after_chunk = stop_after_chunk  # for crash tests: stop as if killed there
         self.chunks_done = 0
+
+    @property
+    def store(self) -> Any:
+        return self.sensors.store
 
     def __call__(self, d: Deps, stop: threading.Event) -> None:
         try:

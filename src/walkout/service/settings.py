@@ -17,6 +17,10 @@ class ServiceSettings(BaseSettings):
 
     db_url: str = Field("sqlite:///walkout.db", description="SQLAlchemy URL: SQLite or PostgreSQL")
     store: str = Field("small", description="shipped store name or store YAML path")
+    sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
+        "NORMAL", description="SQLite PRAGMA synchronous (WAL): NORMAL survives a crash of the "
+        "process, FULL also a power loss (one fsync per commit)"
+    )
     payment_provider: Literal["ledger", "stripe"] = Field(
         "ledger", description="ledger: built-in double-entry ledger in the database"
     )

@@ -22,7 +22,9 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,8 +76,9 @@ class LedgerProvider:
             return tx, [(f"hold:{ref}:{cur}", "debit", amount.amount),
                         (f"payer:{payer_ref}:{cur}", "credit", amount.amount)]
 
-        tx = self._run(idempotency_key, request, build)
-        return Authorization(tx.ref, tx.payer_ref, _money(tx), self._auth_status(tx.ref))
+        tx, new = self._run(idempotency_key, request, build)
+        status = "authorized" if new else self._auth_status(tx.ref)
+        return Authorization(tx.ref, tx.payer_ref, _money(tx), status)
 
     def capture(self, auth_id: str, amount: Money, idempotency_key: str) -> Capture:
         request = {"op": "capture", "auth": auth_id, "amount": str(amount)}
@@ -96,7 +99,7 @@ class LedgerProvider:
                 postings.append((f"payer:{auth.payer_ref}:{cur}", "debit", rest))
             return tx, postings
 
-        tx = self._run(idempotency_key, request, build)
+        tx, _ = self._run(idempotency_key, request, build)
         return Capture(tx.ref, auth_id, _money(tx))
 
     def release(self, auth_id: str, idempotency_key: str) -> None:
@@ -131,7 +134,7 @@ class LedgerProvider:
             return tx, [(f"store:sales:{amount.currency}", "credit", amount.amount),
                         (f"payer:{cap.payer_ref}:{amount.currency}", "debit", amount.amount)]
 
-        tx = self._run(idempotency_key, request, build)
+        tx, _ = self._run(idempotency_key, request, build)
         return Refund(tx.ref, capture_id, _money(tx))
 
     # ---- reading the ledger -------------------------------------------------------------------
@@ -171,27 +174,25 @@ class LedgerProvider:
     def _run(
         self, key: str, request: dict[str, str],
         build: Callable[[Session], tuple[LedgerTransaction, list[Posting]]],
-    ) -> LedgerTransaction:
-        """Record one balanced transaction, or return the one already recorded under ``key``."""
-        found = self._existing(key, request)
-        if found is not None:
-            return found
+    ) -> tuple[LedgerTransaction, bool]:
+        """Record one balanced transaction, or return the one already recorded under ``key``
+        (with False: not new)."""
         try:
             with self._sessions.begin() as s:
                 again = self._lookup(s, key, request)  # inside the lock (SQLite) / snapshot
                 if again is not None:
-                    return again
+                    return again, False
                 tx, postings = build(s)
                 s.add(tx)
                 s.flush()
                 _post(s, tx, postings)
-            return tx
+            return tx, True
         except (IntegrityError, PaymentError) as e:
             # a concurrent duplicate won the race (the insert failed, or it closed the hold
             # while we waited for its lock): its row is the answer
             found = self._existing(key, request)
             if found is not None:
-                return found
+                return found, False
             if isinstance(e, PaymentError):
                 raise
             raise PaymentError("authorisation already captured or released") from None
@@ -213,23 +214,26 @@ def _post(s: Session, tx: LedgerTransaction, postings: list[Posting]) -> None:
     credit = sum((a for _, side, a in postings if side == "credit"), Decimal(0))
     if debit != credit:  # a bug, never a runtime condition: refuse to write it
         raise AssertionError(f"unbalanced ledger transaction {tx.ref}: {debit} != {credit}")
-    for name, side, amount in postings:
-        acct = _account(s, name, tx.currency)
-        s.add(LedgerPosting(transaction_id=tx.id, account_id=acct.id, side=side, amount=amount,
-                            currency=tx.currency))
+    ids = _accounts(s, [name for name, _, _ in postings], tx.currency)
+    s.execute(insert(LedgerPosting), [
+        {"transaction_id": tx.id, "account_id": ids[name], "side": side, "amount": amount,
+         "currency": tx.currency} for name, side, amount in postings])
 
 
-def _account(s: Session, name: str, currency: str) -> LedgerAccount:
-    acct = s.scalar(select(LedgerAccount).where(LedgerAccount.name == name))
-    if acct is not None:
-        return acct
-    try:
-        with s.begin_nested():  # a savepoint: losing a creation race must not end the transaction
-            acct = LedgerAccount(name=name, currency=currency)
-            s.add(acct)
-        return acct
-    except IntegrityError:
-        return s.scalars(select(LedgerAccount).where(LedgerAccount.name == name)).one()
+def _accounts(s: Session, names: list[str], currency: str) -> dict[str, int]:
+    """Ids of the ledger accounts ``names``, creating the missing ones (INSERT ... ON CONFLICT
+    DO NOTHING: losing a creation race to a concurrent transaction is not an error)."""
+    want = set(names)
+    by_name = select(LedgerAccount.name, LedgerAccount.id)
+    ids: dict[str, int] = {n: i for n, i in s.execute(
+        by_name.where(LedgerAccount.name.in_(want)))}
+    missing = sorted(want - ids.keys())
+    if missing:
+        ins = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        s.execute(ins(LedgerAccount).values([{"name": n, "currency": currency} for n in missing])
+                  .on_conflict_do_nothing(index_elements=["name"]))
+        ids.update({n: i for n, i in s.execute(by_name.where(LedgerAccount.name.in_(missing)))})
+    return ids
 
 
 def account_balance(s: Session, account: str) -> Decimal:
