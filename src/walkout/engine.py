@@ -8,7 +8,7 @@ a deterministic function of its inputs: the same streams give the same receipts,
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from walkout.attribution import AttributionConfig, attribute
+from walkout.attribution.floor import FloorReach, find_floor_reaches
 from walkout.attribution.handover import HandMeeting, HandOverPolicy, find_meetings
 from walkout.cart import CartLedger, Session, SessionBook, SessionState
 from walkout.checkout import Receipt, build_receipt
@@ -67,6 +68,10 @@ class EngineConfig(BaseModel):
     )
     evidence_keep_s: float = Field(
         60.0, gt=0, description="plate samples kept in memory for review evidence"
+    )
+    floor_lag_s: float = Field(
+        4.0, ge=0, description="hands to the floor are looked for this far behind the stream, "
+        "so that the picks before them are in the cart (what the shopper held is known)"
     )
 
 
@@ -139,6 +144,8 @@ class Engine:
         self._exit_tracks: list[tuple[str, float]] = []  # (gate, time) of tracks that left
         self._gate_exits: list[GateEvent] = []
         self._known_tracks = 0
+        self.floor_reaches: list[FloorReach] = []  # hands to the floor while holding items
+        self._floor_t = 0.0  # floor reaches searched up to here
         self._box_cache: dict[tuple[str, ...], np.ndarray] = {}
 
     # ---- one step ---------------------------------------------------------------------------
@@ -147,12 +154,14 @@ class Engine:
         self, block: PlateBlock, frames: list[KeypointFrame], gates: list[GateEvent], now: float
     ) -> None:
         """Process everything that happened up to ``now``."""
-        self.alerts += self.tracker.process(frames)
+        seen = self.tracker.process(frames)
+        self.alerts += seen
         tracks = self.tracker.tracks
         for tr in tracks[self._known_tracks :]:
             if tr.born_at is not None:
                 self.book.born(tr)
         self._known_tracks = len(tracks)
+        self._identity_cases(seen, tracks)
         for g in gates:
             if g.kind == "entry":
                 self.alerts += self.book.scan(g)
@@ -169,6 +178,7 @@ class Engine:
         self._pending += new
         self._attribute_ready(tracks, now - self.config.attribution.pad_s - 0.2)
         self._hand_overs(tracks, now - 0.5)
+        self._floor_reaches(tracks, now - self.config.floor_lag_s)
         self._close_ready(now)
 
     def finish(self) -> None:
@@ -177,12 +187,15 @@ class Engine:
         self._shelf_alerts()
         self.events += new
         self._pending += new
-        self.alerts += self.tracker.finish()
+        seen = self.tracker.finish()
+        self.alerts += seen
         tracks = self.tracker.tracks
+        self._identity_cases(seen, tracks)
         self.alerts += self.book.resolve(float("inf"))
         self._track_exits(tracks)
         self._check_gate_exits(float("inf"))
         self._attribute_ready(tracks, float("inf"))
+        self._floor_reaches(tracks, float("inf"))
         self._close_ready(float("inf"), hold=False)
         for s in self.book.sessions.values():
             if s.state == SessionState.OPEN and s.bound:
@@ -334,7 +347,7 @@ class Engine:
 
     def _close_ready(self, now: float, hold: bool = True) -> None:
         for t_exit, s in list(self._exits):
-            if now >= t_exit + self.config.exit_settle_s and not any(
+            if now >= t_exit + self.config.exit_settle_s and self._floor_t >= t_exit and not any(
                 e.t_start <= t_exit for e in self._pending
             ):
                 waiting = any(c.open and s.session_id in c.sessions for c in self.cases.values())
@@ -365,7 +378,8 @@ class Engine:
                 entry = CartEntry(sid, pid, sign * q, ev.t_end, ev.event_id, 1.0,
                                   (ev.event_id, f"review:{verdict.reviewer}"))
                 self.ledger.append(entry)
-                self.shelf.apply(ev.event_id, pid, -sign * q)
+                if ev.plate_ids:  # an item left on the floor is on no plate
+                    self.shelf.apply(ev.event_id, pid, -sign * q)
                 fixes.append(entry)
         case.verdict = verdict
         self._reviewed.discard(case_id)
@@ -429,6 +443,68 @@ class Engine:
         for sid, q in ((giver, -1), (receiver, 1)):
             self.ledger.append(CartEntry(sid, last.product_id, q, m.t, ref, 0.5, (ref,)))
         return f"; moved 1 × {last.product_id} from {giver} to {receiver} (to review)"
+
+    def _identity_cases(self, alerts: list[Alert], tracks: list[Track]) -> None:
+        """Somebody came out of a blind area where several payers were and body size did not
+        say who: the tracker's guess stands, but both receipts wait for a person to check."""
+        for a in alerts:
+            if a.kind != "identity_ambiguous":
+                continue
+            tids = [int(x) for x in a.subject.split(",") if x]
+            sids = sorted({self.book.by_track[t] for t in tids if t in self.book.by_track})
+            if len(sids) < 2:
+                continue  # one payer (a group): whoever it is, the same receipt
+            ev = ShelfEvent(f"identity-{a.t:.2f}", a.t, a.t, (), 0.0, ())
+            att = Attribution(ev, None, 0.0, tuple((sid, 1.0 / len(sids)) for sid in sids))
+            d = Decision(att, (), True, (), (a.message,))
+            self.decisions.append(d)
+            pad = self.config.evidence_pad_s
+            self._open_case(d, {}, self._candidates(tracks, a.t - pad, a.t + pad))
+
+    def _floor_reaches(self, tracks: list[Track], until: float) -> None:
+        """A hand to the floor away from every shelf while holding items: maybe an item left
+        there. Alert staff and open a review case; the cart is not touched (no evidence of
+        which item, or that one was left at all, is strong enough to remove a line)."""
+        t0 = max(0.0, self._floor_t - 1.0)  # overlap: a reach across the boundary is whole
+        if until <= t0:
+            return
+        if until == float("inf"):
+            until = max((float(tr.t[-1]) for tr in tracks if len(tr.t)), default=t0)
+        cands = self._candidates(tracks, t0, until)
+        found = find_floor_reaches(cands, self.store.plate_boxes, t0, until) if cands else []
+        self._floor_t = max(self._floor_t, until)
+        for r in found:
+            if any(o.session_id == r.session_id and abs(o.t_start - r.t_start) < 3.0
+                   for o in self.floor_reaches):
+                continue
+            held: Counter[str] = Counter()
+            for e in self.ledger.entries(r.session_id):
+                if e.t <= r.t_start:
+                    held[e.product_id] += e.quantity
+            held = +held
+            if not held:
+                continue  # nothing in hand: nothing can have been left
+            self.floor_reaches.append(r)
+            self._open_drop_case(r, held, cands)
+
+    def _open_drop_case(self, r: FloorReach, held: Counter[str], cands: dict[str, list[Track]]
+                        ) -> None:
+        """The review case of a possible drop: a put-back to no plate, of one of the held
+        products (each a hypothesis); a verdict naming an item removes its line."""
+        sid = r.session_id
+        n = sum(held.values())
+        hyps = tuple(Hypothesis(((pid, 1),), 0.0, q / n) for pid, q in sorted(held.items()))
+        ev = ShelfEvent(f"floor-{sid}-{r.t_start:.2f}", r.t_start, r.t_end, (), 0.0, hyps)
+        att = Attribution(ev, sid, 1.0, ((sid, 1.0),), reach_m=((sid, 0.0),))
+        x, y, _ = r.xyz
+        why = (f"hand to the floor at ({x:.2f}, {y:.2f}) m, away from every shelf, while "
+               f"holding {n} item(s): one may have been left there",)
+        d = Decision(att, (), True, (), why)
+        self.decisions.append(d)
+        self.alerts.append(Alert(r.t_start, "possible_drop",
+                                 f"session {sid}: {why[0]}; staff: look for an item there",
+                                 sid))
+        self._open_case(d, {}, cands)
 
     def _shelf_alerts(self) -> None:
         """Sensor faults and planogram mismatches the shelf stage raised since last time."""

@@ -374,6 +374,9 @@ def render_keypoints(
     """
     cfg = config or CameraSimConfig()
     boxes = _occluder_boxes(store.gondolas, cfg.gondola_open_front_m)
+    if store.blind_areas:  # closed enclosures: nobody inside is seen, and they hide what is behind
+        walls = [(b.box.min, b.box.max) for b in store.blind_areas]
+        boxes = np.concatenate([boxes, np.asarray(walls, dtype=np.float64).reshape(-1, 2, 3)])
     frames: list[KeypointFrame] = []
     for cam in store.cameras:
         period = 1.0 / cam.fps

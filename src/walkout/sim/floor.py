@@ -51,13 +51,14 @@ class FloorGrid:
         # keep a body's width away from the outline walls too
         free &= (pts[:, 0] > lo[0] + 0.2) & (pts[:, 0] < hi[0] - 0.2)
         free &= (pts[:, 1] > lo[1] + 0.1) & (pts[:, 1] < hi[1] - 0.2)
-        for g in self.store.gondolas:
+        # gondolas and the walls of blind areas (fitting rooms: entered on purpose only)
+        for box in [g.box for g in self.store.gondolas] + [b.box for b in self.store.blind_areas]:
             m = self.clearance
             blocked = (
-                (pts[:, 0] > g.box.min[0] - m)
-                & (pts[:, 0] < g.box.max[0] + m)
-                & (pts[:, 1] > g.box.min[1] - m)
-                & (pts[:, 1] < g.box.max[1] + m)
+                (pts[:, 0] > box.min[0] - m)
+                & (pts[:, 0] < box.max[0] + m)
+                & (pts[:, 1] > box.min[1] - m)
+                & (pts[:, 1] < box.max[1] + m)
             )
             free &= ~blocked
         self.free = free.reshape(self.shape)

@@ -15,7 +15,9 @@ import numpy as np
 
 from walkout.events import L_WRIST, R_WRIST
 from walkout.sim.shoppers import (
+    Drop,
     HandOver,
+    Hide,
     Plan,
     PutBack,
     ShopperSimulator,
@@ -286,3 +288,45 @@ def hand_over(ctx: ScenarioContext) -> list[Plan]:
                  scans=not group),
         ]
     return plans
+
+
+@scenario("item-left", "an item left on the floor or on another shelf")
+def item_left(ctx: ScenarioContext) -> list[Plan]:
+    """One shopper leaves an item on the floor in open floor (no plate sees it: only the
+    bend down with a wrist near the floor while holding items); another leaves one on a plate
+    of another shelf that does not list it (a put-back the weight sees). Neither item is bought.
+    """
+    store = ctx.store
+    singles = [e for (e,) in _shelf_runs(ctx, 1)]
+    a, b, c, d = (int(x) for x in ctx.rng.choice(singles, size=4, replace=False))
+    spot_a, spot_b, ang = _meeting_spots(ctx)
+    spot = 0.5 * (spot_a + spot_b)
+    pc = store.products[store.planogram[c].product]
+    shelf_c = store.plate_shelf[store.planogram[c].plates[0]]
+    elsewhere = [e for e in singles if e not in (a, b, c, d)
+                 and store.plate_shelf[store.planogram[e].plates[0]] != shelf_c
+                 and pc.id not in store.plate_products[store.planogram[e].plates[0]]]
+    wrong = tuple(store.planogram[int(_pick(ctx, elsewhere))].plates)
+    dropped = store.planogram[b].product
+    return [
+        Plan(ctx.credential(0), ctx.t0,
+             (Take(a), Take(b), Drop((float(spot[0]), float(spot[1])), ang, dropped))),
+        Plan(ctx.credential(1), ctx.t0 + 6.0,
+             (Take(c), Take(d), PutBack(plates=wrong, product_id=pc.id))),
+    ]
+
+
+@scenario("changing-clothes", "a shopper changing clothes where no camera sees")
+def changing_clothes(ctx: ScenarioContext) -> list[Plan]:
+    """A shopper takes an item, spends 20-60 s in a fitting room (a blind area of the store:
+    no camera sees inside), comes out and shops on. Changed clothes leave no trace in the
+    keypoints; the track is lost for the stay and must be found again at the room's door."""
+    store = ctx.store
+    if not store.blind_areas:
+        raise RuntimeError(f"store {store.name!r} has no blind area (fitting room) to hide in")
+    room = store.blind_areas[int(ctx.rng.integers(len(store.blind_areas)))].box
+    area = (room.min[0], room.min[1], room.max[0], room.max[1])
+    singles = [e for (e,) in _shelf_runs(ctx, 1)]
+    a, b = (int(x) for x in ctx.rng.choice(singles, size=2, replace=False))
+    stay = float(ctx.rng.uniform(20.0, 60.0))
+    return [Plan(ctx.credential(0), ctx.t0, (Take(a), Hide(area, stay), Take(b)))]

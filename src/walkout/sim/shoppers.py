@@ -66,7 +66,7 @@ class TrueEvent:
     """What really happened at a shelf (ground truth, never read by the engine)."""
 
     shopper: str
-    kind: str  # "pick" | "put"
+    kind: str  # "pick" | "put" | "drop" (left off-shelf: on the floor; no plate sees it)
     product_id: str
     quantity: int
     plates: tuple[str, ...]
@@ -267,7 +267,27 @@ class HandOver:
     heading: float
 
 
-Action = Take | PutBack | TakeMisplaced | HandOver
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Walk to ``spot`` (floor x, y) and leave one held item on the floor there: bend down
+    until the wrist is near the floor, let go, stand up. No plate sees it; the item is not
+    bought (staff pick it up)."""
+
+    spot: tuple[float, float]
+    heading: float = 0.0
+    product_id: str | None = None  # which held product (default: the last one taken)
+
+
+@dataclass(frozen=True, slots=True)
+class Hide:
+    """Walk into ``area`` (floor x0, y0, x1, y1: a place no camera sees, e.g. a fitting room),
+    stay ``stay_s`` seconds, come out where one went in."""
+
+    area: tuple[float, float, float, float]
+    stay_s: float
+
+
+Action = Take | PutBack | TakeMisplaced | HandOver | Drop | Hide
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,6 +681,31 @@ class ShopperSimulator:
                 if act.give and held:
                     pid, _, _ = held.pop()
                     handovers.append(TrueHandOver(plan.credential, act.partner, pid, t_out))
+            elif isinstance(act, Drop):
+                if not held:
+                    continue
+                k = next((i for i, h in enumerate(held) if h[0] == act.product_id),
+                         len(held) - 1)
+                pid, _, _ = held.pop(k)
+                self._walk(tl, np.asarray(act.spot, dtype=float), rng.uniform(*cfg.speed_mps))
+                tl.turn_to(act.heading)
+                tl.stand(float(rng.uniform(0.3, 1.0)))
+                ahead = np.array([np.cos(act.heading), np.sin(act.heading)])
+                floor = np.array([*(tl.xy + 0.3 * ahead), float(rng.uniform(0.03, 0.08))])
+                t_in, t_out = tl.reach(floor, wrist, float(rng.uniform(0.6, 1.2)))
+                events.append(TrueEvent(plan.credential, "drop", pid, 1, (), t_in, t_out,
+                                        0.5 * (t_in + t_out)))
+                tl.stand(float(rng.uniform(0.5, 1.5)))
+            elif isinstance(act, Hide):
+                x0, y0, x1, y1 = act.area
+                mid = np.array([0.5 * (x0 + x1), 0.5 * (y0 + y1)])
+                door = self.floor.centre(self.floor.cell(mid))  # nearest walkable floor
+                self._walk(tl, door, rng.uniform(*cfg.speed_mps))
+                inside = np.array([np.clip(door[0], x0 + 0.4, x1 - 0.4),
+                                   np.clip(door[1], y0 + 0.4, y1 - 0.4)])
+                tl.walk(np.array([tl.xy, inside]), 0.8)
+                tl.stand(act.stay_s)
+                tl.walk(np.array([tl.xy, door]), 0.8)
         xa = self.exit.area
         gate_xy = np.array([rng.uniform(xa.min[0] + 0.3, xa.max[0] - 0.3), xa.min[1] + 0.6])
         speed = rng.uniform(*cfg.speed_mps)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from walkout.store.model import (
+    BlindArea,
     Box,
     Camera,
     CameraPose,
@@ -256,4 +257,7 @@ def build_small_store(aifi_products: Path, aim3s_products: Path, seed: int = 7) 
             Gate(id="entry", kind="entry", area=Box(min=(0.8, 0.0, 0.0), max=(2.2, 1.0, 0.0))),
             Gate(id="exit", kind="exit", area=Box(min=(7.8, 0.0, 0.0), max=(9.2, 1.0, 0.0))),
         ],
+        # a fitting room in the north-east corner, door to the south: no camera sees inside
+        blind_areas=[BlindArea(id="fitting-room", box=Box(min=(8.6, 8.4, 0.0),
+                                                          max=(10.0, 10.0, 2.3)))],
     )

@@ -146,6 +146,14 @@ class Floor(StrictModel):
     outline: list[Vec2] = Field(min_length=3, description="polygon of the walkable floor (m)")
 
 
+class BlindArea(StrictModel):
+    """A closed place no camera sees into (fitting room, restroom): the tracker loses whoever
+    goes in and must find the same person when they come out at its edge."""
+
+    id: str
+    box: Box = Field(description="the enclosure, floor to its ceiling (opaque to cameras)")
+
+
 class Store(StrictModel):
     """A whole store. Cross-references are checked after parsing."""
 
@@ -157,6 +165,9 @@ class Store(StrictModel):
     planogram: list[PlanogramEntry]
     cameras: list[Camera] = Field(min_length=1)
     gates: list[Gate] = Field(min_length=2)
+    blind_areas: list[BlindArea] = Field(
+        default_factory=list, description="enclosures no camera sees into (fitting rooms)"
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Store:
@@ -174,6 +185,7 @@ class Store(StrictModel):
         products = unique("product", [p.id for p in self.catalogue])
         unique("camera", [c.id for c in self.cameras])
         unique("gate", [g.id for g in self.gates])
+        unique("blind area", [b.id for b in self.blind_areas])
         for i, e in enumerate(self.planogram):
             if e.product not in products:
                 raise ValueError(f"planogram[{i}]: product {e.product!r} is not in the catalogue")

@@ -191,6 +191,28 @@ class TrackerConfig(BaseModel):
             "slot gives) to be compared; below it, pose-dependent bias would decide"
         ),
     )
+    blind_edge_m: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "a track lost this close to a blind area (fitting room) went into it; somebody "
+            "appearing this close to it may be coming out"
+        ),
+    )
+    blind_stay_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a track that went into a blind area can be found at its edge this long",
+    )
+    reid_evidence: float = Field(
+        default=8.0,
+        gt=0,
+        description=(
+            "log-likelihood ratio (body sizes) by which the person coming out of a blind area "
+            "must fit one of several people inside better than the others; below it the "
+            "re-identification is a guess and raises identity_ambiguous (review)"
+        ),
+    )
     swap_evidence: float = Field(
         default=8.0,
         gt=0,
@@ -269,6 +291,7 @@ class _TrackState:
     anchor_xy: np.ndarray = field(default_factory=lambda: np.zeros(2))
     lost_alerted: bool = False
     hidden: bool = False
+    blind: int = -1  # index of the blind area it went into (-1: none)
     cache: Track | None = None
     # Body-size signature: sum and count of each _BONES length over clear observations.
     bone_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(_BONES)))
@@ -353,6 +376,7 @@ class Tracker:
         self._slot_s = self.config.slot_s or 1.0 / max(c.fps for c in store.cameras)
         self._entries: list[Gate] = store.gates_of("entry")
         self._exits: list[Gate] = store.gates_of("exit")
+        self._blind = [b.box for b in store.blind_areas]
         self._tracks: list[_TrackState] = []
         self._candidates: list[_Candidate] = []
         self._pending: list[KeypointFrame] = []
@@ -433,11 +457,7 @@ class Tracker:
             if live
             else None
         )
-        for frame in frames:
-            dets = self._detections(frame)
-            if not dets:
-                continue
-            assigned, claimed = self._associate(dets, motion, frame.t)
+        for dets, assigned, claimed in self._associate_frames(frames, motion):
             for d, ti in assigned:
                 views[ti].append(dets[d])
             taken = {d for d, _ in assigned} | claimed
@@ -448,6 +468,23 @@ class Tracker:
         self._identities(t_ref)
         alerts += self._timeouts(t_ref)
         return alerts
+
+    def _associate_frames(
+        self,
+        frames: list[KeypointFrame],
+        motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    ) -> list[tuple[list[Detection], list[tuple[int, int]], set[int]]]:
+        """Each frame's detections, their assignment to live tracks and the claimed ones.
+
+        Frames of one slot depend only on the slot's ``motion`` snapshot, never on each other:
+        the distributed tracker (walkout.distributed) computes them by floor area elsewhere.
+        """
+        out = []
+        for frame in frames:
+            dets = self._detections(frame)
+            if dets:
+                out.append((dets, *self._associate(dets, motion, frame.t)))
+        return out
 
     def _associate(
         self,
@@ -503,16 +540,19 @@ class Tracker:
         return pairs, claimed
 
     def _triangulate_views(
-        self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float
+        self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float,
+        n_views: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Motion-compensated triangulation of each group of views: ``(G, 17, 3)``, ``(G, 17)``.
 
         Views come from unsynchronised cameras; each is shifted to ``t_ref`` with the joint's
-        velocity by folding ``R v Δt`` into that view's translation.
+        velocity by folding ``R v Δt`` into that view's translation. ``n_views`` pads every
+        group to that many views (default: the largest group), so that a subset of groups
+        triangulated elsewhere gives bit-identical results.
         """
         cfg = self.config
         G = len(groups)
-        V = max(len(g) for g in groups)
+        V = n_views or max(len(g) for g in groups)
         xn = np.zeros((G, V, N_JOINTS, 2))
         conf = np.zeros((G, V, N_JOINTS))
         R = np.tile(np.eye(3), (G, V, 1, 1))
@@ -774,6 +814,13 @@ class Tracker:
             if c.first_hip is not None and self._gate_at(self._entries, c.first_hip) is not None:
                 # appeared in an entry gate: a newcomer, unless a track was lost right there
                 lost = [s for s in lost if self._gate_at(self._entries, s.hip) is not None]
+            door = self._blind_at(c.first_hip) if c.first_hip is not None else -1
+            inside = [s for s in lost if door >= 0 and s.blind == door]
+            if same is None and inside:
+                # coming out of a blind area: one of those who went in, told apart by body size
+                alerts += self._reidentify(inside, c, t_ref)
+                continue
+            lost = [s for s in lost if s.blind < 0 or t_ref - s.anchor_t <= cfg.recovery_window_s]
             if same is None and len(lost) == 1:
                 alerts += self._resume(lost[0], c, t_ref)
                 continue
@@ -814,8 +861,12 @@ class Tracker:
         assert c.first_hip is not None
         t0 = c.hist_t[0]
         out = []
+        door = self._blind_at(c.first_hip)
         for s in self._tracks:
             if s.ended or s.t_last >= t0:
+                continue
+            if s.blind >= 0 and s.blind == door:  # whoever went in may come out at any time
+                out.append(s)
                 continue
             reach = self._reach(t0 - s.anchor_t)
             if s.hidden:
@@ -838,6 +889,49 @@ class Tracker:
             if same:
                 return o
         return None
+
+    def _blind_at(self, xy: np.ndarray) -> int:
+        """Index of the blind area within ``blind_edge_m`` of floor point ``xy`` (-1: none)."""
+        for i, b in enumerate(self._blind):
+            dx = max(b.min[0] - xy[0], 0.0, xy[0] - b.max[0])
+            dy = max(b.min[1] - xy[1], 0.0, xy[1] - b.max[1])
+            if math.hypot(dx, dy) <= self.config.blind_edge_m:
+                return i
+        return -1
+
+    def _reidentify(self, inside: list[_TrackState], c: _Candidate, t_ref: float) -> list[Alert]:
+        """Candidate ``c`` came out of a blind area that ``inside`` went into: resume the one
+        whose body size fits (identity is geometric: clothes may have changed, bones not).
+        With one inside there is nobody to confuse; with several, a fit that is not clearly
+        the best raises ``identity_ambiguous`` naming them all, for review."""
+        cfg = self.config
+        if len(inside) == 1:
+            return self._resume(inside[0], c, t_ref)
+        bones = np.array([_bone_lengths(x) for x in c.hist_X])
+        n = (~np.isnan(bones)).sum(axis=0)
+        with np.errstate(invalid="ignore"):
+            mine = np.nanmean(np.where(n > 0, bones, 0.0), axis=0) if len(bones) else bones
+        scores = []
+        for s in inside:
+            use = (s.bone_n >= cfg.body_min_samples) & (n > 0)
+            sig = s.bone_sum[use] / np.maximum(s.bone_n[use], 1)
+            var = cfg.body_noise_m**2 * (1.0 / n[use] + 1.0 / s.bone_n[use])
+            scores.append(float(-0.5 * np.sum((mine[use] - sig) ** 2 / var)) if use.any()
+                          else 0.0)
+        order = np.argsort(scores)[::-1]
+        best = inside[int(order[0])]
+        margin = scores[int(order[0])] - scores[int(order[1])]
+        alerts = self._resume(best, c, t_ref)
+        if margin < cfg.reid_evidence:
+            ids = sorted(s.track_id for s in inside)
+            alerts.append(Alert(
+                t=t_ref, kind="identity_ambiguous",
+                message=(f"person coming out of a blind area could be any of tracks "
+                         f"{', '.join(map(str, ids))} (body-size evidence {margin:.1f} < "
+                         f"{cfg.reid_evidence:.1f}); resumed as track {best.track_id}"),
+                subject=",".join(map(str, ids)),
+            ))
+        return alerts
 
     def _resume(self, s: _TrackState, c: _Candidate, t_ref: float) -> list[Alert]:
         """Continue lost track ``s`` with candidate ``c``'s observations (same track_id)."""
@@ -867,6 +961,7 @@ class Tracker:
         s.anchor_t, s.anchor_xy = c.t_last, s.hip
         s.lost_alerted = False
         s.hidden = False
+        s.blind = -1
         del cfg
         return alerts
 
@@ -905,7 +1000,7 @@ class Tracker:
         seen_hips = np.array([s.hip for s in seen_now]) if seen_now else np.zeros((0, 2))
         for s in active:
             if s.t_last >= t_ref:
-                s.anchor_t, s.anchor_xy, s.hidden = t_ref, s.hip, False
+                s.anchor_t, s.anchor_xy, s.hidden, s.blind = t_ref, s.hip, False, -1
                 continue
             unseen = t_ref - s.t_last
             if unseen <= min(cfg.exit_timeout_s, cfg.lost_timeout_s):
@@ -913,6 +1008,23 @@ class Tracker:
             gate = self._gate_at(self._exits, s.hip)
             if gate is not None:
                 s.ended, s.ended_at = True, gate.id
+                continue
+            if s.blind < 0:
+                s.blind = self._blind_at(s.anchor_xy)
+            if s.blind >= 0:  # went into a blind area: found again at its edge, for a long time
+                lost_for = t_ref - s.anchor_t
+                if lost_for > cfg.blind_stay_s:
+                    s.ended = True
+                if lost_for <= cfg.lost_timeout_s or s.lost_alerted:
+                    continue
+                s.lost_alerted = True
+                x, y = s.anchor_xy
+                alerts.append(Alert(
+                    t=t_ref, kind="identity_lost",
+                    message=(f"track {s.track_id} went into blind area "
+                             f"{self._store.blind_areas[s.blind].id} at ({x:.2f}, {y:.2f}) m"),
+                    subject=str(s.track_id),
+                ))
                 continue
             # Vanished right where someone else is seen: hidden by them (or standing so close
             # that the detector merges the two), not lost, as long as they stay there.
