@@ -4,9 +4,12 @@
 #   bash scripts/services.sh stop postgres
 #   bash scripts/services.sh start mosquitto  # prints the URL; Mosquitto 2 on 127.0.0.1:18830
 #   bash scripts/services.sh stop mosquitto
+#   bash scripts/services.sh start ray        # prints the address; Ray head on 127.0.0.1:16379
+#   bash scripts/services.sh stop ray
 # Each server lives in a temporary directory recorded in $WALKOUT_SERVICES_STATE (default
 # /tmp/walkout-services); PostgreSQL is stopped with pg_ctl, Mosquitto by the PID recorded at
-# its start, never by process name.
+# its start, never by process name; Ray by killing its `ray start --block` process (which stops
+# every process of the head; killing single Ray processes leaves a stale cluster marker behind).
 set -euo pipefail
 STATE=${WALKOUT_SERVICES_STATE:-/tmp/walkout-services}
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -14,6 +17,9 @@ PG_PORT=${WALKOUT_PG_PORT:-55432}
 PG_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/postgres"
 MQ_PORT=${WALKOUT_MQTT_PORT:-18830}
 MQ_URL="mqtt://127.0.0.1:${MQ_PORT}"
+RAY_PORT=${WALKOUT_RAY_PORT:-16379}
+RAY_ADDR="127.0.0.1:${RAY_PORT}"
+RAY_BIN=${WALKOUT_RAY_BIN:-$(dirname "$0")/../.venv/bin/ray}
 
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
@@ -92,10 +98,50 @@ mq_stop() {
   rm -f "$STATE/mq.pid" "$STATE/mq.dir"
 }
 
+ray_running() {  # ours: the recorded PID is alive and is the `ray start --block` process
+  [ -f "$STATE/ray.pid" ] && grep -qa -- --block "/proc/$(cat "$STATE/ray.pid")/cmdline" 2>/dev/null
+}
+
+ray_start() {
+  mkdir -p "$STATE"
+  if ray_running; then echo "$RAY_ADDR"; return 0; fi
+  [ -x "$RAY_BIN" ] || { echo "ray not installed at $RAY_BIN (bash scripts/setup.sh)" >&2; exit 1; }
+  local w; w=$(mktemp -d /tmp/walkout-ray.XXXXXX)
+  # worker ports away from the head's and the other services' ports (Ray's default range,
+  # 10002-19999, holds them); loopback only (else Ray listens on every interface and drivers hang), no auth token (else
+  # an explicit address fails with InvalidAuthToken), no dashboard, no usage reports
+  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 \
+    "$RAY_BIN" start --head --port="$RAY_PORT" --node-ip-address=127.0.0.1 \
+    --include-dashboard=false --num-cpus="${WALKOUT_RAY_CPUS:-2}" --disable-usage-stats \
+    --min-worker-port=30000 --max-worker-port=30999 \
+    --temp-dir="$w/ray" --block </dev/null >"$w/ray.log" 2>&1 &
+  echo $! > "$STATE/ray.pid"
+  echo "$w" > "$STATE/ray.dir"
+  for _ in $(seq 600); do
+    grep -q 'Ray runtime started' "$w/ray.log" 2>/dev/null && { echo "$RAY_ADDR"; return 0; }
+    ray_running || break
+    sleep 0.1
+  done
+  cat "$w/ray.log" >&2; ray_stop; exit 1
+}
+
+ray_stop() {
+  [ -f "$STATE/ray.pid" ] || { echo "ray: not started by this script" >&2; return 0; }
+  if ray_running; then
+    local pid; pid=$(cat "$STATE/ray.pid")
+    kill "$pid"
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  [ -f "$STATE/ray.dir" ] && rm -rf "$(cat "$STATE/ray.dir")"
+  rm -f "$STATE/ray.pid" "$STATE/ray.dir"
+}
+
 case "${1:-} ${2:-}" in
+  "start ray") ray_start ;;
+  "stop ray") ray_stop ;;
   "start postgres") pg_start ;;
   "stop postgres") pg_stop ;;
   "start mosquitto") mq_start ;;
   "stop mosquitto") mq_stop ;;
-  *) echo "usage: $0 start|stop postgres|mosquitto" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop postgres|mosquitto|ray" >&2; exit 2 ;;
 esac

@@ -49,22 +49,28 @@ class ShelfStage:
                 f"blocks must arrive in time order: block starts at t={block.t[0]:.3f}s, "
                 f"the previous one ended at t={self._t_last:.3f}s"
             )
+        n0 = len(self.alerts)
         det = self._detector or self._start(block)
         grams = self._store_columns(block, det)
         changes, alerts = det.push(block.t, grams)
         self._t_last = float(block.t[-1])
         self.alerts.extend(alerts)
         self._pending.extend(changes)
-        return self._emit(final=False)
+        events = self._emit(final=False)
+        self._order_alerts(n0)
+        return events
 
     def flush(self) -> list[ShelfEvent]:
         """End of stream: settle what can be settled and emit everything still waiting."""
         if self._detector is None:
             return []
+        n0 = len(self.alerts)
         changes, alerts = self._detector.flush()
         self.alerts.extend(alerts)
         self._pending.extend(changes)
-        return self._emit(final=True)
+        events = self._emit(final=True)
+        self._order_alerts(n0)
+        return events
 
     def apply(self, event_id: str, product_id: str, quantity: int) -> None:
         """Record what an event really was (signed: +put, −pick); the inventory follows.
@@ -111,6 +117,11 @@ class ShelfStage:
             self._warn(pid, Alert(t0, "plate_dead", f"plate {pid} is absent from the stream", pid))
             det.faulted[self._index[pid]] = True
         return out
+
+    def _order_alerts(self, n0: int) -> None:
+        """The alerts of one call in a canonical order (time, plate, kind): a stage split by
+        gondola (walkout.distributed) merges its parts' alerts into exactly this order."""
+        self.alerts[n0:] = sorted(self.alerts[n0:], key=lambda a: alert_key(a, self._index))
 
     def _warn(self, key: str, alert: Alert) -> None:
         if key not in self._warned:
@@ -234,3 +245,8 @@ def _footprint_partners(store: Store) -> list[frozenset[int]]:
                 if a != b and store.plate_shelf[a] == store.plate_shelf[b]:
                     out[idx[a]].add(idx[b])
     return [frozenset(s) for s in out]
+
+
+def alert_key(a: Alert, plate_index: dict[str, int]) -> tuple[float, int, str, str]:
+    """Sort key of shelf alerts: time, then the plate's store position, kind and text."""
+    return (a.t, plate_index.get(a.subject, -1), a.kind, a.message)

@@ -1,0 +1,92 @@
+"""The engine on a Ray cluster: the same :class:`Engine`, its heavy stages partitioned.
+
+``DistributedEngine`` is the engine class itself with two stages swapped for partitioned
+ones of the same interface: the shelf stage by gondola zone (:mod:`.shelf`) and tracking by
+floor area (:mod:`.tracking`). Every decision — binding, attribution, the cart ledger,
+hand-overs, review cases, receipts — runs the engine's own code in the driver, in the same
+order, so a recording gives byte-identical receipts on a cluster and in one process.
+Attribution and the ledger are keyed by shopper and cost a few per cent of the engine
+(docs/scale-out.md); they would be sharded by session id the day they are the bottleneck.
+
+Each chunk, the zones start on the chunk's plate block before tracking starts on its frames,
+so shelf processing runs beside tracking on other workers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from walkout.distributed.cluster import connect
+from walkout.distributed.shelf import PartitionedShelf
+from walkout.distributed.tracking import PartitionedTracker
+from walkout.engine import Engine
+from walkout.events import GateEvent, KeypointFrame, PlateBlock
+
+
+@dataclass
+class DistributedEngine(Engine):
+    """:class:`Engine` whose shelf and tracking stages run on Ray actors.
+
+    ``ray_address``: the cluster to join (joined once per process); ``shelf_zones`` and
+    ``floor_areas``: partitions of each stage (default: one per CPU of the cluster).
+    """
+
+    ray_address: str = "auto"
+    shelf_zones: int | None = None
+    floor_areas: int | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ray = connect(self.ray_address)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.shelf = PartitionedShelf(ray, self.store, self.config.shelf,  # type: ignore[assignment]
+                                      self.shelf_zones or cpus)
+        self.tracker = PartitionedTracker(ray, self.store, self.config.tracker,  # type: ignore[assignment]
+                                          self.floor_areas or cpus)
+        self._step_s = 0.0
+
+    def step(
+        self, block: PlateBlock, frames: list[KeypointFrame], gates: list[GateEvent], now: float
+    ) -> None:
+        t0 = time.perf_counter()
+        if block.t.shape[0]:
+            self.shelf.submit(block)  # type: ignore[attr-defined]
+        super().step(block, frames, gates, now)
+        self._step_s += time.perf_counter() - t0
+
+    def costs(self) -> dict[str, Any]:
+        """Where the time went: per partition busy seconds, the waits and the round trips."""
+        sh: PartitionedShelf = self.shelf  # type: ignore[assignment]
+        tr: PartitionedTracker = self.tracker  # type: ignore[assignment]
+        return {
+            "shelf_zones": [
+                {"gondolas": len(z.gondolas), "plates": len(z.plate_ids), "busy_s": round(b, 4)}
+                for z, b in zip(sh.zones, sh.busy_s, strict=True)
+            ],
+            "floor_areas": [
+                {"cameras": len(a.cameras), "associate_busy_s": round(ba, 4),
+                 "triangulate_busy_s": round(bt, 4)}
+                for a, ba, bt in zip(tr.areas, tr.busy_s["associate"],
+                                     tr.busy_s["triangulate"], strict=True)
+            ],
+            "shelf_wait_s": round(sh.wall_s, 4),
+            "shelf_round_trips": sh.calls,
+            "associate_wall_s": round(tr.wall_s["associate"], 4),
+            "associate_round_trips": tr.calls["associate"],
+            "triangulate_wall_s": round(tr.wall_s["triangulate"], 4),
+            "triangulate_round_trips": tr.calls["triangulate"],
+            "engine_step_s": round(self._step_s, 4),
+        }
+
+
+def make_engine(store: Any, config: Any = None, ray_address: str | None = None) -> Engine:
+    """The single-process engine, or the distributed one when a Ray address is given."""
+    from walkout.engine import EngineConfig
+
+    cfg = config or EngineConfig()
+    if ray_address:
+        return DistributedEngine(store, cfg, ray_address=ray_address)
+    return Engine(store, cfg)

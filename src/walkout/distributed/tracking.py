@@ -1,0 +1,125 @@
+"""Tracking split by floor area: the per-camera and per-track work of every slot runs on one
+Ray actor per area; the slot's bookkeeping stays with the engine's tracker.
+
+Why not independent trackers per area with hand-over: the tracker's identities depend on
+store-wide state (a birth is refused next to any observed track, a lost track is resumed by
+whichever candidate appears within reach, two tracks swap back after a close encounter), so
+areas run on their own would disagree with the single tracker near every border, and the
+receipts would no longer be the same. Instead each slot (one camera period) is cut where the
+work is independent:
+
+1. association: every frame of a slot is matched against the same snapshot of the live
+   tracks, so frames are processed by the area owning their camera (undistortion, per-camera
+   assignment, claims); results come back per frame and are merged in the slot's frame order;
+2. triangulation: each observed track is triangulated from its views alone, so tracks are
+   dealt out to the areas in contiguous runs, padded to the slot's largest view count (the
+   same arithmetic, bit for bit);
+3. the rest of the slot (filters, births, identities, time-outs) is cheap, order-dependent
+   bookkeeping and runs in the engine's process.
+
+Each actor holds a full :class:`Tracker` of the store and runs its very methods, so the two
+distributed phases compute exactly what the single tracker computes. The price is two round
+trips per slot (see docs/scale-out.md for what they cost).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from walkout.distributed.partition import floor_areas
+from walkout.events import KeypointFrame
+from walkout.store.model import Store
+from walkout.tracking import Tracker, TrackerConfig
+from walkout.tracking.associate import Detection
+
+Motion = tuple[np.ndarray, np.ndarray, np.ndarray]
+Associated = tuple[list[Detection], list[tuple[int, int]], set[int]]
+
+
+class AreaWorker:
+    """One floor area's share of every slot (a Ray actor)."""
+
+    def __init__(self, store: Store, config: TrackerConfig) -> None:
+        self.tracker = Tracker(store, config)
+
+    def associate(
+        self, frames: list[KeypointFrame], motion: Motion | None
+    ) -> tuple[list[tuple[int, Associated]], float]:
+        """Per frame (by its position in ``frames``) with detections: what the tracker's own
+        association gives; and the time it took."""
+        c0 = time.perf_counter()
+        out = []
+        for i, f in enumerate(frames):
+            dets = self.tracker._detections(f)
+            if dets:
+                out.append((i, (dets, *self.tracker._associate(dets, motion, f.t))))
+        return out, time.perf_counter() - c0
+
+    def triangulate(
+        self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float,
+        n_views: int,
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        c0 = time.perf_counter()
+        X, S = self.tracker._triangulate_views(groups, velocities, t_ref, n_views)
+        return X, S, time.perf_counter() - c0
+
+
+class PartitionedTracker(Tracker):
+    """The engine's tracker with both parallel phases of each slot on area actors."""
+
+    def __init__(self, ray: Any, store: Store, config: TrackerConfig | None, areas: int,
+                 min_groups: int = 2) -> None:
+        super().__init__(store, config)
+        self.ray = ray
+        self.areas = floor_areas(store, areas)
+        actor = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(AreaWorker)
+        self.actors = [actor.remote(store, self.config) for _ in self.areas]
+        self._area_of = {c: a.index for a in self.areas for c in a.cameras}
+        self.min_groups = min_groups  # fewer observed tracks than this: triangulate here
+        self.busy_s = {"associate": [0.0] * len(self.areas),
+                       "triangulate": [0.0] * len(self.areas)}
+        self.wall_s = {"associate": 0.0, "triangulate": 0.0}
+        self.calls = {"associate": 0, "triangulate": 0}
+
+    def _associate_frames(self, frames: list[KeypointFrame], motion: Motion | None
+                          ) -> list[Associated]:
+        parts: list[list[int]] = [[] for _ in self.areas]
+        for i, f in enumerate(frames):
+            if f.camera_id not in self._cam_index:
+                raise ValueError(f"frame from unknown camera {f.camera_id!r}")
+            parts[self._area_of[self._cam_index[f.camera_id]]].append(i)
+        w0 = time.perf_counter()
+        m = self.ray.put(motion)
+        calls = [(a, idx, self.actors[a].associate.remote([frames[i] for i in idx], m))
+                 for a, idx in enumerate(parts) if idx]
+        got = self.ray.get([r for _, _, r in calls])
+        self.wall_s["associate"] += time.perf_counter() - w0
+        self.calls["associate"] += 1
+        by_frame: dict[int, Associated] = {}
+        for (a, idx, _), (rows, busy) in zip(calls, got, strict=True):
+            self.busy_s["associate"][a] += busy
+            for j, res in rows:
+                by_frame[idx[j]] = res
+        return [by_frame[i] for i in sorted(by_frame)]
+
+    def _triangulate_views(
+        self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float,
+        n_views: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n_views = n_views or max(len(g) for g in groups)
+        if len(groups) < self.min_groups:
+            return super()._triangulate_views(groups, velocities, t_ref, n_views)
+        w0 = time.perf_counter()
+        cuts = np.array_split(np.arange(len(groups)), min(len(self.actors), len(groups)))
+        refs = [self.actors[a].triangulate.remote(
+                    [groups[i] for i in c], [velocities[i] for i in c], t_ref, n_views)
+                for a, c in enumerate(cuts)]
+        got = self.ray.get(refs)
+        self.wall_s["triangulate"] += time.perf_counter() - w0
+        self.calls["triangulate"] += 1
+        for a, (_, _, busy) in enumerate(got):
+            self.busy_s["triangulate"][a] += busy
+        return np.concatenate([X for X, _, _ in got]), np.concatenate([S for _, S, _ in got])
