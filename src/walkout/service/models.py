@@ -328,3 +328,24 @@ class Dispute(Base):
     decided_by: Mapped[str | None] = mapped_column(String(32))  # the operator's account id
     note: Mapped[str | None] = mapped_column(String(1000))  # the operator's reason
     __table_args__ = (UniqueConstraint("receipt_id", "product_id", name="uq_disputes_line"),)
+
+
+# ---- review room -------------------------------------------------------------------------------
+
+
+class ReviewVerdict(Base):
+    """An operator's verdict on an engine review case (``case_id``: its shelf event id).
+
+    The API records it; the engine worker, in another process, applies it to its engine at the
+    next chunk (and again on a replay after a restart, where the case reopens). The row is the
+    one place both processes agree on, and ``case_id`` is the primary key: decided once."""
+
+    __tablename__ = "review_verdicts"
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: JSON {engine session id: [[product id, quantity > 0], ...]}; {} = nothing was taken
+    shares: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(32))  # the operator's account id
+    note: Mapped[str | None] = mapped_column(String(1000))
+    decided_at: Mapped[datetime]
+    #: when an engine first applied it (None: still waiting for the worker)
+    applied_at: Mapped[datetime | None]

@@ -31,7 +31,7 @@ from walkout.checkout import Receipt
 from walkout.engine import Decision, Engine, EngineConfig
 from walkout.events import PlateBlock
 from walkout.review import ReviewCase
-from walkout.service import checkout, entry
+from walkout.service import checkout, entry, live, revisions
 from walkout.service.checkout import LineRequest, insert_ignore
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError
@@ -193,6 +193,10 @@ class LiveRunner:
                 return
         eng.finish()
         self._persist(d, eng, seen, len(edges), sn.duration_s)
+        # the stream ended, its review cases did not: verdicts still revise their receipts
+        while stop is not None and not stop.wait(1.0):
+            if any(c.open for c in eng.cases.values()):
+                self._persist(d, eng, seen, len(edges), sn.duration_s)
 
     # ---- one chunk's outputs -----------------------------------------------------------------
 
@@ -210,6 +214,7 @@ class LiveRunner:
                 log.warning("entry refused at %s: %s", g.gate_id, e.detail)
 
     def _persist(self, d: Deps, eng: Engine, seen: dict[str, int], chunk: int, t: float) -> None:
+        live.apply_verdicts(d, eng)  # operators' verdicts (review_verdicts) first
         now = d.clock.now()
         gate_events = [ev for ev in self.sensors.gates if ev.t <= t][seen["gates"]:]
         rows = [{"source": f"{self.source}/gates", "seq": seen["gates"] + k, "kind": ev.kind,
@@ -245,20 +250,26 @@ class LiveRunner:
         for e in entries:
             vid = self._visit(d, eng, e.session_id)
             if vid is not None:
+                review = any(p.startswith("review:") for p in e.provenance)
                 by_visit.setdefault(vid, []).append(LineRequest(
-                    f"{e.event_id}:{e.product_id}:{e.quantity:+d}", e.product_id, e.quantity,
-                    e.event_id, e.confidence, e.t))
+                    f"{e.event_id}:{e.product_id}:{e.quantity:+d}" + (":review" * review),
+                    e.product_id, e.quantity, e.event_id, e.confidence, e.t))
         for vid, lines in by_visit.items():
             try:
                 checkout.add_lines(d, vid, lines)
             except ServiceError as err:  # closed already: the replay of a finished visit
                 if err.code != "visit_not_open":
                     raise
+                fixes = [ln for ln in lines if ln.line_key.endswith(":review")]
+                if fixes:  # a verdict after the receipt: appended, the receipt is revised
+                    revisions.add_review_lines(d, vid, fixes)
         seen["lines"] += len(entries)
         issued = _issued(eng)
         for r in issued[seen["receipts"]:]:  # a later revision (review verdict) is not re-charged
             vid = self._visit(d, eng, r.session_id)
-            if vid is not None:
+            if vid is not None and r.revision > 0:
+                revisions.revise(d, vid, r.needs_review)
+            elif vid is not None:
                 checkout.exit_visit(d, vid, needs_review=r.needs_review)
         seen["receipts"] = len(issued)
         with d.sessions.begin() as s:
@@ -267,6 +278,7 @@ class LiveRunner:
                 s.add(RunnerCheckpoint(source=self.source, chunk=chunk, t=t, updated_at=now))
             elif chunk > cp.chunk:
                 cp.chunk, cp.t, cp.updated_at = chunk, t, now
+        live.publish(d, eng, self, self.source, chunk, t)  # what the dashboard shows
 
     @staticmethod
     def _visit(d: Deps, eng: Engine, session_id: str) -> str | None:

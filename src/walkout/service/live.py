@@ -1,0 +1,278 @@
+"""What the web pages show of the live engine, written by the engine worker to the event log.
+
+The engine runs in a worker process beside the API (:class:`~walkout.service.runner.
+WorkerProcess`), so nothing of its memory reaches the API but the database. Each chunk the
+runner calls :func:`publish`, which appends to ``engine_events`` (unique per source and seq,
+so a replay after a restart writes nothing twice):
+
+- ``<source>/live`` (one row per chunk): every tracked person's floor positions at
+  ``TRACK_HZ`` over the chunk, their engine session, credential and cart size — the map;
+- ``<source>/alerts``: the engine's alerts as they are raised;
+- ``<source>/evidence``: each review case's evidence in full (weight trace, hypotheses, the
+  skeletons near the plate), what the review page plots and replays;
+- ``<source>/health`` (one row per chunk): plates and cameras with their state, the inventory.
+
+It also applies the operators' verdicts (:func:`apply_verdicts`): the API records them in
+``review_verdicts``, the worker hands each to ``Engine.resolve`` once its case is open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+
+from walkout.engine import Engine
+from walkout.review import Verdict
+from walkout.service.checkout import insert_ignore
+from walkout.service.deps import Deps
+from walkout.service.models import EngineEvent, ReviewVerdict
+
+log = logging.getLogger("walkout.service.live")
+
+#: position samples per second on the map
+TRACK_HZ = 2.0
+#: skeleton frames per second in a review case's replay
+REPLAY_HZ = 10.0
+#: a plate footprint holding this many items or fewer of a product is low on stock
+LOW_STOCK = 2
+#: a camera with no frame for this long is dead; one below half its rate is noisy
+CAMERA_DEAD_S = 3.0
+HIPS = (11, 12)
+
+
+@dataclass
+class LiveState:
+    """How far a runner has published (kept on the runner; a restart begins again at 0, and
+    the unique (source, seq) makes the replayed rows no-ops)."""
+
+    t: float = 0.0
+    alerts: int = 0
+    evidence: set[str] = field(default_factory=set)
+    camera_last: dict[str, float] = field(default_factory=dict)
+    frame_t: np.ndarray | None = None
+
+
+def state_of(runner: Any) -> LiveState:
+    st = runner.__dict__.get("_live_state")
+    if st is None:
+        st = runner.__dict__["_live_state"] = LiveState()
+    return st
+
+
+def _plain(o: Any) -> Any:
+    """numpy scalars and arrays as JSON (the engine's numbers are often numpy's)."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def _r(x: float, nd: int = 2) -> float | None:
+    return None if not math.isfinite(x) else round(float(x), nd)
+
+
+def _floor_xy(joints: np.ndarray) -> np.ndarray:
+    """(n, 17, 3) skeletons → (n, 2) floor positions: mid-hips, else any joint seen."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+        hips = np.nanmean(joints[:, list(HIPS), :2], axis=1)
+        allj = np.nanmean(joints[:, :, :2], axis=1)
+    return np.where(np.isnan(hips), allj, hips)
+
+
+def positions(eng: Engine, t0: float, t1: float) -> list[dict[str, Any]]:
+    """Every person tracked within (t0, t1]: positions at ``TRACK_HZ``, session, cart size."""
+    people = []
+    step = 1.0 / TRACK_HZ
+    alerted = {a.subject for a in eng.alerts if a.subject}
+    for tr in eng.tracker.tracks:
+        if len(tr.t) == 0 or tr.t[-1] <= t0 or tr.t[0] > t1:
+            continue
+        i0, i1 = np.searchsorted(tr.t, [t0, t1], side="right")
+        ts = tr.t[i0:i1]
+        if not len(ts):
+            continue
+        bins = np.floor(ts / step)
+        keep = np.concatenate([[True], bins[1:] != bins[:-1]])
+        xy = _floor_xy(tr.joints[i0:i1][keep])
+        pts = [[round(float(t), 2), _r(x), _r(y)] for t, (x, y) in zip(ts[keep], xy, strict=True)
+               if math.isfinite(x) and math.isfinite(y)]
+        if not pts:
+            continue
+        sid = eng.book.by_track.get(tr.track_id)
+        sess = eng.book.sessions.get(sid) if sid else None
+        cart = sum(q for q in eng.ledger.contents(sid).values() if q > 0) if sid else 0
+        people.append({
+            "track": tr.track_id, "session": sid,
+            "credential": sess.credential if sess else None,
+            "cart": cart, "left": tr.ended_at is not None and tr.t[-1] <= t1,
+            "alert": sid in alerted or sid is None, "pts": pts})
+    return people
+
+
+def evidence(eng: Engine, case_id: str) -> dict[str, Any]:
+    """A review case's evidence as the review page draws it (JSON, rounded)."""
+    c = eng.cases[case_id]
+    ev = c.event
+    w = c.evidence.weights
+    t0, t1 = ev.t_start - eng.config.evidence_pad_s, ev.t_end + eng.config.evidence_pad_s
+    weights = None
+    if w is not None and w.t.shape[0]:
+        every = max(1, int(w.t.shape[0] // 240))  # ≤ 240 points a line is plenty for a plot
+        weights = {"plates": list(w.plate_ids),
+                   "t": [round(float(x), 3) for x in w.t[::every]],
+                   "grams": [[_r(g, 1) for g in row] for row in w.grams[::every]]}
+    skeletons: dict[str, list[list[Any]]] = {}
+    step = 1.0 / REPLAY_HZ
+    for sid in c.sessions:
+        sess = eng.book.sessions.get(sid)
+        frames: list[list[Any]] = []
+        for tid in sess.track_ids if sess else []:
+            tr = next((x for x in eng.tracker.tracks if x.track_id == tid), None)
+            if tr is None:
+                continue
+            ts, js = tr.window(t0, t1)
+            last = -math.inf
+            for t, j in zip(ts, js, strict=True):
+                if t - last < step:
+                    continue
+                last = float(t)
+                frames.append([round(float(t), 2),
+                               [[_r(v) for v in joint] for joint in j.tolist()]])
+        skeletons[sid] = frames
+    plates = eng.store.plates
+    boxes = {p: [plates[p].box.min, plates[p].box.max] for p in ev.plate_ids if p in plates}
+    return {
+        "case_id": c.case_id, "t0": t0, "t1": t1, "reasons": list(c.reasons),
+        "event": {"kind": ev.kind, "plates": list(ev.plate_ids), "delta_g": _r(ev.delta_g, 1),
+                  "t_start": ev.t_start, "t_end": ev.t_end},
+        "decided": {k: [list(i) for i in v] for k, v in c.decided.items()},
+        "sessions": list(c.sessions),
+        "credentials": {s: eng.book.sessions[s].credential for s in c.sessions
+                        if s in eng.book.sessions},
+        "hypotheses": [{"items": [list(i) for i in h.items], "probability": h.probability}
+                       for h in ev.hypotheses[:6]],
+        "hands": [{"session_id": h.session_id, "probability": h.probability,
+                   "reach_m": _r(h.reach_m, 3)} for h in c.evidence.hands],
+        "weights": weights, "skeletons": skeletons, "plate_boxes": boxes,
+    }
+
+
+def health(eng: Engine, camera_last: dict[str, float], camera_rate: dict[str, float],
+           t: float) -> dict[str, Any]:
+    """Plates (alive / noisy / dead), cameras (alive / noisy / dead) and the inventory."""
+    store = eng.store
+    dead_plates = {a.subject for a in eng.alerts if a.kind in ("plate_dead", "device_silent")}
+    noisy_plates = {a.subject for a in eng.alerts if a.kind == "plate_spikes"}
+    plates = {}
+    for pid in store.plate_ids:
+        plates[pid] = "dead" if pid in dead_plates else "noisy" if pid in noisy_plates \
+            else "alive"
+    cams = {}
+    for cam in store.cameras:
+        last = camera_last.get(cam.id)
+        silent = any(a.kind == "device_silent" and a.subject == cam.id for a in eng.alerts)
+        if silent or last is None or t - last > CAMERA_DEAD_S:
+            cams[cam.id] = "dead"
+        elif camera_rate.get(cam.id, cam.fps) < 0.5 * cam.fps:
+            cams[cam.id] = "noisy"
+        else:
+            cams[cam.id] = "alive"
+    listed: dict[str, set[str]] = {}
+    for e in store.planogram:
+        for p in e.plates:
+            listed.setdefault(p, set()).add(e.product)
+    inventory = []
+    for footprint, counts in eng.shelf.inventory.snapshot().items():
+        fp = list(footprint)
+        for product, n in sorted(counts.items()):
+            if n <= 0:
+                continue
+            misplaced = not any(product in listed.get(p, ()) for p in fp)
+            inventory.append({"plates": fp, "product": product, "count": n,
+                              "low": n <= LOW_STOCK and not misplaced, "misplaced": misplaced})
+    return {"t": t, "plates": plates, "cameras": cams, "inventory": inventory}
+
+
+def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float) -> None:
+    """Append this chunk's live rows (see the module docstring)."""
+    st = state_of(runner)
+    now = d.clock.now()
+    rows: list[dict[str, Any]] = []
+
+    def row(kind: str, seq: int, at: float, payload: Any, ref: str | None = None,
+            sub: str = "live") -> None:
+        rows.append({"source": f"{source}/{sub}", "seq": seq, "kind": kind, "t": at,
+                     "payload": json.dumps(payload, separators=(",", ":"), default=_plain),
+                     "recorded_at": now,
+                     "ref": ref})
+
+    if t > st.t:
+        row("positions", chunk, t, {"t0": st.t, "t1": t, "people": positions(eng, st.t, t)})
+    for k, a in enumerate(eng.alerts[st.alerts:], start=st.alerts):
+        row(a.kind, k, a.t, {"t": a.t, "kind": a.kind, "message": a.message,
+                             "subject": a.subject}, a.subject[:64] or None, "alerts")
+    st.alerts = len(eng.alerts)
+    for k, cid in enumerate(eng.cases):
+        if cid not in st.evidence:
+            row("case_evidence", k, eng.cases[cid].event.t_end, evidence(eng, cid), cid,
+                "evidence")
+            st.evidence.add(cid)
+    rate = _camera_rates(runner, st, st.t, t)
+    if t > st.t:
+        row("health", chunk, t, health(eng, st.camera_last, rate, t), None, "health")
+        st.t = t
+    with d.sessions.begin() as s:
+        insert_ignore(s, EngineEvent, rows, ["source", "seq"])
+
+
+def _camera_rates(runner: Any, st: LiveState, t0: float, t1: float) -> dict[str, float]:
+    """Frames per second of each camera over (t0, t1] from the runner's recorded frames (a
+    live network source has none here: its silent devices come as alerts)."""
+    frames = getattr(getattr(runner, "sensors", None), "frames", None)
+    if not frames or t1 <= t0:
+        return {}
+    if st.frame_t is None:
+        st.frame_t = np.array([f.t for f in frames])
+    i0, i1 = np.searchsorted(st.frame_t, [t0, t1], side="right")
+    n = Counter(f.camera_id for f in frames[i0:i1])
+    for f in frames[i0:i1]:
+        st.camera_last[f.camera_id] = f.t
+    return {c: k / (t1 - t0) for c, k in n.items()}
+
+
+def apply_verdicts(d: Deps, eng: Engine) -> int:
+    """Hand the operators' verdicts on open cases to the engine; returns how many applied.
+
+    A verdict naming a session or product the engine does not know is logged and marked
+    applied (the API checks both before it records one, so this is a stale row)."""
+    open_ids = [cid for cid, c in eng.cases.items() if c.open]
+    if not open_ids:
+        return 0
+    with d.sessions() as s:
+        found = list(s.scalars(select(ReviewVerdict).where(ReviewVerdict.case_id.in_(open_ids))))
+    done = 0
+    for v in found:
+        shares = {sid: tuple((str(p), int(q)) for p, q in items)
+                  for sid, items in json.loads(v.shares).items()}
+        try:
+            eng.resolve(v.case_id, Verdict(shares, reviewer=v.decided_by, note=v.note or ""))
+            done += 1
+        except (KeyError, ValueError) as e:
+            log.warning("verdict on case %s not applied: %s", v.case_id, e)
+        if v.applied_at is None:
+            with d.sessions.begin() as s:
+                s.execute(update(ReviewVerdict).where(ReviewVerdict.case_id == v.case_id,
+                                                      ReviewVerdict.applied_at.is_(None))
+                          .values(applied_at=d.clock.now()))
+    return done
