@@ -43,6 +43,22 @@ def _store(name: str) -> Store:
         raise typer.Exit(2) from e
 
 
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", help="run the engine's stages on the Ray cluster at this address (host:port of "
+    "its head); same receipts as in one process (docs/scale-out.md)")]
+
+
+def _engine(st: Store, ray: str | None) -> Any:
+    """The engine: in this process, or with its stages on the Ray cluster at ``ray``."""
+    from walkout.distributed import RayError, make_engine
+
+    try:
+        return make_engine(st, ray_address=ray)
+    except RayError as e:
+        err.print(f"[red]error:[/] --ray: {e}")
+        raise typer.Exit(2) from e
+
+
 def _print_json(figures: dict[str, Any], path: Path | None) -> None:
     """A benchmark's figures: printed, and written to ``path`` when given."""
     text = json.dumps(figures, indent=2)
@@ -150,29 +166,67 @@ def demo(
 
 @app.command()
 def sim(
-    out: Annotated[Path, typer.Option("--out", help="recording directory to write")],
+    out: Annotated[Path | None, typer.Option("--out", help="recording directory to write")]
+    = None,
     store: StoreOpt = "small",
     shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 20,
     seed: SeedOpt = 1,
     scenario: ScenarioOpt = None,
+    publish: Annotated[str | None, typer.Option(
+        "--publish", help="play the period onto an MQTT broker, mqtt://HOST:PORT[/STORE] "
+        "(STORE: the store's name on the wire; default its own)")] = None,
+    speed: Annotated[float, typer.Option(
+        help="--publish pace: 1 = real time, 10 = ten times faster, 0 = as fast as the broker "
+        "acknowledges")] = 1.0,
 ) -> None:
-    """Simulate a period and record its sensor streams and ground truth to disk."""
+    """Simulate a period: record its sensor streams and ground truth to disk (--out), and/or
+    play them onto an MQTT broker as the store's devices would send them (--publish)."""
     from walkout.sources.recording import write_recording
 
+    if out is None and publish is None:
+        err.print("[red]error:[/] give --out DIR (a recording) or --publish mqtt://HOST:PORT")
+        raise typer.Exit(2)
+    if speed < 0:
+        err.print(f"[red]error:[/] --speed must be >= 0, got {speed}")
+        raise typer.Exit(2)
+    target: tuple[str, str | None] | None = None
+    if publish is not None:
+        from walkout.sources.mqtt import split_url
+
+        try:
+            target = split_url(publish)
+        except ValueError as e:
+            err.print(f"[red]error:[/] --publish: {e}")
+            raise typer.Exit(2) from e
     st = _store(store)
     with console.status(f"simulating {shoppers} shoppers..."):
         session = _simulate(st, shoppers, seed, scenario)
-        write_recording(session, out)
-    console.print(f"recorded {session.duration_s:.0f} s of '{st.name}' to {out}")
+        if out is not None:
+            write_recording(session, out)
+    if out is not None:
+        console.print(f"recorded {session.duration_s:.0f} s of '{st.name}' to {out}")
+    if target is not None:
+        from walkout.sources.mqtt import publish_session
+
+        url, name = target
+        pace = f"{speed:g}× real time" if speed else "as fast as the broker takes it"
+        with console.status(f"publishing {session.duration_s:.0f} s to {url} ({pace})..."):
+            try:
+                sent = publish_session(session, url, name or st.name, speed=speed or None)
+            except (OSError, TimeoutError) as e:
+                err.print(f"[red]error:[/] publishing to {url}: {e}")
+                raise typer.Exit(1) from e
+        console.print(f"published {sent['messages']:,} messages of {len(sent['devices'])} devices "
+                      f"of '{name or st.name}' to {url} in {sent['seconds']:.1f} s")
 
 
 @app.command()
 def replay(
     recording: Annotated[Path, typer.Argument(help="recording directory")],
     out: Annotated[Path | None, typer.Option("--out", help="receipts JSON to write")] = None,
+    ray: RayOpt = None,
 ) -> None:
     """Run the engine on a recording and write its receipts (deterministic)."""
-    from walkout.engine import Engine
     from walkout.sources.recording import RecordingError, load_sensors
 
     try:
@@ -181,7 +235,7 @@ def replay(
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
     with _progress(sensors.duration_s, "engine") as tick:
-        result = Engine(sensors.store).run(sensors, tick)
+        result = _engine(sensors.store, ray).run(sensors, tick)
     target = out or recording / "receipts.json"
     target.write_text(json.dumps(_receipts_json(result), indent=1) + "\n")
     console.print(f"{len(result.receipts)} receipts written to {target}")
@@ -371,8 +425,9 @@ def serve(
     db: Annotated[str | None, typer.Option("--db", help="database URL (env WALKOUT_DB_URL; "
                                            "default sqlite:///walkout.db)")] = None,
     store: StoreOpt = "small",
-    source: Annotated[str, typer.Option(help="sim: simulated shoppers; recording: --recording")]
-    = "sim",
+    source: Annotated[str, typer.Option(
+        help="sim: simulated shoppers; recording: --recording; mqtt://HOST:PORT[/STORE]: the "
+        "store's sensor network through a broker (docs/mqtt.md)")] = "sim",
     recording: Annotated[Path | None, typer.Option(help="recording directory (--source "
                                                    "recording)")] = None,
     shoppers: Annotated[int, typer.Option(help="simulated shoppers (--source sim)")] = 20,
@@ -380,6 +435,7 @@ def serve(
     speed: Annotated[float, typer.Option(help="1 = real time; 0 = as fast as possible")] = 1.0,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    ray: RayOpt = None,
 ) -> None:
     """Run the store service (FastAPI) with the engine live on a source."""
     import uvicorn
@@ -391,6 +447,7 @@ def serve(
 
     overrides = {"db_url": db} if db else {}
     settings = ServiceSettings(store=store, **overrides)  # type: ignore[arg-type]
+    runner: LiveRunner
     if source == "recording":
         if recording is None:
             err.print("[red]error:[/] --source recording needs --recording DIR")
@@ -400,17 +457,27 @@ def serve(
         except (RecordingError, StoreFileError) as e:
             err.print(f"[red]error:[/] {e}")
             raise typer.Exit(2) from e
-        name = f"recording:{recording.resolve().name}"
+        runner = LiveRunner(sensors, f"recording:{recording.resolve().name}",
+                            speed=speed or None)
     elif source == "sim":
         sensors = Sensors.from_session(_simulate(_store(store), shoppers, seed, None))
-        name = f"sim:{store}:{shoppers}:{seed}"
+        runner = LiveRunner(sensors, f"sim:{store}:{shoppers}:{seed}", speed=speed or None)
+    elif source.startswith("mqtt://"):  # paced by the devices: --speed does not apply
+        from walkout.service.mqtt_runner import MqttRunner
+
+        try:
+            runner = MqttRunner(source, _store(store))
+        except ValueError as e:
+            err.print(f"[red]error:[/] --source: {e}")
+            raise typer.Exit(2) from e
     else:
-        err.print(f"[red]error:[/] unknown source {source!r}: use sim or recording")
+        err.print(f"[red]error:[/] unknown source {source!r}: use sim, recording or "
+                  "mqtt://HOST:PORT[/STORE]")
         raise typer.Exit(2)
-    runner = LiveRunner(sensors, name, speed=speed or None)
+    runner.ray_address = ray  # the engine's stages on a Ray cluster (docs/scale-out.md)
     # the engine (and the receipt e-mails) run in a worker process beside the API: their CPU
     # never holds the API's GIL
-    api = create_app(settings, store=sensors.store, background=WorkerProcess(runner, settings),
+    api = create_app(settings, store=runner.store, background=WorkerProcess(runner, settings),
                      mail_in_api=False)
     uvicorn.run(api, host=host, port=port, log_level="info")
 

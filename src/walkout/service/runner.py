@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from walkout.checkout import Receipt
 from walkout.engine import Decision, Engine, EngineConfig
-from walkout.events import PlateBlock
+from walkout.events import GateEvent, PlateBlock
 from walkout.review import ReviewCase
 from walkout.service import checkout, entry, live, revisions
 from walkout.service.checkout import LineRequest, insert_ignore
@@ -153,6 +153,17 @@ class LiveRunner:
     def store(self) -> Any:
         return self.sensors.store
 
+    #: the Ray cluster the engine's stages run on (``walkout serve --ray``); None: in-process
+    ray_address: str | None = None
+
+    def _engine(self) -> Engine:
+        """A fresh engine for this run, distributed when :attr:`ray_address` is set."""
+        if self.ray_address:
+            from walkout.distributed import DistributedEngine
+
+            return DistributedEngine(self.store, self.config, ray_address=self.ray_address)
+        return Engine(self.store, self.config)
+
     def __call__(self, d: Deps, stop: threading.Event) -> None:
         try:
             self.run(d, stop)
@@ -160,7 +171,7 @@ class LiveRunner:
             log.exception("engine runner stopped on an error")
 
     def run(self, d: Deps, stop: threading.Event | None = None) -> None:
-        eng = Engine(self.sensors.store, self.config)
+        eng = self._engine()
         sn = self.sensors
         frame_t = np.array([f.t for f in sn.frames])
         gate_t = np.array([g.t for g in sn.gates])
@@ -198,6 +209,10 @@ class LiveRunner:
             if any(c.open for c in eng.cases.values()):
                 self._persist(d, eng, seen, len(edges), sn.duration_s)
 
+    def _gate_log(self) -> list[GateEvent]:
+        """Every gate event of the source so far, in time order (a live source grows it)."""
+        return self.sensors.gates
+
     # ---- one chunk's outputs -----------------------------------------------------------------
 
     def _admit(self, d: Deps, gates: list) -> None:  # type: ignore[type-arg]
@@ -216,7 +231,7 @@ class LiveRunner:
     def _persist(self, d: Deps, eng: Engine, seen: dict[str, int], chunk: int, t: float) -> None:
         live.apply_verdicts(d, eng)  # operators' verdicts (review_verdicts) first
         now = d.clock.now()
-        gate_events = [ev for ev in self.sensors.gates if ev.t <= t][seen["gates"]:]
+        gate_events = [ev for ev in self._gate_log() if ev.t <= t][seen["gates"]:]
         rows = [{"source": f"{self.source}/gates", "seq": seen["gates"] + k, "kind": ev.kind,
                  "t": ev.t, "payload": json.dumps(asdict(ev)), "recorded_at": now}
                 for k, ev in enumerate(gate_events)]

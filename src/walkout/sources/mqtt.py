@@ -67,6 +67,17 @@ def parse_url(url: str) -> tuple[str, int]:
     return u.hostname, u.port or 1883
 
 
+def split_url(url: str) -> tuple[str, str | None]:
+    """``mqtt://host:port[/store]`` → (``mqtt://host:port``, the store's name on the wire or
+    None): the CLI's way of naming a store on a shared broker."""
+    host, port = parse_url(url)
+    u = urlparse(url)
+    name = u.path.strip("/")
+    if "/" in name or "+" in name or u.fragment or u.query or "#" in url:
+        raise ValueError(f"the path of {url!r} must be one store name (no '/', '+' or '#')")
+    return f"mqtt://{host}:{port}", name or None
+
+
 def _client(client_id: str) -> mqtt.Client:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                     protocol=MQTTProtocolVersion.MQTTv5)
