@@ -383,7 +383,7 @@ class Engine:
                 fixes.append(entry)
         case.verdict = verdict
         self._reviewed.discard(case_id)
-        for sid in case.sessions + tuple(verdict.shares):
+        for sid in dict.fromkeys(case.sessions + tuple(verdict.shares)):  # each once
             s = self.book.sessions[sid]
             if s.state == SessionState.CLOSED:
                 self._issue(s)  # the corrected receipt

@@ -83,3 +83,10 @@ def test_demo_prints_receipts_and_summary() -> None:
 def test_unknown_store_is_a_clear_error() -> None:
     res = runner.invoke(app, ["demo", "--store", "atlantis"])
     assert res.exit_code == 2 and "no store named 'atlantis'" in res.output
+
+
+@pytest.mark.parametrize("name", ["item-left", "changing-clothes"])
+def test_demo_runs_the_newest_hard_scenarios_by_name(name: str) -> None:
+    res = runner.invoke(app, ["demo", "--shoppers", "0", "--seed", "4", "--scenario", name])
+    assert res.exit_code == 0, res.output
+    assert f"{name}-4-0-0" in res.output and "F1" in res.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,51 @@ def test_preloaded_items_weigh_on_the_plate_from_the_start() -> None:
     extra = float(np.median(wrong.plates.grams[:60, j]) - np.median(plain.plates.grams[:60, j]))
     w = wrong.store.products[ev.product_id].weight_g
     assert extra == pytest.approx(2 * w, rel=0.15)
+
+
+def test_item_left_on_the_floor_and_on_another_shelf_are_not_bought() -> None:
+    from walkout.attribution.hands import box_distance
+
+    store = load_store("small")
+    _, (floor, shelf) = _run("item-left")
+    pick_a, pick_b, drop = floor.events
+    assert drop.kind == "drop" and drop.plates == () and drop.product_id == pick_b.product_id
+    assert floor.receipt == {pick_a.product_id: 1}  # the dropped item is not bought
+    # the sensors' only trace: a wrist at the floor, far from every plate, while holding it
+    k = np.searchsorted(floor.path.t, 0.5 * (drop.t_in + drop.t_out))
+    wrists = floor.path.joints[k, 9:11].astype(np.float64)
+    low = wrists[np.argmin(wrists[:, 2])]
+    assert low[2] < 0.12 and box_distance(low, store.plate_boxes) > 0.8
+    # the other leaves an item on a plate of another shelf that does not list it
+    *_, put = shelf.events
+    (took,) = [e for e in shelf.events if e.kind == "pick" and e.product_id == put.product_id]
+    assert put.kind == "put" and store.plate_shelf[put.plates[0]] != store.plate_shelf[
+        took.plates[0]]
+    assert put.product_id not in store.plate_products[put.plates[0]]
+    assert put.product_id not in shelf.receipt and sum(shelf.receipt.values()) == 1
+
+
+def test_changing_clothes_hides_the_shopper_in_the_fitting_room() -> None:
+    """The fitting room is a blind area: the shopper is inside it for the whole stay, and no
+    camera reports anybody there meanwhile (its walls and ceiling are opaque)."""
+    from walkout.sim.cameras import CameraSimConfig, render_keypoints
+
+    store = load_store("small")
+    (room,) = store.blind_areas
+    _, (r,) = _run("changing-clothes")
+    first, second = r.events
+    assert first.kind == second.kind == "pick"
+    assert r.receipt == Counter([first.product_id, second.product_id])
+    b = room.box
+    hips = r.path.joints[:, 11:13, :2].mean(axis=1)
+    inside = ((hips[:, 0] > b.min[0]) & (hips[:, 0] < b.max[0])
+              & (hips[:, 1] > b.min[1]) & (hips[:, 1] < b.max[1]))
+    t_in = r.path.t[inside]
+    assert 20.0 <= t_in[-1] - t_in[0] <= 62.0 and first.t_out < t_in[0] < t_in[-1] < second.t_in
+    mid = (r.path.t > t_in[0] + 1.0) & (r.path.t < t_in[-1] - 1.0)
+    path = type(r.path)(r.path.person_id, r.path.t[mid], r.path.joints[mid])
+    cfg = CameraSimConfig(false_detections_per_frame=0.0, person_miss_rate=0.0,
+                          joint_miss_rate=0.0, occluded_keep_rate=0.0)
+    frames = render_keypoints(store, [path], float(path.t[-1]), np.random.default_rng(0), cfg)
+    seen = [f for f in frames if f.t > path.t[0] and f.keypoints.shape[0]]
+    assert not seen
