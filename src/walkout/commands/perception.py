@@ -1,0 +1,128 @@
+"""Perception commands: `walkout perceive`, `walkout models check`, `walkout aifi video`,
+`walkout bench perception` (issue 9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", help="pose backend: movenet (CPU default), openvino-hpe, onnx")]
+ModelsOpt = Annotated[Path | None, typer.Option(
+    "--models", help="models directory (default: ../shared/models beside the checkout)")]
+
+
+def _config(backend: str, models: Path | None, onnx_model: str = "", **extra: Any) -> Any:
+    from pydantic import ValidationError
+
+    from walkout.perception.config import PerceptionConfig
+
+    fields: dict[str, Any] = {"backend": backend, **extra}
+    if models is not None:
+        fields["models_dir"] = models
+    if onnx_model:
+        fields["onnx"] = {"path": onnx_model}
+    try:
+        return PerceptionConfig(**fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "config"
+        err.print(f"[red]error:[/] perception config: {where}: {first['msg']}")
+        raise typer.Exit(2) from e
+
+
+def _fail(msg: str) -> typer.Exit:
+    err.print(f"[red]error:[/] {msg}")
+    return typer.Exit(2)
+
+
+def _print_json(figures: dict[str, Any], path: Path | None) -> None:
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
+             aifi_app: typer.Typer) -> None:
+    models_app = typer.Typer(no_args_is_help=True, help="Pose models of the perception stage.")
+    app.add_typer(models_app, name="models")
+
+    @models_app.command("check")
+    def models_check(
+        models_dir: Annotated[Path | None, typer.Option(
+            "--dir", help="models directory (default: ../shared/models)")] = None,
+        onnx_model: Annotated[str, typer.Option(
+            "--onnx-model", help="also check this ONNX model (path under --dir)")] = "",
+    ) -> None:
+        """Load and run every backend's model once; exit 1 when one is missing or broken."""
+        from walkout.perception.config import DEFAULT_MODELS_DIR
+        from walkout.perception.models import check_models
+
+        root = models_dir or DEFAULT_MODELS_DIR
+        if not root.is_dir():
+            raise _fail(f"models directory not found: {root}")
+        statuses = check_models(root, onnx_model)
+        for s in statuses:
+            mark = "[green]ok[/]" if s.ok else "[red]FAIL[/]"
+            err.print(f"{mark} {s.backend}: {s.path or '-'}: {s.detail}")
+        if not all(s.ok for s in statuses):
+            raise typer.Exit(1)
+
+    @app.command()
+    def perceive(
+        out: Annotated[Path, typer.Option("--out", help="recording directory to write/extend")],
+        camera: Annotated[str, typer.Option("--camera", help="camera id in the store")],
+        store: Annotated[str, typer.Option("--store", help="store name or YAML path")],
+        video: Annotated[Path | None, typer.Option(
+            "--video", help="video file (read whole)")] = None,
+        stream: Annotated[str | None, typer.Option(
+            "--stream", help="live source: rtsp://, http://, or a file read continuously")]
+        = None,
+        duration: Annotated[float | None, typer.Option(
+            help="stop a --stream after this many seconds")] = None,
+        realtime: Annotated[bool, typer.Option(
+            help="replay --video at its frame rate; skip frames evenly if inference is slower")]
+        = False,
+        backend: BackendOpt = "movenet",
+        models: ModelsOpt = None,
+        onnx_model: Annotated[str, typer.Option(help="ONNX model under --models")] = "",
+    ) -> None:
+        """Video → keypoint frames, written as a recording that `walkout replay` runs."""
+        from walkout.perception.backends import ModelError
+        from walkout.perception.output import write_keypoint_recording
+        from walkout.perception.run import perceive_stream, perceive_video
+        from walkout.perception.sources import SourceError
+        from walkout.sources.recording import RecordingError
+        from walkout.store import StoreFileError, load_store
+
+        if (video is None) == (stream is None):
+            raise _fail("give exactly one of --video FILE or --stream URL")
+        try:
+            st = load_store(store)
+        except StoreFileError as e:
+            raise _fail(str(e)) from e
+        if camera not in st.cameras_by_id:
+            raise _fail(f"camera {camera!r} is not in store '{st.name}' "
+                        f"(cameras: {', '.join(st.cameras_by_id)})")
+        cfg = _config(backend, models, onnx_model)
+        try:
+            if video is not None:
+                res = perceive_video(video, camera, st.cameras_by_id[camera], cfg,
+                                     realtime=realtime)
+            else:
+                assert stream is not None
+                res = perceive_stream(stream, camera, st.cameras_by_id[camera], cfg,
+                                      duration_s=duration)
+            n = write_keypoint_recording(out, st, res.frames, res.stats)
+        except (SourceError, ModelError, RecordingError) as e:
+            raise _fail(str(e)) from e
+        print(json.dumps(res.stats))
+        err.print(f"{len(res.frames)} keypoint frames of {camera} -> {out} ({n} in all)")

@@ -1,0 +1,79 @@
+"""Keypoint frames from video written as a walkout recording, so that ``walkout replay`` and
+``walkout serve --source recording`` run the engine on real footage.
+
+The recording has the store, the keypoints and empty plate and gate streams (video carries
+neither). Each camera is written by its own ``walkout perceive`` run: frames of other cameras
+already in the directory are kept, so four runs build one four-camera recording.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from walkout.events import KeypointFrame
+from walkout.sources.recording import FORMAT, VERSION, RecordingError, store_digest
+from walkout.store.loader import dump_store
+from walkout.store.model import Store
+
+
+def _existing(out: Path, store: Store) -> list[KeypointFrame]:
+    path = out / "keypoints.npz"
+    if not path.exists():
+        return []
+    meta = json.loads((out / "recording.json").read_text())
+    if meta.get("store_sha256") != store_digest(store):
+        raise RecordingError(f"{out}: holds a recording of another store; use a new --out")
+    with np.load(path, allow_pickle=False) as z:
+        cams, off, kp = [str(c) for c in z["camera_ids"]], z["offsets"], z["keypoints"]
+        return [
+            KeypointFrame(cams[int(c)], float(t), kp[a:b])
+            for c, t, a, b in zip(z["camera"], z["t"], off[:-1], off[1:], strict=True)
+        ]
+
+
+def write_keypoint_recording(
+    out: Path, store: Store, frames: list[KeypointFrame], perception: dict[str, Any]
+) -> int:
+    """Add ``frames`` (replacing earlier frames of their cameras) to the recording in ``out``.
+
+    Returns the number of frames in the recording. ``perception`` (backend, counters) is kept
+    per camera in ``perception.json``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    mine = {f.camera_id for f in frames}
+    unknown = mine - set(store.cameras_by_id)
+    if unknown:
+        raise RecordingError(f"cameras {sorted(unknown)} are not in store '{store.name}'")
+    kept = [f for f in _existing(out, store) if f.camera_id not in mine]
+    allf = sorted(kept + frames, key=lambda f: (f.t, f.camera_id))
+    cam_ids = [c.id for c in store.cameras]
+    index = {c: i for i, c in enumerate(cam_ids)}
+    counts = np.array([f.keypoints.shape[0] for f in allf], dtype=np.int64)
+    kp = (np.concatenate([f.keypoints for f in allf]).astype(np.float32) if allf
+          else np.zeros((0, 17, 3), np.float32))
+    np.savez(
+        out / "keypoints.npz",
+        camera=np.array([index[f.camera_id] for f in allf], dtype=np.int16),
+        t=np.array([f.t for f in allf], dtype=np.float64),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        keypoints=kp, camera_ids=np.array(cam_ids),
+    )
+    dump_store(store, out / "store.yaml")
+    np.savez(out / "plates.npz", t=np.zeros(0), grams=np.zeros((0, len(store.plate_ids)),
+             np.float32), plate_ids=np.array(store.plate_ids))
+    (out / "gates.jsonl").write_text("")
+    duration = max((f.t for f in allf), default=0.0)
+    meta = {"format": FORMAT, "version": VERSION, "store": store.name,
+            "store_sha256": store_digest(store), "seed": 0, "duration_s": duration,
+            "shoppers": 0, "source": "video"}
+    (out / "recording.json").write_text(json.dumps(meta, indent=2) + "\n")
+    pj = out / "perception.json"
+    per = json.loads(pj.read_text()) if pj.exists() else {}
+    for cam in sorted(mine):
+        per[cam] = perception
+    pj.write_text(json.dumps(per, indent=2) + "\n")
+    return len(allf)
