@@ -126,3 +126,30 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             raise _fail(str(e)) from e
         print(json.dumps(res.stats))
         err.print(f"{len(res.frames)} keypoint frames of {camera} -> {out} ({n} in all)")
+
+    @bench_app.command("perception")
+    def bench_perception(
+        json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")]
+        = None,
+        frames: Annotated[int, typer.Option(help="frames per stream")] = 100,
+        streams: Annotated[int, typer.Option(help="streams at once (1-4 cps-test-01 videos)")]
+        = 4,
+        videos: Annotated[Path | None, typer.Option(
+            help="AiFi videos directory (default ../shared/data/aifi-autocheckout/videos)")]
+        = None,
+        models: ModelsOpt = None,
+        onnx_model: Annotated[str, typer.Option(help="also bench this ONNX model")] = "",
+    ) -> None:
+        """Pose fps per backend on the real AiFi footage (one and several streams), agreement."""
+        from walkout.perception.bench import run_perception_bench
+        from walkout.perception.config import DEFAULT_MODELS_DIR
+
+        vdir = videos or DEFAULT_MODELS_DIR.parent / "data" / "aifi-autocheckout" / "videos"
+        try:
+            figures = run_perception_bench(vdir, models or DEFAULT_MODELS_DIR, frames,
+                                           streams=max(1, min(streams, 4)),
+                                           onnx_model=onnx_model,
+                                           progress=lambda m: err.print(f"[dim]{m}...[/]"))
+        except FileNotFoundError as e:
+            raise _fail(str(e)) from e
+        _print_json(figures, json_path)
