@@ -5,14 +5,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 .venv/bin/ruff check src tests scripts || { echo "ruff found problems" >&2; exit 1; }
-# PostgreSQL for the storage and service tests, Mosquitto for the MQTT ones (started here,
-# both stopped on any exit)
-trap 'bash scripts/services.sh stop postgres; bash scripts/services.sh stop mosquitto' EXIT
-export WALKOUT_TEST_PG_URL WALKOUT_TEST_MQTT_URL
+# PostgreSQL for the storage and service tests, Mosquitto for the MQTT ones and a Ray head for
+# the distributed engine's (all started here, all stopped on any exit)
+trap 'bash scripts/services.sh stop postgres; bash scripts/services.sh stop mosquitto; bash scripts/services.sh stop ray' EXIT
+export WALKOUT_TEST_PG_URL WALKOUT_TEST_MQTT_URL WALKOUT_TEST_RAY_ADDRESS
 WALKOUT_TEST_PG_URL=$(bash scripts/services.sh start postgres) \
   || { echo "could not start PostgreSQL (scripts/services.sh)" >&2; exit 1; }
 WALKOUT_TEST_MQTT_URL=$(bash scripts/services.sh start mosquitto) \
   || { echo "could not start Mosquitto (scripts/services.sh)" >&2; exit 1; }
+WALKOUT_TEST_RAY_ADDRESS=$(bash scripts/services.sh start ray) \
+  || { echo "could not start a Ray head (scripts/services.sh)" >&2; exit 1; }
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

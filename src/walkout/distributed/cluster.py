@@ -37,11 +37,11 @@ def ray_module() -> Any:
 def connect(address: str) -> Any:
     """Join the cluster at ``address`` (``host:port`` of its GCS, ``ray://...`` or ``auto``)
     as a driver, once per process; returns the ``ray`` module."""
+    if not address.strip():
+        raise RayError("empty Ray address: give host:port of the head (e.g. 127.0.0.1:16379)")
     ray = ray_module()
     if ray.is_initialized():
         return ray
-    if not address:
-        raise RayError("empty Ray address: give host:port of the head (e.g. 127.0.0.1:16379)")
     try:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False,
                  include_dashboard=False)

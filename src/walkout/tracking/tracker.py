@@ -567,11 +567,15 @@ class Tracker:
                 t[g, v] = cam.t + (vel * (d.t - t_ref)) @ cam.R.T
                 f[g, v] = cam.f
         # -> (G*17, V, ...)
-        xn_f = xn.transpose(0, 2, 1, 3).reshape(-1, V, 2)
-        conf_f = conf.transpose(0, 2, 1).reshape(-1, V)
-        R_f = np.broadcast_to(R[:, None], (G, N_JOINTS, V, 3, 3)).reshape(-1, V, 3, 3)
-        t_f = t.transpose(0, 2, 1, 3).reshape(-1, V, 3)
-        f_f = np.broadcast_to(f[:, None], (G, N_JOINTS, V)).reshape(-1, V)
+        # contiguous whatever G is: matmul on strided views rounds differently, and one group
+        # (G = 1) would give a view where several give a copy; the same group must give the
+        # same bits whichever batch it is triangulated in
+        c = np.ascontiguousarray
+        xn_f = c(xn.transpose(0, 2, 1, 3).reshape(-1, V, 2))
+        conf_f = c(conf.transpose(0, 2, 1).reshape(-1, V))
+        R_f = c(np.broadcast_to(R[:, None], (G, N_JOINTS, V, 3, 3)).reshape(-1, V, 3, 3))
+        t_f = c(t.transpose(0, 2, 1, 3).reshape(-1, V, 3))
+        f_f = c(np.broadcast_to(f[:, None], (G, N_JOINTS, V)).reshape(-1, V))
         tri = robust_triangulate(xn_f, conf_f, R_f, t_f, f_f, cfg.outlier_px, cfg.noise_px)
         n_used = tri.used.sum(axis=1)
         ok = n_used >= cfg.min_views
