@@ -913,18 +913,21 @@ class Tracker:
             return self._resume(inside[0], c, t_ref)
         bones = np.array([_bone_lengths(x) for x in c.hist_X])
         n = (~np.isnan(bones)).sum(axis=0)
-        with np.errstate(invalid="ignore"):
-            mine = np.nanmean(np.where(n > 0, bones, 0.0), axis=0) if len(bones) else bones
-        scores = []
+        # compared on the bones every one of them has learnt and the newcomer shows
+        use = n > 0
         for s in inside:
-            use = (s.bone_n >= cfg.body_min_samples) & (n > 0)
-            sig = s.bone_sum[use] / np.maximum(s.bone_n[use], 1)
-            var = cfg.body_noise_m**2 * (1.0 / n[use] + 1.0 / s.bone_n[use])
-            scores.append(float(-0.5 * np.sum((mine[use] - sig) ** 2 / var)) if use.any()
-                          else 0.0)
-        order = np.argsort(scores)[::-1]
-        best = inside[int(order[0])]
-        margin = scores[int(order[0])] - scores[int(order[1])]
+            use &= s.bone_n >= cfg.body_min_samples
+        scores = np.zeros(len(inside))
+        if use.any():
+            mine = np.nanmean(bones[:, use], axis=0)
+            for i, s in enumerate(inside):
+                sig = s.bone_sum[use] / s.bone_n[use]
+                var = cfg.body_noise_m**2 * (1.0 / n[use] + 1.0 / s.bone_n[use])
+                scores[i] = -0.5 * float(np.sum((mine - sig) ** 2 / var))
+        # no usable evidence: first in, first out is as good a guess as any (and is reviewed)
+        order = sorted(range(len(inside)), key=lambda i: (-scores[i], inside[i].anchor_t))
+        best = inside[order[0]]
+        margin = float(scores[order[0]] - scores[order[1]])
         alerts = self._resume(best, c, t_ref)
         if margin < cfg.reid_evidence:
             ids = sorted(s.track_id for s in inside)
