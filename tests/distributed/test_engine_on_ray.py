@@ -95,3 +95,26 @@ def test_replay_with_ray_writes_the_same_receipts(
 def test_an_empty_address_is_refused_by_name(address: str) -> None:
     with pytest.raises(RayError, match="empty Ray address"):
         connect(address)
+
+
+def test_bench_ray_prints_runs_of_both_engines(ray_address: str, tmp_path: Path) -> None:
+    out = tmp_path / "ray.json"
+    res = CliRunner().invoke(app, ["bench", "ray", "--ray", ray_address, "--shoppers", "1",
+                                   "--zones", "2", "--areas", "2", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    figures = json.loads(out.read_text())
+    single, dist = figures["runs"]
+    assert (single["engine"], dist["engine"]) == ("single", "ray")
+    for run in (single, dist):
+        assert {"area_m2", "shoppers", "cameras", "plates", "real_time_factor", "events",
+                "seconds"} <= set(run)
+        assert run["events"] > 0 and run["real_time_factor"] > 0
+    assert dist["identical_receipts"] is True
+    assert dist["overhead"]["round_trips"] > 0 and dist["overhead"]["per_event_us"] >= 0
+    assert len(dist["costs"]["shelf_zones"]) == 2
+
+
+def test_bench_ray_refuses_a_bad_partition_count(ray_address: str) -> None:
+    res = CliRunner().invoke(app, ["bench", "ray", "--ray", ray_address, "--zones", "0"])
+    assert res.exit_code == 2
+    assert "--zones must be at least 1" in res.output
