@@ -16,6 +16,11 @@ from walkout.bench.shelf_pcp import (
     run_shelf_pcp,
 )
 from walkout.sources.shelf_dataset import SkeletonFrame, read_skeletons
+from walkout.tracking.multiview import (
+    HEAD_BOTTOM_BELOW_EARS_M,
+    HEAD_TOP_ABOVE_EARS_M,
+    body25_to_shelf15,
+)
 
 SHELF = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "shelf"
 
@@ -112,3 +117,24 @@ def test_short_bench_run(shelf_dir: Path, tmp_path: Path) -> None:
     assert all(len(p["joints"]) == 15 for p in first["people"])
     ids = {p["id"] for line in lines for p in json.loads(line)["people"]}
     assert len(ids) <= 6  # ids are stable, not re-issued every frame
+
+
+def test_head_follows_the_face_not_the_neck() -> None:
+    """A head nodding 30 degrees forward over an upright neck: the head joints tilt with it."""
+    X = np.full((25, 3), np.nan)
+    X[1] = [0.0, 0.0, 1.40]  # neck base, upright below the ears
+    X[2], X[5] = [0.0, -0.18, 1.40], [0.0, 0.18, 1.40]  # right / left shoulder (facing +x)
+    X[9], X[12] = [0.0, -0.1, 0.9], [0.0, 0.1, 0.9]  # hips
+    ears = np.array([0.0, 0.0, 1.60])
+    side = np.array([0.0, 0.075, 0.0])
+    X[17], X[18] = ears - side, ears + side  # right / left ear
+    a = np.radians(30.0)
+    X[0] = ears + 0.12 * np.array([np.cos(a), 0.0, -np.sin(a)])  # nose, looking down
+    up = np.array([np.sin(a), 0.0, np.cos(a)])
+    out = body25_to_shelf15(X)
+    assert out[13] == pytest.approx(ears + HEAD_TOP_ABOVE_EARS_M * up)
+    assert out[12] == pytest.approx(ears - HEAD_BOTTOM_BELOW_EARS_M * up)
+    # without the nose the head's axis is unknown: the neck-to-ears direction is used
+    X[0] = np.nan
+    out = body25_to_shelf15(X)
+    assert out[13] == pytest.approx(ears + HEAD_TOP_ABOVE_EARS_M * np.array([0.0, 0.0, 1.0]))

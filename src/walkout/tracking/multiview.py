@@ -516,25 +516,45 @@ class MultiviewPoseTracker:
 # are derived).
 BODY25_TO_15 = np.array([11, 10, 9, 12, 13, 14, 4, 3, 2, 5, 6, 7])
 # Anthropometric head offsets (adult averages, e.g. ANSUR II): the top of the head (vertex) is
-# ~0.13 m above the ear openings (tragion) along the head's axis; the bottom of the head (jaw
-# angle ~0.06 m, chin ~0.10 m below the tragion) is taken 0.08 m below them.
+# ~0.13 m above the ear openings (tragion) along the head's vertical axis; the bottom of the
+# head (the chin, menton: head height vertex-menton ~0.23 m) ~0.10 m below them.
 HEAD_TOP_ABOVE_EARS_M = 0.13
-HEAD_BOTTOM_BELOW_EARS_M = 0.08
+HEAD_BOTTOM_BELOW_EARS_M = 0.10
 
 
-def head_anatomical(neck_base: np.ndarray, ear_centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bottom and top of the head from the base of the neck and the ear centre (``(..., 3)``).
+def head_anatomical(
+    neck_base: np.ndarray, ear_centre: np.ndarray, up: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bottom and top of the head from the ear centre along the head's vertical axis.
 
-    The head axis points from the neck base to the ear centre; the top of the head lies
-    :data:`HEAD_TOP_ABOVE_EARS_M` along it above the ears, the bottom
+    ``up`` (``(..., 3)`` unit vectors, NaN where unknown) is the head's own vertical axis
+    (:func:`head_up`); where it is missing the axis from the neck base to the ear centre is
+    used. The top of the head lies :data:`HEAD_TOP_ABOVE_EARS_M` above the ears, the bottom
     :data:`HEAD_BOTTOM_BELOW_EARS_M` below (anthropometric averages, not fitted to a benchmark).
     """
     axis = ear_centre - neck_base
     axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
+    if up is not None:
+        axis = np.where(np.isfinite(up[..., :1]), up, axis)
     return (
         ear_centre - HEAD_BOTTOM_BELOW_EARS_M * axis,
         ear_centre + HEAD_TOP_ABOVE_EARS_M * axis,
     )
+
+
+def head_up(r_ear: np.ndarray, l_ear: np.ndarray, nose: np.ndarray) -> np.ndarray:
+    """The head's vertical axis from the face keypoints (``(..., 3)``; NaN where one is missing).
+
+    The ears give the head's left-right axis and the nose its forward direction, so the axis
+    perpendicular to both follows the head when it tilts or nods (looking down at a shelf)
+    while the neck stays upright, which the neck-to-ears direction misses.
+    """
+    lat = r_ear - l_ear
+    lat = lat / np.maximum(np.linalg.norm(lat, axis=-1, keepdims=True), 1e-9)
+    fwd = nose - 0.5 * (r_ear + l_ear)
+    fwd = fwd - np.sum(fwd * lat, axis=-1, keepdims=True) * lat
+    fwd = fwd / np.maximum(np.linalg.norm(fwd, axis=-1, keepdims=True), 1e-9)
+    return np.cross(lat, fwd)  # right-handed world: (towards the right ear) x forward = up
 
 
 def head_published(
@@ -563,8 +583,9 @@ def body25_to_shelf15(X: np.ndarray, head: str = "anatomical") -> np.ndarray:
     Pelvis is the mid-point of the hips. The ear centre comes from whichever ears are known,
     else the eyes moved back 0.08 m along the facing direction, else the nose moved back
     0.10 m. ``head="anatomical"`` (default) derives the head joints with
-    :func:`head_anatomical` from the BODY25 neck (base of the neck) and the ear centre;
-    ``head="published"`` uses :func:`head_published` (comparison only).
+    :func:`head_anatomical` from the ear centre along the head's own axis (:func:`head_up`:
+    both ears and the nose), else along the direction from the BODY25 neck (base of the neck)
+    to the ear centre; ``head="published"`` uses :func:`head_published` (comparison only).
     """
     X = np.asarray(X, dtype=np.float64)
     out = np.empty((*X.shape[:-2], 15, 3))
@@ -579,7 +600,8 @@ def body25_to_shelf15(X: np.ndarray, head: str = "anatomical") -> np.ndarray:
     nose = X[..., 0, :] - 0.10 * face
     centre = np.where(np.isfinite(ears), ears, np.where(np.isfinite(eyes), eyes, nose))
     if head == "anatomical":
-        bottom, top = head_anatomical(neck, centre)
+        up = head_up(X[..., 17, :], X[..., 18, :], X[..., 0, :])
+        bottom, top = head_anatomical(neck, centre, up)
     elif head == "published":
         bottom, top = head_published(X[..., 2, :], X[..., 5, :], neck, out[..., 14, :], centre)
     else:
