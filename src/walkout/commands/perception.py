@@ -153,3 +153,31 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         except FileNotFoundError as e:
             raise _fail(str(e)) from e
         _print_json(figures, json_path)
+
+    @aifi_app.command("video")
+    def aifi_video(
+        videos: Annotated[Path, typer.Argument(help="directory of the cps-test-01 videos")],
+        json_path: Annotated[Path | None, typer.Option("--json", help="report JSON to write")]
+        = None,
+        docs: Annotated[Path | None, typer.Option(
+            help="write the 3D track (JSON) and its plan (PNG) here")] = None,
+        backend: BackendOpt = "movenet",
+        models: ModelsOpt = None,
+        frames: Annotated[int | None, typer.Option(help="only the first N frames per video")]
+        = None,
+    ) -> None:
+        """cps-test-01 from video alone: perception, 3D tracking, shelf interactions."""
+        from walkout.perception.aifi_video import draw_plan, run_aifi_video, write_track
+        from walkout.perception.backends import ModelError
+        from walkout.perception.sources import SourceError
+
+        cfg = _config(backend, models)
+        try:
+            report, tracks, _, store = run_aifi_video(
+                videos, cfg, limit=frames, progress=lambda m: err.print(f"[dim]{m}...[/]"))
+        except (SourceError, ModelError) as e:
+            raise _fail(str(e)) from e
+        if docs is not None:
+            write_track(tracks, docs / "aifi-cps-test-01-track.json")
+            draw_plan(store, tracks, report["interactions"], docs / "aifi-cps-test-01-plan.png")
+        _print_json(report, json_path)

@@ -1,0 +1,65 @@
+"""`walkout aifi video` on the real cps-test-01 footage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from walkout.events import Track
+from walkout.perception.aifi_video import AifiVideoConfig, interactions
+from walkout.store import load_store
+
+
+def test_a_wrist_held_in_front_of_a_shelf_is_one_interaction():
+    store = load_store("aifi-nanostore")
+    g2 = store.gondolas[1]
+    s5 = g2.shelves[4]
+    z = (s5.plates[0].box.min[2] + s5.plates[0].box.max[2]) / 2
+    t = np.arange(0, 6, 0.1)
+    joints = np.full((t.size, 17, 3), np.nan)
+    joints[:, 10] = [1.7, -1.0, 1.0]  # right wrist down by the side...
+    reach = (t > 2.0) & (t < 3.0)
+    joints[reach, 10] = [1.7, g2.box.min[1] - 0.1, z]  # ... then 1 s at G2 shelf 5
+    tr = Track(7, t, joints, np.full((t.size, 17), 0.05))
+    got = interactions([tr], store, AifiVideoConfig())
+    assert [(i.gondola, i.shelf, i.track) for i in got] == [(2, 5, 7)]
+    assert 2.3 < got[0].t < 2.7
+
+
+def _run(videos: Path, tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp / "report.json"
+    r = subprocess.run([sys.executable, "-m", "walkout.cli", "aifi", "video", str(videos),
+                        "--json", str(out), "--docs", str(tmp), *extra],
+                       capture_output=True, text=True, timeout=900)
+    return r, out
+
+
+@pytest.mark.slow
+def test_command_writes_report_track_and_plan(tmp_path: Path, models_dir: Path,
+                                              videos_dir: Path):
+    r, out = _run(videos_dir, tmp_path, "--frames", "40")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert set(report) == {"shoppers", "interactions"}
+    assert (tmp_path / "aifi-cps-test-01-plan.png").stat().st_size > 1000
+    assert "tracks" in json.loads((tmp_path / "aifi-cps-test-01-track.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known failure: the aifi-nanostore calibration of cams "
+                   "3/5/7 does not fit the cps-test-01 footage (see docs/perception.md), so the "
+                   "views do not triangulate into one shopper")
+def test_cps_test_01_from_video_alone(tmp_path: Path, models_dir: Path, videos_dir: Path):
+    r, out = _run(videos_dir, tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert report["shoppers"] == 1
+    got = [(i["gondola"], i["shelf"]) for i in report["interactions"]]
+    assert got == [(2, 5), (1, 5)]
+    t = [i["t"] for i in report["interactions"]]
+    assert 4.0 <= t[1] - t[0] <= 8.0
