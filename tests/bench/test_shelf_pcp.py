@@ -110,6 +110,9 @@ def test_short_bench_run(shelf_dir: Path, tmp_path: Path) -> None:
     assert fig["pcp"] > 85.0
     assert fig["fps"] > 20.0
     assert fig["reference_pcp"] > 90.0
+    diag = fig["diagnosis"]
+    assert diag["pcp_if_every_head_right"] >= fig["pcp"]
+    assert set(diag["labelled_head_length_m"]) == {"0", "1", "2"}
     lines = out.read_text().splitlines()
     assert len(lines) == 20
     first = json.loads(lines[0])

@@ -31,6 +31,7 @@ from scipy.optimize import linear_sum_assignment
 
 from walkout.sources.shelf_dataset import ShelfData, SkeletonFrame, load_shelf, read_skeletons
 from walkout.tracking.multiview import (
+    BODY25_TO_15,
     Camera,
     MultiviewConfig,
     MultiviewPoseTracker,
@@ -267,6 +268,81 @@ def write_predictions(
             fh.write(json.dumps({"frame": i, "people": people}, separators=(",", ":")) + "\n")
 
 
+def diagnose_failures(
+    preds: Sequence[np.ndarray],
+    data: ShelfData,
+    radius_px: float = 30.0,
+    actors: tuple[int, ...] = ACTORS,
+) -> dict[str, Any]:
+    """Why limbs fail: diagnostics against the labels, never used to produce predictions.
+
+    For every wrong body limb (arms, legs) of a matched actor, the endpoint farther from its
+    label is projected into each view; if fewer than two views hold a detector candidate of
+    that joint within ``radius_px`` of the projection, no triangulation of these detections
+    can place it at the label and the failure counts as ``detections_disagree``, else as
+    ``recoverable``. Head limbs are summarised apart: the labelled head length per actor and
+    the PCP the same poses would score if every head limb were right.
+    """
+    index = {a: i for i, a in enumerate(actors)}
+    n = len(actors)
+    disagree = np.zeros(n, np.int64)
+    recover = np.zeros(n, np.int64)
+    head_wrong = np.zeros(n, np.int64)
+    head_len: list[list[float]] = [[] for _ in actors]
+    g2b = dict(enumerate(BODY25_TO_15.tolist()))
+    Ps = [c.P for c in data.cameras]
+    for f, (P, g) in enumerate(zip(preds, data.gt, strict=True)):
+        ids = list(g.people)
+        if not ids:
+            continue
+        G = np.stack([g.people[i][:3].T for i in ids])
+        for gi, i in enumerate(ids):
+            if i in index:
+                head_len[index[i]].append(float(np.linalg.norm(G[gi, 12] - G[gi, 13])))
+        for pi, gi in match_people(np.asarray(P).reshape(-1, 15, 3), G):
+            a = index.get(ids[gi])
+            if a is None:
+                continue
+            ok = limbs_correct(P[pi], G[gi])
+            err = np.linalg.norm(P[pi] - G[gi], axis=-1)
+            for k, (ja, jb) in enumerate(LIMBS):
+                if ok[k]:
+                    continue
+                if LIMB_NAMES[k] == "head":
+                    head_wrong[a] += 1
+                    continue
+                j = ja if err[ja] >= err[jb] else jb
+                near = 0
+                for v, Pv in enumerate(Ps):
+                    cand = data.views[v][f].joints[g2b[j]]
+                    if len(cand) == 0:
+                        continue
+                    x = Pv @ np.append(G[gi, j], 1.0)
+                    d = np.linalg.norm(cand[:, :2] - x[:2] / x[2], axis=1)
+                    near += bool(d.min() < radius_px)
+                if near >= 2:
+                    recover[a] += 1
+                else:
+                    disagree[a] += 1
+    res = evaluate_pcp(preds, data.gt, actors)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        heads_right = 100.0 * (res.correct.sum(axis=1) + head_wrong) / (10.0 * res.total)
+    return {
+        "radius_px": radius_px,
+        "body_limbs_wrong_detections_disagree": {
+            str(a): int(c) for a, c in zip(actors, disagree, strict=True)
+        },
+        "body_limbs_wrong_recoverable": {
+            str(a): int(c) for a, c in zip(actors, recover, strict=True)
+        },
+        "labelled_head_length_m": {
+            str(a): round(float(np.mean(h)), 3) if h else None
+            for a, h in zip(actors, head_len, strict=True)
+        },
+        "pcp_if_every_head_right": round(float(np.nanmean(heads_right)), 2),
+    }
+
+
 def run_shelf_pcp(
     data_dir: Path,
     out: Path | None = None,
@@ -293,6 +369,7 @@ def run_shelf_pcp(
     alt = [body25_to_shelf15(np.stack([p.joints for p in ps]), "published") if ps else P
            for ps, P in zip(poses, preds, strict=True)]  # fmt: skip
     figures["pcp_with_reference_head_rule"] = evaluate_pcp(alt, data.gt).as_dict()["pcp"]
+    figures["diagnosis"] = diagnose_failures(preds, data)
     ref_path = data_dir / "skel.txt"
     if ref_path.is_file():
         ref = reference_predictions(ref_path)[: data.n_frames]
