@@ -47,15 +47,19 @@ class DistributedEngine(Engine):
         self.tracker = PartitionedTracker(ray, self.store, self.config.tracker,  # type: ignore[assignment]
                                           self.floor_areas or cpus)
         self._step_s = 0.0
+        self._driver_cpu_s = 0.0
+        self._actors = [*self.shelf.actors, *self.tracker.actors]  # type: ignore[attr-defined]
+        self._actor_cpu0 = ray.get([a.cpu_s.remote() for a in self._actors])
 
     def step(
         self, block: PlateBlock, frames: list[KeypointFrame], gates: list[GateEvent], now: float
     ) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if block.t.shape[0]:
             self.shelf.submit(block)  # type: ignore[attr-defined]
         super().step(block, frames, gates, now)
         self._step_s += time.perf_counter() - t0
+        self._driver_cpu_s += time.process_time() - c0
 
     def costs(self) -> dict[str, Any]:
         """Where the time went: per partition busy seconds, the waits and the round trips."""
@@ -79,6 +83,11 @@ class DistributedEngine(Engine):
             "triangulate_wall_s": round(tr.wall_s["triangulate"], 4),
             "triangulate_round_trips": tr.calls["triangulate"],
             "engine_step_s": round(self._step_s, 4),
+            # CPU seconds, unaffected by other load on the machine: the driver's (its share of
+            # the stages, serialisation, Ray's client threads) and every actor process's
+            "driver_cpu_s": round(self._driver_cpu_s, 4),
+            "actors_cpu_s": round(sum(self.shelf.ray.get(  # type: ignore[attr-defined]
+                [a.cpu_s.remote() for a in self._actors])) - sum(self._actor_cpu0), 4),
         }
 
 
