@@ -4,6 +4,7 @@
 #   bash scripts/services.sh stop postgres
 #   bash scripts/services.sh start mosquitto  # prints the URL; Mosquitto 2 on 127.0.0.1:18830
 #   bash scripts/services.sh stop mosquitto
+#   bash scripts/services.sh start chromium   # installs Debian's Chromium; prints its path
 #   bash scripts/services.sh start ray        # prints the address; Ray head on 127.0.0.1:16379
 #   bash scripts/services.sh stop ray
 # Each server lives in a temporary directory recorded in $WALKOUT_SERVICES_STATE (default
@@ -136,12 +137,25 @@ ray_stop() {
   rm -f "$STATE/ray.pid" "$STATE/ray.dir"
 }
 
+chromium_start() {  # not a server: installed here (Debian's), its path printed for Playwright
+  local exe; exe=$(command -v chromium || true)
+  if [ -z "$exe" ]; then
+    echo "installing Chromium (apt-get)..." >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
+    exe=$(command -v chromium)
+  fi
+  echo "$exe"
+}
+
 case "${1:-} ${2:-}" in
+  "start chromium") chromium_start ;;
+  "stop chromium") ;;  # nothing runs: each test launches and closes its own browser
   "start ray") ray_start ;;
   "stop ray") ray_stop ;;
   "start postgres") pg_start ;;
   "stop postgres") pg_stop ;;
   "start mosquitto") mq_start ;;
   "stop mosquitto") mq_stop ;;
-  *) echo "usage: $0 start|stop postgres|mosquitto|ray" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop postgres|mosquitto|ray|chromium" >&2; exit 2 ;;
 esac

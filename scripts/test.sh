@@ -15,6 +15,10 @@ WALKOUT_TEST_MQTT_URL=$(bash scripts/services.sh start mosquitto) \
   || { echo "could not start Mosquitto (scripts/services.sh)" >&2; exit 1; }
 WALKOUT_TEST_RAY_ADDRESS=$(bash scripts/services.sh start ray) \
   || { echo "could not start a Ray head (scripts/services.sh)" >&2; exit 1; }
+# Debian's Chromium for the browser tests (tests/web, Playwright)
+export WALKOUT_TEST_CHROMIUM
+WALKOUT_TEST_CHROMIUM=$(bash scripts/services.sh start chromium) \
+  || { echo "could not install Chromium (scripts/services.sh)" >&2; exit 1; }
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -80,10 +80,12 @@ from walkout.service.security import Principal, Role, authenticate, authorize, h
 from walkout.service.settings import ServiceSettings
 from walkout.store import load_store
 from walkout.store.model import Store
+from walkout.web import PAGES as WEB_PAGES
+from walkout.web import mount as mount_web
 
 log = logging.getLogger("walkout.service")
 
-PUBLIC_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/accounts")})
+PUBLIC_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/accounts")}) | WEB_PAGES
 #: how long an authenticated token is taken on trust, and how many are kept
 AUTH_CACHE_S = 5.0
 AUTH_CACHE_SIZE = 10_000
@@ -309,7 +311,8 @@ def create_app(
     @app.post("/v1/gates/{gate_id}/scan", status_code=201)
     def scan(gate_id: str, body: QrScan, _: Operator) -> AdmissionOut:
         _gate(deps, gate_id)
-        return _admission(entry.admit_qr(deps, body.code, gate_id, body.party_size))
+        return _admission(entry.admit_qr(deps, body.code, gate_id, body.party_size,
+                                         body.credential))
 
     @app.post("/v1/gates/{gate_id}/card", status_code=201)
     def card(gate_id: str, body: CardTap, _: Operator) -> AdmissionOut:
@@ -381,6 +384,7 @@ def create_app(
         account_id, token = accounts.create_staff(deps, Role(body.role), body.name)
         return AccountCreated(account_id=account_id, token=token)
 
+    mount_web(app, deps, need)  # the dashboard, shopper app and kiosk (walkout.web)
     return app
 
 

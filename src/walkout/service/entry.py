@@ -83,8 +83,10 @@ def _refuse_if_inside(s: Session, account_id: str) -> None:
                            "(bring companions in as a group on one scan)")
 
 
-def admit_qr(d: Deps, code: str, gate_id: str, party_size: int = 1) -> Admission:
-    """Admit the holder of an entry code (and ``party_size - 1`` companions)."""
+def admit_qr(d: Deps, code: str, gate_id: str, party_size: int = 1,
+             credential: str | None = None) -> Admission:
+    """Admit the holder of an entry code (and ``party_size - 1`` companions); ``credential``:
+    the gate's own for this admission (see :func:`admit_card`)."""
     _party(d, party_size)
     now = d.clock.now()
     secret = d.settings.entry_secret.get_secret_value().encode()
@@ -110,7 +112,11 @@ def admit_qr(d: Deps, code: str, gate_id: str, party_size: int = 1) -> Admission
         if pm is None:
             raise ServiceError(409, "no_payment_method", "account has no payment method")
         _refuse_if_inside(s, claims.account_id)
-        pending = _new_visit(d, s, visit_id, claims.account_id, pm.id, gate_id, party_size)
+        if credential and s.scalar(select(Visit.id).where(Visit.credential == credential)):
+            raise ServiceError(409, "credential_in_use",
+                               "the gate's credential belongs to another visit already")
+        pending = _new_visit(d, s, visit_id, claims.account_id, pm.id, gate_id, party_size,
+                             credential)
         pending = pending._replace(payer=pm.provider_ref)
     return _authorize(d, visit_id, pending)
 

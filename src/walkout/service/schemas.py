@@ -47,6 +47,10 @@ class EntryCodeOut(Strict):
 class QrScan(Strict):
     code: str = Field(min_length=1, max_length=200)
     party_size: int = Field(1, ge=1, le=20)
+    credential: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        description="the credential the gate puts in its GateEvent for the engine (a gate "
+        "that names its own); by default the visit gets one")
 
 
 class CardTap(Strict):

@@ -1,0 +1,564 @@
+"""The web pages and the JSON/SSE endpoints behind them.
+
+Pages (``/``, ``/app``, ``/kiosk``) are static shells: Jinja2 templates with no data in them,
+so they need no token; everything they show comes from bearer-token endpoints the page's
+script calls with the token it was given (sign-up in the shopper app; pasted, or passed in the
+URL fragment, which never reaches a server, on the staff pages).
+
+Live updates are Server-Sent Events. The engine runs in another process and writes what it
+sees to the database (:mod:`walkout.service.live`), so each stream tails the database on the
+server — one indexed query every ``TAIL_S`` per open page — and pushes what is new; browsers
+never poll. The stream is read with ``fetch`` (an ``EventSource`` cannot send the bearer
+header), in the standard ``text/event-stream`` format.
+
+(No ``from __future__ import annotations``: FastAPI must see the role aliases that ``mount``
+defines locally as real objects, not strings.)
+"""
+
+import asyncio
+import json
+import math
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import segno
+from anyio import to_thread
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from walkout.service import disputes, entry, receipting
+from walkout.service.deps import Deps
+from walkout.service.errors import ServiceError, not_found
+from walkout.service.models import (
+    Account,
+    CartLine,
+    Charge,
+    Dispute,
+    EngineEvent,
+    PaymentMethod,
+    Receipt,
+    ReceiptLine,
+    ReviewVerdict,
+    Visit,
+)
+from walkout.service.money import Money
+from walkout.service.ratelimit import RateLimiter
+from walkout.service.receipts import normalize_email
+from walkout.service.receipts.mail import mask_email
+from walkout.service.security import Principal, Role
+
+HERE = Path(__file__).parent
+#: how often a live stream looks for new rows (server side)
+TAIL_S = 0.5
+#: a comment line this often keeps proxies from closing an idle stream
+KEEPALIVE_S = 15.0
+#: the pages: no data in them, so no token (``PUBLIC_ROUTES`` of the app lists them)
+PAGES = frozenset({("GET", "/"), ("GET", "/app"), ("GET", "/kiosk")})
+#: heatmap cell (m); a sample slower than this (m/s) counts as dwelling
+CELL_M = 0.5
+DWELL_MPS = 0.25
+#: which event-log sources the dashboard's event stream carries, by their suffix
+CHANNELS = {"live": "positions", "alerts": "alert", "gates": "gate", "decisions": "decision",
+            "evidence": "review", "health": "health"}
+
+_env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                   autoescape=select_autoescape(["html"]))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ReviewDecisionIn(_Strict):
+    """``shares``: engine session → [[product id, quantity], ...] it really took (or put
+    back); {} when nothing was taken."""
+
+    shares: dict[str, list[tuple[str, Annotated[int, Field(ge=1, le=50)]]]] = Field(
+        max_length=8)
+    note: str | None = Field(None, max_length=1000)
+
+
+class LineRefundIn(_Strict):
+    product_id: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(1, ge=1, le=1000)
+    note: str = Field(min_length=1, max_length=1000)
+
+
+class CardLookupIn(_Strict):
+    card_token: str = Field(min_length=3, max_length=255)
+
+
+def _page(name: str, **ctx: Any) -> HTMLResponse:
+    return HTMLResponse(_env.get_template(name).render(**ctx))
+
+
+def _sse(event: str, data: Any, eid: int | None = None) -> str:
+    head = f"id: {eid}\n" if eid is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _channel(source: str) -> str | None:
+    return CHANNELS.get(source.rpartition("/")[2])
+
+
+def _pseudonym(account_id: str | None) -> str | None:
+    """What the dashboard calls a bound shopper: not a name, not an address."""
+    return None if account_id is None else "acct-" + account_id[:6]
+
+
+def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]]) -> None:
+    """Add the pages, their static files and their endpoints to the service."""
+    sessions = deps.sessions
+    store = deps.store
+    Shopper = Annotated[Principal, Depends(need(Role.SHOPPER))]
+    Operator = Annotated[Principal, Depends(need(Role.OPERATOR))]
+    Kiosk = Annotated[Principal, Depends(need(Role.KIOSK, Role.OPERATOR))]
+    card_limit = RateLimiter(deps.clock, deps.settings.kiosk_lookups_per_minute, 60.0,
+                             "look-ups")
+
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard_page() -> HTMLResponse:
+        return _page("dashboard.html", store=store.name)
+
+    @app.get("/app", response_class=HTMLResponse, include_in_schema=False)
+    def shopper_page() -> HTMLResponse:
+        return _page("app.html", store=store.name)
+
+    @app.get("/kiosk", response_class=HTMLResponse, include_in_schema=False)
+    def kiosk_page() -> HTMLResponse:
+        return _page("kiosk.html", store=store.name)
+
+    # ---- shopper app -------------------------------------------------------------------------
+
+    @app.post("/v1/app/entry-qr")
+    def entry_qr(p: Shopper) -> dict[str, Any]:
+        """The entry code and its QR code as SVG (drawn here: the page needs no library)."""
+        issued = entry.issue_code(deps, p.account_id)
+        svg = segno.make(issued.code, error="m").svg_inline(omitsize=True, border=2, dark="#111",
+                                                            light="#fff")
+        return {"code": issued.code, "expires_in_s": issued.expires_in_s, "svg": svg}
+
+    def cart_of(account_id: str) -> dict[str, Any]:
+        with sessions() as s:
+            v = s.scalar(select(Visit).where(Visit.account_id == account_id)
+                         .order_by(Visit.entered_at.desc(), Visit.id.desc()).limit(1))
+            n_receipts = s.scalar(select(func.count()).select_from(Receipt)
+                                  .join(Visit, Visit.id == Receipt.visit_id)
+                                  .where(Visit.account_id == account_id)) or 0
+            has_method = s.scalar(select(PaymentMethod.id)
+                                  .where(PaymentMethod.account_id == account_id).limit(1))
+            out: dict[str, Any] = {"visit": None, "lines": [], "total": "0.00",
+                                   "receipts": n_receipts, "payment_method": bool(has_method)}
+            if v is None:
+                return out
+            held: Counter[str] = Counter()
+            names, prices = {}, {}
+            for ln in s.scalars(select(CartLine).where(CartLine.visit_id == v.id)):
+                held[ln.product_id] += ln.quantity
+                names[ln.product_id], prices[ln.product_id] = ln.name, Decimal(ln.unit_price)
+            lines = [{"product_id": pid, "name": names[pid], "quantity": q,
+                      "amount": str(Money(prices[pid] * q, v.currency).amount)}
+                     for pid, q in sorted(held.items()) if q > 0]
+            total = sum((prices[x["product_id"]] * x["quantity"] for x in lines), Decimal(0))
+            out.update(visit={"visit_id": v.id, "state": v.state, "currency": v.currency},
+                       lines=lines, total=str(Money(total, v.currency).amount))
+            return out
+
+    @app.get("/v1/app/cart")
+    def my_cart(p: Shopper) -> dict[str, Any]:
+        """The shopper's latest visit with its cart as the ledger has it now."""
+        return cart_of(p.account_id)
+
+    @app.get("/v1/app/stream")
+    async def my_stream(request: Request, p: Shopper) -> StreamingResponse:
+        """SSE: ``cart`` whenever the shopper's visit, cart or receipts change."""
+
+        async def gen() -> AsyncIterator[str]:
+            last = None
+            quiet = 0.0
+            while not await request.is_disconnected():
+                now = await to_thread.run_sync(cart_of, p.account_id)
+                if now != last:
+                    yield _sse("cart", now)
+                    last, quiet = now, 0.0
+                elif quiet >= KEEPALIVE_S:
+                    yield ": keep-alive\n\n"
+                    quiet = 0.0
+                await asyncio.sleep(TAIL_S)
+                quiet += TAIL_S
+
+        return _stream(gen())
+
+    # ---- kiosk -------------------------------------------------------------------------------
+
+    @app.post("/v1/kiosk/card-receipts")
+    def kiosk_card(body: CardLookupIn, p: Kiosk) -> list[dict[str, Any]]:
+        """A tapped card's receipts (the card token is a card-tap guest's identity)."""
+        card_limit.hit(p.account_id)
+        with sessions() as s:
+            ids = list(s.scalars(
+                select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id)
+                .join(PaymentMethod, PaymentMethod.id == Visit.payment_method_id)
+                .where(PaymentMethod.provider_ref == body.card_token)
+                .order_by(Receipt.issued_at.desc()).limit(20)))
+            return [_receipt_json(receipting.load(deps, s, s.get(Receipt, i)))  # type: ignore[arg-type]
+                    for i in ids]
+
+    # ---- dashboard ---------------------------------------------------------------------------
+
+    @app.get("/v1/ops/store")
+    def store_layout(_: Operator) -> dict[str, Any]:
+        """What the map draws: floor, gondolas, gates, plates, and the catalogue's names."""
+        plates = {}
+        for g in store.gondolas:
+            for sh in g.shelves:
+                for pl in sh.plates:
+                    b = pl.box
+                    plates[pl.id] = {"gondola": g.id, "shelf": sh.id,
+                                     "box": [b.min[0], b.min[1], b.max[0], b.max[1]],
+                                     "z": [b.min[2], b.max[2]]}
+        return {
+            "name": store.name, "currency": store.currency, "floor": store.floor.outline,
+            "gondolas": [{"id": g.id, "box": [g.box.min[0], g.box.min[1], g.box.max[0],
+                                              g.box.max[1]], "front": g.front}
+                         for g in store.gondolas],
+            "gates": [{"id": g.id, "kind": g.kind, "box": [g.area.min[0], g.area.min[1],
+                                                          g.area.max[0], g.area.max[1]]}
+                      for g in store.gates],
+            "cameras": [{"id": c.id, "xyz": [float(x) for x in c.center]}
+                        for c in store.cameras],
+            "plates": plates,
+            "products": {pr.id: {"name": pr.name, "price": str(pr.price)}
+                         for pr in store.catalogue},
+        }
+
+    def who(s: Session, credentials: list[str]) -> dict[str, dict[str, Any]]:
+        """credential → its visit, pseudonymous account and receipt."""
+        out: dict[str, dict[str, Any]] = {}
+        if not credentials:
+            return out
+        for v, rid in s.execute(select(Visit, Receipt.id)
+                                .outerjoin(Receipt, Receipt.visit_id == Visit.id)
+                                .where(Visit.credential.in_(credentials))).all():
+            out[v.credential] = {"visit_id": v.id, "state": v.state, "receipt_id": rid,
+                                 "who": _pseudonym(v.account_id)}
+        return out
+
+    def tail(after: int, limit: int = 400) -> tuple[list[dict[str, Any]], int, Any]:
+        with sessions() as s:
+            rows = s.execute(select(EngineEvent.id, EngineEvent.source, EngineEvent.kind,
+                                    EngineEvent.t, EngineEvent.payload)
+                             .where(EngineEvent.id > after).order_by(EngineEvent.id)
+                             .limit(limit)).all()
+            out = []
+            creds: set[str] = set()
+            for rid, source, kind, t, payload in rows:
+                ch = _channel(source)
+                if ch is None:
+                    continue
+                data = json.loads(payload)
+                if ch == "positions":
+                    creds |= {x["credential"] for x in data["people"] if x["credential"]}
+                out.append({"id": rid, "channel": ch, "kind": kind, "t": t, "data": data})
+            ids = who(s, sorted(creds))
+            for ev in out:
+                if ev["channel"] == "positions":
+                    for x in ev["data"]["people"]:
+                        x["who"] = ids.get(x["credential"] or "", {}).get("who")
+            mark = (s.scalar(select(func.count()).select_from(Receipt)),
+                    s.scalar(select(func.max(Receipt.issued_at))),
+                    s.scalar(select(func.count()).select_from(ReviewVerdict)),
+                    s.scalar(select(func.count()).select_from(Dispute)))
+            last = rows[-1][0] if rows else after
+            return out, last, mark
+
+    def start_id(backlog_s: float) -> int:
+        """Where a new dashboard begins: the last ``backlog_s`` of engine time."""
+        with sessions() as s:
+            t = s.scalar(select(func.max(EngineEvent.t))) or 0.0
+            first = s.scalar(select(func.min(EngineEvent.id)).where(
+                EngineEvent.t >= t - backlog_s))
+            return int(first or 1) - 1
+
+    @app.get("/v1/ops/stream")
+    async def ops_stream(request: Request, _: Operator,
+                         backlog_s: Annotated[float, Query(ge=0, le=3600)] = 30.0,
+                         after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
+        """SSE of the event log: ``positions``, ``alert``, ``gate``, ``decision``, ``review``,
+        ``health``; ``changed`` when receipts, verdicts or disputes change."""
+
+        async def gen() -> AsyncIterator[str]:
+            last = after if after is not None else await to_thread.run_sync(start_id,
+                                                                            backlog_s)
+            mark = None
+            quiet = 0.0
+            while not await request.is_disconnected():
+                events, last, m = await to_thread.run_sync(tail, last)
+                for ev in events:
+                    yield _sse(ev["channel"], ev, ev["id"])
+                if m != mark:
+                    if mark is not None:
+                        yield _sse("changed", {"receipts": m[0], "verdicts": m[2],
+                                               "disputes": m[3]})
+                    mark = m
+                if events:
+                    quiet = 0.0
+                    continue  # a backlog: the next page at once
+                if quiet >= KEEPALIVE_S:
+                    yield ": keep-alive\n\n"
+                    quiet = 0.0
+                await asyncio.sleep(TAIL_S)
+                quiet += TAIL_S
+
+        return _stream(gen())
+
+    # ---- review queue --------------------------------------------------------------------------
+
+    def case_rows(s: Session, case_id: str | None = None) -> list[EngineEvent]:
+        q = select(EngineEvent).where(EngineEvent.source.like("%/evidence"))
+        if case_id is not None:
+            q = q.where(EngineEvent.ref == case_id)
+        return list(s.scalars(q.order_by(EngineEvent.t.desc(), EngineEvent.id.desc())))
+
+    @app.get("/v1/ops/reviews")
+    def reviews(_: Operator) -> list[dict[str, Any]]:
+        """Every review case, open ones first, newest first within."""
+        with sessions() as s:
+            verdicts = {v.case_id: v for v in s.scalars(select(ReviewVerdict))}
+            out = []
+            seen: set[str] = set()
+            for row in case_rows(s):
+                ev = json.loads(row.payload)
+                if ev["case_id"] in seen:
+                    continue
+                seen.add(ev["case_id"])
+                v = verdicts.get(ev["case_id"])
+                top = ev["hypotheses"][0] if ev["hypotheses"] else None
+                out.append({"case_id": ev["case_id"], "t": row.t, "kind": ev["event"]["kind"],
+                            "reasons": ev["reasons"], "sessions": ev["sessions"],
+                            "decided": ev["decided"], "top": top,
+                            "state": "open" if v is None else
+                            ("applied" if v.applied_at else "decided")})
+            out.sort(key=lambda c: (c["state"] != "open", -c["t"]))
+            return out
+
+    @app.get("/v1/ops/reviews/{case_id}")
+    def review(case_id: str, _: Operator) -> dict[str, Any]:
+        """One case's evidence, with the visit and receipt of each session in it."""
+        with sessions() as s:
+            rows = case_rows(s, case_id)
+            if not rows:
+                raise not_found("review case")
+            ev = json.loads(rows[0].payload)
+            v = s.get(ReviewVerdict, case_id)
+            creds = ev.get("credentials", {})
+            ids = who(s, list(creds.values()))
+            ev["people"] = {sid: ids.get(c, {"who": None}) for sid, c in creds.items()}
+            ev["verdict"] = None if v is None else {
+                "shares": json.loads(v.shares), "note": v.note,
+                "decided_at": v.decided_at.isoformat(),
+                "applied": v.applied_at is not None}
+            ev["products"] = {pid: store.products[pid].name for h in ev["hypotheses"]
+                              for pid, _ in h["items"] if pid in store.products}
+            return dict(ev)
+
+    @app.post("/v1/ops/reviews/{case_id}/decision", status_code=201)
+    def decide_review(case_id: str, body: ReviewDecisionIn, p: Operator) -> dict[str, Any]:
+        """Record the verdict; the engine worker applies it at its next chunk, and the cart
+        and the receipt follow (a receipt already issued is revised)."""
+        with sessions() as s:
+            rows = case_rows(s, case_id)
+            if not rows:
+                raise not_found("review case")
+            allowed = set(json.loads(rows[0].payload)["sessions"])
+        for sid, items in body.shares.items():
+            if sid not in allowed:
+                raise ServiceError(422, "unknown_session",
+                                   f"session {sid!r} is not one of this case's "
+                                   f"({', '.join(sorted(allowed))})")
+            for pid, _q in items:
+                if pid not in store.products:
+                    raise ServiceError(422, "unknown_product", f"unknown product {pid!r}")
+        shares = {sid: [[pid, q] for pid, q in items] for sid, items in body.shares.items()
+                  if items}
+        try:
+            with sessions.begin() as s:
+                s.add(ReviewVerdict(case_id=case_id, shares=json.dumps(shares),
+                                    decided_by=p.account_id, note=body.note,
+                                    decided_at=deps.clock.now()))
+        except IntegrityError:
+            raise ServiceError(409, "already_decided",
+                               "this review case was already decided") from None
+        return {"case_id": case_id, "state": "decided", "shares": shares}
+
+    # ---- receipts and disputes ---------------------------------------------------------------
+
+    @app.get("/v1/ops/receipts")
+    def search_receipts(_: Operator,
+                        q: Annotated[str, Query(max_length=200)] = "",
+                        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict[str, Any]]:
+        """Receipts newest first; ``q``: a receipt or visit id (prefix), an e-mail address,
+        or a product (id or part of its name)."""
+        q = q.strip()
+        with sessions() as s:
+            stmt = (select(Receipt, Visit, Account).join(Visit, Visit.id == Receipt.visit_id)
+                    .join(Account, Account.id == Visit.account_id))
+            if q:
+                like = q.lower().replace("%", "").replace("_", "") + "%"
+                in_lines = select(ReceiptLine.receipt_id).where(or_(
+                    ReceiptLine.product_id == q,
+                    func.lower(ReceiptLine.name).like("%" + like)))
+                stmt = stmt.where(or_(Receipt.id.like(like), Visit.id.like(like),
+                                      func.lower(Account.email) == normalize_email(q),
+                                      Receipt.id.in_(in_lines)))
+            found = s.execute(stmt.order_by(Receipt.issued_at.desc(), Receipt.id.desc())
+                              .limit(limit)).all()
+            open_disputes = Counter(s.scalars(select(Dispute.receipt_id).where(
+                Dispute.state.in_(("open", "refunding")))))
+            return [{"receipt_id": r.id, "visit_id": v.id, "issued_at": r.issued_at.isoformat(),
+                     "total": str(Money(Decimal(r.total), r.currency).amount),
+                     "currency": r.currency, "state": v.state, "needs_review": r.needs_review,
+                     "who": _pseudonym(a.id),
+                     "email": mask_email(a.email) if a.email else None,
+                     "open_disputes": open_disputes.get(r.id, 0)} for r, v, a in found]
+
+    @app.get("/v1/ops/receipts/{receipt_id}")
+    def receipt_detail(receipt_id: str, _: Operator) -> dict[str, Any]:
+        """A receipt with each line's evidence (the engine's decisions and their scores),
+        its disputes and its money movements."""
+        with sessions() as s:
+            r = s.get(Receipt, receipt_id)
+            if r is None:
+                raise not_found("receipt")
+            issued = receipting.load(deps, s, r)
+            out = _receipt_json(issued)
+            events = {ln.product_id: json.loads(ln.events) for ln in s.scalars(
+                select(ReceiptLine).where(ReceiptLine.receipt_id == r.id))}
+            refs = sorted({e for evs in events.values() for e in evs})
+            logged = s.scalars(select(EngineEvent).where(
+                EngineEvent.ref.in_(refs), EngineEvent.kind == "decision")).all() if refs else []
+            by_ref = {e.ref: json.loads(e.payload) for e in logged}
+            for ln in out["lines"]:
+                ln["evidence"] = [{"event_id": e, **({
+                    "confidence": by_ref[e]["confidence"], "scores": by_ref[e]["scores"],
+                    "needs_review": by_ref[e]["needs_review"], "reasons": by_ref[e]["reasons"]}
+                    if e in by_ref else {})} for e in events.get(ln["product_id"], [])]
+            out["disputes"] = [disputes.summary(deps, s, d) | {"reason": d.reason}
+                               for d in s.scalars(select(Dispute)
+                                                  .where(Dispute.receipt_id == r.id))]
+            out["charges"] = [{"kind": c.kind, "status": c.status, "amount": str(
+                Money(Decimal(c.amount), c.currency).amount)} for c in s.scalars(
+                    select(Charge).where(Charge.visit_id == r.visit_id).order_by(Charge.id))]
+            v = s.get(Visit, r.visit_id)
+            out["state"] = v.state if v else None
+            return out
+
+    @app.post("/v1/ops/receipts/{receipt_id}/refund")
+    def refund_line(receipt_id: str, body: LineRefundIn, p: Operator) -> dict[str, Any]:
+        """Refund part of a line on the store's own initiative: recorded as a dispute the
+        operator opens and decides at once, so it goes through the same capped, idempotent
+        refund as a shopper's."""
+        with sessions.begin() as s:
+            r = s.get(Receipt, receipt_id)
+            v = s.get(Visit, r.visit_id) if r else None
+            if r is None or v is None:
+                raise not_found("receipt")
+            line = s.scalar(select(ReceiptLine).where(ReceiptLine.receipt_id == r.id,
+                                                      ReceiptLine.product_id == body.product_id))
+            if line is None:
+                raise ServiceError(422, "no_such_line",
+                                   f"receipt has no line for product {body.product_id!r}")
+            existing = s.scalar(select(Dispute).where(Dispute.receipt_id == r.id,
+                                                      Dispute.product_id == body.product_id))
+            if existing is None:
+                existing = Dispute(receipt_id=r.id, account_id=v.account_id,
+                                   product_id=body.product_id,
+                                   quantity=min(body.quantity, line.quantity),
+                                   reason=f"refunded by staff: {body.note}", state="open",
+                                   created_at=deps.clock.now())
+                s.add(existing)
+                s.flush()
+            dispute_id = existing.id
+        return disputes.decide(deps, dispute_id, p.account_id, "refund", body.note)
+
+    # ---- store health and analytics ----------------------------------------------------------
+
+    @app.get("/v1/ops/health")
+    def store_health(_: Operator) -> dict[str, Any]:
+        """The latest health snapshot the engine wrote (plates, cameras, inventory)."""
+        with sessions() as s:
+            row = s.scalar(select(EngineEvent).where(EngineEvent.source.like("%/health"))
+                           .order_by(EngineEvent.id.desc()).limit(1))
+            if row is None:
+                return {"t": None, "plates": {}, "cameras": {}, "inventory": []}
+            return dict(json.loads(row.payload))
+
+    @app.get("/v1/ops/analytics")
+    def analytics(_: Operator,
+                  minutes: Annotated[float | None, Query(gt=0, le=24 * 60)] = None
+                  ) -> dict[str, Any]:
+        """Where shoppers walked and dwelt (counts per ``CELL_M`` cell), and picks and
+        put-backs per product, over the last ``minutes`` of engine time (default: all)."""
+        return analytics_of(minutes)
+
+    def analytics_of(minutes: float | None) -> dict[str, Any]:
+        xs = [p[0] for p in store.floor.outline]
+        ys = [p[1] for p in store.floor.outline]
+        x0, y0 = min(xs), min(ys)
+        nx = max(1, math.ceil((max(xs) - x0) / CELL_M))
+        ny = max(1, math.ceil((max(ys) - y0) / CELL_M))
+        walk = [[0] * nx for _ in range(ny)]
+        dwell = [[0] * nx for _ in range(ny)]
+        picks: Counter[str] = Counter()
+        puts: Counter[str] = Counter()
+        with sessions() as s:
+            t_max = s.scalar(select(func.max(EngineEvent.t))) or 0.0
+            t_min = -math.inf if minutes is None else t_max - 60.0 * minutes
+            for payload in s.scalars(select(EngineEvent.payload).where(
+                    EngineEvent.source.like("%/live"), EngineEvent.t >= t_min)):
+                for person in json.loads(payload)["people"]:
+                    prev = None
+                    for t, x, y in person["pts"]:
+                        i = min(nx - 1, max(0, int((x - x0) / CELL_M)))
+                        j = min(ny - 1, max(0, int((y - y0) / CELL_M)))
+                        slow = prev is not None and t > prev[0] and math.hypot(
+                            x - prev[1], y - prev[2]) / (t - prev[0]) < DWELL_MPS
+                        (dwell if slow else walk)[j][i] += 1
+                        prev = (t, x, y)
+            for payload in s.scalars(select(EngineEvent.payload).where(
+                    EngineEvent.source.like("%/decisions"), EngineEvent.t >= t_min)):
+                for pid, q in json.loads(payload)["items"]:
+                    (picks if q > 0 else puts)[pid] += abs(q)
+        products = [{"product_id": pid, "name": store.products[pid].name if pid in
+                     store.products else pid, "picks": picks[pid], "putbacks": puts[pid]}
+                    for pid in sorted(set(picks) | set(puts),
+                                      key=lambda k: -(picks[k] + puts[k]))]
+        return {"t0": None if minutes is None else t_min, "t1": t_max,
+                "grid": {"x0": x0, "y0": y0, "cell": CELL_M, "nx": nx, "ny": ny,
+                         "walk": walk, "dwell": dwell}, "products": products}
+
+
+def _stream(gen: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(gen, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _receipt_json(it: receipting.Issued) -> dict[str, Any]:
+    doc = it.doc
+    return {"receipt_id": doc.receipt_id, "visit_id": it.visit_id, "currency": doc.currency,
+            "total": doc.fmt(doc.total), "under_review": doc.under_review,
+            "issued_at": doc.issued_at.isoformat(), "store": doc.store_name,
+            "lines": [{"product_id": ln.product_id, "name": ln.name, "quantity": ln.quantity,
+                       "unit_price": doc.fmt(ln.unit_price), "amount": doc.fmt(doc.line_total(ln))}
+                      for ln in doc.lines]}

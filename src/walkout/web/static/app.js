@@ -1,0 +1,102 @@
+"use strict";
+// Shopper app (mobile-first): sign up, payment method, rotating entry QR, live cart over SSE,
+// receipts, contesting a line.
+(() => {
+  const { api, el } = WO;
+  let token = localStorage.getItem("wo-shopper");
+  let qrTimer = null, stopStream = null, lastReceipts = -1;
+  const show = (id, on) => { document.getElementById(id).hidden = !on; };
+
+  document.getElementById("signup-form").addEventListener("submit", async e => {
+    e.preventDefault();
+    const body = { email: document.getElementById("email").value.trim(), name: document.getElementById("name").value.trim() };
+    try {
+      const r = await fetch("/v1/accounts", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const d = await r.json(); if (!r.ok) throw new Error(d.detail);
+      token = d.token; localStorage.setItem("wo-shopper", token); route();
+    } catch (err) { document.getElementById("signup-error").textContent = err.message; }
+  });
+  document.getElementById("payment-form").addEventListener("submit", async e => {
+    e.preventDefault();
+    const label = document.getElementById("pm-label").value.trim();
+    try {
+      await api(token, "POST", "/v1/me/payment-methods", { provider_ref: document.getElementById("pm-token").value.trim(), label: label || null });
+      route();
+    } catch (err) { document.getElementById("payment-error").textContent = err.message; }
+  });
+
+  async function showQr() {
+    clearTimeout(qrTimer);
+    try {
+      const q = await api(token, "POST", "/v1/app/entry-qr");
+      const box = document.getElementById("qr");
+      box.innerHTML = q.svg;              // SVG drawn by the server (segno), no user data in it
+      box.dataset.code = q.code;
+      const until = Date.now() + q.expires_in_s * 1000;
+      const tick = () => {
+        const s = Math.max(0, Math.round((until - Date.now()) / 1000));
+        document.getElementById("qr-expiry").textContent = `A new code in ${s} s`;
+        if (s <= 3) { showQr(); return; }
+        qrTimer = setTimeout(tick, 1000);
+      };
+      document.getElementById("qr-error").textContent = "";
+      tick();
+    } catch (err) {
+      document.getElementById("qr-error").textContent = err.message;
+      qrTimer = setTimeout(showQr, 10000);   // rate-limited or offline: try again later
+    }
+  }
+
+  function onCart(c) {
+    const inside = c.visit && ["authorizing", "open", "checking_out"].includes(c.visit.state);
+    show("enter", !inside);
+    if (inside) clearTimeout(qrTimer); else if (!qrTimer) showQr();
+    show("cart", !!inside);
+    if (inside) {
+      document.getElementById("cart-lines").replaceChildren(...(c.lines.length ? c.lines.map(l => el("li", { "data-product": l.product_id }, el("span", { text: `${l.quantity} × ${l.name}` }), el("span", { text: l.amount }))) : [el("li", { class: "muted", text: "Nothing yet: take what you like, put back what you don't." })]));
+      document.getElementById("cart-total").textContent = `${c.total} ${c.visit.currency}`;
+    }
+    if (c.receipts !== lastReceipts) { lastReceipts = c.receipts; loadReceipts(); }
+  }
+
+  async function loadReceipts() {
+    const rs = await api(token, "GET", "/v1/receipts");
+    show("receipts-card", rs.length > 0);
+    document.getElementById("my-receipts").replaceChildren(...rs.map(r => el("li", {}, el("button", { class: "row", "data-receipt": r.receipt_id, onclick: () => openReceipt(r) },
+      el("strong", { text: `${r.total} ${r.currency}` }), ` · ${new Date(r.issued_at).toLocaleString()} `, r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null))));
+    const open = document.getElementById("my-receipt").dataset.receipt;
+    const again = rs.find(r => r.receipt_id === open); if (again) openReceipt(again);
+  }
+  function openReceipt(r) {
+    const box = document.getElementById("my-receipt"); box.dataset.receipt = r.receipt_id;
+    const err = el("p", { class: "error", role: "alert" });
+    box.replaceChildren(el("h3", { text: "Receipt" }), WO.receiptTable(r), r.under_review ? el("p", { class: "muted", text: "Part of this visit is being checked by staff; the receipt may still change." }) : null,
+      el("form", { "aria-label": "Contest a line", onsubmit: async e => {
+        e.preventDefault();
+        const f = e.target;
+        try {
+          await api(token, "POST", "/v1/disputes", { receipt_id: r.receipt_id, product_id: f.product.value, quantity: +f.quantity.value, reason: f.reason.value });
+          err.textContent = ""; f.replaceWith(el("p", { role: "status", text: "Thank you: staff will look at it and answer by e-mail." }));
+        } catch (x) { err.textContent = x.message; }
+      } }, el("h3", { text: "Something wrong?" }),
+        el("label", { for: "dispute-product", text: "Line" }), el("select", { id: "dispute-product", name: "product" }, r.lines.map(l => el("option", { value: l.product_id, text: l.name }))),
+        el("label", { for: "dispute-qty", text: "How many are wrong" }), el("input", { id: "dispute-qty", name: "quantity", type: "number", min: 1, value: 1, required: true }),
+        el("label", { for: "dispute-reason", text: "What happened" }), el("textarea", { id: "dispute-reason", name: "reason", required: true, rows: 2 }),
+        el("button", { type: "submit" }, "Contest this line"), err));
+  }
+
+  async function route() {
+    if (!token) { show("signup", true); return; }
+    let me;
+    try { me = await api(token, "GET", "/v1/app/cart"); }
+    catch (e) { if (e.status === 401) { localStorage.removeItem("wo-shopper"); token = null; return route(); } throw e; }
+    show("signup", false);
+    show("payment", !me.payment_method);
+    if (!me.payment_method) return;
+    onCart(me);
+    if (!stopStream) stopStream = WO.stream(token, "/v1/app/stream", (ev, data) => { if (ev === "cart") onCart(data); }, st => {
+      const c = document.getElementById("conn"); c.textContent = st === "live" ? "live" : "offline"; c.className = "pill" + (st === "live" ? " live" : "");
+    });
+  }
+  route();
+})();

@@ -1,0 +1,99 @@
+"use strict";
+// Shared by the three pages: the bearer token, JSON calls, and a Server-Sent Events reader.
+// The SSE stream is read with fetch() because EventSource cannot send the Authorization header.
+const WO = (() => {
+  function tokenFromHash(key) {
+    const m = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (m) { localStorage.setItem(key, m); history.replaceState(null, "", location.pathname); }
+    return localStorage.getItem(key);
+  }
+  async function api(token, method, path, body) {
+    const r = await fetch(path, {
+      method, headers: Object.assign({ "Authorization": "Bearer " + token },
+        body === undefined ? {} : { "Content-Type": "application/json" }),
+      body: body === undefined ? undefined : JSON.stringify(body) });
+    const data = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
+    if (!r.ok) { const e = new Error(data.detail || r.statusText); e.status = r.status; e.code = data.error; throw e; }
+    return data;
+  }
+  // onEvent(name, data, id); reconnects after a drop (resuming after the last id when given)
+  function stream(token, path, onEvent, onState) {
+    let stopped = false, lastId = null;
+    async function run() {
+      while (!stopped) {
+        try {
+          const url = lastId === null ? path : path + (path.includes("?") ? "&" : "?") + "after=" + lastId;
+          const r = await fetch(url, { headers: { "Authorization": "Bearer " + token } });
+          if (!r.ok) { onState && onState("error", r.status); if (r.status === 401 || r.status === 403) return; throw new Error(r.status); }
+          onState && onState("live");
+          const reader = r.body.getReader(); const dec = new TextDecoder(); let buf = "";
+          for (;;) {
+            const { value, done } = await reader.read(); if (done) break;
+            buf += dec.decode(value, { stream: true });
+            let i;
+            while ((i = buf.indexOf("\n\n")) >= 0) {
+              const block = buf.slice(0, i); buf = buf.slice(i + 2);
+              let ev = "message", data = "", id = null;
+              for (const line of block.split("\n")) {
+                if (line.startsWith("event: ")) ev = line.slice(7);
+                else if (line.startsWith("data: ")) data += line.slice(6);
+                else if (line.startsWith("id: ")) id = line.slice(4);
+              }
+              if (!data) continue;
+              if (id !== null && path.includes("/ops/")) lastId = id;
+              onEvent(ev, JSON.parse(data), id);
+            }
+          }
+        } catch (e) { /* dropped: reconnect below */ }
+        onState && onState("offline");
+        await new Promise(res => setTimeout(res, 1500));
+      }
+    }
+    run();
+    return () => { stopped = true; };
+  }
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") e.textContent = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? "" : v);
+    }
+    for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k.nodeType ? k : document.createTextNode(String(k)));
+    return e;
+  }
+  const SVGNS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...kids) {
+    const e = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) if (v !== null && v !== undefined) e.setAttribute(k, v);
+    for (const k of kids.flat()) if (k) e.append(k.nodeType ? k : document.createTextNode(String(k)));
+    return e;
+  }
+  function fmtT(t) { if (t === null || t === undefined) return ""; const s = Math.max(0, Math.round(t)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }
+  function receiptTable(rc) {
+    return el("table", { class: "rc" },
+      el("thead", {}, el("tr", {}, el("th", { text: "Item" }), el("th", { class: "num", text: "Qty" }), el("th", { class: "num", text: "Amount" }))),
+      el("tbody", {}, rc.lines.map(l => el("tr", { "data-product": l.product_id }, el("td", { text: l.name }), el("td", { class: "num", text: l.quantity }), el("td", { class: "num", text: l.amount })))),
+      el("tfoot", {}, el("tr", {}, el("th", { text: "Total" }), el("td"), el("th", { class: "num", text: `${rc.total} ${rc.currency}` }))));
+  }
+  // keyboard navigation of a tablist (arrows, Home, End), per the WAI-ARIA tabs pattern
+  function tabs(list, onSelect) {
+    const items = [...list.querySelectorAll("[role=tab]")];
+    function select(t) {
+      for (const x of items) {
+        const on = x === t; x.setAttribute("aria-selected", on); x.tabIndex = on ? 0 : -1;
+        document.getElementById(x.getAttribute("aria-controls")).hidden = !on;
+      }
+      onSelect(t.id.replace("tab-", ""));
+    }
+    list.addEventListener("click", e => { const t = e.target.closest("[role=tab]"); if (t) select(t); });
+    list.addEventListener("keydown", e => {
+      const i = items.indexOf(document.activeElement); if (i < 0) return;
+      const j = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: items.length - 1 }[e.key];
+      if (j === undefined) return; e.preventDefault();
+      const t = items[(j + items.length) % items.length]; t.focus(); select(t);
+    });
+    return select;
+  }
+  return { tokenFromHash, api, stream, el, svg, fmtT, receiptTable, tabs };
+})();

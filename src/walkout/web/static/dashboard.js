@@ -1,0 +1,342 @@
+"use strict";
+// Operations dashboard: live map and event stream (SSE), review queue with evidence and
+// verdicts, receipts and disputes, store health, analytics.
+(() => {
+  const { api, el, svg, fmtT } = WO;
+  let token = WO.tokenFromHash("wo-operator");
+  let layout = null, current = "live";
+  const people = new Map();           // track id → {pts, session, who, cart, alert, left, seen}
+  let simNow = null, latestT = null, rate = 1, lastArrival = null, chunkLen = 5;
+  const COLORS = ["#0b5cad", "#b3261e", "#1b7a35", "#6a3fb5", "#9a5b00", "#00777a"];
+
+  // ---- sign-in --------------------------------------------------------------------------
+  async function start() {
+    try { layout = await api(token, "GET", "/v1/ops/store"); }
+    catch (e) {
+      document.getElementById("signin").hidden = false;
+      document.getElementById("signin-error").textContent = token ? e.message : "";
+      return;
+    }
+    document.getElementById("signin").hidden = true;
+    document.getElementById("tabs").hidden = false;
+    const select = WO.tabs(document.getElementById("tabs"), name => { current = name; refresh(name); });
+    select(document.getElementById("tab-live"));
+    WO.stream(token, "/v1/ops/stream?backlog_s=30", onEvent, st => {
+      const c = document.getElementById("conn"); c.textContent = st === "live" ? "live" : "offline";
+      c.className = "pill" + (st === "live" ? " live" : "");
+    });
+    loadCases();
+    requestAnimationFrame(frame);
+  }
+  document.getElementById("signin-form").addEventListener("submit", e => {
+    e.preventDefault(); token = document.getElementById("token").value.trim();
+    localStorage.setItem("wo-operator", token); start();
+  });
+
+  // ---- map --------------------------------------------------------------------------------
+  function bounds() {
+    const xs = layout.floor.map(p => p[0]), ys = layout.floor.map(p => p[1]);
+    return { x0: Math.min(...xs), x1: Math.max(...xs), y0: Math.min(...ys), y1: Math.max(...ys) };
+  }
+  // store y points up, SVG y down
+  function Y(y) { const b = bounds(); return b.y1 - (y - b.y0); }
+  function drawFloor(root, opts = {}) {
+    const b = bounds(), pad = 0.4;
+    root.setAttribute("viewBox", `${b.x0 - pad} ${b.y0 - pad} ${b.x1 - b.x0 + 2 * pad} ${b.y1 - b.y0 + 2 * pad}`);
+    root.replaceChildren();
+    root.append(svg("polygon", { points: layout.floor.map(p => `${p[0]},${Y(p[1])}`).join(" "), fill: "#fff", stroke: "#44484f", "stroke-width": 0.05 }));
+    for (const g of layout.gates) {
+      const [x0, y0, x1, y1] = g.box;
+      root.append(svg("rect", { x: x0, y: Y(y1), width: x1 - x0, height: y1 - y0, fill: g.kind === "entry" ? "#d7f0dc" : "#f7d4d1", stroke: "#44484f", "stroke-width": 0.02 }),
+        svg("text", { x: (x0 + x1) / 2, y: Y((y0 + y1) / 2) + 0.12, "font-size": 0.35, "text-anchor": "middle", fill: "#1a1a1a" }, g.kind));
+    }
+    for (const g of layout.gondolas) {
+      const [x0, y0, x1, y1] = g.box;
+      root.append(svg("rect", { x: x0, y: Y(y1), width: x1 - x0, height: y1 - y0, fill: "#c9ccd1", stroke: "#5a6270", "stroke-width": 0.03 }, svg("title", {}, g.id)));
+      if (!opts.plates) root.append(svg("text", { x: (x0 + x1) / 2, y: Y((y0 + y1) / 2) + 0.1, "font-size": 0.28, "text-anchor": "middle", fill: "#1a1a1a" }, g.id));
+    }
+  }
+  function onPositions(ev) {
+    const d = ev.data, now = performance.now();
+    for (const p of d.people) {
+      let o = people.get(p.track);
+      if (!o) { o = { pts: [] }; people.set(p.track, o); }
+      Object.assign(o, { session: p.session, who: p.who, cart: p.cart, alert: p.alert, left: p.left, seen: d.t1 });
+      o.pts.push(...p.pts);
+      const cut = d.t1 - 30; while (o.pts.length && o.pts[0][0] < cut) o.pts.shift();
+    }
+    if (lastArrival !== null && d.t1 > latestT) {
+      const r = (d.t1 - latestT) / ((now - lastArrival) / 1000);
+      if (isFinite(r) && r > 0) rate = 0.7 * rate + 0.3 * Math.min(r, 50);
+    }
+    chunkLen = Math.max(0.5, d.t1 - d.t0);
+    if (latestT === null || d.t1 > latestT) { latestT = d.t1; lastArrival = now; }
+    if (simNow === null) simNow = d.t0;
+    for (const [k, o] of people) if (o.seen < latestT - 10) people.delete(k);
+  }
+  function at(o, t) {
+    const p = o.pts; if (!p.length) return null;
+    if (t <= p[0][0]) return p[0][0] - t < 1 ? p[0] : null;
+    for (let i = 1; i < p.length; i++) if (p[i][0] >= t) {
+      const a = p[i - 1], b = p[i], f = (t - a[0]) / Math.max(1e-6, b[0] - a[0]);
+      return [t, a[1] + f * (b[1] - a[1]), a[2] + f * (b[2] - a[2])];
+    }
+    const last = p[p.length - 1]; return (o.left && t - last[0] > 1) ? null : last;
+  }
+  let lastFrame = null;
+  function frame(ts) {
+    if (lastFrame !== null && simNow !== null) {
+      simNow += (ts - lastFrame) / 1000 * rate;
+      if (simNow > latestT) simNow = latestT;
+      if (simNow < latestT - 2.5 * chunkLen) simNow = latestT - chunkLen;
+    }
+    lastFrame = ts;
+    if (current === "live" && layout) drawPeople();
+    requestAnimationFrame(frame);
+  }
+  let floorDrawn = false;
+  function drawPeople() {
+    const map = document.getElementById("map");
+    if (!floorDrawn) { drawFloor(map); map.append(svg("g", { id: "paths" }), svg("g", { id: "marks" })); floorDrawn = true; }
+    const paths = map.querySelector("#paths"), marks = map.querySelector("#marks");
+    paths.replaceChildren(); marks.replaceChildren();
+    const list = [];
+    for (const [track, o] of people) {
+      const p = simNow === null ? null : at(o, simNow); if (!p) continue;
+      const trail = o.pts.filter(q => q[0] <= simNow && q[0] >= simNow - 20);
+      const color = o.session ? "#0b5cad" : "#b3261e";
+      paths.append(svg("polyline", { points: trail.map(q => `${q[1]},${Y(q[2])}`).join(" ") + ` ${p[1]},${Y(p[2])}`, fill: "none", stroke: color, "stroke-opacity": 0.35, "stroke-width": 0.06 }));
+      const label = o.who || o.session || `track ${track}`;
+      const g = svg("g", { class: "person", "data-track": track, "data-session": o.session || "", "data-x": p[1].toFixed(2), "data-y": p[2].toFixed(2) },
+        svg("title", {}, `${label}: ${o.cart} in cart${o.alert ? ", alert" : ""}`),
+        svg("circle", { cx: p[1], cy: Y(p[2]), r: 0.22, fill: color, stroke: "#fff", "stroke-width": 0.04 }),
+        svg("text", { x: p[1], y: Y(p[2]) + 0.09, "font-size": 0.26, "text-anchor": "middle", fill: "#fff", "font-weight": 700 }, String(o.cart)),
+        svg("text", { x: p[1] + 0.3, y: Y(p[2]) - 0.25, "font-size": 0.24, fill: "#1a1a1a" }, label));
+      if (o.alert) g.append(svg("circle", { cx: p[1] + 0.2, cy: Y(p[2]) - 0.2, r: 0.13, fill: "#b3261e" }), svg("text", { x: p[1] + 0.2, y: Y(p[2]) - 0.12, "font-size": 0.22, "text-anchor": "middle", fill: "#fff", "font-weight": 700 }, "!"));
+      marks.append(g);
+      list.push(el("li", { "data-track": track }, `${label} · ${o.cart} item${o.cart === 1 ? "" : "s"}${o.alert ? " · alert" : ""}`));
+    }
+    document.getElementById("clock").textContent = simNow === null ? "" : "store time " + fmtT(simNow);
+    const ul = document.getElementById("people");
+    if (ul.childElementCount !== list.length || Math.random() < 0.05) ul.replaceChildren(...list);
+  }
+
+  // ---- event stream -----------------------------------------------------------------------
+  const filters = new Set(["entry", "exit", "pick", "put", "alert", "review"]);
+  document.querySelectorAll("[data-filter]").forEach(cb => cb.addEventListener("change", () => {
+    cb.checked ? filters.add(cb.dataset.filter) : filters.delete(cb.dataset.filter);
+    document.querySelectorAll("#events li").forEach(li => li.hidden = !filters.has(li.dataset.kind));
+  }));
+  function logEvent(kind, t, text) {
+    const ol = document.getElementById("events");
+    const li = el("li", { "data-kind": kind }, el("span", { class: "k " + kind, text: kind === "put" ? "put-back" : kind }), ` ${fmtT(t)} `, text);
+    li.hidden = !filters.has(kind);
+    ol.prepend(li);
+    while (ol.childElementCount > 300) ol.lastElementChild.remove();
+  }
+  const name = pid => layout.products[pid]?.name || pid;
+  function onEvent(channel, ev) {
+    if (channel === "positions") return onPositions(ev);
+    if (channel === "gate") { const g = ev.data; logEvent(g.kind === "entry" ? "entry" : "exit", ev.t, `${g.gate_id}${g.credential ? " · " + g.credential : ""}${g.party_size > 1 ? " · party of " + g.party_size : ""}`); return; }
+    if (channel === "decision") {
+      for (const [pid, q] of ev.data.items) logEvent(q > 0 ? "pick" : "put", ev.t, `${Math.abs(q)} × ${name(pid)} · ${ev.data.session_id || "nobody"} (${Math.round(100 * ev.data.confidence)}%)${ev.data.needs_review ? " · to review" : ""}`);
+      return;
+    }
+    if (channel === "alert") { logEvent("alert", ev.t, `${ev.kind}: ${ev.data.message}`); return; }
+    if (channel === "review") { logEvent("review", ev.t, `case ${ev.data.case_id}: ${ev.data.reasons.join("; ")}`); loadCases(); return; }
+    if (channel === "health") { if (current === "health") drawHealth(ev.data); return; }
+    if (channel === "changed") { loadCases(); if (current === "receipts") loadReceipts(); }
+  }
+
+  // ---- review queue -----------------------------------------------------------------------
+  let openCase = null;
+  async function loadCases() {
+    const cases = await api(token, "GET", "/v1/ops/reviews");
+    document.getElementById("review-count").textContent = cases.filter(c => c.state === "open").length;
+    const ul = document.getElementById("cases");
+    ul.replaceChildren(...cases.map(c => el("li", {}, el("button", { class: "row", "data-case": c.case_id, "aria-current": c.case_id === openCase ? "true" : null, onclick: () => showCase(c.case_id) },
+      el("strong", { text: `${c.kind} at ${fmtT(c.t)}` }), " ", el("span", { class: "state " + c.state, text: c.state }), el("br"),
+      el("span", { class: "muted", text: c.reasons.join("; ") })))));
+    if (openCase && current === "review") showCase(openCase, true);
+  }
+  async function showCase(id, quiet) {
+    openCase = id;
+    const c = await api(token, "GET", "/v1/ops/reviews/" + encodeURIComponent(id));
+    document.querySelectorAll("#cases button").forEach(b => b.setAttribute("aria-current", b.dataset.case === id));
+    const box = document.getElementById("case");
+    if (quiet && box.dataset.case === id && box.dataset.state === String(!!c.verdict)) return;
+    box.dataset.case = id; box.dataset.state = String(!!c.verdict);
+    const label = sid => `${sid}${c.people[sid]?.who ? " (" + c.people[sid].who + ")" : ""}`;
+    const items = its => its.length ? its.map(([p, q]) => `${q} × ${c.products[p] || name(p)}`).join(", ") : "nothing";
+    const decided = Object.entries(c.decided).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nobody charged";
+    box.replaceChildren(
+      el("h2", { text: `Case ${c.case_id}` }),
+      el("p", {}, el("strong", { text: c.event.kind }), ` of ${c.event.delta_g} g on ${c.event.plates.join(", ")} at ${fmtT(c.event.t_start)}–${fmtT(c.event.t_end)}`),
+      el("p", {}, "Why: ", c.reasons.join("; ")),
+      el("p", {}, "The engine charged: ", decided),
+      el("h3", { text: "Plate weights around the event" }), weightPlot(c),
+      el("h3", { text: "What it was: competing hypotheses" }),
+      el("div", {}, c.hypotheses.map(h => el("div", { class: "hyp" }, el("span", { text: items(h.items) }), el("span", { class: "meter", role: "img", "aria-label": `${Math.round(100 * h.probability)} percent` }, el("span", { style: `width:${(100 * h.probability).toFixed(1)}%` })), el("span", { text: `${(100 * h.probability).toFixed(0)}%` })))),
+      el("h3", { text: "Who: shoppers near the plate" }),
+      el("div", {}, c.hands.map(h => el("div", { class: "hyp" }, el("span", { text: label(h.session_id) + (h.reach_m !== null ? ` · wrist ${Math.round(100 * h.reach_m)} cm from the plate` : "") }), el("span", { class: "meter", role: "img", "aria-label": `${Math.round(100 * h.probability)} percent` }, el("span", { style: `width:${(100 * h.probability).toFixed(1)}%` })), el("span", { text: `${(100 * h.probability).toFixed(0)}%` })))),
+      el("h3", { text: "Replay: skeletons near the plate" }), replay(c),
+      c.verdict ? el("p", { class: "state applied", role: "status" }, `Decided${c.verdict.applied ? " and applied" : " (waiting for the engine)"}: `, Object.entries(c.verdict.shares).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nothing was taken") : decideForm(c, label, items));
+  }
+  function decideForm(c, label, items) {
+    const sessions = c.sessions;
+    const whoSet = el("fieldset", { class: "choice" }, el("legend", { text: "Who took it" }),
+      sessions.map((s, i) => el("label", {}, el("input", { type: "radio", name: "who", value: s, checked: Object.keys(c.decided).length ? Object.keys(c.decided)[0] === s : i === 0 }), " ", label(s))));
+    const whatSet = el("fieldset", { class: "choice" }, el("legend", { text: "What it was" }),
+      c.hypotheses.map((h, i) => el("label", {}, el("input", { type: "radio", name: "what", value: i, checked: i === 0 }), " ", items(h.items), ` (${(100 * h.probability).toFixed(0)}%)`)));
+    const err = el("p", { class: "error", role: "alert" });
+    async function send(shares) {
+      try { await api(token, "POST", `/v1/ops/reviews/${encodeURIComponent(c.case_id)}/decision`, { shares, note: "decided in the dashboard" }); await loadCases(); await showCase(c.case_id); }
+      catch (e) { err.textContent = e.message; }
+    }
+    const form = el("form", { "aria-label": "Decide this case", onsubmit: e => {
+      e.preventDefault();
+      const who = form.querySelector("input[name=who]:checked")?.value, what = form.querySelector("input[name=what]:checked")?.value;
+      if (!who || what === undefined) { err.textContent = "Choose who and what."; return; }
+      send({ [who]: c.hypotheses[+what].items });
+    } }, el("h3", { text: "Decide" }), whoSet, whatSet,
+      el("button", { type: "submit", id: "decide-charge" }, "Charge the chosen shopper"), " ",
+      el("button", { type: "button", class: "secondary", id: "decide-confirm", onclick: () => send(c.decided) }, "Confirm the engine's decision"), " ",
+      el("button", { type: "button", class: "danger", id: "decide-nothing", onclick: () => send({}) }, "Nothing was taken"), err);
+    return form;
+  }
+  function weightPlot(c) {
+    const W = 520, H = 180, m = 34, w = c.weights;
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img", "aria-label": "Weight of each plate over time, the event shaded" });
+    if (!w) { root.append(svg("text", { x: 20, y: 40 }, "no weight trace")); return root; }
+    const t0 = w.t[0], t1 = w.t[w.t.length - 1];
+    const vals = w.grams.flat().filter(v => v !== null);
+    let g0 = Math.min(...vals), g1 = Math.max(...vals); if (g1 - g0 < 10) { g0 -= 5; g1 += 5; }
+    const X = t => m + (W - m - 8) * (t - t0) / Math.max(1e-6, t1 - t0), Yg = g => H - 22 - (H - 32) * (g - g0) / (g1 - g0);
+    root.append(svg("rect", { x: X(c.event.t_start), y: 6, width: Math.max(2, X(c.event.t_end) - X(c.event.t_start)), height: H - 28, fill: "#fde7c4" }));
+    w.plates.forEach((p, j) => {
+      const pts = w.t.map((t, i) => w.grams[i][j] === null ? null : `${X(t).toFixed(1)},${Yg(w.grams[i][j]).toFixed(1)}`).filter(Boolean).join(" ");
+      root.append(svg("polyline", { points: pts, fill: "none", stroke: COLORS[j % COLORS.length], "stroke-width": 1.6 }, svg("title", {}, p)));
+      root.append(svg("text", { x: W - 10, y: 14 + 13 * j, "text-anchor": "end", "font-size": 11, fill: COLORS[j % COLORS.length] }, p));
+    });
+    root.append(svg("text", { x: 2, y: Yg(g1) + 4, "font-size": 10 }, `${Math.round(g1)} g`), svg("text", { x: 2, y: Yg(g0), "font-size": 10 }, `${Math.round(g0)} g`),
+      svg("text", { x: m, y: H - 6, "font-size": 10 }, fmtT(t0)), svg("text", { x: W - 8, y: H - 6, "font-size": 10, "text-anchor": "end" }, fmtT(t1)));
+    return root;
+  }
+  const BONES = [[5, 7], [7, 9], [6, 8], [8, 10], [5, 6], [5, 11], [6, 12], [11, 12], [11, 13], [13, 15], [12, 14], [14, 16], [0, 5], [0, 6]];
+  function replay(c) {
+    // seen from the aisle: horizontal = along the shelf, vertical = height
+    const W = 360, H = 220;
+    const boxes = Object.values(c.plate_boxes);
+    const cx = boxes.length ? (boxes[0][0][0] + boxes[0][1][0]) / 2 : 0, cy = boxes.length ? (boxes[0][0][1] + boxes[0][1][1]) / 2 : 0;
+    const gond = layout.gondolas.find(g => c.event.plates[0]?.startsWith(g.id)) || layout.gondolas[0];
+    const f = gond.front, ax = [-f[1], f[0]];
+    const U = (x, y) => (x - cx) * ax[0] + (y - cy) * ax[1];
+    const sx = u => W / 2 + u * 90, sz = z => H - 10 - z * 90;
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", id: "replay", role: "img", "aria-label": "Animated replay of the skeletons of the shoppers near the plate" });
+    for (const [lo, hi] of boxes) {
+      const us = [U(lo[0], lo[1]), U(hi[0], hi[1]), U(lo[0], hi[1]), U(hi[0], lo[1])];
+      root.append(svg("rect", { x: sx(Math.min(...us)), y: sz(hi[2]), width: (Math.max(...us) - Math.min(...us)) * 90, height: (hi[2] - lo[2]) * 90, fill: "#fde7c4", stroke: "#9a5b00" }));
+    }
+    const layer = svg("g"); root.append(layer);
+    const clock = svg("text", { x: 8, y: 16, "font-size": 12 }); root.append(clock);
+    const sessions = Object.keys(c.skeletons);
+    const times = [...new Set(sessions.flatMap(s => c.skeletons[s].map(fr => fr[0])))].sort((a, b) => a - b);
+    let k = 0, playing = true;
+    function draw() {
+      if (!times.length) { clock.textContent = "no skeleton seen"; return; }
+      const t = times[k % times.length]; layer.replaceChildren(); clock.textContent = fmtT(t) + (t >= c.event.t_start && t <= c.event.t_end ? " · event" : "");
+      sessions.forEach((s, i) => {
+        const fr = c.skeletons[s].reduce((best, x) => Math.abs(x[0] - t) < Math.abs((best?.[0] ?? 1e9) - t) ? x : best, null);
+        if (!fr || Math.abs(fr[0] - t) > 0.3) return;
+        const J = fr[1], col = COLORS[i % COLORS.length];
+        for (const [a, b] of BONES) if (J[a][0] !== null && J[b][0] !== null)
+          layer.append(svg("line", { x1: sx(U(J[a][0], J[a][1])), y1: sz(J[a][2]), x2: sx(U(J[b][0], J[b][1])), y2: sz(J[b][2]), stroke: col, "stroke-width": 2.5, "stroke-linecap": "round" }));
+        for (const w of [9, 10]) if (J[w][0] !== null) layer.append(svg("circle", { cx: sx(U(J[w][0], J[w][1])), cy: sz(J[w][2]), r: 4, fill: col }));
+        if (J[0][0] !== null) layer.append(svg("text", { x: sx(U(J[0][0], J[0][1])), y: sz(J[0][2]) - 10, "font-size": 11, "text-anchor": "middle", fill: col }, s));
+      });
+    }
+    draw();
+    const timer = setInterval(() => { if (!root.isConnected) { clearInterval(timer); return; } if (playing) { k++; draw(); } }, 100);
+    const btn = el("button", { type: "button", class: "secondary", "aria-pressed": "false", onclick: () => { playing = !playing; btn.textContent = playing ? "Pause replay" : "Play replay"; btn.setAttribute("aria-pressed", String(!playing)); } }, "Pause replay");
+    return el("div", {}, root, btn);
+  }
+
+  // ---- receipts and disputes --------------------------------------------------------------
+  document.getElementById("receipt-search").addEventListener("submit", e => { e.preventDefault(); loadReceipts(); });
+  async function loadReceipts() {
+    const q = document.getElementById("rq").value;
+    const rs = await api(token, "GET", "/v1/ops/receipts?q=" + encodeURIComponent(q));
+    document.getElementById("receipts").replaceChildren(...rs.map(r => el("li", {}, el("button", { class: "row", "data-receipt": r.receipt_id, onclick: () => showReceipt(r.receipt_id) },
+      el("strong", { text: `${r.total} ${r.currency}` }), ` · ${r.who} · ${new Date(r.issued_at).toLocaleTimeString()} `, el("span", { class: "state " + r.state, text: r.state }),
+      r.open_disputes ? el("span", { class: "badge", text: r.open_disputes, "aria-label": "open disputes" }) : null))));
+    const ds = await api(token, "GET", "/v1/disputes");
+    document.getElementById("disputes").replaceChildren(...ds.reverse().map(d => el("li", {}, el("button", { class: "row", onclick: () => showReceipt(d.receipt_id) },
+      `${d.product_id} × ${d.quantity} `, el("span", { class: "state " + d.state, text: d.state }), d.flagged ? el("span", { class: "badge", text: "flagged" }) : null))));
+  }
+  async function showReceipt(id) {
+    const r = await api(token, "GET", "/v1/ops/receipts/" + id);
+    const box = document.getElementById("receipt");
+    const err = el("p", { class: "error", role: "alert" });
+    async function act(f) { try { await f(); await showReceipt(id); await loadReceipts(); } catch (e) { err.textContent = e.message; } }
+    box.replaceChildren(el("h2", { text: `Receipt ${r.receipt_id.slice(0, 8)}` }), el("p", {}, el("span", { class: "state " + r.state, text: r.state }), r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null, ` · ${r.total} ${r.currency}`),
+      el("ul", { class: "lines" }, r.lines.map(l => el("li", { "data-product": l.product_id }, el("span", {}, `${l.quantity} × ${l.name}`, el("br"),
+        el("span", { class: "muted", text: l.evidence.map(e => e.confidence !== undefined ? `${e.event_id}: ${Math.round(100 * e.confidence)}%${e.needs_review ? " (reviewed case)" : ""}` : e.event_id).join(" · ") })),
+        el("span", {}, l.amount, " ", el("button", { type: "button", class: "secondary", "aria-label": `Refund one ${l.name}`, onclick: () => act(() => api(token, "POST", `/v1/ops/receipts/${id}/refund`, { product_id: l.product_id, quantity: 1, note: "refunded at the desk" })) }, "Refund 1"))))),
+      el("h3", { text: "Disputes" }), el("ul", { class: "list" }, r.disputes.map(d => el("li", {}, `${d.product_id} × ${d.quantity}: ${d.reason} `, el("span", { class: "state " + d.state, text: d.state }),
+        d.state === "open" ? el("span", {}, " ", el("button", { type: "button", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "refund", note: "agreed" })) }, "Refund"), " ",
+          el("button", { type: "button", class: "secondary", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "reject", note: "evidence is clear" })) }, "Reject")) : null))),
+      el("h3", { text: "Money" }), el("ul", { class: "list" }, r.charges.map(c => el("li", { text: `${c.kind} ${c.amount} · ${c.status}` }))), err);
+  }
+
+  // ---- health -----------------------------------------------------------------------------
+  async function drawHealth(h) {
+    h = h || await api(token, "GET", "/v1/ops/health");
+    const root = document.getElementById("health-map"); drawFloor(root, { plates: true });
+    const fill = { alive: "#6cc070", noisy: "#f0b429", dead: "#b3261e" };
+    const marks = {}; for (const it of h.inventory) for (const p of it.plates) { if (it.low) marks[p] = marks[p] || "low"; if (it.misplaced) marks[p] = "misplaced"; }
+    for (const [pid, st] of Object.entries(h.plates)) {
+      const b = layout.plates[pid]?.box; if (!b) continue;
+      root.append(svg("rect", { x: b[0], y: Y(b[3]), width: b[2] - b[0], height: b[3] - b[1], fill: fill[st], "fill-opacity": 0.55, stroke: marks[pid] === "misplaced" ? "#6a3fb5" : marks[pid] === "low" ? "#9a5b00" : "#44484f", "stroke-width": marks[pid] ? 0.08 : 0.01, "data-plate": pid, "data-state": st }, svg("title", {}, `${pid}: ${st}${marks[pid] ? ", " + marks[pid] : ""}`)));
+    }
+    document.getElementById("health-t").textContent = h.t === null ? "" : "at " + fmtT(h.t);
+    document.getElementById("cameras").replaceChildren(...Object.entries(h.cameras).map(([c, st]) => el("li", { class: st, text: `${c}: ${st}` })));
+    const flagged = h.inventory.filter(i => i.low || i.misplaced);
+    document.getElementById("inventory").replaceChildren(...(flagged.length ? flagged : [null]).map(i => i === null ? el("li", { class: "muted", text: "no plate is low on stock or holds a misplaced item" }) :
+      el("li", {}, `${i.plates.join("+")}: ${i.count} × ${name(i.product)} `, el("span", { class: "state " + (i.misplaced ? "open" : "in_review"), text: i.misplaced ? "misplaced" : "low stock" }))));
+  }
+
+  // ---- analytics --------------------------------------------------------------------------
+  document.getElementById("minutes").addEventListener("change", () => drawAnalytics());
+  document.getElementById("layer").addEventListener("change", () => drawAnalytics());
+  async function drawAnalytics() {
+    const m = document.getElementById("minutes").value, layer = document.getElementById("layer").value;
+    const a = await api(token, "GET", "/v1/ops/analytics" + (m ? "?minutes=" + m : ""));
+    const root = document.getElementById("heat"); drawFloor(root);
+    const g = a.grid, cells = g[layer], max = Math.max(1, ...cells.flat());
+    const heat = svg("g", { "data-layer": layer });
+    cells.forEach((row, j) => row.forEach((v, i) => { if (!v) return;
+      const f = Math.sqrt(v / max);
+      heat.append(svg("rect", { x: g.x0 + i * g.cell, y: Y(g.y0 + (j + 1) * g.cell), width: g.cell, height: g.cell, fill: layer === "walk" ? `rgba(11,92,173,${0.15 + 0.8 * f})` : `rgba(179,38,30,${0.15 + 0.8 * f})` }, svg("title", {}, `${v} samples`)));
+    }));
+    root.insertBefore(heat, root.children[1]);
+    const ps = a.products.slice(0, 14), W = 520, rowH = 24, H = 20 + rowH * Math.max(1, ps.length);
+    const pmax = Math.max(1, ...ps.map(p => p.picks + p.putbacks));
+    const bars = document.getElementById("bars"); bars.setAttribute("viewBox", `0 0 ${W} ${H}`); bars.replaceChildren();
+    if (!ps.length) bars.append(svg("text", { x: 10, y: 20 }, "nothing picked in this period"));
+    ps.forEach((p, i) => {
+      const y = 10 + i * rowH, sc = (W - 230) / pmax;
+      bars.append(svg("text", { x: 196, y: y + 15, "text-anchor": "end", "font-size": 12 }, p.name.length > 30 ? p.name.slice(0, 29) + "…" : p.name),
+        svg("rect", { x: 200, y: y + 3, width: p.picks * sc, height: 16, fill: "#0b5cad" }, svg("title", {}, `${p.picks} picks`)),
+        svg("rect", { x: 200 + p.picks * sc, y: y + 3, width: p.putbacks * sc, height: 16, fill: "#6a3fb5" }, svg("title", {}, `${p.putbacks} put-backs`)),
+        svg("text", { x: 204 + (p.picks + p.putbacks) * sc, y: y + 15, "font-size": 11 }, `${p.picks}/${p.putbacks}`));
+    });
+  }
+
+  function refresh(name) {
+    if (name === "review") loadCases();
+    if (name === "receipts") loadReceipts();
+    if (name === "health") drawHealth();
+    if (name === "analytics") drawAnalytics();
+  }
+  if (token) start(); else document.getElementById("signin").hidden = false;
+})();

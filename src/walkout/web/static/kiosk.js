@@ -1,0 +1,28 @@
+"use strict";
+// Kiosk: an e-mail address or a card token → the receipts of that visitor, shown for a minute.
+(() => {
+  const { api, el } = WO;
+  let token = WO.tokenFromHash("wo-kiosk"), clearTimer = null;
+  const show = (id, on) => { document.getElementById(id).hidden = !on; };
+  function ready() { show("setup", !token); show("lookup", !!token); }
+  document.getElementById("setup-form").addEventListener("submit", e => {
+    e.preventDefault(); token = document.getElementById("ktoken").value.trim(); localStorage.setItem("wo-kiosk", token); ready();
+  });
+  async function lookup(path, body) {
+    const err = document.getElementById("kiosk-error"); err.textContent = "";
+    try {
+      const rs = await api(token, "POST", path, body);
+      const box = document.getElementById("found");
+      box.replaceChildren(el("h2", { text: rs.length ? `${rs.length} receipt${rs.length > 1 ? "s" : ""}` : "No receipt found" }),
+        ...rs.map(r => el("article", { class: "card", "data-receipt": r.receipt_id }, el("h3", { text: new Date(r.issued_at).toLocaleString() }), WO.receiptTable(r),
+          r.under_review ? el("p", { class: "muted", text: "Being checked by staff: it may still change." }) : null)),
+        el("button", { type: "button", onclick: reset }, "Done"));
+      show("found", true);
+      clearTimeout(clearTimer); clearTimer = setTimeout(reset, 60000);  // nobody else reads it
+    } catch (x) { err.textContent = x.message; }
+  }
+  function reset() { document.getElementById("found").replaceChildren(); show("found", false); document.getElementById("kemail").value = ""; document.getElementById("kcard").value = ""; }
+  document.getElementById("email-form").addEventListener("submit", e => { e.preventDefault(); lookup("/v1/kiosk/receipts", { email: document.getElementById("kemail").value.trim() }); });
+  document.getElementById("card-form").addEventListener("submit", e => { e.preventDefault(); lookup("/v1/kiosk/card-receipts", { card_token: document.getElementById("kcard").value.trim() }); });
+  ready();
+})();

@@ -1,0 +1,180 @@
+"""A live store for the browser tests: the real service (uvicorn on a free port) with the
+engine running a simulated store in real time ×``SPEED``, a real SMTP server (aiosmtpd), and
+Debian's Chromium driven by Playwright.
+
+One store serves the whole module: the flows happen in it in order, as in a real shop — the
+shopper signs up and enters (the engine waits for the gate's scan), shops while the dashboard
+watches, leaves; then an operator settles the review case the visit left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+from playwright.sync_api import Browser, Page, sync_playwright
+from pydantic import SecretStr
+
+from walkout.engine import EngineConfig
+from walkout.service.app import create_app
+from walkout.service.deps import Deps
+from walkout.service.runner import LiveRunner
+from walkout.service.settings import ServiceSettings
+from walkout.sim.session import SimSession, simulate
+from walkout.sources.recording import Sensors
+from walkout.store import load_store
+
+#: store time per wall second: 107 s of shopping in about 40 s
+SPEED = 2.5
+SHOPPERS, SEED = 6, 1  # this draw has a shopper-uncertain review case at t ≈ 55 s
+ADMIN = "wo_web-test-admin-0123456789abcdef"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts" / "web"
+DOCS_SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Inbox:
+    """aiosmtpd handler keeping every message."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+
+class GatedRunner:
+    """The live engine, held until ``go`` is set (the test's gate scans a code first)."""
+
+    def __init__(self, runner: LiveRunner) -> None:
+        self.runner, self.go = runner, threading.Event()
+
+    def __call__(self, d: Deps, stop: threading.Event) -> None:
+        while not self.go.wait(0.1):
+            if stop.is_set():
+                return
+        self.runner(d, stop)
+
+
+@dataclass
+class Store:
+    url: str
+    session: SimSession
+    runner: GatedRunner
+    inbox: Inbox
+    deps: Deps
+    operator: str  # bearer tokens
+    kiosk: str
+
+    def api(self, method: str, path: str, token: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, self.url + path, headers={"Authorization": f"Bearer {token}"},
+                             timeout=30, **kw)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
+    """Poll ``check`` (test side only) until it returns something truthy."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    session = simulate(load_store("small"), SHOPPERS, SEED)
+    sensors = Sensors.from_session(session)
+    inbox = Inbox()
+    smtp_port = free_port()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    db = tmp_path_factory.mktemp("web") / "walkout.db"
+    settings = ServiceSettings(db_url=f"sqlite:///{db}", entry_secret=SecretStr("w" * 32),
+                               bootstrap_admin_token=SecretStr(ADMIN), smtp_host="127.0.0.1",
+                               smtp_port=smtp_port)
+    runner = GatedRunner(LiveRunner(sensors, f"sim:web:{SEED}", speed=SPEED,
+                                    config=EngineConfig(review_hold_s=600.0)))
+    app = create_app(settings, store=sensors.store, background=runner)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    th.start()
+    wait_for("the service to start", lambda: server.started, 30)
+    url = f"http://127.0.0.1:{port}"
+
+    def staff(role: str) -> str:
+        r = httpx.post(url + "/v1/admin/staff", json={"role": role, "name": role},
+                       headers={"Authorization": f"Bearer {ADMIN}"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["token"])
+
+    try:
+        yield Store(url, session, runner, inbox, app.state.deps, staff("operator"),
+                    staff("kiosk"))
+    finally:
+        server.should_exit = True
+        th.join(30)
+        smtp.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    exe = os.environ.get("WALKOUT_TEST_CHROMIUM") or shutil.which("chromium")
+    if not exe:
+        pytest.fail("Debian's chromium is not installed: `bash scripts/services.sh start "
+                    "chromium` (scripts/test.sh does it)", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)  # a fresh profile
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shot() -> Callable[[Page, str], Path]:
+    return take_shot
+
+
+@pytest.fixture
+def waiter() -> Callable[..., Any]:
+    return wait_for
+
+
+def take_shot(page: Page, name: str) -> Path:
+    """A screenshot as a test artifact (artifacts/web/); with WALKOUT_UPDATE_SCREENSHOTS=1
+    also the current one in docs/screenshots/ (what README shows)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("WALKOUT_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_SHOTS / path.name)
+    return path

@@ -1,0 +1,207 @@
+"""The three flows of issue 7 in a real browser (Chromium via Playwright) on a live simulated
+store: a shopper's visit from sign-up to the e-mailed receipt; the dashboard's map following
+the shoppers; an operator deciding a review case, and the receipt following the verdict.
+
+The tests run in this order on one store (see conftest)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import select
+
+from walkout.service.models import RunnerCheckpoint
+
+if TYPE_CHECKING:
+    from web.conftest import Store
+
+Shot = Callable[[Page, str], Path]
+Wait = Callable[..., Any]
+
+EMAIL = "ada@example.org"
+PHONE = {"width": 390, "height": 844}
+
+
+def _chosen(store: Store) -> str:
+    """The simulated shopper whose gate scan will carry the app's code: the first to leave
+    with something in the cart (the ground truth, never shown to the engine)."""
+    exits = {c: r for c, r in store.session.truth.receipts.items() if sum(r.values()) > 0}
+    entries = [g.credential for g in store.session.gates if g.kind == "entry"]
+    return next(c for c in entries if c in exits)
+
+
+def test_shopper_signs_up_enters_shops_and_gets_the_receipt(
+        store: Store, browser: Browser, shot: Shot, waiter: Wait) -> None:
+    ctx = browser.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True)
+    page = ctx.new_page()
+    page.goto(store.url + "/app")
+    page.get_by_label("E-mail").fill(EMAIL)
+    page.get_by_label("Name").fill("Ada")
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_label("Card token").fill("tok_visa_ada")
+    page.get_by_label("Label").fill("Visa ending 4242")
+    page.get_by_role("button", name="Save payment method").click()
+    qr = page.locator("#qr svg")
+    expect(qr).to_be_visible()
+    shot(page, "app-entry-qr")
+    code = page.locator("#qr").get_attribute("data-code")
+    assert code and code.count(".") >= 1
+    # the simulated entry gate scans the phone; its GateEvent for the engine names the
+    # simulated shopper who walks in, so the engine binds that person to this account
+    credential = _chosen(store)
+    r = store.api("POST", "/v1/gates/entry/scan", store.operator,
+                  json={"code": code, "credential": credential})
+    assert r.status_code == 201, r.text
+    store.runner.go.set()  # the store opens
+    # inside: the QR gives way to the live cart, which fills as the engine sees picks
+    expect(page.locator("#cart")).to_be_visible(timeout=15_000)
+    expect(page.locator("#cart-lines li[data-product]").first).to_be_visible(timeout=60_000)
+    shot(page, "app-live-cart")
+    # out: the receipt appears by itself (SSE), and the e-mail is in the SMTP server
+    receipt = page.locator("#my-receipts button").first
+    expect(receipt).to_be_visible(timeout=90_000)
+    receipt.click()
+    table = page.locator("#my-receipt table.rc")
+    expect(table).to_be_visible()
+    mail = waiter("the receipt e-mail", lambda: [m for m in store.inbox.messages
+                                                    if m["To"] == EMAIL], 30)[0]
+    total = table.locator("tfoot th.num").inner_text()
+    amount = total.split()[0]
+    assert amount in mail["Subject"], (total, mail["Subject"])
+    assert Decimal(amount) > 0
+    got = store.api("GET", "/v1/receipts", _token(page)).json()
+    assert len(got) == 1 and got[0]["total"] == amount
+    shot(page, "app-receipt")
+    # contest a line: the dispute reaches the operators
+    line = got[0]["lines"][0]
+    page.get_by_label("Line", exact=True).select_option(line["product_id"])
+    page.get_by_label("What happened").fill("I put it back")
+    page.get_by_role("button", name="Contest this line").click()
+    expect(page.get_by_role("status").filter(has_text="staff will look")).to_be_visible()
+    disputes = store.api("GET", "/v1/disputes", store.operator).json()
+    assert [(d["receipt_id"], d["product_id"]) for d in disputes] == [
+        (got[0]["receipt_id"], line["product_id"])]
+    ctx.close()
+    # the kiosk finds the same receipt by the address
+    kiosk = browser.new_page(viewport={"width": 1024, "height": 768})
+    kiosk.goto(f"{store.url}/kiosk#token={store.kiosk}")
+    kiosk.get_by_label("Your e-mail address").fill(EMAIL.upper())
+    kiosk.get_by_role("button", name="Show my receipts").click()
+    found = kiosk.locator(f"article[data-receipt='{got[0]['receipt_id']}']")
+    expect(found).to_be_visible()
+    expect(found.locator("tfoot")).to_contain_text(amount)
+    shot(kiosk, "kiosk")
+    kiosk.close()
+
+
+def _token(page: object) -> str:
+    return str(page.evaluate("localStorage.getItem('wo-shopper')"))  # type: ignore[attr-defined]
+
+
+def test_dashboard_map_shows_the_shoppers_moving(store: Store, browser: Browser,
+                                                 shot: Shot) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{store.url}/#token={store.operator}")
+    expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
+    marks = page.locator("#map g.person")
+    expect(marks.first).to_be_visible(timeout=20_000)
+
+    def where() -> dict[str, tuple[float, float]]:
+        return {g["track"]: (float(g["x"]), float(g["y"])) for g in page.eval_on_selector_all(
+            "#map g.person", "gs => gs.map(g => ({track: g.dataset.track, x: g.dataset.x, "
+            "y: g.dataset.y}))")}
+
+    before = where()
+    page.wait_for_timeout(2500)
+    after = where()
+    both = set(before) & set(after)
+    assert both, (before, after)
+    moved = [t for t in both if abs(before[t][0] - after[t][0]) + abs(before[t][1] - after[t][1])
+             > 0.05]
+    assert moved, f"nobody moved on the map: {before} → {after}"
+    # a bound shopper carries a pseudonym, never a name or an address
+    labels = page.locator("#people li").all_inner_texts()
+    assert labels and not any("@" in x or "Ada" in x for x in labels)
+    assert any(re.match(r"acct-[0-9a-f]{6}|s\d{5}", x) for x in labels), labels
+    expect(page.locator("#events li").first).to_be_visible()
+    shot(page, "dashboard-live")
+    # the event stream filters
+    page.get_by_label("picks").uncheck()
+    assert page.locator("#events li[data-kind=pick]:visible").count() == 0
+    page.get_by_label("picks").check()
+    page.close()
+
+
+def test_operator_decides_a_review_case_and_the_receipt_follows(
+        store: Store, browser: Browser, shot: Shot, waiter: Wait) -> None:
+    # the stream ends, every receipt is issued (the held ones as under review)
+    def ended() -> bool:
+        with store.deps.sessions() as s:
+            cp = s.scalar(select(RunnerCheckpoint))
+            return cp is not None and cp.t >= store.session.duration_s - 1e-6
+    waiter("the end of the simulated stream", ended, 120)
+    cases = store.api("GET", "/v1/ops/reviews", store.operator).json()
+    assert cases and cases[0]["state"] == "open", cases
+    case = store.api("GET", f"/v1/ops/reviews/{cases[0]['case_id']}", store.operator).json()
+    charged = {sid: items for sid, items in case["decided"].items() if items}
+    assert charged, case
+    sid = next(iter(charged))
+    receipt_id = waiter("the charged shopper's receipt", lambda: store.api(
+        "GET", f"/v1/ops/reviews/{case['case_id']}", store.operator).json()
+        ["people"][sid]["receipt_id"], 30)
+    before = store.api("GET", f"/v1/ops/receipts/{receipt_id}", store.operator).json()
+    assert before["under_review"] and before["state"] == "in_review"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{store.url}/#token={store.operator}")
+    page.get_by_role("tab", name=re.compile("Review queue")).click()
+    expect(page.locator("#review-count")).to_have_text(re.compile(r"[1-9]"))
+    page.locator(f"#cases button[data-case='{case['case_id']}']").click()
+    # the evidence: weight plot, hypotheses with scores, the animated replay
+    expect(page.locator("#case svg.plot polyline").first).to_be_visible()
+    expect(page.locator("#case .hyp").first).to_be_visible()
+    frame0 = page.locator("#replay text").first.inner_text()
+    page.wait_for_timeout(400)
+    assert page.locator("#replay line").count() > 0
+    assert page.locator("#replay text").first.inner_text() != frame0  # it plays
+    shot(page, "dashboard-review")
+    # the verdict: nobody took it — the line leaves the receipt, the money comes back
+    page.get_by_role("button", name="Nothing was taken").click()
+    expect(page.locator("#case [role=status]")).to_contain_text("applied", timeout=30_000)
+
+    def revised() -> dict[str, object] | None:
+        r = store.api("GET", f"/v1/ops/receipts/{receipt_id}", store.operator).json()
+        return r if not r["under_review"] else None
+    after = waiter("the revised receipt", revised, 30)
+    gone = dict(charged[sid])
+    was = {ln["product_id"]: ln["quantity"] for ln in before["lines"]}
+    now = {ln["product_id"]: ln["quantity"] for ln in after["lines"]}  # type: ignore[index]
+    for pid, q in gone.items():
+        assert now.get(pid, 0) == was.get(pid, 0) - q, (was, now, gone)
+    assert Decimal(after["total"]) < Decimal(before["total"])  # type: ignore[arg-type]
+    refunds = [c for c in after["charges"] if c["kind"] == "refund"]  # type: ignore[index]
+    assert refunds and refunds[0]["status"] == "succeeded"
+    assert Decimal(refunds[0]["amount"]) == Decimal(before["total"]) - Decimal(after["total"])  # type: ignore[arg-type]
+    # the receipts page shows it settled
+    page.get_by_role("tab", name="Receipts & disputes").click()
+    page.get_by_label("Receipt id, e-mail or product").fill(receipt_id[:10])
+    page.get_by_role("button", name="Search").click()
+    page.locator(f"#receipts button[data-receipt='{receipt_id}']").click()
+    expect(page.locator("#receipt")).to_contain_text(str(after["total"]))
+    expect(page.locator("#receipt .state").first).to_have_text("charged")
+    shot(page, "dashboard-receipts")
+    for tab, name in (("Store health", "dashboard-health"), ("Analytics", "dashboard-analytics")):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(600)
+        shot(page, name)
+    assert page.locator("#heat rect[fill^='rgba']").count() > 0
+    assert page.locator("#bars rect").count() > 0
+    page.close()
+    assert json.loads(json.dumps(after))  # plain JSON all the way
+    assert httpx.get(store.url + "/health").json() == {"status": "ok"}
