@@ -119,6 +119,7 @@ def settle_by_truth(engine: Engine, truth: Truth) -> int:
         if sessions[sid].credential:
             by_cred.setdefault(sessions[sid].credential, sid)
     n = 0
+    used: set[int] = set()
     for case in list(engine.cases.values()):
         if not case.open:
             continue
@@ -128,16 +129,20 @@ def settle_by_truth(engine: Engine, truth: Truth) -> int:
             if not sessions[sid].credential
         }
         creds = {sessions[sid].credential for sid in case.sessions}
-        for te in truth.events:
-            if ev.plate_ids:
+        for k, te in enumerate(truth.events):
+            if k in used:  # one true change settles one case (an event split in two: once)
+                continue
+            if ev.plate_ids:  # the load cells lag the change a little: a second's slack
                 hit = (te.kind == ev.kind and bool(set(te.plates) & set(ev.plate_ids))
-                       and ev.t_start - 0.5 <= te.t_change <= ev.t_end + 0.5)
+                       and ev.t_start - 1.5 <= te.t_change <= ev.t_end + 1.0
+                       and te.t_in <= ev.t_end + 0.5 and ev.t_start - 0.5 <= te.t_out)
             else:  # a hand to the floor: did that shopper leave something there?
                 hit = (te.kind == "drop" and te.shopper in creds
                        and ev.t_start - 2.0 <= te.t_change <= ev.t_end + 2.0)
             sid = by_cred.get(te.shopper)
             if hit and sid is not None:
                 shares.setdefault(sid, Counter())[te.product_id] += te.quantity
+                used.add(k)
         engine.resolve(case.case_id, Verdict(
             {sid: tuple(sorted(c.items())) for sid, c in shares.items() if +c},
             reviewer="bench", note="settled from the simulator's truth"))
