@@ -1,0 +1,239 @@
+"""Scale benchmark: engine throughput (real-time factor) against store size and shoppers.
+
+For each store size a store is generated (:mod:`walkout.store.bigstore`: 1 camera per 25 m²,
+at least 12; 2 plates per m², or as many as the floor holds) and, for each shopper count, a
+period is simulated with the shoppers arriving within ``arrive_s`` so that they are in the
+store together; the engine then processes the first ``window_s`` seconds of it (every camera
+frame at 15 fps, every plate sample at 60 Hz) and the real-time factor is store time over the
+engine's CPU time. CPU time, not wall time: the figure is the engine's cost, whatever else the
+(shared) machine runs meanwhile; the wall time is reported beside it.
+
+``profile`` adds where the time goes: the engine run again under cProfile, the cumulative time
+of each stage's entry point (shelf, tracking and its parts, attribution, hand-overs, checkout).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from walkout.events import PlateBlock
+from walkout.sim.session import SimConfig, SimSession, simulate
+from walkout.sim.shoppers import ShopperConfig
+from walkout.sources.recording import Sensors
+from walkout.store.bigstore import generate_store, max_plates
+from walkout.store.model import Store
+
+#: the default grid: every store size with every shopper count (kept to what a 2-core machine
+#: runs in about ten minutes; `walkout bench scale --area ... --shoppers ...` for others)
+DEFAULT_AREAS = (100, 300, 1000, 3000)
+DEFAULT_SHOPPERS = (10, 50)
+
+#: stage entry points whose cumulative time the profile reports (file suffix, function name)
+STAGES: dict[str, tuple[str, str]] = {
+    "shelf": ("shelf/stage.py", "process"),
+    "tracking": ("tracking/tracker.py", "process"),
+    "attribution": ("walkout/engine.py", "_attribute_ready"),
+    "hand_overs": ("walkout/engine.py", "_hand_overs"),
+    "checkout": ("walkout/engine.py", "_close_ready"),
+    "exits": ("walkout/engine.py", "_track_exits"),
+    "evidence": ("walkout/engine.py", "_keep"),
+}
+
+
+@dataclass(frozen=True)
+class Size:
+    area_m2: float
+    cameras: int
+    plates: int
+
+
+def size_for(area_m2: float, cameras: int | None = None, plates: int | None = None) -> Size:
+    """The sensors of a store of ``area_m2``: 1 camera per 25 m² (at least 12) and 2 plates
+    per m² (at most what the floor holds), unless given."""
+    return Size(area_m2, cameras or max(12, round(area_m2 / 25)),
+                plates or min(round(2 * area_m2), max_plates(area_m2)))
+
+
+def bench_session(store: Store, shoppers: int, seed: int, arrive_s: float) -> SimSession:
+    """A period with ``shoppers`` arriving within about ``arrive_s`` seconds (the gate lets
+    them through as fast as that needs), one visit each, no re-planning of close passes."""
+    gap = arrive_s / max(shoppers, 1)
+    cfg = SimConfig(shoppers=ShopperConfig(mean_arrival_gap_s=gap, gate_gap_s=min(4.0, gap / 2),
+                                           replan_tries=1))
+    return simulate(store, shoppers, seed, cfg)
+
+
+def start_of(session: SimSession) -> float:
+    """When the first shopper appears (the window starts there: the store is open, not
+    empty)."""
+    return max(0.0, min((float(p.t[0]) for p in session.truth.paths), default=0.0) - 0.5)
+
+
+def cut(session: SimSession, start: float, window_s: float) -> Sensors:
+    """The sensors of ``window_s`` seconds from ``start`` (less where the period ends first),
+    on a clock that starts there."""
+    end = min(start + window_s, session.duration_s)
+    p = session.plates
+    i0, i1 = np.searchsorted(p.t, [start, end])
+    return Sensors(
+        session.store, PlateBlock(p.t[i0:i1] - start, p.grams[i0:i1], p.plate_ids),
+        [replace(f, t=f.t - start) for f in session.frames if start <= f.t < end],
+        [replace(g, t=g.t - start) for g in session.gates if start <= g.t < end], end - start)
+
+
+def concurrency(session: SimSession, start: float, window_s: float) -> tuple[int, float]:
+    """Peak and mean number of people in the store over the window (1 s steps)."""
+    ts = np.arange(start, min(start + window_s, session.duration_s), 1.0)
+    inside = np.zeros(len(ts))
+    for path in session.truth.paths:
+        inside += (ts >= path.t[0]) & (ts <= path.t[-1])
+    return (int(inside.max()) if len(ts) else 0), (float(inside.mean()) if len(ts) else 0.0)
+
+
+def stage_seconds(prof: cProfile.Profile) -> dict[str, float]:
+    """Cumulative seconds of each stage's entry point in a profile of the engine."""
+    st = pstats.Stats(prof)
+    out = dict.fromkeys(STAGES, 0.0)
+    total = 0.0
+    for (file, _, func), (_, _, _, cum, _) in st.stats.items():  # type: ignore[attr-defined]
+        for name, (suffix, fn) in STAGES.items():
+            if func == fn and file.endswith(suffix):
+                out[name] += cum
+        if func == "run" and file.endswith("walkout/engine.py"):
+            total = max(total, cum)
+    out["total"] = total
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def run_one(store: Store, shoppers: int, seed: int, window_s: float, arrive_s: float,
+            profile: bool = False) -> dict[str, Any]:
+    """One point of the curve: simulate, then time the engine on the window."""
+    from walkout.engine import Engine
+
+    t0 = time.perf_counter()
+    session = bench_session(store, shoppers, seed, arrive_s)
+    sim_s = time.perf_counter() - t0
+    start = start_of(session)
+    sensors = cut(session, start, window_s)
+    peak, mean = concurrency(session, start, window_s)
+    c0, w0 = time.process_time(), time.perf_counter()
+    result = Engine(store).run(sensors)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    row: dict[str, Any] = {
+        "area_m2": store_area(store), "shoppers": shoppers, "cameras": len(store.cameras),
+        "plates": len(store.plates), "engine": "single",
+        "real_time_factor": round(sensors.duration_s / cpu, 2),
+        "events": len(result.events), "seconds": round(cpu, 2),
+        "wall_seconds": round(wall, 2), "store_seconds": round(sensors.duration_s, 1),
+        "camera_frames": len(sensors.frames), "plate_samples": int(sensors.plates.grams.size),
+        "peak_in_store": peak, "mean_in_store": round(mean, 1),
+        "receipts": len(result.receipts), "tracks": len(result.tracks),
+        "simulate_seconds": round(sim_s, 1),
+    }
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        Engine(store).run(sensors)
+        prof.disable()
+        row["stages_s"] = stage_seconds(prof)
+    return row
+
+
+def store_area(store: Store) -> float:
+    """Floor area of a store's outline (shoelace formula), m²."""
+    xy = np.asarray(store.floor.outline, dtype=np.float64)
+    x, y = xy[:, 0], xy[:, 1]
+    return round(float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2), 1)
+
+
+def run_scale(
+    areas: Sequence[float] = DEFAULT_AREAS, shoppers: Sequence[int] = DEFAULT_SHOPPERS,
+    seed: int = 1, window_s: float = 90.0, arrive_s: float = 20.0, *,
+    mqtt_url: str | None = None, mqtt: bool = True, profile: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Every store size × shopper count, single process; then the MQTT path's throughput
+    (through ``mqtt_url``, or a private Mosquitto when none is given and one is installed)."""
+    say = progress or (lambda _m: None)
+    runs = []
+    for area in areas:
+        size = size_for(area)
+        store = generate_store(size.area_m2, size.cameras, size.plates, seed)
+        for n in shoppers:
+            say(f"{area:g} m², {size.cameras} cameras, {size.plates} plates, {n} shoppers")
+            row = run_one(store, n, seed, window_s, arrive_s, profile)
+            say(f"  real-time factor {row['real_time_factor']}x ({row['seconds']} s CPU for "
+                f"{row['store_seconds']} s, peak {row['peak_in_store']} in store)")
+            runs.append(row)
+    out: dict[str, Any] = {"runs": runs, "window_s": window_s, "arrive_s": arrive_s,
+                           "seed": seed, "mqtt": None}
+    if mqtt:
+        say("MQTT path throughput")
+        out["mqtt"] = mqtt_figures(mqtt_url)
+    return out
+
+
+def mqtt_figures(url: str | None, seconds: float = 5.0) -> dict[str, Any]:
+    """The MQTT path's sustained throughput (:func:`walkout.sources.mqtt.measure_throughput`);
+    ``{"skipped": why}`` when no broker can be had."""
+    from walkout.sources.mqtt import LocalMosquitto, measure_throughput
+
+    def figures(u: str) -> dict[str, Any]:
+        r = measure_throughput(u, seconds=seconds)
+        return {"plate_samples_per_s": round(r["plate_samples_per_s"]),
+                "keypoint_frames_per_s": round(r["keypoint_frames_per_s"]), "lost": r["lost"],
+                "broker": u}
+
+    if url:
+        return figures(url)
+    try:
+        with LocalMosquitto() as broker:
+            return figures(broker.url)
+    except FileNotFoundError as e:
+        return {"skipped": str(e)}
+
+
+def plot(figures: dict[str, Any], path: Path, goal: float = 20.0) -> None:
+    """Real-time factor against shoppers (one line per store size and engine) and against
+    store size (one line per shopper count), log scales, the goal drawn across."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = figures["runs"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (area, engine) in sorted({(r["area_m2"], r["engine"]) for r in runs}):
+        rs = sorted((r for r in runs if r["area_m2"] == area and r["engine"] == engine),
+                    key=lambda r: r["shoppers"])
+        ax1.plot([r["shoppers"] for r in rs], [r["real_time_factor"] for r in rs], "o-",
+                 label=f"{area:,.0f} m², {rs[0]['cameras']} cam, {rs[0]['plates']:,} plates"
+                 + ("" if engine == "single" else f" ({engine})"))
+    for (n, engine) in sorted({(r["shoppers"], r["engine"]) for r in runs}):
+        rs = sorted((r for r in runs if r["shoppers"] == n and r["engine"] == engine),
+                    key=lambda r: r["area_m2"])
+        ax2.plot([r["area_m2"] for r in rs], [r["real_time_factor"] for r in rs], "s-",
+                 label=f"{n} shoppers" + ("" if engine == "single" else f" ({engine})"))
+    for ax, xl in ((ax1, "shoppers in the store"), (ax2, "store area (m²)")):
+        ax.axhline(goal, color="grey", ls="--", lw=1)
+        ax.text(ax.get_xlim()[0], goal * 1.05, f" goal {goal:g}×", color="grey", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xl)
+        ax.set_ylabel("real-time factor (store s / engine CPU s)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"walkout engine throughput, single process ({figures['window_s']:g} s of "
+                 "store time per point; cameras 15 fps, plates 60 Hz)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
