@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import BackgroundTasks, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -138,6 +139,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # few request threads: they share one GIL and (on SQLite) one write lock, and forty
+        # of them only take turns holding both - a lock holder waits for the GIL behind
+        # threads that then wait for its lock
+        to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         stop = threading.Event()
         # unsent receipts (SMTP outage, crash) go out in the background: an unreachable mail
         # server must not hold up the start of the store

@@ -21,6 +21,8 @@ class ServiceSettings(BaseSettings):
         "NORMAL", description="SQLite PRAGMA synchronous (WAL): NORMAL survives a crash of the "
         "process, FULL also a power loss (one fsync per commit)"
     )
+    api_threads: int = Field(
+        8, ge=1, le=256, description="threads answering requests (synchronous endpoints)")
     payment_provider: Literal["ledger", "stripe"] = Field(
         "ledger", description="ledger: built-in double-entry ledger in the database"
     )
