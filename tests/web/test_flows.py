@@ -133,9 +133,9 @@ def test_dashboard_map_shows_the_shoppers_moving(store: Store, browser: Browser,
     expect(page.locator("#events li").first).to_be_visible()
     shot(page, "dashboard-live")
     # the event stream filters
-    page.get_by_label("picks").uncheck()
+    page.get_by_role("checkbox", name="picks", exact=True).uncheck()
     assert page.locator("#events li[data-kind=pick]:visible").count() == 0
-    page.get_by_label("picks").check()
+    page.get_by_role("checkbox", name="picks", exact=True).check()
     page.close()
 
 
@@ -166,10 +166,10 @@ def test_operator_decides_a_review_case_and_the_receipt_follows(
     # the evidence: weight plot, hypotheses with scores, the animated replay
     expect(page.locator("#case svg.plot polyline").first).to_be_visible()
     expect(page.locator("#case .hyp").first).to_be_visible()
-    frame0 = page.locator("#replay text").first.inner_text()
+    frame0 = page.locator("#replay .replay-clock").text_content()
     page.wait_for_timeout(400)
     assert page.locator("#replay line").count() > 0
-    assert page.locator("#replay text").first.inner_text() != frame0  # it plays
+    assert page.locator("#replay .replay-clock").text_content() != frame0  # it plays
     shot(page, "dashboard-review")
     # the verdict: nobody took it — the line leaves the receipt, the money comes back
     page.get_by_role("button", name="Nothing was taken").click()

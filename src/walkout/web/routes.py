@@ -278,7 +278,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                         x["who"] = ids.get(x["credential"] or "", {}).get("who")
             mark = (s.scalar(select(func.count()).select_from(Receipt)),
                     s.scalar(select(func.max(Receipt.issued_at))),
-                    s.scalar(select(func.count()).select_from(ReviewVerdict)),
+                    s.scalar(select(func.count()).select_from(ReviewVerdict)
+                             .where(ReviewVerdict.applied_at.is_not(None))),
                     s.scalar(select(func.count()).select_from(Dispute)))
             last = rows[-1][0] if rows else after
             return out, last, mark
@@ -309,7 +310,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                     yield _sse(ev["channel"], ev, ev["id"])
                 if m != mark:
                     if mark is not None:
-                        yield _sse("changed", {"receipts": m[0], "verdicts": m[2],
+                        yield _sse("changed", {"receipts": m[0], "applied_verdicts": m[2],
                                                "disputes": m[3]})
                     mark = m
                 if events:

@@ -164,8 +164,9 @@
     const c = await api(token, "GET", "/v1/ops/reviews/" + encodeURIComponent(id));
     document.querySelectorAll("#cases button").forEach(b => b.setAttribute("aria-current", b.dataset.case === id));
     const box = document.getElementById("case");
-    if (quiet && box.dataset.case === id && box.dataset.state === String(!!c.verdict)) return;
-    box.dataset.case = id; box.dataset.state = String(!!c.verdict);
+    const state = c.verdict ? (c.verdict.applied ? "applied" : "decided") : "open";
+    if (quiet && box.dataset.case === id && box.dataset.state === state) return;
+    box.dataset.case = id; box.dataset.state = state;
     const label = sid => `${sid}${c.people[sid]?.who ? " (" + c.people[sid].who + ")" : ""}`;
     const items = its => its.length ? its.map(([p, q]) => `${q} × ${c.products[p] || name(p)}`).join(", ") : "nothing";
     const decided = Object.entries(c.decided).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nobody charged";
@@ -238,7 +239,7 @@
       root.append(svg("rect", { x: sx(Math.min(...us)), y: sz(hi[2]), width: (Math.max(...us) - Math.min(...us)) * 90, height: (hi[2] - lo[2]) * 90, fill: "#fde7c4", stroke: "#9a5b00" }));
     }
     const layer = svg("g"); root.append(layer);
-    const clock = svg("text", { x: 8, y: 16, "font-size": 12 }); root.append(clock);
+    const clock = svg("text", { x: 8, y: 16, "font-size": 12, class: "replay-clock" }); root.append(clock);
     const sessions = Object.keys(c.skeletons);
     const times = [...new Set(sessions.flatMap(s => c.skeletons[s].map(fr => fr[0])))].sort((a, b) => a - b);
     let k = 0, playing = true;
