@@ -124,8 +124,14 @@ def demo(
     shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 20,
     seed: SeedOpt = 1,
     scenario: ScenarioOpt = None,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="open the web dashboard on the simulated store running live")] = False,
+    host: Annotated[str, typer.Option(help="address to listen on (--serve)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on (--serve)")] = 8000,
+    speed: Annotated[float, typer.Option(help="--serve: 1 = real time")] = 1.0,
 ) -> None:
-    """Simulate a shopping period, run the engine, and show receipts beside the truth."""
+    """Simulate a shopping period, run the engine, and show receipts beside the truth
+    (--serve: run it live behind the dashboard, shopper app and kiosk instead)."""
     from walkout.bench.accuracy import predicted_receipts, true_receipts
     from walkout.bench.metrics import score_receipts
     from walkout.engine import Engine
@@ -135,6 +141,12 @@ def demo(
     t0 = time.perf_counter()
     with console.status(f"simulating {shoppers} shoppers in '{st.name}'..."):
         session = _simulate(st, shoppers, seed, scenario)
+    if serve:
+        from walkout.commands.web import demo_serve
+
+        demo_serve(Sensors.from_session(session), f"demo:{store}:{shoppers}:{seed}", host, port,
+                   speed, console.print)
+        return
     console.print(
         f"simulated {session.duration_s:.0f} s: {len(session.frames):,} camera frames, "
         f"{session.plates.grams.size:,} plate samples, {len(session.truth.events)} shelf events"
