@@ -18,6 +18,7 @@ import numpy as np
 
 from walkout.events import N_JOINTS, KeypointFrame
 from walkout.perception.backends import PoseBackend, Poses
+from walkout.perception.evidence import EvidenceRecorder, person_boxes
 from walkout.perception.undistort import undistort_keypoints
 from walkout.store.model import Camera
 
@@ -83,12 +84,14 @@ class PerceptionStage:
         *,
         undistort: bool = False,
         governor: FrameGovernor | None = None,
+        evidence: EvidenceRecorder | None = None,
     ) -> None:
         if undistort and camera is None:
             raise ValueError("undistorting keypoints needs the camera's calibration")
         self.backend, self.camera_id, self.camera = backend, camera_id, camera
         self.undistort = undistort
         self.governor = governor
+        self.evidence = evidence  # blurred clips on request (perception/evidence.py)
         self.stats = PerceptionStats()
         self.last_poses: Poses | None = None  # keypoints only, for callers wanting PAF scores
 
@@ -108,6 +111,8 @@ class PerceptionStage:
         self.stats.processed += 1
         self.stats.people += int(poses.keypoints.shape[0])
         self.last_poses = poses
+        if self.evidence is not None:
+            self.evidence.push(t, image_bgr, person_boxes(poses.keypoints))
         return to_frame(poses, self.camera_id, t, self.camera if self.undistort else None)
 
 

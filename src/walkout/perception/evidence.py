@@ -1,0 +1,157 @@
+"""Blurred evidence clips around an event, kept under the retention policy.
+
+A reviewer deciding a disputed pick sometimes needs to see the moment, not only the skeleton.
+The stage may therefore keep a short clip around an event, but never a recognisable face: every
+frame is blurred *when it enters the buffer* (the whole frame, or the person boxes the pose
+backend found), so no sharp frame outlives ``push``. Clips are plain video files named by event,
+and :func:`purge_clips` deletes them after the same number of days as the engine's event log
+(``retention_days``, see ``walkout.service.retention``): a clip links a body to a moment and a
+place exactly as a hand trace does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+#: (x0, y0, x1, y1) in pixels.
+Box = tuple[float, float, float, float]
+
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+CLIP_SUFFIX = ".mp4"
+
+
+def blur(img: np.ndarray, boxes: list[Box] | None = None, sigma_frac: float = 0.02,
+         pad_frac: float = 0.15) -> np.ndarray:
+    """A blurred copy of ``img``: the whole frame when ``boxes`` is None, else each person box
+    grown by ``pad_frac`` of its size (hair and hands stick out of keypoint boxes).
+
+    The Gaussian σ is ``sigma_frac`` of the longer image side (13 px at 640 wide): faces of
+    people 2-4 m under a ceiling camera span 15-40 px there, so they lose their features while
+    posture and a product in the hand stay readable.
+    """
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an (h, w, 3) image, got shape {img.shape}")
+    h, w = img.shape[:2]
+    sigma = max(1.0, sigma_frac * max(h, w))
+    if boxes is None:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    out = img.copy()
+    for x0, y0, x1, y1 in boxes:
+        px, py = pad_frac * (x1 - x0), pad_frac * (y1 - y0)
+        a, b = max(0, int(x0 - px)), max(0, int(y0 - py))
+        c, d = min(w, int(np.ceil(x1 + px))), min(h, int(np.ceil(y1 + py)))
+        if c > a and d > b:
+            out[b:d, a:c] = cv2.GaussianBlur(img[b:d, a:c], (0, 0), sigma)
+    return out
+
+
+def person_boxes(keypoints: np.ndarray, min_conf: float = 0.1) -> list[Box]:
+    """Boxes around each detected person's confident keypoints (``(P, 17, 3)`` pixels)."""
+    out: list[Box] = []
+    for person in keypoints:
+        ok = person[:, 2] > min_conf
+        if ok.sum() >= 2:
+            xy = person[ok, :2]
+            out.append((float(xy[:, 0].min()), float(xy[:, 1].min()),
+                        float(xy[:, 0].max()), float(xy[:, 1].max())))
+    return out
+
+
+@dataclass
+class _Request:
+    event_id: str
+    t: float
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+class EvidenceRecorder:
+    """Keeps the last ``pre_s`` seconds of *blurred* frames and writes ``pre_s + post_s`` around
+    each requested event to ``out_dir/<event_id>.mp4``.
+
+    ``push`` blurs on entry (whole frame, or only person boxes when ``boxes`` are given and
+    ``mode == "boxes"``); the ring buffer is bounded by time, so memory stays at
+    ``pre_s × fps`` frames whatever the event rate.
+    """
+
+    def __init__(self, out_dir: Path, fps: float, pre_s: float = 3.0, post_s: float = 3.0,
+                 mode: str = "frame") -> None:
+        if fps <= 0 or pre_s < 0 or post_s < 0:
+            raise ValueError(f"fps must be > 0 and pre_s/post_s >= 0, got {fps}, {pre_s}, "
+                             f"{post_s}")
+        if mode not in ("frame", "boxes"):
+            raise ValueError(f"mode must be 'frame' or 'boxes', got {mode!r}")
+        self.out_dir, self.fps, self.pre_s, self.post_s, self.mode = (
+            out_dir, fps, pre_s, post_s, mode)
+        self._ring: deque[tuple[float, np.ndarray]] = deque()
+        self._open: list[_Request] = []
+        self.written: list[Path] = []
+
+    def request(self, event_id: str, t: float) -> None:
+        """Ask for a clip around time ``t`` (the buffer must still hold ``t - pre_s``)."""
+        if not _EVENT_ID.match(event_id):
+            raise ValueError(f"event id {event_id!r} is not a safe file name "
+                             "(letters, digits, '_', '-', '.'; at most 100)")
+        req = _Request(event_id, t)
+        req.frames = [img for ft, img in self._ring if ft >= t - self.pre_s]
+        self._open.append(req)
+
+    def push(self, t: float, img: np.ndarray, boxes: list[Box] | None = None) -> list[Path]:
+        """Add one camera frame; returns the clips completed by it."""
+        # boxes mode without detections blurs everything rather than keep a face sharp
+        safe = blur(img, boxes if self.mode == "boxes" else None)
+        del img
+        self._ring.append((t, safe))
+        while self._ring and self._ring[0][0] < t - self.pre_s:
+            self._ring.popleft()
+        done: list[Path] = []
+        for req in list(self._open):
+            if t > req.t + self.post_s:
+                done.append(self._write(req))
+                self._open.remove(req)
+            elif t >= req.t - self.pre_s:
+                req.frames.append(safe)
+        return done
+
+    def flush(self) -> list[Path]:
+        """Write the clips still open (the source ended before their ``post_s``)."""
+        done = [self._write(r) for r in self._open if r.frames]
+        self._open.clear()
+        return done
+
+    def _write(self, req: _Request) -> Path:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"{req.event_id}{CLIP_SUFFIX}"
+        h, w = req.frames[0].shape[:2]
+        vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (w, h))
+        if not vw.isOpened():
+            raise OSError(f"cannot open a video writer for {path}")
+        for f in req.frames:
+            vw.write(f)
+        vw.release()
+        self.written.append(path)
+        return path
+
+
+def purge_clips(out_dir: Path, now: datetime, days: int = 30) -> int:
+    """Delete evidence clips written before ``now - days`` (file time); returns how many.
+
+    Same rule and default as the event log's purge, so a clip never outlives the events it
+    illustrates."""
+    if days < 1:
+        raise ValueError(f"retention must be at least 1 day, got {days}")
+    if not out_dir.is_dir():
+        return 0
+    cutoff = (now - timedelta(days=days)).timestamp()
+    n = 0
+    for p in out_dir.glob(f"*{CLIP_SUFFIX}"):
+        if p.is_file() and p.stat().st_mtime < cutoff:
+            p.unlink()
+            n += 1
+    return n
