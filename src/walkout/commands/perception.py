@@ -181,3 +181,40 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             write_track(tracks, docs / "aifi-cps-test-01-track.json")
             draw_plan(store, tracks, report["interactions"], docs / "aifi-cps-test-01-plan.png")
         _print_json(report, json_path)
+
+    @aifi_app.command("check-calibration")
+    def aifi_check_calibration(
+        videos: Annotated[Path, typer.Argument(help="directory of the cps-test-01 videos")],
+        json_path: Annotated[Path | None, typer.Option("--json", help="report JSON to write")]
+        = None,
+        backend: BackendOpt = "movenet",
+        models: ModelsOpt = None,
+        top: Annotated[int, typer.Option(help="best camera assignments to list")] = 3,
+    ) -> None:
+        """Does aifi-nanostore's calibration fit the footage? Median epipolar error (px) of the
+        shopper's joints per camera pair, as labelled and for the best relabelling."""
+        from walkout.perception.aifi_video import VIDEO_CAMERAS
+        from walkout.perception.backends import ModelError
+        from walkout.perception.calib_check import best_assignment, score
+        from walkout.perception.run import perceive_video
+        from walkout.perception.sources import SourceError
+        from walkout.store import load_store
+
+        cfg = _config(backend, models)
+        store = load_store("aifi-nanostore")
+        frames = {}
+        try:
+            for cam, name in VIDEO_CAMERAS.items():
+                err.print(f"[dim]perception {cam}...[/]")
+                frames[cam] = perceive_video(videos / name, cam, None, cfg).frames
+        except (SourceError, ModelError) as e:
+            raise _fail(str(e)) from e
+        cams = store.cameras_by_id
+        labelled = score(frames, cams, {v: v for v in frames})
+        ranked = best_assignment(frames, cams)
+        report = {
+            "labelled": [{"videos": [s.video_a, s.video_b], "pairs": s.pairs,
+                          "median_px": s.median_px} for s in labelled],
+            "best": [{"mean_median_px": round(m, 1), "assignment": a} for m, a in ranked[:top]],
+        }
+        _print_json(report, json_path)
