@@ -51,9 +51,10 @@ def test_command_writes_report_track_and_plan(tmp_path: Path, models_dir: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known failure: the aifi-nanostore calibration of cams "
-                   "3/5/7 does not fit the cps-test-01 footage (see docs/perception.md), so the "
-                   "views do not triangulate into one shopper")
+@pytest.mark.xfail(strict=True, reason="known failure: the aifi-nanostore (April 2020) "
+                   "calibration does not fit the January cps-test-01 footage (walkout aifi "
+                   "check-calibration; docs/perception.md), so the views do not triangulate "
+                   "into one shopper")
 def test_cps_test_01_from_video_alone(tmp_path: Path, models_dir: Path, videos_dir: Path):
     r, out = _run(videos_dir, tmp_path)
     assert r.returncode == 0, r.stderr
