@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from walkout.bench.scale import bench_session, cut, plot, run_scale, size_for, start_of
+from walkout.bench.scale import (
+    bench_session,
+    concurrency,
+    cut,
+    plot,
+    run_scale,
+    size_for,
+    start_of,
+)
 from walkout.cli import app
 from walkout.store.bigstore import generate_store
 
@@ -23,18 +31,20 @@ def test_sizes_follow_the_area() -> None:
     assert size_for(100).cameras == 12 and size_for(100).plates == 192  # what the floor holds
 
 
-def test_window_starts_with_the_first_shopper_on_its_own_clock() -> None:
+def test_window_is_the_busiest_stretch_on_its_own_clock() -> None:
     st = generate_store(100, 12, 192)
     s = bench_session(st, 3, 1, 10.0)
-    start = start_of(s)
-    assert start > 0  # nobody there at t = 0
+    start = start_of(s, 12.0)
+    _, busiest = concurrency(s, start, 12.0)
+    for other in (0.0, start / 2, start + 5.0, s.duration_s - 12.0):
+        assert concurrency(s, other, 12.0)[1] <= busiest
+    assert busiest > 1  # the shoppers are in the store together
     sn = cut(s, start, 12.0)
     assert sn.duration_s == pytest.approx(12.0)
     assert sn.frames and all(0 <= f.t < 12.0 for f in sn.frames)
     assert sn.plates.t[0] >= 0 and sn.plates.t[-1] < 12.0
     assert len(sn.frames) == sum(start <= f.t < start + 12.0 for f in s.frames)
-    assert [g.kind for g in sn.gates][:1] == ["entry"]
-    assert any(f.keypoints.shape[0] for f in sn.frames)  # the shopper is seen in the window
+    assert any(f.keypoints.shape[0] for f in sn.frames)
 
 
 def test_run_scale_json_and_plot(tmp_path: Path) -> None:
@@ -42,7 +52,7 @@ def test_run_scale_json_and_plot(tmp_path: Path) -> None:
     figures = run_scale([100], [2], seed=1, window_s=15.0, mqtt_url=url, mqtt=bool(url),
                         profile=True)
     (run,) = figures["runs"]
-    assert RUN_KEYS <= set(run)
+    assert set(run) >= RUN_KEYS
     assert run["engine"] == "single" and (run["area_m2"], run["cameras"]) == (100.0, 12)
     assert run["store_seconds"] == 15.0 and run["camera_frames"] > 12 * 15 * 14
     assert run["real_time_factor"] == pytest.approx(15.0 / run["seconds"], rel=0.02)
