@@ -356,6 +356,23 @@ def _bone_lengths(X: np.ndarray) -> np.ndarray:
     return np.linalg.norm(X[_BONES[:, 0]] - X[_BONES[:, 1]], axis=1)
 
 
+def _distinct(
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], radius: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One skeleton per person: the views of one newcomer can fall into two clusters (a body
+    half-seen at a door, a camera that disagrees on a joint) that triangulate a few cm apart;
+    as two candidates they would both grow into tracks, and the second newcomer's scan would
+    then find nobody to bind. The best-seen skeleton within ``radius`` of another is kept."""
+    if len(found) < 2:
+        return found
+    seen = [int((~np.isnan(X[:, 0])).sum()) for X, _, _ in found]
+    kept: list[int] = []
+    for i in sorted(range(len(found)), key=lambda i: -seen[i]):
+        if all(float(np.linalg.norm(found[i][2] - found[j][2])) > radius for j in kept):
+            kept.append(i)
+    return [found[i] for i in sorted(kept)]
+
+
 def _skeleton_hip(X: np.ndarray) -> np.ndarray | None:
     hips = X[[L_HIP, R_HIP], :2]
     ok = ~np.isnan(hips[:, 0])
@@ -715,6 +732,7 @@ class Tracker:
                 if hip is None or (~np.isnan(X[g, :, 0])).sum() < cfg.min_update_joints:
                     continue
                 found.append((X[g], S[g], hip))
+        found = _distinct(found, cfg.duplicate_radius_m)
 
         # Echoes of observed tracks are dropped; near a lost track they re-acquire it.
         rest: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
