@@ -185,7 +185,7 @@ def sim(
     seed: SeedOpt = 1,
     scenario: ScenarioOpt = None,
     publish: Annotated[str | None, typer.Option(
-        "--publish", help="play the period onto an MQTT broker, mqtt://HOST:PORT[/STORE] "
+        "--publish", help="play the period onto an MQTT broker, mqtt://HOST:PORT/STORE "
         "(STORE: the store's name on the wire; default its own)")] = None,
     speed: Annotated[float, typer.Option(
         help="--publish pace: 1 = real time, 10 = ten times faster, 0 = as fast as the broker "
@@ -438,7 +438,7 @@ def serve(
                                            "default sqlite:///walkout.db)")] = None,
     store: StoreOpt = "small",
     source: Annotated[str, typer.Option(
-        help="sim: simulated shoppers; recording: --recording; mqtt://HOST:PORT[/STORE]: the "
+        help="sim: simulated shoppers; recording: --recording; mqtt://HOST:PORT/STORE: the "
         "store's sensor network through a broker (docs/mqtt.md)")] = "sim",
     recording: Annotated[Path | None, typer.Option(help="recording directory (--source "
                                                    "recording)")] = None,
@@ -484,7 +484,7 @@ def serve(
             raise typer.Exit(2) from e
     else:
         err.print(f"[red]error:[/] unknown source {source!r}: use sim, recording or "
-                  "mqtt://HOST:PORT[/STORE]")
+                  "mqtt://HOST:PORT/STORE")
         raise typer.Exit(2)
     runner.ray_address = ray  # the engine's stages on a Ray cluster (docs/scale-out.md)
     # the engine (and the receipt e-mails) run in a worker process beside the API: their CPU
