@@ -45,7 +45,7 @@ def test_geometry_is_a_store(store: Store) -> None:
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     boxes = [g.box for g in store.gondolas]
     for b in boxes:  # inside the floor, clear of the gate zone
-        assert lo[0] < b.min[0] and b.max[0] < hi[0] and 3.0 < b.min[1] and b.max[1] < hi[1]
+        assert lo[0] < b.min[0] and b.max[0] < hi[0] and b.min[1] > 3.0 and b.max[1] < hi[1]
     for a, b in itertools.combinations(boxes, 2):  # units touch back to back, never overlap
         overlap = [min(a.max[i], b.max[i]) - max(a.min[i], b.min[i]) for i in range(2)]
         assert min(overlap) <= 1e-9

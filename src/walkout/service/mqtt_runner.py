@@ -63,7 +63,7 @@ class MqttRunner(LiveRunner):
         return self._gates
 
     def run(self, d: Deps, stop: threading.Event | None = None) -> None:
-        eng = Engine(self.store, self.config)
+        eng = self._engine()  # in-process, or its stages on Ray (``serve --ray``)
         seen = {"gates": 0, "shelf": 0, "decisions": 0, "cases": 0, "lines": 0, "receipts": 0}
         src = MqttSource(self.url, self.store, self.store_name, client_id=self.client_id,
                          chunk_s=self.config.chunk_s)
