@@ -537,8 +537,12 @@ def bench_service(
         "SQLite file in --workdir")] = None,
     engine_shoppers: Annotated[int, typer.Option(
         help="simulated shoppers the service's engine runs live (real time) meanwhile")] = 20,
-    ramp: Annotated[float, typer.Option(help="arrivals spread over this many seconds")] = 5.0,
-    think: Annotated[float, typer.Option(help="mean pause between a shopper's picks (s)")] = 0.5,
+    ramp: Annotated[float, typer.Option(
+        help="arrivals spread over this many seconds (the default profile has everybody in "
+        "the store at once: visits last longer than the arrivals take)")] = 20.0,
+    think: Annotated[float, typer.Option(
+        help="mean pause between a shopper's picks (s); --ramp 5 --think 0.5 is a burst "
+        "stress test, ~150 requests/s")] = 15.0,
     workdir: Annotated[Path | None, typer.Option(
         help="where the database and the service log go (default: a temporary directory)")]
     = None,

@@ -12,7 +12,13 @@ so they are all in the store at once without being a single synchronous burst.
 Figures: per endpoint (path templates) ``count``, ``errors``, ``p50_ms``, ``p99_ms``,
 ``max_ms``; ``exit_to_receipt`` p50/p99/max in seconds: from sending the exit to holding the
 receipt (the exit answers with the receipt id; the receipt is then fetched as the app would);
-``receipt_total_mismatches``: receipts whose total is not the sum of the lines posted.
+``receipt_total_mismatches``: receipts whose total is not the sum of the lines posted;
+``peak_in_store``: the most shoppers admitted and not yet out at one time.
+
+Two profiles. The default (arrivals over 20 s, 15 s mean pause between picks) is a store with
+everybody inside at once, shopping at a brisk but human pace (~20 requests/s for 200).
+``--ramp 5 --think 0.5`` compresses 200 whole visits into ~10 s (~150 requests/s): a stress
+test of the API's throughput, far beyond what 200 people in a shop send.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class Recorder:
     exit_to_receipt: list[float] = field(default_factory=list)
     total_mismatches: int = 0
     completed: int = 0
+    in_store: int = 0  # admitted and not yet out
+    peak_in_store: int = 0
 
     def add(self, name: str, seconds: float, ok: bool, detail: str = "") -> None:
         self.latency.setdefault(name, []).append(seconds)
@@ -99,6 +107,8 @@ async def shopper(api: Api, i: int, operator: str, products: list[tuple[str, Dec
     adm = await api.call("POST /v1/gates/{gate}/scan", "POST", "/v1/gates/entry/scan",
                          operator, {"code": code["code"]}, ok=201)
     vid = str(adm["visit_id"])
+    api.rec.in_store += 1
+    api.rec.peak_in_store = max(api.rec.peak_in_store, api.rec.in_store)
     expected = Decimal(0)
     for k in range(rng.randint(1, 4)):  # picks (and the odd put-back), one shelf event each
         await asyncio.sleep(rng.uniform(0, 2 * think_s))
@@ -117,6 +127,7 @@ async def shopper(api: Api, i: int, operator: str, products: list[tuple[str, Dec
     await asyncio.sleep(rng.uniform(0, 2 * think_s))
     t0 = time.perf_counter()
     out = await api.call("POST /v1/visits/{id}/exit", "POST", f"/v1/visits/{vid}/exit", operator)
+    api.rec.in_store -= 1
     rec = await api.call("GET /v1/receipts/{id}", "GET", f"/v1/receipts/{out['receipt_id']}", tok)
     api.rec.exit_to_receipt.append(time.perf_counter() - t0)
     if Decimal(rec["total"]) != expected:
@@ -219,8 +230,8 @@ def stop_service(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_service_bench(shoppers: int, workdir: Path, db_url: str | None = None, seed: int = 1,
-                      store: str = "small", engine_shoppers: int = 20, ramp_s: float = 5.0,
-                      think_s: float = 0.5, progress: Progress | None = None) -> dict[str, Any]:
+                      store: str = "small", engine_shoppers: int = 20, ramp_s: float = 20.0,
+                      think_s: float = 15.0, progress: Progress | None = None) -> dict[str, Any]:
     """Start the service on a fresh database (a SQLite file in ``workdir``, or a new database
     on the PostgreSQL server of ``db_url``), drive ``shoppers`` concurrent visits through it,
     stop it, and return the figures."""
@@ -249,5 +260,6 @@ def _run(url: str, shoppers: int, workdir: Path, seed: int, store: str, engine_s
         "load_avg_1m_at_start": load,  # other work on the machine inflates the latencies
         **summarise(rec),
         "receipt_total_mismatches": rec.total_mismatches,
+        "peak_in_store": rec.peak_in_store,  # shoppers admitted and not yet out, at most
         "seconds": round(wall, 2),
     }

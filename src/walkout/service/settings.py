@@ -22,7 +22,8 @@ class ServiceSettings(BaseSettings):
         "process, FULL also a power loss (one fsync per commit)"
     )
     api_threads: int = Field(
-        8, ge=1, le=256, description="threads answering requests (synchronous endpoints)")
+        40, ge=1, le=256, description="threads answering requests (synchronous endpoints); "
+        "fewer queue requests at the door, more wait on the GIL and SQLite's write lock")
     payment_provider: Literal["ledger", "stripe"] = Field(
         "ledger", description="ledger: built-in double-entry ledger in the database"
     )
