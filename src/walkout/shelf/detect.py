@@ -109,6 +109,9 @@ class PlateDetector:
         self.seg = self.unit * max(1, round(config.noise_update_s * rate_hz / self.unit))
         g = np.zeros(n_p, dtype=np.int64) if groups is None else np.asarray(groups)
         self._groups = [np.flatnonzero(g == k) for k in np.unique(g)]
+        # gondolas of one size stacked (groups × plates), so one median serves them all
+        sizes = sorted({c.size for c in self._groups if c.size >= config.vib_min_plates})
+        self._vib_batches = [np.stack([c for c in self._groups if c.size == k]) for k in sizes]
         self._noise_acc: list[np.ndarray] = []
         self._carry_x = np.full((self.c, n_p), np.nan, dtype=np.float32)
         self._carry_t = np.full(self.c, np.nan)
@@ -364,13 +367,13 @@ class PlateDetector:
         out = np.ones_like(sd)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            for cols in self._groups:
-                if cols.size < cfg.vib_min_plates:
-                    continue
-                r = ratio[:, cols]
-                v = np.nanmedian(r, axis=1) if np.isnan(r).any() else np.median(r, axis=1)
+            for idx in self._vib_batches:  # (gondolas, plates) of one size
+                r = ratio[:, idx]
+                v = np.median(r, axis=2)
+                for j in np.flatnonzero(np.isnan(r).any(axis=(0, 2))):  # a faulty plate
+                    v[:, j] = np.nanmedian(r[:, j], axis=1)
                 m = 1.0 + cfg.vib_gain * (np.nan_to_num(v, nan=0.0) - cfg.vib_floor)
-                out[:, cols] = np.maximum(m, 1.0)[:, None]
+                out[:, idx] = np.maximum(m, 1.0)[:, :, None]
         return out
 
     def _spikes(self, spike: np.ndarray, t: np.ndarray, alerts: list[Alert]) -> None:
