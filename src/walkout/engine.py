@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from walkout.attribution import AttributionConfig, attribute
 from walkout.attribution.floor import FloorReach, find_floor_reaches
 from walkout.attribution.handover import HandMeeting, HandOverPolicy, find_meetings
+from walkout.attribution.hands import wrist_distance
 from walkout.cart import CartLedger, Session, SessionBook, SessionState
 from walkout.checkout import Receipt, build_receipt
 from walkout.events import (
@@ -253,10 +254,34 @@ class Engine:
         ready = [e for e in self._pending if e.t_end <= horizon]
         self._pending = [e for e in self._pending if e.t_end > horizon]
         pad = self.config.attribution.pad_s
-        for ev in sorted(ready, key=lambda e: (e.t_start, e.event_id)):
+        ready.sort(key=lambda e: (e.t_start, e.event_id))
+        for i, ev in enumerate(ready):
+            if self._awaits_binding(ev, tracks):
+                # somebody whose binding is still open reached into the plate (a tailgater is
+                # known to be unbound only ~20 s after entering): wait for it, and keep the
+                # later events waiting too, so that put-backs still follow their picks
+                self._pending += ready[i:]
+                return
             cands = self._candidates(tracks, ev.t_start - pad, ev.t_end + pad)
             att = attribute(ev, cands, self._boxes(ev.plate_ids), self.config.attribution)
             self._decide(att, cands)
+
+    def _awaits_binding(self, ev: ShelfEvent, tracks: list[Track]) -> bool:
+        """Whether a track not yet bound nor declared unbound had a hand near ``ev``'s plates.
+
+        Attributing without it would give its pick to whoever else was near, or to nobody.
+        """
+        waiting = self.book.unresolved()
+        if not waiting:
+            return False
+        cfg = self.config.attribution
+        t0, t1 = ev.t_start - cfg.pad_s, ev.t_end + cfg.pad_s
+        boxes = self._boxes(ev.plate_ids)
+        return any(
+            tr.track_id in waiting and len(tr.t) > 0 and tr.t[0] <= t1 and tr.t[-1] >= t0
+            and wrist_distance(tr, boxes, t0, t1) <= cfg.nobody_distance_m
+            for tr in tracks
+        )
 
     def _decide(self, att: Attribution, cands: dict[str, list[Track]]) -> None:
         ev = att.event

@@ -100,5 +100,10 @@ class SessionBook:
                                 f"track {tr.track_id} entered without a scan (tailgating?)", sid))
         return alerts
 
+    def unresolved(self) -> set[int]:
+        """Ids of tracks born at a gate whose binding is not decided yet (a scan's member, or
+        somebody who may turn out to be unbound): what they do cannot be attributed yet."""
+        return {tr.track_id for tr in self._births}
+
     def open_sessions(self) -> list[Session]:
         return [s for s in self.sessions.values() if s.state == SessionState.OPEN and s.track_ids]
