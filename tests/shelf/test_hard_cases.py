@@ -41,6 +41,24 @@ def test_slow_light_press_is_no_event(
     assert stage.alerts == []
 
 
+@pytest.mark.parametrize("seed", [0, 3, 5])
+@pytest.mark.parametrize(("press_g", "t_change"), [(30.0, 14.0), (50.0, 15.5), (70.0, 16.0)])
+def test_released_press_around_a_pick_is_one_pick(
+    store: Store, sim: Sim, run: Run, seed: int, press_g: float, t_change: float
+) -> None:
+    """A hand rests on the plate for 14 s, pressing slowly with tremor (the top of the press
+    flat long enough to pass for a rest), lifts an item while easing off, and puts it back
+    later: one pick and one put, no put of the press's top (scenario long-hold)."""
+    j = store.plate_index["S1-P1"]
+    visit = PlateInteraction(j, 5.0, 19.0, t_change, -300.0, press_g)
+    back = PlateInteraction(j, 24.0, 25.0, 24.5, 300.0, 30.0)
+    events, _ = run(sim([visit, back], duration_s=35.0, seed=seed))
+    assert [(e.kind, e.best.product_id if e.best else None) for e in events] == [
+        ("pick", "A"), ("put", "A")]
+    assert events[0].delta_g == pytest.approx(-300.0, abs=6.0)
+    assert events[0].t_start < t_change < events[0].t_end < 24.0
+
+
 def test_slow_put_is_still_seen(store: Store, sim: Sim, run: Run) -> None:
     """A genuinely slow change (an item lowered gently, no tremor) opens by departure."""
     j = store.plate_index["S1-P1"]

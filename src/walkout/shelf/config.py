@@ -64,6 +64,21 @@ class ShelfConfig(BaseModel):
         description="a change that crept in slowly (no quiet break) is held back until its new "
         "level has lasted this long; a disturbance before then continues it (slow presses)",
     )
+    creep_step_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="a change that no span this long moved by half of it crept in (a hand "
+        "pressing slowly, tremor and all): it is held back like a slow change, and a later "
+        "disturbance continuing it is one change with it (a released press is no put); 0 "
+        "disables",
+    )
+    creep_hold_s: float = Field(
+        default=8.0,
+        ge=0,
+        description="how long a change that crept in is held back (as slow_hold_s for slow "
+        "changes): the top of a long press stays flat for seconds, and its release is seen late "
+        "(it starts as gently as the press ended)",
+    )
     level_sd_k: float = Field(
         default=0.5,
         ge=0,

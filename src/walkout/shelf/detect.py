@@ -24,6 +24,13 @@ change that a new disturbance continues) are remembered; when the disturbance se
 level different from both the rest and the level before it, it is split there into two changes.
 A rest that the end level undoes (the top of a press, an item held above and put back) is not.
 
+Items land and leave in steps; a hand resting on a plate presses and eases off gradually. A
+change that no ``creep_step_s`` span moved by half of it *crept in*, whatever opened it
+(tremor or a slow departure): the flat top of a press was taken for a rest. It is held back
+for ``creep_hold_s``, and a disturbance in that time continues it without splitting at its
+level - nor at a pause in the release, a level the plate only crept to - so a press released
+around a pick is one pick, not a put of the press and a pick of press + item.
+
 A change that happened as a clean step (the plate went from one rest to the other within
 ``recal_max_s``, no press, no ringing) is flagged: that is a recalibration (tare jump), not a
 hand. NaN readings and frozen readings (a std of ~0: real load cells always have noise) are
@@ -126,15 +133,22 @@ class PlateDetector:
         self.dist_t = np.full(n_p, np.nan)  # start time of the open disturbance
         self._dist_i = np.zeros(n_p, dtype=np.int64)
         self._dist_slow = np.zeros(n_p, dtype=bool)  # opened by a slow departure
+        self._dist_press = np.zeros(n_p, dtype=bool)  # continues a held change that crept in
         self._dist_vib = np.ones(n_p)  # gondola vibration factor when it opened
         # a change that crept in slowly is held back until its new level has lasted
         # `slow_hold_s`: a slow press whose top looked like a rest is then undone by its release
-        self._prov: dict[int, tuple[PlateChange, float, int]] = {}  # change, before var, until
+        # change, before var, until, crept (no fast step: a press whose level is no rest), and
+        # its largest level move (a disturbance continuing it goes on from there)
+        self._prov: dict[int, tuple[PlateChange, float, int, bool, float]] = {}
         self.slow_hold = round(config.slow_hold_s * rate_hz)
+        self.creep_n = round(config.creep_step_s * rate_hz)
+        self.creep_hold = round(config.creep_hold_s * rate_hz)
+        self._jump = np.zeros(n_p)  # largest level move over creep_n in the open disturbance
         self._chain: dict[int, PlateChange | None] = {}  # held change a disturbance continues
         # rests seen inside an open disturbance that were too short to confirm (another hand
-        # came before settle_s was over): t_start, t_end, level, level variance
-        self._mids: dict[int, list[tuple[float, float, float, float]]] = {}
+        # came before settle_s was over): t_start, t_end, level, level variance, and the
+        # largest level move over creep_n before it (a level only crept to is no rest)
+        self._mids: dict[int, list[tuple[float, float, float, float, float]]] = {}
         self.split_n = round(config.split_min_s * rate_hz)
         self._before = np.zeros(n_p)
         self._before_var = np.zeros(n_p)
@@ -349,6 +363,9 @@ class PlateDetector:
         for p in walk:
             self._walk(int(p), ch, changes, alerts)
 
+        if self.creep_n > 0:
+            for p in np.flatnonzero(self.mode == DIST):
+                self._track_jump(int(p), ch, int(self._dist_i[p]) - base + c, c + n)
         if self._prov:
             for p in [p for p, v in self._prov.items() if v[2] < base + n]:
                 changes.append(self._prov.pop(p)[0])
@@ -413,15 +430,20 @@ class PlateDetector:
         self._dist_i[p] = base + k
         self._chain[p] = prov[0] if prov is not None else None
         self._mids.pop(p, None)
+        self._jump[p] = prov[4] if prov is not None else 0.0
+        self._dist_press[p] = False
         if prov is not None:
             # the held change's level becomes a rest inside this disturbance: if the end
-            # level differs from it and from the level before, they were two changes
+            # level differs from it and from the level before, they were two changes - unless
+            # it crept in: then it was a hand's press, and only the end level counts
             held = prov[0]
-            self._mids[p] = [(held.t_end, float(ch.tt[k + c]), held.after_g,
-                              max(held.var_g2 - prov[1], 0.0))]
+            if not prov[3]:
+                self._mids[p] = [(held.t_end, float(ch.tt[k + c]), held.after_g,
+                                  max(held.var_g2 - prov[1], 0.0), float("inf"))]
             self._before[p], self._before_var[p] = prov[0].before_g, prov[1]
             self.dist_t[p] = prov[0].t_start
             self._dist_slow[p] = True
+            self._dist_press[p] = prov[3]
         else:
             j = max(int(self._rest_confirm[p]), base + lookback_from - self.lb)
             self._before[p], self._before_var[p] = self._level(ch, j - base + c, p)
@@ -493,10 +515,16 @@ class PlateDetector:
                         float(self._before_var[p] + after_var),
                         step=self._is_step(p, e),
                     )
-                    if self._dist_slow[p] and self.slow_hold > 0:
-                        # held until its level has lasted slow_hold_s since the rest began
-                        until = max(conf, e_known + self.slow_hold)
-                        self._prov[p] = (change, float(self._before_var[p]), until)
+                    crept = self._crept(p, ch, conf - base + c, change.delta_g)
+                    # a slow change goes on being one; after a press, what follows is judged
+                    # afresh (the press was the hand's, not the load's)
+                    slow = self._dist_slow[p] and not self._dist_press[p]
+                    hold = max(self.slow_hold if slow else 0, self.creep_hold if crept else 0)
+                    if hold > 0:
+                        # held until its level has lasted that long since the rest began
+                        until = max(conf, e_known + hold)
+                        self._prov[p] = (change, float(self._before_var[p]), until, crept,
+                                         float(self._jump[p]))
                     else:
                         changes.append(change)
                 self.mode[p] = REST
@@ -504,6 +532,25 @@ class PlateDetector:
                 self._rest_confirm[p] = conf
                 self.faulted[p] = False
                 k = conf - base + 1
+
+    def _track_jump(self, p: int, ch: _Chunk, r0: int, r1: int) -> None:
+        """Fold into ``_jump[p]`` the largest move of the short level over ``creep_n`` samples
+        among chunk rows [r0, r1) (rows with their carry)."""
+        d, ns = self.creep_n, self.ns
+        r0 = max(r0, ns - 1 + d)
+        if r1 <= r0:
+            return
+        lvl = ch.ls[r0 - ns + 1 - d : r1 - ns + 1, p]
+        self._jump[p] = max(float(self._jump[p]), float(np.abs(lvl[d:] - lvl[:-d]).max()))
+
+    def _crept(self, p: int, ch: _Chunk, r_conf: int, delta: float) -> bool:
+        """Whether the disturbance of plate ``p`` settling at row ``r_conf`` crept in: no span
+        of ``creep_step_s`` moved its level by half of its change. Items land and leave in a
+        step; a hand pressing on the plate, or easing off, moves it gradually."""
+        if self.creep_n <= 0:
+            return False
+        self._track_jump(p, ch, int(self._dist_i[p]) - ch.base + self.c, r_conf + 1)
+        return bool(self._jump[p] < 0.5 * abs(delta))
 
     def _mid_rest(self, p: int, ch: _Chunk, qs: int, a: int) -> None:
         """A quiet run of an open disturbance ends at chunk index ``a`` before it could be
@@ -529,8 +576,12 @@ class PlateDetector:
         if abs(m1 - m2) > thr:
             return  # still creeping: not a rest
         level = float(s1 / n + self._ref[p])
+        jump = float("inf")
+        if self.creep_n > 0:
+            self._track_jump(p, ch, int(self._dist_i[p]) - base + c, r1 + 1)
+            jump = float(self._jump[p])
         self._mids.setdefault(p, []).append(
-            (float(ch.tt[r0]), float(ch.tt[r1]), level, var / n)
+            (float(ch.tt[r0]), float(ch.tt[r1]), level, var / n, jump)
         )
 
     def _split(
@@ -544,14 +595,15 @@ class PlateDetector:
             return [], (0.0, 0.0, 0.0)
         cfg = self.cfg
         levels = [(float(self.dist_t[p]), float(self.dist_t[p]), float(self._before[p]),
-                   float(self._before_var[p]))]
+                   float(self._before_var[p]), float("inf"))]
         for m in mids:
             prev = levels[-1]
             thr = max(cfg.min_delta_g, cfg.event_k * np.sqrt(prev[3] + m[3]))
             thr_after = max(cfg.min_delta_g, cfg.event_k * np.sqrt(m[3] + after_var))
             thr_undo = max(cfg.min_delta_g, cfg.event_k * np.sqrt(prev[3] + after_var))
             if (abs(m[2] - prev[2]) > thr and abs(after - m[2]) > thr_after
-                    and abs(after - prev[2]) > thr_undo):  # an undone press is no split
+                    and abs(after - prev[2]) > thr_undo  # an undone press is no split
+                    and m[4] >= 0.5 * abs(m[2] - prev[2])):  # nor a pause in a slow release
                 levels.append(m)
         parts = [
             PlateChange(p, prev[1], m[0], t_conf, prev[2], m[2], prev[3] + m[3])
