@@ -9,7 +9,6 @@ each other's messages or sessions.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 import uuid
@@ -23,27 +22,12 @@ from walkout.events import KeypointFrame
 from walkout.sources import wire
 from walkout.sources.mqtt import (
     Chunk,
-    LocalMosquitto,
     MqttPublisher,
     MqttSource,
     drop_session,
 )
 from walkout.store.loader import load_store
 from walkout.store.model import Store
-
-
-@pytest.fixture(scope="module")
-def mqtt_url() -> Iterator[str]:
-    url = os.environ.get("WALKOUT_TEST_MQTT_URL")
-    if url:
-        yield url
-        return
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url
-    broker.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +24,9 @@ from walkout.cli import app
 from walkout.engine import Engine
 from walkout.sim.session import simulate
 from walkout.sources import wire
-from walkout.sources.mqtt import LocalMosquitto, MqttSource, drop_session, parse_url, split_url
+from walkout.sources.mqtt import MqttSource, drop_session, parse_url, split_url
 from walkout.sources.recording import Sensors
 from walkout.store.loader import load_store
-
-
-@pytest.fixture(scope="module")
-def mqtt_url() -> Iterator[str]:
-    url = os.environ.get("WALKOUT_TEST_MQTT_URL")
-    if url:
-        yield url
-        return
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url
-    broker.close()
 
 
 class _Listener:

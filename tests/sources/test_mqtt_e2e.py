@@ -3,10 +3,8 @@ mid-stream, and the throughput the issue asks for."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,20 +22,6 @@ from walkout.sources.mqtt import (
 )
 from walkout.sources.recording import Sensors
 from walkout.store.loader import load_store
-
-
-@pytest.fixture(scope="module")
-def mqtt_url() -> Iterator[str]:
-    url = os.environ.get("WALKOUT_TEST_MQTT_URL")
-    if url:
-        yield url
-        return
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url
-    broker.close()
 
 
 @pytest.mark.slow

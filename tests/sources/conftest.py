@@ -1,0 +1,25 @@
+"""Shared fixtures of the source adapters' tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from walkout.sources.mqtt import LocalMosquitto
+
+
+@pytest.fixture(scope="module")
+def mqtt_url() -> Iterator[str]:
+    """The broker the test command started (``WALKOUT_TEST_MQTT_URL``), else a private one."""
+    url = os.environ.get("WALKOUT_TEST_MQTT_URL")
+    if url:
+        yield url
+        return
+    try:
+        broker = LocalMosquitto().start()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    yield broker.url
+    broker.close()
