@@ -125,7 +125,9 @@ class Engine:
     def __post_init__(self) -> None:
         self.shelf = ShelfStage(self.store, self.config.shelf)
         self.tracker = Tracker(self.store, self.config.tracker)
-        self.book = SessionBook(bind_window_s=self.config.bind_window_s)
+        self.book = SessionBook(bind_window_s=self.config.bind_window_s, gate_areas={
+            g.id: (g.area.min[0], g.area.min[1], g.area.max[0], g.area.max[1])
+            for g in self.store.gates if g.kind == "entry"})
         self.ledger = CartLedger()
         self.events: list[ShelfEvent] = []
         self.decisions: list[Decision] = []
@@ -168,7 +170,7 @@ class Engine:
                 self.alerts += self.book.scan(g)
             else:
                 self._gate_exits.append(g)
-        self.alerts += self.book.resolve(now)
+        self.alerts += self.book.resolve(now, tracks)
         self._track_exits(tracks)
         self._check_gate_exits(now)
         self._now = now
@@ -192,7 +194,7 @@ class Engine:
         self.alerts += seen
         tracks = self.tracker.tracks
         self._identity_cases(seen, tracks)
-        self.alerts += self.book.resolve(float("inf"))
+        self.alerts += self.book.resolve(float("inf"), tracks)
         self._track_exits(tracks)
         self._check_gate_exits(float("inf"))
         self._attribute_ready(tracks, float("inf"))

@@ -99,3 +99,41 @@ def test_tailgater_right_behind_the_scanner_stays_unbound() -> None:
     assert book.sessions[book.by_track[0]].credential == "qr-a"
     assert not book.sessions[book.by_track[1]].bound
     assert [a.kind for a in alerts] == ["unbound_person"]
+
+
+def _walk(tid: int, t0: float, path: list[tuple[float, float]]) -> Track:
+    """A track born at the entry at ``t0``, its hips at ``path`` (one point per second)."""
+    t = t0 + np.arange(len(path), dtype=float)
+    joints = np.zeros((len(path), 17, 3))
+    joints[:, :, :2] = np.asarray(path, dtype=float)[:, None, :]
+    return Track(tid, t, joints, np.zeros((len(path), 17)), born_at="entry")
+
+
+def test_the_scanner_is_the_one_clearly_ahead_when_identities_swapped_at_the_gate() -> None:
+    """Scanner and tailgater pressed together at the gate were one skeleton for a moment: the
+    first-born track went on with the one behind, the scanner (ahead) got a new track."""
+    gate = {"entry": (0.8, 0.0, 2.2, 1.0)}
+    book = SessionBook(bind_window_s=2.5, gate_areas=gate)
+    book.scan(GateEvent(10.0, "entry", "entry", "qr-a"))
+    behind = _walk(0, 9.4, [(1.4, 0.3), (1.5, 0.3), (1.7, 0.5), (1.9, 0.6), (1.9, 0.8)])
+    ahead = _walk(1, 11.4, [(2.1, 1.7), (2.0, 2.8), (1.9, 3.9)])
+    book.born(behind)
+    book.born(ahead)
+    alerts = book.resolve(now=13.5, tracks=[behind, ahead])
+    assert book.sessions[book.by_track[1]].credential == "qr-a"
+    alerts += book.resolve(now=40.0, tracks=[behind, ahead])
+    assert not book.sessions[book.by_track[0]].bound
+    assert [a.kind for a in alerts] == ["unbound_person"]
+
+
+def test_side_by_side_at_the_gate_the_first_born_scanned() -> None:
+    gate = {"entry": (0.8, 0.0, 2.2, 1.0)}
+    book = SessionBook(bind_window_s=2.5, gate_areas=gate)
+    book.scan(GateEvent(10.0, "entry", "entry", "qr-a"))
+    first = _walk(0, 9.4, [(1.2, 0.2), (1.2, 0.3), (1.4, 1.2), (1.6, 2.0)])
+    # when both were last seen (12.4 s) the second is 1.14 m from the gate, the first 1.0 m
+    second = _walk(1, 9.9, [(1.9, 0.3), (2.1, 0.6), (2.9, 1.9), (3.0, 2.3)])
+    book.born(first)
+    book.born(second)
+    book.resolve(now=12.6, tracks=[first, second])
+    assert book.sessions[book.by_track[0]].credential == "qr-a"

@@ -1,18 +1,25 @@
 """Shopper sessions: identity bound at the entry scan, closed at the exit.
 
-A scan at an entry gate is bound to the first track born at that gate within a tight window of
-it (so that one missed birth cannot shift later pairings, and a tailgater right behind stays
-unbound); a party of N admits N tracks, the later members a little later each. A track with
+A scan at an entry gate is bound to a track born at that gate within a tight window of it (so
+that one missed birth cannot shift later pairings): the one farthest into the store by then, as
+the person who scanned walks ahead and a tailgater slips in right behind (and stays unbound).
+Not the first one born: two people that close can be seen as one for a moment, and the track
+that was born first may carry on with the one behind. A party of N admits N tracks, the later
+members a little later each. A track with
 no scan is an unbound person (tailgating): it gets a pseudo-session so that what it takes is
 still recorded, and an alert is raised.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from walkout.events import Alert, GateEvent, Track
+import numpy as np
+
+from walkout.events import L_HIP, R_HIP, Alert, GateEvent, Track
 
 
 class SessionState(StrEnum):
@@ -39,6 +46,9 @@ class SessionBook:
 
     bind_window_s: float = 2.5
     member_gap_s: float = 2.0  # a party's further members come through this much later each
+    ahead_margin_m: float = 0.5  # the scanner is the one ahead only when clearly so
+    # entry gate → its floor area (min x, min y, max x, max y), metres
+    gate_areas: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
     by_track: dict[int, str] = field(default_factory=dict)
     _scans: list[tuple[GateEvent, Session, int]] = field(default_factory=list)
@@ -58,14 +68,16 @@ class SessionBook:
         """How far from the scan a member's track may be born (later members follow on)."""
         return self.bind_window_s + self.member_gap_s * member
 
-    def resolve(self, now: float) -> list[Alert]:
-        """Bind each scan to the first track born at that gate within a tight window of it.
+    def resolve(self, now: float, tracks: Sequence[Track] = ()) -> list[Alert]:
+        """Bind each scan to a track born at that gate within a tight window of it.
 
         A scan is decided only once every birth that could belong to it has been seen. The
         window is tight (people pass a gate seconds apart), so a missed birth costs one alert
-        instead of shifting every later pairing by one; within it the earliest birth is the
-        person who scanned, and one who slipped in right behind them stays unbound.
+        instead of shifting every later pairing by one; within it the person who scanned is
+        the one farthest from the gate (``tracks``: their latest state), and one who slipped
+        in right behind them stays unbound.
         """
+        latest = {tr.track_id: tr for tr in tracks}
         alerts: list[Alert] = []
         for g, s, k in sorted(self._scans, key=lambda x: (x[0].t, x[2])):
             w = self._window(k)
@@ -75,8 +87,7 @@ class SessionBook:
                      if tr.born_at == g.gate_id and abs(float(tr.t[0]) - g.t) <= w]
             self._scans.remove((g, s, k))
             if cands:
-                # the one who scans is the first at the gate; a tailgater comes right after
-                match = min(cands, key=lambda tr: (float(tr.t[0]), tr.track_id))
+                match = self._scanner(cands, latest, g.gate_id, now)
                 self._births.remove(match)
                 s.track_ids.append(match.track_id)
                 self.by_track[match.track_id] = s.session_id
@@ -99,6 +110,35 @@ class SessionBook:
             alerts.append(Alert(t0, "unbound_person",
                                 f"track {tr.track_id} entered without a scan (tailgating?)", sid))
         return alerts
+
+    def _scanner(self, cands: list[Track], latest: Mapping[int, Track], gate_id: str,
+                 now: float) -> Track:
+        """Of the tracks born at a gate around a scan, the one that scanned: the one clearly
+        farthest from the gate area when last seen together, else the first born."""
+        first = min(cands, key=lambda tr: (float(tr.t[0]), tr.track_id))
+        gate = self.gate_areas.get(gate_id)
+        if gate is None or len(cands) == 1:
+            return first
+        live = [latest.get(tr.track_id, tr) for tr in cands]
+        t = min(now, *(float(tr.t[-1]) for tr in live))  # all seen by then
+
+        def ahead(tr: Track) -> float:
+            i = max(int(np.searchsorted(tr.t, t, side="right")) - 1, 0)
+            xy = tr.joints[i, [L_HIP, R_HIP], :2]
+            if np.isnan(xy).all():
+                xy = tr.joints[i, :, :2]
+            with warnings.catch_warnings():  # a skeleton seen nowhere: nan, never chosen
+                warnings.simplefilter("ignore", RuntimeWarning)
+                c = np.nanmean(xy, axis=0)
+            x0, y0, x1, y1 = gate
+            d = float(np.hypot(max(x0 - c[0], 0.0, c[0] - x1), max(y0 - c[1], 0.0, c[1] - y1)))
+            return d if np.isfinite(d) else -1.0
+
+        best = max(live, key=ahead)
+        others = [ahead(tr) for tr in live if tr.track_id != best.track_id]
+        if ahead(best) - max(others) < self.ahead_margin_m:
+            return first  # side by side: the first one through is the likelier
+        return next(tr for tr in cands if tr.track_id == best.track_id)
 
     def unresolved(self) -> set[int]:
         """Ids of tracks born at a gate whose binding is not decided yet (a scan's member, or
