@@ -30,6 +30,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from playwright.sync_api import Browser, Page, sync_playwright
 from pydantic import SecretStr
 
+from walkout.bench.durability import fresh_databases
 from walkout.engine import EngineConfig
 from walkout.service.app import create_app
 from walkout.service.deps import Deps
@@ -109,16 +110,30 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty database of each kind for the module's service: the pages run on both."""
+    server = None
+    if request.param == "postgres":
+        server = os.environ.get("WALKOUT_TEST_PG_URL")
+        if not server:
+            pytest.fail("WALKOUT_TEST_PG_URL is not set: scripts/test.sh starts PostgreSQL and "
+                        'sets it (or deselect with -m "not postgres")', pytrace=False)
+    with fresh_databases(server, tmp_path_factory.mktemp("web"), names=("web",)) as (url,):
+        yield url
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def store(db_url: str) -> Iterator[Store]:
     session = simulate(load_store("small"), SHOPPERS, SEED)
     sensors = Sensors.from_session(session)
     inbox = Inbox()
     smtp_port = free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
-    db = tmp_path_factory.mktemp("web") / "walkout.db"
-    settings = ServiceSettings(db_url=f"sqlite:///{db}", entry_secret=SecretStr("w" * 32),
+    settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
                                bootstrap_admin_token=SecretStr(ADMIN), smtp_host="127.0.0.1",
                                smtp_port=smtp_port)
     runner = GatedRunner(LiveRunner(sensors, f"sim:web:{SEED}", speed=SPEED,
