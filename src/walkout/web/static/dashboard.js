@@ -326,7 +326,7 @@
     if (!ps.length) bars.append(svg("text", { x: 10, y: 20 }, "nothing picked in this period"));
     ps.forEach((p, i) => {
       const y = 10 + i * rowH, sc = (W - 230) / pmax;
-      bars.append(svg("text", { x: 196, y: y + 15, "text-anchor": "end", "font-size": 12 }, p.name.length > 30 ? p.name.slice(0, 29) + "…" : p.name),
+      bars.append(svg("text", { x: 196, y: y + 15, "text-anchor": "end", "font-size": 12 }, p.name.length > 26 ? p.name.slice(0, 25) + "…" : p.name, svg("title", {}, p.name)),
         svg("rect", { x: 200, y: y + 3, width: p.picks * sc, height: 16, fill: "#0b5cad" }, svg("title", {}, `${p.picks} picks`)),
         svg("rect", { x: 200 + p.picks * sc, y: y + 3, width: p.putbacks * sc, height: 16, fill: "#6a3fb5" }, svg("title", {}, `${p.putbacks} put-backs`)),
         svg("text", { x: 204 + (p.picks + p.putbacks) * sc, y: y + 15, "font-size": 11 }, `${p.picks}/${p.putbacks}`));
