@@ -169,8 +169,10 @@ def evidence(eng: Engine, case_id: str) -> dict[str, Any]:
 
 
 def health(eng: Engine, camera_last: dict[str, float], camera_rate: dict[str, float],
-           t: float) -> dict[str, Any]:
-    """Plates (alive / noisy / dead), cameras (alive / noisy / dead) and the inventory."""
+           t: float, ended: bool = False) -> dict[str, Any]:
+    """Plates (alive / noisy / dead), cameras (alive / noisy / dead) and the inventory.
+    ``ended``: the source (a recording, a simulation) has no more frames; its cameras are
+    then ``idle``, not dead, unless a device alert said otherwise."""
     store = eng.store
     dead_plates = {a.subject for a in eng.alerts if a.kind in ("plate_dead", "device_silent")}
     noisy_plates = {a.subject for a in eng.alerts if a.kind == "plate_spikes"}
@@ -182,7 +184,9 @@ def health(eng: Engine, camera_last: dict[str, float], camera_rate: dict[str, fl
     for cam in store.cameras:
         last = camera_last.get(cam.id)
         silent = any(a.kind == "device_silent" and a.subject == cam.id for a in eng.alerts)
-        if silent or last is None or t - last > CAMERA_DEAD_S:
+        if ended and not silent:
+            cams[cam.id] = "idle"
+        elif silent or last is None or t - last > CAMERA_DEAD_S:
             cams[cam.id] = "dead"
         elif camera_rate.get(cam.id, cam.fps) < 0.5 * cam.fps:
             cams[cam.id] = "noisy"
@@ -230,7 +234,9 @@ def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float
             st.evidence.add(cid)
     rate = _camera_rates(runner, st, st.t, t)
     if t > st.t:
-        row("health", chunk, t, health(eng, st.camera_last, rate, t), None, "health")
+        # a finished recording or simulation: its cameras fell quiet, they did not die
+        ended = t > getattr(getattr(runner, "sensors", None), "duration_s", math.inf)
+        row("health", chunk, t, health(eng, st.camera_last, rate, t, ended), None, "health")
         st.t = t
     with d.sessions.begin() as s:
         insert_ignore(s, EngineEvent, rows, ["source", "seq"])
