@@ -88,16 +88,21 @@ mq_start() {
   cat "$w/mq.log" >&2; mq_stop; exit 1
 }
 
-mq_stop() {
-  [ -f "$STATE/mq.pid" ] || { echo "mosquitto: not started by this script" >&2; return 0; }
-  if mq_running; then
-    local pid; pid=$(cat "$STATE/mq.pid")
+# stop_recorded KEY LABEL RUNNING_FN TENTHS: stop a server started here in the background
+# (PID in $STATE/KEY.pid, work dir in $STATE/KEY.dir), waiting up to TENTHS/10 s for it
+stop_recorded() {
+  local key=$1 label=$2 running=$3 tenths=$4
+  [ -f "$STATE/$key.pid" ] || { echo "$label: not started by this script" >&2; return 0; }
+  if "$running"; then
+    local pid; pid=$(cat "$STATE/$key.pid")
     kill "$pid"
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq "$tenths"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
-  [ -f "$STATE/mq.dir" ] && rm -rf "$(cat "$STATE/mq.dir")"
-  rm -f "$STATE/mq.pid" "$STATE/mq.dir"
+  [ -f "$STATE/$key.dir" ] && rm -rf "$(cat "$STATE/$key.dir")"
+  rm -f "$STATE/$key.pid" "$STATE/$key.dir"
 }
+
+mq_stop() { stop_recorded mq mosquitto mq_running 50; }
 
 ray_running() {  # ours: the recorded PID is alive and is the `ray start --block` process
   [ -f "$STATE/ray.pid" ] && grep -qa -- --block "/proc/$(cat "$STATE/ray.pid")/cmdline" 2>/dev/null
@@ -126,16 +131,7 @@ ray_start() {
   cat "$w/ray.log" >&2; ray_stop; exit 1
 }
 
-ray_stop() {
-  [ -f "$STATE/ray.pid" ] || { echo "ray: not started by this script" >&2; return 0; }
-  if ray_running; then
-    local pid; pid=$(cat "$STATE/ray.pid")
-    kill "$pid"
-    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  [ -f "$STATE/ray.dir" ] && rm -rf "$(cat "$STATE/ray.dir")"
-  rm -f "$STATE/ray.pid" "$STATE/ray.dir"
-}
+ray_stop() { stop_recorded ray ray ray_running 300; }
 
 chromium_start() {  # not a server: installed here (Debian's), its path printed for Playwright
   local exe; exe=$(command -v chromium || true)
