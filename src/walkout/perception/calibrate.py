@@ -1,0 +1,583 @@
+"""Camera poses from the footage itself: bundle adjustment on the shopper, anchored by a survey.
+
+When the cameras moved since they were calibrated (AiFi cps-test-01: January footage, April
+calibration), the footage still holds what is needed to recalibrate them. A person walking
+through the overlapping views is a cloud of 3D points (17 joints per instant) seen by several
+cameras at once, so the cameras' poses relative to each other follow from a bundle adjustment
+of the poses and the per-instant joints, intrinsics and lens fixed. That leaves the similarity
+gauge (where the store is, which way is up, the scale) to a survey: static points of the
+fixtures whose store coordinates are known (shelf-front corners, uprights, floor at the
+gondola bases), picked by hand in the frames. Both enter one least-squares problem; joints go
+through a robust loss (a detector's occasional wrong limb), survey points are trusted to a few
+pixels. Everything is deterministic: same inputs, same poses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.sparse import lil_matrix
+from scipy.spatial.transform import Rotation
+
+from walkout.events import KeypointFrame
+from walkout.perception.survey import Survey
+from walkout.store.model import Camera, CameraPose
+
+#: A detected joint enters the adjustment at this confidence or above.
+MIN_CONF = 0.35
+#: Robust scale of the joint residuals (px): beyond it a residual counts linearly (soft-L1).
+JOINT_SCALE_PX = 4.0
+#: Trust in a surveyed pixel (px, one sigma): hand-picked on 640x360 frames.
+SURVEY_SIGMA_PX = 3.0
+#: A joint residual above this after the first pass is dropped as a wrong correspondence.
+OUTLIER_PX = 25.0
+
+
+class CalibrationError(ValueError):
+    """Too little or inconsistent input to calibrate the cameras."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """Joint detections of one person at synced instants, lens removed.
+
+    Row ``i``: camera ``cam[i]`` saw joint ``joint[i]`` of the person at instant ``instant[i]``
+    at normalised image point ``xy[i]`` (undistorted, ``K^-1`` applied) with ``conf[i]``.
+    """
+
+    cam: np.ndarray  # (n,) int, index into the camera list
+    point: np.ndarray  # (n,) int, index of the 3D point (one per instant and joint)
+    xy: np.ndarray  # (n, 2) float
+    conf: np.ndarray  # (n,) float
+    n_points: int
+    instants: np.ndarray  # (n_points,) float, time of each point
+    joints: np.ndarray  # (n_points,) int, COCO-17 joint of each point
+
+
+def _main_person(f: KeypointFrame, min_mean: float = 0.2) -> np.ndarray | None:
+    """The most confident person of a frame: the shopper in a one-shopper case."""
+    k = f.keypoints
+    if not k.shape[0]:
+        return None
+    s = k[:, :, 2].mean(axis=1)
+    i = int(np.argmax(s))
+    return k[i] if s[i] >= min_mean else None
+
+
+def normalise(cam: Camera, px: np.ndarray) -> np.ndarray:
+    """Raw pixels (n, 2) → undistorted normalised image points (n, 2)."""
+    pts = np.asarray(px, np.float64).reshape(-1, 1, 2)
+    return cv2.undistortPoints(pts, cam.K_array, cam.dist_array).reshape(-1, 2)
+
+
+def joint_observations(frames: Mapping[str, Sequence[KeypointFrame]], cameras: Sequence[Camera],
+                       min_conf: float = MIN_CONF) -> Observations:
+    """The main person's joints in every camera at each instant (timestamps matched to 1 ms,
+    the videos being frame-synced), kept where at least two cameras saw the joint."""
+    per: dict[tuple[float, int], list[tuple[int, np.ndarray, float]]] = {}
+    for ci, cam in enumerate(cameras):
+        for f in frames.get(cam.id, ()):
+            k = _main_person(f)
+            if k is None:
+                continue
+            ok = np.flatnonzero(k[:, 2] >= min_conf)
+            if not ok.size:
+                continue
+            xy = normalise(cam, k[ok, :2])
+            for j, p, c in zip(ok, xy, k[ok, 2], strict=True):
+                per.setdefault((round(f.t, 3), int(j)), []).append((ci, p, float(c)))
+    cam_i, pt_i, xys, confs, inst, jts = [], [], [], [], [], []
+    for (t, j), seen in sorted(per.items()):
+        if len({s[0] for s in seen}) < 2:
+            continue
+        n = len(inst)
+        inst.append(t)
+        jts.append(j)
+        for ci, p, c in seen:
+            cam_i.append(ci)
+            pt_i.append(n)
+            xys.append(p)
+            confs.append(c)
+    return Observations(np.asarray(cam_i, int), np.asarray(pt_i, int),
+                        np.asarray(xys, float).reshape(-1, 2), np.asarray(confs, float),
+                        len(inst), np.asarray(inst, float), np.asarray(jts, int))
+
+
+def _rt(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rotations (c, 3, 3), translations (c, 3)) of packed camera parameters (c, 6)."""
+    return Rotation.from_rotvec(p[:, :3]).as_matrix(), p[:, 3:]
+
+
+def triangulate(xy: np.ndarray, cams: np.ndarray, point: np.ndarray, n_points: int,
+                rs: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Linear (DLT) triangulation of every point from its normalised observations."""
+    a = np.zeros((n_points, 4, 4))
+    proj = np.concatenate([rs, ts[:, :, None]], axis=2)  # (c, 3, 4)
+    pm = proj[cams]
+    r1 = xy[:, :1] * pm[:, 2] - pm[:, 0]
+    r2 = xy[:, 1:] * pm[:, 2] - pm[:, 1]
+    np.add.at(a, point, r1[:, :, None] * r1[:, None, :] + r2[:, :, None] * r2[:, None, :])
+    _, vecs = np.linalg.eigh(a)
+    h = vecs[:, :, 0]
+    return h[:, :3] / np.where(np.abs(h[:, 3:]) < 1e-12, 1e-12, h[:, 3:])
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyObs:
+    """Survey picks in the cameras being solved; ``world`` NaN where a coordinate is open."""
+
+    cam: np.ndarray  # (m,) int
+    point: np.ndarray  # (m,) int, index into world / names
+    xy: np.ndarray  # (m, 2) normalised
+    world: np.ndarray  # (p, 3)
+    names: tuple[str, ...]
+
+
+def survey_observations(survey: Survey, cameras: Sequence[Camera]) -> SurveyObs:
+    index = {c.id: i for i, c in enumerate(cameras)}
+    cam_i, pt_i, xy, world, names = [], [], [], [], []
+    for p in survey.points:
+        seen = [(cid, px) for cid, px in p.pixels.items() if cid in index]
+        if not seen:
+            continue
+        for cid, px in seen:
+            cam_i.append(index[cid])
+            pt_i.append(len(names))
+            xy.append(normalise(cameras[index[cid]], np.asarray([px]))[0])
+        world.append([np.nan if v is None else v for v in p.world])
+        names.append(p.name)
+    return SurveyObs(np.asarray(cam_i, int), np.asarray(pt_i, int),
+                     np.asarray(xy, float).reshape(-1, 2), np.asarray(world, float).reshape(-1, 3),
+                     tuple(names))
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationResult:
+    cameras: tuple[Camera, ...]
+    points: np.ndarray  # (n_points, 3) the shopper's joints, world frame
+    joint_px: np.ndarray  # (n,) reprojection error of each joint observation (px)
+    inlier: np.ndarray  # (n,) bool, kept after the outlier pass
+    survey_world: np.ndarray  # (p, 3) survey points, open coordinates solved
+    survey_px: np.ndarray  # (m,) reprojection error of each survey observation (px)
+    cost: float
+
+
+def _focal(cameras: Sequence[Camera]) -> np.ndarray:
+    return np.array([(c.K_array[0, 0] + c.K_array[1, 1]) / 2 for c in cameras])
+
+
+def _project(rs: np.ndarray, ts: np.ndarray, ci: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    pc = np.einsum("nij,nj->ni", rs[ci], pts) + ts[ci]
+    z = np.where(pc[:, 2:] > 1e-6, pc[:, 2:], 1e-6)
+    return pc[:, :2] / z
+
+
+def _ray_fill(sv: SurveyObs, rs: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Open survey coordinates from the first view's ray: the ray point nearest the known
+    coordinates (an open-height point on a vertical edge gets the height there)."""
+    world = sv.world.copy()
+    for p in range(len(world)):
+        open_ = np.isnan(world[p])
+        if not open_.any():
+            continue
+        k = int(np.flatnonzero(sv.point == p)[0])
+        c, r, t = sv.cam[k], rs[sv.cam[k]], ts[sv.cam[k]]
+        centre = -r.T @ t
+        d = r.T @ np.array([*sv.xy[k], 1.0])
+        kn = ~open_
+        s = float(d[kn] @ (world[p, kn] - centre[kn]) / max(float(d[kn] @ d[kn]), 1e-12))
+        world[p, open_] = (centre + max(s, 0.1) * d)[open_]
+        del c
+    return world
+
+
+def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.ndarray,
+           pts0: np.ndarray, f: np.ndarray, fixed_cam: int | None, scale_pair: tuple[int, int],
+           scale: float, floor: np.ndarray | None = None,
+           max_nfev: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """One robust least-squares pass over the free cameras, the joints and the survey's open
+    coordinates; returns camera params (c, 6), joints, survey world points and the cost.
+    ``floor``: indices of joint points (planted ankles) held near ``ANKLE_HEIGHT_M``."""
+    floor = np.empty(0, int) if floor is None else floor
+    nc, npnt = len(cams0), len(pts0)
+    free = [i for i in range(nc) if i != fixed_cam]
+    slot = {c: k for k, c in enumerate(free)}
+    ci, pi, xy = obs.cam[keep], obs.point[keep], obs.xy[keep]
+    w = np.sqrt(obs.conf[keep]) * f[ci] / JOINT_SCALE_PX  # residuals in units of the scale
+    n_cam_p = 6 * len(free)
+    n_pt_p = 3 * npnt
+    if sv is not None:
+        rs0, ts0 = _rt(cams0)
+        world0 = _ray_fill(sv, rs0, ts0)
+        open_idx = np.argwhere(np.isnan(sv.world))  # (k, 2): point, axis
+        sv_w = f[sv.cam] / SURVEY_SIGMA_PX
+    else:
+        world0, open_idx, sv_w = np.empty((0, 3)), np.empty((0, 2), int), np.empty(0)
+    m_sv = 0 if sv is None else len(sv.cam)
+
+    def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cp = cams0.copy()
+        cp[free] = x[:n_cam_p].reshape(-1, 6)
+        world = world0.copy()
+        if len(open_idx):
+            world[open_idx[:, 0], open_idx[:, 1]] = x[n_cam_p + n_pt_p:]
+        return cp, x[n_cam_p:n_cam_p + n_pt_p].reshape(npnt, 3), world
+
+    def fun(x: np.ndarray) -> np.ndarray:
+        cp, pts, world = unpack(x)
+        rs, ts = _rt(cp)
+        res = [((_project(rs, ts, ci, pts[pi]) - xy) * w[:, None]).ravel()]
+        if sv is not None:
+            res.append(((_project(rs, ts, sv.cam, world[sv.point]) - sv.xy)
+                        * sv_w[:, None]).ravel())
+        if len(floor):
+            res.append((pts[floor, 2] - ANKLE_HEIGHT_M) / FLOOR_SIGMA_M)
+        if fixed_cam is not None:
+            a, b = scale_pair
+            gap = np.linalg.norm(rs[a].T @ ts[a] - rs[b].T @ ts[b])
+            res.append(np.array([(gap - scale) * 100.0]))
+        return np.concatenate(res)
+
+    n_res = 2 * len(ci) + 2 * m_sv + len(floor) + (1 if fixed_cam is not None else 0)
+    n_par = n_cam_p + n_pt_p + len(open_idx)
+    sp = lil_matrix((n_res, n_par), dtype=np.int8)
+    rows = np.arange(len(ci))
+    for k in range(2):
+        r = 2 * rows + k
+        for d in range(3):
+            sp[r, n_cam_p + 3 * pi + d] = 1
+        for c in free:
+            sel = ci == c
+            for d in range(6):
+                sp[r[sel], 6 * slot[c] + d] = 1
+    if sv is not None:
+        base = 2 * len(ci)
+        for k in range(2):
+            for c in free:
+                sel = np.flatnonzero(sv.cam == c)
+                for d in range(6):
+                    sp[base + 2 * sel + k, 6 * slot[c] + d] = 1
+            for j, (p, _axis) in enumerate(open_idx):
+                sel = np.flatnonzero(sv.point == p)
+                sp[base + 2 * sel + k, n_cam_p + n_pt_p + j] = 1
+    base = 2 * len(ci) + 2 * m_sv
+    sp[base + np.arange(len(floor)), n_cam_p + 3 * floor + 2] = 1
+    if fixed_cam is not None:
+        for c in scale_pair:
+            if c in slot:
+                sp[n_res - 1, 6 * slot[c]:6 * slot[c] + 6] = 1
+    x0 = np.concatenate([cams0[free].ravel(), pts0.ravel(),
+                         world0[open_idx[:, 0], open_idx[:, 1]] if len(open_idx) else []])
+    sol = least_squares(fun, x0, jac_sparsity=sp.tocsr(), loss="soft_l1", f_scale=1.0,
+                        x_scale="jac", method="trf", max_nfev=max_nfev, xtol=1e-10, ftol=1e-10)
+    cp, pts, world = unpack(sol.x)
+    return cp, pts, world, float(sol.cost)
+
+
+def _views(obs: Observations, n_cams: int) -> list[dict[int, np.ndarray]]:
+    """Per camera: point index -> its normalised observation."""
+    out: list[dict[int, np.ndarray]] = [{} for _ in range(n_cams)]
+    for c, p, xy in zip(obs.cam, obs.point, obs.xy, strict=True):
+        out[c][int(p)] = xy
+    return out
+
+
+def relative_poses(obs: Observations, n_cams: int, f: float = 500.0,
+                   thresh_px: float = 4.0) -> np.ndarray:
+    """Camera poses (c, 6) from the observations alone, up to a similarity.
+
+    The pair sharing most points gives the essential matrix (RANSAC) and, decomposed, the
+    second camera relative to the first at unit baseline; their inliers are triangulated and
+    every other camera is resected on them (PnP RANSAC), most shared points first.
+    """
+    views = _views(obs, n_cams)
+    counts = {(a, b): len(views[a].keys() & views[b].keys())
+              for a in range(n_cams) for b in range(a + 1, n_cams)}
+    (a, b), n = max(counts.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
+    if n < 30:
+        raise CalibrationError(f"no two cameras share 30 joint observations (best {n})")
+    ids = sorted(views[a].keys() & views[b].keys())
+    xa = np.array([views[a][i] for i in ids])
+    xb = np.array([views[b][i] for i in ids])
+    cv2.setRNGSeed(0)
+    e, mask = cv2.findEssentialMat(xa, xb, np.eye(3), cv2.RANSAC, 0.9999, thresh_px / f)
+    if e is None or e.shape != (3, 3):
+        raise CalibrationError(f"no essential matrix between cameras {a} and {b}")
+    _, r, t, mask = cv2.recoverPose(e, xa, xb, np.eye(3), mask=mask)
+    poses = np.full((n_cams, 6), np.nan)
+    poses[a] = 0.0
+    poses[b, :3] = Rotation.from_matrix(r).as_rotvec()
+    poses[b, 3:] = t.ravel()
+    placed = [a, b]
+    while len(placed) < n_cams:
+        rs, ts = _rt(poses[placed])
+        sub = np.isin(obs.cam, placed)
+        remap = {c: k for k, c in enumerate(placed)}
+        cam_k = np.array([remap[c] for c in obs.cam[sub]], int)
+        multi = np.bincount(obs.point[sub], minlength=obs.n_points) >= 2
+        pts = triangulate(obs.xy[sub], cam_k, obs.point[sub], obs.n_points, rs, ts)
+        todo = [c for c in range(n_cams) if c not in placed]
+        nxt = max(todo, key=lambda c: (sum(multi[p] for p in views[c]), -c))
+        ids = sorted(p for p in views[nxt] if multi[p])
+        if len(ids) < 12:
+            raise CalibrationError(f"camera {nxt} shares only {len(ids)} triangulated joints "
+                                   "with the others; cannot place it")
+        ok, rvec, tvec, _ = cv2.solvePnPRansac(
+            pts[ids], np.array([views[nxt][i] for i in ids]), np.eye(3), None,
+            reprojectionError=thresh_px / f, iterationsCount=500, confidence=0.9999,
+            flags=cv2.SOLVEPNP_EPNP)
+        if not ok:
+            raise CalibrationError(f"camera {nxt} could not be placed (PnP failed)")
+        poses[nxt] = [*rvec.ravel(), *tvec.ravel()]
+        placed.append(nxt)
+    return poses
+
+
+def align_similarity(rel: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Move relative poses (c, 6) by the similarity that best puts them on reference poses:
+    rotation the chordal mean of the per-camera frame rotations, then scale and shift from
+    the camera centres. A rough start for the survey solve, which then fixes the frame."""
+    r_rel, t_rel = _rt(rel)
+    r_ref, t_ref = _rt(ref)
+    m = sum(r_ref[i].T @ r_rel[i] for i in range(len(rel)))  # rel -> world, per camera
+    u, _, vt = np.linalg.svd(m)
+    q = u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
+    c_rel = np.einsum("nji,nj->ni", r_rel, -t_rel) @ q.T
+    c_ref = np.einsum("nji,nj->ni", r_ref, -t_ref)
+    d_rel, d_ref = c_rel - c_rel.mean(0), c_ref - c_ref.mean(0)
+    s = float(np.sum(d_rel * d_ref) / max(np.sum(d_rel * d_rel), 1e-12))
+    shift = c_ref.mean(0) - s * c_rel.mean(0)
+    out = np.empty_like(rel)
+    for i in range(len(rel)):
+        r_new = r_rel[i] @ q.T
+        c_new = s * c_rel[i] + shift
+        out[i, :3] = Rotation.from_matrix(r_new).as_rotvec()
+        out[i, 3:] = -r_new @ c_new
+    return out
+
+
+def _pack(cameras: Sequence[Camera]) -> np.ndarray:
+    return np.array([[*c.pose.rvec, *c.pose.tvec] for c in cameras], float)
+
+
+def reproject(rs: np.ndarray, ts: np.ndarray, ci: np.ndarray, pts: np.ndarray,
+              xy: np.ndarray, f: np.ndarray) -> np.ndarray:
+    pc = np.einsum("nij,nj->ni", rs[ci], pts) + ts[ci]
+    return np.linalg.norm(pc[:, :2] / pc[:, 2:] - xy, axis=1) * f[ci]
+
+
+#: Typical ceiling-camera height (m) above the floor: only the scale of the first guess when
+#: the footage frame is placed on the survey; the survey itself sets the scale.
+GUESS_CAMERA_HEIGHT_M = 2.45
+#: Height of the ankle joint above the floor while walking (m), for the same first guess.
+ANKLE_HEIGHT_M = 0.08
+ANKLES = (15, 16)
+#: Two equally good survey placements with cameras further apart than this: ambiguous (m).
+AMBIGUOUS_M = 0.3
+#: How closely a planted ankle is held to that height (m); a lifted foot passes the soft-L1.
+FLOOR_SIGMA_M = 0.05
+
+
+def planted_ankles(obs: Observations, pts: np.ndarray) -> np.ndarray:
+    """Point indices of the lower ankle at each instant (the foot on the floor)."""
+    ank = np.flatnonzero(np.isin(obs.joints, ANKLES))
+    best: dict[float, int] = {}
+    for i in ank:
+        t = float(obs.instants[i])
+        if t not in best or pts[i, 2] < pts[best[t], 2]:
+            best[t] = int(i)
+    return np.array(sorted(best.values()), int)
+
+
+def _similarity(cp: np.ndarray, pts: np.ndarray, q: np.ndarray, s: float,
+                t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cameras (c, 6) and points moved by ``x -> s q x + t``."""
+    rs, ts = _rt(cp)
+    centres = np.einsum("nji,nj->ni", rs, -ts)
+    out = np.empty_like(cp)
+    for i in range(len(cp)):
+        r_new = rs[i] @ q.T
+        out[i, :3] = Rotation.from_matrix(r_new).as_rotvec()
+        out[i, 3:] = -r_new @ (s * q @ centres[i] + t)
+    return out, s * pts @ q.T + t
+
+
+def _level(obs: Observations, cp: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, float,
+                                                                         np.ndarray]:
+    """A similarity putting the ankles' plane on the floor, z up, cameras at a typical height."""
+    ank = pts[np.isin(obs.joints, ANKLES)]
+    if len(ank) < 20:
+        raise CalibrationError(f"only {len(ank)} ankle points seen by two cameras: cannot "
+                               "find the floor")
+    mid = np.median(ank, axis=0)
+    _, _, vt = np.linalg.svd(ank - mid, full_matrices=False)
+    up = vt[2]
+    rs, ts = _rt(cp)
+    centres = np.einsum("nji,nj->ni", rs, -ts)
+    if np.mean((centres - mid) @ up) < 0:
+        up = -up
+    q = Rotation.align_vectors([[0.0, 0.0, 1.0]], [up])[0].as_matrix()
+    height = float(np.median((centres - mid) @ up))
+    s = (GUESS_CAMERA_HEIGHT_M - ANKLE_HEIGHT_M) / max(height, 1e-9)
+    t = np.array([0.0, 0.0, ANKLE_HEIGHT_M]) - s * q @ mid
+    return q, s, t
+
+
+def _umeyama_start(sv: SurveyObs, cp: np.ndarray,
+                   q0: np.ndarray) -> tuple[float, float, np.ndarray] | None:
+    """(yaw, scale, shift) from the fully known survey points seen by two cameras or more:
+    triangulated in the footage's frame and matched to their store coordinates (Umeyama).
+    None when fewer than three such points."""
+    rs, ts = _rt(cp)
+    src, dst = [], []
+    for p in range(len(sv.world)):
+        k = np.flatnonzero(sv.point == p)
+        if np.isnan(sv.world[p]).any() or len(set(sv.cam[k].tolist())) < 2:
+            continue
+        x = triangulate(sv.xy[k], sv.cam[k], np.zeros(len(k), int), 1, rs, ts)[0]
+        src.append(x)
+        dst.append(sv.world[p])
+    if len(src) < 3:
+        return None
+    a, b = np.asarray(src), np.asarray(dst)
+    ma, mb = a.mean(0), b.mean(0)
+    u, d, vt = np.linalg.svd((b - mb).T @ (a - ma))
+    sgn = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    q = u @ sgn @ vt
+    s = float(np.trace(np.diag(d) @ sgn) / max(np.sum((a - ma) ** 2), 1e-12))
+    yaw_m = q @ q0.T
+    return float(np.arctan2(yaw_m[1, 0], yaw_m[0, 0])), s, mb - s * q @ ma
+
+
+def _place_on_survey(obs: Observations, sv: SurveyObs, cp: np.ndarray, pts: np.ndarray,
+                     f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The similarity that best puts the footage's frame on the survey, the relative poses
+    held: leveled on the ankles (a single fixture face cannot tell up from a tilt), then yaw,
+    scale and shift fitted from twelve yaw starts 30 degrees apart."""
+    q0, s0, t0 = _level(obs, cp, pts)
+    target = np.nanmean(sv.world, axis=0)
+    target = np.where(np.isnan(target), 0.0, target)
+    found: list[tuple[float, np.ndarray]] = []
+
+    def _centres(x: np.ndarray) -> np.ndarray:
+        qq = Rotation.from_euler("z", x[0]).as_matrix() @ q0
+        cc, _ = _similarity(cp, pts[:0], qq, float(np.exp(x[1])), x[2:5])
+        rs, ts = _rt(cc)
+        return np.einsum("nji,nj->ni", rs, -ts)
+
+    starts: list[tuple[float, float, np.ndarray]] = []
+    for k in range(12):
+        yaw = Rotation.from_euler("z", 30.0 * k, degrees=True).as_matrix()
+        q = yaw @ q0
+        cam_c = np.einsum("nji,nj->ni", *(_rt(cp)[0], -_rt(cp)[1]))
+        t = yaw @ t0
+        t[:2] += target[:2] - (s0 * cam_c @ q.T + t).mean(axis=0)[:2]
+        starts.append((np.radians(30.0 * k), s0, t))
+    umeyama = _umeyama_start(sv, cp, q0)
+    if umeyama is not None:
+        starts.insert(0, umeyama)
+    for yaw0, s, t in starts:
+        q = Rotation.from_euler("z", yaw0).as_matrix() @ q0
+        c1, _ = _similarity(cp, pts, q, s, t)
+        world0 = _ray_fill(sv, *_rt(c1))
+        open_idx = np.argwhere(np.isnan(sv.world))
+
+        def fun(x: np.ndarray, open_idx: np.ndarray = open_idx,
+                world0: np.ndarray = world0) -> np.ndarray:
+            qq = Rotation.from_euler("z", x[0]).as_matrix() @ q0
+            cc, _ = _similarity(cp, pts[:0], qq, float(np.exp(x[1])), x[2:5])
+            world = world0.copy()
+            world[open_idx[:, 0], open_idx[:, 1]] = x[5:]
+            rs, ts = _rt(cc)
+            return ((_project(rs, ts, sv.cam, world[sv.point]) - sv.xy)
+                    * (f[sv.cam] / SURVEY_SIGMA_PX)[:, None]).ravel()
+
+        x0 = np.concatenate([[yaw0, np.log(s)], t, world0[open_idx[:, 0], open_idx[:, 1]]])
+        sol = least_squares(fun, x0, method="trf", max_nfev=300)
+        if np.all(np.isfinite(sol.x)) and np.exp(sol.x[1]) > 1e-3 * s0:
+            found.append((float(sol.cost), sol.x))
+    if not found:
+        raise CalibrationError("the survey could not be fitted from any starting yaw")
+    found.sort(key=lambda r: r[0])
+    x = found[0][1]
+    # A survey that leaves the frame open fits equally well in different places: refuse it
+    # rather than pick one at random.
+    ref = _centres(x)
+    for cost, other in found[1:]:
+        gap = float(np.max(np.linalg.norm(_centres(other) - ref, axis=1)))
+        if cost <= found[0][0] * 1.05 + 1e-6 and gap > AMBIGUOUS_M:
+            raise CalibrationError(
+                f"the survey does not fix the store frame: two placements fit it equally well "
+                f"(cost {found[0][0]:.2f} and {cost:.2f}) with cameras {gap:.1f} m apart; add "
+                "fully known points seen by other cameras, or points on lines with one open "
+                "coordinate on other fixtures")
+    return _similarity(cp, pts, Rotation.from_euler("z", x[0]).as_matrix() @ q0,
+                       float(np.exp(x[1])), x[2:5])
+
+
+def calibrate(obs: Observations, cameras: Sequence[Camera], survey: Survey | None = None,
+              min_points: int = 6, from_footage: bool = True) -> CalibrationResult:
+    """Refine the poses of ``cameras`` (intrinsics and lens kept) on the joint observations.
+
+    ``from_footage`` starts from :func:`relative_poses` moved onto ``cameras`` by
+    :func:`align_similarity` (the given poses may be far off: moved cameras); otherwise from
+    ``cameras`` as they are. The relative solve keeps the first camera where it is and the
+    distance between the first two camera centres. With a survey, that solution is then placed
+    on the survey by a similarity (:func:`_place_on_survey`) and everything is solved again
+    with the survey fixing the store frame. Each solve runs twice, the second time without the
+    joint observations off by more than ``OUTLIER_PX`` after the first.
+    """
+    if obs.n_points < 50:
+        raise CalibrationError(
+            f"only {obs.n_points} joints were seen by two cameras at once; need at least 50 "
+            "(do the videos overlap and are they in sync?)")
+    sv = None
+    if survey is not None:
+        sv = survey_observations(survey, cameras)
+        if len(sv.cam) < min_points:
+            raise CalibrationError(
+                f"the survey has {len(sv.cam)} picks in cameras "
+                f"{', '.join(c.id for c in cameras)}; need at least {min_points} to fix the "
+                "store frame")
+        full = {tuple(w) for w in sv.world if not np.isnan(w).any()}
+        if len(full) < 2:
+            raise CalibrationError(
+                f"the survey has {len(full)} fully known points; need at least 2 (with the "
+                "open ones) to fix the store frame")
+    f = _focal(cameras)
+    cams0 = _pack(cameras)
+    if from_footage:
+        cams0 = align_similarity(relative_poses(obs, len(cameras), float(np.mean(f))), cams0)
+    rs, ts = _rt(cams0)
+    pts0 = triangulate(obs.xy, obs.cam, obs.point, obs.n_points, rs, ts)
+    centres = np.einsum("nji,nj->ni", rs, -ts)
+    scale = float(np.linalg.norm(centres[0] - centres[1]))
+    keep = np.ones(len(obs.cam), bool)
+    cp, pts = cams0, pts0
+    for _ in range(2):
+        cp, pts, _, cost = _solve(obs, keep, None, cp, pts, f, 0, (0, 1), scale)
+        rs, ts = _rt(cp)
+        keep = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, f) <= OUTLIER_PX
+    world = np.empty((0, 3))
+    if sv is not None:
+        cp, pts = _place_on_survey(obs, sv, cp, pts, f)
+        floor = planted_ankles(obs, pts)
+        for _ in range(2):
+            cp, pts, world, cost = _solve(obs, keep, sv, cp, pts, f, None, (0, 1), scale,
+                                          floor)
+            rs, ts = _rt(cp)
+            keep = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, f) <= OUTLIER_PX
+    rs, ts = _rt(cp)
+    err = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, f)
+    sv_err = (np.empty(0) if sv is None
+              else reproject(rs, ts, sv.cam, world[sv.point], sv.xy, f))
+    out = tuple(
+        Camera.model_validate({**c.model_dump(), "pose": CameraPose(
+            rvec=tuple(round(float(v), 8) for v in p[:3]),  # type: ignore[arg-type]
+            tvec=tuple(round(float(v), 6) for v in p[3:]))})  # type: ignore[arg-type]
+        for c, p in zip(cameras, cp, strict=True))
+    return CalibrationResult(out, pts, err, keep, world, sv_err, cost)

@@ -1,0 +1,261 @@
+"""Camera calibration from the footage (`walkout.perception.calibrate`) on synthetic data:
+known poses, a walking person's joints projected with noise, the poses recovered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from walkout.events import KeypointFrame
+from walkout.perception.calib_check import score
+from walkout.perception.calibrate import CalibrationError, calibrate, joint_observations
+from walkout.perception.survey import Survey, SurveyError, SurveyPoint, load_survey
+from walkout.store.model import Camera, CameraPose
+
+K = ((500.0, 0.0, 320.0), (0.0, 500.0, 180.0), (0.0, 0.0, 1.0))
+DIST = (-0.3, 0.1, 0.0, 0.0, 0.0)
+
+
+def _camera(cid: str, centre: tuple[float, float, float], target: tuple[float, float, float],
+            ) -> Camera:
+    """A ceiling camera at ``centre`` looking at ``target`` (world z up)."""
+    c, t = np.asarray(centre), np.asarray(target)
+    z = (t - c) / np.linalg.norm(t - c)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    r = np.stack([x, y, z])
+    rvec, _ = cv2.Rodrigues(r)
+    return Camera(id=cid, resolution=(640, 360), fps=10.0, K=K, dist=DIST,
+                  pose=CameraPose(rvec=tuple(rvec.ravel()), tvec=tuple(-r @ c)))
+
+
+CAMERAS = [
+    _camera("cam1", (4.4, -0.3, 2.45), (1.5, -1.0, 0.5)),
+    _camera("cam3", (3.8, -1.2, 2.45), (0.5, -0.6, 0.5)),
+    _camera("cam5", (1.8, -0.4, 2.45), (4.5, -1.0, 0.5)),
+    _camera("cam7", (0.3, -1.0, 2.45), (3.5, -0.6, 0.5)),
+]
+
+#: A standing person's COCO-17 joints relative to the point between the feet (m).
+BODY = np.array([
+    [0.10, 0.0, 1.65], [0.12, 0.04, 1.70], [0.12, -0.04, 1.70], [0.05, 0.08, 1.68],
+    [0.05, -0.08, 1.68], [0.0, 0.2, 1.45], [0.0, -0.2, 1.45], [0.05, 0.25, 1.15],
+    [0.05, -0.25, 1.15], [0.15, 0.25, 0.9], [0.15, -0.25, 0.9], [0.0, 0.12, 0.95],
+    [0.0, -0.12, 0.95], [0.03, 0.12, 0.5], [0.03, -0.12, 0.5], [0.0, 0.12, 0.08],
+    [0.0, -0.12, 0.08]])
+
+
+def _walk(n: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """Times and (n, 17, 3) joints of a person walking a loop through the views."""
+    t = np.arange(n) / 10.0
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    pos = np.stack([2.3 + 1.6 * np.cos(a), -1.0 + 0.5 * np.sin(a)], axis=1)
+    joints = np.empty((n, 17, 3))
+    for i in range(n):
+        c, s = np.cos(a[i] + np.pi / 2), np.sin(a[i] + np.pi / 2)
+        rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+        joints[i] = BODY @ rot.T + [*pos[i], 0.0]
+    # arms swing a little, so the joints are not a rigid body
+    joints[:, 9:11, 2] += 0.1 * np.sin(3 * a)[:, None]
+    return t, joints
+
+
+def _frames(cameras: list[Camera], noise_px: float,
+            seed: int = 0) -> dict[str, list[KeypointFrame]]:
+    rng = np.random.default_rng(seed)
+    t, joints = _walk()
+    out: dict[str, list[KeypointFrame]] = {}
+    for cam in cameras:
+        fr = []
+        for ti, j in zip(t, joints, strict=True):
+            uv, _ = cv2.projectPoints(j, np.asarray(cam.pose.rvec), np.asarray(cam.pose.tvec),
+                                      cam.K_array, cam.dist_array)
+            uv = uv.reshape(-1, 2) + rng.normal(0, noise_px, (17, 2))
+            depth = (j @ cam.R.T + cam.t)[:, 2]
+            inside = (uv[:, 0] >= 0) & (uv[:, 0] < 640) & (uv[:, 1] >= 0) & (uv[:, 1] < 360)
+            conf = np.where(inside & (depth > 0), 0.8, 0.0)
+            kp = np.concatenate([uv, conf[:, None]], axis=1)[None].astype(np.float32)
+            fr.append(KeypointFrame(cam.id, float(ti), kp))
+        out[cam.id] = fr
+    return out
+
+
+def _perturbed(cameras: list[Camera], deg: float, metres: float, seed: int = 1) -> list[Camera]:
+    """The cameras moved: each rotated by ``deg`` about a random axis and shifted."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in cameras:
+        axis = rng.normal(size=3)
+        axis *= np.radians(deg) / np.linalg.norm(axis)
+        r = cv2.Rodrigues(axis)[0] @ c.R
+        centre = c.center + rng.normal(size=3) * metres / np.sqrt(3)
+        rvec, _ = cv2.Rodrigues(r)
+        out.append(c.model_copy(update={"pose": CameraPose(
+            rvec=tuple(rvec.ravel()), tvec=tuple(-r @ centre))}))
+    return [Camera.model_validate(c.model_dump()) for c in out]
+
+
+def _rot_deg(a: Camera, b: Camera) -> float:
+    return float(np.degrees(np.linalg.norm(cv2.Rodrigues(a.R @ b.R.T)[0])))
+
+
+def _similar(rel: list[Camera], ref: list[Camera]) -> tuple[float, float]:
+    """Worst centre error (m) and rotation error (deg) of ``rel`` after the best similarity
+    onto ``ref`` (Umeyama on the centres)."""
+    a = np.array([c.center for c in rel])
+    b = np.array([c.center for c in ref])
+    ma, mb = a.mean(0), b.mean(0)
+    u, d, vt = np.linalg.svd((b - mb).T @ (a - ma))
+    sgn = np.diag([1, 1, np.sign(np.linalg.det(u @ vt))])
+    q = u @ sgn @ vt
+    s = np.trace(np.diag(d) @ sgn) / np.sum((a - ma) ** 2)
+    moved = s * (a - ma) @ q.T + mb
+    rot = max(float(np.degrees(np.linalg.norm(cv2.Rodrigues(x.R @ q.T @ y.R.T)[0])))
+              for x, y in zip(rel, ref, strict=True))
+    return float(np.max(np.linalg.norm(moved - b, axis=1))), rot
+
+
+def test_relative_poses_recovered_from_a_walking_person():
+    frames = _frames(CAMERAS, noise_px=1.5)
+    start = _perturbed(CAMERAS, deg=20.0, metres=0.8)
+    before = np.mean([s.median_px for s in score(frames, {c.id: c for c in start},
+                                                  {c.id: c.id for c in start})])
+    obs = joint_observations(frames, start)
+    res = calibrate(obs, start)
+    pos, rot = _similar(list(res.cameras), CAMERAS)
+    assert pos < 0.05 and rot < 0.5, (pos, rot)
+    after = [s.median_px for s in score(frames, {c.id: c for c in res.cameras},
+                                        {c.id: c.id for c in res.cameras})]
+    assert before > 10.0
+    assert max(after) < 2.5, after
+    assert np.median(res.joint_px[res.inlier]) < 2.5
+
+
+def _survey(cameras: list[Camera], world: list[tuple[float, float, float]],
+            see: list[list[str]], rng: np.random.Generator) -> Survey:
+    by = {c.id: c for c in cameras}
+    pts = []
+    for i, (w, cams) in enumerate(zip(world, see, strict=True)):
+        pix = {}
+        for cid in cams:
+            c = by[cid]
+            assert (np.asarray(w) @ c.R.T + c.t)[2] > 0.3, f"p{i} is behind {cid}"
+            uv, _ = cv2.projectPoints(np.asarray([w], float), np.asarray(c.pose.rvec),
+                                      np.asarray(c.pose.tvec), c.K_array, c.dist_array)
+            x, y = uv.ravel() + rng.normal(0, 1.0, 2)
+            assert 0 <= x < 640 and 0 <= y < 360, f"p{i} is outside {cid}"
+            pix[cid] = (float(x), float(y))
+        pts.append(SurveyPoint(name=f"p{i}", world=w, pixels=pix))
+    return Survey(store="synthetic", frames="synthetic", points=pts)
+
+
+def test_survey_fixes_the_store_frame():
+    rng = np.random.default_rng(3)
+    frames = _frames(CAMERAS, noise_px=1.5)
+    # shelf-front corners of a gondola row along y = 0.2 and an end gondola at x = 4.8
+    world = [(0.0, 0.2, 1.4), (1.2, 0.2, 1.4), (2.2, 0.2, 0.6), (3.4, 0.2, 1.4),
+             (4.8, -1.2, 1.6), (4.8, -0.3, 0.3), (1.2, 0.2, 0.0), (3.4, 0.2, 0.0)]
+    see = [["cam1", "cam3"], ["cam3", "cam1"], ["cam1", "cam3"], ["cam1", "cam5"],
+           ["cam5", "cam7"], ["cam5"], ["cam1", "cam3"], ["cam7"]]
+    survey = _survey(CAMERAS, world, see, rng)
+    start = _perturbed(CAMERAS, deg=20.0, metres=0.8)
+    res = calibrate(joint_observations(frames, start), start, survey)
+    for got, want in zip(res.cameras, CAMERAS, strict=True):
+        assert np.linalg.norm(got.center - want.center) < 0.05, (got.id, got.center)
+        assert _rot_deg(got, want) < 0.5
+    assert np.max(res.survey_px) < 4.0
+
+
+def test_a_survey_on_one_face_seen_by_one_camera_is_refused():
+    rng = np.random.default_rng(4)
+    frames = _frames(CAMERAS, noise_px=1.5)
+    world = [(4.8, -1.2, z) for z in (0.3, 0.6, 0.9, 1.2, 1.4, 1.6)]
+    survey = _survey(CAMERAS, world, [["cam5"]] * len(world), rng)
+    with pytest.raises(CalibrationError, match="does not fix the store frame"):
+        calibrate(joint_observations(frames, CAMERAS), CAMERAS, survey)
+
+
+def test_too_few_survey_picks_are_refused():
+    rng = np.random.default_rng(5)
+    frames = _frames(CAMERAS, noise_px=1.5)
+    survey = _survey(CAMERAS, [(4.8, -1.2, 0.3), (4.8, -1.2, 1.6)], [["cam5"], ["cam5"]], rng)
+    with pytest.raises(CalibrationError, match="need at least 6"):
+        calibrate(joint_observations(frames, CAMERAS), CAMERAS, survey)
+
+
+def test_views_that_never_overlap_are_refused():
+    frames = _frames(CAMERAS, noise_px=1.5)
+    shifted = {c: [KeypointFrame(f.camera_id, f.t + 100.0 * i, f.keypoints) for f in fr]
+               for i, (c, fr) in enumerate(frames.items())}
+    with pytest.raises(CalibrationError, match="seen by two cameras"):
+        calibrate(joint_observations(shifted, CAMERAS), CAMERAS)
+
+
+# ---- the survey file ----------------------------------------------------------------------------
+
+
+def _write(tmp: Path, text: str) -> Path:
+    p = tmp / "survey.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_survey_file_loads_with_open_coordinates(tmp_path: Path):
+    s = load_survey(_write(tmp_path, (
+        "store: aifi-nanostore\nframes: frame 300\npoints:\n"
+        "  - {name: a, world: [1, 0.0857, 1.42], pixels: {cam5: [10, 20.5]}}\n"
+        "  - {name: b, world: [4.5085, null, 1.42], pixels: {cam5: [11, 21], cam7: [3, 4]}}\n")))
+    assert [p.world for p in s.points] == [(1.0, 0.0857, 1.42), (4.5085, None, 1.42)]
+    assert s.points[1].pixels["cam7"] == (3.0, 4.0)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("store: x\nframes: f\npoints: []\n", "points: List should have at least 1 item"),
+    ("store: x\nframes: f\npoints:\n  - {name: a, world: [1, 2], pixels: {cam5: [1, 2]}}\n",
+     "points.0.world"),
+    ("store: x\nframes: f\npoints:\n  - {name: a, world: [null, null, null], "
+     "pixels: {cam5: [1, 2]}}\n", "at least one world coordinate"),
+    ("store: x\nframes: f\npoints:\n  - {name: a, world: [1, 2, 3], pixels: {}}\n",
+     "points.0.pixels"),
+    ("store: x\nframes: f\npoints:\n  - {name: a, world: [1, 2, 3], pixels: {cam5: [1, 2]}}\n"
+     "  - {name: a, world: [1, 2, 4], pixels: {cam5: [1, 3]}}\n", "appears twice"),
+    ("store: x\nframes: f\npoints:\n  - {name: a, world: [1, 2, 3], pixels: {cam5: [1, 2]}, "
+     "colour: red}\n", "points.0.colour: Extra inputs"),
+    ("store: x\nframes: f\npoints:\n  - {name: a, world: [1, 2, '3'], pixels: {cam5: [1, 2]}}\n",
+     "points.0.world"),
+    ("[1, 2]\n", "a survey is a mapping"),
+    ("store: [unclosed\n", "cannot read survey"),
+])
+def test_bad_survey_files_name_the_problem(tmp_path: Path, text: str, message: str):
+    with pytest.raises(SurveyError, match=message.replace("[", r"\[")):
+        load_survey(_write(tmp_path, text))
+
+
+def test_missing_survey_file(tmp_path: Path):
+    with pytest.raises(SurveyError, match="survey file not found"):
+        load_survey(tmp_path / "nope.yaml")
+
+
+def test_survey_pixels_checked_against_the_cameras():
+    s = Survey(store="x", frames="f", points=[
+        SurveyPoint(name="a", world=(1.0, 2.0, 3.0), pixels={"cam9": (1.0, 2.0)})])
+    with pytest.raises(SurveyError, match="camera 'cam9' is not in the store"):
+        s.check_cameras({c.id: c for c in CAMERAS})
+    s = Survey(store="x", frames="f", points=[
+        SurveyPoint(name="a", world=(1.0, 2.0, 3.0), pixels={"cam1": (700.0, 2.0)})])
+    with pytest.raises(SurveyError, match="outside its 640x360 image"):
+        s.check_cameras({c.id: c for c in CAMERAS})
+
+
+def test_shipped_cps_test_01_survey_loads():
+    from walkout.store import load_store
+
+    p = (Path(__file__).parents[2] / "src/walkout/perception/aifi_calibration"
+         / "cps-test-01-survey.yaml")
+    s = load_survey(p)
+    s.check_cameras(load_store("aifi-nanostore").cameras_by_id)
+    assert s.store == "aifi-nanostore"
