@@ -291,9 +291,9 @@ class Engine:
         held = self.ledger.held(sid) if ev.kind == "put" and sid is not None else None
         choice = choose(ev, self.store, self.shelf.config, held)
         who = _attribution_reasons(att)
-        if choice.hypothesis is None or ev.unlisted:
-            # nothing fits, or only products this plate should not hold: a guess from the
-            # whole catalogue is never charged; the reviewer's verdict adds the line
+        if choice.hypothesis is None or (ev.unlisted and choice.needs_review):
+            # nothing fits, or only products this plate should not hold and the catalogue does
+            # not say which: a guess is never charged; the reviewer's verdict adds the line
             d = Decision(att, (), True, (), who + choice.reasons)
             self.decisions.append(d)
             self._open_case(d, {}, cands)
@@ -305,6 +305,9 @@ class Engine:
             shares, split = {sid: chosen.items} if sid is not None else {}, False
         else:
             shares, split = shares
+            together = sum(p for s, p in att.scores if s in shares)
+            if not split and together >= self.config.attribution.review_below:
+                who = ()  # each hand in the plate took one: who took what is settled
         reasons = who + choice.reasons + (("items shared among several hands",) if split else ())
         items = tuple((p, sign * q) for p, q in chosen.items)
         d = Decision(att, items, bool(reasons), tuple(shares), reasons)

@@ -195,7 +195,8 @@ class Attribution:
     confidence: float
     scores: tuple[tuple[str, float], ...] = ()  # (session_id, probability), best first
     needs_review: bool = False
-    #: (session_id, closest wrist-to-plate distance in metres), nearest first
+    #: (session_id, sustained wrist-to-plate distance in metres, see attribution.hands),
+    #: nearest first
     reach_m: tuple[tuple[str, float], ...] = ()
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from walkout.attribution import AttributionConfig
 from walkout.engine import Engine, EngineConfig
 from walkout.events import PlateBlock
 from walkout.review import Verdict, corrections
@@ -24,10 +25,13 @@ def test_corrections_are_the_difference_to_the_verdict() -> None:
 
 @pytest.fixture(scope="module")
 def reviewed() -> tuple[Engine, object]:
-    """Two shoppers' hands in one plate at the same moment (seed 1): a case to review."""
+    """Two shoppers' hands in one plate at the same moment (seed 1): a case to review for a
+    store that reviews every hand it is not certain of (by default each hand in the plate
+    took one of the two items and nothing is reviewed: tests/review/test_hard_attribution.py)."""
     store = load_store("small")
     session = simulate(store, 0, 1, scenarios=["same-plate-same-moment"])
-    engine = Engine(store, EngineConfig(review_hold_s=1e9))
+    engine = Engine(store, EngineConfig(review_hold_s=1e9,
+                                        attribution=AttributionConfig(review_below=1.0)))
     sensors = Sensors.from_session(session)
     chunk = engine.config.chunk_s
     frame_t = np.array([f.t for f in sensors.frames])

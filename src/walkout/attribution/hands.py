@@ -1,9 +1,13 @@
-"""Who took it: score each shopper by their wrists' distance to the plate around the event.
+"""Who took it: score each shopper by how their wrists stayed in the plate around the event.
 
-Attribution uses hands, never heads: the shopper whose wrist was in (or nearest to) the plate's
-volume while its weight changed is the likeliest taker. Scores become probabilities over the
-candidates plus a "nobody seen" alternative, so an event with no hand near the plate is
-reviewable rather than silently charged to whoever stood closest.
+Attribution uses hands, never heads: the shopper whose wrist was in the plate's volume while
+its weight changed is the likeliest taker. A hand takes or leaves an item over a grasp, not a
+frame, so each candidate is scored on its *sustained reach*: the smallest wrist-to-plate
+distance averaged over ``hold_s`` of the event window. A neighbour whose hand crosses or brushes
+the plate for a frame or two (crossing hands, shoulder to shoulder, a tracker glitch) does not
+look like the hand that held the item there. Scores become probabilities over the candidates
+plus a "nobody seen" alternative, so an event with no hand near the plate is reviewable rather
+than silently charged to whoever stood closest.
 """
 
 from __future__ import annotations
@@ -21,14 +25,28 @@ class AttributionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sigma_m: float = Field(0.08, gt=0, description="wrist-to-plate distance scale (m)")
+    sigma_m: float = Field(
+        0.02, gt=0, description="spread of the sustained reach of the hand that was in the plate "
+        "(the tracker's wrist error: 2 cm median in 3D)"
+    )
+    tail_sigma_m: float = Field(
+        0.08, gt=0, description="spread of the reach when the wrist was mis-seen (occlusion, "
+        "the wrong joint): the likelihood's heavy tail"
+    )
+    tail_weight: float = Field(
+        0.05, gt=0, lt=1, description="share of events whose taker's wrist is mis-seen"
+    )
+    hold_s: float = Field(
+        0.4, gt=0, description="a hand takes or leaves an item over at least this long: the "
+        "reach is the wrist-to-plate distance averaged over this long a stretch"
+    )
     pad_s: float = Field(0.6, ge=0, description="time searched before and after the event")
     nobody_distance_m: float = Field(
         0.35, gt=0, description="distance at which 'nobody took it' is as likely as a shopper"
     )
     review_below: float = Field(0.9, ge=0, le=1, description="confidence under which to review")
     inside_m: float = Field(
-        0.04, ge=0, description="a wrist this close to the plate volume was in it"
+        0.04, ge=0, description="a wrist whose sustained reach is this close was in the plate"
     )
 
 
@@ -49,6 +67,42 @@ def wrist_distance(track: Track, boxes: np.ndarray, t0: float, t1: float) -> flo
     return float(d.min()) if d.size else float("inf")
 
 
+def sustained_distance(
+    track: Track, boxes: np.ndarray, t0: float, t1: float, hold_s: float
+) -> float:
+    """Smallest mean distance of the nearer wrist to the boxes over any ``hold_s`` stretch of
+    [t0, t1] (inf if never seen).
+
+    Only stretches seen at least half as well as the best-seen one count, so that a lone
+    frame between occlusions cannot stand for a whole grasp; a track seen too little for any
+    stretch is judged on what was seen.
+    """
+    t, joints = track.window(t0, t1)
+    if len(t) == 0:
+        return float("inf")
+    d = box_distance(joints[:, list(WRISTS)].astype(np.float64), boxes)
+    d = np.where(np.isnan(d), np.inf, d).min(axis=1)  # the nearer wrist of each frame
+    seen = np.isfinite(d)
+    if not seen.any():
+        return float("inf")
+    t, d = t[seen], d[seen]
+    csum = np.concatenate(([0.0], np.cumsum(d)))
+    i = np.arange(len(t))
+    j = np.searchsorted(t, t + hold_s, side="right")
+    n = j - i
+    full = n >= max(1, int(n.max()) // 2)
+    return float(((csum[j] - csum[i]) / n)[full].min())
+
+
+def reach_log_likelihood(reach_m: np.ndarray | float, cfg: AttributionConfig) -> np.ndarray:
+    """Log-likelihood that a hand with this sustained reach held the item in the plate:
+    the tracker's wrist error, with a heavy tail for the wrist mis-seen."""
+    r = np.asarray(reach_m, dtype=np.float64)
+    core = np.log1p(-cfg.tail_weight) - 0.5 * (r / cfg.sigma_m) ** 2
+    tail = np.log(cfg.tail_weight) - 0.5 * (r / cfg.tail_sigma_m) ** 2
+    return np.logaddexp(core, tail)
+
+
 def attribute(
     event: ShelfEvent,
     candidates: Mapping[str, Sequence[Track]],
@@ -60,15 +114,15 @@ def attribute(
     t0, t1 = event.t_start - cfg.pad_s, event.t_end + cfg.pad_s
     names, dists = [], []
     for sid, tracks in candidates.items():
-        d = min((wrist_distance(tr, boxes, t0, t1) for tr in tracks), default=float("inf"))
+        d = min((sustained_distance(tr, boxes, t0, t1, cfg.hold_s) for tr in tracks),
+                default=float("inf"))
         if np.isfinite(d):
             names.append(sid)
             dists.append(d)
     if not names:
         return Attribution(event=event, session_id=None, confidence=0.0, needs_review=True)
-    logl = -0.5 * (np.asarray(dists) / cfg.sigma_m) ** 2
-    nobody = -0.5 * (cfg.nobody_distance_m / cfg.sigma_m) ** 2
-    all_l = np.append(logl, nobody)
+    all_l = np.append(reach_log_likelihood(np.asarray(dists), cfg),
+                      reach_log_likelihood(cfg.nobody_distance_m, cfg))
     p = np.exp(all_l - all_l.max())
     p /= p.sum()
     order = np.argsort(-p[:-1], kind="stable")

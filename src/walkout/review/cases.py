@@ -36,7 +36,7 @@ class HandTrace:
     t: np.ndarray  # (n,)
     wrists: np.ndarray  # (n, 2, 3): left, right (NaN unseen)
     probability: float
-    reach_m: float  # closest wrist-to-plate distance
+    reach_m: float  # sustained wrist-to-plate distance (walkout.attribution.hands)
 
 
 @dataclass(frozen=True, slots=True)
