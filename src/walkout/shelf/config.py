@@ -201,6 +201,13 @@ class ShelfConfig(BaseModel):
         description="a pick counts as explained by the plate's listed products when one of "
         "them (or a pair) fits its weight within this many σ; otherwise it is 'unlisted'",
     )
+    rare_quantity: int = Field(
+        default=4,
+        ge=2,
+        description="this many identical items in one grab is rare: a pick that only so many "
+        "items of the plate's products explain keeps single items of other products that fit "
+        "beside it, and is reviewed when one fits about as well",
+    )
     overdraw_prior: float = Field(
         default=1e-3,
         ge=0,

@@ -9,7 +9,10 @@ that a benchmark measures what the store would do:
   nothing held fitting means the attribution or the shopper's cart is wrong: review;
 - a pick goes to review when its product probability is low, or when another product explains
   the weight about as well (same-weight products on one plate: only the priors chose, and a
-  misplaced item of that weight would look the same) - weight alone cannot tell them apart.
+  misplaced item of that weight would look the same) - weight alone cannot tell them apart;
+- a pick no product listed for the plate explains (a wrong planogram entry) is decided like any
+  other from the catalogue's candidates: charged when one product explains it clearly and
+  uniquely, else reviewed - the engine charges nothing for it until a person says what it was.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ def choose(
     reasons: list[str] = []
     if best.probability < config.review_below:
         reasons.append(f"product confidence {best.probability:.2f}")
-    if event.unlisted:
+    ambiguous = event.kind == "pick" and weight_ambiguous(event, best, config.ambiguous_loglik)
+    if event.unlisted and (reasons or ambiguous):
         reasons.append("no product listed for this plate fits the weight")
-    elif event.kind == "pick" and weight_ambiguous(event, best, config.ambiguous_loglik):
+    elif ambiguous:
         reasons.append("another product weighs the same")
     return Choice(best, tuple(reasons))
 

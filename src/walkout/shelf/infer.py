@@ -38,6 +38,14 @@ class Explainer:
         self._q = q
         lq = (q - 1) * np.log(config.quantity_decay)
         self._log_qprior = lq - _scipy_logsumexp(lq)
+        #: plate → products picks proved it holds though its planogram does not list them
+        self.learned: dict[str, set[str]] = {}
+
+    def learn(self, plates: Sequence[str], product_id: str) -> None:
+        """Remember that ``plates`` really hold ``product_id`` (a wrong planogram entry, seen
+        when a pick of it was decided there): later events weigh it like a listed product."""
+        for p in plates:
+            self.learned.setdefault(p, set()).add(product_id)
 
     def explain(
         self,
@@ -58,10 +66,14 @@ class Explainer:
         log_prior: list[float] = []
         total = sum(weight.values())
         unlisted = pick and not self._fits(local, delta_g, noise_var)
+        # only a rare count of what should be here fits (5 identical items in one grab): one
+        # item of another product weighing as much must stay visible beside it
+        rare = pick and not unlisted and not self._fits(
+            local, delta_g, noise_var, cfg.rare_quantity - 1)
         if not pick:
             stray = [pid for pid in self._ids if pid not in weight]
             stray_prior = cfg.stray_put_prior
-        elif cfg.stray_pick_prior > 0 and unlisted:
+        elif cfg.stray_pick_prior > 0 and (unlisted or rare):
             # nothing that should be here weighs that much: a wrong planogram entry or an
             # item misplaced unseen; the catalogue's candidates go to review
             stray = [pid for pid in self._ids if pid not in weight]
@@ -88,9 +100,11 @@ class Explainer:
         ll = _gauss_ll(delta_g, mean, var)
         lp = np.asarray(log_prior)[:, None] + self._log_qprior[None, :] + log_single
         if pick:
-            # what should not be here was never counted: no overdraw penalty for it
-            have = np.array([present.get(pid, 0) if pid in weight else cfg.max_quantity
-                             for pid in cand])[:, None]
+            # what should not be here (or was only learnt to be) was never counted: no
+            # overdraw penalty for it
+            learned = {pid for p in plates for pid in self.learned.get(p, ())}
+            have = np.array([present.get(pid, 0) if pid in weight and pid not in learned
+                             else cfg.max_quantity for pid in cand])[:, None]
             lp = lp + np.where(self._q[None, :] > have, _log(cfg.overdraw_prior), 0.0)
 
         names: list[tuple[tuple[str, int], ...]] = [
@@ -116,6 +130,18 @@ class Explainer:
             if prob[i] < cfg.min_probability or not np.isfinite(joint[i]):
                 break
             out.append(Hypothesis(names[i], float(ll_arr[i]), float(prob[i])))
+        if rare and len(out) < cfg.max_hypotheses:
+            # a single item of another product that fits is kept beside the rare count, so
+            # that the decision sees the doubt (walkout.shelf.decide)
+            fit_ll = _gauss_ll(delta_g, delta_g, noise_var) - 0.5 * cfg.keep_fit_z**2
+            kept = {h.items for h in out}
+            for i in order:
+                if len(out) >= cfg.max_hypotheses:
+                    break
+                items = names[i]
+                if (items not in kept and len(items) == 1 and items[0][1] == 1
+                        and items[0][0] not in weight and ll_arr[i] >= fit_ll):
+                    out.append(Hypothesis(items, float(ll_arr[i]), float(prob[i])))
         if not pick and len(out) < cfg.max_hypotheses:
             # a put-back of a misplaced product is improbable a priori but must stay visible
             # when its weight fits: the engine prefers what the shopper holds
@@ -135,6 +161,13 @@ class Explainer:
         return delta_g < 0 and not self._fits(list(self._local(plates, inventory)[1]),
                                                 delta_g, noise_var)
 
+    def local(self, plates: Sequence[str], hypothesis: Hypothesis,
+              inventory: PlateInventory) -> bool:
+        """Whether every product of ``hypothesis`` is listed for, learnt on or known to be on
+        ``plates``."""
+        weight = self._local(plates, inventory)[1]
+        return all(pid in weight for pid, _ in hypothesis.items)
+
     def _local(
         self, plates: Sequence[str], inventory: PlateInventory
     ) -> tuple[dict[str, int], dict[str, float]]:
@@ -143,7 +176,7 @@ class Explainer:
         present = inventory.on(plates)
         planned: list[str] = []
         for p in plates:
-            for pid in self.store.plate_products.get(p, ()):
+            for pid in (*self.store.plate_products.get(p, ()), *sorted(self.learned.get(p, ()))):
                 if pid not in planned:
                     planned.append(pid)
         local = planned + sorted(pid for pid in present if pid not in planned)
@@ -151,22 +184,25 @@ class Explainer:
         weight = {pid: 1.0 if pid in planned else self.cfg.foreign_prior for pid in local}
         return present, {pid: w for pid, w in weight.items() if w > 0}
 
-    def _fits(self, local: list[str], delta_g: float, noise_var: float) -> bool:
-        """Whether some quantity of some local product explains ``|delta_g|`` within
-        ``keep_fit_z`` σ."""
-        if not local:
+    def _fits(self, local: list[str], delta_g: float, noise_var: float,
+              max_quantity: int | None = None) -> bool:
+        """Whether up to ``max_quantity`` (default: all hypothesised) items of some local
+        product, or of a pair of them, explain ``|delta_g|`` within ``listed_fit_z`` σ."""
+        top = self.cfg.max_quantity if max_quantity is None else max_quantity
+        if not local or top < 1:
             return False
         z = self.cfg.listed_fit_z
         idx = np.array([self._col[pid] for pid in local])
-        mean = self._q[None, :] * self._w[idx, None]
-        sd = np.sqrt(self._q[None, :] * self._sd[idx, None] ** 2 + noise_var)
+        q = self._q[:top]
+        mean = q[None, :] * self._w[idx, None]
+        sd = np.sqrt(q[None, :] * self._sd[idx, None] ** 2 + noise_var)
         if (np.abs(abs(delta_g) - mean) <= z * sd).any():
             return True
         if not self.cfg.mixtures:
             return False
         for a, b in combinations(idx.tolist(), 2):  # two products at once
-            for qa in range(1, self.cfg.max_quantity):
-                qb = np.arange(1, self.cfg.max_quantity - qa + 1)
+            for qa in range(1, top):
+                qb = np.arange(1, top - qa + 1)
                 m = qa * self._w[a] + qb * self._w[b]
                 v = qa * self._sd[a] ** 2 + qb * self._sd[b] ** 2 + noise_var
                 if (np.abs(abs(delta_g) - m) <= z * np.sqrt(v)).any():

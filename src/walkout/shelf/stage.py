@@ -83,7 +83,12 @@ class ShelfStage:
             raise KeyError(f"unknown shelf event {event_id!r}") from None
         if product_id not in self.store.products:
             raise KeyError(f"product {product_id!r} is not in the catalogue")
-        self.inventory.add(plates, product_id, quantity)
+        done = self.inventory.add(plates, product_id, quantity)
+        listed = any(product_id in self.store.plate_products.get(p, ()) for p in plates)
+        if done > quantity and not listed:
+            # a pick of an item no record put there: the plate really holds that product
+            # (a wrong planogram entry); later events there weigh it like a listed one
+            self._explainer.learn(plates, product_id)
 
     # ---- internals -------------------------------------------------------------------------
 
@@ -203,7 +208,9 @@ class ShelfStage:
             return None
         var = noise_var + cfg.model_sd_g**2
         hyps = self._explainer.explain(plates, delta, var, self.inventory)
-        unlisted = self._explainer.unlisted_pick(plates, delta, var, self.inventory)
+        unlisted = self._explainer.unlisted_pick(plates, delta, var, self.inventory) or (
+            delta < 0 and bool(hyps) and not self._explainer.local(plates, hyps[0], self.inventory)
+        )  # only a rare count of the listed ones fits, and an item of another product better
         if unlisted:
             best = f"; best fit {hyps[0].items}" if hyps else ""
             self.alerts.append(Alert(t_start, "planogram_mismatch",
