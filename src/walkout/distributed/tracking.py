@@ -51,11 +51,7 @@ class AreaWorker:
         """Per frame (by its position in ``frames``) with detections: what the tracker's own
         association gives; and the time it took."""
         c0 = time.thread_time()
-        out = []
-        for i, f in enumerate(frames):
-            dets = self.tracker._detections(f)
-            if dets:
-                out.append((i, (dets, *self.tracker._associate(dets, motion, f.t))))
+        out = self.tracker._associate_each(frames, motion)
         return out, time.thread_time() - c0
 
     def cpu_s(self) -> float:

@@ -14,6 +14,11 @@ import cv2
 import numpy as np
 
 from walkout.store.model import Camera
+from walkout.tracking.kernels import (
+    robust_triangulate_points,
+    triangulate_points,
+    undistort_points,
+)
 
 _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-12)
 
@@ -77,6 +82,36 @@ def undistort(K: np.ndarray, dist: np.ndarray, px: np.ndarray) -> np.ndarray:
     return cv2.undistortPointsIter(pts, K, dist, None, None, _UNDISTORT_CRITERIA).reshape(-1, 2)
 
 
+class Lenses:
+    """The lens models of a store's cameras as arrays, to undistort a slot's points at once.
+
+    Newton's method (:func:`walkout.tracking.kernels.undistort_points`) inverts the 5-term
+    model; points it cannot invert (beyond the fold of a strong lens model, where no inverse
+    exists) and cameras with richer models (rational, thin prism, tilt) go to OpenCV.
+    """
+
+    def __init__(self, cams: list[CameraGeometry]) -> None:
+        self.cams = cams
+        self.intr = np.array([[c.K[0, 0], c.K[1, 1], c.K[0, 2], c.K[1, 2]] for c in cams],
+                             dtype=np.float64).reshape(-1, 4)
+        self.dist = np.zeros((len(cams), 5))
+        self.newton = np.ones(len(cams), dtype=bool)
+        for i, c in enumerate(cams):
+            d = np.asarray(c.dist, dtype=np.float64).ravel()
+            self.dist[i, : min(5, d.size)] = d[:5]
+            self.newton[i] = not np.any(d[5:])
+
+    def undistort(self, px: np.ndarray, cam: np.ndarray) -> np.ndarray:
+        """Raw pixels ``(N, 2)`` of cameras ``cam`` ``(N,)`` to normalised coordinates."""
+        xn, ok = undistort_points(*_f64(px), cam.astype(np.int64), self.intr, self.dist)
+        ok &= self.newton[cam]
+        if not ok.all():
+            for c in np.unique(cam[~ok]):
+                sel = np.flatnonzero(~ok & (cam == c))
+                xn[sel] = undistort(self.cams[c].K, self.cams[c].dist, px[sel])
+        return xn
+
+
 def project(R: np.ndarray, t: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Normalised image coordinates ``(..., 2)`` and depth ``(...)`` of world points ``X``."""
     Xc = X @ R.T + t
@@ -98,27 +133,7 @@ def triangulate(
     times the normalised error, so weights of ``confidence / depth`` minimise a confidence
     weighted pixel error. Returns ``X`` ``(N, 3)`` (NaN when fewer than 2 views) and ``ok``.
     """
-    x = xn[..., 0:1]
-    y = xn[..., 1:2]
-    A1 = x * R[..., 2, :] - R[..., 0, :]  # (N, V, 3)
-    A2 = y * R[..., 2, :] - R[..., 1, :]
-    b1 = t[..., 0] - x[..., 0] * t[..., 2]  # (N, V)
-    b2 = t[..., 1] - y[..., 0] * t[..., 2]
-    w2 = (w * w)[..., None]
-    # Batched matmuls rather than einsum: same sums, several times faster on small blocks.
-    A1w = (A1 * w2).transpose(0, 2, 1)
-    A2w = (A2 * w2).transpose(0, 2, 1)
-    M = A1w @ A1 + A2w @ A2
-    rhs = (A1w @ b1[..., None] + A2w @ b2[..., None])[..., 0]
-    ok = (w > 0).sum(axis=1) >= 2
-    # Two rays that are nearly parallel leave the depth undetermined: reject them.
-    tr = np.trace(M, axis1=1, axis2=2)
-    det = np.linalg.det(M)
-    ok &= det > 1e-9 * np.maximum(tr, 1e-30) ** 3
-    X = np.full((xn.shape[0], 3), np.nan)
-    if ok.any():
-        X[ok] = np.linalg.solve(M[ok], rhs[ok][..., None])[..., 0]
-    return X, ok
+    return triangulate_points(*_f64(xn, w, R, t))
 
 
 def reprojection_error(
@@ -158,46 +173,12 @@ def robust_triangulate(
     cannot tell which is wrong, so it is dropped. ``sigma`` is the 1-σ position error implied
     by the view geometry (the normal matrix) and the larger of the residual and ``noise_px``.
     """
-    w = np.where(conf > 0, conf, 0.0)
-    X, ok = triangulate(xn, w, R, t)
-    err, z = reprojection_error(np.nan_to_num(X), xn, R, t)
-    # Second pass with 1/depth weights: residuals then become (weighted) pixel errors.
-    wz = np.where(ok[:, None] & (z > 1e-3), w / np.maximum(z, 1e-3), w)
-    X, ok = triangulate(xn, wz, R, t)
-    used = w > 0
-    for _ in range(max_rejections):
-        err, z = reprojection_error(np.nan_to_num(X), xn, R, t)
-        err_px = np.where(used, err * f, -1.0)
-        worst = np.argmax(err_px, axis=1)
-        worst_err = err_px[np.arange(err_px.shape[0]), worst]
-        bad = ok & (worst_err > outlier_px)
-        if not bad.any():
-            break
-        n_used = used.sum(axis=1)
-        drop_all = bad & (n_used <= 2)
-        used[bad, worst[bad]] = False
-        used[drop_all] = False
-        wz = np.where(used, wz, 0.0)
-        X, ok = triangulate(xn, wz, R, t)
-    err, z = reprojection_error(np.nan_to_num(X), xn, R, t)
-    n = used.sum(axis=1)
-    err_px = np.where(used, err * f, 0.0)
-    rms_px = np.sqrt((err_px**2).sum(axis=1) / np.maximum(n, 1))
-    # Covariance ~ s^2 (A^T W A)^-1 with rows in normalised units (weights 1/depth).
-    wu = np.where(used & (z > 1e-3), 1.0 / np.maximum(z, 1e-3), 0.0)
-    x = xn[..., 0:1]
-    y = xn[..., 1:2]
-    A1 = (x * R[..., 2, :] - R[..., 0, :]) * wu[..., None]
-    A2 = (y * R[..., 2, :] - R[..., 1, :]) * wu[..., None]
-    M = A1.transpose(0, 2, 1) @ A1 + A2.transpose(0, 2, 1) @ A2
-    fm = np.where(used, f, 0.0).sum(axis=1) / np.maximum(n, 1)
-    # Residuals of a 2-view fit underestimate the noise (1 dof left of 4): inflate them.
-    dof = np.maximum(2 * n - 3, 1)
-    s_px = np.maximum(rms_px * np.sqrt(2 * n / dof), noise_px)
-    s_norm = s_px / np.maximum(fm, 1e-9)
-    sigma = np.full(xn.shape[0], np.nan)
-    if ok.any():
-        Minv = np.linalg.inv(M[ok] + 1e-12 * np.eye(3))
-        sigma[ok] = s_norm[ok] * np.sqrt(np.trace(Minv, axis1=1, axis2=2) / 3.0)
-    X = np.where(ok[:, None], X, np.nan)
-    return Triangulation(X=X, sigma=sigma, used=used & ok[:, None], rms_px=rms_px)
+    X, sigma, used, rms_px = robust_triangulate_points(
+        *_f64(xn, conf, R, t, f), float(outlier_px), float(noise_px), max_rejections
+    )
+    return Triangulation(X=X, sigma=sigma, used=used, rms_px=rms_px)
+
+
+def _f64(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Float64 C-contiguous arrays, the one signature the compiled kernels are built for."""
+    return tuple(np.ascontiguousarray(a, dtype=np.float64) for a in arrays)

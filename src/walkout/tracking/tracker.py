@@ -22,13 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from walkout.events import L_HIP, N_JOINTS, R_HIP, Alert, KeypointFrame, Track
 from walkout.store.model import Gate, Store
-from walkout.tracking.associate import (
-    Detection,
-    assign,
-    association_cost,
-    cluster_detections,
-)
-from walkout.tracking.geometry import CameraGeometry, project, robust_triangulate, undistort
+from walkout.tracking.associate import Detection, assign, cluster_detections
+from walkout.tracking.geometry import CameraGeometry, Lenses
+from walkout.tracking.kernels import association_costs, triangulate_groups
 
 _TORSO = np.array([5, 6, 11, 12])
 #: Body-size cue: shoulder width, hip width and both torso sides. The trunk stays rigid
@@ -313,6 +309,18 @@ class _TrackState:
         return self.cache
 
 
+@dataclass(frozen=True, slots=True)
+class _SlotDetections:
+    """A slot's detections: per frame, and stacked (rows ``off[f]:off[f+1]`` of frame f)."""
+
+    per_frame: list[list[Detection]]
+    off: np.ndarray  # (F + 1,)
+    xn: np.ndarray  # (D, 17, 2)
+    conf: np.ndarray  # (D, 17)
+    cams: np.ndarray  # (F,) camera index of each frame
+    t: np.ndarray  # (F,) frame times
+
+
 @dataclass(slots=True)
 class _Pair:
     """Two tracks that came close: when last, when closest (and how close), swap evidence."""
@@ -390,6 +398,11 @@ class Tracker:
         self._store = store
         self._cams = [CameraGeometry.from_camera(c) for c in store.cameras]
         self._cam_index = {c.id: i for i, c in enumerate(store.cameras)}
+        self._cam_R = np.stack([c.R for c in self._cams])
+        self._cam_t = np.stack([c.t for c in self._cams])
+        self._cam_bounds = np.array([c.bounds for c in self._cams], dtype=np.float64)
+        self._cam_f = np.array([c.f for c in self._cams], dtype=np.float64)
+        self._lenses = Lenses(self._cams)
         self._slot_s = self.config.slot_s or 1.0 / max(c.fps for c in store.cameras)
         self._entries: list[Gate] = store.gates_of("entry")
         self._exits: list[Gate] = store.gates_of("exit")
@@ -443,16 +456,32 @@ class Tracker:
 
     # ---- one slot -------------------------------------------------------------------------
 
-    def _detections(self, frame: KeypointFrame) -> list[Detection]:
-        cam_i = self._cam_index[frame.camera_id]
-        cam = self._cams[cam_i]
-        kp = np.asarray(frame.keypoints, dtype=np.float64)
-        if kp.shape[0] == 0:
-            return []
-        conf = np.where(kp[..., 2] >= max(self.config.min_confidence, 1e-6), kp[..., 2], 0.0)
-        xn = undistort(cam.K, cam.dist, kp[..., :2].reshape(-1, 2)).reshape(-1, N_JOINTS, 2)
-        keep = (conf > 0).sum(axis=1) >= self.config.min_assoc_joints
-        return [Detection(cam_i, frame.t, xn[d], conf[d]) for d in np.flatnonzero(keep)]
+    def _detect(self, frames: list[KeypointFrame]) -> _SlotDetections:
+        """Each frame's usable detections, undistorted, also stacked for the kernels."""
+        cfg = self.config
+        F = len(frames)
+        cams = np.array([self._cam_index[f.camera_id] for f in frames], dtype=np.int64)
+        ts = np.array([f.t for f in frames], dtype=np.float64)
+        kps = [np.asarray(f.keypoints, dtype=np.float64) for f in frames]
+        counts = np.array([k.shape[0] for k in kps], dtype=np.int64)
+        off = np.zeros(F + 1, dtype=np.int64)
+        if not counts.any():
+            return _SlotDetections([[] for _ in frames], off, np.zeros((0, N_JOINTS, 2)),
+                                   np.zeros((0, N_JOINTS)), cams, ts)
+        kp = np.concatenate([k for k in kps if k.shape[0]])
+        frame_of = np.repeat(np.arange(F), counts)
+        conf = np.where(kp[..., 2] >= max(cfg.min_confidence, 1e-6), kp[..., 2], 0.0)
+        rows = np.flatnonzero((conf > 0).sum(axis=1) >= cfg.min_assoc_joints)
+        frame_of, conf = frame_of[rows], conf[rows]
+        xn = self._lenses.undistort(
+            kp[rows, :, :2].reshape(-1, 2), np.repeat(cams[frame_of], N_JOINTS)
+        ).reshape(-1, N_JOINTS, 2)
+        off[1:] = np.cumsum(np.bincount(frame_of, minlength=F))
+        per = [
+            [Detection(c, t, xn[d], conf[d]) for d in range(off[i], off[i + 1])]
+            for i, (c, t) in enumerate(zip(cams.tolist(), ts.tolist(), strict=True))
+        ]
+        return _SlotDetections(per, off, xn, conf, cams, ts)
 
     def _process_slot(self, k: int, frames: list[KeypointFrame]) -> list[Alert]:
         t_ref = (k + 0.5) * self._slot_s
@@ -491,70 +520,54 @@ class Tracker:
         frames: list[KeypointFrame],
         motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> list[tuple[list[Detection], list[tuple[int, int]], set[int]]]:
-        """Each frame's detections, their assignment to live tracks and the claimed ones.
+        """Each frame's detections, their assignment to live tracks and the claimed ones."""
+        return [res for _, res in self._associate_each(frames, motion)]
 
-        Frames of one slot depend only on the slot's ``motion`` snapshot, never on each other:
-        the distributed tracker (walkout.distributed) computes them by floor area elsewhere.
-        """
-        out = []
-        for frame in frames:
-            dets = self._detections(frame)
-            if dets:
-                out.append((dets, *self._associate(dets, motion, frame.t)))
-        return out
-
-    def _associate(
+    def _associate_each(
         self,
-        dets: list[Detection],
+        frames: list[KeypointFrame],
         motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-        t: float,
-    ) -> tuple[list[tuple[int, int]], set[int]]:
-        """Per-camera assignment; also the detections that sit near some track (claimed).
+    ) -> list[tuple[int, tuple[list[Detection], list[tuple[int, int]], set[int]]]]:
+        """Per frame with detections (by position in ``frames``): its detections, their
+        one-to-one assignment to live tracks in that camera, and the claimed ones (detections
+        near a track that got none here, which may be its own, badly matched: kept from
+        seeding a new person; near a track that got its own detection in this camera a
+        detection is somebody else's, people stand 0.4 m apart, and stays free).
 
         ``motion`` is ``(X, V, t_last)`` of the live tracks stacked (see ``_TrackState``).
+        Frames of one slot depend only on that snapshot, never on each other: the
+        distributed tracker (walkout.distributed) computes them by floor area elsewhere.
         """
         cfg = self.config
+        sd = self._detect(frames)
         if motion is None:
-            return [], set()
+            return [(i, (dets, [], set())) for i, dets in enumerate(sd.per_frame) if dets]
         X, V, t_last = motion
-        cam = self._cams[dets[0].cam]
-        dt = np.minimum(t - t_last, cfg.coast_s)
-        Xp = X + V * dt[:, None, None]  # (T, 17, 3), as _TrackState.predict
-        xn, z = project(cam.R, cam.t, Xp)
-        hip_xn = xn[:, [L_HIP, R_HIP]].mean(axis=1)
-        hip_z = z[:, [L_HIP, R_HIP]].mean(axis=1)
-        x0, x1, y0, y1 = cam.bounds
-        mx = 0.2 * (x1 - x0)
-        my = 0.2 * (y1 - y0)
-        vis = (
-            (hip_z > 0.2)
-            & (hip_xn[:, 0] > x0 - mx)
-            & (hip_xn[:, 0] < x1 + mx)
-            & (hip_xn[:, 1] > y0 - my)
-            & (hip_xn[:, 1] < y1 + my)
+        visible, cost = association_costs(
+            X, V, t_last, cfg.coast_s, self._cam_R, self._cam_t, self._cam_bounds,
+            sd.cams, sd.t, sd.off, sd.xn, sd.conf, cfg.assoc_cap_m, cfg.min_assoc_joints,
+            (L_HIP, R_HIP),
         )
-        cols = np.flatnonzero(vis)
-        if cols.size == 0:
-            return [], set()
-        det_xn = np.stack([d.xn for d in dets])
-        det_conf = np.stack([d.conf for d in dets])
-        cost = association_cost(
-            det_xn, det_conf, xn[cols], z[cols], cfg.assoc_cap_m, cfg.min_assoc_joints
-        )
-        missed = np.maximum(t - t_last[cols] - self._slot_s, 0.0)
-        gate = np.minimum(
+        missed = np.maximum(sd.t[:, None] - t_last[None, :] - self._slot_s, 0.0)
+        gates = np.minimum(
             cfg.assoc_gate_m + cfg.reacquire_growth_m_per_s * missed, cfg.reacquire_gate_max_m
         )
-        assigned = assign(cost, gate)
-        pairs = [(d, int(cols[c])) for d, c in assigned]
-        # A detection near a track that got none here may be that track's, badly matched: keep
-        # it from seeding a new person. Near a track that got its own detection in this camera
-        # it is somebody else (people stand 0.4 m apart) and stays free.
-        unmatched = np.ones(cols.size, dtype=bool)
-        unmatched[[c for _, c in assigned]] = False
-        near = (cost[:, unmatched] <= cfg.claim_gate_m).any(axis=1)
-        claimed = set(np.flatnonzero(near).tolist())
-        return pairs, claimed
+        out = []
+        for i, dets in enumerate(sd.per_frame):
+            if not dets:
+                continue
+            cols = np.flatnonzero(visible[i])
+            if cols.size == 0:
+                out.append((i, (dets, [], set())))
+                continue
+            c = cost[sd.off[i] : sd.off[i + 1]][:, cols]
+            assigned = assign(c, gates[i, cols])
+            unmatched = np.ones(cols.size, dtype=bool)
+            unmatched[[k for _, k in assigned]] = False
+            near = (c[:, unmatched] <= cfg.claim_gate_m).any(axis=1)
+            claimed = set(np.flatnonzero(near).tolist())
+            out.append((i, (dets, [(d, int(cols[k])) for d, k in assigned], claimed)))
+        return out
 
     def _triangulate_views(
         self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float,
@@ -563,42 +576,22 @@ class Tracker:
         """Motion-compensated triangulation of each group of views: ``(G, 17, 3)``, ``(G, 17)``.
 
         Views come from unsynchronised cameras; each is shifted to ``t_ref`` with the joint's
-        velocity by folding ``R v Δt`` into that view's translation. ``n_views`` pads every
-        group to that many views (default: the largest group), so that a subset of groups
-        triangulated elsewhere gives bit-identical results.
+        velocity by folding ``R v Δt`` into that view's translation
+        (:func:`walkout.tracking.kernels.triangulate_groups`). A group's result depends on its
+        own views only, so a subset of groups triangulated elsewhere gives the same bits;
+        ``n_views`` (the padding the distributed tracker asks for) is not needed for that.
         """
         cfg = self.config
-        G = len(groups)
-        V = n_views or max(len(g) for g in groups)
-        xn = np.zeros((G, V, N_JOINTS, 2))
-        conf = np.zeros((G, V, N_JOINTS))
-        R = np.tile(np.eye(3), (G, V, 1, 1))
-        t = np.zeros((G, V, N_JOINTS, 3))
-        f = np.ones((G, V))
-        for g, (dets, vel) in enumerate(zip(groups, velocities, strict=True)):
-            for v, d in enumerate(dets):
-                cam = self._cams[d.cam]
-                xn[g, v] = d.xn
-                conf[g, v] = d.conf
-                R[g, v] = cam.R
-                t[g, v] = cam.t + (vel * (d.t - t_ref)) @ cam.R.T
-                f[g, v] = cam.f
-        # -> (G*17, V, ...)
-        # contiguous whatever G is: matmul on strided views rounds differently, and one group
-        # (G = 1) would give a view where several give a copy; the same group must give the
-        # same bits whichever batch it is triangulated in
-        c = np.ascontiguousarray
-        xn_f = c(xn.transpose(0, 2, 1, 3).reshape(-1, V, 2))
-        conf_f = c(conf.transpose(0, 2, 1).reshape(-1, V))
-        R_f = c(np.broadcast_to(R[:, None], (G, N_JOINTS, V, 3, 3)).reshape(-1, V, 3, 3))
-        t_f = c(t.transpose(0, 2, 1, 3).reshape(-1, V, 3))
-        f_f = c(np.broadcast_to(f[:, None], (G, N_JOINTS, V)).reshape(-1, V))
-        tri = robust_triangulate(xn_f, conf_f, R_f, t_f, f_f, cfg.outlier_px, cfg.noise_px)
-        n_used = tri.used.sum(axis=1)
-        ok = n_used >= cfg.min_views
-        X = np.where(ok[:, None], tri.X, np.nan).reshape(G, N_JOINTS, 3)
-        S = np.where(ok, tri.sigma, np.nan).reshape(G, N_JOINTS)
-        return X, S
+        flat = [d for g in groups for d in g]
+        off = np.zeros(len(groups) + 1, dtype=np.int64)
+        off[1:] = np.cumsum([len(g) for g in groups])
+        return triangulate_groups(
+            np.stack([d.xn for d in flat]), np.stack([d.conf for d in flat]),
+            np.array([d.cam for d in flat], dtype=np.int64),
+            np.array([d.t - t_ref for d in flat]), off, np.stack(velocities),
+            self._cam_R, self._cam_t, self._cam_f, cfg.outlier_px, cfg.noise_px, 3,
+            cfg.min_views,
+        )
 
     def _update_tracks(
         self, live: list[_TrackState], views: dict[int, list[Detection]], t_ref: float
