@@ -273,6 +273,19 @@ def _trace_inverse3(M: np.ndarray) -> float:
     return (c00 + c11 + c22) / det
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _project(X: np.ndarray, V: np.ndarray, k: int, j: int, dt: float, R: np.ndarray,
+             t: np.ndarray, pxy: np.ndarray, pz: np.ndarray) -> None:
+    """Joint ``j`` of track ``k``, moved on by ``dt``, into a camera: ``pxy[j]``, ``pz[j]``."""
+    p0 = X[k, j, 0] + V[k, j, 0] * dt
+    p1 = X[k, j, 1] + V[k, j, 1] * dt
+    p2 = X[k, j, 2] + V[k, j, 2] * dt
+    z = R[2, 0] * p0 + R[2, 1] * p1 + R[2, 2] * p2 + t[2]
+    pz[j] = z
+    pxy[j, 0] = (R[0, 0] * p0 + R[0, 1] * p1 + R[0, 2] * p2 + t[0]) / z
+    pxy[j, 1] = (R[1, 0] * p0 + R[1, 1] * p1 + R[1, 2] * p2 + t[1]) / z
+
+
 @njit(cache=True, error_model="numpy")
 def association_costs(
     X: np.ndarray, V: np.ndarray, t_last: np.ndarray, coast_s: float,
@@ -308,20 +321,18 @@ def association_costs(
         my = 0.2 * (y1 - y0)
         for k in range(T):
             dt = min(frame_t[f] - t_last[k], coast_s)
-            for j in range(J):
-                p0 = X[k, j, 0] + V[k, j, 0] * dt
-                p1 = X[k, j, 1] + V[k, j, 1] * dt
-                p2 = X[k, j, 2] + V[k, j, 2] * dt
-                z = R[2, 0] * p0 + R[2, 1] * p1 + R[2, 2] * p2 + cam_t[c, 2]
-                pz[j] = z
-                pxy[j, 0] = (R[0, 0] * p0 + R[0, 1] * p1 + R[0, 2] * p2 + cam_t[c, 0]) / z
-                pxy[j, 1] = (R[1, 0] * p0 + R[1, 1] * p1 + R[1, 2] * p2 + cam_t[c, 1]) / z
+            # the hips first: most tracks are out of most cameras' view
+            for j in hips:
+                _project(X, V, k, j, dt, R, cam_t[c], pxy, pz)
             hx = 0.5 * (pxy[hips[0], 0] + pxy[hips[1], 0])
             hy = 0.5 * (pxy[hips[0], 1] + pxy[hips[1], 1])
             hz = 0.5 * (pz[hips[0]] + pz[hips[1]])
             if not (hz > 0.2 and x0 - mx < hx < x1 + mx and y0 - my < hy < y1 + my):
                 continue
             visible[f, k] = True
+            for j in range(J):
+                if j != hips[0] and j != hips[1]:
+                    _project(X, V, k, j, dt, R, cam_t[c], pxy, pz)
             for d in range(a, b):
                 n = 0
                 num = 0.0
@@ -386,3 +397,95 @@ def undistort_points(px: np.ndarray, cam: np.ndarray, intr: np.ndarray, dist: np
         out[n, 0] = x
         out[n, 1] = y
     return out, converged
+
+
+@njit(cache=True, error_model="numpy")
+def observe_tracks(
+    X: np.ndarray, V: np.ndarray, t_last: np.ndarray, joint_t: np.ndarray,
+    Xo: np.ndarray, So: np.ndarray, t_ref: float, torso: np.ndarray,
+    coast_s: float, slot_s: float, max_jump_m: float, max_joint_speed: float,
+    min_update_joints: int, velocity_gain: float, gate_jumps: bool,
+) -> np.ndarray:
+    """Update tracks ``(G, J, 3)`` in place with their observations at ``t_ref``.
+
+    With ``gate_jumps``, a joint seen recently that lands farther from its prediction than a
+    person can move is dropped from the observation first (a wrong view won the vote), and a
+    track left with fewer than ``min_update_joints`` joints is not updated. The update: unseen
+    joints follow the observed torso's median shift from the prediction; velocities move by
+    ``velocity_gain`` towards the innovation, unseen joints take the body's velocity, and no
+    joint is faster than ``max_joint_speed``. ``Xo``/``So`` are masked in place (NaN where
+    dropped), ready to be stored. Returns which tracks were updated.
+    """
+    G, J = X.shape[0], X.shape[1]
+    updated = np.zeros(G, dtype=np.bool_)
+    pred = np.empty((J, 3))
+    seen = np.empty(J, dtype=np.bool_)
+    for g in range(G):
+        step = min(t_ref - t_last[g], coast_s)
+        for j in range(J):
+            for i in range(3):
+                pred[j, i] = X[g, j, i] + V[g, j, i] * step
+        if gate_jumps:
+            jump = max_jump_m + max_joint_speed * max(t_ref - t_last[g] - slot_s, 0.0)
+            for j in range(J):
+                if t_ref - joint_t[g, j] <= coast_s + slot_s:
+                    d = math.sqrt((Xo[g, j, 0] - pred[j, 0]) ** 2 + (Xo[g, j, 1] - pred[j, 1]) ** 2
+                                  + (Xo[g, j, 2] - pred[j, 2]) ** 2)
+                    if d > jump:
+                        Xo[g, j, :] = np.nan
+                        So[g, j] = np.nan
+        n_seen = 0
+        for j in range(J):
+            seen[j] = not math.isnan(Xo[g, j, 0])
+            n_seen += seen[j]
+        if gate_jumps and n_seen < min_update_joints:
+            continue
+        updated[g] = True
+        dt = t_ref - t_last[g]
+        # fill: unseen joints move with the observed torso (any seen joint without one)
+        ref = np.empty(J, dtype=np.int64)
+        n_ref = 0
+        for j in torso:
+            if seen[j]:
+                ref[n_ref] = j
+                n_ref += 1
+        if n_ref == 0:
+            for j in range(J):
+                if seen[j]:
+                    ref[n_ref] = j
+                    n_ref += 1
+        shift = np.zeros(3)
+        if n_ref:
+            diff = np.empty(n_ref)
+            for i in range(3):
+                for r in range(n_ref):
+                    diff[r] = Xo[g, ref[r], i] - pred[ref[r], i]
+                shift[i] = np.median(diff)
+        filled = np.empty((J, 3))
+        for j in range(J):
+            for i in range(3):
+                filled[j, i] = Xo[g, j, i] if seen[j] else pred[j, i] + shift[i]
+        if dt > 0 and n_seen:
+            Vn = np.empty((J, 3))
+            for j in range(J):
+                for i in range(3):
+                    Vn[j, i] = V[g, j, i] + velocity_gain * (filled[j, i] - pred[j, i]) / dt
+            body = np.zeros(3)
+            for r in range(n_ref):
+                for i in range(3):
+                    body[i] += Vn[ref[r], i]
+            for i in range(3):
+                body[i] /= n_ref
+            for j in range(J):
+                if not seen[j]:
+                    Vn[j, :] = body
+                speed = math.sqrt(Vn[j, 0] ** 2 + Vn[j, 1] ** 2 + Vn[j, 2] ** 2)
+                k = min(1.0, max_joint_speed / max(speed, 1e-9))
+                for i in range(3):
+                    V[g, j, i] = Vn[j, i] * k
+        for j in range(J):
+            X[g, j, :] = filled[j]
+            if seen[j]:
+                joint_t[g, j] = t_ref
+        t_last[g] = t_ref
+    return updated

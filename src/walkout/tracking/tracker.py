@@ -24,9 +24,9 @@ from walkout.events import L_HIP, N_JOINTS, R_HIP, Alert, KeypointFrame, Track
 from walkout.store.model import Gate, Store
 from walkout.tracking.associate import Detection, assign, cluster_detections
 from walkout.tracking.geometry import CameraGeometry, Lenses
-from walkout.tracking.kernels import association_costs, triangulate_groups
+from walkout.tracking.kernels import association_costs, observe_tracks, triangulate_groups
 
-_TORSO = np.array([5, 6, 11, 12])
+_TORSO = np.array([5, 6, 11, 12], dtype=np.int64)
 #: Body-size cue: shoulder width, hip width and both torso sides. The trunk stays rigid
 #: whatever the pose (limb keypoints move with reaching and bent knees), so these lengths tell
 #: people of different builds apart.
@@ -509,7 +509,7 @@ class Tracker:
             taken = {d for d, _ in assigned} | claimed
             free += [dets[d] for d in range(len(dets)) if d not in taken]
 
-        observed = self._update_tracks(live, views, t_ref)
+        observed = self._update_tracks(live, views, t_ref, motion)
         alerts = self._births(free, live, observed, t_ref)
         self._identities(t_ref)
         alerts += self._timeouts(t_ref)
@@ -594,48 +594,54 @@ class Tracker:
         )
 
     def _update_tracks(
-        self, live: list[_TrackState], views: dict[int, list[Detection]], t_ref: float
+        self, live: list[_TrackState], views: dict[int, list[Detection]], t_ref: float,
+        motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> set[int]:
-        cfg = self.config
+        """Triangulate every track seen by two views or more and update it (one kernel call
+        for all: :func:`walkout.tracking.kernels.observe_tracks`, jumps gated).
+
+        Only joints seen recently have a prediction worth trusting; a joint unseen for long
+        must be free to come back wherever it is, or it would be locked out.
+        """
         idx = [i for i in range(len(live)) if len(views[i]) >= 2]
+        if not idx or motion is None:
+            return set()
+        Xo, So = self._triangulate_views([views[i] for i in idx], [live[i].V for i in idx], t_ref)
+        rows = np.array(idx)
+        X, V, t_last = (np.ascontiguousarray(a[rows]) for a in motion)
+        joint_t = np.stack([live[i].joint_t for i in idx])
+        updated = self._observe_all(X, V, t_last, joint_t, Xo, So, t_ref, gate_jumps=True)
         observed: set[int] = set()
-        if not idx:
-            return observed
-        X, S = self._triangulate_views([views[i] for i in idx], [live[i].V for i in idx], t_ref)
-        for g, i in enumerate(idx):
-            s = live[i]
-            pred = s.predict(t_ref, cfg.coast_s)
-            Xo, So = X[g], S[g]
-            # Only joints seen recently have a prediction worth trusting; a joint unseen for
-            # long must be free to come back wherever it is, or it would be locked out.
-            recent = t_ref - s.joint_t <= cfg.coast_s + self._slot_s
-            jump = cfg.max_jump_m + cfg.max_joint_speed * max(t_ref - s.t_last - self._slot_s, 0.0)
-            far = recent & (np.linalg.norm(Xo - pred, axis=1) > jump)
-            Xo = np.where(far[:, None], np.nan, Xo)
-            So = np.where(far, np.nan, So)
-            if (~np.isnan(Xo[:, 0])).sum() < cfg.min_update_joints:
-                continue
-            self._observe(s, Xo, So, t_ref)
-            observed.add(i)
+        for g in np.flatnonzero(updated).tolist():
+            self._store_observation(live[idx[g]], X[g], V[g], joint_t[g], Xo[g], So[g], t_ref)
+            observed.add(idx[g])
         return observed
 
-    def _observe(self, s: _TrackState, Xo: np.ndarray, So: np.ndarray, t_ref: float) -> None:
+    def _observe_all(
+        self, X: np.ndarray, V: np.ndarray, t_last: np.ndarray, joint_t: np.ndarray,
+        Xo: np.ndarray, So: np.ndarray, t_ref: float, gate_jumps: bool,
+    ) -> np.ndarray:
         cfg = self.config
-        dt = t_ref - s.t_last
-        pred = s.predict(t_ref, cfg.coast_s)
-        filled = _fill(Xo, pred)
-        seen = ~np.isnan(Xo[:, 0])
-        if dt > 0:
-            V = s.V + cfg.velocity_gain * (filled - pred) / dt
-            torso = _TORSO[seen[_TORSO]]
-            v_body = V[torso].mean(axis=0) if torso.size else V[seen].mean(axis=0)
-            V = np.where(seen[:, None], V, v_body)
-            speed = np.linalg.norm(V, axis=1, keepdims=True)
-            s.V = V * np.minimum(1.0, cfg.max_joint_speed / np.maximum(speed, 1e-9))
-        s.X = filled
-        s.t_last = t_ref
-        s.joint_t = np.where(seen, t_ref, s.joint_t)
+        return observe_tracks(
+            X, V, t_last, joint_t, Xo, So, t_ref, _TORSO, cfg.coast_s, self._slot_s,
+            cfg.max_jump_m, cfg.max_joint_speed, cfg.min_update_joints, cfg.velocity_gain,
+            gate_jumps,
+        )
+
+    @staticmethod
+    def _store_observation(
+        s: _TrackState, X: np.ndarray, V: np.ndarray, joint_t: np.ndarray, Xo: np.ndarray,
+        So: np.ndarray, t_ref: float,
+    ) -> None:
+        s.X, s.V, s.joint_t, s.t_last = X, V, joint_t, t_ref
         s.hist.append(t_ref, Xo, So)
+
+    def _observe(self, s: _TrackState, Xo: np.ndarray, So: np.ndarray, t_ref: float) -> None:
+        """Update one track with an observation (a re-acquisition: no jump gate)."""
+        X, V, joint_t = s.X[None].copy(), s.V[None].copy(), s.joint_t[None].copy()
+        Xo, So = Xo[None].copy(), So[None].copy()
+        self._observe_all(X, V, np.array([s.t_last]), joint_t, Xo, So, t_ref, gate_jumps=False)
+        self._store_observation(s, X[0], V[0], joint_t[0], Xo[0], So[0], t_ref)
 
     def _identities(self, t_ref: float) -> None:
         """Keep identities through close encounters with the body-size cue.
