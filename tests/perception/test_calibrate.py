@@ -259,3 +259,85 @@ def test_shipped_cps_test_01_survey_loads():
     s = load_survey(p)
     s.check_cameras(load_store("aifi-nanostore").cameras_by_id)
     assert s.store == "aifi-nanostore"
+
+
+# ---- shared floor points and the camera file ---------------------------------------------------
+
+
+def _floor_survey(rng: np.random.Generator) -> tuple[Survey, tuple[float, float, float]]:
+    """Fixture points as in test_survey_fixes_the_store_frame, plus a floor mark whose store
+    position is unknown ([null, null, 0]) seen by two cameras."""
+    world = [(0.0, 0.2, 1.4), (1.2, 0.2, 1.4), (2.2, 0.2, 0.6), (3.4, 0.2, 1.4),
+             (4.8, -1.2, 1.6), (4.8, -0.3, 0.3), (1.2, 0.2, 0.0), (3.4, 0.2, 0.0)]
+    see = [["cam1", "cam3"], ["cam3", "cam1"], ["cam1", "cam3"], ["cam1", "cam5"],
+           ["cam5", "cam7"], ["cam5"], ["cam1", "cam3"], ["cam7"]]
+    mark = (4.0, -1.1, 0.0)
+    base = _survey(CAMERAS, [*world, mark], [*see, ["cam5", "cam7"]], rng)
+    pts = [*base.points[:-1], SurveyPoint(name="floor mark", world=(None, None, 0.0),
+                                           pixels=base.points[-1].pixels)]
+    return Survey(store="synthetic", frames="synthetic", points=pts), mark
+
+
+def test_a_shared_floor_mark_is_solved_where_it_is():
+    """A mark on the floor picked in two views is one unknown point: the solve places it
+    where the views agree, on the floor, and it pulls every camera that sees it."""
+    survey, mark = _floor_survey(np.random.default_rng(6))
+    start = _perturbed(CAMERAS, deg=20.0, metres=0.8)
+    res = calibrate(joint_observations(_frames(CAMERAS, noise_px=1.5), start), start, survey)
+    k = [p.name for p in survey.points].index("floor mark")
+    assert np.linalg.norm(res.survey_world[k] - np.asarray(mark)) < 0.05, res.survey_world[k]
+    assert res.survey_world[k][2] == 0.0
+    assert np.max(res.survey_px) < 4.0
+    for got, want in zip(res.cameras, CAMERAS, strict=True):
+        assert np.linalg.norm(got.center - want.center) < 0.05, (got.id, got.center)
+
+
+def test_a_floor_mark_picked_at_different_spots_shows_in_the_residuals():
+    """The same mark picked 25 px off in one view does not fit: its residual says which."""
+    survey, _ = _floor_survey(np.random.default_rng(6))
+    pts = list(survey.points)
+    mark = pts[-1]
+    x, y = mark.pixels["cam7"]
+    pts[-1] = mark.model_copy(update={"pixels": {**mark.pixels, "cam7": (x + 25.0, y)}})
+    bad = survey.model_copy(update={"points": pts})
+    from walkout.perception.aifi_calibrate import calibration_file, refuse_misfit
+
+    data, _ = calibration_file(_frames(CAMERAS, noise_px=1.5), CAMERAS, "synthetic", bad,
+                               command="c", videos={}, backend="movenet")
+    worst = max(data.provenance.survey_points, key=lambda r: r.px)
+    assert (worst.name, worst.camera) == ("floor mark", "cam7")
+    assert worst.px > 8.0
+    # `walkout aifi calibrate` refuses to write such a calibration, naming the pick
+    with pytest.raises(CalibrationError, match=r"does not fit the footage.*'floor mark' in cam7"):
+        refuse_misfit(data, 8.0)
+    refuse_misfit(data, worst.px + 0.1)
+
+
+def test_calibration_file_has_provenance_and_residuals_and_is_deterministic(tmp_path: Path):
+    from walkout.perception.aifi_calibrate import calibration_file
+    from walkout.perception.camera_file import load_camera_file, write_camera_file
+
+    survey, _ = _floor_survey(np.random.default_rng(6))
+    frames = _frames(CAMERAS, noise_px=1.5)
+    start = _perturbed(CAMERAS, deg=20.0, metres=0.8)
+    kw = {"command": "walkout aifi calibrate V --survey s.yaml --out c.json",
+          "videos": {c.id: f"{c.id}.mp4" for c in CAMERAS}, "backend": "movenet",
+          "date": "2020-01-28"}
+    data, _ = calibration_file(frames, start, "synthetic", survey, **kw)
+    write_camera_file(tmp_path / "a.json", data)
+    again, _ = calibration_file(frames, start, "synthetic", survey, **kw)
+    write_camera_file(tmp_path / "b.json", again)
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    back = load_camera_file(tmp_path / "a.json")
+    assert [c.id for c in back.cameras] == ["cam1", "cam3", "cam5", "cam7"]
+    for got, want in zip(back.cameras, CAMERAS, strict=True):
+        assert np.linalg.norm(got.center - want.center) < 0.05
+    p = back.provenance
+    assert p.date == "2020-01-28" and p.frames == {c.id: 80 for c in CAMERAS}
+    assert set(p.epipolar_px) == {"cam1-cam3", "cam1-cam5", "cam1-cam7", "cam3-cam5",
+                                  "cam3-cam7", "cam5-cam7"}
+    assert max(p.epipolar_px.values()) < 2.5
+    assert all(r.joints_median_px < 2.5 and r.joints_kept > 0.95 for r in p.cameras.values())
+    assert len(p.survey_points) == sum(len(s.pixels) for s in survey.points)
+    assert {r.name for r in p.survey_points if r.camera == "cam7"} >= {"floor mark"}
+    assert all(r.px < 4.0 for r in p.survey_points)

@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 #: modules under walkout.commands, registered in this order
-MODULES: tuple[str, ...] = ("perception", "distributed", "scale")
+MODULES: tuple[str, ...] = ("perception", "distributed", "scale", "aifi_calibrate")
 
 
 def register_all(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:

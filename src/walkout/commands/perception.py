@@ -165,17 +165,23 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         models: ModelsOpt = None,
         frames: Annotated[int | None, typer.Option(help="only the first N frames per video")]
         = None,
+        cameras: Annotated[Path | None, typer.Option(
+            "--cameras", help="camera file from `walkout aifi calibrate` (default: the shipped "
+            "cps-test-01 calibration when there is one, else the store file's cameras)")]
+        = None,
     ) -> None:
         """cps-test-01 from video alone: perception, 3D tracking, shelf interactions."""
         from walkout.perception.aifi_video import draw_plan, run_aifi_video, write_track
         from walkout.perception.backends import ModelError
+        from walkout.perception.camera_file import CameraFileError
         from walkout.perception.sources import SourceError
 
         cfg = _config(backend, models)
         try:
             report, tracks, _, store = run_aifi_video(
-                videos, cfg, limit=frames, progress=lambda m: err.print(f"[dim]{m}...[/]"))
-        except (SourceError, ModelError) as e:
+                videos, cfg, limit=frames, progress=lambda m: err.print(f"[dim]{m}...[/]"),
+                cameras=cameras)
+        except (SourceError, ModelError, CameraFileError) as e:
             raise _fail(str(e)) from e
         if docs is not None:
             write_track(tracks, docs / "aifi-cps-test-01-track.json")

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from walkout.events import WRISTS, KeypointFrame, Track
+from walkout.perception.camera_file import load_camera_file, with_cameras
 from walkout.perception.config import PerceptionConfig
 from walkout.perception.run import perceive_video
 from walkout.store import load_store
@@ -28,6 +29,10 @@ from walkout.tracking import Tracker, TrackerConfig
 
 VIDEO_CAMERAS = {"cam1": "cps-test-01-nodepth-cam1.mp4", "cam3": "cps-test-01-nodepth-cam3.mp4",
                  "cam5": "cps-test-01-nodepth-cam5.mp4", "cam7": "cps-test-01-nodepth-cam7.mp4"}
+#: The cps-test-01 cameras recalibrated on the footage (``walkout aifi calibrate``), used by
+#: default when shipped: the store file's cameras are the April 2020 calibration, which does
+#: not fit the January footage.
+DEFAULT_CAMERAS = Path(__file__).parent / "aifi_calibration" / "cps-test-01-cameras.json"
 
 
 class AifiVideoConfig(BaseModel):
@@ -116,11 +121,20 @@ def interactions(tracks: list[Track], store: Store, cfg: AifiVideoConfig) -> lis
 
 def run_aifi_video(
     videos_dir: Path, perception: PerceptionConfig, cfg: AifiVideoConfig | None = None,
-    limit: int | None = None, progress: Any = None,
+    limit: int | None = None, progress: Any = None, cameras: Path | None = None,
 ) -> tuple[dict[str, Any], list[Track], list[KeypointFrame], Store]:
+    """``cameras``: a camera file to use instead of the store's cameras; by default
+    :data:`DEFAULT_CAMERAS` when it exists. The report names the cameras used."""
     cfg = cfg or AifiVideoConfig()
     say = progress or (lambda _m: None)
     store = load_store("aifi-nanostore")
+    if cameras is None and DEFAULT_CAMERAS.is_file():
+        cameras = DEFAULT_CAMERAS
+    source = "aifi-nanostore store file (April 2020 calibration)"
+    if cameras is not None:
+        store = with_cameras(store, load_camera_file(cameras).cameras, str(cameras))
+        source = str(cameras)
+    say(f"cameras: {source}")
     frames: list[KeypointFrame] = []
     stats = {}
     for cam, name in VIDEO_CAMERAS.items():
@@ -137,6 +151,7 @@ def run_aifi_video(
     tracks = [t for t in tracker.tracks if t.t.size and t.t[-1] - t.t[0] >= cfg.min_track_s]
     inter = interactions(tracks, store, cfg)
     report = {
+        "cameras": source,
         "shoppers": len(tracks),
         "interactions": [{"t": i.t, "gondola": i.gondola, "shelf": i.shelf, "track": i.track}
                          for i in inter],
