@@ -20,7 +20,7 @@ L_SHOULDER, R_SHOULDER, L_HIP, R_HIP, L_ANKLE, R_ANKLE = 5, 6, 11, 12, 15, 16
 #: Body points used to place a single detection on the floor: (joints, typical height m).
 _FLOOR_CUES = (((L_HIP, R_HIP), 0.92), ((L_SHOULDER, R_SHOULDER), 1.42), ((L_ANKLE, R_ANKLE), 0.08))
 
-_BIG = 1e9
+GATED_COST = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ def assign(cost: np.ndarray, gate: np.ndarray) -> list[tuple[int, int]]:
     ok = cost <= gate[None, :]
     if not ok.any():
         return []
-    rows, cols = linear_sum_assignment(np.where(ok, cost, _BIG))
+    rows, cols = linear_sum_assignment(np.where(ok, cost, GATED_COST))
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if ok[r, c]]
 
 

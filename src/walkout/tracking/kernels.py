@@ -81,7 +81,9 @@ def _reproject(X: np.ndarray, xn: np.ndarray, R: np.ndarray, t: np.ndarray, n: i
     c0 = R[n, v, 0, 0] * X[0] + R[n, v, 0, 1] * X[1] + R[n, v, 0, 2] * X[2] + t[n, v, 0]
     c1 = R[n, v, 1, 0] * X[0] + R[n, v, 1, 1] * X[1] + R[n, v, 1, 2] * X[2] + t[n, v, 1]
     z = R[n, v, 2, 0] * X[0] + R[n, v, 2, 1] * X[1] + R[n, v, 2, 2] * X[2] + t[n, v, 2]
-    return math.hypot(c0 / z - xn[n, v, 0], c1 / z - xn[n, v, 1]), z
+    ex = c0 / z - xn[n, v, 0]
+    ey = c1 / z - xn[n, v, 1]
+    return math.sqrt(ex * ex + ey * ey), z
 
 
 @njit(cache=True, error_model="numpy")
@@ -342,8 +344,9 @@ def association_costs(
                     if not (w > 0.0 and pz[j] > 0.2):
                         continue
                     n += 1
-                    dist = math.hypot(det_xn[d, j, 0] - pxy[j, 0],
-                                      det_xn[d, j, 1] - pxy[j, 1]) * pz[j]
+                    ex = det_xn[d, j, 0] - pxy[j, 0]
+                    ey = det_xn[d, j, 1] - pxy[j, 1]
+                    dist = math.sqrt(ex * ex + ey * ey) * pz[j]
                     if not dist < cap_m:  # NaN and inf count as the cap
                         dist = cap_m
                     num += dist * w
@@ -489,3 +492,126 @@ def observe_tracks(
                 joint_t[g, j] = t_ref
         t_last[g] = t_ref
     return updated
+
+
+@njit(cache=True)
+def _lsap(C: np.ndarray) -> np.ndarray:
+    """Minimum-cost assignment of every row of ``C`` ``(nr, nc)``, ``nr <= nc``: the column
+    of each row. The shortest augmenting path method of Crouse (2016), step for step as
+    scipy's ``linear_sum_assignment`` runs it, so that ties are broken the same way."""
+    nr, nc = C.shape
+    u = np.zeros(nr)
+    v = np.zeros(nc)
+    shortest = np.empty(nc)
+    path = np.empty(nc, dtype=np.int64)
+    col4row = np.full(nr, -1, dtype=np.int64)
+    row4col = np.full(nc, -1, dtype=np.int64)
+    remaining = np.empty(nc, dtype=np.int64)
+    SR = np.empty(nr, dtype=np.bool_)
+    SC = np.empty(nc, dtype=np.bool_)
+    for cur in range(nr):
+        shortest[:] = np.inf
+        path[:] = -1
+        SR[:] = False
+        SC[:] = False
+        for it in range(nc):
+            remaining[it] = nc - it - 1
+        n_rem = nc
+        min_val = 0.0
+        i = cur
+        sink = -1
+        while sink == -1:
+            SR[i] = True
+            index = -1
+            lowest = np.inf
+            for it in range(n_rem):
+                j = remaining[it]
+                r = min_val + C[i, j] - u[i] - v[j]
+                if r < shortest[j]:
+                    path[j] = i
+                    shortest[j] = r
+                if shortest[j] < lowest or (shortest[j] == lowest and row4col[j] == -1):
+                    lowest = shortest[j]
+                    index = it
+            min_val = lowest
+            j = remaining[index]
+            if row4col[j] == -1:
+                sink = j
+            else:
+                i = row4col[j]
+            SC[j] = True
+            n_rem -= 1
+            remaining[index] = remaining[n_rem]
+        u[cur] += min_val
+        for i in range(nr):
+            if SR[i] and i != cur:
+                u[i] += min_val - shortest[col4row[i]]
+        for j in range(nc):
+            if SC[j]:
+                v[j] -= min_val - shortest[j]
+        j = sink
+        while True:
+            i = path[j]
+            row4col[j] = i
+            prev = col4row[i]
+            col4row[i] = j
+            j = prev
+            if i == cur:
+                break
+    return col4row
+
+
+@njit(cache=True)
+def assign_frames(
+    cost: np.ndarray, visible: np.ndarray, frame_off: np.ndarray, gates: np.ndarray,
+    claim_gate: float, big: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the one-to-one assignment of its detections to visible tracks with
+    ``cost <= gates[f, track]`` at minimum total cost (pairs over the gate cost ``big`` in the
+    solve and are dropped after, as :func:`walkout.tracking.associate.assign` does), and the
+    claimed detections: within ``claim_gate`` of a visible track that got none in that frame.
+    Returns each detection's track (-1: none) and the claimed flags."""
+    D = cost.shape[0]
+    match = np.full(D, -1, dtype=np.int64)
+    claimed = np.zeros(D, dtype=np.bool_)
+    for f in range(visible.shape[0]):
+        a, b = frame_off[f], frame_off[f + 1]
+        if a == b:
+            continue
+        cols = np.flatnonzero(visible[f])
+        nc = cols.size
+        if nc == 0:
+            continue
+        nd = b - a
+        C = np.empty((nd, nc))
+        any_ok = False
+        for d in range(nd):
+            for k in range(nc):
+                c = cost[a + d, cols[k]]
+                if c <= gates[f, cols[k]]:
+                    C[d, k] = c
+                    any_ok = True
+                else:
+                    C[d, k] = big
+        taken = np.zeros(nc, dtype=np.bool_)
+        if any_ok:
+            if nd <= nc:
+                col4row = _lsap(C)
+                for d in range(nd):
+                    k = col4row[d]
+                    if cost[a + d, cols[k]] <= gates[f, cols[k]]:
+                        match[a + d] = cols[k]
+                        taken[k] = True
+            else:
+                row4col = _lsap(C.T.copy())
+                for k in range(nc):
+                    d = row4col[k]
+                    if cost[a + d, cols[k]] <= gates[f, cols[k]]:
+                        match[a + d] = cols[k]
+                        taken[k] = True
+        for d in range(nd):
+            for k in range(nc):
+                if not taken[k] and cost[a + d, cols[k]] <= claim_gate:
+                    claimed[a + d] = True
+                    break
+    return match, claimed

@@ -22,9 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from walkout.events import L_HIP, N_JOINTS, R_HIP, Alert, KeypointFrame, Track
 from walkout.store.model import Gate, Store
-from walkout.tracking.associate import Detection, assign, cluster_detections
+from walkout.tracking.associate import GATED_COST, Detection, assign, cluster_detections
 from walkout.tracking.geometry import CameraGeometry, Lenses
-from walkout.tracking.kernels import association_costs, observe_tracks, triangulate_groups
+from walkout.tracking.kernels import (
+    assign_frames,
+    association_costs,
+    observe_tracks,
+    triangulate_groups,
+)
 
 _TORSO = np.array([5, 6, 11, 12], dtype=np.int64)
 #: Body-size cue: shoulder width, hip width and both torso sides. The trunk stays rigid
@@ -298,7 +303,8 @@ class _TrackState:
 
     @property
     def hip(self) -> np.ndarray:
-        return self.X[[L_HIP, R_HIP], :2].mean(axis=0)
+        # (a + b) * 0.5: the same bits as mean() of the two, a fifth of the cost
+        return (self.X[L_HIP, :2] + self.X[R_HIP, :2]) * 0.5
 
     def track(self) -> Track:
         if self.cache is None or self.cache.t.shape[0] != self.hist.n or (
@@ -345,7 +351,7 @@ class _Candidate:
 
     @property
     def hip(self) -> np.ndarray:
-        return self.X[[L_HIP, R_HIP], :2].mean(axis=0)
+        return (self.X[L_HIP, :2] + self.X[R_HIP, :2]) * 0.5
 
 
 def _fill(X_obs: np.ndarray, X_prev: np.ndarray) -> np.ndarray:
@@ -552,21 +558,18 @@ class Tracker:
         gates = np.minimum(
             cfg.assoc_gate_m + cfg.reacquire_growth_m_per_s * missed, cfg.reacquire_gate_max_m
         )
+        match, claimed = assign_frames(cost, visible, sd.off, gates, cfg.claim_gate_m, GATED_COST)
         out = []
         for i, dets in enumerate(sd.per_frame):
             if not dets:
                 continue
-            cols = np.flatnonzero(visible[i])
-            if cols.size == 0:
-                out.append((i, (dets, [], set())))
-                continue
-            c = cost[sd.off[i] : sd.off[i + 1]][:, cols]
-            assigned = assign(c, gates[i, cols])
-            unmatched = np.ones(cols.size, dtype=bool)
-            unmatched[[k for _, k in assigned]] = False
-            near = (c[:, unmatched] <= cfg.claim_gate_m).any(axis=1)
-            claimed = set(np.flatnonzero(near).tolist())
-            out.append((i, (dets, [(d, int(cols[k])) for d, k in assigned], claimed)))
+            a = int(sd.off[i])
+            m = match[a : a + len(dets)].tolist()
+            out.append((i, (
+                dets,
+                [(d, k) for d, k in enumerate(m) if k >= 0],
+                set(np.flatnonzero(claimed[a : a + len(dets)]).tolist()),
+            )))
         return out
 
     def _triangulate_views(
@@ -735,38 +738,43 @@ class Tracker:
 
         # Echoes of observed tracks are dropped; near a lost track they re-acquire it.
         rest: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        if found and live:
+            ph = self._predicted_hips(live, t_ref)
+            missed = np.maximum(t_ref - np.array([s.t_last for s in live]) - self._slot_s, 0.0)
+            gates = np.minimum(
+                cfg.assoc_gate_m + cfg.reacquire_growth_m_per_s * missed, cfg.reacquire_gate_max_m
+            ).tolist()
         for Xc, Sc, hip in found:
             best, best_d = None, np.inf
             echo = False
             # Somebody standing in an entry gate is a newcomer unless the unseen track was last
             # seen there too: people enter at gates, tracks do not wander back into them.
             at_entry = self._gate_at(self._entries, hip) is not None
-            for i, s in enumerate(live):
-                d = float(
-                    np.linalg.norm(
-                        hip - s.predict(t_ref, cfg.coast_s)[[L_HIP, R_HIP], :2].mean(axis=0)
-                    )
-                )
+            dists = np.linalg.norm(ph - hip, axis=1).tolist() if live else []
+            for i, d in enumerate(dists):
                 if i in observed:
                     echo |= d <= cfg.duplicate_radius_m
                     continue
-                if at_entry and self._gate_at(self._entries, s.hip) is None:
+                if at_entry and self._gate_at(self._entries, live[i].hip) is None:
                     continue
-                missed = max(t_ref - s.t_last - self._slot_s, 0.0)
-                gate = min(
-                    cfg.assoc_gate_m + cfg.reacquire_growth_m_per_s * missed,
-                    cfg.reacquire_gate_max_m,
-                )
-                if d <= gate and d < best_d:
+                if d <= gates[i] and d < best_d:
                     best, best_d = i, d
             if echo:
                 continue
             if best is not None:
                 self._observe(live[best], Xc, Sc, t_ref)
                 observed.add(best)
+                ph[best] = self._predicted_hips([live[best]], t_ref)[0]
                 continue
             rest.append((Xc, Sc, hip))
         return self._update_candidates(rest, t_ref)
+
+    def _predicted_hips(self, tracks: list[_TrackState], t_ref: float) -> np.ndarray:
+        """Where each track's hip centre is predicted on the floor at ``t_ref`` ``(n, 2)``."""
+        X = np.stack([s.X[[L_HIP, R_HIP], :2] for s in tracks])
+        V = np.stack([s.V[[L_HIP, R_HIP], :2] for s in tracks])
+        dt = np.minimum(t_ref - np.array([s.t_last for s in tracks]), self.config.coast_s)
+        return (X + V * dt[:, None, None]).mean(axis=1)
 
     def _update_candidates(
         self, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], t_ref: float
