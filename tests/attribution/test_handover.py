@@ -49,6 +49,24 @@ def test_no_meeting_at_a_shelf_when_apart_or_too_brief() -> None:
     assert find_meetings({"s1": [a, b]}, SHELF, 0.0, 4.0) == []
 
 
+def test_meeting_found_in_a_crowd_and_long_arms_reach_across_the_near_limit() -> None:
+    """Pairs whose hips never came within 1.5 m are skipped unseen; that skips nobody who
+    could meet: a meeting among 30 other people is found, and so is one between two people
+    whose hips stay 1.45 m apart (long arms; the limit is on hips, not wrists)."""
+    crowd = {f"c{i:02d}": [_person(10 + i, 6.0 + 2.0 * (i % 6), 6.0 + 2.0 * (i // 6), None)]
+             for i in range(30)}
+    a = _person(1, 4.0, 3.0, (4.4, 3.0, 0.95))
+    b = _person(2, 4.8, 3.0, (4.43, 3.0, 0.95))
+    (m,) = find_meetings({**crowd, "s1": [a], "s2": [b]}, SHELF, 0.0, 4.0)
+    assert m.sessions == ("s1", "s2")
+    c = _person(3, 4.0, 3.0, (4.72, 3.0, 0.95))
+    d = _person(4, 5.45, 3.0, (4.75, 3.0, 0.95))
+    (m,) = find_meetings({"s3": [c], "s4": [d]}, SHELF, 0.0, 4.0, meet_m=0.12)
+    assert m.sessions == ("s3", "s4")
+    e = _person(5, 5.55, 3.0, (4.75, 3.0, 0.95))  # hips 1.55 m apart: not close enough
+    assert find_meetings({"s3": [c], "s5": [e]}, SHELF, 0.0, 4.0) == []
+
+
 @pytest.mark.parametrize("policy", [HandOverPolicy.TAKER, HandOverPolicy.RECEIVER])
 def test_hand_over_scenario_under_each_policy(policy: HandOverPolicy) -> None:
     """Within a group nothing is reported; between strangers the meeting is alerted, and the

@@ -65,14 +65,42 @@ def find_meetings(
             windows[sid] = (np.concatenate(ts), np.concatenate(js))
     out = []
     sids = sorted(windows)
+    # Where each session's hips were over the window (a box on the floor): two sessions whose
+    # boxes are farther apart than near_m never came close, and are not compared sample by
+    # sample (all pairs of a full store are a thousand pairs, nearly all far apart).
+    extent = {sid: _hip_extent(windows[sid][1]) for sid in sids}
     for i, a in enumerate(sids):
         ta, ja = windows[a]
         for b in sids[i + 1:]:
+            if _apart(extent[a], extent[b], near_m):
+                continue
             tb, jb = windows[b]
             m = _meeting(ta, ja, tb, jb, boxes, meet_m, min_s, shelf_clear_m, near_m)
             if m is not None:
                 out.append(HandMeeting(m[0], (a, b), m[1]))
     return out
+
+
+def _hips(joints: np.ndarray) -> np.ndarray:
+    """Floor position of the hip centre of each sample ``(n, 2)`` (NaN: no hip seen)."""
+    with warnings.catch_warnings():  # a hip unseen in a frame: that frame is not close
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(joints[:, [L_HIP, R_HIP], :2], 1)
+
+
+def _hip_extent(joints: np.ndarray) -> np.ndarray | None:
+    """``[xmin, ymin, xmax, ymax]`` of the hip centres over the samples; None: none seen."""
+    h = _hips(joints)
+    h = h[~np.isnan(h).any(axis=1)]
+    return np.concatenate([h.min(axis=0), h.max(axis=0)]) if len(h) else None
+
+
+def _apart(a: np.ndarray | None, b: np.ndarray | None, near_m: float) -> bool:
+    """Whether no hip of extent ``a`` came within ``near_m`` of one of ``b``."""
+    if a is None or b is None:
+        return True
+    gap = np.maximum(np.maximum(a[:2] - b[2:], b[:2] - a[2:]), 0.0)
+    return float(np.hypot(gap[0], gap[1])) >= near_m
 
 
 def _meeting(
@@ -87,10 +115,7 @@ def _meeting(
     if not ok.any():
         return None
     ta, ja, jb = ta[ok], ja[ok], jb[k[ok]]
-    with warnings.catch_warnings():  # a hip unseen in a frame: that frame is not close
-        warnings.simplefilter("ignore", RuntimeWarning)
-        hips = np.linalg.norm(np.nanmean(ja[:, [L_HIP, R_HIP], :2], 1)
-                              - np.nanmean(jb[:, [L_HIP, R_HIP], :2], 1), axis=1)
+    hips = np.linalg.norm(_hips(ja) - _hips(jb), axis=1)
     close = hips < near_m
     if not close.any():
         return None
