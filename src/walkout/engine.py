@@ -144,6 +144,7 @@ class Engine:
         self._meet_t = 0.0  # meetings searched up to here
         self._exits: list[tuple[float, Session]] = []  # checking out: (exit time, session)
         self._exited_tracks: set[int] = set()
+        self._exit_waiting: list[tuple[Track, float]] = []  # left before being bound
         self._exit_tracks: list[tuple[str, float]] = []  # (gate, time) of tracks that left
         self._gate_exits: list[GateEvent] = []
         self._known_tracks = 0
@@ -341,7 +342,15 @@ class Engine:
         return shares, extra != 0 or len(inside) > q
 
     def _track_exits(self, tracks: list[Track]) -> None:
-        """A session checks out when its (last) track leaves through an exit gate."""
+        """A session checks out when its (last) track leaves through an exit gate.
+
+        A track that left before its binding was decided (a tailgater is known unbound only
+        ~18 s after entering) checks its session out once it is: else the pseudo-session would
+        stay open and what the tailgater took would be on no receipt.
+        """
+        waiting, self._exit_waiting = self._exit_waiting, []
+        for tr, t_exit in waiting:
+            self._check_out(tr, t_exit)
         for tr in tracks:
             if tr.ended_at is None or tr.track_id in self._exited_tracks:
                 continue
@@ -351,18 +360,24 @@ class Engine:
                 continue
             t_exit = float(tr.t[-1])
             self._exit_tracks.append((gate.id, t_exit))
-            sid = self.book.by_track.get(tr.track_id)
-            if sid is None:
-                continue  # an unbound track's pseudo-session is closed by resolve()
-            s = self.book.sessions[sid]
-            if s.state != SessionState.OPEN:
-                continue
-            others = [t for t in s.track_ids if t != tr.track_id and t not in self._exited_tracks]
-            if others:  # a party checks out when its last member leaves
-                continue
-            s.state = SessionState.CHECKING_OUT
-            s.exited_at = t_exit
-            self._exits.append((t_exit, s))
+            self._check_out(tr, t_exit)
+
+    def _check_out(self, tr: Track, t_exit: float) -> None:
+        """Check out the session of ``tr``, which left at ``t_exit`` (its party's last)."""
+        sid = self.book.by_track.get(tr.track_id)
+        if sid is None:
+            if tr.track_id in self.book.unresolved():
+                self._exit_waiting.append((tr, t_exit))  # its binding is still open
+            return
+        s = self.book.sessions[sid]
+        if s.state != SessionState.OPEN:
+            return
+        others = [t for t in s.track_ids if t != tr.track_id and t not in self._exited_tracks]
+        if others:  # a party checks out when its last member leaves
+            return
+        s.state = SessionState.CHECKING_OUT
+        s.exited_at = t_exit
+        self._exits.append((t_exit, s))
 
     def _check_gate_exits(self, now: float) -> None:
         """Every exit gate opening must match a track leaving there (else: alert)."""
