@@ -54,7 +54,10 @@ def find_floor_reaches(
             low = z < floor_m
             if not low.any():
                 continue
-            clear = box_distance(np.nan_to_num(w, nan=1e6), boxes) >= shelf_clear_m
+            # the distance to every plate only where a wrist is low (it is all that counts)
+            rows = np.flatnonzero(low.any(axis=1))
+            clear = np.zeros_like(low)
+            clear[rows] = box_distance(np.nan_to_num(w[rows], nan=1e6), boxes) >= shelf_clear_m
             hit = (low & clear).any(axis=1)
             idx = np.flatnonzero(hit)
             if idx.size == 0:
