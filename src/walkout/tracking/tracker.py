@@ -366,8 +366,8 @@ def _fill(X_obs: np.ndarray, X_prev: np.ndarray) -> np.ndarray:
 
 
 def _bone_lengths(X: np.ndarray) -> np.ndarray:
-    """Lengths of the _BONES of skeleton ``X`` (NaN where a joint is missing)."""
-    return np.linalg.norm(X[_BONES[:, 0]] - X[_BONES[:, 1]], axis=1)
+    """Lengths of the _BONES of skeleton(s) ``X`` ``(..., 17, 3)`` (NaN: a joint missing)."""
+    return np.linalg.norm(X[..., _BONES[:, 0], :] - X[..., _BONES[:, 1], :], axis=-1)
 
 
 def _distinct(
@@ -672,14 +672,15 @@ class Tracker:
                     p.d_cross, p.t_cross = float(d[i, j]), t_ref
         self._pairs = {k: p for k, p in pairs.items() if t_ref - p.t_near <= cfg.body_window_s}
         entangled = {tid for k in self._pairs for tid in k}
+        now = [s for s in active if s.hist.n and s.hist.t[s.hist.n - 1] == t_ref]  # observed
         bones: dict[int, np.ndarray] = {}
-        for s in active:
-            h = s.hist
-            if h.n and h.t[h.n - 1] == t_ref:  # observed in this slot
-                bones[s.track_id] = _bone_lengths(h.X[h.n - 1])
+        if now:
+            lengths = _bone_lengths(np.stack([s.hist.X[s.hist.n - 1] for s in now]))
+            seen = ~np.isnan(lengths)
+            for s, b, ok in zip(now, lengths, seen, strict=True):
+                bones[s.track_id] = b
                 if s.track_id not in entangled:
-                    ok = ~np.isnan(bones[s.track_id])
-                    s.bone_sum[ok] += bones[s.track_id][ok]
+                    s.bone_sum[ok] += b[ok]
                     s.bone_n[ok] += 1
         sig2 = cfg.body_noise_m**2
         cap = (2.5 * cfg.body_noise_m) ** 2
