@@ -10,10 +10,11 @@ work is independent:
 
 1. association: every frame of a slot is matched against the same snapshot of the live
    tracks, so frames are processed by the area owning their camera (undistortion, per-camera
-   assignment, claims); results come back per frame and are merged in the slot's frame order;
-2. triangulation: each observed track is triangulated from its views alone, so tracks are
-   dealt out to the areas in contiguous runs, padded to the slot's largest view count (the
-   same arithmetic, bit for bit);
+   assignment, claims); each area's detection columns come back and are merged in the slot's
+   frame order;
+2. triangulation: each observed track is triangulated from its views alone (the compiled
+   kernel's result for a group depends on nothing else), so tracks are dealt out to the
+   areas in contiguous runs (the same arithmetic, bit for bit);
 3. the rest of the slot (filters, births, identities, time-outs) is cheap, order-dependent
    bookkeeping and runs in the engine's process.
 
@@ -34,9 +35,9 @@ from walkout.events import KeypointFrame
 from walkout.store.model import Store
 from walkout.tracking import Tracker, TrackerConfig
 from walkout.tracking.associate import Detection
+from walkout.tracking.tracker import Association, SlotDetections
 
 Motion = tuple[np.ndarray, np.ndarray, np.ndarray]
-Associated = tuple[list[Detection], list[tuple[int, int]], set[int]]
 
 
 class AreaWorker:
@@ -47,11 +48,10 @@ class AreaWorker:
 
     def associate(
         self, frames: list[KeypointFrame], motion: Motion | None
-    ) -> tuple[list[tuple[int, Associated]], float]:
-        """Per frame (by its position in ``frames``) with detections: what the tracker's own
-        association gives; and the time it took."""
+    ) -> tuple[Association, float]:
+        """What the tracker's own association gives for these frames; and the time it took."""
         c0 = time.thread_time()
-        out = self.tracker._associate_each(frames, motion)
+        out = self.tracker._associate(frames, motion)
         return out, time.thread_time() - c0
 
     def cpu_s(self) -> float:
@@ -60,10 +60,9 @@ class AreaWorker:
 
     def triangulate(
         self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float,
-        n_views: int,
     ) -> tuple[np.ndarray, np.ndarray, float]:
         c0 = time.thread_time()
-        X, S = self.tracker._triangulate_views(groups, velocities, t_ref, n_views)
+        X, S = self.tracker._triangulate_views(groups, velocities, t_ref)
         return X, S, time.thread_time() - c0
 
 
@@ -84,8 +83,7 @@ class PartitionedTracker(Tracker):
         self.wall_s = {"associate": 0.0, "triangulate": 0.0}
         self.calls = {"associate": 0, "triangulate": 0}
 
-    def _associate_frames(self, frames: list[KeypointFrame], motion: Motion | None
-                          ) -> list[Associated]:
+    def _associate(self, frames: list[KeypointFrame], motion: Motion | None) -> Association:
         parts: list[list[int]] = [[] for _ in self.areas]
         for i, f in enumerate(frames):
             if f.camera_id not in self._cam_index:
@@ -98,24 +96,29 @@ class PartitionedTracker(Tracker):
         got = self.ray.get([r for _, _, r in calls])
         self.wall_s["associate"] += time.perf_counter() - w0
         self.calls["associate"] += 1
-        by_frame: dict[int, Associated] = {}
-        for (a, idx, _), (rows, busy) in zip(calls, got, strict=True):
+        for (a, _, _), (_, busy) in zip(calls, got, strict=True):
             self.busy_s["associate"][a] += busy
-            for j, res in rows:
-                by_frame[idx[j]] = res
-        return [by_frame[i] for i in sorted(by_frame)]
+        return _merge([(idx, res) for (_, idx, _), (res, _) in zip(calls, got, strict=True)],
+                      len(frames))
+
+    def _triangulate_block(
+        self, dets: SlotDetections, rows: np.ndarray, off: np.ndarray,
+        velocities: list[np.ndarray], t_ref: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        groups = [[dets.detection(int(r)) for r in rows[off[g]:off[g + 1]]]
+                  for g in range(len(off) - 1)]
+        return self._triangulate_views(groups, velocities, t_ref)
 
     def _triangulate_views(
         self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float,
         n_views: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        n_views = n_views or max(len(g) for g in groups)
         if len(groups) < self.min_groups:
-            return super()._triangulate_views(groups, velocities, t_ref, n_views)
+            return super()._triangulate_views(groups, velocities, t_ref)
         w0 = time.perf_counter()
         cuts = np.array_split(np.arange(len(groups)), min(len(self.actors), len(groups)))
         refs = [self.actors[a].triangulate.remote(
-                    [groups[i] for i in c], [velocities[i] for i in c], t_ref, n_views)
+                    [groups[i] for i in c], [velocities[i] for i in c], t_ref)
                 for a, c in enumerate(cuts)]
         got = self.ray.get(refs)
         self.wall_s["triangulate"] += time.perf_counter() - w0
@@ -123,3 +126,26 @@ class PartitionedTracker(Tracker):
         for a, (_, _, busy) in enumerate(got):
             self.busy_s["triangulate"][a] += busy
         return np.concatenate([X for X, _, _ in got]), np.concatenate([S for _, S, _ in got])
+
+
+def _merge(parts: list[tuple[list[int], Association]], n_frames: int) -> Association:
+    """One slot's association from its areas' (each over the frames ``idx`` of the slot):
+    the detections in the slot's frame order, as the single tracker has them."""
+    if not parts:
+        return Association(
+            SlotDetections(np.zeros(n_frames + 1, dtype=np.int64), np.zeros((0, 17, 2)),
+                           np.zeros((0, 17)), np.zeros(0, dtype=np.int64), np.zeros(0)),
+            np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
+    frame = np.concatenate([
+        np.repeat(np.asarray(idx), np.diff(res.dets.off)) for idx, res in parts])
+    order = np.argsort(frame, kind="stable")
+    cat = [res for _, res in parts]
+
+    def col(get: Any) -> np.ndarray:
+        return np.concatenate([get(r) for r in cat])[order]
+
+    off = np.zeros(n_frames + 1, dtype=np.int64)
+    off[1:] = np.cumsum(np.bincount(frame, minlength=n_frames))
+    dets = SlotDetections(off, col(lambda r: r.dets.xn), col(lambda r: r.dets.conf),
+                          col(lambda r: r.dets.cam), col(lambda r: r.dets.t))
+    return Association(dets, col(lambda r: r.match), col(lambda r: r.claimed))

@@ -214,15 +214,16 @@ def _robust_into(
 
 @njit(cache=True, error_model="numpy")
 def triangulate_groups(
-    view_xn: np.ndarray, view_conf: np.ndarray, view_cam: np.ndarray, view_dt: np.ndarray,
-    group_off: np.ndarray, velocity: np.ndarray, cam_R: np.ndarray, cam_t: np.ndarray,
-    cam_f: np.ndarray, outlier_px: float, noise_px: float, max_rejections: int, min_views: int,
+    view_xn: np.ndarray, view_conf: np.ndarray, view_cam: np.ndarray, view_t: np.ndarray,
+    rows: np.ndarray, group_off: np.ndarray, t_ref: float, velocity: np.ndarray,
+    cam_R: np.ndarray, cam_t: np.ndarray, cam_f: np.ndarray, outlier_px: float,
+    noise_px: float, max_rejections: int, min_views: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Motion-compensated robust triangulation of groups of views (one person each).
 
-    Views ``group_off[g]:group_off[g+1]`` (normalised joints ``(J, 2)``, confidences, camera,
-    time minus the reference time) belong to group ``g``; each view is moved to the reference
-    time with the group's per-joint ``velocity`` by folding ``R v Δt`` into its translation.
+    The views of group ``g`` are detections ``rows[group_off[g]:group_off[g+1]]`` (normalised
+    joints ``(J, 2)``, confidences, camera, time); each is moved to ``t_ref`` with the group's
+    per-joint ``velocity`` by folding ``R v Δt`` into its translation.
     A joint kept by fewer than ``min_views`` views is NaN. Returns ``X`` ``(G, J, 3)`` and
     ``sigma`` ``(G, J)``.
     """
@@ -238,12 +239,13 @@ def triangulate_groups(
         ts = np.empty((J, V, 3))
         fs = np.empty((J, V))
         for v in range(V):
-            c = view_cam[a + v]
-            dt = view_dt[a + v]
+            r = rows[a + v]
+            c = view_cam[r]
+            dt = view_t[r] - t_ref
             for j in range(J):
-                xs[j, v, 0] = view_xn[a + v, j, 0]
-                xs[j, v, 1] = view_xn[a + v, j, 1]
-                cs[j, v] = view_conf[a + v, j]
+                xs[j, v, 0] = view_xn[r, j, 0]
+                xs[j, v, 1] = view_xn[r, j, 1]
+                cs[j, v] = view_conf[r, j]
                 Rs[j, v] = cam_R[c]
                 fs[j, v] = cam_f[c]
                 for i in range(3):

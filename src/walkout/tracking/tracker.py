@@ -316,15 +316,27 @@ class _TrackState:
 
 
 @dataclass(frozen=True, slots=True)
-class _SlotDetections:
-    """A slot's detections: per frame, and stacked (rows ``off[f]:off[f+1]`` of frame f)."""
+class SlotDetections:
+    """A slot's usable detections as columns, in frame order (rows ``off[f]:off[f+1]`` are
+    frame ``f``'s, in the detector's order): undistorted joints, confidences, camera, time."""
 
-    per_frame: list[list[Detection]]
     off: np.ndarray  # (F + 1,)
-    xn: np.ndarray  # (D, 17, 2)
-    conf: np.ndarray  # (D, 17)
-    cams: np.ndarray  # (F,) camera index of each frame
-    t: np.ndarray  # (F,) frame times
+    xn: np.ndarray  # (D, 17, 2) normalised undistorted coordinates
+    conf: np.ndarray  # (D, 17) 0 where missing / below the confidence floor
+    cam: np.ndarray  # (D,) camera index
+    t: np.ndarray  # (D,) frame time
+
+    def detection(self, row: int) -> Detection:
+        return Detection(int(self.cam[row]), float(self.t[row]), self.xn[row], self.conf[row])
+
+
+@dataclass(frozen=True, slots=True)
+class Association:
+    """A slot's detections and what association made of them."""
+
+    dets: SlotDetections
+    match: np.ndarray  # (D,) index of the live track each detection went to (-1: none)
+    claimed: np.ndarray  # (D,) near a track that got none in that camera: not a newcomer
 
 
 @dataclass(slots=True)
@@ -462,8 +474,8 @@ class Tracker:
 
     # ---- one slot -------------------------------------------------------------------------
 
-    def _detect(self, frames: list[KeypointFrame]) -> _SlotDetections:
-        """Each frame's usable detections, undistorted, also stacked for the kernels."""
+    def _detect(self, frames: list[KeypointFrame]) -> SlotDetections:
+        """Each frame's usable detections (enough confident joints), undistorted."""
         cfg = self.config
         F = len(frames)
         cams = np.array([self._cam_index[f.camera_id] for f in frames], dtype=np.int64)
@@ -472,22 +484,17 @@ class Tracker:
         counts = np.array([k.shape[0] for k in kps], dtype=np.int64)
         off = np.zeros(F + 1, dtype=np.int64)
         if not counts.any():
-            return _SlotDetections([[] for _ in frames], off, np.zeros((0, N_JOINTS, 2)),
-                                   np.zeros((0, N_JOINTS)), cams, ts)
+            return SlotDetections(off, np.zeros((0, N_JOINTS, 2)), np.zeros((0, N_JOINTS)),
+                                  np.zeros(0, dtype=np.int64), np.zeros(0))
         kp = np.concatenate([k for k in kps if k.shape[0]])
         frame_of = np.repeat(np.arange(F), counts)
         conf = np.where(kp[..., 2] >= max(cfg.min_confidence, 1e-6), kp[..., 2], 0.0)
         rows = np.flatnonzero((conf > 0).sum(axis=1) >= cfg.min_assoc_joints)
         frame_of, conf = frame_of[rows], conf[rows]
-        xn = self._lenses.undistort(
-            kp[rows, :, :2].reshape(-1, 2), np.repeat(cams[frame_of], N_JOINTS)
-        ).reshape(-1, N_JOINTS, 2)
+        cam = cams[frame_of]
+        xn = self._lenses.undistort(kp[rows, :, :2].reshape(-1, 2), np.repeat(cam, N_JOINTS))
         off[1:] = np.cumsum(np.bincount(frame_of, minlength=F))
-        per = [
-            [Detection(c, t, xn[d], conf[d]) for d in range(off[i], off[i + 1])]
-            for i, (c, t) in enumerate(zip(cams.tolist(), ts.tolist(), strict=True))
-        ]
-        return _SlotDetections(per, off, xn, conf, cams, ts)
+        return SlotDetections(off, xn.reshape(-1, N_JOINTS, 2), conf, cam, ts[frame_of])
 
     def _process_slot(self, k: int, frames: list[KeypointFrame]) -> list[Alert]:
         t_ref = (k + 0.5) * self._slot_s
@@ -497,8 +504,6 @@ class Tracker:
         # confirmed candidate that nobody else can explain (see _update_candidates).
         lost_s = self.config.lost_timeout_s
         live = [s for s in self._tracks if not s.ended and t_ref - s.t_last <= lost_s]
-        views: dict[int, list[Detection]] = {i: [] for i in range(len(live))}
-        free: list[Detection] = []
         # Track states stacked once per slot; each frame only extrapolates them to its time.
         motion = (
             (
@@ -509,36 +514,24 @@ class Tracker:
             if live
             else None
         )
-        for dets, assigned, claimed in self._associate_frames(frames, motion):
-            for d, ti in assigned:
-                views[ti].append(dets[d])
-            taken = {d for d, _ in assigned} | claimed
-            free += [dets[d] for d in range(len(dets)) if d not in taken]
-
-        observed = self._update_tracks(live, views, t_ref, motion)
-        alerts = self._births(free, live, observed, t_ref)
+        assoc = self._associate(frames, motion)
+        observed = self._update_tracks(live, assoc, t_ref, motion)
+        free = np.flatnonzero((assoc.match < 0) & ~assoc.claimed).tolist()
+        alerts = self._births([assoc.dets.detection(r) for r in free], live, observed, t_ref)
         self._identities(t_ref)
         alerts += self._timeouts(t_ref)
         return alerts
 
-    def _associate_frames(
+    def _associate(
         self,
         frames: list[KeypointFrame],
         motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    ) -> list[tuple[list[Detection], list[tuple[int, int]], set[int]]]:
-        """Each frame's detections, their assignment to live tracks and the claimed ones."""
-        return [res for _, res in self._associate_each(frames, motion)]
-
-    def _associate_each(
-        self,
-        frames: list[KeypointFrame],
-        motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    ) -> list[tuple[int, tuple[list[Detection], list[tuple[int, int]], set[int]]]]:
-        """Per frame with detections (by position in ``frames``): its detections, their
-        one-to-one assignment to live tracks in that camera, and the claimed ones (detections
-        near a track that got none here, which may be its own, badly matched: kept from
-        seeding a new person; near a track that got its own detection in this camera a
-        detection is somebody else's, people stand 0.4 m apart, and stays free).
+    ) -> Association:
+        """Each frame's detections assigned one-to-one to the live tracks predicted in its
+        camera (minimum total cost within the gates), and the claimed ones: detections near
+        a track that got none here may be that track's, badly matched, and must not seed a
+        new person; near a track that got its own detection in this camera a detection is
+        somebody else's (people stand 0.4 m apart) and stays free.
 
         ``motion`` is ``(X, V, t_last)`` of the live tracks stacked (see ``_TrackState``).
         Frames of one slot depend only on that snapshot, never on each other: the
@@ -546,31 +539,23 @@ class Tracker:
         """
         cfg = self.config
         sd = self._detect(frames)
-        if motion is None:
-            return [(i, (dets, [], set())) for i, dets in enumerate(sd.per_frame) if dets]
+        D = sd.t.shape[0]
+        if motion is None or D == 0:
+            return Association(sd, np.full(D, -1, dtype=np.int64), np.zeros(D, dtype=bool))
         X, V, t_last = motion
+        frame_cam = np.array([self._cam_index[f.camera_id] for f in frames], dtype=np.int64)
+        frame_t = np.array([f.t for f in frames], dtype=np.float64)
         visible, cost = association_costs(
             X, V, t_last, cfg.coast_s, self._cam_R, self._cam_t, self._cam_bounds,
-            sd.cams, sd.t, sd.off, sd.xn, sd.conf, cfg.assoc_cap_m, cfg.min_assoc_joints,
+            frame_cam, frame_t, sd.off, sd.xn, sd.conf, cfg.assoc_cap_m, cfg.min_assoc_joints,
             (L_HIP, R_HIP),
         )
-        missed = np.maximum(sd.t[:, None] - t_last[None, :] - self._slot_s, 0.0)
+        missed = np.maximum(frame_t[:, None] - t_last[None, :] - self._slot_s, 0.0)
         gates = np.minimum(
             cfg.assoc_gate_m + cfg.reacquire_growth_m_per_s * missed, cfg.reacquire_gate_max_m
         )
         match, claimed = assign_frames(cost, visible, sd.off, gates, cfg.claim_gate_m, GATED_COST)
-        out = []
-        for i, dets in enumerate(sd.per_frame):
-            if not dets:
-                continue
-            a = int(sd.off[i])
-            m = match[a : a + len(dets)].tolist()
-            out.append((i, (
-                dets,
-                [(d, k) for d, k in enumerate(m) if k >= 0],
-                set(np.flatnonzero(claimed[a : a + len(dets)]).tolist()),
-            )))
-        return out
+        return Association(sd, match, claimed)
 
     def _triangulate_views(
         self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float,
@@ -584,20 +569,37 @@ class Tracker:
         own views only, so a subset of groups triangulated elsewhere gives the same bits;
         ``n_views`` (the padding the distributed tracker asks for) is not needed for that.
         """
-        cfg = self.config
         flat = [d for g in groups for d in g]
         off = np.zeros(len(groups) + 1, dtype=np.int64)
         off[1:] = np.cumsum([len(g) for g in groups])
+        dets = SlotDetections(
+            np.array([0, len(flat)]), np.stack([d.xn for d in flat]),
+            np.stack([d.conf for d in flat]), np.array([d.cam for d in flat], dtype=np.int64),
+            np.array([d.t for d in flat], dtype=np.float64),
+        )
+        return self._triangulate_rows(dets, np.arange(len(flat)), off, velocities, t_ref)
+
+    def _triangulate_block(
+        self, dets: SlotDetections, rows: np.ndarray, off: np.ndarray,
+        velocities: list[np.ndarray], t_ref: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_triangulate_views` of groups given as detection rows ``rows[off[g]:
+        off[g+1]]`` of ``dets``; the distributed tracker spreads it over its actors."""
+        return self._triangulate_rows(dets, rows, off, velocities, t_ref)
+
+    def _triangulate_rows(
+        self, dets: SlotDetections, rows: np.ndarray, off: np.ndarray,
+        velocities: list[np.ndarray], t_ref: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
         return triangulate_groups(
-            np.stack([d.xn for d in flat]), np.stack([d.conf for d in flat]),
-            np.array([d.cam for d in flat], dtype=np.int64),
-            np.array([d.t - t_ref for d in flat]), off, np.stack(velocities),
-            self._cam_R, self._cam_t, self._cam_f, cfg.outlier_px, cfg.noise_px, 3,
-            cfg.min_views,
+            dets.xn, dets.conf, dets.cam, dets.t, rows.astype(np.int64), off, t_ref,
+            np.stack(velocities), self._cam_R, self._cam_t, self._cam_f, cfg.outlier_px,
+            cfg.noise_px, 3, cfg.min_views,
         )
 
     def _update_tracks(
-        self, live: list[_TrackState], views: dict[int, list[Detection]], t_ref: float,
+        self, live: list[_TrackState], assoc: Association, t_ref: float,
         motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> set[int]:
         """Triangulate every track seen by two views or more and update it (one kernel call
@@ -606,10 +608,19 @@ class Tracker:
         Only joints seen recently have a prediction worth trusting; a joint unseen for long
         must be free to come back wherever it is, or it would be locked out.
         """
-        idx = [i for i in range(len(live)) if len(views[i]) >= 2]
-        if not idx or motion is None:
+        m = assoc.match
+        if motion is None or not live:
             return set()
-        Xo, So = self._triangulate_views([views[i] for i in idx], [live[i].V for i in idx], t_ref)
+        counts = np.bincount(m[m >= 0], minlength=len(live))
+        idx = np.flatnonzero(counts >= 2).tolist()
+        if not idx:
+            return set()
+        # each track's views in row (frame) order, tracks in index order
+        views = np.flatnonzero((m >= 0) & (counts[np.maximum(m, 0)] >= 2))
+        views = views[np.argsort(m[views], kind="stable")]
+        off = np.zeros(len(idx) + 1, dtype=np.int64)
+        off[1:] = np.cumsum(counts[idx])
+        Xo, So = self._triangulate_block(assoc.dets, views, off, [live[i].V for i in idx], t_ref)
         rows = np.array(idx)
         X, V, t_last = (np.ascontiguousarray(a[rows]) for a in motion)
         joint_t = np.stack([live[i].joint_t for i in idx])
