@@ -101,9 +101,13 @@ class Lenses:
             self.dist[i, : min(5, d.size)] = d[:5]
             self.newton[i] = not np.any(d[5:])
 
-    def undistort(self, px: np.ndarray, cam: np.ndarray) -> np.ndarray:
-        """Raw pixels ``(N, 2)`` of cameras ``cam`` ``(N,)`` to normalised coordinates."""
-        xn, ok = undistort_points(*_f64(px), cam.astype(np.int64), self.intr, self.dist)
+    def undistort(self, px: np.ndarray, cam: np.ndarray, use: np.ndarray | None = None
+                  ) -> np.ndarray:
+        """Raw pixels ``(N, 2)`` of cameras ``cam`` ``(N,)`` to normalised coordinates; points
+        not to ``use`` (unseen joints, whose values nothing reads) are only normalised."""
+        use = np.ones(len(px), dtype=bool) if use is None else use
+        xn, ok = undistort_points(*_f64(px), cam.astype(np.int64), self.intr, self.dist, use)
+        ok |= ~use
         ok &= self.newton[cam]
         if not ok.all():
             for c in np.unique(cam[~ok]):

@@ -359,14 +359,15 @@ def association_costs(
 
 
 @njit(cache=True, error_model="numpy")
-def undistort_points(px: np.ndarray, cam: np.ndarray, intr: np.ndarray, dist: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def undistort_points(px: np.ndarray, cam: np.ndarray, intr: np.ndarray, dist: np.ndarray,
+                     use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Raw pixels ``(N, 2)`` of camera ``cam[n]`` to normalised undistorted coordinates.
 
     ``intr`` ``(C, 4)`` is fx, fy, cx, cy (skew ignored, as OpenCV's undistortPoints does);
     ``dist`` ``(C, 5)`` the k1 k2 p1 p2 k3 lens model. The distortion is inverted by Newton's
     method (quadratic: 3–5 steps to machine precision, where OpenCV's fixed-point iteration
-    needs its full 40 at a wide lens's corners). Returns the points and whether each
+    needs its full 40 at a wide lens's corners). Points not to ``use`` (joints the detector
+    did not see) are only normalised. Returns the points and whether each
     converged: one beyond the fold of a strong lens model has no inverse, and the caller gives
     it to OpenCV, whose answer there the tracker has always used.
     """
@@ -378,7 +379,7 @@ def undistort_points(px: np.ndarray, cam: np.ndarray, intr: np.ndarray, dist: np
         yd = (px[n, 1] - intr[c, 3]) / intr[c, 1]
         k1, k2, p1, p2, k3 = dist[c, 0], dist[c, 1], dist[c, 2], dist[c, 3], dist[c, 4]
         x, y = xd, yd
-        done = k1 == 0.0 and k2 == 0.0 and p1 == 0.0 and p2 == 0.0 and k3 == 0.0
+        done = not use[n] or (k1 == 0.0 and k2 == 0.0 and p1 == 0.0 and p2 == 0.0 and k3 == 0.0)
         for _ in range(20):
             if done:
                 break

@@ -492,7 +492,8 @@ class Tracker:
         rows = np.flatnonzero((conf > 0).sum(axis=1) >= cfg.min_assoc_joints)
         frame_of, conf = frame_of[rows], conf[rows]
         cam = cams[frame_of]
-        xn = self._lenses.undistort(kp[rows, :, :2].reshape(-1, 2), np.repeat(cam, N_JOINTS))
+        xn = self._lenses.undistort(kp[rows, :, :2].reshape(-1, 2), np.repeat(cam, N_JOINTS),
+                                    conf.ravel() > 0)
         off[1:] = np.cumsum(np.bincount(frame_of, minlength=F))
         return SlotDetections(off, xn.reshape(-1, N_JOINTS, 2), conf, cam, ts[frame_of])
 
