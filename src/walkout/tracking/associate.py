@@ -2,7 +2,7 @@
 
 Both steps only compare things that are already close: a camera only scores the tracks whose
 prediction falls in its image, and cross-camera pairing only looks at detections whose floor
-positions fall in neighbouring grid cells. Cost therefore grows with the people one camera
+positions are close. Cost therefore grows with the people one camera
 sees, not with everyone in the store.
 """
 
@@ -14,11 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from walkout.tracking.geometry import CameraGeometry, reprojection_error, triangulate
+from walkout.tracking.geometry import CameraGeometry
+from walkout.tracking.kernels import cluster_views, floor_positions
 
 L_SHOULDER, R_SHOULDER, L_HIP, R_HIP, L_ANKLE, R_ANKLE = 5, 6, 11, 12, 15, 16
 #: Body points used to place a single detection on the floor: (joints, typical height m).
 _FLOOR_CUES = (((L_HIP, R_HIP), 0.92), ((L_SHOULDER, R_SHOULDER), 1.42), ((L_ANKLE, R_ANKLE), 0.08))
+_CUE_JOINTS = np.array([j for j, _ in _FLOOR_CUES], dtype=np.int64)
+_CUE_HEIGHTS = np.array([h for _, h in _FLOOR_CUES])
 
 GATED_COST = 1e9
 
@@ -67,20 +70,6 @@ def assign(cost: np.ndarray, gate: np.ndarray) -> list[tuple[int, int]]:
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if ok[r, c]]
 
 
-def floor_position(cam: CameraGeometry, xn: np.ndarray, conf: np.ndarray) -> np.ndarray | None:
-    """Where a single 2D detection stands on the floor, assuming a typical body height."""
-    for joints, height in _FLOOR_CUES:
-        c = conf[list(joints)]
-        if (c > 0).all():
-            p = xn[list(joints)].mean(axis=0)
-            ray = cam.R.T @ np.array([p[0], p[1], 1.0])
-            if ray[2] >= -1e-6:
-                return None  # looks at or above the horizon: no floor point
-            s = (height - cam.center[2]) / ray[2]
-            return (cam.center + s * ray)[:2]
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class Cluster:
     """Detections (indices into the input list) that agree on one 3D person."""
@@ -97,83 +86,34 @@ def cluster_detections(
 ) -> list[Cluster]:
     """Group detections from different cameras that triangulate consistently.
 
-    Candidate pairs come from a floor grid of ``radius_m`` cells (only neighbours compared);
-    a pair is consistent when the median joint residual of its 2-view triangulation, in metres
+    Candidate pairs are detections whose floor positions (from one view and a typical body
+    height) are within ``radius_m`` (a sweep along the floor, not all pairs); a pair is
+    consistent when the median joint residual of its 2-view triangulation, in metres
     at the joint's depth, is at most ``max_residual_m`` and the skeleton stands on the floor.
     Consistent pairs are merged greedily, best first, never two detections of one camera.
     """
     if len(dets) < 2:
         return []
-    xy: list[np.ndarray | None] = [floor_position(cams[d.cam], d.xn, d.conf) for d in dets]
-    grid: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, p in enumerate(xy):
-        if p is not None:
-            grid[(int(np.floor(p[0] / radius_m)), int(np.floor(p[1] / radius_m)))].append(i)
-    pairs: list[tuple[int, int]] = []
-    for (gx, gy), members in sorted(grid.items()):
-        for i in members:
-            pi = xy[i]
-            assert pi is not None
-            for dx in (-1, 0, 1):
-                for dy in (-1, 0, 1):
-                    for j in grid.get((gx + dx, gy + dy), ()):
-                        pj = xy[j]
-                        assert pj is not None
-                        if (
-                            j > i
-                            and dets[j].cam != dets[i].cam
-                            and float(np.hypot(*(pi - pj))) <= radius_m
-                        ):
-                            pairs.append((i, j))
-    if not pairs:
+    return cluster_arrays(
+        np.stack([d.xn for d in dets]), np.stack([d.conf for d in dets]),
+        np.array([d.cam for d in dets], dtype=np.int64), np.stack([c.R for c in cams]),
+        np.stack([c.t for c in cams]), np.stack([c.center for c in cams]),
+        radius_m, max_residual_m, min_joints,
+    )
+
+
+def cluster_arrays(
+    xn: np.ndarray, conf: np.ndarray, cam: np.ndarray, cam_R: np.ndarray, cam_t: np.ndarray,
+    cam_center: np.ndarray, radius_m: float, max_residual_m: float, min_joints: int,
+) -> list[Cluster]:
+    """:func:`cluster_detections` of detections given as columns (``xn`` ``(D, 17, 2)``,
+    ``conf``, camera index) and cameras as stacked rotations, translations and centres."""
+    if xn.shape[0] < 2:
         return []
-    pairs.sort()
-    P = len(pairs)
-    nj = dets[0].xn.shape[0]
-    ia = np.array([p[0] for p in pairs])
-    ib = np.array([p[1] for p in pairs])
-    xn = np.stack([np.stack([dets[i].xn for i in ia]), np.stack([dets[j].xn for j in ib])], 2)
-    conf = np.stack([np.stack([dets[i].conf for i in ia]), np.stack([dets[j].conf for j in ib])], 2)
-    Rs = np.stack([c.R for c in cams])
-    ts = np.stack([c.t for c in cams])
-    cam_idx = np.stack([[dets[i].cam for i in ia], [dets[j].cam for j in ib]], 1)  # (P, 2)
-    R = np.broadcast_to(Rs[cam_idx][:, None], (P, nj, 2, 3, 3)).reshape(-1, 2, 3, 3)
-    t = np.broadcast_to(ts[cam_idx][:, None], (P, nj, 2, 3)).reshape(-1, 2, 3)
-    xn_f = xn.reshape(-1, 2, 2)
-    w = np.where((conf > 0).all(axis=2, keepdims=True), conf, 0.0).reshape(-1, 2)
-    X, ok = triangulate(xn_f, w, R, t)
-    err, z = reprojection_error(np.nan_to_num(X), xn_f, R, t)
-    res_m = np.where(ok[:, None], err * np.abs(z), np.nan).max(axis=1).reshape(P, nj)
-    ok = ok.reshape(P, nj) & (z.reshape(P, nj, 2) > 0.2).all(axis=2)
-    n_ok = ok.sum(axis=1)
-    res = np.where(ok, res_m, np.nan)
-    with np.errstate(all="ignore"):
-        med = np.nanmedian(np.where(n_ok[:, None] > 0, res, 0.0), axis=1)
-    Z = X.reshape(P, nj, 3)[..., 2]
-    zmin = np.nanmin(np.where(ok, Z, np.inf), axis=1)
-    zmax = np.nanmax(np.where(ok, Z, -np.inf), axis=1)
-    good = (n_ok >= min_joints) & (med <= max_residual_m) & (zmin > -0.3) & (zmax < 2.4)
-    order = np.argsort(np.where(good, med, np.inf), kind="stable")
-
-    parent = list(range(len(dets)))
-    cams_of: dict[int, set[int]] = {i: {d.cam} for i, d in enumerate(dets)}
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for k in order:
-        if not good[k]:
-            break
-        a, b = root(int(ia[k])), root(int(ib[k]))
-        if a == b or cams_of[a] & cams_of[b]:
-            continue
-        a, b = min(a, b), max(a, b)
-        parent[b] = a
-        cams_of[a] |= cams_of.pop(b)
+    xy = floor_positions(xn, conf, cam, cam_R, cam_center, _CUE_JOINTS, _CUE_HEIGHTS)
+    root = cluster_views(xn, conf, cam, xy, cam_R, cam_t, cam_R.shape[0], radius_m,
+                         max_residual_m, min_joints)
     groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(dets)):
-        groups[root(i)].append(i)
+    for i, r in enumerate(root.tolist()):
+        groups[r].append(i)
     return [Cluster(tuple(g)) for _, g in sorted(groups.items()) if len(g) >= 2]

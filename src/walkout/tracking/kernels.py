@@ -618,3 +618,156 @@ def assign_frames(
                     claimed[a + d] = True
                     break
     return match, claimed
+
+
+@njit(cache=True, error_model="numpy")
+def floor_positions(
+    xn: np.ndarray, conf: np.ndarray, cam: np.ndarray, cam_R: np.ndarray,
+    cam_center: np.ndarray, cue_joints: np.ndarray, cue_height: np.ndarray,
+) -> np.ndarray:
+    """Where each single detection stands on the floor ``(D, 2)`` (NaN: unknown), from the
+    first body cue whose two joints it shows (hips, shoulders, ankles) at a typical height."""
+    D = xn.shape[0]
+    out = np.full((D, 2), np.nan)
+    for d in range(D):
+        for q in range(cue_joints.shape[0]):
+            j0, j1 = cue_joints[q, 0], cue_joints[q, 1]
+            if not (conf[d, j0] > 0.0 and conf[d, j1] > 0.0):
+                continue
+            px = (xn[d, j0, 0] + xn[d, j1, 0]) / 2.0
+            py = (xn[d, j0, 1] + xn[d, j1, 1]) / 2.0
+            R = cam_R[cam[d]]
+            c = cam_center[cam[d]]
+            rx = R[0, 0] * px + R[1, 0] * py + R[2, 0]
+            ry = R[0, 1] * px + R[1, 1] * py + R[2, 1]
+            rz = R[0, 2] * px + R[1, 2] * py + R[2, 2]
+            if rz < -1e-6:  # at or above the horizon: no floor point
+                s = (cue_height[q] - c[2]) / rz
+                out[d, 0] = c[0] + s * rx
+                out[d, 1] = c[1] + s * ry
+            break
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def cluster_views(
+    xn: np.ndarray, conf: np.ndarray, cam: np.ndarray, xy: np.ndarray,
+    cam_R: np.ndarray, cam_t: np.ndarray, n_cams: int,
+    radius_m: float, max_residual_m: float, min_joints: int,
+) -> np.ndarray:
+    """Group detections of different cameras that triangulate into one standing person;
+    see :func:`walkout.tracking.associate.cluster_detections`. Returns each detection's
+    group (the smallest member index; a detection alone is its own group)."""
+    D, J = xn.shape[0], xn.shape[1]
+    # candidate pairs: floor positions within radius_m (a sweep along x), different cameras
+    order = np.argsort(xy[:, 0])
+    pa = []
+    pb = []
+    for u in range(D):
+        i = order[u]
+        if math.isnan(xy[i, 0]):
+            break  # NaNs sort last
+        for w in range(u + 1, D):
+            j = order[w]
+            if math.isnan(xy[j, 0]) or xy[j, 0] - xy[i, 0] > radius_m:
+                break
+            near = math.hypot(xy[i, 0] - xy[j, 0], xy[i, 1] - xy[j, 1]) <= radius_m
+            if cam[i] != cam[j] and near:
+                pa.append(min(i, j))
+                pb.append(max(i, j))
+    P = len(pa)
+    parent = np.arange(D)
+    if P == 0:
+        return parent
+    ia = np.array(pa)
+    ib = np.array(pb)
+    lex = np.argsort(ia * D + ib)  # (i, j) ascending
+    ia, ib = ia[lex], ib[lex]
+    med = np.full(P, np.inf)
+    res = np.empty(J)
+    M = np.empty((3, 3))
+    rhs = np.empty(3)
+    X = np.empty(3)
+    for p in range(P):
+        a, b = ia[p], ib[p]
+        n_ok = 0
+        zmin, zmax = np.inf, -np.inf
+        for j in range(J):
+            if not (conf[a, j] > 0.0 and conf[b, j] > 0.0):
+                continue
+            # 2-view weighted normal equations (the tracker's triangulation)
+            M[:] = 0.0
+            rhs[:] = 0.0
+            for v in range(2):
+                d = a if v == 0 else b
+                w2 = conf[d, j] * conf[d, j]
+                R = cam_R[cam[d]]
+                t = cam_t[cam[d]]
+                x, y = xn[d, j, 0], xn[d, j, 1]
+                b1 = t[0] - x * t[2]
+                b2 = t[1] - y * t[2]
+                for r in range(3):
+                    a1r = x * R[2, r] - R[0, r]
+                    a2r = y * R[2, r] - R[1, r]
+                    rhs[r] += w2 * (a1r * b1 + a2r * b2)
+                    for c in range(3):
+                        M[r, c] += w2 * (a1r * (x * R[2, c] - R[0, c])
+                                         + a2r * (y * R[2, c] - R[1, c]))
+            if not _solve3(M, rhs, X):
+                continue
+            worst = 0.0
+            front = True
+            for v in range(2):
+                d = a if v == 0 else b
+                R = cam_R[cam[d]]
+                t = cam_t[cam[d]]
+                c0 = R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]
+                c1 = R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]
+                z = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
+                ex = c0 / z - xn[d, j, 0]
+                ey = c1 / z - xn[d, j, 1]
+                worst = max(worst, math.sqrt(ex * ex + ey * ey) * abs(z))  # metres at depth
+                front = front and z > 0.2
+            if not front:
+                continue
+            res[n_ok] = worst
+            n_ok += 1
+            zmin = min(zmin, X[2])
+            zmax = max(zmax, X[2])
+        if n_ok >= min_joints:
+            m = np.median(res[:n_ok])
+            # on the floor and no taller than a person: not a ghost from two mismatched views
+            if m <= max_residual_m and zmin > -0.3 and zmax < 2.4:
+                med[p] = m
+    # merge consistent pairs greedily, best first, never two detections of one camera
+    cams_of = np.zeros((D, n_cams), dtype=np.bool_)
+    for i in range(D):
+        cams_of[i, cam[i]] = True
+    for k in np.argsort(med, kind="mergesort"):
+        if med[k] == np.inf:
+            break
+        ra, rb = _root(parent, ia[k]), _root(parent, ib[k])
+        if ra == rb:
+            continue
+        clash = False
+        for c in range(n_cams):
+            if cams_of[ra, c] and cams_of[rb, c]:
+                clash = True
+                break
+        if clash:
+            continue
+        lo, hi = min(ra, rb), max(ra, rb)
+        parent[hi] = lo
+        for c in range(n_cams):
+            cams_of[lo, c] = cams_of[lo, c] or cams_of[hi, c]
+    for i in range(D):
+        parent[i] = _root(parent, i)
+    return parent
+
+
+@njit(cache=True, inline="always")
+def _root(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from walkout.events import L_HIP, N_JOINTS, R_HIP, Alert, KeypointFrame, Track
 from walkout.store.model import Gate, Store
-from walkout.tracking.associate import GATED_COST, Detection, assign, cluster_detections
+from walkout.tracking.associate import GATED_COST, Detection, assign, cluster_arrays
 from walkout.tracking.geometry import CameraGeometry, Lenses
 from walkout.tracking.kernels import (
     assign_frames,
@@ -420,6 +420,7 @@ class Tracker:
         self._cam_t = np.stack([c.t for c in self._cams])
         self._cam_bounds = np.array([c.bounds for c in self._cams], dtype=np.float64)
         self._cam_f = np.array([c.f for c in self._cams], dtype=np.float64)
+        self._cam_center = np.stack([c.center for c in self._cams])
         self._lenses = Lenses(self._cams)
         self._slot_s = self.config.slot_s or 1.0 / max(c.fps for c in store.cameras)
         self._entries: list[Gate] = store.gates_of("entry")
@@ -517,8 +518,8 @@ class Tracker:
         )
         assoc = self._associate(frames, motion)
         observed = self._update_tracks(live, assoc, t_ref, motion)
-        free = np.flatnonzero((assoc.match < 0) & ~assoc.claimed).tolist()
-        alerts = self._births([assoc.dets.detection(r) for r in free], live, observed, t_ref)
+        free = np.flatnonzero((assoc.match < 0) & ~assoc.claimed)
+        alerts = self._births(assoc.dets, free, live, observed, t_ref)
         self._identities(t_ref)
         alerts += self._timeouts(t_ref)
         return alerts
@@ -729,20 +730,28 @@ class Tracker:
 
     def _births(
         self,
-        free: list[Detection],
+        dets: SlotDetections,
+        free: np.ndarray,
         live: list[_TrackState],
         observed: set[int],
         t_ref: float,
     ) -> list[Alert]:
+        """People nobody tracks: the free detections (rows of ``dets``) grouped across
+        cameras; echoes of observed tracks dropped, lost tracks re-acquired, the rest
+        candidates (see :meth:`_update_candidates`)."""
         cfg = self.config
-        clusters = cluster_detections(
-            free, self._cams, cfg.pair_radius_m, cfg.pair_max_residual_m, cfg.min_assoc_joints
+        clusters = cluster_arrays(
+            dets.xn[free], dets.conf[free], dets.cam[free], self._cam_R, self._cam_t,
+            self._cam_center, cfg.pair_radius_m, cfg.pair_max_residual_m, cfg.min_assoc_joints,
         )
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (X, S, hip)
         if clusters:
-            groups = [[free[m] for m in c.members] for c in clusters]
-            X, S = self._triangulate_views(groups, [np.zeros((N_JOINTS, 3))] * len(groups), t_ref)
-            for g in range(len(groups)):
+            rows = np.concatenate([free[list(c.members)] for c in clusters])
+            off = np.zeros(len(clusters) + 1, dtype=np.int64)
+            off[1:] = np.cumsum([len(c.members) for c in clusters])
+            still = [np.zeros((N_JOINTS, 3))] * len(clusters)
+            X, S = self._triangulate_rows(dets, rows, off, still, t_ref)
+            for g in range(len(clusters)):
                 hip = _skeleton_hip(X[g])
                 if hip is None or (~np.isnan(X[g, :, 0])).sum() < cfg.min_update_joints:
                     continue
