@@ -36,29 +36,6 @@ class Detection:
     conf: np.ndarray  # (17,) 0 where missing / below the confidence floor
 
 
-def association_cost(
-    det_xn: np.ndarray,
-    det_conf: np.ndarray,
-    pred_xn: np.ndarray,
-    pred_depth: np.ndarray,
-    cap_m: float,
-    min_joints: int,
-) -> np.ndarray:
-    """Robust mean joint distance ``(D, T)`` in metres at the predicted depth.
-
-    A pixel error means more at 8 m than at 2 m, so distances are scaled by the predicted
-    depth, making one gate valid across the whole store. Each joint's term is capped at
-    ``cap_m`` so that a few mis-detected joints cannot dominate.
-    """
-    valid = (det_conf[:, None, :] > 0) & (pred_depth[None, :, :] > 0.2)  # (D, T, 17)
-    d = np.linalg.norm(det_xn[:, None] - pred_xn[None], axis=-1) * pred_depth[None]
-    d = np.minimum(np.nan_to_num(d, nan=cap_m), cap_m)
-    w = np.where(valid, det_conf[:, None, :], 0.0)
-    n = valid.sum(axis=2)
-    cost = (d * w).sum(axis=2) / np.maximum(w.sum(axis=2), 1e-9)
-    return np.where(n >= min_joints, cost, np.inf)
-
-
 def assign(cost: np.ndarray, gate: np.ndarray) -> list[tuple[int, int]]:
     """Minimum-cost one-to-one pairs ``(row, col)`` with ``cost <= gate[col]``."""
     if cost.size == 0:

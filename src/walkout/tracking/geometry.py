@@ -86,8 +86,10 @@ class Lenses:
     """The lens models of a store's cameras as arrays, to undistort a slot's points at once.
 
     Newton's method (:func:`walkout.tracking.kernels.undistort_points`) inverts the 5-term
-    model; points it cannot invert (beyond the fold of a strong lens model, where no inverse
-    exists) and cameras with richer models (rational, thin prism, tilt) go to OpenCV.
+    model within its inner branch; points beyond the fold of a strong lens model (where the
+    model has no inverse, or only an outer one the ray did not come from) and cameras with
+    richer models (rational, thin prism, tilt) go to OpenCV, whose answer the tracker has
+    always used there.
     """
 
     def __init__(self, cams: list[CameraGeometry]) -> None:
@@ -96,17 +98,25 @@ class Lenses:
                              dtype=np.float64).reshape(-1, 4)
         self.dist = np.zeros((len(cams), 5))
         self.newton = np.ones(len(cams), dtype=bool)
+        self.fold_r2 = np.full(len(cams), np.inf)
         for i, c in enumerate(cams):
             d = np.asarray(c.dist, dtype=np.float64).ravel()
             self.dist[i, : min(5, d.size)] = d[:5]
             self.newton[i] = not np.any(d[5:])
+            # d(r·(1 + k1 r² + k2 r⁴ + k3 r⁶))/dr = 1 + 3k1 u + 5k2 u² + 7k3 u³ with u = r²
+            k1, k2, _, _, k3 = self.dist[i]
+            u = np.roots(np.trim_zeros([7 * k3, 5 * k2, 3 * k1, 1.0], "f"))
+            u = u[(np.abs(u.imag) < 1e-12) & (u.real > 0)].real
+            if u.size:
+                self.fold_r2[i] = float(u.min())
 
     def undistort(self, px: np.ndarray, cam: np.ndarray, use: np.ndarray | None = None
                   ) -> np.ndarray:
         """Raw pixels ``(N, 2)`` of cameras ``cam`` ``(N,)`` to normalised coordinates; points
         not to ``use`` (unseen joints, whose values nothing reads) are only normalised."""
         use = np.ones(len(px), dtype=bool) if use is None else use
-        xn, ok = undistort_points(*_f64(px), cam.astype(np.int64), self.intr, self.dist, use)
+        xn, ok = undistort_points(*_f64(px), cam.astype(np.int64), self.intr, self.dist,
+                                  self.fold_r2, use)
         ok |= ~use
         ok &= self.newton[cam]
         if not ok.all():

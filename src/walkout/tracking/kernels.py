@@ -360,11 +360,12 @@ def association_costs(
 
 @njit(cache=True, error_model="numpy")
 def undistort_points(px: np.ndarray, cam: np.ndarray, intr: np.ndarray, dist: np.ndarray,
-                     use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                     fold_r2: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Raw pixels ``(N, 2)`` of camera ``cam[n]`` to normalised undistorted coordinates.
 
     ``intr`` ``(C, 4)`` is fx, fy, cx, cy (skew ignored, as OpenCV's undistortPoints does);
-    ``dist`` ``(C, 5)`` the k1 k2 p1 p2 k3 lens model. The distortion is inverted by Newton's
+    ``dist`` ``(C, 5)`` the k1 k2 p1 p2 k3 lens model, ``fold_r2`` the squared radius where
+    its distorted radius stops growing (inf: never). The distortion is inverted by Newton's
     method (quadratic: 3–5 steps to machine precision, where OpenCV's fixed-point iteration
     needs its full 40 at a wide lens's corners). Points not to ``use`` (joints the detector
     did not see) are only normalised. Returns the points and whether each
@@ -399,6 +400,22 @@ def undistort_points(px: np.ndarray, cam: np.ndarray, intr: np.ndarray, dist: np
             x -= sx
             y -= sy
             done = abs(sx) + abs(sy) <= 1e-15 * (1.0 + abs(x) + abs(y))
+        if done and use[n]:
+            # the root must be on the lens model's inner branch (within ``fold_r2``, where the
+            # distorted radius still grows): a strong model folds back and rises again, and
+            # Newton can land on an outer root that is not where the ray came from
+            r2 = x * x + y * y
+            rad = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+            drad = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)
+            a = rad + 2.0 * x * x * drad + 2.0 * p1 * y + 6.0 * p2 * x
+            b = 2.0 * x * y * drad + 2.0 * p1 * x + 2.0 * p2 * y
+            d = rad + 2.0 * y * y * drad + 6.0 * p1 * y + 2.0 * p2 * x
+            # and a root: beyond the largest radius the lens reaches, Newton stalls at the
+            # fold with ever smaller steps and no root
+            fx = x * rad + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x) - xd
+            fy = y * rad + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y - yd
+            done = (rad > 0.0 and a * d - b * b > 0.0 and abs(fx) + abs(fy) <= 1e-12
+                    and r2 < fold_r2[c])
         converged[n] = done and math.isfinite(x) and math.isfinite(y)
         out[n, 0] = x
         out[n, 1] = y
