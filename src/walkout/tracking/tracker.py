@@ -675,7 +675,8 @@ class Tracker:
         by_id = {s.track_id: s for s in active}
         pairs = {k: p for k, p in self._pairs.items() if k[0] in by_id and k[1] in by_id}
         if len(active) >= 2:
-            hips = np.array([s.hip for s in active])
+            X = np.stack([s.X for s in active])
+            hips = (X[:, L_HIP, :2] + X[:, R_HIP, :2]) * 0.5  # each track's .hip
             d = np.linalg.norm(hips[:, None] - hips[None], axis=-1)
             for i, j in zip(*np.nonzero(np.triu(d <= cfg.body_radius_m, 1)), strict=True):
                 key = (active[i].track_id, active[j].track_id)
