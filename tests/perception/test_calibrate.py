@@ -341,3 +341,45 @@ def test_calibration_file_has_provenance_and_residuals_and_is_deterministic(tmp_
     assert len(p.survey_points) == sum(len(s.pixels) for s in survey.points)
     assert {r.name for r in p.survey_points if r.camera == "cam7"} >= {"floor mark"}
     assert all(r.px < 4.0 for r in p.survey_points)
+
+
+# ---- an upright of a moved fixture --------------------------------------------------------------
+
+
+def _upright_survey(rng: np.random.Generator, shared: bool) -> Survey:
+    """The row's foot ([null, 0.2, 0]) in two views, two fully known floor points, and an upright
+    of a fixture at an unknown floor position (4.6, -1.4) picked at its shelf heights in one
+    view (``shared``: as one upright, else as independent points)."""
+    heights = (0.0, 0.3, 0.6, 0.9, 1.2, 1.6)
+    row = [(x, 0.2, 0.0) for x in (0.5, 1.0, 1.8, 2.6, 4.0)]
+    world = [*row, (1.0, -0.3, 0.0), (3.4, 0.2, 0.0), *[(4.6, -1.4, z) for z in heights]]
+    see = [["cam1"]] * 3 + [["cam7"]] * 2 + [["cam3"], ["cam7"]] + [["cam5"]] * len(heights)
+    base = _survey(CAMERAS, world, see, rng)
+    pts = [p.model_copy(update={"world": (None, 0.2, 0.0)}) for p in base.points[:5]]
+    pts += base.points[5:7]
+    for p, z in zip(base.points[7:], heights, strict=True):
+        pts.append(SurveyPoint(name=p.name, world=(None, None, z), pixels=p.pixels,
+                               upright="end rack" if shared else ""))
+    return Survey(store="synthetic", frames="synthetic", points=pts)
+
+
+def test_an_upright_at_an_unknown_place_is_solved_on_one_vertical_line():
+    """Picks up one vertical edge at known heights, their floor position open and shared, are
+    one unknown: solved where the upright stands, all on one vertical line, the cameras back
+    where they are (as independent points each pick would land on its own ray)."""
+    survey = _upright_survey(np.random.default_rng(7), shared=True)
+    start = _perturbed(CAMERAS, deg=20.0, metres=0.8)
+    res = calibrate(joint_observations(_frames(CAMERAS, noise_px=1.5), start), start, survey)
+    for got, want in zip(res.cameras, CAMERAS, strict=True):
+        assert np.linalg.norm(got.center - want.center) < 0.05, (got.id, got.center)
+    up = [p.name for p in survey.points].index("p7")
+    assert np.linalg.norm(res.survey_world[up][:2] - (4.6, -1.4)) < 0.05, res.survey_world[up]
+    assert len({tuple(res.survey_world[k][:2]) for k in range(up, up + 6)}) == 1
+    assert np.max(res.survey_px) < 4.0
+
+
+def test_an_upright_needs_open_x_and_y_and_a_height(tmp_path: Path):
+    with pytest.raises(SurveyError, match=r"on upright 'u' must have world \[null, null, h"):
+        load_survey(_write(tmp_path, (
+            "store: x\nframes: f\npoints:\n"
+            "  - {name: a, world: [1.0, null, 0.3], upright: u, pixels: {cam5: [1, 2]}}\n")))

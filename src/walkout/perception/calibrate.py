@@ -135,11 +135,14 @@ class SurveyObs:
     xy: np.ndarray  # (m, 2) normalised
     world: np.ndarray  # (p, 3)
     names: tuple[str, ...]
+    #: (p,) shared-upright group of each point (its open x and y are one unknown), -1 for none
+    group: np.ndarray | None = None
 
 
 def survey_observations(survey: Survey, cameras: Sequence[Camera]) -> SurveyObs:
     index = {c.id: i for i, c in enumerate(cameras)}
-    cam_i, pt_i, xy, world, names = [], [], [], [], []
+    cam_i, pt_i, xy, world, names, group = [], [], [], [], [], []
+    uprights: dict[str, int] = {}
     for p in survey.points:
         seen = [(cid, px) for cid, px in p.pixels.items() if cid in index]
         if not seen:
@@ -150,9 +153,34 @@ def survey_observations(survey: Survey, cameras: Sequence[Camera]) -> SurveyObs:
             xy.append(normalise(cameras[index[cid]], np.asarray([px]))[0])
         world.append([np.nan if v is None else v for v in p.world])
         names.append(p.name)
+        group.append(uprights.setdefault(p.upright, len(uprights)) if p.upright else -1)
     return SurveyObs(np.asarray(cam_i, int), np.asarray(pt_i, int),
                      np.asarray(xy, float).reshape(-1, 2), np.asarray(world, float).reshape(-1, 3),
-                     tuple(names))
+                     tuple(names), np.asarray(group, int))
+
+
+def open_params(sv: SurveyObs) -> tuple[np.ndarray, np.ndarray, int]:
+    """The survey's open coordinates as unknowns: ``(open_idx (k, 2) of (point, axis),
+    param (k,) the unknown each one reads, number of unknowns)``; the x (y) of all points on
+    one upright is one unknown."""
+    open_idx = np.argwhere(np.isnan(sv.world))
+    group = sv.group if sv.group is not None else np.full(len(sv.world), -1)
+    keys: dict[tuple[str, int, int], int] = {}
+    param = np.empty(len(open_idx), int)
+    for j, (p, axis) in enumerate(open_idx):
+        g = int(group[p])
+        key = ("g", g, int(axis)) if g >= 0 and axis < 2 else ("p", int(p), int(axis))
+        param[j] = keys.setdefault(key, len(keys))
+    return open_idx, param, len(keys)
+
+
+def _param_start(world0: np.ndarray, open_idx: np.ndarray, param: np.ndarray,
+                 n: int) -> np.ndarray:
+    """Start value of each unknown: the mean of the ray fills that read it."""
+    if not n:
+        return np.empty(0)
+    v = world0[open_idx[:, 0], open_idx[:, 1]]
+    return np.bincount(param, weights=v, minlength=n) / np.bincount(param, minlength=n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +241,11 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
     if sv is not None:
         rs0, ts0 = _rt(cams0)
         world0 = _ray_fill(sv, rs0, ts0)
-        open_idx = np.argwhere(np.isnan(sv.world))  # (k, 2): point, axis
+        open_idx, param, n_open = open_params(sv)
         sv_w = f[sv.cam] / SURVEY_SIGMA_PX
     else:
         world0, open_idx, sv_w = np.empty((0, 3)), np.empty((0, 2), int), np.empty(0)
+        param, n_open = np.empty(0, int), 0
     m_sv = 0 if sv is None else len(sv.cam)
 
     def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,7 +253,7 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
         cp[free] = x[:n_cam_p].reshape(-1, 6)
         world = world0.copy()
         if len(open_idx):
-            world[open_idx[:, 0], open_idx[:, 1]] = x[n_cam_p + n_pt_p:]
+            world[open_idx[:, 0], open_idx[:, 1]] = x[n_cam_p + n_pt_p:][param]
         return cp, x[n_cam_p:n_cam_p + n_pt_p].reshape(npnt, 3), world
 
     def fun(x: np.ndarray) -> np.ndarray:
@@ -243,7 +272,7 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
         return np.concatenate(res)
 
     n_res = 2 * len(ci) + 2 * m_sv + len(floor) + (1 if fixed_cam is not None else 0)
-    n_par = n_cam_p + n_pt_p + len(open_idx)
+    n_par = n_cam_p + n_pt_p + n_open
     sp = lil_matrix((n_res, n_par), dtype=np.int8)
     rows = np.arange(len(ci))
     for k in range(2):
@@ -263,7 +292,7 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
                     sp[base + 2 * sel + k, 6 * slot[c] + d] = 1
             for j, (p, _axis) in enumerate(open_idx):
                 sel = np.flatnonzero(sv.point == p)
-                sp[base + 2 * sel + k, n_cam_p + n_pt_p + j] = 1
+                sp[base + 2 * sel + k, n_cam_p + n_pt_p + param[j]] = 1
     base = 2 * len(ci) + 2 * m_sv
     sp[base + np.arange(len(floor)), n_cam_p + 3 * floor + 2] = 1
     if fixed_cam is not None:
@@ -271,7 +300,7 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
             if c in slot:
                 sp[n_res - 1, 6 * slot[c]:6 * slot[c] + 6] = 1
     x0 = np.concatenate([cams0[free].ravel(), pts0.ravel(),
-                         world0[open_idx[:, 0], open_idx[:, 1]] if len(open_idx) else []])
+                         _param_start(world0, open_idx, param, n_open)])
     sol = least_squares(fun, x0, jac_sparsity=sp.tocsr(), loss="soft_l1", f_scale=1.0,
                         x_scale="jac", method="trf", max_nfev=max_nfev, xtol=1e-10, ftol=1e-10)
     cp, pts, world = unpack(sol.x)
@@ -484,19 +513,19 @@ def _place_on_survey(obs: Observations, sv: SurveyObs, cp: np.ndarray, pts: np.n
         q = Rotation.from_euler("z", yaw0).as_matrix() @ q0
         c1, _ = _similarity(cp, pts, q, s, t)
         world0 = _ray_fill(sv, *_rt(c1))
-        open_idx = np.argwhere(np.isnan(sv.world))
+        open_idx, param, n_open = open_params(sv)
 
-        def fun(x: np.ndarray, open_idx: np.ndarray = open_idx,
+        def fun(x: np.ndarray, open_idx: np.ndarray = open_idx, param: np.ndarray = param,
                 world0: np.ndarray = world0) -> np.ndarray:
             qq = Rotation.from_euler("z", x[0]).as_matrix() @ q0
             cc, _ = _similarity(cp, pts[:0], qq, float(np.exp(x[1])), x[2:5])
             world = world0.copy()
-            world[open_idx[:, 0], open_idx[:, 1]] = x[5:]
+            world[open_idx[:, 0], open_idx[:, 1]] = x[5:][param]
             rs, ts = _rt(cc)
             return ((_project(rs, ts, sv.cam, world[sv.point]) - sv.xy)
                     * (f[sv.cam] / SURVEY_SIGMA_PX)[:, None]).ravel()
 
-        x0 = np.concatenate([[yaw0, np.log(s)], t, world0[open_idx[:, 0], open_idx[:, 1]]])
+        x0 = np.concatenate([[yaw0, np.log(s)], t, _param_start(world0, open_idx, param, n_open)])
         sol = least_squares(fun, x0, method="trf", max_nfev=300)
         if np.all(np.isfinite(sol.x)) and np.exp(sol.x[1]) > 1e-3 * s0:
             found.append((float(sol.cost), sol.x))
@@ -544,10 +573,10 @@ def calibrate(obs: Observations, cameras: Sequence[Camera], survey: Survey | Non
                 f"{', '.join(c.id for c in cameras)}; need at least {min_points} to fix the "
                 "store frame")
         full = {tuple(w) for w in sv.world if not np.isnan(w).any()}
-        if len(full) < 2:
+        if not full:
             raise CalibrationError(
-                f"the survey has {len(full)} fully known points; need at least 2 (with the "
-                "open ones) to fix the store frame")
+                "the survey has no fully known point; need at least 1 (with the open ones) to "
+                "fix the store frame")
     f = _focal(cameras)
     cams0 = _pack(cameras)
     if from_footage:

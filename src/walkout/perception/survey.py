@@ -6,7 +6,9 @@ gives those coordinates in metres (null for a coordinate not known: a point pick
 along a shelf's front edge knows only its height and depth), and the raw pixel where it appears
 in each camera that sees it (lens distortion included: the point as it is in the video frame).
 A point with one open coordinate seen by one camera is one constraint; with two open
-coordinates it needs two cameras to constrain anything. The file is YAML:
+coordinates it needs two cameras to constrain anything. Points that name the same ``upright``
+share their open x and y: picks up a vertical edge at known heights (the shelf lips of a fixture
+that was moved) fix the scale from a single view. The file is YAML:
 
 .. code-block:: yaml
 
@@ -24,7 +26,14 @@ import math
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from walkout.store.model import Camera
 
@@ -46,6 +55,9 @@ class SurveyPoint(BaseModel):
     world: OpenVec3 = Field(description="store coordinates (m); null where not known")
     pixels: dict[str, Vec2] = Field(min_length=1, description="camera id -> raw pixel (x, y)")
     note: str = ""
+    upright: str = Field("", description=(
+        "points naming the same upright share their open x and y: a vertical edge whose floor "
+        "position is not known but whose shelf heights are (a fixture that was moved)"))
 
     @field_validator("world")
     @classmethod
@@ -55,6 +67,14 @@ class SurveyPoint(BaseModel):
         if all(x is None for x in v):
             raise ValueError("at least one world coordinate must be known")
         return v
+
+    @model_validator(mode="after")
+    def _upright_open_xy(self) -> SurveyPoint:
+        if self.upright and (self.world[0] is not None or self.world[1] is not None
+                             or self.world[2] is None):
+            raise ValueError(f"point {self.name!r} on upright {self.upright!r} must have world "
+                             f"[null, null, height], got {list(self.world)}")
+        return self
 
 
 class Survey(BaseModel):
