@@ -3,7 +3,6 @@ arithmetic: the kernels exist for speed only, and must not change what the track
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
