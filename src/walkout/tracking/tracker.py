@@ -690,12 +690,16 @@ class Tracker:
         bones: dict[int, np.ndarray] = {}
         if now:
             lengths = _bone_lengths(np.stack([s.hist.X[s.hist.n - 1] for s in now]))
-            seen = ~np.isnan(lengths)
-            for s, b, ok in zip(now, lengths, seen, strict=True):
-                bones[s.track_id] = b
-                if s.track_id not in entangled:
-                    s.bone_sum[ok] += b[ok]
-                    s.bone_n[ok] += 1
+            bones = {s.track_id: b for s, b in zip(now, lengths, strict=True)}
+            # the signature learns only from tracks nobody was near (its own body)
+            learn = [k for k, s in enumerate(now) if s.track_id not in entangled]
+            if learn:
+                b = lengths[learn]
+                seen = ~np.isnan(b)
+                sums = np.stack([now[k].bone_sum for k in learn]) + np.where(seen, b, 0.0)
+                counts = np.stack([now[k].bone_n for k in learn]) + seen
+                for k, total, n in zip(learn, sums, counts, strict=True):
+                    now[k].bone_sum, now[k].bone_n = total, n
         sig2 = cfg.body_noise_m**2
         cap = (2.5 * cfg.body_noise_m) ** 2
         ready: list[tuple[float, tuple[int, int]]] = []
@@ -794,8 +798,8 @@ class Tracker:
 
     def _predicted_hips(self, tracks: list[_TrackState], t_ref: float) -> np.ndarray:
         """Where each track's hip centre is predicted on the floor at ``t_ref`` ``(n, 2)``."""
-        X = np.stack([s.X[[L_HIP, R_HIP], :2] for s in tracks])
-        V = np.stack([s.V[[L_HIP, R_HIP], :2] for s in tracks])
+        X = np.stack([s.X for s in tracks])[:, [L_HIP, R_HIP], :2]
+        V = np.stack([s.V for s in tracks])[:, [L_HIP, R_HIP], :2]
         dt = np.minimum(t_ref - np.array([s.t_last for s in tracks]), self.config.coast_s)
         return (X + V * dt[:, None, None]).mean(axis=1)
 
