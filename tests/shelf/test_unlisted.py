@@ -49,20 +49,27 @@ def test_an_unlisted_pick_two_products_explain_is_reviewed(store: Store) -> None
     assert {p for h in hyps[:2] for p, _ in h.items} == {"E", "F"}
 
 
-def test_a_rare_count_is_doubted_when_one_unlisted_item_weighs_as_much(store: Store) -> None:
+def test_a_rare_count_is_doubted_when_one_unlisted_item_weighs_as_much(
+    store: Store, sim: Sim, touch: Touch
+) -> None:
     """405 g off S2-P2 (G, 80 g): five G, or one H (410 g) that should not be there, fit about
-    as well. Five identical items in one grab is rare: both stay visible, the pick is reviewed."""
+    as well. Five identical items in one grab is rare: both stay visible, staff are alerted and
+    the pick is reviewed without a charge (five G would be a prior's guess)."""
     from walkout.events import ShelfEvent
 
     stage = ShelfStage(store, CFG)
     hyps = stage._explainer.explain(("S2-P2",), -405.0, 4.0, stage.inventory)
     assert not stage._explainer.unlisted_pick(("S2-P2",), -405.0, 4.0, stage.inventory)
+    assert stage._explainer.doubted_by_unlisted(("S2-P2",), hyps, stage.inventory)
     assert hyps[0].items == (("G", 5),) and (("H", 1),) in [h.items for h in hyps]
-    ev = ShelfEvent("S2-P2-1.000", 1.0, 2.0, ("S2-P2",), -405.0, hyps, 4.0)
-    assert choose(ev, store, CFG).reasons == ("another product weighs the same",)
+    ev = ShelfEvent("S2-P2-1.000", 1.0, 2.0, ("S2-P2",), -405.0, hyps, 4.0, unlisted=True)
+    assert choose(ev, store, CFG).reasons[0].startswith("only a rare count of the listed")
+    (seen,) = stage.process(sim([touch("S2-P2", 3.0, -405.0)], duration_s=15.0)) + stage.flush()
+    assert seen.unlisted and "rare count" in stage.alerts[0].message
     # three G (240 g) is an ordinary grab: nothing else is looked for
     few = stage._explainer.explain(("S2-P2",), -240.0, 4.0, stage.inventory)
     assert {p for h in few for p, _ in h.items} == {"G"}
+    assert not stage._explainer.doubted_by_unlisted(("S2-P2",), few, stage.inventory)
     assert not choose(ShelfEvent("S2-P2-2.000", 2.0, 3.0, ("S2-P2",), -240.0, few, 4.0),
                       store, CFG).needs_review
 

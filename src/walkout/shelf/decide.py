@@ -12,7 +12,9 @@ that a benchmark measures what the store would do:
   misplaced item of that weight would look the same) - weight alone cannot tell them apart;
 - a pick no product listed for the plate explains (a wrong planogram entry) is decided like any
   other from the catalogue's candidates: charged when one product explains it clearly and
-  uniquely, else reviewed - the engine charges nothing for it until a person says what it was.
+  uniquely, else reviewed - the engine charges nothing for it until a person says what it was;
+  so is a pick only a rare count of a listed product explains (5 identical items in one grab)
+  when one unlisted item explains it as well: the store does not charge 5 items on a prior.
 """
 
 from __future__ import annotations
@@ -55,7 +57,12 @@ def choose(
     if best.probability < config.review_below:
         reasons.append(f"product confidence {best.probability:.2f}")
     ambiguous = event.kind == "pick" and weight_ambiguous(event, best, config.ambiguous_loglik)
-    if event.unlisted and (reasons or ambiguous):
+    listed = {p for plate in event.plate_ids for p in store.plate_products.get(plate, ())}
+    if (event.unlisted and all(p in listed for p, _ in best.items)
+            and best.quantity >= config.rare_quantity):
+        reasons.append("only a rare count of the listed product fits the weight, and one item "
+                       "of a product not listed here fits it as well")
+    elif event.unlisted and (reasons or ambiguous):
         reasons.append("no product listed for this plate fits the weight")
     elif ambiguous:
         reasons.append("another product weighs the same")

@@ -161,12 +161,19 @@ class Explainer:
         return delta_g < 0 and not self._fits(list(self._local(plates, inventory)[1]),
                                                 delta_g, noise_var)
 
-    def local(self, plates: Sequence[str], hypothesis: Hypothesis,
-              inventory: PlateInventory) -> bool:
-        """Whether every product of ``hypothesis`` is listed for, learnt on or known to be on
-        ``plates``."""
+    def doubted_by_unlisted(self, plates: Sequence[str], hypotheses: Sequence[Hypothesis],
+                            inventory: PlateInventory) -> bool:
+        """Whether an item of a product not listed for (nor known on) ``plates`` explains a
+        pick about as well as the best of what is (within ``ambiguous_loglik``), or better.
+
+        Only a pick that nothing local explains but a rare count has such hypotheses (see
+        :meth:`explain`): one unlisted item, or 5 identical listed ones.
+        """
         weight = self._local(plates, inventory)[1]
-        return all(pid in weight for pid, _ in hypothesis.items)
+        local = [h.log_likelihood for h in hypotheses if all(p in weight for p, _ in h.items)]
+        best = max(local, default=-np.inf)
+        return any(h.log_likelihood >= best - self.cfg.ambiguous_loglik
+                   for h in hypotheses if not all(p in weight for p, _ in h.items))
 
     def _local(
         self, plates: Sequence[str], inventory: PlateInventory

@@ -208,14 +208,17 @@ class ShelfStage:
             return None
         var = noise_var + cfg.model_sd_g**2
         hyps = self._explainer.explain(plates, delta, var, self.inventory)
-        unlisted = self._explainer.unlisted_pick(plates, delta, var, self.inventory) or (
-            delta < 0 and bool(hyps) and not self._explainer.local(plates, hyps[0], self.inventory)
-        )  # only a rare count of the listed ones fits, and an item of another product better
+        plain = self._explainer.unlisted_pick(plates, delta, var, self.inventory)
+        # only a rare count of the listed ones fits, and one unlisted item as well or better
+        rare = not plain and delta < 0 and self._explainer.doubted_by_unlisted(
+            plates, hyps, self.inventory)
+        unlisted = plain or rare
         if unlisted:
             best = f"; best fit {hyps[0].items}" if hyps else ""
+            but = " but as a rare count of identical items" if rare else ""
             self.alerts.append(Alert(t_start, "planogram_mismatch",
                                      f"plate(s) {', '.join(plates)} lost {-delta:.0f} g, which no "
-                                     f"product listed for them explains{best}: check the "
+                                     f"product listed for them explains{but}{best}: check the "
                                      "planogram and the shelf", plates[0]))
         event_id = f"{plates[0]}-{t_start:.3f}"
         self._event_plates[event_id] = plates
