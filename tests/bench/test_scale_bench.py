@@ -61,8 +61,9 @@ def test_run_scale_json_and_plot(tmp_path: Path) -> None:
     chunk = EngineConfig().chunk_s
     assert start - chunk < run["warm_up_store_seconds"] <= start
     assert 15.0 <= run["store_seconds"] <= 15.0 + chunk and run["camera_frames"] > 12 * 15 * 14
-    assert run["real_time_factor"] == pytest.approx(run["store_seconds"] / run["seconds"],
-                                                    rel=0.02)
+    # both are rounded (seconds to 10 ms): compare within that rounding
+    assert run["store_seconds"] / run["real_time_factor"] == pytest.approx(run["seconds"],
+                                                                           abs=0.006)
     assert run["tracks"] == 2 and run["receipts"] == 2
     stages = run["stages_s"]
     assert stages["total"] > 0 and stages["shelf"] > 0 and stages["tracking"] > 0
