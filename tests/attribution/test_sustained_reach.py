@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from walkout.attribution import AttributionConfig, attribute
-from walkout.attribution.hands import reach_log_likelihood, sustained_distance
-from walkout.events import L_WRIST, R_WRIST, Hypothesis, ShelfEvent, Track
+from walkout.attribution.hands import box_distance, reach_log_likelihood, sustained_distance
+from walkout.events import L_WRIST, R_WRIST, WRISTS, Hypothesis, ShelfEvent, Track
 
 BOX = np.array([[[0.0, 0.0, 1.0], [0.6, 0.45, 1.35]]])  # the plate's volume
 INSIDE = (0.3, 0.2, 1.1)
@@ -77,3 +77,36 @@ def test_reach_likelihood_has_a_heavy_tail() -> None:
     assert 0 < far < 2.0 and near > 3.0
     nobody = reach_log_likelihood(cfg.nobody_distance_m, cfg)
     assert reach_log_likelihood(0.3, cfg) > nobody > reach_log_likelihood(0.4, cfg)
+
+
+def _numpy_sustained(track: Track, boxes: np.ndarray, t0: float, t1: float,
+                     hold_s: float) -> float:
+    """The sustained reach written with numpy (the compiled form must give the same bits)."""
+    t, joints = track.window(t0, t1)
+    if len(t) == 0:
+        return float("inf")
+    d = box_distance(joints[:, list(WRISTS)].astype(np.float64), boxes)
+    d = np.where(np.isnan(d), np.inf, d).min(axis=1)
+    seen = np.isfinite(d)
+    if not seen.any():
+        return float("inf")
+    t, d = t[seen], d[seen]
+    csum = np.concatenate(([0.0], np.cumsum(d)))
+    i = np.arange(len(t))
+    j = np.searchsorted(t, t + hold_s, side="right")
+    n = j - i
+    return float(((csum[j] - csum[i]) / n)[n >= max(1, int(n.max()) // 2)].min())
+
+
+def test_compiled_sustained_reach_equals_the_numpy_form() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(1, 60))
+        t = np.sort(rng.uniform(0, 3, n))
+        joints = rng.normal([1.0, 0.5, 1.0], 0.3, (n, 17, 3))
+        joints[rng.random((n, 17)) < 0.3] = np.nan  # unseen wrists, whole frames unseen
+        boxes = np.sort(rng.uniform(0, 2, (int(rng.integers(1, 4)), 2, 3)), axis=1)
+        tr = Track(1, t, joints, np.zeros((n, 17)))
+        got = sustained_distance(tr, boxes, 0.5, 2.5, 0.4)
+        want = _numpy_sustained(tr, boxes, 0.5, 2.5, 0.4)
+        assert got == want or (np.isinf(got) and np.isinf(want))

@@ -12,9 +12,11 @@ than silently charged to whoever stood closest.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from numba import njit
 from pydantic import BaseModel, ConfigDict, Field
 
 from walkout.events import WRISTS, Attribution, ShelfEvent, Track
@@ -80,18 +82,53 @@ def sustained_distance(
     t, joints = track.window(t0, t1)
     if len(t) == 0:
         return float("inf")
-    d = box_distance(joints[:, list(WRISTS)].astype(np.float64), boxes)
-    d = np.where(np.isnan(d), np.inf, d).min(axis=1)  # the nearer wrist of each frame
-    seen = np.isfinite(d)
-    if not seen.any():
-        return float("inf")
-    t, d = t[seen], d[seen]
-    csum = np.concatenate(([0.0], np.cumsum(d)))
-    i = np.arange(len(t))
-    j = np.searchsorted(t, t + hold_s, side="right")
-    n = j - i
-    full = n >= max(1, int(n.max()) // 2)
-    return float(((csum[j] - csum[i]) / n)[full].min())
+    w = np.ascontiguousarray(joints[:, list(WRISTS)], dtype=np.float64)
+    return float(_sustained(t.astype(np.float64), w, np.ascontiguousarray(boxes, np.float64),
+                            float(hold_s)))
+
+
+@njit(cache=True)
+def _sustained(t: np.ndarray, wrists: np.ndarray, boxes: np.ndarray, hold_s: float) -> float:
+    """:func:`sustained_distance` over a window's samples, compiled (it runs for every shopper
+    in the store at every event): the same operations in the same order as the numpy form
+    (box distance, nearer wrist, running sum), so the same bits."""
+    n = t.shape[0]
+    d = np.empty(n)
+    m = 0
+    ts = np.empty(n)
+    for s in range(n):
+        near = np.inf
+        for w in range(wrists.shape[1]):
+            p0, p1, p2 = wrists[s, w, 0], wrists[s, w, 1], wrists[s, w, 2]
+            if math.isnan(p0) or math.isnan(p1) or math.isnan(p2):
+                continue  # unseen: no distance
+            best = np.inf
+            for b in range(boxes.shape[0]):
+                e0 = max(max(boxes[b, 0, 0] - p0, p0 - boxes[b, 1, 0]), 0.0)
+                e1 = max(max(boxes[b, 0, 1] - p1, p1 - boxes[b, 1, 1]), 0.0)
+                e2 = max(max(boxes[b, 0, 2] - p2, p2 - boxes[b, 1, 2]), 0.0)
+                best = min(best, math.sqrt(e0 * e0 + e1 * e1 + e2 * e2))
+            near = min(near, best)
+        if near < np.inf:
+            d[m] = near
+            ts[m] = t[s]
+            m += 1
+    if m == 0:
+        return np.inf
+    csum = np.zeros(m + 1)
+    for k in range(m):
+        csum[k + 1] = csum[k] + d[k]
+    j = np.searchsorted(ts[:m], ts[:m] + hold_s, side="right")
+    most = 0
+    for i in range(m):
+        most = max(most, j[i] - i)
+    least = max(1, most // 2)
+    out = np.inf
+    for i in range(m):
+        k = j[i] - i
+        if k >= least:
+            out = min(out, (csum[j[i]] - csum[i]) / k)
+    return out
 
 
 def reach_log_likelihood(reach_m: np.ndarray | float, cfg: AttributionConfig) -> np.ndarray:
