@@ -51,7 +51,7 @@ def test_window_is_the_busiest_stretch_on_its_own_clock() -> None:
 def test_run_scale_json_and_plot(tmp_path: Path) -> None:
     url = os.environ.get("WALKOUT_TEST_MQTT_URL")
     figures = run_scale([100], [2], seed=1, window_s=15.0, mqtt_url=url, mqtt=bool(url),
-                        profile=True)
+                        profile=True, repeats=3)
     (run,) = figures["runs"]
     assert set(run) >= RUN_KEYS
     assert run["engine"] == "single" and (run["area_m2"], run["cameras"]) == (100.0, 12)
@@ -65,6 +65,9 @@ def test_run_scale_json_and_plot(tmp_path: Path) -> None:
     assert run["store_seconds"] / run["real_time_factor"] == pytest.approx(run["seconds"],
                                                                            abs=0.006)
     assert run["tracks"] == 2 and run["receipts"] == 2
+    # three runs of the same window, the middle one reported
+    each = run["seconds_each_run"]
+    assert len(each) == 3 and each == sorted(each) and run["seconds"] == each[1]
     stages = run["stages_s"]
     assert stages["total"] > 0 and stages["shelf"] > 0 and stages["tracking"] > 0
     assert stages["shelf"] + stages["tracking"] <= stages["total"] * 1.01
@@ -81,3 +84,5 @@ def test_cli_refuses_bad_sizes() -> None:
     assert r.exit_code == 2 and "--area must be >= 40" in r.output
     r = CliRunner().invoke(app, ["bench", "scale", "--shoppers", "0", "--no-mqtt"])
     assert r.exit_code == 2
+    r = CliRunner().invoke(app, ["bench", "scale", "--repeats", "0", "--no-mqtt"])
+    assert r.exit_code == 2 and "--repeats >= 1" in r.output

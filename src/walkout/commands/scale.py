@@ -66,6 +66,8 @@ def bench_scale(
     no_mqtt: Annotated[bool, typer.Option("--no-mqtt", help="skip the MQTT figures")] = False,
     profile: Annotated[bool, typer.Option(
         help="also profile each point (cProfile): seconds per engine stage")] = False,
+    repeats: Annotated[int, typer.Option(
+        help="engine runs per point; the median CPU time is reported")] = 3,
     plot: Annotated[Path | None, typer.Option(help="PNG of the curve to write")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")]
     = None,
@@ -78,13 +80,13 @@ def bench_scale(
 
     areas, counts = area or list(DEFAULT_AREAS), shoppers or list(DEFAULT_SHOPPERS)
     bad = [a for a in areas if a < 40] + [n for n in counts if n < 1]
-    if bad or window <= 0 or arrive <= 0:
+    if bad or window <= 0 or arrive <= 0 or repeats < 1:
         err.print("[red]error:[/] --area must be >= 40 m², --shoppers >= 1, --window and "
-                  f"--arrive > 0 (got {bad or [window, arrive]})")
+                  f"--arrive > 0, --repeats >= 1 (got {bad or [window, arrive, repeats]})")
         raise typer.Exit(2)
     try:
         figures = run_scale(areas, counts, seed, window, arrive, mqtt_url=mqtt,
-                            mqtt=not no_mqtt, profile=profile,
+                            mqtt=not no_mqtt, profile=profile, repeats=repeats,
                             progress=lambda m: err.print(f"[dim]{m}[/]"))
     except StoreSizeError as e:
         err.print(f"[red]error:[/] {e}")
