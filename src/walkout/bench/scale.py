@@ -307,6 +307,7 @@ def plot(figures: dict[str, Any], path: Path, goal: float = 20.0) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     runs = figures["runs"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -321,11 +322,19 @@ def plot(figures: dict[str, Any], path: Path, goal: float = 20.0) -> None:
                     key=lambda r: r["area_m2"])
         ax2.plot([r["area_m2"] for r in rs], [r["real_time_factor"] for r in rs], "s-",
                  label=f"{n} shoppers" + ("" if engine == "single" else f" ({engine})"))
-    for ax, xl in ((ax1, "shoppers in the store"), (ax2, "store area (m²)")):
-        ax.axhline(goal, color="grey", ls="--", lw=1)
-        ax.text(ax.get_xlim()[0], goal * 1.05, f" goal {goal:g}×", color="grey", fontsize=8)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 20, not 2×10¹
+    for ax, xl, xs in ((ax1, "shoppers in the store", [r["shoppers"] for r in runs]),
+                       (ax2, "store area (m²)", [r["area_m2"] for r in runs])):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(sorted(set(xs)))  # the measured sizes, labelled plainly
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.axhline(goal, color="grey", ls="--", lw=1)
+        ax.text(0.99, goal * 1.04, f"goal {goal:g}×", color="grey", fontsize=8, ha="right",
+                transform=ax.get_yaxis_transform())
         ax.set_xlabel(xl)
         ax.set_ylabel("real-time factor (store s / engine CPU s)")
         ax.grid(True, which="both", alpha=0.3)
