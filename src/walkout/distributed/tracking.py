@@ -111,7 +111,6 @@ class PartitionedTracker(Tracker):
 
     def _triangulate_views(
         self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float,
-        n_views: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         if len(groups) < self.min_groups:
             return super()._triangulate_views(groups, velocities, t_ref)

@@ -561,15 +561,13 @@ class Tracker:
 
     def _triangulate_views(
         self, groups: list[list[Detection]], velocities: list[np.ndarray], t_ref: float,
-        n_views: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Motion-compensated triangulation of each group of views: ``(G, 17, 3)``, ``(G, 17)``.
 
         Views come from unsynchronised cameras; each is shifted to ``t_ref`` with the joint's
         velocity by folding ``R v Δt`` into that view's translation
         (:func:`walkout.tracking.kernels.triangulate_groups`). A group's result depends on its
-        own views only, so a subset of groups triangulated elsewhere gives the same bits;
-        ``n_views`` (the padding the distributed tracker asks for) is not needed for that.
+        own views only, so a subset of groups triangulated elsewhere gives the same bits.
         """
         flat = [d for g in groups for d in g]
         off = np.zeros(len(groups) + 1, dtype=np.int64)
