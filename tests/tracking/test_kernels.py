@@ -3,6 +3,8 @@ arithmetic: the kernels exist for speed only, and must not change what the track
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
@@ -117,6 +119,17 @@ def test_undistortion_is_opencv_or_more_exact(store_name: str) -> None:
         assert (got_err[differ] < 1e-12).all() and (got_err[differ] <= ref_err[differ]).all()
         inner = (got ** 2).sum(axis=1) < lenses.fold_r2[i]
         assert (got[~inner] == ref[~inner]).all()  # beyond the fold: OpenCV's answer
+
+
+def test_richer_lens_models_go_to_opencv(cams: list[CameraGeometry]) -> None:
+    """A rational (8-term) model is not what the Newton kernel inverts: OpenCV does it."""
+    rational = replace(cams[0], dist=np.array([-0.3, 0.1, 0.001, -0.002, 0.0, 0.05, 0.0, 0.0]))
+    lenses = Lenses([cams[1], rational])
+    px = np.stack(np.meshgrid(np.linspace(0, 1280, 20), np.linspace(0, 720, 12)), -1)
+    px = px.reshape(-1, 2)
+    got = lenses.undistort(px, np.ones(len(px), dtype=np.int64))
+    assert not lenses.newton[1] and lenses.newton[0]
+    assert (got == undistort(rational.K, rational.dist, px)).all()
 
 
 def test_unseen_joints_are_only_normalised(cams: list[CameraGeometry]) -> None:
