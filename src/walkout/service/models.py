@@ -278,15 +278,19 @@ class Receipt(Base):
 
 
 class ReceiptMail(Base):
-    """The one e-mail of a receipt. ``receipt_id`` and ``message_id`` are UNIQUE: whoever
-    inserts the row owns the send, and a row in state ``sent`` means it is never sent again.
+    """One e-mail of a receipt: revision 0 is the receipt as issued, 1, 2, ... each revision
+    a review verdict made (``changes``: what it changed, JSON). (receipt_id, revision) and
+    ``message_id`` are UNIQUE: whoever inserts the row owns the send, and a row in state
+    ``sent`` means it is never sent again.
 
     States: sending (claimed; a crash here leaves it to :func:`resume_mail` after
     ``claimed_at`` grows stale) → sent | failed (retried later)."""
 
     __tablename__ = "receipt_mails"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id"), unique=True)
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id"))
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    changes: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     recipient: Mapped[str | None] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(16))
@@ -294,7 +298,10 @@ class ReceiptMail(Base):
     error: Mapped[str | None] = mapped_column(String(300))
     claimed_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-    __table_args__ = (CheckConstraint("state IN ('sending', 'sent', 'failed')", name="state"),)
+    __table_args__ = (
+        UniqueConstraint("receipt_id", "revision", name="uq_receipt_mails_receipt_revision"),
+        CheckConstraint("state IN ('sending', 'sent', 'failed')", name="state"),
+    )
 
 
 class ReceiptLine(Base):

@@ -52,7 +52,8 @@ def export(d: Deps, account_id: str) -> dict[str, Any]:
                              .order_by(Dispute.created_at)).all()
         mails = {m.receipt_id: m for m in s.scalars(
             select(ReceiptMail).join(Receipt, Receipt.id == ReceiptMail.receipt_id)
-            .join(Visit, Visit.id == Receipt.visit_id).where(Visit.account_id == account_id))}
+            .join(Visit, Visit.id == Receipt.visit_id)
+            .where(Visit.account_id == account_id, ReceiptMail.revision == 0))}
         out: dict[str, Any] = {
             "account": {"account_id": a.id, "kind": a.kind, "email": a.email,
                         "name": a.display_name, "created_at": _iso(a.created_at)},

@@ -9,14 +9,22 @@ claim loses the insert); (2) the SMTP hand-over, outside any transaction; (3) it
 ``sent`` row is never sent again, so retried exits, duplicated exit messages and restarts send
 nothing more. The one window left is a crash between (2) and (3): :func:`resume_mail` resends
 such a stale claim with the same Message-ID, which mail clients fold into one message.
+
+A review verdict that revises an issued receipt claims one more e-mail, ``revision`` n, in
+the very transaction that re-freezes the receipt (:func:`claim_revision`): the claim and the
+change commit together, a replayed verdict changes nothing and so claims nothing, and the row
+holds the revised lines and what changed, so every attempt sends the same message.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -25,11 +33,22 @@ from sqlalchemy.orm import Session
 
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
-from walkout.service.models import Account, Dispute, Receipt, ReceiptLine, ReceiptMail, Visit
+from walkout.service.models import (
+    Account,
+    Charge,
+    Dispute,
+    Receipt,
+    ReceiptLine,
+    ReceiptMail,
+    Visit,
+)
 from walkout.service.receipts import (
     ReceiptDoc,
     ReceiptDocLine,
+    ReceiptRevision,
     build_message,
+    build_revision_message,
+    diff_lines,
     find_receipts,
     message_id,
     normalize_email,
@@ -106,7 +125,8 @@ def for_email(d: Deps, email: str, limit: int = 50) -> list[Issued]:
             it = load(d, s, r)
             if it.doc.email is None or normalize_email(it.doc.email) != key:
                 sent_to = s.scalar(select(ReceiptMail.recipient)
-                                   .where(ReceiptMail.receipt_id == r.id))
+                                   .where(ReceiptMail.receipt_id == r.id)
+                                   .order_by(ReceiptMail.revision.desc()).limit(1))
                 it = load(d, s, r, email=sent_to)
             issued[r.id] = it
     # the documented exact-match rule has the last word (SQL lower() is not casefold())
@@ -130,7 +150,8 @@ def mail_receipt(d: Deps, receipt_id: str) -> str | None:
             if to is None:
                 return None
             mid = message_id(issued.doc, sender)
-            m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id)
+            m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,
+                                                   ReceiptMail.revision == 0)
                          .with_for_update())
             if m is None:
                 s.add(ReceiptMail(receipt_id=receipt_id, message_id=mid, recipient=to,
@@ -144,23 +165,99 @@ def mail_receipt(d: Deps, receipt_id: str) -> str | None:
                 m.state, m.attempts, m.claimed_at = "sending", m.attempts + 1, now
     except IntegrityError:
         return None  # a concurrent claim won the insert: it sends
+    return _hand_over(d, receipt_id, 0, build_message(issued.doc, sender))
+
+
+def _hand_over(d: Deps, receipt_id: str, revision: int, msg: EmailMessage) -> str | None:
+    """Steps (2) and (3) of a claimed send: the SMTP hand-over, then its record."""
+    to = str(msg["To"])
     try:
-        d.mailer.send(build_message(issued.doc, sender))
+        d.mailer.send(msg)
     except Exception as e:  # any mailer: the exit must not fail because mail did
         why = str(e).replace(to, mask_email(to))[:300]
-        log.warning("receipt %s not e-mailed: %s", receipt_id, why)
+        log.warning("receipt %s (revision %d) not e-mailed: %s", receipt_id, revision, why)
         with d.sessions.begin() as s:
-            m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id))
+            m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,
+                                                   ReceiptMail.revision == revision))
             assert m is not None
             m.state, m.error = "failed", why
         return None
     with d.sessions.begin() as s:
-        m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id))
+        m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,
+                                               ReceiptMail.revision == revision))
         rec = s.get(Receipt, receipt_id)
         assert m is not None and rec is not None
         m.state, m.sent_at, m.error = "sent", d.clock.now(), None
-        rec.emailed_to, rec.emailed_at = to, m.sent_at
-    return mid
+        if revision == 0:
+            rec.emailed_to, rec.emailed_at = m.recipient, m.sent_at
+    return str(msg["Message-ID"])
+
+
+def _lines_json(lines: Sequence[ReceiptDocLine]) -> list[list[object]]:
+    return [[ln.product_id, ln.name, ln.quantity, str(ln.unit_price)] for ln in lines]
+
+
+def _lines(rows: list[list[Any]]) -> tuple[ReceiptDocLine, ...]:
+    return tuple(ReceiptDocLine(str(p), str(n), int(q), Decimal(u)) for p, n, q, u in rows)
+
+
+def claim_revision(d: Deps, s: Session, rec: Receipt, before: Sequence[ReceiptDocLine],
+                   refund: Decimal, refund_key: str | None) -> int | None:
+    """Inside the transaction that revised ``rec`` (its lines re-frozen in ``s``): claim the
+    e-mail of this revision when it changed something for the shopper (lines or a refund).
+    Returns the revision number to send with :func:`mail_revision` after the commit, or None
+    (nothing changed, or nobody to tell)."""
+    issued = load(d, s, rec)
+    removed, added = diff_lines(before, issued.doc.lines)
+    to = issued.doc.email
+    if to is None or not (removed or added or refund > 0):
+        return None
+    last = s.scalar(select(func.max(ReceiptMail.revision))
+                    .where(ReceiptMail.receipt_id == rec.id)) or 0
+    number, now = last + 1, d.clock.now()
+    changes = {"revised_at": now.isoformat(), "lines": _lines_json(issued.doc.lines),
+               "under_review": issued.doc.under_review, "removed": _lines_json(removed),
+               "added": _lines_json(added), "refund": str(refund), "refund_key": refund_key}
+    s.add(ReceiptMail(receipt_id=rec.id, revision=number, recipient=to, state="sending",
+                      message_id=message_id(issued.doc, d.settings.mail_sender, number),
+                      changes=json.dumps(changes), attempts=1, claimed_at=now))
+    s.flush()
+    return number
+
+
+def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = False,
+                  ) -> str | None:
+    """E-mail revision ``revision`` of a receipt as its row recorded it, unless it was sent
+    already; ``claimed``: the caller holds the fresh claim (:func:`claim_revision`). Returns the
+    Message-ID (None when not sent now). Never raises for delivery, as :func:`mail_receipt`."""
+    now = d.clock.now()
+    with d.sessions.begin() as s:
+        m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,
+                                               ReceiptMail.revision == revision)
+                     .with_for_update())
+        if m is None or m.state == "sent":
+            return m.message_id if m else None
+        if not claimed:
+            if m.state == "sending" and aware(m.claimed_at) > now - STALE_CLAIM:
+                return None  # another worker is sending it right now
+            m.state, m.attempts, m.claimed_at = "sending", m.attempts + 1, now
+        rec = s.get(Receipt, receipt_id)
+        assert rec is not None and m.changes is not None
+        if m.recipient is None:  # the shopper had their data erased since
+            m.state, m.attempts, m.error = "failed", MAX_ATTEMPTS, "no recipient (erased)"
+            return None
+        c = json.loads(m.changes)
+        refunded = c["refund_key"] is not None and s.scalar(
+            select(Charge.status).where(Charge.idempotency_key == c["refund_key"])) == "succeeded"
+        doc = ReceiptDoc(receipt_id=rec.id, store_name=d.store.name,
+                         issued_at=aware(rec.issued_at), currency=rec.currency,
+                         lines=_lines(c["lines"]), email=m.recipient,
+                         under_review=c["under_review"])
+        rev = ReceiptRevision(revision, datetime.fromisoformat(c["revised_at"]),
+                              _lines(c["removed"]), _lines(c["added"]), Decimal(c["refund"]),
+                              refunded)
+        msg = build_revision_message(doc, rev, d.settings.mail_sender)
+    return _hand_over(d, receipt_id, revision, msg)
 
 
 def resume_mail(d: Deps, within: timedelta = timedelta(days=1)) -> int:
@@ -169,15 +266,20 @@ def resume_mail(d: Deps, within: timedelta = timedelta(days=1)) -> int:
     between the capture and the claim). Returns how many were sent now."""
     now = d.clock.now()
     with d.sessions() as s:
-        retry = list(s.scalars(select(ReceiptMail.receipt_id).where(or_(
+        retry = s.execute(select(ReceiptMail.receipt_id, ReceiptMail.revision).where(or_(
             (ReceiptMail.state == "failed") & (ReceiptMail.attempts < MAX_ATTEMPTS),
-            (ReceiptMail.state == "sending") & (ReceiptMail.claimed_at < now - STALE_CLAIM)))))
+            (ReceiptMail.state == "sending") & (ReceiptMail.claimed_at < now - STALE_CLAIM)))
+            .order_by(ReceiptMail.receipt_id, ReceiptMail.revision)).all()
         unclaimed = list(s.scalars(
             select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id)
-            .outerjoin(ReceiptMail, ReceiptMail.receipt_id == Receipt.id)
+            .outerjoin(ReceiptMail, (ReceiptMail.receipt_id == Receipt.id)
+                       & (ReceiptMail.revision == 0))
             .where(ReceiptMail.id.is_(None), Receipt.issued_at >= now - within,
                    Visit.state != "checking_out")))
-    return sum(mail_receipt(d, rid) is not None for rid in retry + unclaimed)
+    sent = [mail_receipt(d, rid) if rev == 0 else mail_revision(d, rid, rev)
+            for rid, rev in retry]
+    sent += [mail_receipt(d, rid) for rid in unclaimed]
+    return sum(mid is not None for mid in sent)
 
 
 def mail_unclaimed(d: Deps, since: datetime) -> int:
@@ -187,7 +289,8 @@ def mail_unclaimed(d: Deps, since: datetime) -> int:
     with d.sessions() as s:
         ids = list(s.scalars(
             select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id)
-            .outerjoin(ReceiptMail, ReceiptMail.receipt_id == Receipt.id)
+            .outerjoin(ReceiptMail, (ReceiptMail.receipt_id == Receipt.id)
+                       & (ReceiptMail.revision == 0))
             .where(ReceiptMail.id.is_(None), Receipt.issued_at >= since,
                    Receipt.emailed_at.is_(None), Visit.state != "checking_out")
             .order_by(Receipt.issued_at)))

@@ -8,6 +8,10 @@ three steps as a capture — a pending refund charge of what was captured above 
 the provider call outside any transaction with an idempotency key, its record. A verdict that
 raises the total cannot capture more from an authorisation already closed: the receipt shows
 the new total and the visit stays ``in_review`` for staff to collect the difference.
+
+A revision that changes what the shopper bought or paid is e-mailed to them once: the claim of
+that e-mail commits with the revision (``receipting.claim_revision``), the send follows the
+refund so the e-mail can say it was made.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from decimal import Decimal
 
 from sqlalchemy import delete, func, select, update
 
-from walkout.service import checkout
+from walkout.service import checkout, receipting
 from walkout.service.carts import cart_total, receipt_lines
 from walkout.service.checkout import LineRequest, insert_ignore, visit_lines
 from walkout.service.deps import Deps
@@ -70,6 +74,7 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
         v = s.get(Visit, visit_id, with_for_update=True)
         rec = s.scalar(select(Receipt).where(Receipt.visit_id == visit_id))
         assert v is not None and rec is not None
+        before = receipting.load(d, s, rec).doc.lines
         lines = visit_lines(s, visit_id)
         total = cart_total(lines, v.currency)
         s.execute(delete(ReceiptLine).where(ReceiptLine.receipt_id == rec.id))
@@ -106,6 +111,19 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
             log.warning("visit %s: the revised receipt is %s above what was captured; the "
                         "authorisation is closed, staff collect it", visit_id, short)
         capture_ref = cap.provider_ref if cap else None
+        s.flush()
+        mail = receipting.claim_revision(d, s, rec, before,
+                                         over.amount if key else Decimal(0), key)
+        rid = rec.id
+    refund = _refund(d, visit_id, capture_ref, over, key)
+    if mail is not None:
+        receipting.mail_revision(d, rid, mail, claimed=True)
+    return refund
+
+
+def _refund(d: Deps, visit_id: str, capture_ref: str | None, over: Money,
+            key: str | None) -> Money | None:
+    """The provider call and its record of a pending review refund (None: none made)."""
     if key is None or capture_ref is None:
         return None
     try:

@@ -4,6 +4,7 @@ from walkout.service.receipts.kiosk import find_receipts, normalize_email
 from walkout.service.receipts.mail import (
     ReceiptDeliveryError,
     build_message,
+    build_revision_message,
     message_id,
     send_receipt,
 )
@@ -11,6 +12,8 @@ from walkout.service.receipts.model import (
     ReceiptDoc,
     ReceiptDocLine,
     ReceiptError,
+    ReceiptRevision,
+    diff_lines,
     from_engine_receipt,
     line_total,
     receipt_total,
@@ -22,7 +25,10 @@ __all__ = [
     "ReceiptDoc",
     "ReceiptDocLine",
     "ReceiptError",
+    "ReceiptRevision",
     "build_message",
+    "build_revision_message",
+    "diff_lines",
     "find_receipts",
     "from_engine_receipt",
     "line_total",

@@ -18,12 +18,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
-from walkout.service.receipts.model import ReceiptDoc
+from walkout.service.receipts.model import ReceiptDoc, ReceiptRevision
 from walkout.service.receipts.render import (
     DEFAULT_CONTEST_URL,
     render_html,
     render_pdf,
     render_text,
+    revision_notice,
 )
 
 
@@ -37,16 +38,36 @@ def mask_email(address: str) -> str:
     return f"{local[:1]}***@{domain}" if local else "***"
 
 
-def message_id(doc: ReceiptDoc, sender: str) -> str:
-    """The Message-ID of ``doc``'s e-mail: the same for every attempt to send that receipt."""
+def message_id(doc: ReceiptDoc, sender: str, revision: int = 0) -> str:
+    """The Message-ID of ``doc``'s e-mail: the same for every attempt to send that receipt
+    (or that ``revision`` of it), and different for each revision."""
     domain = Address(addr_spec=sender).domain or "walkout.invalid"
     local = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "-", doc.receipt_id)
-    return f"<receipt.{local}@{domain}>"
+    return f"<receipt.{local}{f'.rev{revision}' if revision else ''}@{domain}>"
+
+
+def build_revision_message(doc: ReceiptDoc, rev: ReceiptRevision, sender: str, *,
+                           contest_url: str = DEFAULT_CONTEST_URL,
+                           font_path: str | Path | None = None) -> EmailMessage:
+    """The e-mail telling the shopper that ``doc`` (already revised) changed after a review:
+    what changed and the refund above the receipt, the revised PDF attached. A pure function
+    of its inputs, so a retried send is the same message."""
+    notice = revision_notice(doc, rev)
+    msg = build_message(doc, sender, contest_url=contest_url, font_path=font_path,
+                        notice=notice)
+    store = " ".join(doc.store_name.split())
+    msg.replace_header("Subject", f"Your receipt from {store} was revised: "
+                                  f"{doc.fmt(doc.total)} {doc.currency}")
+    msg.replace_header("Date", format_datetime(rev.revised_at))
+    msg.replace_header("Message-ID", message_id(doc, sender, rev.number))
+    return msg
 
 
 def build_message(doc: ReceiptDoc, sender: str, *, contest_url: str = DEFAULT_CONTEST_URL,
-                  font_path: str | Path | None = None) -> EmailMessage:
-    """The receipt e-mail to ``doc.email``; raises ``ValueError`` when it has no valid address."""
+                  font_path: str | Path | None = None,
+                  notice: tuple[str, ...] = ()) -> EmailMessage:
+    """The receipt e-mail to ``doc.email``; raises ``ValueError`` when it has no valid address.
+    ``notice`` paragraphs precede the receipt in both bodies."""
     if not doc.email:
         raise ValueError(f"receipt {doc.receipt_id} has no e-mail address to send it to")
     try:
@@ -62,8 +83,9 @@ def build_message(doc: ReceiptDoc, sender: str, *, contest_url: str = DEFAULT_CO
     msg["Subject"] = f"Your receipt from {store}: {doc.fmt(doc.total)} {doc.currency}"
     msg["Date"] = format_datetime(doc.issued_at)
     msg["Message-ID"] = message_id(doc, sender)
-    msg.set_content(render_text(doc, contest_url=contest_url))
-    msg.add_alternative(render_html(doc, contest_url=contest_url), subtype="html")
+    msg.set_content(render_text(doc, contest_url=contest_url, notice=notice))
+    msg.add_alternative(render_html(doc, contest_url=contest_url, notice=notice),
+                        subtype="html")
     msg.add_attachment(render_pdf(doc, font_path=font_path), maintype="application",
                        subtype="pdf", filename=f"receipt-{doc.receipt_id}.pdf")
     return msg

@@ -8,7 +8,7 @@ what is shown, e-mailed and charged are the same number.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -101,6 +101,46 @@ class ReceiptDoc:
     def fmt(self, amount: Decimal) -> str:
         """``amount`` with exactly the currency's minor digits, e.g. ``2.50``."""
         return f"{quantize(amount, self.currency):.{minor_digits(self.currency)}f}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRevision:
+    """How a review verdict changed an issued receipt: what the shopper is told by e-mail.
+    ``removed``/``added`` hold the change in units per product (at the line's unit price);
+    ``refund`` is what goes back to the card (zero when nothing was captured above the new
+    total), ``refunded`` whether the provider confirmed it already."""
+
+    number: int
+    revised_at: datetime
+    removed: tuple[ReceiptDocLine, ...]
+    added: tuple[ReceiptDocLine, ...]
+    refund: Decimal = Decimal(0)
+    refunded: bool = False
+
+    def __post_init__(self) -> None:
+        if self.number < 1:
+            raise ReceiptError(f"a revision is numbered from 1 (0 is the original), "
+                               f"got {self.number}")
+        if self.revised_at.tzinfo is None:
+            raise ReceiptError(f"revision {self.number}: revised_at must be timezone-aware")
+
+
+def diff_lines(old: Sequence[ReceiptDocLine], new: Sequence[ReceiptDocLine],
+               ) -> tuple[tuple[ReceiptDocLine, ...], tuple[ReceiptDocLine, ...]]:
+    """(removed, added) units per product from ``old`` to ``new``, in the order shown."""
+    before = {ln.product_id: ln for ln in old}
+    after = {ln.product_id: ln for ln in new}
+    removed, added = [], []
+    for pid in dict.fromkeys([*before, *after]):
+        a, b = before.get(pid), after.get(pid)
+        delta = (b.quantity if b else 0) - (a.quantity if a else 0)
+        ref = b or a
+        assert ref is not None
+        if delta < 0:
+            removed.append(ReceiptDocLine(pid, ref.name, -delta, ref.unit_price))
+        elif delta > 0:
+            added.append(ReceiptDocLine(pid, ref.name, delta, ref.unit_price))
+    return tuple(removed), tuple(added)
 
 
 def from_engine_receipt(receipt: Receipt, store: Store, *, email: str | None = None,

@@ -9,6 +9,7 @@ machine the service runs on.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,7 +17,7 @@ from fpdf import FPDF
 from fpdf.enums import Align, XPos, YPos
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
 
-from walkout.service.receipts.model import ReceiptDoc
+from walkout.service.receipts.model import ReceiptDoc, ReceiptDocLine, ReceiptRevision
 
 #: Where a shopper contests a line; ``{receipt_id}`` is filled in (URL-quoted) and the line's
 #: product id is added as ``?product_id=``. The service mounts its dispute page here.
@@ -35,6 +36,7 @@ _HTML = """\
   td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
   tfoot td { font-weight: bold; border-bottom: none; }
   .meta { color: #555; }
+  .notice { border: 1px solid #c90; background: #fff8e6; padding: .2em .8em; }
 </style>
 </head>
 <body>
@@ -43,6 +45,13 @@ _HTML = """\
   Receipt <span class="receipt-id">{{ doc.receipt_id }}</span><br>
   Visit: <time datetime="{{ doc.issued_at.isoformat() }}">{{ issued }}</time>
 </p>
+{% if notice %}
+<div class="notice">
+{% for para in notice %}
+<p>{{ para }}</p>
+{% endfor %}
+</div>
+{% endif %}
 {% if doc.under_review %}
 <p class="under-review"><strong>{{ review_note }}</strong></p>
 {% endif %}
@@ -101,17 +110,44 @@ def _issued(doc: ReceiptDoc) -> str:
     return doc.issued_at.strftime("%Y-%m-%d %H:%M %Z").strip()
 
 
-def render_html(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL) -> str:
-    """The receipt as a self-contained HTML page (inline CSS, so it also works as an e-mail)."""
+def revision_notice(doc: ReceiptDoc, rev: ReceiptRevision) -> tuple[str, ...]:
+    """What a revision e-mail says above the revised receipt: that it was revised after a
+    review, each line removed or added, and the money going back to the card."""
+    def line(ln: ReceiptDocLine) -> str:
+        return (f"{ln.quantity} x {ln.name} ({doc.fmt(doc.line_total(ln))} "
+                f"{doc.currency})")
+
+    out = [f"Your receipt {doc.receipt_id} was revised after a review of your visit "
+           f"(revision {rev.number}, {rev.revised_at.strftime('%Y-%m-%d %H:%M %Z').strip()})."]
+    out += [f"Removed: {line(ln)}" for ln in rev.removed]
+    out += [f"Added: {line(ln)}" for ln in rev.added]
+    if not rev.removed and not rev.added:
+        out.append("The lines are unchanged.")
+    if rev.refund > 0:
+        amount = f"{doc.fmt(rev.refund)} {doc.currency}"
+        out.append(f"{amount} {'has been' if rev.refunded else 'is being'} refunded to your "
+                   "card.")
+    out.append(f"The revised receipt follows; its total is {doc.fmt(doc.total)} "
+               f"{doc.currency}.")
+    return tuple(out)
+
+
+def render_html(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL,
+                notice: Sequence[str] = ()) -> str:
+    """The receipt as a self-contained HTML page (inline CSS, so it also works as an e-mail);
+    ``notice`` paragraphs are shown above it (a revision e-mail says what changed there)."""
     return _env.get_template("receipt.html").render(
-        doc=doc, issued=_issued(doc), review_note=UNDER_REVIEW,
+        doc=doc, issued=_issued(doc), review_note=UNDER_REVIEW, notice=tuple(notice),
         contest_link=lambda pid: contest_link(doc, pid, contest_url),
     )
 
 
-def render_text(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL) -> str:
-    """The receipt as plain text: the alternative part of the e-mail, for clients without HTML."""
-    out = [doc.store_name, f"Receipt {doc.receipt_id}", f"Visit: {_issued(doc)}", ""]
+def render_text(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL,
+                notice: Sequence[str] = ()) -> str:
+    """The receipt as plain text: the alternative part of the e-mail, for clients without HTML;
+    ``notice`` lines come first."""
+    out = [*notice, *([""] if notice else []), doc.store_name, f"Receipt {doc.receipt_id}",
+           f"Visit: {_issued(doc)}", ""]
     if doc.under_review:
         out[-1:] = [UNDER_REVIEW, ""]
     for ln in doc.lines:
