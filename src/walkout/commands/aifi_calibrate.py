@@ -36,40 +36,26 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
     ) -> None:
         """Camera poses of cams 1, 3, 5, 7 from the shopper's joints, placed in the store by
         the survey; writes them with date, inputs and residuals per camera and survey point."""
-        from walkout.commands.perception import _config
+        from walkout.commands.perception import _config, _fail, _perceive_videos
         from walkout.perception.aifi_calibrate import calibration_file, refuse_misfit
         from walkout.perception.aifi_video import VIDEO_CAMERAS
-        from walkout.perception.backends import ModelError
         from walkout.perception.calibrate import CalibrationError
         from walkout.perception.camera_file import write_camera_file
-        from walkout.perception.run import perceive_video
-        from walkout.perception.sources import SourceError
         from walkout.perception.survey import SurveyError, load_survey
         from walkout.store import StoreFileError, load_store
 
-        def fail(msg: str) -> typer.Exit:
-            err.print(f"[red]error:[/] {msg}")
-            return typer.Exit(2)
-
         if not videos.is_dir():
-            raise fail(f"{videos}: not a directory of videos")
+            raise _fail(f"{videos}: not a directory of videos")
         missing = [n for n in VIDEO_CAMERAS.values() if not (videos / n).is_file()]
         if missing:
-            raise fail(f"{videos}: missing {', '.join(missing)}")
+            raise _fail(f"{videos}: missing {', '.join(missing)}")
         try:
             sv = load_survey(survey)
             store = load_store(sv.store)
             sv.check_cameras(store.cameras_by_id)
         except (SurveyError, StoreFileError) as e:
-            raise fail(str(e)) from e
-        cfg = _config(backend, models)
-        frames = {}
-        try:
-            for cam, name in VIDEO_CAMERAS.items():
-                err.print(f"[dim]perception {cam}...[/]")
-                frames[cam] = perceive_video(videos / name, cam, None, cfg).frames
-        except (SourceError, ModelError) as e:
-            raise fail(str(e)) from e
+            raise _fail(str(e)) from e
+        frames = _perceive_videos(videos, _config(backend, models))
         err.print("[dim]bundle adjustment...[/]")
         cams = [store.cameras_by_id[c] for c in VIDEO_CAMERAS]
         command = shlex.join(["walkout", *sys.argv[1:]])
@@ -79,7 +65,7 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                                        survey_path=survey)
             refuse_misfit(data, max_survey_px)
         except CalibrationError as e:
-            raise fail(f"{survey}: {e}; nothing written") from e
+            raise _fail(f"{survey}: {e}; nothing written") from e
         write_camera_file(out, data)
         print(json.dumps({"out": str(out), **data.provenance.model_dump(
             include={"epipolar_px", "cameras"})}, indent=2))

@@ -42,6 +42,24 @@ def _fail(msg: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _perceive_videos(videos: Path, cfg: Any) -> dict[str, Any]:
+    """Keypoint frames of each cps-test-01 camera's video (camera id → frames); a video or
+    model that cannot be read is a clean CLI error."""
+    from walkout.perception.aifi_video import VIDEO_CAMERAS
+    from walkout.perception.backends import ModelError
+    from walkout.perception.run import perceive_video
+    from walkout.perception.sources import SourceError
+
+    frames = {}
+    try:
+        for cam, name in VIDEO_CAMERAS.items():
+            err.print(f"[dim]perception {cam}...[/]")
+            frames[cam] = perceive_video(videos / name, cam, None, cfg).frames
+    except (SourceError, ModelError) as e:
+        raise _fail(str(e)) from e
+    return frames
+
+
 def _print_json(figures: dict[str, Any], path: Path | None) -> None:
     text = json.dumps(figures, indent=2)
     print(text)
@@ -199,22 +217,11 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
     ) -> None:
         """Does aifi-nanostore's calibration fit the footage? Median epipolar error (px) of the
         shopper's joints per camera pair, as labelled and for the best relabelling."""
-        from walkout.perception.aifi_video import VIDEO_CAMERAS
-        from walkout.perception.backends import ModelError
         from walkout.perception.calib_check import best_assignment, score
-        from walkout.perception.run import perceive_video
-        from walkout.perception.sources import SourceError
         from walkout.store import load_store
 
-        cfg = _config(backend, models)
         store = load_store("aifi-nanostore")
-        frames = {}
-        try:
-            for cam, name in VIDEO_CAMERAS.items():
-                err.print(f"[dim]perception {cam}...[/]")
-                frames[cam] = perceive_video(videos / name, cam, None, cfg).frames
-        except (SourceError, ModelError) as e:
-            raise _fail(str(e)) from e
+        frames = _perceive_videos(videos, _config(backend, models))
         cams = store.cameras_by_id
         labelled = score(frames, cams, {v: v for v in frames})
         ranked = best_assignment(frames, cams)

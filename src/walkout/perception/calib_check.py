@@ -28,7 +28,8 @@ MIN_CONF = 0.35
 MIN_PAIRS = 40
 
 
-def _main_person(f: KeypointFrame, min_mean: float = 0.2) -> np.ndarray | None:
+def main_person(f: KeypointFrame, min_mean: float = 0.2) -> np.ndarray | None:
+    """The most confident person of a frame: the shopper in a one-shopper case."""
     k = f.keypoints
     if not k.shape[0]:
         return None
@@ -46,8 +47,8 @@ def correspondences(a: Sequence[KeypointFrame], b: Sequence[KeypointFrame],
     pb: list[np.ndarray] = []
     for f in a:
         g = by_t.get(round(f.t, 3))
-        ka = _main_person(f)
-        kb = None if g is None else _main_person(g)
+        ka = main_person(f)
+        kb = None if g is None else main_person(g)
         if ka is None or kb is None:
             continue
         ok = (ka[:, 2] >= min_conf) & (kb[:, 2] >= min_conf)

@@ -24,6 +24,7 @@ from scipy.sparse import lil_matrix
 from scipy.spatial.transform import Rotation
 
 from walkout.events import KeypointFrame
+from walkout.perception.calib_check import main_person
 from walkout.perception.survey import Survey
 from walkout.store.model import Camera, CameraPose
 
@@ -58,16 +59,6 @@ class Observations:
     joints: np.ndarray  # (n_points,) int, COCO-17 joint of each point
 
 
-def _main_person(f: KeypointFrame, min_mean: float = 0.2) -> np.ndarray | None:
-    """The most confident person of a frame: the shopper in a one-shopper case."""
-    k = f.keypoints
-    if not k.shape[0]:
-        return None
-    s = k[:, :, 2].mean(axis=1)
-    i = int(np.argmax(s))
-    return k[i] if s[i] >= min_mean else None
-
-
 def normalise(cam: Camera, px: np.ndarray) -> np.ndarray:
     """Raw pixels (n, 2) → undistorted normalised image points (n, 2)."""
     pts = np.asarray(px, np.float64).reshape(-1, 1, 2)
@@ -81,7 +72,7 @@ def joint_observations(frames: Mapping[str, Sequence[KeypointFrame]], cameras: S
     per: dict[tuple[float, int], list[tuple[int, np.ndarray, float]]] = {}
     for ci, cam in enumerate(cameras):
         for f in frames.get(cam.id, ()):
-            k = _main_person(f)
+            k = main_person(f)
             if k is None:
                 continue
             ok = np.flatnonzero(k[:, 2] >= min_conf)
