@@ -21,7 +21,7 @@ ModelsOpt = Annotated[Path | None, typer.Option(
 def _config(backend: str, models: Path | None, onnx_model: str = "", **extra: Any) -> Any:
     from pydantic import ValidationError
 
-    from walkout.perception.config import PerceptionConfig
+    from walkout.perception.config import PerceptionConfig, first_error
 
     fields: dict[str, Any] = {"backend": backend, **extra}
     if models is not None:
@@ -31,9 +31,7 @@ def _config(backend: str, models: Path | None, onnx_model: str = "", **extra: An
     try:
         return PerceptionConfig(**fields)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "config"
-        err.print(f"[red]error:[/] perception config: {where}: {first['msg']}")
+        err.print(f"[red]error:[/] perception config: {first_error(e, 'config')}")
         raise typer.Exit(2) from e
 
 

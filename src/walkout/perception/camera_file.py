@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from walkout.perception.config import first_error
 from walkout.store.model import Camera, Store
 
 
@@ -82,9 +83,7 @@ def load_camera_file(path: Path) -> CameraFile:
     try:
         return CameraFile.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "file"
-        raise CameraFileError(f"{path}: {where}: {first['msg']}") from e
+        raise CameraFileError(f"{path}: {first_error(e, 'file')}") from e
 
 
 def with_cameras(store: Store, cameras: Sequence[Camera], source: str = "camera file") -> Store:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 BackendName = Literal["movenet", "openvino-hpe", "onnx"]
 
@@ -97,3 +97,11 @@ class PerceptionConfig(_Strict):
 
     def model_path(self, relative: str) -> Path:
         return (self.models_dir / relative).resolve()
+
+
+def first_error(e: ValidationError, whole: str) -> str:
+    """``where: what`` of a validation error's first problem (``whole``: no field named),
+    the form every perception file and setting reports its errors in."""
+    first = e.errors()[0]
+    where = ".".join(str(x) for x in first["loc"]) or whole
+    return f"{where}: {first['msg']}"

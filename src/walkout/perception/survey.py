@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from walkout.perception.config import first_error
 from walkout.store.model import Camera
 
 Vec2 = tuple[float, float]
@@ -130,6 +131,4 @@ def load_survey(path: Path) -> Survey:
     try:
         return Survey.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "survey"
-        raise SurveyError(f"{path}: {where}: {first['msg']}") from e
+        raise SurveyError(f"{path}: {first_error(e, 'survey')}") from e

@@ -150,17 +150,6 @@ def triangulate(
     return triangulate_points(*_f64(xn, w, R, t))
 
 
-def reprojection_error(
-    X: np.ndarray, xn: np.ndarray, R: np.ndarray, t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised reprojection error ``(N, V)`` and depth ``(N, V)`` of ``X`` in every view."""
-    Xc = (R @ X[:, None, :, None])[..., 0] + t
-    z = Xc[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        err = np.linalg.norm(Xc[..., :2] / z[..., None] - xn, axis=-1)
-    return err, z
-
-
 @dataclass(frozen=True, slots=True)
 class Triangulation:
     """Result of :func:`robust_triangulate` for ``N`` points."""
