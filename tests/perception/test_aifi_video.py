@@ -31,6 +31,27 @@ def test_a_wrist_held_in_front_of_a_shelf_is_one_interaction():
     assert 2.3 < got[0].t < 2.7
 
 
+def test_a_wrist_inside_the_shelf_counts_and_one_above_it_does_not():
+    """The wrist of a hand taking an item is 0.15-0.25 m behind the shelf's front edge: that is
+    the interaction; the same wrist beside the gondola (past its end) is none."""
+    store = load_store("aifi-nanostore")
+    g1 = store.gondolas[0]
+    s5 = g1.shelves[4]
+    z = (s5.plates[0].box.min[2] + s5.plates[0].box.max[2]) / 2
+    t = np.arange(0, 4, 0.1)
+    joints = np.full((t.size, 17, 3), np.nan)
+    joints[:, 9] = [0.6, -1.0, 1.0]
+    inside = (t > 1.0) & (t < 2.0)
+    joints[inside, 9] = [0.6, g1.box.min[1] + 0.22, z]  # 0.22 m into G1 shelf 5
+    got = interactions([Track(3, t, joints, np.full((t.size, 17), 0.05))], store,
+                       AifiVideoConfig())
+    assert [(i.gondola, i.shelf) for i in got] == [(1, 5)]
+    joints[inside, 9] = [g1.box.min[0] - 0.3, g1.box.min[1] + 0.22, z]  # past G1's end
+    got = interactions([Track(3, t, joints, np.full((t.size, 17), 0.05))], store,
+                       AifiVideoConfig())
+    assert got == []
+
+
 def _run(videos: Path, tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp / "report.json"
     r = subprocess.run([sys.executable, "-m", "walkout.cli", "aifi", "video", str(videos),
@@ -54,9 +75,9 @@ def test_command_writes_report_track_and_plan(tmp_path: Path, models_dir: Path,
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="known failure: the aifi-nanostore (April 2020) "
-                   "calibration does not fit the January cps-test-01 footage (walkout aifi "
-                   "check-calibration; docs/perception.md), so the views do not triangulate "
-                   "into one shopper")
+                   "calibration does not fit the January cps-test-01 footage, and the cameras "
+                   "recalibrated on it are not yet placed in the store (the survey is refused; "
+                   "the compromise finds G1 shelf 5 only): docs/perception.md, fifth pass")
 def test_cps_test_01_from_video_alone(tmp_path: Path, models_dir: Path, videos_dir: Path):
     r, out = _run(videos_dir, tmp_path)
     assert r.returncode == 0, r.stderr

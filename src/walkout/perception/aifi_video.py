@@ -1,8 +1,8 @@
 """`walkout aifi video`: the AiFi cps-test-01 case from its four ceiling videos alone.
 
 Perception on each video (cams 1, 3, 5, 7 of ``aifi-nanostore``), the multi-camera tracker,
-then hand-in-shelf interactions: a wrist inside the reach zone in front of a shelf (the
-shelf's height band, the gondola's width, up to ``reach_m`` in front of it) for at least
+then hand-in-shelf interactions: a wrist inside the reach zone of a shelf (the shelf's
+height band, the gondola's width, from ``reach_m`` in front of it to its back) for at least
 ``min_dwell_s``. The footage starts with the shopper already inside and has no gate events, so
 the tracker is given one entry area covering the whole floor (anyone seen may be born).
 """
@@ -65,7 +65,12 @@ def _floor_entry(store: Store) -> Store:
 
 
 def _zones(store: Store, reach: float) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-    """(gondola, shelf, lo, hi) boxes of the reach zones in front of each shelf."""
+    """(gondola, shelf, lo, hi) boxes of the reach zones of each shelf: from ``reach`` in front
+    of its front edge to its back. A hand taking an item is in the shelf: the wrist, 8-10 cm
+    behind the fingertips, sits 0.15-0.25 m behind the front edge when the fingers close on an
+    item one or two facings deep, so a zone ending just behind the front edge misses the very
+    moment of the pick; nothing but a hand gets behind a shelf's front edge, so the shelf's
+    whole depth (the plates' extent) belongs to the zone."""
     out = []
     for gi, g in enumerate(store.gondolas, start=1):
         fx, fy = g.front
@@ -73,13 +78,13 @@ def _zones(store: Store, reach: float) -> list[tuple[int, int, np.ndarray, np.nd
             lo = np.min([p.box.min for p in sh.plates], axis=0).astype(float)
             hi = np.max([p.box.max for p in sh.plates], axis=0).astype(float)
             if fy < 0:
-                lo[1], hi[1] = lo[1] - reach, lo[1] + 0.05
+                lo[1] -= reach
             elif fy > 0:
-                lo[1], hi[1] = hi[1] - 0.05, hi[1] + reach
+                hi[1] += reach
             elif fx < 0:
-                lo[0], hi[0] = lo[0] - reach, lo[0] + 0.05
+                lo[0] -= reach
             else:
-                lo[0], hi[0] = hi[0] - 0.05, hi[0] + reach
+                hi[0] += reach
             out.append((gi, si, lo, hi))
     return out
 
