@@ -15,18 +15,29 @@ from walkout.perception.aifi_video import AifiVideoConfig, interactions
 from walkout.store import load_store
 
 
+def _shelf_5_middle(store, gondola: int) -> float:
+    """Height of the middle of shelf 5 of ``gondola`` (0-based)."""
+    box = store.gondolas[gondola].shelves[4].plates[0].box
+    return (box.min[2] + box.max[2]) / 2
+
+
+def _wrist_interactions(store, t: np.ndarray, wrist: np.ndarray, joint: int, track_id: int):
+    """The interactions found for a track whose only seen joint is ``wrist`` (T, 3)."""
+    joints = np.full((t.size, 17, 3), np.nan)
+    joints[:, joint] = wrist
+    return interactions([Track(track_id, t, joints, np.full((t.size, 17), 0.05))], store,
+                        AifiVideoConfig())
+
+
 def test_a_wrist_held_in_front_of_a_shelf_is_one_interaction():
     store = load_store("aifi-nanostore")
     g2 = store.gondolas[1]
-    s5 = g2.shelves[4]
-    z = (s5.plates[0].box.min[2] + s5.plates[0].box.max[2]) / 2
+    z = _shelf_5_middle(store, 1)
     t = np.arange(0, 6, 0.1)
-    joints = np.full((t.size, 17, 3), np.nan)
-    joints[:, 10] = [1.7, -1.0, 1.0]  # right wrist down by the side...
+    wrist = np.tile([1.7, -1.0, 1.0], (t.size, 1))  # right wrist down by the side...
     reach = (t > 2.0) & (t < 3.0)
-    joints[reach, 10] = [1.7, g2.box.min[1] - 0.1, z]  # ... then 1 s at G2 shelf 5
-    tr = Track(7, t, joints, np.full((t.size, 17), 0.05))
-    got = interactions([tr], store, AifiVideoConfig())
+    wrist[reach] = [1.7, g2.box.min[1] - 0.1, z]  # ... then 1 s at G2 shelf 5
+    got = _wrist_interactions(store, t, wrist, 10, 7)
     assert [(i.gondola, i.shelf, i.track) for i in got] == [(2, 5, 7)]
     assert 2.3 < got[0].t < 2.7
 
@@ -36,19 +47,15 @@ def test_a_wrist_inside_the_shelf_counts_and_one_above_it_does_not():
     the interaction; the same wrist beside the gondola (past its end) is none."""
     store = load_store("aifi-nanostore")
     g1 = store.gondolas[0]
-    s5 = g1.shelves[4]
-    z = (s5.plates[0].box.min[2] + s5.plates[0].box.max[2]) / 2
+    z = _shelf_5_middle(store, 0)
     t = np.arange(0, 4, 0.1)
-    joints = np.full((t.size, 17, 3), np.nan)
-    joints[:, 9] = [0.6, -1.0, 1.0]
+    wrist = np.tile([0.6, -1.0, 1.0], (t.size, 1))
     inside = (t > 1.0) & (t < 2.0)
-    joints[inside, 9] = [0.6, g1.box.min[1] + 0.22, z]  # 0.22 m into G1 shelf 5
-    got = interactions([Track(3, t, joints, np.full((t.size, 17), 0.05))], store,
-                       AifiVideoConfig())
+    wrist[inside] = [0.6, g1.box.min[1] + 0.22, z]  # 0.22 m into G1 shelf 5
+    got = _wrist_interactions(store, t, wrist, 9, 3)
     assert [(i.gondola, i.shelf) for i in got] == [(1, 5)]
-    joints[inside, 9] = [g1.box.min[0] - 0.3, g1.box.min[1] + 0.22, z]  # past G1's end
-    got = interactions([Track(3, t, joints, np.full((t.size, 17), 0.05))], store,
-                       AifiVideoConfig())
+    wrist[inside] = [g1.box.min[0] - 0.3, g1.box.min[1] + 0.22, z]  # past G1's end
+    got = _wrist_interactions(store, t, wrist, 9, 3)
     assert got == []
 
 
