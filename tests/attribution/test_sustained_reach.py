@@ -68,6 +68,19 @@ def test_sustained_reach_sees_through_occlusion() -> None:
     assert sustained_distance(tr, BOX, 9.4, 11.6, 0.4) == float("inf")
 
 
+def test_the_hand_in_the_plate_is_not_stood_in_for_by_the_other_hand() -> None:
+    """Two shoppers side by side at one plate, each with one hand in it: B's hand in the plate
+    is unseen in every third frame (A's arm in front of it) while B's other hand hangs 0.6 m
+    away. Those frames are skipped for that hand, not filled with the far one: B held it."""
+    a = _track(1, {(9.8, 11.2): INSIDE})
+    b = _track(2, {}, (1.2, -0.5, 0.9))
+    b.joints[(b.t >= 9.8) & (b.t < 11.2), L_WRIST] = (0.5, 0.3, 1.2)  # in the plate
+    b.joints[::3, L_WRIST] = np.nan
+    assert sustained_distance(b, BOX, 9.4, 11.6, 0.4) == 0.0
+    att = attribute(_event(), {"sa": [a], "sb": [b]}, BOX)
+    assert dict(att.reach_m) == {"sa": 0.0, "sb": 0.0} and att.needs_review
+
+
 def test_reach_likelihood_has_a_heavy_tail() -> None:
     """Two far hands (20 and 25 cm: both mis-seen, or nobody's) are not told apart with
     confidence; near the plate the tracker's 2 cm error decides."""
@@ -82,20 +95,20 @@ def test_reach_likelihood_has_a_heavy_tail() -> None:
 def _numpy_sustained(track: Track, boxes: np.ndarray, t0: float, t1: float,
                      hold_s: float) -> float:
     """The sustained reach written with numpy (the compiled form must give the same bits)."""
-    t, joints = track.window(t0, t1)
-    if len(t) == 0:
-        return float("inf")
-    d = box_distance(joints[:, list(WRISTS)].astype(np.float64), boxes)
-    d = np.where(np.isnan(d), np.inf, d).min(axis=1)
-    seen = np.isfinite(d)
-    if not seen.any():
-        return float("inf")
-    t, d = t[seen], d[seen]
-    csum = np.concatenate(([0.0], np.cumsum(d)))
-    i = np.arange(len(t))
-    j = np.searchsorted(t, t + hold_s, side="right")
-    n = j - i
-    return float(((csum[j] - csum[i]) / n)[n >= max(1, int(n.max()) // 2)].min())
+    t_all, joints = track.window(t0, t1)
+    out = float("inf")
+    for w in WRISTS:
+        d = box_distance(joints[:, w].astype(np.float64), boxes)
+        seen = np.isfinite(d)
+        if not seen.any():
+            continue
+        t, d = t_all[seen], d[seen]
+        csum = np.concatenate(([0.0], np.cumsum(d)))
+        i = np.arange(len(t))
+        j = np.searchsorted(t, t + hold_s, side="right")
+        n = j - i
+        out = min(out, float(((csum[j] - csum[i]) / n)[n >= max(1, int(n.max()) // 2)].min()))
+    return out
 
 
 def test_compiled_sustained_reach_equals_the_numpy_form() -> None:

@@ -3,11 +3,11 @@
 Attribution uses hands, never heads: the shopper whose wrist was in the plate's volume while
 its weight changed is the likeliest taker. A hand takes or leaves an item over a grasp, not a
 frame, so each candidate is scored on its *sustained reach*: the smallest wrist-to-plate
-distance averaged over ``hold_s`` of the event window. A neighbour whose hand crosses or brushes
-the plate for a frame or two (crossing hands, shoulder to shoulder, a tracker glitch) does not
-look like the hand that held the item there. Scores become probabilities over the candidates
-plus a "nobody seen" alternative, so an event with no hand near the plate is reviewable rather
-than silently charged to whoever stood closest.
+distance averaged over ``hold_s`` of the event window, each wrist on its own. A neighbour
+whose hand crosses or brushes the plate for a frame or two (crossing hands, shoulder to
+shoulder, a tracker glitch) does not look like the hand that held the item there. Scores
+become probabilities over the candidates plus a "nobody seen" alternative, so an event with
+no hand near the plate is reviewable rather than silently charged to whoever stood closest.
 """
 
 from __future__ import annotations
@@ -72,12 +72,14 @@ def wrist_distance(track: Track, boxes: np.ndarray, t0: float, t1: float) -> flo
 def sustained_distance(
     track: Track, boxes: np.ndarray, t0: float, t1: float, hold_s: float
 ) -> float:
-    """Smallest mean distance of the nearer wrist to the boxes over any ``hold_s`` stretch of
-    [t0, t1] (inf if never seen).
+    """Smallest mean distance of a wrist to the boxes over any ``hold_s`` stretch of
+    [t0, t1], each wrist on its own (inf if never seen).
 
-    Only stretches seen at least half as well as the best-seen one count, so that a lone
-    frame between occlusions cannot stand for a whole grasp; a track seen too little for any
-    stretch is judged on what was seen.
+    Each wrist is its own series: a frame where the hand in the plate is unseen is skipped,
+    not stood in for by the other hand hanging at the shopper's side. Only stretches in
+    which the wrist is seen at least half as often as in its best-seen one count, so that a
+    lone frame between occlusions cannot stand for a whole grasp; a wrist seen too little for
+    any stretch is judged on what was seen.
     """
     t, joints = track.window(t0, t1)
     if len(t) == 0:
@@ -91,14 +93,14 @@ def sustained_distance(
 def _sustained(t: np.ndarray, wrists: np.ndarray, boxes: np.ndarray, hold_s: float) -> float:
     """:func:`sustained_distance` over a window's samples, compiled (it runs for every shopper
     in the store at every event): the same operations in the same order as the numpy form
-    (box distance, nearer wrist, running sum), so the same bits."""
+    (box distance, running sum per wrist), so the same bits."""
     n = t.shape[0]
+    out = np.inf
     d = np.empty(n)
-    m = 0
     ts = np.empty(n)
-    for s in range(n):
-        near = np.inf
-        for w in range(wrists.shape[1]):
+    for w in range(wrists.shape[1]):
+        m = 0
+        for s in range(n):
             p0, p1, p2 = wrists[s, w, 0], wrists[s, w, 1], wrists[s, w, 2]
             if math.isnan(p0) or math.isnan(p1) or math.isnan(p2):
                 continue  # unseen: no distance
@@ -108,26 +110,23 @@ def _sustained(t: np.ndarray, wrists: np.ndarray, boxes: np.ndarray, hold_s: flo
                 e1 = max(max(boxes[b, 0, 1] - p1, p1 - boxes[b, 1, 1]), 0.0)
                 e2 = max(max(boxes[b, 0, 2] - p2, p2 - boxes[b, 1, 2]), 0.0)
                 best = min(best, math.sqrt(e0 * e0 + e1 * e1 + e2 * e2))
-            near = min(near, best)
-        if near < np.inf:
-            d[m] = near
+            d[m] = best
             ts[m] = t[s]
             m += 1
-    if m == 0:
-        return np.inf
-    csum = np.zeros(m + 1)
-    for k in range(m):
-        csum[k + 1] = csum[k] + d[k]
-    j = np.searchsorted(ts[:m], ts[:m] + hold_s, side="right")
-    most = 0
-    for i in range(m):
-        most = max(most, j[i] - i)
-    least = max(1, most // 2)
-    out = np.inf
-    for i in range(m):
-        k = j[i] - i
-        if k >= least:
-            out = min(out, (csum[j[i]] - csum[i]) / k)
+        if m == 0:
+            continue
+        csum = np.zeros(m + 1)
+        for k in range(m):
+            csum[k + 1] = csum[k] + d[k]
+        j = np.searchsorted(ts[:m], ts[:m] + hold_s, side="right")
+        most = 0
+        for i in range(m):
+            most = max(most, j[i] - i)
+        least = max(1, most // 2)
+        for i in range(m):
+            k = j[i] - i
+            if k >= least:
+                out = min(out, (csum[j[i]] - csum[i]) / k)
     return out
 
 
