@@ -25,6 +25,7 @@ from walkout.store.model import Gondola, Store
 
 BODY_HZ = 30.0
 STAND_OFFSET = 0.35  # m between the gondola face and a standing shopper's pelvis
+STEP_BACK_M = 0.6  # m out into the aisle before walking on from a shelf spot (and in again)
 
 
 class ShopperConfig(BaseModel):
@@ -95,12 +96,12 @@ class _Shelving:
     def __post_init__(self) -> None:
         self.stock = [e.stock for e in self.store.planogram]
 
-    stands: list[tuple[np.ndarray, float, float]] = field(default_factory=list)
+    stands: list[tuple[np.ndarray, float, float, int]] = field(default_factory=list)  # + owner
 
     def free_at(self, plates: tuple[str, ...], xy: np.ndarray | None, t0: float, length: float,
                 min_gap_m: float = 0.0, owner: int | None = None) -> float:
         """Earliest start >= t0 at which, for ``length`` s, no other hand is in these plates
-        and nobody else stands within ``min_gap_m`` of ``xy``."""
+        and nobody else stands within ``min_gap_m`` of ``xy`` (``owner``'s own spots aside)."""
         start = t0
         moved = True
         while moved:
@@ -108,7 +109,8 @@ class _Shelving:
             spans = [(a, b) for p in plates for a, b, o in self.busy.get(p, [])
                      if owner is None or o != owner]
             if xy is not None:
-                spans += [(a, b) for q, a, b in self.stands if np.hypot(*(q - xy)) < min_gap_m]
+                spans += [(a, b) for q, a, b, o in self.stands
+                          if (owner is None or o != owner) and np.hypot(*(q - xy)) < min_gap_m]
             for a, b in spans:
                 if start < b and a < start + length:
                     start, moved = b, True
@@ -118,8 +120,8 @@ class _Shelving:
         for p in plates:
             self.busy.setdefault(p, []).append((t0, t1, owner))
 
-    def book_stand(self, xy: np.ndarray, t0: float, t1: float) -> None:
-        self.stands.append((xy, t0, t1))
+    def book_stand(self, xy: np.ndarray, t0: float, t1: float, owner: int = -1) -> None:
+        self.stands.append((xy, t0, t1, owner))
 
 
 def sample_walk(
@@ -151,6 +153,7 @@ class _Timeline:
     xy: np.ndarray = field(default_factory=lambda: np.zeros(2))
     heading: float = np.pi / 2
     gait: float = 0.0
+    aisle: np.ndarray | None = None  # at a shelf spot: the point behind it in the aisle
 
     def __post_init__(self) -> None:
         self.t = self.t0
@@ -372,12 +375,15 @@ class ShopperSimulator:
         return out
 
     def _clear(self, xy: np.ndarray, t0: float, min_gap: float) -> bool:
+        """Whether a walk keeps ``min_gap`` from everybody planned earlier; from somebody it
+        starts closer to than that, it must only not come closer (stepping away is fine)."""
         if len(xy) == 0:
             return True
         times = t0 + np.arange(1, len(xy) + 1) / BODY_HZ
         for pos in self._others_at(times):
             d = np.hypot(*(pos - xy).T)
-            if np.nanmin(d, initial=np.inf) < min_gap:
+            limit = min(min_gap, float(d[0])) if np.isfinite(d[0]) else min_gap
+            if np.nanmin(d, initial=np.inf) < limit - 0.02:
                 return False
         return True
 
@@ -385,17 +391,25 @@ class ShopperSimulator:
         self, draw: Callable[[], np.ndarray], t: float, tries: int = 20,
         horizon_s: float = 10.0, gap_m: float = 0.8,
     ) -> np.ndarray:
-        """A spot from ``draw`` where nobody already planned stands for ``horizon_s``."""
+        """A spot from ``draw`` where nobody already planned stands for ``horizon_s``; if
+        none of ``tries`` draws is, the walkable one farthest from everybody (a crowd does
+        not push people into the shelving)."""
         times = t + np.arange(0.0, horizon_s, 0.25)
         others = self._others_at(times)
-        spot = draw()
+        first = spot = draw()
+        best: tuple[float, np.ndarray] | None = None
         for _ in range(tries):
-            if self.floor.free[tuple(self.floor.ij(spot))] and all(
-                np.nanmin(np.hypot(*(pos - spot).T), initial=np.inf) >= gap_m for pos in others
-            ):
-                return spot
+            if self.floor.free[tuple(self.floor.ij(spot))]:
+                room = min(
+                    (float(np.nanmin(np.hypot(*(pos - spot).T), initial=np.inf))
+                     for pos in others), default=np.inf,
+                )
+                if room >= gap_m:
+                    return spot
+                if best is None or room > best[0]:
+                    best = (room, spot)
             spot = draw()
-        return spot
+        return first if best is None else best[1]
 
     def _linger(self, tl: _Timeline, seconds: float) -> None:
         """Wait ``seconds``; first step aside to a nearby free spot if the current one will be
@@ -415,42 +429,73 @@ class ShopperSimulator:
             self._walk(tl, spot, self.config.speed_mps[1])
         tl.stand(max(seconds - (tl.t - times[0]), 0.0))
 
-    def _walk(self, tl: _Timeline, dest: np.ndarray, speed: float) -> None:
+    def _walk(
+        self, tl: _Timeline, dest: np.ndarray, speed: float, step_in: bool = True
+    ) -> None:
         """Walk to ``dest`` without walking through anybody: go round people standing in the
-        way, or wait (up to 6 s) for people crossing to pass; then go regardless."""
+        way, and wait (up to 6 s) for people crossing to pass; then go regardless.
+        ``step_in``: the last steps go into a spot beside others at a shelf, allowed close.
+        From a shelf spot, people first step back into the aisle (unless the next spot is
+        the neighbouring one)."""
+        back, tl.aisle = tl.aisle, None
+        if back is not None and float(np.hypot(*(dest - tl.xy))) > STEP_BACK_M + 0.1:
+            self._walk(tl, back, speed, step_in=False)
         gap = self.config.body_gap_m
         path = self.floor.path(tl.xy, dest)
+
+        def checked(xy: np.ndarray) -> np.ndarray:
+            return _approach(xy, dest) if step_in else xy
+
         for _ in range(12):
             sampled = sample_walk(path, speed)
-            # the last steps into a spot beside others at a shelf are allowed to be close
-            if sampled is None or self._clear(_approach(sampled[0], dest), tl.t, gap):
+            if sampled is None or self._clear(checked(sampled[0]), tl.t, gap):
                 break
-            window = tl.t + np.arange(0.0, len(sampled[0]) / BODY_HZ + 1.0, 0.5)
-            standing = []
-            for pos in self._others_at(window):
-                seen = pos[np.isfinite(pos[:, 0])]
-                if len(seen) and np.ptp(seen, axis=0).max() < 0.3:
-                    standing.append(seen.mean(axis=0))
+            standing = self._standing_in_the_way(checked(sampled[0]), tl.t, gap)
             if standing:
                 try:
                     detour = self.floor.path(tl.xy, dest, np.array(standing), radius=gap + 0.1)
                 except ValueError:  # they block the only way: wait for them instead
                     detour = path
                 d_sampled = sample_walk(detour, speed)
-                if d_sampled is None or self._clear(_approach(d_sampled[0], dest), tl.t, gap):
-                    path = detour
+                # waiting does not move people who stand: go round them in any case, and wait
+                # only for those walking by
+                path = detour
+                if d_sampled is None or self._clear(checked(d_sampled[0]), tl.t, gap):
                     break
             tl.stand(0.5)
         tl.walk(path, speed)
 
-    def _reach_target(self, plates: tuple[str, ...]) -> tuple[np.ndarray, float]:
-        """A point inside the footprint (first plate's front part) and the along-face coordinate."""
+    def _standing_in_the_way(self, xy: np.ndarray, t0: float, gap: float) -> list[np.ndarray]:
+        """Where people this walk would come within ``gap`` of stand still then (moving less
+        than 0.3 m over 1 s either side): waiting for them does not help, going round does."""
+        times = t0 + np.arange(1, len(xy) + 1) / BODY_HZ
+        out = []
+        for pos in self._others_at(times):
+            d = np.hypot(*(pos - xy).T)
+            if not np.nanmin(d, initial=np.inf) < gap:
+                continue
+            k = int(np.nanargmin(d))
+            w = int(BODY_HZ)
+            around = pos[max(k - w, 0) : k + w + 1]
+            around = around[np.isfinite(around[:, 0])]
+            if len(around) and np.ptp(around, axis=0).max() < 0.3:
+                out.append(around.mean(axis=0))
+        return out
+
+    def _reach_target(
+        self, plates: tuple[str, ...], near: float | None = None
+    ) -> tuple[np.ndarray, float]:
+        """A point inside the footprint (first plate's front part) and the along-face coordinate;
+        with ``near``, within a third of the usual spread of that along-face coordinate."""
         boxes = [self.store.plates[p].box for p in plates]
         lo = np.min([b.min for b in boxes], axis=0)
         hi = np.max([b.max for b in boxes], axis=0)
         g = self.store.plate_gondola[plates[0]]
         along = 0 if abs(g.front[1]) > 0.5 else 1
         a = self.rng.uniform(lo[along] + 0.08, hi[along] - 0.08)
+        if near is not None:
+            a = float(np.clip(near + (a - 0.5 * (lo[along] + hi[along])) / 3.0,
+                              lo[along] + 0.08, hi[along] - 0.08))  # same draw, narrowed
         target = np.empty(3)
         target[along] = a
         depth_axis = 1 - along
@@ -459,6 +504,13 @@ class ShopperSimulator:
         target[depth_axis] = face - front_sign * self.rng.uniform(0.08, 0.2)
         target[2] = lo[2] + self.rng.uniform(0.04, 0.12)
         return target, a
+
+    def _footprint_centre(self, plates: tuple[str, ...]) -> float:
+        """The along-face coordinate of the middle of a footprint."""
+        boxes = [self.store.plates[p].box for p in plates]
+        g = self.store.plate_gondola[plates[0]]
+        along = 0 if abs(g.front[1]) > 0.5 else 1
+        return 0.5 * (min(b.min[along] for b in boxes) + max(b.max[along] for b in boxes))
 
     def _interact(
         self, tl: _Timeline, plates: tuple[str, ...], delta_g: float, wrist: int,
@@ -470,8 +522,12 @@ class ShopperSimulator:
         ``at`` asks for the hand to be in the plate at that time (scenarios that synchronise
         shoppers); it overrides the plate schedule but not physics: nobody walks faster.
         """
-        target, along = self._reach_target(plates)
         g = self.store.plate_gondola[plates[0]]
+        # People scripted side by side (``at``) reach near the middle of their footprints:
+        # reaching anywhere in them would put neighbours' hips as little as 0.16 m apart,
+        # bodies inside each other.
+        centre = None if at is None else self._footprint_centre(plates)
+        target, along = self._reach_target(plates, near=centre)
         stand, heading = _stand_point(g, along + stand_offset_m)
         speed = self.rng.uniform(*self.config.speed_mps)
         walk_s = _length(self.floor.path(tl.xy, stand)) / speed
@@ -483,15 +539,45 @@ class ShopperSimulator:
                 plates, stand, tl.t + walk_s, stay, self.config.min_gap_m, owner=tl.owner
             )
         else:
+            # a scripted moment: come into the aisle behind the spot early and browse there
+            # (people converging on one shelf at one moment would otherwise all walk there at
+            # once, through each other)
+            front = self._aisle_point(stand, g)
+            if front is not None and float(np.hypot(*(tl.xy - stand))) > STEP_BACK_M + 0.1:
+                t_there = tl.t + _length(self.floor.path(tl.xy, front)) / speed
+                rng, first = self.rng, [True]
+
+                def near_front() -> np.ndarray:  # the point itself, else somewhere close by
+                    if first:
+                        first.clear()
+                        return front
+                    return front + rng.uniform(-0.6, 0.6, size=2)
+
+                spot = self._free_spot(
+                    near_front, t_there, horizon_s=max(at - t_there, 1.0),
+                    gap_m=self.config.body_gap_m + 0.1,
+                )
+                self._walk(tl, spot, speed, step_in=False)
+                walk_s = _length(self.floor.path(tl.xy, stand)) / speed
             arrive = max(tl.t + walk_s, at - 0.5)
-        if arrive > tl.t + walk_s and at is not None:  # a scripted moment: wait right here
-            tl.stand(arrive - tl.t - walk_s)
-        elif arrive > tl.t + walk_s:  # lingers until the spot is free, out of others' way
+        if arrive > tl.t + walk_s:  # lingers until the spot is free (or the scripted
+            # moment comes), out of others' way
             self._linger(tl, arrive - tl.t - walk_s)
             walk_s = _length(self.floor.path(tl.xy, stand)) / speed
         t_arrive = tl.t + walk_s
-        self.shelving.book_stand(stand, t_arrive - 0.5, t_arrive + stay)
-        self._walk(tl, stand, speed)
+        self._walk_in(tl, stand, g, speed)
+        if at is None:
+            # going round people can make them late, and meanwhile somebody planned earlier
+            # may stand at or beside the spot: then they wait aside and come back
+            for _ in range(4):
+                free = self.shelving.free_at(
+                    (), stand, tl.t, stay, self.config.min_gap_m, owner=tl.owner
+                )
+                if free <= tl.t:
+                    break
+                self._linger(tl, free - tl.t)
+                self._walk_in(tl, stand, g, speed)
+        t_arrive = tl.t
         tl.turn_to(heading)
         if at is None:  # walking round people may have made them late: the plate may be busy
             start = self.shelving.free_at(plates, None, tl.t, dwell + 2.5, owner=tl.owner)
@@ -513,8 +599,26 @@ class ShopperSimulator:
         ]
         tl.stand(pause)
         # the spot was theirs for as long as they really stood there (delays included)
-        self.shelving.book_stand(stand, t_arrive - 0.5, tl.t + 0.5)
+        self.shelving.book_stand(stand, t_arrive - 0.5, tl.t + 0.5, owner=tl.owner)
+        tl.aisle = self._aisle_point(stand, g)  # the next walk away steps back there first
         return out, (t_in, t_out, t_change)
+
+    def _aisle_point(self, stand: np.ndarray, g: Gondola) -> np.ndarray | None:
+        """The point ``STEP_BACK_M`` out into the aisle from a shelf spot (None where the
+        floor there is not walkable: a narrow aisle, a wall)."""
+        xy = stand + STEP_BACK_M * np.asarray(g.front[:2], dtype=float)
+        ij = self.floor.ij(xy)
+        inside = all(0 <= int(k) < n for k, n in zip(ij, self.floor.free.shape, strict=True))
+        return xy if inside and bool(self.floor.free[tuple(ij)]) else None
+
+    def _walk_in(self, tl: _Timeline, stand: np.ndarray, g: Gondola, speed: float) -> None:
+        """Come to a shelf spot from the aisle, then step in: walking along the line where
+        people stand at the shelf would go through them (their neighbours are ``min_gap_m``
+        apart there), people go along the aisle behind them."""
+        front = self._aisle_point(stand, g)
+        if front is not None and float(np.hypot(*(tl.xy - stand))) > STEP_BACK_M + 0.1:
+            self._walk(tl, front, speed, step_in=False)
+        self._walk(tl, stand, speed)
 
     def random_plan(self, credential: str, t_arrive: float) -> Plan:
         """The standard mix: a few picks, sometimes a put-back (same plate or elsewhere)."""
@@ -574,7 +678,25 @@ class ShopperSimulator:
         assert best is not None
         _, _, res, self.shelving, body = best
         self._bodies.append(body)  # type: ignore[arg-type]
+        self._book_stops(*body, owner=person_id)  # type: ignore[misc]
         return res
+
+    def _book_stops(
+        self, t0: float, positions: np.ndarray, owner: int, min_s: float = 1.0
+    ) -> None:
+        """Book every place this visitor stood still for ``min_s`` or more, not only the spots
+        in front of plates: a scripted wait, a hand-over, a bend to the floor happen somewhere
+        too, and a later shopper must not choose a shelf spot inside them."""
+        n = len(positions)
+        if n < 2:
+            return
+        step = np.hypot(*np.diff(positions, axis=0).T) * BODY_HZ  # m/s between samples
+        still = np.concatenate([[False], step < 0.05, [False]])
+        edges = np.flatnonzero(np.diff(still.astype(np.int8)))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            if (b - a) / BODY_HZ >= min_s:
+                xy = positions[a : b + 1].mean(axis=0)
+                self.shelving.book_stand(xy, t0 + a / BODY_HZ - 0.5, t0 + b / BODY_HZ + 0.5, owner)
 
     def _too_close(self, t0: float, positions: np.ndarray) -> float:
         """Seconds this visitor spends within ``close_gap_m`` of anybody planned earlier."""
