@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from walkout.sim.scenarios import SCENARIOS, ScenarioContext
+from walkout.sim.session import simulate
 from walkout.sim.shoppers import ShopperConfig, ShopperSimulator
 from walkout.store import load_store
 
@@ -166,3 +167,24 @@ def test_changing_clothes_hides_the_shopper_in_the_fitting_room() -> None:
     frames = render_keypoints(store, [path], float(path.t[-1]), np.random.default_rng(0), cfg)
     seen = [f for f in frames if f.t > path.t[0] and f.keypoints.shape[0]]
     assert not seen
+
+
+@pytest.mark.parametrize(
+    "name", ["shoulder-to-shoulder", "crossing-hands", "same-plate-same-moment"]
+)
+def test_people_side_by_side_do_not_stand_or_walk_inside_each_other(name: str) -> None:
+    """Strangers scripted side by side keep their bodies apart (hips were 0.01 m apart for
+    seconds: the tracker cannot be asked to tell apart two bodies in one place). Squeezing
+    past each other brings them closer than 0.3 m for moments, never into one place."""
+    store = load_store("small")
+    s = simulate(store, 0, 1, scenarios=[name])
+    t = np.arange(0.0, s.duration_s, 0.1)
+    hips = []
+    for p in s.truth.paths:
+        j, ok = p.at(t)
+        hips.append(np.where(ok[:, None], j[:, 11:13, :2].mean(axis=1), np.nan))
+    for a in range(len(hips)):
+        for b in range(a + 1, len(hips)):
+            d = np.hypot(*(hips[a] - hips[b]).T)
+            assert np.nanmin(d, initial=np.inf) > 0.1, (name, a, b)
+            assert np.count_nonzero(d < 0.3) * 0.1 < 1.0, (name, a, b)
