@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from itertools import pairwise
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -212,19 +211,10 @@ class Engine:
         self, sensors: Sensors, progress: Callable[[float], None] | None = None
     ) -> EngineResult:
         """Run over a whole recording, in time chunks, as a live store would see it."""
-        chunk = self.config.chunk_s
-        plates, frames, gates = sensors.plates, sensors.frames, sensors.gates
-        frame_t = np.array([f.t for f in frames])
-        gate_t = np.array([g.t for g in gates])
-        edges = np.arange(0.0, sensors.duration_s + chunk, chunk)
-        for a, b in pairwise(edges):
-            i0, i1 = np.searchsorted(plates.t, [a, b])
-            f0, f1 = np.searchsorted(frame_t, [a, b])
-            g0, g1 = np.searchsorted(gate_t, [a, b])
-            block = PlateBlock(plates.t[i0:i1], plates.grams[i0:i1], plates.plate_ids)
-            self.step(block, frames[f0:f1], gates[g0:g1], float(b))
+        for block, frames, gates, now in sensors.chunks(self.config.chunk_s):
+            self.step(block, frames, gates, now)
             if progress:
-                progress(float(b))
+                progress(now)
         self.finish()
         return self.result()
 

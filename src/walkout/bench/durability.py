@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Engine, create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
@@ -300,8 +299,7 @@ def final_chunk(store: str, shoppers: int, seed: int) -> tuple[int, int]:
     from walkout.store import load_store
 
     sn = Sensors.from_session(simulate(load_store(store), shoppers, seed))
-    chunk = EngineConfig().chunk_s
-    edges = np.arange(0.0, sn.duration_s + chunk, chunk)
+    edges = sn.edges(EngineConfig().chunk_s)
     return len(edges), sum(1 for g in sn.gates if g.kind == "entry" and g.credential)
 
 

@@ -21,15 +21,13 @@ import threading
 import time
 from contextlib import suppress
 from dataclasses import asdict
-from itertools import pairwise
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 
 from walkout.checkout import Receipt
 from walkout.engine import Decision, Engine, EngineConfig
-from walkout.events import GateEvent, PlateBlock
+from walkout.events import GateEvent
 from walkout.review import ReviewCase
 from walkout.service import checkout, entry, live, revisions
 from walkout.service.checkout import LineRequest, insert_ignore
@@ -173,10 +171,8 @@ class LiveRunner:
     def run(self, d: Deps, stop: threading.Event | None = None) -> None:
         eng = self._engine()
         sn = self.sensors
-        frame_t = np.array([f.t for f in sn.frames])
-        gate_t = np.array([g.t for g in sn.gates])
         chunk = self.config.chunk_s
-        edges = np.arange(0.0, sn.duration_s + chunk, chunk)
+        n_chunks = len(sn.edges(chunk)) - 1
         with d.sessions() as s:
             cp = s.get(RunnerCheckpoint, self.source)
             resume = cp.chunk if cp else -1
@@ -184,30 +180,25 @@ class LiveRunner:
             log.info("resuming %s after chunk %d (replaying the log)", self.source, resume)
         seen = {"gates": 0, "shelf": 0, "decisions": 0, "cases": 0, "lines": 0, "receipts": 0}
         start = time.monotonic()
-        for i, (a, b) in enumerate(pairwise(edges)):
+        for i, (block, frames, gates, b) in enumerate(sn.chunks(chunk)):
             if stop is not None and stop.is_set():
                 return
             if self.speed and i > resume:
                 wait = b / self.speed - (time.monotonic() - start)
                 if wait > 0 and stop is not None and stop.wait(wait):
                     return
-            i0, i1 = np.searchsorted(sn.plates.t, [a, b])
-            f0, f1 = np.searchsorted(frame_t, [a, b])
-            g0, g1 = np.searchsorted(gate_t, [a, b])
-            gates = sn.gates[g0:g1]
             self._admit(d, gates)
-            eng.step(PlateBlock(sn.plates.t[i0:i1], sn.plates.grams[i0:i1], sn.plates.plate_ids),
-                     sn.frames[f0:f1], gates, float(b))
-            self._persist(d, eng, seen, i, float(b))
+            eng.step(block, frames, gates, b)
+            self._persist(d, eng, seen, i, b)
             self.chunks_done = i + 1
             if self.stop_after_chunk is not None and i >= self.stop_after_chunk:
                 return
         eng.finish()
-        self._persist(d, eng, seen, len(edges), sn.duration_s)
+        self._persist(d, eng, seen, n_chunks + 1, sn.duration_s)
         # the stream ended, its review cases did not: verdicts still revise their receipts
         while stop is not None and not stop.wait(1.0):
             if any(c.open for c in eng.cases.values()):
-                self._persist(d, eng, seen, len(edges), sn.duration_s)
+                self._persist(d, eng, seen, n_chunks + 1, sn.duration_s)
 
     def _gate_log(self) -> list[GateEvent]:
         """Every gate event of the source so far, in time order (a live source grows it)."""

@@ -48,7 +48,7 @@ from walkout.checkout import Receipt
 from walkout.events import Alert, GateEvent, KeypointFrame, PlateBlock
 from walkout.sim.session import SimSession
 from walkout.sources import wire
-from walkout.sources.recording import Sensors
+from walkout.sources.recording import Sensors, chunk_edges
 from walkout.store.model import Store
 
 log = logging.getLogger(__name__)
@@ -598,7 +598,7 @@ class MqttSource:
 
     def _edge(self, k: int) -> float:
         assert self._origin is not None
-        return self._origin + k * self.chunk_s  # as Engine.run's np.arange edges
+        return self._origin + k * self.chunk_s  # as chunk_edges
 
     def _released_until(self) -> float:
         return -math.inf if self._origin is None else self._edge(self._k)
@@ -617,8 +617,9 @@ class MqttSource:
             self._ready.append(self._chunk())
 
     def _finish(self, t_end: float) -> None:
-        """End of stream: everything still held or buffered goes out, in the chunks Engine.run
-        would cut for a stream of this duration (edges arange(0, t_end + chunk, chunk))."""
+        """End of stream: everything still held or buffered goes out, in the chunks
+        ``Sensors.chunks`` cuts from the same readings (:func:`chunk_edges` to the announced
+        duration, and past a reading stamped later)."""
         for dev in list(self._held):  # nothing more will come to settle their clocks
             for hm, ht in self._held.pop(dev):
                 self._admit(dev, hm, ht)
@@ -627,7 +628,9 @@ class MqttSource:
                 self.finished = True
                 return
             self._origin = math.floor(self._first / self.chunk_s) * self.chunk_s
-        n_edges = len(np.arange(self._origin, t_end + self.chunk_s, self.chunk_s))
+        last = max([-math.inf, *self._rows, *(f[0] for f in self._frames),
+                    *(g.t for g in self._gate_events)])
+        n_edges = len(chunk_edges(self._origin, t_end, self.chunk_s, last_t=last))
         while self._k + 1 < n_edges:
             self._ready.append(self._chunk())
         self.finished = True

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +116,42 @@ class Sensors:
     @classmethod
     def from_session(cls, s: SimSession) -> Sensors:
         return cls(s.store, s.plates, s.frames, s.gates, s.duration_s)
+
+    def edges(self, chunk_s: float) -> np.ndarray:
+        """The :func:`chunk_edges` of this recording: from its earliest reading to its duration,
+        and past its last reading should one be stamped later (clock jitter)."""
+        ts = [*self.plates.t[:1], *self.plates.t[-1:], *(f.t for f in self.frames[:1]),
+              *(f.t for f in self.frames[-1:]), *(g.t for g in self.gates)]
+        if not ts:
+            return chunk_edges(0.0, self.duration_s, chunk_s)
+        return chunk_edges(float(min(ts)), self.duration_s, chunk_s, last_t=float(max(ts)))
+
+    def chunks(self, chunk_s: float) -> Iterator[tuple[PlateBlock, list[KeypointFrame],
+                                                       list[GateEvent], float]]:
+        """The recording as ``Engine.step``'s arguments, cut at :func:`chunk_edges` (the same
+        cut the MQTT source makes of the same readings, so live and replay agree)."""
+        frame_t = np.array([f.t for f in self.frames])
+        gate_t = np.array([g.t for g in self.gates])
+        edges = self.edges(chunk_s)
+        for a, b in pairwise(edges):
+            i0, i1 = np.searchsorted(self.plates.t, [a, b])
+            f0, f1 = np.searchsorted(frame_t, [a, b])
+            g0, g1 = np.searchsorted(gate_t, [a, b])
+            block = PlateBlock(self.plates.t[i0:i1], self.plates.grams[i0:i1],
+                               self.plates.plate_ids)
+            yield block, self.frames[f0:f1], self.gates[g0:g1], float(b)
+
+
+def chunk_edges(first_t: float, end_t: float, chunk_s: float,
+                last_t: float = -math.inf) -> np.ndarray:
+    """Edges of the half-open chunks ``[a, b)`` that cover ``[first_t, end_t)`` and every
+    reading up to ``last_t`` inclusive, aligned to multiples of ``chunk_s``. A camera whose clock
+    reads a hair before 0 (timestamp jitter) gets a chunk of its own rather than being dropped."""
+    origin = math.floor(first_t / chunk_s) * chunk_s
+    n = max(math.ceil((end_t - origin) / chunk_s), 1)
+    if math.isfinite(last_t):
+        n = max(n, math.floor((last_t - origin) / chunk_s) + 1)
+    return origin + chunk_s * np.arange(n + 1, dtype=np.float64)
 
 
 def _npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
