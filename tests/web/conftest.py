@@ -40,9 +40,9 @@ from walkout.sim.session import SimSession, simulate
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
 
-#: store time per wall second: 107 s of shopping in about 40 s
+#: store time per wall second: 114 s of shopping in about 45 s
 SPEED = 2.5
-SHOPPERS, SEED = 6, 5  # this draw has a review case at t ≈ 37 s (another product weighs the same)
+SHOPPERS, SEED = 6, 20  # this draw has a review case at t ≈ 63 s (another product weighs the same)
 ADMIN = "wo_web-test-admin-0123456789abcdef"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "web"

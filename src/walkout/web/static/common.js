@@ -69,7 +69,12 @@ const WO = (() => {
     for (const k of kids.flat()) if (k) e.append(k.nodeType ? k : document.createTextNode(String(k)));
     return e;
   }
-  function fmtT(t) { if (t === null || t === undefined) return ""; const s = Math.max(0, Math.round(t)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }
+  // store time as m:ss, or m:ss.d with digits = 1 (a replay steps in tenths of a second)
+  function fmtT(t, digits = 0) {
+    if (t === null || t === undefined) return "";
+    const f = 10 ** digits, s = Math.max(0, Math.round(t * f)) / f, m = Math.floor(s / 60);
+    return `${m}:${(s - m * 60).toFixed(digits).padStart(digits ? 3 + digits : 2, "0")}`;
+  }
   function receiptTable(rc) {
     return el("table", { class: "rc" },
       el("thead", {}, el("tr", {}, el("th", { text: "Item" }), el("th", { class: "num", text: "Qty" }), el("th", { class: "num", text: "Amount" }))),

@@ -245,7 +245,7 @@
     let k = 0, playing = true;
     function draw() {
       if (!times.length) { clock.textContent = "no skeleton seen"; return; }
-      const t = times[k % times.length]; layer.replaceChildren(); clock.textContent = fmtT(t) + (t >= c.event.t_start && t <= c.event.t_end ? " · event" : "");
+      const t = times[k % times.length]; layer.replaceChildren(); clock.textContent = fmtT(t, 1) + (t >= c.event.t_start && t <= c.event.t_end ? " · event" : "");
       sessions.forEach((s, i) => {
         const fr = c.skeletons[s].reduce((best, x) => Math.abs(x[0] - t) < Math.abs((best?.[0] ?? 1e9) - t) ? x : best, null);
         if (!fr || Math.abs(fr[0] - t) > 0.3) return;
