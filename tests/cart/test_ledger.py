@@ -137,3 +137,22 @@ def test_side_by_side_at_the_gate_the_first_born_scanned() -> None:
     book.born(second)
     book.resolve(now=12.6, tracks=[first, second])
     assert book.sessions[book.by_track[0]].credential == "qr-a"
+
+
+def test_a_moment_long_duplicate_at_the_gate_does_not_take_a_party_members_place() -> None:
+    """A party of three crowding the gate: the tracker saw one of them twice for 0.4 s (track
+    2, then lost). The third member's own track (3) is born after it and must still be bound."""
+    book = SessionBook(bind_window_s=2.5)
+    book.scan(GateEvent(421.7, "entry", "entry", "qr-family", party_size=3))
+    path = [(1.5, 0.3)] * 20
+    tracks = [_walk(0, 421.0, path), _walk(1, 421.7, path),
+              Track(2, np.array([423.1, 423.3, 423.5]), np.zeros((3, 17, 3)),
+                    np.zeros((3, 17)), born_at="entry"),
+              _walk(3, 423.4, path)]
+    for tr in tracks:
+        book.born(tr)
+    alerts = book.resolve(now=450.0, tracks=tracks)
+    assert {book.by_track[i] for i in (0, 1, 3)} == {"s00001"}
+    assert not book.sessions[book.by_track[2]].bound  # still recorded, never silently dropped
+    assert [a.kind for a in alerts] == ["unbound_person"]
+    assert "seen at the entry for 0.4 s without a scan, then lost" in alerts[0].message

@@ -5,9 +5,10 @@ that one missed birth cannot shift later pairings): the one farthest into the st
 the person who scanned walks ahead and a tailgater slips in right behind (and stays unbound).
 Not the first one born: two people that close can be seen as one for a moment, and the track
 that was born first may carry on with the one behind. A party of N admits N tracks, the later
-members a little later each. A track with
-no scan is an unbound person (tailgating): it gets a pseudo-session so that what it takes is
-still recorded, and an alert is raised.
+members a little later each; a track that lived for a moment and was lost (a duplicate in the
+crowd at the gate) takes a member's place only if nobody else can. A track with no scan is an
+unbound person (tailgating): it gets a pseudo-session so that what it takes is still recorded,
+and an alert is raised.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class SessionBook:
     bind_window_s: float = 2.5
     member_gap_s: float = 2.0  # a party's further members come through this much later each
     ahead_margin_m: float = 0.5  # the scanner is the one ahead only when clearly so
+    # a birth seen for less than this and then unseen as long is a fragment (a duplicate of
+    # somebody in the crowd at the gate, or a false detection): it takes a scan's place only
+    # when nobody else can, so that a party's member is not left unbound behind it
+    fragment_s: float = 1.0
     # entry gate → its floor area (min x, min y, max x, max y), metres
     gate_areas: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
@@ -85,6 +90,8 @@ class SessionBook:
                 continue
             cands = [tr for tr in self._births
                      if tr.born_at == g.gate_id and abs(float(tr.t[0]) - g.t) <= w]
+            cands = [tr for tr in cands if not self._fragment(latest.get(tr.track_id, tr),
+                                                              now)] or cands
             self._scans.remove((g, s, k))
             if cands:
                 match = self._scanner(cands, latest, g.gate_id, now)
@@ -107,9 +114,16 @@ class SessionBook:
             sid = f"unbound-{tr.track_id}"
             self.sessions[sid] = Session(sid, "", t0, [tr.track_id], bound=False)
             self.by_track[tr.track_id] = sid
-            alerts.append(Alert(t0, "unbound_person",
-                                f"track {tr.track_id} entered without a scan (tailgating?)", sid))
+            what = (f"was seen at the entry for {float(tr.t[-1] - tr.t[0]):.1f} s without a "
+                    "scan, then lost (a duplicate in the crowd, or someone slipping in?)"
+                    if self._fragment(latest.get(tr.track_id, tr), now)
+                    else "entered without a scan (tailgating?)")
+            alerts.append(Alert(t0, "unbound_person", f"track {tr.track_id} {what}", sid))
         return alerts
+
+    def _fragment(self, tr: Track, now: float) -> bool:
+        return (float(tr.t[-1] - tr.t[0]) < self.fragment_s
+                and now - float(tr.t[-1]) > self.fragment_s)
 
     def _scanner(self, cands: list[Track], latest: Mapping[int, Track], gate_id: str,
                  now: float) -> Track:
