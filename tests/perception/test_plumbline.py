@@ -6,7 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from walkout.perception.plumbline import PlumbLineError, edge_points, fit_lens, line_distances
+from walkout.perception.plumbline import (
+    PlumbLineError,
+    edge_points,
+    fit_lens,
+    fit_lens_on_image,
+    line_distances,
+)
 
 # An AiFi-like camera: 640x360, f ≈ 510 px, principal point above the centre, strong barrel.
 K = np.array([[511.5, 0.0, 320.0], [0.0, 511.5, 165.0], [0.0, 0.0, 1.0]])
@@ -23,9 +29,10 @@ def _inside(px: np.ndarray) -> np.ndarray:
     return px[(px[:, 0] >= 0) & (px[:, 0] < SIZE[0]) & (px[:, 1] >= 0) & (px[:, 1] < SIZE[1])]
 
 
-def _scene_lines(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+def _scene_lines(rng: np.random.Generator, n: int,
+                 dist: np.ndarray = TRUE) -> list[np.ndarray]:
     """``n`` straight 3D segments 2-4 m in front of the camera, each crossing much of the
-    view, projected through the true lens (points inside the image only), 0.3 px noise."""
+    view, projected through ``dist`` (points inside the image only), 0.3 px noise."""
     lines = []
     while len(lines) < n:
         a = np.array([rng.uniform(-2.5, 2.5), rng.uniform(-1.5, 1.5), rng.uniform(2.0, 4.0)])
@@ -33,7 +40,7 @@ def _scene_lines(rng: np.random.Generator, n: int) -> list[np.ndarray]:
         d[2] *= 0.3
         d /= np.linalg.norm(d)
         pts = a + np.linspace(-3.0, 3.0, 200)[:, None] * d
-        px = _inside(_project(pts[pts[:, 2] > 0.5]))
+        px = _inside(_project(pts[pts[:, 2] > 0.5], dist))
         if len(px) >= 60 and np.ptp(px, axis=0).max() > 150:
             lines.append(px + rng.normal(0, 0.3, px.shape))
     return lines
@@ -107,3 +114,38 @@ def test_edge_points_land_on_a_drawn_edge():
     assert np.median(np.abs(pts[:, 1] - e)) < 0.1
     # a guide over a flat area finds nothing rather than noise
     assert len(edge_points(img, np.array([[20.0, 40.0], [280.0, 40.0]]))) == 0
+
+
+_S = np.linspace(0, 1, 100)
+CABLE = np.stack([150 + 100 * _S + 80 * _S * (1 - _S), 20 + 300 * _S], 1)
+
+
+def _render(dist: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 640x360 frame of dark bars (door frames, rails) along straight 3D lines, taken
+    through ``dist``, plus a hanging cable (a curved bar) that must not count as a line."""
+    img = np.full((360, 640), 190, np.uint8)
+    for _ in range(10):
+        pts = _scene_lines(rng, 1, dist)[0]
+        cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, 60, 5, cv2.LINE_AA, 4)
+    cv2.polylines(img, [np.round(CABLE * 16).astype(np.int32)], False, 20, 4, cv2.LINE_AA, 4)
+    return cv2.GaussianBlur(img, (0, 0), 0.7)
+
+
+def test_the_lens_is_found_on_a_frame_without_picks():
+    img = _render(TRUE, np.random.default_rng(11))
+    found = fit_lens_on_image(img, K)
+    err = np.linalg.norm(_displacement(found.fit.dist) - _displacement(TRUE), axis=1)
+    assert err.max() < 1.0
+    assert found.fit.rms_px < 0.3
+    assert len(found.kept) >= 8
+    for i in found.kept:  # no edge of the cable counts as a line
+        near = np.min(np.linalg.norm(found.lines[i][:, None] - CABLE[None], axis=2), axis=1)
+        assert np.mean(near < 4.0) < 0.5
+
+
+def test_a_frame_without_distortion_gives_a_flat_lens():
+    """What the AiFi cps-test-01 frames turned out to be: straight edges under no lens."""
+    img = _render(np.zeros(5), np.random.default_rng(12))
+    found = fit_lens_on_image(img, K, k0=(-0.5, 0.2))  # started from a strong barrel
+    err = np.linalg.norm(_displacement(found.fit.dist) - _displacement(np.zeros(5)), axis=1)
+    assert err.max() < 1.0

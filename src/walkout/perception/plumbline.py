@@ -36,6 +36,8 @@ MAX_RMS_PX = 1.0
 #: Refuse a fit whose one-sigma uncertainty of the distortion at the image corner exceeds this
 #: (px): the lines do not constrain the lens.
 MAX_CORNER_SIGMA_PX = 2.0
+#: An edge sample needs at least this intensity gradient across it (grey levels per px).
+MIN_GRADIENT = 8.0
 #: ``|k1|, |k2|`` searched up to this: beyond it the model folds over inside a 640x360 frame.
 K_BOUND = 1.5
 
@@ -186,7 +188,7 @@ def edge_points(gray: np.ndarray, guide: np.ndarray, step: float = 2.0,
     Every ``step`` px along each guide segment, the intensity profile across the segment
     (the image lightly blurred, cubic-spline sampled every 0.25 px) is differentiated and its
     steepest point within ``search`` px, refined by a parabola, is the edge. Samples without a
-    clear peak (a flat profile, or the steepest point at the window's end) are dropped. Each
+    clear edge (gradient under ``MIN_GRADIENT``, or steepest at the window's end) are dropped. Each
     guide segment must follow one edge to within ``search`` px.
     """
     img = cv2.GaussianBlur(np.asarray(gray, np.float32), (0, 0), 1.0)
@@ -215,10 +217,158 @@ def edge_points(gray: np.ndarray, guide: np.ndarray, step: float = 2.0,
     rows = np.arange(len(c))
     lo, hi = np.flatnonzero(inner)[[0, -1]]
     peak = g[rows, i]
-    ok = (i > lo) & (i < hi) & (peak >= 8.0) & (peak >= 3.0 * np.median(g[:, inner], axis=1))
+    ok = (i > lo) & (i < hi) & (peak >= MIN_GRADIENT)
     i = np.clip(i, 1, len(offs) - 2)
     g0, g1, g2 = g[rows, i - 1], peak, g[rows, i + 1]
     den = g0 - 2 * g1 + g2
     frac = np.where(den < 0, 0.5 * (g0 - g2) / np.where(den < 0, den, -1.0), 0.0)
     pts = c + ((offs[i] + frac * h)[:, None]) * n
     return pts[ok]
+
+
+def trace_edge(gray: np.ndarray, guide: np.ndarray, search: float = 4.0,
+               tol_px: float = 1.0) -> np.ndarray:
+    """Edge points of one straight scene edge from a rough guide polyline (picked by eye to a
+    few px): :func:`edge_points` within ``search`` px, a robust parabola through them (in the
+    guide's chord frame: the image of a line under a radial lens bends gently), then the edge
+    again within 1.5 px of that parabola over the span found, keeping the points within
+    ``tol_px`` of it. The parabola only steers the search onto one edge (a mullion has two, a
+    few px apart); the points are the image's own."""
+    guide = np.asarray(guide, np.float64).reshape(-1, 2)
+    a, b = guide[0], guide[-1]
+    u = (b - a) / np.linalg.norm(b - a)
+    n = np.array([-u[1], u[0]])
+
+    def curve(pts: np.ndarray) -> np.ndarray:
+        s, d = (pts - a) @ u, (pts - a) @ n
+        keep = np.ones(len(s), bool)
+        coef = np.zeros(3)
+        for _ in range(4):
+            if keep.sum() < 8:
+                break
+            coef = np.polyfit(s[keep], d[keep], 2)
+            r = d - np.polyval(coef, s)
+            keep = np.abs(r) <= max(tol_px, 3.0 * 1.4826 * float(np.median(np.abs(r[keep]))))
+        return coef
+
+    first = edge_points(gray, guide, search=search)
+    if len(first) < 8:
+        return np.empty((0, 2))
+    coef = curve(first)
+    along = (first - a) @ u
+    s = np.linspace(float(along.min()), float(along.max()), 64)
+    dense = a + s[:, None] * u + np.polyval(coef, s)[:, None] * n
+    pts = edge_points(gray, dense, search=1.5)
+    if len(pts) == 0:
+        return pts
+    r = (pts - a) @ n - np.polyval(coef, (pts - a) @ u)
+    return pts[np.abs(r) <= tol_px]
+
+
+def line_segments(gray: np.ndarray, min_len: float = 12.0) -> np.ndarray:
+    """Straight segments ``(n, 4)`` (x1, y1, x2, y2) of an image, OpenCV's LSD detector."""
+    lsd = cv2.createLineSegmentDetector(cv2.LSD_REFINE_STD)
+    found = lsd.detect(np.asarray(gray, np.uint8))[0]
+    segs = np.empty((0, 4)) if found is None else found.reshape(-1, 4).astype(np.float64)
+    return segs[np.hypot(segs[:, 2] - segs[:, 0], segs[:, 3] - segs[:, 1]) >= min_len]
+
+
+def _cross(u: np.ndarray, v: np.ndarray) -> float:
+    return float(u[0] * v[1] - u[1] * v[0])
+
+
+def chain_segments(segs: np.ndarray, max_gap: float = 12.0, max_turn_deg: float = 6.0,
+                   max_offset: float = 1.5, min_len: float = 100.0) -> list[np.ndarray]:
+    """Chains of segments that continue one another: the pieces a detector of straight
+    segments cuts a gently bent edge into (the image of a straight edge under a radial lens).
+
+    Greedy from the longest segment: a chain grows at either end by the segment whose near
+    end is within ``max_gap`` px of it, whose direction turns by at most ``max_turn_deg``
+    from the chain's end segment, and whose ends lie within ``max_offset`` px of that end
+    segment's extension (plus what that turn allows over the distance). Returns each chain of
+    total length ``min_len`` px or more as its ordered segments ``(k, 4)``.
+    """
+    segs = np.asarray(segs, np.float64).reshape(-1, 4)
+    length = np.hypot(segs[:, 2] - segs[:, 0], segs[:, 3] - segs[:, 1])
+    used = np.zeros(len(segs), bool)
+    cos_turn = np.cos(np.radians(max_turn_deg))
+    chains = []
+
+    def grow(end: np.ndarray) -> int | None:
+        """Index of the free segment continuing ``end`` (x1, y1, x2, y2, growing at x2, y2)."""
+        p, q = end[:2], end[2:]
+        u = (q - p) / np.linalg.norm(q - p)
+        best, best_gap = None, max_gap
+        for j in np.flatnonzero(~used):
+            a, b = segs[j, :2], segs[j, 2:]
+            if np.linalg.norm(b - q) < np.linalg.norm(a - q):
+                a, b = b, a  # orient the candidate away from the chain's end
+            gap = float(np.linalg.norm(a - q))
+            v = (b - a) / length[j]
+            if gap > best_gap or u @ v < cos_turn or (a - q) @ u < -2.0:
+                continue
+            bend = abs(float((b - q) @ u)) * np.sin(np.radians(max_turn_deg))
+            if (abs(_cross(u, a - q)) <= max_offset
+                    and abs(_cross(u, b - q)) <= max_offset + bend):
+                best, best_gap = j, gap
+        return best
+
+    for i in np.argsort(-length):
+        if used[i]:
+            continue
+        used[i] = True
+        chain = [segs[i].copy()]
+        for forward in (True, False):
+            while True:
+                end = chain[-1] if forward else chain[0][[2, 3, 0, 1]]
+                j = grow(end)
+                if j is None:
+                    break
+                used[j] = True
+                s = segs[j]
+                a_near = np.linalg.norm(s[:2] - end[2:]) <= np.linalg.norm(s[2:] - end[2:])
+                if forward:
+                    chain.append(s if a_near else s[[2, 3, 0, 1]])
+                else:
+                    chain.insert(0, s[[2, 3, 0, 1]] if a_near else s)
+        c = np.asarray(chain)
+        if np.hypot(c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]).sum() >= min_len:
+            chains.append(c)
+    return chains
+
+
+#: A line whose RMS after the fit exceeds this many times the median line's is dropped (a
+#: hanging cable, a bent shelf lip): scene edges are not all straight.
+OUTLIER_LINE_RATIO = 2.5
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLensFit:
+    """A lens fitted on one frame, with the edge evidence: every chain of edge points found
+    and which were kept as straight."""
+
+    fit: LensFit
+    lines: tuple[np.ndarray, ...]
+    kept: tuple[int, ...]
+
+
+def fit_lens_on_image(gray: np.ndarray, K: np.ndarray, k0: tuple[float, float] = (0.0, 0.0),
+                      min_len: float = 100.0) -> ImageLensFit:
+    """The lens of the camera that took ``gray``, by plumb-line on its long edges, found
+    without hand-picks: LSD segments chained into edges of ``min_len`` px or more
+    (:func:`chain_segments`), sub-pixel edge points along them (:func:`edge_points`), then
+    :func:`fit_lens`, dropping the worst line while it is more than ``OUTLIER_LINE_RATIO``
+    times the median line's RMS (edges that are not straight in the scene)."""
+    h, w = np.asarray(gray).shape[:2]
+    lines = []
+    for ch in chain_segments(line_segments(gray), min_len=min_len):
+        pts = np.concatenate([edge_points(gray, s.reshape(2, 2), search=1.5) for s in ch])
+        if len(pts) >= MIN_POINTS:
+            lines.append(pts)
+    kept = list(range(len(lines)))
+    while True:
+        fit = fit_lens([lines[i] for i in kept], K, (w, h), k0)
+        per = np.asarray(fit.line_rms_px)
+        if per.max() <= OUTLIER_LINE_RATIO * float(np.median(per)):
+            return ImageLensFit(fit, tuple(lines), tuple(kept))
+        kept.pop(int(np.argmax(per)))
