@@ -106,7 +106,7 @@ def _token(page: object) -> str:
 
 
 def test_dashboard_map_shows_the_shoppers_moving(store: Store, browser: Browser,
-                                                 shot: Shot) -> None:
+                                                 shot: Shot, waiter: Wait) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(f"{store.url}/#token={store.operator}")
     expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
@@ -131,6 +131,12 @@ def test_dashboard_map_shows_the_shoppers_moving(store: Store, browser: Browser,
     assert labels and not any("@" in x or "Ada" in x for x in labels)
     assert any(re.match(r"acct-[0-9a-f]{6}|s\d{5}", x) for x in labels), labels
     expect(page.locator("#events li").first).to_be_visible()
+    waiter("a pick in the event stream", lambda: page.locator("#events li[data-kind=pick]").count(),
+           60)
+    # newest first by store time, though a pick is decided seconds after later gate passes
+    ts = [float(t) for t in page.eval_on_selector_all(
+        "#events li", "ls => ls.map(l => l.dataset.t)")]
+    assert len(ts) > 1 and ts == sorted(ts, reverse=True), ts
     shot(page, "dashboard-live")
     # the event stream filters
     page.get_by_role("checkbox", name="picks", exact=True).uncheck()

@@ -127,11 +127,14 @@
     cb.checked ? filters.add(cb.dataset.filter) : filters.delete(cb.dataset.filter);
     document.querySelectorAll("#events li").forEach(li => li.hidden = !filters.has(li.dataset.kind));
   }));
+  // newest store time first: a pick is decided a few seconds after it happened (the engine waits
+  // for the hands to leave the shelf), so arrival order would put it after later gate passes
   function logEvent(kind, t, text) {
     const ol = document.getElementById("events");
-    const li = el("li", { "data-kind": kind }, el("span", { class: "k " + kind, text: kind === "put" ? "put-back" : kind }), ` ${fmtT(t)} `, text);
+    const li = el("li", { "data-kind": kind, "data-t": String(t) }, el("span", { class: "k " + kind, text: kind === "put" ? "put-back" : kind }), ` ${fmtT(t)} `, text);
     li.hidden = !filters.has(kind);
-    ol.prepend(li);
+    const later = [...ol.children].find(x => Number(x.dataset.t) < t);
+    ol.insertBefore(li, later || null);
     while (ol.childElementCount > 300) ol.lastElementChild.remove();
   }
   const name = pid => layout.products[pid]?.name || pid;
