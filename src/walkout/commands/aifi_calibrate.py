@@ -33,17 +33,40 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         max_survey_px: Annotated[float, typer.Option(
             help="refuse a calibration with a survey pick reprojected further off than this "
             "(px): the survey and the footage disagree")] = 12.0,
+        lens: Annotated[str, typer.Option(
+            "--lens", help="store: the store file's lens; plumbline: fitted on each video's "
+            "straight edges (the cps-test-01 videos are rectified)")] = "store",
+        intrinsics: Annotated[str, typer.Option(
+            "--intrinsics", help="store: the store file's camera matrix; image: focal length "
+            "from orthogonal vanishing points of each video's edges (needs --lens plumbline)")]
+        = "store",
+        edges_frame: Annotated[int, typer.Option(
+            help="video frame the lens and vanishing points are measured on")] = 300,
     ) -> None:
         """Camera poses of cams 1, 3, 5, 7 from the shopper's joints, placed in the store by
-        the survey; writes them with date, inputs and residuals per camera and survey point."""
+        the survey; writes them with date, inputs and residuals per camera and survey point
+        (and, with --lens/--intrinsics, the lens and camera matrix measured per video)."""
         from walkout.commands.perception import _config, _fail, _perceive_videos
-        from walkout.perception.aifi_calibrate import calibration_file, refuse_misfit
+        from walkout.perception.aifi_calibrate import (
+            calibration_file,
+            image_intrinsics,
+            refuse_misfit,
+            video_frame,
+        )
         from walkout.perception.aifi_video import VIDEO_CAMERAS
         from walkout.perception.calibrate import CalibrationError
-        from walkout.perception.camera_file import write_camera_file
+        from walkout.perception.camera_file import Intrinsics, write_camera_file
+        from walkout.perception.plumbline import PlumbLineError
         from walkout.perception.survey import SurveyError, load_survey
+        from walkout.perception.vanishing import VanishingError
         from walkout.store import StoreFileError, load_store
 
+        if lens not in ("store", "plumbline") or intrinsics not in ("store", "image"):
+            raise _fail(f"--lens {lens} --intrinsics {intrinsics}: expected --lens store|"
+                        "plumbline and --intrinsics store|image")
+        if intrinsics == "image" and lens != "plumbline":
+            raise _fail("--intrinsics image needs --lens plumbline (the store's lens belongs "
+                        "to the store's camera matrix)")
         if not videos.is_dir():
             raise _fail(f"{videos}: not a directory of videos")
         missing = [n for n in VIDEO_CAMERAS.values() if not (videos / n).is_file()]
@@ -55,17 +78,30 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             sv.check_cameras(store.cameras_by_id)
         except (SurveyError, StoreFileError) as e:
             raise _fail(str(e)) from e
+        cams = [store.cameras_by_id[c] for c in VIDEO_CAMERAS]
+        measured: dict[str, Intrinsics] = {}
+        if lens != "store":
+            for i, c in enumerate(cams):
+                try:
+                    gray = video_frame(videos / VIDEO_CAMERAS[c.id], edges_frame)
+                    cams[i], measured[c.id] = image_intrinsics(
+                        gray, c, lens=lens, focal=intrinsics, frame=edges_frame)
+                except (OSError, PlumbLineError, VanishingError) as e:
+                    raise _fail(f"{c.id}: {e}; nothing written") from e
+                m = measured[c.id]
+                err.print(f"[dim]{c.id}: lens k1 {m.k1:+.3f} k2 {m.k2:+.3f} "
+                          f"({m.lens_edges} edges, {m.lens_rms_px} px), f {m.f} "
+                          f"cx {m.cx} cy {m.cy} ({m.focal})[/]")
         frames = _perceive_videos(videos, _config(backend, models))
         err.print("[dim]bundle adjustment...[/]")
-        cams = [store.cameras_by_id[c] for c in VIDEO_CAMERAS]
         command = shlex.join(["walkout", *sys.argv[1:]])
         try:
             data, _ = calibration_file(frames, cams, store.name, sv, command=command,
                                        videos=VIDEO_CAMERAS, backend=backend,
-                                       survey_path=survey)
+                                       survey_path=survey, intrinsics=measured)
             refuse_misfit(data, max_survey_px)
         except CalibrationError as e:
             raise _fail(f"{survey}: {e}; nothing written") from e
         write_camera_file(out, data)
         print(json.dumps({"out": str(out), **data.provenance.model_dump(
-            include={"epipolar_px", "cameras"})}, indent=2))
+            include={"epipolar_px", "cameras", "intrinsics"})}, indent=2))

@@ -3,7 +3,10 @@
 Keypoints of the shopper in every video (the perception stage) give the cameras' relative
 poses, the survey gives the store frame (:func:`walkout.perception.calibrate.calibrate`); this
 module wraps the result with its provenance and residuals (:mod:`walkout.perception.camera_file`)
-so that a reader can judge the calibration without re-running it.
+so that a reader can judge the calibration without re-running it. :func:`image_intrinsics`
+replaces a camera's lens and camera matrix by those measured on one of its frames: the
+cps-test-01 videos were rectified before they were stored, so the store file's lens and focal
+length (the April factory calibration) do not describe them (docs/perception.md, sixth pass).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from walkout.events import KeypointFrame
@@ -27,18 +31,100 @@ from walkout.perception.calibrate import (
 from walkout.perception.camera_file import (
     CameraFile,
     CameraResidual,
+    Intrinsics,
     Provenance,
     SurveyResidual,
 )
+from walkout.perception.plumbline import fit_lens_on_image
 from walkout.perception.survey import Survey
+from walkout.perception.vanishing import (
+    VanishingError,
+    fit_line,
+    group_lines,
+    intrinsics_from_vps,
+)
 from walkout.store.model import Camera
+
+#: Shortest chain of edge segments used for the lens and the vanishing points (px): 60 finds
+#: a second edge direction in every cps-test-01 view (100 leaves cam5 with verticals only).
+EDGE_MIN_LEN_PX = 60.0
+
+
+def video_frame(path: Path, index: int) -> np.ndarray:
+    """Frame ``index`` of a video as a grey image; a video too short or unreadable raises."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, img = cap.read()
+    finally:
+        cap.release()
+    if not ok:
+        raise OSError(f"{path}: cannot read frame {index}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+
+def image_intrinsics(gray: np.ndarray, camera: Camera, *, lens: str = "plumbline",
+                     focal: str = "image", frame: int | None = None,
+                     min_len: float = EDGE_MIN_LEN_PX) -> tuple[Camera, Intrinsics]:
+    """``camera`` with its lens (``lens="plumbline"``) and camera matrix (``focal="image"``)
+    measured on its frame ``gray``, and the record of how.
+
+    The lens is the plumb-line fit on the frame's long straight edges
+    (:func:`~walkout.perception.plumbline.fit_lens_on_image`, from no distortion). The focal
+    length comes from the vanishing points of the two largest groups of those edges, taken as
+    orthogonal (in a store: the verticals and the main horizontal direction; check them drawn
+    on the frame), with the principal point at the image centre: a third direction that would
+    measure it is not found reliably. The lens is then fitted again under the new focal length
+    (its coefficients are in normalised units). Raises
+    :class:`~walkout.perception.plumbline.PlumbLineError` or
+    :class:`~walkout.perception.vanishing.VanishingError` when the frame cannot give them.
+    """
+    if focal == "image" and lens != "plumbline":
+        raise VanishingError("image intrinsics need the plumb-line lens: the store's lens "
+                             "belongs to the store's camera matrix")
+    w, h = camera.resolution
+    K, dist = camera.K_array, camera.dist_array
+    rec: dict[str, object] = {"lens": "store", "k1": float(dist[0]), "k2": float(dist[1]),
+                              "focal": "store", "principal_point": "store",
+                              "edges_frame": frame}
+    if lens == "plumbline":
+        fit = fit_lens_on_image(gray, K, min_len=min_len)
+        edges = [fit.lines[i] for i in fit.kept]
+        if focal == "image":
+            und = [cv2.undistortPoints(e.reshape(-1, 1, 2), K, fit.fit.dist, P=K).reshape(-1, 2)
+                   for e in edges]
+            lines = [fit_line(p) for p in und]
+            groups = group_lines(lines)
+            if len(groups) < 2:
+                raise VanishingError(f"{camera.id}: the frame's straight edges meet in "
+                                     f"{len(groups)} vanishing point(s); need 2 orthogonal "
+                                     "directions")
+            vi = intrinsics_from_vps([[und[k] for k in g] for g in groups[:2]], (w, h))
+            K = vi.K
+            fit = fit_lens_on_image(gray, K, min_len=min_len)
+            rec.update(focal="image", principal_point="image centre",
+                       f_spread_px=round(vi.f_spread_px, 2),
+                       vanishing_groups=list(vi.group_sizes))
+        dist = fit.fit.dist
+        rec.update(lens="plumbline", k1=fit.fit.k1, k2=fit.fit.k2,
+                   lens_rms_px=round(fit.fit.rms_px, 3), lens_edges=len(fit.kept))
+    rec.update(k1=round(float(rec["k1"]), 5), k2=round(float(rec["k2"]), 5),  # type: ignore[arg-type]
+               f=round(float(K[0, 0]), 2), cx=round(float(K[0, 2]), 2),
+               cy=round(float(K[1, 2]), 2))
+    new = Camera.model_validate({
+        **camera.model_dump(), "dist": (rec["k1"], rec["k2"], 0.0, 0.0, 0.0),
+        "K": ((rec["f"], 0.0, rec["cx"]), (0.0, rec["f"], rec["cy"]), (0.0, 0.0, 1.0))})
+    return new, Intrinsics.model_validate(rec)
 
 
 def calibration_file(frames: Mapping[str, Sequence[KeypointFrame]], cameras: Sequence[Camera],
                      store: str, survey: Survey | None, *, command: str,
                      videos: Mapping[str, str], backend: str, survey_path: Path | None = None,
-                     date: str | None = None) -> tuple[CameraFile, CalibrationResult]:
-    """Calibrate ``cameras`` on the keypoint ``frames`` (and ``survey``) and describe it."""
+                     date: str | None = None,
+                     intrinsics: Mapping[str, Intrinsics] | None = None,
+                     ) -> tuple[CameraFile, CalibrationResult]:
+    """Calibrate ``cameras`` on the keypoint ``frames`` (and ``survey``) and describe it;
+    ``intrinsics`` records cameras whose lens and matrix were measured on the footage."""
     obs = joint_observations(frames, cameras)
     res = calibrate(obs, cameras, survey)
     per_cam: dict[str, CameraResidual] = {}
@@ -70,7 +156,8 @@ def calibration_file(frames: Mapping[str, Sequence[KeypointFrame]], cameras: Seq
         date=date or datetime.now(UTC).date().isoformat(), command=command,
         videos=dict(videos), frames={c.id: len(frames.get(c.id, ())) for c in cameras},
         backend=backend, survey=None if survey_path is None else survey_path.name,
-        survey_sha256=sha, epipolar_px=epi, cameras=per_cam, survey_points=picks)
+        survey_sha256=sha, epipolar_px=epi, cameras=per_cam, survey_points=picks,
+        intrinsics=dict(intrinsics or {}))
     return CameraFile(store=store, provenance=prov, cameras=list(res.cameras)), res
 
 

@@ -42,6 +42,29 @@ class CameraResidual(BaseModel):
     survey_median_px: float | None = Field(None, ge=0)
 
 
+class Intrinsics(BaseModel):
+    """Where a camera's lens and camera matrix came from, when not from the store file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lens: str = Field(description="'store' (the store file's dist) or 'plumbline' (fitted on "
+                      "the frame's straight edges)")
+    k1: float
+    k2: float
+    lens_rms_px: float | None = Field(None, ge=0, description="edges' RMS off straight (px)")
+    lens_edges: int | None = Field(None, ge=0, description="straight edges the lens rests on")
+    focal: str = Field(description="'store' or 'image' (orthogonal vanishing points)")
+    f: float = Field(gt=0)
+    cx: float
+    cy: float
+    principal_point: str = Field(description="'store', 'image centre' or 'vanishing points'")
+    f_spread_px: float | None = Field(None, ge=0,
+                                      description="largest change of f with one edge left out")
+    vanishing_groups: list[int] = Field(default_factory=list,
+                                        description="edges per vanishing point used")
+    edges_frame: int | None = Field(None, ge=0, description="video frame the edges came from")
+
+
 class Provenance(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,6 +79,9 @@ class Provenance(BaseModel):
         description="median epipolar error of the shopper's joints per camera pair")
     cameras: dict[str, CameraResidual]
     survey_points: list[SurveyResidual]
+    intrinsics: dict[str, Intrinsics] = Field(
+        default_factory=dict, description="camera id -> lens and camera matrix measured on "
+        "the footage (absent: the store file's)")
 
 
 class CameraFile(BaseModel):
