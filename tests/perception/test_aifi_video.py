@@ -86,8 +86,9 @@ def test_command_writes_report_track_and_plan(tmp_path: Path, models_dir: Path,
                    "recalibrated on it are not yet placed in the store (the survey is refused; "
                    "the compromise finds G1 shelf 5 only; the frames turned out rectified, and "
                    "with "
-                   "the plumb-line lens and f from vanishing points the G2 reach is named G1): "
-                   "docs/perception.md, sixth pass")
+                   "the plumb-line lens and f from vanishing points the G2 reach is named G1; "
+                   "with f per camera from `aifi calibrate --intrinsics image` the survey is "
+                   "refused at 12 px): docs/perception.md, sixth and seventh passes")
 def test_cps_test_01_from_video_alone(tmp_path: Path, models_dir: Path, videos_dir: Path):
     r, out = _run(videos_dir, tmp_path)
     assert r.returncode == 0, r.stderr
