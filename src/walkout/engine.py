@@ -583,6 +583,9 @@ class Engine:
 def _attribution_reasons(att: Attribution) -> tuple[str, ...]:
     if att.session_id is None:
         return ("no shopper's hand was near the plate",)
+    if att.needs_review and att.by_arm:
+        return (f"no wrist seen in the plate; shopper uncertain by the arm's direction "
+                f"(confidence {att.confidence:.2f})",)
     if att.needs_review:
         return (f"shopper uncertain (confidence {att.confidence:.2f})",)
     return ()

@@ -198,6 +198,8 @@ class Attribution:
     #: (session_id, sustained wrist-to-plate distance in metres, see attribution.hands),
     #: nearest first
     reach_m: tuple[tuple[str, float], ...] = ()
+    #: decided on the arm's direction because no seen wrist was near (attribution.hands)
+    by_arm: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from walkout.attribution import attribute, box_distance
-from walkout.events import L_WRIST, R_WRIST, Hypothesis, ShelfEvent, Track
+from walkout.events import L_WRIST, R_ELBOW, R_SHOULDER, R_WRIST, Hypothesis, ShelfEvent, Track
 
 BOX = np.array([[[0.0, 0.0, 1.0], [0.6, 0.45, 1.35]]])
 
@@ -53,3 +53,40 @@ def test_nobody_near_means_no_session() -> None:
     a = attribute(_event(), {"s1": [far]}, BOX)
     assert a.session_id is None and a.needs_review
     assert attribute(_event(), {}, BOX).session_id is None
+
+
+def _arm_track(tid: int, elbow: tuple[float, float, float], x: float = 0.3) -> Track:
+    """A shopper 0.35 m in front of the plate whose right hand is unseen from 9.8 to 11.2 s
+    (deep in the shelf, or hanging hidden), shoulder seen throughout, elbow at ``elbow``."""
+    t = np.arange(8.0, 13.0, 0.1)
+    j = np.full((len(t), 17, 3), np.nan)
+    j[:, 0] = (x, -0.4, 1.7)
+    j[:, R_SHOULDER] = (x, -0.35, 1.35)
+    j[:, R_ELBOW] = (x, -0.35, 1.05)
+    j[:, R_WRIST] = (x, -0.35, 0.8)
+    j[:, L_WRIST] = (x - 0.3, -0.4, 0.85)
+    hidden = (t > 9.8) & (t < 11.2)
+    j[hidden, R_ELBOW] = elbow
+    j[hidden, R_WRIST] = np.nan
+    return Track(tid, t, j, np.full((len(t), 17), 0.02))
+
+
+def test_a_hand_hidden_in_the_shelf_is_found_along_the_arm() -> None:
+    reaching = _arm_track(1, (0.3, -0.08, 1.3))  # upper arm level, pointing into the plate
+    hanging = _arm_track(2, (1.2, -0.35, 1.05), x=1.2)  # beside it, arm down
+    a = attribute(_event(), {"s1": [reaching], "s2": [hanging]}, BOX)
+    assert a.session_id == "s1" and a.by_arm and a.confidence > 0.9 and not a.needs_review
+    # the seen distances are kept as they were measured: no seen wrist came near
+    assert dict(a.reach_m)["s1"] > 0.3
+
+
+def test_a_seen_hand_in_the_plate_outranks_an_arm_pointing_at_it() -> None:
+    seen = _track(1, (0.3, 0.1, 1.1), head_xy=(0.3, -0.8))
+    pointing = _arm_track(2, (0.3, -0.08, 1.3))
+    a = attribute(_event(), {"s1": [seen], "s2": [pointing]}, BOX)
+    assert a.session_id == "s1" and not a.by_arm and not a.needs_review
+
+
+def test_a_hidden_hand_on_a_lowered_arm_is_still_nobody() -> None:
+    a = attribute(_event(), {"s1": [_arm_track(1, (0.3, -0.33, 1.05))]}, BOX)
+    assert a.session_id is None and a.needs_review and not a.by_arm

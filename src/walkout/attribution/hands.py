@@ -8,6 +8,9 @@ whose hand crosses or brushes the plate for a frame or two (crossing hands, shou
 shoulder, a tracker glitch) does not look like the hand that held the item there. Scores
 become probabilities over the candidates plus a "nobody seen" alternative, so an event with
 no hand near the plate is reviewable rather than silently charged to whoever stood closest.
+Only then is the arm asked: a hand deep in a high shelf is often hidden from every camera, and
+the shopper whose upper arm points into the plate (the hand put a forearm on from the elbow)
+is scored with a wider spread; a seen hand always outranks it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,18 @@ import numpy as np
 from numba import njit
 from pydantic import BaseModel, ConfigDict, Field
 
-from walkout.events import WRISTS, Attribution, ShelfEvent, Track
+from walkout.events import (
+    L_ELBOW,
+    L_SHOULDER,
+    L_WRIST,
+    R_ELBOW,
+    R_SHOULDER,
+    R_WRIST,
+    WRISTS,
+    Attribution,
+    ShelfEvent,
+    Track,
+)
 
 
 class AttributionConfig(BaseModel):
@@ -49,6 +63,14 @@ class AttributionConfig(BaseModel):
     review_below: float = Field(0.9, ge=0, le=1, description="confidence under which to review")
     inside_m: float = Field(
         0.04, ge=0, description="a wrist whose sustained reach is this close was in the plate"
+    )
+    forearm_m: float = Field(
+        0.26, gt=0, description="elbow to wrist, for a hand the cameras did not see in the "
+        "shelf: it is put this far on along the upper arm (an arm reaching in is straight)"
+    )
+    arm_sigma_m: float = Field(
+        0.08, gt=0, description="spread of that stand-in hand's reach (arms are not quite "
+        "straight, forearms differ)"
     )
 
 
@@ -130,6 +152,31 @@ def _sustained(t: np.ndarray, wrists: np.ndarray, boxes: np.ndarray, hold_s: flo
     return out
 
 
+#: (shoulder, elbow, wrist) of each arm, in the order of ``WRISTS``
+_ARMS = ((L_SHOULDER, L_ELBOW, L_WRIST), (R_SHOULDER, R_ELBOW, R_WRIST))
+
+
+def arm_distance(track: Track, boxes: np.ndarray, t0: float, t1: float, hold_s: float,
+                 forearm_m: float) -> float:
+    """:func:`sustained_distance` of each hand as best known: the wrist where it was seen,
+    else the point ``forearm_m`` on from the elbow along the upper arm.
+
+    A hand deep in a high shelf is often hidden from every camera while the elbow and shoulder
+    are not; the arm still points at the plate it is in."""
+    t, joints = track.window(t0, t1)
+    if len(t) == 0:
+        return float("inf")
+    hands = np.empty((len(t), 2, 3))
+    for k, (sh, el, wr) in enumerate(_ARMS):
+        up = joints[:, el] - joints[:, sh]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ray = joints[:, el] + up / np.linalg.norm(up, axis=1, keepdims=True) * forearm_m
+        seen = ~np.isnan(joints[:, wr]).any(axis=1)
+        hands[:, k] = np.where(seen[:, None], joints[:, wr], ray)
+    return float(_sustained(t.astype(np.float64), hands, np.ascontiguousarray(boxes, np.float64),
+                            float(hold_s)))
+
+
 def reach_log_likelihood(reach_m: np.ndarray | float, cfg: AttributionConfig) -> np.ndarray:
     """Log-likelihood that a hand with this sustained reach held the item in the plate:
     the tracker's wrist error, with a heavy tail for the wrist mis-seen."""
@@ -155,16 +202,46 @@ def attribute(
         if np.isfinite(d):
             names.append(sid)
             dists.append(d)
+    reach = tuple((names[i], float(dists[i])) for i in np.argsort(dists, kind="stable"))
     if not names:
-        return Attribution(event=event, session_id=None, confidence=0.0, needs_review=True)
-    all_l = np.append(reach_log_likelihood(np.asarray(dists), cfg),
-                      reach_log_likelihood(cfg.nobody_distance_m, cfg))
+        return (_by_arm(event, candidates, boxes, cfg, reach)
+                or Attribution(event=event, session_id=None, confidence=0.0, needs_review=True))
+    scores, p_nobody = _posterior(names, reach_log_likelihood(np.asarray(dists), cfg), cfg)
+    best, conf = scores[0]
+    if p_nobody >= conf:
+        return (_by_arm(event, candidates, boxes, cfg, reach)
+                or Attribution(event, None, p_nobody, scores, True, reach))
+    return Attribution(event, best, conf, scores, conf < cfg.review_below, reach)
+
+
+def _posterior(names: list[str], loglik: np.ndarray, cfg: AttributionConfig,
+               ) -> tuple[tuple[tuple[str, float], ...], float]:
+    """Candidates' probabilities, best first, beside "nobody seen" (its probability)."""
+    all_l = np.append(loglik, reach_log_likelihood(cfg.nobody_distance_m, cfg))
     p = np.exp(all_l - all_l.max())
     p /= p.sum()
     order = np.argsort(-p[:-1], kind="stable")
-    scores = tuple((names[i], float(p[i])) for i in order)
-    reach = tuple((names[i], float(dists[i])) for i in np.argsort(dists, kind="stable"))
+    return tuple((names[i], float(p[i])) for i in order), float(p[-1])
+
+
+def _by_arm(event: ShelfEvent, candidates: Mapping[str, Sequence[Track]], boxes: np.ndarray,
+            cfg: AttributionConfig, reach: tuple[tuple[str, float], ...]) -> Attribution | None:
+    """When no seen wrist was near the plate: whose arm pointed into it (:func:`arm_distance`),
+    scored with the stand-in hand's wider spread. None when nobody's did either, so that the
+    event stays "nobody seen"; it is only asked then, so it never overrides a seen hand."""
+    t0, t1 = event.t_start - cfg.pad_s, event.t_end + cfg.pad_s
+    names, dists = [], []
+    for sid, tracks in candidates.items():
+        d = min((arm_distance(tr, boxes, t0, t1, cfg.hold_s, cfg.forearm_m) for tr in tracks),
+                default=float("inf"))
+        if np.isfinite(d):
+            names.append(sid)
+            dists.append(d)
+    if not names:
+        return None
+    loglik = math.log(cfg.tail_weight) - 0.5 * (np.asarray(dists) / cfg.arm_sigma_m) ** 2
+    scores, p_nobody = _posterior(names, loglik, cfg)
     best, conf = scores[0]
-    if p[-1] >= conf:
-        return Attribution(event, None, float(p[-1]), scores, True, reach)
-    return Attribution(event, best, conf, scores, conf < cfg.review_below, reach)
+    if p_nobody >= conf:
+        return None
+    return Attribution(event, best, conf, scores, conf < cfg.review_below, reach, by_arm=True)

@@ -300,7 +300,8 @@ def _decision(dc: Decision) -> dict[str, Any]:
     att = dc.attribution
     return {"event_id": att.event.event_id, "session_id": att.session_id,
             "confidence": att.confidence, "scores": [list(x) for x in att.scores],
-            "reach_m": [list(x) for x in att.reach_m], "items": [list(x) for x in dc.items],
+            "reach_m": [list(x) for x in att.reach_m], "by_arm": att.by_arm,
+            "items": [list(x) for x in dc.items],
             "takers": list(dc.takers), "needs_review": dc.needs_review,
             "reasons": list(dc.reasons),
             "hypotheses": [{"items": [list(i) for i in h.items], "probability": h.probability}

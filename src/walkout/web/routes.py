@@ -453,7 +453,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             for ln in out["lines"]:
                 ln["evidence"] = [{"event_id": e, **({
                     "confidence": by_ref[e]["confidence"], "scores": by_ref[e]["scores"],
-                    "needs_review": by_ref[e]["needs_review"], "reasons": by_ref[e]["reasons"]}
+                    "needs_review": by_ref[e]["needs_review"], "reasons": by_ref[e]["reasons"],
+                    "by_arm": by_ref[e].get("by_arm", False)}  # older logs: by a seen wrist
                     if e in by_ref else {})} for e in events.get(ln["product_id"], [])]
             out["disputes"] = [disputes.summary(deps, s, d) | {"reason": d.reason}
                                for d in s.scalars(select(Dispute)
