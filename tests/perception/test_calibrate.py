@@ -11,7 +11,12 @@ import pytest
 
 from walkout.events import KeypointFrame
 from walkout.perception.calib_check import score
-from walkout.perception.calibrate import CalibrationError, calibrate, joint_observations
+from walkout.perception.calibrate import (
+    CalibrationError,
+    IntrinsicsPrior,
+    calibrate,
+    joint_observations,
+)
 from walkout.perception.survey import Survey, SurveyError, SurveyPoint, load_survey
 from walkout.store.model import Camera, CameraPose
 
@@ -193,6 +198,107 @@ def test_views_that_never_overlap_are_refused():
                for i, (c, fr) in enumerate(frames.items())}
     with pytest.raises(CalibrationError, match="seen by two cameras"):
         calibrate(joint_observations(shifted, CAMERAS), CAMERAS)
+
+
+# ---- intrinsics refined in the adjustment ------------------------------------------------------
+
+#: A rectified video's camera (no lens): f 360 px, principal point (340, 160), 20 px off the
+#: image centre in each direction.
+#: Start f per camera, 10-25 px off (a vanishing-point f), principal point at the image centre.
+F_START = (340.0, 385.0, 350.0, 372.0)
+
+
+def _with_k(c: Camera, f: float, cx: float, cy: float) -> Camera:
+    return Camera.model_validate({**c.model_dump(), "K": ((f, 0.0, cx), (0.0, f, cy),
+                                                          (0.0, 0.0, 1.0)),
+                                  "dist": (0.0,) * 5})
+
+
+def _intrinsics_rig(ids: tuple[str, ...], n: int = 80,
+                    ) -> tuple[dict[str, list[KeypointFrame]], list[Camera]]:
+    """The first ``n`` frames of the true rig, and the cameras moved with f, cx, cy wrong."""
+    true = [_with_k(c, 360.0, 340.0, 160.0) for c in CAMERAS]
+    frames = _frames(true, noise_px=1.0)
+    start = [_with_k(c, f, 319.5, 179.5)
+             for c, f in zip(_perturbed(true, deg=20.0, metres=0.8), F_START, strict=True)]
+    return ({k: v[:n] for k, v in frames.items() if k in ids},
+            [c for c in start if c.id in ids])
+
+
+def test_intrinsics_refined_from_four_views():
+    frames, start = _intrinsics_rig(("cam1", "cam3", "cam5", "cam7"))
+    obs = joint_observations(frames, start)
+    res = calibrate(obs, start, intrinsics=IntrinsicsPrior(f_sigma_px=(30.0,) * 4))
+    for c in res.cameras:
+        f, cx, cy = c.K[0][0], c.K[0][2], c.K[1][2]
+        assert abs(f - 360.0) < 4.0, (c.id, f)
+        # cx comes back; cy (along the ceiling cameras' tilt) only most of the way: the prior
+        # at 179.5 still pulls it
+        assert abs(cx - 340.0) < 4.0, (c.id, cx)
+        assert 155.0 < cy < 170.0, (c.id, cy)
+        assert c.K[1][1] == f
+    pos, rot = _similar(list(res.cameras), [_with_k(c, 360.0, 340.0, 160.0) for c in CAMERAS])
+    assert pos < 0.03 and rot < 1.0, (pos, rot)
+    assert np.median(res.joint_px[res.inlier]) < 1.0
+    # the same start with the intrinsics held: wrong f cannot be absorbed by the poses
+    held = calibrate(obs, start)
+    assert [c.K for c in held.cameras] == [c.K for c in start]
+    assert np.median(held.joint_px[held.inlier]) > 1.3 * np.median(res.joint_px[res.inlier])
+
+
+def test_intrinsics_stay_at_the_prior_where_the_views_cannot_tell():
+    # two cameras, 2 s of walking (~100 joints): f 20-25 px off and the principal point 28 px
+    # off are not pulled to the truth, the prior keeps them where they started
+    frames, start = _intrinsics_rig(("cam1", "cam3"), n=20)
+    obs = joint_observations(frames, start)
+    assert obs.n_points < 150
+    res = calibrate(obs, start,
+                    intrinsics=IntrinsicsPrior(f_sigma_px=(10.0, 10.0), pp_sigma_px=10.0))
+    for c, f0 in zip(res.cameras, F_START[:2], strict=True):
+        assert abs(c.K[0][0] - f0) < 6.0, (c.id, c.K[0][0], f0)
+        assert np.hypot(c.K[0][2] - 319.5, c.K[1][2] - 179.5) < 6.0, (c.id, c.K)
+
+
+def test_a_focal_spread_is_not_trusted_tighter_than_the_floor():
+    sig = IntrinsicsPrior(f_sigma_px=(2.0, 30.0), pp_sigma_px=20.0).sigmas(2)
+    assert sig.tolist() == [[10.0, 20.0, 20.0], [30.0, 20.0, 20.0]]
+
+
+def test_intrinsics_prior_needs_one_focal_sigma_per_camera():
+    frames, start = _intrinsics_rig(("cam1", "cam3", "cam5", "cam7"))
+    with pytest.raises(CalibrationError, match="3 focal-length priors for 4 cameras"):
+        calibrate(joint_observations(frames, start), start,
+                  intrinsics=IntrinsicsPrior(f_sigma_px=(10.0,) * 3))
+
+
+def test_calibration_file_records_the_refined_intrinsics(tmp_path: Path):
+    from walkout.perception.aifi_calibrate import calibration_file
+    from walkout.perception.camera_file import Intrinsics, load_camera_file, write_camera_file
+
+    frames, start = _intrinsics_rig(("cam1", "cam3", "cam5", "cam7"))
+    measured = {c.id: Intrinsics(lens="plumbline", k1=0.0, k2=0.0, focal="image", f=c.K[0][0],
+                                 cx=c.K[0][2], cy=c.K[1][2], principal_point="image centre",
+                                 f_spread_px=spread)
+                for c, spread in zip(start, (25.0, 30.0, 30.0, 30.0), strict=True)}
+    kw = {"command": "c", "videos": {}, "backend": "movenet", "intrinsics": measured}
+    with pytest.raises(CalibrationError, match="not measured: cam7"):
+        calibration_file(frames, start, "synthetic", None, refine_intrinsics=True,
+                         **{**kw, "intrinsics": {k: measured[k] for k in ("cam1", "cam3",
+                                                                          "cam5")}})
+    data, _ = calibration_file(frames, start, "synthetic", None, refine_intrinsics=True, **kw)
+    write_camera_file(tmp_path / "c.json", data)
+    back = load_camera_file(tmp_path / "c.json")
+    for cam, f0 in zip(back.cameras, F_START, strict=True):
+        rec = back.provenance.intrinsics[cam.id]
+        assert rec.f == f0 and rec.refined is not None
+        assert (rec.refined.f, rec.refined.cx, rec.refined.cy) == (cam.K[0][0], cam.K[0][2],
+                                                                   cam.K[1][2])
+        assert abs(cam.K[0][0] - 360.0) < 4.0, (cam.id, cam.K)
+        assert rec.refined.pp_sigma_px == 30.0
+    assert back.provenance.intrinsics["cam1"].refined.f_sigma_px == 25.0  # type: ignore[union-attr]
+    held, _ = calibration_file(frames, start, "synthetic", None, **kw)
+    assert all(r.refined is None for r in held.provenance.intrinsics.values())
+    assert [c.K for c in held.cameras] == [c.K for c in start]
 
 
 # ---- the survey file ----------------------------------------------------------------------------

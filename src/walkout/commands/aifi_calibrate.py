@@ -42,6 +42,9 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         = "store",
         edges_frame: Annotated[int, typer.Option(
             help="video frame the lens and vanishing points are measured on")] = 300,
+        refine_intrinsics: Annotated[bool, typer.Option(
+            "--refine-intrinsics", help="free each camera's f, cx, cy in the bundle adjustment, "
+            "held by priors at the measured values (needs --intrinsics image)")] = False,
     ) -> None:
         """Camera poses of cams 1, 3, 5, 7 from the shopper's joints, placed in the store by
         the survey; writes them with date, inputs and residuals per camera and survey point
@@ -67,6 +70,9 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         if intrinsics == "image" and lens != "plumbline":
             raise _fail("--intrinsics image needs --lens plumbline (the store's lens belongs "
                         "to the store's camera matrix)")
+        if refine_intrinsics and intrinsics != "image":
+            raise _fail("--refine-intrinsics needs --intrinsics image (the measured f and its "
+                        "spread are the prior)")
         if not videos.is_dir():
             raise _fail(f"{videos}: not a directory of videos")
         missing = [n for n in VIDEO_CAMERAS.values() if not (videos / n).is_file()]
@@ -98,7 +104,12 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         try:
             data, _ = calibration_file(frames, cams, store.name, sv, command=command,
                                        videos=VIDEO_CAMERAS, backend=backend,
-                                       survey_path=survey, intrinsics=measured)
+                                       survey_path=survey, intrinsics=measured,
+                                       refine_intrinsics=refine_intrinsics)
+            for cid, m in data.provenance.intrinsics.items():
+                if m.refined is not None:
+                    err.print(f"[dim]{cid}: refined f {m.refined.f} cx {m.refined.cx} "
+                              f"cy {m.refined.cy} (from f {m.f} cx {m.cx} cy {m.cy})[/]")
             refuse_misfit(data, max_survey_px)
         except CalibrationError as e:
             raise _fail(f"{survey}: {e}; nothing written") from e

@@ -24,6 +24,7 @@ from walkout.perception.calib_check import score
 from walkout.perception.calibrate import (
     CalibrationError,
     CalibrationResult,
+    IntrinsicsPrior,
     calibrate,
     joint_observations,
     survey_observations,
@@ -33,6 +34,7 @@ from walkout.perception.camera_file import (
     CameraResidual,
     Intrinsics,
     Provenance,
+    RefinedIntrinsics,
     SurveyResidual,
 )
 from walkout.perception.plumbline import fit_lens_on_image
@@ -122,11 +124,32 @@ def calibration_file(frames: Mapping[str, Sequence[KeypointFrame]], cameras: Seq
                      videos: Mapping[str, str], backend: str, survey_path: Path | None = None,
                      date: str | None = None,
                      intrinsics: Mapping[str, Intrinsics] | None = None,
+                     refine_intrinsics: bool = False,
                      ) -> tuple[CameraFile, CalibrationResult]:
     """Calibrate ``cameras`` on the keypoint ``frames`` (and ``survey``) and describe it;
-    ``intrinsics`` records cameras whose lens and matrix were measured on the footage."""
+    ``intrinsics`` records cameras whose lens and matrix were measured on the footage.
+
+    ``refine_intrinsics`` frees every camera's f, cx, cy in the adjustment, held at the
+    measured values by priors: f by its vanishing-point spread (floored, see
+    :class:`~walkout.perception.calibrate.IntrinsicsPrior`), the principal point weakly. It
+    needs every camera measured (``intrinsics``): a store's matrix comes with its own lens."""
+    measured = dict(intrinsics or {})
+    prior = None
+    if refine_intrinsics:
+        missing = [c.id for c in cameras if c.id not in measured]
+        if missing:
+            raise CalibrationError(f"refining the intrinsics needs them measured on the footage "
+                                   f"first; not measured: {', '.join(missing)}")
+        prior = IntrinsicsPrior(f_sigma_px=tuple(
+            float(measured[c.id].f_spread_px or 0.0) for c in cameras))
     obs = joint_observations(frames, cameras)
-    res = calibrate(obs, cameras, survey)
+    res = calibrate(obs, cameras, survey, intrinsics=prior)
+    if prior is not None:
+        sig = prior.sigmas(len(cameras))
+        for i, c in enumerate(res.cameras):
+            measured[c.id] = measured[c.id].model_copy(update={"refined": RefinedIntrinsics(
+                f=c.K[0][0], cx=c.K[0][2], cy=c.K[1][2], f_sigma_px=round(float(sig[i, 0]), 2),
+                pp_sigma_px=round(float(sig[i, 1]), 2))})
     per_cam: dict[str, CameraResidual] = {}
     sv = None if survey is None else survey_observations(survey, cameras)
     for i, c in enumerate(cameras):
@@ -157,7 +180,7 @@ def calibration_file(frames: Mapping[str, Sequence[KeypointFrame]], cameras: Seq
         videos=dict(videos), frames={c.id: len(frames.get(c.id, ())) for c in cameras},
         backend=backend, survey=None if survey_path is None else survey_path.name,
         survey_sha256=sha, epipolar_px=epi, cameras=per_cam, survey_points=picks,
-        intrinsics=dict(intrinsics or {}))
+        intrinsics=measured)
     return CameraFile(store=store, provenance=prov, cameras=list(res.cameras)), res
 
 

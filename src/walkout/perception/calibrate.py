@@ -15,7 +15,7 @@ pixels. Everything is deterministic: same inputs, same poses.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -36,6 +36,13 @@ JOINT_SCALE_PX = 4.0
 SURVEY_SIGMA_PX = 3.0
 #: A joint residual above this after the first pass is dropped as a wrong correspondence.
 OUTLIER_PX = 25.0
+#: Prior on the principal point when the intrinsics are refined (px, one sigma, about the given
+#: cx, cy): weak, a rectified video's principal point is near its centre but not at it.
+PP_SIGMA_PX = 30.0
+#: Floor of the focal length's prior sigma (px): a vanishing-point f's leave-one-out spread
+#: (1-5 px on cps-test-01) measures noise only, not the principal point's pull on it (~6 px
+#: per 15 px of cy), so the prior is never trusted tighter than this.
+F_SIGMA_FLOOR_PX = 10.0
 
 
 class CalibrationError(ValueError):
@@ -185,8 +192,48 @@ class CalibrationResult:
     cost: float
 
 
+@dataclass(frozen=True, slots=True)
+class IntrinsicsPrior:
+    """Free each camera's ``f, cx, cy`` in the adjustment (square pixels, no skew), held by
+    Gaussian priors at the given cameras' values: ``f_sigma_px`` per camera (e.g. a
+    vanishing-point f's spread, floored at :data:`F_SIGMA_FLOOR_PX`) and ``pp_sigma_px`` for
+    the principal point. The lens stays as given (applied under the start matrix: exact for the
+    rectified cps-test-01 videos, whose lens is ~0)."""
+
+    f_sigma_px: tuple[float, ...]
+    pp_sigma_px: float = PP_SIGMA_PX
+
+    def sigmas(self, n_cams: int) -> np.ndarray:
+        """(c, 3) sigma of f, cx, cy per camera."""
+        if len(self.f_sigma_px) != n_cams:
+            raise CalibrationError(f"{len(self.f_sigma_px)} focal-length priors for {n_cams} "
+                                   "cameras")
+        f = np.maximum(np.asarray(self.f_sigma_px, float), F_SIGMA_FLOOR_PX)
+        pp = np.full(n_cams, max(float(self.pp_sigma_px), 1e-3))
+        return np.stack([f, pp, pp], axis=1)
+
+
 def _focal(cameras: Sequence[Camera]) -> np.ndarray:
     return np.array([(c.K_array[0, 0] + c.K_array[1, 1]) / 2 for c in cameras])
+
+
+def _kvec(cameras: Sequence[Camera]) -> np.ndarray:
+    """(c, 3) ``f, cx, cy`` per camera (f the mean of fx, fy)."""
+    return np.array([[(c.K_array[0, 0] + c.K_array[1, 1]) / 2, c.K_array[0, 2],
+                      c.K_array[1, 2]] for c in cameras])
+
+
+def _gaussian_under_soft_l1(z: np.ndarray) -> np.ndarray:
+    """Residuals that the soft-L1 loss turns back into ``z**2``: a prior must not go linear
+    beyond one sigma like a joint does (``2 (sqrt(1 + g**2) - 1) = z**2``)."""
+    return z * np.sqrt(1.0 + z * z / 4.0)
+
+
+def _renormalise(xy: np.ndarray, ci: np.ndarray, k_old: np.ndarray,
+                 k_new: np.ndarray) -> np.ndarray:
+    """Normalised points under ``k_old`` → the same pixels normalised under ``k_new``."""
+    px = xy * k_old[ci, :1] + k_old[ci, 1:]
+    return (px - k_new[ci, 1:]) / k_new[ci, :1]
 
 
 def _project(rs: np.ndarray, ts: np.ndarray, ci: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -215,72 +262,94 @@ def _ray_fill(sv: SurveyObs, rs: np.ndarray, ts: np.ndarray) -> np.ndarray:
 
 
 def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.ndarray,
-           pts0: np.ndarray, f: np.ndarray, fixed_cam: int | None, scale_pair: tuple[int, int],
-           scale: float, floor: np.ndarray | None = None,
-           max_nfev: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+           pts0: np.ndarray, k0: np.ndarray, fixed_cam: int | None, scale_pair: tuple[int, int],
+           scale: float, floor: np.ndarray | None = None, max_nfev: int = 200,
+           prior: tuple[np.ndarray, np.ndarray] | None = None,
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
     """One robust least-squares pass over the free cameras, the joints and the survey's open
-    coordinates; returns camera params (c, 6), joints, survey world points and the cost.
-    ``floor``: indices of joint points (planted ankles) held near ``ANKLE_HEIGHT_M``."""
+    coordinates; returns camera params (c, 6), joints, survey world points, the cost and the
+    intrinsics (c, 3) ``f, cx, cy``.
+
+    Residuals are in pixels: each point is projected through its camera's matrix ``k0`` (the
+    one ``obs.xy`` and ``sv.xy`` are normalised under). With ``prior = (mean, sigma)``, both
+    (c, 3), the intrinsics are unknowns too, each held to its mean by ``sigma``; without, they
+    are fixed at ``k0``. ``floor``: indices of joint points (planted ankles) held near
+    ``ANKLE_HEIGHT_M``."""
     floor = np.empty(0, int) if floor is None else floor
     nc, npnt = len(cams0), len(pts0)
     free = [i for i in range(nc) if i != fixed_cam]
     slot = {c: k for k, c in enumerate(free)}
-    ci, pi, xy = obs.cam[keep], obs.point[keep], obs.xy[keep]
-    w = np.sqrt(obs.conf[keep]) * f[ci] / JOINT_SCALE_PX  # residuals in units of the scale
+    ci, pi = obs.cam[keep], obs.point[keep]
+    px = obs.xy[keep] * k0[ci, :1] + k0[ci, 1:]
+    w = np.sqrt(obs.conf[keep]) / JOINT_SCALE_PX  # residuals in units of the scale
     n_cam_p = 6 * len(free)
     n_pt_p = 3 * npnt
     if sv is not None:
         rs0, ts0 = _rt(cams0)
         world0 = _ray_fill(sv, rs0, ts0)
         open_idx, param, n_open = open_params(sv)
-        sv_w = f[sv.cam] / SURVEY_SIGMA_PX
+        sv_px = sv.xy * k0[sv.cam, :1] + k0[sv.cam, 1:]
     else:
-        world0, open_idx, sv_w = np.empty((0, 3)), np.empty((0, 2), int), np.empty(0)
+        world0, open_idx, sv_px = np.empty((0, 3)), np.empty((0, 2), int), np.empty((0, 2))
         param, n_open = np.empty(0, int), 0
     m_sv = 0 if sv is None else len(sv.cam)
+    n_k = 0 if prior is None else 3 * nc
+    k_base = n_cam_p + n_pt_p + n_open
 
-    def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         cp = cams0.copy()
         cp[free] = x[:n_cam_p].reshape(-1, 6)
         world = world0.copy()
         if len(open_idx):
-            world[open_idx[:, 0], open_idx[:, 1]] = x[n_cam_p + n_pt_p:][param]
-        return cp, x[n_cam_p:n_cam_p + n_pt_p].reshape(npnt, 3), world
+            world[open_idx[:, 0], open_idx[:, 1]] = x[n_cam_p + n_pt_p:k_base][param]
+        k = k0 if prior is None else x[k_base:].reshape(nc, 3)
+        return cp, x[n_cam_p:n_cam_p + n_pt_p].reshape(npnt, 3), world, k
 
     def fun(x: np.ndarray) -> np.ndarray:
-        cp, pts, world = unpack(x)
+        cp, pts, world, k = unpack(x)
         rs, ts = _rt(cp)
-        res = [((_project(rs, ts, ci, pts[pi]) - xy) * w[:, None]).ravel()]
+        uv = _project(rs, ts, ci, pts[pi]) * k[ci, :1] + k[ci, 1:]
+        res = [((uv - px) * w[:, None]).ravel()]
         if sv is not None:
-            res.append(((_project(rs, ts, sv.cam, world[sv.point]) - sv.xy)
-                        * sv_w[:, None]).ravel())
+            uv = _project(rs, ts, sv.cam, world[sv.point]) * k[sv.cam, :1] + k[sv.cam, 1:]
+            res.append(((uv - sv_px) / SURVEY_SIGMA_PX).ravel())
         if len(floor):
             res.append((pts[floor, 2] - ANKLE_HEIGHT_M) / FLOOR_SIGMA_M)
         if fixed_cam is not None:
             a, b = scale_pair
             gap = np.linalg.norm(rs[a].T @ ts[a] - rs[b].T @ ts[b])
             res.append(np.array([(gap - scale) * 100.0]))
+        if prior is not None:
+            res.append(_gaussian_under_soft_l1(((k - prior[0]) / prior[1]).ravel()))
         return np.concatenate(res)
 
-    n_res = 2 * len(ci) + 2 * m_sv + len(floor) + (1 if fixed_cam is not None else 0)
-    n_par = n_cam_p + n_pt_p + n_open
-    sp = lil_matrix((n_res, n_par), dtype=np.int8)
+    n_fixed = 1 if fixed_cam is not None else 0
+    n_res = 2 * len(ci) + 2 * m_sv + len(floor) + n_fixed + n_k
+    sp = lil_matrix((n_res, k_base + n_k), dtype=np.int8)
     rows = np.arange(len(ci))
     for k in range(2):
         r = 2 * rows + k
         for d in range(3):
             sp[r, n_cam_p + 3 * pi + d] = 1
-        for c in free:
+        for c in range(nc):
             sel = ci == c
-            for d in range(6):
-                sp[r[sel], 6 * slot[c] + d] = 1
+            if c in slot:
+                for d in range(6):
+                    sp[r[sel], 6 * slot[c] + d] = 1
+            if n_k:
+                for d in range(3):
+                    sp[r[sel], k_base + 3 * c + d] = 1
     if sv is not None:
         base = 2 * len(ci)
         for k in range(2):
-            for c in free:
+            for c in range(nc):
                 sel = np.flatnonzero(sv.cam == c)
-                for d in range(6):
-                    sp[base + 2 * sel + k, 6 * slot[c] + d] = 1
+                if c in slot:
+                    for d in range(6):
+                        sp[base + 2 * sel + k, 6 * slot[c] + d] = 1
+                if n_k:
+                    for d in range(3):
+                        sp[base + 2 * sel + k, k_base + 3 * c + d] = 1
             for j, (p, _axis) in enumerate(open_idx):
                 sel = np.flatnonzero(sv.point == p)
                 sp[base + 2 * sel + k, n_cam_p + n_pt_p + param[j]] = 1
@@ -289,13 +358,23 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
     if fixed_cam is not None:
         for c in scale_pair:
             if c in slot:
-                sp[n_res - 1, 6 * slot[c]:6 * slot[c] + 6] = 1
+                sp[base + len(floor), 6 * slot[c]:6 * slot[c] + 6] = 1
+    if n_k:
+        sp[n_res - n_k + np.arange(n_k), k_base + np.arange(n_k)] = 1
     x0 = np.concatenate([cams0[free].ravel(), pts0.ravel(),
-                         _param_start(world0, open_idx, param, n_open)])
+                         _param_start(world0, open_idx, param, n_open),
+                         k0.ravel() if n_k else np.empty(0)])
+    lb, ub = np.full(len(x0), -np.inf), np.full(len(x0), np.inf)
+    if prior is not None:
+        # f stays within a factor of 2 of its prior: a camera whose points all fall behind it
+        # otherwise fits them best with f -> 0 (seen on cps-test-01 under a tight cx, cy prior)
+        lb[k_base::3], ub[k_base::3] = prior[0][:, 0] / 2, prior[0][:, 0] * 2
+        x0 = np.clip(x0, lb, ub)
     sol = least_squares(fun, x0, jac_sparsity=sp.tocsr(), loss="soft_l1", f_scale=1.0,
-                        x_scale="jac", method="trf", max_nfev=max_nfev, xtol=1e-10, ftol=1e-10)
-    cp, pts, world = unpack(sol.x)
-    return cp, pts, world, float(sol.cost)
+                        x_scale="jac", method="trf", max_nfev=max_nfev, xtol=1e-10, ftol=1e-10,
+                        bounds=(lb, ub))
+    cp, pts, world, k = unpack(sol.x)
+    return cp, pts, world, float(sol.cost), k.copy()
 
 
 def _views(obs: Observations, n_cams: int) -> list[dict[int, np.ndarray]]:
@@ -540,8 +619,10 @@ def _place_on_survey(obs: Observations, sv: SurveyObs, cp: np.ndarray, pts: np.n
 
 
 def calibrate(obs: Observations, cameras: Sequence[Camera], survey: Survey | None = None,
-              min_points: int = 6, from_footage: bool = True) -> CalibrationResult:
-    """Refine the poses of ``cameras`` (intrinsics and lens kept) on the joint observations.
+              min_points: int = 6, from_footage: bool = True,
+              intrinsics: IntrinsicsPrior | None = None) -> CalibrationResult:
+    """Refine the poses of ``cameras`` (and, with ``intrinsics``, their ``f, cx, cy``; the
+    lens is kept) on the joint observations.
 
     ``from_footage`` starts from :func:`relative_poses` moved onto ``cameras`` by
     :func:`align_similarity` (the given poses may be far off: moved cameras); otherwise from
@@ -549,7 +630,9 @@ def calibrate(obs: Observations, cameras: Sequence[Camera], survey: Survey | Non
     distance between the first two camera centres. With a survey, that solution is then placed
     on the survey by a similarity (:func:`_place_on_survey`) and everything is solved again
     with the survey fixing the store frame. Each solve runs twice, the second time without the
-    joint observations off by more than ``OUTLIER_PX`` after the first.
+    joint observations off by more than ``OUTLIER_PX`` after the first. Refined intrinsics are
+    carried from solve to solve (the observations normalised afresh under them); their priors
+    stay at the given cameras' values throughout.
     """
     if obs.n_points < 50:
         raise CalibrationError(
@@ -568,10 +651,28 @@ def calibrate(obs: Observations, cameras: Sequence[Camera], survey: Survey | Non
             raise CalibrationError(
                 "the survey has no fully known point; need at least 1 (with the open ones) to "
                 "fix the store frame")
-    f = _focal(cameras)
+    k_in = _kvec(cameras)
+    k = k_in
+    prior = None if intrinsics is None else (k_in, intrinsics.sigmas(len(cameras)))
+
+    def solve(obs: Observations, sv: SurveyObs | None, cp: np.ndarray, pts: np.ndarray,
+              fixed_cam: int | None, floor: np.ndarray | None = None,
+              ) -> tuple[Observations, SurveyObs | None, np.ndarray, np.ndarray, np.ndarray,
+                         float]:
+        nonlocal k
+        cp, pts, world, cost, k_new = _solve(obs, keep, sv, cp, pts, k, fixed_cam, (0, 1),
+                                             scale, floor, prior=prior)
+        if prior is not None:
+            obs = replace(obs, xy=_renormalise(obs.xy, obs.cam, k, k_new))
+            if sv is not None:
+                sv = replace(sv, xy=_renormalise(sv.xy, sv.cam, k, k_new))
+            k = k_new
+        return obs, sv, cp, pts, world, cost
+
     cams0 = _pack(cameras)
     if from_footage:
-        cams0 = align_similarity(relative_poses(obs, len(cameras), float(np.mean(f))), cams0)
+        cams0 = align_similarity(relative_poses(obs, len(cameras), float(np.mean(k[:, 0]))),
+                                 cams0)
     rs, ts = _rt(cams0)
     pts0 = triangulate(obs.xy, obs.cam, obs.point, obs.n_points, rs, ts)
     centres = np.einsum("nji,nj->ni", rs, -ts)
@@ -579,25 +680,30 @@ def calibrate(obs: Observations, cameras: Sequence[Camera], survey: Survey | Non
     keep = np.ones(len(obs.cam), bool)
     cp, pts = cams0, pts0
     for _ in range(2):
-        cp, pts, _, cost = _solve(obs, keep, None, cp, pts, f, 0, (0, 1), scale)
+        obs, _, cp, pts, _, cost = solve(obs, None, cp, pts, 0)
         rs, ts = _rt(cp)
-        keep = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, f) <= OUTLIER_PX
+        keep = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, k[:, 0]) <= OUTLIER_PX
     world = np.empty((0, 3))
     if sv is not None:
-        cp, pts = _place_on_survey(obs, sv, cp, pts, f)
+        if prior is not None:
+            sv = replace(sv, xy=_renormalise(sv.xy, sv.cam, k_in, k))
+        cp, pts = _place_on_survey(obs, sv, cp, pts, k[:, 0])
         floor = planted_ankles(obs, pts)
         for _ in range(2):
-            cp, pts, world, cost = _solve(obs, keep, sv, cp, pts, f, None, (0, 1), scale,
-                                          floor)
+            obs, sv, cp, pts, world, cost = solve(obs, sv, cp, pts, None, floor)
             rs, ts = _rt(cp)
-            keep = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, f) <= OUTLIER_PX
+            keep = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, k[:, 0]) <= OUTLIER_PX
     rs, ts = _rt(cp)
-    err = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, f)
+    err = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, k[:, 0])
     sv_err = (np.empty(0) if sv is None
-              else reproject(rs, ts, sv.cam, world[sv.point], sv.xy, f))
-    out = tuple(
-        Camera.model_validate({**c.model_dump(), "pose": CameraPose(
+              else reproject(rs, ts, sv.cam, world[sv.point], sv.xy, k[:, 0]))
+    out = []
+    for c, p, kc in zip(cameras, cp, k, strict=True):
+        upd: dict[str, object] = {"pose": CameraPose(
             rvec=tuple(round(float(v), 8) for v in p[:3]),  # type: ignore[arg-type]
-            tvec=tuple(round(float(v), 6) for v in p[3:]))})  # type: ignore[arg-type]
-        for c, p in zip(cameras, cp, strict=True))
-    return CalibrationResult(out, pts, err, keep, world, sv_err, cost)
+            tvec=tuple(round(float(v), 6) for v in p[3:]))}  # type: ignore[arg-type]
+        if prior is not None:
+            f, cx, cy = (round(float(v), 3) for v in kc)
+            upd["K"] = ((f, 0.0, cx), (0.0, f, cy), (0.0, 0.0, 1.0))
+        out.append(Camera.model_validate({**c.model_dump(), **upd}))
+    return CalibrationResult(tuple(out), pts, err, keep, world, sv_err, cost)

@@ -42,6 +42,18 @@ class CameraResidual(BaseModel):
     survey_median_px: float | None = Field(None, ge=0)
 
 
+class RefinedIntrinsics(BaseModel):
+    """The camera matrix as the bundle adjustment left it, and the priors it was held by."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    f: float = Field(gt=0)
+    cx: float
+    cy: float
+    f_sigma_px: float = Field(gt=0, description="prior on f about the measured f (px)")
+    pp_sigma_px: float = Field(gt=0, description="prior on cx, cy about the measured ones (px)")
+
+
 class Intrinsics(BaseModel):
     """Where a camera's lens and camera matrix came from, when not from the store file."""
 
@@ -63,6 +75,9 @@ class Intrinsics(BaseModel):
     vanishing_groups: list[int] = Field(default_factory=list,
                                         description="edges per vanishing point used")
     edges_frame: int | None = Field(None, ge=0, description="video frame the edges came from")
+    refined: RefinedIntrinsics | None = Field(
+        None, description="f, cx, cy freed in the bundle adjustment (--refine-intrinsics); the "
+        "fields above are then its start and prior, the camera's K is the refined one")
 
 
 class Provenance(BaseModel):
