@@ -228,7 +228,7 @@ def _intrinsics_rig(ids: tuple[str, ...], n: int = 80,
 def test_intrinsics_refined_from_four_views():
     frames, start = _intrinsics_rig(("cam1", "cam3", "cam5", "cam7"))
     obs = joint_observations(frames, start)
-    res = calibrate(obs, start, intrinsics=IntrinsicsPrior(f_sigma_px=(30.0,) * 4))
+    res = calibrate(obs, start, intrinsics=IntrinsicsPrior(f_sigma_px=(30.0,) * 4, free="f,pp"))
     for c in res.cameras:
         f, cx, cy = c.K[0][0], c.K[0][2], c.K[1][2]
         assert abs(f - 360.0) < 4.0, (c.id, f)
@@ -253,7 +253,8 @@ def test_intrinsics_stay_at_the_prior_where_the_views_cannot_tell():
     obs = joint_observations(frames, start)
     assert obs.n_points < 150
     res = calibrate(obs, start,
-                    intrinsics=IntrinsicsPrior(f_sigma_px=(10.0, 10.0), pp_sigma_px=10.0))
+                    intrinsics=IntrinsicsPrior(f_sigma_px=(10.0, 10.0), pp_sigma_px=10.0,
+                                               free="f,pp"))
     for c, f0 in zip(res.cameras, F_START[:2], strict=True):
         assert abs(c.K[0][0] - f0) < 6.0, (c.id, c.K[0][0], f0)
         assert np.hypot(c.K[0][2] - 319.5, c.K[1][2] - 179.5) < 6.0, (c.id, c.K)
@@ -282,10 +283,10 @@ def test_calibration_file_records_the_refined_intrinsics(tmp_path: Path):
                 for c, spread in zip(start, (25.0, 30.0, 30.0, 30.0), strict=True)}
     kw = {"command": "c", "videos": {}, "backend": "movenet", "intrinsics": measured}
     with pytest.raises(CalibrationError, match="not measured: cam7"):
-        calibration_file(frames, start, "synthetic", None, refine_intrinsics=True,
+        calibration_file(frames, start, "synthetic", None, refine_intrinsics="f,pp",
                          **{**kw, "intrinsics": {k: measured[k] for k in ("cam1", "cam3",
                                                                           "cam5")}})
-    data, _ = calibration_file(frames, start, "synthetic", None, refine_intrinsics=True, **kw)
+    data, _ = calibration_file(frames, start, "synthetic", None, refine_intrinsics="f,pp", **kw)
     write_camera_file(tmp_path / "c.json", data)
     back = load_camera_file(tmp_path / "c.json")
     for cam, f0 in zip(back.cameras, F_START, strict=True):
@@ -294,11 +295,75 @@ def test_calibration_file_records_the_refined_intrinsics(tmp_path: Path):
         assert (rec.refined.f, rec.refined.cx, rec.refined.cy) == (cam.K[0][0], cam.K[0][2],
                                                                    cam.K[1][2])
         assert abs(cam.K[0][0] - 360.0) < 4.0, (cam.id, cam.K)
-        assert rec.refined.pp_sigma_px == 30.0
+        assert rec.refined.pp_sigma_px == 30.0 and rec.refined.freed == "f,pp"
     assert back.provenance.intrinsics["cam1"].refined.f_sigma_px == 25.0  # type: ignore[union-attr]
     held, _ = calibration_file(frames, start, "synthetic", None, **kw)
     assert all(r.refined is None for r in held.provenance.intrinsics.values())
     assert [c.K for c in held.cameras] == [c.K for c in start]
+
+
+def test_f_only_holds_the_principal_point_and_still_fits_f():
+    frames, start = _intrinsics_rig(("cam1", "cam3", "cam5", "cam7"))
+    obs = joint_observations(frames, start)
+    res = calibrate(obs, start, intrinsics=IntrinsicsPrior(f_sigma_px=(30.0,) * 4))
+    for c, f0 in zip(res.cameras, F_START, strict=True):
+        assert (c.K[0][2], c.K[1][2]) == (319.5, 179.5)
+        # f moves from its 10-25 px wrong start toward the truth (360); the 20 px principal
+        # point error it cannot absorb keeps it from getting all the way
+        assert abs(c.K[0][0] - 360.0) < abs(f0 - 360.0), (c.id, c.K[0][0], f0)
+    held = calibrate(obs, start)
+    assert np.median(res.joint_px[res.inlier]) < np.median(held.joint_px[held.inlier])
+    with pytest.raises(CalibrationError, match="expected 'f' or 'f,pp'"):
+        calibrate(obs, start, intrinsics=IntrinsicsPrior(f_sigma_px=(30.0,) * 4, free="pp"))
+
+
+def test_the_relative_solve_keeps_the_cheapest_start_and_records_all():
+    from walkout.perception.calibrate import common_focal_start
+
+    frames, start = _intrinsics_rig(("cam1", "cam3", "cam5", "cam7"))
+    obs = joint_observations(frames, start)
+    common = common_focal_start(start)
+    assert common[:, 0].tolist() == [361.0] * 4  # median of 340, 385, 350, 372
+    assert common[:, 1:].tolist() == [[319.5, 179.5]] * 4
+    # a start far off (f 200 everywhere) next to a sensible one: whatever basin each lands in,
+    # the kept solution is the one with the lowest cost, and every start is reported
+    far = common.copy()
+    far[:, 0] = 200.0
+    res = calibrate(obs, start, starts=[("common", common), ("far", far)])
+    names = [o.name for o in res.starts]
+    assert sorted(names) == ["common", "far", "given"]
+    costs = [o.cost for o in res.starts]
+    assert costs == sorted(costs) and res.cost == costs[0]
+    assert all(o.kept.shape == (4,) and 0.0 <= o.kept.min() <= o.kept.max() <= 1.0
+               for o in res.starts)
+    # the intrinsics held: whichever start won, the cameras keep the given matrices
+    assert [c.K for c in res.cameras] == [c.K for c in start]
+    one = calibrate(obs, start)
+    assert one.starts == ()
+    winner = res.starts[0].name
+    if winner == "given":  # the same solve as without starts
+        assert [c.pose for c in res.cameras] == [c.pose for c in one.cameras]
+    with pytest.raises(CalibrationError, match="start 'bad'"):
+        calibrate(obs, start, starts=[("bad", common[:3])])
+
+
+def test_calibration_file_records_the_starts_compared():
+    from walkout.perception.aifi_calibrate import calibration_file
+
+    frames, start = _intrinsics_rig(("cam1", "cam3", "cam5", "cam7"))
+    data, res = calibration_file(frames, start, "synthetic", None, command="c", videos={},
+                                 backend="movenet", multi_start=True)
+    rel = data.provenance.relative_starts
+    assert [r.name for r in rel] == [o.name for o in res.starts]
+    assert {r.name for r in rel} == {"given", "common f 361.0"}
+    assert [r.kept for r in rel] == [True, False]
+    assert rel[0].cost <= rel[1].cost
+    common = next(r for r in rel if r.name != "given")
+    assert common.f == {c.id: 361.0 for c in start}
+    assert common.principal_point["cam5"] == (319.5, 179.5)
+    single, _ = calibration_file(frames, start, "synthetic", None, command="c", videos={},
+                                 backend="movenet")
+    assert single.provenance.relative_starts == []
 
 
 # ---- the survey file ----------------------------------------------------------------------------

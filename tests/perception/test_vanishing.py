@@ -172,7 +172,7 @@ def test_calibrate_command_refuses_image_focal_length_under_the_store_lens(tmp_p
 def test_calibrate_command_refuses_refined_intrinsics_without_measured_ones(tmp_path):
     r = CliRunner().invoke(app, ["aifi", "calibrate", str(tmp_path), "--survey",
                                  str(tmp_path / "s.yaml"), "--out", str(tmp_path / "c.json"),
-                                 "--lens", "plumbline", "--refine-intrinsics"])
+                                 "--lens", "plumbline", "--refine-intrinsics", "f"])
     assert r.exit_code != 0
     assert "--refine-intrinsics needs --intrinsics image" in r.output
     assert not (tmp_path / "c.json").exists()

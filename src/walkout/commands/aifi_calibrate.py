@@ -42,9 +42,11 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         = "store",
         edges_frame: Annotated[int, typer.Option(
             help="video frame the lens and vanishing points are measured on")] = 300,
-        refine_intrinsics: Annotated[bool, typer.Option(
-            "--refine-intrinsics", help="free each camera's f, cx, cy in the bundle adjustment, "
-            "held by priors at the measured values (needs --intrinsics image)")] = False,
+        refine_intrinsics: Annotated[str | None, typer.Option(
+            "--refine-intrinsics", help="f: free each camera's f in the bundle adjustment, the "
+            "principal point held at the image centre (recommended: the shopper's joints do "
+            "not pin it); f,pp: free f, cx, cy; both held by priors at the measured values "
+            "(needs --intrinsics image)")] = None,
     ) -> None:
         """Camera poses of cams 1, 3, 5, 7 from the shopper's joints, placed in the store by
         the survey; writes them with date, inputs and residuals per camera and survey point
@@ -70,6 +72,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         if intrinsics == "image" and lens != "plumbline":
             raise _fail("--intrinsics image needs --lens plumbline (the store's lens belongs "
                         "to the store's camera matrix)")
+        if refine_intrinsics not in (None, "f", "f,pp"):
+            raise _fail(f"--refine-intrinsics {refine_intrinsics}: expected f or f,pp")
         if refine_intrinsics and intrinsics != "image":
             raise _fail("--refine-intrinsics needs --intrinsics image (the measured f and its "
                         "spread are the prior)")
@@ -105,7 +109,11 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             data, _ = calibration_file(frames, cams, store.name, sv, command=command,
                                        videos=VIDEO_CAMERAS, backend=backend,
                                        survey_path=survey, intrinsics=measured,
-                                       refine_intrinsics=refine_intrinsics)
+                                       refine_intrinsics=refine_intrinsics,
+                                       multi_start=intrinsics == "image")
+            for st in data.provenance.relative_starts:
+                err.print(f"[dim]relative start {st.name}: cost {st.cost}, joints kept "
+                          f"{st.joints_kept}{' (kept)' if st.kept else ''}[/]")
             for cid, m in data.provenance.intrinsics.items():
                 if m.refined is not None:
                     err.print(f"[dim]{cid}: refined f {m.refined.f} cx {m.refined.cx} "
@@ -115,4 +123,4 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             raise _fail(f"{survey}: {e}; nothing written") from e
         write_camera_file(out, data)
         print(json.dumps({"out": str(out), **data.provenance.model_dump(
-            include={"epipolar_px", "cameras", "intrinsics"})}, indent=2))
+            include={"epipolar_px", "cameras", "intrinsics", "relative_starts"})}, indent=2))

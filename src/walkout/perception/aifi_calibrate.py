@@ -26,6 +26,7 @@ from walkout.perception.calibrate import (
     CalibrationResult,
     IntrinsicsPrior,
     calibrate,
+    common_focal_start,
     joint_observations,
     survey_observations,
 )
@@ -35,6 +36,7 @@ from walkout.perception.camera_file import (
     Intrinsics,
     Provenance,
     RefinedIntrinsics,
+    RelativeStart,
     SurveyResidual,
 )
 from walkout.perception.plumbline import fit_lens_on_image
@@ -124,15 +126,17 @@ def calibration_file(frames: Mapping[str, Sequence[KeypointFrame]], cameras: Seq
                      videos: Mapping[str, str], backend: str, survey_path: Path | None = None,
                      date: str | None = None,
                      intrinsics: Mapping[str, Intrinsics] | None = None,
-                     refine_intrinsics: bool = False,
+                     refine_intrinsics: str | None = None, multi_start: bool = False,
                      ) -> tuple[CameraFile, CalibrationResult]:
     """Calibrate ``cameras`` on the keypoint ``frames`` (and ``survey``) and describe it;
     ``intrinsics`` records cameras whose lens and matrix were measured on the footage.
 
-    ``refine_intrinsics`` frees every camera's f, cx, cy in the adjustment, held at the
-    measured values by priors: f by its vanishing-point spread (floored, see
-    :class:`~walkout.perception.calibrate.IntrinsicsPrior`), the principal point weakly. It
-    needs every camera measured (``intrinsics``): a store's matrix comes with its own lens."""
+    ``refine_intrinsics`` (``"f"`` or ``"f,pp"``) frees every camera's f (and cx, cy) in the
+    adjustment, held at the measured values by priors: f by its vanishing-point spread
+    (floored, see :class:`~walkout.perception.calibrate.IntrinsicsPrior`), the principal point
+    weakly. It needs every camera measured (``intrinsics``): a store's matrix comes with its
+    own lens. ``multi_start`` also starts the relative solve from one common f
+    (:func:`~walkout.perception.calibrate.common_focal_start`) and records both starts' costs."""
     measured = dict(intrinsics or {})
     prior = None
     if refine_intrinsics:
@@ -141,15 +145,26 @@ def calibration_file(frames: Mapping[str, Sequence[KeypointFrame]], cameras: Seq
             raise CalibrationError(f"refining the intrinsics needs them measured on the footage "
                                    f"first; not measured: {', '.join(missing)}")
         prior = IntrinsicsPrior(f_sigma_px=tuple(
-            float(measured[c.id].f_spread_px or 0.0) for c in cameras))
+            float(measured[c.id].f_spread_px or 0.0) for c in cameras), free=refine_intrinsics)
+        prior.mask(len(cameras))  # refuse an unknown choice before the footage is read
     obs = joint_observations(frames, cameras)
-    res = calibrate(obs, cameras, survey, intrinsics=prior)
+    starts = [(f"common f {np.median([c.K[0][0] for c in cameras]):.1f}",
+               common_focal_start(cameras))] if multi_start else []
+    res = calibrate(obs, cameras, survey, intrinsics=prior, starts=starts)
     if prior is not None:
         sig = prior.sigmas(len(cameras))
         for i, c in enumerate(res.cameras):
             measured[c.id] = measured[c.id].model_copy(update={"refined": RefinedIntrinsics(
                 f=c.K[0][0], cx=c.K[0][2], cy=c.K[1][2], f_sigma_px=round(float(sig[i, 0]), 2),
-                pp_sigma_px=round(float(sig[i, 1]), 2))})
+                pp_sigma_px=round(float(sig[i, 1]), 2) if prior.free == "f,pp" else None,
+                freed=prior.free)})
+    rel = [RelativeStart(
+        name=o.name, f={c.id: round(float(o.k[i, 0]), 2) for i, c in enumerate(cameras)},
+        principal_point={c.id: (round(float(o.k[i, 1]), 2), round(float(o.k[i, 2]), 2))
+                         for i, c in enumerate(cameras)},
+        cost=round(o.cost, 2), kept=j == 0,
+        joints_kept={c.id: round(float(o.kept[i]), 4) for i, c in enumerate(cameras)})
+        for j, o in enumerate(res.starts)]
     per_cam: dict[str, CameraResidual] = {}
     sv = None if survey is None else survey_observations(survey, cameras)
     for i, c in enumerate(cameras):
@@ -180,7 +195,7 @@ def calibration_file(frames: Mapping[str, Sequence[KeypointFrame]], cameras: Seq
         videos=dict(videos), frames={c.id: len(frames.get(c.id, ())) for c in cameras},
         backend=backend, survey=None if survey_path is None else survey_path.name,
         survey_sha256=sha, epipolar_px=epi, cameras=per_cam, survey_points=picks,
-        intrinsics=measured)
+        intrinsics=measured, relative_starts=rel)
     return CameraFile(store=store, provenance=prov, cameras=list(res.cameras)), res
 
 

@@ -190,6 +190,19 @@ class CalibrationResult:
     survey_world: np.ndarray  # (p, 3) survey points, open coordinates solved
     survey_px: np.ndarray  # (m,) reprojection error of each survey observation (px)
     cost: float
+    #: the relative solve's starts, the one kept first (empty: one start, nothing compared)
+    starts: tuple[StartOutcome, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    """One start of the relative solve: its intrinsics, where it ended, and the cost it is
+    compared on (robust, over every joint detection, the outlier cut undone, same priors)."""
+
+    name: str
+    k: np.ndarray  # (c, 3) start f, cx, cy
+    cost: float
+    kept: np.ndarray  # (c,) share of each camera's joint detections within OUTLIER_PX
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +215,15 @@ class IntrinsicsPrior:
 
     f_sigma_px: tuple[float, ...]
     pp_sigma_px: float = PP_SIGMA_PX
+    #: what is freed: ``"f"`` (principal point held where given: one shopper along one aisle
+    #: does not pin it, a shift of it is nearly a small rotation) or ``"f,pp"``
+    free: str = "f"
+
+    def mask(self, n_cams: int) -> np.ndarray:
+        """(c, 3) bool: which of f, cx, cy are unknowns."""
+        if self.free not in ("f", "f,pp"):
+            raise CalibrationError(f"intrinsics to free: {self.free!r}; expected 'f' or 'f,pp'")
+        return np.tile([True, self.free == "f,pp", self.free == "f,pp"], (n_cams, 1))
 
     def sigmas(self, n_cams: int) -> np.ndarray:
         """(c, 3) sigma of f, cx, cy per camera."""
@@ -264,17 +286,17 @@ def _ray_fill(sv: SurveyObs, rs: np.ndarray, ts: np.ndarray) -> np.ndarray:
 def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.ndarray,
            pts0: np.ndarray, k0: np.ndarray, fixed_cam: int | None, scale_pair: tuple[int, int],
            scale: float, floor: np.ndarray | None = None, max_nfev: int = 200,
-           prior: tuple[np.ndarray, np.ndarray] | None = None,
+           prior: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
     """One robust least-squares pass over the free cameras, the joints and the survey's open
     coordinates; returns camera params (c, 6), joints, survey world points, the cost and the
     intrinsics (c, 3) ``f, cx, cy``.
 
     Residuals are in pixels: each point is projected through its camera's matrix ``k0`` (the
-    one ``obs.xy`` and ``sv.xy`` are normalised under). With ``prior = (mean, sigma)``, both
-    (c, 3), the intrinsics are unknowns too, each held to its mean by ``sigma``; without, they
-    are fixed at ``k0``. ``floor``: indices of joint points (planted ankles) held near
-    ``ANKLE_HEIGHT_M``."""
+    one ``obs.xy`` and ``sv.xy`` are normalised under). With ``prior = (mean, sigma, free)``,
+    all (c, 3), the intrinsics marked ``free`` are unknowns too, each held to its mean by
+    ``sigma``; the others (all, without a prior) are fixed at ``k0``. ``floor``: indices of
+    joint points (planted ankles) held near ``ANKLE_HEIGHT_M``."""
     floor = np.empty(0, int) if floor is None else floor
     nc, npnt = len(cams0), len(pts0)
     free = [i for i in range(nc) if i != fixed_cam]
@@ -293,7 +315,10 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
         world0, open_idx, sv_px = np.empty((0, 3)), np.empty((0, 2), int), np.empty((0, 2))
         param, n_open = np.empty(0, int), 0
     m_sv = 0 if sv is None else len(sv.cam)
-    n_k = 0 if prior is None else 3 * nc
+    kmask = np.zeros((nc, 3), bool) if prior is None else prior[2]
+    n_k = int(kmask.sum())
+    kcol = np.full((nc, 3), -1)
+    kcol[kmask] = np.arange(n_k)
     k_base = n_cam_p + n_pt_p + n_open
 
     def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -302,7 +327,8 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
         world = world0.copy()
         if len(open_idx):
             world[open_idx[:, 0], open_idx[:, 1]] = x[n_cam_p + n_pt_p:k_base][param]
-        k = k0 if prior is None else x[k_base:].reshape(nc, 3)
+        k = k0.copy()
+        k[kmask] = x[k_base:]
         return cp, x[n_cam_p:n_cam_p + n_pt_p].reshape(npnt, 3), world, k
 
     def fun(x: np.ndarray) -> np.ndarray:
@@ -320,7 +346,7 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
             gap = np.linalg.norm(rs[a].T @ ts[a] - rs[b].T @ ts[b])
             res.append(np.array([(gap - scale) * 100.0]))
         if prior is not None:
-            res.append(_gaussian_under_soft_l1(((k - prior[0]) / prior[1]).ravel()))
+            res.append(_gaussian_under_soft_l1(((k - prior[0]) / prior[1])[kmask]))
         return np.concatenate(res)
 
     n_fixed = 1 if fixed_cam is not None else 0
@@ -336,9 +362,8 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
             if c in slot:
                 for d in range(6):
                     sp[r[sel], 6 * slot[c] + d] = 1
-            if n_k:
-                for d in range(3):
-                    sp[r[sel], k_base + 3 * c + d] = 1
+            for d in np.flatnonzero(kmask[c]):
+                sp[r[sel], k_base + kcol[c, d]] = 1
     if sv is not None:
         base = 2 * len(ci)
         for k in range(2):
@@ -347,9 +372,8 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
                 if c in slot:
                     for d in range(6):
                         sp[base + 2 * sel + k, 6 * slot[c] + d] = 1
-                if n_k:
-                    for d in range(3):
-                        sp[base + 2 * sel + k, k_base + 3 * c + d] = 1
+                for d in np.flatnonzero(kmask[c]):
+                    sp[base + 2 * sel + k, k_base + kcol[c, d]] = 1
             for j, (p, _axis) in enumerate(open_idx):
                 sel = np.flatnonzero(sv.point == p)
                 sp[base + 2 * sel + k, n_cam_p + n_pt_p + param[j]] = 1
@@ -363,12 +387,13 @@ def _solve(obs: Observations, keep: np.ndarray, sv: SurveyObs | None, cams0: np.
         sp[n_res - n_k + np.arange(n_k), k_base + np.arange(n_k)] = 1
     x0 = np.concatenate([cams0[free].ravel(), pts0.ravel(),
                          _param_start(world0, open_idx, param, n_open),
-                         k0.ravel() if n_k else np.empty(0)])
+                         k0[kmask]])
     lb, ub = np.full(len(x0), -np.inf), np.full(len(x0), np.inf)
     if prior is not None:
         # f stays within a factor of 2 of its prior: a camera whose points all fall behind it
         # otherwise fits them best with f -> 0 (seen on cps-test-01 under a tight cx, cy prior)
-        lb[k_base::3], ub[k_base::3] = prior[0][:, 0] / 2, prior[0][:, 0] * 2
+        fc = k_base + kcol[:, 0]
+        lb[fc], ub[fc] = prior[0][:, 0] / 2, prior[0][:, 0] * 2
         x0 = np.clip(x0, lb, ub)
     sol = least_squares(fun, x0, jac_sparsity=sp.tocsr(), loss="soft_l1", f_scale=1.0,
                         x_scale="jac", method="trf", max_nfev=max_nfev, xtol=1e-10, ftol=1e-10,
@@ -618,21 +643,59 @@ def _place_on_survey(obs: Observations, sv: SurveyObs, cp: np.ndarray, pts: np.n
                        float(np.exp(x[1])), x[2:5])
 
 
+def common_focal_start(cameras: Sequence[Camera]) -> np.ndarray:
+    """(c, 3) start intrinsics: every camera at the median of the given f, principal point at
+    the image centre. Per-camera f from vanishing points can put the essential matrix and the
+    resections in a poor basin that one shared f avoids (cps-test-01, docs/perception.md)."""
+    f = float(np.median(_focal(cameras)))
+    return np.array([[f, (c.resolution[0] - 1) / 2, (c.resolution[1] - 1) / 2]
+                     for c in cameras])
+
+
+def _robust_cost(obs: Observations, cp: np.ndarray, pts: np.ndarray, k: np.ndarray,
+                 prior: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> float:
+    """The adjustment's cost (soft-L1 joints, Gaussian priors) over every joint detection,
+    dropped ones too, so that starts whose outlier cuts differ are compared on one footing.
+    Each detection counts at most as one off by ``OUTLIER_PX`` (a dropped one): a few points
+    behind a camera in a poor basin would otherwise decide the comparison alone. A point whose
+    detections were all dropped is re-triangulated first (it was not solved)."""
+    rs, ts = _rt(cp)
+    seen = np.zeros(obs.n_points, bool)
+    err = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, k[:, 0])
+    seen[obs.point[err <= OUTLIER_PX]] = True
+    if not seen.all():
+        pts = pts.copy()
+        pts[~seen] = triangulate(obs.xy, obs.cam, obs.point, obs.n_points, rs, ts)[~seen]
+    uv = _project(rs, ts, obs.cam, pts[obs.point]) * k[obs.cam, :1] + k[obs.cam, 1:]
+    px = obs.xy * k[obs.cam, :1] + k[obs.cam, 1:]
+    e = np.minimum(np.linalg.norm(uv - px, axis=1), OUTLIER_PX)
+    z2 = obs.conf * (e / JOINT_SCALE_PX) ** 2
+    cost = float(np.sum(np.sqrt(1.0 + z2) - 1.0))  # least_squares' 0.5 * sum rho, per axis pair
+    if prior is not None:
+        cost += 0.5 * float(np.sum((((k - prior[0]) / prior[1])[prior[2]]) ** 2))
+    return cost
+
+
 def calibrate(obs: Observations, cameras: Sequence[Camera], survey: Survey | None = None,
               min_points: int = 6, from_footage: bool = True,
-              intrinsics: IntrinsicsPrior | None = None) -> CalibrationResult:
-    """Refine the poses of ``cameras`` (and, with ``intrinsics``, their ``f, cx, cy``; the
-    lens is kept) on the joint observations.
+              intrinsics: IntrinsicsPrior | None = None,
+              starts: Sequence[tuple[str, np.ndarray]] = ()) -> CalibrationResult:
+    """Refine the poses of ``cameras`` (and, with ``intrinsics``, their ``f`` or ``f, cx,
+    cy``; the lens is kept) on the joint observations.
 
     ``from_footage`` starts from :func:`relative_poses` moved onto ``cameras`` by
     :func:`align_similarity` (the given poses may be far off: moved cameras); otherwise from
     ``cameras`` as they are. The relative solve keeps the first camera where it is and the
-    distance between the first two camera centres. With a survey, that solution is then placed
-    on the survey by a similarity (:func:`_place_on_survey`) and everything is solved again
-    with the survey fixing the store frame. Each solve runs twice, the second time without the
-    joint observations off by more than ``OUTLIER_PX`` after the first. Refined intrinsics are
-    carried from solve to solve (the observations normalised afresh under them); their priors
-    stay at the given cameras' values throughout.
+    distance between the first two camera centres. ``starts`` (name, (c, 3) f, cx, cy) are
+    further start intrinsics for it: each is solved with its intrinsics held, then again from
+    there under the given intrinsics and priors, and the start with the lowest robust cost
+    over all joints (:func:`_robust_cost`) is kept; the given cameras are the start named
+    ``"given"``. With a survey, that solution is then placed on the survey by a similarity
+    (:func:`_place_on_survey`) and everything is solved again with the survey fixing the
+    store frame. Each solve runs twice, the second time without the joint observations off by
+    more than ``OUTLIER_PX`` after the first. Refined intrinsics are carried from solve to
+    solve (the observations normalised afresh under them); their priors stay at the given
+    cameras' values throughout.
     """
     if obs.n_points < 50:
         raise CalibrationError(
@@ -651,42 +714,67 @@ def calibrate(obs: Observations, cameras: Sequence[Camera], survey: Survey | Non
             raise CalibrationError(
                 "the survey has no fully known point; need at least 1 (with the open ones) to "
                 "fix the store frame")
+    nc = len(cameras)
     k_in = _kvec(cameras)
     k = k_in
-    prior = None if intrinsics is None else (k_in, intrinsics.sigmas(len(cameras)))
+    prior = None if intrinsics is None else (k_in, intrinsics.sigmas(nc), intrinsics.mask(nc))
+    for name, ks in starts:
+        if np.shape(ks) != (nc, 3):
+            raise CalibrationError(f"start {name!r}: intrinsics of shape {np.shape(ks)} for "
+                                   f"{nc} cameras")
 
     def solve(obs: Observations, sv: SurveyObs | None, cp: np.ndarray, pts: np.ndarray,
-              fixed_cam: int | None, floor: np.ndarray | None = None,
+              fixed_cam: int | None, floor: np.ndarray | None = None, held: bool = False,
               ) -> tuple[Observations, SurveyObs | None, np.ndarray, np.ndarray, np.ndarray,
                          float]:
         nonlocal k
         cp, pts, world, cost, k_new = _solve(obs, keep, sv, cp, pts, k, fixed_cam, (0, 1),
-                                             scale, floor, prior=prior)
-        if prior is not None:
+                                             scale, floor, prior=None if held else prior)
+        if prior is not None and not held:
             obs = replace(obs, xy=_renormalise(obs.xy, obs.cam, k, k_new))
             if sv is not None:
                 sv = replace(sv, xy=_renormalise(sv.xy, sv.cam, k, k_new))
             k = k_new
         return obs, sv, cp, pts, world, cost
 
-    cams0 = _pack(cameras)
-    if from_footage:
-        cams0 = align_similarity(relative_poses(obs, len(cameras), float(np.mean(k[:, 0]))),
-                                 cams0)
-    rs, ts = _rt(cams0)
-    pts0 = triangulate(obs.xy, obs.cam, obs.point, obs.n_points, rs, ts)
-    centres = np.einsum("nji,nj->ni", rs, -ts)
-    scale = float(np.linalg.norm(centres[0] - centres[1]))
-    keep = np.ones(len(obs.cam), bool)
-    cp, pts = cams0, pts0
-    for _ in range(2):
-        obs, _, cp, pts, _, cost = solve(obs, None, cp, pts, 0)
-        rs, ts = _rt(cp)
-        keep = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, k[:, 0]) <= OUTLIER_PX
+    def twice(obs: Observations, cp: np.ndarray, pts: np.ndarray, held: bool,
+              ) -> tuple[Observations, np.ndarray, np.ndarray]:
+        nonlocal keep
+        for _ in range(2):
+            obs, _, cp, pts, _, _ = solve(obs, None, cp, pts, 0, held=held)
+            rs, ts = _rt(cp)
+            keep = reproject(rs, ts, obs.cam, pts[obs.point], obs.xy, k[:, 0]) <= OUTLIER_PX
+        return obs, cp, pts
+
+    obs_in = obs
+    outcomes: list[tuple[StartOutcome, tuple]] = []
+    for name, ks in [("given", k_in), *starts]:
+        ks = np.asarray(ks, float)
+        k = ks
+        obs = replace(obs_in, xy=_renormalise(obs_in.xy, obs_in.cam, k_in, ks))
+        cams0 = _pack(cameras)
+        if from_footage:
+            cams0 = align_similarity(relative_poses(obs, nc, float(np.mean(ks[:, 0]))), cams0)
+        rs, ts = _rt(cams0)
+        pts = triangulate(obs.xy, obs.cam, obs.point, obs.n_points, rs, ts)
+        centres = np.einsum("nji,nj->ni", rs, -ts)
+        scale = float(np.linalg.norm(centres[0] - centres[1]))
+        keep = np.ones(len(obs.cam), bool)
+        moved = not np.array_equal(ks, k_in)
+        obs, cp, pts = twice(obs, cams0, pts, held=moved)
+        if moved:  # from the start's basin, under the given intrinsics and their priors
+            obs, k = replace(obs, xy=_renormalise(obs.xy, obs.cam, ks, k_in)), k_in
+            obs, cp, pts = twice(obs, cp, pts, held=False)
+        out = StartOutcome(name, ks, _robust_cost(obs, cp, pts, k, prior), np.array(
+            [keep[obs.cam == c].mean() if np.any(obs.cam == c) else 0.0 for c in range(nc)]))
+        outcomes.append((out, (obs, cp, pts, k, keep, scale)))
+    outcomes.sort(key=lambda o: o[0].cost)
+    obs, cp, pts, k, keep, scale = outcomes[0][1]
+    record = tuple(o for o, _ in outcomes) if starts else ()
+    cost = outcomes[0][0].cost
     world = np.empty((0, 3))
     if sv is not None:
-        if prior is not None:
-            sv = replace(sv, xy=_renormalise(sv.xy, sv.cam, k_in, k))
+        sv = replace(sv, xy=_renormalise(sv.xy, sv.cam, k_in, k))
         cp, pts = _place_on_survey(obs, sv, cp, pts, k[:, 0])
         floor = planted_ankles(obs, pts)
         for _ in range(2):
@@ -706,4 +794,4 @@ def calibrate(obs: Observations, cameras: Sequence[Camera], survey: Survey | Non
             f, cx, cy = (round(float(v), 3) for v in kc)
             upd["K"] = ((f, 0.0, cx), (0.0, f, cy), (0.0, 0.0, 1.0))
         out.append(Camera.model_validate({**c.model_dump(), **upd}))
-    return CalibrationResult(tuple(out), pts, err, keep, world, sv_err, cost)
+    return CalibrationResult(tuple(out), pts, err, keep, world, sv_err, cost, record)

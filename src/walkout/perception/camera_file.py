@@ -51,7 +51,23 @@ class RefinedIntrinsics(BaseModel):
     cx: float
     cy: float
     f_sigma_px: float = Field(gt=0, description="prior on f about the measured f (px)")
-    pp_sigma_px: float = Field(gt=0, description="prior on cx, cy about the measured ones (px)")
+    pp_sigma_px: float | None = Field(
+        None, gt=0, description="prior on cx, cy about the measured ones (px); null: held")
+    freed: str = Field("f,pp", description="what the adjustment freed: 'f' or 'f,pp'")
+
+
+class RelativeStart(BaseModel):
+    """One start of the relative solve (intrinsics it started from) and the robust cost over
+    all joints it ended at; the lowest cost is kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    f: dict[str, float] = Field(description="camera id -> start f (px)")
+    principal_point: dict[str, tuple[float, float]]
+    cost: float = Field(ge=0)
+    joints_kept: dict[str, float]
+    kept: bool = Field(description="this start's solution was used")
 
 
 class Intrinsics(BaseModel):
@@ -97,6 +113,8 @@ class Provenance(BaseModel):
     intrinsics: dict[str, Intrinsics] = Field(
         default_factory=dict, description="camera id -> lens and camera matrix measured on "
         "the footage (absent: the store file's)")
+    relative_starts: list[RelativeStart] = Field(
+        default_factory=list, description="starts of the relative solve compared (empty: one)")
 
 
 class CameraFile(BaseModel):
