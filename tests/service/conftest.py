@@ -18,7 +18,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import Engine, create_engine, text
 
 from walkout.service.db import make_engine, normalise_url, upgrade
-from walkout.service.testing import Svc, make_svc
+from walkout.service.testing import Svc, make_mail_svc, make_svc
 
 PG_ENV = "WALKOUT_TEST_PG_URL"
 
@@ -106,3 +106,10 @@ def smtp_inbox() -> Iterator[tuple[MailInbox, int]]:
         yield inbox, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def mailed(engine: Engine, smtp_inbox: tuple[MailInbox, int]) -> Iterator[tuple[Svc, MailInbox]]:
+    """The service configured (settings only) to send through the aiosmtpd server."""
+    inbox, port = smtp_inbox
+    yield make_mail_svc(engine, port), inbox

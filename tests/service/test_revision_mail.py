@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.message import EmailMessage
@@ -20,16 +19,10 @@ from walkout.service.checkout import LineRequest
 from walkout.service.db import downgrade, make_engine, upgrade
 from walkout.service.models import ReceiptMail
 from walkout.service.receipts import ReceiptDocLine, diff_lines
-from walkout.service.testing import Svc, make_svc
+from walkout.service.testing import MAIL_SENDER, Svc, restart_and_resume_mail
 
 BAR, WATER = "018627032007", "073360771026"  # 9.19 and 7.59 EUR in the `small` store
-SENDER = "receipts@corner.example"
-
-
-@pytest.fixture
-def mailed(engine: Engine, smtp_inbox: tuple[Any, int]) -> Iterator[tuple[Svc, Any]]:
-    inbox, port = smtp_inbox
-    yield make_svc(engine, smtp_host="127.0.0.1", smtp_port=port, mail_sender=SENDER), inbox
+SENDER = MAIL_SENDER
 
 
 def _verdict(svc: Svc, vid: str, product: str, quantity: int) -> None:
@@ -81,11 +74,8 @@ def test_a_revised_receipt_is_emailed_once_with_what_changed(
     # nothing more is sent
     _verdict(svc, vid, BAR, -1)
     assert receipting.resume_mail(svc.deps) == 0
-    restarted = make_svc(engine, smtp_host="127.0.0.1", smtp_port=smtp_inbox[1],
-                         mail_sender=SENDER)
-    with restarted.client:  # its start-up resends what is unsent: nothing here
-        pass
-    assert receipting.resume_mail(restarted.deps) == 0
+    # a restart: its start-up resends what is unsent (nothing here), and so would a resume
+    assert restart_and_resume_mail(engine, smtp_inbox[1]) == 0
     assert len(inbox.messages) == 2
     assert [(r, st) for r, st, _ in _mails(svc)] == [(0, "sent"), (1, "sent")]
 

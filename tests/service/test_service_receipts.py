@@ -4,7 +4,6 @@ their shopper as JSON, HTML and PDF, found at a kiosk by e-mail address only."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,18 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from walkout.service import checkout, receipting
 from walkout.service.models import Receipt, ReceiptMail
 from walkout.service.receipts.render import UNDER_REVIEW
-from walkout.service.testing import Svc, make_svc
+from walkout.service.testing import MAIL_SENDER, Svc, make_svc, restart_and_resume_mail
 
 BAR, WATER = "018627032007", "073360771026"  # 9.19 and 7.59 EUR in the `small` store
-SENDER = "receipts@corner.example"
-
-
-@pytest.fixture
-def mailed(engine: Engine, smtp_inbox: tuple[Any, int]) -> Iterator[tuple[Svc, Any]]:
-    """The service configured (settings only) to send through the aiosmtpd server."""
-    inbox, port = smtp_inbox
-    s = make_svc(engine, smtp_host="127.0.0.1", smtp_port=port, mail_sender=SENDER)
-    yield s, inbox
+SENDER = MAIL_SENDER
 
 
 def test_exit_emails_the_receipt_exactly_once(mailed: tuple[Svc, Any], engine: Engine,
@@ -44,11 +35,8 @@ def test_exit_emails_the_receipt_exactly_once(mailed: tuple[Svc, Any], engine: E
     # a retried exit, a duplicated exit message, a restart's resume: nothing more is sent
     assert svc.client.post(f"/v1/visits/{vid}/exit", headers=svc.gate).json() == out
     assert receipting.resume_mail(svc.deps) == 0
-    restarted = make_svc(engine, smtp_host="127.0.0.1", smtp_port=smtp_inbox[1],
-                         mail_sender=SENDER)
-    with restarted.client:  # its start-up resends what is unsent: nothing here
-        pass
-    assert receipting.resume_mail(restarted.deps) == 0
+    # a restart: its start-up resends what is unsent (nothing here), and so would a resume
+    assert restart_and_resume_mail(engine, smtp_inbox[1]) == 0
     assert len(inbox.messages) == 1
     with svc.deps.sessions() as s:
         m = s.scalars(select(ReceiptMail)).one()

@@ -18,6 +18,8 @@ from walkout.service.deps import Deps
 from walkout.service.settings import ServiceSettings
 
 ADMIN_TOKEN = "wo_admin-test-token-0123456789"
+#: the From: of the receipts the mail tests send
+MAIL_SENDER = "receipts@corner.example"
 
 
 @dataclass
@@ -82,3 +84,20 @@ def make_svc(engine: Engine, clock: ManualClock | None = None, **overrides: obje
     r = client.post("/v1/admin/staff", json={"role": "operator", "name": "gate"}, headers=admin)
     assert r.status_code == 201, r.text
     return Svc(client, clock, app.state.deps, {"Authorization": f"Bearer {r.json()['token']}"})
+
+
+def make_mail_svc(engine: Engine, smtp_port: int, clock: ManualClock | None = None) -> Svc:
+    """A service that sends its receipts through the SMTP server on 127.0.0.1:``smtp_port``."""
+    return make_svc(engine, clock, smtp_host="127.0.0.1", smtp_port=smtp_port,
+                    mail_sender=MAIL_SENDER)
+
+
+def restart_and_resume_mail(engine: Engine, smtp_port: int) -> int:
+    """Start the service afresh on the same database (its start-up resends what is unsent),
+    stop it, then resume once more: how many e-mails that last resume sent."""
+    from walkout.service import receipting
+
+    restarted = make_mail_svc(engine, smtp_port)
+    with restarted.client:
+        pass
+    return receipting.resume_mail(restarted.deps)
