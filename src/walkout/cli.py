@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 from walkout.commands import register_all
 from walkout.store import StoreFileError, builtin_stores, load_store
 from walkout.store.model import Store
+
+if TYPE_CHECKING:
+    from walkout.engine import EngineResult
 
 app = typer.Typer(no_args_is_help=True, help="walkout: an open checkout-free store platform.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print JSON.")
@@ -167,6 +170,7 @@ def demo(
         ok = Counter({k: v for k, v in got.items() if v > 0}) == truth
         table.add_row(cred, fmt(got), fmt(truth), "[green]✓[/]" if ok else "[red]✗[/]")
     console.print(table)
+    _print_review_and_alerts(result)
     s = score_receipts(pred, true)
     console.print(
         f"[bold]exact receipts[/] {s.exact_receipt_rate:.1%}  [bold]precision[/] {s.precision:.4f}"
@@ -174,6 +178,34 @@ def demo(
         f"  to review {len(result.review_queue)}  alerts {len(result.alerts)}"
         f"  ({time.perf_counter() - t0:.1f} s)"
     )
+
+
+def _print_review_and_alerts(result: EngineResult) -> None:
+    """What an operator would have to act on: the cases waiting for a person, and the alerts.
+
+    A count alone ("alerts 1") says nothing the operator can check; each row names the plate or
+    person and the reason, in store time."""
+    if result.review_queue:
+        table = Table(title="Waiting for review (receipts held)")
+        for col in ("t (s)", "event", "plates", "change", "why", "receipts held"):
+            table.add_column(col, overflow="fold")
+        for d in result.review_queue:
+            ev = d.attribution.event
+            case = result.cases.get(ev.event_id)
+            held = ", ".join(case.sessions) if case else ", ".join(d.takers) or "—"
+            on_shelf = bool(ev.plate_ids)  # a hand to the floor has no plate and no weight
+            table.add_row(f"{ev.t_start:.1f}", ev.event_id,
+                          ", ".join(ev.plate_ids) if on_shelf else "—",
+                          f"{ev.delta_g:+.0f} g" if on_shelf else "—",
+                          "; ".join(d.reasons) or "low confidence", held)
+        console.print(table)
+    if result.alerts:
+        table = Table(title="Alerts")
+        for col in ("t (s)", "kind", "subject", "message"):
+            table.add_column(col)
+        for a in sorted(result.alerts, key=lambda a: a.t):
+            table.add_row(f"{a.t:.1f}", a.kind, a.subject or "—", a.message)
+        console.print(table)
 
 
 @app.command()

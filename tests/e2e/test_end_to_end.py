@@ -90,3 +90,23 @@ def test_demo_runs_the_newest_hard_scenarios_by_name(name: str) -> None:
     res = runner.invoke(app, ["demo", "--shoppers", "0", "--seed", "4", "--scenario", name])
     assert res.exit_code == 0, res.output
     assert f"{name}-4-0-0" in res.output and "F1" in res.output
+
+
+def test_demo_lists_what_waits_for_review_and_each_alert() -> None:
+    """An operator gets the cases and alerts themselves, not only their counts."""
+    res = runner.invoke(app, ["demo", "--shoppers", "0", "--seed", "4",
+                              "--scenario", "item-left", "--scenario", "tailgating"])
+    assert res.exit_code == 0, res.output
+    review = res.output.split("Waiting for review (receipts held)")[1].split("Alerts")[0]
+    assert "floor-s" in review and "s00001" in review  # the floor reach, the receipt it holds
+    alerts = res.output.split("Alerts")[1]
+    assert "possible_drop" in alerts and "unbound_person" in alerts
+    summary = " ".join(res.output.split())  # rich wraps the summary line at the terminal width
+    assert "to review 1 alerts 2" in summary
+
+
+def test_demo_without_review_or_alerts_prints_neither_table() -> None:
+    res = runner.invoke(app, ["demo", "--shoppers", "4", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    assert "to review 0 alerts 0" in " ".join(res.output.split())
+    assert "Waiting for review" not in res.output and "Alerts" not in res.output
