@@ -192,7 +192,7 @@ def _print_review_and_alerts(result: EngineResult) -> None:
         for d in result.review_queue:
             ev = d.attribution.event
             case = result.cases.get(ev.event_id)
-            held = ", ".join(case.sessions) if case else ", ".join(d.takers) or "—"
+            held = ", ".join(case.sessions if case else d.takers) or "—"
             on_shelf = bool(ev.plate_ids)  # a hand to the floor has no plate and no weight
             table.add_row(f"{ev.t_start:.1f}", ev.event_id,
                           ", ".join(ev.plate_ids) if on_shelf else "—",
