@@ -90,8 +90,10 @@ def test_command_writes_report_track_and_plan(tmp_path: Path, models_dir: Path,
                    "with f per camera from `aifi calibrate --intrinsics image` the survey is "
                    "refused at 12 px, and with f, cx, cy freed in the bundle adjustment "
                    "(--refine-intrinsics) too; from the good basin of the relative solve "
-                   "(multi-start) with f alone refined, 2 cam5 picks are still over 12 px): "
-                   "docs/perception.md, sixth to ninth passes")
+                   "(multi-start) with f alone refined, 2 cam5 picks are still over 12 px; "
+                   "the far end of the row is pinned by one cam3 pick that the row foot seen "
+                   "in cam1 contradicts by 1.2 m, the G1 end being hidden behind a counter): "
+                   "docs/perception.md, sixth to tenth passes")
 def test_cps_test_01_from_video_alone(tmp_path: Path, models_dir: Path, videos_dir: Path):
     r, out = _run(videos_dir, tmp_path)
     assert r.returncode == 0, r.stderr
