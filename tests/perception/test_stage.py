@@ -17,7 +17,7 @@ from walkout.perception.backends import Poses
 from walkout.perception.output import write_keypoint_recording
 from walkout.perception.stage import FrameGovernor, PerceptionStage
 from walkout.perception.undistort import undistort_keypoints
-from walkout.sources.recording import load_sensors
+from walkout.sources.recording import RecordingError, load_sensors
 from walkout.store import load_store
 
 STORE = load_store("aifi-nanostore")
@@ -103,6 +103,20 @@ def test_recording_merges_cameras_and_replays(tmp_path: Path):
     assert [f.camera_id for f in s.frames].count("cam1") == 2
     assert [f.t for f in s.frames] == sorted(f.t for f in s.frames)
     assert set(json.loads((tmp_path / "perception.json").read_text())) == {"cam1", "cam3"}
+
+
+def test_recording_with_a_corrupt_keypoints_file_is_refused_and_kept(tmp_path: Path):
+    """Adding a camera to a recording whose keypoints file is damaged stops with the file named,
+    and leaves the file as it was (nothing recorded is overwritten)."""
+    kp = np.zeros((1, 17, 3), np.float32)
+    write_keypoint_recording(tmp_path, STORE, [KeypointFrame("cam1", 0.0, kp)], {"backend": "x"})
+    path = tmp_path / "keypoints.npz"
+    damaged = path.read_bytes()[:200]
+    path.write_bytes(damaged)
+    cam3 = [KeypointFrame("cam3", 0.0, kp)]
+    with pytest.raises(RecordingError, match=r"keypoints\.npz: corrupt"):
+        write_keypoint_recording(tmp_path, STORE, cam3, {"backend": "y"})
+    assert path.read_bytes() == damaged
 
 
 def _walkout(*args: str) -> subprocess.CompletedProcess[str]:

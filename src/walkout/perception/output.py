@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from walkout.events import KeypointFrame
-from walkout.sources.recording import FORMAT, VERSION, RecordingError, store_digest
+from walkout.sources.recording import (
+    FORMAT,
+    VERSION,
+    RecordingError,
+    load_keypoints,
+    read_meta,
+    store_digest,
+)
 from walkout.store.loader import dump_store
 from walkout.store.model import Store
 
@@ -24,15 +31,9 @@ def _existing(out: Path, store: Store) -> list[KeypointFrame]:
     path = out / "keypoints.npz"
     if not path.exists():
         return []
-    meta = json.loads((out / "recording.json").read_text())
-    if meta.get("store_sha256") != store_digest(store):
+    if read_meta(out).get("store_sha256") != store_digest(store):
         raise RecordingError(f"{out}: holds a recording of another store; use a new --out")
-    with np.load(path, allow_pickle=False) as z:
-        cams, off, kp = [str(c) for c in z["camera_ids"]], z["offsets"], z["keypoints"]
-        return [
-            KeypointFrame(cams[int(c)], float(t), kp[a:b])
-            for c, t, a, b in zip(z["camera"], z["t"], off[:-1], off[1:], strict=True)
-        ]
+    return load_keypoints(path, store)
 
 
 def write_keypoint_recording(

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -163,14 +165,15 @@ def _npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
             return {k: z[k] for k in keys}
     except FileNotFoundError as e:
         raise RecordingError(f"{path}: file missing from the recording") from e
-    except (OSError, ValueError) as e:
-        if isinstance(e, RecordingError):
-            raise
+    except RecordingError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        # a truncated copy (disk full, interrupted transfer) fails in the zip layer, not numpy
         raise RecordingError(f"{path}: corrupt or not a numpy archive ({e})") from e
 
 
-def load_sensors(rec: Path) -> Sensors:
-    """Load the sensor side of a recording, checking it is complete and consistent."""
+def read_meta(rec: Path) -> dict[str, Any]:
+    """``recording.json`` of ``rec``, checked for this format and version."""
     meta_path = rec / "recording.json"
     try:
         meta: dict[str, Any] = json.loads(meta_path.read_text())
@@ -183,6 +186,28 @@ def load_sensors(rec: Path) -> Sensors:
             f"{meta_path}: unsupported recording format {meta.get('format')!r} "
             f"version {meta.get('version')!r} (expected {FORMAT!r} version {VERSION})"
         )
+    return meta
+
+
+def load_keypoints(path: Path, store: Store) -> list[KeypointFrame]:
+    """The frames of a ``keypoints.npz``, checked against ``store``'s cameras and themselves."""
+    k = _npz(path, ("camera", "t", "offsets", "keypoints", "camera_ids"))
+    cam_ids = [str(c) for c in k["camera_ids"]]
+    unknown = set(cam_ids) - set(store.cameras_by_id)
+    if unknown:
+        raise RecordingError(f"{path}: unknown cameras {sorted(unknown)}")
+    off, kp = k["offsets"], k["keypoints"]
+    if len(off) != len(k["t"]) + 1 or off[-1] != len(kp):
+        raise RecordingError(f"{path}: frame offsets do not match keypoints")
+    return [
+        KeypointFrame(camera_id=cam_ids[int(c)], t=float(t), keypoints=kp[a:b])
+        for c, t, a, b in zip(k["camera"], k["t"], off[:-1], off[1:], strict=True)
+    ]
+
+
+def load_sensors(rec: Path) -> Sensors:
+    """Load the sensor side of a recording, checking it is complete and consistent."""
+    meta = read_meta(rec)
     store = load_store(rec / "store.yaml")
     if store_digest(store) != meta.get("store_sha256"):
         raise RecordingError(f"{rec / 'store.yaml'}: does not match the hash in recording.json")
@@ -194,18 +219,7 @@ def load_sensors(rec: Path) -> Sensors:
         plates = PlateBlock(t=p["t"], grams=p["grams"], plate_ids=plate_ids)
     except ValueError as e:
         raise RecordingError(f"{rec / 'plates.npz'}: {e}") from e
-    k = _npz(rec / "keypoints.npz", ("camera", "t", "offsets", "keypoints", "camera_ids"))
-    cam_ids = [str(c) for c in k["camera_ids"]]
-    unknown = set(cam_ids) - set(store.cameras_by_id)
-    if unknown:
-        raise RecordingError(f"{rec / 'keypoints.npz'}: unknown cameras {sorted(unknown)}")
-    off, kp = k["offsets"], k["keypoints"]
-    if len(off) != len(k["t"]) + 1 or off[-1] != len(kp):
-        raise RecordingError(f"{rec / 'keypoints.npz'}: frame offsets do not match keypoints")
-    frames = [
-        KeypointFrame(camera_id=cam_ids[int(c)], t=float(t), keypoints=kp[a:b])
-        for c, t, a, b in zip(k["camera"], k["t"], off[:-1], off[1:], strict=True)
-    ]
+    frames = load_keypoints(rec / "keypoints.npz", store)
     gates = []
     gpath = rec / "gates.jsonl"
     try:
