@@ -483,14 +483,21 @@ def serve(
 ) -> None:
     """Run the store service (FastAPI) with the engine live on a source."""
     import uvicorn
+    from pydantic import ValidationError
+    from sqlalchemy.exc import DBAPIError
 
+    from walkout.perception.config import first_error
     from walkout.service.app import create_app
     from walkout.service.runner import LiveRunner, WorkerProcess
     from walkout.service.settings import ServiceSettings
     from walkout.sources.recording import RecordingError, Sensors, load_sensors
 
     overrides = {"db_url": db} if db else {}
-    settings = ServiceSettings(store=store, **overrides)  # type: ignore[arg-type]
+    try:
+        settings = ServiceSettings(store=store, **overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        err.print(f"[red]error:[/] invalid setting {first_error(e, 'settings')}")
+        raise typer.Exit(2) from e
     runner: LiveRunner
     if source == "recording":
         if recording is None:
@@ -521,8 +528,16 @@ def serve(
     runner.ray_address = ray  # the engine's stages on a Ray cluster (docs/scale-out.md)
     # the engine (and the receipt e-mails) run in a worker process beside the API: their CPU
     # never holds the API's GIL
-    api = create_app(settings, store=runner.store, background=WorkerProcess(runner, settings),
-                     mail_in_api=False)
+    try:  # opens the database and brings its schema up to date
+        api = create_app(settings, store=runner.store,
+                         background=WorkerProcess(runner, settings), mail_in_api=False)
+    except DBAPIError as e:
+        from sqlalchemy.engine import make_url
+
+        where = make_url(settings.db_url).render_as_string(hide_password=True)
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        err.print(f"[red]error:[/] cannot open the database {where}: {reason}")
+        raise typer.Exit(2) from e
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 

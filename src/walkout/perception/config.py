@@ -104,4 +104,5 @@ def first_error(e: ValidationError, whole: str) -> str:
     the form every perception file and setting reports its errors in."""
     first = e.errors()[0]
     where = ".".join(str(x) for x in first["loc"]) or whole
-    return f"{where}: {first['msg']}"
+    # a validator's own message reads better without pydantic's "Value error, " in front
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"

@@ -6,7 +6,7 @@ import secrets
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,3 +60,20 @@ class ServiceSettings(BaseSettings):
     retention_days: int = Field(
         30, ge=1, description="tracks, evidence and the engine event log are purged after this"
     )
+
+    @field_validator("db_url")
+    @classmethod
+    def _supported_database(cls, url: str) -> str:
+        """Refuse at start-up what would otherwise fail deep in SQLAlchemy on first use."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError as e:
+            raise ValueError(  # the URL itself is not echoed: it may hold a password
+                "not a database URL (e.g. sqlite:///walkout.db or "
+                "postgresql://user@host:5432/walkout)") from e
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"{backend} databases are not supported: use SQLite or PostgreSQL")
+        return url

@@ -1,0 +1,53 @@
+"""`walkout serve` with a wrong database setting: a one-line error naming it, no traceback."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from walkout.cli import app
+from walkout.service.settings import ServiceSettings
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("notaurl", "not a database URL"),
+    ("mysql://shop@127.0.0.1/walkout", "mysql databases are not supported"),
+])
+def test_settings_refuse_a_database_the_service_cannot_use(url: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=why):
+        ServiceSettings(db_url=url)
+
+
+@pytest.mark.parametrize("url", ["sqlite:///walkout.db", "postgresql://shop@db:5432/walkout",
+                                 "postgresql+psycopg://shop@db/walkout"])
+def test_settings_take_sqlite_and_postgresql(url: str) -> None:
+    assert ServiceSettings(db_url=url).db_url == url
+
+
+def test_serve_with_a_malformed_database_url_says_which_setting() -> None:
+    res = runner.invoke(app, ["serve", "--db", "notaurl"])
+    assert res.exit_code == 2
+    assert "invalid setting db_url: not a database URL" in res.output
+    assert "Traceback" not in res.output
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:  # bound and closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_with_an_unreachable_database_names_it_without_its_password(
+        tmp_path: Path) -> None:
+    url = f"postgresql://shop:s3cret@127.0.0.1:{_closed_port()}/walkout"
+    res = runner.invoke(app, ["serve", "--db", url, "--shoppers", "1"])
+    assert res.exit_code == 2, res.output
+    out = " ".join(res.output.split())
+    assert "cannot open the database postgresql://shop:***@127.0.0.1" in out
+    assert "s3cret" not in out and "Traceback" not in out
