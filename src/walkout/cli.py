@@ -21,6 +21,7 @@ from walkout.store.model import Store
 
 if TYPE_CHECKING:
     from walkout.engine import EngineResult
+    from walkout.sources.recording import Sensors
 
 app = typer.Typer(no_args_is_help=True, help="walkout: an open checkout-free store platform.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print JSON.")
@@ -264,13 +265,9 @@ def sim(
                       f"of '{name or st.name}' to {url} in {sent['seconds']:.1f} s")
 
 
-@app.command()
-def replay(
-    recording: Annotated[Path, typer.Argument(help="recording directory")],
-    out: Annotated[Path | None, typer.Option("--out", help="receipts JSON to write")] = None,
-    ray: RayOpt = None,
-) -> None:
-    """Run the engine on a recording and write its receipts (deterministic)."""
+def _load_recording(recording: Path) -> Sensors:
+    """The recording's sensors, or a one-line error (exit 2); what loading put right (readings
+    out of time order, repeats) is printed as warnings, so a damaged file is never silent."""
     from walkout.sources.recording import RecordingError, load_sensors
 
     try:
@@ -278,6 +275,19 @@ def replay(
     except (RecordingError, StoreFileError) as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
+    for note in sensors.notes:
+        err.print(f"[yellow]warning:[/] {note}")
+    return sensors
+
+
+@app.command()
+def replay(
+    recording: Annotated[Path, typer.Argument(help="recording directory")],
+    out: Annotated[Path | None, typer.Option("--out", help="receipts JSON to write")] = None,
+    ray: RayOpt = None,
+) -> None:
+    """Run the engine on a recording and write its receipts (deterministic)."""
+    sensors = _load_recording(recording)
     with _progress(sensors.duration_s, "engine") as tick:
         result = _engine(sensors.store, ray).run(sensors, tick)
     target = out or recording / "receipts.json"
@@ -490,7 +500,7 @@ def serve(
     from walkout.service.app import create_app
     from walkout.service.runner import LiveRunner, WorkerProcess
     from walkout.service.settings import ServiceSettings
-    from walkout.sources.recording import RecordingError, Sensors, load_sensors
+    from walkout.sources.recording import Sensors
 
     overrides = {"db_url": db} if db else {}
     try:
@@ -503,11 +513,7 @@ def serve(
         if recording is None:
             err.print("[red]error:[/] --source recording needs --recording DIR")
             raise typer.Exit(2)
-        try:
-            sensors = load_sensors(recording)
-        except (RecordingError, StoreFileError) as e:
-            err.print(f"[red]error:[/] {e}")
-            raise typer.Exit(2) from e
+        sensors = _load_recording(recording)
         runner = LiveRunner(sensors, f"recording:{recording.resolve().name}",
                             speed=speed or None)
     elif source == "sim":

@@ -110,10 +110,12 @@ class Sensors:
 
     def __init__(
         self, store: Store, plates: PlateBlock, frames: list[KeypointFrame],
-        gates: list[GateEvent], duration_s: float,
+        gates: list[GateEvent], duration_s: float, notes: tuple[str, ...] = (),
     ) -> None:
         self.store, self.plates, self.frames = store, plates, frames
         self.gates, self.duration_s = gates, duration_s
+        #: what loading had to put right (readings out of time order, repeated readings)
+        self.notes = notes
 
     @classmethod
     def from_session(cls, s: SimSession) -> Sensors:
@@ -189,6 +191,28 @@ def read_meta(rec: Path) -> dict[str, Any]:
     return meta
 
 
+def _time_order(path: Path, what: str, t: np.ndarray,
+                key: np.ndarray | None = None) -> tuple[np.ndarray, str | None]:
+    """Row indices that put ``t`` in time order with repeats dropped (the first kept), and a
+    note naming what that changed (None: nothing). ``key`` (e.g. the camera) makes a repeat
+    the same time *and* key. The engine's chunk cut relies on readings in time order; a
+    recording written by walkout always is, so disorder means a damaged or hand-made file."""
+    bad = np.flatnonzero(~np.isfinite(t))
+    if bad.size:
+        raise RecordingError(f"{path}: {bad.size} {what} stamped with a time that is not "
+                             f"finite (first at row {int(bad[0])})")
+    k = np.zeros(len(t), np.int64) if key is None else key.astype(np.int64)
+    moved = int(np.count_nonzero(np.diff(t) < 0))
+    order = np.argsort(t, kind="stable") if moved else np.arange(len(t))
+    by = np.lexsort((np.arange(len(t)), k, t))  # time, key, row: a repeat after its first
+    repeats = by[1:][(np.diff(t[by]) == 0) & (np.diff(k[by]) == 0)]
+    if not moved and not repeats.size:
+        return order, None
+    fixed = [f"{moved} {what} out of time order put back in order"] if moved else []
+    fixed += [f"{repeats.size} repeated {what} dropped"] if repeats.size else []
+    return order[~np.isin(order, repeats)], f"{path}: {'; '.join(fixed)}"
+
+
 def load_keypoints(path: Path, store: Store) -> list[KeypointFrame]:
     """The frames of a ``keypoints.npz``, checked against ``store``'s cameras and themselves."""
     k = _npz(path, ("camera", "t", "offsets", "keypoints", "camera_ids"))
@@ -205,6 +229,14 @@ def load_keypoints(path: Path, store: Store) -> list[KeypointFrame]:
     ]
 
 
+def _frames_in_order(path: Path, frames: list[KeypointFrame],
+                     store: Store) -> tuple[list[KeypointFrame], str | None]:
+    index = {c.id: i for i, c in enumerate(store.cameras)}
+    keep, note = _time_order(path, "frames", np.array([f.t for f in frames], float),
+                             np.array([index[f.camera_id] for f in frames], np.int64))
+    return (frames if note is None else [frames[i] for i in keep]), note
+
+
 def load_sensors(rec: Path) -> Sensors:
     """Load the sensor side of a recording, checking it is complete and consistent."""
     meta = read_meta(rec)
@@ -215,11 +247,22 @@ def load_sensors(rec: Path) -> Sensors:
     plate_ids = tuple(str(x) for x in p["plate_ids"])
     if plate_ids != store.plate_ids:
         raise RecordingError(f"{rec / 'plates.npz'}: plate columns differ from the store's plates")
+    notes: list[str] = []
     try:
-        plates = PlateBlock(t=p["t"], grams=p["grams"], plate_ids=plate_ids)
+        t, grams = np.asarray(p["t"], float), p["grams"]
+        if t.ndim == 1:
+            keep, note = _time_order(rec / "plates.npz", "plate samples", t)
+            if note:
+                t, grams = t[keep], grams[keep]
+                notes.append(note)
+        plates = PlateBlock(t=t, grams=grams, plate_ids=plate_ids)
     except ValueError as e:
+        if isinstance(e, RecordingError):
+            raise
         raise RecordingError(f"{rec / 'plates.npz'}: {e}") from e
-    frames = load_keypoints(rec / "keypoints.npz", store)
+    frames, note = _frames_in_order(rec / "keypoints.npz",
+                                    load_keypoints(rec / "keypoints.npz", store), store)
+    notes += [note] if note else []
     gates = []
     gpath = rec / "gates.jsonl"
     try:
@@ -233,7 +276,11 @@ def load_sensors(rec: Path) -> Sensors:
             gates.append(GateEvent(**json.loads(line)))
         except (json.JSONDecodeError, TypeError) as e:
             raise RecordingError(f"{gpath}:{n}: not a gate event: {e}") from e
-    return Sensors(store, plates, frames, gates, float(meta["duration_s"]))
+    late = sum(b.t < a.t for a, b in pairwise(gates))
+    if late:
+        gates.sort(key=lambda g: g.t)
+        notes.append(f"{gpath}: {late} gate events out of time order put back in order")
+    return Sensors(store, plates, frames, gates, float(meta["duration_s"]), tuple(notes))
 
 
 def load_truth(rec: Path) -> Truth:
