@@ -5,8 +5,10 @@ simulation."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -128,6 +130,16 @@ def test_sim_publish_into_serve_gives_the_in_process_receipts(mqtt_url: str,
     assert len(want) == shoppers and any(want.values())
     assert got == want, log.read_text()[-3000:]
     assert "end of stream" in log.read_text()
+    # the source's counters reach the health page: every message accounted for
+    db = sqlite3.connect(tmp_path / "walkout.db")
+    payload, = db.execute("SELECT payload FROM engine_events WHERE source LIKE '%/health' "
+                          "ORDER BY id DESC LIMIT 1").fetchone()
+    db.close()
+    inputs = json.loads(payload)["inputs"]
+    assert inputs["accepted"] > 0 and inputs["duplicates"] == inputs["missing"] == 0
+    counted = (inputs["accepted"] + inputs["late"] + inputs["duplicates"]
+               + sum(inputs["rejected"].values()))
+    assert inputs["received"] == counted + 1  # + the end-of-stream message
 
 
 def test_sim_needs_a_target_and_a_valid_url() -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
@@ -37,7 +38,7 @@ from walkout.service.deps import Deps
 from walkout.service.runner import LiveRunner
 from walkout.service.settings import ServiceSettings
 from walkout.sim.session import SimSession, simulate
-from walkout.sources.recording import Sensors
+from walkout.sources.recording import load_sensors, write_recording
 from walkout.store import load_store
 
 #: store time per wall second: 114 s of shopping in about 45 s
@@ -125,10 +126,24 @@ def db_url(request: pytest.FixtureRequest,
         yield url
 
 
+def _recorded_with_one_sample_twice(session: SimSession, rec: Path) -> Path:
+    """The session as a recording whose plates file has one sample sent twice: loading drops
+    it (the receipts are the same) and says so, which the health page must show."""
+    write_recording(session, rec)
+    z = dict(np.load(rec / "plates.npz"))
+    i = len(z["t"]) // 2
+    z["t"] = np.insert(z["t"], i, z["t"][i])
+    z["grams"] = np.insert(z["grams"], i, z["grams"][i], axis=0)
+    np.savez(rec / "plates.npz", **z)
+    return rec
+
+
 @pytest.fixture(scope="module")
-def store(db_url: str) -> Iterator[Store]:
+def store(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     session = simulate(load_store("small"), SHOPPERS, SEED)
-    sensors = Sensors.from_session(session)
+    sensors = load_sensors(_recorded_with_one_sample_twice(
+        session, tmp_path_factory.mktemp("rec") / "web"))
+    assert len(sensors.notes) == 1
     inbox = Inbox()
     smtp_port = free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)

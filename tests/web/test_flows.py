@@ -205,6 +205,9 @@ def test_operator_decides_a_review_case_and_the_receipt_follows(
     for tab, name in (("Store health", "dashboard-health"), ("Analytics", "dashboard-analytics")):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_timeout(600)
+        if tab == "Store health":  # the recording's repeated plate sample, said to the operator
+            expect(page.locator("#inputs .input-problem")).to_contain_text(
+                "1 repeated plate samples dropped")
         shot(page, name)
     assert page.locator("#heat rect[fill^='rgba']").count() > 0
     assert page.locator("#bars rect").count() > 0

@@ -22,3 +22,11 @@ def test_camera_states() -> None:
     assert health(eng, last, rate, 100.0)["cameras"][cams[0]] == "noisy"
     ended = health(eng, last, rate, 200.0, ended=True)["cameras"]
     assert set(ended.values()) == {"idle"}
+
+
+def test_health_carries_the_sources_input_counters() -> None:
+    eng = Engine(load_store("small"))
+    counters = {"received": 10, "accepted": 7, "duplicates": 2, "late": 1, "missing": 0,
+                "rejected": {"bad_payload": 1}, "reconnects": 0}
+    assert health(eng, {}, {}, 1.0, inputs=counters)["inputs"] == counters
+    assert health(eng, {}, {}, 1.0)["inputs"] == {}

@@ -169,8 +169,12 @@ def evidence(eng: Engine, case_id: str) -> dict[str, Any]:
 
 
 def health(eng: Engine, camera_last: dict[str, float], camera_rate: dict[str, float],
-           t: float, ended: bool = False) -> dict[str, Any]:
-    """Plates (alive / noisy / dead), cameras (alive / noisy / dead) and the inventory.
+           t: float, ended: bool = False, inputs: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
+    """Plates (alive / noisy / dead), cameras (alive / noisy / dead), the inventory, and
+    ``inputs``: what the source did with the sensor data it got (the MQTT counters of
+    duplicates, late and rejected messages; what loading a recording put right), so that
+    bad input is seen by the operator, not only in a log.
     ``ended``: the source (a recording, a simulation) has no more frames; its cameras are
     then ``idle``, not dead, unless a device alert said otherwise."""
     store = eng.store
@@ -205,7 +209,8 @@ def health(eng: Engine, camera_last: dict[str, float], camera_rate: dict[str, fl
             misplaced = not any(product in listed.get(p, ()) for p in fp)
             inventory.append({"plates": fp, "product": product, "count": n,
                               "low": n <= LOW_STOCK and not misplaced, "misplaced": misplaced})
-    return {"t": t, "plates": plates, "cameras": cams, "inventory": inventory}
+    return {"t": t, "plates": plates, "cameras": cams, "inventory": inventory,
+            "inputs": inputs or {}}
 
 
 def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float) -> None:
@@ -236,7 +241,9 @@ def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float
     if t > st.t:
         # a finished recording or simulation: its cameras fell quiet, they did not die
         ended = t > getattr(getattr(runner, "sensors", None), "duration_s", math.inf)
-        row("health", chunk, t, health(eng, st.camera_last, rate, t, ended), None, "health")
+        inputs = runner.input_stats() if hasattr(runner, "input_stats") else None
+        row("health", chunk, t, health(eng, st.camera_last, rate, t, ended, inputs), None,
+            "health")
         st.t = t
     with d.sessions.begin() as s:
         insert_ignore(s, EngineEvent, rows, ["source", "seq"])

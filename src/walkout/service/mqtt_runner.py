@@ -54,6 +54,7 @@ class MqttRunner(LiveRunner):
         self.published = {"receipts": 0, "alerts": 0}
         self._engine_alerts = 0  # engine alerts already published
         self._t = 0.0  # end of the last chunk stepped
+        self._src: MqttSource | None = None  # while running: its counters feed the health page
 
     @property
     def store(self) -> Any:
@@ -62,11 +63,20 @@ class MqttRunner(LiveRunner):
     def _gate_log(self) -> list[GateEvent]:
         return self._gates
 
+    def input_stats(self) -> dict[str, Any]:
+        """The source's counters so far (read in the runner's thread, which updates them)."""
+        if self._src is None:
+            return {}
+        st = self._src.stats
+        return {"received": st.received, "accepted": st.accepted, "duplicates": st.duplicates,
+                "late": st.late, "missing": st.missing, "rejected": dict(st.rejected),
+                "reconnects": max(0, st.connects - 1)}
+
     def run(self, d: Deps, stop: threading.Event | None = None) -> None:
         eng = self._engine()  # in-process, or its stages on Ray (``serve --ray``)
         seen = {"gates": 0, "shelf": 0, "decisions": 0, "cases": 0, "lines": 0, "receipts": 0}
-        src = MqttSource(self.url, self.store, self.store_name, client_id=self.client_id,
-                         chunk_s=self.config.chunk_s)
+        src = self._src = MqttSource(self.url, self.store, self.store_name,
+                                     client_id=self.client_id, chunk_s=self.config.chunk_s)
         pub = MqttPublisher(self.url, client_id=f"{self.client_id}-results")
         try:
             src.start()

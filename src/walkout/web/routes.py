@@ -503,7 +503,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             row = s.scalar(select(EngineEvent).where(EngineEvent.source.like("%/health"))
                            .order_by(EngineEvent.id.desc()).limit(1))
             if row is None:
-                return {"t": None, "plates": {}, "cameras": {}, "inventory": []}
+                return {"t": None, "plates": {}, "cameras": {}, "inventory": [], "inputs": {}}
             return dict(json.loads(row.payload))
 
     @app.get("/v1/ops/analytics")

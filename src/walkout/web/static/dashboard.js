@@ -307,6 +307,20 @@
     const flagged = h.inventory.filter(i => i.low || i.misplaced);
     document.getElementById("inventory").replaceChildren(...(flagged.length ? flagged : [null]).map(i => i === null ? el("li", { class: "muted", text: "no plate is low on stock or holds a misplaced item" }) :
       el("li", {}, `${i.plates.join("+")}: ${i.count} × ${name(i.product)} `, el("span", { class: "state " + (i.misplaced ? "open" : "in_review"), text: i.misplaced ? "misplaced" : "low stock" }))));
+    drawInputs(h.inputs || {});
+  }
+
+  // what the source did with the sensor data: counters of a sensor network, notes of a recording
+  const INPUT_PROBLEMS = { duplicates: "duplicate messages dropped", late: "late messages (behind the released time)", missing: "announced messages that never came", reconnects: "reconnections to the broker" };
+  function drawInputs(inp) {
+    const problems = [];
+    for (const [k, label] of Object.entries(INPUT_PROBLEMS)) if (inp[k]) problems.push(`${inp[k]} ${label}`);
+    for (const [reason, n] of Object.entries(inp.rejected || {})) problems.push(`${n} rejected: ${reason.replaceAll("_", " ")}`);
+    for (const note of inp.notes || []) problems.push(note);
+    const items = problems.map(text => el("li", { class: "input-problem", text }));
+    if ("received" in inp) items.unshift(el("li", { text: `${inp.accepted} of ${inp.received} messages accepted` }));
+    if (!problems.length) items.push(el("li", { class: "muted", text: "no duplicated, late, out-of-order or malformed sensor data" }));
+    document.getElementById("inputs").replaceChildren(...items);
   }
 
   // ---- analytics --------------------------------------------------------------------------
