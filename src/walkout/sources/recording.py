@@ -248,17 +248,15 @@ def load_sensors(rec: Path) -> Sensors:
     if plate_ids != store.plate_ids:
         raise RecordingError(f"{rec / 'plates.npz'}: plate columns differ from the store's plates")
     notes: list[str] = []
+    t, grams = np.asarray(p["t"], float), p["grams"]
+    if t.ndim == 1 and grams.ndim == 2 and len(grams) == len(t):  # else PlateBlock says why
+        keep, note = _time_order(rec / "plates.npz", "plate samples", t)
+        if note:
+            t, grams = t[keep], grams[keep]
+            notes.append(note)
     try:
-        t, grams = np.asarray(p["t"], float), p["grams"]
-        if t.ndim == 1:
-            keep, note = _time_order(rec / "plates.npz", "plate samples", t)
-            if note:
-                t, grams = t[keep], grams[keep]
-                notes.append(note)
         plates = PlateBlock(t=t, grams=grams, plate_ids=plate_ids)
     except ValueError as e:
-        if isinstance(e, RecordingError):
-            raise
         raise RecordingError(f"{rec / 'plates.npz'}: {e}") from e
     frames, note = _frames_in_order(rec / "keypoints.npz",
                                     load_keypoints(rec / "keypoints.npz", store), store)
