@@ -494,6 +494,7 @@ def serve(
     """Run the store service (FastAPI) with the engine live on a source."""
     import uvicorn
     from pydantic import ValidationError
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
     from walkout.perception.config import first_error
@@ -538,8 +539,6 @@ def serve(
         api = create_app(settings, store=runner.store,
                          background=WorkerProcess(runner, settings), mail_in_api=False)
     except DBAPIError as e:
-        from sqlalchemy.engine import make_url
-
         where = make_url(settings.db_url).render_as_string(hide_password=True)
         reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
         err.print(f"[red]error:[/] cannot open the database {where}: {reason}")
