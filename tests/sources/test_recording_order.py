@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,14 @@ def _receipts(rec: Path) -> list[tuple[str, dict[str, int]]]:
     return sorted((r.credential, dict(r.counts())) for r in result.receipts)
 
 
-def _swap_plate_samples(z: dict) -> None:
-    t = z["t"].copy()
-    i = len(t) // 2
-    t[i], t[i + 1] = t[i + 1], t[i]
-    z["t"] = t
+def _swap_times(step: int) -> Callable[[dict], None]:
+    """An edit that swaps the time of the middle reading with the one ``step`` rows on."""
+    def edit(z: dict) -> None:
+        t = z["t"].copy()
+        i = len(t) // 2
+        t[i], t[i + step] = t[i + step], t[i]
+        z["t"] = t
+    return edit
 
 
 def _repeat_plate_sample(z: dict) -> None:
@@ -51,21 +55,14 @@ def _repeat_plate_sample(z: dict) -> None:
     z["grams"] = np.insert(z["grams"], i, z["grams"][i], axis=0)
 
 
-def _swap_frames(z: dict) -> None:
-    t = z["t"].copy()
-    i = len(t) // 2
-    t[i], t[i + 7] = t[i + 7], t[i]
-    z["t"] = t
-
-
 def test_a_clean_recording_loads_without_notes(clean: Path) -> None:
     assert load_sensors(clean).notes == ()
 
 
 @pytest.mark.parametrize(("name", "edit", "said"), [
-    ("plates.npz", _swap_plate_samples, "1 plate samples out of time order put back in order"),
+    ("plates.npz", _swap_times(1), "1 plate samples out of time order put back in order"),
     ("plates.npz", _repeat_plate_sample, "1 repeated plate samples dropped"),
-    ("keypoints.npz", _swap_frames, "frames out of time order put back in order"),
+    ("keypoints.npz", _swap_times(7), "frames out of time order put back in order"),
 ])
 def test_disordered_readings_are_put_right_said_and_charge_the_same(
         clean: Path, tmp_path: Path, name: str, edit, said: str) -> None:
