@@ -25,7 +25,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _damaged(clean: Path, tmp_path: Path, name: str, edit) -> Path:
+def _damaged(clean: Path, tmp_path: Path, name: str, edit: Callable[[dict], None]) -> Path:
     rec = tmp_path / "rec"
     shutil.copytree(clean, rec)
     z = dict(np.load(rec / name))
@@ -65,7 +65,8 @@ def test_a_clean_recording_loads_without_notes(clean: Path) -> None:
     ("keypoints.npz", _swap_times(7), "frames out of time order put back in order"),
 ])
 def test_disordered_readings_are_put_right_said_and_charge_the_same(
-        clean: Path, tmp_path: Path, name: str, edit, said: str) -> None:
+        clean: Path, tmp_path: Path, name: str, edit: Callable[[dict], None],
+        said: str) -> None:
     rec = _damaged(clean, tmp_path, name, edit)
     sensors = load_sensors(rec)
     assert len(sensors.notes) == 1 and name in sensors.notes[0] and said in sensors.notes[0]
