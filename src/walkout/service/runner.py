@@ -154,7 +154,7 @@ class LiveRunner:
     def input_stats(self) -> dict[str, Any]:
         """For the health page: what loading the recording put right (empty for a simulation
         or a clean recording)."""
-        return {"notes": list(getattr(self.sensors, "notes", ()))}
+        return {"notes": list(self.sensors.notes)}
 
     #: the Ray cluster the engine's stages run on (``walkout serve --ray``); None: in-process
     ray_address: str | None = None
