@@ -241,9 +241,8 @@ def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float
     if t > st.t:
         # a finished recording or simulation: its cameras fell quiet, they did not die
         ended = t > getattr(getattr(runner, "sensors", None), "duration_s", math.inf)
-        inputs = runner.input_stats() if hasattr(runner, "input_stats") else None
-        row("health", chunk, t, health(eng, st.camera_last, rate, t, ended, inputs), None,
-            "health")
+        row("health", chunk, t, health(eng, st.camera_last, rate, t, ended,
+                                       runner.input_stats()), None, "health")
         st.t = t
     with d.sessions.begin() as s:
         insert_ignore(s, EngineEvent, rows, ["source", "seq"])
