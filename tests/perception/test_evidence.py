@@ -112,3 +112,25 @@ def test_stage_keeps_a_clip_with_the_real_shopper_blurred(tmp_path: Path, models
     assert (x1 - x0) * (y1 - y0) > 2000  # the shopper, not a stray detection
     person, orig = clip[0][y0:y1, x0:x1], shopper_frame[y0:y1, x0:x1]
     assert _sharpness(person) < 0.2 * _sharpness(orig)  # the shopper is blurred
+
+
+def test_boxes_mode_blurs_the_whole_frame_when_nobody_was_detected(tmp_path: Path):
+    """A backend that missed the person in a frame gives no boxes: the frame is blurred all
+    over, never kept sharp (a missed person's face would be)."""
+    img = _checker()
+    rec = EvidenceRecorder(tmp_path, fps=10, pre_s=1.0, post_s=0.1, mode="boxes")
+    rec.request("ev1", 0.0)
+    for k in range(4):
+        rec.push(k * 0.1, img, person_boxes(np.zeros((0, 17, 3), np.float32)))
+    [clip] = rec.written
+    for f in _read(clip):
+        assert _sharpness(f) < 0.05 * _sharpness(img)
+
+
+def test_a_person_box_without_a_confident_face_grows_to_cover_the_head():
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :, :2] = [[200 + (j % 3) * 10, 40 + j * 5] for j in range(17)]
+    kp[0, 5:, 2] = 0.9  # shoulders down seen, the face not
+    [(x0, y0, x1, y1)] = person_boxes(kp)
+    # the body spans x 200-220, y 65-120: grown by half the longer side (27.5 px) all round
+    assert (x0, y0, x1, y1) == (172.5, 37.5, 247.5, 147.5)

@@ -53,14 +53,22 @@ def blur(img: np.ndarray, boxes: list[Box] | None = None, sigma_frac: float = 0.
 
 
 def person_boxes(keypoints: np.ndarray, min_conf: float = 0.1) -> list[Box]:
-    """Boxes around each detected person's confident keypoints (``(P, 17, 3)`` pixels)."""
+    """Boxes around each detected person's confident keypoints (``(P, 17, 3)`` pixels, COCO).
+
+    When none of the face keypoints (nose, eyes, ears) is confident the head may lie outside
+    the body's keypoints (seen from above, in any direction), so the box grows by half its
+    longer side all round: blurring too much is the safe side."""
     out: list[Box] = []
     for person in keypoints:
         ok = person[:, 2] > min_conf
         if ok.sum() >= 2:
             xy = person[ok, :2]
-            out.append((float(xy[:, 0].min()), float(xy[:, 1].min()),
-                        float(xy[:, 0].max()), float(xy[:, 1].max())))
+            x0, y0 = float(xy[:, 0].min()), float(xy[:, 1].min())
+            x1, y1 = float(xy[:, 0].max()), float(xy[:, 1].max())
+            if not ok[:5].any():
+                g = 0.5 * max(x1 - x0, y1 - y0)
+                x0, y0, x1, y1 = x0 - g, y0 - g, x1 + g, y1 + g
+            out.append((x0, y0, x1, y1))
     return out
 
 
@@ -104,8 +112,9 @@ class EvidenceRecorder:
 
     def push(self, t: float, img: np.ndarray, boxes: list[Box] | None = None) -> list[Path]:
         """Add one camera frame; returns the clips completed by it."""
-        # boxes mode without detections blurs everything rather than keep a face sharp
-        safe = blur(img, boxes if self.mode == "boxes" else None)
+        # boxes mode without detections blurs everything: a person the backend missed in this
+        # frame would otherwise be kept with a sharp face
+        safe = blur(img, boxes if self.mode == "boxes" and boxes else None)
         del img
         self._ring.append((t, safe))
         while self._ring and self._ring[0][0] < t - self.pre_s:
