@@ -29,7 +29,7 @@ from walkout.checkout import Receipt
 from walkout.engine import Decision, Engine, EngineConfig
 from walkout.events import GateEvent
 from walkout.review import ReviewCase
-from walkout.service import checkout, entry, live, revisions
+from walkout.service import checkout, entry, live, redact, revisions
 from walkout.service.checkout import LineRequest, insert_ignore
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError
@@ -126,6 +126,9 @@ def _worker_main(runner: Any, settings: Any, stop: Any, parent_pid: int, mail: b
     # under CPU contention the API goes first
     with suppress(OSError):
         os.nice(WORKER_NICE)
+    # a spawned process starts with the default log record factory: scrub personal and card
+    # data here too (SMTP errors name recipients, database errors carry bound parameters)
+    redact.install()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: [engine] %(message)s")
     d = worker_deps(settings, runner.store)
     if mail:  # the service's receipt outbox: e-mails rendered and sent here, not in the API
