@@ -3,6 +3,7 @@ exactly their own data and can have it erased (receipts and ledger kept, pseudon
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -104,9 +105,14 @@ def test_erasure_keeps_receipts_and_ledger_pseudonymised(svc: Svc) -> None:
         assert acct.email is None and acct.display_name is None and acct.erased_at is not None
         payers = list(s.scalars(select(LedgerTransaction.payer_ref)))
         names = list(s.scalars(select(LedgerAccount.name)))
+        hashes = set(s.scalars(select(LedgerTransaction.request_hash)))
         assert unbalanced_transactions(s) == []
     assert payers and all(p.startswith("erased:") for p in payers)
     assert not any("tok_ann_card" in n for n in names)
+    # whoever holds the card token cannot find her pre-authorisation by its request hash
+    probe = hashlib.sha256(json.dumps({"op": "preauth", "payer": "tok_ann_card",
+                                       "amount": "50.00 EUR"}, sort_keys=True).encode())
+    assert probe.hexdigest() not in hashes
     [payer] = [n for n in names if n.startswith("payer:")]
     assert ledger.balance(payer) == Decimal("-16.78")  # what the payer paid, still adds up
     # nothing leads back to her: the kiosk finds nothing, her card is a stranger now
@@ -128,3 +134,24 @@ def test_erasure_waits_for_undecided_disputes(svc: Svc) -> None:
     r = svc.client.delete("/v1/me", headers=h)
     assert r.status_code == 409 and r.json()["error"] == "dispute_in_progress"
     assert svc.client.get("/v1/me", headers=h).status_code == 200
+
+
+def test_erasure_renames_only_the_erased_payers_ledger_accounts(svc: Svc) -> None:
+    """Provider tokens are opaque strings: Bob's ``tok_ann:x`` starts like Ann's ``tok_ann``
+    up to the ':' that ledger account names use. Ann's erasure must not touch his account."""
+    ledger = svc.deps.provider
+    assert isinstance(ledger, LedgerProvider)
+    bob = svc.shopper(card="tok_ann:x", email="bob@example.org")
+    svc.leave(svc.enter(bob), {WATER: 1})
+    bob_paid = ledger.balance("payer:tok_ann:x:EUR")
+    assert bob_paid == Decimal("-7.59")
+    ann = svc.shopper(card="tok_ann", email="ann@example.org")
+    svc.leave(svc.enter(ann), {BAR: 1})
+    assert svc.client.delete("/v1/me", headers=ann).status_code == 200
+    with svc.deps.sessions() as s:
+        names = set(s.scalars(select(LedgerAccount.name)))
+        refs = set(s.scalars(select(LedgerTransaction.payer_ref)))
+        assert unbalanced_transactions(s) == []
+    assert "payer:tok_ann:x:EUR" in names and "payer:tok_ann:EUR" not in names
+    assert "tok_ann:x" in refs and "tok_ann" not in refs
+    assert ledger.balance("payer:tok_ann:x:EUR") == bob_paid

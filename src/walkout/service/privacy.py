@@ -25,13 +25,12 @@ from walkout.service.models import (
     ApiToken,
     Dispute,
     EntryCode,
-    LedgerAccount,
-    LedgerTransaction,
     PaymentMethod,
     Receipt,
     ReceiptMail,
     Visit,
 )
+from walkout.service.payments.ledger import pseudonymise_payer
 
 
 def _iso(dt: Any) -> str | None:
@@ -117,11 +116,7 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
                 continue
             m.provider_ref, m.label = new, None
             n_methods += 1
-            s.execute(update(LedgerTransaction).where(LedgerTransaction.payer_ref == old)
-                      .values(payer_ref=new))
-            for acct in s.scalars(select(LedgerAccount).where(
-                    LedgerAccount.name.startswith(f"payer:{old}:", autoescape=True))):
-                acct.name = f"payer:{new}:{acct.currency}"
+            pseudonymise_payer(s, old, new)
         codes = s.execute(delete(EntryCode).where(EntryCode.account_id == account_id)).rowcount
         receipt_ids = select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id).where(
             Visit.account_id == account_id)

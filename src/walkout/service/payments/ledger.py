@@ -209,6 +209,25 @@ class LedgerProvider:
         return tx
 
 
+def pseudonymise_payer(s: Session, old: str, new: str) -> int:
+    """Replace payer reference ``old`` by ``new`` everywhere in the ledger (erasure); returns
+    the transactions touched. Amounts and postings are unchanged, so every balance still adds
+    up. A pre-authorisation's request hash embeds the payer, so it is recomputed: the old hash
+    would let whoever holds the card token find the erased rows again. Only the payer's own
+    accounts (``payer:<old>:<currency>``) are renamed, never one whose name merely starts so."""
+    n = 0
+    for tx in s.scalars(select(LedgerTransaction).where(LedgerTransaction.payer_ref == old)):
+        tx.payer_ref = new
+        if tx.kind == "preauth":
+            tx.request_hash = _hash({"op": "preauth", "payer": new, "amount": str(_money(tx))})
+        n += 1
+    for acct in s.scalars(select(LedgerAccount).where(LedgerAccount.name.startswith(
+            f"payer:{old}:", autoescape=True))):
+        if acct.name == f"payer:{old}:{acct.currency}":
+            acct.name = f"payer:{new}:{acct.currency}"
+    return n
+
+
 def _post(s: Session, tx: LedgerTransaction, postings: list[Posting]) -> None:
     debit = sum((a for _, side, a in postings if side == "debit"), Decimal(0))
     credit = sum((a for _, side, a in postings if side == "credit"), Decimal(0))
