@@ -213,9 +213,18 @@ def health(eng: Engine, camera_last: dict[str, float], camera_rate: dict[str, fl
             "inputs": inputs or {}}
 
 
-def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float) -> None:
-    """Append this chunk's live rows (see the module docstring)."""
+def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float,
+            write: bool = True) -> None:
+    """Append this chunk's live rows (see the module docstring). ``write`` False: a chunk
+    replayed after a restart, whose rows were committed before it: only the runner's state
+    moves on (rows purged or erased since are not brought back)."""
     st = state_of(runner)
+    if not write:
+        st.alerts = len(eng.alerts)
+        st.evidence.update(eng.cases)
+        _camera_rates(runner, st, st.t, t)
+        st.t = max(st.t, t)
+        return
     now = d.clock.now()
     rows: list[dict[str, Any]] = []
 

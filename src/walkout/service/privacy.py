@@ -1,7 +1,14 @@
 """A shopper's rights: export of all their data, and erasure.
 
+The export holds the account, payment-method labels, every visit with the money moved for it
+(hold, capture or release, refunds) and where the cameras placed the visitor on the floor (while
+the event log still has it), receipts, and disputes with their outcome.
+
 Erasure removes what identifies the person — e-mail, name, payment-method tokens, entry codes,
-free-text dispute reasons, receipt e-mail addresses — and revokes every token. Receipts,
+free-text dispute reasons and the operator's notes on them, receipt e-mail addresses — and
+revokes every token. Her movements leave the engine's event log (floor positions, skeletons in
+review-case replays; the gate's credential is unlinked from her visits), while the engine's
+decisions that explain her charges stay. Receipts,
 charges and the ledger stay, as bookkeeping law requires, but pseudonymised: the account id is
 a random id that no longer leads to anyone, and the payment-method token in the built-in ledger
 (transactions and payer accounts) becomes ``erased:<payment method id>``, so balances still
@@ -11,9 +18,11 @@ the store or a dispute of theirs is undecided (money is still moving).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from walkout.service import receipting
 from walkout.service.clock import aware
@@ -23,7 +32,9 @@ from walkout.service.errors import ServiceError, not_found
 from walkout.service.models import (
     Account,
     ApiToken,
+    Charge,
     Dispute,
+    EngineEvent,
     EntryCode,
     PaymentMethod,
     Receipt,
@@ -62,10 +73,19 @@ def export(d: Deps, account_id: str) -> dict[str, Any]:
                                 for m in methods],
             "visits": [{"visit_id": v.id, "gate_id": v.gate_id, "party_size": v.party_size,
                         "state": v.state, "entered_at": _iso(v.entered_at),
-                        "exited_at": _iso(v.exited_at)} for v in visits],
+                        "exited_at": _iso(v.exited_at),
+                        # the money moved for the visit: hold, capture or release, refunds
+                        "charges": [{"kind": c.kind, "amount": str(c.amount),
+                                     "currency": c.currency, "status": c.status,
+                                     "at": _iso(c.created_at)}
+                                    for c in s.scalars(select(Charge).where(
+                                        Charge.visit_id == v.id).order_by(Charge.id))],
+                        "movements": _movements(s, v.credential)} for v in visits],
             "disputes": [{"dispute_id": x.id, "receipt_id": x.receipt_id,
                           "product_id": x.product_id, "quantity": x.quantity,
                           "reason": x.reason, "state": x.state,
+                          "refund_amount": None if x.refund_amount is None
+                          else str(x.refund_amount), "decision_note": x.note,
                           "created_at": _iso(x.created_at), "resolved_at": _iso(x.resolved_at)}
                          for x in disputes],
         }
@@ -117,6 +137,7 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
             m.provider_ref, m.label = new, None
             n_methods += 1
             pseudonymise_payer(s, old, new)
+        rows_scrubbed = _erase_movements(s, account_id)
         codes = s.execute(delete(EntryCode).where(EntryCode.account_id == account_id)).rowcount
         receipt_ids = select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id).where(
             Visit.account_id == account_id)
@@ -124,6 +145,79 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
                   .values(recipient=None, error=None))
         s.execute(update(Receipt).where(Receipt.id.in_(receipt_ids)).values(emailed_to=None))
         n_disputes = s.execute(update(Dispute).where(Dispute.account_id == account_id)
-                               .values(reason="[erased]")).rowcount or 0
+                               .values(reason="[erased]", note=None)).rowcount or 0
     return {"tokens_revoked": int(tokens), "payment_methods": n_methods,
-            "entry_codes": int(codes or 0), "disputes": int(n_disputes)}
+            "entry_codes": int(codes or 0), "disputes": int(n_disputes),
+            "event_log_rows": rows_scrubbed}
+
+
+def _movements(s: Session, credential: str) -> list[list[float]]:
+    """Where the store's cameras placed the visitor on the floor, ``[t, x, y]`` in store
+    seconds and metres, from the event log (empty once retention or erasure removed it)."""
+    sessions, rows = _about(s, {credential})
+    pts: list[list[float]] = []
+    for e in sorted(rows, key=lambda r: r.t):
+        if e.kind == "positions":
+            for x in json.loads(e.payload)["people"]:
+                if x.get("credential") == credential or x.get("session") in sessions:
+                    pts += x["pts"]
+    return sorted(pts)
+
+
+def _about(s: Session, creds: set[str]) -> tuple[set[str], list[EngineEvent]]:
+    """The engine sessions bound to ``creds`` and the event-log rows that may mention them
+    (a text pre-filter; the JSON is checked exactly by the callers)."""
+    rows: dict[int, EngineEvent] = {}
+    for c in creds:
+        for e in s.scalars(select(EngineEvent).where(EngineEvent.payload.contains(
+                c, autoescape=True))):
+            rows[e.id] = e
+    sessions: set[str] = set()
+    for e in rows.values():
+        p = json.loads(e.payload)
+        if e.kind == "positions":
+            sessions |= {x["session"] for x in p["people"]
+                         if x.get("credential") in creds and x.get("session")}
+        elif e.kind == "case_evidence":
+            sessions |= {sid for sid, c in p.get("credentials", {}).items() if c in creds}
+    for sid in sessions:
+        for e in s.scalars(select(EngineEvent).where(EngineEvent.payload.contains(
+                f'"{sid}"', autoescape=True), EngineEvent.kind.in_(MOVEMENT_KINDS))):
+            rows[e.id] = e
+    return sessions, list(rows.values())
+
+
+#: event-log rows that hold where a person was and how they moved
+MOVEMENT_KINDS = ("positions", "case_evidence", "entry", "exit")
+
+
+def _erase_movements(s: Session, account_id: str) -> int:
+    """Remove the shopper's movements from the event log: her floor positions and skeletons
+    (map rows, review-case replays) are dropped, her visits' gate credential is unlinked from
+    the gate events and from the visit itself. The engine's decisions and their scores stay:
+    they explain the charges the (pseudonymised) receipts keep. Returns the rows changed."""
+    visits = list(s.scalars(select(Visit).where(Visit.account_id == account_id)))
+    creds = {v.credential for v in visits if not v.credential.startswith("erased:")}
+    if not creds:
+        return 0
+    sessions, rows = _about(s, creds)
+    changed = 0
+    for e in rows:
+        p = json.loads(e.payload)
+        if e.kind == "positions":
+            p["people"] = [x for x in p["people"]
+                           if x.get("credential") not in creds and x.get("session") not in sessions]
+        elif e.kind == "case_evidence":
+            p["credentials"] = {k: v for k, v in p.get("credentials", {}).items()
+                                if k not in sessions}
+            p["skeletons"] = {k: v for k, v in p.get("skeletons", {}).items()
+                              if k not in sessions}
+        elif e.kind in ("entry", "exit") and p.get("credential") in creds:
+            p["credential"] = "erased"
+        new = json.dumps(p, separators=(",", ":"))
+        if new != e.payload:
+            e.payload = new
+            changed += 1
+    for v in visits:  # the map from engine sessions to the visit, and so to her receipts
+        v.credential = f"erased:{v.id}"
+    return changed

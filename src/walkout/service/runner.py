@@ -195,14 +195,15 @@ class LiveRunner:
                 wait = b / self.speed - (time.monotonic() - start)
                 if wait > 0 and stop is not None and stop.wait(wait):
                     return
-            self._admit(d, gates)
+            if i > resume:  # admitted before the restart otherwise (or erased since)
+                self._admit(d, gates)
             eng.step(block, frames, gates, b)
-            self._persist(d, eng, seen, i, b)
+            self._persist(d, eng, seen, i, b, log_rows=i > resume)
             self.chunks_done = i + 1
             if self.stop_after_chunk is not None and i >= self.stop_after_chunk:
                 return
         eng.finish()
-        self._persist(d, eng, seen, n_chunks + 1, sn.duration_s)
+        self._persist(d, eng, seen, n_chunks + 1, sn.duration_s, log_rows=n_chunks + 1 > resume)
         # the stream ended, its review cases did not: verdicts still revise their receipts
         while stop is not None and not stop.wait(1.0):
             if any(c.open for c in eng.cases.values()):
@@ -227,7 +228,12 @@ class LiveRunner:
             except ServiceError as e:
                 log.warning("entry refused at %s: %s", g.gate_id, e.detail)
 
-    def _persist(self, d: Deps, eng: Engine, seen: dict[str, int], chunk: int, t: float) -> None:
+    def _persist(self, d: Deps, eng: Engine, seen: dict[str, int], chunk: int, t: float,
+                 log_rows: bool = True) -> None:
+        """Commit one chunk's outputs, then the checkpoint. ``log_rows`` False: the chunk is
+        replayed after a restart and its event-log rows were committed before it (the
+        checkpoint is written after them); they are not written again, so rows the retention
+        purge or an erasure removed since stay removed."""
         live.apply_verdicts(d, eng)  # operators' verdicts (review_verdicts) first
         now = d.clock.now()
         gate_events = [ev for ev in self._gate_log() if ev.t <= t][seen["gates"]:]
@@ -253,8 +259,9 @@ class LiveRunner:
                   "kind": "review_case", "t": c.event.t_end, "recorded_at": now,
                   "ref": c.case_id, "payload": json.dumps(_case(c))}
                  for k, c in enumerate(cases)]
-        with d.sessions.begin() as s:
-            insert_ignore(s, EngineEvent, rows, ["source", "seq"])
+        if log_rows:
+            with d.sessions.begin() as s:
+                insert_ignore(s, EngineEvent, rows, ["source", "seq"])
         seen["gates"] += len(gate_events)
         seen["shelf"] += len(shelf)
         seen["decisions"] += len(decisions)
@@ -286,13 +293,15 @@ class LiveRunner:
             elif vid is not None:
                 checkout.exit_visit(d, vid, needs_review=r.needs_review)
         seen["receipts"] = len(issued)
+        # what the dashboard shows (map, alerts, review evidence): before the checkpoint, which
+        # says that everything of the chunk is committed
+        live.publish(d, eng, self, self.source, chunk, t, write=log_rows)
         with d.sessions.begin() as s:
             cp = s.get(RunnerCheckpoint, self.source)
             if cp is None:
                 s.add(RunnerCheckpoint(source=self.source, chunk=chunk, t=t, updated_at=now))
             elif chunk > cp.chunk:
                 cp.chunk, cp.t, cp.updated_at = chunk, t, now
-        live.publish(d, eng, self, self.source, chunk, t)  # what the dashboard shows
 
     @staticmethod
     def _visit(d: Deps, eng: Engine, session_id: str) -> str | None:
