@@ -88,7 +88,7 @@ class MqttRunner(LiveRunner):
                 for block, frames, gates, now in src.poll(self.poll_s):
                     self._gates += gates
                     self._admit(d, gates)
-                    eng.step(block, frames, gates, now)
+                    eng.step(block, frames, self._opened(d, gates), now)
                     self._t = now
                     self._persist(d, eng, seen, self.chunks_done, now)
                     self.chunks_done += 1
