@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -20,7 +22,7 @@ from walkout.service.models import (
     ReceiptLine,
 )
 from walkout.service.payments.ledger import LedgerProvider, unbalanced_transactions
-from walkout.service.testing import ADMIN_TOKEN, Svc
+from walkout.service.testing import ADMIN_TOKEN, Svc, make_svc
 
 BAR, WATER = "018627032007", "073360771026"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -155,3 +157,30 @@ def test_erasure_renames_only_the_erased_payers_ledger_accounts(svc: Svc) -> Non
     assert "payer:tok_ann:x:EUR" in names and "payer:tok_ann:EUR" not in names
     assert "tok_ann:x" in refs and "tok_ann" not in refs
     assert ledger.balance("payer:tok_ann:x:EUR") == bob_paid
+
+
+def test_the_service_purges_by_itself_without_a_cron_job(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Retention is a promise (30 days by default), not a job the operator must remember:
+    the service sweeps the event log and the evidence clips every ``retention_check_s``."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    svc = make_svc(engine, retention_check_s=0.05, evidence_dir=clips)
+    now = svc.clock.now().timestamp()
+    for name, age_days in (("old.mp4", 45), ("recent.mp4", 1)):
+        (clips / name).write_bytes(b"\0")
+        os.utime(clips / name, (now - age_days * 86400, now - age_days * 86400))
+    with svc.client:
+        _log(svc, 0, 45)
+        _log(svc, 1, 29)
+        deadline = time.monotonic() + 10
+        while _count(svc, EngineEvent) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with svc.deps.sessions() as s:
+            assert list(s.scalars(select(EngineEvent.seq))) == [1]
+        assert sorted(p.name for p in clips.iterdir()) == ["recent.mp4"]
+        # the admin endpoint sweeps the clips too
+        (clips / "old.mp4").write_bytes(b"\0")
+        os.utime(clips / "old.mp4", (now - 45 * 86400, now - 45 * 86400))
+        r = svc.client.post("/v1/admin/retention/purge", json={}, headers=ADMIN)
+        assert r.json()["deleted"]["evidence_clips"] in (0, 1)  # the sweep may be first
+        assert sorted(p.name for p in clips.iterdir()) == ["recent.mp4"]

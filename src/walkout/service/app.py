@@ -148,6 +148,9 @@ def create_app(
         if mail_in_api:
             threading.Thread(target=_resume_mail, args=(deps,), name="mail",
                              daemon=True).start()
+        if settings.retention_check_s > 0:  # the retention rule applies without a cron job
+            threading.Thread(target=retention.run, args=(deps, stop), name="retention",
+                             daemon=True).start()
         th = None
         if background is not None:
             th = threading.Thread(target=background, args=(deps, stop), name="engine",
@@ -379,9 +382,7 @@ def create_app(
     @app.post("/v1/admin/retention/purge")
     def purge(body: PurgeIn, _: Admin) -> dict[str, Any]:
         days = body.days or settings.retention_days
-        with sessions.begin() as s:
-            deleted = retention.purge(s, clock.now(), days)
-        return {"days": days, "deleted": deleted}
+        return {"days": days, "deleted": retention.sweep(deps, days)}
 
     @app.post("/v1/admin/staff", status_code=201)
     def new_staff(body: NewStaff, _: Admin) -> AccountCreated:

@@ -5,16 +5,25 @@ evidence: hand traces near the plates, scores) is what links a body in the store
 and a place, so it goes after ``days`` (30 by default, ``retention_days`` in settings).
 Entry codes go too. Receipts, their lines, cart lines, charges and the money ledger stay:
 bookkeeping law wants them, and they say what was bought, not how a person moved.
+
+The service applies the rule itself (:func:`run`, every ``retention_check_s``), so a store
+that never set up a cron job still keeps nothing past its retention; evidence clips in
+``evidence_dir`` go by the same rule.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, EntryCode
+
+log = logging.getLogger("walkout.service.retention")
 
 
 def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
@@ -26,3 +35,32 @@ def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
     events = session.execute(delete(EngineEvent).where(EngineEvent.recorded_at < cutoff))
     codes = session.execute(delete(EntryCode).where(EntryCode.expires_at < cutoff))
     return {"engine_events": int(events.rowcount or 0), "entry_codes": int(codes.rowcount or 0)}
+
+
+def sweep(d: Deps, days: int | None = None) -> dict[str, int]:
+    """One purge of everything under the retention rule (event log, entry codes, evidence
+    clips), ``days`` defaulting to the service's ``retention_days``."""
+    days = days or d.settings.retention_days
+    now = d.clock.now()
+    with d.sessions.begin() as s:
+        out = purge(s, now, days)
+    if d.settings.evidence_dir is not None:
+        from walkout.perception.evidence import purge_clips  # OpenCV only where clips are kept
+
+        out["evidence_clips"] = purge_clips(d.settings.evidence_dir, now, days)
+    return out
+
+
+def run(d: Deps, stop: threading.Event) -> None:
+    """Sweep at start and then every ``retention_check_s`` until ``stop``; a failed sweep
+    (database restarting) is logged and tried again at the next interval."""
+    every = d.settings.retention_check_s
+    while True:
+        try:
+            n = sweep(d)
+            if any(n.values()):
+                log.info("retention: purged %s", n)
+        except Exception:
+            log.exception("retention sweep failed; trying again in %.0f s", every)
+        if stop.wait(every):
+            return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -60,6 +61,12 @@ class ServiceSettings(BaseSettings):
     retention_days: int = Field(
         30, ge=1, description="tracks, evidence and the engine event log are purged after this"
     )
+    retention_check_s: float = Field(
+        3600.0, ge=0, description="how often the service purges what is past retention; 0: "
+        "never by itself (then run POST /v1/admin/retention/purge from cron)")
+    evidence_dir: Path | None = Field(
+        None, description="where the perception stage writes blurred evidence clips: purged "
+        "with the event log")
 
     @field_validator("db_url")
     @classmethod
