@@ -119,6 +119,11 @@ def _receipts_json(result: Any) -> dict[str, Any]:
         ],
         "alerts": [{"t": a.t, "kind": a.kind, "message": a.message, "subject": a.subject}
                    for a in result.alerts],
+        # what waits for a person: `walkout evidence` cuts clips around each
+        "review_cases": [{"case_id": c.case_id, "t": c.event.t_end, "t_start": c.event.t_start,
+                          "plates": list(c.event.plate_ids), "reasons": list(c.reasons),
+                          "sessions": list(c.sessions), "open": c.open}
+                         for c in result.cases.values()],
     }
 
 

@@ -41,7 +41,13 @@ def test_replay_is_deterministic_and_never_reads_truth(recording: Path, tmp_path
         res = runner.invoke(app, ["replay", str(rec), "--out", str(out)])
         assert res.exit_code == 0, res.output
     assert a.read_bytes() == b.read_bytes()
-    receipts = json.loads(a.read_text())["receipts"]
+    doc = json.loads(a.read_text())
+    receipts = doc["receipts"]
+    # the cases waiting for a person, each with the moment `walkout evidence` cuts a clip at
+    flagged = {e for r in receipts if r["needs_review"] for ln in r["lines"] for e in ln["events"]}
+    cases = {c["case_id"]: c for c in doc["review_cases"]}
+    assert all(c["t_start"] <= c["t"] and c["sessions"] for c in cases.values())
+    assert {c for c in cases if cases[c]["open"]} >= flagged & set(cases)
     truth = json.loads((recording / "truth" / "receipts.json").read_text())
     got = {r["credential"]: {ln["product"]: ln["quantity"] for ln in r["lines"]}
            for r in receipts if r["credential"]}

@@ -143,6 +143,48 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         print(json.dumps(res.stats))
         err.print(f"{len(res.frames)} keypoint frames of {camera} -> {out} ({n} in all)")
 
+    @app.command()
+    def evidence(
+        video: Annotated[Path, typer.Option("--video", help="the camera's video file")],
+        camera: Annotated[str, typer.Option("--camera", help="camera id (names the clips)")],
+        cases: Annotated[Path, typer.Option(
+            "--cases", help="`walkout replay` output: its review_cases are cut")],
+        out: Annotated[Path, typer.Option(
+            "--out", help="clip folder (the service's evidence_dir: purged with the log)")],
+        pre: Annotated[float, typer.Option(help="seconds before the event")] = 3.0,
+        post: Annotated[float, typer.Option(help="seconds after the event")] = 3.0,
+        blur: Annotated[str, typer.Option(
+            help="frame: blur every frame whole; boxes: blur the people the pose backend "
+            "finds (a frame with nobody found is blurred whole)")] = "frame",
+        backend: BackendOpt = "movenet",
+        models: ModelsOpt = None,
+    ) -> None:
+        """Blurred evidence clips around each review case of a replay, from one camera's
+        video (video time is engine time, as in `walkout perceive`)."""
+        from walkout.perception.backends import ModelError, create_backend
+        from walkout.perception.clips import ClipRequest, cut_clips
+        from walkout.perception.sources import SourceError
+
+        if blur not in ("frame", "boxes"):
+            raise _fail(f"--blur must be 'frame' or 'boxes', got {blur!r}")
+        try:
+            listed = json.loads(cases.read_text())["review_cases"]
+            requests = [ClipRequest(f"{c['case_id']}-cam{camera}", float(c["t"]))
+                        for c in listed]
+        except FileNotFoundError as e:
+            raise _fail(f"{cases}: no such file") from e
+        except (ValueError, KeyError, TypeError) as e:
+            raise _fail(f"{cases}: not a `walkout replay` output with review_cases ({e})") from e
+        try:
+            pose = create_backend(_config(backend, models)) if blur == "boxes" else None
+            written, missed = cut_clips(video, requests, out, pre_s=pre, post_s=post, mode=blur,
+                                        backend=pose)
+        except (SourceError, ModelError, OSError, ValueError) as e:
+            raise _fail(str(e)) from e
+        print(json.dumps({"clips": [str(p) for p in written], "not_in_video": missed}))
+        err.print(f"{len(written)} clips of {len(requests)} cases -> {out}"
+                  + (f"; {len(missed)} outside the video" if missed else ""))
+
     @bench_app.command("perception")
     def bench_perception(
         json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")]

@@ -128,6 +128,11 @@ class EvidenceRecorder:
                 req.frames.append(safe)
         return done
 
+    @property
+    def pending(self) -> int:
+        """Clips requested and not written yet (they still wait for frames after the event)."""
+        return len(self._open)
+
     def flush(self) -> list[Path]:
         """Write the clips still open (the source ended before their ``post_s``)."""
         done = [self._write(r) for r in self._open if r.frames]
