@@ -6,16 +6,23 @@ three-step pattern as entry: (1) one transaction freezes the receipt from the co
 and writes a pending capture (or release) charge; (2) the provider call, outside any
 transaction, with the visit's idempotency key; (3) its record. :func:`resume_checkouts` redoes
 step 2-3 for visits a crash left in ``checking_out`` — the key makes that charge once.
+
+Only the provider's outright refusal (:data:`FINAL_ERRORS`) is recorded as a failed charge
+(the visit goes ``in_review``, its hold still open). Any other error leaves the outcome
+unknown — the provider may be unreachable, or the money moved and the answer was lost — so the
+charge stays pending and the visit ``checking_out``: a retried exit or the next start repeats
+the call with the same key, which returns the first call's result if it went through.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,7 +33,25 @@ from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
 from walkout.service.models import CartLine, Charge, Receipt, ReceiptLine, Visit
 from walkout.service.money import Money
-from walkout.service.payments.base import PaymentError
+from walkout.service.payments.base import (
+    IdempotencyConflict,
+    PaymentDeclined,
+    PaymentError,
+    UnknownPayment,
+)
+
+log = logging.getLogger("walkout.service.checkout")
+
+#: errors by which a provider refuses a call outright. Any other ``PaymentError`` (unreachable,
+#: timed out, an answer lost after the money moved) leaves the outcome unknown: the charge
+#: stays pending and the call is repeated with the same idempotency key, never a new one.
+FINAL_ERRORS: tuple[type[PaymentError], ...] = (PaymentDeclined, UnknownPayment,
+                                                IdempotencyConflict)
+
+
+def is_final(e: PaymentError) -> bool:
+    """Whether ``e`` is the provider's definite answer (see :data:`FINAL_ERRORS`)."""
+    return isinstance(e, FINAL_ERRORS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +118,10 @@ def exit_visit(d: Deps, visit_id: str, needs_review: bool = False,
                mail: bool = True) -> ExitResult:
     """Close the visit: receipt from the committed ledger, then capture it (or release).
 
-    ``mail`` False leaves the e-mail to the caller (the API sends it after answering; a crash
-    before it is caught by :func:`receipting.resume_mail` on the next start)."""
+    The answer is ``checking_out`` while the provider's outcome is unknown: the exit (or the
+    next start) repeats the call with the same key. ``mail`` False leaves the e-mail to the
+    caller (the API sends it after answering; a crash before it is caught by
+    :func:`receipting.resume_mail` on the next start)."""
     now = d.clock.now()
     with d.sessions.begin() as s:
         v = s.get(Visit, visit_id, with_for_update=True)
@@ -123,10 +150,14 @@ class _Frozen(NamedTuple):
     amount: Money
     key: str
     review: bool
+    status: str  # the charge's: pending | succeeded | failed
+    #: the newest cart line the receipt was frozen from (None when read back: not known)
+    last_line: int | None
 
 
 def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> _Frozen:
     lines = visit_lines(s, v.id)
+    last_line = s.scalar(select(func.max(CartLine.id)).where(CartLine.visit_id == v.id)) or 0
     rlines = receipt_lines(lines, v.currency)
     total = cart_total(lines, v.currency)
     rec = Receipt(visit_id=v.id, currency=v.currency, total=total.amount,
@@ -148,53 +179,113 @@ def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> _Frozen:
     total = Money(total.amount.quantize(stored), total.currency)
     amount = Money(amount.amount.quantize(stored), amount.currency)
     return _Frozen(v.auth_id, "checking_out", rec.id, total, kind, amount, key,
-                   needs_review or (kind == "capture" and amount < total))
+                   needs_review or (kind == "capture" and amount < total), "pending", last_line)
 
 
-def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None) -> ExitResult:
+def _read(d: Deps, visit_id: str) -> _Frozen:
+    """Step 1's values read back from the receipt and the exit's charge (a resume, a retry)."""
+    with d.sessions() as s:
+        v = s.get(Visit, visit_id)
+        rec = s.scalar(select(Receipt).where(Receipt.visit_id == visit_id))
+        ch = s.scalar(select(Charge).where(  # the exit's (a review may release later)
+            Charge.visit_id == visit_id,
+            Charge.idempotency_key.in_((f"visit:{visit_id}:capture",
+                                        f"visit:{visit_id}:release"))))
+        assert v is not None and rec is not None and ch is not None
+        total = Money(Decimal(rec.total), rec.currency)
+        amount = Money(Decimal(ch.amount), ch.currency)
+        return _Frozen(v.auth_id, v.state, rec.id, total, ch.kind, amount, ch.idempotency_key,
+                       rec.needs_review or (ch.kind == "capture" and amount < total),
+                       ch.status, None)
+
+
+def settle(d: Deps, visit_id: str, *, catch_up: bool = True) -> ExitResult:
+    """Settle a visit left ``checking_out`` (repeating its pending charge with the same key),
+    or answer as it was settled. ``catch_up`` False: the caller revises the receipt itself."""
+    return _settle(d, visit_id, catch_up=catch_up)
+
+
+def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None, *,
+            catch_up: bool = True) -> ExitResult:
     """Steps 2-3 of the exit; ``frozen``: step 1's values (else read back, as on a resume)."""
-    if frozen is None:
-        with d.sessions() as s:
-            v = s.get(Visit, visit_id)
-            rec = s.scalar(select(Receipt).where(Receipt.visit_id == visit_id))
-            ch = s.scalar(select(Charge).where(Charge.visit_id == visit_id,
-                                               Charge.kind.in_(("capture", "release"))))
-            assert v is not None and rec is not None and ch is not None
-            total = Money(Decimal(rec.total), rec.currency)
-            amount = Money(Decimal(ch.amount), ch.currency)
-            frozen = _Frozen(v.auth_id, v.state, rec.id, total, ch.kind, amount,
-                             ch.idempotency_key,
-                             rec.needs_review or (ch.kind == "capture" and amount < total))
-    auth_id, state, receipt_id, total, kind, amount, key, review = frozen
-    charged = amount if kind == "capture" else Money.zero(total.currency)
-    if state != "checking_out":  # settled before: answer as then
-        return ExitResult(visit_id, state, receipt_id, total, charged)
-    assert auth_id is not None
+    f = frozen or _read(d, visit_id)
+    zero = Money.zero(f.total.currency)
+    if f.state != "checking_out":  # settled before: answer as then
+        done = f.kind == "capture" and f.status == "succeeded"
+        return ExitResult(visit_id, f.state, f.receipt_id, f.total, f.amount if done else zero)
+    assert f.auth_id is not None
     try:
-        if kind == "capture":
-            ref: str | None = d.provider.capture(auth_id, amount, key).capture_id
+        if f.kind == "capture":
+            ref: str | None = d.provider.capture(f.auth_id, f.amount, f.key).capture_id
         else:
-            d.provider.release(auth_id, key)
+            d.provider.release(f.auth_id, f.key)
             ref = None
     except PaymentError as e:
+        final = is_final(e)
         with d.sessions.begin() as s:
-            s.execute(update(Charge).where(Charge.idempotency_key == key)
-                      .values(status="failed", error=e.reason[:300]))
-            s.execute(update(Visit).where(Visit.id == visit_id).values(state="in_review"))
-        return ExitResult(visit_id, "in_review", receipt_id, total, Money.zero(total.currency))
-    final = "in_review" if review else ("charged" if kind == "capture" else "released")
+            s.execute(update(Charge).where(Charge.idempotency_key == f.key,
+                                           Charge.status == "pending")
+                      .values(status="failed" if final else "pending", error=e.reason[:300]))
+            if final:  # refused: nothing moved, the hold is still open; staff take it up
+                s.execute(update(Visit).where(Visit.id == visit_id,
+                                              Visit.state == "checking_out")
+                          .values(state="in_review"))
+        if not final:
+            log.warning("visit %s: %s outcome unknown, kept pending for a retry with its key: "
+                        "%s", visit_id, f.kind, e.reason)
+            return ExitResult(visit_id, "checking_out", f.receipt_id, f.total, zero)
+        log.warning("visit %s: %s refused: %s", visit_id, f.kind, e.reason)
+        if catch_up and _catch_up(d, visit_id, f.last_line):
+            return _settle(d, visit_id, catch_up=False)
+        return ExitResult(visit_id, "in_review", f.receipt_id, f.total, zero)
+    final_state = "in_review" if f.review else ("charged" if f.kind == "capture" else "released")
     with d.sessions.begin() as s:
-        s.execute(update(Charge).where(Charge.idempotency_key == key)
-                  .values(status="succeeded", provider_ref=ref))
+        s.execute(update(Charge).where(Charge.idempotency_key == f.key)
+                  .values(status="succeeded", provider_ref=ref, error=None))
         s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "checking_out")
-                  .values(state=final))
-    return ExitResult(visit_id, final, receipt_id, total, charged)
+                  .values(state=final_state))
+    if catch_up and _catch_up(d, visit_id, f.last_line):
+        return _settle(d, visit_id, catch_up=False)  # the revised receipt's answer
+    return ExitResult(visit_id, final_state, f.receipt_id, f.total,
+                      f.amount if f.kind == "capture" else zero)
+
+
+def _catch_up(d: Deps, visit_id: str, last_line: int | None) -> bool:
+    """Revise the receipt when a review verdict's lines reached the cart ledger while the
+    exit's money was in flight (``revisions.revise`` waits for a visit to settle): the verdict
+    is applied now instead of being lost. Returns whether it revised."""
+    with d.sessions() as s:
+        if last_line is not None:  # the usual case: nothing was appended since the freeze
+            newest = s.scalar(select(func.max(CartLine.id))
+                              .where(CartLine.visit_id == visit_id)) or 0
+            if newest <= last_line:
+                return False
+        v = s.get(Visit, visit_id)
+        rec = s.scalar(select(Receipt).where(Receipt.visit_id == visit_id))
+        assert v is not None and rec is not None
+        frozen = [(r.product_id, r.quantity, Decimal(r.unit_price)) for r in s.scalars(
+            select(ReceiptLine).where(ReceiptLine.receipt_id == rec.id)
+            .order_by(ReceiptLine.position))]
+        ledger = [(rl.product_id, rl.quantity, rl.unit_price.amount)
+                  for rl in receipt_lines(visit_lines(s, visit_id), v.currency)]
+        if frozen == ledger:
+            return False
+        needs_review = rec.needs_review
+    from walkout.service import revisions  # revisions builds on this module
+
+    revisions.revise(d, visit_id, needs_review)
+    return True
 
 
 def resume_checkouts(d: Deps) -> int:
-    """Settle visits a crash left between their frozen receipt and the provider's answer."""
+    """Settle visits a crash, or a provider outage, left between their frozen receipt and the
+    provider's answer (each retried with its own key: charged once)."""
     with d.sessions() as s:
         ids = list(s.scalars(select(Visit.id).where(Visit.state == "checking_out")))
     for vid in ids:
-        _settle(d, vid)
+        try:
+            _settle(d, vid)
+        except Exception:  # not a payment answer: still pending, and the start goes on
+            log.exception("visit %s: settling its exit failed; its charge stays pending "
+                          "and is retried with its key on the next start", vid)
     return len(ids)

@@ -5,10 +5,18 @@ nothing. What an operator's refund decision does is one more money movement, thr
 three steps as a capture: (1) a transaction moves the dispute ``open → refunding`` (a
 conditional UPDATE, so of two concurrent decisions exactly one wins) and writes a pending refund
 charge whose idempotency key is derived from the dispute id; (2) the provider call, outside any
-transaction; (3) its record. A crash or provider error in between leaves ``refunding``: deciding
-"refund" again (or :func:`resume_refunds`) retries with the same key, so money moves once.
-A refund is capped by the line's amount and by what was captured and not yet refunded on the
-visit.
+transaction; (3) its record. A crash or provider error in between leaves ``refunding`` and the
+charge pending — the money stays reserved, whatever the last attempt said, since the refund may
+have gone through with its answer lost: deciding "refund" again (or :func:`resume_refunds`)
+retries with the same key, so money moves once. A refund is capped by the line's amount and by
+what was captured and not yet refunded (or reserved for a refund) on the visit.
+
+A review verdict that revises the receipt (``revisions.revise``) and a dispute of the same line
+are taken to be about the same units: the units the revision cut answer the dispute first
+(:func:`follow_revision`). An open dispute shrinks by them, and one with nothing left is
+``corrected`` (the revision refunded it; it does not count against the shopper); a refunded one
+no longer credits the units the revision itself took off the receipt. Either order of the two
+therefore refunds a unit once.
 
 The evidence of a line is what the engine logged about the shelf events behind it (the cart
 lines' event ids): the shelf event, the decision with every candidate's score (what
@@ -18,12 +26,13 @@ lines' event ids): the shelf event, the decision with every candidate's score (w
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from walkout.service.clock import aware
@@ -39,6 +48,8 @@ from walkout.service.models import (
 )
 from walkout.service.money import Money
 from walkout.service.payments.base import PaymentError
+
+log = logging.getLogger("walkout.service.disputes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +102,6 @@ def case(d: Deps, dispute_id: str) -> dict[str, Any]:
         assert rec is not None
         line = s.scalar(select(ReceiptLine).where(ReceiptLine.receipt_id == rec.id,
                                                   ReceiptLine.product_id == dsp.product_id))
-        assert line is not None
         cart = s.scalars(select(CartLine).where(CartLine.visit_id == rec.visit_id,
                                                 CartLine.product_id == dsp.product_id)
                          .order_by(CartLine.id)).all()
@@ -102,9 +112,11 @@ def case(d: Deps, dispute_id: str) -> dict[str, Any]:
         out["reason"] = dsp.reason
         out["note"] = dsp.note
         cur = rec.currency
-        out["line"] = {"name": line.name, "quantity": line.quantity,
-                       "unit_price": str(Money(Decimal(line.unit_price), cur).amount),
-                       "amount": str(Money(Decimal(line.amount), cur).amount), "currency": cur}
+        # None: a review revision removed the line since (the dispute is corrected, or moot)
+        out["line"] = None if line is None else {
+            "name": line.name, "quantity": line.quantity,
+            "unit_price": str(Money(Decimal(line.unit_price), cur).amount),
+            "amount": str(Money(Decimal(line.amount), cur).amount), "currency": cur}
         out["evidence"] = [{
             "event_id": ev_id,
             "cart_lines": [{"line_key": c.line_key, "quantity": c.quantity,
@@ -127,6 +139,10 @@ def decide(d: Deps, dispute_id: str, operator_id: str, decision: str,
             raise not_found("dispute")
         if dsp.state == "refunding" and decision == "refund":
             pass  # a retry of an interrupted refund: same key, same amount
+        elif dsp.state == "corrected":
+            raise ServiceError(409, "already_decided", "a review verdict already took the "
+                               "contested items off the receipt (and refunded them if they "
+                               "were paid): nothing is left to decide")
         elif dsp.state != "open":
             raise ServiceError(409, "already_decided", f"this dispute was already decided: "
                                f"{dsp.state}")
@@ -166,22 +182,56 @@ def _refundable(s: Session, dsp: Dispute) -> tuple[Money, str]:
     cur = rec.currency
     line = s.scalar(select(ReceiptLine).where(ReceiptLine.receipt_id == rec.id,
                                               ReceiptLine.product_id == dsp.product_id))
-    assert line is not None
+    if line is None:
+        raise ServiceError(409, "line_revised", "a review verdict removed this line from the "
+                           "receipt (refunding it if it was paid): there is nothing to refund")
     cap = s.scalar(select(Charge).where(Charge.visit_id == rec.visit_id,
                                         Charge.kind == "capture", Charge.status == "succeeded"))
     if cap is None:
         raise ServiceError(409, "nothing_captured",
                            "nothing was captured for this visit: there is nothing to refund")
-    refunded = s.scalar(select(func.coalesce(func.sum(Charge.amount), 0)).where(
-        Charge.visit_id == rec.visit_id, Charge.kind == "refund",
-        Charge.status.in_(("pending", "succeeded")))) or 0
     want = Money(Decimal(line.unit_price), cur) * min(dsp.quantity, line.quantity)
     caps = [Money(Decimal(line.amount), cur),
-            Money(Decimal(cap.amount), cur) - Money(Decimal(refunded), cur)]
+            Money(Decimal(cap.amount), cur) - committed_refunds(s, rec.visit_id, cur)]
     amount = min([want, *caps], key=lambda m: m.amount)
     if amount.amount <= 0:
         raise ServiceError(409, "nothing_captured", "everything captured was refunded already")
     return amount, rec.visit_id
+
+
+def committed_refunds(s: Session, visit_id: str, currency: str) -> Money:
+    """Refunds made or still owed on a visit: every dispute refund (decided, so retried with
+    its key until it is made, whatever its last attempt said) and every review refund not
+    refused outright. What is left of a capture to refund is the capture less this."""
+    n = s.scalar(select(func.coalesce(func.sum(Charge.amount), 0)).where(
+        Charge.visit_id == visit_id, Charge.kind == "refund",
+        or_(Charge.status.in_(("pending", "succeeded")),
+            Charge.idempotency_key.like("dispute:%")))) or 0
+    return Money(Decimal(n), currency)
+
+
+def follow_revision(s: Session, receipt_id: str, cut: dict[str, int],
+                    prices: dict[str, Money], now: datetime) -> dict[str, Money]:
+    """Inside the transaction of a review revision that cut ``cut[product]`` units off the
+    receipt's lines: the cut answers the line's dispute first (see the module). Returns, per
+    product, what refunded (or refunding) disputes still credit against the revised line:
+    their refund, at most the ``prices`` of the units no revision has cut since."""
+    credit: dict[str, Money] = {}
+    # locked: a decision of one of them waits for the revision (and then sees its refund), or
+    # the revision waits for the decision (and then counts its refund)
+    for dsp in s.scalars(select(Dispute).where(Dispute.receipt_id == receipt_id)
+                         .order_by(Dispute.id).with_for_update()):
+        drop = min(cut.get(dsp.product_id, 0), dsp.quantity)
+        if drop > 0 and dsp.state in ("open", "refunding", "refunded"):
+            dsp.quantity -= drop
+            if dsp.state == "open" and dsp.quantity == 0:
+                dsp.state, dsp.resolved_at = "corrected", now
+        price = prices.get(dsp.product_id)  # None: the line is gone, nothing to credit
+        if price is not None and dsp.state in ("refunding", "refunded") \
+                and dsp.refund_amount is not None:
+            paid = Money(Decimal(dsp.refund_amount), price.currency)
+            credit[dsp.product_id] = min(paid, price * dsp.quantity)
+    return credit
 
 
 def _refund(d: Deps, dispute_id: str) -> None:
@@ -197,12 +247,15 @@ def _refund(d: Deps, dispute_id: str) -> None:
     try:
         ref = d.provider.refund(capture_ref, amount, key)
     except PaymentError as e:
+        # the dispute stays refunding, so the charge stays pending: the refund is still owed
+        # (and may even have been made, its answer lost); a retry uses the same key
         with d.sessions.begin() as s:
-            s.execute(update(Charge).where(Charge.idempotency_key == key)
-                      .values(status="failed", error=e.reason[:300]))
+            s.execute(update(Charge).where(Charge.idempotency_key == key,
+                                           Charge.status != "succeeded")
+                      .values(status="pending", error=e.reason[:300]))
         raise ServiceError(502, "refund_failed",
-                           f"the payment provider refused the refund: {e.reason}; deciding "
-                           "'refund' again retries it") from None
+                           f"the payment provider did not confirm the refund: {e.reason}; it "
+                           "stays owed, and deciding 'refund' again retries it") from None
     now = d.clock.now()
     with d.sessions.begin() as s:
         s.execute(update(Charge).where(Charge.idempotency_key == key)
@@ -221,6 +274,9 @@ def resume_refunds(d: Deps) -> int:
             _refund(d, dispute_id)
             done += 1
         except ServiceError:
-            pass  # recorded as failed on the charge; an operator retries
+            pass  # still owed (the charge pending): the next start or the operator retries
+        except Exception:  # not a payment answer: still pending, and the start goes on
+            log.exception("dispute %s: its refund failed (key %s; retried on the next start)",
+                          dispute_id, _key(dispute_id))
     return done
 

@@ -4,10 +4,25 @@ The engine re-issues a session's receipt when a verdict changes it (``Receipt.re
 The service keeps the cart ledger append-only here too: the verdict's correcting lines are
 appended to the closed visit's cart (unique per line key, so a replay adds nothing), the
 receipt's lines and total are re-frozen from the whole ledger, and money follows in the same
-three steps as a capture — a pending refund charge of what was captured above the new total,
-the provider call outside any transaction with an idempotency key, its record. A verdict that
-raises the total cannot capture more from an authorisation already closed: the receipt shows
-the new total and the visit stays ``in_review`` for staff to collect the difference.
+three steps as a capture — a pending refund charge of what was captured above what the shopper
+now owes, the provider call outside any transaction with an idempotency key, its record.
+
+What the shopper owes is counted per line: the revised line, less what a refunded dispute of
+that line gave back for units the revision did not itself cut. A dispute and a review of the
+same line are taken to be about the same units (``disputes.follow_revision``), so whichever
+comes first, a unit is refunded once.
+
+A refund whose outcome is unknown (provider unreachable, answer lost, a crash) stays pending and
+is repeated with its own key — at the next start and at the start of the visit's next revision
+(:func:`resume_pending`) — never re-made under a new key; only the provider's outright refusal
+marks it failed (the visit goes ``in_review``; the next revision tries again). A visit whose
+hold was never captured (the capture was refused) and that now owes nothing has the hold
+released through the provider the same way, and only then is ``released``. A verdict that
+raises what is owed above what was captured cannot capture more from an authorisation already
+closed: the receipt shows the new total and the visit goes ``in_review`` for staff to collect
+the difference. A verdict for a visit whose exit is still settling (``checking_out``, the
+capture's outcome unknown) has its lines appended and is applied once the capture settles
+(``checkout.settle``).
 
 A revision that changes what the shopper bought or paid is e-mailed to them once: the claim of
 that e-mail commits with the revision (``receipting.claim_revision``), the send follows the
@@ -20,21 +35,29 @@ import json
 import logging
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
 
-from walkout.service import checkout, receipting
+from walkout.service import checkout, disputes, receipting
 from walkout.service.carts import cart_total, receipt_lines
 from walkout.service.checkout import LineRequest, insert_ignore, visit_lines
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError
 from walkout.service.models import CartLine, Charge, Receipt, ReceiptLine, Visit
 from walkout.service.money import Money
-from walkout.service.payments.base import PaymentError
+from walkout.service.payments.base import PaymentDeclined, PaymentError, UnknownPayment
 
 log = logging.getLogger("walkout.service.revisions")
 
 #: visit states whose receipt was issued and settled: a verdict revises it
 SETTLED = ("charged", "released", "in_review", "disputed")
+#: a verdict's lines are appended in these too: the receipt is frozen, its money in flight
+APPENDABLE = (*SETTLED, "checking_out")
+#: the refusals after which a review refund or release may be tried again under a new key:
+#: nothing moved. (An ``IdempotencyConflict`` says the key did serve another request, which
+#: may have moved money: that charge stays pending, retried with its own key, never replaced.)
+REFUSED: tuple[type[PaymentError], ...] = (PaymentDeclined, UnknownPayment)
+REFUND, RELEASE = "review-refund", "review-release"
 
 
 def add_review_lines(d: Deps, visit_id: str, lines: list[LineRequest]) -> int:
@@ -45,7 +68,7 @@ def add_review_lines(d: Deps, visit_id: str, lines: list[LineRequest]) -> int:
         state = v.state if v else None
     if state == "open":
         return checkout.add_lines(d, visit_id, lines)
-    if state not in SETTLED:
+    if state not in APPENDABLE:
         raise ServiceError(409, "visit_not_open", f"visit is {state}: not revisable now")
     products = d.store.products
     now = d.clock.now()
@@ -60,81 +83,184 @@ def add_review_lines(d: Deps, visit_id: str, lines: list[LineRequest]) -> int:
 
 def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
     """Re-freeze a settled visit's receipt from its ledger; refund what was captured above
-    the new total. Returns the refund (None when there was none). A visit still open is
-    exited instead (a revision that overtook the first issue, as on a replay)."""
+    what is now owed. Returns the refund (None when there was none made now). A visit still
+    open is exited instead (a revision that overtook the first issue, as on a replay)."""
     with d.sessions() as s:
         v0 = s.get(Visit, visit_id)
         state = v0.state if v0 else None
     if state == "open":
         checkout.exit_visit(d, visit_id, needs_review=needs_review, mail=False)
         return None
+    if state == "checking_out":  # the exit's charge first (same key), then the revision
+        state = checkout.settle(d, visit_id, catch_up=False).state
+        if state == "checking_out":
+            log.warning("visit %s: the exit's payment is still unsettled; the revision "
+                        "follows when it settles", visit_id)
+            return None
     if state not in SETTLED:
         return None
+    resume_pending(d, visit_id)  # what an earlier revision left pending: its own keys, first
+    now = d.clock.now()
     with d.sessions.begin() as s:
         v = s.get(Visit, visit_id, with_for_update=True)
         rec = s.scalar(select(Receipt).where(Receipt.visit_id == visit_id))
         assert v is not None and rec is not None
+        cur = v.currency
         before = receipting.load(d, s, rec).doc.lines
         lines = visit_lines(s, visit_id)
-        total = cart_total(lines, v.currency)
+        revised = receipt_lines(lines, cur)
+        total = cart_total(lines, cur)
         s.execute(delete(ReceiptLine).where(ReceiptLine.receipt_id == rec.id))
         s.flush()
-        for i, rl in enumerate(receipt_lines(lines, v.currency)):
+        for i, rl in enumerate(revised):
             s.add(ReceiptLine(receipt_id=rec.id, position=i, product_id=rl.product_id,
                               name=rl.name, quantity=rl.quantity,
                               unit_price=rl.unit_price.amount, amount=rl.amount.amount,
                               events=json.dumps(list(rl.events))))
         rec.total, rec.needs_review = total.amount, needs_review
+        after = {rl.product_id: rl.quantity for rl in revised}
+        cut = {ln.product_id: ln.quantity - after.get(ln.product_id, 0) for ln in before
+               if ln.quantity > after.get(ln.product_id, 0)}
+        credit = disputes.follow_revision(s, rec.id, cut,
+                                          {rl.product_id: rl.unit_price for rl in revised}, now)
+        zero = Money.zero(cur)
+        owed = zero
+        for rl in revised:
+            owed = owed + max(rl.amount - credit.get(rl.product_id, zero), zero)
         cap = s.scalar(select(Charge).where(Charge.visit_id == visit_id,
                                             Charge.kind == "capture",
                                             Charge.status == "succeeded"))
-        captured = Money(Decimal(cap.amount), v.currency) if cap else Money.zero(v.currency)
-        refunded = Money(Decimal(s.scalar(select(func.coalesce(func.sum(Charge.amount), 0))
-                                          .where(Charge.visit_id == visit_id,
-                                                 Charge.kind == "refund",
-                                                 Charge.status.in_(("pending", "succeeded"))))
-                                 or 0), v.currency)
-        over = captured - refunded - total
+        captured = Money(Decimal(cap.amount), cur) if cap else zero
+        kept = captured - disputes.committed_refunds(s, visit_id, cur)
+        over, short = kept - owed, owed - kept
         key = None
         if cap is not None and over.amount > 0:
-            n = s.scalar(select(func.count()).select_from(Charge).where(
-                Charge.visit_id == visit_id, Charge.kind == "refund",
-                Charge.idempotency_key.like(f"visit:{visit_id}:review-refund:%"))) or 0
-            key = f"visit:{visit_id}:review-refund:{n}"
-            s.add(Charge(visit_id=visit_id, kind="refund", idempotency_key=key,
-                         provider=d.provider.name, amount=over.amount, currency=v.currency,
-                         status="pending", created_at=d.clock.now()))
-        short = total - (captured - refunded)
-        if v.state == "in_review" and not needs_review and short.amount <= 0:
-            v.state = "charged" if cap is not None else "released"
+            key = _new_charge(d, s, v, REFUND, "refund", over)
+        release = None
         if short.amount > 0:
-            log.warning("visit %s: the revised receipt is %s above what was captured; the "
-                        "authorisation is closed, staff collect it", visit_id, short)
-        capture_ref = cap.provider_ref if cap else None
+            if v.state in ("charged", "released"):
+                v.state = "in_review"  # staff collect the difference
+            log.warning("visit %s: the revised receipt is %s above what the store kept; "
+                        "staff collect it", visit_id, short)
+        elif not needs_review:
+            hold = _hold(s, visit_id)
+            if hold == "open":  # never captured and nothing owed: release it, then 'released'
+                release = _new_charge(d, s, v, RELEASE, "release", Money(v.hold_amount, cur))
+            elif hold == "closed" and v.state == "in_review":
+                v.state = "charged" if cap is not None else "released"
+        capture_ref, auth_id = (cap.provider_ref if cap else None), v.auth_id
         s.flush()
         mail = receipting.claim_revision(d, s, rec, before,
                                          over.amount if key else Decimal(0), key)
         rid = rec.id
-    refund = _refund(d, visit_id, capture_ref, over, key)
+    refund = _refund(d, visit_id, capture_ref, over, key) if key else None
+    if release is not None and auth_id is not None:
+        _release(d, visit_id, auth_id, release)
     if mail is not None:
         receipting.mail_revision(d, rid, mail, claimed=True)
     return refund
 
 
-def _refund(d: Deps, visit_id: str, capture_ref: str | None, over: Money,
-            key: str | None) -> Money | None:
-    """The provider call and its record of a pending review refund (None: none made)."""
-    if key is None or capture_ref is None:
+def _new_charge(d: Deps, s: Session, v: Visit, what: str, kind: str, amount: Money) -> str:
+    """Step 1 of a review refund or release: its pending charge, under the visit's next key
+    for ``what`` (a new key only ever after the last one was refused outright)."""
+    n = s.scalar(select(func.count()).select_from(Charge).where(
+        Charge.visit_id == v.id, Charge.idempotency_key.like(f"visit:{v.id}:{what}:%"))) or 0
+    key = f"visit:{v.id}:{what}:{n}"
+    s.add(Charge(visit_id=v.id, kind=kind, idempotency_key=key, provider=d.provider.name,
+                 amount=amount.amount, currency=amount.currency, status="pending",
+                 created_at=d.clock.now()))
+    return key
+
+
+def _hold(s: Session, visit_id: str) -> str:
+    """The visit's authorisation: ``closed`` (captured or released), ``closing`` (a release
+    whose outcome is not known yet) or ``open``."""
+    rows = s.execute(select(Charge.kind, Charge.status).where(
+        Charge.visit_id == visit_id, Charge.kind.in_(("capture", "release")))).all()
+    if any(st == "succeeded" for _, st in rows):
+        return "closed"
+    return "closing" if any(st == "pending" for _, st in rows) else "open"
+
+
+def _refund(d: Deps, visit_id: str, capture_ref: str | None, amount: Money,
+            key: str) -> Money | None:
+    """Steps 2-3 of a pending review refund (None: not made now)."""
+    if capture_ref is None:
         return None
     try:
-        ref = d.provider.refund(capture_ref, over, key)
+        ref = d.provider.refund(capture_ref, amount, key)
     except PaymentError as e:
-        with d.sessions.begin() as s:
-            s.execute(update(Charge).where(Charge.idempotency_key == key)
-                      .values(status="failed", error=e.reason[:300]))
-        log.warning("visit %s: refund after review failed: %s", visit_id, e.reason)
+        _failed(d, visit_id, key, e, "refund after review")
         return None
     with d.sessions.begin() as s:
         s.execute(update(Charge).where(Charge.idempotency_key == key)
-                  .values(status="succeeded", provider_ref=ref.refund_id))
-    return over
+                  .values(status="succeeded", provider_ref=ref.refund_id, error=None))
+    return amount
+
+
+def _release(d: Deps, visit_id: str, auth_id: str, key: str) -> bool:
+    """Steps 2-3 of a pending release of a hold nothing was captured from; the visit is
+    ``released`` only once the provider confirms it."""
+    try:
+        d.provider.release(auth_id, key)
+    except PaymentError as e:
+        _failed(d, visit_id, key, e, "release after review")
+        return False
+    with d.sessions.begin() as s:
+        s.execute(update(Charge).where(Charge.idempotency_key == key)
+                  .values(status="succeeded", error=None))
+        s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "in_review")
+                  .values(state="released"))
+    return True
+
+
+def _failed(d: Deps, visit_id: str, key: str, e: PaymentError, what: str) -> None:
+    """Record a failed attempt: refused outright, the charge failed and the visit goes to
+    staff (``in_review``); otherwise the outcome is unknown, the charge stays pending (its
+    money reserved) and is repeated with the same key."""
+    refused = isinstance(e, REFUSED)
+    with d.sessions.begin() as s:
+        s.execute(update(Charge).where(Charge.idempotency_key == key,
+                                       Charge.status == "pending")
+                  .values(status="failed" if refused else "pending", error=e.reason[:300]))
+        if refused:
+            s.execute(update(Visit).where(Visit.id == visit_id,
+                                          Visit.state.in_(("charged", "released")))
+                      .values(state="in_review"))
+    log.warning("visit %s: %s %s: %s", visit_id, what,
+                "refused" if refused else "not confirmed, retried with its key", e.reason)
+
+
+def resume_pending(d: Deps, visit_id: str | None = None) -> int:
+    """Repeat the review refunds and releases a crash, an outage or a lost answer left pending
+    (of one visit, or all), each with its own key; returns how many went through now."""
+    todo: list[tuple[str, str, str | None, Money, str]] = []
+    with d.sessions() as s:
+        q = select(Charge).where(Charge.status == "pending", or_(
+            Charge.idempotency_key.like(f"visit:%:{REFUND}:%"),
+            Charge.idempotency_key.like(f"visit:%:{RELEASE}:%")))
+        if visit_id is not None:
+            q = q.where(Charge.visit_id == visit_id)
+        for ch in s.scalars(q.order_by(Charge.id)):
+            if ch.kind == "refund":
+                ref = s.scalar(select(Charge.provider_ref).where(
+                    Charge.visit_id == ch.visit_id, Charge.kind == "capture",
+                    Charge.status == "succeeded"))
+            else:
+                v = s.get(Visit, ch.visit_id)
+                ref = v.auth_id if v else None
+            todo.append((ch.kind, ch.visit_id, ref, Money(Decimal(ch.amount), ch.currency),
+                         ch.idempotency_key))
+    done = 0
+    for kind, vid, ref, amount, key in todo:
+        if ref is None:
+            continue
+        try:
+            if kind == "refund":
+                done += _refund(d, vid, ref, amount, key) is not None
+            else:
+                done += _release(d, vid, ref, key)
+        except Exception:  # not a payment answer: still pending, the others go on
+            log.exception("visit %s: %s %s failed (retried with its key)", vid, kind, key)
+    return done
