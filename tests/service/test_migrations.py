@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from walkout.service.db import downgrade, make_engine, upgrade
@@ -62,4 +63,59 @@ def test_upgrade_from_0001_keeps_data_and_allows_kiosks(db_url: str) -> None:
     downgrade(eng, "0001")  # kiosks go, the shopper stays
     with eng.begin() as c:
         assert c.execute(text("SELECT id FROM accounts")).scalars().all() == ["a1"]
+    eng.dispose()
+
+
+def _visit(c: Connection, vid: str, account: str, state: str) -> None:
+    from datetime import UTC, datetime
+
+    c.execute(text("INSERT INTO visits (id, credential, account_id, payment_method_id, gate_id, "
+                   "party_size, state, currency, hold_amount, entered_at) VALUES (:id, :id, :a, "
+                   "'pm1', 'entry', 1, :st, 'EUR', 50, :t)"),
+              {"id": vid, "a": account, "st": state, "t": datetime(2026, 1, 1, tzinfo=UTC)})
+
+
+def _account_with_method(c: Connection, account: str = "a1") -> None:
+    from datetime import UTC, datetime
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    c.execute(text("INSERT INTO accounts (id, kind, role, created_at) "
+                   "VALUES (:a, 'app', 'shopper', :t)"), {"a": account, "t": t})
+    c.execute(text("INSERT INTO payment_methods (id, account_id, provider, provider_ref, "
+                   "created_at) VALUES ('pm1', :a, 'ledger', 'tok_1', :t)"), {"a": account, "t": t})
+
+
+def test_one_visit_inside_per_account_is_a_database_rule(db_url: str) -> None:
+    """0005: a second visit inside for one account fails at the database, whoever writes it;
+    visits that are over do not count."""
+    eng = make_engine(db_url)
+    upgrade(eng)
+    with eng.begin() as c:
+        _account_with_method(c)
+        for i, state in enumerate(("charged", "released", "refused", "open")):
+            _visit(c, f"v{i}", "a1", state)
+    for state in ("authorizing", "open", "checking_out"):
+        with pytest.raises(IntegrityError), eng.begin() as c:
+            _visit(c, "v9", "a1", state)
+    downgrade(eng, "0004")  # the rule goes with its revision
+    with eng.begin() as c:
+        _visit(c, "v9", "a1", "open")
+    eng.dispose()
+
+
+def test_upgrade_names_visits_the_old_race_let_in_twice(db_url: str) -> None:
+    """Two visits of one account inside cannot both be kept under 0005's rule, nor dropped
+    (each holds money): the upgrade stops and names them."""
+    eng = make_engine(db_url)
+    upgrade(eng, "0004")
+    with eng.begin() as c:
+        _account_with_method(c)
+        _visit(c, "twice1", "a1", "open")
+        _visit(c, "twice2", "a1", "authorizing")
+        _visit(c, "over", "a1", "charged")
+    with pytest.raises(RuntimeError, match=r"all inside \(twice1, twice2\); let them exit"):
+        upgrade(eng)
+    with eng.begin() as c:
+        c.execute(text("UPDATE visits SET state = 'charged' WHERE id = 'twice1'"))
+    upgrade(eng)
     eng.dispose()

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import threading
+import time
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.routing import APIRoute
+from sqlalchemy import Engine
 
 from walkout.service.app import PUBLIC_ROUTES
 from walkout.service.redact import redact
-from walkout.service.testing import Svc
+from walkout.service.testing import Svc, make_svc
 
 
 def _routes(svc: Svc) -> list[tuple[str, str]]:
@@ -68,6 +74,54 @@ def test_redact_masks_personal_and_card_data() -> None:
         assert secret not in out
 
 
+@pytest.mark.parametrize(("text", "secret"), [
+    ("GET /v1/ops/receipts?q=ann.secret%40example.org HTTP/1.1", "ann.secret"),
+    ("GET /v1/ops/receipts?q=ann.secret%2540example.org HTTP/1.1", "ann.secret"),  # twice
+    ("/x?email=ANN%40Example.ORG&n=1", "ANN"),
+    ("/x?card=4111%201111%201111%201111", "4111"),
+    ("/x?t=tok%5Fvisa_1", "visa_1"),
+])
+def test_redact_masks_percent_encoded_data(text: str, secret: str) -> None:
+    """URLs reach the logs percent-encoded (uvicorn's access log writes the raw query)."""
+    assert secret not in redact(text)
+    assert "%0A" in redact(text + "%0Anext")  # the decoded run keeps no line break
+
+
+def test_redact_leaves_harmless_escapes_as_they_were() -> None:
+    for text in ("GET /v1/ops/receipts?q=milk%20chocolate HTTP/1.1", "50% off", "100%",
+                 "/x?q=%ZZ"):
+        assert redact(text) == text
+
+
+def test_access_log_carries_no_encoded_email(engine: Engine,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The dashboard searches receipts by e-mail address in the query string: the real
+    uvicorn access log line of that request holds no address."""
+    svc = make_svc(engine)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    caplog.set_level(logging.INFO)
+    server = uvicorn.Server(uvicorn.Config(svc.client.app, host="127.0.0.1", port=port,
+                                           log_config=None, access_log=True, lifespan="off"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/ops/receipts",
+                      params={"q": "ann.secret@example.org"}, headers=svc.gate)
+        assert r.status_code == 200
+    finally:
+        server.should_exit = True
+        th.join(10)
+    access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert any("/v1/ops/receipts?q=[email]" in line for line in access), access
+    assert not any("ann.secret" in line for line in access), access
+
+
 def test_logs_carry_no_personal_data(svc: Svc, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     log = logging.getLogger("walkout.service.test")
@@ -94,3 +148,29 @@ def test_disputes_are_rate_limited(svc: Svc) -> None:
     body = {"receipt_id": rid, "product_id": "018627032007", "reason": "I put it back"}
     codes = [svc.client.post("/v1/disputes", json=body, headers=h).status_code for _ in range(6)]
     assert codes == [201, 409, 409, 409, 409, 429]
+
+
+def test_kiosk_card_lookups_spend_the_terminal_budget_and_are_limited_per_card(
+        svc: Svc) -> None:
+    """A terminal has one budget (10 a minute) for e-mail and card look-ups together, and one
+    card can be looked up 10 times a minute across all terminals, as an address can."""
+    kiosk = svc.staff("kiosk")
+    c = svc.client
+    for i in range(5):
+        assert c.post("/v1/kiosk/receipts", json={"email": f"x{i}@example.org"},
+                      headers=kiosk).status_code == 200
+        assert c.post("/v1/kiosk/card-receipts", json={"card_token": f"tok_c{i}"},
+                      headers=kiosk).status_code == 200
+    r = c.post("/v1/kiosk/card-receipts", json={"card_token": "tok_c9"}, headers=kiosk)
+    assert r.status_code == 429 and r.json()["error"] == "rate_limited"
+    # one card, many terminals
+    for _ in range(5):
+        other = svc.staff("kiosk")
+        for _ in range(2):
+            assert c.post("/v1/kiosk/card-receipts", json={"card_token": "tok_same"},
+                          headers=other).status_code == 200
+    other = svc.staff("kiosk")
+    assert c.post("/v1/kiosk/card-receipts", json={"card_token": "tok_same"},
+                  headers=other).status_code == 429
+    assert c.post("/v1/kiosk/card-receipts", json={"card_token": "tok_else"},
+                  headers=other).status_code == 200

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError
 from walkout.service.models import Account, PaymentMethod
+from walkout.service.payments.base import ChecksPayerRef, PaymentError
 from walkout.service.security import Role, issue_token
 
 _DIGITS = re.compile(r"[\d \-]{12,}")
@@ -32,6 +33,16 @@ def refuse_card_number(value: str) -> str:
         if 13 <= len(digits) <= 19 and luhn_ok(digits):
             raise ValueError("looks like a card number: send the payment provider's token")
     return value
+
+
+def check_payer_ref(d: Deps, payer_ref: str, field: str) -> None:
+    """422 naming ``field`` when the provider says ``payer_ref`` can never be charged: refused
+    at the door, instead of a visit whose pre-authorisation cannot even be attempted."""
+    if isinstance(d.provider, ChecksPayerRef):
+        try:
+            d.provider.check_payer_ref(payer_ref)
+        except PaymentError as e:
+            raise ServiceError(422, "bad_payment_token", f"{field}: {e.reason}") from None
 
 
 def create_shopper(d: Deps, email: str | None, name: str | None) -> tuple[str, str]:
@@ -57,6 +68,7 @@ def create_staff(
 def add_payment_method(d: Deps, account_id: str, provider_ref: str, label: str | None) -> str:
     """Attach a provider token to the account; the same token twice is the same method."""
     refuse_card_number(provider_ref)
+    check_payer_ref(d, provider_ref, "provider_ref")
     name = d.provider.name
     try:
         with d.sessions.begin() as s:
@@ -82,6 +94,7 @@ def card_guest(d: Deps, card_token: str, email: str | None) -> tuple[str, str]:
     Returns (account id, payment method id).
     """
     refuse_card_number(card_token)
+    check_payer_ref(d, card_token, "card_token")
     name = d.provider.name
     for _ in range(2):  # a concurrent first tap of the same card: the loser reads the winner
         with d.sessions() as s:  # a read; the rare write below takes the write lock first

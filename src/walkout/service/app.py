@@ -34,6 +34,7 @@ from walkout.service import (
     receipting,
     redact,
     retention,
+    revisions,
 )
 from walkout.service.clock import Clock, SystemClock
 from walkout.service.db import make_engine, session_factory, upgrade
@@ -52,7 +53,7 @@ from walkout.service.models import (
 from walkout.service.money import Money
 from walkout.service.payments.base import PaymentProvider
 from walkout.service.payments.ledger import LedgerProvider
-from walkout.service.ratelimit import RateLimiter
+from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email, render_html, render_pdf
 from walkout.service.receipts.mail import SmtpMailer
 from walkout.service.schemas import (
@@ -128,14 +129,13 @@ def create_app(
         provider = LedgerProvider(sessions, clock)
     deps = Deps(settings, sessions, clock, provider, mailer or _mailer(settings),
                 store or load_store(settings.store))
-    code_limit = RateLimiter(clock, settings.entry_codes_per_minute, 60.0, "entry codes")
-    dispute_limit = RateLimiter(clock, settings.disputes_per_hour, 3600.0, "disputes")
-    kiosk_limit = RateLimiter(clock, settings.kiosk_lookups_per_minute, 60.0, "look-ups")
+    limits = Limits.from_settings(clock, settings)  # shared with the web routes (mount_web)
     if settings.bootstrap_admin_token is not None:
         _bootstrap_admin(deps, settings.bootstrap_admin_token.get_secret_value())
     entry.resume_authorizing(deps)
     checkout.resume_checkouts(deps)
     disputes.resume_refunds(deps)
+    revisions.resume_pending(deps)  # review refunds and releases a crash or outage left
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -240,7 +240,7 @@ def create_app(
 
     @app.post("/v1/me/entry-code")
     def entry_code(p: Shopper) -> EntryCodeOut:
-        code_limit.hit(p.account_id)
+        limits.entry_codes.hit(p.account_id)
         issued = entry.issue_code(deps, p.account_id)
         return EntryCodeOut(code=issued.code, expires_in_s=issued.expires_in_s)
 
@@ -284,7 +284,7 @@ def create_app(
 
     @app.post("/v1/disputes", status_code=201)
     def open_dispute(body: NewDispute, p: Shopper) -> DisputeOut:
-        dispute_limit.hit(p.account_id)
+        limits.disputes.hit(p.account_id)
         with sessions.begin() as s:
             r = s.get(Receipt, body.receipt_id)
             v = s.get(Visit, r.visit_id) if r else None
@@ -373,8 +373,8 @@ def create_app(
 
     @app.post("/v1/kiosk/receipts")
     def kiosk_receipts(body: KioskLookup, p: Kiosk) -> list[ReceiptOut]:
-        kiosk_limit.hit(p.account_id)  # per terminal, and per address across terminals
-        kiosk_limit.hit("address:" + normalize_email(body.email))
+        limits.lookups.hit(p.account_id)  # per terminal, and per address across terminals
+        limits.lookups.hit("address:" + normalize_email(body.email))
         return [_receipt_out(it) for it in receipting.for_email(deps, body.email)]
 
     # ---- admin -------------------------------------------------------------------------------
@@ -389,7 +389,7 @@ def create_app(
         account_id, token = accounts.create_staff(deps, Role(body.role), body.name)
         return AccountCreated(account_id=account_id, token=token)
 
-    mount_web(app, deps, need)  # the dashboard, shopper app and kiosk (walkout.web)
+    mount_web(app, deps, need, limits)  # the dashboard, shopper app and kiosk (walkout.web)
     return app
 
 

@@ -6,30 +6,45 @@ pending pre-auth charge; (2) pre-authorise through the provider with the visit's
 key; (3) record the result and open the visit (or refuse it). A crash between the steps leaves
 an ``authorizing`` visit that :func:`resume_authorizing` finishes with the same key, so a
 restart never holds money twice.
+
+One visit at a time per account: step 1 locks the account's row first (on PostgreSQL; SQLite
+serialises writers already), so a second admission of the same account, at another gate or by
+the same card, waits and is then refused; a partial UNIQUE index on the inside visits backs it.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
-from contextlib import suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from walkout.service.accounts import card_guest
 from walkout.service.deps import Deps
 from walkout.service.entry_codes import make_code, read_code
 from walkout.service.errors import ServiceError
-from walkout.service.models import Account, Charge, EntryCode, PaymentMethod, Visit, new_id
+from walkout.service.models import (
+    INSIDE_STATES,
+    Account,
+    Charge,
+    EntryCode,
+    PaymentMethod,
+    Visit,
+    new_id,
+)
 from walkout.service.money import Money
 from walkout.service.payments.base import PaymentDeclined, PaymentError
 
+log = logging.getLogger("walkout.service.entry")
+
 #: visit states in which the shopper is (still) inside the store
-INSIDE = ("authorizing", "open", "checking_out")
+INSIDE = INSIDE_STATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,13 @@ def _hold(d: Deps, party_size: int) -> Money:
     return Money(d.settings.hold_per_person * party_size, d.store.currency)
 
 
+def _lock_account(s: Session, account_id: str) -> None:
+    """Hold the account's row until the admission commits: a concurrent admission of the same
+    account (or its erasure) waits here, then sees this one's visit. First in the transaction,
+    so every path takes its locks in the same order."""
+    s.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+
+
 def _refuse_if_inside(s: Session, account_id: str) -> None:
     inside = s.scalar(select(Visit.id).where(Visit.account_id == account_id,
                                              Visit.state.in_(INSIDE)).limit(1))
@@ -81,6 +103,20 @@ def _refuse_if_inside(s: Session, account_id: str) -> None:
         raise ServiceError(409, "already_inside",
                            "this account is already inside the store: one visit at a time "
                            "(bring companions in as a group on one scan)")
+
+
+def _refuse_if_credential_taken(s: Session, credential: str | None) -> None:
+    if credential and s.scalar(select(Visit.id).where(Visit.credential == credential)):
+        raise ServiceError(409, "credential_in_use",
+                           "the gate's credential belongs to another visit already")
+
+
+def _lost_race(d: Deps, account_id: str, credential: str | None) -> None:
+    """After a UNIQUE violation in step 1: the refusal the checks give now that the concurrent
+    admission that won has committed (returns when it was something else)."""
+    with d.sessions() as s:
+        _refuse_if_inside(s, account_id)
+        _refuse_if_credential_taken(s, credential)
 
 
 def admit_qr(d: Deps, code: str, gate_id: str, party_size: int = 1,
@@ -93,32 +129,41 @@ def admit_qr(d: Deps, code: str, gate_id: str, party_size: int = 1,
     claims = read_code(secret, code, now, d.settings.entry_code_ttl_s,
                        d.settings.entry_code_grace_s)
     visit_id = new_id()
+    try:
+        pending = _admit_qr_step1(d, claims.account_id, claims.nonce, now, visit_id, gate_id,
+                                  party_size, credential)
+    except IntegrityError:
+        _lost_race(d, claims.account_id, credential)
+        raise
+    return _authorize(d, visit_id, pending)
+
+
+def _admit_qr_step1(d: Deps, account_id: str, nonce: str, now: datetime, visit_id: str,
+                    gate_id: str, party_size: int, credential: str | None) -> _Pending:
     with d.sessions.begin() as s:
+        _lock_account(s, account_id)
         used = s.execute(
             update(EntryCode)
-            .where(EntryCode.nonce == claims.nonce, EntryCode.account_id == claims.account_id,
+            .where(EntryCode.nonce == nonce, EntryCode.account_id == account_id,
                    EntryCode.used_at.is_(None))
             .values(used_at=now, visit_id=visit_id)
         ).rowcount
         if used != 1:
-            known = s.get(EntryCode, claims.nonce)
+            known = s.get(EntryCode, nonce)
             if known is None:
                 raise ServiceError(400, "code_unknown", "entry code was never issued")
             raise ServiceError(409, "code_used",
                                "entry code already used: each code admits once; show the "
                                "current code from your own app")
-        pm = s.scalar(select(PaymentMethod).where(PaymentMethod.account_id == claims.account_id)
+        pm = s.scalar(select(PaymentMethod).where(PaymentMethod.account_id == account_id)
                       .order_by(PaymentMethod.created_at.desc()).limit(1))
         if pm is None:
             raise ServiceError(409, "no_payment_method", "account has no payment method")
-        _refuse_if_inside(s, claims.account_id)
-        if credential and s.scalar(select(Visit.id).where(Visit.credential == credential)):
-            raise ServiceError(409, "credential_in_use",
-                               "the gate's credential belongs to another visit already")
-        pending = _new_visit(d, s, visit_id, claims.account_id, pm.id, gate_id, party_size,
+        _refuse_if_inside(s, account_id)
+        _refuse_if_credential_taken(s, credential)
+        pending = _new_visit(d, s, visit_id, account_id, pm.id, gate_id, party_size,
                              credential)
-        pending = pending._replace(payer=pm.provider_ref)
-    return _authorize(d, visit_id, pending)
+        return pending._replace(payer=pm.provider_ref)
 
 
 def admit_card(d: Deps, card_token: str, gate_id: str, email: str | None = None,
@@ -134,10 +179,22 @@ def admit_card(d: Deps, card_token: str, gate_id: str, email: str | None = None,
     except ValueError as e:
         raise ServiceError(422, "card_number_refused", str(e)) from None
     visit_id = new_id()
-    with d.sessions.begin() as s:
-        _refuse_if_inside(s, account_id)
-        pending = _new_visit(d, s, visit_id, account_id, pm_id, gate_id, party_size, credential)
+    try:
+        with d.sessions.begin() as s:
+            _lock_account(s, account_id)
+            _refuse_if_inside(s, account_id)
+            _refuse_if_credential_taken(s, credential)
+            pending = _new_visit(d, s, visit_id, account_id, pm_id, gate_id, party_size,
+                                 credential)
+    except IntegrityError:
+        _lost_race(d, account_id, credential)
+        raise
     return _authorize(d, visit_id, pending._replace(payer=card_token))
+
+
+class ProviderFault(Exception):
+    """The provider's pre-auth call raised something other than a ``PaymentError`` (a bug, a
+    provider-side check): its outcome is unknown, so the visit is left ``authorizing``."""
 
 
 class _Pending(NamedTuple):
@@ -181,14 +238,11 @@ def _authorize(d: Deps, visit_id: str, pending: _Pending | None = None) -> Admis
     try:
         auth = d.provider.preauthorize(payer, hold, key)
     except PaymentError as e:
-        with d.sessions.begin() as s:
-            v = s.get(Visit, visit_id)
-            assert v is not None
-            v.state = "refused"
-            s.execute(update(Charge).where(Charge.idempotency_key == key)
-                      .values(status="failed", error=e.reason[:300]))
+        _refuse(d, visit_id, key, e.reason)
         code = "payment_declined" if isinstance(e, PaymentDeclined) else "payment_failed"
         raise ServiceError(402, code, f"pre-authorisation refused: {e.reason}") from None
+    except Exception as e:  # not a payment error: the visit stays authorizing (see resume)
+        raise ProviderFault(f"pre-authorisation failed: {type(e).__name__}") from e
     with d.sessions.begin() as s:
         v = s.get(Visit, visit_id)
         assert v is not None
@@ -199,11 +253,42 @@ def _authorize(d: Deps, visit_id: str, pending: _Pending | None = None) -> Admis
     return Admission(visit_id, cred, party, hold)
 
 
+def _refuse(d: Deps, visit_id: str, key: str, reason: str) -> None:
+    """Record a failed pre-auth: the visit refused (the shopper is not inside), its charge
+    failed with ``reason``."""
+    with d.sessions.begin() as s:
+        v = s.get(Visit, visit_id)
+        assert v is not None
+        if v.state == "authorizing":
+            v.state = "refused"
+        s.execute(update(Charge).where(Charge.idempotency_key == key)
+                  .values(status="failed", error=reason[:300]))
+
+
 def resume_authorizing(d: Deps) -> int:
-    """Finish admissions a crash interrupted between the visit and its pre-auth record."""
+    """Finish admissions a crash interrupted between the visit and its pre-auth record.
+
+    Runs at every start, so one visit must never stop it. A visit whose pre-auth fails with a
+    :class:`ProviderFault` is refused (its charge failed), as one the provider refused is: left
+    ``authorizing`` it would keep its shopper "inside" for good and fail every later start the
+    same way. Any other error (the database) leaves it for the next start. The log names the
+    visit and its key, never the payer."""
     with d.sessions() as s:
         ids = list(s.scalars(select(Visit.id).where(Visit.state == "authorizing")))
     for vid in ids:
-        with suppress(ServiceError):  # a refusal is recorded on the visit
+        key = f"visit:{vid}:preauth"
+        try:
             _authorize(d, vid)
+        except ServiceError:
+            pass  # the provider refused: recorded on the visit
+        except ProviderFault as e:
+            log.error("visit %s: %s; visit refused (a hold made regardless is under %s)",
+                      vid, e, key)
+            try:
+                _refuse(d, vid, key, str(e))
+            except Exception:
+                log.exception("visit %s: refusal not recorded; retried on the next start", vid)
+        except Exception:
+            log.exception("visit %s: pre-authorisation not finished; retried on the next start",
+                          vid)
     return len(ids)

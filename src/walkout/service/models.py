@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -111,12 +112,18 @@ class EntryCode(Base):
 # ---- visits, the engine's log and carts --------------------------------------------------------
 
 
+#: visit states in which the shopper is (still) inside the store: one such visit per account
+INSIDE_STATES = ("authorizing", "open", "checking_out")
+_INSIDE_SQL = "state IN ('authorizing', 'open', 'checking_out')"
+
+
 class Visit(Base):
     """One admission at the gate: a party of ``party_size`` sharing one payer.
 
     ``credential`` is what the engine's ``GateEvent`` carries, so engine sessions map to visits.
     States: authorizing → open → checking_out → charged | released | in_review | disputed;
-    refused when the pre-authorisation failed.
+    refused when the pre-authorisation failed. A partial UNIQUE index allows one visit inside
+    (``INSIDE_STATES``) per account: "one visit at a time" holds whatever the isolation level.
     """
 
     __tablename__ = "visits"
@@ -136,6 +143,8 @@ class Visit(Base):
     __table_args__ = (
         CheckConstraint("party_size >= 1 AND party_size <= 20", name="party_size"),
         Index("ix_visits_account_state", "account_id", "state"),
+        Index("uq_visits_account_inside", "account_id", unique=True,
+              sqlite_where=text(_INSIDE_SQL), postgresql_where=text(_INSIDE_SQL)),
     )
 
 
@@ -326,9 +335,12 @@ class Dispute(Base):
     receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id"), index=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     product_id: Mapped[str] = mapped_column(String(64))
+    #: contested units that no review revision has taken off the line since (it lowers this)
     quantity: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(1000))
-    state: Mapped[str] = mapped_column(String(16))  # open | refunding | refunded | rejected
+    #: open | refunding | refunded | rejected | corrected (a review revision took the contested
+    #: units off the receipt first: see ``disputes.follow_revision``)
+    state: Mapped[str] = mapped_column(String(16))
     refund_amount: Mapped[Decimal | None] = mapped_column(MONEY)
     created_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]

@@ -1,16 +1,21 @@
-"""Sliding-window rate limits (entry codes, disputes), per key, in memory.
+"""Sliding-window rate limits (entry codes, disputes, kiosk look-ups), per key, in memory.
 
 Per process on purpose: a store runs one service process, and a limit that resets on restart
-costs nothing here (codes are single-use and short-lived anyway).
+costs nothing here (codes are single-use and short-lived anyway). The limiters are made once
+(:class:`Limits`) and handed to every route that spends the same budget, the API's and the web
+pages' alike: a second route with a limiter of its own would double the budget, and one
+without would bypass it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
+from dataclasses import dataclass
 
 from walkout.service.clock import Clock
 from walkout.service.errors import ServiceError
+from walkout.service.settings import ServiceSettings
 
 
 class RateLimiter:
@@ -32,3 +37,19 @@ class RateLimiter:
                                    f"too many {self.what}: at most {self.limit} per "
                                    f"{self.window_s:.0f} s; retry in {wait:.0f} s")
             q.append(now)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The service's shared limiters: ``entry_codes`` per account, ``disputes`` per account,
+    ``lookups`` per kiosk terminal and per looked-up address or card."""
+
+    entry_codes: RateLimiter
+    disputes: RateLimiter
+    lookups: RateLimiter
+
+    @classmethod
+    def from_settings(cls, clock: Clock, settings: ServiceSettings) -> Limits:
+        return cls(RateLimiter(clock, settings.entry_codes_per_minute, 60.0, "entry codes"),
+                   RateLimiter(clock, settings.disputes_per_hour, 3600.0, "disputes"),
+                   RateLimiter(clock, settings.kiosk_lookups_per_minute, 60.0, "look-ups"))

@@ -2,6 +2,10 @@
 
 A log record is rendered and scrubbed when it is created (a record factory), so no handler,
 formatter or third-party logger (uvicorn's access log included) ever sees the raw text.
+
+URLs arrive percent-encoded (an access log writes ``?q=ann%40example.org``), so a run of text
+holding escapes is also read decoded: if the decoded form has anything to mask, the run is
+logged decoded and masked; otherwise it is left exactly as it was.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import quote, unquote
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PAN = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")  # 13-19 digits, maybe grouped
@@ -16,10 +21,35 @@ _SECRETS = re.compile(  # bearer tokens, entry codes, provider tokens (a card to
     r"\b(?:wo_[A-Za-z0-9_-]{16,}|wo1\.[A-Za-z0-9._-]+|(?:tok|pm|cus)_[A-Za-z0-9_]+)"
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+_RUN = re.compile(r"[^\s\"'<>]+")  # a run of URL-ish text (linear: no backtracking)
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def redact(text: str) -> str:
-    """``text`` with e-mail addresses, card numbers, tokens and entry codes masked."""
+    """``text`` with e-mail addresses, card numbers, tokens and entry codes masked, also where
+    they are percent-encoded."""
+    if "%" in text:
+        text = _RUN.sub(_decoded_run, text)
+    return _mask(text)
+
+
+def _decoded_run(m: re.Match[str]) -> str:
+    raw = plain = m.group(0)
+    if not _ESCAPE.search(raw):
+        return raw
+    for _ in range(3):  # %2540 is %40 encoded once more
+        decoded = unquote(plain)
+        if decoded == plain:
+            break
+        plain = decoded
+    masked = _mask(plain)
+    if masked == plain:
+        return raw
+    return _CONTROL.sub(lambda c: quote(c.group(0)), masked)  # no decoded line breaks
+
+
+def _mask(text: str) -> str:
     text = _BEARER.sub(r"\1[token]", text)
     text = _SECRETS.sub("[secret]", text)
     text = _EMAIL.sub("[email]", text)

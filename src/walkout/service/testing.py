@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from walkout.service.app import create_app
 from walkout.service.clock import ManualClock
 from walkout.service.deps import Deps
+from walkout.service.payments.base import PaymentProvider
 from walkout.service.settings import ServiceSettings
 
 ADMIN_TOKEN = "wo_admin-test-token-0123456789"
@@ -73,12 +74,16 @@ class Svc:
         return {"Authorization": f"Bearer {r.json()['token']}"}
 
 
-def make_svc(engine: Engine, clock: ManualClock | None = None, **overrides: object) -> Svc:
-    """A service on ``engine`` (migrated on start) with an admin and an operator token."""
+def make_svc(engine: Engine, clock: ManualClock | None = None, *,
+             provider: PaymentProvider | None = None, **overrides: object) -> Svc:
+    """A service on ``engine`` (migrated on start) with an admin and an operator token;
+    ``provider``: another payment provider than the built-in ledger."""
     clock = clock or ManualClock()
+    if provider is not None:
+        overrides.setdefault("payment_provider", provider.name)
     settings = ServiceSettings(db_url=str(engine.url), entry_secret=SecretStr("k" * 32),
                                bootstrap_admin_token=SecretStr(ADMIN_TOKEN), **overrides)
-    app = create_app(settings, engine=engine, clock=clock)
+    app = create_app(settings, engine=engine, clock=clock, provider=provider)
     client = TestClient(app)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     r = client.post("/v1/admin/staff", json={"role": "operator", "name": "gate"}, headers=admin)

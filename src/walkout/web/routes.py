@@ -51,7 +51,7 @@ from walkout.service.models import (
     Visit,
 )
 from walkout.service.money import Money
-from walkout.service.ratelimit import RateLimiter
+from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email
 from walkout.service.receipts.mail import mask_email
 from walkout.service.security import Principal, Role
@@ -115,15 +115,15 @@ def _pseudonym(account_id: str | None) -> str | None:
     return None if account_id is None else "acct-" + account_id[:6]
 
 
-def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]]) -> None:
-    """Add the pages, their static files and their endpoints to the service."""
+def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]],
+          limits: Limits) -> None:
+    """Add the pages, their static files and their endpoints to the service. ``limits``: the
+    API's own limiters, so a page's route spends the same budget as the API route it mirrors."""
     sessions = deps.sessions
     store = deps.store
     Shopper = Annotated[Principal, Depends(need(Role.SHOPPER))]
     Operator = Annotated[Principal, Depends(need(Role.OPERATOR))]
     Kiosk = Annotated[Principal, Depends(need(Role.KIOSK, Role.OPERATOR))]
-    card_limit = RateLimiter(deps.clock, deps.settings.kiosk_lookups_per_minute, 60.0,
-                             "look-ups")
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -143,7 +143,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
 
     @app.post("/v1/app/entry-qr")
     def entry_qr(p: Shopper) -> dict[str, Any]:
-        """The entry code and its QR code as SVG (drawn here: the page needs no library)."""
+        """The entry code and its QR code as SVG (drawn here: the page needs no library);
+        rate-limited together with ``POST /v1/me/entry-code``."""
+        limits.entry_codes.hit(p.account_id)
         issued = entry.issue_code(deps, p.account_id)
         svg = segno.make(issued.code, error="m").svg_inline(omitsize=True, border=2, dark="#111",
                                                             light="#fff")
@@ -204,8 +206,11 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
 
     @app.post("/v1/kiosk/card-receipts")
     def kiosk_card(body: CardLookupIn, p: Kiosk) -> list[dict[str, Any]]:
-        """A tapped card's receipts (the card token is a card-tap guest's identity)."""
-        card_limit.hit(p.account_id)
+        """A tapped card's receipts (the card token is a card-tap guest's identity). Limited
+        as the e-mail look-up is: one budget per terminal for both, and per card across
+        terminals."""
+        limits.lookups.hit(p.account_id)
+        limits.lookups.hit("card:" + body.card_token)
         with sessions() as s:
             ids = list(s.scalars(
                 select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id)

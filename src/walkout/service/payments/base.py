@@ -88,3 +88,14 @@ class PaymentProvider(Protocol):
     def refund(self, capture_id: str, amount: Money, idempotency_key: str) -> Refund:
         """Give back ``amount`` of a capture."""
         ...
+
+
+@runtime_checkable
+class ChecksPayerRef(Protocol):
+    """Optional: a provider that knows the shape of its own ``payer_ref`` tokens, so that the
+    service refuses a malformed one when it is added or tapped, not at a later pre-auth.
+    Providers without it take any token (the built-in ledger does)."""
+
+    def check_payer_ref(self, payer_ref: str) -> None:
+        """Raise ``PaymentError`` (safe to show) if ``payer_ref`` can never be charged."""
+        ...

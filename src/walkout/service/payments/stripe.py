@@ -16,6 +16,7 @@ tolerance); a redelivered event id is reported once and then ignored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import MutableSet
 from decimal import Decimal
 from typing import NoReturn
@@ -84,13 +85,23 @@ def _charge_id(intent: stripe.PaymentIntent) -> str:
     return charge if isinstance(charge, str) else charge.id
 
 
+_CUSTOMER = re.compile(r"cus_[A-Za-z0-9_]+")
+_METHOD = re.compile(r"[a-z]+_[A-Za-z0-9_]+")  # pm_…, or a legacy card_… / src_…
+
+
 def _split_payer(payer_ref: str) -> tuple[str | None, str]:
-    """``"cus_…:pm_…"`` or ``"pm_…"`` into (customer, payment method)."""
+    """``"cus_…:pm_…"`` or ``"pm_…"`` into (customer, payment method).
+
+    A malformed reference is a ``PaymentError`` (never sent: Stripe could only refuse it), so
+    the service records a refusal instead of failing on an unexpected exception; the message
+    does not echo the value."""
+    customer: str | None
     customer, sep, method = payer_ref.partition(":")
     if not sep:
-        return None, customer
-    if not customer or not method:
-        raise ValueError(f"payer_ref must be 'pm_…' or 'cus_…:pm_…', got {payer_ref!r}")
+        customer, method = None, payer_ref
+    if (customer is not None and not _CUSTOMER.fullmatch(customer)) \
+            or not _METHOD.fullmatch(method):
+        raise PaymentError("malformed payment token: Stripe takes 'pm_…' or 'cus_…:pm_…'")
     return customer, method
 
 
@@ -110,6 +121,11 @@ class StripeProvider:
         carries an idempotency key."""
         return cls(stripe.StripeClient(api_key, http_client=http_client,
                                        max_network_retries=max_network_retries))
+
+    def check_payer_ref(self, payer_ref: str) -> None:
+        """Refuse (``PaymentError``) a reference no Stripe call could use, before it is stored
+        or tapped (:class:`~walkout.service.payments.base.ChecksPayerRef`)."""
+        _split_payer(payer_ref)
 
     def preauthorize(self, payer_ref: str, amount: Money, idempotency_key: str) -> Authorization:
         """Hold ``amount`` on the payer's card: an off-session, manual-capture PaymentIntent."""
