@@ -202,7 +202,7 @@ def test_scan_with_a_stored_malformed_token_is_refused_not_stuck(engine: Engine)
         for pm in s.scalars(select(PaymentMethod)):
             pm.provider_ref = "cus_x:"
     r = svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)}, headers=svc.gate)
-    assert r.status_code == 402 and r.json()["error"] == "payment_failed", r.text
+    assert r.status_code == 402 and r.json()["error"] == "payment_declined", r.text
     with svc.deps.sessions() as s:
         assert list(s.scalars(select(Visit.state))) == ["refused"]
         assert list(s.scalars(select(Charge.status))) == ["failed"]

@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, select
 
-from walkout.service import revisions
+from walkout.service import housekeeping, revisions
 from walkout.service.checkout import LineRequest
-from walkout.service.models import Dispute, Receipt
+from walkout.service.models import Dispute, Receipt, Visit
 from walkout.service.testing import Svc
 
 from .faults import Crash, charges, start, visit_state
@@ -289,3 +289,45 @@ def test_an_open_dispute_on_a_line_a_revision_removed_is_answered_not_crashed(
         status, body = _decide(svc, did)
         assert status == 409 and body["error"] == "line_revised", body
         assert pay.sales() == Decimal("9.19")
+
+
+# ---- pre-authorisation at the gate ---------------------------------------------------------------
+
+
+def test_a_hold_whose_answer_was_lost_at_the_gate_is_released(engine: Engine) -> None:
+    """The shopper is turned away (503: try again), the provider may hold the money: the
+    hold is found with its own key and released, at the next housekeeping turn or start."""
+    svc, pay = start(engine)
+    with svc.client:
+        h = svc.shopper()
+        pay.fail("preauthorize", "lost")
+        r = svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)},
+                            headers=svc.gate)
+        assert r.status_code == 503 and r.json()["error"] == "payment_unavailable"
+        with svc.deps.sessions() as s:
+            [vid] = s.scalars(select(Visit.id))
+        assert visit_state(svc, vid) == "refused"
+        key = f"visit:{vid}:preauth"
+        assert charges(svc, vid) == [("preauth", key, "pending")]  # unknown, not failed
+        assert pay.inner.balance("payer:tok_visa_1:EUR") == Decimal("-50.00")  # held
+        pay.fail("release", "down")  # the provider is still away at the first turn
+        housekeeping.turn(svc.deps)
+        assert charges(svc, vid) == [("preauth", key, "pending")]
+        housekeeping.turn(svc.deps)
+        assert charges(svc, vid) == [("preauth", key, "failed"),
+                                     ("release", f"visit:{vid}:void", "succeeded")]
+        assert pay.inner.balance("payer:tok_visa_1:EUR") == 0
+        assert pay.keys("preauthorize") == [key] * 3  # never a second hold under a new key
+        # she tries again with a fresh code: admitted
+        assert svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)},
+                               headers=svc.gate).status_code == 201
+
+
+def test_an_unsettled_capture_is_retried_by_the_timer_without_a_restart(engine: Engine) -> None:
+    svc, pay = start(engine)
+    with svc.client:
+        vid = svc.enter(svc.shopper())
+        pay.fail("capture", "down")
+        assert svc.leave(vid, {BAR: 1})["state"] == "checking_out"
+        housekeeping.turn(svc.deps)
+        assert visit_state(svc, vid) == "charged" and pay.sales() == Decimal("9.19")

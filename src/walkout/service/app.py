@@ -30,6 +30,7 @@ from walkout.service import (
     checkout,
     disputes,
     entry,
+    housekeeping,
     privacy,
     receipting,
     redact,
@@ -136,6 +137,7 @@ def create_app(
     checkout.resume_checkouts(deps)
     disputes.resume_refunds(deps)
     revisions.resume_pending(deps)  # review refunds and releases a crash or outage left
+    entry.void_unknown_holds(deps)  # holds of shoppers turned away on a lost answer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -148,9 +150,9 @@ def create_app(
         if mail_in_api:
             threading.Thread(target=_resume_mail, args=(deps,), name="mail",
                              daemon=True).start()
-        if settings.retention_check_s > 0:  # the retention rule applies without a cron job
-            threading.Thread(target=retention.run, args=(deps, stop), name="retention",
-                             daemon=True).start()
+        # payments left unknown, abandoned visits, retention: without a restart or a cron job
+        threading.Thread(target=housekeeping.run, args=(deps, stop), name="housekeeping",
+                         daemon=True).start()
         th = None
         if background is not None:
             th = threading.Thread(target=background, args=(deps, stop), name="engine",

@@ -7,7 +7,7 @@ and writes a pending capture (or release) charge; (2) the provider call, outside
 transaction, with the visit's idempotency key; (3) its record. :func:`resume_checkouts` redoes
 step 2-3 for visits a crash left in ``checking_out`` — the key makes that charge once.
 
-Only the provider's outright refusal (:data:`FINAL_ERRORS`) is recorded as a failed charge
+Only the provider's outright refusal (``payments.base.FINAL_ERRORS``) is recorded as a failed charge
 (the visit goes ``in_review``, its hold still open). Any other error leaves the outcome
 unknown — the provider may be unreachable, or the money moved and the answer was lost — so the
 charge stays pending and the visit ``checking_out``: a retried exit or the next start repeats
@@ -33,25 +33,10 @@ from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
 from walkout.service.models import CartLine, Charge, Receipt, ReceiptLine, Visit
 from walkout.service.money import Money
-from walkout.service.payments.base import (
-    IdempotencyConflict,
-    PaymentDeclined,
-    PaymentError,
-    UnknownPayment,
-)
+from walkout.service.payments.base import PaymentError, is_final
 
 log = logging.getLogger("walkout.service.checkout")
 
-#: errors by which a provider refuses a call outright. Any other ``PaymentError`` (unreachable,
-#: timed out, an answer lost after the money moved) leaves the outcome unknown: the charge
-#: stays pending and the call is repeated with the same idempotency key, never a new one.
-FINAL_ERRORS: tuple[type[PaymentError], ...] = (PaymentDeclined, UnknownPayment,
-                                                IdempotencyConflict)
-
-
-def is_final(e: PaymentError) -> bool:
-    """Whether ``e`` is the provider's definite answer (see :data:`FINAL_ERRORS`)."""
-    return isinstance(e, FINAL_ERRORS)
 
 
 @dataclass(frozen=True, slots=True)

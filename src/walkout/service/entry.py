@@ -39,7 +39,7 @@ from walkout.service.models import (
     new_id,
 )
 from walkout.service.money import Money
-from walkout.service.payments.base import PaymentDeclined, PaymentError
+from walkout.service.payments.base import PaymentDeclined, PaymentError, is_final
 
 log = logging.getLogger("walkout.service.entry")
 
@@ -238,7 +238,11 @@ def _authorize(d: Deps, visit_id: str, pending: _Pending | None = None) -> Admis
     try:
         auth = d.provider.preauthorize(payer, hold, key)
     except PaymentError as e:
-        _refuse(d, visit_id, key, e.reason)
+        final = is_final(e)
+        _refuse(d, visit_id, key, e.reason, known=final)
+        if not final:  # the hold may exist: void_unknown_holds releases it once it can
+            raise ServiceError(503, "payment_unavailable", "the payment provider did not "
+                               "answer: try again in a moment") from None
         code = "payment_declined" if isinstance(e, PaymentDeclined) else "payment_failed"
         raise ServiceError(402, code, f"pre-authorisation refused: {e.reason}") from None
     except Exception as e:  # not a payment error: the visit stays authorizing (see resume)
@@ -253,16 +257,60 @@ def _authorize(d: Deps, visit_id: str, pending: _Pending | None = None) -> Admis
     return Admission(visit_id, cred, party, hold)
 
 
-def _refuse(d: Deps, visit_id: str, key: str, reason: str) -> None:
+def _refuse(d: Deps, visit_id: str, key: str, reason: str, known: bool = True) -> None:
     """Record a failed pre-auth: the visit refused (the shopper is not inside), its charge
-    failed with ``reason``."""
+    failed with ``reason`` — or, when the provider's answer is unknown (``known`` False: it
+    may have placed the hold and the answer was lost), left pending for
+    :func:`void_unknown_holds`."""
     with d.sessions.begin() as s:
         v = s.get(Visit, visit_id)
         assert v is not None
         if v.state == "authorizing":
             v.state = "refused"
         s.execute(update(Charge).where(Charge.idempotency_key == key)
-                  .values(status="failed", error=reason[:300]))
+                  .values(status="failed" if known else "pending", error=reason[:300]))
+
+
+def void_unknown_holds(d: Deps) -> int:
+    """Release the holds a refused admission may have left: a pre-authorisation whose answer
+    never came (provider unreachable, answer lost) turned the shopper away, but the provider
+    may hold the money. The call is repeated with its own key — the provider answers with
+    the hold it made, or makes it now — and the hold is released at once. Runs at start and
+    on the service's timer; a provider still unreachable is tried again next time. Returns
+    the holds released."""
+    with d.sessions() as s:
+        rows = s.execute(select(Visit.id, Charge.idempotency_key).join(
+            Charge, Charge.visit_id == Visit.id).where(
+            Visit.state == "refused", Charge.kind == "preauth", Charge.status == "pending")).all()
+    done = 0
+    for vid, key in rows:
+        with d.sessions() as s:
+            v = s.get(Visit, vid)
+            pm = s.get(PaymentMethod, v.payment_method_id) if v else None
+            if v is None or pm is None:
+                continue
+            hold, payer = Money(Decimal(v.hold_amount), v.currency), pm.provider_ref
+        release_key = f"visit:{vid}:void"
+        try:
+            auth = d.provider.preauthorize(payer, hold, key)
+            d.provider.release(auth.auth_id, release_key)
+        except PaymentError as e:
+            if is_final(e):  # nothing is held (e.g. declined now): nothing to release
+                with d.sessions.begin() as s:
+                    s.execute(update(Charge).where(Charge.idempotency_key == key)
+                              .values(status="failed", error=e.reason[:300]))
+            continue
+        with d.sessions.begin() as s:
+            s.execute(update(Charge).where(Charge.idempotency_key == key).values(
+                status="failed", provider_ref=auth.auth_id,
+                error="answer lost at the gate; the hold was released"))
+            s.add(Charge(visit_id=vid, kind="release", idempotency_key=release_key,
+                         provider=d.provider.name, provider_ref=auth.auth_id,
+                         amount=hold.amount, currency=hold.currency, status="succeeded",
+                         created_at=d.clock.now()))
+        log.info("visit %s: a hold left by a lost pre-authorisation answer was released", vid)
+        done += 1
+    return done
 
 
 def resume_authorizing(d: Deps) -> int:

@@ -6,15 +6,13 @@ and a place, so it goes after ``days`` (30 by default, ``retention_days`` in set
 Entry codes go too. Receipts, their lines, cart lines, charges and the money ledger stay:
 bookkeeping law wants them, and they say what was bought, not how a person moved.
 
-The service applies the rule itself (:func:`run`, every ``retention_check_s``), so a store
+The service applies the rule itself (``housekeeping``, every ``retention_check_s``), so a store
 that never set up a cron job still keeps nothing past its retention; evidence clips in
 ``evidence_dir`` go by the same rule.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
@@ -22,8 +20,6 @@ from sqlalchemy.orm import Session
 
 from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, EntryCode
-
-log = logging.getLogger("walkout.service.retention")
 
 
 def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
@@ -50,17 +46,3 @@ def sweep(d: Deps, days: int | None = None) -> dict[str, int]:
         out["evidence_clips"] = purge_clips(d.settings.evidence_dir, now, days)
     return out
 
-
-def run(d: Deps, stop: threading.Event) -> None:
-    """Sweep at start and then every ``retention_check_s`` until ``stop``; a failed sweep
-    (database restarting) is logged and tried again at the next interval."""
-    every = d.settings.retention_check_s
-    while True:
-        try:
-            n = sweep(d)
-            if any(n.values()):
-                log.info("retention: purged %s", n)
-        except Exception:
-            log.exception("retention sweep failed; trying again in %.0f s", every)
-        if stop.wait(every):
-            return

@@ -64,6 +64,12 @@ class ServiceSettings(BaseSettings):
     retention_check_s: float = Field(
         3600.0, ge=0, description="how often the service purges what is past retention; 0: "
         "never by itself (then run POST /v1/admin/retention/purge from cron)")
+    housekeeping_s: float = Field(
+        60.0, ge=0, description="how often the service retries payments whose outcome was "
+        "unknown and checks out abandoned visits; 0: only at start")
+    max_visit_s: float = Field(
+        4 * 3600.0, ge=0, description="a visit open longer than this (its exit never seen) is "
+        "checked out with its cart and held for review; 0: never")
     evidence_dir: Path | None = Field(
         None, description="where the perception stage writes blurred evidence clips: purged "
         "with the event log")

@@ -38,6 +38,18 @@ class UnknownPayment(PaymentError):
     """The authorisation or capture id does not exist at this provider."""
 
 
+#: errors by which a provider refuses a call outright. Any other ``PaymentError`` (unreachable,
+#: timed out, an answer lost after the money moved) leaves the outcome unknown: the charge
+#: stays pending and the call is repeated with the same idempotency key, never a new one.
+FINAL_ERRORS: tuple[type[PaymentError], ...] = (PaymentDeclined, UnknownPayment,
+                                                IdempotencyConflict)
+
+
+def is_final(e: PaymentError) -> bool:
+    """Whether ``e`` is the provider's definite answer (see :data:`FINAL_ERRORS`)."""
+    return isinstance(e, FINAL_ERRORS)
+
+
 @dataclass(frozen=True, slots=True)
 class Authorization:
     """Money held on a payer's method, to be captured or released later."""

@@ -101,7 +101,8 @@ def _split_payer(payer_ref: str) -> tuple[str | None, str]:
         customer, method = None, payer_ref
     if (customer is not None and not _CUSTOMER.fullmatch(customer)) \
             or not _METHOD.fullmatch(method):
-        raise PaymentError("malformed payment token: Stripe takes 'pm_…' or 'cus_…:pm_…'")
+        # a definite refusal (no request was made): the payment method can never be charged
+        raise PaymentDeclined("malformed payment token: Stripe takes 'pm_…' or 'cus_…:pm_…'")
     return customer, method
 
 
