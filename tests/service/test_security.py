@@ -137,6 +137,18 @@ def test_logs_carry_no_personal_data(svc: Svc, caplog: pytest.LogCaptureFixture)
         assert secret not in text
 
 
+def test_numbers_in_log_calls_keep_their_format(svc: Svc,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A time with many decimals is not a card number, and a card number passed as an int
+    is masked without breaking the message's %d (logging would drop the record)."""
+    caplog.set_level(logging.DEBUG)
+    log = logging.getLogger("walkout.service.test")
+    log.warning("entry at t=%.1f s", 12.345678901234567)
+    log.warning("card %d at %s", 4111111111111111, "gate-1")
+    assert [r.getMessage() for r in caplog.records if r.name == "walkout.service.test"] == [
+        "entry at t=12.3 s", "card [card] at gate-1"]
+
+
 def test_disputes_are_rate_limited(svc: Svc) -> None:
     h = svc.shopper()
     r = svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)}, headers=svc.gate)

@@ -67,13 +67,20 @@ class RedactingFilter(logging.Filter):
 def _scrub(record: logging.LogRecord) -> None:
     """Scrub the message and each argument in place; argument shapes are kept, because some
     formatters (uvicorn's access log) read ``record.args`` themselves."""
-    if isinstance(record.msg, str):
-        record.msg = redact(record.msg)
     args = record.args
-    if isinstance(args, tuple):
-        record.args = tuple(_arg(a) for a in args)
-    elif isinstance(args, dict):
-        record.args = {k: _arg(v) for k, v in args.items()}
+    values = args.values() if isinstance(args, dict) else args or ()
+    if any(isinstance(a, int) and not isinstance(a, bool) and redact(str(a)) != str(a)
+           for a in values):
+        # a number that reads like a card number: masking it in place would break a %d in the
+        # message, so the record is rendered here and the text masked as a whole
+        record.msg, record.args = redact(record.getMessage()), None
+    else:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(args, tuple):
+            record.args = tuple(_arg(a) for a in args)
+        elif isinstance(args, dict):
+            record.args = {k: _arg(v) for k, v in args.items()}
     if record.exc_info and not record.exc_text:
         record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         record.exc_info = None
@@ -83,7 +90,7 @@ def _arg(a: object) -> object:
     if isinstance(a, str):
         return redact(a)
     if isinstance(a, int | float) or a is None:
-        return a if redact(str(a)) == str(a) else "[redacted]"
+        return a  # numbers keep their type for %d / %.1f (a card-like int is handled above)
     return redact(str(a))
 
 
