@@ -256,14 +256,14 @@ def sim(
     if out is not None:
         console.print(f"recorded {session.duration_s:.0f} s of '{st.name}' to {out}")
     if target is not None:
-        from walkout.sources.mqtt import publish_session
+        from walkout.sources.mqtt import PublishRefused, publish_session
 
         url, name = target
         pace = f"{speed:g}× real time" if speed else "as fast as the broker takes it"
         with console.status(f"publishing {session.duration_s:.0f} s to {url} ({pace})..."):
             try:
                 sent = publish_session(session, url, name or st.name, speed=speed or None)
-            except (OSError, TimeoutError) as e:
+            except (OSError, TimeoutError, PublishRefused) as e:
                 err.print(f"[red]error:[/] publishing to {url}: {e}")
                 raise typer.Exit(1) from e
         console.print(f"published {sent['messages']:,} messages of {len(sent['devices'])} devices "
@@ -495,6 +495,10 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     ray: RayOpt = None,
+    accept_end: Annotated[bool, typer.Option(
+        "--accept-end", help="mqtt:// source: finish on the stream's end-of-stream message "
+        "(a replay, `walkout sim --publish`); off for a live store, whose engine nobody must "
+        "be able to stop by publishing one")] = False,
 ) -> None:
     """Run the store service (FastAPI) with the engine live on a source."""
     import uvicorn
@@ -529,7 +533,7 @@ def serve(
         from walkout.service.mqtt_runner import MqttRunner
 
         try:
-            runner = MqttRunner(source, _store(store))
+            runner = MqttRunner(source, _store(store), accept_end=accept_end)
         except ValueError as e:
             err.print(f"[red]error:[/] --source: {e}")
             raise typer.Exit(2) from e

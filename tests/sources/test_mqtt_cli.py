@@ -97,7 +97,7 @@ def test_sim_publish_into_serve_gives_the_in_process_receipts(mqtt_url: str,
     with log.open("wb") as fh:
         serve = subprocess.Popen(
             _walkout("serve", "--db", f"sqlite:///{tmp_path}/walkout.db", "--store", "small",
-                     "--source", url, "--port", str(_free_port())),
+                     "--source", url, "--accept-end", "--port", str(_free_port())),
             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         pub = subprocess.run(

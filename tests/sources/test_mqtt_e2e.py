@@ -29,7 +29,8 @@ def test_simulated_store_through_mosquitto_gives_the_same_receipts(mqtt_url: str
     store = load_store("small")
     session = simulate(store, 3, 1)
     name = f"e2e{uuid.uuid4().hex[:8]}"
-    src = MqttSource(mqtt_url, store, name, client_id=f"{name}-engine", session_expiry_s=120)
+    src = MqttSource(mqtt_url, store, name, client_id=f"{name}-engine", session_expiry_s=120,
+                     accept_end=True)
     src.start()
     try:
         sent = publish_session(session, mqtt_url, name, speed=None)
@@ -83,7 +84,7 @@ def test_broker_restart_loses_nothing() -> None:
         pub.flush()
         broker.restart()  # persisted on the way down, restored on the way up
         src = MqttSource(broker.url, store, name, client_id=cid, chunk_s=1.0,
-                         end_grace_s=20.0).start()
+                         end_grace_s=20.0, accept_end=True).start()
         for m in msgs[a:b]:
             pub.publish(*m)
         pub.flush(30)

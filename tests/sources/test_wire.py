@@ -124,3 +124,48 @@ def test_malformed_gate_refused_with_reason(payload: bytes, reason: str) -> None
     with pytest.raises(wire.WireError) as e:
         wire.decode_gate(payload, "G1")
     assert e.value.reason == reason
+
+
+def _plates_with(rate: float = 60.0, t0: float = 1.5, value: float = 1.0) -> bytes:
+    g = np.ones((6, 2), np.float32)
+    g[3, 1] = value
+    return wire.encode_plates("dev-7", 1, t0, rate, ("A1S-S1-P1", "A1S-S1-P2"), g)
+
+
+def _keypoints_with(value: float) -> bytes:
+    kp = np.ones((2, 17, 3), np.float32)
+    kp[1, 9, 0] = value
+    return wire.encode_keypoints(1, 1.0, kp)
+
+
+@pytest.mark.parametrize(("decode", "payload", "reason"), [
+    # a rate outside 1 Hz..10 kHz: 1e308 overflows the consumer's grid, 0.001 Hz spreads six
+    # samples over 5000 s and drags the stream's clock along
+    (wire.decode_plates, _plates_with(rate=1e308), "bad_header"),
+    (wire.decode_plates, _plates_with(rate=0.001), "bad_header"),
+    (wire.decode_plates, _plates_with(rate=10_001.0), "bad_header"),
+    (wire.decode_plates, _plates_with(t0=1e15), "bad_timestamp"),
+    (wire.decode_plates, _plates_with(value=float("inf")), "bad_value"),
+    (wire.decode_plates, _plates_with(value=float("-inf")), "bad_value"),
+    (wire.decode_keypoints, _keypoints_with(float("nan")), "bad_value"),
+    (wire.decode_keypoints, _keypoints_with(float("inf")), "bad_value"),
+])
+def test_out_of_range_numbers_refused_with_reason(decode, payload: bytes, reason: str) -> None:
+    with pytest.raises(wire.WireError) as e:
+        decode(payload)
+    assert e.value.reason == reason
+
+
+def test_nan_weight_is_no_reading_and_rates_at_the_bounds_pass() -> None:
+    assert np.isnan(wire.decode_plates(_plates_with(value=float("nan"))).grams[3, 1])
+    assert wire.decode_plates(_plates_with(rate=1.0)).rate_hz == 1.0
+    assert wire.decode_plates(_plates_with(rate=10_000.0)).rate_hz == 10_000.0
+
+
+@pytest.mark.parametrize("over", [{"party_size": 21}, {"party_size": 10**12},
+                                  {"party_size": True}, {"t": 1e15}])
+def test_gate_party_and_time_bounded(over: dict[str, object]) -> None:
+    with pytest.raises(wire.WireError) as e:
+        wire.decode_gate(_gate(**over), "G1")
+    assert e.value.reason == "bad_field"
+    assert wire.decode_gate(_gate(party_size=20), "G1").event.party_size == 20

@@ -7,6 +7,10 @@ of from a recording. Each receipt the engine issues (revisions included) is publ
 ``walkout/{store}/receipts/{session}``, each alert (the engine's and the source's
 ``device_silent``) on ``walkout/{store}/alerts`` (docs/mqtt.md).
 
+A live store's runner ignores an end-of-stream message (counted as rejected
+``end_not_accepted``): anybody who can publish on the broker could otherwise stop its engine.
+``accept_end`` (``walkout serve --accept-end``) obeys it, for replays and simulations.
+
 A live stream cannot be replayed from its beginning after a crash the way a recording can:
 each start of the runner is a stream of its own (its event-log source carries the start time),
 so a restart never mistakes its new events for the old run's.
@@ -23,7 +27,7 @@ from walkout.engine import Engine, EngineConfig
 from walkout.events import Alert, GateEvent
 from walkout.service.deps import Deps
 from walkout.service.runner import LiveRunner, _issued
-from walkout.sources.mqtt import MqttPublisher, MqttSource, split_url
+from walkout.sources.mqtt import MqttPublisher, MqttSource, PublishRefused, split_url
 from walkout.store.model import Store
 
 log = logging.getLogger("walkout.service.mqtt_runner")
@@ -31,7 +35,7 @@ log = logging.getLogger("walkout.service.mqtt_runner")
 
 class MqttRunner(LiveRunner):
     """Runs the engine on the chunks an :class:`MqttSource` releases, until the source's end of
-    stream (a replayed or simulated store) or the service stops (a live one).
+    stream (a replayed or simulated store, with ``accept_end``) or the service stops.
 
     ``url`` is ``mqtt://host:port[/store]``: the path names the store on the wire (default: the
     store's own name). Picklable: the broker connections are made in :meth:`run`, in the
@@ -39,13 +43,15 @@ class MqttRunner(LiveRunner):
     """
 
     def __init__(self, url: str, store: Store, *, client_id: str | None = None,
-                 config: EngineConfig | None = None, poll_s: float = 0.2) -> None:
+                 config: EngineConfig | None = None, poll_s: float = 0.2,
+                 accept_end: bool = False) -> None:
         self.url, wire_name = split_url(url)
         self.store_name = wire_name or store.name
         self._store = store
         self.client_id = client_id or f"walkout-engine-{self.store_name}"
         self.config = config or EngineConfig()
         self.poll_s = poll_s
+        self.accept_end = accept_end
         self.source = f"mqtt:{self.store_name}:{time.strftime('%Y%m%dT%H%M%S')}"
         self.speed = None
         self.stop_after_chunk = None
@@ -68,15 +74,19 @@ class MqttRunner(LiveRunner):
         if self._src is None:
             return {}
         st = self._src.stats
+        notes = [f"{st.sessions_lost} reconnections found no session kept by the broker: what "
+                 "it received meanwhile was lost"] if st.sessions_lost else []
         return {"received": st.received, "accepted": st.accepted, "duplicates": st.duplicates,
                 "late": st.late, "missing": st.missing, "rejected": dict(st.rejected),
-                "reconnects": max(0, st.connects - 1)}
+                "reconnects": max(0, st.connects - 1), "sessions_lost": st.sessions_lost,
+                "notes": notes}
 
     def run(self, d: Deps, stop: threading.Event | None = None) -> None:
         eng = self._engine()  # in-process, or its stages on Ray (``serve --ray``)
         seen = {"gates": 0, "shelf": 0, "decisions": 0, "cases": 0, "lines": 0, "receipts": 0}
         src = self._src = MqttSource(self.url, self.store, self.store_name,
-                                     client_id=self.client_id, chunk_s=self.config.chunk_s)
+                                     client_id=self.client_id, chunk_s=self.config.chunk_s,
+                                     accept_end=self.accept_end)
         pub = MqttPublisher(self.url, client_id=f"{self.client_id}-results")
         try:
             src.start()
@@ -108,6 +118,8 @@ class MqttRunner(LiveRunner):
                 pub.flush(30.0)
             except TimeoutError as e:
                 log.error("results not all acknowledged by the broker: %s", e)
+            except PublishRefused as e:  # each refusal was logged with its topic as it came
+                log.error("results refused by the broker: %s", e)
             pub.close()
 
     def _publish(self, pub: MqttPublisher, eng: Engine) -> None:

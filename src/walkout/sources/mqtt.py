@@ -10,8 +10,9 @@ Entry points:
 - :func:`measure_throughput` measures what the path sustains with no loss.
 
 The consumer turns a real network's mess into the ordered stream the engine needs: bounded
-reordering by source time, duplicates dropped, per-device clock skew corrected, bad payloads
-rejected and counted, silent devices alerted. Topics and payloads: :mod:`walkout.sources.wire`.
+reordering by source time, duplicates dropped, per-device clock skew corrected, implausible
+times and bad payloads rejected and counted, silent devices alerted; no message can raise out
+of it or end a live stream. Topics and payloads: :mod:`walkout.sources.wire`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
@@ -90,15 +91,31 @@ def _client(client_id: str) -> mqtt.Client:
 # ---- publishing -----------------------------------------------------------------------------
 
 
+class PublishRefused(RuntimeError):
+    """The broker answered messages with a failure reason code (an ACL's "Not authorized", a
+    quota): they reached nobody, although the broker acknowledged them."""
+
+
+_NO_ANSWER = object()
+
+
 class MqttPublisher:
     """A QoS 1 publisher whose messages survive a broker restart (paho re-sends the unacked
-    ones on reconnect); :meth:`flush` waits until the broker acknowledged every one."""
+    ones on reconnect); :meth:`flush` waits until the broker acknowledged every one, and raises
+    :class:`PublishRefused` when it refused some (a refusal is also logged with its topic at
+    once: a receipt that reached nobody must not look delivered)."""
 
     def __init__(self, url: str, client_id: str | None = None, qos: int = 1) -> None:
         host, port = parse_url(url)
         self.qos = qos
         self._sent = 0
         self._acked = 0
+        #: messages the broker refused, and the latest (topic, reason) of them
+        self.refused = 0
+        self.refusals: deque[tuple[str, str]] = deque(maxlen=100)
+        self._reported = 0  # refusals flush() already raised for
+        self._topics: dict[int, str] = {}  # mid → topic until the broker answers
+        self._early: dict[int, Any] = {}  # answers that beat publish() to noting their mid
         self._cv = threading.Condition()
         self.client = _client(client_id or f"walkout-pub-{uuid.uuid4().hex[:8]}")
         self.client.on_publish = self._on_publish
@@ -108,15 +125,36 @@ class MqttPublisher:
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         with self._cv:
             self._acked += 1
+            topic = self._topics.pop(mid, None)
+            if topic is None:
+                self._early[mid] = rc
+            else:
+                self._settle(topic, rc)
             self._cv.notify_all()
 
+    def _settle(self, topic: str, rc: Any) -> None:
+        if getattr(rc, "is_failure", False):
+            self.refused += 1
+            self.refusals.append((topic, str(rc)))
+            if self.refused <= 10 or self.refused % 1000 == 0:  # a broker refusing all: no flood
+                log.error("the broker refused the message on %s: %s (%d refused so far)",
+                          topic, rc, self.refused)
+
     def publish(self, topic: str, payload: bytes) -> None:
+        # not under self._cv: paho answers (on_publish) holding its own lock, which publish()
+        # takes too
+        info = self.client.publish(topic, payload, qos=self.qos)  # queued when disconnected
         with self._cv:
             self._sent += 1
-        self.client.publish(topic, payload, qos=self.qos)  # queued when disconnected
+            rc = self._early.pop(info.mid, _NO_ANSWER)
+            if rc is _NO_ANSWER:
+                self._topics[info.mid] = topic
+            else:
+                self._settle(topic, rc)
 
     def flush(self, timeout: float = 120.0) -> None:
-        """Wait until every message was acknowledged (QoS ≥ 1); raise after ``timeout``."""
+        """Wait until the broker answered every message (QoS ≥ 1); raise :class:`TimeoutError`
+        after ``timeout``, :class:`PublishRefused` if it refused any since the last flush."""
         if self.qos == 0:
             return
         end = time.monotonic() + timeout
@@ -127,6 +165,11 @@ class MqttPublisher:
                     raise TimeoutError(f"{self._sent - self._acked} of {self._sent} messages "
                                        "not acknowledged by the broker")
                 self._cv.wait(min(left, 0.5))
+            new, self._reported = self.refused - self._reported, self.refused
+            if new:
+                topic, reason = self.refusals[-1]
+                raise PublishRefused(f"the broker refused {new} of {self._sent} messages "
+                                     f"(the last on {topic}: {reason}); they reached nobody")
 
     def publish_receipt(self, store: str, receipt: Receipt) -> None:
         """Receipt ready (or re-issued): ``walkout/{store}/receipts/{session}``, not retained,
@@ -205,7 +248,8 @@ def publish_session(
 
     ``speed`` None sends as fast as the broker acknowledges, 1.0 in real time, 10.0 ten times
     faster. With ``end`` a final message on ``walkout/{store}/control/end`` gives the duration
-    and the count each device sent, so a consumer knows when it has everything. Returns
+    and the count each device sent, so a consumer made with ``accept_end`` knows when it has
+    everything. Returns
     ``{"messages", "seconds", "devices"}`` once the broker acknowledged every message.
     """
     if speed is not None and speed <= 0:
@@ -233,15 +277,31 @@ class ClockSkew:
     """Per-device clock offsets from one-way delays, and the correction to apply.
 
     ``receive − source`` time is the device's clock offset plus a network delay that only ever
-    adds, so the minimum over a window of recent messages is a robust estimate (NTP's clock
-    filter does the same). The store's timeline is the devices' consensus: the median estimate
-    over the periodic devices. A device further than ``tolerance_s`` from it is corrected by the
-    difference; nearer ones are trusted as they are, so that NTP-synced devices keep their exact
-    timestamps instead of picking up jitter from the estimate.
+    adds, so the lowest of a window of recent observations estimates the offset (NTP's clock
+    filter does the same). One glitched timestamp would be that lowest for a whole window, so an
+    observation counts only when ``agree`` of the window's (itself included) lie within
+    ``agree_s`` of it: an isolated glitch is ignored, a real step of the device's clock is taken
+    as soon as that many observations confirm it. While none agree (a device's first messages, a
+    rare gate in a fast replay) the plain lowest is used. An observation more than ``jump_s``
+    below the estimate is an :meth:`outlier`: a timestamp far ahead of its device's clock.
+
+    The store's timeline is the devices' consensus: the median estimate over the periodic
+    devices. A device further than ``tolerance_s`` from it is corrected by the difference; nearer
+    ones are trusted as they are, so that NTP-synced devices keep their exact timestamps instead
+    of picking up jitter from the estimate.
     """
 
-    def __init__(self, window: int = 128, min_obs: int = 10, tolerance_s: float = 0.25) -> None:
+    def __init__(self, window: int = 128, min_obs: int = 10, tolerance_s: float = 0.25,
+                 agree: int = 3, agree_s: float = 0.5, jump_s: float = 2.0) -> None:
+        if not 1 <= min_obs <= window:
+            raise ValueError(f"skew_min_obs must be between 1 and the clock estimator's window "
+                             f"({window} messages), got {min_obs}: a device's clock would never "
+                             "be known and its messages would wait forever")
+        if not 1 <= agree <= window or not (agree_s > 0 and jump_s > 0 and tolerance_s >= 0):
+            raise ValueError("ClockSkew: agree must be in 1..window, agree_s and jump_s > 0, "
+                             "tolerance_s >= 0")
         self.window, self.min_obs, self.tolerance_s = window, min_obs, tolerance_s
+        self.agree, self.agree_s, self.jump_s = agree, agree_s, jump_s
         self._obs: dict[str, deque[float]] = {}
         self._est: dict[str, float] = {}
         self.voters: set[str] = set()  # periodic devices that are not silent
@@ -251,9 +311,33 @@ class ClockSkew:
         if d is None:
             d = self._obs[device] = deque(maxlen=self.window)
         d.append(offset)
+        self._est[device] = self._lowest_agreed(d)
+
+    def forget_last(self, device: str) -> None:
+        """Take back the latest observation (its message was refused: it must not count)."""
+        d = self._obs.get(device)
+        if d:
+            d.pop()
+            if d:
+                self._est[device] = self._lowest_agreed(d)
+            else:
+                self.reset(device)
+
+    def _lowest_agreed(self, d: deque[float]) -> float:
+        a = np.sort(np.fromiter(d, np.float64, len(d)))
+        if a.size >= self.agree:
+            n = (np.searchsorted(a, a + self.agree_s, "right")
+                 - np.searchsorted(a, a - self.agree_s, "left"))
+            ok = np.flatnonzero(n >= self.agree)
+            if ok.size:
+                return float(a[ok[0]])
+        return float(a[0])
+
+    def outlier(self, device: str, offset: float) -> bool:
+        """A timestamp more than ``jump_s`` further ahead of its receive time than the device's
+        estimate says: a glitch, unless ``agree`` observations confirm a step of its clock."""
         est = self._est.get(device)
-        self._est[device] = offset if est is None or len(d) == 1 else (
-            min(offset, est) if len(d) < self.window else min(d))
+        return est is not None and offset < est - self.jump_s
 
     def reset(self, device: str) -> None:
         """Forget a device's offsets (it came back after a silence: maybe a new clock)."""
@@ -288,20 +372,25 @@ class SourceStats:
     late: int = 0  # messages (or plate batches with samples) behind the released time
     rejected: Counter[str] = field(default_factory=Counter)  # reason → count
     connects: int = 0
+    #: reconnections on which the broker had no session for us: what it would have queued
+    #: meanwhile is gone (a broker restarted without persistence, an expired session)
+    sessions_lost: int = 0
     missing: int = 0  # messages the end-of-stream message announced but never came
     corrections_s: dict[str, float] = field(default_factory=dict)  # device → last correction
 
 
 class _Seen:
-    """Recently seen (seq, timestamp) keys of one device, in bounded memory."""
+    """Recently seen keys of one device, in bounded memory. Keys are what the reading is (its
+    time, and for a gate the scan), not the sequence number: a device that restarts counting
+    and re-sends what it had buffered must not be read twice."""
 
     def __init__(self, keep: int = 8192) -> None:
-        self.keys: set[tuple[int, float]] = set()
-        self.order: deque[tuple[int, float]] = deque()
+        self.keys: set[tuple[Any, ...]] = set()
+        self.order: deque[tuple[Any, ...]] = deque()
         self.keep = keep
         self.unique = 0
 
-    def add(self, key: tuple[int, float]) -> bool:
+    def add(self, key: tuple[Any, ...]) -> bool:
         if key in self.keys:
             return False
         self.keys.add(key)
@@ -315,6 +404,17 @@ class _Seen:
 _Msg = wire.PlateMessage | wire.KeypointMessage | wire.GateMessage
 
 
+class _Held(NamedTuple):
+    """A decoded message waiting (for its device's clock, or for the stream's first chunk)."""
+
+    m: _Msg
+    t_src: float  # its source time (the last sample of a plate batch)
+    recv: float  # monotonic time it arrived
+
+
+_MAX_HELD = 1000  # gate scans kept per gate before the stream's first chunk is placed
+
+
 class MqttSource:
     """Consume a store's sensors from MQTT as the ordered chunks the engine steps on.
 
@@ -324,18 +424,43 @@ class MqttSource:
     source time is ``reorder_window_s`` past a chunk's end, then released in time order; a
     message behind the released time is late: counted, logged, dropped. A periodic device's
     first ``skew_min_obs`` messages wait until its clock offset is known, so a skewed clock
-    never reaches the engine uncorrected.
+    never reaches the engine uncorrected. A message stamped more than ``max_jump_s`` ahead of
+    the stream (plus the real time since it last advanced), or behind it before the first chunk,
+    is refused as ``implausible_time``: one glitched clock cannot move the chunk clock.
 
-    Use :meth:`start` (or ``with``), then iterate (ends after the end-of-stream message) or
-    call :meth:`poll`. Alerts (``device_silent``) collect in :attr:`alerts`.
+    Nothing a message carries raises out of :meth:`poll`: a message is accepted or counted under
+    a reason in :attr:`stats`. The end-of-stream message is obeyed only with ``accept_end``
+    (replays, simulations, benchmarks); a live store takes none, so that nobody can stop its
+    engine by publishing one. Received messages wait in a queue of at most ``max_inbox``; when
+    it is full the network thread waits up to ``inbox_wait_s`` (the broker keeps the rest), then
+    drops and counts (``rejected["overflow"]``).
+
+    Use :meth:`start` (or ``with``), then iterate (ends after an accepted end-of-stream
+    message) or call :meth:`poll`. Alerts (``device_silent``, also for a camera or gondola never
+    heard from) collect in :attr:`alerts`.
     """
+
+    #: how long the network thread waits for room in a full input queue before it drops
+    #: (well under the 30 s keep-alive: the broker must not think us dead meanwhile)
+    inbox_wait_s = 5.0
 
     def __init__(
         self, url: str, store: Store, store_name: str | None = None, *,
         client_id: str = "walkout-engine", chunk_s: float = 5.0, reorder_window_s: float = 0.5,
         silent_after_s: float = 10.0, skew_tolerance_s: float = 0.25, skew_min_obs: int = 10,
-        session_expiry_s: int = 3600, end_grace_s: float = 10.0,
+        session_expiry_s: int = 3600, end_grace_s: float = 10.0, accept_end: bool = False,
+        max_jump_s: float = 30.0, max_inbox: int = 100_000,
     ) -> None:
+        for name, value, positive in (
+            ("chunk_s", chunk_s, True), ("reorder_window_s", reorder_window_s, False),
+            ("silent_after_s", silent_after_s, True), ("max_jump_s", max_jump_s, True),
+            ("skew_tolerance_s", skew_tolerance_s, False), ("end_grace_s", end_grace_s, False),
+        ):  # a wrong setting is refused here, not found out as a stream that never moves
+            if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+                raise ValueError(f"MqttSource: {name} must be a finite number "
+                                 f"{'> 0' if positive else '>= 0'}, got {value!r}")
+        if session_expiry_s < 0 or max_inbox < 1:
+            raise ValueError("MqttSource: session_expiry_s must be >= 0 and max_inbox >= 1")
         self.host, self.port = parse_url(url)
         self.store = store
         self.store_name = store_name or store.name
@@ -343,6 +468,7 @@ class MqttSource:
         self.chunk_s, self.window_s = chunk_s, reorder_window_s
         self.silent_after_s, self.end_grace_s = silent_after_s, end_grace_s
         self.session_expiry_s = session_expiry_s
+        self.accept_end, self.max_jump_s = accept_end, max_jump_s
         self.skew = ClockSkew(min_obs=skew_min_obs, tolerance_s=skew_tolerance_s)
         self.stats = SourceStats()
         self.alerts: list[Alert] = []
@@ -351,19 +477,31 @@ class MqttSource:
         self._plate_index = store.plate_index
         self._plate_gondola = {p: g.id for p, g in store.plate_gondola.items()}
         self._cam_order = {c.id: i for i, c in enumerate(store.cameras)}
-        self._gates = {g.id for g in store.gates}
-        self._inbox: queue.SimpleQueue[tuple[str, bytes, float]] = queue.SimpleQueue()
+        self._gate_kind = {g.id: g.kind for g in store.gates}
+        #: the devices that must send all the time: silent when never heard from as well
+        self._periodic = [f"cameras/{c.id}" for c in store.cameras] + [
+            f"plates/{g}" for g in dict.fromkeys(self._plate_gondola.values())]
+        self._inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue(max_inbox)
+        self._overflow = 0  # written by the network thread only
+        self._overflow_counted = 0
+        self._closing = False
         self._subscribed = threading.Event()
         self._client: mqtt.Client | None = None
         self._seen: dict[str, _Seen] = {}
-        self._held: dict[str, list[tuple[_Msg, float]]] = {}  # device → waiting for its clock
+        self._held: dict[str, list[_Held]] = {}  # device → waiting for its clock / first chunk
+        self._suspects: dict[str, list[_Held]] = {}  # device → outliers awaiting confirmation
         self._heard: dict[str, float] = {}  # device → monotonic time of its last message
+        self._never: set[str] = set()  # expected devices not heard from yet
+        self._watch_since: float | None = None
         self._silent: set[str] = set()
         self._cols: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
-        self._rows: dict[float, np.ndarray] = {}  # plate sample time → (plates,) grams
+        #: plate sample time → (grams, written) over all plates: the first write of a sample
+        #: stands, as a recording's loader keeps the first of a repeated reading
+        self._rows: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         self._frames: list[tuple[float, int, KeypointFrame]] = []
         self._gate_events: list[GateEvent] = []
         self._watermark = -math.inf  # newest (corrected) source time of a periodic device
+        self._wm_recv = 0.0  # when (monotonic) it last advanced
         self._origin: float | None = None  # start of the first chunk
         self._first = math.inf  # earliest buffered time before the first chunk is released
         self._ready: list[Chunk] = []
@@ -381,11 +519,13 @@ class MqttSource:
         c.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
+        self._closing = False
         c.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
         c.loop_start()
         if not self._subscribed.wait(timeout):
             self.close()
             raise TimeoutError(f"no subscription confirmed by mqtt://{self.host}:{self.port}")
+        self._watch()
         return self
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
@@ -397,6 +537,11 @@ class MqttSource:
         if self.stats.connects > 1:
             log.warning("reconnected to the broker (session present: %s); resubscribing",
                         flags.session_present)
+            if not flags.session_present:
+                self.stats.sessions_lost += 1
+                log.error("the broker kept no session for %s: whatever it received while we "
+                          "were disconnected is lost (broker restarted without persistence, or "
+                          "the session expired)", self.client_id)
         opts = SubscribeOptions(qos=1)
         client.subscribe([(t, opts) for t in wire.input_topics(self.store_name)])
 
@@ -404,12 +549,22 @@ class MqttSource:
         self._subscribed.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # the network thread only stamps and queues: decoding happens in the consumer's thread
-        self._inbox.put((msg.topic, msg.payload, time.monotonic()))
+        # the network thread only stamps and queues: decoding happens in the consumer's thread.
+        # A full queue first pushes back (the broker holds what it cannot deliver), bounded so
+        # that keep-alives still go out
+        item = (msg.topic, msg.payload, time.monotonic())
+        try:
+            self._inbox.put(item, timeout=0.0 if self._closing else self.inbox_wait_s)
+        except queue.Full:
+            self._overflow += 1
+            if self._overflow == 1 or self._overflow % 1000 == 0:
+                log.error("input queue full (%d messages): %d messages dropped so far; the "
+                          "engine does not keep up", self._inbox.maxsize, self._overflow)
 
     def close(self) -> None:
         """Disconnect; the broker keeps the session (and queues for it) until it expires."""
         if self._client is not None:
+            self._closing = True
             self._client.disconnect()
             self._client.loop_stop()
             self._client = None
@@ -444,9 +599,18 @@ class MqttSource:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 item = None
+        dropped = self._overflow - self._overflow_counted
+        if dropped:  # counted here: the stats belong to this thread
+            self._overflow_counted += dropped
+            self.stats.received += dropped
+            self.stats.rejected["overflow"] += dropped
         self._check_silence()
         if self._end is not None and not self.finished and self._end_complete():
-            self._finish(self._end.t)
+            try:
+                self._finish(self._end.t)
+            except Exception:  # a bug must not loop: end the stream, say why
+                log.exception("error at the end of the stream")
+                self.finished = True
         out, self._ready = self._ready, []
         return out
 
@@ -456,67 +620,122 @@ class MqttSource:
 
     # -- message handling ---------------------------------------------------------------------
 
-    def _reject(self, topic: str, reason: str, detail: str) -> None:
+    def _reject(self, where: str, reason: str, detail: str) -> None:
         self.stats.rejected[reason] += 1
-        log.warning("rejected message on %s: %s (%s)", topic, reason, detail)
+        log.warning("rejected message on %s: %s (%s)", where, reason, detail)
 
     def _handle(self, topic: str, payload: bytes, recv: float) -> None:
+        """One message: accepted, held, or counted under a reason; never an exception."""
         self.stats.received += 1
         try:
-            store, kind, name = wire.parse_topic(topic)
-            if store != self.store_name:
-                raise wire.WireError("unknown_topic", f"store {store!r}")
-            if kind == "end":
-                self._on_end(wire.decode_end(payload))
-                return
-            m: _Msg
-            if kind == "plates":
-                m = wire.decode_plates(payload)
-                self._columns(m.plate_ids, name)
-                dev, t_src = f"plates/{name}", m.t_last
-                key = (m.seq, m.t0)
-            elif kind == "keypoints":
-                if name not in self._cam_order:
-                    raise wire.WireError("unknown_device", f"camera {name!r}")
-                m = wire.decode_keypoints(payload)
-                dev, t_src, key = f"cameras/{name}", m.t, (m.seq, m.t)
-            elif kind == "gates":
-                if name not in self._gates:
-                    raise wire.WireError("unknown_device", f"gate {name!r}")
-                m = wire.decode_gate(payload, name)
-                dev, t_src, key = f"gates/{name}", m.event.t, (m.seq, m.event.t)
-            else:
-                raise wire.WireError("unknown_topic", topic)
+            self._dispatch(topic, payload, recv)
         except wire.WireError as e:
             self._reject(topic, e.reason, str(e))
-            return
         except Exception as e:  # a bug must not stop the store: count it, log it, go on
-            log.exception("unexpected error decoding a message on %s", topic)
+            log.exception("unexpected error handling a message on %s", topic)
             self._reject(topic, "error", repr(e))
+
+    def _dispatch(self, topic: str, payload: bytes, recv: float) -> None:
+        store, kind, name = wire.parse_topic(topic)
+        if store != self.store_name:
+            raise wire.WireError("unknown_topic", f"store {store!r}")
+        if kind == "end":
+            self._on_end(wire.decode_end(payload), recv)
             return
+        m: _Msg
+        key: tuple[Any, ...]
+        if kind == "plates":
+            m = wire.decode_plates(payload)
+            self._columns(m.plate_ids, name)
+            dev, t_src, key = f"plates/{name}", m.t_last, (m.t0, m.grams.shape[0])
+        elif kind == "keypoints":
+            if name not in self._cam_order:
+                raise wire.WireError("unknown_device", f"camera {name!r}")
+            m = wire.decode_keypoints(payload)
+            dev, t_src, key = f"cameras/{name}", m.t, (m.t,)
+        elif kind == "gates":
+            if name not in self._gate_kind:
+                raise wire.WireError("unknown_device", f"gate {name!r}")
+            m = wire.decode_gate(payload, name)
+            e = m.event
+            if e.kind != self._gate_kind[name]:
+                raise wire.WireError("wrong_gate_kind", f"{e.kind} scan on the "
+                                     f"{self._gate_kind[name]} gate {name!r}")
+            dev, t_src, key = f"gates/{name}", e.t, (e.t, e.kind, e.credential)
+        else:
+            raise wire.WireError("unknown_topic", topic)
         seen = self._seen.get(dev)
         if seen is None:
             seen = self._seen[dev] = _Seen()
         if not seen.add(key):
             self.stats.duplicates += 1
-            log.debug("duplicate %s seq %d dropped", dev, key[0])
+            log.debug("duplicate %s seq %d (t=%.3f) dropped", dev, m.seq, t_src)
             return
-        periodic = dev.startswith(_PERIODIC)
         if dev in self._silent:
             self._silent.discard(dev)
             self.skew.reset(dev)  # it may have rebooted with another clock
+            self._suspects.pop(dev, None)
             log.warning("device %s is sending again", dev)
+        self._never.discard(dev)
         self._heard[dev] = recv
-        if periodic:
-            self.skew.voters.add(dev)
-        self.skew.observe(dev, recv - t_src)
-        if periodic and not self.skew.established(dev):
-            self._held.setdefault(dev, []).append((m, t_src))
+        h = _Held(m, t_src, recv)
+        if dev.startswith(_PERIODIC):
+            self._periodic_message(dev, h)
+        elif self._origin is None:  # a gate scan is placed once the first chunk is
+            held = self._held.setdefault(dev, [])
+            if len(held) >= _MAX_HELD:
+                raise wire.WireError("overflow", f"{len(held)} scans of {dev} already wait "
+                                     "for the first camera or plate data")
+            held.append(h)
+        else:
+            self._admit_safe(dev, h)
+
+    def _periodic_message(self, dev: str, h: _Held) -> None:
+        """Observe the device's clock; hold an outlier until its clock's step is confirmed (or
+        refuse it once the device is back to its old clock); hold the rest until the clock is
+        known; then admit in arrival order."""
+        self.skew.voters.add(dev)
+        offset = h.recv - h.t_src
+        self.skew.observe(dev, offset)
+        if self.skew.outlier(dev, offset):
+            sus = self._suspects.setdefault(dev, [])
+            sus.append(h)
+            if len(sus) > self.skew.agree:  # glitches that never agree: give up the oldest
+                self._implausible(dev, sus.pop(0), "its device's clock never confirmed it")
             return
-        pending = self._held.pop(dev, [])
-        pending.append((m, t_src))
-        for hm, ht in pending:
-            self._admit(dev, hm, ht)
+        held = self._held.setdefault(dev, [])
+        for s in self._suspects.pop(dev, []):
+            if self.skew.outlier(dev, s.recv - s.t_src):
+                self._implausible(dev, s, "an isolated jump of its device's clock")
+            else:
+                held.append(s)  # confirmed: a real step of the device's clock
+        held.append(h)
+        if self.skew.established(dev):
+            self._admit_held(dev)
+
+    def _implausible(self, dev: str, h: _Held, why: str) -> None:
+        self._reject(dev, "implausible_time", f"seq {h.m.seq} stamped t={h.t_src:.3f} s "
+                     f"{h.t_src - h.recv:+.1f} s from its arrival: {why}")
+
+    def _admit_held(self, dev: str) -> None:
+        periodic = dev.startswith(_PERIODIC)
+        for h in self._held.pop(dev, []):
+            if periodic and self.skew.outlier(dev, h.recv - h.t_src):  # judged before the
+                self._implausible(dev, h, "an isolated jump of its device's clock")  # clock was
+                continue  # known
+            self._admit_safe(dev, h)
+
+    def _admit_safe(self, dev: str, h: _Held) -> None:
+        """:meth:`_admit`, with whatever it refuses counted (it is this message's only count)."""
+        try:
+            self._admit(dev, h)
+        except wire.WireError as e:
+            if not dev.startswith(_PERIODIC):
+                self.skew.forget_last(dev)  # a refused scan must not steer the gate's clock
+            self._reject(dev, e.reason, str(e))
+        except Exception as e:
+            log.exception("unexpected error admitting a message of %s", dev)
+            self._reject(dev, "error", repr(e))
 
     def _columns(self, plate_ids: tuple[str, ...], gondola: str) -> np.ndarray:
         key = (plate_ids, gondola)
@@ -528,9 +747,36 @@ class MqttSource:
             cols = self._cols[key] = np.array([self._plate_index[p] for p in plate_ids])
         return cols
 
-    def _admit(self, dev: str, m: _Msg, t_src: float) -> None:
-        """Correct the clock, drop what is late, buffer the rest."""
+    def _check_time(self, t_lo: float, t_hi: float, recv: float) -> None:
+        """Refuse a time the stream cannot have reached: further ahead of its newest time than
+        ``max_jump_s`` plus the real time since that advanced (a store's clock runs no faster
+        than real time, a replay's advances in small steps), or, before the first chunk is
+        placed, that far behind it (it would place the chunk clock)."""
+        if t_hi - t_lo > self.max_jump_s:
+            raise wire.WireError("implausible_time", f"one batch spans {t_hi - t_lo:.0f} s")
+        wm = self._watermark
+        if not math.isfinite(wm):
+            return
+        ahead = t_hi - wm - max(0.0, recv - self._wm_recv)
+        if ahead > self.max_jump_s:
+            raise wire.WireError("implausible_time", f"t={t_hi:.3f} s is {ahead:.1f} s ahead "
+                                 f"of the stream (newest t={wm:.3f} s)")
+        if self._origin is None and t_lo < wm - self.max_jump_s:
+            raise wire.WireError("implausible_time", f"t={t_lo:.3f} s is {wm - t_lo:.1f} s "
+                                 f"behind the stream (newest t={wm:.3f} s)")
+
+    def _admit(self, dev: str, h: _Held) -> None:
+        """Correct the clock, refuse an implausible time, drop what is late or a repeat, buffer
+        the rest."""
+        m = h.m
+        periodic = dev.startswith(_PERIODIC)
+        if not periodic:
+            self.skew.observe(dev, h.recv - h.t_src)
         c = self.skew.correction(dev)
+        if isinstance(m, wire.PlateMessage):
+            self._check_time(m.t0 + c, m.t_last + c, h.recv)
+        else:
+            self._check_time(h.t_src + c, h.t_src + c, h.recv)
         if c:
             self.stats.corrections_s[dev] = c
         released = self._released_until()
@@ -543,14 +789,27 @@ class MqttSource:
             if not keep.any():
                 return
             cols = self._columns(m.plate_ids, dev.split("/", 1)[1])
+            fresh = repeated = 0
             for t, g in zip(ts[keep].tolist(), m.grams[keep], strict=True):
                 row = self._rows.get(t)
                 if row is None:
-                    row = self._rows[t] = np.full(len(self._plate_ids), np.nan, np.float32)
-                row[cols] = g
+                    row = self._rows[t] = (np.full(len(self._plate_ids), np.nan, np.float32),
+                                           np.zeros(len(self._plate_ids), bool))
+                new = ~row[1][cols]
+                row[0][cols[new]] = g[new]
+                row[1][cols[new]] = True
+                fresh += int(new.any())
+                repeated += int(not new.all())
+            if not fresh:  # every sample already in: a re-sent batch
+                self.stats.duplicates += 1
+                log.debug("plate batch of %s (seq %d) repeats samples already in", dev, m.seq)
+                return
+            if repeated:
+                log.info("plate batch of %s (seq %d): %d samples already in kept as first "
+                         "received", dev, m.seq, repeated)
             t_first, t_new = float(ts[keep][0]), float(ts[-1])
         else:
-            t = t_src + c
+            t = h.t_src + c
             if t < released:
                 self._late(dev, m.seq, t, released)
                 return
@@ -563,11 +822,11 @@ class MqttSource:
                     GateEvent(t, e.gate_id, e.kind, e.credential, e.party_size) if c else e)
             t_first = t_new = t
         self.stats.accepted += 1
-        self._first = min(self._first, t_first)
-        if dev.startswith(_PERIODIC) and t_new > self._watermark:
-            # event-only devices are too rare to date the stream
-            self._watermark = t_new
-            self._release_upto(t_new - self.window_s)
+        if periodic:  # event-only devices are too rare to date the stream or place its chunks
+            self._first = min(self._first, t_first)
+            if t_new > self._watermark:
+                self._watermark, self._wm_recv = t_new, h.recv
+                self._release_upto(t_new - self.window_s)
 
     def _late(self, dev: str, seq: int, t: float, released: float) -> None:
         self.stats.late += 1
@@ -575,13 +834,34 @@ class MqttSource:
                     "released up to t=%.3f s (reordering window %.2f s)",
                     dev, seq, t, released, self.window_s)
 
-    def _on_end(self, end: wire.EndMessage) -> None:
+    def _on_end(self, end: wire.EndMessage, recv: float) -> None:
+        """Obeyed only with ``accept_end`` and at a time the stream can end at: a live store's
+        engine must not stop on a message anybody may publish."""
+        if not self.accept_end:
+            raise wire.WireError("end_not_accepted", "this consumer takes no end-of-stream "
+                                 "message (a live store; accept_end=False)")
+        wm = self._watermark
+        if math.isfinite(wm):
+            if end.t < wm - self.window_s:
+                raise wire.WireError("implausible_time", f"end of stream at t={end.t:.3f} s, "
+                                     f"before the newest time received ({wm:.3f} s)")
+            self._check_time(end.t, end.t, recv)
         log.info("end of stream announced at t=%.3f s", end.t)
         self._end, self._end_at = end, time.monotonic()
+
+    def _watch(self) -> None:
+        """Start the silence watch: every camera and gondola must be heard from."""
+        if self._watch_since is None:
+            self._watch_since = now = time.monotonic()
+            for dev in self._periodic:
+                if dev not in self._heard:
+                    self._heard[dev] = now
+                    self._never.add(dev)
 
     def _check_silence(self) -> None:
         if self._end is not None:
             return
+        self._watch()
         now = time.monotonic()
         for dev, last in self._heard.items():
             if dev in self._silent or not dev.startswith(_PERIODIC):
@@ -590,7 +870,9 @@ class MqttSource:
                 self._silent.add(dev)
                 self.skew.voters.discard(dev)
                 t = self._watermark if math.isfinite(self._watermark) else 0.0
-                msg = f"{dev} sent nothing for {now - last:.1f} s"
+                msg = (f"{dev} has sent nothing since this consumer started, "
+                       f"{now - last:.1f} s ago" if dev in self._never
+                       else f"{dev} sent nothing for {now - last:.1f} s")
                 log.warning("device silent: %s", msg)
                 self.alerts.append(Alert(t, "device_silent", msg, dev))
 
@@ -603,6 +885,12 @@ class MqttSource:
     def _released_until(self) -> float:
         return -math.inf if self._origin is None else self._edge(self._k)
 
+    def _place(self, origin: float) -> None:
+        """Fix the first chunk's start; the gate scans that waited for it are judged now."""
+        self._origin = origin
+        for dev in [d for d in self._held if not d.startswith(_PERIODIC)]:
+            self._admit_held(dev)
+
     def _release_upto(self, upto: float) -> None:
         """Release every chunk that ends at or before ``upto``: nothing for it can still come
         in time. Checked after each message, so what is late does not depend on batching."""
@@ -612,7 +900,7 @@ class MqttSource:
             origin = math.floor(self._first / self.chunk_s) * self.chunk_s
             if origin + self.chunk_s > upto:
                 return  # decide the origin only once the earliest data is surely in
-            self._origin = origin
+            self._place(origin)
         while self._edge(self._k + 1) <= upto:
             self._ready.append(self._chunk())
 
@@ -620,14 +908,24 @@ class MqttSource:
         """End of stream: everything still held or buffered goes out, in the chunks
         ``Sensors.chunks`` cuts from the same readings (:func:`chunk_edges` to the announced
         duration, and past a reading stamped later)."""
-        for dev in list(self._held):  # nothing more will come to settle their clocks
-            for hm, ht in self._held.pop(dev):
-                self._admit(dev, hm, ht)
+        for dev, sus in list(self._suspects.items()):  # nothing more will confirm them
+            for s in sus:
+                self._implausible(dev, s, "its device's clock never confirmed it")
+        self._suspects.clear()
+        for dev in [d for d in self._held if d.startswith(_PERIODIC)]:
+            self._admit_held(dev)  # nothing more will come to settle their clocks
+        if self._origin is None and math.isfinite(self._first):
+            self._place(math.floor(self._first / self.chunk_s) * self.chunk_s)
+        for dev in list(self._held):  # gate scans with no camera or plate data to date them
+            for h in self._held.pop(dev):
+                self._late(dev, h.m.seq, h.t_src, math.inf)
         if self._origin is None:
-            if not math.isfinite(self._first):
-                self.finished = True
-                return
-            self._origin = math.floor(self._first / self.chunk_s) * self.chunk_s
+            self.finished = True
+            return
+        if t_end > self._watermark + self.max_jump_s:  # accepted before any data was in
+            log.warning("end of stream at t=%.3f s is far past the newest data (t=%.3f s): "
+                        "ending at the data", t_end, self._watermark)
+            t_end = self._watermark
         last = max([-math.inf, *self._rows, *(f[0] for f in self._frames),
                     *(g.t for g in self._gate_events)])
         n_edges = len(chunk_edges(self._origin, t_end, self.chunk_s, last_t=last))
@@ -654,7 +952,7 @@ class MqttSource:
         self._k += 1
         ts = sorted(t for t in self._rows if t < b)
         n_p = len(self._plate_ids)
-        grams = (np.stack([self._rows.pop(t) for t in ts]) if ts
+        grams = (np.stack([self._rows.pop(t)[0] for t in ts]) if ts
                  else np.zeros((0, n_p), np.float32))
         block = PlateBlock(np.array(ts, dtype=np.float64), grams, self._plate_ids)
         self._frames.sort(key=lambda f: (f[0], f[1]))
@@ -680,9 +978,10 @@ class LocalMosquitto:
     """A private Mosquitto on 127.0.0.1 in its own temporary directory, stopped by its PID.
 
     ``persistence`` keeps sessions and queued messages on disk across :meth:`restart`, which is
-    what a store's broker must do for a restart to lose nothing."""
+    what a store's broker must do for a restart to lose nothing. ``acl``: the text of an ACL
+    file (``topic read #`` …), to see how clients fare with a broker that refuses them."""
 
-    def __init__(self, port: int = 0, persistence: bool = False) -> None:
+    def __init__(self, port: int = 0, persistence: bool = False, acl: str | None = None) -> None:
         exe = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if exe is None:
@@ -699,6 +998,10 @@ class LocalMosquitto:
                 "log_dest stderr", f"persistence {'true' if persistence else 'false'}"]
         if persistence:
             conf += [f"persistence_location {self.dir}/", "autosave_interval 1"]
+        if acl is not None:
+            (self.dir / "acl").write_text(acl)
+            os.chmod(self.dir / "acl", 0o644)
+            conf.append(f"acl_file {self.dir}/acl")
         (self.dir / "mosquitto.conf").write_text("\n".join(conf) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -10,6 +10,10 @@ Layout of a recording directory::
     gates.jsonl        one GateEvent per line
     truth/             receipts.json, events.jsonl, paths.npz — for scoring only; the engine's
                        loader (`load_sensors`) never opens this folder
+
+`load_sensors` checks every file against the store and itself; what it can put right (readings
+out of time order, repeated readings) it does and says in ``Sensors.notes``, anything else is a
+:class:`RecordingError` naming the file and the line, row or frame.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from walkout.events import GateEvent, KeypointFrame, PlateBlock
+from walkout.events import N_JOINTS, GateEvent, KeypointFrame, PlateBlock
 from walkout.sim.cameras import PersonPath
 from walkout.sim.session import SimSession, Truth
 from walkout.sim.shoppers import TrueEvent
@@ -37,6 +41,7 @@ from walkout.store.model import Store
 
 FORMAT = "walkout-recording"
 VERSION = 1
+MAX_PARTY = 20  # the largest party one scan admits: the service's own bound
 
 
 class RecordingError(ValueError):
@@ -178,17 +183,27 @@ def read_meta(rec: Path) -> dict[str, Any]:
     """``recording.json`` of ``rec``, checked for this format and version."""
     meta_path = rec / "recording.json"
     try:
-        meta: dict[str, Any] = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text())
     except FileNotFoundError as e:
         raise RecordingError(f"{rec}: not a walkout recording (no recording.json)") from e
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RecordingError(f"{meta_path}: invalid JSON: {e}") from e
+    if not isinstance(meta, dict):
+        raise RecordingError(f"{meta_path}: not a JSON object but {type(meta).__name__}")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise RecordingError(
             f"{meta_path}: unsupported recording format {meta.get('format')!r} "
             f"version {meta.get('version')!r} (expected {FORMAT!r} version {VERSION})"
         )
+    d = meta.get("duration_s")
+    if not _finite_number(d) or d < 0:
+        raise RecordingError(f"{meta_path}: duration_s must be a number of seconds >= 0, "
+                             f"got {d!r}")
     return meta
+
+
+def _finite_number(x: object) -> bool:
+    return not isinstance(x, bool) and isinstance(x, int | float) and math.isfinite(x)
 
 
 def _time_order(path: Path, what: str, t: np.ndarray,
@@ -220,12 +235,28 @@ def load_keypoints(path: Path, store: Store) -> list[KeypointFrame]:
     unknown = set(cam_ids) - set(store.cameras_by_id)
     if unknown:
         raise RecordingError(f"{path}: unknown cameras {sorted(unknown)}")
-    off, kp = k["offsets"], k["keypoints"]
-    if len(off) != len(k["t"]) + 1 or off[-1] != len(kp):
+    cam, t, off, kp = k["camera"], k["t"], k["offsets"], k["keypoints"]
+    if kp.ndim != 3 or kp.shape[1:] != (N_JOINTS, 3) or kp.dtype.kind not in "fiu":
+        raise RecordingError(f"{path}: keypoints of shape {kp.shape} ({kp.dtype}), expected "
+                             f"(people, {N_JOINTS}, 3) numbers")
+    if (cam.ndim != 1 or t.ndim != 1 or off.ndim != 1 or len(cam) != len(t)
+            or cam.dtype.kind not in "iu" or off.dtype.kind not in "iu" or t.dtype.kind != "f"):
+        raise RecordingError(f"{path}: camera (integers), t (floats) and offsets (integers) "
+                             "must be flat arrays with one camera and one time per frame")
+    bad = np.flatnonzero((cam < 0) | (cam >= len(cam_ids)))
+    if bad.size:
+        raise RecordingError(f"{path}: {bad.size} frames name a camera index outside the "
+                             f"{len(cam_ids)} cameras of the file (first at frame "
+                             f"{int(bad[0])}: {int(cam[bad[0]])})")
+    if len(off) != len(t) + 1 or off[0] != 0 or off[-1] != len(kp):
         raise RecordingError(f"{path}: frame offsets do not match keypoints")
+    back = np.flatnonzero(np.diff(off) < 0)
+    if back.size:  # each frame's people are keypoints[offsets[i]:offsets[i + 1]]
+        raise RecordingError(f"{path}: frame offsets decrease at frame {int(back[0])} "
+                             f"({int(off[back[0]])} then {int(off[back[0] + 1])})")
     return [
-        KeypointFrame(camera_id=cam_ids[int(c)], t=float(t), keypoints=kp[a:b])
-        for c, t, a, b in zip(k["camera"], k["t"], off[:-1], off[1:], strict=True)
+        KeypointFrame(camera_id=cam_ids[int(c)], t=float(ti), keypoints=kp[a:b])
+        for c, ti, a, b in zip(cam, t, off[:-1], off[1:], strict=True)
     ]
 
 
@@ -248,7 +279,17 @@ def load_sensors(rec: Path) -> Sensors:
     if plate_ids != store.plate_ids:
         raise RecordingError(f"{rec / 'plates.npz'}: plate columns differ from the store's plates")
     notes: list[str] = []
-    t, grams = np.asarray(p["t"], float), p["grams"]
+    t, grams = p["t"], p["grams"]
+    if t.dtype.kind not in "fiu" or grams.dtype.kind not in "fiu":
+        raise RecordingError(f"{rec / 'plates.npz'}: t and grams must be numbers, got "
+                             f"{t.dtype} and {grams.dtype}")
+    t = np.asarray(t, float)
+    inf = np.argwhere(np.isinf(grams)) if grams.ndim == 2 else np.zeros((0, 2), int)
+    if inf.size:  # NaN is "no reading"; an infinite weight means nothing
+        r, c = (int(x) for x in inf[0])
+        plate = plate_ids[c] if c < len(plate_ids) else f"column {c}"
+        raise RecordingError(f"{rec / 'plates.npz'}: {len(inf)} plate weights are infinite "
+                             f"(first at row {r}, plate {plate})")
     if t.ndim == 1 and grams.ndim == 2 and len(grams) == len(t):  # else PlateBlock says why
         keep, note = _time_order(rec / "plates.npz", "plate samples", t)
         if note:
@@ -271,14 +312,40 @@ def load_sensors(rec: Path) -> Sensors:
         if not line.strip():
             continue
         try:
-            gates.append(GateEvent(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError) as e:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
             raise RecordingError(f"{gpath}:{n}: not a gate event: {e}") from e
+        gates.append(_gate_event(obj, store, f"{gpath}:{n}"))
     late = sum(b.t < a.t for a, b in pairwise(gates))
     if late:
         gates.sort(key=lambda g: g.t)
         notes.append(f"{gpath}: {late} gate events out of time order put back in order")
     return Sensors(store, plates, frames, gates, float(meta["duration_s"]), tuple(notes))
+
+
+def _gate_event(obj: object, store: Store, where: str) -> GateEvent:
+    """A line of ``gates.jsonl``, checked as the MQTT gate decoder checks a scan: a string time
+    or an unknown gate would otherwise fail deep in the engine, or not at all."""
+    fields = {"t", "gate_id", "kind", "credential", "party_size"}
+    if not isinstance(obj, dict) or not {"t", "gate_id", "kind"} <= obj.keys() <= fields:
+        raise RecordingError(f"{where}: not a gate event (an object with t, gate_id, kind and "
+                             f"optionally credential, party_size): {obj!r:.200}")
+    t, gate, kind = obj["t"], obj["gate_id"], obj["kind"]
+    cred, party = obj.get("credential", ""), obj.get("party_size", 1)
+    kinds = {g.id: g.kind for g in store.gates}
+    if not _finite_number(t):
+        raise RecordingError(f"{where}: gate event time t={t!r} is not a finite number")
+    if gate not in kinds:
+        raise RecordingError(f"{where}: gate {gate!r} is not one of the store's "
+                             f"{sorted(kinds)}")
+    if kind != kinds[gate]:
+        raise RecordingError(f"{where}: kind {kind!r} on the {kinds[gate]} gate {gate!r}")
+    if not isinstance(cred, str):
+        raise RecordingError(f"{where}: credential {cred!r} is not a string")
+    if isinstance(party, bool) or not isinstance(party, int) or not 1 <= party <= MAX_PARTY:
+        raise RecordingError(f"{where}: party_size {party!r} is not a whole number in "
+                             f"1..{MAX_PARTY}")
+    return GateEvent(float(t), gate, kind, cred, party)
 
 
 def load_truth(rec: Path) -> Truth:

@@ -35,6 +35,13 @@ _COMMON = struct.Struct("<2sBBQd")
 _PLATES = struct.Struct("<dHHBH")
 _PEOPLE = struct.Struct("<H")
 MAX_PEOPLE = 1000  # per frame; more is a corrupt count, not a crowd
+#: the plate sample rates a device may send: 1 Hz..10 kHz. Outside, ``k / rate_hz`` would either
+#: spread one batch over hours (a wrong rate silently moves the stream's clock) or overflow
+MIN_RATE_HZ, MAX_RATE_HZ = 1.0, 10_000.0
+#: a source time further from 0 than this (s, ~30,000 years) is corrupt, not a clock
+MAX_ABS_T = 1e12
+#: the largest party one scan admits: the service's own bound (visits.party_size ≤ 20)
+MAX_PARTY = 20
 
 TopicKind = Literal["plates", "gates", "keypoints", "end", "receipts", "alerts"]
 
@@ -165,7 +172,7 @@ def _header(payload: bytes, kind: int) -> tuple[int, float]:
                         f"{SCHEMA_VERSION}")
     if k != kind:
         raise WireError("wrong_kind", f"payload kind {k} on a topic for kind {kind}")
-    if not math.isfinite(t):
+    if not (math.isfinite(t) and abs(t) < MAX_ABS_T):
         raise WireError("bad_timestamp", repr(t))
     return seq, t
 
@@ -177,8 +184,9 @@ def decode_plates(payload: bytes) -> PlateMessage:
         raise WireError("truncated", "plate header")
     rate, n, m, ldev, lids = _PLATES.unpack_from(payload, off)
     off += _PLATES.size
-    if not (math.isfinite(rate) and rate > 0) or n == 0 or m == 0:
-        raise WireError("bad_header", f"rate {rate}, {n} samples, {m} plates")
+    if not (math.isfinite(rate) and MIN_RATE_HZ <= rate <= MAX_RATE_HZ) or n == 0 or m == 0:
+        raise WireError("bad_header", f"rate {rate} Hz (allowed {MIN_RATE_HZ:g}-"
+                        f"{MAX_RATE_HZ:g}), {n} samples, {m} plates")
     if len(payload) != off + ldev + lids + 4 * n * m:
         raise WireError("bad_length", f"{len(payload)} bytes for {n}×{m} samples")
     try:
@@ -189,6 +197,8 @@ def decode_plates(payload: bytes) -> PlateMessage:
     if len(ids) != m or len(set(ids)) != m or "" in ids:
         raise WireError("bad_plate_ids", f"{len(ids)} ids for {m} plate columns")
     grams = np.frombuffer(payload, "<f4", n * m, off + ldev + lids).reshape(n, m)
+    if np.isinf(grams).any():  # NaN is "no reading"; an infinite weight means nothing
+        raise WireError("bad_value", f"{int(np.isinf(grams).sum())} infinite weights")
     return PlateMessage(dev, seq, t0, rate, ids, grams.astype(np.float32))
 
 
@@ -202,6 +212,8 @@ def decode_keypoints(payload: bytes) -> KeypointMessage:
     if n > MAX_PEOPLE or len(payload) != off + 4 * n * N_JOINTS * 3:
         raise WireError("bad_length", f"{len(payload)} bytes for {n} people")
     kp = np.frombuffer(payload, "<f4", n * N_JOINTS * 3, off).reshape(n, N_JOINTS, 3)
+    if not np.isfinite(kp).all():  # the tracker's geometry has no use for NaN or inf
+        raise WireError("bad_value", f"{int((~np.isfinite(kp)).sum())} non-finite coordinates")
     return KeypointMessage(seq, t, kp.astype(np.float32))
 
 
@@ -242,15 +254,17 @@ def _loads(payload: bytes) -> dict[str, Any]:
 
 
 def _num(obj: dict[str, Any], key: str) -> float:
+    """A finite number no further from 0 than :data:`MAX_ABS_T` (every JSON number is a time)."""
     x = obj.get(key)
-    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+    if (isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x)
+            or abs(x) >= MAX_ABS_T):
         raise WireError("bad_field", f"{key}={x!r}")
     return float(x)
 
 
-def _int(obj: dict[str, Any], key: str, lo: int = 0) -> int:
+def _int(obj: dict[str, Any], key: str, lo: int = 0, hi: int = 2**64 - 1) -> int:
     x = obj.get(key)
-    if isinstance(x, bool) or not isinstance(x, int) or x < lo:
+    if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
         raise WireError("bad_field", f"{key}={x!r}")
     return x
 
@@ -269,7 +283,7 @@ def decode_gate(payload: bytes, gate: str) -> GateMessage:
     if o.get("gate") != gate:
         raise WireError("bad_field", f"gate {o.get('gate')!r} on the topic of gate {gate!r}")
     return GateMessage(_int(o, "seq"), GateEvent(_num(o, "t"), gate, kind, cred,
-                                                 _int(o, "party_size", 1)))
+                                                 _int(o, "party_size", 1, MAX_PARTY)))
 
 
 def encode_end(t: float, sent: dict[str, int]) -> bytes:
