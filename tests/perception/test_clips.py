@@ -13,11 +13,9 @@ from typer.testing import CliRunner
 from walkout.cli import app
 from walkout.perception.clips import ClipRequest, cut_clips
 
+from .test_evidence import _read, _sharpness
+
 FPS = 10.0
-
-
-def _sharpness(img: np.ndarray) -> float:
-    return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
 
 
 @pytest.fixture
@@ -35,24 +33,14 @@ def video(tmp_path: Path) -> Path:
     return path
 
 
-def _frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            return out
-        out.append(f)
-
-
 def test_clips_cover_the_window_blurred_and_report_cases_outside_the_video(
         video: Path, tmp_path: Path) -> None:
     written, missed = cut_clips(video, [ClipRequest("late", 99.0), ClipRequest("e1-cam1", 2.0)],
                                 tmp_path / "clips", pre_s=1.0, post_s=1.0)
     assert [p.name for p in written] == ["e1-cam1.mp4"] and missed == ["late"]
-    frames = _frames(written[0])
+    frames = _read(written[0])
     assert 19 <= len(frames) <= 22  # 1.0-3.0 s at 10 fps
-    sharp = _sharpness(_frames(video)[20])
+    sharp = _sharpness(_read(video)[20])
     assert all(_sharpness(f) < 0.05 * sharp for f in frames)
     # the first frame is the one at 1.0 s (corner 4 × 10), not the start of the video
     assert abs(float(frames[0][4:12, 4:12].mean()) - 40) < 8
