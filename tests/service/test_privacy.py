@@ -185,3 +185,29 @@ def test_the_service_purges_by_itself_without_a_cron_job(engine, tmp_path) -> No
         r = svc.client.post("/v1/admin/retention/purge", json={}, headers=ADMIN)
         assert r.json()["deleted"]["evidence_clips"] in (0, 1)  # the sweep may be first
         assert sorted(p.name for p in clips.iterdir()) == ["recent.mp4"]
+
+
+def test_staff_answer_a_card_guests_privacy_request(svc: Svc) -> None:
+    """A card-tap guest has no app to export or erase with: an admin does it for them, found
+    by the card token or the e-mail address they left (identity checked by staff)."""
+    c = svc.client
+    r = c.post("/v1/gates/entry/card", headers=svc.gate,
+               json={"card_token": "tok_guest_card", "email": "Gus@Example.org"})
+    assert r.status_code == 201, r.text
+    out = svc.leave(r.json()["visit_id"], {BAR: 1})
+    app_user = svc.shopper(card="tok_app", email="ann@example.org")  # not named: untouched
+    assert c.post("/v1/admin/privacy/export", json={"card_token": "tok_guest_card"},
+                  headers=svc.gate).status_code == 403  # admins only
+    r = c.post("/v1/admin/privacy/export", json={"email": "gus@example.org"}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    [doc] = r.json()["accounts"]
+    assert doc["account"]["kind"] == "card" and doc["account"]["email"] == "Gus@Example.org"
+    assert [x["receipt_id"] for x in doc["receipts"]] == [out["receipt_id"]]
+    r = c.post("/v1/admin/privacy/erase", json={"card_token": "tok_guest_card"}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    [(account_id, done)] = r.json()["accounts"].items()
+    assert done["erased"] is True and account_id == doc["account"]["account_id"]
+    r = c.post("/v1/admin/privacy/export", json={"email": "gus@example.org"}, headers=ADMIN)
+    assert r.json()["accounts"] == []  # nothing leads to the guest any more
+    assert c.get("/v1/me", headers=app_user).status_code == 200
+    assert c.post("/v1/admin/privacy/erase", json={}, headers=ADMIN).status_code == 422

@@ -198,6 +198,25 @@ def waiter() -> Callable[..., Any]:
     return wait_for
 
 
+@pytest.fixture
+def csp_watch() -> Callable[[Page], list[str]]:
+    return watch_csp
+
+
+def watch_csp(page: Page) -> list[str]:
+    """What the Content-Security-Policy refuses on ``page`` from now on, across navigations:
+    the page's own ``securitypolicyviolation`` events and Chromium's console reports (a refused
+    frame is reported to the console of the page that framed it)."""
+    seen: list[str] = []
+    page.expose_function("__cspViolation", lambda what: seen.append(what))
+    page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
+                         "window.__cspViolation(`${e.violatedDirective} ${e.blockedURI} "
+                         "${e.sourceFile}:${e.lineNumber}`));")
+    page.on("console", lambda m: seen.append(m.text)
+            if "Content Security Policy" in m.text else None)
+    return seen
+
+
 def take_shot(page: Page, name: str) -> Path:
     """A screenshot as a test artifact (artifacts/web/); with WALKOUT_UPDATE_SCREENSHOTS=1
     also the current one in docs/screenshots/ (what README shows)."""

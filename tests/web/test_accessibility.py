@@ -2,12 +2,13 @@
 run in Debian's Chromium): the shopper app on a phone, the kiosk, and each dashboard tab with
 live data and an open review case. An audit is not a usability study, but what it finds (a
 control without a name, text that does not stand out from its background, a landmark missing)
-shuts people out, and no release should bring one back."""
+shuts people out, and no release should bring one back. The same tour listens for anything the
+pages' Content-Security-Policy refuses: in these states too, they must need nothing it forbids."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 PHONE = {"width": 390, "height": 844}
+Watch = Callable[[Page], list[str]]
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +41,10 @@ def audit(page: Page, what: str) -> None:
     assert not found, f"{what}: {len(found)} accessibility violation(s):\n" + "\n".join(lines)
 
 
-def test_shopper_app_on_a_phone(store: Store, browser: Browser) -> None:
+def test_shopper_app_on_a_phone(store: Store, browser: Browser, csp_watch: Watch) -> None:
     ctx = browser.new_context(viewport=PHONE, is_mobile=True)
     page = ctx.new_page()
+    refused = csp_watch(page)
     page.goto(store.url + "/app")
     expect(page.get_by_label("E-mail")).to_be_visible()
     audit(page, "app: sign-up")
@@ -54,19 +57,24 @@ def test_shopper_app_on_a_phone(store: Store, browser: Browser) -> None:
     expect(page.locator("#qr svg")).to_be_visible()
     audit(page, "app: entry code")
     ctx.close()
+    assert not refused, refused
 
 
-def test_kiosk(store: Store, browser: Browser) -> None:
+def test_kiosk(store: Store, browser: Browser, csp_watch: Watch) -> None:
     page = browser.new_page(viewport={"width": 1024, "height": 768})
+    refused = csp_watch(page)
     page.goto(f"{store.url}/kiosk#token={store.kiosk}")
     expect(page.get_by_label("Your e-mail address")).to_be_visible()
     audit(page, "kiosk")
     page.close()
+    assert not refused, refused
 
 
-def test_dashboard_every_tab_with_live_data(store: Store, browser: Browser) -> None:
+def test_dashboard_every_tab_with_live_data(store: Store, browser: Browser,
+                                            csp_watch: Watch) -> None:
     store.runner.go.set()  # the store opens: people, events, then a review case
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    refused = csp_watch(page)
     page.goto(f"{store.url}/#token={store.operator}")
     expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
     expect(page.locator("#map g.person").first).to_be_visible(timeout=30_000)
@@ -82,3 +90,4 @@ def test_dashboard_every_tab_with_live_data(store: Store, browser: Browser) -> N
         page.wait_for_timeout(600)
         audit(page, f"dashboard: {tab}")
     page.close()
+    assert not refused, refused

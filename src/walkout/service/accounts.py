@@ -1,17 +1,23 @@
-"""Shopper accounts, staff accounts and payment methods (provider tokens only)."""
+"""Shopper accounts, staff accounts and their tokens, payment methods (provider tokens only)."""
 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from walkout.service.clock import aware
 from walkout.service.deps import Deps
-from walkout.service.errors import ServiceError
-from walkout.service.models import Account, PaymentMethod
+from walkout.service.errors import ServiceError, not_found
+from walkout.service.models import Account, ApiToken, PaymentMethod
 from walkout.service.payments.base import ChecksPayerRef, PaymentError
-from walkout.service.security import Role, issue_token
+from walkout.service.security import Principal, Role, hash_token, issue_token
 
 _DIGITS = re.compile(r"[\d \-]{12,}")
 
@@ -63,6 +69,87 @@ def create_staff(
         s.add(acct)
         s.flush()
         return acct.id, issue_token(s, acct.id, role, d.clock, token)
+
+
+def list_staff(d: Deps) -> list[dict[str, Any]]:
+    """Every staff account with how many of its tokens still work (0: revoked)."""
+    with d.sessions() as s:
+        live = func.count(ApiToken.id).filter(ApiToken.revoked_at.is_(None))
+        rows = s.execute(select(Account, live, func.max(ApiToken.revoked_at))
+                         .outerjoin(ApiToken, ApiToken.account_id == Account.id)
+                         .where(Account.kind == "staff").group_by(Account.id)
+                         .order_by(Account.created_at, Account.id)).all()
+        return [_staff(a, n, last) for a, n, last in rows]
+
+
+def revoke_staff(d: Deps, account_id: str) -> dict[str, Any]:
+    """Revoke every token of a staff account (idempotent). The caller must empty the auth
+    cache afterwards (:meth:`AuthCache.clear`), or the tokens work on for a few seconds."""
+    with d.sessions.begin() as s:
+        a = s.get(Account, account_id)
+        if a is None or a.kind != "staff":
+            raise not_found("staff account")
+        s.execute(update(ApiToken).where(ApiToken.account_id == account_id,
+                                         ApiToken.revoked_at.is_(None))
+                  .values(revoked_at=d.clock.now()))
+    return next(x for x in list_staff(d) if x["account_id"] == account_id)
+
+
+def revoke_token(d: Deps, authorization: str) -> None:
+    """Revoke the bearer token of ``authorization`` (a shopper signing out: the app has no
+    password, so a token it forgets is of use to nobody but whoever copied it)."""
+    token = authorization.partition(" ")[2].strip()
+    with d.sessions.begin() as s:
+        s.execute(update(ApiToken).where(ApiToken.token_hash == hash_token(token),
+                                         ApiToken.revoked_at.is_(None))
+                  .values(revoked_at=d.clock.now()))
+
+
+def _staff(a: Account, live: int, last_revoked: datetime | None) -> dict[str, Any]:
+    return {"account_id": a.id, "role": a.role, "name": a.display_name,
+            "created_at": aware(a.created_at).isoformat(), "active_tokens": int(live),
+            "revoked_at": None if live or last_revoked is None
+            else aware(last_revoked).isoformat()}
+
+
+class AuthCache:
+    """Bearer token (its hash) → principal, for ``ttl`` seconds: every request authenticates,
+    and a database round trip each time is a large part of a small request's cost.
+
+    Whatever revokes tokens in this process calls :meth:`clear` after its commit. That also
+    moves a generation number, and a lookup stores what it read only if the generation did
+    not move meanwhile: a request that read a token just before its revocation committed is
+    still answered, but cannot put the token back for ``ttl`` seconds. Tokens revoked by
+    another process (or by hand in the database) stop working within ``ttl``."""
+
+    def __init__(self, lookup: Callable[[str | None], Principal], ttl: float = 5.0,
+                 size: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lookup, self._ttl, self._size, self._clock = lookup, ttl, size, clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._gen = 0
+
+    def principal(self, authorization: str | None) -> Principal:
+        """The principal of the header (401 ``ServiceError`` when unknown or revoked)."""
+        key = hash_token(authorization) if authorization else ""
+        now = self._clock()
+        with self._lock:
+            hit, gen = self._entries.get(key), self._gen
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        p = self._lookup(authorization)
+        with self._lock:
+            if self._gen == gen:  # no revocation since the read: safe to keep
+                if len(self._entries) >= self._size:
+                    self._entries.clear()
+                self._entries[key] = (now + self._ttl, p)
+        return p
+
+    def clear(self) -> None:
+        """Forget every cached token, and refuse to cache lookups already under way."""
+        with self._lock:
+            self._gen += 1
+            self._entries.clear()
 
 
 def add_payment_method(d: Deps, account_id: str, provider_ref: str, label: str | None) -> str:

@@ -12,7 +12,6 @@ table to keep it that way.
 
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -57,6 +56,7 @@ from walkout.service.payments.ledger import LedgerProvider
 from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email, render_html, render_pdf
 from walkout.service.receipts.mail import SmtpMailer
+from walkout.service.receipts.render import HTML_CSP
 from walkout.service.schemas import (
     AccountCreated,
     AdmissionOut,
@@ -73,10 +73,12 @@ from walkout.service.schemas import (
     NewDispute,
     NewPaymentMethod,
     NewStaff,
+    PrivacyRequest,
     PurgeIn,
     QrScan,
     ReceiptLineOut,
     ReceiptOut,
+    StaffOut,
     VisitOut,
 )
 from walkout.service.security import Principal, Role, authenticate, authorize, hash_token
@@ -182,26 +184,21 @@ def create_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
         return JSONResponse({"error": code, "detail": str(e.detail)}, status_code=e.status_code)
 
-    # bearer token (its hash) → principal, for a few seconds: every request authenticates,
-    # and a database round trip each time is a large part of a small request's cost. Tokens
-    # are revoked only by erasure (DELETE /v1/me), which empties the cache at once.
-    auth_cache: dict[str, tuple[float, Principal]] = {}
+    def _authenticate(authorization: str | None) -> Principal:
+        with sessions() as s:
+            return authenticate(s, authorization)
+
+    # bearer token (its hash) → principal, for a few seconds (accounts.AuthCache). Whatever
+    # revokes tokens here (erasure, staff revocation, a shopper signing out) calls
+    # auth_cache.clear() after its commit: the tokens stop working at once, and a request
+    # that authenticated just before cannot re-cache them.
+    auth_cache = accounts.AuthCache(_authenticate, AUTH_CACHE_S, AUTH_CACHE_SIZE)
 
     def need(*roles: Role) -> Callable[..., Principal]:
         allowed = frozenset(roles)
 
         def dep(authorization: Annotated[str | None, Header()] = None) -> Principal:
-            key = hash_token(authorization) if authorization else ""
-            hit = auth_cache.get(key)
-            now = time.monotonic()
-            if hit is not None and hit[0] > now:
-                p = hit[1]
-            else:
-                with sessions() as s:
-                    p = authenticate(s, authorization)
-                if len(auth_cache) >= AUTH_CACHE_SIZE:
-                    auth_cache.clear()
-                auth_cache[key] = (now + AUTH_CACHE_S, p)
+            p = auth_cache.principal(authorization)
             authorize(p, allowed)
             return p
 
@@ -261,7 +258,8 @@ def create_app(
     # the .html/.pdf routes come first: {receipt_id} alone would match "x.html" too
     @app.get("/v1/receipts/{receipt_id}.html", response_class=HTMLResponse)
     def receipt_html(receipt_id: str, p: Anyone) -> HTMLResponse:
-        return HTMLResponse(render_html(_receipt(receipt_id, p).doc))
+        return HTMLResponse(render_html(_receipt(receipt_id, p).doc),
+                            headers={"Content-Security-Policy": HTML_CSP})
 
     @app.get("/v1/receipts/{receipt_id}.pdf", response_class=Response)
     def receipt_pdf(receipt_id: str, p: Anyone) -> Response:
@@ -386,12 +384,55 @@ def create_app(
         days = body.days or settings.retention_days
         return {"days": days, "deleted": retention.sweep(deps, days)}
 
+    # ---- privacy requests made to staff (a card-tap guest has no app to make them with) -----
+
+    @app.post("/v1/admin/privacy/export")
+    def privacy_export(body: PrivacyRequest, _: Admin) -> dict[str, Any]:
+        """Everything stored about each account the request names (staff have checked the
+        requester's identity)."""
+        ids = privacy.accounts_for_request(deps, body.email, body.card_token)
+        return {"accounts": [privacy.export(deps, a) for a in ids]}
+
+    @app.post("/v1/admin/privacy/erase")
+    def privacy_erase(body: PrivacyRequest, p: Admin) -> dict[str, Any]:
+        """Erase each account the request names, as ``DELETE /v1/me`` would."""
+        ids = privacy.accounts_for_request(deps, body.email, body.card_token)
+        done = {a: {"erased": True, **privacy.erase(deps, a)} for a in ids}
+        auth_cache.clear()  # their tokens are revoked
+        log.info("accounts erased on request, by %s: %s", p.account_id, ", ".join(ids))
+        return {"accounts": done}
+
     @app.post("/v1/admin/staff", status_code=201)
     def new_staff(body: NewStaff, _: Admin) -> AccountCreated:
         account_id, token = accounts.create_staff(deps, Role(body.role), body.name)
         return AccountCreated(account_id=account_id, token=token)
 
-    mount_web(app, deps, need, limits)  # the dashboard, shopper app and kiosk (walkout.web)
+    # ---- token revocation (staff accounts; a shopper signing out) ----------------------------
+
+    @app.get("/v1/admin/staff")
+    def list_staff(_: Admin) -> list[StaffOut]:
+        return [StaffOut(**x) for x in accounts.list_staff(deps)]
+
+    @app.delete("/v1/admin/staff/{account_id}")
+    def revoke_staff(account_id: str, p: Admin) -> StaffOut:
+        """Revoke a staff account's tokens: refused at once, open event streams end."""
+        if account_id == p.account_id:  # the last admin would lock everyone out
+            raise ServiceError(409, "own_account", "an admin cannot revoke their own account: "
+                               "ask another admin")
+        out = accounts.revoke_staff(deps, account_id)
+        auth_cache.clear()
+        log.info("staff account revoked: %s", account_id)
+        return StaffOut(**out)
+
+    @app.delete("/v1/me/token")
+    def sign_out(_: Shopper, authorization: Annotated[str, Header()]) -> dict[str, bool]:
+        """The shopper app's sign-out: the token it forgets is revoked as well."""
+        accounts.revoke_token(deps, authorization)
+        auth_cache.clear()
+        return {"signed_out": True}
+
+    # the dashboard, shopper app and kiosk (walkout.web); its event streams re-check tokens
+    mount_web(app, deps, need, limits, auth_cache.principal)
     return app
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from walkout.service import receipting
@@ -42,6 +42,7 @@ from walkout.service.models import (
     Visit,
 )
 from walkout.service.payments.ledger import pseudonymise_payer
+from walkout.service.receipts.kiosk import normalize_email
 
 
 def _iso(dt: Any) -> str | None:
@@ -149,6 +150,28 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
     return {"tokens_revoked": int(tokens), "payment_methods": n_methods,
             "entry_codes": int(codes or 0), "disputes": int(n_disputes),
             "event_log_rows": rows_scrubbed}
+
+
+def accounts_for_request(d: Deps, email: str | None = None,
+                         card_token: str | None = None) -> list[str]:
+    """The shopper accounts a privacy request made to staff names (a card-tap guest has no
+    app to ask with; an app shopper may have lost theirs): every account with this e-mail
+    address (compared case-folded, as the kiosk does) or holding this card token. Staff check
+    the requester's identity before acting on the answer."""
+    if not email and not card_token:
+        raise ServiceError(422, "nothing_to_match", "give the requester's email or card_token")
+    ids: set[str] = set()
+    with d.sessions() as s:
+        if email:
+            key = normalize_email(email)
+            ids |= {a.id for a in s.scalars(select(Account).where(
+                func.lower(Account.email) == key, Account.kind != "staff"))
+                if a.email is not None and normalize_email(a.email) == key}
+        if card_token:
+            ids |= set(s.scalars(select(PaymentMethod.account_id).join(
+                Account, Account.id == PaymentMethod.account_id).where(
+                PaymentMethod.provider_ref == card_token, Account.kind != "staff")))
+    return sorted(ids)
 
 
 def _movements(s: Session, credential: str) -> list[list[float]]:

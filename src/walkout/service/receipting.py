@@ -54,6 +54,7 @@ from walkout.service.receipts import (
     normalize_email,
 )
 from walkout.service.receipts.mail import mask_email
+from walkout.service.receipts.render import public_contest_url
 
 log = logging.getLogger("walkout.service.receipts")
 
@@ -165,7 +166,8 @@ def mail_receipt(d: Deps, receipt_id: str) -> str | None:
                 m.state, m.attempts, m.claimed_at = "sending", m.attempts + 1, now
     except IntegrityError:
         return None  # a concurrent claim won the insert: it sends
-    return _hand_over(d, receipt_id, 0, build_message(issued.doc, sender))
+    return _hand_over(d, receipt_id, 0, build_message(
+        issued.doc, sender, contest_url=public_contest_url(d.settings.public_url)))
 
 
 def _hand_over(d: Deps, receipt_id: str, revision: int, msg: EmailMessage) -> str | None:
@@ -256,7 +258,8 @@ def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = Fa
         rev = ReceiptRevision(revision, datetime.fromisoformat(c["revised_at"]),
                               _lines(c["removed"]), _lines(c["added"]), Decimal(c["refund"]),
                               refunded)
-        msg = build_revision_message(doc, rev, d.settings.mail_sender)
+        msg = build_revision_message(doc, rev, d.settings.mail_sender,
+                                     contest_url=public_contest_url(d.settings.public_url))
     return _hand_over(d, receipt_id, revision, msg)
 
 

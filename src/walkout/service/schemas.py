@@ -3,13 +3,32 @@ naming them), and money always as a decimal string beside its currency."""
 
 from __future__ import annotations
 
-from typing import Literal
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from walkout.service.accounts import refuse_card_number
 
 EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[A-Za-z]{2,}$"
+
+
+def mailable(value: str) -> str:
+    """Accept only what the receipt mailer can address: the address must parse, whole and
+    unchanged, as the ``To:`` header it becomes (``a,b@x.com`` would be two recipients, or
+    none), and be ASCII (the mailer does not ask servers for SMTPUTF8). Never echoes it."""
+    try:
+        whole = value.isascii() and Address(addr_spec=value).addr_spec == value
+    except (ValueError, IndexError, HeaderParseError):  # what the header parser raises
+        whole = False
+    if not whole:
+        raise ValueError("not an e-mail address receipts can be sent to")
+    return value
+
+
+#: an e-mail address receipts will be sent to
+MailAddress = Annotated[str, Field(pattern=EMAIL, max_length=320), AfterValidator(mailable)]
 
 
 class Strict(BaseModel):
@@ -22,7 +41,7 @@ class MoneyOut(Strict):
 
 
 class NewAccount(Strict):
-    email: str | None = Field(None, pattern=EMAIL, max_length=320)
+    email: MailAddress | None = None
     name: str | None = Field(None, min_length=1, max_length=120)
 
 
@@ -55,7 +74,7 @@ class QrScan(Strict):
 
 class CardTap(Strict):
     card_token: str = Field(min_length=3, max_length=255)
-    email: str | None = Field(None, pattern=EMAIL, max_length=320)
+    email: MailAddress | None = None
     party_size: int = Field(1, ge=1, le=20)
 
     _no_pan = field_validator("card_token")(refuse_card_number)
@@ -134,6 +153,14 @@ class PurgeIn(Strict):
                              description="retention in days; default: the configured one")
 
 
+class PrivacyRequest(Strict):
+    """Who a privacy request made to staff is about: the e-mail address the shopper gave,
+    or the card token the gate read (a card-tap guest has nothing else)."""
+
+    email: str | None = Field(None, max_length=320)
+    card_token: str | None = Field(None, min_length=1, max_length=200)
+
+
 class NewDispute(Strict):
     receipt_id: str = Field(min_length=1, max_length=32)
     product_id: str = Field(min_length=1, max_length=64)
@@ -149,3 +176,12 @@ class DisputeOut(Strict):
 class NewStaff(Strict):
     role: str = Field(pattern="^(operator|admin|kiosk)$")
     name: str | None = Field(None, max_length=120)
+
+
+class StaffOut(Strict):
+    account_id: str
+    role: str
+    name: str | None
+    created_at: str
+    active_tokens: int = Field(description="tokens that still work; 0 once revoked")
+    revoked_at: str | None = Field(description="when its last token was revoked, if none works")

@@ -51,6 +51,10 @@ class ServiceSettings(BaseSettings):
     smtp_password: SecretStr | None = Field(None, description="SMTP password")
     mail_sender: str = Field("receipts@walkout.invalid", pattern=r"^[^@\s]+@[^@\s]+$",
                              description="From address of receipt e-mails")
+    public_url: str | None = Field(
+        None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", description="the store's public "
+        "base URL (https://shop.example): receipt e-mails link to the shopper app's dispute "
+        "form under it; unset: they carry no link")
     kiosk_lookups_per_minute: int = Field(10, ge=1, description="rate limit of kiosk look-ups")
     # ---- disputes ----
     dispute_flag_rejections: int = Field(

@@ -9,7 +9,12 @@ Live updates are Server-Sent Events. The engine runs in another process and writ
 sees to the database (:mod:`walkout.service.live`), so each stream tails the database on the
 server — one indexed query every ``TAIL_S`` per open page — and pushes what is new; browsers
 never poll. The stream is read with ``fetch`` (an ``EventSource`` cannot send the bearer
-header), in the standard ``text/event-stream`` format.
+header), in the standard ``text/event-stream`` format. A stream outlives the request that
+authenticated it, so each turn of it checks its token again (through the auth cache) and ends
+once the token is revoked.
+
+Every response carries the security headers of :mod:`walkout.web.headers` (no framing, no
+script but the pages' own).
 
 (No ``from __future__ import annotations``: FastAPI must see the role aliases that ``mount``
 defines locally as real objects, not strings.)
@@ -55,14 +60,18 @@ from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email
 from walkout.service.receipts.mail import mask_email
 from walkout.service.security import Principal, Role
+from walkout.web.headers import SecurityHeaders
 
 HERE = Path(__file__).parent
 #: how often a live stream looks for new rows (server side)
 TAIL_S = 0.5
 #: a comment line this often keeps proxies from closing an idle stream
 KEEPALIVE_S = 15.0
+#: where the contest links of receipts lead (``receipts.render.DEFAULT_CONTEST_URL``): the
+#: shopper app, which opens that receipt's dispute form
+CONTEST_PAGE = "/receipts/{receipt_id}/disputes/new"
 #: the pages: no data in them, so no token (``PUBLIC_ROUTES`` of the app lists them)
-PAGES = frozenset({("GET", "/"), ("GET", "/app"), ("GET", "/kiosk")})
+PAGES = frozenset({("GET", "/"), ("GET", "/app"), ("GET", "/kiosk"), ("GET", CONTEST_PAGE)})
 #: heatmap cell (m); a sample slower than this (m/s) counts as dwelling
 CELL_M = 0.5
 DWELL_MPS = 0.25
@@ -116,16 +125,28 @@ def _pseudonym(account_id: str | None) -> str | None:
 
 
 def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]],
-          limits: Limits) -> None:
-    """Add the pages, their static files and their endpoints to the service. ``limits``: the
-    API's own limiters, so a page's route spends the same budget as the API route it mirrors."""
+          limits: Limits, authenticate: Callable[[str | None], Principal]) -> None:
+    """Add the pages, their static files, their endpoints and the security headers to the
+    service. ``limits``: the API's own limiters, so a page's route spends the same budget as
+    the API route it mirrors; ``authenticate``: the API's (cached) token check, which the
+    event streams repeat as they run."""
     sessions = deps.sessions
     store = deps.store
     Shopper = Annotated[Principal, Depends(need(Role.SHOPPER))]
     Operator = Annotated[Principal, Depends(need(Role.OPERATOR))]
     Kiosk = Annotated[Principal, Depends(need(Role.KIOSK, Role.OPERATOR))]
 
+    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def valid(authorization: str | None) -> bool:
+        """Whether a stream's token still works: a revocation through the API ends it at its
+        next turn, one anywhere else within the auth cache's few seconds."""
+        try:
+            authenticate(authorization)
+        except ServiceError:
+            return False
+        return True
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard_page() -> HTMLResponse:
@@ -138,6 +159,12 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
     @app.get("/kiosk", response_class=HTMLResponse, include_in_schema=False)
     def kiosk_page() -> HTMLResponse:
         return _page("kiosk.html", store=store.name)
+
+    @app.get(CONTEST_PAGE, response_class=HTMLResponse, include_in_schema=False)
+    def contest_page(receipt_id: str) -> HTMLResponse:
+        """A receipt e-mail's "Contest this line": the shopper app, which reads the receipt
+        and the line from its own URL and opens their dispute form."""
+        return _page("app.html", store=store.name)
 
     # ---- shopper app -------------------------------------------------------------------------
 
@@ -186,11 +213,18 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
     async def my_stream(request: Request, p: Shopper) -> StreamingResponse:
         """SSE: ``cart`` whenever the shopper's visit, cart or receipts change."""
 
+        auth = request.headers.get("authorization")
+
+        def turn() -> dict[str, Any] | None:
+            return cart_of(p.account_id) if valid(auth) else None
+
         async def gen() -> AsyncIterator[str]:
             last = None
             quiet = 0.0
             while not await request.is_disconnected():
-                now = await to_thread.run_sync(cart_of, p.account_id)
+                now = await to_thread.run_sync(turn)
+                if now is None:
+                    return  # revoked (signed out, erased): the page sees 401 on reconnecting
                 if now != last:
                     yield _sse("cart", now)
                     last, quiet = now, 0.0
@@ -304,13 +338,21 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         """SSE of the event log: ``positions``, ``alert``, ``gate``, ``decision``, ``review``,
         ``health``; ``changed`` when receipts, verdicts or disputes change."""
 
+        auth = request.headers.get("authorization")
+
+        def turn(since: int) -> tuple[list[dict[str, Any]], int, Any] | None:
+            return tail(since) if valid(auth) else None
+
         async def gen() -> AsyncIterator[str]:
             last = after if after is not None else await to_thread.run_sync(start_id,
                                                                             backlog_s)
             mark = None
             quiet = 0.0
             while not await request.is_disconnected():
-                events, last, m = await to_thread.run_sync(tail, last)
+                got = await to_thread.run_sync(turn, last)
+                if got is None:
+                    return  # revoked: the page sees 401 on reconnecting
+                events, last, m = got
                 for ev in events:
                     yield _sse(ev["channel"], ev, ev["id"])
                 if m != mark:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from walkout.service.receipts.model import ReceiptDoc, ReceiptRevision
 from walkout.service.receipts.render import (
-    DEFAULT_CONTEST_URL,
     render_html,
     render_pdf,
     render_text,
@@ -47,7 +46,7 @@ def message_id(doc: ReceiptDoc, sender: str, revision: int = 0) -> str:
 
 
 def build_revision_message(doc: ReceiptDoc, rev: ReceiptRevision, sender: str, *,
-                           contest_url: str = DEFAULT_CONTEST_URL,
+                           contest_url: str | None = None,
                            font_path: str | Path | None = None) -> EmailMessage:
     """The e-mail telling the shopper that ``doc`` (already revised) changed after a review:
     what changed and the refund above the receipt, the revised PDF attached. A pure function
@@ -63,11 +62,13 @@ def build_revision_message(doc: ReceiptDoc, rev: ReceiptRevision, sender: str, *
     return msg
 
 
-def build_message(doc: ReceiptDoc, sender: str, *, contest_url: str = DEFAULT_CONTEST_URL,
+def build_message(doc: ReceiptDoc, sender: str, *, contest_url: str | None = None,
                   font_path: str | Path | None = None,
                   notice: tuple[str, ...] = ()) -> EmailMessage:
     """The receipt e-mail to ``doc.email``; raises ``ValueError`` when it has no valid address.
-    ``notice`` paragraphs precede the receipt in both bodies."""
+    ``notice`` paragraphs precede the receipt in both bodies. ``contest_url``: the absolute
+    dispute URL (:func:`~walkout.service.receipts.render.public_contest_url`); None: no link,
+    since a relative one is dead in a mail client."""
     if not doc.email:
         raise ValueError(f"receipt {doc.receipt_id} has no e-mail address to send it to")
     try:
@@ -94,7 +95,7 @@ def build_message(doc: ReceiptDoc, sender: str, *, contest_url: str = DEFAULT_CO
 def send_receipt(doc: ReceiptDoc, smtp_host: str, smtp_port: int, sender: str, *,
                  already_sent: Container[str] = frozenset(), starttls: bool = False,
                  username: str | None = None, password: str | None = None,
-                 timeout: float = 10.0, contest_url: str = DEFAULT_CONTEST_URL,
+                 timeout: float = 10.0, contest_url: str | None = None,
                  font_path: str | Path | None = None) -> str:
     """E-mail ``doc`` to ``doc.email`` and return its Message-ID.
 

@@ -8,6 +8,8 @@ machine the service runs on.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,20 +18,16 @@ from urllib.parse import quote
 from fpdf import FPDF
 from fpdf.enums import Align, XPos, YPos
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from walkout.service.receipts.model import ReceiptDoc, ReceiptDocLine, ReceiptRevision
 
 #: Where a shopper contests a line; ``{receipt_id}`` is filled in (URL-quoted) and the line's
-#: product id is added as ``?product_id=``. The service mounts its dispute page here.
+#: product id is added as ``?product_id=``. The service serves the shopper app's dispute form
+#: here (``walkout.web``); an e-mail needs it absolute: :func:`public_contest_url`.
 DEFAULT_CONTEST_URL = "/receipts/{receipt_id}/disputes/new"
 
-_HTML = """\
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Receipt {{ doc.receipt_id }} – {{ doc.store_name }}</title>
-<style>
+_CSS = """
   body { font-family: system-ui, sans-serif; max-width: 40em; margin: 1em auto; color: #222; }
   table { width: 100%; border-collapse: collapse; }
   th, td { padding: .3em .4em; border-bottom: 1px solid #ddd; text-align: left; }
@@ -37,7 +35,21 @@ _HTML = """\
   tfoot td { font-weight: bold; border-bottom: none; }
   .meta { color: #555; }
   .notice { border: 1px solid #c90; background: #fff8e6; padding: .2em .8em; }
-</style>
+"""
+
+#: The Content-Security-Policy of the receipt page served over HTTP: no script at all, and
+#: only its own inline style (by hash: it is the same for every receipt).
+HTML_CSP = ("default-src 'none'; style-src 'sha256-"
+            + base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
+            + "'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+_HTML = """\
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Receipt {{ doc.receipt_id }} – {{ doc.store_name }}</title>
+<style>{{ css }}</style>
 </head>
 <body>
 <h1>{{ doc.store_name }}</h1>
@@ -67,7 +79,9 @@ _HTML = """\
       <td class="num">{{ line.quantity }}</td>
       <td class="num">{{ doc.fmt(line.unit_price) }}</td>
       <td class="num">{{ doc.fmt(doc.line_total(line)) }}</td>
-      <td><a href="{{ contest_link(line.product_id) }}">Contest this line</a></td>
+      <td>
+      {%- if contest %}<a href="{{ contest_link(line.product_id) }}">Contest this line</a>
+      {%- endif %}</td>
     </tr>
   {%- else %}
     <tr><td colspan="5">Nothing was taken: you have not been charged.</td></tr>
@@ -79,7 +93,10 @@ _HTML = """\
   </tfoot>
 </table>
 <p class="meta">No tax is itemised on this receipt.
-  Something wrong? <a href="{{ contest_link(None) }}">Contest a line</a>.</p>
+{% if contest %}
+  Something wrong? <a href="{{ contest_link(None) }}">Contest a line</a>.
+{% endif %}
+</p>
 </body>
 </html>
 """
@@ -94,6 +111,13 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def public_contest_url(public_url: str | None) -> str | None:
+    """The absolute contest URL under the store's public base URL (an e-mail's links must
+    be absolute), or None without one: the e-mail then carries no link rather than a dead
+    one."""
+    return None if not public_url else public_url.rstrip("/") + DEFAULT_CONTEST_URL
 
 
 def contest_link(doc: ReceiptDoc, product_id: str | None,
@@ -132,20 +156,22 @@ def revision_notice(doc: ReceiptDoc, rev: ReceiptRevision) -> tuple[str, ...]:
     return tuple(out)
 
 
-def render_html(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL,
+def render_html(doc: ReceiptDoc, *, contest_url: str | None = DEFAULT_CONTEST_URL,
                 notice: Sequence[str] = ()) -> str:
-    """The receipt as a self-contained HTML page (inline CSS, so it also works as an e-mail);
-    ``notice`` paragraphs are shown above it (a revision e-mail says what changed there)."""
+    """The receipt as a self-contained HTML page (inline CSS, so it also works as an e-mail;
+    served over HTTP with :data:`HTML_CSP`); ``notice`` paragraphs are shown above it (a
+    revision e-mail says what changed there). ``contest_url`` None: no contest links."""
     return _env.get_template("receipt.html").render(
         doc=doc, issued=_issued(doc), review_note=UNDER_REVIEW, notice=tuple(notice),
-        contest_link=lambda pid: contest_link(doc, pid, contest_url),
+        css=Markup(_CSS), contest=contest_url is not None,
+        contest_link=lambda pid: contest_link(doc, pid, contest_url or DEFAULT_CONTEST_URL),
     )
 
 
-def render_text(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL,
+def render_text(doc: ReceiptDoc, *, contest_url: str | None = DEFAULT_CONTEST_URL,
                 notice: Sequence[str] = ()) -> str:
     """The receipt as plain text: the alternative part of the e-mail, for clients without HTML;
-    ``notice`` lines come first."""
+    ``notice`` lines come first. ``contest_url`` None: no contest link."""
     out = [*notice, *([""] if notice else []), doc.store_name, f"Receipt {doc.receipt_id}",
            f"Visit: {_issued(doc)}", ""]
     if doc.under_review:
@@ -156,8 +182,10 @@ def render_text(doc: ReceiptDoc, *, contest_url: str = DEFAULT_CONTEST_URL,
     if not doc.lines:
         out.append("Nothing was taken: you have not been charged.")
     out += ["", f"Total: {doc.fmt(doc.total)} {doc.currency}",
-            "No tax is itemised on this receipt.",
-            f"Contest a line: {contest_link(doc, None, contest_url)}", ""]
+            "No tax is itemised on this receipt."]
+    if contest_url is not None:
+        out.append(f"Contest a line: {contest_link(doc, None, contest_url)}")
+    out.append("")
     return "\n".join(out)
 
 

@@ -1,11 +1,25 @@
 "use strict";
 // Shopper app (mobile-first): sign up, payment method, rotating entry QR, live cart over SSE,
-// receipts, contesting a line.
+// receipts, contesting a line (also straight from a receipt e-mail's link), signing out.
 (() => {
   const { api, el } = WO;
   let token = localStorage.getItem("wo-shopper");
   let qrTimer = null, stopStream = null, lastReceipts = -1;
   const show = (id, on) => { document.getElementById(id).hidden = !on; };
+  // a receipt e-mail's "Contest this line" opens /receipts/<id>/disputes/new?product_id=<line>
+  const link = location.pathname.match(/^\/receipts\/([^/]+)\/disputes\/new$/);
+  let contest = link && { receipt: decodeURIComponent(link[1]), product: new URLSearchParams(location.search).get("product_id") };
+  // the token is gone (signed out, revoked, erased): start afresh, with nothing of it on screen
+  function forget() { localStorage.removeItem("wo-shopper"); location.replace(location.pathname + location.search); }
+
+  document.getElementById("signout").addEventListener("click", () => { show("signout-confirm", true); document.getElementById("signout-yes").focus(); });
+  document.getElementById("signout-no").addEventListener("click", () => { show("signout-confirm", false); document.getElementById("signout").focus(); });
+  document.getElementById("signout-yes").addEventListener("click", async () => {
+    // revoked, not just forgotten: nobody can sign back in with it, so nobody should be able to use a copy
+    try { await api(token, "DELETE", "/v1/me/token"); }
+    catch (e) { if (e.status !== 401) { document.getElementById("signout-error").textContent = e.message; return; } }
+    forget();
+  });
 
   document.getElementById("signup-form").addEventListener("submit", async e => {
     e.preventDefault();
@@ -66,6 +80,22 @@
       el("strong", { text: `${r.total} ${r.currency}` }), ` · ${new Date(r.issued_at).toLocaleString()} `, r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null))));
     const open = document.getElementById("my-receipt").dataset.receipt;
     const again = rs.find(r => r.receipt_id === open); if (again) openReceipt(again);
+    if (contest) openContested(rs);
+  }
+  // the receipt and line of the e-mail's link, with its dispute form ready (once)
+  function openContested(rs) {
+    const want = rs.find(r => r.receipt_id === contest.receipt), product = contest.product;
+    contest = null;
+    if (!want) {
+      show("receipts-card", true);
+      document.getElementById("my-receipt").replaceChildren(el("p", { class: "error", role: "alert", text: "That receipt is not in the account on this phone." }));
+      return;
+    }
+    openReceipt(want);
+    const line = document.getElementById("dispute-product");
+    if (product && [...line.options].some(o => o.value === product)) line.value = product;
+    const reason = document.getElementById("dispute-reason");
+    reason.scrollIntoView({ block: "center" }); reason.focus();
   }
   function openReceipt(r) {
     const box = document.getElementById("my-receipt"); box.dataset.receipt = r.receipt_id;
@@ -86,15 +116,17 @@
   }
 
   async function route() {
-    if (!token) { show("signup", true); return; }
+    if (!token) { show(contest ? "contest-elsewhere" : "signup", true); return; }
     let me;
     try { me = await api(token, "GET", "/v1/app/cart"); }
     catch (e) { if (e.status === 401) { localStorage.removeItem("wo-shopper"); token = null; return route(); } throw e; }
     show("signup", false);
+    show("signout", true);
     show("payment", !me.payment_method);
     if (!me.payment_method) return;
     onCart(me);
-    if (!stopStream) stopStream = WO.stream(token, "/v1/app/stream", (ev, data) => { if (ev === "cart") onCart(data); }, st => {
+    if (!stopStream) stopStream = WO.stream(token, "/v1/app/stream", (ev, data) => { if (ev === "cart") onCart(data); }, (st, status) => {
+      if (status === 401) return forget();  // the stream ends when the token is revoked
       const c = document.getElementById("conn"); c.textContent = st === "live" ? "live" : "offline"; c.className = "pill" + (st === "live" ? " live" : "");
     });
   }

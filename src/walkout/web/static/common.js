@@ -2,6 +2,17 @@
 // Shared by the three pages: the bearer token, JSON calls, and a Server-Sent Events reader.
 // The SSE stream is read with fetch() because EventSource cannot send the Authorization header.
 const WO = (() => {
+  // a staff page's sign-out: forget the token and reload, so nothing it showed stays on screen
+  // (the reason, if any, is shown by the sign-in form after the reload)
+  function signOut(key, why) {
+    localStorage.removeItem(key);
+    if (why) sessionStorage.setItem("wo-signed-out", why); else sessionStorage.removeItem("wo-signed-out");
+    location.replace(location.pathname);
+  }
+  function signedOutWhy() {
+    const why = sessionStorage.getItem("wo-signed-out"); sessionStorage.removeItem("wo-signed-out");
+    return why || "";
+  }
   function tokenFromHash(key) {
     const m = new URLSearchParams(location.hash.slice(1)).get("token");
     if (m) { localStorage.setItem(key, m); history.replaceState(null, "", location.pathname); }
@@ -57,6 +68,7 @@ const WO = (() => {
     for (const [k, v] of Object.entries(attrs || {})) {
       if (v === null || v === undefined || v === false) continue;
       if (k === "text") e.textContent = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else if (k === "style") e.style.cssText = v;   // the CSP refuses style attributes, not the CSSOM
       else e.setAttribute(k, v === true ? "" : v);
     }
     for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k.nodeType ? k : document.createTextNode(String(k)));
@@ -100,5 +112,5 @@ const WO = (() => {
     });
     return select;
   }
-  return { tokenFromHash, api, stream, el, svg, fmtT, receiptTable, tabs };
+  return { tokenFromHash, signOut, signedOutWhy, api, stream, el, svg, fmtT, receiptTable, tabs };
 })();

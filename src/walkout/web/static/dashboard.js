@@ -13,21 +13,27 @@
   async function start() {
     try { layout = await api(token, "GET", "/v1/ops/store"); }
     catch (e) {
+      if (e.status === 401) localStorage.removeItem("wo-operator");  // revoked or mistyped
       document.getElementById("signin").hidden = false;
       document.getElementById("signin-error").textContent = token ? e.message : "";
       return;
     }
     document.getElementById("signin").hidden = true;
     document.getElementById("tabs").hidden = false;
+    document.getElementById("signout").hidden = false;
     const select = WO.tabs(document.getElementById("tabs"), name => { current = name; refresh(name); });
     select(document.getElementById("tab-live"));
-    WO.stream(token, "/v1/ops/stream?backlog_s=30", onEvent, st => {
+    WO.stream(token, "/v1/ops/stream?backlog_s=30", onEvent, (st, status) => {
+      // the stream ends when the token is revoked, and its reconnection is refused
+      if (status === 401 || status === 403) return WO.signOut("wo-operator", "This token no longer works (it was revoked): sign in with a new one.");
       const c = document.getElementById("conn"); c.textContent = st === "live" ? "live" : "offline";
       c.className = "pill" + (st === "live" ? " live" : "");
     });
     loadCases();
     requestAnimationFrame(frame);
   }
+  // a shared desk browser: the next person must not find the dashboard signed in
+  document.getElementById("signout").addEventListener("click", () => WO.signOut("wo-operator"));
   document.getElementById("signin-form").addEventListener("submit", e => {
     e.preventDefault(); token = document.getElementById("token").value.trim();
     localStorage.setItem("wo-operator", token); start();
@@ -266,6 +272,12 @@
   }
 
   // ---- receipts and disputes --------------------------------------------------------------
+  // what a dispute's state means to the operator; "corrected": a review verdict took the
+  // contested units off the receipt (refunding them), so there is nothing left to decide
+  const DISPUTE_STATES = { refunding: "refund pending", corrected: "corrected by review" };
+  const disputeState = d => el("span", { class: "state " + d.state, "data-state": d.state, text: DISPUTE_STATES[d.state] || d.state });
+  const disputed = d => d.state === "corrected" ? d.product_id : `${d.product_id} × ${d.quantity}`;  // a corrected one has 0 left
+  const flagBadge = d => d.shopper?.flagged ? el("span", { class: "badge flag", text: "flagged", title: `${d.shopper.rejected_disputes} disputes rejected in ${d.shopper.window_days} days` }) : null;
   document.getElementById("receipt-search").addEventListener("submit", e => { e.preventDefault(); loadReceipts(); });
   async function loadReceipts() {
     const q = document.getElementById("rq").value;
@@ -274,8 +286,8 @@
       el("strong", { text: `${r.total} ${r.currency}` }), ` · ${r.who} · ${new Date(r.issued_at).toLocaleTimeString()} `, el("span", { class: "state " + r.state, text: r.state }),
       r.open_disputes ? el("span", { class: "badge", text: r.open_disputes, "aria-label": "open disputes" }) : null))));
     const ds = await api(token, "GET", "/v1/disputes");
-    document.getElementById("disputes").replaceChildren(...ds.reverse().map(d => el("li", {}, el("button", { class: "row", onclick: () => showReceipt(d.receipt_id) },
-      `${d.product_id} × ${d.quantity} `, el("span", { class: "state " + d.state, text: d.state }), d.flagged ? el("span", { class: "badge", text: "flagged" }) : null))));
+    document.getElementById("disputes").replaceChildren(...ds.reverse().map(d => el("li", { "data-dispute": d.dispute_id }, el("button", { class: "row", onclick: () => showReceipt(d.receipt_id) },
+      disputed(d), " ", disputeState(d), " ", flagBadge(d)))));
   }
   async function showReceipt(id) {
     const r = await api(token, "GET", "/v1/ops/receipts/" + id);
@@ -286,9 +298,12 @@
       el("ul", { class: "lines" }, r.lines.map(l => el("li", { "data-product": l.product_id }, el("span", {}, `${l.quantity} × ${l.name}`, el("br"),
         el("span", { class: "muted", text: l.evidence.map(e => e.confidence !== undefined ? `${e.event_id}: ${Math.round(100 * e.confidence)}%${e.needs_review ? " (reviewed case)" : ""}` : e.event_id).join(" · ") })),
         el("span", {}, l.amount, " ", el("button", { type: "button", class: "secondary", "aria-label": `Refund one ${l.name}`, onclick: () => act(() => api(token, "POST", `/v1/ops/receipts/${id}/refund`, { product_id: l.product_id, quantity: 1, note: "refunded at the desk" })) }, "Refund 1"))))),
-      el("h3", { text: "Disputes" }), el("ul", { class: "list" }, r.disputes.map(d => el("li", {}, `${d.product_id} × ${d.quantity}: ${d.reason} `, el("span", { class: "state " + d.state, text: d.state }),
+      el("h3", { text: "Disputes" }), el("ul", { class: "list" }, r.disputes.map(d => el("li", { "data-dispute": d.dispute_id }, disputed(d), `: ${d.reason} `, disputeState(d), " ", flagBadge(d),
         d.state === "open" ? el("span", {}, " ", el("button", { type: "button", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "refund", note: "agreed" })) }, "Refund"), " ",
-          el("button", { type: "button", class: "secondary", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "reject", note: "evidence is clear" })) }, "Reject")) : null))),
+          el("button", { type: "button", class: "secondary", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "reject", note: "evidence is clear" })) }, "Reject"))
+        // the provider did not confirm the refund: it is still owed, and deciding again retries it
+        : d.state === "refunding" ? el("span", {}, " ", el("button", { type: "button", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "refund", note: "retried" })) }, "Retry refund"))
+        : null))),
       el("h3", { text: "Money" }), el("ul", { class: "list" }, r.charges.map(c => el("li", { text: `${c.kind} ${c.amount} · ${c.status}` }))), err);
   }
 
@@ -356,5 +371,6 @@
     if (name === "health") drawHealth();
     if (name === "analytics") drawAnalytics();
   }
+  document.getElementById("signin-error").textContent = WO.signedOutWhy();
   if (token) start(); else document.getElementById("signin").hidden = false;
 })();

@@ -4,7 +4,10 @@
   const { api, el } = WO;
   let token = WO.tokenFromHash("wo-kiosk"), clearTimer = null;
   const show = (id, on) => { document.getElementById(id).hidden = !on; };
-  function ready() { show("setup", !token); show("lookup", !!token); }
+  function ready() { show("setup", !token); show("lookup", !!token); show("signout", !!token); }
+  // staff take the terminal out of service (or it was revoked): forget the token, show the set-up
+  document.getElementById("signout").addEventListener("click", () => WO.signOut("wo-kiosk"));
+  document.getElementById("setup-error").textContent = WO.signedOutWhy();
   document.getElementById("setup-form").addEventListener("submit", e => {
     e.preventDefault(); token = document.getElementById("ktoken").value.trim(); localStorage.setItem("wo-kiosk", token); ready();
   });
@@ -19,7 +22,10 @@
         el("button", { type: "button", onclick: reset }, "Done"));
       show("found", true);
       clearTimeout(clearTimer); clearTimer = setTimeout(reset, 60000);  // nobody else reads it
-    } catch (x) { err.textContent = x.message; }
+    } catch (x) {
+      if (x.status === 401 || x.status === 403) return WO.signOut("wo-kiosk", "This token does not work for the kiosk (revoked, or not a kiosk token): enter a kiosk token.");
+      err.textContent = x.message;
+    }
   }
   function reset() { document.getElementById("found").replaceChildren(); show("found", false); document.getElementById("kemail").value = ""; document.getElementById("kcard").value = ""; }
   document.getElementById("email-form").addEventListener("submit", e => { e.preventDefault(); lookup("/v1/kiosk/receipts", { email: document.getElementById("kemail").value.trim() }); });
