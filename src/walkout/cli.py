@@ -99,6 +99,8 @@ def _progress(total: float, label: str) -> Iterator[Any]:
 
 
 def _receipts_json(result: Any) -> dict[str, Any]:
+    from walkout.checkout.tax import rate_str, tax_json
+
     return {
         "receipts": [
             {
@@ -111,9 +113,12 @@ def _receipts_json(result: Any) -> dict[str, Any]:
                 "lines": [
                     {"product": ln.product_id, "name": ln.name, "quantity": ln.quantity,
                      "unit_price": str(ln.unit_price), "amount": str(ln.amount),
-                     "events": list(ln.events)}
+                     "events": list(ln.events), "tax_class": ln.tax_class,
+                     "tax_rate": None if ln.tax_rate is None else rate_str(ln.tax_rate)}
                     for ln in r.lines
                 ],
+                # included in the total, per rate; empty where the store itemises no tax
+                "tax": tax_json(r.tax, r.currency),
             }
             for r in result.receipts
         ],

@@ -119,3 +119,46 @@ def test_upgrade_names_visits_the_old_race_let_in_twice(db_url: str) -> None:
         c.execute(text("UPDATE visits SET state = 'charged' WHERE id = 'twice1'"))
     upgrade(eng)
     eng.dispose()
+
+
+def test_0006_adds_tax_to_receipt_lines_and_takes_it_away_again(db_url: str) -> None:
+    """Lines issued before 0006 keep what they said (no tax: NULL); a rate is stored exactly;
+    the downgrade drops only the two columns, the lines stay."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from walkout.service.models import ReceiptLine
+
+    eng = make_engine(db_url)
+    upgrade(eng, "0005")
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    line = ("INSERT INTO receipt_lines (receipt_id, position, product_id, name, quantity, "
+            "unit_price, amount, events{}) VALUES ('r1', :pos, 'p1', 'Bread', 1, 1.99, 1.99, "
+            "'[]'{})")
+    with eng.begin() as c:
+        _account_with_method(c)
+        _visit(c, "v1", "a1", "charged")
+        c.execute(text("INSERT INTO receipts (id, visit_id, currency, total, needs_review, "
+                       "issued_at) VALUES ('r1', 'v1', 'EUR', 3.98, false, :t)"), {"t": t})
+        c.execute(text(line.format("", "")), {"pos": 0})
+    assert "tax_rate" not in {col["name"] for col in inspect(eng).get_columns("receipt_lines")}
+    upgrade(eng)
+    with eng.begin() as c:
+        assert c.execute(text("SELECT tax_class, tax_rate FROM receipt_lines")).one() == (
+            None, None)
+        c.execute(text(line.format(", tax_class, tax_rate", ", 'reduced', 0.055")),
+                  {"pos": 1})
+    with Session(eng) as s:  # as the service reads it: an exact Decimal
+        assert s.execute(select(ReceiptLine.tax_class, ReceiptLine.tax_rate)
+                         .order_by(ReceiptLine.position)).all() == [
+            (None, None), ("reduced", Decimal("0.055"))]
+    downgrade(eng, "0005")
+    assert not {"tax_class", "tax_rate"} & {
+        col["name"] for col in inspect(eng).get_columns("receipt_lines")}
+    with eng.begin() as c:
+        assert c.execute(text("SELECT count(*) FROM receipt_lines")).scalar_one() == 2
+    upgrade(eng)
+    eng.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -159,6 +160,73 @@ def test_pdf_with_a_unicode_font_prints_names_as_they_are() -> None:
     assert "Crème “bio” Ωmega" in text and "3.10 EUR" in text
 
 
+# ---- tax ---------------------------------------------------------------------------------------
+
+R, S = Decimal("0.055"), Decimal("0.20")
+
+
+def tax_cells(html: str) -> list[list[str]]:
+    """The cells of each row of a receipt page's tax table."""
+    table = html[html.index('<table class="tax">'):]
+    rows = table[:table.index("</table>")].split('<tr class="tax-line">')[1:]
+    return [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in rows]
+
+
+def _taxed() -> ReceiptDoc:
+    """Three reduced-rate lines and one standard: 5.97 + 0.99 + 0.07 = 7.03 at 5.5 %, whose
+    tax on the sum (0.37) is not the sum of per-line taxes (0.31 + 0.05 + 0.00 = 0.36)."""
+    return _doc(lines=(ReceiptDocLine("p1", "Bread", 3, Decimal("1.99"), "reduced", R),
+                       ReceiptDocLine("p2", "Soap", 1, Decimal("3.29"), "standard", S),
+                       ReceiptDocLine("p3", "Milk", 1, Decimal("0.99"), "reduced", R),
+                       ReceiptDocLine("p4", "Gum", 1, Decimal("0.07"), "reduced", R)))
+
+
+def test_tax_breakdown_adds_up_to_the_total() -> None:
+    doc = _taxed()
+    assert [(t.tax_class, t.gross, t.net, t.tax) for t in doc.tax] == [
+        ("reduced", Decimal("7.03"), Decimal("6.66"), Decimal("0.37")),
+        ("standard", Decimal("3.29"), Decimal("2.74"), Decimal("0.55"))]
+    assert sum(t.gross for t in doc.tax) == doc.total == Decimal("10.32")
+
+
+def test_html_text_and_pdf_show_the_tax_breakdown() -> None:
+    doc = _taxed()
+    html = render_html(doc)
+    assert '<table class="tax">' in html and "Prices include tax." in html
+    assert "No tax is itemised" not in html
+    assert tax_cells(html) == [["reduced", "5.5%", "6.66", "0.37", "7.03"],
+                               ["standard", "20%", "2.74", "0.55", "3.29"]]
+    text = render_text(doc)
+    assert "3 x Bread @ 1.99 = 5.97 (tax 5.5%)" in text
+    assert "  reduced 5.5%: net 6.66, tax 0.37, gross 7.03" in text
+    assert "  standard 20%: net 2.74, tax 0.55, gross 3.29" in text
+    pdf = _pdf_text(render_pdf(doc))
+    assert "Tax included in the prices" in pdf and "Prices include tax." in pdf
+    assert "reduced 5.5% 6.66 0.37 7.03" in pdf and "standard 20% 2.74 0.55 3.29" in pdf
+
+
+def test_receipt_without_tax_rates_says_no_tax_is_itemised() -> None:
+    doc = _doc()
+    assert doc.tax == ()
+    assert "No tax is itemised on this receipt." in render_html(doc)
+    assert "No tax is itemised on this receipt." in render_text(doc)
+    assert "No tax is itemised on this receipt." in _pdf_text(render_pdf(doc))
+    # a line without its rate (issued before its store had rates): nothing is itemised
+    mixed = _doc(lines=(*_taxed().lines, ReceiptDocLine("p9", "Old", 1, Decimal("1.00"))))
+    assert mixed.tax == () and "No tax is itemised" in render_html(mixed)
+
+
+@pytest.mark.parametrize(("cls", "rate", "match"), [
+    ("reduced", None, "a tax class and a tax rate go together"),
+    (None, Decimal("0.2"), "a tax class and a tax rate go together"),
+    ("standard", Decimal("1"), r"tax rate must be a Decimal fraction in \[0, 1\)"),
+    ("standard", 0.2, "tax rate must be a Decimal"),
+])
+def test_bad_line_tax_is_refused(cls: str | None, rate: object, match: str) -> None:
+    with pytest.raises(ReceiptError, match=match):
+        ReceiptDocLine("p1", "Soap", 1, Decimal("1"), cls, rate)  # type: ignore[arg-type]
+
+
 # ---- from the engine ----------------------------------------------------------------------------
 
 def test_from_engine_receipt_uses_catalogue_names_and_prices() -> None:
@@ -182,6 +250,10 @@ def test_from_engine_receipt_uses_catalogue_names_and_prices() -> None:
         (a.id, a.name, 2, a.price), (b.id, b.name, 1, b.price)}
     assert doc.total == receipt.total.quantize(Decimal("0.01"))
     assert from_engine_receipt(receipt, store, email="ana@example.org") == doc  # deterministic
+    # the catalogue's tax classes come along, and both breakdowns agree
+    assert {(ln.tax_class, ln.tax_rate) for ln in doc.lines} == {
+        store.product_tax[a.id], store.product_tax[b.id]}
+    assert doc.tax == receipt.tax
 
 
 def test_from_engine_receipt_refuses_products_outside_the_catalogue() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -98,6 +99,31 @@ def test_receipt_arrives_with_html_text_and_a_pdf(smtp: tuple[Inbox, int]) -> No
     assert isinstance(pdf, bytes) and pdf.startswith(b"%PDF-")
     pdf_text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
     assert "4.99 EUR" in pdf_text and "Crème fraîche" in pdf_text
+
+
+def test_the_email_itemises_the_tax_in_every_part(smtp: tuple[Inbox, int]) -> None:
+    inbox, port = smtp
+    rate = Decimal("0.055")
+    doc = ReceiptDoc("r-tax", "Corner Shop", datetime(2024, 5, 1, 12, 30, tzinfo=UTC), "EUR",
+                     (ReceiptDocLine("p1", "Oat milk", 2, Decimal("1.25"), "reduced", rate),
+                      ReceiptDocLine("p2", "Soap", 1, Decimal("0.99"), "standard",
+                                     Decimal("0.20"))), "ana@example.org")
+    send_receipt(doc, "127.0.0.1", port, SENDER)
+    [(_, msg)] = inbox.messages
+    text = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    # 2.50 × 0.055 / 1.055 = 0.1303 → 0.13; 0.99 / 6 = 0.165 → 0.16 (half-even)
+    assert "reduced 5.5%: net 2.37, tax 0.13, gross 2.50" in text.get_content()
+    assert "standard 20%: net 0.83, tax 0.16, gross 0.99" in text.get_content()
+    body = html.get_content()
+    table = body[body.index('<table class="tax">'):body.index("Prices include tax.")]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in table.split("<tr")[2:]]
+    assert rows == [["reduced", "5.5%", "2.37", "0.13", "2.50"],
+                    ["standard", "20%", "0.83", "0.16", "0.99"]]
+    [pdf_part] = list(msg.iter_attachments())
+    pdf_text = PdfReader(io.BytesIO(pdf_part.get_content())).pages[0].extract_text()
+    assert "reduced 5.5% 2.37 0.13 2.50" in pdf_text and "Prices include tax." in pdf_text
 
 
 def test_resending_a_recorded_receipt_sends_nothing(smtp: tuple[Inbox, int]) -> None:

@@ -50,6 +50,13 @@ def test_gate_end_and_results_round_trip() -> None:
     assert d["v"] == wire.SCHEMA_VERSION and d["total"] == "2.20"
     assert d["lines"] == [{"product": "p1", "name": "Milk", "quantity": 2,
                            "unit_price": "1.10", "amount": "2.20"}]
+    assert d["tax"] == []  # a store without tax rates itemises none
+    taxed = Receipt("s2", "qr-2", "EUR", (ReceiptLine("p1", "Milk", 3, Decimal("0.99"),
+                                                      Decimal("2.97"), ("e1",), "standard",
+                                                      Decimal("0.20")),),
+                    Decimal("2.97"), 1.0, 30.0, False)
+    assert wire.decode_result(wire.encode_receipt(taxed))["tax"] == [
+        {"tax_class": "standard", "rate": "0.2", "gross": "2.97", "net": "2.47", "tax": "0.50"}]
     a = wire.decode_result(wire.encode_alert(Alert(5.0, "device_silent", "quiet", "plates/A1")))
     assert (a["kind"], a["subject"]) == ("device_silent", "plates/A1")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from walkout.store import StoreFileError, builtin_stores, load_store, parse_store
+from walkout.store.loader import dump_store
 
 
 def test_small_store_meets_the_brief() -> None:
@@ -110,3 +112,85 @@ def test_not_yaml_and_not_a_mapping() -> None:
 def test_unknown_store_name_lists_the_shipped_ones() -> None:
     with pytest.raises(StoreFileError, match=r"no store named 'nowhere'.*small"):
         load_store("nowhere")
+
+
+# ---- tax ----------------------------------------------------------------------------------
+
+
+def _line_of(tmp_path: Path, needle: str) -> int:
+    """1-based line of the first line of the written bad.yaml that contains ``needle``."""
+    lines = (tmp_path / "bad.yaml").read_text().splitlines()
+    return next(i for i, ln in enumerate(lines, 1) if needle in ln)
+
+
+def test_small_store_itemises_tax_food_reduced_the_rest_standard() -> None:
+    s = load_store("small")
+    assert s.tax_rates == {"standard": Decimal("0.20"), "reduced": Decimal("0.055")}
+    assert set(s.product_tax) == set(s.products)
+    classes = {p.name: s.product_tax[p.id][0] for p in s.catalogue}
+    assert classes["KASHI TRAIL MIX BAR"] == classes["Red Bull Red"] == "reduced"
+    assert classes["Dawn Simply Clean"] == classes["Heavy Duty Aluminium Foil"] == "standard"
+    # a store without tax rates itemises none, and its products name no class
+    assert load_store("aifi-nanostore").product_tax == {}
+
+
+def test_unknown_tax_class_names_the_product_and_its_line(tmp_path: Path) -> None:
+    d = _small_dict()
+    d["catalogue"][5]["tax"] = "luxury"
+    msg = _error(d, tmp_path)
+    pid = d["catalogue"][5]["id"]
+    assert f"bad.yaml:{_line_of(tmp_path, 'tax: luxury')}: field catalogue.5.tax" in msg
+    assert f"product {pid!r}" in msg and "unknown tax class 'luxury'" in msg
+    assert "reduced, standard" in msg  # what it could have been
+
+
+@pytest.mark.parametrize("rate", ["20", "1", "-0.1", "0.1234567"])
+def test_tax_rate_must_be_a_fraction_in_0_1(tmp_path: Path, rate: str) -> None:
+    d = _small_dict()
+    d["tax_rates"]["standard"] = rate
+    msg = _error(d, tmp_path)
+    assert f"bad.yaml:{_line_of(tmp_path, 'standard: ')}: field tax_rates.standard" in msg
+    assert ("fraction in [0, 1)" in msg) or ("at most 6 decimal places" in msg)
+
+
+def test_tax_classes_without_tax_rates_are_refused(tmp_path: Path) -> None:
+    d = _small_dict()
+    del d["tax_rates"]
+    msg = _error(d, tmp_path)
+    assert "field default_tax: default_tax needs tax_rates" in msg
+    i = next(i for i, p in enumerate(d["catalogue"]) if p.get("tax"))
+    pid = d["catalogue"][i]["id"]
+    assert (f"field catalogue.{i}.tax: product {pid!r} ({d['catalogue'][i]['name']}) has tax "
+            "class 'standard' but the store has no tax_rates") in msg
+
+
+def test_products_without_a_class_need_a_default(tmp_path: Path) -> None:
+    d = _small_dict()
+    del d["default_tax"]
+    msg = _error(d, tmp_path)
+    untaxed = [i for i, p in enumerate(d["catalogue"]) if "tax" not in p]
+    first = d["catalogue"][untaxed[0]]
+    line = _line_of(tmp_path, f"name: {first['name']}") - 1  # the item starts at its id
+    assert (f"bad.yaml:{line}: field catalogue.{untaxed[0]}: product {first['id']!r} "
+            f"({first['name']}) has no tax class and the store sets no default_tax") in msg
+    # a catalogue of thousands is not listed whole
+    assert msg.count("has no tax class") == 20
+    assert f"and {len(untaxed) - 20} more like these" in msg
+    d = _small_dict()
+    d["default_tax"] = "zero"
+    assert "default_tax 'zero' is not a class of tax_rates (reduced, standard)" in _error(
+        d, tmp_path)
+
+
+def test_a_store_without_tax_loads_as_before(tmp_path: Path) -> None:
+    d = _small_dict()
+    del d["tax_rates"], d["default_tax"]
+    for p in d["catalogue"]:
+        p.pop("tax", None)
+    f = tmp_path / "plain.yaml"
+    f.write_text(yaml.safe_dump(d, sort_keys=False))
+    s = load_store(f)
+    assert s.tax_rates is None and s.product_tax == {}
+    dump_store(s, tmp_path / "again.yaml")  # written without the unset tax fields
+    again = (tmp_path / "again.yaml").read_text()
+    assert "tax_rates" not in again and "default_tax" not in again and "  tax:" not in again

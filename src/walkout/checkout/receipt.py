@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from walkout.cart.ledger import fold
 from walkout.cart.sessions import Session
+from walkout.checkout.tax import TaxLine, tax_breakdown
 from walkout.events import CartEntry
 from walkout.store.model import Store
 
@@ -20,6 +21,8 @@ class ReceiptLine:
     unit_price: Decimal
     amount: Decimal
     events: tuple[str, ...]  # provenance: the shelf events behind this line
+    tax_class: str | None = None  # None: the store itemises no tax
+    tax_rate: Decimal | None = None  # of tax_class, a fraction; included in the price
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,14 @@ class Receipt:
     def counts(self) -> dict[str, int]:
         return {line.product_id: line.quantity for line in self.lines}
 
+    @property
+    def tax(self) -> tuple[TaxLine, ...]:
+        """The tax included in the total, per rate (``checkout.tax``); empty when the store
+        itemises no tax."""
+        taxed = [(ln.tax_class, ln.tax_rate, ln.amount) for ln in self.lines
+                 if ln.tax_class is not None and ln.tax_rate is not None]
+        return tax_breakdown(taxed, self.currency) if len(taxed) == len(self.lines) else ()
+
 
 def build_receipt(session: Session, entries: list[CartEntry], store: Store,
                   reviewed: set[str] | None = None, revision: int = 0) -> Receipt:
@@ -51,8 +62,9 @@ def build_receipt(session: Session, entries: list[CartEntry], store: Store,
         if q <= 0:
             continue
         product = store.products[pid]
+        tax = store.product_tax.get(pid)
         lines.append(ReceiptLine(pid, product.name, q, product.price, product.price * q,
-                                 tuple(prov[pid])))
+                                 tuple(prov[pid]), *(tax or (None, None))))
     review = bool(reviewed and any(e.event_id in reviewed for e in entries))
     return Receipt(
         session_id=session.session_id, credential=session.credential, currency=store.currency,

@@ -56,6 +56,7 @@ from walkout.service.payments.ledger import LedgerProvider
 from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email, render_html, render_pdf
 from walkout.service.receipts.mail import SmtpMailer
+from walkout.service.receipts.model import line_tax, tax_rows
 from walkout.service.receipts.render import HTML_CSP
 from walkout.service.schemas import (
     AccountCreated,
@@ -79,6 +80,7 @@ from walkout.service.schemas import (
     ReceiptLineOut,
     ReceiptOut,
     StaffOut,
+    TaxLineOut,
     VisitOut,
 )
 from walkout.service.security import Principal, Role, authenticate, authorize, hash_token
@@ -444,7 +446,9 @@ def _receipt_out(it: receipting.Issued) -> ReceiptOut:
         issued_at=doc.issued_at.isoformat(),
         lines=[ReceiptLineOut(product_id=ln.product_id, name=ln.name, quantity=ln.quantity,
                               unit_price=doc.fmt(ln.unit_price),
-                              amount=doc.fmt(doc.line_total(ln))) for ln in doc.lines])
+                              amount=doc.fmt(doc.line_total(ln)), **line_tax(ln))
+               for ln in doc.lines],
+        tax=[TaxLineOut(**row) for row in tax_rows(doc)])
 
 
 def _mailer(settings: ServiceSettings) -> Mailer:

@@ -149,10 +149,13 @@ def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> _Frozen:
                   needs_review=needs_review, issued_at=d.clock.now())
     s.add(rec)
     s.flush()
+    taxes = d.store.product_tax  # snapshotted: a later catalogue change leaves it as issued
     for i, rl in enumerate(rlines):
+        cls, rate = taxes.get(rl.product_id, (None, None))
         s.add(ReceiptLine(receipt_id=rec.id, position=i, product_id=rl.product_id, name=rl.name,
                           quantity=rl.quantity, unit_price=rl.unit_price.amount,
-                          amount=rl.amount.amount, events=json.dumps(list(rl.events))))
+                          amount=rl.amount.amount, events=json.dumps(list(rl.events)),
+                          tax_class=cls, tax_rate=rate))
     hold = Money(Decimal(v.hold_amount), v.currency)
     kind = "release" if total.is_zero else "capture"
     amount = min(total, hold) if kind == "capture" else hold

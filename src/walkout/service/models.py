@@ -38,6 +38,8 @@ NAMING = {
 }
 
 MONEY = Numeric(14, 4, asdecimal=True)
+#: a tax rate as a fraction, exact to the 6 decimal places a store file may give
+TAX_RATE = Numeric(7, 6, asdecimal=True)
 
 
 def new_id() -> str:
@@ -324,6 +326,11 @@ class ReceiptLine(Base):
     unit_price: Mapped[Decimal] = mapped_column(MONEY)
     amount: Mapped[Decimal] = mapped_column(MONEY)
     events: Mapped[str] = mapped_column(Text)  # JSON list of shelf event ids (provenance)
+    #: the tax class and rate (a fraction) the price included when the line was issued: a
+    #: later catalogue change never rewrites an issued receipt. NULL: no tax itemised (the
+    #: store has no tax rates, or the receipt is older than migration 0006)
+    tax_class: Mapped[str | None] = mapped_column(String(64))
+    tax_rate: Mapped[Decimal | None] = mapped_column(TAX_RATE)
     __table_args__ = (UniqueConstraint("receipt_id", "position"),)
 
 

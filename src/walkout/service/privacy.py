@@ -43,6 +43,7 @@ from walkout.service.models import (
 )
 from walkout.service.payments.ledger import pseudonymise_payer
 from walkout.service.receipts.kiosk import normalize_email
+from walkout.service.receipts.model import line_tax, tax_rows
 
 
 def _iso(dt: Any) -> str | None:
@@ -97,7 +98,9 @@ def export(d: Deps, account_id: str) -> dict[str, Any]:
             "receipt_id": doc.receipt_id, "visit_id": it.visit_id, "currency": doc.currency,
             "total": doc.fmt(doc.total), "issued_at": doc.issued_at.isoformat(),
             "lines": [{"product_id": ln.product_id, "name": ln.name, "quantity": ln.quantity,
-                       "unit_price": doc.fmt(ln.unit_price)} for ln in doc.lines],
+                       "unit_price": doc.fmt(ln.unit_price), **line_tax(ln)}
+                      for ln in doc.lines],
+            "tax": tax_rows(doc),  # included in the total, per rate
             "emailed_to": m.recipient if m and m.state == "sent" else None,
             "emailed_at": _iso(m.sent_at) if m else None,
         })

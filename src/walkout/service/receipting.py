@@ -94,7 +94,9 @@ def load(d: Deps, s: Session, rec: Receipt, email: str | None = None) -> Issued:
     doc = ReceiptDoc(
         receipt_id=rec.id, store_name=d.store.name, issued_at=aware(rec.issued_at),
         currency=rec.currency,
-        lines=tuple(ReceiptDocLine(r.product_id, r.name, r.quantity, Decimal(r.unit_price))
+        lines=tuple(ReceiptDocLine(r.product_id, r.name, r.quantity, Decimal(r.unit_price),
+                                   r.tax_class,
+                                   None if r.tax_rate is None else Decimal(r.tax_rate))
                     for r in rows),
         email=email or recipient(acct), under_review=rec.needs_review or disputed > 0)
     return Issued(doc, v.id, v.account_id, rec.needs_review)
@@ -196,11 +198,18 @@ def _hand_over(d: Deps, receipt_id: str, revision: int, msg: EmailMessage) -> st
 
 
 def _lines_json(lines: Sequence[ReceiptDocLine]) -> list[list[object]]:
-    return [[ln.product_id, ln.name, ln.quantity, str(ln.unit_price)] for ln in lines]
+    return [[ln.product_id, ln.name, ln.quantity, str(ln.unit_price), ln.tax_class,
+             None if ln.tax_rate is None else str(ln.tax_rate)] for ln in lines]
 
 
 def _lines(rows: list[list[Any]]) -> tuple[ReceiptDocLine, ...]:
-    return tuple(ReceiptDocLine(str(p), str(n), int(q), Decimal(u)) for p, n, q, u in rows)
+    """Lines as :func:`_lines_json` recorded them (rows claimed before 0006 lack the tax)."""
+    out = []
+    for p, n, q, u, *tax in rows:
+        cls, rate = tax or (None, None)
+        out.append(ReceiptDocLine(str(p), str(n), int(q), Decimal(u), cls,
+                                  None if rate is None else Decimal(rate)))
+    return tuple(out)
 
 
 def claim_revision(d: Deps, s: Session, rec: Receipt, before: Sequence[ReceiptDocLine],

@@ -110,13 +110,20 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
         lines = visit_lines(s, visit_id)
         revised = receipt_lines(lines, cur)
         total = cart_total(lines, cur)
+        # a line keeps the tax it was issued with; one new to the receipt (or issued before
+        # receipts kept their tax) takes the catalogue's: the breakdown is then recomputed
+        taxes = {**d.store.product_tax, **{
+            ln.product_id: (ln.tax_class, ln.tax_rate) for ln in before
+            if ln.tax_class is not None and ln.tax_rate is not None}}
         s.execute(delete(ReceiptLine).where(ReceiptLine.receipt_id == rec.id))
         s.flush()
         for i, rl in enumerate(revised):
+            cls, rate = taxes.get(rl.product_id, (None, None))
             s.add(ReceiptLine(receipt_id=rec.id, position=i, product_id=rl.product_id,
                               name=rl.name, quantity=rl.quantity,
                               unit_price=rl.unit_price.amount, amount=rl.amount.amount,
-                              events=json.dumps(list(rl.events))))
+                              events=json.dumps(list(rl.events)), tax_class=cls,
+                              tax_rate=rate))
         rec.total, rec.needs_review = total.amount, needs_review
         after = {rl.product_id: rl.quantity for rl in revised}
         cut = {ln.product_id: ln.quantity - after.get(ln.product_id, 0) for ln in before

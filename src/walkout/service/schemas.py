@@ -126,6 +126,18 @@ class ReceiptLineOut(Strict):
     quantity: int
     unit_price: str
     amount: str
+    tax_class: str | None = Field(None, description="None: the receipt itemises no tax")
+    tax_rate: str | None = Field(None, description="a fraction, '0.055' is 5.5 %")
+
+
+class TaxLineOut(Strict):
+    """One rate of a receipt's tax breakdown (``walkout.checkout.tax``): gross = net + tax."""
+
+    tax_class: str = Field(description="the tax class (several, comma-separated, at one rate)")
+    rate: str = Field(description="a fraction, '0.2' is 20 %")
+    gross: str
+    net: str
+    tax: str
 
 
 class ReceiptOut(Strict):
@@ -137,6 +149,9 @@ class ReceiptOut(Strict):
     under_review: bool = False  # review cases or undecided disputes: it may still change
     issued_at: str | None = None
     lines: list[ReceiptLineOut]
+    tax: list[TaxLineOut] = Field(
+        default_factory=list, description="the tax included in the total, per rate; empty: "
+        "no tax is itemised on this receipt")
 
 
 class KioskLookup(Strict):

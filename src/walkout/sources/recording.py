@@ -49,7 +49,9 @@ class RecordingError(ValueError):
 
 
 def store_digest(store: Store) -> str:
-    return hashlib.sha256(store.model_dump_json().encode()).hexdigest()[:16]
+    """The store's fingerprint; optional fields left unset (a store without tax rates) do not
+    count, so recordings made before such a field existed still match their store file."""
+    return hashlib.sha256(store.model_dump_json(exclude_none=True).encode()).hexdigest()[:16]
 
 
 def write_recording(session: SimSession, out: Path) -> None:

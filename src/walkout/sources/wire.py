@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from walkout.checkout import Receipt
+from walkout.checkout.tax import tax_json
 from walkout.events import N_JOINTS, Alert, GateEvent
 
 SCHEMA_VERSION = 1
@@ -314,6 +315,7 @@ def encode_receipt(r: Receipt) -> bytes:
         "lines": [{"product": ln.product_id, "name": ln.name, "quantity": ln.quantity,
                    "unit_price": _money(ln.unit_price), "amount": _money(ln.amount)}
                   for ln in r.lines],
+        "tax": tax_json(r.tax, r.currency),  # included in the total, per rate
     })
 
 

@@ -218,8 +218,8 @@ def generate_store(area_m2: float, cameras: int, plates: int, seed: int = 1,
                    name: str | None = None, catalogue: Store | None = None) -> Store:
     """A store of ``area_m2`` m² with exactly ``cameras`` cameras and ``plates`` plates.
 
-    Products, prices and weights come from ``catalogue`` (default: the shipped ``small``
-    store). Raises :class:`StoreSizeError` when the sizes cannot make a store."""
+    Products, prices, weights and tax come from ``catalogue`` (default: the shipped
+    ``small`` store). Raises :class:`StoreSizeError` when the sizes cannot make a store."""
     from walkout.store.loader import load_store
 
     src = catalogue or load_store("small")
@@ -238,6 +238,8 @@ def generate_store(area_m2: float, cameras: int, plates: int, seed: int = 1,
         planogram=planogram,
         cameras=_cameras(layout, cameras),
         gates=_gates(layout),
+        tax_rates=src.tax_rates,  # the products keep their tax classes
+        default_tax=src.default_tax,
     )
 
 

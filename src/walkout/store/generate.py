@@ -227,6 +227,19 @@ def _planogram(
     return entries, used
 
 
+#: tax rates of the ``small`` store, illustrative (a French-style VAT): food and drink at the
+#: reduced rate, everything else at the standard one
+SMALL_TAX_RATES = {"standard": Decimal("0.20"), "reduced": Decimal("0.055")}
+#: the ``small`` catalogue's products that are not food or drink (cleaning, paper, foil and
+#: bags, first aid, a toy): taxed at the standard rate
+SMALL_NON_FOOD = frozenset({
+    "037000172208", "052548560096", "037000763437", "640562023941", "037000856801",
+    "046500733321", "019200753524", "037000255741", "052548570217", "037000973065",
+    "052548605131", "052548009564", "019200741859", "019200971812", "04456374584",
+    "052548570682", "039101011059", "681131157308", "761706120293",
+})
+
+
 def build_small_store(aifi_products: Path, aim3s_products: Path, seed: int = 7) -> Store:
     """The ``small`` convenience store, deterministic for a given seed and source data."""
     rng = np.random.default_rng(seed)
@@ -243,7 +256,8 @@ def build_small_store(aifi_products: Path, aim3s_products: Path, seed: int = 7) 
         price = Decimal(cents - cents % 10 + 9) / 100
         catalogue.append(
             Product(id=p.id, name=p.name, price=price, weight_g=p.weight_g,
-                    weight_sd_g=p.weight_sd_g)
+                    weight_sd_g=p.weight_sd_g,
+                    tax="standard" if p.id in SMALL_NON_FOOD else None)
         )
     return Store(
         name="small",
@@ -260,4 +274,6 @@ def build_small_store(aifi_products: Path, aim3s_products: Path, seed: int = 7) 
         # a fitting room in the north-east corner, door to the south: no camera sees inside
         blind_areas=[BlindArea(id="fitting-room", box=Box(min=(8.6, 8.4, 0.0),
                                                           max=(10.0, 10.0, 2.3)))],
+        tax_rates=SMALL_TAX_RATES,
+        default_tax="reduced",
     )

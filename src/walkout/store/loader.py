@@ -9,9 +9,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from walkout.store.model import Store
+from walkout.store.model import Store, StoreError
 
 BUILTIN_DIR = "builtin"
+#: problems of one check listed at most (a catalogue of thousands may have them all)
+MAX_LISTED = 20
 
 # libyaml's C parser and emitter where PyYAML was built with it (the wheels are): 20x faster
 # on a generated 20,000-plate store; the same safe subset of YAML either way
@@ -75,11 +77,17 @@ def parse_store(text: str, source: str = "<string>") -> Store:
         node = yaml.compose(text, Loader=_Loader)
         lines = []
         for err in e.errors():
-            loc = tuple(err["loc"])
-            field = ".".join(str(x) for x in loc) or "(store)"
-            line = _line_of(node, loc)
-            where = f"{source}:{line}" if line else source
-            lines.append(f"{where}: field {field}: {err['msg']}")
+            cause = err.get("ctx", {}).get("error")
+            # a cross-reference check names where each of its problems is
+            placed = (cause.problems if isinstance(cause, StoreError)
+                      else [(tuple(err["loc"]), err["msg"])])
+            for loc, msg in placed[:MAX_LISTED]:
+                field = ".".join(str(x) for x in loc) or "(store)"
+                line = _line_of(node, loc)
+                where = f"{source}:{line}" if line else source
+                lines.append(f"{where}: field {field}: {msg}")
+            if len(placed) > MAX_LISTED:
+                lines.append(f"{source}: ... and {len(placed) - MAX_LISTED} more like these")
         raise StoreFileError("invalid store file\n" + "\n".join(lines)) from e
 
 
@@ -94,8 +102,9 @@ def load_store(name_or_path: str | Path) -> Store:
 
 
 def dump_store(store: Store, path: Path) -> None:
-    """Write a store as YAML (prices as strings so no precision is lost)."""
-    data = store.model_dump(mode="json")
+    """Write a store as YAML (prices and tax rates as strings so no precision is lost);
+    optional fields left unset (a store without tax) are left out, as they were written."""
+    data = store.model_dump(mode="json", exclude_none=True)
     path.write_text(
         f"# walkout store file — format: docs/store-format.md\n"
         f"{yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100)}",

@@ -12,7 +12,14 @@ from functools import cached_property
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 Vec3 = tuple[float, float, float]
 Vec2 = tuple[float, float]
@@ -20,6 +27,35 @@ Vec2 = tuple[float, float]
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Loc = tuple[int | str, ...]
+
+
+class StoreError(ValueError):
+    """Cross-reference problems, each at a place in the file (a pydantic-style ``loc``), so
+    that the loader can name the line of each one rather than the top of the file."""
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        super().__init__("; ".join(msg for _, msg in problems[:3]) + more)
+        self.problems = tuple(problems)
+
+
+#: a tax class name: short, so it fits on a receipt line and in the database
+TaxClass = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,31}$")]
+
+
+def _tax_rate(v: Decimal) -> Decimal:
+    if not v.is_finite() or not 0 <= v < 1:
+        raise ValueError(f"a tax rate is a fraction in [0, 1) (20% is 0.20), got {v}")
+    if v != v.quantize(Decimal("0.000001")):
+        raise ValueError(f"a tax rate has at most 6 decimal places, got {v}")
+    return v
+
+
+#: a tax rate as a decimal fraction: 0.20 is 20 %
+TaxRate = Annotated[Decimal, AfterValidator(_tax_rate)]
 
 
 class Box(StrictModel):
@@ -77,6 +113,8 @@ class Product(StrictModel):
     price: Decimal = Field(ge=0, description="unit price, in the store's currency")
     weight_g: float = Field(gt=0, description="mean unit weight (g)")
     weight_sd_g: float = Field(ge=0, description="per-item weight spread σ (g)")
+    tax: TaxClass | None = Field(
+        None, description="tax class, a key of the store's tax_rates (default: default_tax)")
 
 
 class PlanogramEntry(StrictModel):
@@ -168,6 +206,11 @@ class Store(StrictModel):
     blind_areas: list[BlindArea] = Field(
         default_factory=list, description="enclosures no camera sees into (fitting rooms)"
     )
+    tax_rates: Annotated[dict[TaxClass, TaxRate], Field(min_length=1)] | None = Field(
+        None, description="tax class → rate as a fraction (0.20 is 20 %); "
+        "prices include it. Absent: receipts itemise no tax")
+    default_tax: TaxClass | None = Field(
+        None, description="tax class of products that name none (needs tax_rates)")
 
     @model_validator(mode="after")
     def _references(self) -> Store:
@@ -195,7 +238,34 @@ class Store(StrictModel):
         kinds = {g.kind for g in self.gates}
         if kinds != {"entry", "exit"}:
             raise ValueError("a store needs at least one entry gate and one exit gate")
+        self._check_tax()
         return self
+
+    def _check_tax(self) -> None:
+        """Every product has a known tax class when the store has tax rates, and none names
+        one when it has not: a receipt either itemises tax for every line or for none."""
+        problems: list[tuple[Loc, str]] = []
+        rates = self.tax_rates
+        if rates is None:
+            if self.default_tax is not None:
+                problems.append((("default_tax",), "default_tax needs tax_rates"))
+            problems += [(("catalogue", i, "tax"),
+                          f"product {p.id!r} ({p.name}) has tax class {p.tax!r} but the store "
+                          "has no tax_rates") for i, p in enumerate(self.catalogue) if p.tax]
+        else:
+            known = ", ".join(sorted(rates))
+            if self.default_tax is not None and self.default_tax not in rates:
+                problems.append((("default_tax",), f"default_tax {self.default_tax!r} is not "
+                                 f"a class of tax_rates ({known})"))
+            for i, p in enumerate(self.catalogue):
+                if p.tax is not None and p.tax not in rates:
+                    problems.append((("catalogue", i, "tax"), f"product {p.id!r} ({p.name}) "
+                                     f"has unknown tax class {p.tax!r}; tax_rates has {known}"))
+                elif p.tax is None and self.default_tax is None:
+                    problems.append((("catalogue", i), f"product {p.id!r} ({p.name}) has no "
+                                     "tax class and the store sets no default_tax"))
+        if problems:
+            raise StoreError(problems)
 
     # ---- derived, read-only views used by every stage -------------------------------------
 
@@ -238,6 +308,18 @@ class Store(StrictModel):
     def plate_boxes(self) -> np.ndarray:
         """(plates, 2, 3) array of box min/max in canonical plate order."""
         return np.array([[p.box.min, p.box.max] for p in self.plates.values()], dtype=np.float64)
+
+    @cached_property
+    def product_tax(self) -> dict[str, tuple[str, Decimal]]:
+        """Tax class and rate of each product; empty when the store itemises no tax."""
+        if self.tax_rates is None:
+            return {}
+        out = {}
+        for p in self.catalogue:
+            cls = p.tax or self.default_tax
+            assert cls is not None  # validated
+            out[p.id] = (cls, self.tax_rates[cls])
+        return out
 
     @cached_property
     def cameras_by_id(self) -> dict[str, Camera]:

@@ -3,7 +3,8 @@
 A ``ReceiptDoc`` is a frozen snapshot, decoupled from the engine's ``Receipt`` so that the
 channels (HTML, PDF, e-mail, kiosk) depend on one small typed value and not on the engine or the
 database. Money is ``Decimal``; the total is derived from the lines by a pure function so that
-what is shown, e-mailed and charged are the same number.
+what is shown, e-mailed and charged are the same number, and so is the tax breakdown
+(``walkout.checkout.tax``), from each line's tax class and rate as they were when it was issued.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from walkout.checkout.receipt import Receipt
+from walkout.checkout.tax import TaxLine, rate_str, tax_breakdown, tax_json
 from walkout.service.money import minor_digits
 from walkout.store.model import Store
 
@@ -29,12 +31,15 @@ def quantize(amount: Decimal, currency: str) -> Decimal:
 
 @dataclass(frozen=True, slots=True)
 class ReceiptDocLine:
-    """One product on a receipt: ``quantity`` units at ``unit_price`` each."""
+    """One product on a receipt: ``quantity`` units at ``unit_price`` each, that price
+    including tax at ``tax_rate`` of ``tax_class`` (both None: no tax itemised)."""
 
     product_id: str
     name: str
     quantity: int
     unit_price: Decimal
+    tax_class: str | None = None
+    tax_rate: Decimal | None = None
 
     def __post_init__(self) -> None:
         where = f"receipt line for product {self.product_id!r}"
@@ -48,6 +53,14 @@ class ReceiptDocLine:
                                f"got {self.unit_price!r}")
         if self.unit_price < 0:
             raise ReceiptError(f"{where}: unit price must not be negative, got {self.unit_price}")
+        if (self.tax_class is None) != (self.tax_rate is None):
+            raise ReceiptError(f"{where}: a tax class and a tax rate go together, got "
+                               f"{self.tax_class!r} and {self.tax_rate!r}")
+        if self.tax_rate is not None and not (isinstance(self.tax_rate, Decimal)
+                                              and self.tax_rate.is_finite()
+                                              and 0 <= self.tax_rate < 1):
+            raise ReceiptError(f"{where}: tax rate must be a Decimal fraction in [0, 1), "
+                               f"got {self.tax_rate!r}")
 
 
 def line_total(line: ReceiptDocLine, currency: str) -> Decimal:
@@ -98,6 +111,14 @@ class ReceiptDoc:
     def line_total(self, line: ReceiptDocLine) -> Decimal:
         return line_total(line, self.currency)
 
+    @property
+    def tax(self) -> tuple[TaxLine, ...]:
+        """The tax included in the total, per rate; empty (no tax itemised) unless every line
+        carries its rate: a receipt issued before its store had tax rates stays as it was."""
+        taxed = [(ln.tax_class, ln.tax_rate, self.line_total(ln)) for ln in self.lines
+                 if ln.tax_class is not None and ln.tax_rate is not None]
+        return tax_breakdown(taxed, self.currency) if len(taxed) == len(self.lines) else ()
+
     def fmt(self, amount: Decimal) -> str:
         """``amount`` with exactly the currency's minor digits, e.g. ``2.50``."""
         return f"{quantize(amount, self.currency):.{minor_digits(self.currency)}f}"
@@ -137,17 +158,30 @@ def diff_lines(old: Sequence[ReceiptDocLine], new: Sequence[ReceiptDocLine],
         ref = b or a
         assert ref is not None
         if delta < 0:
-            removed.append(ReceiptDocLine(pid, ref.name, -delta, ref.unit_price))
+            removed.append(ReceiptDocLine(pid, ref.name, -delta, ref.unit_price,
+                                          ref.tax_class, ref.tax_rate))
         elif delta > 0:
-            added.append(ReceiptDocLine(pid, ref.name, delta, ref.unit_price))
+            added.append(ReceiptDocLine(pid, ref.name, delta, ref.unit_price,
+                                        ref.tax_class, ref.tax_rate))
     return tuple(removed), tuple(added)
+
+
+def tax_rows(doc: ReceiptDoc) -> list[dict[str, str]]:
+    """``doc``'s tax breakdown as the API's JSON (empty: no tax itemised)."""
+    return tax_json(doc.tax, doc.currency)
+
+
+def line_tax(line: ReceiptDocLine) -> dict[str, str | None]:
+    """A line's tax class and rate as the API's JSON."""
+    return {"tax_class": line.tax_class,
+            "tax_rate": None if line.tax_rate is None else rate_str(line.tax_rate)}
 
 
 def from_engine_receipt(receipt: Receipt, store: Store, *, email: str | None = None,
                         receipt_id: str | None = None,
                         issued_at: datetime | None = None) -> ReceiptDoc:
-    """The document of an engine ``Receipt``, names and prices taken from ``store``'s catalogue
-    (the catalogue is the authority on what a product is called and costs).
+    """The document of an engine ``Receipt``, names, prices and tax classes taken from
+    ``store``'s catalogue (the authority on what a product is called, costs and is taxed at).
 
     ``receipt_id`` defaults to one derived from the session, so re-building a receipt gives the
     same id (and the same e-mail Message-ID); ``issued_at`` defaults to the exit time (engine
@@ -162,7 +196,9 @@ def from_engine_receipt(receipt: Receipt, store: Store, *, email: str | None = N
         if product is None:
             raise ReceiptError(f"receipt {receipt.session_id}: product {ln.product_id!r} is not "
                                f"in the catalogue of store {store.name!r}")
-        lines.append(ReceiptDocLine(ln.product_id, product.name, ln.quantity, product.price))
+        cls, rate = store.product_tax.get(ln.product_id, (None, None))
+        lines.append(ReceiptDocLine(ln.product_id, product.name, ln.quantity, product.price,
+                                    cls, rate))
     when = receipt.exited_at if receipt.exited_at is not None else receipt.entered_at
     return ReceiptDoc(
         receipt_id=receipt_id or f"r-{receipt.session_id}",

@@ -20,6 +20,7 @@ from fpdf.enums import Align, XPos, YPos
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from walkout.checkout.tax import percent
 from walkout.service.receipts.model import ReceiptDoc, ReceiptDocLine, ReceiptRevision
 
 #: Where a shopper contests a line; ``{receipt_id}`` is filled in (URL-quoted) and the line's
@@ -30,6 +31,8 @@ DEFAULT_CONTEST_URL = "/receipts/{receipt_id}/disputes/new"
 _CSS = """
   body { font-family: system-ui, sans-serif; max-width: 40em; margin: 1em auto; color: #222; }
   table { width: 100%; border-collapse: collapse; }
+  table.tax { margin-top: 1em; font-size: .9em; }
+  caption { text-align: left; font-weight: bold; padding: .3em .4em; }
   th, td { padding: .3em .4em; border-bottom: 1px solid #ddd; text-align: left; }
   td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
   tfoot td { font-weight: bold; border-bottom: none; }
@@ -70,7 +73,7 @@ _HTML = """\
 <table>
   <thead>
     <tr><th>Product</th><th class="num">Qty</th><th class="num">Unit price</th>
-        <th class="num">Amount</th><th></th></tr>
+        <th class="num">Amount</th>{% if tax %}<th class="num">Tax</th>{% endif %}<th></th></tr>
   </thead>
   <tbody>
   {%- for line in doc.lines %}
@@ -79,6 +82,7 @@ _HTML = """\
       <td class="num">{{ line.quantity }}</td>
       <td class="num">{{ doc.fmt(line.unit_price) }}</td>
       <td class="num">{{ doc.fmt(doc.line_total(line)) }}</td>
+      {% if tax %}<td class="num">{{ percent(line.tax_rate) }}</td>{% endif %}
       <td>
       {%- if contest %}<a href="{{ contest_link(line.product_id) }}">Contest this line</a>
       {%- endif %}</td>
@@ -89,10 +93,33 @@ _HTML = """\
   </tbody>
   <tfoot>
     <tr><td colspan="3">Total ({{ doc.currency }})</td>
-        <td class="num total">{{ doc.fmt(doc.total) }} {{ doc.currency }}</td><td></td></tr>
+        <td class="num total">{{ doc.fmt(doc.total) }} {{ doc.currency }}</td>
+        {% if tax %}<td></td>{% endif %}<td></td></tr>
   </tfoot>
 </table>
+{% if tax %}
+<table class="tax">
+  <caption>Tax included in the prices</caption>
+  <thead>
+    <tr><th>Tax class</th><th class="num">Rate</th><th class="num">Net</th>
+        <th class="num">Tax</th><th class="num">Gross</th></tr>
+  </thead>
+  <tbody>
+  {%- for t in tax %}
+    <tr class="tax-line">
+      <td>{{ t.tax_class }}</td>
+      <td class="num">{{ percent(t.rate) }}</td>
+      <td class="num">{{ doc.fmt(t.net) }}</td>
+      <td class="num">{{ doc.fmt(t.tax) }}</td>
+      <td class="num">{{ doc.fmt(t.gross) }}</td>
+    </tr>
+  {%- endfor %}
+  </tbody>
+</table>
+<p class="meta">Prices include tax.
+{% else %}
 <p class="meta">No tax is itemised on this receipt.
+{% endif %}
 {% if contest %}
   Something wrong? <a href="{{ contest_link(None) }}">Contest a line</a>.
 {% endif %}
@@ -163,7 +190,7 @@ def render_html(doc: ReceiptDoc, *, contest_url: str | None = DEFAULT_CONTEST_UR
     revision e-mail says what changed there). ``contest_url`` None: no contest links."""
     return _env.get_template("receipt.html").render(
         doc=doc, issued=_issued(doc), review_note=UNDER_REVIEW, notice=tuple(notice),
-        css=Markup(_CSS), contest=contest_url is not None,
+        css=Markup(_CSS), contest=contest_url is not None, tax=doc.tax, percent=percent,
         contest_link=lambda pid: contest_link(doc, pid, contest_url or DEFAULT_CONTEST_URL),
     )
 
@@ -176,17 +203,28 @@ def render_text(doc: ReceiptDoc, *, contest_url: str | None = DEFAULT_CONTEST_UR
            f"Visit: {_issued(doc)}", ""]
     if doc.under_review:
         out[-1:] = [UNDER_REVIEW, ""]
+    tax = bool(doc.tax)
     for ln in doc.lines:
         out.append(f"{ln.quantity} x {ln.name} @ {doc.fmt(ln.unit_price)} "
-                   f"= {doc.fmt(doc.line_total(ln))}")
+                   f"= {doc.fmt(doc.line_total(ln))}"
+                   + (f" (tax {percent(ln.tax_rate)})" if tax and ln.tax_rate is not None
+                      else ""))
     if not doc.lines:
         out.append("Nothing was taken: you have not been charged.")
-    out += ["", f"Total: {doc.fmt(doc.total)} {doc.currency}",
-            "No tax is itemised on this receipt."]
+    out += ["", f"Total: {doc.fmt(doc.total)} {doc.currency}", *tax_text(doc)]
     if contest_url is not None:
         out.append(f"Contest a line: {contest_link(doc, None, contest_url)}")
     out.append("")
     return "\n".join(out)
+
+
+def tax_text(doc: ReceiptDoc) -> list[str]:
+    """The tax lines under a receipt's total, in plain text (also what the PDF prints)."""
+    if not doc.tax:
+        return ["No tax is itemised on this receipt."]
+    return ["Prices include tax:", *(
+        f"  {t.tax_class} {percent(t.rate)}: net {doc.fmt(t.net)}, tax {doc.fmt(t.tax)}, "
+        f"gross {doc.fmt(t.gross)}" for t in doc.tax)]
 
 
 #: Typographic characters outside Latin-1 that have a faithful ASCII spelling.
@@ -243,12 +281,15 @@ def render_pdf(doc: ReceiptDoc, *, font_path: str | Path | None = None) -> bytes
         pdf.set_font(family, size=10)
     pdf.ln(4)
     # a table wraps long product names and breaks pages, repeating the heading row
-    with pdf.table(col_widths=(52, 10, 19, 19), text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT"),
+    taxed = bool(doc.tax)  # a Tax column with each line's rate
+    with pdf.table(col_widths=(52, 10, 19, 19, *((12,) if taxed else ())),
+                   text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT", *(("RIGHT",) if taxed else ())),
                    borders_layout="HORIZONTAL_LINES", line_height=6) as table:
-        table.row(["Product", "Qty", "Unit price", "Amount"])
+        table.row(["Product", "Qty", "Unit price", "Amount", *(["Tax"] if taxed else [])])
         for ln in doc.lines:
+            rate = [percent(ln.tax_rate)] if taxed and ln.tax_rate is not None else []
             table.row([clean(ln.name), str(ln.quantity), doc.fmt(ln.unit_price),
-                       doc.fmt(doc.line_total(ln))])
+                       doc.fmt(doc.line_total(ln)), *rate])
     if not doc.lines:
         pdf.cell(w, 7, "Nothing was taken: you have not been charged.",
                  new_x=XPos.LMARGIN, new_y=YPos.NEXT)
@@ -257,6 +298,19 @@ def render_pdf(doc: ReceiptDoc, *, font_path: str | Path | None = None) -> bytes
     pdf.cell(w * 0.6, 8, f"Total ({doc.currency})")
     pdf.cell(w * 0.4, 8, f"{doc.fmt(doc.total)} {doc.currency}", align=Align.R,
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    if doc.tax:
+        pdf.ln(2)
+        pdf.set_font(family, style="B", size=10)
+        pdf.cell(w, 6, "Tax included in the prices", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_font(family, size=10)
+        with pdf.table(col_widths=(40, 15, 15, 15, 15),
+                       text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"),
+                       borders_layout="HORIZONTAL_LINES", line_height=6) as table:
+            table.row(["Tax class", "Rate", "Net", "Tax", "Gross"])
+            for t in doc.tax:
+                table.row([clean(t.tax_class), percent(t.rate), doc.fmt(t.net),
+                           doc.fmt(t.tax), doc.fmt(t.gross)])
     pdf.set_font(family, size=8)
-    pdf.cell(w, 5, "No tax is itemised on this receipt.", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.cell(w, 5, "Prices include tax." if doc.tax else "No tax is itemised on this receipt.",
+             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     return bytes(pdf.output())

@@ -93,6 +93,16 @@ const WO = (() => {
       el("tbody", {}, rc.lines.map(l => el("tr", { "data-product": l.product_id }, el("td", { text: l.name }), el("td", { class: "num", text: l.quantity }), el("td", { class: "num", text: l.amount })))),
       el("tfoot", {}, el("tr", {}, el("th", { text: "Total" }), el("td"), el("th", { class: "num", text: `${rc.total} ${rc.currency}` }))));
   }
+  // the tax included in a receipt's total, per rate (null where the store itemises no tax)
+  const pct = rate => `${+(rate * 100).toFixed(4)}%`;
+  function taxTable(rc) {
+    if (!rc.tax || !rc.tax.length) return null;
+    return el("table", { class: "tax" },
+      el("caption", { text: "Prices include tax" }),
+      el("thead", {}, el("tr", {}, ["Tax class", "Rate", "Net", "Tax", "Gross"].map((h, i) => el("th", { class: i ? "num" : null, text: h })))),
+      el("tbody", {}, rc.tax.map(t => el("tr", { "data-tax-class": t.tax_class }, el("td", { text: t.tax_class }), el("td", { class: "num", text: pct(t.rate) }),
+        el("td", { class: "num", text: t.net }), el("td", { class: "num", text: t.tax }), el("td", { class: "num", text: t.gross })))));
+  }
   // keyboard navigation of a tablist (arrows, Home, End), per the WAI-ARIA tabs pattern
   function tabs(list, onSelect) {
     const items = [...list.querySelectorAll("[role=tab]")];
@@ -112,5 +122,5 @@ const WO = (() => {
     });
     return select;
   }
-  return { tokenFromHash, signOut, signedOutWhy, api, stream, el, svg, fmtT, receiptTable, tabs };
+  return { tokenFromHash, signOut, signedOutWhy, api, stream, el, svg, fmtT, receiptTable, taxTable, tabs };
 })();
