@@ -37,7 +37,7 @@ def test_clips_cover_the_window_blurred_and_report_cases_outside_the_video(
         video: Path, tmp_path: Path) -> None:
     written, missed = cut_clips(video, [ClipRequest("late", 99.0), ClipRequest("e1-cam1", 2.0)],
                                 tmp_path / "clips", pre_s=1.0, post_s=1.0)
-    assert [p.name for p in written] == ["e1-cam1.mp4"] and missed == ["late"]
+    assert [p.name for p in written] == ["e1-cam1.webm"] and missed == ["late"]
     frames = _read(written[0])
     assert 19 <= len(frames) <= 22  # 1.0-3.0 s at 10 fps
     sharp = _sharpness(_read(video)[20])
@@ -57,7 +57,7 @@ def test_walkout_evidence_cuts_the_replays_review_cases(video: Path, tmp_path: P
                                  "--post", "1"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.splitlines()[0])["not_in_video"] == []
-    assert [p.name for p in out.iterdir()] == ["G1-S2-P3-2.000-cam1.mp4"]
+    assert [p.name for p in out.iterdir()] == ["G1-S2-P3-2.000-cam1.webm"]
 
 
 def test_walkout_evidence_names_a_file_that_is_not_a_replay_output(video: Path,

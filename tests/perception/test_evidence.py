@@ -60,7 +60,7 @@ def test_clip_holds_the_window_around_the_event_and_only_blurred_frames(tmp_path
         img = _checker()
         cv2.putText(img, str(i), (10, 170), 0, 0.5, (0, 0, 255), 1)
         written += rec.push(t, img)
-    assert written == [tmp_path / "ev-1.mp4"]
+    assert written == [tmp_path / "ev-1.webm"]
     frames = _read(written[0])
     assert len(frames) == 16  # 1.0..2.5 s inclusive
     assert max(_sharpness(f) for f in frames) < 0.02 * _sharpness(_checker())
@@ -79,15 +79,18 @@ def test_bad_event_id_and_settings_are_refused(tmp_path: Path):
 
 def test_purge_deletes_clips_past_retention_and_keeps_recent_ones(tmp_path: Path):
     now = datetime(2025, 6, 1, tzinfo=UTC)
-    old, new = tmp_path / "old.mp4", tmp_path / "new.mp4"
-    for p in (old, new):
+    # an earlier version's .mp4 clips go by the same rule; other files are never touched
+    old, legacy, new = tmp_path / "old.webm", tmp_path / "legacy.mp4", tmp_path / "new.webm"
+    other = tmp_path / "notes.txt"
+    for p in (old, legacy, new, other):
         p.write_bytes(b"x")
     ts = (now - timedelta(days=31)).timestamp()
-    os.utime(old, (ts, ts))
+    for p in (old, legacy, other):
+        os.utime(p, (ts, ts))
     ts = (now - timedelta(days=2)).timestamp()
     os.utime(new, (ts, ts))
-    assert purge_clips(tmp_path, now, days=30) == 1
-    assert not old.exists() and new.exists()
+    assert purge_clips(tmp_path, now, days=30) == 2
+    assert not old.exists() and not legacy.exists() and new.exists() and other.exists()
     with pytest.raises(ValueError, match="at least 1 day"):
         purge_clips(tmp_path, now, days=0)
 
@@ -104,7 +107,7 @@ def test_stage_keeps_a_clip_with_the_real_shopper_blurred(tmp_path: Path, models
     for i in range(4):
         f = stage.process(i / 10, shopper_frame)
         assert f is not None and f.keypoints.shape[0] >= 1
-    assert rec.written == [tmp_path / "pick-1.mp4"]
+    assert rec.written == [tmp_path / "pick-1.webm"]
     clip = _read(rec.written[0])
     assert len(clip) == 3
     best = f.keypoints[np.argmax(f.keypoints[:, :, 2].mean(axis=1))][None]

@@ -149,6 +149,7 @@ def store(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sto
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
+                               evidence_dir=tmp_path_factory.mktemp("clips"),
                                bootstrap_admin_token=SecretStr(ADMIN), smtp_host="127.0.0.1",
                                smtp_port=smtp_port)
     runner = GatedRunner(LiveRunner(sensors, f"sim:web:{SEED}", speed=SPEED,

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import numpy as np
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
+from walkout.checkout.tax import percent
+from walkout.perception.evidence import EvidenceRecorder
 from walkout.service.models import RunnerCheckpoint
 
 if TYPE_CHECKING:
@@ -78,6 +81,13 @@ def test_shopper_signs_up_enters_shops_and_gets_the_receipt(
     assert Decimal(amount) > 0
     got = store.api("GET", "/v1/receipts", _token(page)).json()
     assert len(got) == 1 and got[0]["total"] == amount
+    # prices include tax: the receipt shows it per rate, as the API computed it
+    assert got[0]["tax"], "the small store itemises tax"
+    rows = page.locator("#my-receipt table.tax tbody tr")
+    expect(rows).to_have_count(len(got[0]["tax"]))
+    t = got[0]["tax"][0]
+    expect(rows.first.locator("td")).to_have_text(
+        [t["tax_class"], percent(Decimal(t["rate"])), t["net"], t["tax"], t["gross"]])
     shot(page, "app-receipt")
     # contest a line: the dispute reaches the operators
     line = got[0]["lines"][0]
@@ -168,7 +178,20 @@ def test_operator_decides_a_review_case_and_the_receipt_follows(
     page.goto(f"{store.url}/#token={store.operator}")
     page.get_by_role("tab", name=re.compile("Review queue")).click()
     expect(page.locator("#review-count")).to_have_text(re.compile(r"[1-9]"))
+    # a blurred camera clip `walkout evidence` cut around the case (here: 1 s of grey)
+    rec = EvidenceRecorder(store.deps.settings.evidence_dir, fps=10, pre_s=0.5, post_s=0.5)
+    rec.request(f"{case['case_id']}-cam1", 0.5)
+    for k in range(12):
+        rec.push(k / 10, np.full((96, 160, 3), 20 * k, np.uint8))
+    assert len(rec.written) == 1
     page.locator(f"#cases button[data-case='{case['case_id']}']").click()
+    # Chromium plays it (WebM/VP8), fetched with the operator's token
+    expect(page.locator("#case video")).to_have_count(1)
+    video = page.locator("#case video")
+    waiter("the clip's metadata in the player",
+           lambda: video.evaluate("v => v.readyState") >= 1, 15)  # CDP: the page's CSP stays
+    assert httpx.get(f"{store.url}/v1/ops/clips/{case['case_id']}-cam1.webm").status_code == 401
+    assert store.api("GET", "/v1/ops/clips/..%2Fweb.db", store.operator).status_code == 404
     # the evidence: weight plot, hypotheses with scores, the animated replay
     expect(page.locator("#case svg.plot polyline").first).to_be_visible()
     expect(page.locator("#case .hyp").first).to_be_visible()

@@ -24,7 +24,12 @@ import numpy as np
 Box = tuple[float, float, float, float]
 
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-CLIP_SUFFIX = ".mp4"
+#: WebM with VP8: royalty-free, written by OpenCV's own FFmpeg, and played by every browser
+#: (the dashboard shows clips beside a review case); MPEG-4 Part 2 plays in none of them
+CLIP_SUFFIX = ".webm"
+CLIP_FOURCC = "VP80"
+#: clips of earlier versions, still purged by the same rule
+_OLD_SUFFIXES = (".mp4",)
 
 
 def blur(img: np.ndarray, boxes: list[Box] | None = None, sigma_frac: float = 0.02,
@@ -81,7 +86,7 @@ class _Request:
 
 class EvidenceRecorder:
     """Keeps the last ``pre_s`` seconds of *blurred* frames and writes ``pre_s + post_s`` around
-    each requested event to ``out_dir/<event_id>.mp4``.
+    each requested event to ``out_dir/<event_id>.webm``.
 
     ``push`` blurs on entry (whole frame, or only person boxes when ``boxes`` are given and
     ``mode == "boxes"``); the ring buffer is bounded by time, so memory stays at
@@ -143,7 +148,7 @@ class EvidenceRecorder:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"{req.event_id}{CLIP_SUFFIX}"
         h, w = req.frames[0].shape[:2]
-        vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (w, h))
+        vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*CLIP_FOURCC), self.fps, (w, h))
         if not vw.isOpened():
             raise OSError(f"cannot open a video writer for {path}")
         for f in req.frames:
@@ -164,7 +169,9 @@ def purge_clips(out_dir: Path, now: datetime, days: int = 30) -> int:
         return 0
     cutoff = (now - timedelta(days=days)).timestamp()
     n = 0
-    for p in out_dir.glob(f"*{CLIP_SUFFIX}"):
+    for p in out_dir.iterdir():
+        if p.suffix not in (CLIP_SUFFIX, *_OLD_SUFFIXES):
+            continue
         if p.is_file() and p.stat().st_mtime < cutoff:
             p.unlink()
             n += 1

@@ -15,9 +15,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: what the pages need: their own scripts, styles and API (fetch and the event streams), the
-#: QR code's SVG inlined by script, and ``data:`` images (the favicon)
-PAGE_CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-            "form-action 'none'; frame-ancestors 'none'")
+#: QR code's SVG inlined by script, ``data:`` images (the favicon), and ``blob:`` media (a
+#: review case's evidence clips, fetched with the operator's token and played from memory)
+PAGE_CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+            "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 HEADERS = {
     "content-security-policy": PAGE_CSP,

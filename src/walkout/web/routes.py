@@ -23,6 +23,7 @@ defines locally as real objects, not strings.)
 import asyncio
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -32,7 +33,7 @@ from typing import Annotated, Any
 import segno
 from anyio import to_thread
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +41,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from walkout.perception.evidence import CLIP_SUFFIX
 from walkout.service import disputes, entry, receipting
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -59,6 +61,7 @@ from walkout.service.money import Money
 from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email
 from walkout.service.receipts.mail import mask_email
+from walkout.service.receipts.model import line_tax, tax_rows
 from walkout.service.security import Principal, Role
 from walkout.web.headers import SecurityHeaders
 
@@ -122,6 +125,10 @@ def _channel(source: str) -> str | None:
 def _pseudonym(account_id: str | None) -> str | None:
     """What the dashboard calls a bound shopper: not a name, not an address."""
     return None if account_id is None else "acct-" + account_id[:6]
+
+
+#: an evidence clip's file name: letters, digits, '_', '-', '.' (no path)
+_CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,160}$")
 
 
 def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]],
@@ -419,7 +426,29 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 "applied": v.applied_at is not None}
             ev["products"] = {pid: store.products[pid].name for h in ev["hypotheses"]
                               for pid, _ in h["items"] if pid in store.products}
+            ev["clips"] = case_clips(case_id)
             return dict(ev)
+
+    def case_clips(case_id: str) -> list[dict[str, str]]:
+        """The blurred camera clips `walkout evidence` cut around the case, in evidence_dir
+        (named ``<case id>-cam<camera>.webm``)."""
+        folder = deps.settings.evidence_dir
+        if folder is None or not folder.is_dir():
+            return []
+        prefix = f"{case_id}-cam"
+        return [{"name": p.name, "camera": p.name[len(prefix):-len(CLIP_SUFFIX)]}
+                for p in sorted(folder.iterdir())
+                if p.name.startswith(prefix) and p.suffix == CLIP_SUFFIX and p.is_file()]
+
+    @app.get("/v1/ops/clips/{name}")
+    def clip(name: str, _: Operator) -> FileResponse:
+        """One evidence clip (already blurred), for the review page's player. Only plain
+        names of clip files directly in evidence_dir are served."""
+        folder = deps.settings.evidence_dir
+        if (folder is None or not _CLIP_NAME.match(name) or not name.endswith(CLIP_SUFFIX)
+                or not (folder / name).is_file()):
+            raise not_found("clip")
+        return FileResponse(folder / name, media_type="video/webm")
 
     @app.post("/v1/ops/reviews/{case_id}/decision", status_code=201)
     def decide_review(case_id: str, body: ReviewDecisionIn, p: Operator) -> dict[str, Any]:
@@ -609,5 +638,6 @@ def _receipt_json(it: receipting.Issued) -> dict[str, Any]:
             "total": doc.fmt(doc.total), "under_review": doc.under_review,
             "issued_at": doc.issued_at.isoformat(), "store": doc.store_name,
             "lines": [{"product_id": ln.product_id, "name": ln.name, "quantity": ln.quantity,
-                       "unit_price": doc.fmt(ln.unit_price), "amount": doc.fmt(doc.line_total(ln))}
-                      for ln in doc.lines]}
+                       "unit_price": doc.fmt(ln.unit_price), "amount": doc.fmt(doc.line_total(ln)),
+                       **line_tax(ln)} for ln in doc.lines],
+            "tax": tax_rows(doc)}  # included in the total, per rate; empty: none itemised

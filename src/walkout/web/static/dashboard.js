@@ -190,7 +190,22 @@
       el("h3", { text: "Who: shoppers near the plate" }),
       el("div", {}, c.hands.map(h => el("div", { class: "hyp" }, el("span", { text: label(h.session_id) + (h.reach_m !== null ? ` · wrist ${Math.round(100 * h.reach_m)} cm from the plate` : "") }), el("span", { class: "meter", role: "img", "aria-label": `${Math.round(100 * h.probability)} percent` }, el("span", { style: `width:${(100 * h.probability).toFixed(1)}%` })), el("span", { text: `${(100 * h.probability).toFixed(0)}%` })))),
       el("h3", { text: "Replay: skeletons near the plate" }), replay(c),
+      ...(c.clips.length ? [el("h3", { text: "Camera clips (blurred)" }), clips(c)] : []),
       c.verdict ? el("p", { class: "state applied", role: "status" }, `Decided${c.verdict.applied ? " and applied" : " (waiting for the engine)"}: `, Object.entries(c.verdict.shares).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nothing was taken") : decideForm(c, label, items));
+  }
+  // the blurred clips `walkout evidence` cut around the case: fetched with the token (a <video>
+  // cannot send it) and played from memory
+  function clips(c) {
+    const box = el("div", { class: "clips" });
+    for (const clip of c.clips) {
+      const video = el("video", { controls: "", muted: "", preload: "metadata", "aria-label": `Camera ${clip.camera}, around the event (blurred)` });
+      box.append(el("figure", {}, video, el("figcaption", { text: `camera ${clip.camera}` })));
+      fetch("/v1/ops/clips/" + encodeURIComponent(clip.name), { headers: { "Authorization": "Bearer " + token } })
+        .then(r => r.ok ? r.blob() : Promise.reject(new Error(r.statusText)))
+        .then(b => { video.src = URL.createObjectURL(b); })
+        .catch(e => box.append(el("p", { class: "error", text: `clip ${clip.name}: ${e.message}` })));
+    }
+    return box;
   }
   function decideForm(c, label, items) {
     const sessions = c.sessions;
@@ -298,6 +313,7 @@
       el("ul", { class: "lines" }, r.lines.map(l => el("li", { "data-product": l.product_id }, el("span", {}, `${l.quantity} × ${l.name}`, el("br"),
         el("span", { class: "muted", text: l.evidence.map(e => e.confidence !== undefined ? `${e.event_id}: ${Math.round(100 * e.confidence)}%${e.needs_review ? " (reviewed case)" : ""}` : e.event_id).join(" · ") })),
         el("span", {}, l.amount, " ", el("button", { type: "button", class: "secondary", "aria-label": `Refund one ${l.name}`, onclick: () => act(() => api(token, "POST", `/v1/ops/receipts/${id}/refund`, { product_id: l.product_id, quantity: 1, note: "refunded at the desk" })) }, "Refund 1"))))),
+      WO.taxTable(r),
       el("h3", { text: "Disputes" }), el("ul", { class: "list" }, r.disputes.map(d => el("li", { "data-dispute": d.dispute_id }, disputed(d), `: ${d.reason} `, disputeState(d), " ", flagBadge(d),
         d.state === "open" ? el("span", {}, " ", el("button", { type: "button", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "refund", note: "agreed" })) }, "Refund"), " ",
           el("button", { type: "button", class: "secondary", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "reject", note: "evidence is clear" })) }, "Reject"))
