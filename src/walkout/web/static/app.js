@@ -100,7 +100,7 @@
   function openReceipt(r) {
     const box = document.getElementById("my-receipt"); box.dataset.receipt = r.receipt_id;
     const err = el("p", { class: "error", role: "alert" });
-    box.replaceChildren(el("h3", { text: "Receipt" }), WO.receiptTable(r), WO.taxTable(r), r.under_review ? el("p", { class: "muted", text: "Part of this visit is being checked by staff; the receipt may still change." }) : null,
+    WO.fill(box, el("h3", { text: "Receipt" }), WO.receiptTable(r), WO.taxTable(r), r.under_review ? el("p", { class: "muted", text: "Part of this visit is being checked by staff; the receipt may still change." }) : null,
       el("form", { "aria-label": "Contest a line", onsubmit: async e => {
         e.preventDefault();
         const f = e.target;

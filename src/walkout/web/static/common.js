@@ -74,6 +74,9 @@ const WO = (() => {
     for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k.nodeType ? k : document.createTextNode(String(k)));
     return e;
   }
+  // replaceChildren that skips absent parts (null, undefined) as el() does: the DOM would
+  // write them out as the text "null"
+  function fill(box, ...kids) { box.replaceChildren(...kids.flat().filter(k => k !== null && k !== undefined)); }
   const SVGNS = "http://www.w3.org/2000/svg";
   function svg(tag, attrs, ...kids) {
     const e = document.createElementNS(SVGNS, tag);
@@ -122,5 +125,5 @@ const WO = (() => {
     });
     return select;
   }
-  return { tokenFromHash, signOut, signedOutWhy, api, stream, el, svg, fmtT, receiptTable, taxTable, tabs };
+  return { tokenFromHash, signOut, signedOutWhy, api, stream, el, fill, svg, fmtT, receiptTable, taxTable, tabs };
 })();

@@ -309,7 +309,7 @@
     const box = document.getElementById("receipt");
     const err = el("p", { class: "error", role: "alert" });
     async function act(f) { try { await f(); await showReceipt(id); await loadReceipts(); } catch (e) { err.textContent = e.message; } }
-    box.replaceChildren(el("h2", { text: `Receipt ${r.receipt_id.slice(0, 8)}` }), el("p", {}, el("span", { class: "state " + r.state, text: r.state }), r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null, ` · ${r.total} ${r.currency}`),
+    WO.fill(box, el("h2", { text: `Receipt ${r.receipt_id.slice(0, 8)}` }), el("p", {}, el("span", { class: "state " + r.state, text: r.state }), r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null, ` · ${r.total} ${r.currency}`),
       el("ul", { class: "lines" }, r.lines.map(l => el("li", { "data-product": l.product_id }, el("span", {}, `${l.quantity} × ${l.name}`, el("br"),
         el("span", { class: "muted", text: l.evidence.map(e => e.confidence !== undefined ? `${e.event_id}: ${Math.round(100 * e.confidence)}%${e.needs_review ? " (reviewed case)" : ""}` : e.event_id).join(" · ") })),
         el("span", {}, l.amount, " ", el("button", { type: "button", class: "secondary", "aria-label": `Refund one ${l.name}`, onclick: () => act(() => api(token, "POST", `/v1/ops/receipts/${id}/refund`, { product_id: l.product_id, quantity: 1, note: "refunded at the desk" })) }, "Refund 1"))))),
