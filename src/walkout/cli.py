@@ -36,7 +36,7 @@ ScenarioOpt = Annotated[
     list[str] | None,
     typer.Option("--scenario", help="add a named scenario (repeatable); see `walkout scenarios`"),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="random seed of the simulation")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="random seed of the simulation")]
 
 
 def _store(name: str) -> Store:
@@ -135,7 +135,7 @@ def _receipts_json(result: Any) -> dict[str, Any]:
 @app.command()
 def demo(
     store: StoreOpt = "small",
-    shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 20,
+    shoppers: Annotated[int, typer.Option(min=0, help="number of shoppers")] = 20,
     seed: SeedOpt = 1,
     scenario: ScenarioOpt = None,
     serve: Annotated[bool, typer.Option(
@@ -224,7 +224,7 @@ def sim(
     out: Annotated[Path | None, typer.Option("--out", help="recording directory to write")]
     = None,
     store: StoreOpt = "small",
-    shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 20,
+    shoppers: Annotated[int, typer.Option(min=0, help="number of shoppers")] = 20,
     seed: SeedOpt = 1,
     scenario: ScenarioOpt = None,
     publish: Annotated[str | None, typer.Option(
@@ -308,7 +308,7 @@ def replay(
 @bench_app.command("accuracy")
 def bench_accuracy(
     store: StoreOpt = "small",
-    shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 200,
+    shoppers: Annotated[int, typer.Option(min=0, help="number of shoppers")] = 200,
     seed: SeedOpt = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
     suite: Annotated[
@@ -455,7 +455,7 @@ def scenarios_list() -> None:
 @bench_app.command("tracking")
 def bench_tracking(
     store: StoreOpt = "small",
-    shoppers: Annotated[int, typer.Option(help="number of shoppers")] = 50,
+    shoppers: Annotated[int, typer.Option(min=0, help="number of shoppers")] = 50,
     seed: SeedOpt = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
 ) -> None:
@@ -494,7 +494,7 @@ def serve(
         "store's sensor network through a broker (docs/mqtt.md)")] = "sim",
     recording: Annotated[Path | None, typer.Option(help="recording directory (--source "
                                                    "recording)")] = None,
-    shoppers: Annotated[int, typer.Option(help="simulated shoppers (--source sim)")] = 20,
+    shoppers: Annotated[int, typer.Option(min=0, help="simulated shoppers (--source sim)")] = 20,
     seed: SeedOpt = 1,
     speed: Annotated[float, typer.Option(help="1 = real time; 0 = as fast as possible")] = 1.0,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -564,7 +564,7 @@ def serve(
 def bench_durability(
     kills: Annotated[int, typer.Option(help="SIGKILLs of the service at random moments")] = 20,
     seed: SeedOpt = 1,
-    shoppers: Annotated[int, typer.Option(help="simulated shoppers")] = 5,
+    shoppers: Annotated[int, typer.Option(min=0, help="simulated shoppers")] = 5,
     store: StoreOpt = "small",
     db: Annotated[str | None, typer.Option(
         "--db", help="PostgreSQL server URL (two fresh databases are made there); default: "
@@ -595,7 +595,7 @@ def bench_durability(
 
 @bench_app.command("service")
 def bench_service(
-    shoppers: Annotated[int, typer.Option(help="concurrent shoppers through the API")] = 200,
+    shoppers: Annotated[int, typer.Option(min=0, help="concurrent shoppers through the API")] = 200,
     seed: SeedOpt = 1,
     store: StoreOpt = "small",
     db: Annotated[str | None, typer.Option(

@@ -33,3 +33,12 @@ def test_help_renders(path: tuple[str, ...]) -> None:
     r = CliRunner().invoke(app, [*path, "--help"])
     assert r.exit_code == 0, r.output
     assert "Usage" in r.output
+
+
+@pytest.mark.parametrize("args", [["sim", "--out", "x", "--shoppers", "-1"],
+                                  ["demo", "--seed", "-3"],
+                                  ["bench", "accuracy", "--shoppers", "-5"]])
+def test_negative_counts_and_seeds_are_refused_by_name(args: list[str]) -> None:
+    """They used to reach numpy and end in a traceback."""
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "greater than or equal to 0" in r.output, r.output

@@ -73,6 +73,27 @@ def test_inverted_box_is_refused(tmp_path: Path) -> None:
     assert "gondolas.0.box" in _error(d, tmp_path)
 
 
+@pytest.mark.parametrize(("where", "value"), [
+    (("cameras", 0, "fps"), float("inf")), (("cameras", 0, "K", 0, 0), float("nan")),
+    (("gondolas", 0, "box", "min", 0), float("nan")), (("floor", "outline", 0, 0), float("nan"))])
+def test_nan_and_infinity_are_refused_with_their_field(
+        tmp_path: Path, where: tuple, value: float) -> None:  # type: ignore[type-arg]
+    """Non-finite numbers used to pass and fail later deep in the simulator or tracker."""
+    d = _small_dict()
+    node = d
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = value
+    msg = _error(d, tmp_path)
+    assert ".".join(map(str, where)) in msg and "finite number" in msg
+
+
+def test_camera_resolution_must_be_positive(tmp_path: Path) -> None:
+    d = _small_dict()
+    d["cameras"][0]["resolution"] = [0, 720]
+    assert "cameras.0.resolution.0" in _error(d, tmp_path)
+
+
 def test_planogram_must_reference_known_plates_and_products(tmp_path: Path) -> None:
     d = _small_dict()
     d["planogram"][0]["plates"] = ["NOPE-S1-P1"]

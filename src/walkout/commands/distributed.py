@@ -18,8 +18,8 @@ def register(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
         ray: Annotated[str, typer.Option("--ray", help="Ray cluster address (host:port)")],
         store: Annotated[str, typer.Option("--store", help="shipped store or store YAML")]
         = "small",
-        shoppers: Annotated[int, typer.Option(help="simulated shoppers")] = 10,
-        seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 1,
+        shoppers: Annotated[int, typer.Option(min=0, help="simulated shoppers")] = 10,
+        seed: Annotated[int, typer.Option(min=0, help="random seed of the simulation")] = 1,
         zones: Annotated[int | None, typer.Option(
             help="shelf zones (default: one per CPU of the cluster)")] = None,
         areas: Annotated[int | None, typer.Option(

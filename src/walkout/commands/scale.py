@@ -23,7 +23,7 @@ def store_generate(
     area: Annotated[float, typer.Option(help="floor area, m²")] = 1000.0,
     cameras: Annotated[int, typer.Option(help="ceiling cameras")] = 40,
     plates: Annotated[int, typer.Option(help="weighing plates (16 per gondola unit)")] = 2000,
-    seed: Annotated[int, typer.Option(help="random seed of the planogram")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="random seed of the planogram")] = 1,
     name: Annotated[str | None, typer.Option(help="store name (default from the sizes)")]
     = None,
 ) -> None:
@@ -56,7 +56,7 @@ def bench_scale(
         "--area", help="store sizes in m² (repeatable; default 100 300 1000 3000)")] = None,
     shoppers: Annotated[list[int] | None, typer.Option(
         "--shoppers", help="shopper counts (repeatable; default 10 50)")] = None,
-    seed: Annotated[int, typer.Option(help="random seed of stores and simulations")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="random seed of stores and simulations")] = 1,
     window: Annotated[float, typer.Option(help="store seconds processed per point")] = 90.0,
     arrive: Annotated[float, typer.Option(help="shoppers arrive within this many seconds")]
     = 20.0,

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     field_validator,
     model_validator,
 )
@@ -26,7 +27,9 @@ Vec2 = tuple[float, float]
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN or infinity in a store file (a camera's K, a weight, a box corner) would pass here
+    # and fail later deep in the simulator or tracker: refused with its line instead
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Loc = tuple[int | str, ...]
@@ -134,7 +137,7 @@ class CameraPose(StrictModel):
 
 class Camera(StrictModel):
     id: str
-    resolution: tuple[int, int] = Field(description="width, height in pixels")
+    resolution: tuple[PositiveInt, PositiveInt] = Field(description="width, height in pixels")
     fps: float = Field(gt=0)
     K: tuple[Vec3, Vec3, Vec3] = Field(description="3x3 intrinsic matrix in pixels")
     dist: tuple[float, ...] = Field(
