@@ -119,6 +119,28 @@ def test_recording_with_a_corrupt_keypoints_file_is_refused_and_kept(tmp_path: P
     assert path.read_bytes() == damaged
 
 
+def test_perceive_never_writes_over_a_recording_with_sensor_data(tmp_path: Path):
+    """`walkout perceive --out` pointed at a simulated or store recording used to replace its
+    plates and gates with empty streams: refused, every file left as it was."""
+    from walkout.sim.session import simulate
+    from walkout.sources.recording import write_recording
+
+    store = load_store("small")
+    write_recording(simulate(store, 1, 1), tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    frame = KeypointFrame(store.cameras[0].id, 0.0, np.zeros((1, 17, 3), np.float32))
+    with pytest.raises(RecordingError, match="sensor data"):
+        write_keypoint_recording(tmp_path, store, [frame], {"backend": "x"})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_perceive_from_a_stream_that_gives_nothing_fails_and_writes_nothing(tmp_path: Path):
+    r = _walkout("perceive", "--out", str(tmp_path / "rec"), "--camera", "cam1", "--store",
+                 "aifi-nanostore", "--stream", "rtsp://127.0.0.1:1/none", "--duration", "1")
+    assert r.returncode == 2 and "no frame was read" in r.stderr, r.stderr
+    assert not (tmp_path / "rec").exists()
+
+
 def _walkout(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "walkout.cli", *args], capture_output=True,
                           text=True, timeout=300)

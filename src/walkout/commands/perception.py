@@ -137,8 +137,11 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                 assert stream is not None
                 res = perceive_stream(stream, camera, st.cameras_by_id[camera], cfg,
                                       duration_s=duration)
+            if not res.frames and stream is not None and not res.stats.get("grabbed"):
+                # nothing came: a recording of zero frames would look like an empty store
+                raise _fail(f"no frame was read from {stream} (see the log above)")
             n = write_keypoint_recording(out, st, res.frames, res.stats)
-        except (SourceError, ModelError, RecordingError) as e:
+        except (SourceError, ModelError, RecordingError, OSError) as e:
             raise _fail(str(e)) from e
         print(json.dumps(res.stats))
         err.print(f"{len(res.frames)} keypoint frames of {camera} -> {out} ({n} in all)")

@@ -29,11 +29,15 @@ from walkout.store.model import Store
 
 def _existing(out: Path, store: Store) -> list[KeypointFrame]:
     path = out / "keypoints.npz"
-    if not path.exists():
+    if not path.exists() and not (out / "recording.json").exists():
         return []
-    if read_meta(out).get("store_sha256") != store_digest(store):
+    meta = read_meta(out)
+    if meta.get("source") != "video":  # its plates and gates would be overwritten with nothing
+        raise RecordingError(f"{out}: holds a recording with sensor data (not one made from "
+                             "video by `walkout perceive`); use a new --out")
+    if meta.get("store_sha256") != store_digest(store):
         raise RecordingError(f"{out}: holds a recording of another store; use a new --out")
-    return load_keypoints(path, store)
+    return load_keypoints(path, store) if path.exists() else []
 
 
 def write_keypoint_recording(
@@ -44,12 +48,14 @@ def write_keypoint_recording(
     Returns the number of frames in the recording. ``perception`` (backend, counters) is kept
     per camera in ``perception.json``.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise RecordingError(f"{out}: is a file, not a recording directory")
     mine = {f.camera_id for f in frames}
     unknown = mine - set(store.cameras_by_id)
     if unknown:
         raise RecordingError(f"cameras {sorted(unknown)} are not in store '{store.name}'")
     kept = [f for f in _existing(out, store) if f.camera_id not in mine]
+    out.mkdir(parents=True, exist_ok=True)
     allf = sorted(kept + frames, key=lambda f: (f.t, f.camera_id))
     cam_ids = [c.id for c in store.cameras]
     index = {c: i for i, c in enumerate(cam_ids)}
