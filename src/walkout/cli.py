@@ -236,7 +236,7 @@ def sim(
 ) -> None:
     """Simulate a period: record its sensor streams and ground truth to disk (--out), and/or
     play them onto an MQTT broker as the store's devices would send them (--publish)."""
-    from walkout.sources.recording import write_recording
+    from walkout.sources.recording import RecordingError, write_recording
 
     if out is None and publish is None:
         err.print("[red]error:[/] give --out DIR (a recording) or --publish mqtt://HOST:PORT")
@@ -254,10 +254,18 @@ def sim(
             err.print(f"[red]error:[/] --publish: {e}")
             raise typer.Exit(2) from e
     st = _store(store)
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        err.print(f"[red]error:[/] --out {out}: exists and is not empty; a recording is never "
+                  "written over")
+        raise typer.Exit(2)
     with console.status(f"simulating {shoppers} shoppers..."):
         session = _simulate(st, shoppers, seed, scenario)
         if out is not None:
-            write_recording(session, out)
+            try:
+                write_recording(session, out)
+            except (RecordingError, OSError) as e:
+                err.print(f"[red]error:[/] writing the recording: {e}")
+                raise typer.Exit(2) from e
     if out is not None:
         console.print(f"recorded {session.duration_s:.0f} s of '{st.name}' to {out}")
     if target is not None:

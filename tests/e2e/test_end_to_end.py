@@ -122,3 +122,20 @@ def test_demo_without_review_or_alerts_prints_neither_table() -> None:
     assert res.exit_code == 0, res.output
     assert "to review 0 alerts 0" in " ".join(res.output.split())
     assert "Waiting for review" not in res.output and "Alerts" not in res.output
+
+
+def test_sim_never_writes_over_a_recording(recording: Path, tmp_path: Path) -> None:
+    """`walkout sim --out` onto an existing recording used to replace its sensor files and
+    leave the old receipts beside them."""
+    before = {p.relative_to(recording): p.read_bytes() for p in recording.rglob("*")
+              if p.is_file()}
+    res = runner.invoke(app, ["sim", "--store", "small", "--shoppers", "1", "--seed", "7",
+                              "--out", str(recording)])
+    assert res.exit_code == 2 and "never written over" in res.output, res.output
+    assert {p.relative_to(recording): p.read_bytes() for p in recording.rglob("*")
+            if p.is_file()} == before
+    fresh = tmp_path / "fresh"
+    res = runner.invoke(app, ["sim", "--store", "small", "--shoppers", "1", "--out", str(fresh)])
+    assert res.exit_code == 0, res.output
+    assert (fresh / "recording.json").is_file()
+    assert not list(tmp_path.glob(".*partial"))  # the work folder was renamed into place

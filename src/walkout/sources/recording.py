@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
 import zipfile
 import zlib
 from collections import Counter
@@ -55,8 +57,31 @@ def store_digest(store: Store) -> str:
 
 
 def write_recording(session: SimSession, out: Path) -> None:
-    """Write sensors and truth of a simulated session to ``out`` (created if needed)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write sensors and truth of a simulated session to ``out``, which must not exist or be
+    empty (a recording is never written over).
+
+    Everything goes to a hidden sibling folder first, is checked the way :func:`load_sensors`
+    checks it, and is renamed into place at the end: an interrupted or failed write (Ctrl-C,
+    a full disk) never leaves ``out`` looking like a complete recording."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RecordingError(f"{out}: exists and is not empty; use a new --out (a recording "
+                             "is never written over)")
+    tmp = out.with_name(f".{out.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        _write_session(session, tmp)
+        if store_digest(load_store(tmp / "store.yaml")) != read_meta(tmp)["store_sha256"]:
+            raise RecordingError(f"{out}: the store file did not come out as recorded "
+                                 "(interrupted while writing?); nothing was written")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_session(session: SimSession, out: Path) -> None:
     dump_store(session.store, out / "store.yaml")
     meta = {
         "format": FORMAT,
