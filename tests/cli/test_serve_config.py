@@ -51,3 +51,43 @@ def test_serve_with_an_unreachable_database_names_it_without_its_password(
     out = " ".join(res.output.split())
     assert "cannot open the database postgresql://shop:***@127.0.0.1" in out
     assert "s3cret" not in out and "Traceback" not in out
+
+
+def test_ctrl_c_stops_the_service_and_its_engine_worker_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C at a terminal reaches the whole process group. The engine worker used to die
+    on a KeyboardInterrupt mid-chunk (a traceback) and the service did not exit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "WALKOUT_DB_URL": f"sqlite:///{tmp_path / 'w.db'}"}
+    proc = subprocess.Popen([sys.executable, "-m", "walkout.cli", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(2)  # the engine worker is running the simulated store
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert "Application shutdown complete" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

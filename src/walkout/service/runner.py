@@ -63,8 +63,13 @@ class WorkerProcess:
 
     def __call__(self, d: Deps, stop: threading.Event) -> None:
         import multiprocessing as mp
+        import signal
 
         ctx = mp.get_context("spawn")
+        # Ctrl-C at the terminal reaches the whole process group; the worker is stopped by
+        # ``child_stop`` instead. A signal blocked in this thread stays blocked in the child
+        # it starts (across exec), so not even the seconds of its start-up are exposed.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         child_stop = ctx.Event()
         proc = ctx.Process(target=_worker_main, name="walkout-engine", daemon=True,
                            args=(self.runner, self.settings, child_stop, os.getpid(), self.mail))
@@ -121,7 +126,13 @@ def worker_deps(settings: Any, store: Any) -> Deps:
 
 
 def _worker_main(runner: Any, settings: Any, stop: Any, parent_pid: int, mail: bool) -> None:
+    import signal
+
     _die_with_parent(parent_pid)
+    # Ctrl-C at the terminal reaches the whole process group: the service's shutdown stops
+    # this worker through ``stop`` (committing the chunk in hand), not a KeyboardInterrupt
+    # in the middle of it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the API answers people at the door; the engine is paced in 5 s chunks and has slack:
     # under CPU contention the API goes first
     with suppress(OSError):
