@@ -496,7 +496,9 @@ def bench_tracking(
 def serve(
     db: Annotated[str | None, typer.Option("--db", help="database URL (env WALKOUT_DB_URL; "
                                            "default sqlite:///walkout.db)")] = None,
-    store: StoreOpt = "small",
+    store: Annotated[str | None, typer.Option(
+        "--store", help="shipped store name or store YAML path (env WALKOUT_STORE; default "
+        "small)")] = None,
     source: Annotated[str, typer.Option(
         help="sim: simulated shoppers; recording: --recording; mqtt://HOST:PORT/STORE: the "
         "store's sensor network through a broker (docs/mqtt.md)")] = "sim",
@@ -525,12 +527,13 @@ def serve(
     from walkout.service.settings import ServiceSettings
     from walkout.sources.recording import Sensors
 
-    overrides = {"db_url": db} if db else {}
-    try:
-        settings = ServiceSettings(store=store, **overrides)  # type: ignore[arg-type]
+    overrides = {k: v for k, v in (("db_url", db), ("store", store)) if v}
+    try:  # a command-line value wins over the environment, which wins over the default
+        settings = ServiceSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
         err.print(f"[red]error:[/] invalid setting {first_error(e, 'settings')}")
         raise typer.Exit(2) from e
+    store = settings.store
     runner: LiveRunner
     if source == "recording":
         if recording is None:

@@ -91,3 +91,10 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_serve_takes_the_store_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WALKOUT_STORE was silently replaced by the option's default."""
+    monkeypatch.setenv("WALKOUT_STORE", "nosuch")
+    r = CliRunner().invoke(app, ["serve", "--port", str(_free_port())])
+    assert r.exit_code != 0 and "no store named 'nosuch'" in r.output, r.output

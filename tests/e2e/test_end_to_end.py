@@ -139,3 +139,10 @@ def test_sim_never_writes_over_a_recording(recording: Path, tmp_path: Path) -> N
     assert res.exit_code == 0, res.output
     assert (fresh / "recording.json").is_file()
     assert not list(tmp_path.glob(".*partial"))  # the work folder was renamed into place
+
+
+def test_replay_of_a_file_instead_of_a_recording_says_so(tmp_path: Path) -> None:
+    f = tmp_path / "receipts.json"
+    f.write_text("{}")
+    res = runner.invoke(app, ["replay", str(f)])
+    assert res.exit_code == 2 and "not a walkout recording" in res.output, res.output

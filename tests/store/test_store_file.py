@@ -215,3 +215,10 @@ def test_a_store_without_tax_loads_as_before(tmp_path: Path) -> None:
     dump_store(s, tmp_path / "again.yaml")  # written without the unset tax fields
     again = (tmp_path / "again.yaml").read_text()
     assert "tax_rates" not in again and "default_tax" not in again and "  tax:" not in again
+
+
+def test_a_binary_store_file_is_named_not_a_traceback(tmp_path: Path) -> None:
+    f = tmp_path / "bin.yaml"
+    f.write_bytes(b"name: x\n\xff\xfe\x00")
+    with pytest.raises(StoreFileError, match=r"bin\.yaml: not a text \(UTF-8\) store file"):
+        load_store(f)

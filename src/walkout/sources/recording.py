@@ -211,8 +211,10 @@ def read_meta(rec: Path) -> dict[str, Any]:
     meta_path = rec / "recording.json"
     try:
         meta = json.loads(meta_path.read_text())
-    except FileNotFoundError as e:
+    except (FileNotFoundError, NotADirectoryError) as e:
         raise RecordingError(f"{rec}: not a walkout recording (no recording.json)") from e
+    except OSError as e:  # a directory named recording.json, no permission
+        raise RecordingError(f"{meta_path}: cannot read: {e.strerror}") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RecordingError(f"{meta_path}: invalid JSON: {e}") from e
     if not isinstance(meta, dict):

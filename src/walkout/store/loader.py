@@ -98,6 +98,8 @@ def load_store(name_or_path: str | Path) -> Store:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise StoreFileError(f"{path}: cannot read store file: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise StoreFileError(f"{path}: not a text (UTF-8) store file: byte {e.start}") from e
     return parse_store(text, str(path))
 
 
