@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from walkout.commands import register_all
+from walkout.commands import finite, register_all
 from walkout.store import StoreFileError, builtin_stores, load_store
 from walkout.store.model import Store
 
@@ -141,8 +141,10 @@ def demo(
     serve: Annotated[bool, typer.Option(
         "--serve", help="open the web dashboard on the simulated store running live")] = False,
     host: Annotated[str, typer.Option(help="address to listen on (--serve)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on (--serve)")] = 8000,
-    speed: Annotated[float, typer.Option(help="--serve: 1 = real time")] = 1.0,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on (--serve)")]
+    = 8000,
+    speed: Annotated[float, typer.Option(min=0, callback=finite,
+                                         help="--serve: 1 = real time")] = 1.0,
 ) -> None:
     """Simulate a shopping period, run the engine, and show receipts beside the truth
     (--serve: run it live behind the dashboard, shopper app and kiosk instead)."""
@@ -231,8 +233,8 @@ def sim(
         "--publish", help="play the period onto an MQTT broker, mqtt://HOST:PORT/STORE "
         "(STORE: the store's name on the wire; default its own)")] = None,
     speed: Annotated[float, typer.Option(
-        help="--publish pace: 1 = real time, 10 = ten times faster, 0 = as fast as the broker "
-        "acknowledges")] = 1.0,
+        min=0, callback=finite, help="--publish pace: 1 = real time, 10 = ten times faster, "
+        "0 = as fast as the broker acknowledges")] = 1.0,
 ) -> None:
     """Simulate a period: record its sensor streams and ground truth to disk (--out), and/or
     play them onto an MQTT broker as the store's devices would send them (--publish)."""
@@ -440,7 +442,8 @@ def aifi_run(
 @bench_app.command("shelf")
 def bench_shelf(
     seed: SeedOpt = 1,
-    duration: Annotated[float, typer.Option(help="simulated seconds")] = 1200.0,
+    duration: Annotated[float, typer.Option(min=1, max=86400, callback=finite,
+                                            help="simulated seconds")] = 1200.0,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
 ) -> None:
     """Shelf-stage precision/recall/item accuracy on simulated hard cases and faults."""
@@ -506,9 +509,10 @@ def serve(
                                                    "recording)")] = None,
     shoppers: Annotated[int, typer.Option(min=0, help="simulated shoppers (--source sim)")] = 20,
     seed: SeedOpt = 1,
-    speed: Annotated[float, typer.Option(help="1 = real time; 0 = as fast as possible")] = 1.0,
+    speed: Annotated[float, typer.Option(min=0, callback=finite,
+                                         help="1 = real time; 0 = as fast as possible")] = 1.0,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8000,
     ray: RayOpt = None,
     accept_end: Annotated[bool, typer.Option(
         "--accept-end", help="mqtt:// source: finish on the stream's end-of-stream message "
@@ -573,7 +577,8 @@ def serve(
 
 @bench_app.command("durability")
 def bench_durability(
-    kills: Annotated[int, typer.Option(help="SIGKILLs of the service at random moments")] = 20,
+    kills: Annotated[int, typer.Option(
+        min=1, help="SIGKILLs of the service at random moments")] = 20,
     seed: SeedOpt = 1,
     shoppers: Annotated[int, typer.Option(min=0, help="simulated shoppers")] = 5,
     store: StoreOpt = "small",
@@ -615,11 +620,12 @@ def bench_service(
     engine_shoppers: Annotated[int, typer.Option(
         help="simulated shoppers the service's engine runs live (real time) meanwhile")] = 20,
     ramp: Annotated[float, typer.Option(
-        help="arrivals spread over this many seconds (the default profile has everybody in "
-        "the store at once: visits last longer than the arrivals take)")] = 20.0,
+        min=0, callback=finite, help="arrivals spread over this many seconds (the default "
+        "profile has everybody in the store at once: visits last longer than the arrivals "
+        "take)")] = 20.0,
     think: Annotated[float, typer.Option(
-        help="mean pause between a shopper's picks (s); --ramp 5 --think 0.5 is a burst "
-        "stress test, ~150 requests/s")] = 15.0,
+        min=0, callback=finite, help="mean pause between a shopper's picks (s); --ramp 5 "
+        "--think 0.5 is a burst stress test, ~150 requests/s")] = 15.0,
     workdir: Annotated[Path | None, typer.Option(
         help="where the database and the service log go (default: a temporary directory)")]
     = None,

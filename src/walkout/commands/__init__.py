@@ -8,7 +8,10 @@ stays cheap and each area's commands sit beside nothing else."""
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any
+
+import typer
 
 #: modules under walkout.commands, registered in this order
 MODULES: tuple[str, ...] = ("perception", "distributed", "scale", "aifi_calibrate")
@@ -18,3 +21,11 @@ def register_all(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> Non
     for name in MODULES:
         importlib.import_module(f"walkout.commands.{name}").register(
             app, bench_app, store_app, aifi_app)
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: a float option must be a number (``nan`` and ``inf`` pass click's
+    ranges, and end deep in numpy or in an endless loop)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from walkout.commands import finite
+
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 BackendOpt = Annotated[str, typer.Option(
@@ -103,7 +105,7 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             "--stream", help="live source: rtsp://, http://, or a file read continuously")]
         = None,
         duration: Annotated[float | None, typer.Option(
-            help="stop a --stream after this many seconds")] = None,
+            min=0.1, callback=finite, help="stop a --stream after this many seconds")] = None,
         realtime: Annotated[bool, typer.Option(
             help="replay --video at its frame rate; skip frames evenly if inference is slower")]
         = False,

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from walkout.commands import finite
+
 console = Console()
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -20,9 +22,11 @@ def register(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
 
 def store_generate(
     out: Annotated[Path, typer.Option("--out", help="store YAML to write")],
-    area: Annotated[float, typer.Option(help="floor area, m²")] = 1000.0,
-    cameras: Annotated[int, typer.Option(help="ceiling cameras")] = 40,
-    plates: Annotated[int, typer.Option(help="weighing plates (16 per gondola unit)")] = 2000,
+    area: Annotated[float, typer.Option(min=20, max=50_000, callback=finite,
+                                        help="floor area, m²")] = 1000.0,
+    cameras: Annotated[int, typer.Option(min=1, help="ceiling cameras")] = 40,
+    plates: Annotated[int, typer.Option(
+        min=1, help="weighing plates (16 per gondola unit)")] = 2000,
     seed: Annotated[int, typer.Option(min=0, help="random seed of the planogram")] = 1,
     name: Annotated[str | None, typer.Option(help="store name (default from the sizes)")]
     = None,
