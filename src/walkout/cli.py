@@ -606,6 +606,9 @@ def bench_durability(
     except DurabilityError as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(1) from e
+    except (OSError, StoreFileError) as e:  # the workdir, the store: named before any run
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
     _print_json(figures, json_path)
 
 

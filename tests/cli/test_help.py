@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,3 +48,11 @@ def test_out_of_range_values_are_refused_by_name(args: list[str], why: str) -> N
     """They used to end in a numpy traceback, an endless loop or a run that exits 0."""
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and why in r.output, r.output
+
+
+def test_bench_durability_never_deletes_a_database_in_its_workdir(tmp_path: Path) -> None:
+    (tmp_path / "reference.db").write_text("precious")
+    r = CliRunner().invoke(app, ["bench", "durability", "--kills", "1", "--shoppers", "1",
+                                 "--workdir", str(tmp_path)])
+    assert r.exit_code == 2 and "exists: give an empty --workdir" in r.output, r.output
+    assert (tmp_path / "reference.db").read_text() == "precious"

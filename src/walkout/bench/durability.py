@@ -419,9 +419,10 @@ def fresh_databases(db: str | None, workdir: Path, keep: bool = False,
     on the PostgreSQL server of ``db`` (dropped afterwards unless ``keep``)."""
     if db is None or make_url(normalise_url(db)).get_backend_name() == "sqlite":
         urls = [f"sqlite:///{(workdir / f'{n}.db').resolve()}" for n in names]
-        for u in urls:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{make_url(u).database}{suffix}").unlink(missing_ok=True)
+        there = [f"{make_url(u).database}{suffix}" for u in urls for suffix in ("", "-wal", "-shm")
+                 if Path(f"{make_url(u).database}{suffix}").exists()]
+        if there:  # a user's database is never deleted to make room for a bench
+            raise FileExistsError(f"{there[0]} exists: give an empty --workdir")
         yield urls
         return
     admin = create_engine(normalise_url(db), isolation_level="AUTOCOMMIT")
