@@ -376,11 +376,16 @@ def store_import_aifi(
     out: Annotated[Path, typer.Option(help="store YAML to write")],
 ) -> None:
     """Build a store file from the AiFi AutoCheckout format."""
+    from walkout.sources.aifi import AifiDataError
     from walkout.store.import_aifi import import_aifi_store
     from walkout.store.loader import dump_store
 
-    s = import_aifi_store(meta, case)
-    dump_store(s, out)
+    try:
+        s = import_aifi_store(meta, case)
+        dump_store(s, out)
+    except (AifiDataError, OSError) as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
     console.print(f"wrote {out}: {len(s.plates)} plates, {len(s.cameras)} cameras")
 
 

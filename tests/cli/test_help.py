@@ -56,3 +56,13 @@ def test_bench_durability_never_deletes_a_database_in_its_workdir(tmp_path: Path
                                  "--workdir", str(tmp_path)])
     assert r.exit_code == 2 and "exists: give an empty --workdir" in r.output, r.output
     assert (tmp_path / "reference.db").read_text() == "precious"
+
+
+@pytest.mark.parametrize("args", [
+    ["store", "import-aifi", "--meta", "{tmp}/none", "--case", "{tmp}/none", "--out", "{tmp}/x"],
+    ["store", "generate", "--area", "100", "--plates", "100", "--cameras", "12", "--out",
+     "{tmp}"]])
+def test_store_commands_name_bad_paths(args: list[str], tmp_path: Path) -> None:
+    """A missing AiFi folder and a directory given as the YAML to write were tracebacks."""
+    r = CliRunner().invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output, r.output

@@ -41,8 +41,12 @@ def store_generate(
     except StoreSizeError as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
-    out.parent.mkdir(parents=True, exist_ok=True)
-    dump_store(st, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        dump_store(st, out)
+    except OSError as e:
+        err.print(f"[red]error:[/] --out {out}: {e.strerror or e}")
+        raise typer.Exit(2) from e
     try:
         back = load_store(out)  # what was written passes the strict loader
     except StoreFileError as e:  # a bug here, never the user's input
