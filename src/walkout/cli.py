@@ -308,10 +308,18 @@ def replay(
 ) -> None:
     """Run the engine on a recording and write its receipts (deterministic)."""
     sensors = _load_recording(recording)
+    target = out or recording / "receipts.json"
+    if target.is_dir() or not target.parent.is_dir():  # said now, not after the engine's run
+        err.print(f"[red]error:[/] --out {target}: "
+                  + ("is a directory" if target.is_dir() else "its folder does not exist"))
+        raise typer.Exit(2)
     with _progress(sensors.duration_s, "engine") as tick:
         result = _engine(sensors.store, ray).run(sensors, tick)
-    target = out or recording / "receipts.json"
-    target.write_text(json.dumps(_receipts_json(result), indent=1) + "\n")
+    try:
+        target.write_text(json.dumps(_receipts_json(result), indent=1) + "\n")
+    except OSError as e:
+        err.print(f"[red]error:[/] --out {target}: {e.strerror or e}")
+        raise typer.Exit(2) from e
     console.print(f"{len(result.receipts)} receipts written to {target}")
 
 

@@ -146,3 +146,11 @@ def test_replay_of_a_file_instead_of_a_recording_says_so(tmp_path: Path) -> None
     f.write_text("{}")
     res = runner.invoke(app, ["replay", str(f)])
     assert res.exit_code == 2 and "not a walkout recording" in res.output, res.output
+
+
+def test_replay_names_an_out_it_cannot_write_before_running(recording: Path,
+                                                           tmp_path: Path) -> None:
+    for out, why in ((tmp_path, "is a directory"),
+                     (tmp_path / "no" / "r.json", "its folder does not exist")):
+        res = runner.invoke(app, ["replay", str(recording), "--out", str(out)])
+        assert res.exit_code == 2 and why in res.output, res.output
