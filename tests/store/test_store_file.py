@@ -222,3 +222,11 @@ def test_a_binary_store_file_is_named_not_a_traceback(tmp_path: Path) -> None:
     f.write_bytes(b"name: x\n\xff\xfe\x00")
     with pytest.raises(StoreFileError, match=r"bin\.yaml: not a text \(UTF-8\) store file"):
         load_store(f)
+
+
+@pytest.mark.parametrize("outline", [[[0, 0], [5, 0], [10, 0]], [[0, 0], [0.1, 0], [0, 0.1]]])
+def test_a_floor_without_area_is_refused(tmp_path: Path, outline: list) -> None:  # type: ignore[type-arg]
+    """A collinear or tiny outline used to pass and fail deep in the simulator."""
+    d = _small_dict()
+    d["floor"]["outline"] = outline
+    assert "floor.outline" in (msg := _error(d, tmp_path)) and "at least 1 m²" in msg

@@ -186,6 +186,18 @@ class Gate(StrictModel):
 class Floor(StrictModel):
     outline: list[Vec2] = Field(min_length=3, description="polygon of the walkable floor (m)")
 
+    @field_validator("outline")
+    @classmethod
+    def _has_area(cls, outline: list[Vec2]) -> list[Vec2]:
+        """A collinear or tiny outline leaves nowhere to walk: the simulator and the floor
+        map would fail deep inside instead (shoelace area of the polygon)."""
+        xy = np.asarray(outline, dtype=float)
+        area = 0.5 * abs(float(np.dot(xy[:, 0], np.roll(xy[:, 1], -1))
+                               - np.dot(xy[:, 1], np.roll(xy[:, 0], -1))))
+        if area < 1.0:
+            raise ValueError(f"the floor outline encloses {area:.2f} m²: at least 1 m² needed")
+        return outline
+
 
 class BlindArea(StrictModel):
     """A closed place no camera sees into (fitting room, restroom): the tracker loses whoever
@@ -198,7 +210,7 @@ class BlindArea(StrictModel):
 class Store(StrictModel):
     """A whole store. Cross-references are checked after parsing."""
 
-    name: str
+    name: str = Field(min_length=1)
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     floor: Floor
     gondolas: list[Gondola] = Field(min_length=1)
