@@ -114,6 +114,7 @@ def test_decreasing_frame_offsets_are_refused(clean: Path, tmp_path: Path) -> No
     ({"duration_s": ...}, "duration_s must be a number of seconds >= 0, got None"),
     ({"duration_s": "100"}, "duration_s must be a number of seconds >= 0, got '100'"),
     ({"duration_s": -1.0}, "duration_s must be a number of seconds >= 0, got -1.0"),
+    ({"duration_s": 1e12}, "duration_s 1e+12 is more than a week"),  # was a MemoryError
 ])
 def test_a_bad_recording_json_is_refused(clean: Path, tmp_path: Path, meta: Any,
                                          said: str) -> None:

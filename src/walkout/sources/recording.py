@@ -42,6 +42,8 @@ from walkout.store.loader import dump_store, load_store
 from walkout.store.model import Store
 
 FORMAT = "walkout-recording"
+#: the longest recording read (a week): longer is a damaged or hand-made recording.json
+MAX_DURATION_S = 7 * 86400.0
 VERSION = 1
 MAX_PARTY = 20  # the largest party one scan admits: the service's own bound
 
@@ -228,6 +230,9 @@ def read_meta(rec: Path) -> dict[str, Any]:
     if not _finite_number(d) or d < 0:
         raise RecordingError(f"{meta_path}: duration_s must be a number of seconds >= 0, "
                              f"got {d!r}")
+    if d > MAX_DURATION_S:  # the engine cuts it into chunks up front: 1e12 s is terabytes
+        raise RecordingError(f"{meta_path}: duration_s {d:g} is more than a week; a "
+                             "recording holds one shopping period")
     return meta
 
 
