@@ -66,3 +66,11 @@ def test_store_commands_name_bad_paths(args: list[str], tmp_path: Path) -> None:
     """A missing AiFi folder and a directory given as the YAML to write were tracebacks."""
     r = CliRunner().invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
     assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["bench", "scale", "--mqtt", "garbage"], "--mqtt: not an MQTT URL"),
+    (["bench", "scale", "--area", "nan"], "(got [nan])")])
+def test_bench_scale_names_bad_values(args: list[str], said: str) -> None:
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and said in r.output, r.output

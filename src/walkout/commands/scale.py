@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from walkout.commands import finite
 
@@ -84,13 +85,21 @@ def bench_scale(
     and the MQTT path's throughput; JSON {"runs": [...], "mqtt": {...}}."""
     from walkout.bench.scale import DEFAULT_AREAS, DEFAULT_SHOPPERS, run_scale
     from walkout.bench.scale import plot as draw
+    from walkout.sources.mqtt import split_url
     from walkout.store.bigstore import StoreSizeError
 
     areas, counts = area or list(DEFAULT_AREAS), shoppers or list(DEFAULT_SHOPPERS)
-    bad = [a for a in areas if a < 40] + [n for n in counts if n < 1]
-    if bad or window <= 0 or arrive <= 0 or repeats < 1:
-        err.print("[red]error:[/] --area must be >= 40 m², --shoppers >= 1, --window and "
-                  f"--arrive > 0, --repeats >= 1 (got {bad or [window, arrive, repeats]})")
+    bad = [a for a in areas if not 40 <= a <= 50_000] + [n for n in counts if n < 1]
+    if mqtt is not None and not no_mqtt:
+        try:
+            split_url(mqtt)
+        except ValueError as e:
+            err.print(f"[red]error:[/] --mqtt: {e}")
+            raise typer.Exit(2) from e
+    if bad or not 0 < window < 86400 or not 0 < arrive < 86400 or repeats < 1:
+        got = escape(str(bad or [window, arrive, repeats]))  # "[nan]" is not rich markup
+        err.print("[red]error:[/] --area must be 40-50,000 m², --shoppers >= 1, --window and "
+                  f"--arrive > 0, --repeats >= 1 (got {got})")
         raise typer.Exit(2)
     try:
         figures = run_scale(areas, counts, seed, window, arrive, mqtt_url=mqtt,
