@@ -76,9 +76,21 @@ def test_ctrl_c_stops_the_service_and_its_engine_worker_cleanly(tmp_path: Path) 
                     break
             except OSError:
                 time.sleep(0.2)
-        time.sleep(2)  # the engine worker is running the simulated store
+        # the engine worker is running the simulated store once its first chunk is committed
+        # (its first chunk compiles the tracker's kernels: long on a cold numba cache, and a
+        # stop waits for the chunk in hand)
+        import sqlite3
+
+        while time.monotonic() < deadline + 90:
+            try:
+                with sqlite3.connect(tmp_path / "w.db") as db:
+                    if db.execute("select count(*) from runner_checkpoints").fetchone()[0]:
+                        break
+            except sqlite3.Error:
+                pass
+            time.sleep(0.3)
         os.killpg(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=45)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -169,6 +169,16 @@ def _signed_in(page: Page, shop: Shop, token: str | None = None) -> None:
 # ---- headers and framing -----------------------------------------------------------------------
 
 
+def _sign_up(page: Page, who: str) -> None:
+    """Sign up in the shopper app and add a card, as a shopper does: the entry QR shows."""
+    page.get_by_label("E-mail").fill(f"{who}@example.org")
+    page.get_by_label("Name").fill(who.title())
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_label("Card token").fill(f"tok_visa_{who}")
+    page.get_by_role("button", name="Save payment method").click()
+    expect(page.locator("#qr svg")).to_be_visible()
+
+
 def test_every_response_carries_the_security_headers(shop: Shop) -> None:
     paths = ["/", "/app", "/kiosk", f"/receipts/{shop.receipt}/disputes/new", "/static/app.js",
              "/v1/ops/store", "/health"]
@@ -256,12 +266,7 @@ def test_every_page_works_under_the_policy(shop: Shop, browser: Browser,
     watched.append(csp_watch(app))
     r = app.goto(shop.url + "/app")
     assert r is not None and r.headers.get("content-security-policy") == PAGE_CSP
-    app.get_by_label("E-mail").fill("cy@example.org")
-    app.get_by_label("Name").fill("Cy")
-    app.get_by_role("button", name="Sign up").click()
-    app.get_by_label("Card token").fill("tok_visa_cy")
-    app.get_by_role("button", name="Save payment method").click()
-    expect(app.locator("#qr svg")).to_be_visible()
+    _sign_up(app, "cy")
     # the kiosk
     kiosk = ctx.new_page()
     watched.append(csp_watch(kiosk))
@@ -341,12 +346,7 @@ def test_a_shopper_signs_out_for_good(shop: Shop, browser: Browser) -> None:
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = ctx.new_page()
     page.goto(shop.url + "/app")
-    page.get_by_label("E-mail").fill("dee@example.org")
-    page.get_by_label("Name").fill("Dee")
-    page.get_by_role("button", name="Sign up").click()
-    page.get_by_label("Card token").fill("tok_visa_dee")
-    page.get_by_role("button", name="Save payment method").click()
-    expect(page.locator("#qr svg")).to_be_visible()
+    _sign_up(page, "dee")
     token = page.evaluate("localStorage.getItem('wo-shopper')")
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#signout-confirm")).to_contain_text("no password")
