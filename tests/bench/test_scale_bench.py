@@ -81,7 +81,7 @@ def test_run_scale_json_and_plot(tmp_path: Path) -> None:
 
 def test_cli_refuses_bad_sizes() -> None:
     r = CliRunner().invoke(app, ["bench", "scale", "--area", "10", "--no-mqtt"])
-    assert r.exit_code == 2 and "--area must be >= 40" in r.output
+    assert r.exit_code == 2 and "--area must be 40-50,000" in r.output
     r = CliRunner().invoke(app, ["bench", "scale", "--shoppers", "0", "--no-mqtt"])
     assert r.exit_code == 2
     r = CliRunner().invoke(app, ["bench", "scale", "--repeats", "0", "--no-mqtt"])
