@@ -49,8 +49,9 @@ HIPS = (11, 12)
 
 @dataclass
 class LiveState:
-    """How far a runner has published (kept on the runner; a restart begins again at 0, and
-    the unique (source, seq) makes the replayed rows no-ops)."""
+    """How far a runner has published (kept on the runner; a restart begins again at 0 and
+    replays its source: chunks committed before it move this state on without writing rows,
+    see :func:`publish`'s ``write``)."""
 
     t: float = 0.0
     alerts: int = 0
