@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -230,3 +231,28 @@ def test_a_floor_without_area_is_refused(tmp_path: Path, outline: list) -> None:
     d = _small_dict()
     d["floor"]["outline"] = outline
     assert "floor.outline" in (msg := _error(d, tmp_path)) and "at least 1 m²" in msg
+
+
+def _on_first_gondola(d: dict) -> dict:  # type: ignore[type-arg]
+    (x0, y0, _), (x1, y1, _) = d["gondolas"][0]["box"]["min"], d["gondolas"][0]["box"]["max"]
+    return {"min": [x0, y0, 0.0], "max": [(x0 + x1) / 2, (y0 + y1) / 2, 2.3]}
+
+
+@pytest.mark.parametrize(("box", "said"), [
+    (lambda d: {"min": [-1.0, -1.0, 0.0], "max": [11.0, 11.0, 2.5]},
+     "entry gate 'entry' and exit gate 'exit' and gondola"),
+    (lambda d: {"min": [1.0, 0.2, 0.0], "max": [2.0, 0.8, 2.3]}, "of entry gate 'entry':"),
+    (_on_first_gondola, "of gondola ")], ids=["whole-floor", "entry-gate", "gondola"])
+def test_a_blind_area_over_a_gate_or_a_gondola_is_refused(
+        tmp_path: Path, box: Any, said: str) -> None:
+    """A blind area covering the whole floor used to load: nobody could ever be seen."""
+    d = _small_dict()
+    d["blind_areas"].append({"id": "closet", "box": box(d)})
+    msg = _error(d, tmp_path)
+    assert "bad.yaml:" in msg and "blind_areas.1.box" in msg and said in msg, msg
+    assert "may not overlap a gate or a gondola" in msg
+
+
+def test_the_small_stores_fitting_room_touches_nothing_it_must_not() -> None:
+    """The rule above leaves the shipped fitting room (clear of gates and gondolas) alone."""
+    assert [b.id for b in load_store("small").blind_areas] == ["fitting-room"]

@@ -77,6 +77,10 @@ class Box(StrictModel):
     def center(self) -> np.ndarray:
         return (np.asarray(self.min) + np.asarray(self.max)) / 2.0
 
+    def overlaps_xy(self, other: Box) -> bool:
+        """Whether the two boxes share floor area (z ignored; touching edges do not count)."""
+        return all(self.min[k] < other.max[k] and other.min[k] < self.max[k] for k in (0, 1))
+
     def contains_xy(self, x: float, y: float, margin: float = 0.0) -> bool:
         return (
             self.min[0] - margin <= x <= self.max[0] + margin
@@ -254,7 +258,31 @@ class Store(StrictModel):
         if kinds != {"entry", "exit"}:
             raise ValueError("a store needs at least one entry gate and one exit gate")
         self._check_tax()
+        self._check_blind_areas()
         return self
+
+    def _check_blind_areas(self) -> None:
+        """A blind area is a closed room (a fitting room): it may not overlap a gate or a
+        gondola on the floor. The tracker ties a credential to the person seen at the entry gate
+        and a receipt to the one seen at the exit, and attributes a pick to the hands seen at
+        the shelf; a blind area over either (one covering the whole floor, say) leaves a store
+        whose receipts can never be right."""
+        problems: list[tuple[Loc, str]] = []
+        for i, b in enumerate(self.blind_areas):
+            gates = [f"{g.kind} gate {g.id!r}" for g in self.gates if b.box.overlaps_xy(g.area)]
+            units = [g.id for g in self.gondolas if b.box.overlaps_xy(g.box)]
+            if not gates and not units:
+                continue
+            over = gates + ([f"gondola {units[0]!r}" + (f" and {len(units) - 1} more"
+                                                          if len(units) > 1 else "")]
+                            if units else [])
+            problems.append((("blind_areas", i, "box"),
+                             f"blind area {b.id!r} covers the floor of {' and '.join(over)}: "
+                             "cameras must see people at the gates and at the shelves, so a "
+                             "blind area (a closed room, e.g. a fitting room) may not overlap "
+                             "a gate or a gondola"))
+        if problems:
+            raise StoreError(problems)
 
     def _check_tax(self) -> None:
         """Every product has a known tax class when the store has tax rates, and none names
