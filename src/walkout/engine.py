@@ -135,6 +135,9 @@ class Engine:
         self.issued: list[Receipt] = []  # every receipt issued, revisions included, in order
         self._pending: list[ShelfEvent] = []
         self._reviewed: set[str] = set()  # event ids whose decision awaits review
+        # per shelf event, what the inventory was told left its plates (product → signed
+        # count, + taken): a verdict corrects the plates by this, not by what was charged
+        self._shelved: dict[str, Counter[str]] = {}
         self.cases: dict[str, ReviewCase] = {}
         self._recent: deque[PlateBlock] = deque()  # plate samples kept for review evidence
         self._now = 0.0
@@ -308,6 +311,7 @@ class Engine:
         conf = min(att.confidence, chosen.probability)
         for pid, q in items:
             self.shelf.apply(ev.event_id, pid, -q)
+        self._shelved[ev.event_id] = Counter(dict(items))
         for taker, taken in shares.items():
             for pid, q in taken:
                 self.ledger.append(CartEntry(taker, pid, sign * q, ev.t_end, ev.event_id, conf,
@@ -413,9 +417,9 @@ class Engine:
                 entry = CartEntry(sid, pid, sign * q, ev.t_end, ev.event_id, 1.0,
                                   (ev.event_id, f"review:{verdict.reviewer}"))
                 self.ledger.append(entry)
-                if ev.plate_ids:  # an item left on the floor is on no plate
-                    self.shelf.apply(ev.event_id, pid, -sign * q)
                 fixes.append(entry)
+        if ev.plate_ids:  # an item left on the floor is on no plate
+            self._reshelve(ev.event_id, sign, verdict)
         case.verdict = verdict
         self._reviewed.discard(case_id)
         for sid in dict.fromkeys(case.sessions + tuple(verdict.shares)):  # each once
@@ -424,6 +428,21 @@ class Engine:
                 self._issue(s)  # the corrected receipt
         self._close_ready(self._now)
         return fixes
+
+    def _reshelve(self, event_id: str, sign: int, verdict: Verdict) -> None:
+        """The plates follow the verdict: what it says left (or reached) them, less what the
+        decision already applied. Not the cart corrections: a pick nobody's hand was seen
+        making took its item off the plate with no line to correct."""
+        now: Counter[str] = Counter()
+        for items in verdict.shares.values():
+            for pid, q in items:
+                now[pid] += sign * q
+        before = self._shelved.get(event_id, Counter())
+        for pid in sorted(set(now) | set(before)):
+            diff = now[pid] - before[pid]
+            if diff:
+                self.shelf.apply(event_id, pid, -diff)
+        self._shelved[event_id] = Counter({p: q for p, q in now.items() if q})
 
     def _open_case(
         self, d: Decision, shares: dict[str, tuple[tuple[str, int], ...]],
