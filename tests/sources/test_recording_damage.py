@@ -152,3 +152,24 @@ def test_a_missing_weight_is_still_no_reading(clean: Path, tmp_path: Path) -> No
     z["grams"] = g
     np.savez(rec / "plates.npz", **z)
     assert np.isnan(load_sensors(rec).plates.grams[5, 3])
+
+
+@pytest.mark.parametrize(("value", "col", "what"), [
+    (np.nan, 0, "x = nan"), (np.inf, 1, "y = inf"), (-np.inf, 2, "confidence = -inf")])
+def test_non_finite_keypoints_are_refused_with_camera_and_frame(
+        clean: Path, tmp_path: Path, value: float, col: int, what: str) -> None:
+    """The live MQTT decoder refused them; a recording on disk passed them to the tracker."""
+    rec = _copy(clean, tmp_path)
+    z = dict(np.load(rec / "keypoints.npz"))
+    off = z["offsets"]
+    frame = int(np.flatnonzero(np.diff(off) > 1)[2])  # a frame with two people or more
+    kp = z["keypoints"].copy()
+    kp[off[frame] + 1, 5, col] = value  # its second person's left shoulder
+    z["keypoints"] = kp
+    np.savez(rec / "keypoints.npz", **z)
+    cam = str(z["camera_ids"][z["camera"][frame]])
+    with pytest.raises(RecordingError) as e:
+        load_sensors(rec)
+    assert str(e.value).startswith(f"{rec / 'keypoints.npz'}: 1 keypoint values are not finite "
+                                   f"(first in frame {frame}: camera {cam!r}, t=")
+    assert f"person 1, joint 5 {what})" in str(e.value)

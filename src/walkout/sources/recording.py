@@ -288,10 +288,29 @@ def load_keypoints(path: Path, store: Store) -> list[KeypointFrame]:
     if back.size:  # each frame's people are keypoints[offsets[i]:offsets[i + 1]]
         raise RecordingError(f"{path}: frame offsets decrease at frame {int(back[0])} "
                              f"({int(off[back[0]])} then {int(off[back[0] + 1])})")
+    _finite_keypoints(path, kp, off, cam, t, cam_ids)
     return [
         KeypointFrame(camera_id=cam_ids[int(c)], t=float(ti), keypoints=kp[a:b])
         for c, ti, a, b in zip(cam, t, off[:-1], off[1:], strict=True)
     ]
+
+
+def _finite_keypoints(path: Path, kp: np.ndarray, off: np.ndarray, cam: np.ndarray,
+                      t: np.ndarray, cam_ids: list[str]) -> None:
+    """Refuse NaN or infinity anywhere in the keypoints, as the MQTT decoder refuses them
+    live (replay and live must agree): the tracker's geometry has no use for them, and a
+    missing joint is written as confidence 0 at (0, 0), never as NaN."""
+    bad = np.argwhere(~np.isfinite(kp)) if kp.dtype.kind == "f" else np.zeros((0, 3), int)
+    if not bad.size:
+        return
+    row, joint, col = (int(x) for x in bad[0])
+    frame = int(np.searchsorted(off, row, side="right")) - 1  # off[frame] <= row < off[frame+1]
+    what = ("x", "y", "confidence")[col]
+    raise RecordingError(
+        f"{path}: {len(bad)} keypoint values are not finite (first in frame {frame}: camera "
+        f"{cam_ids[int(cam[frame])]!r}, t={float(t[frame]):.3f} s, person "
+        f"{row - int(off[frame])}, joint {joint} {what} = {float(kp[row, joint, col])}); a "
+        "missing joint is confidence 0, not NaN")
 
 
 def _frames_in_order(path: Path, frames: list[KeypointFrame],
