@@ -178,7 +178,8 @@ def test_dead_plate_reading_zeros(store: Store, sim: Sim, run: Run, touch: Touch
     block = add_dead(sim([touch("S1-P1", 20.0, -300.0)]), j, 6.0, 16.0, value=0.0)
     events, stage = run(block)
     assert [e.plate_ids for e in events] == [("S1-P1",)]
-    assert _kinds(stage) == [("plate_dead", "S2-P2")]
+    # it reads normally again from 16 s: the operator is told that too
+    assert _kinds(stage) == [("plate_dead", "S2-P2"), ("plate_recovered", "S2-P2")]
 
 
 def test_stuck_then_back_with_a_hand_in_between(
@@ -189,7 +190,7 @@ def test_stuck_then_back_with_a_hand_in_between(
     block = add_stuck(sim([touch("S1-P1", 10.0, -300.0)], duration_s=30.0), j, 6.0, 18.0)
     events, stage = run(block)
     assert events == []
-    assert _kinds(stage) == [("plate_stuck", "S1-P1")]
+    assert _kinds(stage) == [("plate_stuck", "S1-P1"), ("plate_recovered", "S1-P1")]
 
 
 def test_noisy_plate_with_big_tare_and_drift(

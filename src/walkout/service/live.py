@@ -12,6 +12,8 @@ so a replay after a restart writes nothing twice):
   skeletons near the plate), what the review page plots and replays;
 - ``<source>/health`` (one row per chunk): plates and cameras with their state, the inventory.
 
+A live network source's device alerts are written between chunks too (:func:`publish_alerts`).
+
 It also applies the operators' verdicts (:func:`apply_verdicts`): the API records them in
 ``review_verdicts``, the worker hands each to ``Engine.resolve`` once its case is open.
 """
@@ -177,18 +179,23 @@ def health(eng: Engine, camera_last: dict[str, float], camera_rate: dict[str, fl
     duplicates, late and rejected messages; what loading a recording put right), so that
     bad input is seen by the operator, not only in a log.
     ``ended``: the source (a recording, a simulation) has no more frames; its cameras are
-    then ``idle``, not dead, unless a device alert said otherwise."""
+    then ``idle``, not dead, unless a device alert said otherwise.
+
+    States are what the device is now, not whether it ever failed: a plate is dead from its
+    fault alert until its ``plate_recovered``, noisy while spike alerts keep coming; a
+    camera is dead while no frame came after its ``device_silent`` (devices named as the
+    network source names them: ``cameras/<id>``, ``plates/<gondola>``)."""
     store = eng.store
-    dead_plates = {a.subject for a in eng.alerts if a.kind in ("plate_dead", "device_silent")}
-    noisy_plates = {a.subject for a in eng.alerts if a.kind == "plate_spikes"}
-    plates = {}
-    for pid in store.plate_ids:
-        plates[pid] = "dead" if pid in dead_plates else "noisy" if pid in noisy_plates \
-            else "alive"
+    plates = _plate_states(eng, t)
+    silent_at: dict[str, float] = {}
+    for a in eng.alerts:
+        if a.kind == "device_silent":
+            cam = a.subject.removeprefix("cameras/")
+            silent_at[cam] = max(a.t, silent_at.get(cam, -math.inf))
     cams = {}
     for cam in store.cameras:
         last = camera_last.get(cam.id)
-        silent = any(a.kind == "device_silent" and a.subject == cam.id for a in eng.alerts)
+        silent = cam.id in silent_at and (last is None or last <= silent_at[cam.id])
         if ended and not silent:
             cams[cam.id] = "idle"
         elif silent or last is None or t - last > CAMERA_DEAD_S:
@@ -197,21 +204,61 @@ def health(eng: Engine, camera_last: dict[str, float], camera_rate: dict[str, fl
             cams[cam.id] = "noisy"
         else:
             cams[cam.id] = "alive"
+    return {"t": t, "plates": plates, "cameras": cams, "inventory": _inventory(eng),
+            "inputs": inputs or {}}
+
+
+#: shelf alerts that put a plate out of service until its ``plate_recovered``
+PLATE_FAULTS = frozenset({"plate_dead", "plate_stuck"})
+
+
+def _plate_states(eng: Engine, t: float) -> dict[str, str]:
+    """Each plate's state at ``t``, from the alerts in the order they were raised."""
+    store = eng.store
+    gondola_plates = {f"plates/{g.id}": [p.id for s in g.shelves for p in s.plates]
+                      for g in store.gondolas}
+    dead: set[str] = set()
+    spikes: dict[str, float] = {}
+    for a in eng.alerts:
+        if a.kind in PLATE_FAULTS:
+            dead.add(a.subject)
+        elif a.kind == "plate_recovered":
+            dead.discard(a.subject)
+        elif a.kind == "device_silent" and a.subject in gondola_plates:
+            dead.update(gondola_plates[a.subject])  # back: the shelf alerts it recovered
+        elif a.kind == "plate_spikes":
+            spikes[a.subject] = a.t
+    # spikes that go on are alerted again every alert_repeat_s: two silent periods, gone
+    quiet_after = 2.0 * eng.config.shelf.alert_repeat_s
+    return {pid: "dead" if pid in dead
+            else "noisy" if t - spikes.get(pid, -math.inf) <= quiet_after else "alive"
+            for pid in store.plate_ids}
+
+
+def _inventory(eng: Engine) -> list[dict[str, Any]]:
+    """What each footprint holds, flagged ``low`` (at most ``LOW_STOCK`` left, none at all
+    included: an empty facing is the first to restock) or ``misplaced`` (a product its
+    planogram does not list there)."""
+    store = eng.store
     listed: dict[str, set[str]] = {}
     for e in store.planogram:
         for p in e.plates:
             listed.setdefault(p, set()).add(e.product)
+    snap = eng.shelf.inventory.snapshot()
+    index = store.plate_index
+    for e in store.planogram:  # a facing sold out is no longer in the snapshot
+        fp = tuple(sorted(set(e.plates), key=index.__getitem__))
+        snap.setdefault(fp, {}).setdefault(e.product, 0)
     inventory = []
-    for footprint, counts in eng.shelf.inventory.snapshot().items():
+    for footprint, counts in sorted(snap.items(), key=lambda kv: [index[p] for p in kv[0]]):
         fp = list(footprint)
         for product, n in sorted(counts.items()):
-            if n <= 0:
-                continue
             misplaced = not any(product in listed.get(p, ()) for p in fp)
-            inventory.append({"plates": fp, "product": product, "count": n,
+            if n <= 0 and misplaced:
+                continue
+            inventory.append({"plates": fp, "product": product, "count": max(n, 0),
                               "low": n <= LOW_STOCK and not misplaced, "misplaced": misplaced})
-    return {"t": t, "plates": plates, "cameras": cams, "inventory": inventory,
-            "inputs": inputs or {}}
+    return inventory
 
 
 def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float,
@@ -238,10 +285,7 @@ def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float
 
     if t > st.t:
         row("positions", chunk, t, {"t0": st.t, "t1": t, "people": positions(eng, st.t, t)})
-    for k, a in enumerate(eng.alerts[st.alerts:], start=st.alerts):
-        row(a.kind, k, a.t, {"t": a.t, "kind": a.kind, "message": a.message,
-                             "subject": a.subject}, a.subject[:64] or None, "alerts")
-    st.alerts = len(eng.alerts)
+    rows += _alert_rows(eng, st, source, now)
     for k, cid in enumerate(eng.cases):
         if cid not in st.evidence:
             row("case_evidence", k, eng.cases[cid].event.t_end, evidence(eng, cid), cid,
@@ -258,18 +302,47 @@ def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float
         insert_ignore(s, EngineEvent, rows, ["source", "seq"])
 
 
+def _alert_rows(eng: Engine, st: LiveState, source: str, now: Any) -> list[dict[str, Any]]:
+    """The event-log rows of the alerts raised since the last call (seq: the alert's index)."""
+    rows = [{"source": f"{source}/alerts", "seq": k, "kind": a.kind, "t": a.t,
+             "payload": json.dumps({"t": a.t, "kind": a.kind, "message": a.message,
+                                    "subject": a.subject}, separators=(",", ":"),
+                                   default=_plain),
+             "recorded_at": now, "ref": a.subject[:64] or None}
+            for k, a in enumerate(eng.alerts[st.alerts:], start=st.alerts)]
+    st.alerts = len(eng.alerts)
+    return rows
+
+
+def publish_alerts(d: Deps, eng: Engine, runner: Any, source: str) -> None:
+    """Append the alerts raised since the last publish now, between chunks (a live source's
+    device alerts: a store whose devices fell silent may release no chunk to carry them)."""
+    rows = _alert_rows(eng, state_of(runner), source, d.clock.now())
+    if rows:
+        with d.sessions.begin() as s:
+            insert_ignore(s, EngineEvent, rows, ["source", "seq"])
+
+
 def _camera_rates(runner: Any, st: LiveState, t0: float, t1: float) -> dict[str, float]:
-    """Frames per second of each camera over (t0, t1] from the runner's recorded frames (a
-    live network source has none here: its silent devices come as alerts)."""
-    frames = getattr(getattr(runner, "sensors", None), "frames", None)
-    if not frames or t1 <= t0:
+    """Frames per second of each camera over (t0, t1]: from the runner's recorded frames, or
+    for a live network source (no recording) the frames of the chunk it persists
+    (``chunk_frames``)."""
+    if t1 <= t0:
         return {}
-    if st.frame_t is None:
-        st.frame_t = np.array([f.t for f in frames])
-    i0, i1 = np.searchsorted(st.frame_t, [t0, t1], side="right")
-    n = Counter(f.camera_id for f in frames[i0:i1])
-    for f in frames[i0:i1]:
-        st.camera_last[f.camera_id] = f.t
+    chunk = getattr(runner, "chunk_frames", None)
+    if chunk is not None:
+        seen = chunk
+    else:
+        frames = getattr(getattr(runner, "sensors", None), "frames", None)
+        if not frames:
+            return {}
+        if st.frame_t is None:
+            st.frame_t = np.array([f.t for f in frames])
+        i0, i1 = np.searchsorted(st.frame_t, [t0, t1], side="right")
+        seen = frames[i0:i1]
+    n = Counter(f.camera_id for f in seen)
+    for f in seen:
+        st.camera_last[f.camera_id] = max(f.t, st.camera_last.get(f.camera_id, -math.inf))
     return {c: k / (t1 - t0) for c, k in n.items()}
 
 

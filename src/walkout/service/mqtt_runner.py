@@ -5,7 +5,8 @@ Same outputs as :class:`~walkout.service.runner.LiveRunner` (event log, cart lin
 exit, all idempotent), fed by :class:`~walkout.sources.mqtt.MqttSource` chunk by chunk instead
 of from a recording. Each receipt the engine issues (revisions included) is published on
 ``walkout/{store}/receipts/{session}``, each alert (the engine's and the source's
-``device_silent``) on ``walkout/{store}/alerts`` (docs/mqtt.md).
+``device_silent``) on ``walkout/{store}/alerts`` (docs/mqtt.md); the source's alerts join the
+engine's, so that the dashboard's alert stream and health page show them too.
 
 A live store's runner ignores an end-of-stream message (counted as rejected
 ``end_not_accepted``): anybody who can publish on the broker could otherwise stop its engine.
@@ -24,7 +25,8 @@ import time
 from typing import Any
 
 from walkout.engine import Engine, EngineConfig
-from walkout.events import Alert, GateEvent
+from walkout.events import Alert, GateEvent, KeypointFrame
+from walkout.service import live
 from walkout.service.deps import Deps
 from walkout.service.runner import LiveRunner, _issued
 from walkout.sources.mqtt import MqttPublisher, MqttSource, PublishRefused, split_url
@@ -44,7 +46,7 @@ class MqttRunner(LiveRunner):
 
     def __init__(self, url: str, store: Store, *, client_id: str | None = None,
                  config: EngineConfig | None = None, poll_s: float = 0.2,
-                 accept_end: bool = False) -> None:
+                 accept_end: bool = False, silent_after_s: float = 10.0) -> None:
         self.url, wire_name = split_url(url)
         self.store_name = wire_name or store.name
         self._store = store
@@ -52,6 +54,7 @@ class MqttRunner(LiveRunner):
         self.config = config or EngineConfig()
         self.poll_s = poll_s
         self.accept_end = accept_end
+        self.silent_after_s = silent_after_s  # a camera or gondola quiet this long: alerted
         self.source = f"mqtt:{self.store_name}:{time.strftime('%Y%m%dT%H%M%S')}"
         self.speed = None
         self.stop_after_chunk = None
@@ -61,6 +64,9 @@ class MqttRunner(LiveRunner):
         self._engine_alerts = 0  # engine alerts already published
         self._t = 0.0  # end of the last chunk stepped
         self._src: MqttSource | None = None  # while running: its counters feed the health page
+        #: the frames of the chunk being persisted: the health page's camera liveness (a live
+        #: source keeps no recording to look them up in)
+        self.chunk_frames: list[KeypointFrame] = []
 
     @property
     def store(self) -> Any:
@@ -86,7 +92,8 @@ class MqttRunner(LiveRunner):
         seen = {"gates": 0, "shelf": 0, "decisions": 0, "cases": 0, "lines": 0, "receipts": 0}
         src = self._src = MqttSource(self.url, self.store, self.store_name,
                                      client_id=self.client_id, chunk_s=self.config.chunk_s,
-                                     accept_end=self.accept_end)
+                                     accept_end=self.accept_end,
+                                     silent_after_s=self.silent_after_s)
         pub = MqttPublisher(self.url, client_id=f"{self.client_id}-results")
         try:
             src.start()
@@ -100,11 +107,11 @@ class MqttRunner(LiveRunner):
                     self._admit(d, gates)
                     eng.step(block, frames, self._opened(d, gates), now)
                     self._t = now
+                    self.chunk_frames = frames
                     self._persist(d, eng, seen, self.chunks_done, now)
                     self.chunks_done += 1
                     self._publish(pub, eng)
-                for a in src.take_alerts():
-                    self._publish_alert(pub, a)
+                self._device_alerts(d, pub, eng, src.take_alerts())
             eng.finish()
             self._persist(d, eng, seen, self.chunks_done + 1, self._t)
             self._publish(pub, eng)
@@ -131,6 +138,20 @@ class MqttRunner(LiveRunner):
         for a in eng.alerts[self._engine_alerts:]:
             self._publish_alert(pub, a)
         self._engine_alerts = len(eng.alerts)
+
+    def _device_alerts(self, d: Deps, pub: MqttPublisher, eng: Engine,
+                       alerts: list[Alert]) -> None:
+        """The source's alerts (``device_silent``) join the engine's: published on the alerts
+        topic and written to the event log at once (the dashboard's alert stream and health
+        page read them there; a store whose devices all fell silent releases no chunk)."""
+        if not alerts:
+            return
+        self._publish(pub, eng)  # the engine's own first, in the order they came
+        eng.alerts.extend(alerts)
+        for a in alerts:
+            self._publish_alert(pub, a)
+        self._engine_alerts = len(eng.alerts)
+        live.publish_alerts(d, eng, self, self.source)
 
     def _publish_alert(self, pub: MqttPublisher, a: Alert) -> None:
         pub.publish_alert(self.store_name, a)

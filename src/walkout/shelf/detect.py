@@ -35,7 +35,8 @@ A change that happened as a clean step (the plate went from one rest to the othe
 ``recal_max_s``, no press, no ringing) is flagged: that is a recalibration (tare jump), not a
 hand. NaN readings and frozen readings (a std of ~0: real load cells always have noise) are
 never quiet; when they last ``fault_after_s`` the plate raises an alert and forgets its rest
-level, so that a sensor coming back with another tare cannot fake an event.
+level, so that a sensor coming back with another tare cannot fake an event. Its first rest
+after that raises ``plate_recovered``: a fault is a state the operator sees end, not only begin.
 
 The heavy work (rolling sums over every sample of every plate) is numpy on cumulative sums;
 Python only walks the few transitions of the plates that have any.
@@ -530,6 +531,10 @@ class PlateDetector:
                 self.mode[p] = REST
                 self.dist_t[p] = np.nan
                 self._rest_confirm[p] = conf
+                if self.faulted[p]:  # the operator saw it die: say that it is back
+                    alerts.append(Alert(float(ch.tt[conf - base + c]), "plate_recovered",
+                                        f"plate {self.plate_ids[p]} reads normally again; its "
+                                        "events are reported from here on", self.plate_ids[p]))
                 self.faulted[p] = False
                 k = conf - base + 1
 

@@ -53,6 +53,9 @@ class ShelfStage:
         det = self._detector or self._start(block)
         grams = self._store_columns(block, det)
         changes, alerts = det.push(block.t, grams)
+        for a in alerts:
+            if a.kind == "plate_recovered":  # a plate absent again later is alerted again
+                self._warned.discard(a.subject)
         self._t_last = float(block.t[-1])
         self.alerts.extend(alerts)
         self._pending.extend(changes)

@@ -337,7 +337,7 @@
     document.getElementById("cameras").replaceChildren(...Object.entries(h.cameras).map(([c, st]) => el("li", { class: st, text: `${c}: ${st}` })));
     const flagged = h.inventory.filter(i => i.low || i.misplaced);
     document.getElementById("inventory").replaceChildren(...(flagged.length ? flagged : [null]).map(i => i === null ? el("li", { class: "muted", text: "no plate is low on stock or holds a misplaced item" }) :
-      el("li", {}, `${i.plates.join("+")}: ${i.count} × ${name(i.product)} `, el("span", { class: "state " + (i.misplaced ? "open" : "in_review"), text: i.misplaced ? "misplaced" : "low stock" }))));
+      el("li", {}, `${i.plates.join("+")}: ${i.count} × ${name(i.product)} `, el("span", { class: "state " + (i.misplaced ? "open" : "in_review"), text: i.misplaced ? "misplaced" : i.count === 0 ? "out of stock" : "low stock" }))));
     drawInputs(h.inputs || {});
   }
 
