@@ -603,10 +603,16 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         with sessions() as s:
             t_max = s.scalar(select(func.max(EngineEvent.t))) or 0.0
             t_min = -math.inf if minutes is None else t_max - 60.0 * minutes
-            for payload in s.scalars(select(EngineEvent.payload).where(
-                    EngineEvent.source.like("%/live"), EngineEvent.t >= t_min)):
+            # a person's samples continue from one chunk's row to the next: the speed of a
+            # row's first sample is measured from the previous row's last
+            last: dict[tuple[str, int], tuple[float, float, float]] = {}
+            for source, payload in s.execute(select(EngineEvent.source, EngineEvent.payload)
+                                             .where(EngineEvent.source.like("%/live"),
+                                                    EngineEvent.t >= t_min)
+                                             .order_by(EngineEvent.t, EngineEvent.id)):
                 for person in json.loads(payload)["people"]:
-                    prev = None
+                    key = (source, person["track"])
+                    prev = last.get(key)
                     for t, x, y in person["pts"]:
                         i = min(nx - 1, max(0, int((x - x0) / CELL_M)))
                         j = min(ny - 1, max(0, int((y - y0) / CELL_M)))
@@ -614,10 +620,10 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                             x - prev[1], y - prev[2]) / (t - prev[0]) < DWELL_MPS
                         (dwell if slow else walk)[j][i] += 1
                         prev = (t, x, y)
-            for payload in s.scalars(select(EngineEvent.payload).where(
-                    EngineEvent.source.like("%/decisions"), EngineEvent.t >= t_min)):
-                for pid, q in json.loads(payload)["items"]:
-                    (picks if q > 0 else puts)[pid] += abs(q)
+                    if prev is not None:
+                        last[key] = prev
+            for pid, q in _shelf_items(s, t_min):
+                (picks if q > 0 else puts)[pid] += abs(q)
         products = [{"product_id": pid, "name": store.products[pid].name if pid in
                      store.products else pid, "picks": picks[pid], "putbacks": puts[pid]}
                     for pid in sorted(set(picks) | set(puts),
@@ -625,6 +631,32 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         return {"t0": None if minutes is None else t_min, "t1": t_max,
                 "grid": {"x0": x0, "y0": y0, "cell": CELL_M, "nx": nx, "ny": ny,
                          "walk": walk, "dwell": dwell}, "products": products}
+
+
+def _shelf_items(s: Session, t_min: float) -> list[tuple[str, int]]:
+    """(product, signed quantity: + picked, − put back) of every shelf decision since
+    ``t_min``, as settled: a decided review case counts as its verdict says (the engine's
+    decision may name no product, or the wrong one), not as the engine first decided."""
+    rows = s.execute(select(EngineEvent.ref, EngineEvent.payload).where(
+        EngineEvent.source.like("%/decisions"), EngineEvent.t >= t_min)).all()
+    refs = [ref for ref, _ in rows if ref]
+    verdicts: dict[str, dict[str, list[list[Any]]]] = {}
+    kinds: dict[str, str] = {}
+    if refs:
+        verdicts = {v.case_id: json.loads(v.shares) for v in s.scalars(
+            select(ReviewVerdict).where(ReviewVerdict.case_id.in_(refs)))}
+    if verdicts:  # a shelf event's kind (a hand to the floor is none: its items stay as is)
+        kinds = dict(s.execute(select(EngineEvent.ref, EngineEvent.kind).where(
+            EngineEvent.source.like("%/shelf"), EngineEvent.ref.in_(list(verdicts)))).all())
+    out: list[tuple[str, int]] = []
+    for ref, payload in rows:
+        if ref in verdicts and ref in kinds:
+            sign = 1 if kinds[ref] == "pick" else -1
+            out += [(str(pid), sign * int(q)) for items in verdicts[ref].values()
+                    for pid, q in items]
+        else:
+            out += [(str(pid), int(q)) for pid, q in json.loads(payload)["items"]]
+    return out
 
 
 def _stream(gen: AsyncIterator[str]) -> StreamingResponse:
