@@ -345,3 +345,35 @@ def test_a_flood_is_bounded_counted_and_shown_on_the_health_page() -> None:
     inputs = runner.input_stats()
     assert inputs["rejected"] == {"overflow": 2} and inputs["sessions_lost"] == 1
     assert "no session kept by the broker" in inputs["notes"][0]
+
+
+def test_a_consumer_falling_behind_moves_no_device_clock() -> None:
+    """The whole path's delay rising (the consumer stalled now and then, as the engine's chunk
+    work or a broker backlog does) is common to every device and corrects none of them, while a
+    camera whose own clock is 2 s ahead is still corrected. A per-device window of 128 messages
+    spans 8.5 s of a 15 fps camera but 12.8 s of a gondola sending ten batches a second: the
+    gondolas kept an older, lower minimum delay and were "corrected" by seconds, their samples
+    dropped as late (the MQTT end-to-end test lost frames this way now and then)."""
+    s = _src(chunk_s=5.0)
+    cams = ["C01", "C02", "C03", "C04"]
+    rng = np.random.default_rng(7)
+    lag, k = 0.0, 0
+    for i in range(40 * 30):  # 40 s in 1/30 s steps: frames at 15 fps, plate batches at 10/s
+        t = i / 30
+        if rng.random() < 0.03:
+            lag += float(rng.uniform(0.05, 0.4))  # a stall: all later messages arrive later
+        if i % 2 == 0:
+            for c in cams:
+                _frame(s, c, k, t + (2.0 if c == "C04" else 0.0), recv=t + lag)
+            k += 1
+        if i % 3 == 0:
+            _plates(s, i // 3, t, n=6, rate=60.0, recv=t + 5 / 60 + lag)
+    assert lag > 5.0
+    s._finish(40.0)
+    assert s.stats.late == 0 and not s.stats.rejected
+    assert set(s.stats.corrections_s) == {"cameras/C04"}
+    assert s.stats.corrections_s["cameras/C04"] == pytest.approx(-2.0, abs=0.02)
+    frames = [f for _, fs, _, _ in _released(s) for f in fs]
+    assert len(frames) == 4 * 600
+    assert {round(f.t * 15) / 15 for f in frames if f.camera_id == "C04"} == {
+        k / 15 for k in range(600)}

@@ -277,51 +277,104 @@ class ClockSkew:
     """Per-device clock offsets from one-way delays, and the correction to apply.
 
     ``receive − source`` time is the device's clock offset plus a network delay that only ever
-    adds, so the lowest of a window of recent observations estimates the offset (NTP's clock
-    filter does the same). One glitched timestamp would be that lowest for a whole window, so an
-    observation counts only when ``agree`` of the window's (itself included) lie within
-    ``agree_s`` of it: an isolated glitch is ignored, a real step of the device's clock is taken
-    as soon as that many observations confirm it. While none agree (a device's first messages, a
-    rare gate in a fast replay) the plain lowest is used. An observation more than ``jump_s``
-    below the estimate is an :meth:`outlier`: a timestamp far ahead of its device's clock.
+    adds, so the lowest observation over a stretch of time estimates the offset (NTP's clock
+    filter does the same). Devices are compared **bin by bin** of receive time (``bin_s``): a
+    device's skew is the median, over its last ``bins`` bins, of its lowest offset in the bin
+    minus the consensus of that same bin (the median of the periodic devices' lowest offsets in
+    it). What the whole path adds at a moment (the consumer falling behind, a broker queueing,
+    a replay published faster or slower than real time) is common to every device in the bin
+    and cancels; a device's own clock offset stays. The previous estimator took each device's
+    lowest over its last 128 messages, 8.5 s of a 15 fps camera but 12.8 s of a plate gondola:
+    while the path delay rose the plates kept an older, lower minimum, were "corrected" by up
+    to seconds and their samples dropped as late (tests/sources/test_mqtt_input.py, the
+    stalled-consumer case). The median over bins ignores one glitched timestamp and follows a
+    real step of a device's clock once half its bins have it. A device's first bin holds only a
+    part of it and is not kept; until a device has a whole bin, the bin in progress is compared
+    as far as it goes (a device's first messages, a gate's first scans).
 
-    The store's timeline is the devices' consensus: the median estimate over the periodic
-    devices. A device further than ``tolerance_s`` from it is corrected by the difference; nearer
-    ones are trusted as they are, so that NTP-synced devices keep their exact timestamps instead
-    of picking up jitter from the estimate.
+    Outliers are judged per device, as before: an observation more than ``jump_s`` below the
+    lowest of its last ``window`` offsets that ``agree`` of them (itself included) lie within
+    ``agree_s`` of is a timestamp far ahead of its device's clock (:meth:`outlier`).
+
+    A device further than ``tolerance_s`` from the consensus is corrected by the difference;
+    nearer ones are trusted as they are, so that NTP-synced devices keep their exact timestamps
+    instead of picking up jitter from the estimate.
     """
 
     def __init__(self, window: int = 128, min_obs: int = 10, tolerance_s: float = 0.25,
-                 agree: int = 3, agree_s: float = 0.5, jump_s: float = 2.0) -> None:
+                 agree: int = 3, agree_s: float = 0.5, jump_s: float = 2.0,
+                 bin_s: float = 0.5, bins: int = 20) -> None:
         if not 1 <= min_obs <= window:
             raise ValueError(f"skew_min_obs must be between 1 and the clock estimator's window "
                              f"({window} messages), got {min_obs}: a device's clock would never "
                              "be known and its messages would wait forever")
-        if not 1 <= agree <= window or not (agree_s > 0 and jump_s > 0 and tolerance_s >= 0):
-            raise ValueError("ClockSkew: agree must be in 1..window, agree_s and jump_s > 0, "
-                             "tolerance_s >= 0")
+        if not (1 <= agree <= window and agree_s > 0 and jump_s > 0 and tolerance_s >= 0
+                and bin_s > 0 and bins >= 1):
+            raise ValueError("ClockSkew: agree must be in 1..window, agree_s, jump_s and bin_s "
+                             "> 0, bins >= 1, tolerance_s >= 0")
         self.window, self.min_obs, self.tolerance_s = window, min_obs, tolerance_s
         self.agree, self.agree_s, self.jump_s = agree, agree_s, jump_s
-        self._obs: dict[str, deque[float]] = {}
-        self._est: dict[str, float] = {}
+        self.bin_s, self.bins = bin_s, bins
+        self._obs: dict[str, deque[float]] = {}  # device → its last ``window`` offsets
+        self._est: dict[str, float] = {}  # device → lowest agreed offset (for outliers)
+        self._count: dict[str, int] = {}  # observations since the device was (re)set
+        self._bin: int | None = None  # receive-time bin in progress
+        self._cur: dict[str, list[float]] = {}  # device → its offsets in the bin in progress
+        self._fresh: set[str] = set()  # devices whose first bin is in progress (a part of it)
+        self._mins: dict[str, deque[tuple[int, float]]] = {}  # device → (bin, lowest) finished
+        self._cons: dict[int, float] = {}  # finished bin → consensus (median of voters' lowest)
         self.voters: set[str] = set()  # periodic devices that are not silent
 
-    def observe(self, device: str, offset: float) -> None:
+    def observe(self, device: str, offset: float, recv: float) -> None:
+        """Take one message's ``offset`` (receive − source time), received at ``recv``."""
         d = self._obs.get(device)
         if d is None:
             d = self._obs[device] = deque(maxlen=self.window)
         d.append(offset)
         self._est[device] = self._lowest_agreed(d)
+        self._count[device] = self._count.get(device, 0) + 1
+        if self._count[device] == 1:
+            self._fresh.add(device)
+        b = math.floor(recv / self.bin_s)
+        if self._bin is None:
+            self._bin = b
+        elif b > self._bin:  # (a receive time out of order stays in the bin in progress)
+            self._close_bin()
+            self._bin = b
+        self._cur.setdefault(device, []).append(offset)
+
+    def _close_bin(self) -> None:
+        """The bin in progress is finished: keep each device's lowest and their consensus."""
+        assert self._bin is not None
+        lows = {dev: min(offs) for dev, offs in self._cur.items()
+                if offs and dev not in self._fresh}  # a device's first bin: only a part of it
+        self._fresh.clear()
+        for dev, low in lows.items():
+            m = self._mins.get(dev)
+            if m is None:
+                m = self._mins[dev] = deque(maxlen=self.bins)
+            m.append((self._bin, low))
+        voted = [low for dev, low in lows.items() if dev in self.voters]
+        if voted:
+            self._cons[self._bin] = statistics.median(voted)
+            if len(self._cons) > _KEEP_BINS:  # a gate's bins live as long as its last scans
+                del self._cons[next(iter(self._cons))]
+        self._cur = {}
 
     def forget_last(self, device: str) -> None:
         """Take back the latest observation (its message was refused: it must not count)."""
         d = self._obs.get(device)
+        if not d:
+            return
+        d.pop()
+        self._count[device] -= 1
+        cur = self._cur.get(device)
+        if cur:
+            cur.pop()
         if d:
-            d.pop()
-            if d:
-                self._est[device] = self._lowest_agreed(d)
-            else:
-                self.reset(device)
+            self._est[device] = self._lowest_agreed(d)
+        else:
+            self.reset(device)
 
     def _lowest_agreed(self, d: deque[float]) -> float:
         a = np.sort(np.fromiter(d, np.float64, len(d)))
@@ -339,20 +392,36 @@ class ClockSkew:
         est = self._est.get(device)
         return est is not None and offset < est - self.jump_s
 
+    def stepped(self, device: str) -> None:
+        """The device's clock stepped ahead (its outliers were confirmed): its finished bins and
+        what the bin in progress holds of the old clock no longer describe it."""
+        est = self._est.get(device)
+        self._mins.pop(device, None)
+        cur = self._cur.get(device)
+        if cur and est is not None:
+            self._cur[device] = [o for o in cur if o <= est + self.jump_s]
+        self._fresh.add(device)
+
     def reset(self, device: str) -> None:
         """Forget a device's offsets (it came back after a silence: maybe a new clock)."""
-        self._obs.pop(device, None)
-        self._est.pop(device, None)
+        for d in (self._obs, self._est, self._count, self._cur, self._mins):
+            d.pop(device, None)
+        self._fresh.discard(device)
 
     def established(self, device: str) -> bool:
-        return len(self._obs.get(device, ())) >= self.min_obs
+        return self._count.get(device, 0) >= self.min_obs
 
     def skew(self, device: str) -> float:
         """Estimated offset of the device's clock from the consensus (s, + = behind)."""
-        ests = [self._est[d] for d in self.voters if d in self._est]
-        if device not in self._est or not ests:
+        diffs = [low - self._cons[b] for b, low in self._mins.get(device, ())
+                 if b in self._cons]
+        if diffs:
+            return statistics.median(diffs)
+        cur = self._cur.get(device)  # no whole bin yet: the bin in progress, as far as it goes
+        voted = [min(offs) for dev, offs in self._cur.items() if dev in self.voters and offs]
+        if not cur or not voted:
             return 0.0
-        return self._est[device] - statistics.median(ests)
+        return min(cur) - statistics.median(voted)
 
     def correction(self, device: str) -> float:
         """Seconds to add to the device's timestamps (0 inside the tolerance)."""
@@ -360,6 +429,11 @@ class ClockSkew:
             return 0.0
         s = self.skew(device)
         return s if abs(s) > self.tolerance_s else 0.0
+
+
+#: finished bins whose consensus is kept (an hour of 1 s bins): a rare gate's skew is judged
+#: against the bins of its last scans
+_KEEP_BINS = 3600
 
 
 @dataclass
@@ -696,7 +770,7 @@ class MqttSource:
         known; then admit in arrival order."""
         self.skew.voters.add(dev)
         offset = h.recv - h.t_src
-        self.skew.observe(dev, offset)
+        self.skew.observe(dev, offset, h.recv)
         if self.skew.outlier(dev, offset):
             sus = self._suspects.setdefault(dev, [])
             sus.append(h)
@@ -704,11 +778,15 @@ class MqttSource:
                 self._implausible(dev, sus.pop(0), "its device's clock never confirmed it")
             return
         held = self._held.setdefault(dev, [])
+        stepped = False
         for s in self._suspects.pop(dev, []):
             if self.skew.outlier(dev, s.recv - s.t_src):
                 self._implausible(dev, s, "an isolated jump of its device's clock")
             else:
                 held.append(s)  # confirmed: a real step of the device's clock
+                stepped = True
+        if stepped:
+            self.skew.stepped(dev)
         held.append(h)
         if self.skew.established(dev):
             self._admit_held(dev)
@@ -771,7 +849,7 @@ class MqttSource:
         m = h.m
         periodic = dev.startswith(_PERIODIC)
         if not periodic:
-            self.skew.observe(dev, h.recv - h.t_src)
+            self.skew.observe(dev, h.recv - h.t_src, h.recv)
         c = self.skew.correction(dev)
         if isinstance(m, wire.PlateMessage):
             self._check_time(m.t0 + c, m.t_last + c, h.recv)
