@@ -97,7 +97,7 @@ def positions(eng: Engine, t0: float, t1: float) -> list[dict[str, Any]]:
     """Every person tracked within (t0, t1]: positions at ``TRACK_HZ``, session, cart size."""
     people = []
     step = 1.0 / TRACK_HZ
-    alerted = {a.subject for a in eng.alerts if a.subject}
+    alerted = _named(eng)
     for tr in eng.tracker.tracks:
         if len(tr.t) == 0 or tr.t[-1] <= t0 or tr.t[0] > t1:
             continue
@@ -119,8 +119,25 @@ def positions(eng: Engine, t0: float, t1: float) -> list[dict[str, Any]]:
             "track": tr.track_id, "session": sid,
             "credential": sess.credential if sess else None,
             "cart": cart, "left": tr.ended_at is not None and tr.t[-1] <= t1,
-            "alert": sid in alerted or sid is None, "pts": pts})
+            "alert": sid is None or sid in alerted or f"track:{tr.track_id}" in alerted,
+            "pts": pts})
     return people
+
+
+#: alerts whose subject lists tracker track ids (comma-separated), not sessions
+TRACK_ALERTS = frozenset({"identity_lost", "identity_recovered", "identity_ambiguous"})
+
+
+def _named(eng: Engine) -> set[str]:
+    """Who the alerts so far name: session ids, and ``track:<id>`` for the tracker's identity
+    alerts. A subject may name several (a hand-over: ``"s00002,s00003"``)."""
+    out: set[str] = set()
+    for a in eng.alerts:
+        parts = [x for x in a.subject.split(",") if x]
+        if a.kind in TRACK_ALERTS:
+            parts = [f"track:{x}" for x in parts]
+        out.update(parts)
+    return out
 
 
 def evidence(eng: Engine, case_id: str) -> dict[str, Any]:
