@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
+from walkout.checkout.money import Money
 from walkout.service.app import create_app
 from walkout.service.clock import ManualClock
 from walkout.service.db import session_factory
 from walkout.service.models import Charge, Visit
-from walkout.service.money import Money
 from walkout.service.payments.base import (
     Authorization,
     Capture,

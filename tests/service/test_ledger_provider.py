@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, func, select
 
+from walkout.checkout.money import Money
 from walkout.service.clock import ManualClock
 from walkout.service.db import session_factory
 from walkout.service.models import LedgerTransaction
-from walkout.service.money import Money
 from walkout.service.payments.base import IdempotencyConflict, PaymentDeclined, PaymentError
 from walkout.service.payments.ledger import LedgerProvider, unbalanced_transactions
 

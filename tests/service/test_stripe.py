@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import stripe
 
-from walkout.service.money import Money
+from walkout.checkout.money import Money
 from walkout.service.payments.base import (
     ChecksPayerRef,
     IdempotencyConflict,

@@ -1,4 +1,4 @@
-"""Checkout: receipts (payments and channels come with the service)."""
+"""Checkout: receipts, tax and money (payments and channels come with the service)."""
 
 from walkout.checkout.receipt import Receipt, ReceiptLine, build_receipt
 

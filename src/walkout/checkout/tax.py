@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from walkout.service.money import minor_digits
+from walkout.checkout.money import minor_digits
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from walkout.checkout.money import Money
 from walkout.service import (
     accounts,
     checkout,
@@ -50,7 +51,6 @@ from walkout.service.models import (
     ReceiptLine,
     Visit,
 )
-from walkout.service.money import Money
 from walkout.service.payments.base import PaymentProvider
 from walkout.service.payments.ledger import LedgerProvider
 from walkout.service.ratelimit import Limits

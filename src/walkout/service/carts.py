@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from walkout.service.money import Money
+from walkout.checkout.money import Money
 
 
 @dataclass(frozen=True, slots=True)

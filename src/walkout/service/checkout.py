@@ -27,12 +27,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from walkout.checkout.money import Money
 from walkout.service import receipting
 from walkout.service.carts import LineIn, cart_total, receipt_lines
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
 from walkout.service.models import CartLine, Charge, Receipt, ReceiptLine, Visit
-from walkout.service.money import Money
 from walkout.service.payments.base import PaymentError, is_final
 
 log = logging.getLogger("walkout.service.checkout")

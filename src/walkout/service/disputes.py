@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from walkout.checkout.money import Money
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -46,7 +47,6 @@ from walkout.service.models import (
     Receipt,
     ReceiptLine,
 )
-from walkout.service.money import Money
 from walkout.service.payments.base import PaymentError
 
 log = logging.getLogger("walkout.service.disputes")

@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from walkout.checkout.money import Money
 from walkout.service.accounts import card_guest
 from walkout.service.deps import Deps
 from walkout.service.entry_codes import make_code, read_code
@@ -38,7 +39,6 @@ from walkout.service.models import (
     Visit,
     new_id,
 )
-from walkout.service.money import Money
 from walkout.service.payments.base import PaymentDeclined, PaymentError, is_final
 
 log = logging.getLogger("walkout.service.entry")

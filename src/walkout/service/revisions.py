@@ -38,13 +38,13 @@ from decimal import Decimal
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from walkout.checkout.money import Money
 from walkout.service import checkout, disputes, receipting
 from walkout.service.carts import cart_total, receipt_lines
 from walkout.service.checkout import LineRequest, insert_ignore, visit_lines
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError
 from walkout.service.models import CartLine, Charge, Receipt, ReceiptLine, Visit
-from walkout.service.money import Money
 from walkout.service.payments.base import PaymentDeclined, PaymentError, UnknownPayment
 
 log = logging.getLogger("walkout.service.revisions")

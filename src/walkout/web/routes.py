@@ -41,6 +41,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from walkout.checkout.money import Money
 from walkout.perception.evidence import CLIP_SUFFIX
 from walkout.service import disputes, entry, receipting
 from walkout.service.deps import Deps
@@ -57,7 +58,6 @@ from walkout.service.models import (
     ReviewVerdict,
     Visit,
 )
-from walkout.service.money import Money
 from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email
 from walkout.service.receipts.mail import mask_email

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from walkout.service.money import Money
+from walkout.checkout.money import Money
 
 
 class PaymentError(Exception):

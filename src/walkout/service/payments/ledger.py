@@ -28,9 +28,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from walkout.checkout.money import Money
 from walkout.service.clock import Clock
 from walkout.service.models import LedgerAccount, LedgerPosting, LedgerTransaction
-from walkout.service.money import Money
 from walkout.service.payments.base import (
     Authorization,
     Capture,

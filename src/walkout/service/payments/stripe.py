@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import stripe
 
-from walkout.service.money import Money
+from walkout.checkout.money import Money
 from walkout.service.payments.base import (
     Authorization,
     Capture,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from walkout.checkout.money import minor_digits
 from walkout.checkout.receipt import Receipt
 from walkout.checkout.tax import TaxLine, rate_str, tax_breakdown, tax_json
-from walkout.service.money import minor_digits
 from walkout.store.model import Store
 
 
