@@ -61,3 +61,20 @@ def test_cli_missing_case_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert res.exit_code == 2
     assert "file not found" in res.output
+
+
+def test_cli_names_a_missing_case_directory_itself(tmp_path: Path) -> None:
+    """A case folder that does not exist was reported as ../store_meta/Gondolas.json."""
+    case = tmp_path / "BENCHMARK-9"
+    res = CliRunner().invoke(app, ["aifi", "run", str(case)])
+    assert res.exit_code == 2, res.output
+    assert f"error: {case}: AiFi test case directory not found" in res.output
+    assert "Gondolas.json" not in res.output
+
+
+def test_cli_names_a_missing_default_store_meta(tmp_path: Path) -> None:
+    (tmp_path / "case").mkdir()
+    res = CliRunner().invoke(app, ["aifi", "run", str(tmp_path / "case")])
+    assert res.exit_code == 2, res.output
+    assert (f"error: {tmp_path / 'store_meta'}: store_meta directory not found beside the case: "
+            "give its place with --meta") in res.output

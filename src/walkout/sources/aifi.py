@@ -203,6 +203,19 @@ class AifiCase:
 # ---- low-level JSON helpers ---------------------------------------------------------------------
 
 
+def require_dir(path: Path, what: str, hint: str = "") -> None:
+    """An AiFi directory that must exist, named with ``what`` it is when it does not (and
+    ``hint``, what to do): a missing folder otherwise shows as the first file looked for in it."""
+    try:
+        if path.is_dir():
+            return
+        there = path.exists()
+    except OSError as e:
+        raise AifiDataError(f"{path}: {what} cannot be read: {e.strerror or e}") from e
+    why = "is not a directory" if there else "not found"
+    raise AifiDataError(f"{path}: {what} {why}{hint}")
+
+
 def _open_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")

@@ -26,7 +26,7 @@ from walkout.cart import CartLedger
 from walkout.events import Alert, Attribution, CartEntry, PlateBlock, ShelfEvent
 from walkout.shelf import ShelfConfig, ShelfStage
 from walkout.shelf.decide import choose
-from walkout.sources.aifi import AifiCase, load_case
+from walkout.sources.aifi import AifiCase, load_case, require_dir
 from walkout.store.import_aifi import import_aifi_store
 from walkout.store.model import Store
 
@@ -66,7 +66,10 @@ def run_case(
     block_s: float = 1.0,
 ) -> AifiRunResult:
     """Receipts of the AiFi test case in ``case_dir`` (``meta_dir``: ``../store_meta``)."""
+    require_dir(case_dir, "AiFi test case directory")  # before its default ../store_meta
     meta = meta_dir if meta_dir is not None else case_dir.parent / "store_meta"
+    if meta_dir is None:
+        require_dir(meta, "store_meta directory", " beside the case: give its place with --meta")
     store = import_aifi_store(meta, case_dir)
     case = load_case(case_dir, store.plate_ids)
     return run_loaded(store, case, shelf=shelf, attribution=attribution, block_s=block_s)

@@ -18,6 +18,7 @@ from walkout.sources.aifi import (
     read_geometry,
     read_planogram,
     read_products,
+    require_dir,
 )
 from walkout.store.loader import dump_store
 from walkout.store.model import (
@@ -117,6 +118,8 @@ def import_aifi_store(meta_dir: Path, case_dir: Path) -> Store:
     - Planogram: ``case_dir/planogram.json`` facings whose product is in the catalogue, with an
       opening stock of 5 items per plate of the footprint (invented; the data has no counts).
     """
+    require_dir(meta_dir, "AiFi store_meta directory")
+    require_dir(case_dir, "AiFi test case directory")
     geo = read_geometry(meta_dir)
     cal = read_calibration(meta_dir / "calibration.json", AIFI_CAMERA_IDS)
     gondolas = _gondolas(geo)
