@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +124,33 @@ def test_bench_ray_refuses_a_bad_partition_count(ray_address: str) -> None:
     res = CliRunner().invoke(app, ["bench", "ray", "--ray", ray_address, "--zones", "0"])
     assert res.exit_code == 2
     assert "--zones must be at least 1" in res.output
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:  # a port just free: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_address_where_no_head_listens_is_refused_in_seconds(
+        session: SimSession, tmp_path: Path) -> None:
+    """`replay --ray` to a closed port hung in Ray's retry loop for minutes."""
+    pytest.importorskip("ray")
+    rec = tmp_path / "rec"
+    write_recording(session, rec)
+    address = f"127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "walkout.cli", "replay", str(rec), "--out",
+                          str(tmp_path / "r.json"), "--ray", address],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert time.monotonic() - t0 < 60, res.stderr
+    assert res.returncode == 2, res.stderr
+    assert f"error: --ray: cannot join the Ray cluster at '{address}': nothing answers" \
+        in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("address", ["garbage", "127.0.0.1:http", "ray://:99999"])
+def test_an_address_that_is_not_host_port_is_refused_by_name(address: str) -> None:
+    with pytest.raises(RayError, match="is not host:port of the cluster's head"):
+        connect(address)
