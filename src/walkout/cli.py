@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -12,10 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from walkout.commands import finite, register_all
+from walkout.commands import ForceOpt, finite, output_file_problem, register_all
 from walkout.store import StoreFileError, builtin_stores, load_store
 from walkout.store.model import Store
 
@@ -61,6 +63,36 @@ def _engine(st: Store, ray: str | None) -> Any:
     except RayError as e:
         err.print(f"[red]error:[/] --ray: {e}")
         raise typer.Exit(2) from e
+
+
+def _dir_problem(path: Path) -> str | None:
+    """Why files cannot be made in directory ``path`` (created if missing), or None.
+
+    Asked before a long run, so that a typo or a read-only place is said at once, with the path
+    the user gave, rather than as a traceback (or a hidden temporary's name) at the end."""
+    try:
+        if path.exists():
+            if not path.is_dir():
+                return "exists and is not a directory"
+            if not os.access(path, os.W_OK | os.X_OK):
+                return "is not writable (permission denied)"
+            return None
+        there = next(p for p in path.parents if p.exists())  # "/" exists
+    except OSError as e:  # a folder on the way that may not be searched
+        return f"cannot be reached: {e.strerror or e}"
+    if not there.is_dir():
+        return f"cannot be created: {there} is not a directory"
+    if not os.access(there, os.W_OK | os.X_OK):
+        return f"cannot be created: {there} is not writable (permission denied)"
+    return None
+
+
+def _writable_dir(path: Path, flag: str) -> None:
+    """Exit 2 with a one-line error naming ``flag`` and ``path`` when :func:`_dir_problem`."""
+    problem = _dir_problem(path)
+    if problem:
+        err.print(f"[red]error:[/] {flag} {escape(str(path))}: {problem}")
+        raise typer.Exit(2)
 
 
 def _print_json(figures: dict[str, Any], path: Path | None) -> None:
@@ -256,17 +288,19 @@ def sim(
             err.print(f"[red]error:[/] --publish: {e}")
             raise typer.Exit(2) from e
     st = _store(store)
-    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        err.print(f"[red]error:[/] --out {out}: exists and is not empty; a recording is never "
-                  "written over")
-        raise typer.Exit(2)
+    if out is not None:
+        _check_recording_out(out)
     with console.status(f"simulating {shoppers} shoppers..."):
         session = _simulate(st, shoppers, seed, scenario)
         if out is not None:
             try:
                 write_recording(session, out)
-            except (RecordingError, OSError) as e:
+            except RecordingError as e:
                 err.print(f"[red]error:[/] writing the recording: {e}")
+                raise typer.Exit(2) from e
+            except OSError as e:  # named by the --out given, not the hidden folder written
+                err.print(f"[red]error:[/] --out {escape(str(out))}: cannot write the "
+                          f"recording: {e.strerror or e}")
                 raise typer.Exit(2) from e
     if out is not None:
         console.print(f"recorded {session.duration_s:.0f} s of '{st.name}' to {out}")
@@ -283,6 +317,26 @@ def sim(
                 raise typer.Exit(1) from e
         console.print(f"published {sent['messages']:,} messages of {len(sent['devices'])} devices "
                       f"of '{name or st.name}' to {url} in {sent['seconds']:.1f} s")
+
+
+def _check_recording_out(out: Path) -> None:
+    """Exit 2 unless a recording can be written at ``out``: checked before the simulation,
+    never over anything (a recording is written beside ``out`` and renamed into place, so its
+    folder must take new files)."""
+    try:
+        taken = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    except OSError as e:  # a folder on the way that may not be searched or read
+        err.print(f"[red]error:[/] --out {escape(str(out))}: cannot be reached: "
+                  f"{e.strerror or e}")
+        raise typer.Exit(2) from e
+    if taken:
+        err.print(f"[red]error:[/] --out {escape(str(out))}: exists and is not empty; a "
+                  "recording is never written over")
+        raise typer.Exit(2)
+    problem = _dir_problem(out.parent)
+    if problem:
+        err.print(f"[red]error:[/] --out {escape(str(out))}: its folder {out.parent} {problem}")
+        raise typer.Exit(2)
 
 
 def _load_recording(recording: Path) -> Sensors:
@@ -313,8 +367,9 @@ def replay(
         err.print(f"[red]error:[/] --out {target}: "
                   + ("is a directory" if target.is_dir() else "its folder does not exist"))
         raise typer.Exit(2)
+    engine = _engine(sensors.store, ray)  # a Ray cluster that cannot be joined: said first
     with _progress(sensors.duration_s, "engine") as tick:
-        result = _engine(sensors.store, ray).run(sensors, tick)
+        result = engine.run(sensors, tick)
     try:
         target.write_text(json.dumps(_receipts_json(result), indent=1) + "\n")
     except OSError as e:
@@ -382,12 +437,17 @@ def store_import_aifi(
     meta: Annotated[Path, typer.Option(help="AiFi store_meta directory")],
     case: Annotated[Path, typer.Option(help="AiFi test case directory (products, planogram)")],
     out: Annotated[Path, typer.Option(help="store YAML to write")],
+    force: ForceOpt = False,
 ) -> None:
     """Build a store file from the AiFi AutoCheckout format."""
     from walkout.sources.aifi import AifiDataError
     from walkout.store.import_aifi import import_aifi_store
     from walkout.store.loader import dump_store
 
+    problem = output_file_problem(out, force)
+    if problem:
+        err.print(f"[red]error:[/] --out {escape(str(out))}: {problem}")
+        raise typer.Exit(2)
     try:
         s = import_aifi_store(meta, case)
         dump_store(s, out)
@@ -588,6 +648,19 @@ def serve(
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 
+def _check_bench_db(db: str | None) -> None:
+    """Exit 2 unless ``db`` (a bench's --db) is a SQLite or PostgreSQL URL: said before any
+    database or folder is made, not as a missing driver deep in SQLAlchemy."""
+    from walkout.service.settings import check_database_url
+
+    if db is not None:
+        try:
+            check_database_url(db)
+        except ValueError as e:
+            err.print(f"[red]error:[/] --db: {e}")
+            raise typer.Exit(2) from e
+
+
 @bench_app.command("durability")
 def bench_durability(
     kills: Annotated[int, typer.Option(
@@ -610,6 +683,9 @@ def bench_durability(
     def say(msg: str) -> None:
         err.print(f"[dim]{msg}[/]")
 
+    _check_bench_db(db)
+    if workdir is not None:
+        _writable_dir(workdir, "--workdir")
     try:
         if workdir is None:
             with tempfile.TemporaryDirectory(prefix="walkout-durability-") as tmp:
@@ -656,6 +732,9 @@ def bench_service(
         return run_service_bench(shoppers, wd, db, seed, store, engine_shoppers, ramp, think,
                                  lambda m: err.print(f"[dim]{m}[/]"))
 
+    _check_bench_db(db)
+    if workdir is not None:
+        _writable_dir(workdir, "--workdir")
     try:
         if workdir is None:
             with tempfile.TemporaryDirectory(prefix="walkout-service-bench-") as tmp:
@@ -665,6 +744,9 @@ def bench_service(
     except ServiceBenchError as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(1) from e
+    except (OSError, StoreFileError) as e:  # the workdir (a database left there), the store
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
     _print_json(figures, json_path)
 
 

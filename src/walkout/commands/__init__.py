@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import math
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -29,3 +30,21 @@ def finite(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number")
     return value
+
+
+#: ``--force`` of the commands that write a file the user names (store generate, import-aifi)
+ForceOpt = Annotated[bool, typer.Option("--force", help="overwrite --out if it exists")]
+
+
+def output_file_problem(out: Path, force: bool) -> str | None:
+    """Why the file ``out`` may not be written, or None: an existing file is only replaced
+    with ``--force`` (as ``sim --out`` never writes over a recording, a store file someone
+    edited by hand is never lost to a repeated command)."""
+    try:
+        if out.is_dir():
+            return "is a directory"
+        if out.exists() and not force:
+            return "exists; use --force to overwrite it"
+    except OSError as e:  # a folder on the way that may not be searched
+        return f"cannot be reached: {e.strerror or e}"
+    return None

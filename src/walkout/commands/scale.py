@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from walkout.commands import finite
+from walkout.commands import ForceOpt, finite, output_file_problem
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -31,12 +31,17 @@ def store_generate(
     seed: Annotated[int, typer.Option(min=0, help="random seed of the planogram")] = 1,
     name: Annotated[str | None, typer.Option(help="store name (default from the sizes)")]
     = None,
+    force: ForceOpt = False,
 ) -> None:
     """Generate a store of any size: aisles of island gondolas, ceiling cameras covering the
     floor, entry and exit gates, a planogram of the shipped catalogue (docs/store-format.md)."""
     from walkout.store.bigstore import StoreSizeError, coverage, generate_store
     from walkout.store.loader import StoreFileError, dump_store, load_store
 
+    problem = output_file_problem(out, force)
+    if problem:
+        err.print(f"[red]error:[/] --out {escape(str(out))}: {problem}")
+        raise typer.Exit(2)
     try:
         st = generate_store(area, cameras, plates, seed, name)
     except StoreSizeError as e:

@@ -82,15 +82,21 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _supported_database(cls, url: str) -> str:
         """Refuse at start-up what would otherwise fail deep in SQLAlchemy on first use."""
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        return check_database_url(url)
 
-        try:
-            backend = make_url(url).get_backend_name()
-        except ArgumentError as e:
-            raise ValueError(  # the URL itself is not echoed: it may hold a password
-                "not a database URL (e.g. sqlite:///walkout.db or "
-                "postgresql://user@host:5432/walkout)") from e
-        if backend not in ("sqlite", "postgresql"):
-            raise ValueError(f"{backend} databases are not supported: use SQLite or PostgreSQL")
-        return url
+
+def check_database_url(url: str) -> str:
+    """``url`` when it is a SQLite or PostgreSQL URL, else a ValueError saying so (the URL
+    itself is not echoed: it may hold a password). Shared by the service's settings and the
+    benches' ``--db``, which would otherwise fail on a missing driver."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as e:
+        raise ValueError("not a database URL (e.g. sqlite:///walkout.db or "
+                         "postgresql://user@host:5432/walkout)") from e
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"{backend} databases are not supported: use SQLite or PostgreSQL")
+    return url

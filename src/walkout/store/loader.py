@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -105,10 +106,16 @@ def load_store(name_or_path: str | Path) -> Store:
 
 def dump_store(store: Store, path: Path) -> None:
     """Write a store as YAML (prices and tax rates as strings so no precision is lost);
-    optional fields left unset (a store without tax) are left out, as they were written."""
+    optional fields left unset (a store without tax) are left out, as they were written.
+
+    The file is written beside ``path`` and renamed over it: a failed write (a full disk)
+    leaves a file that was there before whole."""
     data = store.model_dump(mode="json", exclude_none=True)
-    path.write_text(
-        f"# walkout store file — format: docs/store-format.md\n"
-        f"{yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100)}",
-        encoding="utf-8",
-    )
+    text = (f"# walkout store file — format: docs/store-format.md\n"
+            f"{yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100)}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
