@@ -326,6 +326,11 @@ class LiveRunner:
                     if err.code != "visit_not_open":
                         raise
                     log.warning("receipt of visit %s not charged: %s", vid, err.detail)
+                    continue
+                if _decided_case(eng, r.session_id):
+                    # a replay met a verdict before the exit that the first run met after it:
+                    # this issue carries the correction, the receipt settled then does not
+                    revisions.revise(d, vid, r.needs_review)
         seen["receipts"] = len(issued)
         # what the dashboard shows (map, alerts, review evidence): before the checkpoint, which
         # says that everything of the chunk is committed
@@ -371,6 +376,16 @@ def _case(c: ReviewCase) -> dict[str, Any]:
             "hands": [{"session_id": h.session_id, "probability": h.probability,
                        "reach_m": h.reach_m} for h in ev.hands],
             "open": c.open}
+
+
+def _decided_case(eng: Engine, session_id: str) -> bool:
+    """Whether a verdict has settled a review case of the session. On a replay after a
+    restart a verdict is applied as soon as its case reopens, often before the exit it came
+    after in the first run, so the engine's first issue already carries it; a visit the
+    service settled before must then be revised from it (idempotent when it already was)."""
+    return any(c.verdict is not None and (session_id in c.sessions
+                                          or session_id in c.verdict.shares)
+               for c in eng.cases.values())
 
 
 def _issued(eng: Engine) -> list[Receipt]:
