@@ -20,7 +20,8 @@ therefore refunds a unit once.
 
 The evidence of a line is what the engine logged about the shelf events behind it (the cart
 lines' event ids): the shelf event, the decision with every candidate's score (what
-``EngineResult.explain`` returns, persisted by the runner), and any review case's summary.
+``EngineResult.explain`` returns, persisted by the runner), any review case's summary, and the
+verdict that settled it (:func:`reviews`: who decided, when, why).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from walkout.service.models import (
     EngineEvent,
     Receipt,
     ReceiptLine,
+    ReviewVerdict,
 )
 from walkout.service.payments.base import PaymentError
 
@@ -92,6 +94,28 @@ def _currency(s: Session, dsp: Dispute) -> str:
     return rec.currency
 
 
+def reviews(s: Session, refs: list[str]) -> dict[str, dict[str, Any]]:
+    """The review of each of ``refs`` (shelf event ids) that had a case: its state and the
+    verdict with who decided it, when and why. A line a verdict changed carries the engine's
+    decision and the correcting line under the same event id: without this its evidence
+    reads as the engine's uncertain guess, with nothing to say that a person settled it."""
+    if not refs:
+        return {}
+    cased = set(s.scalars(select(EngineEvent.ref).where(
+        EngineEvent.ref.in_(refs), EngineEvent.kind.in_(("review_case", "case_evidence")))))
+    verdicts = {v.case_id: v for v in s.scalars(
+        select(ReviewVerdict).where(ReviewVerdict.case_id.in_(refs)))}
+    out: dict[str, dict[str, Any]] = {}
+    for ref in sorted(cased | set(verdicts)):
+        v = verdicts.get(ref)
+        out[ref] = {"case_id": ref, "state": "open" if v is None else
+                    "applied" if v.applied_at is not None else "decided",
+                    "verdict": None if v is None else {
+                        "shares": json.loads(v.shares), "decided_by": v.decided_by,
+                        "decided_at": aware(v.decided_at).isoformat(), "note": v.note}}
+    return out
+
+
 def case(d: Deps, dispute_id: str) -> dict[str, Any]:
     """The operator's view: the dispute, the shopper's flag, the line and its evidence."""
     with d.sessions() as s:
@@ -117,8 +141,9 @@ def case(d: Deps, dispute_id: str) -> dict[str, Any]:
             "name": line.name, "quantity": line.quantity,
             "unit_price": str(Money(Decimal(line.unit_price), cur).amount),
             "amount": str(Money(Decimal(line.amount), cur).amount), "currency": cur}
+        review = reviews(s, refs)
         out["evidence"] = [{
-            "event_id": ev_id,
+            "event_id": ev_id, "review": review.get(ev_id),
             "cart_lines": [{"line_key": c.line_key, "quantity": c.quantity,
                             "confidence": c.confidence, "t": c.t}
                            for c in cart if c.event_id == ev_id],

@@ -388,7 +388,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
 
     @app.get("/v1/ops/reviews")
     def reviews(_: Operator) -> list[dict[str, Any]]:
-        """Every review case, open ones first, newest first within."""
+        """Every review case: open ones first, the longest waiting first (its receipt is issued
+        under review, as the engine decided it, once ``review_hold_s`` runs out); then decided
+        ones, newest first."""
         with sessions() as s:
             verdicts = {v.case_id: v for v in s.scalars(select(ReviewVerdict))}
             out = []
@@ -405,7 +407,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                             "decided": ev["decided"], "top": top,
                             "state": "open" if v is None else
                             ("applied" if v.applied_at else "decided")})
-            out.sort(key=lambda c: (c["state"] != "open", -c["t"]))
+            # open: the oldest first (its receipt has waited longest, its hold ends first)
+            out.sort(key=lambda c: (c["state"] != "open", c["t"] if c["state"] == "open"
+                                    else -c["t"]))
             return out
 
     @app.get("/v1/ops/reviews/{case_id}")
@@ -421,7 +425,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             ids = who(s, list(creds.values()))
             ev["people"] = {sid: ids.get(c, {"who": None}) for sid, c in creds.items()}
             ev["verdict"] = None if v is None else {
-                "shares": json.loads(v.shares), "note": v.note,
+                "shares": json.loads(v.shares), "note": v.note, "decided_by": v.decided_by,
                 "decided_at": v.decided_at.isoformat(),
                 "applied": v.applied_at is not None}
             ev["products"] = {pid: store.products[pid].name for h in ev["hypotheses"]
@@ -526,12 +530,15 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             logged = s.scalars(select(EngineEvent).where(
                 EngineEvent.ref.in_(refs), EngineEvent.kind == "decision")).all() if refs else []
             by_ref = {e.ref: json.loads(e.payload) for e in logged}
+            review = disputes.reviews(s, refs)
             for ln in out["lines"]:
-                ln["evidence"] = [{"event_id": e, **({
+                # one entry per event: a verdict's correcting line shares its event's id
+                ln["evidence"] = [{"event_id": e, "review": review.get(e), **({
                     "confidence": by_ref[e]["confidence"], "scores": by_ref[e]["scores"],
                     "needs_review": by_ref[e]["needs_review"], "reasons": by_ref[e]["reasons"],
                     "by_arm": by_ref[e].get("by_arm", False)}  # older logs: by a seen wrist
-                    if e in by_ref else {})} for e in events.get(ln["product_id"], [])]
+                    if e in by_ref else {})}
+                    for e in dict.fromkeys(events.get(ln["product_id"], []))]
             out["disputes"] = [disputes.summary(deps, s, d) | {"reason": d.reason}
                                for d in s.scalars(select(Dispute)
                                                   .where(Dispute.receipt_id == r.id))]
