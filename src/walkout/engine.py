@@ -4,6 +4,12 @@ Each chunk feeds the shelf stage (weights → ShelfEvents) and the tracker (keyp
 binds new tracks to entry scans, attributes settled events to sessions by hand evidence, folds
 decisions into the cart ledger and issues a receipt a few seconds after each exit. The engine is
 a deterministic function of its inputs: the same streams give the same receipts, bit for bit.
+
+Staff (a ``staff:`` credential at the gate) are tracked and bound like shoppers but own no cart:
+a weight change their hands make is a restock or a stock removal of the plate's products, any
+count (``walkout.shelf.decide.choose_stock``), and only the plate inventory moves. So is a change
+nobody's hand made while the store is marked closed (:meth:`Engine.set_store_mode`) and no
+shopper is inside. Neither is a sale or a shopper's review case.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from walkout.events import (
 )
 from walkout.review import Evidence, ReviewCase, Verdict, WeightTrace, corrections, hand_traces
 from walkout.shelf import ShelfConfig, ShelfStage
-from walkout.shelf.decide import choose
+from walkout.shelf.decide import choose, choose_stock
 from walkout.sources.recording import Sensors
 from walkout.store.model import Store
 from walkout.tracking import Tracker, TrackerConfig
@@ -84,6 +90,9 @@ class Decision:
     needs_review: bool
     takers: tuple[str, ...] = ()  # sessions charged (several when hands shared the plate)
     reasons: tuple[str, ...] = ()  # why it needs review
+    #: a staff restock/removal (or a change on a closed store): the plates' stock moved by
+    #: ``items``, no cart did; reviewed, it is an inventory case (nobody is charged)
+    stock: bool = False
 
 
 @dataclass
@@ -153,6 +162,38 @@ class Engine:
         self.floor_reaches: list[FloorReach] = []  # hands to the floor while holding items
         self._floor_t = 0.0  # floor reaches searched up to here
         self._box_cache: dict[tuple[str, ...], np.ndarray] = {}
+        #: (stream time, closed) of each store-mode change, in time order
+        self.store_modes: list[tuple[float, bool]] = []
+        self._removed: dict[str, Counter[str]] = {}  # staff session → items it took off plates
+
+    # ---- store mode --------------------------------------------------------------------------
+
+    def set_store_mode(self, t: float, closed: bool) -> None:
+        """The operator marked the store closed (restock mode) or open again at stream time
+        ``t``. Part of the engine's input: a replay must be given the same changes at the
+        same times (the service records them, see ``walkout.service.store_mode``).
+
+        While closed and no shopper is inside, a weight change no staff or shopper hand made
+        is a restock or removal, not a review case."""
+        if self.store_modes and t < self.store_modes[-1][0]:
+            raise ValueError(f"store mode changes must come in time order: t={t:.3f} s is "
+                             f"before the last one at t={self.store_modes[-1][0]:.3f} s")
+        if self.closed_at(t) == closed:
+            return
+        self.store_modes.append((t, closed))
+        self.alerts.append(Alert(t, "store_closed" if closed else "store_opened",
+                                 "store marked closed: restock mode (weight changes with no "
+                                 "shopper inside are stock moves)" if closed
+                                 else "store open: restock mode ended"))
+
+    def closed_at(self, t: float) -> bool:
+        """Whether the store was marked closed at stream time ``t``."""
+        closed = False
+        for t0, c in self.store_modes:
+            if t0 > t:
+                break
+            closed = c
+        return closed
 
     # ---- one step ---------------------------------------------------------------------------
 
@@ -282,6 +323,12 @@ class Engine:
     def _decide(self, att: Attribution, cands: dict[str, list[Track]]) -> None:
         ev = att.event
         sid = att.session_id
+        if sid is not None and self.book.sessions[sid].staff:
+            self._decide_stock(att, cands, sid)
+            return
+        if sid is None and ev.plate_ids and self.closed_at(ev.t_start) and not self._inside(ev):
+            self._decide_stock(att, cands, None)
+            return
         held = self.ledger.held(sid) if ev.kind == "put" and sid is not None else None
         choice = choose(ev, self.store, self.shelf.config, held)
         who = _attribution_reasons(att)
@@ -317,6 +364,55 @@ class Engine:
                 self.ledger.append(CartEntry(taker, pid, sign * q, ev.t_end, ev.event_id, conf,
                                              (ev.event_id,)))
 
+    def _inside(self, ev: ShelfEvent) -> bool:
+        """Whether a shopper (a payer or an unbound person, not staff) was in the store at
+        ``ev``, or somebody whose binding is still open."""
+        if self.book.unresolved():
+            return True
+        return any(not s.staff and s.track_ids and s.entered_at <= ev.t_end
+                   and (s.exited_at is None or s.exited_at >= ev.t_start)
+                   for s in self.book.sessions.values())
+
+    def _store_session(self, t: float) -> str:
+        """The pseudo-session ``store`` a closed store's stock moves (and their inventory
+        cases' verdicts) are booked to: staff, never charged."""
+        if "store" not in self.book.sessions:
+            self.book.sessions["store"] = Session("store", "", t, bound=False, staff=True,
+                                                  state=SessionState.CLOSED)
+        return "store"
+
+    def _decide_stock(self, att: Attribution, cands: dict[str, list[Track]],
+                      staff: str | None) -> None:
+        """A staff hand (``staff``) or nobody on a closed store changed the plate: restock
+        (+) or removal (−) of a product it lists or holds, counted from the weight; only the
+        inventory moves. A change no product fits, an ambiguous count, or an uncertain hand
+        (a shopper was near too) opens an inventory case naming the staff session (and the
+        shoppers near): its verdict moves stock for staff and charges only shoppers."""
+        ev = att.event
+        inv = getattr(self.shelf, "inventory", None)  # the Ray shelf keeps it in its zones
+        present = inv.on(ev.plate_ids) if inv is not None else Counter()
+        choice = choose_stock(ev, self.store, self.shelf.config, present,
+                              getattr(self.shelf, "learned", None))
+        sid = staff if staff is not None else self._store_session(ev.t_start)
+        who = _attribution_reasons(att) if staff is not None and att.needs_review else ()
+        if choice.hypothesis is None or choice.needs_review or who:
+            d = Decision(att, (), True, (), who + choice.reasons, stock=True)
+            self.decisions.append(d)
+            self._open_case(d, {}, cands, also=(sid,))
+            return
+        sign = 1 if ev.kind == "pick" else -1
+        items = tuple((p, sign * q) for p, q in choice.hypothesis.items)
+        self.decisions.append(Decision(att, items, False, (), (), stock=True))
+        for pid, q in items:
+            self.shelf.apply(ev.event_id, pid, -q)
+            if q > 0:
+                self._removed.setdefault(sid, Counter())[pid] += q
+                self.alerts.append(Alert(ev.t_end, "stock_removed",
+                                         f"{_staff_name(sid)} removed {q} × {pid} from plate(s) "
+                                         f"{', '.join(ev.plate_ids)} (expired or damaged stock?)",
+                                         sid))
+        self._shelved[ev.event_id] = Counter(dict(items))
+
     def _split(
         self, att: Attribution, chosen: Hypothesis
     ) -> tuple[dict[str, tuple[tuple[str, int], ...]], bool] | None:
@@ -325,7 +421,8 @@ class Engine:
         Nobody takes more than the plate lost, and everybody whose hand was in it took at least
         one; an uneven share is a guess and goes to review. None when one hand explains it.
         """
-        inside = [s for s, d in att.reach_m if d <= self.config.attribution.inside_m]
+        inside = [s for s, d in att.reach_m if d <= self.config.attribution.inside_m
+                  and not self.book.sessions[s].staff]  # staff take no share of a sale
         if len(inside) < 2 or chosen.is_mixture or chosen.quantity < 2:
             return None
         (pid, q), = chosen.items
@@ -411,8 +508,15 @@ class Engine:
                 raise KeyError(f"verdict names unknown session {sid!r}")
         ev = case.event
         sign = 1 if ev.kind == "pick" else -1
+        for sid, items in sorted(verdict.shares.items()):
+            if self.book.sessions[sid].staff and sign > 0:
+                taken = Counter(dict(items))
+                if taken:
+                    self._removed.setdefault(sid, Counter()).update(taken)
         fixes = []
         for sid, diff in sorted(corrections(case.decided, verdict).items()):
+            if self.book.sessions[sid].staff:
+                continue  # staff hands moved stock: the plates follow (below), no cart does
             for pid, q in sorted(diff.items()):
                 entry = CartEntry(sid, pid, sign * q, ev.t_end, ev.event_id, 1.0,
                                   (ev.event_id, f"review:{verdict.reviewer}"))
@@ -446,7 +550,7 @@ class Engine:
 
     def _open_case(
         self, d: Decision, shares: dict[str, tuple[tuple[str, int], ...]],
-        cands: dict[str, list[Track]],
+        cands: dict[str, list[Track]], also: tuple[str, ...] = (),
     ) -> None:
         ev = d.attribution.event
         self._reviewed.add(ev.event_id)
@@ -457,7 +561,7 @@ class Engine:
             case_id=ev.event_id, event=ev, decided=dict(shares), reasons=d.reasons,
             evidence=Evidence(self._weights(ev.plate_ids, t0, t1), ev.hypotheses,
                               hand_traces(d.attribution, cands, t0, t1)),
-            sessions=tuple(sorted(set(shares) | set(near))), opened_at=self._now,
+            sessions=tuple(sorted(set(shares) | set(near) | set(also))), opened_at=self._now,
         )
 
     def _hand_overs(self, tracks: list[Track], until: float) -> None:
@@ -465,7 +569,8 @@ class Engine:
         t0 = max(0.0, self._meet_t - 1.0)  # overlap: a meeting across the boundary is whole
         if until <= t0:
             return
-        cands = self._candidates(tracks, t0, until)
+        cands = {sid: trs for sid, trs in self._candidates(tracks, t0, until).items()
+                 if not self.book.sessions[sid].staff}  # staff handing stock over: no sale
         found = find_meetings(cands, self.store.plate_boxes, t0, until) if len(cands) > 1 else []
         self._meet_t = until
         for m in found:
@@ -587,7 +692,22 @@ class Engine:
         return WeightTrace(np.concatenate(ts), np.concatenate(gs), plate_ids)
 
     def _issue(self, s: Session) -> None:
-        """Issue (or, after a verdict, re-issue as the next revision) a session's receipt."""
+        """Issue (or, after a verdict, re-issue as the next revision) a session's receipt.
+
+        A staff session gets none (nothing is charged); leaving with stock they took off the
+        plates raises ``staff_left_with_goods``, the operator's record that it was no sale."""
+        if s.staff:
+            if s.state != SessionState.CLOSED:
+                s.state = SessionState.CLOSED
+                gone = +self._removed.get(s.session_id, Counter())
+                if gone:
+                    what = ", ".join(f"{q} × {p}" for p, q in sorted(gone.items()))
+                    self.alerts.append(Alert(s.exited_at if s.exited_at is not None
+                                             else self._now, "staff_left_with_goods",
+                                             f"{_staff_name(s.session_id)} left with {what} "
+                                             "taken off the shelves (a stock removal, not a "
+                                             "sale)", s.session_id))
+            return
         s.state = SessionState.CLOSED
         prev = self.receipts.get(s.session_id)
         r = build_receipt(s, self.ledger.entries(s.session_id), self.store, self._reviewed,
@@ -597,6 +717,10 @@ class Engine:
             r = replace(r, needs_review=True)  # a case may still add a line (unlisted pick)
         self.receipts[s.session_id] = r
         self.issued.append(r)
+
+
+def _staff_name(sid: str) -> str:
+    return "the store (closed)" if sid == "store" else f"staff session {sid}"
 
 
 def _attribution_reasons(att: Attribution) -> tuple[str, ...]:

@@ -106,11 +106,18 @@ def _run_engine(
     block: PlateBlock,
     gates: Sequence[GateEvent] = (),
     config: EngineConfig | None = None,
+    closed: bool = False,
+    reopen_at: float | None = None,
 ) -> Engine:
-    """The engine stepped over ``block`` chunk by chunk (no camera frames: nobody is seen)."""
+    """The engine stepped over ``block`` chunk by chunk (no camera frames: nobody is seen);
+    ``closed``: the store marked closed (restock mode) from the start, until ``reopen_at``."""
     eng = Engine(store, config or EngineConfig(review_hold_s=1e9))
+    if closed:
+        eng.set_store_mode(0.0, True)
     end = float(block.t[-1])
     for a in np.arange(0.0, end + CHUNK_S, CHUNK_S):
+        if reopen_at is not None and a <= reopen_at < a + CHUNK_S:
+            eng.set_store_mode(reopen_at, False)
         b = float(a + CHUNK_S)
         i0, i1 = np.searchsorted(block.t, [a, b])
         eng.step(

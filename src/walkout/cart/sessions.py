@@ -9,6 +9,11 @@ members a little later each; a track that lived for a moment and was lost (a dup
 crowd at the gate) takes a member's place only if nobody else can. A track with no scan is an
 unbound person (tailgating): it gets a pseudo-session so that what it takes is still recorded,
 and an alert is raised.
+
+A scan whose credential starts with ``staff:`` (a staff badge the gate verified, see
+``walkout.service.staff``) opens a *staff* session: bound to its track like any other, so the
+associate is nobody's tailgater, but never charged: what staff hands do to a plate is a restock
+or a stock removal (``walkout.engine``), not a cart line.
 """
 
 from __future__ import annotations
@@ -21,6 +26,14 @@ from enum import StrEnum
 import numpy as np
 
 from walkout.events import L_HIP, R_HIP, Alert, GateEvent, Track
+
+#: credential prefix of a staff member's entry (what the gate puts in its GateEvent)
+STAFF_PREFIX = "staff:"
+
+
+def is_staff_credential(credential: str) -> bool:
+    """Whether a gate credential is a staff badge's (a staff session: never charged)."""
+    return credential.startswith(STAFF_PREFIX)
 
 
 class SessionState(StrEnum):
@@ -39,6 +52,8 @@ class Session:
     bound: bool = True
     state: SessionState = SessionState.OPEN
     exited_at: float | None = None
+    #: a staff member (badge at the gate): no cart, no receipt; their hands move stock
+    staff: bool = False
 
 
 @dataclass
@@ -61,7 +76,8 @@ class SessionBook:
 
     def scan(self, g: GateEvent) -> list[Alert]:
         sid = f"s{len(self.sessions) + 1:05d}"
-        s = Session(sid, g.credential, g.t, party_size=g.party_size)
+        s = Session(sid, g.credential, g.t, party_size=g.party_size,
+                    staff=is_staff_credential(g.credential))
         self.sessions[sid] = s
         self._scans.extend((g, s, k) for k in range(g.party_size))
         return []

@@ -165,7 +165,15 @@ class ShelfConfig(BaseModel):
         gt=0,
         description="NaN/absent or frozen readings lasting this long raise a plate alert",
     )
-    max_quantity: int = Field(default=6, ge=1, description="largest quantity hypothesised")
+    max_quantity: int = Field(
+        default=6, ge=1, description="largest quantity hypothesised for a shopper's grab"
+    )
+    max_stock_quantity: int = Field(
+        default=500,
+        ge=1,
+        description="largest count a staff restock or removal is explained by (a tray of stock "
+        "is not a shopper's grab: max_quantity does not bound it); see shelf.decide.choose_stock",
+    )
     quantity_decay: float = Field(
         default=0.5, gt=0, le=1, description="prior ratio of q+1 items to q items"
     )

@@ -110,3 +110,57 @@ def _put_back(
     if rivals:
         reasons.append("the shopper holds another product of the same weight")
     return Choice(hyp, tuple(reasons))
+
+
+def choose_stock(
+    event: ShelfEvent,
+    store: Store,
+    config: ShelfConfig,
+    present: Mapping[str, int],
+    learned: Mapping[str, set[str]] | None = None,
+) -> Choice:
+    """Decide a weight change made by staff hands (or on a closed store): a restock (the plate
+    gained) or a removal (it lost) of so many items of one product the plate lists or holds.
+
+    ``max_quantity`` bounds a shopper's grab, not a tray of stock: the count is the weight
+    over the unit weight, any count up to ``max_stock_quantity``, accepted when it fits within
+    ``listed_fit_z`` σ of the same noise model the shopper hypotheses use (``q`` items spread
+    ``q·sd²`` on top of the plates' noise). Nothing fitting, or another product or count
+    fitting about as well (``ambiguous_loglik``), is an inventory case for a person; never a
+    guess. ``present``: what the inventory says is on the plates; ``learned``: plate →
+    products picks proved it holds (see :class:`walkout.shelf.infer.Explainer`)."""
+    listed: list[str] = []
+    for plate in event.plate_ids:
+        for pid in (*store.plate_products.get(plate, ()),
+                    *sorted((learned or {}).get(plate, ()))):
+            if pid not in listed:
+                listed.append(pid)
+    listed += sorted(p for p, n in present.items() if n > 0 and p not in listed)
+    size = abs(event.delta_g)
+    var0 = event.noise_var_g2
+    fits: list[tuple[float, str, int]] = []
+    for pid in listed:
+        prod = store.products.get(pid)
+        if prod is None or prod.weight_g <= 0:
+            continue
+        q0 = round(size / prod.weight_g)
+        for q in (q0 - 1, q0, q0 + 1):
+            if not 1 <= q <= config.max_stock_quantity:
+                continue
+            var = q * prod.weight_sd_g**2 + var0
+            z = (size - q * prod.weight_g) / math.sqrt(var)
+            if abs(z) <= config.listed_fit_z:
+                fits.append((-0.5 * (math.log(2.0 * math.pi * var) + z * z), pid, q))
+    what = "restock" if event.kind == "put" else "removal"
+    if not fits:
+        return Choice(None, (f"staff {what}: no product listed for this plate fits the weight "
+                             f"({event.delta_g:+.0f} g)",))
+    fits.sort(key=lambda f: (-f[0], f[2], f[1]))
+    ll, pid, q = fits[0]
+    total = math.fsum(math.exp(v - ll) for v, _, _ in fits)
+    hyp = Hypothesis(((pid, q),), ll, 1.0 / total)
+    rivals = [(p, n) for v, p, n in fits[1:] if v >= ll - config.ambiguous_loglik]
+    if rivals:
+        alt = ", ".join(f"{n} × {p}" for p, n in rivals[:3])
+        return Choice(hyp, (f"staff {what}: {q} × {pid} fits the weight, but so does {alt}",))
+    return Choice(hyp)

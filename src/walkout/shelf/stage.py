@@ -93,6 +93,12 @@ class ShelfStage:
             # (a wrong planogram entry); later events there weigh it like a listed one
             self._explainer.learn(plates, product_id)
 
+    @property
+    def learned(self) -> dict[str, set[str]]:
+        """Plate → products decided picks proved it holds though its planogram does not list
+        them (a staff removal of such an item is explained by them too)."""
+        return self._explainer.learned
+
     # ---- internals -------------------------------------------------------------------------
 
     def _start(self, block: PlateBlock) -> PlateDetector:
