@@ -13,7 +13,8 @@ charges and the ledger stay, as bookkeeping law requires, but pseudonymised: the
 a random id that no longer leads to anyone, and the payment-method token in the built-in ledger
 (transactions and payer accounts) becomes ``erased:<payment method id>``, so balances still
 add up. A card tapped again after erasure is a stranger. Refused while the shopper is inside
-the store or a dispute of theirs is undecided (money is still moving).
+the store, a dispute of theirs is undecided, or a review case about one of their visits has no
+applied verdict yet (money is still moving).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from walkout.service.models import (
     PaymentMethod,
     Receipt,
     ReceiptMail,
+    ReviewVerdict,
     Visit,
 )
 from walkout.service.payments.ledger import pseudonymise_payer
@@ -128,6 +130,11 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
         if pending is not None:
             raise ServiceError(409, "dispute_in_progress",
                                "a dispute of yours is not decided yet: ask again afterwards")
+        case = _open_review(s, account_id)
+        if case is not None:
+            raise ServiceError(409, "review_in_progress",
+                               "a receipt of yours is still being reviewed: ask again after "
+                               "it is settled")
         a.email, a.display_name, a.erased_at = None, None, now
         tokens = s.execute(update(ApiToken).where(ApiToken.account_id == account_id,
                                                   ApiToken.revoked_at.is_(None))
@@ -153,6 +160,26 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
     return {"tokens_revoked": int(tokens), "payment_methods": n_methods,
             "entry_codes": int(codes or 0), "disputes": int(n_disputes),
             "event_log_rows": rows_scrubbed}
+
+
+def _open_review(s: Session, account_id: str) -> str | None:
+    """A review case about one of the shopper's visits whose verdict the engine has not
+    applied yet, if any. Its correcting lines reach her receipt (and her refund her card)
+    through the visit's gate credential, which erasure unlinks: until it is applied, money
+    is still moving, as with an undecided dispute."""
+    creds = set(s.scalars(select(Visit.credential).where(
+        Visit.account_id == account_id, Visit.credential.not_like("erased:%"))))
+    for cred in creds:
+        for ref, payload in s.execute(select(EngineEvent.ref, EngineEvent.payload).where(
+                EngineEvent.kind == "case_evidence",
+                EngineEvent.payload.contains(cred, autoescape=True))).all():
+            if cred not in json.loads(payload).get("credentials", {}).values():
+                continue
+            applied = s.scalar(select(ReviewVerdict.applied_at).where(
+                ReviewVerdict.case_id == ref))
+            if applied is None:
+                return str(ref)
+    return None
 
 
 def accounts_for_request(d: Deps, email: str | None = None,
