@@ -6,6 +6,10 @@ e.g. an item maybe left on the floor, is a false positive if the item was not bo
 case counts in the review rate - the price paid for it. ``after_review`` scores the same
 receipts once every open case is settled by a reviewer who sees what really happened (the
 simulator's truth stands in for the video): what the store ends up charging.
+
+Staff restocks and removals (scenario ``restock``) are no sale: staff have no true receipt, and
+``inventory`` compares the engine's count of every restocked or emptied footprint with what
+is really on it at the end of the period.
 """
 
 from __future__ import annotations
@@ -88,6 +92,9 @@ def run_accuracy(
         "engine_seconds": round(t_engine, 2),
         "real_time_factor": round(session.duration_s / max(t_engine, 1e-9), 1),
     }
+    stock = inventory_check(engine, session)
+    if stock["footprints"]:  # only periods where staff moved stock (keeps other runs' JSON)
+        figures["inventory"] = stock
     per = per_scenario(session, result) if scenarios else {}
     # ``result`` stays what was issued at exit; verdicts go to the engine's own cases
     result = replace(result, cases={k: copy.copy(c) for k, c in result.cases.items()})
@@ -133,7 +140,8 @@ def settle_by_truth(engine: Engine, truth: Truth) -> int:
             if k in used:  # one true change settles one case (an event split in two: once)
                 continue
             if ev.plate_ids:  # the load cells lag the change a little: a second's slack
-                hit = (te.kind == ev.kind and bool(set(te.plates) & set(ev.plate_ids))
+                hit = (_PLATE_KIND.get(te.kind, te.kind) == ev.kind
+                       and bool(set(te.plates) & set(ev.plate_ids))
                        and ev.t_start - 1.5 <= te.t_change <= ev.t_end + 1.0
                        and te.t_in <= ev.t_end + 0.5 and ev.t_start - 0.5 <= te.t_out)
             else:  # a hand to the floor: did that shopper leave something there?
@@ -148,6 +156,29 @@ def settle_by_truth(engine: Engine, truth: Truth) -> int:
             reviewer="bench", note="settled from the simulator's truth"))
         n += 1
     return n
+
+
+#: what staff stock moves are to a plate
+_PLATE_KIND = {"restock": "put", "remove": "pick"}
+
+
+def inventory_check(engine: Engine, session: SimSession) -> dict[str, Any]:
+    """The engine's inventory of each footprint staff restocked or emptied against the truth
+    (opening stock plus every true pick, put-back, restock and removal there)."""
+    store, truth = session.store, session.truth
+    moved = sorted({(tuple(te.plates), te.product_id) for te in truth.events
+                    if te.kind in _PLATE_KIND})
+    rows = []
+    for plates, pid in moved:
+        n = sum(e.stock for e in store.planogram
+                if tuple(e.plates) == plates and e.product == pid)
+        for te in truth.events:
+            if tuple(te.plates) == plates and te.product_id == pid:
+                n += te.quantity if te.kind in ("put", "restock") else -te.quantity
+        have = engine.shelf.inventory.count(plates, pid)
+        rows.append({"plates": list(plates), "product": pid, "true": n, "engine": have})
+    return {"footprints": len(rows), "exact": sum(r["true"] == r["engine"] for r in rows),
+            "rows": rows}
 
 
 def _scenario_of_decision(d: Decision, truth: Truth, result: EngineResult) -> str:

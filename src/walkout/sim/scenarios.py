@@ -4,6 +4,11 @@ A scenario is placed at a time ``t0`` in a shopping period (alone, or mixed into
 mix) and returns the plans of the people it involves; the shopper simulator carries them out
 like any other visit, so everything downstream — sensors, truth — is the same machinery.
 Run one by name: ``simulate(store, 0, seed, scenarios=["crossing-hands"])``.
+
+The hard suite (``walkout bench accuracy --suite hard``) is :func:`hard_suite`: every scenario
+registered with ``suite=True``. Scenarios outside it (``restock``) run by name only
+(``--scenario restock``): scenario instances are placed one every ``scenario_gap_s`` in suite
+order, so adding one to the suite would move every later instance and change its results.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from walkout.cart.sessions import STAFF_PREFIX
 from walkout.events import L_WRIST, R_WRIST
 from walkout.sim.shoppers import (
     Drop,
@@ -20,6 +26,8 @@ from walkout.sim.shoppers import (
     Hide,
     Plan,
     PutBack,
+    RemoveStock,
+    Restock,
     ShopperSimulator,
     Take,
     TakeMisplaced,
@@ -50,17 +58,23 @@ class Scenario:
     name: str
     title: str
     build: Builder
+    suite: bool = True  # part of the hard suite (else: run by name only)
 
 
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def scenario(name: str, title: str) -> Callable[[Builder], Builder]:
+def scenario(name: str, title: str, suite: bool = True) -> Callable[[Builder], Builder]:
     def register(fn: Builder) -> Builder:
-        SCENARIOS[name] = Scenario(name, title, fn)
+        SCENARIOS[name] = Scenario(name, title, fn, suite)
         return fn
 
     return register
+
+
+def hard_suite() -> list[str]:
+    """The scenarios of ``--suite hard``, in registration order."""
+    return [name for name, sc in SCENARIOS.items() if sc.suite]
 
 
 # ---- where things are -----------------------------------------------------------------------
@@ -330,3 +344,21 @@ def changing_clothes(ctx: ScenarioContext) -> list[Plan]:
     a, b = (int(x) for x in ctx.rng.choice(singles, size=2, replace=False))
     stay = float(ctx.rng.uniform(20.0, 60.0))
     return [Plan(ctx.credential(0), ctx.t0, (Take(a), Hide(area, stay), Take(b)))]
+
+
+@scenario("restock", "a staff member restocks plates with trays of items (more than a shopper's "
+          "grab) and removes expired ones while shoppers shop", suite=False)
+def restock(ctx: ScenarioContext) -> list[Plan]:
+    """A staff badge at the gate (credential ``staff:...``); the associate puts 12-24 items on
+    one plate and 8-15 on another, each in one go, and takes 2 off a third (expired). Two
+    shoppers shop meanwhile, one of them taking from the restocked plate afterwards. Nothing
+    the associate does is a sale; every plate's inventory must end as it really is."""
+    singles = [e for (e,) in _shelf_runs(ctx, 1, min_stock=4)]
+    a, b, c, d = (int(x) for x in ctx.rng.choice(singles, size=4, replace=False))
+    n_a, n_b = int(ctx.rng.integers(12, 25)), int(ctx.rng.integers(8, 16))
+    return [
+        Plan(f"{STAFF_PREFIX}{ctx.tag}", ctx.t0,
+             (Restock(a, n_a), Restock(b, n_b), RemoveStock(c, 2))),
+        Plan(ctx.credential(0), ctx.t0 + 8.0, (Take(d),)),
+        Plan(ctx.credential(1), ctx.t0 + 45.0, (Take(a, quantity=2),)),
+    ]

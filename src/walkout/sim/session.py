@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from walkout.cart.sessions import is_staff_credential
 from walkout.events import GateEvent, KeypointFrame, PlateBlock
 from walkout.sim.cameras import CameraSimConfig, PersonPath, render_keypoints
 from walkout.sim.loadcell import simulate_plates
@@ -108,6 +109,8 @@ def simulate(
     gates = sorted((g for r in results for g in r.gates), key=lambda g: (g.t, g.gate_id))
     receipts: dict[str, Counter[str]] = {}
     for r in results:  # a group's members share one credential and one receipt
+        if is_staff_credential(r.credential):
+            continue  # staff buy nothing: what they move is stock (truth.events), no receipt
         receipts.setdefault(r.credential, Counter()).update(r.receipt)
     truth = Truth(
         receipts=receipts,

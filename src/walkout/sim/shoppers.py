@@ -67,7 +67,9 @@ class TrueEvent:
     """What really happened at a shelf (ground truth, never read by the engine)."""
 
     shopper: str
-    kind: str  # "pick" | "put" | "drop" (left off-shelf: on the floor; no plate sees it)
+    #: "pick" | "put" | "drop" (left off-shelf: on the floor; no plate sees it) | "restock" |
+    #: "remove" (staff hands adding or taking away stock: a put or pick for the plate, no sale)
+    kind: str
     product_id: str
     quantity: int
     plates: tuple[str, ...]
@@ -290,7 +292,27 @@ class Hide:
     stay_s: float
 
 
-Action = Take | PutBack | TakeMisplaced | HandOver | Drop | Hide
+@dataclass(frozen=True, slots=True)
+class Restock:
+    """Staff: put ``quantity`` items of a planogram entry on its footprint in one go (a tray
+    of stock: far more than a shopper's grab). Not a sale."""
+
+    entry: int
+    quantity: int
+    hold_s: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveStock:
+    """Staff: take ``quantity`` items of a planogram entry off its footprint in one go
+    (expired or damaged goods). Not a sale."""
+
+    entry: int
+    quantity: int
+    hold_s: float = 2.0
+
+
+Action = Take | PutBack | TakeMisplaced | HandOver | Drop | Hide | Restock | RemoveStock
 
 
 @dataclass(frozen=True, slots=True)
@@ -818,6 +840,22 @@ class ShopperSimulator:
                 events.append(TrueEvent(plan.credential, "drop", pid, 1, (), t_in, t_out,
                                         0.5 * (t_in + t_out)))
                 tl.stand(float(rng.uniform(0.5, 1.5)))
+            elif isinstance(act, Restock | RemoveStock):
+                entry = store.planogram[act.entry]
+                product = store.products[entry.product]
+                add = isinstance(act, Restock)
+                qty = act.quantity if add else min(act.quantity, self.shelving.stock[act.entry])
+                if qty <= 0:
+                    continue
+                weights = rng.normal(product.weight_g, product.weight_sd_g, size=qty)
+                self.shelving.stock[act.entry] += qty if add else -qty
+                plates = tuple(entry.plates)
+                inter, (t_in, t_out, t_ch) = self._interact(
+                    tl, plates, float(weights.sum()) * (1 if add else -1), wrist, act.hold_s
+                )
+                interactions += inter
+                events.append(TrueEvent(plan.credential, "restock" if add else "remove",
+                                        product.id, qty, plates, t_in, t_out, t_ch))
             elif isinstance(act, Hide):
                 x0, y0, x1, y1 = act.area
                 mid = np.array([0.5 * (x0 + x1), 0.5 * (y0 + y1)])
@@ -843,6 +881,8 @@ class ShopperSimulator:
         tl.stand(0.3)
         receipt: Counter[str] = Counter()
         for ev in events:
+            if ev.kind in ("restock", "remove"):
+                continue  # staff moving stock: no sale
             receipt[ev.product_id] += ev.quantity if ev.kind == "pick" else -ev.quantity
         # a hand-over does not move a charge (the store's documented default: the shopper who
         # took it off the shelf pays); ``handovers`` records who physically left with it
