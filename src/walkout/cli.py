@@ -392,7 +392,7 @@ def bench_accuracy(
 ) -> None:
     """Receipt accuracy of the engine on a simulated period (AiFi item metric)."""
     from walkout.bench.accuracy import run_accuracy
-    from walkout.sim.scenarios import SCENARIOS
+    from walkout.sim.scenarios import hard_suite
 
     st = _store(store)
     if suite not in ("standard", "hard"):
@@ -400,7 +400,7 @@ def bench_accuracy(
         raise typer.Exit(2)
     names = list(scenario or [])
     if suite == "hard":
-        names += [n for _ in range(repeats) for n in SCENARIOS]
+        names += [n for _ in range(repeats) for n in hard_suite()]
     _check_scenarios(names)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TimeElapsedColumn(), console=err) as p:
