@@ -36,6 +36,8 @@ from walkout.service import (
     redact,
     retention,
     revisions,
+    staff,
+    store_mode,
 )
 from walkout.service.clock import Clock, SystemClock
 from walkout.service.db import make_engine, session_factory, upgrade
@@ -79,7 +81,11 @@ from walkout.service.schemas import (
     QrScan,
     ReceiptLineOut,
     ReceiptOut,
+    StaffAdmissionOut,
+    StaffBadgeOut,
+    StaffBadgeScan,
     StaffOut,
+    StoreModeIn,
     TaxLineOut,
     VisitOut,
 )
@@ -329,6 +335,24 @@ def create_app(
         return _admission(entry.admit_card(deps, body.card_token, gate_id, body.email,
                                            body.party_size))
 
+    @app.post("/v1/gates/{gate_id}/staff", status_code=201)
+    def staff_scan(gate_id: str, body: StaffBadgeScan, _: Operator) -> StaffAdmissionOut:
+        """A staff badge at the gate: no visit, no pre-authorisation; the gate puts the
+        answer's credential in its GateEvent and the engine tracks a staff session."""
+        _gate(deps, gate_id)
+        a = staff.admit_staff(deps, body.badge)
+        return StaffAdmissionOut(account_id=a.account_id, credential=a.credential)
+
+    @app.get("/v1/store-mode")
+    def get_store_mode(_: Operator) -> dict[str, Any]:
+        return store_mode.current(deps)
+
+    @app.post("/v1/store-mode")
+    def put_store_mode(body: StoreModeIn, p: Operator) -> dict[str, Any]:
+        """Mark the store closed for restocking (or open again); the engine applies it at its
+        next chunk and records where, so that a replay applies it at the same place."""
+        return store_mode.set_mode(deps, body.closed, p.account_id, body.note)
+
     @app.get("/v1/visits/{visit_id}")
     def get_visit(visit_id: str, p: Anyone) -> VisitOut:
         with sessions() as s:
@@ -408,6 +432,11 @@ def create_app(
     def new_staff(body: NewStaff, _: Admin) -> AccountCreated:
         account_id, token = accounts.create_staff(deps, Role(body.role), body.name)
         return AccountCreated(account_id=account_id, token=token)
+
+    @app.post("/v1/admin/staff/{account_id}/badge", status_code=201)
+    def staff_badge(account_id: str, _: Admin) -> StaffBadgeOut:
+        """A badge for a staff account to enter as staff (revoked with the account)."""
+        return StaffBadgeOut(account_id=account_id, badge=staff.issue_badge(deps, account_id))
 
     # ---- token revocation (staff accounts; a shopper signing out) ----------------------------
 

@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from walkout.cart.sessions import STAFF_PREFIX, is_staff_credential
 from walkout.checkout.money import Money
 from walkout.service.accounts import card_guest
 from walkout.service.deps import Deps
@@ -119,11 +120,20 @@ def _lost_race(d: Deps, account_id: str, credential: str | None) -> None:
         _refuse_if_credential_taken(s, credential)
 
 
+def _not_staff(credential: str | None) -> None:
+    """A shopper's visit never carries a staff credential: the engine would never charge it."""
+    if credential and is_staff_credential(credential):
+        raise ServiceError(422, "staff_credential",
+                           f"credentials starting with {STAFF_PREFIX!r} are staff badges' "
+                           "(POST /v1/gates/{gate}/staff), never a shopper's")
+
+
 def admit_qr(d: Deps, code: str, gate_id: str, party_size: int = 1,
              credential: str | None = None) -> Admission:
     """Admit the holder of an entry code (and ``party_size - 1`` companions); ``credential``:
     the gate's own for this admission (see :func:`admit_card`)."""
     _party(d, party_size)
+    _not_staff(credential)
     now = d.clock.now()
     secret = d.settings.entry_secret.get_secret_value().encode()
     claims = read_code(secret, code, now, d.settings.entry_code_ttl_s,
@@ -174,6 +184,7 @@ def admit_card(d: Deps, card_token: str, gate_id: str, email: str | None = None,
     (it must match the engine's sessions); by default the visit gets one.
     """
     _party(d, party_size)
+    _not_staff(credential)
     try:
         account_id, pm_id = card_guest(d, card_token, email)
     except ValueError as e:

@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -375,3 +376,22 @@ class ReviewVerdict(Base):
     decided_at: Mapped[datetime]
     #: when an engine first applied it (None: still waiting for the worker)
     applied_at: Mapped[datetime | None]
+
+
+class StoreMode(Base):
+    """The operator marked the store closed for restocking (``closed``) or open again.
+
+    Appended by the API; the engine worker applies each row at its next chunk and stamps it
+    (``source``, ``applied_chunk``, ``applied_t``): a replay after a restart applies it at
+    that very chunk, so the engine's stock decisions are the same (its input, like a gate
+    event). The latest row is the store's mode."""
+
+    __tablename__ = "store_modes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    closed: Mapped[bool] = mapped_column(Boolean)
+    set_by: Mapped[str] = mapped_column(String(32))  # the operator's account id
+    note: Mapped[str | None] = mapped_column(String(1000))
+    set_at: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(String(64))  # the engine source that applied it
+    applied_chunk: Mapped[int | None] = mapped_column(Integer)
+    applied_t: Mapped[float | None] = mapped_column(Float)  # stream time it took effect

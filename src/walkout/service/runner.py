@@ -9,7 +9,10 @@ its checkpoint, and the checkpoint before the next chunk is read.
 
 Entry gate events from the source go through the entry logic (a visit and a pre-auth per
 scan; the scan's credential is the payer's token), receipts the engine issues at exit go
-through checkout (capture or release).
+through checkout (capture or release). A ``staff:`` credential is a badge the gate checked
+(``walkout.service.staff``): no visit, no pre-auth; the engine tracks a staff session. The
+operator's store mode (restock mode) reaches the engine at chunk starts
+(``walkout.service.store_mode``).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from walkout.cart.sessions import is_staff_credential
 from walkout.checkout import Receipt
 from walkout.engine import Decision, Engine, EngineConfig
 from walkout.events import GateEvent
 from walkout.review import ReviewCase
-from walkout.service import checkout, entry, live, redact, revisions
+from walkout.service import checkout, entry, live, redact, revisions, store_mode
 from walkout.service.checkout import LineRequest, insert_ignore
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError
@@ -199,6 +203,7 @@ class LiveRunner:
             log.info("resuming %s after chunk %d (replaying the log)", self.source, resume)
         seen = {"gates": 0, "shelf": 0, "decisions": 0, "cases": 0, "lines": 0, "receipts": 0}
         start = time.monotonic()
+        t_prev = 0.0  # stream time the chunk starts at
         for i, (block, frames, gates, b) in enumerate(sn.chunks(chunk)):
             if stop is not None and stop.is_set():
                 return
@@ -208,6 +213,8 @@ class LiveRunner:
                     return
             if i > resume:  # admitted before the restart otherwise (or erased since)
                 self._admit(d, gates)
+            store_mode.apply_modes(d, eng, self.source, i, t_prev, fresh=i > resume)
+            t_prev = b
             eng.step(block, frames, self._opened(d, gates), b)
             self._persist(d, eng, seen, i, b, log_rows=i > resume)
             self.chunks_done = i + 1
@@ -232,13 +239,15 @@ class LiveRunner:
         walks in anyway is an unbound person, alerted and charged to no visit, as any
         tailgater. Read from the visits, so a replay after a restart sees what the first run
         saw (a visit erased since has lost its credential and is not bound again either)."""
-        creds = [g.credential for g in gates if g.kind == "entry" and g.credential]
+        creds = [g.credential for g in gates if g.kind == "entry" and g.credential
+                 and not is_staff_credential(g.credential)]  # a badge the gate checked
         if not creds:
             return gates
         with d.sessions() as s:
             ok = set(s.scalars(select(Visit.credential).where(Visit.credential.in_(creds),
                                                               Visit.state != "refused")))
-        shut = [g for g in gates if g.kind == "entry" and g.credential and g.credential not in ok]
+        shut = [g for g in gates if g.kind == "entry" and g.credential in creds
+                and g.credential not in ok]
         for g in shut:
             log.warning("entry at %s at t=%s s was refused: the engine binds nobody to it",
                         g.gate_id, round(g.t, 1))
@@ -246,8 +255,8 @@ class LiveRunner:
 
     def _admit(self, d: Deps, gates: list) -> None:  # type: ignore[type-arg]
         for g in gates:
-            if g.kind != "entry" or not g.credential:
-                continue
+            if g.kind != "entry" or not g.credential or is_staff_credential(g.credential):
+                continue  # staff (a badge the gate checked): no visit, no pre-authorisation
             with d.sessions() as s:
                 if s.scalar(select(Visit.id).where(Visit.credential == g.credential)):
                     continue  # admitted before the restart
@@ -358,7 +367,7 @@ def _decision(dc: Decision) -> dict[str, Any]:
             "confidence": att.confidence, "scores": [list(x) for x in att.scores],
             "reach_m": [list(x) for x in att.reach_m], "by_arm": att.by_arm,
             "items": [list(x) for x in dc.items],
-            "takers": list(dc.takers), "needs_review": dc.needs_review,
+            "takers": list(dc.takers), "needs_review": dc.needs_review, "stock": dc.stock,
             "reasons": list(dc.reasons),
             "hypotheses": [{"items": [list(i) for i in h.items], "probability": h.probability}
                            for h in att.event.hypotheses[:5]]}

@@ -188,6 +188,25 @@ class DisputeOut(Strict):
     state: str
 
 
+class StaffBadgeScan(Strict):
+    badge: str = Field(min_length=1, max_length=200, description="the staff badge's code")
+
+
+class StaffBadgeOut(Strict):
+    account_id: str
+    badge: str = Field(description="the badge code (print it on the card or as a QR)")
+
+
+class StaffAdmissionOut(Strict):
+    account_id: str
+    credential: str = Field(description="what the gate puts in its GateEvent for the engine")
+
+
+class StoreModeIn(Strict):
+    closed: bool = Field(description="true: closed for restocking; false: open to shoppers")
+    note: str | None = Field(None, max_length=1000)
+
+
 class NewStaff(Strict):
     role: str = Field(pattern="^(operator|admin|kiosk)$")
     name: str | None = Field(None, max_length=120)

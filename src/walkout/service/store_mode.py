@@ -1,0 +1,66 @@
+"""Restock mode: the operator marks the store closed (or open again).
+
+While the store is marked closed and no shopper is inside, a weight change that no staff or
+shopper hand made is a restock or a stock removal (``walkout.engine``), not a review case: the
+night shift restocks without a badge scan per shelf. The mode is an input of the engine like a
+gate event, so it must replay the same: the API appends a :class:`StoreMode` row, and the
+engine worker applies each row at the start of its next chunk and stamps it with that chunk;
+after a restart the replay applies stamped rows at their stamped chunks. A store starts open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+
+from walkout.engine import Engine
+from walkout.service.clock import aware
+from walkout.service.deps import Deps
+from walkout.service.models import StoreMode
+
+
+def set_mode(d: Deps, closed: bool, by: str, note: str | None = None) -> dict[str, Any]:
+    """Record the operator's change (a no-op when the store is already in that mode)."""
+    with d.sessions.begin() as s:
+        last = s.scalar(select(StoreMode).order_by(StoreMode.id.desc()).limit(1))
+        if (last.closed if last is not None else False) == closed:
+            return _out(last)
+        row = StoreMode(closed=closed, set_by=by, note=note, set_at=d.clock.now())
+        s.add(row)
+        s.flush()
+        return _out(row)
+
+
+def current(d: Deps) -> dict[str, Any]:
+    with d.sessions() as s:
+        return _out(s.scalar(select(StoreMode).order_by(StoreMode.id.desc()).limit(1)))
+
+
+def apply_modes(d: Deps, eng: Engine, source: str, chunk: int, t: float,
+                fresh: bool = True) -> int:
+    """Give the engine the mode changes due at the start of ``chunk`` (stream time ``t``):
+    those stamped with this chunk (a replay) and, when ``fresh`` (a chunk never processed
+    before: not a replay after a restart), those not applied yet, stamped now.
+    Returns how many were applied."""
+    due = (StoreMode.source == source) & (StoreMode.applied_chunk == chunk)
+    if fresh:
+        due = due | StoreMode.applied_chunk.is_(None)
+    with d.sessions() as s:
+        rows = list(s.scalars(select(StoreMode).where(due).order_by(StoreMode.id)))
+    for r in rows:
+        at = r.applied_t if r.applied_chunk is not None and r.applied_t is not None else t
+        eng.set_store_mode(max(at, eng.store_modes[-1][0]) if eng.store_modes else at, r.closed)
+        if r.applied_chunk is None:
+            with d.sessions.begin() as s:
+                s.execute(update(StoreMode).where(StoreMode.id == r.id,
+                                                  StoreMode.applied_chunk.is_(None))
+                          .values(source=source, applied_chunk=chunk, applied_t=t))
+    return len(rows)
+
+
+def _out(row: StoreMode | None) -> dict[str, Any]:
+    if row is None:
+        return {"closed": False, "set_by": None, "set_at": None, "applied_t": None}
+    return {"closed": row.closed, "set_by": row.set_by, "note": row.note,
+            "set_at": aware(row.set_at).isoformat(), "applied_t": row.applied_t}
