@@ -177,6 +177,7 @@ def import_aifi_store(meta_dir: Path, case_dir: Path) -> Store:
     return Store(
         name=STORE_NAME,
         currency="USD",
+        timezone="America/Los_Angeles",  # AiFi's store, Santa Clara, California
         floor=floor,
         gondolas=gondolas,
         catalogue=catalogue,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from pydantic import (
@@ -216,6 +217,9 @@ class Store(StrictModel):
 
     name: str = Field(min_length=1)
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    timezone: str = Field(
+        "UTC", description="IANA time zone of the store (Europe/Paris): where a sales day "
+        "starts and ends, and the hours of the day trade is counted in")
     floor: Floor
     gondolas: list[Gondola] = Field(min_length=1)
     catalogue: list[Product] = Field(min_length=1)
@@ -230,6 +234,20 @@ class Store(StrictModel):
         "prices include it. Absent: receipts itemise no tax")
     default_tax: TaxClass | None = Field(
         None, description="tax class of products that name none (needs tax_rates)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as "
+                             "'Europe/Paris' or 'UTC'") from e
+        return v
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _references(self) -> Store:
