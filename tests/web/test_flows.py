@@ -236,6 +236,13 @@ def test_operator_decides_a_review_case_and_the_receipt_follows(
         shot(page, name)
     assert page.locator("#heat rect[fill^='rgba']").count() > 0
     assert page.locator("#bars rect").count() > 0
+    # sales of the store's days: the visits of this test are today's, in the totals
+    expect(page.locator("#sales tbody tr")).to_have_count(7)
+    expect(page.locator("#sales tfoot th")).to_have_text("Total")
+    expect(page.locator("#sales-zone")).to_contain_text("Europe/Paris")
+    assert int(page.locator("#sales tfoot td").first.inner_text()) >= 1  # visits
+    assert page.locator("#hours rect[height]:not([height='0'])").count() >= 1
+    expect(page.locator("#top-products li").first).to_contain_text("sold")
     page.close()
     assert json.loads(json.dumps(after))  # plain JSON all the way
     assert httpx.get(store.url + "/health").json() == {"status": "ok"}

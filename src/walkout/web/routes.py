@@ -26,6 +26,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -62,6 +63,7 @@ from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email
 from walkout.service.receipts.mail import mask_email
 from walkout.service.receipts.model import line_tax, tax_rows
+from walkout.service.sales import sales_report
 from walkout.service.security import Principal, Role
 from walkout.web.headers import SecurityHeaders
 
@@ -596,6 +598,21 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         """Where shoppers walked and dwelt (counts per ``CELL_M`` cell), and picks and
         put-backs per product, over the last ``minutes`` of engine time (default: all)."""
         return analytics_of(minutes)
+
+    @app.get("/v1/ops/sales")
+    def sales(_: Operator,
+              days: Annotated[int, Query(ge=1, le=366)] = 7,
+              until: Annotated[date | None, Query(description="last day (YYYY-MM-DD, the "
+                                                  "store's time zone); default today")] = None,
+              ) -> dict[str, Any]:
+        """Visits, conversion, baskets and money per day of the store (its time zone) over
+        the ``days`` days ending ``until``: see ``walkout.service.sales`` for what is counted
+        on which day."""
+        last = until or deps.clock.now().astimezone(store.zone).date()
+        with sessions() as s:
+            return sales_report(s, zone=store.zone, currency=store.currency,
+                                first=last - timedelta(days=days - 1), last=last,
+                                names={pid: p.name for pid, p in store.products.items()})
 
     def analytics_of(minutes: float | None) -> dict[str, Any]:
         xs = [p[0] for p in store.floor.outline]

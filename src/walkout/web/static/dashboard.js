@@ -2,7 +2,7 @@
 // Operations dashboard: live map and event stream (SSE), review queue with evidence and
 // verdicts, receipts and disputes, store health, analytics.
 (() => {
-  const { api, el, svg, fmtT } = WO;
+  const { api, el, svg, fmtT, fill } = WO;
   let token = WO.tokenFromHash("wo-operator");
   let layout = null, current = "live";
   const people = new Map();           // track id → {pts, session, who, cart, alert, left, seen}
@@ -381,11 +381,43 @@
     });
   }
 
+  // ---- sales: per day of the store, in its time zone ----------------------------------------
+  document.getElementById("sales-days").addEventListener("change", () => drawSales());
+  const SALES_COLS = [["date", "Day"], ["visits", "Visits"], ["buyers", "Buyers"], ["conversion", "Conversion"],
+    ["items", "Items"], ["receipts_total", "Receipts"], ["avg_basket", "Avg basket"], ["captured", "Captured"],
+    ["refunded", "Refunded"], ["net", "Net"], ["in_review", "In review"], ["disputes", "Disputes"],
+    ["visit_minutes_median", "Median visit (min)"]];
+  function salesCell(k, v) {
+    if (v === null || v === undefined) return "–";
+    return k === "conversion" ? `${Math.round(v * 100)} %` : String(v);
+  }
+  async function drawSales() {
+    const days = document.getElementById("sales-days").value;
+    const r = await api(token, "GET", "/v1/ops/sales?days=" + days);
+    document.getElementById("sales-zone").textContent = `days of the store (${r.timezone}), amounts in ${r.currency}`;
+    const row = (d, label) => el("tr", {}, SALES_COLS.map(([k], i) =>
+      el(i ? "td" : "th", { class: i ? "num" : null, text: i ? salesCell(k, d[k]) : label })));
+    fill(document.getElementById("sales"),
+      el("thead", {}, el("tr", {}, SALES_COLS.map(([, h], i) => el("th", { class: i ? "num" : null, text: h })))),
+      el("tbody", {}, r.days.slice().reverse().map(d => row(d, d.date))),
+      el("tfoot", {}, row(r.totals, "Total")));
+    const hrs = r.entries_by_hour, W = 520, H = 120, bw = W / 24, hmax = Math.max(1, ...hrs);
+    const box = document.getElementById("hours"); box.setAttribute("viewBox", `0 0 ${W} ${H + 16}`); box.replaceChildren();
+    hrs.forEach((n, h) => {
+      const bh = (H - 10) * n / hmax;
+      box.append(svg("rect", { x: h * bw + 2, y: H - bh, width: bw - 4, height: bh, fill: "#0b5cad", "data-hour": h }, svg("title", {}, `${n} entries at ${h}:00–${h}:59`)));
+      if (h % 3 === 0) box.append(svg("text", { x: h * bw + 2, y: H + 13, "font-size": 11 }, `${h}h`));
+    });
+    fill(document.getElementById("top-products"), r.top_products.length
+      ? r.top_products.map(p => el("li", {}, `${p.name}: ${p.quantity} sold, ${p.amount} ${r.currency}`))
+      : [el("li", { class: "muted", text: "nothing sold in this period" })]);
+  }
+
   function refresh(name) {
     if (name === "review") loadCases();
     if (name === "receipts") loadReceipts();
     if (name === "health") drawHealth();
-    if (name === "analytics") drawAnalytics();
+    if (name === "analytics") { drawAnalytics(); drawSales(); }
   }
   document.getElementById("signin-error").textContent = WO.signedOutWhy();
   if (token) start(); else document.getElementById("signin").hidden = false;
