@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from contextlib import suppress
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -238,7 +238,15 @@ class LiveRunner:
         card, a party larger than allowed) did not open the gate, so it binds nobody: whoever
         walks in anyway is an unbound person, alerted and charged to no visit, as any
         tailgater. Read from the visits, so a replay after a restart sees what the first run
-        saw (a visit erased since has lost its credential and is not bound again either)."""
+        saw.
+
+        A visit erased since has lost its credential, but it was an entry: its scan is still
+        bound, under a credential that names nobody (``erased:<gate>:<t>``, which no visit
+        has, so nothing is charged). Dropping it renumbered every later session (the engine
+        numbers them in order of entry), and the verdicts, review cases and map rows that name
+        those numbers then pointed at other shoppers. The log's entry row of an erased visit
+        says ``erased`` (:mod:`walkout.service.privacy`); a refused scan's keeps its
+        credential."""
         creds = [g.credential for g in gates if g.kind == "entry" and g.credential
                  and not is_staff_credential(g.credential)]  # a badge the gate checked
         if not creds:
@@ -248,10 +256,23 @@ class LiveRunner:
                                                               Visit.state != "refused")))
         shut = [g for g in gates if g.kind == "entry" and g.credential in creds
                 and g.credential not in ok]
+        erased = self._erased(d, shut)
         for g in shut:
-            log.warning("entry at %s at t=%s s was refused: the engine binds nobody to it",
-                        g.gate_id, round(g.t, 1))
-        return [g for g in gates if g not in shut]
+            if g.t not in erased:
+                log.warning("entry at %s at t=%s s was refused: the engine binds nobody to it",
+                            g.gate_id, round(g.t, 1))
+        return [replace(g, credential=f"erased:{g.gate_id}:{g.t:.3f}") if g.t in erased else g
+                for g in gates if g not in shut or g.t in erased]
+
+    def _erased(self, d: Deps, scans: list[GateEvent]) -> set[float]:
+        """Times of those entry scans whose logged entry row an erasure has unlinked."""
+        if not scans:
+            return set()
+        with d.sessions() as s:
+            rows = s.execute(select(EngineEvent.t, EngineEvent.payload).where(
+                EngineEvent.source == f"{self.source}/gates", EngineEvent.kind == "entry",
+                EngineEvent.t.in_([g.t for g in scans])))
+            return {t for t, payload in rows if json.loads(payload).get("credential") == "erased"}
 
     def _admit(self, d: Deps, gates: list) -> None:  # type: ignore[type-arg]
         for g in gates:
