@@ -581,15 +581,21 @@ class Engine:
             held = {s: self.ledger.held(s) for s in m.sessions}
             moved = ""
             if self.config.handover_policy == HandOverPolicy.RECEIVER:
-                moved = self._move_handed(m, held)
+                moved = self._move_handed(m, held, cands)
             self.alerts.append(Alert(m.t, "hand_over",
                                      f"sessions {a} and {b} passed something hand to hand "
                                      f"(wrists {100 * m.distance_m:.0f} cm apart, off-shelf); "
                                      f"policy {self.config.handover_policy.value}{moved}",
                                      f"{a},{b}"))
 
-    def _move_handed(self, m: HandMeeting, held: dict[str, dict[str, int]]) -> str:
-        """Receiver policy: the one session holding items gave the most recent one."""
+    def _move_handed(self, m: HandMeeting, held: dict[str, dict[str, int]],
+                     cands: dict[str, list[Track]]) -> str:
+        """Receiver policy: the one session holding items gave the most recent one.
+
+        Which item passed is inferred, not seen, so it is a review case naming both: decided
+        as "the receiver pays for it", a verdict says who does (each pays what the verdict
+        gives them; nobody, when it names nobody). Without the case both receipts were
+        marked under review with nothing in the queue to settle them."""
         givers = [s for s in m.sessions if held[s]]
         if len(givers) != 1:
             return "; who gave what is unclear: no cart changed"
@@ -597,11 +603,21 @@ class Engine:
         receiver = next(s for s in m.sessions if s != giver)
         last = next(e for e in reversed(self.ledger.entries(giver))
                     if e.quantity > 0 and held[giver].get(e.product_id, 0) > 0)
+        pid = last.product_id
         ref = f"hand-over-{m.t:.3f}"
-        self._reviewed.add(ref)  # the item is inferred, not seen: both receipts get reviewed
         for sid, q in ((giver, -1), (receiver, 1)):
-            self.ledger.append(CartEntry(sid, last.product_id, q, m.t, ref, 0.5, (ref,)))
-        return f"; moved 1 × {last.product_id} from {giver} to {receiver} (to review)"
+            self.ledger.append(CartEntry(sid, pid, q, m.t, ref, 0.5, (ref,)))
+        # an event on no plate, "taken" (weighing what the item weighs): a verdict's shares
+        # are who pays for it, as for a pick; no plate moves, no item counts as picked again
+        ev = ShelfEvent(ref, m.t, m.t, (), -self.store.products[pid].weight_g, ())
+        att = Attribution(ev, receiver, 0.5, ((receiver, 0.5), (giver, 0.5)))
+        d = Decision(att, (), True, (receiver,), (
+            f"hand-over: 1 × {pid} moved from {giver} to {receiver}, the item inferred "
+            "(the giver's latest still held), not seen: who pays for it?",))
+        self.decisions.append(d)
+        self._open_case(d, {receiver: ((pid, 1),)},
+                        {s: cands[s] for s in m.sessions if s in cands})
+        return f"; moved 1 × {pid} from {giver} to {receiver} (to review)"
 
     def _identity_cases(self, alerts: list[Alert], tracks: list[Track]) -> None:
         """Somebody came out of a blind area where several payers were and body size did not

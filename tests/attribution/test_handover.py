@@ -9,8 +9,10 @@ import pytest
 
 from walkout.attribution.handover import HandOverPolicy, find_meetings
 from walkout.bench.accuracy import run_accuracy
-from walkout.engine import EngineConfig
+from walkout.engine import Engine, EngineConfig
 from walkout.events import L_HIP, L_WRIST, R_HIP, R_WRIST, Track
+from walkout.review.cases import Verdict
+from walkout.sources.recording import Sensors
 from walkout.store import load_store
 
 SHELF = np.array([[[0.0, 0.0, 0.0], [2.0, 0.5, 1.8]]])  # one gondola along y = 0..0.5
@@ -86,3 +88,26 @@ def test_hand_over_scenario_under_each_policy(policy: HandOverPolicy) -> None:
         assert got[h.giver] == Counter() and got[h.receiver] == Counter({h.product_id: 1})
         by_cred = {r.credential: r for r in result.receipts}
         assert by_cred[h.giver].needs_review and by_cred[h.receiver].needs_review
+
+
+def test_a_hand_over_moved_to_the_receiver_is_a_review_case_the_verdict_settles() -> None:
+    """Receiver policy: the moved item is inferred, so both receipts wait for review. That
+    review must exist as a case naming both shoppers (before, the receipts were marked under
+    review with no case to settle them: they stayed under review for good), and its verdict
+    says who pays for the item that passed."""
+    store = load_store("small")
+    config = EngineConfig(handover_policy=HandOverPolicy.RECEIVER)
+    _, session, _ = run_accuracy(store, 0, 1, scenarios=["hand-over"], config=config)
+    (h,) = [h for h in session.truth.handovers if h.giver != h.receiver]
+    eng = Engine(store, config)
+    res = eng.run(Sensors.from_session(session))
+    sid = {s.credential: k for k, s in res.sessions.items()}
+    giver, receiver = sid[h.giver], sid[h.receiver]
+    (case,) = [c for c in res.cases.values() if c.case_id.startswith("hand-over-")]
+    assert case.open and set(case.sessions) == {giver, receiver}
+    assert case.decided == {receiver: ((h.product_id, 1),)}
+    eng.resolve(case.case_id, Verdict({giver: ((h.product_id, 1),)}))  # the giver kept it
+    by_cred = {r.credential: r for r in eng.result().receipts}  # the latest issue of each
+    assert Counter(by_cred[h.giver].counts()) == Counter({h.product_id: 1})
+    assert Counter(by_cred[h.receiver].counts()) == Counter()
+    assert not by_cred[h.giver].needs_review and not by_cred[h.receiver].needs_review
