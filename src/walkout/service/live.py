@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import false, select, update
 
 from walkout.engine import Engine
 from walkout.review import Verdict
@@ -363,16 +363,34 @@ def _camera_rates(runner: Any, st: LiveState, t0: float, t1: float) -> dict[str,
     return {c: k / (t1 - t0) for c, k in n.items()}
 
 
-def apply_verdicts(d: Deps, eng: Engine) -> int:
+def apply_verdicts(d: Deps, eng: Engine, source: str | None = None, chunk: int | None = None,
+                   fresh: bool = True) -> int:
     """Hand the operators' verdicts on open cases to the engine; returns how many applied.
+
+    A verdict is an input of the engine like a gate event, so a replay must meet it where the
+    first run did: the first application stamps the row with ``source`` and ``chunk`` (the
+    chunk after whose step it came), and a replayed chunk (``fresh`` False: processed before
+    a restart) applies only the verdicts stamped with it or earlier. A fresh chunk also takes
+    the verdicts not applied yet. (Applying every verdict as soon as its case reopened, as
+    before, met it chunks earlier than the first run when the shopper's exit came between:
+    the replay issued other receipt revisions and moved the plates at another moment.) Rows
+    applied before stamps existed are applied as soon as their case is open, as then.
+    Verdicts due together go in the order they were decided.
 
     A verdict naming a session or product the engine does not know is logged and marked
     applied (the API checks both before it records one, so this is a stale row)."""
     open_ids = [cid for cid, c in eng.cases.items() if c.open]
     if not open_ids:
         return 0
+    legacy = ReviewVerdict.applied_chunk.is_(None) & ReviewVerdict.applied_at.is_not(None)
+    due = legacy | (ReviewVerdict.applied_chunk.is_(None) if fresh else false())
+    if chunk is not None:
+        due = due | ((ReviewVerdict.applied_chunk <= chunk)
+                     & ((ReviewVerdict.source == source) | ReviewVerdict.source.is_(None)))
     with d.sessions() as s:
-        found = list(s.scalars(select(ReviewVerdict).where(ReviewVerdict.case_id.in_(open_ids))))
+        found = list(s.scalars(select(ReviewVerdict).where(
+            ReviewVerdict.case_id.in_(open_ids), due)
+            .order_by(ReviewVerdict.decided_at, ReviewVerdict.case_id)))
     done = 0
     for v in found:
         shares = {sid: tuple((str(p), int(q)) for p, q in items)
@@ -382,9 +400,12 @@ def apply_verdicts(d: Deps, eng: Engine) -> int:
             done += 1
         except (KeyError, ValueError) as e:
             log.warning("verdict on case %s not applied: %s", v.case_id, e)
-        if v.applied_at is None:
+        if v.applied_chunk is None:
+            stamp: dict[str, Any] = {"applied_chunk": chunk, "source": source}
+            if v.applied_at is None:
+                stamp["applied_at"] = d.clock.now()
             with d.sessions.begin() as s:
                 s.execute(update(ReviewVerdict).where(ReviewVerdict.case_id == v.case_id,
-                                                      ReviewVerdict.applied_at.is_(None))
-                          .values(applied_at=d.clock.now()))
+                                                      ReviewVerdict.applied_chunk.is_(None))
+                          .values(**stamp))
     return done

@@ -376,6 +376,10 @@ class ReviewVerdict(Base):
     decided_at: Mapped[datetime]
     #: when an engine first applied it (None: still waiting for the worker)
     applied_at: Mapped[datetime | None]
+    #: where: the runner's source and the chunk after whose step it was applied, so that a
+    #: replay after a restart applies it at the same place (None: not yet, or before 0008)
+    source: Mapped[str | None] = mapped_column(String(64))
+    applied_chunk: Mapped[int | None] = mapped_column(Integer)
 
 
 class StoreMode(Base):

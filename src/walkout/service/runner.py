@@ -216,12 +216,13 @@ class LiveRunner:
             store_mode.apply_modes(d, eng, self.source, i, t_prev, fresh=i > resume)
             t_prev = b
             eng.step(block, frames, self._opened(d, gates), b)
-            self._persist(d, eng, seen, i, b, log_rows=i > resume)
+            self._persist(d, eng, seen, i, b, log_rows=i > resume, fresh=i >= resume)
             self.chunks_done = i + 1
             if self.stop_after_chunk is not None and i >= self.stop_after_chunk:
                 return
         eng.finish()
-        self._persist(d, eng, seen, n_chunks + 1, sn.duration_s, log_rows=n_chunks + 1 > resume)
+        self._persist(d, eng, seen, n_chunks + 1, sn.duration_s, log_rows=n_chunks + 1 > resume,
+                      fresh=n_chunks + 1 >= resume)
         # the stream ended, its review cases did not: verdicts still revise their receipts
         while stop is not None and not stop.wait(1.0):
             if any(c.open for c in eng.cases.values()):
@@ -288,12 +289,17 @@ class LiveRunner:
                 log.warning("entry refused at %s: %s", g.gate_id, e.detail)
 
     def _persist(self, d: Deps, eng: Engine, seen: dict[str, int], chunk: int, t: float,
-                 log_rows: bool = True) -> None:
+                 log_rows: bool = True,
+                 fresh: bool | None = None) -> None:
         """Commit one chunk's outputs, then the checkpoint. ``log_rows`` False: the chunk is
         replayed after a restart and its event-log rows were committed before it (the
         checkpoint is written after them); they are not written again, so rows the retention
-        purge or an erasure removed since stay removed."""
-        live.apply_verdicts(d, eng)  # operators' verdicts (review_verdicts) first
+        purge or an erasure removed since stay removed. ``fresh`` (default: ``log_rows``): the
+        verdicts not applied yet may be applied here; a replay applies only those stamped with
+        this chunk or earlier, and the last chunk the first run completed takes the new ones
+        (recorded while the worker was down), as that run would have met them next."""
+        # operators' verdicts (review_verdicts) first, where the first run met them
+        live.apply_verdicts(d, eng, self.source, chunk, fresh=log_rows if fresh is None else fresh)
         now = d.clock.now()
         gate_events = [ev for ev in self._gate_log() if ev.t <= t][seen["gates"]:]
         rows = [{"source": f"{self.source}/gates", "seq": seen["gates"] + k, "kind": ev.kind,
