@@ -39,3 +39,17 @@ def test_a_verdict_on_a_put_nobody_was_seen_making_adds_the_item_once(
     sid = next(iter(eng.book.sessions))
     eng.resolve(case.case_id, Verdict({sid: (("B", 1),)}, reviewer="op"))
     assert eng.shelf.inventory.count(["P2"], "B") == 9
+
+
+def test_a_pick_beyond_the_recorded_stock_is_alerted_for_a_count(
+    touch: Touch, plates: Plates, run_engine: RunEngine
+) -> None:
+    """P1 holds 3 × A by the record; a fourth A leaves it. The record cannot go below zero, so
+    it says "none left" while the shelf obviously had one more: stock arrived unrecorded. Staff
+    are told to count the facing (before, nothing was said and the count stayed wrong)."""
+    eng = run_engine(plates([touch("P1", 10.0 * k, -300.0) for k in range(1, 5)], 60.0), [SCAN])
+    assert [d.items for d in eng.decisions] == [(("A", 1),)] * 4
+    (alert,) = [a for a in eng.alerts if a.kind == "inventory_mismatch"]
+    assert alert.subject == "P1" and 35.0 < alert.t < 45.0
+    assert "1 × A taken from plate(s) P1 beyond the 0 the record held" in alert.message
+    assert eng.shelf.inventory.count(["P1"], "A") == 0

@@ -35,6 +35,7 @@ class ShelfStage:
         self._detector: PlateDetector | None = None
         self._pending: list[PlateChange] = []
         self._event_plates: dict[str, tuple[str, ...]] = {}
+        self._event_t: dict[str, float] = {}  # event → end time (its alerts' time)
         self._t_last = -math.inf
         self._warned: set[str] = set()
 
@@ -92,6 +93,16 @@ class ShelfStage:
             # a pick of an item no record put there: the plate really holds that product
             # (a wrong planogram entry); later events there weigh it like a listed one
             self._explainer.learn(plates, product_id)
+        elif done > quantity:
+            # more of a listed product left the plate than the record held: stock came in
+            # with no restock recorded (or an earlier event was read wrong), so the count
+            # shown to staff is too low. Said once per event, for a person to count the facing
+            self.alerts.append(Alert(
+                self._event_t.get(event_id, 0.0), "inventory_mismatch",
+                f"{done - quantity} × {product_id} taken from plate(s) {', '.join(plates)} "
+                f"beyond the {-done} the record held: stock arrived unrecorded (restock "
+                "without a badge or restock mode?) or an earlier event was misread; count the "
+                "facing", plates[0]))
 
     @property
     def learned(self) -> dict[str, set[str]]:
@@ -231,10 +242,11 @@ class ShelfStage:
                                      "planogram and the shelf", plates[0]))
         event_id = f"{plates[0]}-{t_start:.3f}"
         self._event_plates[event_id] = plates
+        t_end = self._event_t[event_id] = max(m.t_end for m in members)
         return ShelfEvent(
             event_id=event_id,
             t_start=t_start,
-            t_end=max(m.t_end for m in members),
+            t_end=t_end,
             plate_ids=plates,
             delta_g=float(delta),
             hypotheses=hyps,
