@@ -80,6 +80,10 @@ def test_silent_devices_as_the_network_source_names_them(
     assert set(h["plates"].values()) == {"dead"}
     # frames again after the alert: the camera is back
     assert health(eng, {"cam1": 24.0}, {"cam1": 10.0}, 25.0)["cameras"] == {"cam1": "alive"}
+    # the gondola's device sends again (the whole store was silent: no plate ever failed or
+    # recovered in the shelf's eyes): its plates are alive again
+    eng.alerts.append(Alert(30.0, "device_back", "plates/G1 is sending again", "plates/G1"))
+    assert set(health(eng, {"cam1": 24.0}, {"cam1": 10.0}, 31.0)["plates"].values()) == {"alive"}
 
 
 def test_a_sold_out_facing_is_listed_as_low(

@@ -300,6 +300,25 @@ def test_a_device_never_heard_from_is_alerted() -> None:
     assert "since this consumer started" in silent["cameras/C02"]
 
 
+def test_a_silent_device_that_sends_again_is_said_to_be_back() -> None:
+    """The health page marks a silent gondola's plates dead; when the whole store fell silent
+    no data flows, so nothing but the source can say the device is back."""
+    s = _src(silent_after_s=0.2, skew_min_obs=1)
+    t0 = time.monotonic()
+    k = 0
+    while time.monotonic() < t0 + 0.4:  # C01 sends, A1S sends once then falls silent
+        _frame(s, "C01", k, k / 15, recv=time.monotonic() - BASE)
+        if k == 0:
+            _plates(s, 0, 0.0, recv=time.monotonic() - BASE)
+        s.poll(0)
+        k += 1
+        time.sleep(0.02)
+    assert "plates/A1S" in {a.subject for a in s.take_alerts() if a.kind == "device_silent"}
+    _plates(s, 1, k / 15, recv=time.monotonic() - BASE)
+    (back,) = [a for a in s.take_alerts() if a.kind == "device_back"]
+    assert back.subject == "plates/A1S" and "sending again after" in back.message
+
+
 def test_an_entry_scan_on_the_exit_gate_is_refused() -> None:
     s = _src(skew_min_obs=1)
     _cams(s, ["C01"], range(30))

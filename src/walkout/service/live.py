@@ -235,6 +235,10 @@ def _plate_states(eng: Engine, t: float) -> dict[str, str]:
     gondola_plates = {f"plates/{g.id}": [p.id for s in g.shelves for p in s.plates]
                       for g in store.gondolas}
     dead: set[str] = set()
+    #: gondolas whose device fell silent and has not sent again: their plates are dead too.
+    #: Apart from the plates' own faults: when the whole store falls silent no data flows, so
+    #: the shelf never sees a plate fail or recover; the source's ``device_back`` clears it
+    silent: set[str] = set()
     spikes: dict[str, float] = {}
     for a in eng.alerts:
         if a.kind in PLATE_FAULTS:
@@ -242,9 +246,13 @@ def _plate_states(eng: Engine, t: float) -> dict[str, str]:
         elif a.kind == "plate_recovered":
             dead.discard(a.subject)
         elif a.kind == "device_silent" and a.subject in gondola_plates:
-            dead.update(gondola_plates[a.subject])  # back: the shelf alerts it recovered
+            silent.add(a.subject)
+        elif a.kind == "device_back":
+            silent.discard(a.subject)
         elif a.kind == "plate_spikes":
             spikes[a.subject] = a.t
+    for g in silent:
+        dead.update(gondola_plates[g])
     # spikes that go on are alerted again every alert_repeat_s: two silent periods, gone
     quiet_after = 2.0 * eng.config.shelf.alert_repeat_s
     return {pid: "dead" if pid in dead

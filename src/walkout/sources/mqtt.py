@@ -750,6 +750,10 @@ class MqttSource:
             self.skew.reset(dev)  # it may have rebooted with another clock
             self._suspects.pop(dev, None)
             log.warning("device %s is sending again", dev)
+            gone = recv - self._heard[dev] if dev in self._heard else None
+            t = self._watermark if math.isfinite(self._watermark) else 0.0
+            self.alerts.append(Alert(t, "device_back", f"{dev} is sending again" + (
+                f" after {gone:.1f} s of silence" if gone is not None else ""), dev))
         self._never.discard(dev)
         self._heard[dev] = recv
         h = _Held(m, t_src, recv)
