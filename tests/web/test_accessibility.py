@@ -89,5 +89,10 @@ def test_dashboard_every_tab_with_live_data(store: Store, browser: Browser,
         page.get_by_role("tab", name=tab).click()
         page.wait_for_timeout(600)
         audit(page, f"dashboard: {tab}")
+        if tab == "Store health":  # the confirmation before closing for restocking
+            page.get_by_role("button", name="Close for restocking…").click()
+            expect(page.locator("#mode-confirm")).to_be_visible()
+            audit(page, "dashboard: closing the store for restocking")
+            page.get_by_role("button", name="Cancel").click()
     page.close()
     assert not refused, refused

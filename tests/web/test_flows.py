@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from walkout.checkout.tax import percent
 from walkout.perception.evidence import EvidenceRecorder
-from walkout.service.models import RunnerCheckpoint
+from walkout.service.models import EngineEvent, RunnerCheckpoint
 
 if TYPE_CHECKING:
     from web.conftest import Store
@@ -227,13 +227,14 @@ def test_operator_decides_a_review_case_and_the_receipt_follows(
     expect(page.locator("#receipt .state").first).to_have_text("charged")
     expect(page.locator("#receipt")).not_to_contain_text("null")
     shot(page, "dashboard-receipts")
-    for tab, name in (("Store health", "dashboard-health"), ("Analytics", "dashboard-analytics")):
+    for tab in ("Store health", "Analytics"):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_timeout(600)
         if tab == "Store health":  # the recording's repeated plate sample, said to the operator
             expect(page.locator("#inputs .input-problem")).to_contain_text(
                 "1 repeated plate samples dropped")
-        shot(page, name)
+        else:  # Store health's, with stock moves and the store closed: the next test
+            shot(page, "dashboard-analytics")
     assert page.locator("#heat rect[fill^='rgba']").count() > 0
     assert page.locator("#bars rect").count() > 0
     # sales of the store's days: the visits of this test are today's, in the totals
@@ -246,3 +247,70 @@ def test_operator_decides_a_review_case_and_the_receipt_follows(
     page.close()
     assert json.loads(json.dumps(after))  # plain JSON all the way
     assert httpx.get(store.url + "/health").json() == {"status": "ok"}
+
+
+def _stock_decision(store: Store, seq: int, t: float, kind: str, plates: list[str],
+                    item: tuple[str, int], session_id: str | None) -> None:
+    """A staff hand's (or a closed store's) stock move as the runner logs it."""
+    now = store.deps.clock.now()
+    ref = f"night-{seq}"
+    with store.deps.sessions.begin() as s:
+        s.add(EngineEvent(source="night:web/shelf", seq=seq, kind=kind, t=t, ref=ref,
+                          recorded_at=now, payload=json.dumps(
+                              {"event_id": ref, "plates": plates, "delta_g": 0.0})))
+        s.add(EngineEvent(source="night:web/decisions", seq=seq, kind="decision", t=t, ref=ref,
+                          recorded_at=now, payload=json.dumps(
+                              {"event_id": ref, "session_id": session_id, "confidence": 1.0,
+                               "scores": [], "items": [list(item)], "takers": [],
+                               "needs_review": False, "stock": True, "reasons": []})))
+
+
+def test_operator_closes_the_store_for_restocking_and_sees_the_stock_moves(
+        store: Store, browser: Browser, shot: Shot,
+        csp_watch: Callable[[Page], list[str]]) -> None:
+    """After the shopping: the Store health tab lists the stock moves (a staff restock, then a
+    removal on the store closed) newest first; the operator closes the store for restocking,
+    confirming first, and opens it again."""
+    entry = store.session.store.planogram[0]
+    product = store.session.store.products[entry.product]
+    end = store.session.duration_s
+    _stock_decision(store, 0, end + 5.0, "put", list(entry.plates), (product.id, -24), "s00099")
+    _stock_decision(store, 1, end + 9.0, "pick", list(entry.plates), (product.id, 2), None)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    refused = csp_watch(page)
+    page.goto(f"{store.url}/#token={store.operator}")
+    page.get_by_role("tab", name="Store health").click()
+    moves = page.locator("#stock-moves li")
+    expect(moves).to_have_count(2)
+    expect(moves.nth(0)).to_contain_text(f"\u22122 × {product.name}")
+    expect(moves.nth(0)).to_contain_text("store closed")
+    expect(moves.nth(1)).to_contain_text(f"+24 × {product.name}")
+    expect(moves.nth(1)).to_contain_text("staff s00099")
+    expect(moves.nth(1)).to_contain_text(", ".join(entry.plates))
+    status = page.locator("#mode-status")
+    expect(status).to_have_attribute("data-mode", "open")
+    # closing asks first, and says whether shoppers are inside; cancelling changes nothing
+    page.get_by_role("button", name="Close for restocking…").click()
+    expect(page.locator("#mode-confirm")).to_be_visible()
+    expect(page.locator("#mode-inside")).to_have_attribute("data-count", re.compile(r"^\d+$"))
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#mode-confirm")).to_have_count(0)
+    assert store.api("GET", "/v1/store-mode", store.operator).json()["closed"] is False
+    page.get_by_role("button", name="Close for restocking…").click()
+    page.get_by_label("Note (optional)").fill("night restock")
+    page.get_by_role("button", name="Close the store", exact=True).click()
+    expect(status).to_have_attribute("data-mode", "closed")
+    expect(status).to_contain_text("closed for restocking")
+    expect(status).to_contain_text("set by operator")  # the staff account's name
+    expect(status).to_contain_text("night restock")
+    mode = store.api("GET", "/v1/store-mode", store.operator).json()
+    assert (mode["closed"], mode["set_by_name"], mode["note"]) == (True, "operator",
+                                                                   "night restock")
+    expect(page.locator("#store-mode")).not_to_contain_text("null")
+    shot(page, "dashboard-health")
+    page.get_by_role("button", name="Open the store again").click()
+    expect(status).to_have_attribute("data-mode", "open")
+    expect(page.get_by_role("button", name="Close for restocking…")).to_be_visible()
+    assert store.api("GET", "/v1/store-mode", store.operator).json()["closed"] is False
+    assert refused == []
+    page.close()

@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from walkout.engine import Engine
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
-from walkout.service.models import StoreMode
+from walkout.service.models import Account, StoreMode
 
 
 def set_mode(d: Deps, closed: bool, by: str, note: str | None = None) -> dict[str, Any]:
@@ -25,16 +26,16 @@ def set_mode(d: Deps, closed: bool, by: str, note: str | None = None) -> dict[st
     with d.sessions.begin() as s:
         last = s.scalar(select(StoreMode).order_by(StoreMode.id.desc()).limit(1))
         if (last.closed if last is not None else False) == closed:
-            return _out(last)
+            return _out(s, last)
         row = StoreMode(closed=closed, set_by=by, note=note, set_at=d.clock.now())
         s.add(row)
         s.flush()
-        return _out(row)
+        return _out(s, row)
 
 
 def current(d: Deps) -> dict[str, Any]:
     with d.sessions() as s:
-        return _out(s.scalar(select(StoreMode).order_by(StoreMode.id.desc()).limit(1)))
+        return _out(s, s.scalar(select(StoreMode).order_by(StoreMode.id.desc()).limit(1)))
 
 
 def apply_modes(d: Deps, eng: Engine, source: str, chunk: int, t: float,
@@ -59,8 +60,14 @@ def apply_modes(d: Deps, eng: Engine, source: str, chunk: int, t: float,
     return len(rows)
 
 
-def _out(row: StoreMode | None) -> dict[str, Any]:
+def _out(s: Session, row: StoreMode | None) -> dict[str, Any]:
+    """The mode as the API answers it; ``set_by_name``: the staff account's name (what the
+    dashboard shows), ``None`` when it has none."""
     if row is None:
-        return {"closed": False, "set_by": None, "set_at": None, "applied_t": None}
-    return {"closed": row.closed, "set_by": row.set_by, "note": row.note,
-            "set_at": aware(row.set_at).isoformat(), "applied_t": row.applied_t}
+        return {"closed": False, "set_by": None, "set_by_name": None, "set_at": None,
+                "applied_t": None}
+    return {"closed": row.closed, "set_by": row.set_by,
+            "set_by_name": s.scalar(select(Account.display_name)
+                                    .where(Account.id == row.set_by)),
+            "note": row.note, "set_at": aware(row.set_at).isoformat(),
+            "applied_t": row.applied_t}

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from walkout.checkout.money import Money
 from walkout.perception.evidence import CLIP_SUFFIX
 from walkout.service import disputes, entry, receipting
+from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
 from walkout.service.models import (
@@ -591,6 +592,17 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 return {"t": None, "plates": {}, "cameras": {}, "inventory": [], "inputs": {}}
             return dict(json.loads(row.payload))
 
+    @app.get("/v1/ops/stock-moves")
+    def stock_moves(_: Operator,
+                    limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict[str, Any]]:
+        """The engine's stock decisions, newest first (store time): restocks and removals by
+        a staff hand (``by``: the staff session) or by nobody's on a store marked closed
+        (``by``: ``store``). ``moves``: what each plate's stock moved by, + restocked, −
+        removed; an inventory case moves nothing while open, and what its verdict says once
+        decided (``charged``: the shoppers it names, whose hand it was)."""
+        with sessions() as s:
+            return _stock_moves(s, limit, {pid: p.name for pid, p in store.products.items()})
+
     @app.get("/v1/ops/analytics")
     def analytics(_: Operator,
                   minutes: Annotated[float | None, Query(gt=0, le=24 * 60)] = None
@@ -680,6 +692,60 @@ def _shelf_items(s: Session, t_min: float) -> list[tuple[str, int]]:
                     for pid, q in items]
         else:
             out += [(str(pid), int(q)) for pid, q in json.loads(payload)["items"]]
+    return out
+
+
+def _stock_moves(s: Session, limit: int, names: dict[str, str]) -> list[dict[str, Any]]:
+    """``GET /v1/ops/stock-moves``: the last ``limit`` decisions logged with ``"stock":
+    true`` (``runner._decision``), each with its shelf event's plates and its inventory
+    case's verdict, if any (a case's id is its shelf event's)."""
+    rows = []  # (run: the source without "/decisions", ref, t, recorded_at, decision)
+    for src, ref, t, at, payload in s.execute(
+            select(EngineEvent.source, EngineEvent.ref, EngineEvent.t, EngineEvent.recorded_at,
+                   EngineEvent.payload)
+            .where(EngineEvent.source.like("%/decisions"),
+                   EngineEvent.payload.like('%"stock": true%'))  # json.dumps' spacing
+            .order_by(EngineEvent.t.desc(), EngineEvent.id.desc()).limit(limit)):
+        d = json.loads(payload)
+        if d.get("stock") is True:
+            rows.append((src.rpartition("/")[0], ref, t, at, d))
+    refs = sorted({ref for _, ref, *_ in rows if ref})
+    shelf: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    verdicts: dict[str, ReviewVerdict] = {}
+    if refs:
+        for src, ref, kind, payload in s.execute(
+                select(EngineEvent.source, EngineEvent.ref, EngineEvent.kind, EngineEvent.payload)
+                .where(EngineEvent.source.in_(sorted({run + "/shelf" for run, *_ in rows})),
+                       EngineEvent.ref.in_(refs))):
+            shelf[(src.rpartition("/")[0], ref)] = (kind, json.loads(payload)["plates"])
+        verdicts = {v.case_id: v for v in s.scalars(
+            select(ReviewVerdict).where(ReviewVerdict.case_id.in_(refs)))}
+    out = []
+    for run, ref, t, at, d in rows:
+        kind, plates = shelf.get((run, ref), (None, []))
+        by = d.get("session_id") or "store"  # a closed store's moves: its pseudo-session
+        v = verdicts.get(ref) if d.get("needs_review") else None
+        if v is not None:  # a decided inventory case: + what was put on, − what was taken
+            shares = json.loads(v.shares)
+            sign = 1 if kind == "put" else -1
+            moved: Counter[str] = Counter()
+            for items in shares.values():
+                for pid, q in items:
+                    moved[str(pid)] += sign * int(q)
+            charged = sorted(sid for sid in shares if sid != by)
+        else:  # the decision's items: + taken off the plate, − put on it
+            moved = Counter()
+            for pid, q in d.get("items", []):
+                moved[str(pid)] -= int(q)
+            charged = []
+        out.append({
+            "event_id": ref, "t": t, "recorded_at": aware(at).isoformat(), "plates": plates,
+            "by": by,
+            "moves": [{"product_id": pid, "name": names.get(pid, pid), "quantity": q}
+                      for pid, q in moved.items() if q],
+            "review": None if not d.get("needs_review") else
+            "open" if v is None else "applied" if v.applied_at is not None else "decided",
+            "charged": charged, "reasons": list(d.get("reasons", []))})
     return out
 
 

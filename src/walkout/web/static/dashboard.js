@@ -67,7 +67,7 @@
     for (const p of d.people) {
       let o = people.get(p.track);
       if (!o) { o = { pts: [] }; people.set(p.track, o); }
-      Object.assign(o, { session: p.session, who: p.who, cart: p.cart, alert: p.alert, left: p.left, seen: d.t1 });
+      Object.assign(o, { session: p.session, who: p.who, cart: p.cart, alert: p.alert, left: p.left, seen: d.t1, staff: (p.credential || "").startsWith("staff:") });
       o.pts.push(...p.pts);
       const cut = d.t1 - 30; while (o.pts.length && o.pts[0][0] < cut) o.pts.shift();
     }
@@ -148,13 +148,18 @@
     if (channel === "positions") return onPositions(ev);
     if (channel === "gate") { const g = ev.data; logEvent(g.kind === "entry" ? "entry" : "exit", ev.t, `${g.gate_id}${g.credential ? " · " + g.credential : ""}${g.party_size > 1 ? " · party of " + g.party_size : ""}`); return; }
     if (channel === "decision") {
+      if (ev.data.stock && current === "health") loadStockMoves();
       for (const [pid, q] of ev.data.items) logEvent(q > 0 ? "pick" : "put", ev.t, `${Math.abs(q)} × ${name(pid)} · ${ev.data.session_id || "nobody"} (${Math.round(100 * ev.data.confidence)}%)${ev.data.needs_review ? " · to review" : ""}`);
       return;
     }
-    if (channel === "alert") { logEvent("alert", ev.t, `${ev.kind}: ${ev.data.message}`); return; }
+    if (channel === "alert") {
+      logEvent("alert", ev.t, `${ev.kind}: ${ev.data.message}`);
+      if ((ev.kind === "store_closed" || ev.kind === "store_opened") && current === "health") loadMode();  // the engine applied it
+      return;
+    }
     if (channel === "review") { logEvent("review", ev.t, `case ${ev.data.case_id}: ${ev.data.reasons.join("; ")}`); loadCases(); return; }
     if (channel === "health") { if (current === "health") drawHealth(ev.data); return; }
-    if (channel === "changed") { loadCases(); if (current === "receipts") loadReceipts(); }
+    if (channel === "changed") { loadCases(); if (current === "receipts") loadReceipts(); if (current === "health") loadStockMoves(); }
   }
 
   // ---- review queue -----------------------------------------------------------------------
@@ -354,6 +359,69 @@
     document.getElementById("inputs").replaceChildren(...items);
   }
 
+  // ---- store mode (closed for restocking) and the engine's stock moves ---------------------
+  // a wall-clock time: the time of day if today, else the date too
+  function when(iso) {
+    const d = new Date(iso);
+    return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+      : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+  }
+  // shoppers (and unbound people) the live map shows inside: while any is, a closed store's
+  // weight changes are judged as an open store's (reviewed, not booked as stock)
+  function shoppersOnMap() { let n = 0; for (const o of people.values()) if (!o.left && !o.staff) n++; return n; }
+  let mode = null, confirmBox = null;
+  async function loadMode() {
+    try { mode = await api(token, "GET", "/v1/store-mode"); drawMode(); }
+    catch (e) { fill(document.getElementById("store-mode"), el("p", { class: "error", role: "alert", text: e.message })); }
+  }
+  function drawMode(error) {
+    const closed = mode.closed;
+    if (closed) confirmBox = null;  // closed meanwhile (another desk): nothing left to confirm
+    const by = mode.set_by_name || (mode.set_by ? "account " + mode.set_by.slice(0, 8) : null);
+    fill(document.getElementById("store-mode"),
+      el("p", { id: "mode-status", "data-mode": closed ? "closed" : "open" },
+        el("span", { class: "state " + (closed ? "mode-closed" : "mode-open"), text: closed ? "closed for restocking" : "open" }),
+        mode.set_at ? ` since ${when(mode.set_at)}` : null, by ? `, set by ${by}` : null, mode.note ? ` · “${mode.note}”` : null),
+      mode.set_at ? el("p", { class: "muted", text: mode.applied_t === null ? "The engine applies it at the start of its next chunk."
+        : `The engine applied it at store time ${fmtT(mode.applied_t)}.` }) : null,
+      closed ? el("button", { type: "button", id: "mode-open", onclick: () => setMode(false) }, "Open the store again")
+        : confirmBox || el("button", { type: "button", id: "mode-close", class: "secondary", onclick: askClose }, "Close for restocking…"),
+      el("p", { class: "error", role: "alert", text: error || "" }));
+  }
+  // closing changes how the engine judges weight changes: said, and confirmed, first
+  function askClose() {
+    const n = shoppersOnMap();
+    const note = el("input", { id: "mode-note", type: "text", maxlength: 1000, autocomplete: "off" });
+    confirmBox = el("div", { class: "confirm", id: "mode-confirm", role: "group", "aria-labelledby": "mode-confirm-q" },
+      el("p", { id: "mode-confirm-q" }, el("strong", { text: "Close the store for restocking?" })),
+      el("p", { text: "While it is closed and nobody but staff is inside, a weight change no hand was seen making is booked as a restock or a removal instead of going to review." }),
+      el("p", { id: "mode-inside", class: n ? "warn" : "muted", "data-count": String(n), text: n
+        ? `${n} ${n === 1 ? "shopper is" : "shoppers are"} inside on the live map: until they leave, weight changes are judged as on an open store.`
+        : "Nobody but staff is on the live map." }),
+      el("label", { for: "mode-note", text: "Note (optional)" }), note,
+      el("button", { type: "button", class: "danger", onclick: () => setMode(true, note.value.trim() || null) }, "Close the store"), " ",
+      el("button", { type: "button", class: "secondary", onclick: () => { confirmBox = null; drawMode(); document.getElementById("mode-close")?.focus(); } }, "Cancel"));
+    drawMode(); note.focus();
+  }
+  async function setMode(closed, note) {
+    try { mode = await api(token, "POST", "/v1/store-mode", { closed, note: note || null }); confirmBox = null; drawMode(); }
+    catch (e) { drawMode(e.message); }
+  }
+  const REVIEWED = { open: "inventory case open", decided: "inventory case decided", applied: "inventory case applied" };
+  async function loadStockMoves() {
+    const ms = await api(token, "GET", "/v1/ops/stock-moves?limit=50");
+    const qty = x => `${x.quantity > 0 ? "+" : "\u2212"}${Math.abs(x.quantity)} × ${x.name}`;
+    fill(document.getElementById("stock-moves"), ms.length ? ms.map(m => el("li", { "data-event": m.event_id, "data-by": m.by },
+      el("strong", { text: when(m.recorded_at) }), " ", el("span", { class: "muted", text: `store time ${fmtT(m.t)}` }),
+      ` · ${m.plates.join(", ") || "plate unknown"} · `,
+      m.moves.length ? m.moves.flatMap((x, i) => [i ? ", " : null, el("span", { class: "move " + (x.quantity > 0 ? "in" : "out"), text: qty(x) })])
+        : el("span", { class: "muted", text: m.review === "open" ? "nothing moved until the verdict" : "nothing moved" }),
+      ` · ${m.by === "store" ? "store closed" : "staff " + m.by}`, m.charged.length ? ` · charged ${m.charged.join(", ")}` : null,
+      m.review ? [" ", el("span", { class: "state " + (m.review === "open" ? "open" : "applied"), text: REVIEWED[m.review] })] : null,
+      m.review && m.reasons.length ? [el("br"), el("span", { class: "muted", text: m.reasons.join("; ") })] : null))
+      : [el("li", { class: "muted", text: "no restock or removal yet" })]);
+  }
+
   // ---- analytics --------------------------------------------------------------------------
   document.getElementById("minutes").addEventListener("change", () => drawAnalytics());
   document.getElementById("layer").addEventListener("change", () => drawAnalytics());
@@ -416,7 +484,7 @@
   function refresh(name) {
     if (name === "review") loadCases();
     if (name === "receipts") loadReceipts();
-    if (name === "health") drawHealth();
+    if (name === "health") { drawHealth(); loadMode(); loadStockMoves(); }
     if (name === "analytics") { drawAnalytics(); drawSales(); }
   }
   document.getElementById("signin-error").textContent = WO.signedOutWhy();
