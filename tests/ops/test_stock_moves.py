@@ -113,3 +113,11 @@ def test_the_store_mode_names_who_set_it(svc: Svc) -> None:
     assert r.status_code == 200 and r.json()["set_by_name"] == "gate"  # make_svc's operator
     mode = svc.client.get("/v1/store-mode", headers=svc.gate).json()
     assert (mode["closed"], mode["set_by_name"], mode["note"]) == (True, "gate", "night restock")
+
+
+def test_restocks_are_not_counted_as_put_backs_in_the_analytics(svc: Svc) -> None:
+    """A restock of 24 bars is stock, not 24 put-backs; a shopper's pick beside it counts."""
+    _decision(svc, 0, 10.0, "e1", "put", items=[[BAR, -24]], session_id="s00099")
+    _decision(svc, 1, 20.0, "e2", "pick", stock=False, items=[[BAR, 1]], session_id="s00002")
+    products = svc.client.get("/v1/ops/analytics", headers=svc.gate).json()["products"]
+    assert [(p["product_id"], p["picks"], p["putbacks"]) for p in products] == [(BAR, 1, 0)]

@@ -672,7 +672,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
 def _shelf_items(s: Session, t_min: float) -> list[tuple[str, int]]:
     """(product, signed quantity: + picked, − put back) of every shelf decision since
     ``t_min``, as settled: a decided review case counts as its verdict says (the engine's
-    decision may name no product, or the wrong one), not as the engine first decided."""
+    decision may name no product, or the wrong one), not as the engine first decided. Stock
+    decisions (restocks and removals by staff hands or while the store was closed) are not
+    shopping and are left out."""
     rows = s.execute(select(EngineEvent.ref, EngineEvent.payload).where(
         EngineEvent.source.like("%/decisions"), EngineEvent.t >= t_min)).all()
     refs = [ref for ref, _ in rows if ref]
@@ -686,12 +688,15 @@ def _shelf_items(s: Session, t_min: float) -> list[tuple[str, int]]:
             EngineEvent.source.like("%/shelf"), EngineEvent.ref.in_(list(verdicts)))).all())
     out: list[tuple[str, int]] = []
     for ref, payload in rows:
+        doc = json.loads(payload)
+        if doc.get("stock"):
+            continue  # a restock or removal (staff hands, store closed): stock, not shopping
         if ref in verdicts and ref in kinds:
             sign = 1 if kinds[ref] == "pick" else -1
             out += [(str(pid), sign * int(q)) for items in verdicts[ref].values()
                     for pid, q in items]
         else:
-            out += [(str(pid), int(q)) for pid, q in json.loads(payload)["items"]]
+            out += [(str(pid), int(q)) for pid, q in doc["items"]]
     return out
 
 
