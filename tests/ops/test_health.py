@@ -11,6 +11,9 @@ from walkout.engine import Engine
 from walkout.events import Alert, PlateBlock
 from walkout.service.live import health
 from walkout.sim.loadcell import PlateInteraction
+from walkout.store.model import Store
+
+from .conftest import _plates, _run_engine
 
 Touch = Callable[..., PlateInteraction]
 Plates = Callable[..., PlateBlock]
@@ -95,3 +98,16 @@ def test_a_sold_out_facing_is_listed_as_low(
     inv = {(tuple(i["plates"]), i["product"]): i for i in health(eng, {}, {}, 60.0)["inventory"]}
     assert inv[("P1",), "A"]["count"] == 0 and inv[("P1",), "A"]["low"]
     assert not inv[("P2",), "B"]["low"]
+
+
+def test_a_facing_is_low_at_its_own_reorder_point(store: Store) -> None:
+    """A fast seller on a deep shelf wants warning earlier than 2 left: the planogram entry's
+    ``reorder_at``; entries without one keep the default."""
+    doc = store.model_dump()
+    doc["planogram"] = [{**e, "reorder_at": 8} if e["product"] == "B" else e
+                        for e in doc["planogram"]]
+    deep = Store.model_validate(doc)
+    eng = _run_engine(deep, _plates(deep, [], 10.0))
+    inv = {i["product"]: i for i in health(eng, {}, {}, 10.0)["inventory"]}
+    assert (inv["B"]["count"], inv["B"]["reorder_at"], inv["B"]["low"]) == (8, 8, True)
+    assert (inv["C"]["count"], inv["C"]["reorder_at"], inv["C"]["low"]) == (6, 2, False)

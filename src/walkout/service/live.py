@@ -261,9 +261,9 @@ def _plate_states(eng: Engine, t: float) -> dict[str, str]:
 
 
 def _inventory(eng: Engine) -> list[dict[str, Any]]:
-    """What each footprint holds, flagged ``low`` (at most ``LOW_STOCK`` left, none at all
-    included: an empty facing is the first to restock) or ``misplaced`` (a product its
-    planogram does not list there)."""
+    """What each footprint holds, flagged ``low`` (at most its planogram entry's
+    ``reorder_at`` left, ``LOW_STOCK`` by default; none at all included: an empty facing is
+    the first to restock) or ``misplaced`` (a product its planogram does not list there)."""
     store = eng.store
     listed: dict[str, set[str]] = {}
     for e in store.planogram:
@@ -271,9 +271,11 @@ def _inventory(eng: Engine) -> list[dict[str, Any]]:
             listed.setdefault(p, set()).add(e.product)
     snap = eng.shelf.inventory.snapshot()
     index = store.plate_index
+    reorder: dict[tuple[tuple[str, ...], str], int] = {}
     for e in store.planogram:  # a facing sold out is no longer in the snapshot
         fp = tuple(sorted(set(e.plates), key=index.__getitem__))
         snap.setdefault(fp, {}).setdefault(e.product, 0)
+        reorder[fp, e.product] = LOW_STOCK if e.reorder_at is None else e.reorder_at
     inventory = []
     for footprint, counts in sorted(snap.items(), key=lambda kv: [index[p] for p in kv[0]]):
         fp = list(footprint)
@@ -281,8 +283,10 @@ def _inventory(eng: Engine) -> list[dict[str, Any]]:
             misplaced = not any(product in listed.get(p, ()) for p in fp)
             if n <= 0 and misplaced:
                 continue
+            at = reorder.get((footprint, product), LOW_STOCK)
             inventory.append({"plates": fp, "product": product, "count": max(n, 0),
-                              "low": n <= LOW_STOCK and not misplaced, "misplaced": misplaced})
+                              "low": n <= at and not misplaced, "reorder_at": at,
+                              "misplaced": misplaced})
     return inventory
 
 

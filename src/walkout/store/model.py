@@ -131,6 +131,9 @@ class PlanogramEntry(StrictModel):
         min_length=1, description="plates the product stands on; its footprint spans all of them"
     )
     stock: int = Field(ge=0, description="items on the shelf when the store opens")
+    reorder_at: int | None = Field(
+        None, ge=0, description="the facing is low on stock (to restock) at this many items "
+        "or fewer; default 2 (a fast seller on a deep shelf wants more warning)")
 
 
 class CameraPose(StrictModel):
