@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import numpy as np
 from playwright.sync_api import Browser, Page, expect
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from walkout.checkout.tax import percent
 from walkout.perception.evidence import EvidenceRecorder
@@ -153,7 +153,36 @@ def test_dashboard_map_shows_the_shoppers_moving(store: Store, browser: Browser,
     page.get_by_role("checkbox", name="picks", exact=True).uncheck()
     assert page.locator("#events li[data-kind=pick]:visible").count() == 0
     page.get_by_role("checkbox", name="picks", exact=True).check()
+    # alerts: one acknowledged with its button, one by another operator (the API), which the
+    # page learns of from the stream's "changed"
+    ids = [_alert(store, seq, kind) for seq, kind in ((90_000, "hand_over"),
+                                                       (90_001, "plate_dead"))]
+    mine, theirs = (page.locator(f"#events li[data-alert='{i}']") for i in ids)
+    expect(mine.get_by_role("button", name="Acknowledge this alert")).to_be_visible(
+        timeout=10_000)
+    mine.get_by_role("button", name="Acknowledge this alert").click()
+    expect(mine).to_have_class(re.compile(r"\backed\b"))
+    expect(mine).to_contain_text("acknowledged by")
+    expect(mine.get_by_role("button")).to_have_count(0)
+    r = store.api("POST", f"/v1/ops/alerts/{ids[1]}/ack", store.operator, json={"note": "seen"})
+    assert r.status_code == 200 and r.json()["acked"]["note"] == "seen", r.text
+    expect(theirs).to_contain_text("(seen)", timeout=10_000)
+    expect(theirs).to_have_class(re.compile(r"\backed\b"))
     page.close()
+
+
+def _alert(store: Store, seq: int, kind: str) -> int:
+    """An engine alert in the event log as ``live._alert_rows`` writes it, at the latest
+    store time (the top of the dashboard's event stream); returns its event id."""
+    with store.deps.sessions.begin() as s:
+        t = s.scalar(select(func.max(EngineEvent.t))) or 0.0
+        row = EngineEvent(source="web:test/alerts", seq=seq, kind=kind, t=t, ref=None,
+                          recorded_at=store.deps.clock.now(), payload=json.dumps(
+                              {"t": t, "kind": kind, "message": f"a {kind} alert",
+                               "subject": ""}))
+        s.add(row)
+        s.flush()
+        return row.id
 
 
 def test_operator_decides_a_review_case_and_the_receipt_follows(

@@ -399,3 +399,19 @@ class StoreMode(Base):
     source: Mapped[str | None] = mapped_column(String(64))  # the engine source that applied it
     applied_chunk: Mapped[int | None] = mapped_column(Integer)
     applied_t: Mapped[float | None] = mapped_column(Float)  # stream time it took effect
+
+
+class AlertAck(Base):
+    """An operator acknowledged an engine alert (an ``…/alerts`` row of the event log).
+
+    ``event_id`` is the alert's event-log row id: the runner inserts each alert once (its
+    ``(source, seq)`` is unique and a replay after a restart inserts nothing), so the id names
+    the same alert across restarts. The primary key makes an alert acknowledged once; the
+    acknowledgement goes with its alert when the retention purge deletes the row."""
+
+    __tablename__ = "alert_acks"
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("engine_events.id", ondelete="CASCADE"), primary_key=True)
+    acked_by: Mapped[str] = mapped_column(String(32))  # the operator's account id
+    note: Mapped[str | None] = mapped_column(String(1000))
+    acked_at: Mapped[datetime]

@@ -50,6 +50,7 @@ from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
 from walkout.service.models import (
     Account,
+    AlertAck,
     CartLine,
     Charge,
     Dispute,
@@ -106,6 +107,10 @@ class LineRefundIn(_Strict):
     product_id: str = Field(min_length=1, max_length=64)
     quantity: int = Field(1, ge=1, le=1000)
     note: str = Field(min_length=1, max_length=1000)
+
+
+class AlertAckIn(_Strict):
+    note: str | None = Field(None, max_length=1000)
 
 
 class CardLookupIn(_Strict):
@@ -304,6 +309,17 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                                  "who": _pseudonym(v.account_id)}
         return out
 
+    def acks(s: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """alert event id → its acknowledgement (``by``: the operator's account id,
+        ``by_name``: its name, ``at``, ``note``); an alert nobody acknowledged is absent."""
+        if not ids:
+            return {}
+        return {a.event_id: {"by": a.acked_by, "by_name": name, "at": aware(a.acked_at)
+                             .isoformat(), "note": a.note}
+                for a, name in s.execute(select(AlertAck, Account.display_name)
+                                         .outerjoin(Account, Account.id == AlertAck.acked_by)
+                                         .where(AlertAck.event_id.in_(ids))).all()}
+
     def tail(after: int, limit: int = 400) -> tuple[list[dict[str, Any]], int, Any]:
         with sessions() as s:
             rows = s.execute(select(EngineEvent.id, EngineEvent.source, EngineEvent.kind,
@@ -321,7 +337,10 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                     creds |= {x["credential"] for x in data["people"] if x["credential"]}
                 out.append({"id": rid, "channel": ch, "kind": kind, "t": t, "data": data})
             ids = who(s, sorted(creds))
+            acked = acks(s, [ev["id"] for ev in out if ev["channel"] == "alert"])
             for ev in out:
+                if ev["channel"] == "alert":
+                    ev["acked"] = acked.get(ev["id"])
                 if ev["channel"] == "positions":
                     for x in ev["data"]["people"]:
                         x["who"] = ids.get(x["credential"] or "", {}).get("who")
@@ -329,7 +348,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                     s.scalar(select(func.max(Receipt.issued_at))),
                     s.scalar(select(func.count()).select_from(ReviewVerdict)
                              .where(ReviewVerdict.applied_at.is_not(None))),
-                    s.scalar(select(func.count()).select_from(Dispute)))
+                    s.scalar(select(func.count()).select_from(Dispute)),
+                    s.scalar(select(func.count()).select_from(AlertAck)))
             last = rows[-1][0] if rows else after
             return out, last, mark
 
@@ -346,7 +366,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                          backlog_s: Annotated[float, Query(ge=0, le=3600)] = 30.0,
                          after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
         """SSE of the event log: ``positions``, ``alert``, ``gate``, ``decision``, ``review``,
-        ``health``; ``changed`` when receipts, verdicts or disputes change."""
+        ``health``; ``changed`` when receipts, verdicts, disputes or alert acknowledgements
+        change. An ``alert`` carries ``acked`` (null while nobody acknowledged it)."""
 
         auth = request.headers.get("authorization")
 
@@ -368,7 +389,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 if m != mark:
                     if mark is not None:
                         yield _sse("changed", {"receipts": m[0], "applied_verdicts": m[2],
-                                               "disputes": m[3]})
+                                               "disputes": m[3], "alert_acks": m[4]})
                     mark = m
                 if events:
                     quiet = 0.0
@@ -581,6 +602,56 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         return disputes.decide(deps, dispute_id, p.account_id, "refund", body.note)
 
     # ---- store health and analytics ----------------------------------------------------------
+
+    # ---- alerts -------------------------------------------------------------------------------
+
+    def alert_out(s: Session, row: EngineEvent) -> dict[str, Any]:
+        """An alert as the stream's ``alert`` events carry it, with its ``acked``."""
+        return {"id": row.id, "kind": row.kind, "t": row.t, "data": json.loads(row.payload),
+                "acked": acks(s, [row.id]).get(row.id)}
+
+    @app.get("/v1/ops/alerts")
+    def alerts(_: Operator, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+               unacked: bool = False) -> list[dict[str, Any]]:
+        """The last ``limit`` alerts, newest first (store time), each with ``acked`` (``by``,
+        ``by_name``, ``at``, ``note``; null while nobody acknowledged it); ``unacked``: only
+        those."""
+        with sessions() as s:
+            q = select(EngineEvent).where(EngineEvent.source.like("%/alerts"))
+            if unacked:
+                q = q.where(~select(AlertAck.event_id)
+                            .where(AlertAck.event_id == EngineEvent.id).exists())
+            rows = list(s.scalars(q.order_by(EngineEvent.t.desc(), EngineEvent.id.desc())
+                                  .limit(limit)))
+            acked = acks(s, [r.id for r in rows])
+            return [{"id": r.id, "kind": r.kind, "t": r.t, "data": json.loads(r.payload),
+                     "acked": acked.get(r.id)} for r in rows]
+
+    @app.post("/v1/ops/alerts/{event_id}/ack")
+    def ack_alert(event_id: int, p: Operator,
+                  body: AlertAckIn | None = None) -> dict[str, Any]:
+        """Acknowledge an alert (its event id, as the stream and ``GET /v1/ops/alerts`` give
+        it). Idempotent: acknowledging it again changes nothing and answers the first
+        acknowledgement."""
+        def row(s: Session) -> EngineEvent:
+            ev = s.get(EngineEvent, event_id)
+            if ev is None or not ev.source.endswith("/alerts"):
+                raise not_found("alert")
+            return ev
+
+        with sessions() as s:
+            ev = row(s)
+            if s.get(AlertAck, event_id) is not None:
+                return alert_out(s, ev)
+        try:
+            with sessions.begin() as s:
+                s.add(AlertAck(event_id=event_id, acked_by=p.account_id,
+                               note=body.note if body else None,
+                               acked_at=deps.clock.now()))
+        except IntegrityError:
+            pass  # acknowledged meanwhile (or purged): the row says which
+        with sessions() as s:
+            return alert_out(s, row(s))
 
     @app.get("/v1/ops/health")
     def store_health(_: Operator) -> dict[str, Any]:

@@ -142,6 +142,27 @@
     const later = [...ol.children].find(x => Number(x.dataset.t) < t);
     ol.insertBefore(li, later || null);
     while (ol.childElementCount > 300) ol.lastElementChild.remove();
+    return li;
+  }
+  // an alert's acknowledgement: who and when (the line greyed), or the button to give it
+  function drawAck(li, acked, error) {
+    li.querySelector(".ack")?.remove();
+    li.classList.toggle("acked", !!acked);
+    li.append(el("span", { class: "ack" }, acked
+      ? el("span", { class: "muted", text: ` · acknowledged by ${acked.by_name || acked.by} ${when(acked.at)}${acked.note ? " (" + acked.note + ")" : ""}` })
+      : [" ", el("button", { type: "button", class: "secondary small", "aria-label": "Acknowledge this alert", onclick: () => ack(li) }, "Acknowledge"),
+        error ? el("span", { class: "error", role: "alert", text: " " + error }) : null]));
+  }
+  async function ack(li) {
+    try { drawAck(li, (await api(token, "POST", `/v1/ops/alerts/${li.dataset.alert}/ack`, {})).acked); }
+    catch (e) { drawAck(li, null, e.message); }
+  }
+  // another operator's acknowledgements ("changed"): the alerts listed that nobody had acknowledged
+  async function refreshAcks() {
+    const open = document.querySelectorAll("#events li[data-alert]:not(.acked)");
+    if (!open.length) return;
+    const byId = new Map((await api(token, "GET", "/v1/ops/alerts?limit=300")).map(a => [String(a.id), a.acked]));
+    open.forEach(li => { const a = byId.get(li.dataset.alert); if (a) drawAck(li, a); });
   }
   const name = pid => layout.products[pid]?.name || pid;
   function onEvent(channel, ev) {
@@ -153,13 +174,14 @@
       return;
     }
     if (channel === "alert") {
-      logEvent("alert", ev.t, `${ev.kind}: ${ev.data.message}`);
+      const li = logEvent("alert", ev.t, `${ev.kind}: ${ev.data.message}`);
+      li.dataset.alert = String(ev.id); drawAck(li, ev.acked);
       if ((ev.kind === "store_closed" || ev.kind === "store_opened") && current === "health") loadMode();  // the engine applied it
       return;
     }
     if (channel === "review") { logEvent("review", ev.t, `case ${ev.data.case_id}: ${ev.data.reasons.join("; ")}`); loadCases(); return; }
     if (channel === "health") { if (current === "health") drawHealth(ev.data); return; }
-    if (channel === "changed") { loadCases(); if (current === "receipts") loadReceipts(); if (current === "health") loadStockMoves(); }
+    if (channel === "changed") { loadCases(); refreshAcks(); if (current === "receipts") loadReceipts(); if (current === "health") loadStockMoves(); }
   }
 
   // ---- review queue -----------------------------------------------------------------------
