@@ -3,14 +3,17 @@ store health): the real shelf stage and engine, with the load-cell simulator for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from walkout.engine import Engine, EngineConfig
 from walkout.events import GateEvent, PlateBlock
+from walkout.service.db import make_engine, upgrade
+from walkout.service.testing import Svc, make_svc
 from walkout.sim.loadcell import PlateInteraction, simulate_plates
 from walkout.store.model import Store
 
@@ -150,3 +153,14 @@ def plates(store: Store) -> Plates:
 def run_engine(store: Store) -> RunEngine:
     """``run_engine(block, gates=(), config=None)``: the engine stepped over ``block``."""
     return partial(_run_engine, store)
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[Svc]:
+    """The real service on a fresh, migrated SQLite file (a test module may override it)."""
+    db = make_engine(f"sqlite:///{tmp_path / 'walkout.db'}")
+    upgrade(db)
+    s = make_svc(db)
+    with s.client:
+        yield s
+    db.dispose()

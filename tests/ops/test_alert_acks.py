@@ -6,28 +6,14 @@ and it goes with its alert when the retention purge deletes the row."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
-from walkout.service.db import make_engine, upgrade
 from walkout.service.models import AlertAck, EngineEvent
 from walkout.service.retention import purge
-from walkout.service.testing import Svc, make_svc
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Svc]:
-    db = make_engine(f"sqlite:///{tmp_path / 'walkout.db'}")
-    upgrade(db)
-    s = make_svc(db)
-    with s.client:
-        yield s
-    db.dispose()
+from walkout.service.testing import Svc
 
 
 def _alert(svc: Svc, seq: int, t: float, kind: str, message: str,

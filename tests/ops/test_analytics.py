@@ -6,27 +6,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from walkout.service.db import make_engine, upgrade
 from walkout.service.runner import LiveRunner
-from walkout.service.testing import Svc, make_svc
+from walkout.service.testing import Svc
 from walkout.sim.session import simulate
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Svc]:
-    db = make_engine(f"sqlite:///{tmp_path / 'walkout.db'}")
-    upgrade(db)
-    s = make_svc(db)
-    with s.client:
-        yield s
-    db.dispose()
 
 
 def _wait(what: str, check: object, timeout: float = 60.0) -> None:

@@ -7,31 +7,16 @@ moves, inventory cases open and decided) — and who set the store's mode
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from walkout.service.db import make_engine, upgrade
 from walkout.service.models import EngineEvent, ReviewVerdict
 from walkout.service.runner import LiveRunner
-from walkout.service.testing import Svc, make_svc
+from walkout.service.testing import Svc
 from walkout.sim.session import simulate
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
 
 BAR, WATER = "018627032007", "073360771026"  # products of the `small` store
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Svc]:
-    db = make_engine(f"sqlite:///{tmp_path / 'walkout.db'}")
-    upgrade(db)
-    s = make_svc(db)
-    with s.client:
-        yield s
-    db.dispose()
 
 
 def _moves(svc: Svc, query: str = "") -> list[dict[str, Any]]:
