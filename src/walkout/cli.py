@@ -307,6 +307,10 @@ def sim(
     if target is not None:
         from walkout.sources.mqtt import PublishRefused, publish_session
 
+        if session.modes:  # an operator's input, not a device's: no topic carries it
+            err.print("[yellow]warning:[/] the store is marked closed and opened again in this "
+                      "period; MQTT carries no store mode: set it on the engine's service "
+                      "(POST /v1/store-mode) or replay a recording (--out)")
         url, name = target
         pace = f"{speed:g}× real time" if speed else "as fast as the broker takes it"
         with console.status(f"publishing {session.duration_s:.0f} s to {url} ({pace})..."):
@@ -368,6 +372,8 @@ def replay(
                   + ("is a directory" if target.is_dir() else "its folder does not exist"))
         raise typer.Exit(2)
     engine = _engine(sensors.store, ray)  # a Ray cluster that cannot be joined: said first
+    for m in sensors.modes:  # applied by Engine.run where the service's worker applies them
+        console.print(f"store marked {m.mode} at {m.t:.1f} s ({recording / 'store_modes.jsonl'})")
     with _progress(sensors.duration_s, "engine") as tick:
         result = engine.run(sensors, tick)
     try:

@@ -254,8 +254,13 @@ class Engine:
     def run(
         self, sensors: Sensors, progress: Callable[[float], None] | None = None
     ) -> EngineResult:
-        """Run over a whole recording, in time chunks, as a live store would see it."""
-        for block, frames, gates, now in sensors.chunks(self.config.chunk_s):
+        """Run over a whole recording, in time chunks, as a live store would see it: its
+        store-mode changes at the chunks where the service's engine worker applies an
+        operator's (``Sensors.mode_steps``)."""
+        modes = sensors.mode_steps(self.config.chunk_s)
+        for i, (block, frames, gates, now) in enumerate(sensors.chunks(self.config.chunk_s)):
+            for t, closed in modes[i]:
+                self.set_store_mode(t, closed)
             self.step(block, frames, gates, now)
             if progress:
                 progress(now)

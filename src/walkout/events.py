@@ -101,6 +101,23 @@ class GateEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreModeChange:
+    """The operator marked the store closed (restock mode) or open again at stream time ``t``.
+
+    An input of the engine like a gate event (``Engine.set_store_mode``): a replay must meet
+    the same changes where the live run met them, so recordings carry them
+    (``walkout.sources.recording``)."""
+
+    t: float
+    closed: bool
+
+    @property
+    def mode(self) -> str:
+        """``"closed"`` or ``"open"``: how a recording's ``store_modes.jsonl`` spells it."""
+        return "closed" if self.closed else "open"
+
+
+@dataclass(frozen=True, slots=True)
 class Hypothesis:
     """One explanation of a weight change: so many items of one product, or of a mixture.
 

@@ -6,9 +6,9 @@ like any other visit, so everything downstream — sensors, truth — is the sam
 Run one by name: ``simulate(store, 0, seed, scenarios=["crossing-hands"])``.
 
 The hard suite (``walkout bench accuracy --suite hard``) is :func:`hard_suite`: every scenario
-registered with ``suite=True``. Scenarios outside it (``restock``) run by name only
-(``--scenario restock``): scenario instances are placed one every ``scenario_gap_s`` in suite
-order, so adding one to the suite would move every later instance and change its results.
+registered with ``suite=True``. Scenarios outside it (``restock``, ``closed-restock``) run by
+name only (``--scenario restock``): scenario instances are placed one every ``scenario_gap_s``
+in suite order, so adding one to the suite would move every later instance and change its results.
 """
 
 from __future__ import annotations
@@ -362,3 +362,24 @@ def restock(ctx: ScenarioContext) -> list[Plan]:
         Plan(ctx.credential(0), ctx.t0 + 8.0, (Take(d),)),
         Plan(ctx.credential(1), ctx.t0 + 45.0, (Take(a, quantity=2),)),
     ]
+
+
+@scenario("closed-restock", "the store closed for restocking: a cooler's shelves loaded from "
+          "the back room (no hand in any camera's view) and expired items pulled, then opened "
+          "again for a shopper", suite=False)
+def closed_restock(ctx: ScenarioContext) -> list[Plan]:
+    """The operator marks the store closed (restock mode) at ``t0``; 12-24 items go onto one
+    plate and 2 come off another from behind the shelves, which only the load cells see; the
+    store opens again at ``t0 + 30`` and a shopper takes 2 from the restocked plate. The
+    closed period is an input of the engine (the recording's ``store_modes.jsonl``): without
+    it both changes would be review cases. A shopper inside meanwhile (the standard mix, run
+    with ``--shoppers`` above 0) makes the engine judge them as on an open store."""
+    singles = [e for (e,) in _shelf_runs(ctx, 1, min_stock=4)]
+    a, c = (int(x) for x in ctx.rng.choice(singles, size=2, replace=False))
+    n_a = int(ctx.rng.integers(12, 25))
+    behind = f"store:{ctx.tag}"  # whoever is in the back room: no credential, no receipt
+    ctx.sim.set_store_mode(ctx.t0, True)
+    ctx.sim.stock_from_behind(behind, a, n_a, ctx.t0 + 8.0, ctx.rng)
+    ctx.sim.stock_from_behind(behind, c, 2, ctx.t0 + 18.0, ctx.rng, add=False)
+    ctx.sim.set_store_mode(ctx.t0 + 30.0, False)
+    return [Plan(ctx.credential(0), ctx.t0 + 32.0, (Take(a, quantity=2),))]

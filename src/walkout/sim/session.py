@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from walkout.cart.sessions import is_staff_credential
-from walkout.events import GateEvent, KeypointFrame, PlateBlock
+from walkout.events import GateEvent, KeypointFrame, PlateBlock, StoreModeChange
 from walkout.sim.cameras import CameraSimConfig, PersonPath, render_keypoints
 from walkout.sim.loadcell import simulate_plates
 from walkout.sim.shoppers import ShopperConfig, ShopperSimulator, TrueEvent, TrueHandOver
@@ -52,6 +52,9 @@ class SimSession:
     frames: list[KeypointFrame]
     gates: list[GateEvent]
     truth: Truth
+    #: the store marked closed (restock mode) or open again, in time order: an input of the
+    #: engine like the gates (a recording's ``store_modes.jsonl``); none: open throughout
+    modes: tuple[StoreModeChange, ...] = ()
 
 
 def simulate(
@@ -77,16 +80,20 @@ def simulate(
     pid = 0
     for k, name in enumerate(scenarios):
         ctx = ScenarioContext(sim, 1.0 + k * cfg.scenario_gap_s, rng_scen, f"{name}-{seed}-{k}")
+        unseen = len(sim.unseen)
         for plan in SCENARIOS[name].build(ctx):
             results.append(sim.execute(pid, plan))
             scenario_of[plan.credential] = name
             pid += 1
+        for _, ev in sim.unseen[unseen:]:  # stock moved by no hand seen (from behind a shelf)
+            scenario_of[ev.shopper] = name
     arrivals = np.cumsum(rng_people.exponential(cfg.shoppers.mean_arrival_gap_s, shoppers)) + 1.0
     for i, t in enumerate(arrivals):
         credential = f"qr-{seed:04d}-{i:05d}"
         results.append(sim.shopper(pid, credential, float(t)))
         pid += 1
-    end = max((r.path.t[-1] for r in results), default=10.0)
+    end = max([float(r.path.t[-1]) for r in results]
+              + [ev.t_out for _, ev in sim.unseen], default=10.0)
     duration = float(end + cfg.tail_s)
 
     initial = np.zeros(len(store.plate_ids))
@@ -98,6 +105,7 @@ def simulate(
         for p in plates_:
             initial[store.plate_index[p]] += w / len(plates_)
     interactions = [x for r in results for x in r.interactions]
+    interactions += [x for inter, _ in sim.unseen for x in inter]
     gondola_of = {g.id: i for i, g in enumerate(store.gondolas)}
     plates = simulate_plates(
         initial, interactions, duration, rng_plates, rate_hz=cfg.plate_rate_hz,
@@ -114,10 +122,12 @@ def simulate(
         receipts.setdefault(r.credential, Counter()).update(r.receipt)
     truth = Truth(
         receipts=receipts,
-        events=sorted((e for r in results for e in r.events), key=lambda e: e.t_change),
+        events=sorted([*(e for r in results for e in r.events), *(e for _, e in sim.unseen)],
+                      key=lambda e: e.t_change),
         paths=paths,
         credentials={r.path.person_id: r.credential for r in results},
         scenario_of=scenario_of,
         handovers=sorted((h for r in results for h in r.handovers), key=lambda h: h.t),
     )
-    return SimSession(store, seed, duration, plates, frames, gates, truth)
+    modes = tuple(sorted(sim.store_modes, key=lambda m: m.t))
+    return SimSession(store, seed, duration, plates, frames, gates, truth, modes)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from walkout.events import L_WRIST, R_WRIST, GateEvent
+from walkout.events import L_WRIST, R_WRIST, GateEvent, StoreModeChange
 from walkout.sim.body import BodyState, skeleton
 from walkout.sim.cameras import PersonPath
 from walkout.sim.floor import FloorGrid
@@ -382,6 +382,47 @@ class ShopperSimulator:
         self.entry = store.gates_of("entry")[0]
         self.exit = store.gates_of("exit")[0]
         self._bodies: list[tuple[float, np.ndarray]] = []  # (t0, 30 Hz floor positions)
+        #: the store marked closed (restock mode) or open again by scenarios, in time order
+        self.store_modes: list[StoreModeChange] = []
+        #: stock moved by no hand any camera sees (:meth:`stock_from_behind`): each visit's
+        #: plate interactions and its true event
+        self.unseen: list[tuple[list[PlateInteraction], TrueEvent]] = []
+
+    def set_store_mode(self, t: float, closed: bool) -> None:
+        """The operator marks the store closed or open at ``t`` (an input of the engine the
+        recording carries, not something the sensors see)."""
+        self.store_modes.append(StoreModeChange(t, closed))
+
+    def stock_from_behind(self, who: str, entry: int, quantity: int, at: float,
+                          rng: np.random.Generator, add: bool = True,
+                          hold_s: float = 3.0) -> TrueEvent | None:
+        """Put ``quantity`` items of a planogram entry on its footprint (``add``) or take them
+        off, from behind the shelf: a walk-in cooler's shelves loaded from the back room, where
+        no camera sees the hand. Only the load cells see it: on a store marked closed the
+        engine books it as a restock or removal, on an open one it is a review case.
+        ``at``: the earliest moment (the plate's schedule may push it later). ``rng``: the
+        caller's (a scenario's), so that the shoppers' draws stay as they were."""
+        entry_ = self.store.planogram[entry]
+        product = self.store.products[entry_.product]
+        qty = quantity if add else min(quantity, self.shelving.stock[entry])
+        if qty <= 0:
+            return None
+        plates = tuple(entry_.plates)
+        weights = rng.normal(product.weight_g, product.weight_sd_g, size=qty)
+        t_in = self.shelving.free_at(plates, None, at, hold_s + 2.5)
+        t_out = t_in + hold_s
+        self.shelving.book(plates, t_in - 2.0, t_out + 3.0)
+        self.shelving.stock[entry] += qty if add else -qty
+        t_change = float(rng.uniform(t_in + 0.3 * hold_s, t_out - 0.3 * hold_s))
+        press = float(rng.uniform(*self.config.press_g))
+        delta = float(weights.sum()) * (1 if add else -1)
+        out = [PlateInteraction(plate=self.plate_col[p], t_in=t_in, t_out=t_out,
+                                t_change=t_change, delta_g=delta / len(plates),
+                                press_g=press / len(plates)) for p in plates]
+        ev = TrueEvent(who, "restock" if add else "remove", product.id, qty, plates, t_in,
+                       t_out, t_change)
+        self.unseen.append((out, ev))
+        return ev
 
     def _others_at(self, times: np.ndarray) -> list[np.ndarray]:
         """Positions (len(times), 2) of every earlier-planned person, NaN where absent."""

@@ -8,8 +8,17 @@ Layout of a recording directory::
     keypoints.npz      camera (frames,), t (frames,), offsets (frames+1,),
                        keypoints (people, 17, 3), camera_ids (cameras,)
     gates.jsonl        one GateEvent per line
+    store_modes.jsonl  optional: the store marked closed (restock mode) or open again, one
+                       change a line, ``{"t": 120.0, "mode": "closed"}`` (``"open"``), in time
+                       order; absent: open throughout. Written only when there is a change, and
+                       then the recording is version 2, so that a reader that knows no store
+                       modes refuses it rather than replaying the store as open
     truth/             receipts.json, events.jsonl, paths.npz — for scoring only; the engine's
                        loader (`load_sensors`) never opens this folder
+
+A store-mode change at time ``t`` reaches the engine as an operator's change reaches the
+service's engine worker: at the start of the first chunk that starts at or after ``t``, at that
+chunk's start time (:meth:`Sensors.mode_steps`).
 
 `load_sensors` checks every file against the store and itself; what it can put right (readings
 out of time order, repeated readings) it does and says in ``Sensors.notes``, anything else is a
@@ -34,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from walkout.events import N_JOINTS, GateEvent, KeypointFrame, PlateBlock
+from walkout.events import N_JOINTS, GateEvent, KeypointFrame, PlateBlock, StoreModeChange
 from walkout.sim.cameras import PersonPath
 from walkout.sim.session import SimSession, Truth
 from walkout.sim.shoppers import TrueEvent
@@ -45,6 +54,11 @@ FORMAT = "walkout-recording"
 #: the longest recording read (a week): longer is a damaged or hand-made recording.json
 MAX_DURATION_S = 7 * 86400.0
 VERSION = 1
+#: the version of a recording with store-mode changes (``store_modes.jsonl``): older readers
+#: refuse it instead of replaying a closed store as open
+MODES_VERSION = 2
+SUPPORTED_VERSIONS = (VERSION, MODES_VERSION)
+MODES_FILE = "store_modes.jsonl"
 MAX_PARTY = 20  # the largest party one scan admits: the service's own bound
 
 
@@ -87,7 +101,7 @@ def _write_session(session: SimSession, out: Path) -> None:
     dump_store(session.store, out / "store.yaml")
     meta = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": MODES_VERSION if session.modes else VERSION,
         "store": session.store.name,
         "store_sha256": store_digest(session.store),
         "seed": session.seed,
@@ -117,6 +131,10 @@ def _write_session(session: SimSession, out: Path) -> None:
     with (out / "gates.jsonl").open("w") as fh:
         for g in session.gates:
             fh.write(json.dumps(asdict(g)) + "\n")
+    if session.modes:
+        with (out / MODES_FILE).open("w") as fh:
+            for m in session.modes:
+                fh.write(json.dumps({"t": m.t, "mode": m.mode}) + "\n")
     _write_truth(session.truth, out / "truth")
 
 
@@ -140,20 +158,44 @@ def _write_truth(truth: Truth, out: Path) -> None:
 
 
 class Sensors:
-    """What the engine may read from a recording: store, plate block, frames, gate events."""
+    """What the engine may read from a recording: store, plate block, frames, gate events,
+    and the operator's store-mode changes (restock mode)."""
 
     def __init__(
         self, store: Store, plates: PlateBlock, frames: list[KeypointFrame],
         gates: list[GateEvent], duration_s: float, notes: tuple[str, ...] = (),
+        modes: tuple[StoreModeChange, ...] = (),
     ) -> None:
         self.store, self.plates, self.frames = store, plates, frames
         self.gates, self.duration_s = gates, duration_s
         #: what loading had to put right (readings out of time order, repeated readings)
         self.notes = notes
+        #: the store marked closed or open again, in time order (none: open throughout)
+        self.modes = modes
 
     @classmethod
     def from_session(cls, s: SimSession) -> Sensors:
-        return cls(s.store, s.plates, s.frames, s.gates, s.duration_s)
+        return cls(s.store, s.plates, s.frames, s.gates, s.duration_s, modes=s.modes)
+
+    def mode_steps(self, chunk_s: float) -> list[list[tuple[float, bool]]]:
+        """Per chunk of :meth:`chunks`, the ``(t, closed)`` changes to give
+        ``Engine.set_store_mode`` before that chunk's step.
+
+        As the service's engine worker applies an operator's change (at the start of the
+        next chunk it processes, stamped with that chunk's start): a change at ``t`` applies
+        before the first chunk starting at or after ``t``, at that start; one at or before the
+        first chunk's start, before it at its own time. One after the last chunk's start
+        changes nothing the engine still decides and is left out."""
+        edges = self.edges(chunk_s)
+        n = len(edges) - 1
+        steps: list[list[tuple[float, bool]]] = [[] for _ in range(n)]
+        for m in self.modes:
+            i = int(np.searchsorted(edges[:-1], m.t, side="left"))
+            if i == 0:
+                steps[0].append((m.t, m.closed))
+            elif i < n:
+                steps[i].append((float(edges[i]), m.closed))
+        return steps
 
     def edges(self, chunk_s: float) -> np.ndarray:
         """The :func:`chunk_edges` of this recording: from its earliest reading to its duration,
@@ -221,10 +263,11 @@ def read_meta(rec: Path) -> dict[str, Any]:
         raise RecordingError(f"{meta_path}: invalid JSON: {e}") from e
     if not isinstance(meta, dict):
         raise RecordingError(f"{meta_path}: not a JSON object but {type(meta).__name__}")
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    if meta.get("format") != FORMAT or meta.get("version") not in SUPPORTED_VERSIONS:
         raise RecordingError(
             f"{meta_path}: unsupported recording format {meta.get('format')!r} "
-            f"version {meta.get('version')!r} (expected {FORMAT!r} version {VERSION})"
+            f"version {meta.get('version')!r} (expected {FORMAT!r} version "
+            f"{' or '.join(map(str, SUPPORTED_VERSIONS))})"
         )
     d = meta.get("duration_s")
     if not _finite_number(d) or d < 0:
@@ -373,7 +416,62 @@ def load_sensors(rec: Path) -> Sensors:
     if late:
         gates.sort(key=lambda g: g.t)
         notes.append(f"{gpath}: {late} gate events out of time order put back in order")
-    return Sensors(store, plates, frames, gates, float(meta["duration_s"]), tuple(notes))
+    duration = float(meta["duration_s"])
+    modes, note = load_modes(rec / MODES_FILE, duration)
+    notes += [note] if note else []
+    return Sensors(store, plates, frames, gates, duration, tuple(notes), tuple(modes))
+
+
+def load_modes(path: Path, duration_s: float) -> tuple[list[StoreModeChange], str | None]:
+    """The store-mode changes of ``store_modes.jsonl`` (none when the file is absent: a
+    recording made before the file existed, or in a store never closed), and a note naming
+    those after the recording's end (never applied).
+
+    Unlike readings, changes out of time order are refused, not sorted: each says what the
+    store is from then on, so a swapped pair means another closed period than the one the
+    file's writer meant (the service and the simulator always write them in order)."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return [], None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordingError(f"{path}: cannot read: {e}") from e
+    modes: list[StoreModeChange] = []
+    after: list[int] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RecordingError(f"{where}: not a store-mode change: {e}") from e
+        m = _mode_change(obj, where)
+        if modes and m.t < modes[-1].t:
+            raise RecordingError(f"{where}: store-mode change at t={m.t:g} s comes before the "
+                                 f"one above it (t={modes[-1].t:g} s); the changes must be in "
+                                 "time order")
+        if m.t > duration_s:
+            after.append(n)
+        modes.append(m)
+    note = None
+    if after:
+        note = (f"{path}:{after[0]}: {len(after)} store-mode change(s) after the recording's "
+                f"end ({duration_s:g} s) change nothing")
+    return modes, note
+
+
+def _mode_change(obj: object, where: str) -> StoreModeChange:
+    """A line of ``store_modes.jsonl``: ``{"t": seconds, "mode": "closed" | "open"}``."""
+    if not isinstance(obj, dict) or obj.keys() != {"t", "mode"}:
+        raise RecordingError(f"{where}: not a store-mode change (an object with t and mode, "
+                             f"nothing else): {obj!r:.200}")
+    t, mode = obj["t"], obj["mode"]
+    if not _finite_number(t):
+        raise RecordingError(f"{where}: store-mode change time t={t!r} is not a finite number")
+    if mode not in ("open", "closed"):
+        raise RecordingError(f"{where}: unknown store mode {mode!r} (open or closed)")
+    return StoreModeChange(float(t), mode == "closed")
 
 
 def _gate_event(obj: object, store: Store, where: str) -> GateEvent:
