@@ -79,6 +79,12 @@ class EngineConfig(BaseModel):
         4.0, ge=0, description="hands to the floor are looked for this far behind the stream, "
         "so that the picks before them are in the cart (what the shopper held is known)"
     )
+    track_history_s: float | None = Field(
+        300.0, gt=0, description="skeleton samples kept in memory per track, seconds behind "
+        "the stream (and behind anything still waiting to be decided; a track's first and "
+        "last sample stay): a store running for days must not keep everybody's whole path; "
+        "None keeps all"
+    )
 
 
 @dataclass
@@ -227,6 +233,24 @@ class Engine:
         self._hand_overs(tracks, now - 0.5)
         self._floor_reaches(tracks, now - self.config.floor_lag_s)
         self._close_ready(now)
+        self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        """Let the tracker forget what no decision can still read (``track_history_s``).
+
+        Every reader of a track's past looks back from something still open: a plate change
+        not yet an event, an event waiting for attribution (its window from ``t_start -
+        pad_s``, its review evidence from ``t_start - evidence_pad_s``), the hand-over and
+        floor searches (from where they stopped), or the stream's present; the cut-off stays
+        ``track_history_s`` behind all of them."""
+        keep = self.config.track_history_s
+        if keep is None:
+            return
+        # the evidence of a review case reaches further back than the attribution window
+        pad = max(self.config.attribution.pad_s, self.config.evidence_pad_s)
+        t = min([now, self._meet_t, self._floor_t, self.shelf.earliest_open() - pad,
+                 *(e.t_start - pad for e in self._pending)]) - keep
+        self.tracker.forget_before(t)
 
     def finish(self) -> None:
         """End of stream: settle everything and close every open session."""

@@ -44,6 +44,7 @@ Python only walks the few transitions of the plates that have any.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,6 +169,12 @@ class PlateDetector:
             return float(self.dist_t[p])
         prov = self._prov.get(p)
         return prov[0].t_start if prov is not None else float("nan")
+
+    def earliest_open(self) -> float:
+        """Start time of the oldest change in progress on any plate (inf: none)."""
+        starts = [*self.dist_t[self.mode == DIST].tolist(),
+                  *(prov[0].t_start for prov in self._prov.values())]
+        return min(starts, default=math.inf)
 
     def release(self, p: int, t0: float, t1: float) -> PlateChange | None:
         """Hand over plate ``p``'s held-back slow change now if it overlaps [t0, t1]: a partner

@@ -148,6 +148,13 @@ class ShelfStage:
         gondola (walkout.distributed) merges its parts' alerts into exactly this order."""
         self.alerts[n0:] = sorted(self.alerts[n0:], key=lambda a: alert_key(a, self._index))
 
+    def earliest_open(self) -> float:
+        """Start time of the oldest plate change not yet handed out as an event (inf: none):
+        an event can come out long after it began (an item held over the shelf), and whoever
+        reads the tracks for it then must still find them."""
+        det = math.inf if self._detector is None else self._detector.earliest_open()
+        return min([det, *(c.t_start for c in self._pending)])
+
     def _warn(self, key: str, alert: Alert) -> None:
         if key not in self._warned:
             self._warned.add(key)

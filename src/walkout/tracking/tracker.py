@@ -268,6 +268,27 @@ class _History:
         out.n = n
         return out
 
+    def forget_before(self, cutoff: float, min_drop: int = 256) -> bool:
+        """Drop the samples older than ``cutoff``, keeping the first and the last: a track's
+        birth and last sighting stay what they were (binding and exits read them), the rest
+        of the past goes. Only when at least ``min_drop`` samples and as many as would stay
+        can go, so that the copy is amortised over the samples it frees. Returns whether
+        anything was dropped (then views handed out earlier keep the old buffers)."""
+        n = self.n
+        k = min(int(np.searchsorted(self.t[:n], cutoff)), n - 1)  # first sample kept after 0
+        drop = k - 1
+        if drop < max(min_drop, n - k):
+            return False
+        m = n - drop
+        out = _History(max(64, 2 * m))
+        for name in ("t", "X", "S"):
+            src, dst = getattr(self, name), getattr(out, name)
+            dst[0] = src[0]
+            dst[1:m] = src[k:n]
+            setattr(self, name, dst)
+        self.n = m
+        return True
+
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = (self.t[: self.n], self.X[: self.n], self.S[: self.n])
         for a in out:
@@ -472,6 +493,20 @@ class Tracker:
         (no copy), which later samples never modify.
         """
         return [s.track() for s in self._tracks]
+
+    def forget_before(self, t: float) -> int:
+        """Let every track forget its samples older than ``t`` (its first and last kept; see
+        :meth:`_History.forget_before`), except from where two tracks' swap evidence still
+        reaches back (a swap splices their histories at the crossing). A store that runs for
+        days would otherwise keep every skeleton sample of everybody it ever saw in memory.
+        Returns how many tracks forgot something."""
+        t = min([t, *(p.t_cross for p in self._pairs.values())])
+        n = 0
+        for s in self._tracks:
+            if s.hist.n > 2 and s.hist.t[1] < t and s.hist.forget_before(t):
+                s.cache = None  # a rebuilt Track, not the old one with the same length
+                n += 1
+        return n
 
     # ---- one slot -------------------------------------------------------------------------
 
