@@ -26,7 +26,7 @@ from typing import Any
 
 from walkout.engine import Engine, EngineConfig
 from walkout.events import Alert, GateEvent, KeypointFrame
-from walkout.service import live
+from walkout.service import live, store_mode
 from walkout.service.deps import Deps
 from walkout.service.runner import LiveRunner, _issued
 from walkout.sources.mqtt import MqttPublisher, MqttSource, PublishRefused, split_url
@@ -105,6 +105,11 @@ class MqttRunner(LiveRunner):
                 for block, frames, gates, now in src.poll(self.poll_s):
                     self._gates += gates
                     self._admit(d, gates)
+                    # the operator's restock mode, at the chunk's start as in LiveRunner.run
+                    t0 = self._t if self.chunks_done else now - self.config.chunk_s
+                    if self.chunks_done == 0:
+                        store_mode.carry_over(d, self.source, t0)
+                    store_mode.apply_modes(d, eng, self.source, self.chunks_done, t0)
                     eng.step(block, frames, self._opened(d, gates), now)
                     self._t = now
                     self.chunk_frames = frames

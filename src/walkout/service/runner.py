@@ -213,6 +213,8 @@ class LiveRunner:
                     return
             if i > resume:  # admitted before the restart otherwise (or erased since)
                 self._admit(d, gates)
+            if i == 0 and i > resume:
+                store_mode.carry_over(d, self.source, t_prev)
             store_mode.apply_modes(d, eng, self.source, i, t_prev, fresh=i > resume)
             t_prev = b
             eng.step(block, frames, self._opened(d, gates), b)

@@ -71,3 +71,20 @@ def _out(s: Session, row: StoreMode | None) -> dict[str, Any]:
                                     .where(Account.id == row.set_by)),
             "note": row.note, "set_at": aware(row.set_at).isoformat(),
             "applied_t": row.applied_t}
+
+
+def carry_over(d: Deps, source: str, t: float) -> bool:
+    """Start a new engine stream (a live source's restart, another recording) in the store's
+    mode: a store closed for restocking stays closed. The latest row was applied to another
+    stream, so it would never reach this one; a copy stamped with this stream's first chunk
+    does, and a replay of this stream applies it there again. Called for the first chunk of a
+    stream, only when it is processed for the first time. Returns whether one was added."""
+    with d.sessions.begin() as s:
+        last = s.scalar(select(StoreMode).order_by(StoreMode.id.desc()).limit(1))
+        if (last is None or not last.closed or last.applied_chunk is None
+                or last.source == source):
+            return False  # open; or not applied yet (this stream takes it fresh); or its own
+        s.add(StoreMode(closed=True, set_by=last.set_by, set_at=d.clock.now(),
+                        note=f"carried over from stream {last.source}", source=source,
+                        applied_chunk=0, applied_t=t))
+    return True
