@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 #: modules under walkout.commands, registered in this order
-MODULES: tuple[str, ...] = ("perception", "distributed", "scale", "aifi_calibrate")
+MODULES: tuple[str, ...] = ("perception", "distributed", "scale", "aifi_calibrate", "db")
 
 
 def register_all(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
