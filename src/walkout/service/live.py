@@ -10,7 +10,11 @@ so a replay after a restart writes nothing twice):
 - ``<source>/alerts``: the engine's alerts as they are raised;
 - ``<source>/evidence``: each review case's evidence in full (weight trace, hypotheses, the
   skeletons near the plate), what the review page plots and replays;
-- ``<source>/health`` (one row per chunk): plates and cameras with their state, the inventory.
+- ``<source>/health`` (one row per chunk): plates and cameras with their state, the inventory;
+- ``<source>/staff`` (one row per staff session, when it opens): the engine session id (``ref``)
+  and the badge's credential ``staff:<account>``, so that the dashboard names the associate
+  whose hands moved stock (the decisions and alerts name only the session). Shoppers' sessions
+  get no such row: the dashboard names no shopper.
 
 A live network source's device alerts are written between chunks too (:func:`publish_alerts`).
 
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import false, select, update
 
+from walkout.cart.sessions import is_staff_credential
 from walkout.engine import Engine
 from walkout.review import Verdict
 from walkout.service.checkout import insert_ignore
@@ -60,6 +65,7 @@ class LiveState:
     evidence: set[str] = field(default_factory=set)
     camera_last: dict[str, float] = field(default_factory=dict)
     frame_t: np.ndarray | None = None
+    staff: list[str] = field(default_factory=list)  # staff sessions published, in order
 
 
 def state_of(runner: Any) -> LiveState:
@@ -118,7 +124,8 @@ def positions(eng: Engine, t0: float, t1: float) -> list[dict[str, Any]]:
         people.append({
             "track": tr.track_id, "session": sid,
             "credential": sess.credential if sess else None,
-            "cart": cart, "left": tr.ended_at is not None and tr.t[-1] <= t1,
+            "staff": bool(sess and sess.staff), "cart": cart,
+            "left": tr.ended_at is not None and tr.t[-1] <= t1,
             "alert": sid is None or sid in alerted or f"track:{tr.track_id}" in alerted,
             "pts": pts})
     return people
@@ -299,6 +306,7 @@ def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float
     if not write:
         st.alerts = len(eng.alerts)
         st.evidence.update(eng.cases)
+        _staff_rows(eng, st, source, None)
         _camera_rates(runner, st, st.t, t)
         st.t = max(st.t, t)
         return
@@ -314,6 +322,7 @@ def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float
 
     if t > st.t:
         row("positions", chunk, t, {"t0": st.t, "t1": t, "people": positions(eng, st.t, t)})
+    rows += _staff_rows(eng, st, source, now)
     rows += _alert_rows(eng, st, source, now)
     for k, cid in enumerate(eng.cases):
         if cid not in st.evidence:
@@ -329,6 +338,22 @@ def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float
         st.t = t
     with d.sessions.begin() as s:
         insert_ignore(s, EngineEvent, rows, ["source", "seq"])
+
+
+def _staff_rows(eng: Engine, st: LiveState, source: str, now: Any) -> list[dict[str, Any]]:
+    """The event-log rows of the staff sessions opened since the last call (seq: their order of
+    opening, the same on a replay): a staff session's id and its badge's credential. The
+    closed store's pseudo-session (``store``, no credential) names nobody and gets none."""
+    seen = set(st.staff)
+    new = [s for s in eng.book.sessions.values()
+           if s.staff and is_staff_credential(s.credential) and s.session_id not in seen]
+    rows = [{"source": f"{source}/staff", "seq": k, "kind": "staff_session", "t": s.entered_at,
+             "payload": json.dumps({"session_id": s.session_id, "credential": s.credential},
+                                   separators=(",", ":")),
+             "recorded_at": now, "ref": s.session_id}
+            for k, s in enumerate(new, start=len(st.staff))]
+    st.staff += [s.session_id for s in new]
+    return rows
 
 
 def _alert_rows(eng: Engine, st: LiveState, source: str, now: Any) -> list[dict[str, Any]]:

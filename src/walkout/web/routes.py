@@ -42,9 +42,10 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from walkout.cart.sessions import STAFF_PREFIX, is_staff_credential
 from walkout.checkout.money import Money
 from walkout.perception.evidence import CLIP_SUFFIX
-from walkout.service import disputes, entry, receipting
+from walkout.service import disputes, entry, live, receipting
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -133,6 +134,90 @@ def _channel(source: str) -> str | None:
 def _pseudonym(account_id: str | None) -> str | None:
     """What the dashboard calls a bound shopper: not a name, not an address."""
     return None if account_id is None else "acct-" + account_id[:6]
+
+
+def _staff_by_credential(s: Session, credentials: set[str]) -> dict[str, str]:
+    """``staff:<account>`` credential → what the dashboard calls that associate: their staff
+    account's name (``account <id…>`` where it has none). Other credentials (shoppers') are
+    never looked up: the dashboard names no shopper."""
+    ids = {c: c.removeprefix(STAFF_PREFIX) for c in credentials if is_staff_credential(c)}
+    if not ids:
+        return {}
+    names = dict(s.execute(select(Account.id, Account.display_name).where(
+        Account.id.in_(sorted(set(ids.values()))), Account.kind == "staff")).all())
+    return {c: names.get(a) or f"account {a[:8]}" for c, a in ids.items() if a in names}
+
+
+def _staff_sessions(s: Session, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(run, engine session id) → the associate's name, for those of ``wanted`` the engine
+    published as staff sessions (``<run>/staff`` rows, ``walkout.service.live``; a run is an
+    event-log source without its last part). A shopper's session has no such row."""
+    if not wanted:
+        return {}
+    creds = {(src.rpartition("/")[0], ref): json.loads(payload)["credential"]
+             for src, ref, payload in s.execute(
+                 select(EngineEvent.source, EngineEvent.ref, EngineEvent.payload).where(
+                     EngineEvent.source.in_(sorted({f"{run}/staff" for run, _ in wanted})),
+                     EngineEvent.ref.in_(sorted({sid for _, sid in wanted}))))}
+    names = _staff_by_credential(s, set(creds.values()))
+    return {key: names[c] for key, c in creds.items() if key in wanted and c in names}
+
+
+def _decision_label(d: dict[str, Any]) -> str | None:
+    """What a logged decision was, as the event stream labels it: a shopper's ``pick`` or
+    ``put`` (back), or a stock move (``"stock": true``: a staff hand, or nobody's on a store
+    closed for restocking) — ``restock`` (onto the plate) or ``removal``. None: nothing was
+    decided (a review case)."""
+    q = next((int(q) for _, q in d.get("items", []) if q), None)
+    if q is None:
+        return None
+    if d.get("stock"):
+        return "removal" if q > 0 else "restock"
+    return "pick" if q > 0 else "put"
+
+
+def _mentioned(ev: dict[str, Any]) -> list[str]:
+    """The engine sessions a stream event names that may be an associate's: a stock move's
+    session, an alert's subject (not the tracker's, whose subjects are track ids)."""
+    d = ev["data"]
+    if ev["channel"] == "decision":
+        return [d["session_id"]] if d.get("stock") and d.get("session_id") else []
+    if ev["channel"] == "alert" and ev["kind"] not in live.TRACK_ALERTS:
+        return [x for x in str(d.get("subject") or "").split(",") if x]
+    return []
+
+
+def _stream_names(s: Session, events: list[dict[str, Any]]) -> None:
+    """Name the associates the stream's events mention (``names``: engine session id or
+    credential → name; the map's people: ``who`` and ``staff``), and label the decisions
+    (``label``): a restock is not a put-back, nor a removal a pick. Staff only: a shopper is
+    still shown by session id, credential or pseudonym."""
+    runs = [ev.pop("source").rpartition("/")[0] for ev in events]
+    creds: set[str] = set()
+    for ev in events:
+        d = ev["data"]
+        if ev["channel"] == "gate":
+            creds.add(d.get("credential") or "")
+        elif ev["channel"] == "positions":
+            creds |= {x.get("credential") or "" for x in d["people"]}
+    by_cred = _staff_by_credential(s, creds)
+    by_session = _staff_sessions(s, {(run, sid) for run, ev in zip(runs, events, strict=True)
+                                     for sid in _mentioned(ev)})
+    for run, ev in zip(runs, events, strict=True):
+        d = ev["data"]
+        if ev["channel"] == "decision":
+            ev["label"] = _decision_label(d)
+        if ev["channel"] == "positions":
+            for x in d["people"]:
+                if x.get("credential") in by_cred:
+                    x["who"], x["staff"] = by_cred[x["credential"]], True
+            continue
+        names = {sid: by_session[(run, sid)] for sid in _mentioned(ev)
+                 if (run, sid) in by_session}
+        if ev["channel"] == "gate" and d.get("credential") in by_cred:
+            names[d["credential"]] = by_cred[d["credential"]]
+        if names:
+            ev["names"] = names
 
 
 #: an evidence clip's file name: letters, digits, '_', '-', '.' (no path)
@@ -335,7 +420,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 data = json.loads(payload)
                 if ch == "positions":
                     creds |= {x["credential"] for x in data["people"] if x["credential"]}
-                out.append({"id": rid, "channel": ch, "kind": kind, "t": t, "data": data})
+                out.append({"id": rid, "channel": ch, "kind": kind, "t": t, "data": data,
+                            "source": source})
             ids = who(s, sorted(creds))
             acked = acks(s, [ev["id"] for ev in out if ev["channel"] == "alert"])
             for ev in out:
@@ -344,6 +430,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 if ev["channel"] == "positions":
                     for x in ev["data"]["people"]:
                         x["who"] = ids.get(x["credential"] or "", {}).get("who")
+            _stream_names(s, out)  # takes each event's source off
             mark = (s.scalar(select(func.count()).select_from(Receipt)),
                     s.scalar(select(func.max(Receipt.issued_at))),
                     s.scalar(select(func.count()).select_from(ReviewVerdict)
@@ -447,7 +534,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             v = s.get(ReviewVerdict, case_id)
             creds = ev.get("credentials", {})
             ids = who(s, list(creds.values()))
-            ev["people"] = {sid: ids.get(c, {"who": None}) for sid, c in creds.items()}
+            staff = _staff_by_credential(s, set(creds.values()))  # an inventory case's
+            ev["people"] = {sid: {"who": staff[c], "staff": True} if c in staff
+                            else ids.get(c, {"who": None}) for sid, c in creds.items()}
             ev["verdict"] = None if v is None else {
                 "shares": json.loads(v.shares), "note": v.note, "decided_by": v.decided_by,
                 "decided_at": v.decided_at.isoformat(),
@@ -667,10 +756,11 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
     def stock_moves(_: Operator,
                     limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict[str, Any]]:
         """The engine's stock decisions, newest first (store time): restocks and removals by
-        a staff hand (``by``: the staff session) or by nobody's on a store marked closed
-        (``by``: ``store``). ``moves``: what each plate's stock moved by, + restocked, −
-        removed; an inventory case moves nothing while open, and what its verdict says once
-        decided (``charged``: the shoppers it names, whose hand it was)."""
+        a staff hand (``by``: the staff session; ``by_name``: the associate's staff account
+        name, null where the log does not say whose badge opened it) or by nobody's on a
+        store marked closed (``by``: ``store``). ``moves``: what each plate's stock moved by,
+        + restocked, − removed; an inventory case moves nothing while open, and what its
+        verdict says once decided (``charged``: the shoppers it names, whose hand it was)."""
         with sessions() as s:
             return _stock_moves(s, limit, {pid: p.name for pid, p in store.products.items()})
 
@@ -796,6 +886,8 @@ def _stock_moves(s: Session, limit: int, names: dict[str, str]) -> list[dict[str
             shelf[(src.rpartition("/")[0], ref)] = (kind, json.loads(payload)["plates"])
         verdicts = {v.case_id: v for v in s.scalars(
             select(ReviewVerdict).where(ReviewVerdict.case_id.in_(refs)))}
+    staff = _staff_sessions(s, {(run, d["session_id"]) for run, *_, d in rows
+                                if d.get("session_id")})
     out = []
     for run, ref, t, at, d in rows:
         kind, plates = shelf.get((run, ref), (None, []))
@@ -816,7 +908,7 @@ def _stock_moves(s: Session, limit: int, names: dict[str, str]) -> list[dict[str
             charged = []
         out.append({
             "event_id": ref, "t": t, "recorded_at": aware(at).isoformat(), "plates": plates,
-            "by": by,
+            "by": by, "by_name": staff.get((run, by)),
             "moves": [{"product_id": pid, "name": names.get(pid, pid), "quantity": q}
                       for pid, q in moved.items() if q],
             "review": None if not d.get("needs_review") else

@@ -5,8 +5,9 @@
   const { api, el, svg, fmtT, fill } = WO;
   let token = WO.tokenFromHash("wo-operator");
   let layout = null, current = "live";
-  const people = new Map();           // track id → {pts, session, who, cart, alert, left, seen}
+  const people = new Map();           // track id → {pts, session, who, staff, cart, alert, left, seen}
   let simNow = null, latestT = null, rate = 1, lastArrival = null, chunkLen = 5;
+  const STAFF_COLOR = "#1b7a35";
   const COLORS = ["#0b5cad", "#b3261e", "#1b7a35", "#6a3fb5", "#9a5b00", "#00777a"];
 
   // ---- sign-in --------------------------------------------------------------------------
@@ -67,7 +68,7 @@
     for (const p of d.people) {
       let o = people.get(p.track);
       if (!o) { o = { pts: [] }; people.set(p.track, o); }
-      Object.assign(o, { session: p.session, who: p.who, cart: p.cart, alert: p.alert, left: p.left, seen: d.t1, staff: (p.credential || "").startsWith("staff:") });
+      Object.assign(o, { session: p.session, who: p.who, cart: p.cart, alert: p.alert, left: p.left, seen: d.t1, staff: p.staff ?? (p.credential || "").startsWith("staff:") });
       o.pts.push(...p.pts);
       const cut = d.t1 - 30; while (o.pts.length && o.pts[0][0] < cut) o.pts.shift();
     }
@@ -110,17 +111,18 @@
     for (const [track, o] of people) {
       const p = simNow === null ? null : at(o, simNow); if (!p) continue;
       const trail = o.pts.filter(q => q[0] <= simNow && q[0] >= simNow - 20);
-      const color = o.session ? "#0b5cad" : "#b3261e";
+      const color = o.staff ? STAFF_COLOR : o.session ? "#0b5cad" : "#b3261e";
       paths.append(svg("polyline", { points: trail.map(q => `${q[1]},${Y(q[2])}`).join(" ") + ` ${p[1]},${Y(p[2])}`, fill: "none", stroke: color, "stroke-opacity": 0.35, "stroke-width": 0.06 }));
-      const label = o.who || o.session || `track ${track}`;
-      const g = svg("g", { class: "person", "data-track": track, "data-session": o.session || "", "data-x": p[1].toFixed(2), "data-y": p[2].toFixed(2) },
-        svg("title", {}, `${label}: ${o.cart} in cart${o.alert ? ", alert" : ""}`),
+      // an associate by their staff account's name (never a shopper: a pseudonym at most)
+      const label = o.staff ? `${o.who || o.session} (staff)` : o.who || o.session || `track ${track}`;
+      const g = svg("g", { class: "person", "data-track": track, "data-session": o.session || "", "data-staff": o.staff ? "true" : null, "data-x": p[1].toFixed(2), "data-y": p[2].toFixed(2) },
+        svg("title", {}, `${label}${o.staff ? "" : `: ${o.cart} in cart`}${o.alert ? ", alert" : ""}`),
         svg("circle", { cx: p[1], cy: Y(p[2]), r: 0.22, fill: color, stroke: "#fff", "stroke-width": 0.04 }),
-        svg("text", { x: p[1], y: Y(p[2]) + 0.09, "font-size": 0.26, "text-anchor": "middle", fill: "#fff", "font-weight": 700 }, String(o.cart)),
+        svg("text", { x: p[1], y: Y(p[2]) + 0.09, "font-size": 0.26, "text-anchor": "middle", fill: "#fff", "font-weight": 700 }, o.staff ? "" : String(o.cart)),
         svg("text", { x: p[1] + 0.3, y: Y(p[2]) - 0.25, "font-size": 0.24, fill: "#1a1a1a" }, label));
       if (o.alert) g.append(svg("circle", { cx: p[1] + 0.2, cy: Y(p[2]) - 0.2, r: 0.13, fill: "#b3261e" }), svg("text", { x: p[1] + 0.2, y: Y(p[2]) - 0.12, "font-size": 0.22, "text-anchor": "middle", fill: "#fff", "font-weight": 700 }, "!"));
       marks.append(g);
-      list.push(el("li", { "data-track": track }, `${label} · ${o.cart} item${o.cart === 1 ? "" : "s"}${o.alert ? " · alert" : ""}`));
+      list.push(el("li", { "data-track": track }, `${label}${o.staff ? "" : ` · ${o.cart} item${o.cart === 1 ? "" : "s"}`}${o.alert ? " · alert" : ""}`));  // staff carry no cart
     }
     document.getElementById("clock").textContent = simNow === null ? "" : "store time " + fmtT(simNow);
     const ul = document.getElementById("people");
@@ -128,17 +130,20 @@
   }
 
   // ---- event stream -----------------------------------------------------------------------
-  const filters = new Set(["entry", "exit", "pick", "put", "alert", "review"]);
+  const filters = new Set(["entry", "exit", "pick", "put", "stock", "alert", "review"]);
+  // restocks and removals (a staff hand, or nobody's on a store closed for restocking) are
+  // stock moves, not a shopper's picks and put-backs: labelled and filtered apart
+  const FILTER_OF = { restock: "stock", removal: "stock" }, LABEL_OF = { put: "put-back" };
   document.querySelectorAll("[data-filter]").forEach(cb => cb.addEventListener("change", () => {
     cb.checked ? filters.add(cb.dataset.filter) : filters.delete(cb.dataset.filter);
-    document.querySelectorAll("#events li").forEach(li => li.hidden = !filters.has(li.dataset.kind));
+    document.querySelectorAll("#events li").forEach(li => li.hidden = !filters.has(li.dataset.filter));
   }));
   // newest store time first: a pick is decided a few seconds after it happened (the engine waits
   // for the hands to leave the shelf), so arrival order would put it after later gate passes
   function logEvent(kind, t, text) {
-    const ol = document.getElementById("events");
-    const li = el("li", { "data-kind": kind, "data-t": String(t) }, el("span", { class: "k " + kind, text: kind === "put" ? "put-back" : kind }), ` ${fmtT(t)} `, text);
-    li.hidden = !filters.has(kind);
+    const ol = document.getElementById("events"), filter = FILTER_OF[kind] || kind;
+    const li = el("li", { "data-kind": kind, "data-filter": filter, "data-t": String(t) }, el("span", { class: "k " + kind, text: LABEL_OF[kind] || kind }), ` ${fmtT(t)} `, text);
+    li.hidden = !filters.has(filter);
     const later = [...ol.children].find(x => Number(x.dataset.t) < t);
     ol.insertBefore(li, later || null);
     while (ol.childElementCount > 300) ol.lastElementChild.remove();
@@ -165,16 +170,26 @@
     open.forEach(li => { const a = byId.get(li.dataset.alert); if (a) drawAck(li, a); });
   }
   const name = pid => layout.products[pid]?.name || pid;
+  // an associate as the stream names them (``names``: their staff account's name), else by the
+  // engine's session; shoppers are never in ``names``
+  const staffLabel = (ev, key) => ev.names?.[key] ? `${ev.names[key]} (staff)` : null;
   function onEvent(channel, ev) {
     if (channel === "positions") return onPositions(ev);
-    if (channel === "gate") { const g = ev.data; logEvent(g.kind === "entry" ? "entry" : "exit", ev.t, `${g.gate_id}${g.credential ? " · " + g.credential : ""}${g.party_size > 1 ? " · party of " + g.party_size : ""}`); return; }
+    if (channel === "gate") { const g = ev.data; logEvent(g.kind === "entry" ? "entry" : "exit", ev.t, `${g.gate_id}${g.credential ? " · " + (staffLabel(ev, g.credential) || g.credential) : ""}${g.party_size > 1 ? " · party of " + g.party_size : ""}`); return; }
     if (channel === "decision") {
-      if (ev.data.stock && current === "health") loadStockMoves();
-      for (const [pid, q] of ev.data.items) logEvent(q > 0 ? "pick" : "put", ev.t, `${Math.abs(q)} × ${name(pid)} · ${ev.data.session_id || "nobody"} (${Math.round(100 * ev.data.confidence)}%)${ev.data.needs_review ? " · to review" : ""}`);
+      const d = ev.data;
+      if (d.stock && current === "health") loadStockMoves();
+      // a stock move's items: − onto the plate (a restock), + off it (a removal)
+      const by = d.session_id ? staffLabel(ev, d.session_id) || `staff session ${d.session_id}` : "store closed, no hand seen";
+      for (const [pid, q] of d.items) d.stock
+        ? logEvent(q < 0 ? "restock" : "removal", ev.t, `${Math.abs(q)} × ${name(pid)} · ${by}`)
+        : logEvent(q > 0 ? "pick" : "put", ev.t, `${Math.abs(q)} × ${name(pid)} · ${d.session_id || "nobody"} (${Math.round(100 * d.confidence)}%)${d.needs_review ? " · to review" : ""}`);
       return;
     }
     if (channel === "alert") {
-      const li = logEvent("alert", ev.t, `${ev.kind}: ${ev.data.message}`);
+      let msg = ev.data.message;  // the engine names an associate by session: the name instead
+      for (const sid of Object.keys(ev.names || {})) msg = msg.replaceAll(`staff session ${sid}`, staffLabel(ev, sid));
+      const li = logEvent("alert", ev.t, `${ev.kind}: ${msg}`);
       li.dataset.alert = String(ev.id); drawAck(li, ev.acked);
       if ((ev.kind === "store_closed" || ev.kind === "store_opened") && current === "health") loadMode();  // the engine applied it
       return;
@@ -203,7 +218,7 @@
     const state = c.verdict ? (c.verdict.applied ? "applied" : "decided") : "open";
     if (quiet && box.dataset.case === id && box.dataset.state === state) return;
     box.dataset.case = id; box.dataset.state = state;
-    const label = sid => `${sid}${c.people[sid]?.who ? " (" + c.people[sid].who + ")" : ""}`;
+    const label = sid => `${sid}${c.people[sid]?.who ? " (" + c.people[sid].who + (c.people[sid].staff ? ", staff" : "") + ")" : ""}`;
     const items = its => its.length ? its.map(([p, q]) => `${q} × ${c.products[p] || name(p)}`).join(", ") : "nothing";
     const decided = Object.entries(c.decided).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nobody charged";
     box.replaceChildren(
@@ -438,7 +453,7 @@
       ` · ${m.plates.join(", ") || "plate unknown"} · `,
       m.moves.length ? m.moves.flatMap((x, i) => [i ? ", " : null, el("span", { class: "move " + (x.quantity > 0 ? "in" : "out"), text: qty(x) })])
         : el("span", { class: "muted", text: m.review === "open" ? "nothing moved until the verdict" : "nothing moved" }),
-      ` · ${m.by === "store" ? "store closed" : "staff " + m.by}`, m.charged.length ? ` · charged ${m.charged.join(", ")}` : null,
+      ` · ${m.by === "store" ? "store closed" : "staff " + (m.by_name ? `${m.by_name} (${m.by})` : m.by)}`, m.charged.length ? ` · charged ${m.charged.join(", ")}` : null,
       m.review ? [" ", el("span", { class: "state " + (m.review === "open" ? "open" : "applied"), text: REVIEWED[m.review] })] : null,
       m.review && m.reasons.length ? [el("br"), el("span", { class: "muted", text: m.reasons.join("; ") })] : null))
       : [el("li", { class: "muted", text: "no restock or removal yet" })]);

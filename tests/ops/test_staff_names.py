@@ -1,0 +1,120 @@
+"""The dashboard names the associate whose hands moved stock, and calls a restock a restock.
+
+The live engine on the simulator's ``restock`` scenario, the badge's credential that of a real
+staff account (``Bo``): the worker logs the staff session (``<source>/staff``), the stock-moves
+list names Bo, and the operators' event stream labels each stock decision ``restock`` or
+``removal`` (not ``put``/``pick``) with Bo's name, names Bo at the gate, on the map and in the
+alerts about Bo's removals. Shoppers are named nowhere (pseudonyms and session ids as before)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from walkout.service.models import EngineEvent
+from walkout.service.runner import LiveRunner
+from walkout.service.testing import ADMIN_TOKEN, Svc
+from walkout.sim.session import simulate
+from walkout.sources.recording import Sensors
+from walkout.store import load_store
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@contextmanager
+def _served(app: FastAPI) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                           log_config=None, timeout_graceful_shutdown=1))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        th.join(10)
+
+
+def _stream(url: str, h: dict[str, str], settle_s: float = 2.0) -> list[dict[str, Any]]:
+    """The operators' stream from the log's start: its events, read for ``settle_s``."""
+    lines: list[str] = []
+
+    def run() -> None:
+        with suppress(httpx.HTTPError), httpx.stream(  # until the server stops
+                "GET", url + "/v1/ops/stream?after=0", headers=h, timeout=30) as r:
+            lines.extend(r.iter_lines())
+
+    threading.Thread(target=run, daemon=True).start()
+    time.sleep(settle_s)
+    got, channel = [], None
+    for line in list(lines):
+        if line.startswith("event: "):
+            channel = line.removeprefix("event: ")
+        elif line.startswith("data: ") and channel != "changed":
+            got.append(json.loads(line.removeprefix("data: ")))
+    return got
+
+
+def test_restocks_and_removals_are_labelled_and_name_the_associate(svc: Svc) -> None:
+    r = svc.client.post("/v1/admin/staff", json={"role": "operator", "name": "Bo"},
+                        headers=ADMIN)
+    assert r.status_code == 201, r.text
+    badge = f"staff:{r.json()['account_id']}"  # what the gate puts in its event for Bo
+    session = simulate(load_store("small"), 2, 1, scenarios=["restock"])
+    s = Sensors.from_session(session)
+    gates = [replace(g, credential=badge) if g.credential.startswith("staff:") else g
+             for g in s.gates]
+    sensors = Sensors(s.store, s.plates, s.frames, gates, s.duration_s)
+    LiveRunner(sensors, "sim", stop_after_chunk=5).run(svc.deps)  # a restart on the way:
+    LiveRunner(sensors, "sim").run(svc.deps)  # the replayed chunks log nobody twice
+
+    with svc.deps.sessions() as db:
+        (row,) = db.scalars(select(EngineEvent).where(EngineEvent.source == "sim/staff"))
+    sid = row.ref
+    assert json.loads(row.payload) == {"session_id": sid, "credential": badge}
+
+    moves = svc.client.get("/v1/ops/stock-moves", headers=svc.gate).json()
+    assert len(moves) == 3 and {(m["by"], m["by_name"]) for m in moves} == {(sid, "Bo")}
+
+    with _served(svc.client.app) as url:  # type: ignore[arg-type]
+        events = _stream(url, svc.gate)
+    decisions = [e for e in events if e["kind"] == "decision"]
+    stock = [e for e in decisions if e["data"].get("stock")]
+    assert sorted(e["label"] for e in stock) == ["removal", "restock", "restock"]
+    assert all(e["names"] == {sid: "Bo"} for e in stock)
+    for e in stock:  # the label follows the items: − onto the plate, + off it
+        (_, q), = e["data"]["items"]
+        assert e["label"] == ("restock" if q < 0 else "removal")
+    shoppers = [e for e in decisions if not e["data"].get("stock")]
+    assert shoppers and {e["label"] for e in shoppers} <= {"pick", "put"}
+    assert not any("names" in e for e in shoppers)
+    # at the gate, on the map, in the alerts about Bo's removals: Bo, by name
+    (entry,) = [e for e in events if e["kind"] == "entry" and e["data"]["credential"] == badge]
+    assert entry["names"] == {badge: "Bo"}
+    assert not any("names" in e for e in events
+                   if e["kind"] in ("entry", "exit") and e["data"]["credential"] != badge)
+    people = [p for e in events if e["kind"] == "positions" for p in e["data"]["people"]]
+    staff = [p for p in people if p["session"] == sid]
+    assert staff and all(p["who"] == "Bo" and p["staff"] for p in staff)
+    others = [p for p in people if p["session"] != sid]
+    assert others and not any(p["staff"] for p in others)
+    assert all(p["who"] is None or p["who"].startswith("acct-") for p in others)
+    named = [e for e in events if e["kind"] in ("stock_removed", "staff_left_with_goods")]
+    assert len(named) == 2 and all(e["names"] == {sid: "Bo"} for e in named)
