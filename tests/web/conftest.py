@@ -4,7 +4,8 @@ Debian's Chromium driven by Playwright.
 
 One store serves the whole module: the flows happen in it in order, as in a real shop — the
 shopper signs up and enters (the engine waits for the gate's scan), shops while the dashboard
-watches, leaves; then an operator settles the review case the visit left behind.
+watches, leaves; then an operator settles the review case the visit left behind. Each test
+asks for the state it needs through fixtures (test_flows.py), so that one runs alone too.
 """
 
 from __future__ import annotations
@@ -189,12 +190,12 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # plain functions: module fixtures use them too
 def shot() -> Callable[[Page, str], Path]:
     return take_shot
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def waiter() -> Callable[..., Any]:
     return wait_for
 

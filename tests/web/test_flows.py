@@ -2,20 +2,25 @@
 store: a shopper's visit from sign-up to the e-mailed receipt; the dashboard's map following
 the shoppers; an operator deciding a review case, and the receipt following the verdict.
 
-The tests run in this order on one store (see conftest)."""
+One store serves the module (see conftest). What a test needs of it is a fixture of the
+module: ``ada`` (she signed up in the app and the gate admitted her, which opens the store)
+and ``shopping_done`` (the simulated period is over), each made once, by whichever test asks
+first. So any test runs alone (``-k``) or with the others, in file order."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
-from playwright.sync_api import Browser, Page, expect
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import func, select
 
 from walkout.checkout.tax import percent
@@ -40,8 +45,19 @@ def _chosen(store: Store) -> str:
     return next(c for c in entries if c in exits)
 
 
-def test_shopper_signs_up_enters_shops_and_gets_the_receipt(
-        store: Store, browser: Browser, shot: Shot, waiter: Wait) -> None:
+@dataclass
+class Shopper:
+    """Ada on her phone, in the shopper app, admitted at the entry gate."""
+
+    context: BrowserContext
+    page: Page
+
+
+@pytest.fixture(scope="module")
+def ada(store: Store, browser: Browser, shot: Shot) -> Iterator[Shopper]:
+    """Ada signs up in the app, saves a card and shows her entry QR code, which the entry gate
+    scans: the store opens (the engine was waiting for that scan). Made once per store, for
+    every test that needs the store open, shoppers on the map, receipts."""
     ctx = browser.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True)
     page = ctx.new_page()
     page.goto(store.url + "/app")
@@ -63,6 +79,26 @@ def test_shopper_signs_up_enters_shops_and_gets_the_receipt(
                   json={"code": code, "credential": credential})
     assert r.status_code == 201, r.text
     store.runner.go.set()  # the store opens
+    try:
+        yield Shopper(ctx, page)
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def shopping_done(store: Store, ada: Shopper, waiter: Wait) -> None:
+    """The simulated period is over: the stream ended, every receipt is issued (the held ones
+    as under review)."""
+    def ended() -> bool:
+        with store.deps.sessions() as s:
+            cp = s.scalar(select(RunnerCheckpoint))
+            return cp is not None and cp.t >= store.session.duration_s - 1e-6
+    waiter("the end of the simulated stream", ended, 120)
+
+
+def test_shopper_signs_up_enters_shops_and_gets_the_receipt(
+        store: Store, ada: Shopper, browser: Browser, shot: Shot, waiter: Wait) -> None:
+    page = ada.page
     # inside: the QR gives way to the live cart, which fills as the engine sees picks
     expect(page.locator("#cart")).to_be_visible(timeout=15_000)
     expect(page.locator("#cart-lines li[data-product]").first).to_be_visible(timeout=60_000)
@@ -99,7 +135,7 @@ def test_shopper_signs_up_enters_shops_and_gets_the_receipt(
     disputes = store.api("GET", "/v1/disputes", store.operator).json()
     assert [(d["receipt_id"], d["product_id"]) for d in disputes] == [
         (got[0]["receipt_id"], line["product_id"])]
-    ctx.close()
+    ada.context.close()
     # the kiosk finds the same receipt by the address
     kiosk = browser.new_page(viewport={"width": 1024, "height": 768})
     kiosk.goto(f"{store.url}/kiosk#token={store.kiosk}")
@@ -116,6 +152,7 @@ def _token(page: object) -> str:
     return str(page.evaluate("localStorage.getItem('wo-shopper')"))  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("ada")
 def test_dashboard_map_shows_the_shoppers_moving(store: Store, browser: Browser,
                                                  shot: Shot, waiter: Wait) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -185,14 +222,9 @@ def _alert(store: Store, seq: int, kind: str) -> int:
         return row.id
 
 
+@pytest.mark.usefixtures("shopping_done")
 def test_operator_decides_a_review_case_and_the_receipt_follows(
         store: Store, browser: Browser, shot: Shot, waiter: Wait) -> None:
-    # the stream ends, every receipt is issued (the held ones as under review)
-    def ended() -> bool:
-        with store.deps.sessions() as s:
-            cp = s.scalar(select(RunnerCheckpoint))
-            return cp is not None and cp.t >= store.session.duration_s - 1e-6
-    waiter("the end of the simulated stream", ended, 120)
     cases = store.api("GET", "/v1/ops/reviews", store.operator).json()
     assert cases and cases[0]["state"] == "open", cases
     case = store.api("GET", f"/v1/ops/reviews/{cases[0]['case_id']}", store.operator).json()
@@ -294,6 +326,7 @@ def _stock_decision(store: Store, seq: int, t: float, kind: str, plates: list[st
                                "needs_review": False, "stock": True, "reasons": []})))
 
 
+@pytest.mark.usefixtures("shopping_done")
 def test_operator_closes_the_store_for_restocking_and_sees_the_stock_moves(
         store: Store, browser: Browser, shot: Shot,
         csp_watch: Callable[[Page], list[str]]) -> None:
