@@ -1,4 +1,5 @@
-"""Stripe provider against recorded HTTP exchanges (there is no network here), and webhooks.
+"""Stripe provider against recorded HTTP exchanges (there is no network here), webhook
+signatures, and the settings of a store on Stripe.
 
 The recorded client replaces only the HTTP transport: the official ``stripe`` library still
 builds every request (form encoding, headers, idempotency keys) and parses every response into
@@ -8,27 +9,26 @@ fixtures pin what is sent: amounts in minor units, ``capture_method=manual``, ou
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import stripe
+from pydantic import SecretStr, ValidationError
 
 from walkout.checkout.money import Money
 from walkout.service.payments.base import (
+    AuthorizationGone,
     ChecksPayerRef,
     IdempotencyConflict,
     PaymentDeclined,
     PaymentError,
     PaymentProvider,
     UnknownPayment,
+    is_final,
 )
 from walkout.service.payments.stripe import (
     StripeProvider,
@@ -37,53 +37,13 @@ from walkout.service.payments.stripe import (
     from_stripe_amount,
     to_stripe_amount,
 )
+from walkout.service.redact import redact
+from walkout.service.settings import ServiceSettings
 
-FIXTURES = Path(__file__).parent / "fixtures" / "stripe"
+from .stripe_recorded import FIXTURES, RecordedStripe
+from .stripe_recorded import sign as _sign_with
+
 WHSEC = "whsec_test_0123456789abcdef"
-
-
-class RecordedStripe(stripe.HTTPClient):
-    """Serves recorded Stripe responses keyed by method + path, matched on the exact form
-    parameters and idempotency key sent; keeps every request for inspection."""
-
-    name = "recorded"
-
-    def __init__(self, *names: str) -> None:
-        super().__init__()
-        self.exchanges: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for name in names:
-            for ex in json.loads((FIXTURES / f"{name}.json").read_text())["interactions"]:
-                key = (ex["request"]["method"], ex["request"]["path"])
-                self.exchanges.setdefault(key, []).append(ex)
-        self.requests: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
-
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None,
-                post_data: Any = None, *, _usage: list[str] | None = None
-                ) -> tuple[str, int, Mapping[str, str]]:
-        parts = urlsplit(url)
-        assert parts.scheme == "https" and parts.netloc == "api.stripe.com", url
-        hdrs = dict(headers or {})
-        body = post_data.decode() if isinstance(post_data, bytes) else post_data or ""
-        params = dict(parse_qsl(body, keep_blank_values=True))
-        self.requests.append((method, parts.path, hdrs, params))
-        assert hdrs.get("Idempotency-Key"), f"{method} {parts.path} sent no idempotency key"
-        candidates = self.exchanges.get((method, parts.path), [])
-        for ex in candidates:
-            want = ex["request"]
-            if want["params"] == params and want["idempotency_key"] == hdrs["Idempotency-Key"]:
-                resp = ex["response"]
-                return json.dumps(resp["body"]), resp["status"], resp["headers"]
-        raise AssertionError(
-            f"unrecorded Stripe request {method} {parts.path} key={hdrs['Idempotency-Key']!r} "
-            f"params={params}; recorded: {[c['request'] for c in candidates]}")
-
-    def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None,
-                       post_data: Any = None, *, _usage: list[str] | None = None
-                       ) -> tuple[Any, int, Mapping[str, str]]:
-        raise AssertionError("the provider never streams")
-
-    def close(self) -> None:
-        pass
 
 
 def _provider(*names: str) -> tuple[StripeProvider, RecordedStripe]:
@@ -245,10 +205,7 @@ def test_unreachable_stripe_is_a_payment_error_that_says_retry_is_safe() -> None
 # ---- webhooks ---------------------------------------------------------------------------------
 
 def _sign(payload: str, secret: str = WHSEC, at: int | None = None) -> str:
-    """Stripe-Signature as Stripe documents it: t=<unix>,v1=HMAC-SHA256(secret, "t.payload")."""
-    t = int(time.time()) if at is None else at
-    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    return _sign_with(payload, secret, at)
 
 
 @pytest.fixture
@@ -297,3 +254,133 @@ def test_redelivered_event_is_ignored_once_handled(event_payload: str) -> None:
     # and a replay still has to verify: the id alone buys nothing
     with pytest.raises(WebhookRejected):
         receiver.receive(event_payload, _sign(event_payload, secret="whsec_x"))
+
+
+# ---- holds that can no longer be captured -----------------------------------------------------
+
+@pytest.mark.parametrize(("auth", "key"), [("pi_3QExpired0001", "exit-s00010"),
+                                           ("pi_3QExpired0002", "exit-s00011")])
+def test_capturing_a_hold_gone_is_a_final_refusal(auth: str, key: str) -> None:
+    """An intent cancelled at Stripe (the authorisation expired) or an authorisation past its
+    capture window: the service must not retry it for ever as an unknown outcome."""
+    provider, _ = _provider("capture_hold_gone")
+    with pytest.raises(AuthorizationGone, match="expired or was cancelled at Stripe") as e:
+        provider.capture(auth, eur("7.35"), key)
+    assert is_final(e.value)
+
+
+def test_an_intent_captured_already_is_not_a_hold_gone() -> None:
+    """'unexpected state: succeeded' may be an earlier capture whose answer was lost: money
+    moved, so it stays an unknown outcome (retried with its key), never a refusal."""
+    provider, _ = _provider("capture_hold_gone")
+    with pytest.raises(PaymentError, match="status of succeeded") as e:
+        provider.capture("pi_3QCaptured001", eur("7.35"), "exit-s00012")
+    assert not is_final(e.value)
+
+
+def test_releasing_a_hold_gone_is_done() -> None:
+    provider, http = _provider("capture_hold_gone")
+    provider.release("pi_3QExpired0001", "release-s00010")  # no error: the hold is gone
+    assert http.sent("/v1/payment_intents/pi_3QExpired0001/cancel") == [
+        {"cancellation_reason": "abandoned"}]
+
+
+# ---- the provider the settings name -----------------------------------------------------------
+
+def test_the_configured_provider_calls_stripe_with_the_settings_key(tmp_path: Path) -> None:
+    from walkout.service.clock import ManualClock
+    from walkout.service.db import make_engine, session_factory
+    from walkout.service.payments.configured import configured_provider
+    from walkout.service.payments.ledger import LedgerProvider
+
+    sessions = session_factory(make_engine(f"sqlite:///{tmp_path / 'w.db'}"))
+    settings = ServiceSettings(payment_provider="stripe",
+                               stripe_api_key=SecretStr("sk_test_storeKey123"),
+                               stripe_webhook_secret=SecretStr(WHSEC))
+    http = RecordedStripe("preauthorize")
+    provider = configured_provider(settings, sessions, ManualClock(), stripe_http_client=http)
+    assert isinstance(provider, StripeProvider)
+    provider.preauthorize("cus_QShopper1:pm_1QCardVisa", eur("20.00"), "entry-s00001")
+    [(_, _, headers, _)] = http.requests
+    assert headers["Authorization"] == "Bearer sk_test_storeKey123"
+    assert isinstance(configured_provider(ServiceSettings(), sessions, ManualClock()),
+                      LedgerProvider)
+
+
+def test_a_signed_body_that_is_no_event_is_a_bad_payload() -> None:
+    receiver = StripeWebhookReceiver(WHSEC)
+    with pytest.raises(WebhookRejected) as e:
+        receiver.verify("not json", _sign("not json"))
+    assert e.value.code == "bad_payload"
+    with pytest.raises(WebhookRejected) as e:
+        receiver.verify("{}", _sign("{}", secret="whsec_other"))
+    assert e.value.code == "bad_signature"
+
+
+# ---- settings -----------------------------------------------------------------------------------
+
+STORE_KEY = SecretStr("sk_live_51StoreSecretKey")
+STORE_WHSEC = SecretStr("whsec_StoreSigningSecret")
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({}, "payment_provider is stripe but WALKOUT_STRIPE_API_KEY and "
+         "WALKOUT_STRIPE_WEBHOOK_SECRET are not set"),
+    ({"stripe_webhook_secret": STORE_WHSEC}, "WALKOUT_STRIPE_API_KEY is not set"),
+    ({"stripe_api_key": STORE_KEY}, "WALKOUT_STRIPE_WEBHOOK_SECRET is not set"),
+    ({"stripe_api_key": SecretStr("pk_live_51Publishable"),
+      "stripe_webhook_secret": STORE_WHSEC}, "publishable key"),
+    ({"stripe_api_key": SecretStr("sk_live_51 spaced"), "stripe_webhook_secret": STORE_WHSEC},
+     "WALKOUT_STRIPE_API_KEY is not a Stripe secret key"),
+    ({"stripe_api_key": STORE_KEY, "stripe_webhook_secret": SecretStr("sk_live_51Swapped")},
+     "WALKOUT_STRIPE_WEBHOOK_SECRET is not a webhook signing secret"),
+])
+def test_a_stripe_store_without_its_key_and_secret_is_refused(given: dict[str, Any],
+                                                              message: str) -> None:
+    with pytest.raises(ValidationError) as e:
+        ServiceSettings(payment_provider="stripe", **given)
+    text = str(e.value)
+    assert message in text
+    for v in given.values():  # the message names variables, never echoes a value
+        assert v.get_secret_value() not in text
+
+
+def test_stripe_settings_on_a_ledger_store_are_refused() -> None:
+    """The key set, the provider forgotten: that store would hand out goods against a ledger
+    no card is behind."""
+    with pytest.raises(ValidationError, match="WALKOUT_STRIPE_API_KEY set but "
+                                              "WALKOUT_PAYMENT_PROVIDER is ledger"):
+        ServiceSettings(stripe_api_key=STORE_KEY)
+
+
+def test_stripe_settings_come_from_the_environment_and_stay_secret(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WALKOUT_PAYMENT_PROVIDER", "stripe")
+    with pytest.raises(ValidationError, match="WALKOUT_STRIPE_API_KEY and "
+                                              "WALKOUT_STRIPE_WEBHOOK_SECRET are not set"):
+        ServiceSettings()
+    monkeypatch.setenv("WALKOUT_STRIPE_API_KEY", STORE_KEY.get_secret_value())
+    monkeypatch.setenv("WALKOUT_STRIPE_WEBHOOK_SECRET", STORE_WHSEC.get_secret_value())
+    s = ServiceSettings()
+    assert s.stripe_live and s.stripe_api_key == STORE_KEY
+    for shown in (repr(s), str(s), s.model_dump_json()):
+        assert "StoreSecretKey" not in shown and "StoreSigningSecret" not in shown
+    logged = redact(f"key {STORE_KEY.get_secret_value()} secret "
+                    f"{STORE_WHSEC.get_secret_value()} rk_test_51Restricted")
+    assert "Store" not in logged and "Restricted" not in logged
+
+
+def test_serve_refuses_stripe_without_its_key_in_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from walkout.cli import app
+
+    monkeypatch.setenv("WALKOUT_PAYMENT_PROVIDER", "stripe")
+    monkeypatch.setenv("WALKOUT_STRIPE_WEBHOOK_SECRET", STORE_WHSEC.get_secret_value())
+    res = CliRunner().invoke(app, ["serve", "--db", "sqlite:///:memory:"])
+    assert res.exit_code == 2, res.output
+    out = " ".join(res.output.split())
+    assert "invalid setting settings: payment_provider is stripe but WALKOUT_STRIPE_API_KEY " \
+           "is not set" in out
+    assert "Traceback" not in out and "StoreSigningSecret" not in out

@@ -54,7 +54,7 @@ from walkout.service.models import (
     Visit,
 )
 from walkout.service.payments.base import PaymentProvider
-from walkout.service.payments.ledger import LedgerProvider
+from walkout.service.payments.configured import configured_provider
 from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email, render_html, render_pdf
 from walkout.service.receipts.mail import SmtpMailer
@@ -121,8 +121,9 @@ def create_app(
     background: Callable[[Deps, threading.Event], None] | None = None,
     mail_in_api: bool = True,
 ) -> FastAPI:
-    """Build the service. Anything not given is made from ``settings`` (SQLite file, ledger
-    provider, system clock, in-memory outbox). ``background`` runs in a thread for the app's
+    """Build the service. Anything not given is made from ``settings`` (SQLite file, the
+    configured payment provider: the ledger, or Stripe with its key; system clock, in-memory
+    outbox). ``background`` runs in a thread for the app's
     lifetime (the live engine runner) and is told to stop through the event.
 
     ``mail_in_api`` False leaves receipt e-mails to another process (``walkout serve``: the
@@ -135,9 +136,9 @@ def create_app(
     sessions = sessions or session_factory(engine)
     clock = clock or SystemClock()
     if provider is None:
-        if settings.payment_provider != "ledger":
-            raise ValueError(f"payment provider {settings.payment_provider!r} must be passed in")
-        provider = LedgerProvider(sessions, clock)
+        provider = configured_provider(settings, sessions, clock)
+    if settings.payment_provider == "stripe":
+        log.info("payments: Stripe, %s mode", "live" if settings.stripe_live else "test")
     deps = Deps(settings, sessions, clock, provider, mailer or _mailer(settings),
                 store or load_store(settings.store))
     limits = Limits.from_settings(clock, settings)  # shared with the web routes (mount_web)

@@ -18,7 +18,8 @@ from urllib.parse import quote, unquote
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PAN = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")  # 13-19 digits, maybe grouped
 _SECRETS = re.compile(  # bearer tokens, entry codes, provider tokens (a card token is an identity)
-    r"\b(?:wo_[A-Za-z0-9_-]{16,}|wo1\.[A-Za-z0-9._-]+|(?:tok|pm|cus)_[A-Za-z0-9_]+)"
+    r"\b(?:wo_[A-Za-z0-9_-]{16,}|wo1\.[A-Za-z0-9._-]+|(?:tok|pm|cus)_[A-Za-z0-9_]+"
+    r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+|whsec_[A-Za-z0-9+/=_-]+)"  # Stripe's secrets
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 _RUN = re.compile(r"[^\s\"'<>]+")  # a run of URL-ish text (linear: no backtracking)

@@ -118,15 +118,14 @@ def worker_deps(settings: Any, store: Any) -> Deps:
     from walkout.service.app import _mailer
     from walkout.service.clock import SystemClock
     from walkout.service.db import make_engine, session_factory
-    from walkout.service.payments.ledger import LedgerProvider
+    from walkout.service.payments.configured import configured_provider
 
     engine = make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
     sessions = session_factory(engine)
     clock = SystemClock()
-    if settings.payment_provider != "ledger":
-        raise ValueError("the engine worker process supports the ledger provider only")
-    return Deps(settings, sessions, clock, LedgerProvider(sessions, clock), _mailer(settings),
-                store)
+    # the worker exits visits (captures) and applies verdicts (refunds): the API's provider
+    return Deps(settings, sessions, clock, configured_provider(settings, sessions, clock),
+                _mailer(settings), store)
 
 
 def _worker_main(runner: Any, settings: Any, stop: Any, parent_pid: int, mail: bool) -> None:

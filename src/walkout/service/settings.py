@@ -1,20 +1,26 @@
-"""Service settings: strict (unknown fields refused), from arguments or ``WALKOUT_*`` env."""
+"""Service settings: strict (unknown fields refused), from arguments or ``WALKOUT_*`` env.
+
+Secrets are ``SecretStr`` (masked in ``repr`` and logs) and validation errors never echo an
+input (``hide_input_in_errors``): a mistyped key is named by its variable, never shown.
+"""
 
 from __future__ import annotations
 
+import re
 import secrets
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServiceSettings(BaseSettings):
     """Everything `walkout serve` and `create_app` are configured with."""
 
-    model_config = SettingsConfigDict(env_prefix="WALKOUT_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="WALKOUT_", extra="forbid", frozen=True,
+                                      hide_input_in_errors=True)
 
     db_url: str = Field("sqlite:///walkout.db", description="SQLAlchemy URL: SQLite or PostgreSQL")
     store: str = Field("small", description="shipped store name or store YAML path")
@@ -26,8 +32,19 @@ class ServiceSettings(BaseSettings):
         40, ge=1, le=256, description="threads answering requests (synchronous endpoints); "
         "fewer queue requests at the door, more wait on the GIL and SQLite's write lock")
     payment_provider: Literal["ledger", "stripe"] = Field(
-        "ledger", description="ledger: built-in double-entry ledger in the database"
+        "ledger", description="ledger: built-in double-entry ledger in the database; stripe: "
+        "card payments through Stripe (needs stripe_api_key and stripe_webhook_secret)"
     )
+    # ---- Stripe (payment_provider = stripe) ----
+    stripe_api_key: SecretStr | None = Field(
+        None, description="Stripe secret key: sk_live_… or sk_test_…, or a restricted key "
+        "rk_… allowed to write PaymentIntents and Refunds")
+    stripe_webhook_secret: SecretStr | None = Field(
+        None, description="signing secret (whsec_…) of the webhook endpoint registered at "
+        "Stripe for <public url>/v1/webhooks/stripe")
+    stripe_webhook_tolerance_s: int = Field(
+        300, ge=10, le=3600, description="a webhook signed longer ago than this is refused "
+        "(Stripe's replay window)")
     entry_secret: SecretStr = Field(
         default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
         description="HMAC key of entry QR codes (set it, or codes die with the process)",
@@ -83,6 +100,51 @@ class ServiceSettings(BaseSettings):
     def _supported_database(cls, url: str) -> str:
         """Refuse at start-up what would otherwise fail deep in SQLAlchemy on first use."""
         return check_database_url(url)
+
+    @model_validator(mode="after")
+    def _stripe_configured(self) -> ServiceSettings:
+        """A Stripe store needs its key and its webhook's secret, each of the right kind; and
+        Stripe settings on a ledger store are refused, since that store would hand out goods
+        against a ledger no card is behind. Messages name variables, never values."""
+        key, whsec = self.stripe_api_key, self.stripe_webhook_secret
+        if self.payment_provider != "stripe":
+            given = [name for name, v in (("WALKOUT_STRIPE_API_KEY", key),
+                                          ("WALKOUT_STRIPE_WEBHOOK_SECRET", whsec)) if v]
+            if given:
+                raise ValueError(f"{' and '.join(given)} set but WALKOUT_PAYMENT_PROVIDER is "
+                                 f"{self.payment_provider}: set it to stripe to take card "
+                                 "payments, or unset the Stripe settings")
+            return self
+        missing = [name for name, v in (("WALKOUT_STRIPE_API_KEY", key),
+                                        ("WALKOUT_STRIPE_WEBHOOK_SECRET", whsec)) if v is None]
+        if missing:
+            raise ValueError(f"payment_provider is stripe but {' and '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not set (the secret key "
+                             "from the Stripe dashboard's API keys, the signing secret of the "
+                             "webhook endpoint for /v1/webhooks/stripe)")
+        assert key is not None and whsec is not None
+        k = key.get_secret_value()
+        if k.startswith("pk_"):
+            raise ValueError("WALKOUT_STRIPE_API_KEY is a publishable key (pk_…): use the "
+                             "secret key (sk_…) or a restricted key (rk_…)")
+        if not STRIPE_KEY.fullmatch(k):
+            raise ValueError("WALKOUT_STRIPE_API_KEY is not a Stripe secret key (sk_live_…, "
+                             "sk_test_…, rk_live_… or rk_test_…)")
+        if not STRIPE_WEBHOOK_SECRET.fullmatch(whsec.get_secret_value()):
+            raise ValueError("WALKOUT_STRIPE_WEBHOOK_SECRET is not a webhook signing secret "
+                             "(whsec_…)")
+        return self
+
+    @property
+    def stripe_live(self) -> bool:
+        """Whether the Stripe key moves real money (a live key), not test-mode money."""
+        key = self.stripe_api_key
+        return key is not None and key.get_secret_value()[3:8] == "live_"
+
+
+#: Stripe's secret and restricted keys, and webhook signing secrets
+STRIPE_KEY = re.compile(r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+")
+STRIPE_WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=_-]+")
 
 
 def check_database_url(url: str) -> str:

@@ -19,6 +19,10 @@ from walkout.service.payments.base import PaymentProvider
 from walkout.service.settings import ServiceSettings
 
 ADMIN_TOKEN = "wo_admin-test-token-0123456789"
+#: the Stripe settings of a test service given a Stripe provider (the key is not used: the
+#: provider is passed in; the webhook secret signs the tests' events)
+STRIPE_TEST_KEY = "sk_test_walkoutTests"
+STRIPE_WEBHOOK_SECRET = "whsec_walkoutTests0123456789"
 #: the From: of the receipts the mail tests send
 MAIL_SENDER = "receipts@corner.example"
 
@@ -81,6 +85,9 @@ def make_svc(engine: Engine, clock: ManualClock | None = None, *,
     clock = clock or ManualClock()
     if provider is not None:
         overrides.setdefault("payment_provider", provider.name)
+    if overrides.get("payment_provider") == "stripe":  # what a Stripe store must configure
+        overrides.setdefault("stripe_api_key", SecretStr(STRIPE_TEST_KEY))
+        overrides.setdefault("stripe_webhook_secret", SecretStr(STRIPE_WEBHOOK_SECRET))
     settings = ServiceSettings(db_url=str(engine.url), entry_secret=SecretStr("k" * 32),
                                bootstrap_admin_token=SecretStr(ADMIN_TOKEN), **overrides)
     app = create_app(settings, engine=engine, clock=clock, provider=provider)

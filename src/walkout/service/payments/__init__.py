@@ -2,6 +2,7 @@
 
 from walkout.service.payments.base import (
     Authorization,
+    AuthorizationGone,
     Capture,
     IdempotencyConflict,
     PaymentDeclined,
@@ -13,6 +14,7 @@ from walkout.service.payments.base import (
 
 __all__ = [
     "Authorization",
+    "AuthorizationGone",
     "Capture",
     "IdempotencyConflict",
     "PaymentDeclined",

@@ -38,11 +38,17 @@ class UnknownPayment(PaymentError):
     """The authorisation or capture id does not exist at this provider."""
 
 
+class AuthorizationGone(PaymentError):
+    """The hold can no longer be captured: it expired, or it was cancelled outside walkout
+    (Stripe: a PaymentIntent ``canceled``, ``charge_expired_for_capture``). Nothing was taken,
+    and repeating the call can never take anything: staff collect the payment."""
+
+
 #: errors by which a provider refuses a call outright. Any other ``PaymentError`` (unreachable,
 #: timed out, an answer lost after the money moved) leaves the outcome unknown: the charge
 #: stays pending and the call is repeated with the same idempotency key, never a new one.
 FINAL_ERRORS: tuple[type[PaymentError], ...] = (PaymentDeclined, UnknownPayment,
-                                                IdempotencyConflict)
+                                                IdempotencyConflict, AuthorizationGone)
 
 
 def is_final(e: PaymentError) -> bool:

@@ -10,8 +10,13 @@ as ``IdempotencyConflict``.
 Amounts cross the boundary as integers in Stripe's minor units, converted from ``Decimal``
 exactly: an amount finer than the currency allows is refused, never rounded.
 
+A hold that can no longer be captured — the authorisation expired (``charge_expired_for_capture``)
+or the intent was cancelled outside walkout (capturing answers ``payment_intent_unexpected_state``
+with the intent ``canceled``) — is ``AuthorizationGone``: a definite answer, never retried;
+releasing such a hold succeeds, since the hold is gone either way.
+
 Webhooks are verified with ``stripe.Webhook.construct_event`` (HMAC signature and timestamp
-tolerance); a redelivered event id is reported once and then ignored.
+tolerance); :mod:`walkout.service.webhooks` records what each event does, once per event id.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import stripe
 from walkout.checkout.money import Money
 from walkout.service.payments.base import (
     Authorization,
+    AuthorizationGone,
     Capture,
     IdempotencyConflict,
     PaymentDeclined,
@@ -71,10 +77,26 @@ def _fail(e: stripe.StripeError, what: str) -> NoReturn:
         raise IdempotencyConflict(detail) from e
     if isinstance(e, stripe.InvalidRequestError) and e.code == "resource_missing":
         raise UnknownPayment(detail) from e
+    if _hold_gone(e):
+        raise AuthorizationGone(f"{what}: the authorisation expired or was cancelled at "
+                                f"Stripe; nothing was taken ({e.code})") from e
     if isinstance(e, stripe.APIConnectionError):
         raise PaymentError(f"{what}: Stripe unreachable; retrying with the same idempotency key "
                            "is safe") from e
     raise PaymentError(detail) from e
+
+
+def _hold_gone(e: stripe.StripeError) -> bool:
+    """Whether Stripe says the hold no longer exists: the authorisation expired, or the intent
+    is ``canceled``. Another unexpected state (``succeeded``: captured, maybe by an earlier
+    call whose answer was lost) is not: that one stays an unknown outcome."""
+    if not isinstance(e, stripe.InvalidRequestError):
+        return False
+    if e.code == "charge_expired_for_capture":
+        return True
+    intent = e.error.payment_intent if e.error is not None else None
+    return (e.code == "payment_intent_unexpected_state" and intent is not None
+            and intent.status == "canceled")
 
 
 def _charge_id(intent: stripe.PaymentIntent) -> str:
@@ -179,13 +201,16 @@ class StripeProvider:
         return Capture(capture_id=_charge_id(intent), auth_id=intent.id, amount=taken)
 
     def release(self, auth_id: str, idempotency_key: str) -> None:
-        """Cancel the intent, which drops the hold on the card (nothing was taken)."""
+        """Cancel the intent, which drops the hold on the card (nothing was taken). A hold
+        already gone (expired, or cancelled outside walkout) is released: that was the aim."""
         _need_key(idempotency_key)
         try:
             intent = self._client.v1.payment_intents.cancel(
                 auth_id, {"cancellation_reason": "abandoned"},
                 options={"idempotency_key": idempotency_key})
         except stripe.StripeError as e:
+            if _hold_gone(e):
+                return
             _fail(e, f"release of {auth_id}")
         if intent.status != "canceled":
             raise PaymentError(f"release of {auth_id} left the intent {intent.status}")
@@ -220,15 +245,23 @@ def _need_key(key: str) -> None:
 
 
 class WebhookRejected(PaymentError):
-    """A webhook whose signature, timestamp or body does not verify: never act on it."""
+    """A webhook whose signature, timestamp or body does not verify: never act on it.
+    ``code``: ``bad_signature`` (missing, wrong or stale Stripe-Signature) or ``bad_payload``
+    (signed, but not a Stripe event)."""
+
+    def __init__(self, reason: str, code: str = "bad_signature") -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class StripeWebhookReceiver:
     """Verifies Stripe webhooks and reports each event id once.
 
-    ``seen`` holds the ids already handled; the service passes a set backed by a table with a
-    unique constraint so that redeliveries (Stripe retries until it gets a 2xx) stay no-ops
-    across restarts. Add an id only after the event's effect is recorded.
+    ``seen`` holds the ids already handled (in memory: for callers without a database). The
+    service uses :meth:`verify` only and records each event id in ``payment_webhook_events``
+    in the very transaction of its effect (:mod:`walkout.service.webhooks`), so that
+    redeliveries (Stripe retries until it gets a 2xx) stay no-ops across restarts. Add an id
+    only after the event's effect is recorded.
     """
 
     def __init__(self, secret: str, *, seen: MutableSet[str] | None = None,
@@ -241,14 +274,17 @@ class StripeWebhookReceiver:
 
     def verify(self, payload: bytes | str, sig_header: str | None) -> stripe.Event:
         """The event, if ``sig_header`` signs ``payload`` (the raw body, unparsed) recently."""
+        if not sig_header:
+            raise WebhookRejected("no Stripe-Signature header: Stripe signs every webhook")
         try:
             event: stripe.Event = stripe.Webhook.construct_event(
                 payload, sig_header, self._secret, tolerance=self._tolerance)
             return event
         except stripe.SignatureVerificationError as e:
             raise WebhookRejected(f"webhook signature does not verify: {e.user_message}") from e
-        except ValueError as e:  # not JSON
-            raise WebhookRejected(f"webhook body is not a Stripe event: {e}") from e
+        except ValueError as e:  # not JSON (or not UTF-8)
+            raise WebhookRejected(f"webhook body is not a Stripe event: {e}",
+                                  "bad_payload") from e
 
     def receive(self, payload: bytes | str, sig_header: str | None) -> stripe.Event | None:
         """The verified event, or None when its id was already handled (a redelivery)."""
