@@ -4,6 +4,7 @@ mode at all; against a real Mosquitto and a SQLite service database."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from walkout.engine import EngineConfig
+from walkout.engine import Engine, EngineConfig
 from walkout.service.db import make_engine, upgrade
 from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, StoreMode
@@ -111,3 +112,22 @@ def test_the_sensor_networks_engine_takes_the_operators_mode(
     modes, alerts = _rows(d, runner.source)
     assert [(m.closed, m.applied_chunk) for m in modes] == [(True, 0)]
     assert "store_closed" in alerts
+
+
+def test_a_recordings_own_store_modes_reach_the_service_runner(tmp_path: Path) -> None:
+    """``walkout serve --source recording``: the recording's closed period is applied where
+    ``walkout replay`` applies it, so the live service decides the same stock moves."""
+    d = _deps(tmp_path)
+    sensors = Sensors.from_session(simulate(load_store("small"), 0, 1,
+                                            scenarios=["closed-restock"]))
+    assert sensors.modes
+    ref = Engine(sensors.store).run(sensors)
+    LiveRunner(sensors, "rec:closed").run(d)
+    with d.sessions() as s:
+        rows = [json.loads(p) for p in s.scalars(
+            select(EngineEvent.payload).where(EngineEvent.source == "rec:closed/decisions")
+            .order_by(EngineEvent.seq))]
+    want = [(dc.attribution.event.event_id, json.loads(json.dumps(dc.stock)), dc.needs_review)
+            for dc in ref.decisions]
+    assert [(r["event_id"], r["stock"], r["needs_review"]) for r in rows] == want
+    assert any(stock for _, stock, _ in want)

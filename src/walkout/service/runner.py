@@ -195,6 +195,7 @@ class LiveRunner:
         sn = self.sensors
         chunk = self.config.chunk_s
         n_chunks = len(sn.edges(chunk)) - 1
+        recorded = sn.mode_steps(chunk)  # the recording's own store-mode changes (its input)
         with d.sessions() as s:
             cp = s.get(RunnerCheckpoint, self.source)
             resume = cp.chunk if cp else -1
@@ -214,6 +215,9 @@ class LiveRunner:
                 self._admit(d, gates)
             if i == 0 and i > resume:
                 store_mode.carry_over(d, self.source, t_prev)
+            for t_mode, closed in recorded[i]:  # replayed chunks too: not from the database
+                eng.set_store_mode(max(t_mode, eng.store_modes[-1][0]) if eng.store_modes
+                                   else t_mode, closed)
             store_mode.apply_modes(d, eng, self.source, i, t_prev, fresh=i > resume)
             t_prev = b
             eng.step(block, frames, self._opened(d, gates), b)
