@@ -162,3 +162,37 @@ def test_0006_adds_tax_to_receipt_lines_and_takes_it_away_again(db_url: str) -> 
         assert c.execute(text("SELECT count(*) FROM receipt_lines")).scalar_one() == 2
     upgrade(eng)
     eng.dispose()
+
+
+def test_0010_records_webhook_events_once_and_goes_away_cleanly(db_url: str) -> None:
+    """0010: an event id is recorded once (the primary key is what makes a redelivery a
+    no-op), outcomes are checked; the downgrade drops its tables and indexes, visits stay."""
+    from datetime import UTC, datetime
+
+    eng = make_engine(db_url)
+    upgrade(eng, "0009")
+    with eng.begin() as c:
+        _account_with_method(c)
+        _visit(c, "v1", "a1", "charged")
+    upgrade(eng)
+    insp = inspect(eng)
+    assert {"payment_webhook_events", "chargebacks"} <= set(insp.get_table_names())
+    assert "ix_visits_auth_id" in {i["name"] for i in insp.get_indexes("visits")}
+    assert "ix_charges_provider_ref" in {i["name"] for i in insp.get_indexes("charges")}
+    row = ("INSERT INTO payment_webhook_events (event_id, provider, type, visit_id, created_at, "
+           "received_at, outcome, detail) VALUES (:id, 'stripe', 'charge.refunded', 'v1', :t, "
+           ":t, :outcome, '')")
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    with eng.begin() as c:
+        c.execute(text(row), {"id": "evt_1", "t": t, "outcome": "applied"})
+    for event_id, outcome in (("evt_1", "ignored"), ("evt_2", "maybe")):
+        with pytest.raises(IntegrityError), eng.begin() as c:
+            c.execute(text(row), {"id": event_id, "t": t, "outcome": outcome})
+    downgrade(eng, "0009")
+    insp = inspect(eng)
+    assert not {"payment_webhook_events", "chargebacks"} & set(insp.get_table_names())
+    assert "ix_visits_auth_id" not in {i["name"] for i in insp.get_indexes("visits")}
+    with eng.begin() as c:
+        assert c.execute(text("SELECT id FROM visits")).scalars().all() == ["v1"]
+    upgrade(eng)
+    eng.dispose()

@@ -5,8 +5,9 @@
 
 Routes are thin: they authorise, validate and call the domain modules (``entry``,
 ``checkout``, ``accounts``), which own the transactions. Every route needs a bearer token
-except ``GET /health`` and ``POST /v1/accounts`` (sign-up); ``test_security`` walks the route
-table to keep it that way.
+except ``GET /health``, ``POST /v1/accounts`` (sign-up) and, on a Stripe store, ``POST
+/v1/webhooks/stripe`` (authenticated by its Stripe-Signature HMAC instead); ``test_security``
+walks the route table to keep it that way.
 """
 
 
@@ -17,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import BackgroundTasks, Depends, FastAPI, Header, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine, func, select
@@ -38,6 +39,7 @@ from walkout.service import (
     revisions,
     staff,
     store_mode,
+    webhooks,
 )
 from walkout.service.clock import Clock, SystemClock
 from walkout.service.db import make_engine, session_factory, upgrade
@@ -98,7 +100,12 @@ from walkout.web import mount as mount_web
 
 log = logging.getLogger("walkout.service")
 
-PUBLIC_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/accounts")}) | WEB_PAGES
+STRIPE_WEBHOOK = "/v1/webhooks/stripe"
+
+#: routes without a bearer token; the Stripe webhook (on a Stripe store only) is authenticated
+#: by its signature
+PUBLIC_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/accounts"),
+                           ("POST", STRIPE_WEBHOOK)}) | WEB_PAGES
 #: how long an authenticated token is taken on trust, and how many are kept
 AUTH_CACHE_S = 5.0
 AUTH_CACHE_SIZE = 10_000
@@ -230,6 +237,9 @@ def create_app(
         account_id, token = accounts.create_shopper(deps, body.email, body.name)
         log.info("account created: %s", account_id)
         return AccountCreated(account_id=account_id, token=token)
+
+    if settings.payment_provider == "stripe":
+        _mount_stripe_webhook(app, deps)
 
     # ---- shopper ---------------------------------------------------------------------------
 
@@ -396,6 +406,24 @@ def create_app(
     def decide_dispute(dispute_id: str, body: DisputeDecision, p: Operator) -> dict[str, Any]:
         return disputes.decide(deps, dispute_id, p.account_id, body.decision, body.note)
 
+    # ---- what the payment provider reported (its webhook) -------------------------------------
+
+    @app.get("/v1/ops/chargebacks")
+    def list_chargebacks(_: Operator, only_open: bool = False) -> list[dict[str, Any]]:
+        """Bank chargebacks of visits' payments, newest first (``only_open``: not yet won,
+        lost or closed): respond to them in the provider's dashboard before
+        ``evidence_due_by``; walkout refunds nothing of a payment while its money is
+        withheld."""
+        return webhooks.chargebacks(deps, only_open)
+
+    @app.get("/v1/ops/payment-events")
+    def payment_events(_: Operator, attention: bool = False,
+                       limit: Annotated[int, Query(ge=1, le=500)] = 100
+                       ) -> list[dict[str, Any]]:
+        """The provider's webhook events, newest first, with what each did (``attention``:
+        only those staff must act on: chargebacks, holds gone, refunds made elsewhere)."""
+        return webhooks.events(deps, attention, limit)
+
     # ---- kiosk -------------------------------------------------------------------------------
 
     @app.post("/v1/kiosk/receipts")
@@ -466,6 +494,51 @@ def create_app(
     # the dashboard, shopper app and kiosk (walkout.web); its event streams re-check tokens
     mount_web(app, deps, need, limits, auth_cache.principal)
     return app
+
+
+def _mount_stripe_webhook(app: FastAPI, d: Deps) -> None:
+    """``POST /v1/webhooks/stripe``: public, authenticated by the Stripe-Signature HMAC of
+    the raw body under ``stripe_webhook_secret``. A body that does not verify is refused (400)
+    with nothing recorded; a verified event is recorded and applied once
+    (:func:`webhooks.receive`) and answered 200, whatever it was, so Stripe stops sending it;
+    only a failure to record it answers 5xx, and Stripe's retry applies it then."""
+    from walkout.service.payments.stripe import StripeWebhookReceiver, WebhookRejected
+
+    s = d.settings
+    assert s.stripe_webhook_secret is not None  # the settings refuse stripe without it
+    receiver = StripeWebhookReceiver(s.stripe_webhook_secret.get_secret_value(),
+                                     tolerance_s=s.stripe_webhook_tolerance_s)
+    live = s.stripe_live
+
+    @app.post(STRIPE_WEBHOOK)
+    async def stripe_webhook(request: Request) -> dict[str, Any]:
+        payload = await _body(request, webhooks.MAX_BODY)
+        try:
+            event = webhooks.Event.of(
+                receiver.verify(payload, request.headers.get("stripe-signature")))
+        except WebhookRejected as e:
+            log.warning("stripe webhook refused: %s", e.reason)
+            raise ServiceError(400, e.code, e.reason) from None
+        except ValueError as e:  # signed, but no event walkout can read
+            log.warning("stripe webhook refused: %s", e)
+            raise ServiceError(400, "bad_payload", str(e)) from None
+        got = await to_thread.run_sync(webhooks.receive, d, event, live)
+        return {"received": True, "event_id": got.event_id, "type": got.type,
+                "outcome": got.outcome, "detail": got.detail, "duplicate": got.duplicate}
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The raw body (a signature covers the bytes as sent), refused (413) past ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ServiceError(413, "too_large", f"a webhook body is at most {limit} bytes")
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise ServiceError(413, "too_large", f"a webhook body is at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _receipt_out(it: receipting.Issued) -> ReceiptOut:

@@ -33,7 +33,8 @@ from walkout.service.carts import LineIn, cart_total, receipt_lines
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
 from walkout.service.models import CartLine, Charge, Receipt, ReceiptLine, Visit
-from walkout.service.payments.base import PaymentError, is_final
+from walkout.service.payments.base import AuthorizationGone, PaymentError, is_final
+from walkout.service.payments.reported import hold_gone
 
 log = logging.getLogger("walkout.service.checkout")
 
@@ -204,6 +205,10 @@ def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None, *,
     assert f.auth_id is not None
     try:
         if f.kind == "capture":
+            with d.sessions() as s:  # the provider said the hold is gone: never capture blind
+                gone = hold_gone(s, f.auth_id)
+            if gone is not None:
+                raise AuthorizationGone(gone)
             ref: str | None = d.provider.capture(f.auth_id, f.amount, f.key).capture_id
         else:
             d.provider.release(f.auth_id, f.key)

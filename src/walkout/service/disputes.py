@@ -50,6 +50,7 @@ from walkout.service.models import (
     ReviewVerdict,
 )
 from walkout.service.payments.base import PaymentError
+from walkout.service.payments.reported import chargeback_total, withheld_chargebacks
 
 log = logging.getLogger("walkout.service.disputes")
 
@@ -212,6 +213,10 @@ def _refundable(s: Session, dsp: Dispute) -> tuple[Money, str]:
                            "receipt (refunding it if it was paid): there is nothing to refund")
     cap = s.scalar(select(Charge).where(Charge.visit_id == rec.visit_id,
                                         Charge.kind == "capture", Charge.status == "succeeded"))
+    for cb in withheld_chargebacks(s, rec.visit_id):  # the bank returns it: never twice
+        raise ServiceError(409, "chargeback", f"the shopper's bank has a chargeback of this "
+                           f"payment ({cb.id}, {cb.status}): the bank returns the money, so "
+                           "walkout refunds nothing of it (see GET /v1/ops/chargebacks)")
     if cap is None:
         raise ServiceError(409, "nothing_captured",
                            "nothing was captured for this visit: there is nothing to refund")
@@ -226,13 +231,15 @@ def _refundable(s: Session, dsp: Dispute) -> tuple[Money, str]:
 
 def committed_refunds(s: Session, visit_id: str, currency: str) -> Money:
     """Refunds made or still owed on a visit: every dispute refund (decided, so retried with
-    its key until it is made, whatever its last attempt said) and every review refund not
-    refused outright. What is left of a capture to refund is the capture less this."""
+    its key until it is made, whatever its last attempt said), every review refund not
+    refused outright, refunds made outside walkout (reported by the provider's webhook), and
+    what open or lost bank chargebacks return. What is left of a capture to refund is the
+    capture less this."""
     n = s.scalar(select(func.coalesce(func.sum(Charge.amount), 0)).where(
         Charge.visit_id == visit_id, Charge.kind == "refund",
         or_(Charge.status.in_(("pending", "succeeded")),
             Charge.idempotency_key.like("dispute:%")))) or 0
-    return Money(Decimal(n), currency)
+    return Money(Decimal(n), currency) + chargeback_total(s, visit_id, currency)
 
 
 def follow_revision(s: Session, receipt_id: str, cut: dict[str, int],

@@ -415,3 +415,68 @@ class AlertAck(Base):
     acked_by: Mapped[str] = mapped_column(String(32))  # the operator's account id
     note: Mapped[str | None] = mapped_column(String(1000))
     acked_at: Mapped[datetime]
+
+
+# ---- what the payment provider reports (its webhook) -------------------------------------------
+
+
+class PaymentWebhookEvent(Base):
+    """One event the payment provider sent to its webhook, and what it did here.
+
+    The row is written in the transaction of the event's effect and ``event_id`` is the
+    primary key: a redelivered event (Stripe retries until it gets a 2xx, and may deliver one
+    twice) finds its row and changes nothing, across restarts; an effect that failed takes its
+    row with it, so the provider's retry applies it. ``outcome``: ``applied`` (walkout's
+    records changed), ``attention`` (changed, and staff must act: a chargeback, a hold gone
+    while money is owed, a refund made outside walkout) or ``ignored`` (``detail`` says why)."""
+
+    __tablename__ = "payment_webhook_events"
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    type: Mapped[str] = mapped_column(String(100))
+    #: the provider's object the event is about (pi_…, ch_…, dp_…): how a hold's cancellation
+    #: is found again at the visit's exit
+    object_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    visit_id: Mapped[str | None] = mapped_column(ForeignKey("visits.id"), index=True)
+    created_at: Mapped[datetime]  # when the provider created the event
+    received_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(500))
+    __table_args__ = (
+        CheckConstraint("outcome IN ('applied', 'attention', 'ignored')", name="outcome"),
+    )
+
+
+class Chargeback(Base):
+    """A bank chargeback of a visit's captured payment (Stripe calls it a dispute; walkout's
+    ``Dispute`` is a shopper contesting a receipt line with the store).
+
+    While it is open or lost, the bank returns that money to the shopper: walkout refunds none
+    of it on top (``disputes.committed_refunds`` counts it, a dispute decision is refused).
+    One row per provider dispute id, updated by its events in the provider's order: an event
+    created before ``as_of`` changes nothing, and a closed chargeback never reopens."""
+
+    __tablename__ = "chargebacks"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # the provider's (dp_…)
+    provider: Mapped[str] = mapped_column(String(32))
+    visit_id: Mapped[str] = mapped_column(ForeignKey("visits.id"), index=True)
+    charge_ref: Mapped[str] = mapped_column(String(255))  # the charge it claws back (ch_…)
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(64))  # the bank's: fraudulent, duplicate, …
+    #: the provider's: warning_needs_response | warning_under_review | warning_closed (an
+    #: inquiry: no money moved) | needs_response | under_review | won | lost
+    status: Mapped[str] = mapped_column(String(32))
+    evidence_due_by: Mapped[datetime | None]
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    #: the visit's state before the chargeback made it ``disputed``, restored if it is won
+    visit_state_before: Mapped[str | None] = mapped_column(String(16))
+    as_of: Mapped[datetime]  # creation time of the provider event the row is as of
+    updated_at: Mapped[datetime]
+
+
+#: how a provider's event finds its visit: by the hold (``auth_id``: pi_…) or by the capture
+#: (its ``provider_ref``: ch_…), without scanning every visit or charge
+Index("ix_visits_auth_id", Visit.auth_id)
+Index("ix_charges_provider_ref", Charge.provider_ref)

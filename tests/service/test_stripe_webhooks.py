@@ -1,0 +1,466 @@
+"""A store on Stripe: its settings, and Stripe's webhook at ``POST /v1/webhooks/stripe``.
+
+The service runs on the real Stripe provider over recorded HTTP exchanges (``service_flow``:
+the official library builds and parses every call). Webhook events are signed in the test with
+the configured secret, exactly as Stripe signs them, and verified by the library's own
+``construct_event``. Everything runs on SQLite and on PostgreSQL (``engine``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine, func, select
+
+from walkout.service import housekeeping
+from walkout.service.app import PUBLIC_ROUTES, create_app
+from walkout.service.clock import ManualClock
+from walkout.service.models import Charge, Chargeback, PaymentWebhookEvent, Visit
+from walkout.service.payments.stripe import StripeProvider
+from walkout.service.settings import ServiceSettings
+from walkout.service.testing import (
+    ADMIN_TOKEN,
+    STRIPE_TEST_KEY,
+    STRIPE_WEBHOOK_SECRET,
+    Svc,
+    make_svc,
+)
+
+from .stripe_recorded import RecordedStripe, event, sign
+
+BAR, WATER = "018627032007", "073360771026"  # 9.19 and 7.59 EUR in the `small` store
+CARD = "cus_QShopper1:pm_1QCardVisa"
+PI, CH = "pi_3QWalkout0001", "ch_3QWalkout0001"
+HOOK = "/v1/webhooks/stripe"
+
+
+# ---- the service on Stripe ----------------------------------------------------------------------
+
+def _stripe_svc(engine: Engine, http: RecordedStripe | None = None) -> tuple[Svc, RecordedStripe]:
+    """The service with the Stripe provider over the recorded exchanges (started: its
+    start-up resumes pending payments, as after a restart)."""
+    http = http or RecordedStripe("service_flow")
+    provider = StripeProvider.from_api_key(STRIPE_TEST_KEY, http_client=http,
+                                           max_network_retries=0)
+    return make_svc(engine, provider=provider), http
+
+
+@pytest.fixture
+def stripe_svc(engine: Engine) -> tuple[Svc, RecordedStripe]:
+    svc, http = _stripe_svc(engine)
+    with svc.client:
+        yield svc, http
+
+
+def _charged(svc: Svc) -> tuple[str, str, dict[str, str]]:
+    """A shopper's visit captured on Stripe (16.78 of a 50.00 hold): (visit, receipt, the
+    shopper's Authorization header)."""
+    h = svc.shopper(card=CARD)
+    vid = svc.enter(h)
+    out = svc.leave(vid, {BAR: 1, WATER: 1})
+    assert (out["state"], out["charged"]) == ("charged", {"amount": "16.78", "currency": "EUR"})
+    return vid, str(out["receipt_id"]), h
+
+
+def _post(svc: Svc, ev: dict[str, Any] | str, *, secret: str = STRIPE_WEBHOOK_SECRET,
+          header: str | None = "sign", at: int | None = None) -> Any:
+    """Deliver ``ev`` as Stripe does: the raw JSON body, signed with ``secret``."""
+    body = ev if isinstance(ev, str) else json.dumps(ev)
+    headers = {"Content-Type": "application/json"}
+    if header == "sign":
+        headers["Stripe-Signature"] = sign(body, secret, at)
+    elif header is not None:
+        headers["Stripe-Signature"] = header
+    return svc.client.post(HOOK, content=body.encode(), headers=headers)
+
+
+def _ok(svc: Svc, ev: dict[str, Any]) -> dict[str, Any]:
+    r = _post(svc, ev)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _dispute(svc: Svc, h: dict[str, str], rid: str, pid: str) -> str:
+    r = svc.client.post("/v1/disputes", json={"receipt_id": rid, "product_id": pid,
+                                              "quantity": 1, "reason": "I put it back"},
+                        headers=h)
+    assert r.status_code == 201, r.text
+    return str(r.json()["dispute_id"])
+
+
+def _decide(svc: Svc, dispute_id: str) -> Any:
+    return svc.client.post(f"/v1/disputes/{dispute_id}/decision",
+                           json={"decision": "refund"}, headers=svc.gate)
+
+
+def _count(svc: Svc, model: type) -> int:
+    with svc.deps.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _visit_state(svc: Svc, vid: str) -> str:
+    with svc.deps.sessions() as s:
+        v = s.get(Visit, vid)
+        assert v is not None
+        return v.state
+
+
+def _refunds(svc: Svc, vid: str) -> list[tuple[str, Decimal, str]]:
+    """The visit's refund charges: (key, amount, status), in order."""
+    with svc.deps.sessions() as s:
+        return [(c.idempotency_key, Decimal(c.amount), c.status) for c in s.scalars(
+            select(Charge).where(Charge.visit_id == vid, Charge.kind == "refund")
+            .order_by(Charge.id))]
+
+
+REFUNDS_PATH = "/v1/refunds"
+
+
+# ---- the app a Stripe store gets ----------------------------------------------------------------
+
+def test_create_app_builds_stripe_from_the_settings(engine: Engine) -> None:
+    settings = ServiceSettings(db_url=str(engine.url), payment_provider="stripe",
+                               stripe_api_key=SecretStr(STRIPE_TEST_KEY),
+                               stripe_webhook_secret=SecretStr(STRIPE_WEBHOOK_SECRET),
+                               entry_secret=SecretStr("k" * 32))
+    app = create_app(settings, engine=engine, clock=ManualClock())
+    assert isinstance(app.state.deps.provider, StripeProvider)
+    with TestClient(app) as client:  # the webhook is there, and wants Stripe's signature
+        r = client.post(HOOK, content=b"{}")
+        assert (r.status_code, r.json()["error"]) == (400, "bad_signature")
+
+
+def test_a_ledger_store_has_no_stripe_webhook(svc: Svc) -> None:
+    assert svc.client.post(HOOK, content=b"{}").status_code == 404
+
+
+def test_the_webhook_is_the_only_route_without_a_token(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    assert ("POST", HOOK) in PUBLIC_ROUTES
+    routes = [(m, r.path) for r in svc.client.app.routes  # type: ignore[attr-defined]
+              if isinstance(r, APIRoute) for m in r.methods]
+    assert ("POST", HOOK) in routes
+    for method, path in routes:
+        if (method, path) in PUBLIC_ROUTES:
+            continue
+        r = svc.client.request(method, re.sub(r"\{[^}]+\}", "x", path), json={})
+        assert r.status_code == 401, f"{method} {path} answered {r.status_code} without a token"
+
+
+# ---- signatures ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("attack", "code"), [
+    ("no_header", "bad_signature"), ("wrong_secret", "bad_signature"),
+    ("tampered", "bad_signature"), ("stale", "bad_signature"), ("garbage", "bad_signature"),
+    ("signed_garbage", "bad_payload"),
+])
+def test_a_webhook_that_does_not_verify_is_refused_and_changes_nothing(
+        stripe_svc: tuple[Svc, RecordedStripe], attack: str, code: str) -> None:
+    svc, _ = stripe_svc
+    vid, _, _ = _charged(svc)
+    body = json.dumps(event("charge_dispute_created"))
+    kw: dict[str, Any] = {}
+    if attack == "no_header":
+        kw["header"] = None
+    elif attack == "wrong_secret":
+        kw["secret"] = "whsec_someoneElse"
+    elif attack == "tampered":  # signed, then the amount changed on the way
+        kw["header"] = sign(body, STRIPE_WEBHOOK_SECRET)
+        body = body.replace('"amount": 1678', '"amount": 1')
+    elif attack == "stale":  # a captured delivery replayed an hour later
+        kw["at"] = int(__import__("time").time()) - 3600
+    elif attack == "garbage":
+        kw["header"] = "t=1,v1=00"
+    else:
+        body = "not json"
+    r = _post(svc, body, **kw)
+    assert (r.status_code, r.json()["error"]) == (400, code), r.text
+    assert STRIPE_WEBHOOK_SECRET not in r.text
+    assert _count(svc, PaymentWebhookEvent) == 0 and _count(svc, Chargeback) == 0
+    assert _visit_state(svc, vid) == "charged"
+
+
+def test_an_oversized_body_is_refused_unread(stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    r = _post(svc, "x" * ((1 << 20) + 1))
+    assert (r.status_code, r.json()["error"]) == (413, "too_large")
+    assert _count(svc, PaymentWebhookEvent) == 0
+
+
+# ---- once per event id --------------------------------------------------------------------------
+
+def test_a_redelivered_event_is_processed_once_also_after_a_restart(engine: Engine) -> None:
+    svc, http = _stripe_svc(engine)
+    with svc.client:
+        vid, _, _ = _charged(svc)
+        ev = event("charge_refunded")  # 10.00 refunded in the Stripe dashboard
+        first = _ok(svc, ev)
+        assert (first["outcome"], first["duplicate"]) == ("attention", False)
+        again = _ok(svc, ev)  # Stripe retries a delivery whose answer it did not get
+        assert (again["outcome"], again["duplicate"]) == ("attention", True)
+    restarted, _ = _stripe_svc(engine, http)  # a new process on the same database
+    with restarted.client:
+        third = _ok(restarted, ev)
+        assert third["duplicate"] is True and third["detail"] == first["detail"]
+        assert _refunds(restarted, vid) == [
+            (f"stripe:{ev['id']}:refund", Decimal("10.0000"), "succeeded")]
+        assert _count(restarted, PaymentWebhookEvent) == 1
+
+
+def test_unknown_event_types_are_acknowledged_and_recorded_as_ignored(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    for ev in (event("payment_intent_succeeded"),
+               event("charge_refunded", id="evt_1QUnknownType01", type="issuing_card.created")):
+        got = _ok(svc, ev)
+        assert got["outcome"] == "ignored" and "walkout takes no action on" in got["detail"]
+    r = svc.client.get("/v1/ops/payment-events", headers=svc.gate)
+    assert [(e["type"], e["outcome"]) for e in r.json()] == [
+        ("issuing_card.created", "ignored"), ("payment_intent.succeeded", "ignored")]
+    assert svc.client.get("/v1/ops/payment-events?attention=true",
+                          headers=svc.gate).json() == []
+
+
+def test_an_event_of_the_other_mode_is_ignored(stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    """A test-mode store (sk_test_) takes no live-mode event, and the other way round."""
+    svc, _ = stripe_svc
+    vid, _, _ = _charged(svc)
+    got = _ok(svc, event("charge_dispute_created", livemode=True))
+    assert got["outcome"] == "ignored" and "live-mode event" in got["detail"]
+    assert _count(svc, Chargeback) == 0 and _visit_state(svc, vid) == "charged"
+
+
+# ---- chargebacks --------------------------------------------------------------------------------
+
+def test_a_chargeback_is_recorded_shown_and_never_refunded_on_top(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, http = stripe_svc
+    vid, rid, h = _charged(svc)
+    did = _dispute(svc, h, rid, BAR)  # the shopper also contests a line with the store
+    got = _ok(svc, event("charge_dispute_created"))
+    assert got["outcome"] == "attention" and "respond in the Stripe dashboard by" in got["detail"]
+    [cb] = svc.client.get("/v1/ops/chargebacks", headers=svc.gate).json()
+    assert cb | {"opened_at": None, "evidence_due_by": None} == {
+        "chargeback_id": "dp_1QWalkout0001", "visit_id": vid, "receipt_id": rid,
+        "visit_state": "disputed", "charge": CH, "amount": "16.78", "currency": "EUR",
+        "reason": "fraudulent", "status": "needs_response", "open": True,
+        "funds_withheld": True, "evidence_due_by": None, "opened_at": None, "closed_at": None}
+    assert cb["evidence_due_by"].startswith("2026-01-14")
+    assert svc.client.get("/v1/ops/chargebacks", headers=svc.shopper(
+        card="tok_bob", email="bob@example.org")).status_code == 403
+    [attention] = svc.client.get("/v1/ops/payment-events?attention=true",
+                                 headers=svc.gate).json()
+    assert attention["type"] == "charge.dispute.created" and attention["visit_id"] == vid
+
+    # the bank returns the money: a refund of the line on top would pay the shopper twice
+    r = _decide(svc, did)
+    assert (r.status_code, r.json()["error"]) == (409, "chargeback"), r.text
+    assert http.sent(REFUNDS_PATH) == [] and _refunds(svc, vid) == []
+
+    lost = event("charge_dispute_created", id="evt_1QDisputeLost01",
+                 type="charge.dispute.closed", created=1768500000, obj_status="lost")
+    assert _ok(svc, lost)["outcome"] == "attention"
+    # an update older than the close, delivered late, changes nothing
+    late = event("charge_dispute_created", id="evt_1QDisputeLate01",
+                 type="charge.dispute.updated", created=1767700000, obj_status="under_review")
+    assert _ok(svc, late)["outcome"] == "ignored"
+    [cb] = svc.client.get("/v1/ops/chargebacks", headers=svc.gate).json()
+    assert (cb["status"], cb["open"], cb["visit_state"]) == ("lost", False, "disputed")
+    assert cb["closed_at"] is not None
+    assert svc.client.get("/v1/ops/chargebacks?only_open=true", headers=svc.gate).json() == []
+    assert _decide(svc, did).json()["error"] == "chargeback"
+    assert http.sent(REFUNDS_PATH) == []
+
+
+def test_a_chargeback_won_gives_the_visit_back(stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, http = stripe_svc
+    vid, rid, h = _charged(svc)
+    _ok(svc, event("charge_dispute_created"))
+    assert _visit_state(svc, vid) == "disputed"
+    won = event("charge_dispute_created", id="evt_1QDisputeWon001",
+                type="charge.dispute.closed", created=1768500000, obj_status="won")
+    assert _ok(svc, won)["outcome"] == "applied"
+    assert _visit_state(svc, vid) == "charged"
+    # the store kept the money: a founded dispute is refunded as usual, in full
+    r = _decide(svc, _dispute(svc, h, rid, BAR))
+    assert r.status_code == 200 and r.json()["state"] == "refunded", r.text
+    assert http.sent(REFUNDS_PATH) == [{"amount": "919", "charge": CH}]
+
+
+# ---- holds that expired or were cancelled outside walkout ---------------------------------------
+
+def test_an_expired_hold_is_never_captured_blindly(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, http = stripe_svc
+    h = svc.shopper(card=CARD)
+    vid = svc.enter(h)  # the shopper is inside when Stripe cancels the hold
+    got = _ok(svc, event("payment_intent_canceled"))
+    assert got["outcome"] == "attention" and "the exit will capture nothing" in got["detail"]
+    out = svc.leave(vid, {BAR: 1, WATER: 1})
+    assert (out["state"], out["charged"]["amount"]) == ("in_review", "0.00")
+    assert http.sent(f"/v1/payment_intents/{PI}/capture") == []  # no call made in vain
+    with svc.deps.sessions() as s:
+        cap = s.scalar(select(Charge).where(Charge.visit_id == vid, Charge.kind == "capture"))
+        assert cap is not None and cap.status == "failed"
+        assert cap.error is not None and "expired" in cap.error
+    housekeeping.turn(svc.deps)  # nothing is left to retry
+    assert http.sent(f"/v1/payment_intents/{PI}/capture") == []
+    assert _visit_state(svc, vid) == "in_review"
+
+
+def test_an_expired_hold_settles_a_capture_left_unknown(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    """Stripe was unreachable at the exit (the capture's outcome unknown, retried with its
+    key); then Stripe says the hold expired: the capture can never succeed, so it is recorded
+    refused and the visit goes to staff instead of being retried for ever."""
+    svc, http = stripe_svc
+    vid = svc.enter(svc.shopper(card=CARD))
+    http.down = True
+    assert svc.leave(vid, {BAR: 1})["state"] == "checking_out"
+    got = _ok(svc, event("payment_intent_canceled"))
+    assert "the exit's capture is recorded refused" in got["detail"]
+    assert _visit_state(svc, vid) == "in_review"
+    http.down = False
+    housekeeping.turn(svc.deps)
+    assert len(http.sent(f"/v1/payment_intents/{PI}/capture")) == 1  # the one while down
+
+
+def test_walkouts_own_release_comes_back_ignored(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    vid = svc.enter(svc.shopper(card=CARD))
+    assert svc.leave(vid, {})["state"] == "released"
+    got = _ok(svc, event("payment_intent_canceled", obj_cancellation_reason="abandoned"))
+    assert got["outcome"] == "ignored" and "released by walkout itself" in got["detail"]
+    assert _visit_state(svc, vid) == "released"
+
+
+# ---- refunds made outside walkout ---------------------------------------------------------------
+
+def test_a_refund_made_in_the_dashboard_caps_walkouts_refunds(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, http = stripe_svc
+    vid, rid, h = _charged(svc)
+    got = _ok(svc, event("charge_refunded"))  # 10.00 of the 16.78 refunded at Stripe
+    assert got["outcome"] == "attention" and "10.00 EUR refunded outside walkout" in got["detail"]
+    # the shopper contests the bar (9.19): only 6.78 of the payment is left to give back
+    r = _decide(svc, _dispute(svc, h, rid, BAR))
+    assert r.status_code == 200 and r.json()["refund"]["amount"] == "6.78", r.text
+    assert http.sent(REFUNDS_PATH) == [{"amount": "678", "charge": CH}]
+    # and nothing is left for the water
+    r = _decide(svc, _dispute(svc, h, rid, WATER))
+    assert (r.status_code, r.json()["error"]) == (409, "nothing_captured"), r.text
+    assert len(http.sent(REFUNDS_PATH)) == 1
+    # Stripe reports walkout's own refund too (16.78 refunded in all): nothing more is recorded
+    echo = event("charge_refunded", id="evt_1QRefundEcho01", created=1767262100,
+                 obj_amount_refunded=1678, obj_refunded=True)
+    assert _ok(svc, echo)["outcome"] == "ignored"
+    # an older report, delivered late, adds nothing either
+    assert _ok(svc, event("charge_refunded", id="evt_1QRefundOld001", created=1767260000,
+                          obj_amount_refunded=500))["outcome"] == "ignored"
+    assert [(amount, status) for _, amount, status in _refunds(svc, vid)] == [
+        (Decimal("10.0000"), "succeeded"), (Decimal("6.7800"), "succeeded")]
+    detail = svc.client.get(f"/v1/ops/receipts/{rid}", headers=svc.gate).json()
+    assert [(c["kind"], c["amount"]) for c in detail["charges"]] == [
+        ("preauth", "50.00"), ("capture", "16.78"), ("refund", "10.00"), ("refund", "6.78")]
+
+
+@pytest.mark.parametrize(("refunded", "outside"), [(3322, None), (4322, "10.00")])
+def test_before_2025_03_31_the_uncaptured_rest_is_no_refund(
+        stripe_svc: tuple[Svc, RecordedStripe], refunded: int, outside: str | None) -> None:
+    """An endpoint on an older API version gets ``charge.refunded`` after every partial
+    capture, the hold's uncaptured 33.22 counted in ``amount_refunded``: not money given back."""
+    svc, _ = stripe_svc
+    vid, _, _ = _charged(svc)
+    got = _ok(svc, event("charge_refunded", api_version="2024-06-20",
+                         obj_amount_refunded=refunded))
+    assert [str(a.quantize(Decimal("0.01"))) for _, a, _ in _refunds(svc, vid)] == (
+        [outside] if outside else [])
+    assert got["outcome"] == ("attention" if outside else "ignored")
+
+
+def test_an_event_for_another_systems_payment_is_ignored(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    """The Stripe account may take other payments (a web shop): not walkout's to record."""
+    svc, _ = stripe_svc
+    for ev in (event("charge_refunded", obj_id="ch_3QWebShop00001",
+                     obj_payment_intent="pi_3QWebShop00001"),
+               event("charge_dispute_created", id="evt_1QOtherDispute",
+                     obj_charge="ch_3QWebShop00001", obj_payment_intent="pi_3QWebShop00001")):
+        got = _ok(svc, ev)
+        assert got["outcome"] == "ignored" and "not a walkout payment" in got["detail"]
+    assert _count(svc, Chargeback) == 0
+
+
+def test_the_admin_token_is_not_a_webhook_credential(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    r = svc.client.post(HOOK, content=json.dumps(event("charge_dispute_created")).encode(),
+                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert (r.status_code, r.json()["error"]) == (400, "bad_signature")
+
+
+# ---- deliveries at the same time ----------------------------------------------------------------
+
+def _at_once(svc: Svc, *events: dict[str, Any]) -> list[Any]:
+    """``receive`` each event in its own thread, released together (as two deliveries that
+    reach two API threads at once): their results, in order."""
+    import threading
+
+    import stripe
+
+    from walkout.service import webhooks
+
+    parsed = []
+    for ev in events:
+        body = json.dumps(ev)
+        parsed.append(webhooks.Event.of(stripe.Webhook.construct_event(
+            body, sign(body, STRIPE_WEBHOOK_SECRET), STRIPE_WEBHOOK_SECRET)))
+    gate = threading.Barrier(len(parsed))
+    out: list[Any] = [None] * len(parsed)
+
+    def run(i: int) -> None:
+        gate.wait()
+        try:
+            out[i] = webhooks.receive(svc.deps, parsed[i], False)
+        except Exception as e:  # the test names it
+            out[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(parsed))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not [x for x in out if not isinstance(x, webhooks.Received)], out
+    return out
+
+
+def test_one_event_delivered_twice_at_once_is_applied_once(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    vid, _, _ = _charged(svc)
+    ev = event("charge_refunded")
+    first, second = _at_once(svc, ev, ev)
+    assert sorted([first.duplicate, second.duplicate]) == [False, True], (first, second)
+    assert [a for _, a, _ in _refunds(svc, vid)] == [Decimal("10.0000")]
+
+
+def test_two_refund_reports_at_once_record_the_refund_once(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    """Two outside refunds (10.00, then 2.00 more: Stripe reports 10.00 and 12.00) whose
+    events are handled at once: the visit's lock puts one after the other, so 12.00 is
+    recorded in all, not 22.00."""
+    svc, _ = stripe_svc
+    vid, _, _ = _charged(svc)
+    _at_once(svc, event("charge_refunded"),
+             event("charge_refunded", id="evt_1QRefundDash02", created=1767261100,
+                   obj_amount_refunded=1200))
+    assert sum(a for _, a, _ in _refunds(svc, vid)) == Decimal("12.0000")
