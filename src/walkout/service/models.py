@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -177,6 +178,35 @@ class RunnerCheckpoint(Base):
     chunk: Mapped[int] = mapped_column(Integer)
     t: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime]
+
+
+class StreamChunk(Base):
+    """One chunk of a live sensor stream as the engine stepped on it (its input), journaled
+    before the step (``walkout.service.live_state``). A live source cannot be read again
+    after a crash, so these rows are what a restart replays, from the last
+    :class:`EngineSnapshot` on; the rows up to a snapshot are deleted with it."""
+
+    __tablename__ = "stream_chunks"
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    t: Mapped[float] = mapped_column(Float)  # stream time the chunk ends at
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    recorded_at: Mapped[datetime]
+
+
+class EngineSnapshot(Base):
+    """The live engine's whole state after ``chunk`` of a live stream (one row per stream,
+    replaced as it goes), so that a restart need not replay the stream from its beginning.
+    ``code`` names the engine code and store file it was made with: another version does not
+    load it."""
+
+    __tablename__ = "engine_snapshots"
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer)
+    t: Mapped[float] = mapped_column(Float)
+    code: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
 
 
 class CartLine(Base):

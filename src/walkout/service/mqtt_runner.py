@@ -12,24 +12,33 @@ A live store's runner ignores an end-of-stream message (counted as rejected
 ``end_not_accepted``): anybody who can publish on the broker could otherwise stop its engine.
 ``accept_end`` (``walkout serve --accept-end``) obeys it, for replays and simulations.
 
-A live stream cannot be replayed from its beginning after a crash the way a recording can:
-each start of the runner is a stream of its own (its event-log source carries the start time),
-so a restart never mistakes its new events for the old run's.
+A live stream cannot be replayed from its beginning after a crash the way a recording can, so
+the runner journals every chunk it steps on and snapshots the engine every few minutes
+(:mod:`walkout.service.live_state`): a restart, after a crash or a clean stop, continues the
+store's stream where it was, with everybody inside still bound to their visit. A stream that
+ended (``accept_end``), or whose state the code cannot load (an upgrade), is followed by a new
+one, whose event-log source carries its start time.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any
 
+from sqlalchemy import func, select
+
+from walkout.cart.sessions import SessionState
 from walkout.engine import Engine, EngineConfig
 from walkout.events import Alert, GateEvent, KeypointFrame
-from walkout.service import live, store_mode
+from walkout.service import live, live_state, store_mode
+from walkout.service.clock import aware
 from walkout.service.deps import Deps
+from walkout.service.models import RunnerCheckpoint, Visit
 from walkout.service.runner import LiveRunner, _issued
-from walkout.sources.mqtt import MqttPublisher, MqttSource, PublishRefused, split_url
+from walkout.sources.mqtt import Chunk, MqttPublisher, MqttSource, PublishRefused, split_url
 from walkout.store.model import Store
 
 log = logging.getLogger("walkout.service.mqtt_runner")
@@ -46,7 +55,8 @@ class MqttRunner(LiveRunner):
 
     def __init__(self, url: str, store: Store, *, client_id: str | None = None,
                  config: EngineConfig | None = None, poll_s: float = 0.2,
-                 accept_end: bool = False, silent_after_s: float = 10.0) -> None:
+                 accept_end: bool = False, silent_after_s: float = 10.0,
+                 snapshot_every_s: float = 300.0, keep_state: bool = True) -> None:
         self.url, wire_name = split_url(url)
         self.store_name = wire_name or store.name
         self._store = store
@@ -55,7 +65,17 @@ class MqttRunner(LiveRunner):
         self.poll_s = poll_s
         self.accept_end = accept_end
         self.silent_after_s = silent_after_s  # a camera or gondola quiet this long: alerted
-        self.source = f"mqtt:{self.store_name}:{time.strftime('%Y%m%dT%H%M%S')}"
+        #: the stream's event-log source: a new one here, the store's open stream once
+        #: :meth:`run` found one to continue
+        self.source = f"{self.stream_prefix}{time.strftime('%Y%m%dT%H%M%S')}"
+        #: journal and snapshots (live_state): off for an engine on Ray, whose state lives in
+        #: its actors
+        self.keep_state = keep_state
+        self.snapshot_every_s = snapshot_every_s
+        self.resumed_from: int | None = None  # the chunk a restart continued after
+        self._snap_t = -math.inf  # stream time of the last snapshot
+        self._origin: float | None = None  # the stream's first chunk start
+        self.engine: Engine | None = None
         self.speed = None
         self.stop_after_chunk = None
         self.chunks_done = 0
@@ -71,6 +91,11 @@ class MqttRunner(LiveRunner):
     @property
     def store(self) -> Any:
         return self._store
+
+    @property
+    def stream_prefix(self) -> str:
+        """What every stream of this store's event-log sources starts with."""
+        return f"mqtt:{self.store_name}:"
 
     def _gate_log(self) -> list[GateEvent]:
         return self._gates
@@ -88,38 +113,38 @@ class MqttRunner(LiveRunner):
                 "notes": notes}
 
     def run(self, d: Deps, stop: threading.Event | None = None) -> None:
-        eng = self._engine()  # in-process, or its stages on Ray (``serve --ray``)
-        seen = {"gates": 0, "shelf": 0, "decisions": 0, "cases": 0, "lines": 0, "receipts": 0}
+        eng, seen = self._restore(d)
+        self.engine = eng  # while it runs, and after: what it decided (tests, tools)
         src = self._src = MqttSource(self.url, self.store, self.store_name,
                                      client_id=self.client_id, chunk_s=self.config.chunk_s,
                                      accept_end=self.accept_end,
-                                     silent_after_s=self.silent_after_s)
+                                     silent_after_s=self.silent_after_s,
+                                     manual_ack=self.keep_state)
+        if self._origin is not None:  # a continued stream: its chunks go on from there
+            src.resume(self._origin, self.chunks_done, self._idle_s)
         pub = MqttPublisher(self.url, client_id=f"{self.client_id}-results")
         try:
             src.start()
             log.info("consuming %s (store %r on the wire) as %s", self.url, self.store_name,
                      self.client_id)
+            self._publish(pub, eng)  # what a restart's replay issued and nobody was told
             while not src.finished:
                 if stop is not None and stop.is_set():
+                    self._snapshot(d, eng, seen)  # a clean stop: the restart replays nothing
                     return
-                for block, frames, gates, now in src.poll(self.poll_s):
-                    self._gates += gates
-                    self._admit(d, gates)
-                    # the operator's restock mode, at the chunk's start as in LiveRunner.run
-                    t0 = self._t if self.chunks_done else now - self.config.chunk_s
-                    if self.chunks_done == 0:
-                        store_mode.carry_over(d, self.source, t0)
-                    store_mode.apply_modes(d, eng, self.source, self.chunks_done, t0)
-                    eng.step(block, frames, self._opened(d, gates), now)
-                    self._t = now
-                    self.chunk_frames = frames
-                    self._persist(d, eng, seen, self.chunks_done, now)
-                    self.chunks_done += 1
-                    self._publish(pub, eng)
+                for chunk in src.poll(self.poll_s):
+                    if self._origin is None:
+                        self._origin = src.origin
+                    self._step(d, eng, seen, chunk, committed=-1, pub=pub)
+                    # journaled: what the broker delivered for it can be let go
+                    src.acknowledge(chunk[3])
                 self._device_alerts(d, pub, eng, src.take_alerts())
             eng.finish()
             self._persist(d, eng, seen, self.chunks_done + 1, self._t)
             self._publish(pub, eng)
+            if self.keep_state:
+                live_state.forget_stream(d, self.source)  # ended: the next start is a new one
+                src.acknowledge(math.inf)
             st = src.stats
             log.info("end of stream: %d messages accepted, %d duplicates, %d late, %d missing, "
                      "rejected %s; %d receipts published", st.accepted, st.duplicates, st.late,
@@ -133,6 +158,111 @@ class MqttRunner(LiveRunner):
             except PublishRefused as e:  # each refusal was logged with its topic as it came
                 log.error("results refused by the broker: %s", e)
             pub.close()
+
+    def _step(self, d: Deps, eng: Engine, seen: dict[str, int], chunk: Chunk, committed: int,
+              pub: MqttPublisher | None) -> None:
+        """One chunk: journaled (a fresh one), the operator's inputs due, the engine's step,
+        its outputs committed. ``committed``: the last chunk whose outputs a previous run
+        committed (a replayed chunk up to it writes nothing again); ``pub`` None: a replayed
+        chunk, whose results were published when it was new."""
+        block, frames, gates, now = chunk
+        i = self.chunks_done
+        if self.keep_state and pub is not None:
+            live_state.journal(d, self.source, i, now, (self._origin, chunk))
+        self._gates += gates
+        if i > committed:  # admitted before the restart otherwise (or erased since)
+            self._admit(d, gates)
+        # the operator's restock mode, at the chunk's start as in LiveRunner.run
+        t0 = self._t if i else now - self.config.chunk_s
+        if i == 0 and i > committed:
+            store_mode.carry_over(d, self.source, t0)
+        store_mode.apply_modes(d, eng, self.source, i, t0, fresh=i > committed)
+        eng.step(block, frames, self._opened(d, gates), now)
+        self._t = now
+        self.chunk_frames = frames
+        self._persist(d, eng, seen, i, now, log_rows=i > committed, fresh=i >= committed)
+        self.chunks_done = i + 1
+        if pub is not None:
+            self._publish(pub, eng)
+        elif i <= committed:  # published before the restart (the rest: once connected)
+            self.published["receipts"] = len(_issued(eng))
+            self._engine_alerts = len(eng.alerts)
+        if pub is not None and now - self._snap_t >= self.snapshot_every_s:
+            self._snapshot(d, eng, seen)
+
+    # ---- surviving a restart (live_state) ----------------------------------------------------
+
+    def _restore(self, d: Deps) -> tuple[Engine, dict[str, int]]:
+        """The engine to run on: the store's open stream continued (its snapshot loaded, its
+        journal after it replayed), or a fresh one for a new stream."""
+        seen = {"gates": 0, "shelf": 0, "decisions": 0, "cases": 0, "lines": 0, "receipts": 0}
+        self._idle_s = 0.0
+        if self.ray_address:
+            self.keep_state = False
+            log.warning("an engine on Ray keeps no state across restarts: each start of the "
+                        "service begins a new stream")
+        stream = live_state.open_stream(d, self.stream_prefix, self.store) \
+            if self.keep_state else None
+        if stream is None:
+            return self._engine(), seen
+        if stream.lost is not None:
+            return self._lost(d, stream), seen
+        self.source = stream.source
+        eng = self._engine()
+        if stream.state is not None:
+            st = stream.state
+            eng, seen = st["engine"], st["seen"]
+            self._gates, self.published = st["gates"], st["published"]
+            self._engine_alerts, self._t, self._origin = st["engine_alerts"], st["t"], st["origin"]
+            self.chunks_done = st["chunks_done"]
+            self.__dict__["_live_state"] = st["live"]
+            self._snap_t = self._t
+        with d.sessions() as s:
+            cp = s.get(RunnerCheckpoint, self.source)
+            committed = cp.chunk if cp else -1
+            last_at = cp.updated_at if cp else None
+        for i, (origin, chunk) in stream.chunks:
+            assert i == self.chunks_done, (i, self.chunks_done)
+            self._origin = origin
+            self._step(d, eng, seen, chunk, committed, pub=None)
+        self.resumed_from = self.chunks_done - 1
+        if last_at is not None:  # the real time the stream stood still
+            self._idle_s = max(0.0, (d.clock.now() - aware(last_at)).total_seconds())
+        inside = sum(1 for x in eng.book.sessions.values() if x.state == SessionState.OPEN)
+        log.info("continuing stream %s after chunk %d (snapshot at %d, %d chunks replayed): "
+                 "%d people inside", self.source, self.resumed_from, stream.snapshot_chunk,
+                 len(stream.chunks), inside)
+        return eng, seen
+
+    def _lost(self, d: Deps, stream: live_state.Stream) -> Engine:
+        """A stream whose state cannot be loaded: a new one begins, and says what was lost."""
+        eng = self._engine()
+        with d.sessions() as s:
+            inside = s.scalar(select(func.count()).select_from(Visit)
+                              .where(Visit.state == "open")) or 0
+        msg = (f"the engine's state of stream {stream.source} was not continued: {stream.lost}. "
+               f"{inside} visits were open: whoever is inside is an unbound person to this "
+               "engine until they leave, and their visits are checked out for review after "
+               "max_visit_s")
+        log.error("%s", msg)
+        eng.alerts.append(Alert(stream.t, "engine_state_lost", msg, stream.source))
+        live_state.forget_stream(d, stream.source)
+        return eng
+
+    def _snapshot(self, d: Deps, eng: Engine, seen: dict[str, int]) -> None:
+        """Save the engine's state after the last chunk stepped (whose outputs are committed)
+        and drop the journal up to it."""
+        if not self.keep_state or self.chunks_done == 0:
+            return
+        state = {"engine": eng, "seen": seen, "gates": self._gates, "published": self.published,
+                 "engine_alerts": self._engine_alerts, "t": self._t, "origin": self._origin,
+                 "chunks_done": self.chunks_done, "live": live.state_of(self)}
+        t0 = time.perf_counter()
+        size = live_state.save_snapshot(d, self.source, self.chunks_done - 1, self._t,
+                                        self.store, state)
+        self._snap_t = self._t
+        log.info("engine snapshot after chunk %d: %.1f MB in %.0f ms", self.chunks_done - 1,
+                 size / 1e6, (time.perf_counter() - t0) * 1e3)
 
     def _publish(self, pub: MqttPublisher, eng: Engine) -> None:
         """What the engine issued since the last call: receipts, then alerts."""

@@ -79,9 +79,9 @@ def split_url(url: str) -> tuple[str, str | None]:
     return f"mqtt://{host}:{port}", name or None
 
 
-def _client(client_id: str) -> mqtt.Client:
+def _client(client_id: str, manual_ack: bool = False) -> mqtt.Client:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                    protocol=MQTTProtocolVersion.MQTTv5)
+                    protocol=MQTTProtocolVersion.MQTTv5, manual_ack=manual_ack)
     c.reconnect_delay_set(1, 2)  # a restarted broker is back within a second or two
     c.max_inflight_messages_set(1000)  # QoS 1 throughput is bound by acks in flight
     c.max_queued_messages_set(0)  # never drop: publishes wait in memory while disconnected
@@ -478,12 +478,24 @@ class _Seen:
 _Msg = wire.PlateMessage | wire.KeypointMessage | wire.GateMessage
 
 
+class _Ack:
+    """A received QoS 1 message's acknowledgement, sent once what it carries is safe: ``t``
+    the newest time of its data the stream took in (-inf: none, it was dropped or refused),
+    ``open`` while it still waits to be taken in or refused (its device's clock)."""
+
+    __slots__ = ("mid", "open", "t")
+
+    def __init__(self, mid: int) -> None:
+        self.mid, self.t, self.open = mid, -math.inf, False
+
+
 class _Held(NamedTuple):
     """A decoded message waiting (for its device's clock, or for the stream's first chunk)."""
 
     m: _Msg
     t_src: float  # its source time (the last sample of a plate batch)
     recv: float  # monotonic time it arrived
+    ack: _Ack | None = None  # with ``manual_ack``: its acknowledgement
 
 
 _MAX_HELD = 1000  # gate scans kept per gate before the stream's first chunk is placed
@@ -523,7 +535,7 @@ class MqttSource:
         client_id: str = "walkout-engine", chunk_s: float = 5.0, reorder_window_s: float = 0.5,
         silent_after_s: float = 10.0, skew_tolerance_s: float = 0.25, skew_min_obs: int = 10,
         session_expiry_s: int = 3600, end_grace_s: float = 10.0, accept_end: bool = False,
-        max_jump_s: float = 30.0, max_inbox: int = 100_000,
+        max_jump_s: float = 30.0, max_inbox: int = 100_000, manual_ack: bool = False,
     ) -> None:
         for name, value, positive in (
             ("chunk_s", chunk_s, True), ("reorder_window_s", reorder_window_s, False),
@@ -555,7 +567,12 @@ class MqttSource:
         #: the devices that must send all the time: silent when never heard from as well
         self._periodic = [f"cameras/{c.id}" for c in store.cameras] + [
             f"plates/{g}" for g in dict.fromkeys(self._plate_gondola.values())]
-        self._inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue(max_inbox)
+        self._inbox: queue.Queue[tuple[str, bytes, float, int]] = queue.Queue(max_inbox)
+        #: acknowledge a message only once what it carries is safe (:meth:`acknowledge`), not
+        #: on receipt: a consumer that dies loses nothing the broker delivered
+        self.manual_ack = manual_ack
+        self._acks: deque[_Ack] = deque()  # in the order received: acknowledged in that order
+        self._cur: _Ack | None = None  # the message being handled
         self._overflow = 0  # written by the network thread only
         self._overflow_counted = 0
         self._closing = False
@@ -587,12 +604,14 @@ class MqttSource:
 
     def start(self, timeout: float = 10.0) -> MqttSource:
         """Connect and subscribe; returns once the broker confirmed the subscriptions."""
-        c = self._client = _client(self.client_id)
+        c = self._client = _client(self.client_id, self.manual_ack)
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
+        if self.manual_ack:  # up to a chunk's messages wait for their acknowledgement
+            props.ReceiveMaximum = 65535
         self._closing = False
         c.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
         c.loop_start()
@@ -626,7 +645,8 @@ class MqttSource:
         # the network thread only stamps and queues: decoding happens in the consumer's thread.
         # A full queue first pushes back (the broker holds what it cannot deliver), bounded so
         # that keep-alives still go out
-        item = (msg.topic, msg.payload, time.monotonic())
+        mid = msg.mid if self.manual_ack and msg.qos else 0  # QoS 0 needs no acknowledgement
+        item = (msg.topic, msg.payload, time.monotonic(), mid)
         try:
             self._inbox.put(item, timeout=0.0 if self._closing else self.inbox_wait_s)
         except queue.Full:
@@ -652,6 +672,23 @@ class MqttSource:
 
     # -- the stream ---------------------------------------------------------------------------
 
+    @property
+    def origin(self) -> float | None:
+        """Start of the stream's first chunk (None until the earliest data placed it)."""
+        return self._origin
+
+    def resume(self, origin: float, chunks: int, idle_s: float = 0.0) -> None:
+        """Continue a stream of which a previous consumer released ``chunks`` chunks from
+        ``origin`` (its engine's state was restored, ``walkout.service.live_state``): the
+        chunks go on from there and what arrives for time already released is late.
+        ``idle_s``: the real time since that consumer's last chunk, so that the first data
+        after the gap is not refused as a jump of the stream's clock."""
+        if self._origin is not None:
+            raise RuntimeError("MqttSource.resume: the stream has started already")
+        self._origin, self._k, self._first = origin, chunks, origin
+        self._watermark = self._edge(chunks)
+        self._wm_recv = time.monotonic() - max(0.0, idle_s)
+
     def __iter__(self) -> Iterator[Chunk]:
         while not self.finished:
             yield from self.poll(0.2)
@@ -660,7 +697,7 @@ class MqttSource:
         """Handle what arrived (waiting up to ``timeout`` for the first) and return the chunks
         now complete, oldest first."""
         try:
-            item: tuple[str, bytes, float] | None = self._inbox.get(timeout=timeout)
+            item: tuple[str, bytes, float, int] | None = self._inbox.get(timeout=timeout)
         except queue.Empty:
             item = None
         n = 0
@@ -688,6 +725,21 @@ class MqttSource:
         out, self._ready = self._ready, []
         return out
 
+    def acknowledge(self, upto: float) -> int:
+        """Acknowledge, in the order received, the messages whose data is all before ``upto``
+        (the end of the last chunk the caller made safe, e.g. journaled) or that carried
+        nothing the stream took in; stops at the first that must wait. With ``manual_ack``
+        only; returns how many were acknowledged. What stays unacknowledged, the broker
+        delivers again to the next consumer of the session."""
+        n = 0
+        client = self._client
+        while self._acks and not self._acks[0].open and self._acks[0].t < upto:
+            a = self._acks.popleft()
+            if client is not None:
+                client.ack(a.mid, 1)
+            n += 1
+        return n
+
     def take_alerts(self) -> list[Alert]:
         out, self.alerts = self.alerts, []
         return out
@@ -698,9 +750,13 @@ class MqttSource:
         self.stats.rejected[reason] += 1
         log.warning("rejected message on %s: %s (%s)", where, reason, detail)
 
-    def _handle(self, topic: str, payload: bytes, recv: float) -> None:
+    def _handle(self, topic: str, payload: bytes, recv: float, mid: int = 0) -> None:
         """One message: accepted, held, or counted under a reason; never an exception."""
         self.stats.received += 1
+        self._cur = None
+        if self.manual_ack and mid:
+            self._cur = _Ack(mid)
+            self._acks.append(self._cur)
         try:
             self._dispatch(topic, payload, recv)
         except wire.WireError as e:
@@ -748,7 +804,8 @@ class MqttSource:
         if dev in self._silent:
             self._silent.discard(dev)
             self.skew.reset(dev)  # it may have rebooted with another clock
-            self._suspects.pop(dev, None)
+            for sus in self._suspects.pop(dev, []):
+                _close(sus)
             log.warning("device %s is sending again", dev)
             gone = recv - self._heard[dev] if dev in self._heard else None
             t = self._watermark if math.isfinite(self._watermark) else 0.0
@@ -756,7 +813,9 @@ class MqttSource:
                 f" after {gone:.1f} s of silence" if gone is not None else ""), dev))
         self._never.discard(dev)
         self._heard[dev] = recv
-        h = _Held(m, t_src, recv)
+        h = _Held(m, t_src, recv, self._cur)
+        if self._cur is not None:
+            self._cur.open = True  # until it is taken in or refused
         if dev.startswith(_PERIODIC):
             self._periodic_message(dev, h)
         elif self._origin is None:  # a gate scan is placed once the first chunk is
@@ -796,6 +855,7 @@ class MqttSource:
             self._admit_held(dev)
 
     def _implausible(self, dev: str, h: _Held, why: str) -> None:
+        _close(h)
         self._reject(dev, "implausible_time", f"seq {h.m.seq} stamped t={h.t_src:.3f} s "
                      f"{h.t_src - h.recv:+.1f} s from its arrival: {why}")
 
@@ -809,6 +869,7 @@ class MqttSource:
 
     def _admit_safe(self, dev: str, h: _Held) -> None:
         """:meth:`_admit`, with whatever it refuses counted (it is this message's only count)."""
+        _close(h)
         try:
             self._admit(dev, h)
         except wire.WireError as e:
@@ -890,6 +951,8 @@ class MqttSource:
                 log.info("plate batch of %s (seq %d): %d samples already in kept as first "
                          "received", dev, m.seq, repeated)
             t_first, t_new = float(ts[keep][0]), float(ts[-1])
+            if h.ack is not None:
+                h.ack.t = t_new
         else:
             t = h.t_src + c
             if t < released:
@@ -903,6 +966,8 @@ class MqttSource:
                 self._gate_events.append(
                     GateEvent(t, e.gate_id, e.kind, e.credential, e.party_size) if c else e)
             t_first = t_new = t
+            if h.ack is not None:
+                h.ack.t = t
         self.stats.accepted += 1
         if periodic:  # event-only devices are too rare to date the stream or place its chunks
             self._first = min(self._first, t_first)
@@ -1000,6 +1065,7 @@ class MqttSource:
             self._place(math.floor(self._first / self.chunk_s) * self.chunk_s)
         for dev in list(self._held):  # gate scans with no camera or plate data to date them
             for h in self._held.pop(dev):
+                _close(h)
                 self._late(dev, h.m.seq, h.t_src, math.inf)
         if self._origin is None:
             self.finished = True
@@ -1045,6 +1111,13 @@ class MqttSource:
         gates = [g for g in self._gate_events if g.t < b]
         self._gate_events = [g for g in self._gate_events if g.t >= b]
         return block, frames, gates, float(b)
+
+
+def _close(h: _Held) -> None:
+    """The held message is decided (taken in, late or refused): its acknowledgement may go
+    once the data it gave, if any, is safe."""
+    if h.ack is not None:
+        h.ack.open = False
 
 
 # ---- a private broker (tests, benchmarks) -------------------------------------------------
