@@ -252,6 +252,41 @@ class Engine:
                  *(e.t_start - pad for e in self._pending)]) - keep
         self.tracker.forget_before(t)
 
+    # ---- a stream that runs for days ---------------------------------------------------------
+
+    def idle(self, now: float, quiet_s: float = 60.0) -> bool:
+        """Whether nothing in the store is left to decide: no track seen for ``quiet_s``, no
+        scan or birth waiting for its binding, no exit settling, no event waiting for
+        attribution, no review case open, and no plate change in progress that began while
+        somebody could have made it (a store's plates are never all still: one that began
+        since, nobody's hand reaches, in this engine or the next). Then the store's next
+        stream may begin here (:meth:`successor`)."""
+        pad = max(self.config.attribution.pad_s, self.config.evidence_pad_s)
+        return (not self._pending and not self._exits and not self._exit_waiting
+                and self.book.idle() and not self.tracker.seen_since(now - quiet_s)
+                and not any(c.open for c in self.cases.values())
+                and self.shelf.earliest_open() >= now - quiet_s + pad)
+
+    def successor(self, now: float) -> Engine:
+        """The engine of the store's next stream, begun while the store is :meth:`idle`: the
+        shelves go on (plate baselines, noise, stock), people and their decisions do not, so
+        a store's engine keeps no visit in memory for longer than a stream lasts (its
+        privacy promise, and its memory). A session still open (its shopper lost and gone
+        without an exit seen) gets its receipt here, as at the end of a stream."""
+        for s in self.book.sessions.values():
+            if s.state == SessionState.OPEN and s.bound:
+                self.alerts.append(Alert(now, "no_exit_seen", "session still open when the "
+                                         "store was empty: its receipt is issued as it is",
+                                         s.session_id))
+                self._issue(s)
+        nxt = Engine(self.store, self.config)
+        nxt.shelf = self.shelf
+        self.shelf.forget_events()
+        nxt._shelf_seen = len(self.shelf.alerts)
+        nxt._recent = self._recent
+        nxt._now = nxt._meet_t = nxt._floor_t = now
+        return nxt
+
     def finish(self) -> None:
         """End of stream: settle everything and close every open session."""
         new = self.shelf.flush()

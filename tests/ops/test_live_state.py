@@ -14,16 +14,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from walkout.engine import Engine, EngineConfig
 from walkout.service import live_state
 from walkout.service.db import make_engine, upgrade
 from walkout.service.deps import Deps
-from walkout.service.models import EngineEvent, EngineSnapshot, RunnerCheckpoint, StreamChunk
+from walkout.service.models import (
+    CartLine,
+    EngineEvent,
+    EngineSnapshot,
+    RunnerCheckpoint,
+    StreamChunk,
+    Visit,
+)
 from walkout.service.mqtt_runner import MqttRunner
 from walkout.service.testing import make_svc
-from walkout.sim.session import simulate
+from walkout.sim.session import SimConfig, simulate
+from walkout.sim.shoppers import ShopperConfig
 from walkout.sources import wire
 from walkout.sources.mqtt import (
     LocalMosquitto,
@@ -148,3 +156,66 @@ def test_a_snapshot_this_code_cannot_load_starts_a_new_stream_and_says_so(
             s.scalars(select(EngineSnapshot.source)))
     assert len(lost) == 1 and old in lost[0] and "upgrade" in lost[0]
     assert rows == []  # the old stream's state is gone, the new one ended
+
+
+def test_an_empty_store_begins_the_next_stream_keeping_the_shelves(
+        mqtt_url: str, tmp_path: Path) -> None:
+    """A stream older than ``roll_after_s`` rolls over when the store is next empty: the new
+    engine holds none of the first shopper's data but the shelves' stock she changed, and a
+    restart after the rollover continues the new stream."""
+    d = _deps(tmp_path)
+    cfg = SimConfig(shoppers=ShopperConfig(mean_arrival_gap_s=80.0))
+    session = simulate(STORE, 2, 3, config=cfg)  # in 18-75 s, out; the next in 113-168 s
+    name = f"ls{uuid.uuid4().hex[:8]}"
+    cid = f"walkout-engine-{name}"
+    MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()
+    msgs, sent = session_messages(session, name)
+    kw = {"roll_after_s": 30.0, "roll_quiet_s": 5.0}
+    try:
+        r1, th1, stop1 = _start(d, mqtt_url, name, **kw)
+        first = r1.source
+        with MqttPublisher(mqtt_url) as pub:
+            for m in msgs:
+                if m.t_send < 130.0:
+                    pub.publish(m.topic, m.payload)
+            pub.flush()
+            deadline = time.monotonic() + 60
+            while r1.source == first or r1.chunks_done < 3:
+                assert th1.is_alive() and time.monotonic() < deadline
+                time.sleep(0.1)
+            stop1.set()
+            th1.join(30)
+            assert not th1.is_alive()
+            for m in msgs:
+                if m.t_send >= 130.0:
+                    pub.publish(m.topic, m.payload)
+            pub.publish(wire.end_topic(name), wire.encode_end(float(session.duration_s), sent))
+            pub.flush()
+        r2, th2, _ = _start(d, mqtt_url, name, **kw)
+        th2.join(120)
+        assert not th2.is_alive()
+    finally:
+        drop_session(mqtt_url, cid)
+    second = r2.source
+    assert second != first and r2.resumed_from is not None
+    assert r2.engine is not None
+    ref_engine = Engine(STORE)
+    ref = ref_engine.run(Sensors.from_session(session))
+    # the second stream's engine knows only the second shopper, and the shelves as they are
+    assert [s.credential for s in r2.engine.book.sessions.values()] == [ref.receipts[1].credential]
+    assert repr(r2.engine.shelf.inventory.__dict__) == repr(ref_engine.shelf.inventory.__dict__)
+    with d.sessions() as s:
+        sources = set(s.scalars(select(RunnerCheckpoint.source)))
+        lines = s.execute(select(Visit.credential, CartLine.product_id,
+                                 func.sum(CartLine.quantity))
+                          .join(CartLine, CartLine.visit_id == Visit.id)
+                          .group_by(Visit.credential, CartLine.product_id)).all()
+        states = list(s.scalars(select(Visit.state)))
+    assert sources == {first, second}
+    got: dict[str, dict[str, int]] = {}
+    for cred, product, q in lines:
+        if q:
+            got.setdefault(cred, {})[product] = int(q)
+    want = {r.credential: {p: q for p, q in r.counts().items() if q} for r in ref.receipts}
+    assert got == want and len(want) == 2
+    assert "open" not in states

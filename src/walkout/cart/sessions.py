@@ -170,6 +170,10 @@ class SessionBook:
             return first  # side by side: the first one through is the likelier
         return next(tr for tr in cands if tr.track_id == best.track_id)
 
+    def idle(self) -> bool:
+        """No scan waits for its person, no birth for its binding."""
+        return not self._scans and not self._births
+
     def unresolved(self) -> set[int]:
         """Ids of tracks born at a gate whose binding is not decided yet (a scan's member, or
         somebody who may turn out to be unbound): what they do cannot be attributed yet."""

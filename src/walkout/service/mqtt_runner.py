@@ -56,7 +56,8 @@ class MqttRunner(LiveRunner):
     def __init__(self, url: str, store: Store, *, client_id: str | None = None,
                  config: EngineConfig | None = None, poll_s: float = 0.2,
                  accept_end: bool = False, silent_after_s: float = 10.0,
-                 snapshot_every_s: float = 300.0, keep_state: bool = True) -> None:
+                 snapshot_every_s: float = 300.0, keep_state: bool = True,
+                 roll_after_s: float | None = 6 * 3600.0, roll_quiet_s: float = 60.0) -> None:
         self.url, wire_name = split_url(url)
         self.store_name = wire_name or store.name
         self._store = store
@@ -75,6 +76,11 @@ class MqttRunner(LiveRunner):
         self.resumed_from: int | None = None  # the chunk a restart continued after
         self._snap_t = -math.inf  # stream time of the last snapshot
         self._origin: float | None = None  # the stream's first chunk start
+        #: a stream this old begins the next one when the store is next empty (None: never)
+        self.roll_after_s = roll_after_s
+        self.roll_quiet_s = roll_quiet_s  # ... and nobody was seen for this long
+        self._t_start: float | None = None  # stream time the stream began
+        self._k0 = 0  # chunks the source released before this stream (earlier streams)
         self.engine: Engine | None = None
         self.speed = None
         self.stop_after_chunk = None
@@ -121,7 +127,7 @@ class MqttRunner(LiveRunner):
                                      silent_after_s=self.silent_after_s,
                                      manual_ack=self.keep_state)
         if self._origin is not None:  # a continued stream: its chunks go on from there
-            src.resume(self._origin, self.chunks_done, self._idle_s)
+            src.resume(self._origin, self._k0 + self.chunks_done, self._idle_s)
         pub = MqttPublisher(self.url, client_id=f"{self.client_id}-results")
         try:
             src.start()
@@ -138,6 +144,13 @@ class MqttRunner(LiveRunner):
                     self._step(d, eng, seen, chunk, committed=-1, pub=pub)
                     # journaled: what the broker delivered for it can be let go
                     src.acknowledge(chunk[3])
+                    if self._t_start is None:
+                        self._t_start = chunk[3]
+                    if (self.roll_after_s is not None and self.keep_state
+                            and chunk[3] - self._t_start >= self.roll_after_s
+                            and eng.idle(chunk[3], self.roll_quiet_s)):
+                        eng, seen = self._roll(d, eng, seen, pub)
+                        self.engine = eng
                 self._device_alerts(d, pub, eng, src.take_alerts())
             eng.finish()
             self._persist(d, eng, seen, self.chunks_done + 1, self._t)
@@ -168,7 +181,7 @@ class MqttRunner(LiveRunner):
         block, frames, gates, now = chunk
         i = self.chunks_done
         if self.keep_state and pub is not None:
-            live_state.journal(d, self.source, i, now, (self._origin, chunk))
+            live_state.journal(d, self.source, i, now, (self._origin, self._k0, chunk))
         self._gates += gates
         if i > committed:  # admitted before the restart otherwise (or erased since)
             self._admit(d, gates)
@@ -214,16 +227,16 @@ class MqttRunner(LiveRunner):
             eng, seen = st["engine"], st["seen"]
             self._gates, self.published = st["gates"], st["published"]
             self._engine_alerts, self._t, self._origin = st["engine_alerts"], st["t"], st["origin"]
-            self.chunks_done = st["chunks_done"]
+            self.chunks_done, self._k0, self._t_start = st["chunks_done"], st["k0"], st["t_start"]
             self.__dict__["_live_state"] = st["live"]
             self._snap_t = self._t
         with d.sessions() as s:
             cp = s.get(RunnerCheckpoint, self.source)
             committed = cp.chunk if cp else -1
             last_at = cp.updated_at if cp else None
-        for i, (origin, chunk) in stream.chunks:
+        for i, (origin, k0, chunk) in stream.chunks:
             assert i == self.chunks_done, (i, self.chunks_done)
-            self._origin = origin
+            self._origin, self._k0 = origin, k0
             self._step(d, eng, seen, chunk, committed, pub=None)
         self.resumed_from = self.chunks_done - 1
         if last_at is not None:  # the real time the stream stood still
@@ -249,14 +262,41 @@ class MqttRunner(LiveRunner):
         live_state.forget_stream(d, stream.source)
         return eng
 
-    def _snapshot(self, d: Deps, eng: Engine, seen: dict[str, int]) -> None:
+    def _roll(self, d: Deps, eng: Engine, seen: dict[str, int],
+              pub: MqttPublisher) -> tuple[Engine, dict[str, int]]:
+        """Begin the store's next stream while it is empty (``roll_after_s``): the old one's
+        last receipts committed and published, its journal and snapshot deleted; the new
+        engine keeps the shelves (``Engine.successor``) and is snapshotted at once, so that a
+        restart finds it. What the old stream's people did stays where the service keeps it
+        (visits, receipts, the event log, under its retention), not in the engine."""
+        nxt = eng.successor(self._t)
+        self._persist(d, eng, seen, self.chunks_done, self._t)
+        self._publish(pub, eng)
+        old = self.source
+        self.source = f"{self.stream_prefix}{time.strftime('%Y%m%dT%H%M%S')}.{self._k0}"
+        if self.source == old:  # pragma: no cover - a stream lasts longer than a second
+            self.source += "b"
+        live_state.forget_stream(d, old)
+        self._k0 += self.chunks_done
+        self.chunks_done = 0
+        self._gates, self.published, self._engine_alerts = [], {"receipts": 0, "alerts": 0}, 0
+        self.__dict__.pop("_live_state", None)
+        self._t_start = self._t
+        seen = {k: 0 for k in seen}
+        self._snapshot(d, nxt, seen, force=True)
+        log.info("stream %s rolled over to %s: the store was empty", old, self.source)
+        return nxt, seen
+
+    def _snapshot(self, d: Deps, eng: Engine, seen: dict[str, int],
+                  force: bool = False) -> None:
         """Save the engine's state after the last chunk stepped (whose outputs are committed)
-        and drop the journal up to it."""
-        if not self.keep_state or self.chunks_done == 0:
+        and drop the journal up to it. ``force``: also before the stream's first chunk."""
+        if not self.keep_state or (self.chunks_done == 0 and not force):
             return
         state = {"engine": eng, "seen": seen, "gates": self._gates, "published": self.published,
                  "engine_alerts": self._engine_alerts, "t": self._t, "origin": self._origin,
-                 "chunks_done": self.chunks_done, "live": live.state_of(self)}
+                 "chunks_done": self.chunks_done, "live": live.state_of(self), "k0": self._k0,
+                 "t_start": self._t_start}
         t0 = time.perf_counter()
         size = live_state.save_snapshot(d, self.source, self.chunks_done - 1, self._t,
                                         self.store, state)

@@ -148,6 +148,13 @@ class ShelfStage:
         gondola (walkout.distributed) merges its parts' alerts into exactly this order."""
         self.alerts[n0:] = sorted(self.alerts[n0:], key=lambda a: alert_key(a, self._index))
 
+    def forget_events(self) -> None:
+        """Drop what is kept per past event (their plates and times, for their alerts) and the
+        alerts passed on: a new stream begins (``Engine.successor``); the plates' state stays."""
+        self._event_plates.clear()
+        self._event_t.clear()
+        self.alerts.clear()
+
     def earliest_open(self) -> float:
         """Start time of the oldest plate change not yet handed out as an event (inf: none):
         an event can come out long after it began (an item held over the shelf), and whoever

@@ -494,6 +494,10 @@ class Tracker:
         """
         return [s.track() for s in self._tracks]
 
+    def seen_since(self, t: float) -> bool:
+        """Whether a track still going on was seen at or after ``t`` (somebody is around)."""
+        return any(not s.ended and s.t_last >= t for s in self._tracks)
+
     def forget_before(self, t: float) -> int:
         """Let every track forget its samples older than ``t`` (its first and last kept; see
         :meth:`_History.forget_before`), except from where two tracks' swap evidence still
