@@ -533,6 +533,29 @@ def bench_shelf(
 
 
 
+@bench_app.command("memory")
+def bench_memory(
+    store: StoreOpt = "small",
+    shoppers: Annotated[int, typer.Option(min=1, help="number of shoppers")] = 300,
+    seed: SeedOpt = 1,
+    every: Annotated[float, typer.Option(min=5, callback=finite,
+                                         help="stream seconds between samples")] = 300.0,
+    keep: Annotated[float, typer.Option(min=1, callback=finite,
+                                        help="track_history_s of the bounded run")] = 300.0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+) -> None:
+    """What the engine holds as the period goes on (a live store's memory and snapshot size),
+    keeping every skeleton sample vs keeping track_history_s; both must decide the same."""
+    from walkout.bench.memory import run_memory_bench
+
+    figures = run_memory_bench(_store(store), shoppers, seed, every, keep,
+                               progress=lambda s: err.print(f"[dim]{s}...[/]"))
+    _print_json(figures, json_path)
+    if not figures["same_outputs"]:
+        err.print("[red]the bounded engine decided differently[/]")
+        raise typer.Exit(1)
+
+
 @app.command("scenarios")
 def scenarios_list() -> None:
     """Named hard-case scenarios of the simulator."""
