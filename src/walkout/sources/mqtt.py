@@ -1022,6 +1022,18 @@ class MqttSource:
                        else f"{dev} sent nothing for {now - last:.1f} s")
                 log.warning("device silent: %s", msg)
                 self.alerts.append(Alert(t, "device_silent", msg, dev))
+                self._settle(dev)
+
+    def _settle(self, dev: str) -> None:
+        """A device fell silent: nothing more will confirm its clock, so what of it waited for
+        that is decided now, as at the end of a stream. Left waiting, a device that died after
+        a few messages (or on a glitched timestamp) held every later acknowledgement back
+        (``manual_ack`` acknowledges in order): the broker stops delivering at the Receive
+        Maximum, and a restart is sent everything since again."""
+        for s in self._suspects.pop(dev, []):
+            self._implausible(dev, s, "its device fell silent before its clock confirmed it")
+        if dev in self._held:
+            self._admit_held(dev)
 
     # -- release ------------------------------------------------------------------------------
 
