@@ -22,6 +22,7 @@ one, whose event-log source carries its start time.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -36,12 +37,15 @@ from walkout.events import Alert, GateEvent, KeypointFrame
 from walkout.service import live, live_state, store_mode
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
-from walkout.service.models import RunnerCheckpoint, Visit
+from walkout.service.models import EngineEvent, RunnerCheckpoint, Visit
 from walkout.service.runner import LiveRunner, _issued
 from walkout.sources.mqtt import Chunk, MqttPublisher, MqttSource, PublishRefused, split_url
 from walkout.store.model import Store
 
 log = logging.getLogger("walkout.service.mqtt_runner")
+
+#: the source's own alerts (:meth:`MqttSource.take_alerts`), which join the engine's
+DEVICE_ALERTS = ("device_silent", "device_back")
 
 
 class MqttRunner(LiveRunner):
@@ -234,10 +238,14 @@ class MqttRunner(LiveRunner):
             cp = s.get(RunnerCheckpoint, self.source)
             committed = cp.chunk if cp else -1
             last_at = cp.updated_at if cp else None
+        logged = self._device_log(d, len(eng.alerts))
         for i, (origin, k0, chunk) in stream.chunks:
             assert i == self.chunks_done, (i, self.chunks_done)
             self._origin, self._k0 = origin, k0
+            self._rejoin(eng, logged)
             self._step(d, eng, seen, chunk, committed, pub=None)
+        self._rejoin(eng, logged)
+        live.state_of(self).alerts = len(eng.alerts)
         self.resumed_from = self.chunks_done - 1
         if last_at is not None:  # the real time the stream stood still
             self._idle_s = max(0.0, (d.clock.now() - aware(last_at)).total_seconds())
@@ -246,6 +254,29 @@ class MqttRunner(LiveRunner):
                  "%d people inside", self.source, self.resumed_from, stream.snapshot_chunk,
                  len(stream.chunks), inside)
         return eng, seen
+
+    def _device_log(self, d: Deps, after: int) -> dict[int, Alert]:
+        """The source's alerts this stream's event log got from index ``after`` on, by index.
+
+        They joined the engine's alerts between two chunks and no chunk carries them, so the
+        engine rebuilt from the journal lacks them; its later alerts took their indexes, and the
+        event log, which holds one row per index, dropped those (:meth:`_rejoin`)."""
+        with d.sessions() as s:
+            rows = s.execute(select(EngineEvent.seq, EngineEvent.payload).where(
+                EngineEvent.source == f"{self.source}/alerts",
+                EngineEvent.kind.in_(DEVICE_ALERTS), EngineEvent.seq >= after))
+            return {seq: Alert(p["t"], p["kind"], p["message"], p["subject"])
+                    for seq, p in ((seq, json.loads(payload)) for seq, payload in rows)}
+
+    def _rejoin(self, eng: Engine, logged: dict[int, Alert]) -> None:
+        """Put the source's alerts back where the first run added them: at the index their
+        event-log row has, which the replay reaches between the same two chunks. They were
+        published then."""
+        published = self._engine_alerts == len(eng.alerts)
+        while (a := logged.get(len(eng.alerts))) is not None:
+            eng.alerts.append(a)
+        if published:
+            self._engine_alerts = len(eng.alerts)
 
     def _lost(self, d: Deps, stream: live_state.Stream) -> Engine:
         """A stream whose state cannot be loaded: a new one begins, and says what was lost."""

@@ -1,0 +1,148 @@
+"""The sensor network's engine killed between two snapshots (``walkout.service.live_state``):
+the restart rebuilds it from the snapshot and the journal, and what it writes afterwards must
+fit what the first run wrote. In process against a real Mosquitto and a SQLite service
+database; "killed" is a stop that skips the clean stop's snapshot, so the journal since the
+last one is what the restart has, as after a SIGKILL between chunks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from walkout.engine import EngineConfig
+from walkout.service import store_mode
+from walkout.service.db import make_engine, upgrade
+from walkout.service.deps import Deps
+from walkout.service.models import EngineEvent
+from walkout.service.mqtt_runner import MqttRunner
+from walkout.service.testing import make_svc
+from walkout.sources import wire
+from walkout.sources.mqtt import LocalMosquitto, MqttPublisher, MqttSource, drop_session
+from walkout.store import load_store
+
+STORE = load_store("small")
+KP = np.zeros((0, 17, 3), np.float32)
+
+
+@pytest.fixture(scope="module")
+def mqtt_url() -> Iterator[str]:
+    try:
+        broker = LocalMosquitto().start()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    yield broker.url
+    broker.close()
+
+
+def _deps(tmp_path: Path) -> Deps:
+    db = make_engine(f"sqlite:///{tmp_path / 'walkout.db'}")
+    upgrade(db)
+    return make_svc(db).deps
+
+
+class _Killable(MqttRunner):
+    """A runner whose stop can be a kill: no snapshot on the way out."""
+
+    killed = False
+
+    def _snapshot(self, d: Deps, eng: Any, seen: dict[str, int], force: bool = False) -> None:
+        if not self.killed:
+            super()._snapshot(d, eng, seen, force)
+
+
+def _start(d: Deps, url: str, name: str, **kw: Any) -> tuple[_Killable, threading.Thread,
+                                                               threading.Event]:
+    runner = _Killable(f"{url}/{name}", STORE, accept_end=True, **kw)
+    stop = threading.Event()
+    th = threading.Thread(target=runner.run, args=(d, stop), daemon=True)
+    th.start()
+    return runner, th, stop
+
+
+def _camera(url: str, name: str, t0: float, t1: float, c02_until: float = 0.0) -> None:
+    """Camera C01 (nobody in view) from ``t0`` to ``t1`` s of stream time, in real time, and
+    C02 until ``c02_until``."""
+    start = time.monotonic()
+    with MqttPublisher(url) as pub:
+        for k in range(round(t0 * 15), round(t1 * 15)):
+            time.sleep(max(0.0, start + k / 15 - t0 - time.monotonic()))
+            for cam in ("C01", "C02") if k / 15 < c02_until else ("C01",):
+                pub.publish(wire.keypoints_topic(name, cam), wire.encode_keypoints(k, k / 15, KP))
+        pub.flush()
+
+
+def _alert_rows(d: Deps, source: str) -> list[tuple[int, str]]:
+    with d.sessions() as s:
+        return list(s.execute(select(EngineEvent.seq, EngineEvent.kind)
+                              .where(EngineEvent.source == f"{source}/alerts")
+                              .order_by(EngineEvent.seq)))
+
+
+def _wait(cond: Any, th: threading.Thread, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert th.is_alive() and time.monotonic() < end
+        time.sleep(0.1)
+
+
+def test_device_alerts_between_chunks_keep_their_place_in_the_event_log_across_a_kill(
+        mqtt_url: str, tmp_path: Path) -> None:
+    """The source's ``device_silent`` alerts join the engine's between two chunks, and are
+    written to the event log at once under the next alert index. They are no chunk's input,
+    so the engine rebuilt from the journal lacked them: its later alerts took their indexes,
+    and the event log, which already had rows there, dropped them (here the operator's
+    ``store_opened``, after a kill): the alert stream and its history lost alerts."""
+    d = _deps(tmp_path)
+    name = f"lsk{uuid.uuid4().hex[:8]}"
+    cid = f"walkout-engine-{name}"
+    MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()  # the broker queues
+    kw: dict[str, Any] = {"config": EngineConfig(chunk_s=1.0), "silent_after_s": 1.0,
+                          "snapshot_every_s": 1e9}  # one snapshot, at the first chunk
+    try:
+        r1, th1, stop1 = _start(d, mqtt_url, name, **kw)
+        cam = threading.Thread(target=_camera, args=(mqtt_url, name, 0.0, 7.0, 3.0))
+        cam.start()
+        # C02 falls silent after the first chunk's snapshot: alerted between two chunks
+        _wait(lambda: any(k == "device_silent" and s > 0 and r1.chunks_done > 1
+                          for s, k in _alert_rows(d, r1.source)), th1)
+        time.sleep(2.5)
+        store_mode.set_mode(d, True, "op", "restock")
+        _wait(lambda: any(k == "store_closed" for _, k in _alert_rows(d, r1.source)), th1)
+        cam.join()
+        r1.killed = True
+        stop1.set()
+        th1.join(30)
+        assert not th1.is_alive()
+        before = _alert_rows(d, r1.source)
+        store_mode.set_mode(d, False, "op")  # while the engine is down
+        r2, th2, _ = _start(d, mqtt_url, name, **kw)
+        _camera(mqtt_url, name, 7.0, 10.0)
+        with MqttPublisher(mqtt_url) as pub:
+            pub.publish(wire.end_topic(name), wire.encode_end(10.0, {"cameras/C01": 150,
+                                                                     "cameras/C02": 45}))
+            pub.flush()
+        th2.join(60)
+        assert not th2.is_alive()
+    finally:
+        drop_session(mqtt_url, cid)
+    assert r2.source == r1.source and r2.resumed_from is not None
+    rows = _alert_rows(d, r1.source)
+    assert rows[:len(before)] == before  # what the first run wrote stays
+    assert "store_opened" in {k for _, k in rows}, rows
+    assert r2.engine is not None
+    assert [k for _, k in rows] == [a.kind for a in r2.engine.alerts]
+    assert [s for s, _ in rows] == list(range(len(rows)))
+    with d.sessions() as s:
+        payloads = [json.loads(p) for p in s.scalars(
+            select(EngineEvent.payload).where(EngineEvent.source == f"{r1.source}/alerts")
+            .order_by(EngineEvent.seq))]
+    assert [p["subject"] for p in payloads] == [a.subject for a in r2.engine.alerts]
