@@ -2,7 +2,7 @@
 
 A store's day is its own (``Store.timezone``): a visit at 23:30 in Paris belongs to that
 evening's day, not to the next UTC one, and a day with a clock change has 23 or 25 hours.
-Two clocks are kept apart on purpose:
+Three clocks are kept apart on purpose:
 
 - **what shoppers did** (visits, buyers, items, receipts' totals, review, visit times) is
   counted on the day the visit *entered*, from the receipt as it stands now (after every review
@@ -11,6 +11,14 @@ Two clocks are kept apart on purpose:
   (``succeeded``), so the figures agree with the provider's statement. A refund decided today
   for last week's visit lowers today's net, not last week's sales. Pending or failed charges
   are not money.
+- **bank chargebacks** (``chargebacks``, from the provider's webhook) count on the day the bank
+  acted: one is *opened* on the day the bank opened it, and its money is *lost* on the day
+  the bank decided against the store (the provider's event closing it as ``lost``): only
+  then is it no longer revenue (``net_after_chargebacks``). Until it is decided its amount is
+  *at risk*, shown on the day it was opened and not subtracted: the store may still win it.
+  (Stripe's balance withdraws the amount when the chargeback opens and returns it if the
+  store wins; its chargeback fee is not known here, and not counted.) Inquiries
+  (``warning_*``: the bank asks, no money moves) are not chargebacks and count nowhere.
 """
 
 from __future__ import annotations
@@ -22,15 +30,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from walkout.checkout.money import Money
 from walkout.service.clock import aware
-from walkout.service.models import Charge, Dispute, Receipt, ReceiptLine, Visit
+from walkout.service.models import Charge, Chargeback, Dispute, Receipt, ReceiptLine, Visit
 
 #: visit states that are not a shopper in the store (the gate turned them away)
 _NOT_ADMITTED = ("refused", "authorizing")
+#: chargeback states in which the bank has not decided yet: the money is withheld, at risk
+_UNDECIDED = ("needs_response", "under_review")
 
 
 @dataclass
@@ -44,6 +54,9 @@ class _Day:
     refunded: Money | None = None
     in_review: int = 0
     disputes: int = 0
+    chargebacks: int = 0
+    at_risk: Money | None = None
+    lost: Money | None = None
     minutes: list[float] = field(default_factory=list)
 
 
@@ -123,10 +136,28 @@ def sales_report(s: Session, *, zone: ZoneInfo, currency: str, first: date, last
         d = day_of(created)
         if d is not None:
             d.disputes += 1
+    for status, amt, opened, closed in s.execute(
+            select(Chargeback.status, Chargeback.amount, Chargeback.opened_at,
+                   Chargeback.closed_at)
+            .where(Chargeback.currency == currency,
+                   or_(and_(Chargeback.opened_at >= lo, Chargeback.opened_at < hi),
+                       and_(Chargeback.closed_at >= lo, Chargeback.closed_at < hi)))):
+        if status.startswith("warning_"):
+            continue  # an inquiry: no money moved, no chargeback (yet)
+        m = Money.of(amt, currency)
+        d = day_of(opened)
+        if d is not None:
+            d.chargebacks += 1
+            if status in _UNDECIDED:
+                d.at_risk = (d.at_risk or zero) + m
+        d = day_of(closed) if status == "lost" and closed is not None else None
+        if d is not None:
+            d.lost = (d.lost or zero) + m
 
     def row(d: _Day) -> dict[str, Any]:
         receipts_total, captured, refunded = (d.receipts or zero, d.captured or zero,
                                               d.refunded or zero)
+        lost = d.lost or zero
         return {
             "visits": d.visits, "shoppers": d.shoppers, "buyers": d.buyers,
             "conversion": round(d.buyers / d.visits, 4) if d.visits else None,
@@ -136,16 +167,20 @@ def sales_report(s: Session, *, zone: ZoneInfo, currency: str, first: date, last
             "captured": _amt(captured), "refunded": _amt(refunded),
             "net": _amt(captured - refunded),
             "in_review": d.in_review, "disputes": d.disputes,
+            "chargebacks": d.chargebacks, "chargebacks_at_risk": _amt(d.at_risk or zero),
+            "chargebacks_lost": _amt(lost),
+            "net_after_chargebacks": _amt(captured - refunded - lost),
             "visit_minutes_median": round(statistics.median(d.minutes), 1)
             if d.minutes else None,
         }
 
     whole = _Day()
     for d in days.values():
-        for k in ("visits", "shoppers", "buyers", "items", "in_review", "disputes"):
+        for k in ("visits", "shoppers", "buyers", "items", "in_review", "disputes",
+                  "chargebacks"):
             setattr(whole, k, getattr(whole, k) + getattr(d, k))
         whole.minutes += d.minutes
-        for k in ("receipts", "captured", "refunded"):
+        for k in ("receipts", "captured", "refunded", "at_risk", "lost"):
             v = getattr(d, k)
             if v is not None:
                 setattr(whole, k, (getattr(whole, k) or zero) + v)
