@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -464,3 +465,41 @@ def test_two_refund_reports_at_once_record_the_refund_once(
              event("charge_refunded", id="evt_1QRefundDash02", created=1767261100,
                    obj_amount_refunded=1200))
     assert sum(a for _, a, _ in _refunds(svc, vid)) == Decimal("12.0000")
+
+
+# ---- what the shopper, the dashboard and the figures see ----------------------------------------
+
+def _at(iso: str | None) -> datetime:
+    assert iso is not None
+    return datetime.fromisoformat(iso).astimezone(UTC)
+
+
+def test_a_shoppers_export_lists_the_chargebacks_of_her_visits(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    """Her bank's chargeback is data about her: the export says what was claimed, how it
+    ended and when, and nothing of the provider's references or the store's deadline."""
+    svc, _ = stripe_svc
+    vid, _, h = _charged(svc)
+    assert svc.client.get("/v1/me/export", headers=h).json()["visits"][0]["chargebacks"] == []
+    _ok(svc, event("charge_dispute_created"))
+    _ok(svc, event("charge_dispute_created", id="evt_1QDisputeLost01",
+                   type="charge.dispute.closed", created=1768500000, obj_status="lost"))
+    data = svc.client.get("/v1/me/export", headers=h).json()
+    [visit] = data["visits"]
+    assert visit["visit_id"] == vid
+    [cb] = visit["chargebacks"]
+    assert cb | {"opened_at": None, "decided_at": None} == {
+        "amount": "16.78", "currency": "EUR", "reason": "fraudulent", "status": "lost",
+        "opened_at": None, "decided_at": None}
+    assert _at(cb["opened_at"]) == datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    assert _at(cb["decided_at"]) == datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
+    text = json.dumps(data)
+    for ref in ("dp_1Q", CH, PI, "evt_1Q", "cus_", "pm_1Q", "2026-01-14"):
+        assert ref not in text, ref
+    # a request made to staff gets the same
+    r = svc.client.post("/v1/admin/privacy/export", json={"email": "ann@example.org"},
+                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert r.json()["accounts"][0]["visits"][0]["chargebacks"] == [cb]
+    # and another shopper's export holds none of it
+    bob = svc.shopper(card="cus_QShopper2:pm_1QCardBob", email="bob@example.org")
+    assert "chargebacks" not in json.dumps(svc.client.get("/v1/me/export", headers=bob).json())

@@ -1,8 +1,9 @@
 """A shopper's rights: export of all their data, and erasure.
 
 The export holds the account, payment-method labels, every visit with the money moved for it
-(hold, capture or release, refunds) and where the cameras placed the visitor on the floor (while
-the event log still has it), receipts, and disputes with their outcome.
+(hold, capture or release, refunds), the chargebacks her bank made of its payment and where the
+cameras placed the visitor on the floor (while the event log still has it), receipts, and
+disputes with their outcome.
 
 Erasure removes what identifies the person — e-mail, name, payment-method tokens, entry codes,
 free-text dispute reasons and the operator's notes on them, receipt e-mail addresses — and
@@ -20,11 +21,13 @@ applied verdict yet (money is still moving).
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from walkout.checkout.money import Money
 from walkout.service import receipting
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
@@ -34,6 +37,7 @@ from walkout.service.models import (
     Account,
     ApiToken,
     Charge,
+    Chargeback,
     Dispute,
     EngineEvent,
     EntryCode,
@@ -84,6 +88,7 @@ def export(d: Deps, account_id: str) -> dict[str, Any]:
                                      "at": _iso(c.created_at)}
                                     for c in s.scalars(select(Charge).where(
                                         Charge.visit_id == v.id).order_by(Charge.id))],
+                        "chargebacks": _chargebacks(s, v.id),
                         "movements": _movements(s, v.credential)} for v in visits],
             "disputes": [{"dispute_id": x.id, "receipt_id": x.receipt_id,
                           "product_id": x.product_id, "quantity": x.quantity,
@@ -202,6 +207,19 @@ def accounts_for_request(d: Deps, email: str | None = None,
                 Account, Account.id == PaymentMethod.account_id).where(
                 PaymentMethod.provider_ref == card_token, Account.kind != "staff")))
     return sorted(ids)
+
+
+def _chargebacks(s: Session, visit_id: str) -> list[dict[str, Any]]:
+    """The chargebacks of the visit's payment: what her bank claimed back and how it ended
+    (``status`` as the provider says it: ``needs_response``/``under_review`` while the bank
+    decides, ``lost``: the bank returned the money to her, ``won``: the store kept it,
+    ``warning_*``: an inquiry, no money moved). Not the provider's ids nor the store's
+    deadline to answer: they are the store's business with the bank, not data about her."""
+    return [{"amount": str(Money(Decimal(cb.amount), cb.currency).amount),
+             "currency": cb.currency, "reason": cb.reason, "status": cb.status,
+             "opened_at": _iso(cb.opened_at), "decided_at": _iso(cb.closed_at)}
+            for cb in s.scalars(select(Chargeback).where(Chargeback.visit_id == visit_id)
+                                .order_by(Chargeback.opened_at, Chargeback.id))]
 
 
 def _movements(s: Session, credential: str) -> list[list[float]]:
