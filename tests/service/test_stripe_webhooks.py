@@ -503,3 +503,75 @@ def test_a_shoppers_export_lists_the_chargebacks_of_her_visits(
     # and another shopper's export holds none of it
     bob = svc.shopper(card="cus_QShopper2:pm_1QCardBob", email="bob@example.org")
     assert "chargebacks" not in json.dumps(svc.client.get("/v1/me/export", headers=bob).json())
+
+
+def test_the_ops_receipt_marks_a_refund_made_outside_walkout(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    _, rid, h = _charged(svc)
+    _ok(svc, event("charge_refunded"))  # 10.00 refunded in the Stripe dashboard
+    assert _decide(svc, _dispute(svc, h, rid, BAR)).status_code == 200  # walkout's: 6.78
+    detail = svc.client.get(f"/v1/ops/receipts/{rid}", headers=svc.gate).json()
+    assert [(c["kind"], c["amount"], c["outside"]) for c in detail["charges"]] == [
+        ("preauth", "50.00", False), ("capture", "16.78", False), ("refund", "10.00", True),
+        ("refund", "6.78", False)]
+    outside = detail["charges"][2]
+    assert "refunded outside walkout" in outside["note"] and "evt_1QRefundDash01" in outside["note"]
+    assert _at(outside["at"]) == datetime(2026, 1, 1, 9, 50, tzinfo=UTC)  # when Stripe made it
+    assert [c["note"] for c in detail["charges"] if not c["outside"]] == [None] * 3
+    assert detail["chargebacks"] == []
+
+
+def test_the_dashboard_lists_open_chargebacks_first_due_and_recent_events_to_check(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    vid, rid, _ = _charged(svc)
+    _ok(svc, event("charge_refunded"))  # needed attention, 8 days ago
+    svc.clock.advance(8 * 86400)
+    _ok(svc, event("charge_dispute_created"))  # due 2026-01-14
+    # a second one on the payment (only to see the order): due two days earlier, first
+    svc.clock.advance(60)
+    _ok(svc, event("charge_dispute_created", id="evt_1QDisputeOpen02",
+                   obj_id="dp_1QWalkout0002", obj_amount=500,
+                   obj_evidence_details={"due_by": 1768435199 - 2 * 86400}))
+    _ok(svc, event("payment_intent_succeeded"))  # nothing to check
+    got = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
+    assert (got["reports"], got["days"]) == (True, 7)
+    assert got["counts"] == {"open_chargebacks": 2, "respond": 2, "attention_events": 2}
+    assert [(c["chargeback_id"], c["amount"], c["receipt_id"], c["respond"])
+            for c in got["open_chargebacks"]] == [
+        ("dp_1QWalkout0002", "5.00", rid, True), ("dp_1QWalkout0001", "16.78", rid, True)]
+    assert [(e["type"], e["object_id"], e["receipt_id"]) for e in got["attention_events"]] == [
+        ("charge.dispute.created", "dp_1QWalkout0002", rid),
+        ("charge.dispute.created", "dp_1QWalkout0001", rid)]
+    wider = svc.client.get("/v1/ops/payment-attention?days=30", headers=svc.gate).json()
+    assert [e["type"] for e in wider["attention_events"]] == [
+        "charge.dispute.created", "charge.dispute.created", "charge.refunded"]
+    # the receipt shows its chargebacks, the visit disputed
+    detail = svc.client.get(f"/v1/ops/receipts/{rid}", headers=svc.gate).json()
+    assert detail["state"] == "disputed"
+    assert [(c["chargeback_id"], c["status"], c["open"], c["respond"])
+            for c in detail["chargebacks"]] == [
+        ("dp_1QWalkout0001", "needs_response", True, True),
+        ("dp_1QWalkout0002", "needs_response", True, True)]
+    assert _at(detail["chargebacks"][0]["evidence_due_by"]).date().isoformat() == "2026-01-14"
+    # evidence sent for one (the bank deciding: nothing to answer), the other lost
+    _ok(svc, event("charge_dispute_created", id="evt_1QDisputeRev02",
+                   type="charge.dispute.updated", created=1767700000,
+                   obj_id="dp_1QWalkout0002", obj_amount=500, obj_status="under_review"))
+    _ok(svc, event("charge_dispute_created", id="evt_1QDisputeLost01",
+                   type="charge.dispute.closed", created=1768500000, obj_status="lost"))
+    got = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
+    assert got["counts"] == {"open_chargebacks": 1, "respond": 0, "attention_events": 3}
+    assert [(c["chargeback_id"], c["status"], c["respond"]) for c in got["open_chargebacks"]] == [
+        ("dp_1QWalkout0002", "under_review", False)]
+    assert got["attention_events"][0]["type"] == "charge.dispute.closed"
+    assert svc.client.get("/v1/ops/payment-attention", headers=svc.shopper(
+        card="cus_QShopper2:pm_1QCardBob", email="bob@example.org")).status_code == 403
+    assert vid == detail["visit_id"]
+
+
+def test_a_ledger_store_reports_no_payment_events(svc: Svc) -> None:
+    got = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
+    assert got["reports"] is False and got["open_chargebacks"] == []
+    assert got["counts"] == {"open_chargebacks": 0, "respond": 0, "attention_events": 0}

@@ -43,7 +43,11 @@ from walkout.checkout.money import Money
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.models import Charge, Chargeback, PaymentWebhookEvent, Receipt, Visit
-from walkout.service.payments.reported import FUNDS_WITHHELD
+from walkout.service.payments.reported import (
+    FUNDS_WITHHELD,
+    OUTSIDE_REFUND_KEY,
+    OUTSIDE_REFUND_LIKE,
+)
 
 if TYPE_CHECKING:  # the library is imported where Stripe is configured, not by every app
     import stripe
@@ -61,8 +65,8 @@ CLOSED = (*FINAL, "warning_closed")
 #: no longer booked as a refund: before it, ``charge.refunded`` follows every partial capture
 BASIL = "2025-03-31"
 #: key of the refund charge that records a refund made outside walkout
-OUTSIDE_KEY = "stripe:{event}:refund"
-_OUTSIDE_LIKE = "stripe:%:refund"
+OUTSIDE_KEY = OUTSIDE_REFUND_KEY
+_OUTSIDE_LIKE = OUTSIDE_REFUND_LIKE
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,13 +366,17 @@ def chargebacks(d: Deps, only_open: bool = False) -> list[dict[str, Any]]:
             "closed_at": _iso(cb.closed_at)} for cb, state, rid in rows]
 
 
-def events(d: Deps, attention: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+def events(d: Deps, attention: bool = False, limit: int = 100,
+           since: datetime | None = None) -> list[dict[str, Any]]:
     """The webhook events received, newest first, with what each did (``GET
-    /v1/ops/payment-events``); ``attention``: only those staff must act on."""
+    /v1/ops/payment-events``); ``attention``: only those staff must act on; ``since``: only
+    those received from then on (the dashboard's recent ones)."""
     with d.sessions() as s:
         q = select(PaymentWebhookEvent)
         if attention:
             q = q.where(PaymentWebhookEvent.outcome == ATTENTION)
+        if since is not None:
+            q = q.where(PaymentWebhookEvent.received_at >= since)
         rows = s.scalars(q.order_by(PaymentWebhookEvent.received_at.desc(),
                                     PaymentWebhookEvent.created_at.desc()).limit(limit))
         return [{"event_id": r.event_id, "type": r.type, "object_id": r.object_id,

@@ -26,7 +26,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from walkout.cart.sessions import STAFF_PREFIX, is_staff_credential
 from walkout.checkout.money import Money
 from walkout.perception.evidence import CLIP_SUFFIX
-from walkout.service import disputes, entry, live, receipting
+from walkout.service import disputes, entry, live, receipting, webhooks
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -54,14 +54,17 @@ from walkout.service.models import (
     AlertAck,
     CartLine,
     Charge,
+    Chargeback,
     Dispute,
     EngineEvent,
     PaymentMethod,
+    PaymentWebhookEvent,
     Receipt,
     ReceiptLine,
     ReviewVerdict,
     Visit,
 )
+from walkout.service.payments.reported import made_outside
 from walkout.service.ratelimit import Limits
 from walkout.service.receipts import normalize_email
 from walkout.service.receipts.mail import mask_email
@@ -83,6 +86,10 @@ PAGES = frozenset({("GET", "/"), ("GET", "/app"), ("GET", "/kiosk"), ("GET", CON
 #: heatmap cell (m); a sample slower than this (m/s) counts as dwelling
 CELL_M = 0.5
 DWELL_MPS = 0.25
+#: how far back the dashboard lists the payment provider's events that needed staff attention
+ATTENTION_DAYS = 7
+#: chargeback states in which the store must answer the bank (with evidence) by its due date
+RESPOND = ("needs_response", "warning_needs_response")
 #: which event-log sources the dashboard's event stream carries, by their suffix
 CHANNELS = {"live": "positions", "alerts": "alert", "gates": "gate", "decisions": "decision",
             "evidence": "review", "health": "health"}
@@ -436,7 +443,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                     s.scalar(select(func.count()).select_from(ReviewVerdict)
                              .where(ReviewVerdict.applied_at.is_not(None))),
                     s.scalar(select(func.count()).select_from(Dispute)),
-                    s.scalar(select(func.count()).select_from(AlertAck)))
+                    s.scalar(select(func.count()).select_from(AlertAck)),
+                    # every chargeback change comes with its provider event
+                    s.scalar(select(func.count()).select_from(PaymentWebhookEvent)))
             last = rows[-1][0] if rows else after
             return out, last, mark
 
@@ -453,8 +462,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                          backlog_s: Annotated[float, Query(ge=0, le=3600)] = 30.0,
                          after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
         """SSE of the event log: ``positions``, ``alert``, ``gate``, ``decision``, ``review``,
-        ``health``; ``changed`` when receipts, verdicts, disputes or alert acknowledgements
-        change. An ``alert`` carries ``acked`` (null while nobody acknowledged it)."""
+        ``health``; ``changed`` when receipts, verdicts, disputes, alert acknowledgements or
+        the payment provider's events (chargebacks) change. An ``alert`` carries ``acked``
+        (null while nobody acknowledged it)."""
 
         auth = request.headers.get("authorization")
 
@@ -476,7 +486,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 if m != mark:
                     if mark is not None:
                         yield _sse("changed", {"receipts": m[0], "applied_verdicts": m[2],
-                                               "disputes": m[3], "alert_acks": m[4]})
+                                               "disputes": m[3], "alert_acks": m[4],
+                                               "payment_events": m[5]})
                     mark = m
                 if events:
                     quiet = 0.0
@@ -630,7 +641,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
     @app.get("/v1/ops/receipts/{receipt_id}")
     def receipt_detail(receipt_id: str, _: Operator) -> dict[str, Any]:
         """A receipt with each line's evidence (the engine's decisions and their scores),
-        its disputes and its money movements."""
+        its disputes, its money movements (``outside``: a refund made outside walkout, which
+        the provider reported; ``note`` says so) and its bank chargebacks."""
         with sessions() as s:
             r = s.get(Receipt, receipt_id)
             if r is None:
@@ -655,9 +667,11 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             out["disputes"] = [disputes.summary(deps, s, d) | {"reason": d.reason}
                                for d in s.scalars(select(Dispute)
                                                   .where(Dispute.receipt_id == r.id))]
-            out["charges"] = [{"kind": c.kind, "status": c.status, "amount": str(
-                Money(Decimal(c.amount), c.currency).amount)} for c in s.scalars(
-                    select(Charge).where(Charge.visit_id == r.visit_id).order_by(Charge.id))]
+            out["charges"] = [_charge_json(c) for c in s.scalars(
+                select(Charge).where(Charge.visit_id == r.visit_id).order_by(Charge.id))]
+            out["chargebacks"] = [_chargeback_json(cb) for cb in s.scalars(
+                select(Chargeback).where(Chargeback.visit_id == r.visit_id)
+                .order_by(Chargeback.opened_at, Chargeback.id))]
             v = s.get(Visit, r.visit_id)
             out["state"] = v.state if v else None
             return out
@@ -689,6 +703,41 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 s.flush()
             dispute_id = existing.id
         return disputes.decide(deps, dispute_id, p.account_id, "refund", body.note)
+
+    # ---- what the payment provider reported: chargebacks, events staff must act on ----------
+
+    @app.get("/v1/ops/payment-attention")
+    def payment_attention(_: Operator,
+                          days: Annotated[int, Query(ge=1, le=90)] = ATTENTION_DAYS
+                          ) -> dict[str, Any]:
+        """What the dashboard's payments card shows: the open bank chargebacks, those the
+        store must answer first, the nearest evidence due date first (past it, the money is
+        lost), and the provider's events that needed staff attention in the last ``days``
+        days (holds gone, captures refused, chargebacks, refunds made outside walkout),
+        newest first, each with its visit's receipt. ``reports``: whether this store's
+        provider reports anything (a Stripe store's webhook)."""
+        since = deps.clock.now() - timedelta(days=days)
+        open_cbs = webhooks.chargebacks(deps, only_open=True)
+        for cb in open_cbs:
+            cb["respond"] = cb["status"] in RESPOND
+        open_cbs.sort(key=lambda cb: (not cb["respond"], cb["evidence_due_by"] is None,
+                                      datetime.fromisoformat(cb["evidence_due_by"] or
+                                                             cb["opened_at"])))
+        events = webhooks.events(deps, attention=True, limit=100, since=since)
+        with sessions() as s:
+            n_events = s.scalar(select(func.count()).select_from(PaymentWebhookEvent).where(
+                PaymentWebhookEvent.outcome == webhooks.ATTENTION,
+                PaymentWebhookEvent.received_at >= since)) or 0
+            vids = sorted({e["visit_id"] for e in events if e["visit_id"]})
+            receipts = dict(s.execute(select(Receipt.visit_id, Receipt.id).where(
+                Receipt.visit_id.in_(vids))).all()) if vids else {}
+        for e in events:
+            e["receipt_id"] = receipts.get(e["visit_id"])
+        return {"reports": deps.settings.payment_provider == "stripe", "days": days,
+                "counts": {"open_chargebacks": len(open_cbs),
+                           "respond": sum(cb["respond"] for cb in open_cbs),
+                           "attention_events": int(n_events)},
+                "open_chargebacks": open_cbs, "attention_events": events}
 
     # ---- store health and analytics ----------------------------------------------------------
 
@@ -931,3 +980,25 @@ def _receipt_json(it: receipting.Issued) -> dict[str, Any]:
                        "unit_price": doc.fmt(ln.unit_price), "amount": doc.fmt(doc.line_total(ln)),
                        **line_tax(ln)} for ln in doc.lines],
             "tax": tax_rows(doc)}  # included in the total, per rate; empty: none itemised
+
+
+def _charge_json(c: Charge) -> dict[str, Any]:
+    """A money movement as a receipt's detail lists it; ``outside``: a refund made outside
+    walkout (the provider's dashboard), which nobody decided here (``note`` says who reported
+    it)."""
+    outside = c.kind == "refund" and made_outside(c.idempotency_key)
+    return {"kind": c.kind, "status": c.status,
+            "amount": str(Money(Decimal(c.amount), c.currency).amount),
+            "at": aware(c.created_at).isoformat(), "outside": outside,
+            "note": c.error if outside else None}
+
+
+def _chargeback_json(cb: Chargeback) -> dict[str, Any]:
+    """A chargeback as a receipt's detail lists it (``GET /v1/ops/chargebacks`` has them all)."""
+    return {"chargeback_id": cb.id, "amount": str(Money(Decimal(cb.amount), cb.currency).amount),
+            "currency": cb.currency, "reason": cb.reason, "status": cb.status,
+            "open": cb.status not in webhooks.CLOSED, "respond": cb.status in RESPOND,
+            "evidence_due_by": None if cb.evidence_due_by is None
+            else aware(cb.evidence_due_by).isoformat(),
+            "opened_at": aware(cb.opened_at).isoformat(),
+            "closed_at": None if cb.closed_at is None else aware(cb.closed_at).isoformat()}

@@ -19,6 +19,17 @@ HOLD_GONE_TYPES = ("payment_intent.canceled", "charge.expired")
 #: chargeback states in which the money is (or may be) the bank's: withdrawn from the store,
 #: returned to the cardholder unless the store wins. Inquiries (``warning_*``) move no money.
 FUNDS_WITHHELD = ("needs_response", "under_review", "lost")
+#: the idempotency key of the refund charge that records a refund made outside walkout (the
+#: provider's dashboard, another tool), one per reporting event; ``OUTSIDE_REFUND_LIKE``
+#: matches every such key in SQL. Walkout's own keys never start with ``stripe:``.
+OUTSIDE_REFUND_KEY = "stripe:{event}:refund"
+OUTSIDE_REFUND_LIKE = "stripe:%:refund"
+
+
+def made_outside(idempotency_key: str) -> bool:
+    """Whether a refund charge records a refund made outside walkout, which the provider
+    reported, rather than one walkout made: staff see it marked, as nobody here decided it."""
+    return idempotency_key.startswith("stripe:") and idempotency_key.endswith(":refund")
 
 
 def hold_gone(s: Session, auth_id: str) -> str | None:

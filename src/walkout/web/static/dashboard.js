@@ -30,7 +30,7 @@
       const c = document.getElementById("conn"); c.textContent = st === "live" ? "live" : "offline";
       c.className = "pill" + (st === "live" ? " live" : "");
     });
-    loadCases();
+    loadCases(); loadPayments();
     requestAnimationFrame(frame);
   }
   // a shared desk browser: the next person must not find the dashboard signed in
@@ -196,7 +196,7 @@
     }
     if (channel === "review") { logEvent("review", ev.t, `case ${ev.data.case_id}: ${ev.data.reasons.join("; ")}`); loadCases(); return; }
     if (channel === "health") { if (current === "health") drawHealth(ev.data); return; }
-    if (channel === "changed") { loadCases(); refreshAcks(); if (current === "receipts") loadReceipts(); if (current === "health") loadStockMoves(); }
+    if (channel === "changed") { loadCases(); refreshAcks(); loadPayments(); if (current === "receipts") loadReceipts(); if (current === "health") loadStockMoves(); }
   }
 
   // ---- review queue -----------------------------------------------------------------------
@@ -346,7 +346,7 @@
     document.getElementById("disputes").replaceChildren(...ds.reverse().map(d => el("li", { "data-dispute": d.dispute_id }, el("button", { class: "row", onclick: () => showReceipt(d.receipt_id) },
       disputed(d), " ", disputeState(d), " ", flagBadge(d)))));
   }
-  async function showReceipt(id) {
+  async function showReceipt(id, focus) {
     const r = await api(token, "GET", "/v1/ops/receipts/" + id);
     const box = document.getElementById("receipt");
     const err = el("p", { class: "error", role: "alert" });
@@ -362,7 +362,60 @@
         // the provider did not confirm the refund: it is still owed, and deciding again retries it
         : d.state === "refunding" ? el("span", {}, " ", el("button", { type: "button", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "refund", note: "retried" })) }, "Retry refund"))
         : null))),
-      el("h3", { text: "Money" }), el("ul", { class: "list" }, r.charges.map(c => el("li", { text: `${c.kind} ${c.amount} · ${c.status}` }))), err);
+      el("h3", { text: "Money" }), el("ul", { class: "list" }, r.charges.map(c => el("li", { "data-kind": c.kind, "data-outside": c.outside ? "true" : null }, `${c.kind} ${c.amount} · ${c.status}`,
+        // a refund made in the provider's dashboard: nobody decided it here, and it caps walkout's own
+        c.outside ? [" ", el("span", { class: "state outside", text: "made outside walkout" }), el("br"), el("span", { class: "muted", text: `${when(c.at)} · ${c.note}` })] : null))),
+      r.chargebacks.length ? [el("h3", { text: "Bank chargebacks" }), el("ul", { class: "list" }, r.chargebacks.map(cb => el("li", { "data-chargeback": cb.chargeback_id },
+        `${cb.amount} ${cb.currency} · ${reasonText(cb.reason)} `, chargebackState(cb), cb.respond && cb.evidence_due_by ? [" · answer by ", dueDate(cb.evidence_due_by)] : null)))] : null,
+      err);
+    if (focus) { const h = box.querySelector("h2"); h.tabIndex = -1; h.focus(); }
+  }
+
+  // ---- what the payment provider reported: bank chargebacks, events staff must act on ------
+  // a chargeback's status in the operator's words; inquiries (warning_*) move no money
+  const CHARGEBACK_STATES = { needs_response: "needs response", under_review: "bank deciding", warning_needs_response: "inquiry: needs response", warning_under_review: "inquiry: bank deciding", warning_closed: "inquiry closed", won: "won", lost: "lost" };
+  const chargebackState = cb => el("span", { class: "state " + (cb.status === "lost" ? "overdue" : cb.respond ? "soon" : cb.status === "won" ? "applied" : "open"), "data-status": cb.status, text: CHARGEBACK_STATES[cb.status] || cb.status.replaceAll("_", " ") });
+  const reasonText = r => r.replaceAll("_", " ");
+  // the evidence due date: the date itself, and how long is left (past it, the money is lost)
+  function dueDate(iso) {
+    const left = (new Date(iso) - Date.now()) / 3600000;
+    const [cls, text] = left < 0 ? ["overdue", "overdue"] : left < 48 ? ["soon", left < 1 ? "due within the hour" : `in ${Math.floor(left)} h`]
+      : [left < 72 ? "soon" : "later", `in ${Math.floor(left / 24)} days`];
+    return el("span", { class: "due-date" }, el("strong", { text: new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) }), " ", el("span", { class: "state " + cls, "data-due": cls, text }));
+  }
+  const EVENT_LABELS = { "charge.dispute.created": "chargeback opened", "charge.dispute.updated": "chargeback updated", "charge.dispute.funds_withdrawn": "chargeback: funds withdrawn",
+    "charge.dispute.funds_reinstated": "chargeback: funds reinstated", "charge.dispute.closed": "chargeback closed", "payment_intent.canceled": "hold gone", "charge.expired": "hold gone",
+    "charge.refunded": "refunded outside walkout" };
+  const openReceipt = (rid, vid) => rid ? el("button", { type: "button", class: "secondary small", "data-receipt": rid, onclick: () => showReceipt(rid, true) }, `Receipt ${rid.slice(0, 8)}`)
+    : vid ? el("span", { class: "muted", text: `visit ${vid.slice(0, 8)} (no receipt yet)` }) : null;
+  // a badge on the tab: its number, and what it counts for screen readers (and as a tooltip)
+  function badge(id, n, what) {
+    const b = document.getElementById(id); b.hidden = !n;
+    fill(b, String(n), el("span", { class: "sr-only", text: ` ${what}` })); b.title = `${n} ${what}`;
+  }
+  let payments = null;
+  async function loadPayments() {
+    payments = await api(token, "GET", "/v1/ops/payment-attention");
+    badge("chargeback-count", payments.counts.open_chargebacks, "open chargebacks");
+    badge("attention-count", payments.counts.attention_events, `payment events to check (last ${payments.days} days)`);
+    if (current === "receipts") drawPayments();
+  }
+  function drawPayments() {
+    const p = payments; if (!p) return;
+    document.getElementById("payments").hidden = !(p.reports || p.open_chargebacks.length || p.attention_events.length);
+    const cols = ["Answer by", "Amount", "Reason", "Status", "Receipt", "Stripe dispute"];
+    fill(document.getElementById("chargebacks"),
+      el("caption", { class: "sr-only", text: "Open bank chargebacks, the most urgent first" }),
+      el("thead", {}, el("tr", {}, cols.map((h, i) => el("th", { scope: "col", class: i === 1 ? "num" : null, text: h })))),
+      el("tbody", {}, p.open_chargebacks.length ? p.open_chargebacks.map(cb => el("tr", { "data-chargeback": cb.chargeback_id },
+        el("td", { class: "due" }, cb.respond && cb.evidence_due_by ? dueDate(cb.evidence_due_by) : el("span", { class: "muted", text: cb.respond ? "no date given" : "evidence sent, nothing to do" })),
+        el("td", { class: "num", text: `${cb.amount} ${cb.currency}` }), el("td", { text: reasonText(cb.reason) }), el("td", {}, chargebackState(cb)),
+        el("td", {}, openReceipt(cb.receipt_id, cb.visit_id)), el("td", { class: "muted", text: cb.chargeback_id })))
+        : [el("tr", {}, el("td", { colspan: cols.length, class: "muted", text: "No open chargeback." }))]));
+    document.getElementById("attention-days").textContent = `last ${p.days} days: ${p.counts.attention_events}`;
+    fill(document.getElementById("payment-events"), p.attention_events.length ? p.attention_events.map(e => el("li", { "data-event": e.event_id, "data-type": e.type },
+      el("strong", { text: when(e.received_at) }), " ", el("span", { class: "state open", text: EVENT_LABELS[e.type] || e.type }), " ", e.detail, " ", openReceipt(e.receipt_id, e.visit_id)))
+      : [el("li", { class: "muted", text: `Nothing to check in the last ${p.days} days.` })]);
   }
 
   // ---- health -----------------------------------------------------------------------------
@@ -490,7 +543,8 @@
   document.getElementById("sales-days").addEventListener("change", () => drawSales());
   const SALES_COLS = [["date", "Day"], ["visits", "Visits"], ["buyers", "Buyers"], ["conversion", "Conversion"],
     ["items", "Items"], ["receipts_total", "Receipts"], ["avg_basket", "Avg basket"], ["captured", "Captured"],
-    ["refunded", "Refunded"], ["net", "Net"], ["in_review", "In review"], ["disputes", "Disputes"],
+    ["refunded", "Refunded"], ["net", "Net"], ["chargebacks", "Chargebacks"], ["chargebacks_at_risk", "At risk"],
+    ["chargebacks_lost", "Lost to chargebacks"], ["net_after_chargebacks", "Net after chargebacks"], ["in_review", "In review"], ["disputes", "Disputes"],
     ["visit_minutes_median", "Median visit (min)"]];
   function salesCell(k, v) {
     if (v === null || v === undefined) return "–";
@@ -520,7 +574,7 @@
 
   function refresh(name) {
     if (name === "review") loadCases();
-    if (name === "receipts") loadReceipts();
+    if (name === "receipts") { loadReceipts(); loadPayments(); }
     if (name === "health") { drawHealth(); loadMode(); loadStockMoves(); }
     if (name === "analytics") { drawAnalytics(); drawSales(); }
   }

@@ -1,0 +1,292 @@
+"""What Stripe reports, on the operations dashboard (Debian's Chromium against the real service):
+the open bank chargebacks with their evidence due dates, the most urgent first, and the payment
+events staff must check, on the Receipts & disputes tab, counted on its tab; a receipt's
+chargebacks and a refund made outside walkout; the chargebacks in the Sales card.
+
+The store is a Stripe store's settings (its webhook mounted, events signed with its secret and
+delivered over HTTP, as Stripe does) with the built-in ledger moving the money, as there is no
+network here; visits are made through the API, no engine runs. SQLite only: what the page
+shows is tested on both databases at the service level (tests/service/test_stripe_webhooks.py,
+tests/ops/test_sales.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, Page, expect
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from walkout.bench.durability import fresh_databases
+from walkout.service.app import create_app
+from walkout.service.clock import SystemClock
+from walkout.service.db import make_engine, session_factory
+from walkout.service.deps import Deps
+from walkout.service.models import Charge, Visit
+from walkout.service.payments.ledger import LedgerProvider
+from walkout.service.settings import ServiceSettings
+
+ADMIN = "wo_web-payments-admin-0123456789abcdef"
+KEY, SECRET = "sk_test_webPayments", "whsec_webPayments0123456789"
+TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+HOUR = 3600
+Watch = Callable[[Page], list[str]]
+
+
+@dataclass
+class Visited:
+    visit_id: str
+    receipt_id: str | None
+    intent: str  # the hold's reference (Stripe's payment intent)
+    charge: str | None  # the capture's (Stripe's charge)
+    cents: int  # what was captured
+
+
+@dataclass
+class Shop:
+    url: str
+    deps: Deps
+    operator: str
+    products: list[str]
+    visits: dict[str, Visited]
+    n_events: int = 0
+
+    def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+        h = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.request(method, self.url + path, headers=h, timeout=30, **kw)
+
+    def enter(self, name: str) -> str:
+        r = self.api("POST", "/v1/accounts", json={"email": f"{name}@example.org", "name": name})
+        assert r.status_code == 201, r.text
+        tok = r.json()["token"]
+        assert self.api("POST", "/v1/me/payment-methods", tok,
+                        json={"provider_ref": f"tok_visa_{name}"}).status_code == 201
+        code = self.api("POST", "/v1/me/entry-code", tok).json()["code"]
+        r = self.api("POST", "/v1/gates/entry/scan", self.operator, json={"code": code})
+        assert r.status_code == 201, r.text
+        return str(r.json()["visit_id"])
+
+    def leave(self, name: str, vid: str) -> None:
+        lines = [{"line_key": f"{vid}:{p}", "product_id": p, "quantity": 1, "event_id": f"e-{p}",
+                  "confidence": 0.9} for p in self.products]
+        assert self.api("POST", f"/v1/visits/{vid}/cart-lines", self.operator,
+                        json={"lines": lines}).status_code == 200
+        r = self.api("POST", f"/v1/visits/{vid}/exit", self.operator)
+        assert r.status_code == 200, r.text
+        with self.deps.sessions() as s:
+            v = s.get(Visit, vid)
+            cap = s.scalar(select(Charge).where(Charge.visit_id == vid, Charge.kind == "capture",
+                                                Charge.status == "succeeded"))
+            assert v is not None and v.auth_id
+            self.visits[name] = Visited(vid, r.json()["receipt_id"], v.auth_id,
+                                        cap.provider_ref if cap else None,
+                                        int(cap.amount * 100) if cap else 0)
+
+    def deliver(self, type_: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """A Stripe event about ``obj``, signed with the webhook secret and posted to the
+        store's webhook as Stripe does: its answer."""
+        self.n_events += 1
+        body = json.dumps({"id": f"evt_web{self.n_events:04d}", "object": "event",
+                           "api_version": "2026-10-28.endive", "created": int(time.time()),
+                           "livemode": False, "type": type_, "data": {"object": obj}})
+        t = int(time.time())
+        mac = hmac.new(SECRET.encode(), f"{t}.{body}".encode(), hashlib.sha256).hexdigest()
+        r = httpx.post(self.url + "/v1/webhooks/stripe", content=body.encode(), timeout=30,
+                       headers={"Content-Type": "application/json",
+                                "Stripe-Signature": f"t={t},v1={mac}"})
+        assert r.status_code == 200 and r.json()["outcome"] != "ignored", r.text
+        return dict(r.json())
+
+    def chargeback(self, name: str, status: str, due_in_s: float | None,
+                   type_: str = "charge.dispute.created", reason: str = "fraudulent") -> None:
+        v = self.visits[name]
+        now = int(time.time())
+        self.deliver(type_, {
+            "id": f"dp_web_{name}", "object": "dispute", "amount": v.cents, "currency": "eur",
+            "charge": v.charge, "payment_intent": v.intent, "created": now - HOUR,
+            "reason": reason, "status": status,
+            "evidence_details": {"due_by": None if due_in_s is None else int(now + due_in_s)}})
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fresh_databases(None, tmp_path_factory.mktemp("webpay"), names=("webpay",)) as (url,):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shop(db_url: str) -> Iterator[Shop]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
+                               bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0,
+                               payment_provider="stripe", stripe_api_key=SecretStr(KEY),
+                               stripe_webhook_secret=SecretStr(SECRET))
+    engine = make_engine(db_url)
+    sessions, clock = session_factory(engine), SystemClock()
+    app = create_app(settings, engine=engine, sessions=sessions, clock=clock,
+                     provider=LedgerProvider(sessions, clock))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    th = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    th.start()
+    end = time.monotonic() + 30
+    while not server.started and time.monotonic() < end:
+        time.sleep(0.05)
+    deps: Deps = app.state.deps
+    r = httpx.post(url + "/v1/admin/staff", json={"role": "operator", "name": "desk"},
+                   headers={"Authorization": f"Bearer {ADMIN}"})
+    assert r.status_code == 201, r.text
+    shop = Shop(url, deps, r.json()["token"], [p.id for p in deps.store.catalogue[:2]], {})
+    for name in ("ann", "bo", "cy", "dee", "fay"):
+        shop.leave(name, shop.enter(name))
+    # Bo's chargeback is past its due date, Ann's due in 30 hours, Cy's evidence was sent
+    shop.chargeback("bo", "needs_response", -2 * HOUR)
+    shop.chargeback("ann", "needs_response", 30 * HOUR, reason="product_not_received")
+    shop.chargeback("cy", "under_review", 5 * 24 * HOUR)
+    # Fay's was lost today: the bank gave her the money back
+    shop.chargeback("fay", "needs_response", 24 * HOUR)
+    shop.chargeback("fay", "lost", None, type_="charge.dispute.closed")
+    # 1.00 of Dee's payment refunded in the Stripe dashboard
+    dee = shop.visits["dee"]
+    shop.deliver("charge.refunded", {"id": dee.charge, "object": "charge", "amount": 5000,
+                                     "amount_captured": dee.cents, "amount_refunded": 100,
+                                     "currency": "eur", "payment_intent": dee.intent})
+    # Eve is inside when her hold is cancelled: her exit captures nothing
+    eve = shop.enter("eve")
+    with deps.sessions() as s:
+        v = s.get(Visit, eve)
+        assert v is not None
+        intent = v.auth_id
+    shop.deliver("payment_intent.canceled", {"id": intent, "object": "payment_intent",
+                                             "cancellation_reason": "requested_by_customer"})
+    shop.leave("eve", eve)
+    try:
+        yield shop
+    finally:
+        server.should_exit = True
+        th.join(30)
+        engine.dispose()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _audit(page: Page, what: str) -> None:
+    found = Axe().run(page, options={"runOnly": {"type": "tag", "values": TAGS}}).response[
+        "violations"]
+    assert not found, f"{what}: " + "; ".join(
+        f"{v['id']}: {' '.join(n['target'][0] for n in v['nodes'][:3])}" for v in found)
+
+
+def test_the_receipts_tab_lists_chargebacks_by_due_date_and_events_to_check(
+        shop: Shop, browser: Browser, csp_watch: Watch,
+        shot: Callable[[Page, str], Path]) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    refused = csp_watch(page)
+    page.goto(f"{shop.url}/#token={shop.operator}")
+    # counted on the tab bar from the start, and named for screen readers
+    tab = page.get_by_role("tab", name=re.compile(
+        r"Receipts & disputes 3 open chargebacks 7 payment events to check"))
+    expect(tab).to_be_visible()
+    expect(page.locator("#chargeback-count")).to_have_attribute("title", "3 open chargebacks")
+    tab.click()
+    rows = page.locator("#chargebacks tbody tr")
+    expect(rows).to_have_count(3)
+    # those to answer first, the nearest date first: Bo's overdue, Ann's; Cy's has nothing to do
+    assert [rows.nth(i).get_attribute("data-chargeback") for i in range(3)] == [
+        "dp_web_bo", "dp_web_ann", "dp_web_cy"]
+    expect(rows.nth(0).locator("[data-due]")).to_have_text("overdue")
+    expect(rows.nth(0).locator("[data-due]")).to_have_attribute("data-due", "overdue")
+    expect(rows.nth(1).locator("[data-due]")).to_have_text(re.compile(r"^in (29|30) h$"))
+    expect(rows.nth(1)).to_contain_text("product not received")
+    expect(rows.nth(1)).to_contain_text("needs response")
+    expect(rows.nth(2)).to_contain_text("evidence sent, nothing to do")
+    expect(rows.nth(2)).to_contain_text("bank deciding")
+    ann = shop.visits["ann"]
+    expect(rows.nth(1)).to_contain_text(f"{ann.cents / 100:.2f} EUR")
+    # the events to check: the four chargebacks opened, Fay's lost, Dee's outside refund and
+    # Eve's hold gone, newest first (the count is the last 7 days')
+    events = page.locator("#payment-events li")
+    expect(events).to_have_count(7)
+    expect(page.locator("#attention-days")).to_have_text("last 7 days: 7")
+    expect(events.nth(0)).to_contain_text("hold gone")
+    expect(events.nth(0)).to_contain_text("was cancelled at the customer's request")
+    expect(events.nth(1)).to_contain_text("refunded outside walkout")
+    expect(events.nth(2)).to_contain_text("chargeback closed")
+    expect(page.locator("#payments")).not_to_contain_text("null")
+    expect(page.locator("#payments")).not_to_contain_text("undefined")
+    _audit(page, "dashboard: chargebacks and payment events")
+    shot(page, "dashboard-chargebacks")
+
+    # a chargeback's receipt opens beside it, focused, with the chargeback and its date
+    rows.nth(1).get_by_role("button", name=f"Receipt {ann.receipt_id[:8]}").click()
+    receipt = page.locator("#receipt")
+    expect(receipt.locator("h2")).to_be_focused()
+    expect(receipt.locator(".state").first).to_have_text("disputed")
+    expect(receipt.locator("li[data-chargeback='dp_web_ann']")).to_contain_text("answer by")
+    # the hold gone: Eve's receipt, in review (staff collect)
+    events.nth(0).get_by_role("button").click()
+    expect(receipt.locator("h2")).to_have_text(
+        f"Receipt {shop.visits['eve'].receipt_id[:8]}")  # type: ignore[index]
+    expect(receipt.locator(".state").first).to_have_text("in_review")
+    # the refund made in Stripe's dashboard is marked as such on Dee's receipt
+    events.nth(1).get_by_role("button").click()
+    outside = receipt.locator("li[data-outside='true']")
+    expect(outside).to_have_count(1)
+    expect(outside).to_contain_text("refund 1.00 · succeeded")
+    expect(outside).to_contain_text("made outside walkout")
+    expect(receipt.locator("li[data-kind='refund']")).to_have_count(1)
+    _audit(page, "dashboard: a receipt with a refund made outside walkout")
+    shot(page, "dashboard-receipt-outside-refund")
+
+    # a new chargeback arrives while the page is open: the tab's count follows at once
+    shop.chargeback("dee", "needs_response", 10 * 24 * HOUR)
+    expect(page.locator("#chargeback-count")).to_have_attribute("title", "4 open chargebacks",
+                                                               timeout=10_000)
+    expect(rows).to_have_count(4)
+    expect(rows.nth(3)).to_have_attribute("data-chargeback", "dp_web_cy")
+    page.close()
+    assert refused == [], refused
+
+
+def test_the_sales_card_counts_the_chargebacks(shop: Shop, browser: Browser) -> None:
+    """The chargebacks opened today (Fay's lost among them: her money is no longer revenue;
+    the undecided ones at risk), in the totals the table shows as the API gives them."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{shop.url}/#token={shop.operator}")
+    page.get_by_role("tab", name="Analytics").click()
+    heads = page.locator("#sales thead th")
+    expect(heads).to_have_count(17)
+    names = [heads.nth(i).inner_text() for i in range(17)]
+    total = page.locator("#sales tfoot tr")
+    cell = {n: total.locator("th, td").nth(i) for i, n in enumerate(names)}
+    r = shop.api("GET", "/v1/ops/sales?days=7", shop.operator).json()["totals"]
+    cents = {n: v.cents for n, v in shop.visits.items()}
+    at_risk = cents["ann"] + cents["bo"] + cents["cy"]  # and Dee's, once the test above ran
+    assert r["chargebacks_lost"] == f"{cents['fay'] / 100:.2f}"
+    assert r["chargebacks_at_risk"] in (f"{at_risk / 100:.2f}",
+                                        f"{(at_risk + cents['dee']) / 100:.2f}")
+    expect(cell["Lost to chargebacks"]).to_have_text(r["chargebacks_lost"])
+    expect(cell["At risk"]).to_have_text(r["chargebacks_at_risk"])
+    expect(cell["Net after chargebacks"]).to_have_text(r["net_after_chargebacks"])
+    assert int(cell["Chargebacks"].inner_text()) == r["chargebacks"] >= 4
+    page.close()
