@@ -87,6 +87,23 @@ class EngineConfig(BaseModel):
     )
 
 
+#: alerts that put a device out of service, and the alert that ends each
+FAULTS = {"plate_dead": "plate_recovered", "plate_stuck": "plate_recovered",
+          "device_silent": "device_back"}  # the last: the network source's, joined in
+
+
+def in_force(alerts: list[Alert]) -> list[Alert]:
+    """The fault alerts (:data:`FAULTS`) whose device has not recovered since: the latest of
+    each subject, in the order raised."""
+    last: dict[str, int] = {}
+    for i, a in enumerate(alerts):
+        if a.kind in FAULTS:
+            last[a.subject] = i
+        elif a.kind in FAULTS.values():
+            last.pop(a.subject, None)
+    return [alerts[i] for i in sorted(last.values())]
+
+
 @dataclass
 class Decision:
     """What the engine concluded about one shelf event."""
@@ -269,7 +286,8 @@ class Engine:
 
     def successor(self, now: float) -> Engine:
         """The engine of the store's next stream, begun while the store is :meth:`idle`: the
-        shelves go on (plate baselines, noise, stock), people and their decisions do not, so
+        shelves go on (plate baselines, noise, stock) and so do the device faults still in force
+        (:func:`in_force`), people and their decisions do not, so
         a store's engine keeps no visit in memory for longer than a stream lasts (its
         privacy promise, and its memory). A session still open (its shopper lost and gone
         without an exit seen) gets its receipt here, as at the end of a stream."""
@@ -280,6 +298,9 @@ class Engine:
                                          s.session_id))
                 self._issue(s)
         nxt = Engine(self.store, self.config)
+        # the faults still in force: the next stream's health page folds its own alerts, and
+        # nothing raises these again (a dead plate is alerted once, a silent device until back)
+        nxt.alerts = in_force(self.alerts)
         nxt.shelf = self.shelf
         self.shelf.forget_events()
         nxt._shelf_seen = len(self.shelf.alerts)

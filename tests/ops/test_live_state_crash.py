@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from walkout.engine import EngineConfig
-from walkout.service import store_mode
+from walkout.service import live_state, store_mode
 from walkout.service.db import make_engine, upgrade
 from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent
@@ -54,9 +54,10 @@ class _Killable(MqttRunner):
 
     killed = False
 
-    def _snapshot(self, d: Deps, eng: Any, seen: dict[str, int], force: bool = False) -> None:
+    def _snapshot(self, d: Deps, eng: Any, seen: dict[str, int], force: bool = False,
+                  **kw: Any) -> None:
         if not self.killed:
-            super()._snapshot(d, eng, seen, force)
+            super()._snapshot(d, eng, seen, force, **kw)
 
 
 def _start(d: Deps, url: str, name: str, **kw: Any) -> tuple[_Killable, threading.Thread,
@@ -146,3 +147,105 @@ def test_device_alerts_between_chunks_keep_their_place_in_the_event_log_across_a
             select(EngineEvent.payload).where(EngineEvent.source == f"{r1.source}/alerts")
             .order_by(EngineEvent.seq))]
     assert [p["subject"] for p in payloads] == [a.subject for a in r2.engine.alerts]
+
+
+def _roll_and_stop(d: Deps, url: str, name: str, **kw: Any) -> _Killable:
+    """C01 for 6.6 s, published at once: the stream rolls over at its last chunk (6 s; the
+    store is empty) and the runner stops before the next stream's first chunk."""
+    r, th, stop = _start(d, url, name, **kw)
+    time.sleep(0.5)  # subscribed
+    with MqttPublisher(url) as pub:
+        for k in range(99):
+            pub.publish(wire.keypoints_topic(name, "C01"), wire.encode_keypoints(k, k / 15, KP))
+        pub.flush()
+    first = r.source
+    _wait(lambda: r.source != first, th)
+    time.sleep(0.5)
+    stop.set()
+    th.join(30)
+    assert not th.is_alive() and r.chunks_done == 0
+    return r
+
+
+ROLL: dict[str, Any] = {"config": EngineConfig(chunk_s=1.0), "roll_after_s": 5.0,
+                        "roll_quiet_s": 1.0, "silent_after_s": 600.0}
+
+
+def test_a_restart_long_after_a_rollover_takes_the_data_after_the_gap(
+        mqtt_url: str, tmp_path: Path) -> None:
+    """The real time a stream stood still came from its runner checkpoint, which a stream just
+    rolled over has none of: a restart two minutes later let the first data after the gap be
+    only max_jump_s (30 s) ahead, refused all of it as an implausible jump of the clock, and
+    the store's engine never stepped again (the broker had not kept the gap's messages)."""
+    svc = make_svc(make_engine(f"sqlite:///{tmp_path / 'walkout.db'}"))
+    d = svc.deps
+    name = f"lsr{uuid.uuid4().hex[:8]}"
+    cid = f"walkout-engine-{name}"
+    MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()
+    try:
+        r1 = _roll_and_stop(d, mqtt_url, name, **ROLL)
+        svc.clock.advance(120.0)  # down for two minutes, and the broker's queue was lost
+        drop_session(mqtt_url, cid)
+        r2, th2, _ = _start(d, mqtt_url, name, **{**ROLL, "roll_after_s": None})
+        time.sleep(0.5)
+        with MqttPublisher(mqtt_url) as pub:
+            start = time.monotonic()
+            for k in range(round(126.6 * 15), round(129.6 * 15)):
+                time.sleep(max(0.0, start + k / 15 - 126.6 - time.monotonic()))
+                pub.publish(wire.keypoints_topic(name, "C01"), wire.encode_keypoints(k, k / 15, KP))
+            pub.publish(wire.end_topic(name), wire.encode_end(129.6, {"cameras/C01": 45}))
+            pub.flush()
+        th2.join(60)
+        assert not th2.is_alive(), r2.input_stats()
+    finally:
+        drop_session(mqtt_url, cid)
+    assert r2.source == r1.source and r2.resumed_from == -1
+    assert r2.input_stats()["rejected"] == {} and r2.input_stats()["accepted"] == 45
+    assert r2.engine is not None and r2._t >= 129.0
+
+
+def test_a_crash_in_the_middle_of_a_rollover_keeps_the_old_stream(
+        mqtt_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old stream's journal and snapshot were deleted in one transaction and the new
+    stream's first snapshot written in the next: a crash between the two left no stream to
+    continue, and the restart began a fresh engine that had forgotten the shelves (their
+    stock and baselines). Now both go in one transaction: the old stream is continued."""
+    d = _deps(tmp_path)
+    name = f"lsr{uuid.uuid4().hex[:8]}"
+    cid = f"walkout-engine-{name}"
+    MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()
+
+    real = live_state.code_version
+
+    def crash(store: Any) -> str:  # the power goes while the new snapshot is written
+        if any(f.f_code.co_name == "_roll" for f in _frames()):
+            raise SystemExit("power cut")
+        return real(store)
+
+    monkeypatch.setattr(live_state, "code_version", crash)
+    try:
+        r, th, _ = _start(d, mqtt_url, name, **ROLL)
+        first = r.source
+        time.sleep(0.5)
+        with MqttPublisher(mqtt_url) as pub:
+            for k in range(99):
+                pub.publish(wire.keypoints_topic(name, "C01"),
+                            wire.encode_keypoints(k, k / 15, KP))
+            pub.flush()
+        th.join(30)
+        assert not th.is_alive()
+    finally:
+        drop_session(mqtt_url, cid)
+    monkeypatch.setattr(live_state, "code_version", real)
+    stream = live_state.open_stream(d, r.stream_prefix, STORE)
+    assert stream is not None and stream.source == first and stream.lost is None
+    assert stream.state is not None  # the engine with its shelves, to continue
+
+
+def _frames() -> Iterator[Any]:
+    import sys
+
+    f = sys._getframe(1)
+    while f is not None:
+        yield f
+        f = f.f_back

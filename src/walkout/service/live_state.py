@@ -30,12 +30,15 @@ import hashlib
 import logging
 import pickle
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
+from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.models import EngineSnapshot, StreamChunk
 from walkout.store.model import Store
@@ -73,6 +76,9 @@ class Stream:
     chunks: list[tuple[int, Any]]
     t: float
     lost: str | None = None
+    #: the real time its snapshot or its newest journaled chunk was written: the stream stood
+    #: still since (a stream just rolled over has no runner checkpoint to say so)
+    at: datetime | None = None
 
 
 def open_stream(d: Deps, prefix: str, store: Store) -> Stream | None:
@@ -87,6 +93,7 @@ def open_stream(d: Deps, prefix: str, store: Store) -> Stream | None:
     if not newest:
         return None
     source = newest[-1][0]
+    at = max(aware(r[1]) for r in newest if r[0] == source)
     with d.sessions() as s:
         snap = s.get(EngineSnapshot, source)
         after = -1 if snap is None else snap.chunk
@@ -95,7 +102,7 @@ def open_stream(d: Deps, prefix: str, store: Store) -> Stream | None:
                               .where(StreamChunk.source == source, StreamChunk.chunk > after)
                               .order_by(StreamChunk.chunk)))
         code, blob = (None, None) if snap is None else (snap.code, snap.payload)
-    stream = Stream(source, after, None, [], rows[-1][1] if rows else t)
+    stream = Stream(source, after, None, [], rows[-1][1] if rows else t, at=at)
     if [r[0] for r in rows] != list(range(after + 1, after + 1 + len(rows))):
         stream.lost = (f"its journal has gaps after chunk {after}: "
                        f"{[r[0] for r in rows][:5]}...")
@@ -123,11 +130,15 @@ def journal(d: Deps, source: str, chunk: int, t: float, payload: Any) -> None:
 
 
 def save_snapshot(d: Deps, source: str, chunk: int, t: float, store: Store,
-                  state: dict[str, Any]) -> int:
+                  state: dict[str, Any], replaces: str | None = None) -> int:
     """Replace the stream's snapshot with ``state`` after ``chunk`` and delete the journal up
-    to it, in one transaction; returns the snapshot's size in bytes."""
+    to it, in one transaction; returns the snapshot's size in bytes. ``replaces``: the stream
+    this one follows (a rollover), whose journal and snapshot go in the same transaction, so
+    that a crash leaves one of the two to continue, never neither."""
     blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     with d.sessions.begin() as s:
+        if replaces is not None:
+            _forget(s, replaces)
         row = s.get(EngineSnapshot, source)
         if row is None:
             s.add(EngineSnapshot(source=source, chunk=chunk, t=t, code=code_version(store),
@@ -143,5 +154,9 @@ def save_snapshot(d: Deps, source: str, chunk: int, t: float, store: Store,
 def forget_stream(d: Deps, source: str) -> None:
     """The stream ended (or cannot be continued): its journal and snapshot go."""
     with d.sessions.begin() as s:
-        s.execute(delete(StreamChunk).where(StreamChunk.source == source))
-        s.execute(delete(EngineSnapshot).where(EngineSnapshot.source == source))
+        _forget(s, source)
+
+
+def _forget(s: Session, source: str) -> None:
+    s.execute(delete(StreamChunk).where(StreamChunk.source == source))
+    s.execute(delete(EngineSnapshot).where(EngineSnapshot.source == source))

@@ -237,7 +237,11 @@ class MqttRunner(LiveRunner):
         with d.sessions() as s:
             cp = s.get(RunnerCheckpoint, self.source)
             committed = cp.chunk if cp else -1
-            last_at = cp.updated_at if cp else None
+        # the real time the stream stood still since: its checkpoint, or what was written of
+        # it after (a stream just rolled over has a snapshot and no checkpoint yet)
+        last_at = max([aware(cp.updated_at)] if cp else [], default=None)
+        if stream.at is not None:
+            last_at = stream.at if last_at is None else max(last_at, stream.at)
         logged = self._device_log(d, len(eng.alerts))
         for i, (origin, k0, chunk) in stream.chunks:
             assert i == self.chunks_done, (i, self.chunks_done)
@@ -247,8 +251,8 @@ class MqttRunner(LiveRunner):
         self._rejoin(eng, logged)
         live.state_of(self).alerts = len(eng.alerts)
         self.resumed_from = self.chunks_done - 1
-        if last_at is not None:  # the real time the stream stood still
-            self._idle_s = max(0.0, (d.clock.now() - aware(last_at)).total_seconds())
+        if last_at is not None:
+            self._idle_s = max(0.0, (d.clock.now() - last_at).total_seconds())
         inside = sum(1 for x in eng.book.sessions.values() if x.state == SessionState.OPEN)
         log.info("continuing stream %s after chunk %d (snapshot at %d, %d chunks replayed): "
                  "%d people inside", self.source, self.resumed_from, stream.snapshot_chunk,
@@ -307,21 +311,24 @@ class MqttRunner(LiveRunner):
         self.source = f"{self.stream_prefix}{time.strftime('%Y%m%dT%H%M%S')}.{self._k0}"
         if self.source == old:  # pragma: no cover - a stream lasts longer than a second
             self.source += "b"
-        live_state.forget_stream(d, old)
         self._k0 += self.chunks_done
         self.chunks_done = 0
-        self._gates, self.published, self._engine_alerts = [], {"receipts": 0, "alerts": 0}, 0
+        # the faults the successor carries were published when raised: only its event log
+        # (the next stream's health page) gets them again
+        self._gates, self.published = [], {"receipts": 0, "alerts": 0}
+        self._engine_alerts = len(nxt.alerts)
         self.__dict__.pop("_live_state", None)
         self._t_start = self._t
         seen = {k: 0 for k in seen}
-        self._snapshot(d, nxt, seen, force=True)
+        self._snapshot(d, nxt, seen, force=True, replaces=old)  # and the old stream goes
         log.info("stream %s rolled over to %s: the store was empty", old, self.source)
         return nxt, seen
 
     def _snapshot(self, d: Deps, eng: Engine, seen: dict[str, int],
-                  force: bool = False) -> None:
+                  force: bool = False, replaces: str | None = None) -> None:
         """Save the engine's state after the last chunk stepped (whose outputs are committed)
-        and drop the journal up to it. ``force``: also before the stream's first chunk."""
+        and drop the journal up to it. ``force``: also before the stream's first chunk;
+        ``replaces``: the stream this one follows, forgotten in the same transaction."""
         if not self.keep_state or (self.chunks_done == 0 and not force):
             return
         state = {"engine": eng, "seen": seen, "gates": self._gates, "published": self.published,
@@ -330,7 +337,7 @@ class MqttRunner(LiveRunner):
                  "t_start": self._t_start}
         t0 = time.perf_counter()
         size = live_state.save_snapshot(d, self.source, self.chunks_done - 1, self._t,
-                                        self.store, state)
+                                        self.store, state, replaces=replaces)
         self._snap_t = self._t
         log.info("engine snapshot after chunk %d: %.1f MB in %.0f ms", self.chunks_done - 1,
                  size / 1e6, (time.perf_counter() - t0) * 1e3)
