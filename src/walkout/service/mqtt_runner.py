@@ -45,7 +45,7 @@ from walkout.store.model import Store
 log = logging.getLogger("walkout.service.mqtt_runner")
 
 #: the source's own alerts (:meth:`MqttSource.take_alerts`), which join the engine's
-DEVICE_ALERTS = ("device_silent", "device_back")
+DEVICE_ALERTS = ("device_silent", "device_back", "stream_gap")
 
 
 class MqttRunner(LiveRunner):

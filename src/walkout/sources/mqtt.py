@@ -585,6 +585,8 @@ class MqttSource:
         self._never: set[str] = set()  # expected devices not heard from yet
         self._watch_since: float | None = None
         self._silent: set[str] = set()
+        #: periodic device → (its messages in a row refused as far ahead, the latest's time)
+        self._ahead: dict[str, tuple[int, float]] = {}
         self._cols: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
         #: plate sample time → (grams, written) over all plates: the first write of a sample
         #: stands, as a recording's loader keeps the first of a repeated reading
@@ -890,11 +892,13 @@ class MqttSource:
             cols = self._cols[key] = np.array([self._plate_index[p] for p in plate_ids])
         return cols
 
-    def _check_time(self, t_lo: float, t_hi: float, recv: float) -> None:
+    def _check_time(self, t_lo: float, t_hi: float, recv: float, dev: str | None = None) -> None:
         """Refuse a time the stream cannot have reached: further ahead of its newest time than
         ``max_jump_s`` plus the real time since that advanced (a store's clock runs no faster
-        than real time, a replay's advances in small steps), or, before the first chunk is
-        placed, that far behind it (it would place the chunk clock)."""
+        than real time, a replay's advances in small steps), unless most periodic devices
+        agree on it (:meth:`_jumped`: a hole in the data); or, before the first chunk is
+        placed, that far behind it (it would place the chunk clock). ``dev``: the periodic
+        device that sent it."""
         if t_hi - t_lo > self.max_jump_s:
             raise wire.WireError("implausible_time", f"one batch spans {t_hi - t_lo:.0f} s")
         wm = self._watermark
@@ -902,11 +906,39 @@ class MqttSource:
             return
         ahead = t_hi - wm - max(0.0, recv - self._wm_recv)
         if ahead > self.max_jump_s:
-            raise wire.WireError("implausible_time", f"t={t_hi:.3f} s is {ahead:.1f} s ahead "
-                                 f"of the stream (newest t={wm:.3f} s)")
+            if dev is None or not self._jumped(dev, t_lo):
+                raise wire.WireError("implausible_time", f"t={t_hi:.3f} s is {ahead:.1f} s "
+                                     f"ahead of the stream (newest t={wm:.3f} s)")
+        elif dev is not None:
+            self._ahead.pop(dev, None)
         if self._origin is None and t_lo < wm - self.max_jump_s:
             raise wire.WireError("implausible_time", f"t={t_lo:.3f} s is {wm - t_lo:.1f} s "
                                  f"behind the stream (newest t={wm:.3f} s)")
+
+    def _jumped(self, dev: str, t: float) -> bool:
+        """Whether the stream's time jumped to about ``t``: more than half of the periodic
+        devices sending (:attr:`ClockSkew.voters`) had ``agree`` messages in a row refused as
+        that far ahead, within ``max_jump_s`` of each other. Then what the devices sent in
+        between never arrived (the broker's queue was full while this consumer was down or
+        behind, or its session expired): the stream goes on from there, and says so. The
+        real-time allowance cannot tell: a backlog delivered in a burst just moved the stream,
+        and every later message was refused for good. One device's clock jumping is still
+        refused (and its clock estimate corrects it)."""
+        n, _ = self._ahead.get(dev, (0, t))
+        self._ahead[dev] = (n + 1, t)
+        voters = self.skew.voters
+        sure = [tt for d, (k, tt) in self._ahead.items() if k >= self.skew.agree and d in voters]
+        if 2 * len(sure) <= len(voters) or max(sure) - min(sure) > self.max_jump_s:
+            return False
+        self._ahead.clear()
+        wm = self._watermark
+        msg = (f"the sensor data jumped {t - wm:.0f} s ahead (t={wm:.1f} s to {t:.1f} s), "
+               f"{len(sure)} of {len(voters)} devices agreeing: what they sent in between never "
+               "arrived (the broker's queue was full while the engine was down or behind, or "
+               "its session expired); the stream goes on from there")
+        log.error("%s", msg)
+        self.alerts.append(Alert(wm, "stream_gap", msg, ""))
+        return True
 
     def _admit(self, dev: str, h: _Held) -> None:
         """Correct the clock, refuse an implausible time, drop what is late or a repeat, buffer
@@ -916,10 +948,11 @@ class MqttSource:
         if not periodic:
             self.skew.observe(dev, h.recv - h.t_src, h.recv)
         c = self.skew.correction(dev)
+        voter = dev if periodic else None
         if isinstance(m, wire.PlateMessage):
-            self._check_time(m.t0 + c, m.t_last + c, h.recv)
+            self._check_time(m.t0 + c, m.t_last + c, h.recv, voter)
         else:
-            self._check_time(h.t_src + c, h.t_src + c, h.recv)
+            self._check_time(h.t_src + c, h.t_src + c, h.recv, voter)
         if c:
             self.stats.corrections_s[dev] = c
         released = self._released_until()
