@@ -541,10 +541,11 @@
 
   // ---- sales: per day of the store, in its time zone ----------------------------------------
   document.getElementById("sales-days").addEventListener("change", () => drawSales());
+  // soft hyphens (\u00ad) let the long headers break: the table fits a 1400 px screen
   const SALES_COLS = [["date", "Day"], ["visits", "Visits"], ["buyers", "Buyers"], ["conversion", "Conversion"],
     ["items", "Items"], ["receipts_total", "Receipts"], ["avg_basket", "Avg basket"], ["captured", "Captured"],
-    ["refunded", "Refunded"], ["net", "Net"], ["chargebacks", "Chargebacks"], ["chargebacks_at_risk", "At risk"],
-    ["chargebacks_lost", "Lost to chargebacks"], ["net_after_chargebacks", "Net after chargebacks"], ["in_review", "In review"], ["disputes", "Disputes"],
+    ["refunded", "Refunded"], ["net", "Net"], ["chargebacks", "Charge\u00adbacks"], ["chargebacks_at_risk", "At risk"],
+    ["chargebacks_lost", "Lost to charge\u00adbacks"], ["net_after_chargebacks", "Net after charge\u00adbacks"], ["in_review", "In review"], ["disputes", "Disputes"],
     ["visit_minutes_median", "Median visit (min)"]];
   function salesCell(k, v) {
     if (v === null || v === undefined) return "–";
