@@ -346,6 +346,7 @@ class _Msg:
 
     def __init__(self, topic: str, payload: bytes) -> None:
         self.topic, self.payload = topic, payload
+        self.qos, self.mid, self.dup = 0, 0, False
 
 
 def test_a_flood_is_bounded_counted_and_shown_on_the_health_page() -> None:

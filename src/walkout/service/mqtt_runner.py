@@ -118,7 +118,8 @@ class MqttRunner(LiveRunner):
         notes = [f"{st.sessions_lost} reconnections found no session kept by the broker: what "
                  "it received meanwhile was lost"] if st.sessions_lost else []
         return {"received": st.received, "accepted": st.accepted, "duplicates": st.duplicates,
-                "late": st.late, "missing": st.missing, "rejected": dict(st.rejected),
+                "late": st.late, "redelivered": st.redelivered, "missing": st.missing,
+                "rejected": dict(st.rejected),
                 "reconnects": max(0, st.connects - 1), "sessions_lost": st.sessions_lost,
                 "notes": notes}
 

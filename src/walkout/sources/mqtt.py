@@ -444,6 +444,9 @@ class SourceStats:
     accepted: int = 0
     duplicates: int = 0
     late: int = 0  # messages (or plate batches with samples) behind the released time
+    #: messages the broker delivered again (a restart or reconnection before they were
+    #: acknowledged) behind the released time: taken in before, not late
+    redelivered: int = 0
     rejected: Counter[str] = field(default_factory=Counter)  # reason → count
     connects: int = 0
     #: reconnections on which the broker had no session for us: what it would have queued
@@ -483,10 +486,10 @@ class _Ack:
     the newest time of its data the stream took in (-inf: none, it was dropped or refused),
     ``open`` while it still waits to be taken in or refused (its device's clock)."""
 
-    __slots__ = ("mid", "open", "t")
+    __slots__ = ("epoch", "mid", "open", "t")
 
-    def __init__(self, mid: int) -> None:
-        self.mid, self.t, self.open = mid, -math.inf, False
+    def __init__(self, mid: int, epoch: int = 0) -> None:
+        self.mid, self.t, self.open, self.epoch = mid, -math.inf, False, epoch
 
 
 class _Held(NamedTuple):
@@ -496,6 +499,7 @@ class _Held(NamedTuple):
     t_src: float  # its source time (the last sample of a plate batch)
     recv: float  # monotonic time it arrived
     ack: _Ack | None = None  # with ``manual_ack``: its acknowledgement
+    dup: bool = False  # the broker delivered it before (MQTT's DUP flag)
 
 
 _MAX_HELD = 1000  # gate scans kept per gate before the stream's first chunk is placed
@@ -567,12 +571,17 @@ class MqttSource:
         #: the devices that must send all the time: silent when never heard from as well
         self._periodic = [f"cameras/{c.id}" for c in store.cameras] + [
             f"plates/{g}" for g in dict.fromkeys(self._plate_gondola.values())]
-        self._inbox: queue.Queue[tuple[str, bytes, float, int]] = queue.Queue(max_inbox)
+        self._inbox: queue.Queue[tuple[str, bytes, float, int, bool, int]] = queue.Queue(
+            max_inbox)
         #: acknowledge a message only once what it carries is safe (:meth:`acknowledge`), not
         #: on receipt: a consumer that dies loses nothing the broker delivered
         self.manual_ack = manual_ack
         self._acks: deque[_Ack] = deque()  # in the order received: acknowledged in that order
         self._cur: _Ack | None = None  # the message being handled
+        self._dup = False  # ... was delivered before
+        #: broker sessions begun (the one the messages arriving now belong to)
+        self._epoch = 0
+        self._resumed = False  # continuing a stream: the broker should have kept a session
         self._overflow = 0  # written by the network thread only
         self._overflow_counted = 0
         self._closing = False
@@ -632,7 +641,11 @@ class MqttSource:
         if self.stats.connects > 1:
             log.warning("reconnected to the broker (session present: %s); resubscribing",
                         flags.session_present)
-            if not flags.session_present:
+        if not flags.session_present:
+            # packet ids are the session's: those of the messages still waiting now name the
+            # new session's, which must not be acknowledged by them (:meth:`acknowledge`)
+            self._epoch += 1
+            if self.stats.connects > 1 or self._resumed:  # a continued stream expects one too
                 self.stats.sessions_lost += 1
                 log.error("the broker kept no session for %s: whatever it received while we "
                           "were disconnected is lost (broker restarted without persistence, or "
@@ -648,7 +661,7 @@ class MqttSource:
         # A full queue first pushes back (the broker holds what it cannot deliver), bounded so
         # that keep-alives still go out
         mid = msg.mid if self.manual_ack and msg.qos else 0  # QoS 0 needs no acknowledgement
-        item = (msg.topic, msg.payload, time.monotonic(), mid)
+        item = (msg.topic, msg.payload, time.monotonic(), mid, bool(msg.dup), self._epoch)
         try:
             self._inbox.put(item, timeout=0.0 if self._closing else self.inbox_wait_s)
         except queue.Full:
@@ -688,6 +701,7 @@ class MqttSource:
         if self._origin is not None:
             raise RuntimeError("MqttSource.resume: the stream has started already")
         self._origin, self._k, self._first = origin, chunks, origin
+        self._resumed = True
         self._watermark = self._edge(chunks)
         self._wm_recv = time.monotonic() - max(0.0, idle_s)
 
@@ -699,7 +713,8 @@ class MqttSource:
         """Handle what arrived (waiting up to ``timeout`` for the first) and return the chunks
         now complete, oldest first."""
         try:
-            item: tuple[str, bytes, float, int] | None = self._inbox.get(timeout=timeout)
+            item: tuple[str, bytes, float, int, bool, int] | None = self._inbox.get(
+                timeout=timeout)
         except queue.Empty:
             item = None
         n = 0
@@ -737,7 +752,7 @@ class MqttSource:
         client = self._client
         while self._acks and not self._acks[0].open and self._acks[0].t < upto:
             a = self._acks.popleft()
-            if client is not None:
+            if client is not None and a.epoch == self._epoch:  # else: its session is gone
                 client.ack(a.mid, 1)
             n += 1
         return n
@@ -752,12 +767,15 @@ class MqttSource:
         self.stats.rejected[reason] += 1
         log.warning("rejected message on %s: %s (%s)", where, reason, detail)
 
-    def _handle(self, topic: str, payload: bytes, recv: float, mid: int = 0) -> None:
-        """One message: accepted, held, or counted under a reason; never an exception."""
+    def _handle(self, topic: str, payload: bytes, recv: float, mid: int = 0,
+                dup: bool = False, epoch: int = 0) -> None:
+        """One message: accepted, held, or counted under a reason; never an exception.
+        ``dup``: the broker delivered it before; ``epoch``: the broker session it came in."""
         self.stats.received += 1
         self._cur = None
+        self._dup = dup
         if self.manual_ack and mid:
-            self._cur = _Ack(mid)
+            self._cur = _Ack(mid, epoch)
             self._acks.append(self._cur)
         try:
             self._dispatch(topic, payload, recv)
@@ -815,7 +833,7 @@ class MqttSource:
                 f" after {gone:.1f} s of silence" if gone is not None else ""), dev))
         self._never.discard(dev)
         self._heard[dev] = recv
-        h = _Held(m, t_src, recv, self._cur)
+        h = _Held(m, t_src, recv, self._cur, self._dup)
         if self._cur is not None:
             self._cur.open = True  # until it is taken in or refused
         if dev.startswith(_PERIODIC):
@@ -961,7 +979,7 @@ class MqttSource:
             ts = (k0 + np.arange(m.grams.shape[0])) / m.rate_hz
             keep = ts >= released
             if not keep.all():
-                self._late(dev, m.seq, float(ts[0]), released)
+                self._late(dev, m.seq, float(ts[0]), released, h.dup)
             if not keep.any():
                 return
             cols = self._columns(m.plate_ids, dev.split("/", 1)[1])
@@ -989,7 +1007,7 @@ class MqttSource:
         else:
             t = h.t_src + c
             if t < released:
-                self._late(dev, m.seq, t, released)
+                self._late(dev, m.seq, t, released, h.dup)
                 return
             if isinstance(m, wire.KeypointMessage):
                 cam = dev.split("/", 1)[1]
@@ -1008,7 +1026,14 @@ class MqttSource:
                 self._watermark, self._wm_recv = t_new, h.recv
                 self._release_upto(t_new - self.window_s)
 
-    def _late(self, dev: str, seq: int, t: float, released: float) -> None:
+    def _late(self, dev: str, seq: int, t: float, released: float, dup: bool = False) -> None:
+        if dup:  # sent again after a restart: its data went into a chunk before
+            self.stats.redelivered += 1
+            if self.stats.redelivered == 1:
+                log.info("messages delivered again (a restart or reconnection before they were "
+                         "acknowledged) for time already released are dropped, counted as "
+                         "redelivered")
+            return
         self.stats.late += 1
         log.warning("late message from %s (seq %d, t=%.3f s) dropped: the stream was already "
                     "released up to t=%.3f s (reordering window %.2f s)",
