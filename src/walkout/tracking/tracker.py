@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -289,6 +290,19 @@ class _History:
         self.n = m
         return True
 
+    def __getstate__(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pickled (the live engine's snapshot, ``walkout.service.live_state``) without the
+        spare capacity, often as much again as the samples."""
+        n = self.n
+        return self.t[:n], self.X[:n], self.S[:n]
+
+    def __setstate__(self, state: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        t, X, S = state
+        self.n = n = t.shape[0]
+        cap = max(64, 2 * n)
+        self.t, self.X, self.S = (np.empty((cap, *a.shape[1:])) for a in (t, X, S))
+        self.t[:n], self.X[:n], self.S[:n] = t, X, S
+
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = (self.t[: self.n], self.X[: self.n], self.S[: self.n])
         for a in out:
@@ -326,6 +340,12 @@ class _TrackState:
     def hip(self) -> np.ndarray:
         # (a + b) * 0.5: the same bits as mean() of the two, a fifth of the cost
         return (self.X[L_HIP, :2] + self.X[R_HIP, :2]) * 0.5
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        """Pickled without :attr:`cache`: a copy of the samples' views, rebuilt on demand."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["cache"] = None
+        return None, state
 
     def track(self) -> Track:
         if self.cache is None or self.cache.t.shape[0] != self.hist.n or (
