@@ -249,3 +249,27 @@ def _frames() -> Iterator[Any]:
     while f is not None:
         yield f
         f = f.f_back
+
+
+def test_a_stream_an_engine_without_state_cannot_continue_is_not_left_for_later(
+        mqtt_url: str, tmp_path: Path) -> None:
+    """An engine on Ray (``serve --ray``) keeps no state, so it began a new stream and left
+    the store's open one where it was: the next start without Ray, days later, continued that
+    old stream, with the people inside then still inside. It ends it, and says so."""
+    d = _deps(tmp_path)
+    name = f"lsr{uuid.uuid4().hex[:8]}"
+    old = f"mqtt:{name}:20261120T080000"
+    live_state.save_snapshot(d, old, 3, 20.0, STORE, {"chunks_done": 4})
+    r, th, stop = _start(d, mqtt_url, name, config=EngineConfig(chunk_s=1.0), keep_state=False)
+    try:
+        _wait(lambda: r.engine is not None, th)
+        time.sleep(1.0)
+        stop.set()
+        th.join(30)
+    finally:
+        drop_session(mqtt_url, r.client_id)
+    assert r.source != old
+    assert live_state.open_stream(d, r.stream_prefix, STORE) is None
+    assert r.engine is not None
+    lost = [a for a in r.engine.alerts if a.kind == "engine_state_lost"]
+    assert len(lost) == 1 and old in lost[0].message and "keeps no state" in lost[0].message

@@ -219,10 +219,11 @@ class MqttRunner(LiveRunner):
             self.keep_state = False
             log.warning("an engine on Ray keeps no state across restarts: each start of the "
                         "service begins a new stream")
-        stream = live_state.open_stream(d, self.stream_prefix, self.store) \
-            if self.keep_state else None
+        stream = live_state.open_stream(d, self.stream_prefix, self.store)
         if stream is None:
             return self._engine(), seen
+        if not self.keep_state:  # left open, a later start with state would continue it
+            stream.lost = "this engine keeps no state (on Ray) and cannot continue it"
         if stream.lost is not None:
             return self._lost(d, stream), seen
         self.source = stream.source
