@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from contextlib import suppress
@@ -58,12 +59,21 @@ class WorkerProcess:
     own event, then terminate after ``grace_s``). The worker dies with the API process
     (``PR_SET_PDEATHSIG``, and a parent check): a SIGKILLed service leaves no orphan engine
     behind to race its successor.
+
+    A worker that dies before the service stops (its runner failed, the kernel's OOM killer,
+    a crash) is started again after ``restart_s`` (doubling up to a minute while it keeps
+    dying within the minute): its runner continues from what it committed (a recording's
+    checkpoint, a live stream's journal and snapshot). Before, the service went on answering
+    at the door with no engine behind it until somebody restarted it. A worker that exits
+    cleanly (code 0) is not started again.
     """
 
     def __init__(self, runner: Any, settings: Any, grace_s: float = 30.0,
-                 mail: bool = True) -> None:
+                 mail: bool = True, restart_s: float = 2.0) -> None:
         self.runner, self.settings, self.grace_s, self.mail = runner, settings, grace_s, mail
+        self.restart_s = restart_s
         self.exitcode: int | None = None
+        self.restarts = 0  # workers started again after one died
 
     def __call__(self, d: Deps, stop: threading.Event) -> None:
         import multiprocessing as mp
@@ -74,22 +84,34 @@ class WorkerProcess:
         # ``child_stop`` instead. A signal blocked in this thread stays blocked in the child
         # it starts (across exec), so not even the seconds of its start-up are exposed.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        child_stop = ctx.Event()
-        proc = ctx.Process(target=_worker_main, name="walkout-engine", daemon=True,
-                           args=(self.runner, self.settings, child_stop, os.getpid(), self.mail))
-        proc.start()
-        log.info("engine worker started (pid %s)", proc.pid)
-        while not stop.wait(0.5):
-            if not proc.is_alive():
-                break
-        child_stop.set()
-        proc.join(self.grace_s)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(5)
-        self.exitcode = proc.exitcode
-        if proc.exitcode not in (0, None) and not stop.is_set():
-            log.error("engine worker exited with code %s", proc.exitcode)
+        delay = self.restart_s
+        while True:
+            child_stop = ctx.Event()
+            proc = ctx.Process(target=_worker_main, name="walkout-engine", daemon=True,
+                               args=(self.runner, self.settings, child_stop, os.getpid(),
+                                     self.mail))
+            proc.start()
+            started = time.monotonic()
+            log.info("engine worker started (pid %s)", proc.pid)
+            while not stop.wait(0.5):
+                if not proc.is_alive():
+                    break
+            child_stop.set()
+            proc.join(self.grace_s)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+            self.exitcode = proc.exitcode
+            if stop.is_set() or proc.exitcode in (0, None):
+                return
+            if time.monotonic() - started > 60.0:
+                delay = self.restart_s  # it ran a while: a new failure, not the same one
+            log.error("engine worker exited with code %s: starting it again in %.0f s (it "
+                      "continues from what it committed)", proc.exitcode, delay)
+            if stop.wait(delay):
+                return
+            delay = min(60.0, 2 * delay)
+            self.restarts += 1
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -149,7 +171,10 @@ def _worker_main(runner: Any, settings: Any, stop: Any, parent_pid: int, mail: b
         from walkout.service.receipting import mail_loop
 
         threading.Thread(target=mail_loop, args=(d, stop), name="mail", daemon=True).start()
-    runner(d, stop)
+    try:
+        runner(d, stop)
+    except Exception:  # logged by the runner: this worker ends, the service starts another
+        sys.exit(1)
     stop.wait()  # the stream ended: keep the outbox going until the service stops
 
 
@@ -189,6 +214,7 @@ class LiveRunner:
             self.run(d, stop)
         except Exception:
             log.exception("engine runner stopped on an error")
+            raise  # in a worker process: the service starts another (WorkerProcess)
 
     def run(self, d: Deps, stop: threading.Event | None = None) -> None:
         eng = self._engine()
