@@ -273,3 +273,46 @@ def test_a_stream_an_engine_without_state_cannot_continue_is_not_left_for_later(
     assert r.engine is not None
     lost = [a for a in r.engine.alerts if a.kind == "engine_state_lost"]
     assert len(lost) == 1 and old in lost[0].message and "keeps no state" in lost[0].message
+
+
+def test_the_alert_that_a_stream_was_lost_survives_a_kill_before_the_first_snapshot(
+        mqtt_url: str, tmp_path: Path) -> None:
+    """``engine_state_lost`` joins the new engine's alerts before its first chunk, as the
+    source's do between chunks: killed before a snapshot held it, the engine rebuilt from the
+    journal lacked it, and its first alert took its index (and lost its event-log row)."""
+    d = _deps(tmp_path)
+    name = f"lsl{uuid.uuid4().hex[:8]}"
+    with d.sessions.begin() as s:
+        from walkout.service.models import EngineSnapshot
+
+        s.add(EngineSnapshot(source=f"mqtt:{name}:20261123T080000", chunk=40, t=200.0,
+                             code="an older walkout", payload=b"\x80\x05N.",
+                             created_at=d.clock.now()))
+    kw: dict[str, Any] = {"config": EngineConfig(chunk_s=1.0), "silent_after_s": 600.0}
+    cid = f"walkout-engine-{name}"
+    MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()
+    try:
+        r1 = _Killable(f"{mqtt_url}/{name}", STORE, accept_end=True, **kw)
+        r1.killed = True  # no snapshot at all: the restart has the journal only
+        stop1 = threading.Event()
+        th1 = threading.Thread(target=r1.run, args=(d, stop1), daemon=True)
+        th1.start()
+        time.sleep(0.5)
+        store_mode.set_mode(d, True, "op")  # an alert of the engine's own, at its first chunk
+        _camera(mqtt_url, name, 0.0, 3.0)
+        _wait(lambda: r1.chunks_done >= 2, th1)
+        stop1.set()
+        th1.join(30)
+        assert _alert_rows(d, r1.source)[:2] == [(0, "engine_state_lost"), (1, "store_closed")]
+        r2, th2, _ = _start(d, mqtt_url, name, **kw)
+        _camera(mqtt_url, name, 3.0, 5.0)
+        with MqttPublisher(mqtt_url) as pub:
+            pub.publish(wire.end_topic(name), wire.encode_end(5.0, {"cameras/C01": 75}))
+            pub.flush()
+        th2.join(60)
+        assert not th2.is_alive()
+    finally:
+        drop_session(mqtt_url, cid)
+    assert r2.source == r1.source and r2.engine is not None
+    rows = _alert_rows(d, r1.source)
+    assert [k for _, k in rows] == [a.kind for a in r2.engine.alerts]

@@ -44,8 +44,9 @@ from walkout.store.model import Store
 
 log = logging.getLogger("walkout.service.mqtt_runner")
 
-#: the source's own alerts (:meth:`MqttSource.take_alerts`), which join the engine's
-DEVICE_ALERTS = ("device_silent", "device_back", "stream_gap")
+#: the alerts that join the engine's between chunks, which no journaled chunk carries: the
+#: source's (:meth:`MqttSource.take_alerts`) and the runner's own at a new stream's start
+OUTSIDE_ALERTS = ("device_silent", "device_back", "stream_gap", "engine_state_lost")
 
 
 class MqttRunner(LiveRunner):
@@ -262,20 +263,19 @@ class MqttRunner(LiveRunner):
         return eng, seen
 
     def _device_log(self, d: Deps, after: int) -> dict[int, Alert]:
-        """The source's alerts this stream's event log got from index ``after`` on, by index.
-
-        They joined the engine's alerts between two chunks and no chunk carries them, so the
-        engine rebuilt from the journal lacks them; its later alerts took their indexes, and the
-        event log, which holds one row per index, dropped those (:meth:`_rejoin`)."""
+        """The :data:`OUTSIDE_ALERTS` this stream's event log got from index ``after`` on, by
+        index. They joined the engine's alerts between two chunks and no chunk carries them,
+        so the engine rebuilt from the journal lacks them; its later alerts took their indexes,
+        and the event log, which holds one row per index, dropped those (:meth:`_rejoin`)."""
         with d.sessions() as s:
             rows = s.execute(select(EngineEvent.seq, EngineEvent.payload).where(
                 EngineEvent.source == f"{self.source}/alerts",
-                EngineEvent.kind.in_(DEVICE_ALERTS), EngineEvent.seq >= after))
+                EngineEvent.kind.in_(OUTSIDE_ALERTS), EngineEvent.seq >= after))
             return {seq: Alert(p["t"], p["kind"], p["message"], p["subject"])
                     for seq, p in ((seq, json.loads(payload)) for seq, payload in rows)}
 
     def _rejoin(self, eng: Engine, logged: dict[int, Alert]) -> None:
-        """Put the source's alerts back where the first run added them: at the index their
+        """Put those alerts back where the first run added them: at the index their
         event-log row has, which the replay reaches between the same two chunks. They were
         published then."""
         published = self._engine_alerts == len(eng.alerts)
