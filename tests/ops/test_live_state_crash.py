@@ -54,10 +54,9 @@ class _Killable(MqttRunner):
 
     killed = False
 
-    def _snapshot(self, d: Deps, eng: Any, seen: dict[str, int], force: bool = False,
-                  **kw: Any) -> None:
+    def _snapshot(self, d: Deps, eng: Any, seen: dict[str, int], *a: Any, **kw: Any) -> None:
         if not self.killed:
-            super()._snapshot(d, eng, seen, force, **kw)
+            super()._snapshot(d, eng, seen, *a, **kw)
 
 
 def _start(d: Deps, url: str, name: str, **kw: Any) -> tuple[_Killable, threading.Thread,
@@ -316,3 +315,88 @@ def test_the_alert_that_a_stream_was_lost_survives_a_kill_before_the_first_snaps
     assert r2.source == r1.source and r2.engine is not None
     rows = _alert_rows(d, r1.source)
     assert [k for _, k in rows] == [a.kind for a in r2.engine.alerts]
+
+
+class _Receipts:
+    """The store's other systems, subscribed to the engine's receipts."""
+
+    def __init__(self, url: str, name: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from walkout.sources.mqtt import parse_url
+
+        self.got: list[tuple[str, int]] = []
+        ready = threading.Event()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-erp")
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(f"walkout/{name}/receipts/#", 1)
+        self.c.on_subscribe = lambda *a: ready.set()
+        self.c.on_message = lambda c, u, m: self.got.append(
+            (json.loads(m.payload)["session"], json.loads(m.payload)["revision"]))
+        self.c.connect(*parse_url(url))
+        self.c.loop_start()
+        assert ready.wait(10)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+class _Unheard(_Killable):
+    """Its results never leave: what paho held in memory when the power went."""
+
+    def _publish(self, pub: Any, eng: Any) -> None:
+        pass
+
+
+def test_receipts_issued_before_a_kill_and_never_sent_are_sent_by_the_restart(
+        mqtt_url: str, tmp_path: Path) -> None:
+    """The result topics are published asynchronously (paho's thread, QoS 1): receipts the
+    engine had issued and committed but paho had not handed to the broker when the engine was
+    killed are gone with it, and the restart's replay counted every receipt of the chunks the
+    first run committed as published. The store's other systems never got them. The restart
+    now sends again whatever the replayed chunks issued (QoS 1 is at least once: a consumer
+    already keys a receipt by its session and revision), and a snapshot is taken only once
+    the broker has acknowledged what came before it."""
+    from walkout.engine import Engine
+    from walkout.sim.session import simulate
+    from walkout.sources.mqtt import session_messages
+    from walkout.sources.recording import Sensors
+
+    d = _deps(tmp_path)
+    session = simulate(STORE, 3, 2)  # exits at 69, 80 and 86 s
+    name = f"lsp{uuid.uuid4().hex[:8]}"
+    cid = f"walkout-engine-{name}"
+    MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()
+    msgs, sent = session_messages(session, name)
+    erp = _Receipts(mqtt_url, name)
+    try:
+        r1 = _Unheard(f"{mqtt_url}/{name}", STORE, accept_end=True, snapshot_every_s=1e9)
+        r1.killed = True
+        stop1 = threading.Event()
+        th1 = threading.Thread(target=r1.run, args=(d, stop1), daemon=True)
+        th1.start()
+        time.sleep(0.5)
+        with MqttPublisher(mqtt_url) as pub:
+            for m in msgs:
+                if m.t_send < 84.0:
+                    pub.publish(m.topic, m.payload)
+            pub.flush()
+            _wait(lambda: r1.chunks_done >= 16, th1, 60)
+            stop1.set()
+            th1.join(30)
+            assert r1.engine is not None and r1.engine.issued  # a receipt, never sent
+            for m in msgs:
+                if m.t_send >= 84.0:
+                    pub.publish(m.topic, m.payload)
+            pub.publish(wire.end_topic(name), wire.encode_end(float(session.duration_s), sent))
+            pub.flush()
+        _, th2, _ = _start(d, mqtt_url, name)
+        th2.join(120)
+        assert not th2.is_alive()
+        time.sleep(1.0)
+    finally:
+        erp.close()
+        drop_session(mqtt_url, cid)
+    ref = Engine(STORE).run(Sensors.from_session(session))
+    assert {s for s, _ in erp.got} == {r.session_id for r in ref.receipts}

@@ -142,7 +142,7 @@ class MqttRunner(LiveRunner):
             self._publish(pub, eng)  # what a restart's replay issued and nobody was told
             while not src.finished:
                 if stop is not None and stop.is_set():
-                    self._snapshot(d, eng, seen)  # a clean stop: the restart replays nothing
+                    self._snapshot(d, eng, seen, pub)  # a clean stop: nothing to replay
                     return
                 for chunk in src.poll(self.poll_s):
                     if self._origin is None:
@@ -203,11 +203,14 @@ class MqttRunner(LiveRunner):
         self.chunks_done = i + 1
         if pub is not None:
             self._publish(pub, eng)
-        elif i <= committed:  # published before the restart (the rest: once connected)
-            self.published["receipts"] = len(_issued(eng))
+        elif i <= committed:  # its alerts were published before the restart (at most once)
             self._engine_alerts = len(eng.alerts)
+        # its receipts too, maybe: paho held them in memory until the broker took them, and a
+        # kill lost those. So a replay's receipts are all published again once connected (QoS
+        # 1 is at least once: a receipt is its session's and revision's), those before the
+        # snapshot not: it is taken once the broker acknowledged them
         if pub is not None and now - self._snap_t >= self.snapshot_every_s:
-            self._snapshot(d, eng, seen)
+            self._snapshot(d, eng, seen, pub)
 
     # ---- surviving a restart (live_state) ----------------------------------------------------
 
@@ -322,17 +325,27 @@ class MqttRunner(LiveRunner):
         self.__dict__.pop("_live_state", None)
         self._t_start = self._t
         seen = {k: 0 for k in seen}
-        self._snapshot(d, nxt, seen, force=True, replaces=old)  # and the old stream goes
+        self._snapshot(d, nxt, seen, pub, force=True, replaces=old)  # the old stream goes
         log.info("stream %s rolled over to %s: the store was empty", old, self.source)
         return nxt, seen
 
     def _snapshot(self, d: Deps, eng: Engine, seen: dict[str, int],
-                  force: bool = False, replaces: str | None = None) -> None:
+                  pub: MqttPublisher | None = None, force: bool = False,
+                  replaces: str | None = None) -> None:
         """Save the engine's state after the last chunk stepped (whose outputs are committed)
-        and drop the journal up to it. ``force``: also before the stream's first chunk;
+        and drop the journal up to it. ``pub``: what it published is waited for first (the
+        snapshot counts it as delivered); ``force``: also before the stream's first chunk;
         ``replaces``: the stream this one follows, forgotten in the same transaction."""
         if not self.keep_state or (self.chunks_done == 0 and not force):
             return
+        if pub is not None:
+            try:
+                pub.flush(10.0)
+            except TimeoutError as e:  # the broker is away: paho sends them when it is back
+                log.warning("results not acknowledged before the engine snapshot: %s; a kill "
+                            "before the broker takes them loses them", e)
+            except PublishRefused as e:
+                log.error("results refused by the broker: %s", e)
         state = {"engine": eng, "seen": seen, "gates": self._gates, "published": self.published,
                  "engine_alerts": self._engine_alerts, "t": self._t, "origin": self._origin,
                  "chunks_done": self.chunks_done, "live": live.state_of(self), "k0": self._k0,
