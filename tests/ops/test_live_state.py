@@ -9,11 +9,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from sqlalchemy import func, select
 
 from walkout.engine import Engine, EngineConfig
@@ -34,7 +32,6 @@ from walkout.sim.session import SimConfig, simulate
 from walkout.sim.shoppers import ShopperConfig
 from walkout.sources import wire
 from walkout.sources.mqtt import (
-    LocalMosquitto,
     MqttPublisher,
     MqttSource,
     drop_session,
@@ -44,16 +41,6 @@ from walkout.sources.recording import Sensors
 from walkout.store import load_store
 
 STORE = load_store("small")
-
-
-@pytest.fixture(scope="module")
-def mqtt_url() -> Iterator[str]:
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url
-    broker.close()
 
 
 def _deps(tmp_path: Path) -> Deps:

@@ -8,11 +8,9 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from sqlalchemy import select
 
 from walkout.engine import EngineConfig
@@ -21,18 +19,8 @@ from walkout.service.models import EngineEvent
 from walkout.service.mqtt_runner import MqttRunner
 from walkout.service.testing import make_svc
 from walkout.sources import wire
-from walkout.sources.mqtt import LocalMosquitto, MqttPublisher, drop_session
+from walkout.sources.mqtt import MqttPublisher, drop_session
 from walkout.store import load_store
-
-
-@pytest.fixture(scope="module")
-def mqtt_url() -> Iterator[str]:
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url
-    broker.close()
 
 
 def test_silent_cameras_reach_the_dashboard_and_live_ones_are_alive(

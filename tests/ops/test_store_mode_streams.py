@@ -23,7 +23,7 @@ from walkout.service.runner import LiveRunner
 from walkout.service.testing import make_svc
 from walkout.sim.session import simulate
 from walkout.sources import wire
-from walkout.sources.mqtt import LocalMosquitto, MqttPublisher, drop_session
+from walkout.sources.mqtt import MqttPublisher, drop_session
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
 
@@ -69,16 +69,6 @@ def test_an_open_store_is_not_closed_by_a_new_stream(tmp_path: Path) -> None:
     LiveRunner(sensors, "sim:today", stop_after_chunk=1).run(d)
     modes, alerts = _rows(d, "sim:today")
     assert modes == [] and "store_closed" not in alerts
-
-
-@pytest.fixture(scope="module")
-def mqtt_url() -> str:
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url  # type: ignore[misc]
-    broker.close()
 
 
 def _stream(d: Deps, url: str) -> MqttRunner:
