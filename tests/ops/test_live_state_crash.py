@@ -203,6 +203,7 @@ def test_a_restart_long_after_a_rollover_takes_the_data_after_the_gap(
     assert r2.engine is not None and r2._t >= 129.0
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_crash_in_the_middle_of_a_rollover_keeps_the_old_stream(
         mqtt_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The old stream's journal and snapshot were deleted in one transaction and the new
