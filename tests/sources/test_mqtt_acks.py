@@ -178,3 +178,46 @@ def test_acknowledgements_of_a_session_the_broker_lost_are_not_sent() -> None:
                 now + 1.0, mid=1, epoch=src._epoch)
     src.acknowledge(2.0)
     assert client.acks == [1]  # the new session's mid 1, once
+
+
+def test_a_gate_scan_stamped_far_ahead_does_not_hold_back_the_acknowledgements_for_ever(
+        ) -> None:
+    """A gate whose clock runs 25 s fast (not estimated yet: its first scans) sends a scan the
+    stream reaches 25 s later; its acknowledgement waits until then, and every later one in
+    order behind it. In a store sending ~2,000 messages a second that filled the broker's
+    65,535 in flight: it stopped delivering, the stream never reached the scan, and the engine
+    stalled for good. Past a budget of waiting acknowledgements the ready ones behind it go
+    out of order (Mosquitto frees each by its packet id), the scan's when its chunk is safe."""
+    src = MqttSource("mqtt://127.0.0.1:1", STORE, "shop", manual_ack=True, chunk_s=1.0)
+    src.ack_budget = 100  # the 32,768 of a store, scaled down
+    client = _Client()
+    src._client = client  # type: ignore[assignment]
+    now = time.monotonic()
+    mid = 0
+
+    def frame(k: int) -> None:
+        nonlocal mid
+        mid += 1
+        src._handle(wire.keypoints_topic("shop", "C01"), wire.encode_keypoints(k, k / 15, KP),
+                    now + k / 15, mid=mid)
+
+    from walkout.events import GateEvent
+
+    for k in range(15):
+        frame(k)
+    mid += 1
+    scan = mid
+    src._handle(wire.gate_topic("shop", "entry"),
+                wire.encode_gate(0, GateEvent(26.0, "entry", "entry", "qr-1")), now + 1.0,
+                mid=scan)
+    for k in range(15, 15 + 15 * 12):  # 12 s more of the camera
+        frame(k)
+    out = src.poll(0)
+    for chunk in [*src._ready, *out]:
+        src.acknowledge(chunk[3])
+    src.acknowledge(11.0)  # the chunks to 11 s are journaled
+    assert scan not in client.acks
+    assert len(client.acks) > 15 and len(src._acks) <= 100  # the budget, not the stream
+    assert client.acks[:15] == list(range(1, 16))  # in order while they could be
+    src.acknowledge(27.0)  # the scan's chunk journaled
+    assert scan in client.acks

@@ -533,6 +533,12 @@ class MqttSource:
     #: how long the network thread waits for room in a full input queue before it drops
     #: (well under the 30 s keep-alive: the broker must not think us dead meanwhile)
     inbox_wait_s = 5.0
+    #: acknowledgements that may wait in order (``manual_ack``) before the ready ones go out
+    #: of order: half the 65,535 the broker delivers unacknowledged. Only a message stamped
+    #: far ahead of the stream (a gate scan, up to ``max_jump_s``) holds the others back
+    #: for long, and in a busy store they would fill the broker's window before the stream
+    #: reached it: it stops delivering, and the stream never does
+    ack_budget = 32_768
 
     def __init__(
         self, url: str, store: Store, store_name: str | None = None, *,
@@ -577,6 +583,7 @@ class MqttSource:
         #: on receipt: a consumer that dies loses nothing the broker delivered
         self.manual_ack = manual_ack
         self._acks: deque[_Ack] = deque()  # in the order received: acknowledged in that order
+        self._over_budget = False  # more than ack_budget waited at the last acknowledge
         self._cur: _Ack | None = None  # the message being handled
         self._dup = False  # ... was delivered before
         #: broker sessions begun (the one the messages arriving now belong to)
@@ -755,6 +762,24 @@ class MqttSource:
             if client is not None and a.epoch == self._epoch:  # else: its session is gone
                 client.ack(a.mid, 1)
             n += 1
+        if len(self._acks) > self.ack_budget:  # one far ahead holds the rest back
+            if not self._over_budget:
+                log.warning("%d acknowledgements wait behind a message whose data is %.1f s "
+                            "ahead of the stream: the ready ones go out of order, so that the "
+                            "broker does not stop delivering", len(self._acks),
+                            self._acks[0].t - upto)
+            self._over_budget = True
+            left: deque[_Ack] = deque()
+            for a in self._acks:
+                if a.open or a.t >= upto:
+                    left.append(a)
+                    continue
+                if client is not None and a.epoch == self._epoch:
+                    client.ack(a.mid, 1)
+                n += 1
+            self._acks = left
+        else:
+            self._over_budget = False
         return n
 
     def take_alerts(self) -> list[Alert]:
