@@ -764,10 +764,12 @@ class MqttSource:
             n += 1
         if len(self._acks) > self.ack_budget:  # one far ahead holds the rest back
             if not self._over_budget:
-                log.warning("%d acknowledgements wait behind a message whose data is %.1f s "
-                            "ahead of the stream: the ready ones go out of order, so that the "
-                            "broker does not stop delivering", len(self._acks),
-                            self._acks[0].t - upto)
+                head = self._acks[0]
+                why = ("waiting to be taken in" if head.open
+                       else f"whose data is {head.t - upto:.1f} s ahead of the stream")
+                log.warning("%d acknowledgements wait behind a message %s: the ready ones go "
+                            "out of order, so that the broker does not stop delivering",
+                            len(self._acks), why)
             self._over_budget = True
             left: deque[_Ack] = deque()
             for a in self._acks:
