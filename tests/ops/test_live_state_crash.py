@@ -26,21 +26,11 @@ from walkout.service.models import EngineEvent
 from walkout.service.mqtt_runner import MqttRunner
 from walkout.service.testing import make_svc
 from walkout.sources import wire
-from walkout.sources.mqtt import LocalMosquitto, MqttPublisher, MqttSource, drop_session
+from walkout.sources.mqtt import MqttPublisher, MqttSource, drop_session
 from walkout.store import load_store
 
 STORE = load_store("small")
 KP = np.zeros((0, 17, 3), np.float32)
-
-
-@pytest.fixture(scope="module")
-def mqtt_url() -> Iterator[str]:
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url
-    broker.close()
 
 
 def _deps(tmp_path: Path) -> Deps:
@@ -152,12 +142,12 @@ def _roll_and_stop(d: Deps, url: str, name: str, **kw: Any) -> _Killable:
     """C01 for 6.6 s, published at once: the stream rolls over at its last chunk (6 s; the
     store is empty) and the runner stops before the next stream's first chunk."""
     r, th, stop = _start(d, url, name, **kw)
+    first = r.source
     time.sleep(0.5)  # subscribed
     with MqttPublisher(url) as pub:
         for k in range(99):
             pub.publish(wire.keypoints_topic(name, "C01"), wire.encode_keypoints(k, k / 15, KP))
         pub.flush()
-    first = r.source
     _wait(lambda: r.source != first, th)
     time.sleep(0.5)
     stop.set()
