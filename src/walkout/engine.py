@@ -14,6 +14,7 @@ shopper is inside. Neither is a sale or a shopper's review case.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -271,18 +272,26 @@ class Engine:
 
     # ---- a stream that runs for days ---------------------------------------------------------
 
-    def idle(self, now: float, quiet_s: float = 60.0) -> bool:
+    def idle(self, now: float, quiet_s: float = 60.0, case_wait_s: float = math.inf) -> bool:
         """Whether nothing in the store is left to decide: no track seen for ``quiet_s``, no
         scan or birth waiting for its binding, no exit settling, no event waiting for
-        attribution, no review case open, and no plate change in progress that began while
+        attribution, no review case opened less than ``case_wait_s`` ago still open (an
+        operator who never reviews must not keep every stream in memory for good: an older
+        one is left to the receipts' refunds, :meth:`open_cases`), and no plate change in
+        progress that began while
         somebody could have made it (a store's plates are never all still: one that began
         since, nobody's hand reaches, in this engine or the next). Then the store's next
         stream may begin here (:meth:`successor`)."""
         pad = max(self.config.attribution.pad_s, self.config.evidence_pad_s)
         return (not self._pending and not self._exits and not self._exit_waiting
                 and self.book.idle() and not self.tracker.seen_since(now - quiet_s)
-                and not any(c.open for c in self.cases.values())
+                and not any(c.open and c.opened_at > now - case_wait_s
+                            for c in self.cases.values())
                 and self.shelf.earliest_open() >= now - quiet_s + pad)
+
+    def open_cases(self) -> list[str]:
+        """Ids of the review cases still waiting for a verdict."""
+        return [cid for cid, c in self.cases.items() if c.open]
 
     def successor(self, now: float) -> Engine:
         """The engine of the store's next stream, begun while the store is :meth:`idle`: the

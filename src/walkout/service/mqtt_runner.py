@@ -35,6 +35,7 @@ from walkout.cart.sessions import SessionState
 from walkout.engine import Engine, EngineConfig
 from walkout.events import Alert, GateEvent, KeypointFrame
 from walkout.service import live, live_state, store_mode
+from walkout.service.checkout import insert_ignore
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, RunnerCheckpoint, Visit
@@ -62,7 +63,8 @@ class MqttRunner(LiveRunner):
                  config: EngineConfig | None = None, poll_s: float = 0.2,
                  accept_end: bool = False, silent_after_s: float = 10.0,
                  snapshot_every_s: float = 300.0, keep_state: bool = True,
-                 roll_after_s: float | None = 6 * 3600.0, roll_quiet_s: float = 60.0) -> None:
+                 roll_after_s: float | None = 6 * 3600.0, roll_quiet_s: float = 60.0,
+                 roll_case_wait_s: float = 6 * 3600.0) -> None:
         self.url, wire_name = split_url(url)
         self.store_name = wire_name or store.name
         self._store = store
@@ -84,6 +86,8 @@ class MqttRunner(LiveRunner):
         #: a stream this old begins the next one when the store is next empty (None: never)
         self.roll_after_s = roll_after_s
         self.roll_quiet_s = roll_quiet_s  # ... and nobody was seen for this long
+        #: ... and no review case younger than this waits for its verdict
+        self.roll_case_wait_s = roll_case_wait_s
         self._t_start: float | None = None  # stream time the stream began
         self._k0 = 0  # chunks the source released before this stream (earlier streams)
         self.engine: Engine | None = None
@@ -154,13 +158,15 @@ class MqttRunner(LiveRunner):
                         self._t_start = chunk[3]
                     if (self.roll_after_s is not None and self.keep_state
                             and chunk[3] - self._t_start >= self.roll_after_s
-                            and eng.idle(chunk[3], self.roll_quiet_s)):
+                            and eng.idle(chunk[3], self.roll_quiet_s,
+                                        self.roll_case_wait_s)):
                         eng, seen = self._roll(d, eng, seen, pub)
                         self.engine = eng
                 self._device_alerts(d, pub, eng, src.take_alerts())
             eng.finish()
             self._persist(d, eng, seen, self.chunks_done + 1, self._t)
             self._publish(pub, eng)
+            self._ended(d, self.source, eng)
             if self.keep_state:
                 live_state.forget_stream(d, self.source)  # ended: the next start is a new one
                 src.acknowledge(math.inf)
@@ -326,8 +332,24 @@ class MqttRunner(LiveRunner):
         self._t_start = self._t
         seen = {k: 0 for k in seen}
         self._snapshot(d, nxt, seen, pub, force=True, replaces=old)  # the old stream goes
+        self._ended(d, old, eng)
         log.info("stream %s rolled over to %s: the store was empty", old, self.source)
         return nxt, seen
+
+    def _ended(self, d: Deps, old: str, eng: Engine) -> None:
+        """Say in the event log that stream ``old`` ended here, with the review cases it left
+        open (older than ``roll_case_wait_s``): no engine holds them any more, so the API
+        answers a verdict on one with what to do instead (a refund on the receipt)."""
+        cases = eng.open_cases()
+        if cases:
+            log.warning("stream %s ended with %d review cases nobody decided: their receipts "
+                        "stand as issued", old, len(cases))
+        row = {"source": f"{old}/stream", "seq": 0, "kind": "stream_ended", "t": self._t,
+               "ref": None, "recorded_at": d.clock.now(),
+               "payload": json.dumps({"next": self.source if self.source != old else None,
+                                      "open_cases": cases})}
+        with d.sessions.begin() as s:
+            insert_ignore(s, EngineEvent, [row], ["source", "seq"])
 
     def _snapshot(self, d: Deps, eng: Engine, seen: dict[str, int],
                   pub: MqttPublisher | None = None, force: bool = False,

@@ -508,6 +508,16 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             q = q.where(EngineEvent.ref == case_id)
         return list(s.scalars(q.order_by(EngineEvent.t.desc(), EngineEvent.id.desc())))
 
+    def ended_cases(s: Session) -> dict[str, str]:
+        """Case id → its stream, for the open cases of streams that ended (a live store's
+        rollover, the end of a stream): no engine holds them any more."""
+        out: dict[str, str] = {}
+        for row in s.scalars(select(EngineEvent).where(EngineEvent.kind == "stream_ended",
+                                                       EngineEvent.source.like("%/stream"))):
+            for cid in json.loads(row.payload).get("open_cases", []):
+                out[cid] = row.source.rsplit("/", 1)[0]
+        return out
+
     @app.get("/v1/ops/reviews")
     def reviews(_: Operator) -> list[dict[str, Any]]:
         """Every review case: open ones first, the longest waiting first (its receipt is issued
@@ -515,6 +525,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         ones, newest first."""
         with sessions() as s:
             verdicts = {v.case_id: v for v in s.scalars(select(ReviewVerdict))}
+            ended = ended_cases(s)
             out = []
             seen: set[str] = set()
             for row in case_rows(s):
@@ -527,8 +538,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 out.append({"case_id": ev["case_id"], "t": row.t, "kind": ev["event"]["kind"],
                             "reasons": ev["reasons"], "sessions": ev["sessions"],
                             "decided": ev["decided"], "top": top,
-                            "state": "open" if v is None else
-                            ("applied" if v.applied_at else "decided")})
+                            "state": ("expired" if ev["case_id"] in ended else "open")
+                            if v is None else ("applied" if v.applied_at else "decided")})
             # open: the oldest first (its receipt has waited longest, its hold ends first)
             out.sort(key=lambda c: (c["state"] != "open", c["t"] if c["state"] == "open"
                                     else -c["t"]))
@@ -587,6 +598,11 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             if not rows:
                 raise not_found("review case")
             allowed = set(json.loads(rows[0].payload)["sessions"])
+            if case_id in ended_cases(s):
+                raise ServiceError(409, "stream_ended", "this case's engine stream ended (the "
+                                   "store was empty and a new one began) with the case "
+                                   "undecided: the receipt stands as issued; correct it with a "
+                                   "refund on the receipt")
         for sid, items in body.shares.items():
             if sid not in allowed:
                 raise ServiceError(422, "unknown_session",

@@ -1,0 +1,37 @@
+"""A review case left open when its live stream ended (a rollover of an empty store) has no
+engine to apply a verdict: the queue says so and the API answers a verdict with what to do."""
+
+from __future__ import annotations
+
+import json
+
+from walkout.service.models import EngineEvent
+from walkout.service.testing import Svc
+
+
+def _case(seq: int, source: str, case_id: str, svc: Svc) -> EngineEvent:
+    ev = {"case_id": case_id, "reasons": ["r"], "sessions": ["s00001"], "decided": {},
+          "hypotheses": [], "hands": [], "credentials": {},
+          "event": {"kind": "pick", "plates": ["P"], "delta_g": -1.0, "t_start": 1.0,
+                    "t_end": 1.0}}
+    return EngineEvent(source=f"{source}/evidence", seq=seq, kind="case_evidence", t=1.0,
+                       ref=case_id, payload=json.dumps(ev), recorded_at=svc.clock.now())
+
+
+def test_a_verdict_on_a_case_of_an_ended_stream_is_refused_with_what_to_do(svc: Svc) -> None:
+    old, new = "mqtt:shop:20261124T080000", "mqtt:shop:20261124T140000.4000"
+    with svc.deps.sessions.begin() as s:
+        s.add_all([_case(0, old, "P-1.000", svc), _case(0, new, "Q-2.000", svc),
+                   EngineEvent(source=f"{old}/stream", seq=0, kind="stream_ended", t=9.0,
+                               payload=json.dumps({"next": new, "open_cases": ["P-1.000"]}),
+                               recorded_at=svc.clock.now())])
+    queue = {c["case_id"]: c["state"]
+             for c in svc.client.get("/v1/ops/reviews", headers=svc.gate).json()}
+    assert queue == {"P-1.000": "expired", "Q-2.000": "open"}
+    r = svc.client.post("/v1/ops/reviews/P-1.000/decision", json={"shares": {}},
+                        headers=svc.gate)
+    assert r.status_code == 409 and r.json()["error"] == "stream_ended"
+    assert "refund" in r.json()["detail"]
+    r = svc.client.post("/v1/ops/reviews/Q-2.000/decision", json={"shares": {}},
+                        headers=svc.gate)
+    assert r.status_code == 201, r.text
