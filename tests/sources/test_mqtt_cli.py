@@ -75,6 +75,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _stop(serve: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``walkout serve`` (it stops its worker and commits the chunk in hand); SIGKILL
+    its process group if it is not gone within a minute."""
+    if serve.poll() is not None:
+        return
+    serve.send_signal(signal.SIGTERM)
+    try:
+        serve.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(serve.pid, signal.SIGKILL)
+        serve.wait()
+
+
 def _walkout(*args: str) -> list[str]:
     return [sys.executable, "-m", "walkout.cli", *args]
 
@@ -118,12 +131,7 @@ def test_sim_publish_into_serve_gives_the_in_process_receipts(mqtt_url: str,
                for r in listener.receipts().values()}
     finally:
         t_stop = time.monotonic()
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait()
+        _stop(serve)
         print(f"serve stopped in {time.monotonic() - t_stop:.1f} s")
         listener.close()
         drop_session(mqtt_url, cid)

@@ -22,7 +22,7 @@ from walkout.sources.mqtt import MqttPublisher, MqttSource, drop_session, sessio
 from walkout.sources.recording import Sensors
 from walkout.store.loader import load_store
 
-from .test_mqtt_cli import _free_port, _Listener, _walkout
+from .test_mqtt_cli import _free_port, _Listener, _stop, _walkout
 
 
 def _serve(db: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -103,13 +103,7 @@ def test_a_killed_engine_continues_its_stream_and_loses_nothing(mqtt_url: str,
                                  if ln["quantity"]}
                for r in listener.receipts().values()}
     finally:
-        if serve.poll() is None:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(serve.pid, signal.SIGKILL)
-                serve.wait()
+        _stop(serve)
         listener.close()
         drop_session(mqtt_url, cid)
     text = log.read_text()
