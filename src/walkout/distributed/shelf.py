@@ -12,6 +12,7 @@ by :func:`walkout.shelf.stage.alert_key`, the orders the single stage itself emi
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from typing import Any
 
@@ -36,19 +37,22 @@ class ShelfZone:
 
     def process(
         self, applies: list[Apply], t: np.ndarray, grams: np.ndarray
-    ) -> tuple[list[ShelfEvent], list[Alert], float]:
+    ) -> tuple[list[ShelfEvent], list[Alert], float, float]:
         c0 = time.thread_time()
         self._apply(applies)
         n0 = len(self.stage.alerts)
         events = self.stage.process(PlateBlock(t, grams, self.zone.plate_ids))
-        return events, self.stage.alerts[n0:], time.thread_time() - c0
+        return (events, self.stage.alerts[n0:], time.thread_time() - c0,
+                self.stage.earliest_open())
 
-    def flush(self, applies: list[Apply]) -> tuple[list[ShelfEvent], list[Alert], float]:
+    def flush(self, applies: list[Apply]
+              ) -> tuple[list[ShelfEvent], list[Alert], float, float]:
         c0 = time.thread_time()
         self._apply(applies)
         n0 = len(self.stage.alerts)
         events = self.stage.flush()
-        return events, self.stage.alerts[n0:], time.thread_time() - c0
+        return (events, self.stage.alerts[n0:], time.thread_time() - c0,
+                self.stage.earliest_open())
 
     def cpu_s(self) -> float:
         """CPU seconds this actor's process has used (work, serialisation, Ray's threads)."""
@@ -77,6 +81,7 @@ class PartitionedShelf:
         self._event_zone: dict[str, int] = {}
         self._inflight: tuple[PlateBlock, list[Any]] | None = None
         self.busy_s = [0.0] * len(self.zones)  # per zone: time spent in its stage
+        self._open = [math.inf] * len(self.zones)  # per zone: its oldest change in progress
         self.wall_s = 0.0  # time the engine waited for the zones
         self.calls = 0
 
@@ -107,6 +112,10 @@ class PartitionedShelf:
         return self._collect([a.flush.remote(self._take(z.index))
                               for a, z in zip(self.actors, self.zones, strict=True)])
 
+    def earliest_open(self) -> float:
+        """As ``ShelfStage.earliest_open``, over every zone (as of the last block)."""
+        return min(self._open, default=math.inf)
+
     def apply(self, event_id: str, product_id: str, quantity: int) -> None:
         """Queued for the event's zone; sent with its next block (when the single stage would
         have applied it: after this chunk's events, before the next chunk's)."""
@@ -130,10 +139,12 @@ class PartitionedShelf:
         self.wall_s += time.perf_counter() - w0
         self.calls += 1
         index = self.store.plate_index
-        for z, (events, _, busy) in enumerate(parts):
+        for z, (events, _, busy, open_t) in enumerate(parts):
             self.busy_s[z] += busy
+            self._open[z] = open_t
             for ev in events:
                 self._event_zone[ev.event_id] = z
-        self.alerts += heapq.merge(*(a for _, a, _ in parts), key=lambda a: alert_key(a, index))
-        return list(heapq.merge(*(e for e, _, _ in parts),
+        self.alerts += heapq.merge(*(a for _, a, _, _ in parts),
+                                   key=lambda a: alert_key(a, index))
+        return list(heapq.merge(*(e for e, _, _, _ in parts),
                                 key=lambda e: (e.t_start, index[e.plate_ids[0]])))
