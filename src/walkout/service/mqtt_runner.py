@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from walkout.cart.sessions import SessionState
 from walkout.engine import Engine, EngineConfig
 from walkout.events import Alert, GateEvent, KeypointFrame
-from walkout.service import live, live_state, store_mode
+from walkout.service import live, live_state
 from walkout.service.checkout import insert_ignore
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
@@ -176,12 +176,7 @@ class MqttRunner(LiveRunner):
                      st.missing, dict(st.rejected), self.published["receipts"])
         finally:
             src.close()
-            try:
-                pub.flush(30.0)
-            except TimeoutError as e:
-                log.error("results not all acknowledged by the broker: %s", e)
-            except PublishRefused as e:  # each refusal was logged with its topic as it came
-                log.error("results refused by the broker: %s", e)
+            _flush(pub, 30.0, "at the end")
             pub.close()
 
     def _step(self, d: Deps, eng: Engine, seen: dict[str, int], chunk: Chunk, committed: int,
@@ -195,14 +190,8 @@ class MqttRunner(LiveRunner):
         if self.keep_state and pub is not None:
             live_state.journal(d, self.source, i, now, (self._origin, self._k0, chunk))
         self._gates += gates
-        if i > committed:  # admitted before the restart otherwise (or erased since)
-            self._admit(d, gates)
-        # the operator's restock mode, at the chunk's start as in LiveRunner.run
-        t0 = self._t if i else now - self.config.chunk_s
-        if i == 0 and i > committed:
-            store_mode.carry_over(d, self.source, t0)
-        store_mode.apply_modes(d, eng, self.source, i, t0, fresh=i > committed)
-        eng.step(block, frames, self._opened(d, gates), now)
+        t0 = self._t if i else now - self.config.chunk_s  # the chunk's start
+        eng.step(block, frames, self._inputs(d, eng, i, t0, gates, fresh=i > committed), now)
         self._t = now
         self.chunk_frames = frames
         self._persist(d, eng, seen, i, now, log_rows=i > committed, fresh=i >= committed)
@@ -251,7 +240,7 @@ class MqttRunner(LiveRunner):
             committed = cp.chunk if cp else -1
         # the real time the stream stood still since: its checkpoint, or what was written of
         # it after (a stream just rolled over has a snapshot and no checkpoint yet)
-        last_at = max([aware(cp.updated_at)] if cp else [], default=None)
+        last_at = aware(cp.updated_at) if cp else None
         if stream.at is not None:
             last_at = stream.at if last_at is None else max(last_at, stream.at)
         logged = self._device_log(d, len(eng.alerts))
@@ -360,14 +349,8 @@ class MqttRunner(LiveRunner):
         ``replaces``: the stream this one follows, forgotten in the same transaction."""
         if not self.keep_state or (self.chunks_done == 0 and not force):
             return
-        if pub is not None:
-            try:
-                pub.flush(10.0)
-            except TimeoutError as e:  # the broker is away: paho sends them when it is back
-                log.warning("results not acknowledged before the engine snapshot: %s; a kill "
-                            "before the broker takes them loses them", e)
-            except PublishRefused as e:
-                log.error("results refused by the broker: %s", e)
+        if pub is not None:  # the broker away: paho sends them when it is back, a kill loses them
+            _flush(pub, 10.0, "before the engine snapshot")
         state = {"engine": eng, "seen": seen, "gates": self._gates, "published": self.published,
                  "engine_alerts": self._engine_alerts, "t": self._t, "origin": self._origin,
                  "chunks_done": self.chunks_done, "live": live.state_of(self), "k0": self._k0,
@@ -406,3 +389,14 @@ class MqttRunner(LiveRunner):
     def _publish_alert(self, pub: MqttPublisher, a: Alert) -> None:
         pub.publish_alert(self.store_name, a)
         self.published["alerts"] += 1
+
+
+def _flush(pub: MqttPublisher, timeout: float, when: str) -> None:
+    """Wait for the broker to take what was published; what it did not is logged, not raised
+    (each refusal was logged with its topic as it came)."""
+    try:
+        pub.flush(timeout)
+    except TimeoutError as e:
+        log.error("results not all acknowledged by the broker %s: %s", when, e)
+    except PublishRefused as e:
+        log.error("results refused by the broker %s: %s", when, e)

@@ -237,16 +237,12 @@ class LiveRunner:
                 wait = b / self.speed - (time.monotonic() - start)
                 if wait > 0 and stop is not None and stop.wait(wait):
                     return
-            if i > resume:  # admitted before the restart otherwise (or erased since)
-                self._admit(d, gates)
-            if i == 0 and i > resume:
-                store_mode.carry_over(d, self.source, t_prev)
             for t_mode, closed in recorded[i]:  # replayed chunks too: not from the database
                 eng.set_store_mode(max(t_mode, eng.store_modes[-1][0]) if eng.store_modes
                                    else t_mode, closed)
-            store_mode.apply_modes(d, eng, self.source, i, t_prev, fresh=i > resume)
+            opened = self._inputs(d, eng, i, t_prev, gates, fresh=i > resume)
             t_prev = b
-            eng.step(block, frames, self._opened(d, gates), b)
+            eng.step(block, frames, opened, b)
             self._persist(d, eng, seen, i, b, log_rows=i > resume, fresh=i >= resume)
             self.chunks_done = i + 1
             if self.stop_after_chunk is not None and i >= self.stop_after_chunk:
@@ -258,6 +254,19 @@ class LiveRunner:
         while stop is not None and not stop.wait(1.0):
             if any(c.open for c in eng.cases.values()):
                 self._persist(d, eng, seen, n_chunks + 1, sn.duration_s)
+
+    def _inputs(self, d: Deps, eng: Engine, i: int, t0: float, gates: list[GateEvent],
+                fresh: bool) -> list[GateEvent]:
+        """What chunk ``i`` (starting at stream time ``t0``) gives the engine besides its
+        readings: its entry scans admitted (``fresh``: a chunk never processed before; a
+        replayed one was admitted then, or erased since), the operator's store mode due, and
+        the gate events the engine sees (:meth:`_opened`)."""
+        if fresh:
+            self._admit(d, gates)
+            if i == 0:
+                store_mode.carry_over(d, self.source, t0)
+        store_mode.apply_modes(d, eng, self.source, i, t0, fresh=fresh)
+        return self._opened(d, gates)
 
     def _gate_log(self) -> list[GateEvent]:
         """Every gate event of the source so far, in time order (a live source grows it)."""
