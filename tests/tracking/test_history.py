@@ -39,3 +39,13 @@ def test_nothing_is_copied_for_a_few_samples_or_more_kept_than_freed() -> None:
     assert h.n == 300 and h.view()[0][1] == 1.0
     assert h.forget_before(200.0, min_drop=10)  # 199 go, 101 stay
     assert h.n == 101
+
+
+def test_a_track_whose_whole_past_is_old_keeps_two_samples_however_short() -> None:
+    """A visitor who left keeps their first and last sample only, not ``min_drop`` of them:
+    a store open round the clock would otherwise grow by every past visit."""
+    h = _history(100)
+    assert h.forget_before(500.0, min_drop=256)
+    assert h.view()[0].tolist() == [0.0, 99.0]
+    assert not h.forget_before(600.0, min_drop=256)  # nothing left to forget
+    assert not _history(2).forget_before(10.0) and not _history(1).forget_before(10.0)

@@ -273,12 +273,15 @@ class _History:
         """Drop the samples older than ``cutoff``, keeping the first and the last: a track's
         birth and last sighting stay what they were (binding and exits read them), the rest
         of the past goes. Only when at least ``min_drop`` samples and as many as would stay
-        can go, so that the copy is amortised over the samples it frees. Returns whether
-        anything was dropped (then views handed out earlier keep the old buffers)."""
+        can go, so that the copy is amortised over the samples it frees; but always when
+        every sample but the last is older (a track that ended, or lost for good: after this
+        copy it has nothing left to forget, and a store's every past visitor must not keep
+        ``min_drop`` samples each). Returns whether anything was dropped (then views handed
+        out earlier keep the old buffers)."""
         n = self.n
         k = min(int(np.searchsorted(self.t[:n], cutoff)), n - 1)  # first sample kept after 0
         drop = k - 1
-        if drop < max(min_drop, n - k):
+        if drop < 1 or (drop < max(min_drop, n - k) and k < n - 1):
             return False
         m = n - drop
         out = _History(max(64, 2 * m))
