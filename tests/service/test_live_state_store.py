@@ -64,3 +64,24 @@ def test_a_stream_that_cannot_be_continued_says_why(db_url: str) -> None:
     stream = live_state.open_stream(d, PREFIX, other)  # another store file wrote it
     assert stream is not None and stream.lost is not None and "store file" in stream.lost
     assert live_state.open_stream(d, PREFIX, STORE).lost is None  # type: ignore[union-attr]
+
+
+def test_the_journal_is_stored_compressed_and_an_uncompressed_row_still_loads(
+        db_url: str) -> None:
+    """Rows are zlib-compressed pickles (the journal is written all day); a row written before
+    compression, a plain pickle, is read as it was."""
+    import pickle
+
+    d = _deps(db_url)
+    src = f"{PREFIX}20261124T080000"
+    live_state.journal(d, src, 0, 5.0, _chunk(0))
+    with d.sessions.begin() as s:
+        row = s.get(StreamChunk, (src, 0))
+        assert row is not None
+        plain = pickle.dumps(_chunk(0), protocol=pickle.HIGHEST_PROTOCOL)
+        assert len(row.payload) < len(plain) / 2  # 50 samples of one value a plate
+        s.add(StreamChunk(source=src, chunk=1, t=10.0, payload=pickle.dumps(_chunk(1)),
+                          recorded_at=row.recorded_at))
+    stream = live_state.open_stream(d, PREFIX, STORE)
+    assert stream is not None and stream.lost is None
+    assert [float(c[1][0].grams[0, 0]) for _, c in stream.chunks] == [0.0, 1.0]

