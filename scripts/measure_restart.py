@@ -39,6 +39,9 @@ class _Quiet:
     def publish_alert(self, *a: Any) -> None:
         pass
 
+    def flush(self, timeout: float) -> None:
+        pass
+
 
 def _inside(eng: Engine) -> int:
     return sum(1 for s in eng.book.sessions.values()
