@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from walkout.commands import ForceOpt, finite, output_file_problem, register_all
+from walkout.commands import ForceOpt, finite, output_file_problem, print_json, register_all
 from walkout.store import StoreFileError, builtin_stores, load_store
 from walkout.store.model import Store
 
@@ -93,15 +93,6 @@ def _writable_dir(path: Path, flag: str) -> None:
     if problem:
         err.print(f"[red]error:[/] {flag} {escape(str(path))}: {problem}")
         raise typer.Exit(2)
-
-
-def _print_json(figures: dict[str, Any], path: Path | None) -> None:
-    """A benchmark's figures: printed, and written to ``path`` when given."""
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
 
 
 def _check_scenarios(names: list[str]) -> None:
@@ -417,7 +408,7 @@ def bench_accuracy(
 
         figures, _, _ = run_accuracy(st, shoppers, seed, tick, names)
     figures["suite"] = suite
-    _print_json(figures, json_path)
+    print_json(figures, json_path)
 
 
 @store_app.command("list")
@@ -479,7 +470,7 @@ def bench_shelf_pcp(
     except (OSError, ShelfDataError) as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
-    _print_json(figures, json_path)
+    print_json(figures, json_path)
 
 
 # ---- AiFi test cases and the shelf benchmark (appended; existing commands unchanged) --------
@@ -529,7 +520,7 @@ def bench_shelf(
     from walkout.bench.shelf import run_shelf_bench
 
     figures = run_shelf_bench(seed, duration, progress=lambda s: err.print(f"[dim]{s}...[/]"))
-    _print_json(figures, json_path)
+    print_json(figures, json_path)
 
 
 
@@ -550,7 +541,7 @@ def bench_memory(
 
     figures = run_memory_bench(_store(store), shoppers, seed, every, keep,
                                progress=lambda s: err.print(f"[dim]{s}...[/]"))
-    _print_json(figures, json_path)
+    print_json(figures, json_path)
     if not figures["same_outputs"]:
         err.print("[red]the bounded engine decided differently[/]")
         raise typer.Exit(1)
@@ -594,7 +585,7 @@ def bench_tracking(
         "real_time_factor": round(session.duration_s / seconds, 1),
         "seconds": round(seconds, 2),
     }
-    _print_json(figures, json_path)
+    print_json(figures, json_path)
 
 
 @app.command()
@@ -727,7 +718,7 @@ def bench_durability(
     except (OSError, StoreFileError) as e:  # the workdir, the store: named before any run
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
-    _print_json(figures, json_path)
+    print_json(figures, json_path)
 
 
 @bench_app.command("service")
@@ -776,7 +767,7 @@ def bench_service(
     except (OSError, StoreFileError) as e:  # the workdir (a database left there), the store
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
-    _print_json(figures, json_path)
+    print_json(figures, json_path)
 
 
 register_all(app, bench_app, store_app, aifi_app)

@@ -8,6 +8,7 @@ stays cheap and each area's commands sit beside nothing else."""
 from __future__ import annotations
 
 import importlib
+import json
 import math
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,3 +49,13 @@ def output_file_problem(out: Path, force: bool) -> str | None:
     except OSError as e:  # a folder on the way that may not be searched
         return f"cannot be reached: {e.strerror or e}"
     return None
+
+
+def print_json(figures: dict[str, Any], path: Path | None) -> None:
+    """A benchmark's figures: printed (benches print JSON, docs/benchmarks.md), and written to
+    ``path`` when given."""
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")

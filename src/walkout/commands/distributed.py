@@ -9,9 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
+from walkout.commands import print_json
+
 
 def register(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
-    from walkout.cli import _print_json, _store, err
+    from walkout.cli import _store, err
 
     @bench_app.command("ray")
     def bench_ray(
@@ -42,4 +44,4 @@ def register(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
         except RayError as e:
             err.print(f"[red]error:[/] --ray: {e}")
             raise typer.Exit(2) from e
-        _print_json(figures, json_path)
+        print_json(figures, json_path)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from walkout.commands import finite
+from walkout.commands import finite, print_json
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -58,14 +58,6 @@ def _perceive_videos(videos: Path, cfg: Any) -> dict[str, Any]:
     except (SourceError, ModelError) as e:
         raise _fail(str(e)) from e
     return frames
-
-
-def _print_json(figures: dict[str, Any], path: Path | None) -> None:
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
@@ -215,7 +207,7 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                                            progress=lambda m: err.print(f"[dim]{m}...[/]"))
         except FileNotFoundError as e:
             raise _fail(str(e)) from e
-        _print_json(figures, json_path)
+        print_json(figures, json_path)
 
     @aifi_app.command("video")
     def aifi_video(
@@ -249,7 +241,7 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         if docs is not None:
             write_track(tracks, docs / "aifi-cps-test-01-track.json")
             draw_plan(store, tracks, report["interactions"], docs / "aifi-cps-test-01-plan.png")
-        _print_json(report, json_path)
+        print_json(report, json_path)
 
     @aifi_app.command("check-calibration")
     def aifi_check_calibration(
@@ -275,4 +267,4 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                           "median_px": s.median_px} for s in labelled],
             "best": [{"mean_median_px": round(m, 1), "assignment": a} for m, a in ranked[:top]],
         }
-        _print_json(report, json_path)
+        print_json(report, json_path)

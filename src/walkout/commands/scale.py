@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from walkout.commands import ForceOpt, finite, output_file_problem
+from walkout.commands import ForceOpt, finite, output_file_problem, print_json
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -113,11 +112,7 @@ def bench_scale(
     except StoreSizeError as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(text + "\n")
+    print_json(figures, json_path)
     if plot:
         draw(figures, plot)
         err.print(f"plot written to {plot}")
