@@ -196,3 +196,67 @@ def test_0010_records_webhook_events_once_and_goes_away_cleanly(db_url: str) -> 
         assert c.execute(text("SELECT id FROM visits")).scalars().all() == ["v1"]
     upgrade(eng)
     eng.dispose()
+
+
+def test_0012_adds_acknowledgements_and_fees_and_takes_them_away_again(db_url: str) -> None:
+    """0012: events and chargebacks recorded before it have no acknowledgement and no fee
+    (null); a fee is stored exactly; the downgrade drops only the new columns, the rows and
+    the outcome CHECK stay."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from walkout.service.models import Chargeback, PaymentWebhookEvent
+
+    new = {"payment_webhook_events": {"acknowledged_at", "acknowledged_by",
+                                      "acknowledged_note"},
+           "chargebacks": {"fee", "fee_currency"}}
+
+    def columns(table: str) -> set[str]:
+        return {col["name"] for col in inspect(eng).get_columns(table)}
+
+    eng = make_engine(db_url)
+    upgrade(eng, "0011")
+    t = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    event = ("INSERT INTO payment_webhook_events (event_id, provider, type, visit_id, "
+             "created_at, received_at, outcome, detail) VALUES (:id, 'stripe', "
+             "'charge.dispute.created', 'v1', :t, :t, :outcome, '')")
+    with eng.begin() as c:
+        _account_with_method(c)
+        _visit(c, "v1", "a1", "charged")
+        c.execute(text(event), {"id": "evt_1", "t": t, "outcome": "attention"})
+        c.execute(text("INSERT INTO chargebacks (id, provider, visit_id, charge_ref, amount, "
+                       "currency, reason, status, opened_at, as_of, updated_at) VALUES "
+                       "('dp_1', 'stripe', 'v1', 'ch_1', 16.78, 'EUR', 'fraudulent', "
+                       "'needs_response', :t, :t, :t)"), {"t": t})
+    for table, cols in new.items():
+        assert not cols & columns(table)
+    upgrade(eng)
+    for table, cols in new.items():
+        assert cols <= columns(table)
+    with Session(eng) as s:  # as the service reads them: nobody acknowledged, no fee known
+        ev = s.get(PaymentWebhookEvent, "evt_1")
+        cb = s.get(Chargeback, "dp_1")
+        assert ev is not None and cb is not None
+        assert (ev.acknowledged_at, ev.acknowledged_by, ev.acknowledged_note) == (None,) * 3
+        assert (cb.fee, cb.fee_currency) == (None, None)
+        ev.acknowledged_at, ev.acknowledged_by, ev.acknowledged_note = t, "op1", "handled"
+        cb.fee, cb.fee_currency = Decimal("15.00"), "EUR"
+        s.commit()
+    with Session(eng) as s:
+        assert s.execute(select(Chargeback.fee)).scalar_one() == Decimal("15.00")
+        assert s.execute(select(PaymentWebhookEvent.acknowledged_by)).scalar_one() == "op1"
+    downgrade(eng, "0011")
+    for table, cols in new.items():
+        assert not cols & columns(table)
+    with eng.begin() as c:
+        assert c.execute(text("SELECT event_id, outcome FROM payment_webhook_events")).all() == [
+            ("evt_1", "attention")]
+        assert c.execute(text("SELECT id, status FROM chargebacks")).all() == [
+            ("dp_1", "needs_response")]
+    with pytest.raises(IntegrityError), eng.begin() as c:  # the rebuilt table kept its CHECK
+        c.execute(text(event), {"id": "evt_2", "t": t, "outcome": "maybe"})
+    upgrade(eng)
+    eng.dispose()

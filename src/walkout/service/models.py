@@ -472,6 +472,11 @@ class PaymentWebhookEvent(Base):
     received_at: Mapped[datetime]
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(String(500))
+    #: staff handled an ``attention`` event: when, who (the operator's account id) and an
+    #: optional note; the first acknowledgement is kept (null: nobody has, it stays listed)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(32))
+    acknowledged_note: Mapped[str | None] = mapped_column(String(500))
     __table_args__ = (
         CheckConstraint("outcome IN ('applied', 'attention', 'ignored')", name="outcome"),
     )
@@ -502,6 +507,11 @@ class Chargeback(Base):
     closed_at: Mapped[datetime | None]
     #: the visit's state before the chargeback made it ``disputed``, restored if it is won
     visit_state_before: Mapped[str | None] = mapped_column(String(16))
+    #: what the provider charged the store for it, net of any fee it gave back (won, in some
+    #: regions): the sum of the fees of the dispute's balance transactions, in its balance's
+    #: currency. A cost whether won or lost; null: not reported (rows from before 0012)
+    fee: Mapped[Decimal | None] = mapped_column(MONEY)
+    fee_currency: Mapped[str | None] = mapped_column(String(3))
     as_of: Mapped[datetime]  # creation time of the provider event the row is as of
     updated_at: Mapped[datetime]
 
