@@ -253,7 +253,8 @@ def test_a_chargeback_is_recorded_shown_and_never_refunded_on_top(
         "chargeback_id": "dp_1QWalkout0001", "visit_id": vid, "receipt_id": rid,
         "visit_state": "disputed", "charge": CH, "amount": "16.78", "currency": "EUR",
         "reason": "fraudulent", "status": "needs_response", "open": True,
-        "funds_withheld": True, "evidence_due_by": None, "opened_at": None, "closed_at": None}
+        "funds_withheld": True, "fee": None, "fee_currency": None,  # no money moved yet
+        "evidence_due_by": None, "opened_at": None, "closed_at": None}
     assert cb["evidence_due_by"].startswith("2026-01-14")
     assert svc.client.get("/v1/ops/chargebacks", headers=svc.shopper(
         card="tok_bob", email="bob@example.org")).status_code == 403
@@ -294,6 +295,110 @@ def test_a_chargeback_won_gives_the_visit_back(stripe_svc: tuple[Svc, RecordedSt
     r = _decide(svc, _dispute(svc, h, rid, BAR))
     assert r.status_code == 200 and r.json()["state"] == "refunded", r.text
     assert http.sent(REFUNDS_PATH) == [{"amount": "919", "charge": CH}]
+
+
+# ---- Stripe's chargeback fee --------------------------------------------------------------------
+
+def _fee(svc: Svc) -> tuple[str | None, str | None]:
+    """The one chargeback's fee as ``GET /v1/ops/chargebacks`` shows it."""
+    [cb] = svc.client.get("/v1/ops/chargebacks", headers=svc.gate).json()
+    return cb["fee"], cb["fee_currency"]
+
+
+def _closed(status: str, *transactions: dict[str, Any], created: int = 1768500000,
+            event_id: str = "evt_1QDisputeClose1") -> dict[str, Any]:
+    """``charge.dispute.closed`` as ``status`` with these balance transactions."""
+    return event("charge_dispute_created", id=event_id, type="charge.dispute.closed",
+                 created=created, obj_status=status,
+                 obj_balance_transactions=list(transactions))
+
+
+def _transactions() -> list[dict[str, Any]]:
+    """The recorded withdrawal (fee 15.00 EUR) and reinstatement (fee 15.00 given back)."""
+    return list(event("charge_dispute_funds_reinstated")["data"]["object"]
+                ["balance_transactions"])
+
+
+def test_a_chargebacks_fee_is_the_net_of_its_balance_transactions(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    """Stripe lists the dispute's balance transactions as the money moves: the withdrawal
+    with its dispute fee, and on a win (in some regions) a reversal giving the fee back."""
+    svc, _ = stripe_svc
+    _, rid, _ = _charged(svc)
+    _ok(svc, event("charge_dispute_created"))  # opened: no money moved, no fee listed yet
+    assert _fee(svc) == (None, None)
+    got = _ok(svc, event("charge_dispute_funds_withdrawn"))
+    assert got["outcome"] == "applied" and "Stripe's fee 15.00 EUR" in got["detail"]
+    assert _fee(svc) == ("15.00", "EUR")
+    # on the receipt, and on the dashboard's open chargebacks
+    detail = svc.client.get(f"/v1/ops/receipts/{rid}", headers=svc.gate).json()
+    assert [(c["fee"], c["fee_currency"]) for c in detail["chargebacks"]] == [("15.00", "EUR")]
+    attention = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
+    assert [c["fee"] for c in attention["open_chargebacks"]] == ["15.00"]
+    # an update older than the withdrawal, delivered late, lists none: the fee stays
+    late = event("charge_dispute_created", id="evt_1QDisputeLate01",
+                 type="charge.dispute.updated", created=1767600100)
+    assert _ok(svc, late)["outcome"] == "ignored"
+    assert _fee(svc) == ("15.00", "EUR")
+    # won, and Stripe gives the fee back: nothing net
+    assert _ok(svc, event("charge_dispute_funds_reinstated"))["outcome"] == "applied"
+    assert _fee(svc) == ("0.00", "EUR")
+
+
+def test_a_fee_given_back_after_the_close_is_recorded(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    """A closed chargeback never reopens, but a newer event of it may list the fee's
+    reversal (``fee_details`` only, here): the fee follows, the status stays."""
+    svc, _ = stripe_svc
+    vid, _, _ = _charged(svc)
+    withdrawal, reversal = _transactions()
+    _ok(svc, event("charge_dispute_created"))
+    assert _ok(svc, _closed("won", withdrawal))["outcome"] == "applied"
+    assert _fee(svc) == ("15.00", "EUR") and _visit_state(svc, vid) == "charged"
+    del reversal["fee"]  # the fee as its details say it
+    back = event("charge_dispute_funds_reinstated", created=1768500060,
+                 obj_balance_transactions=[withdrawal, reversal])
+    got = _ok(svc, back)
+    assert got["outcome"] == "applied" and "now 0.00 EUR" in got["detail"], got
+    assert _fee(svc) == ("0.00", "EUR")
+    # told again, or by an older event: nothing changes
+    again = event("charge_dispute_funds_reinstated", id="evt_1QDisputeBack02",
+                  created=1768500120)
+    assert "which is final" in _ok(svc, again)["detail"]
+    assert _ok(svc, event("charge_dispute_funds_withdrawn", id="evt_1QDisputeFunds02")
+               )["outcome"] == "ignored"
+    [cb] = svc.client.get("/v1/ops/chargebacks", headers=svc.gate).json()
+    assert (cb["status"], cb["fee"]) == ("won", "0.00")
+
+
+@pytest.mark.parametrize(("closing", "fees", "lost", "net_after"), [
+    ("lost", "15.00", "16.78", "-15.00"),
+    ("won, fee kept", "15.00", "0.00", "1.78"),
+    ("won, fee given back", "0.00", "0.00", "16.78"),
+])
+def test_the_sales_figures_count_the_fee_won_or_lost(
+        stripe_svc: tuple[Svc, RecordedStripe], closing: str, fees: str, lost: str,
+        net_after: str) -> None:
+    """The fee is a cost whether the store wins or loses: on the day the chargeback opened
+    (when Stripe takes it), net of what Stripe gave back, out of the net after chargebacks."""
+    svc, _ = stripe_svc
+    _charged(svc)  # captured on 2026-01-01
+    _ok(svc, event("charge_dispute_created"))  # 2026-01-05
+    _ok(svc, event("charge_dispute_funds_withdrawn"))
+    withdrawal, reversal = _transactions()
+    if closing == "lost":
+        _ok(svc, _closed("lost", withdrawal))  # 2026-01-15
+    elif closing == "won, fee kept":
+        reversal |= {"fee": 0, "fee_details": [], "net": reversal["amount"]}
+        _ok(svc, _closed("won", withdrawal, reversal))
+    else:
+        _ok(svc, event("charge_dispute_funds_reinstated"))
+    rep = svc.client.get("/v1/ops/sales?days=16&until=2026-01-16", headers=svc.gate).json()
+    day = {d["date"]: d for d in rep["days"]}
+    assert (day["2026-01-05"]["chargebacks"], day["2026-01-05"]["chargeback_fees"]) == (1, fees)
+    assert {d["chargeback_fees"] for k, d in day.items() if k != "2026-01-05"} == {"0.00"}
+    keys = ("captured", "chargebacks_lost", "chargeback_fees", "net_after_chargebacks")
+    assert tuple(rep["totals"][k] for k in keys) == ("16.78", lost, fees, net_after)
 
 
 # ---- holds that expired or were cancelled outside walkout ---------------------------------------
@@ -482,8 +587,10 @@ def test_a_shoppers_export_lists_the_chargebacks_of_her_visits(
     vid, _, h = _charged(svc)
     assert svc.client.get("/v1/me/export", headers=h).json()["visits"][0]["chargebacks"] == []
     _ok(svc, event("charge_dispute_created"))
+    _ok(svc, event("charge_dispute_funds_withdrawn"))  # Stripe's fee: the store's cost
     _ok(svc, event("charge_dispute_created", id="evt_1QDisputeLost01",
                    type="charge.dispute.closed", created=1768500000, obj_status="lost"))
+    assert svc.client.get("/v1/ops/chargebacks", headers=svc.gate).json()[0]["fee"] == "15.00"
     data = svc.client.get("/v1/me/export", headers=h).json()
     [visit] = data["visits"]
     assert visit["visit_id"] == vid
@@ -494,7 +601,8 @@ def test_a_shoppers_export_lists_the_chargebacks_of_her_visits(
     assert _at(cb["opened_at"]) == datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
     assert _at(cb["decided_at"]) == datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
     text = json.dumps(data)
-    for ref in ("dp_1Q", CH, PI, "evt_1Q", "cus_", "pm_1Q", "2026-01-14"):
+    for ref in ("dp_1Q", CH, PI, "evt_1Q", "txn_1Q", "cus_", "pm_1Q", "2026-01-14", "fee",
+                "15.00"):
         assert ref not in text, ref
     # a request made to staff gets the same
     r = svc.client.post("/v1/admin/privacy/export", json={"email": "ann@example.org"},
@@ -537,7 +645,8 @@ def test_the_dashboard_lists_open_chargebacks_first_due_and_recent_events_to_che
     _ok(svc, event("payment_intent_succeeded"))  # nothing to check
     got = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
     assert (got["reports"], got["days"]) == (True, 7)
-    assert got["counts"] == {"open_chargebacks": 2, "respond": 2, "attention_events": 2}
+    assert got["counts"] == {"open_chargebacks": 2, "respond": 2, "attention_events": 2,
+                             "acknowledged_events": 0}
     assert [(c["chargeback_id"], c["amount"], c["receipt_id"], c["respond"])
             for c in got["open_chargebacks"]] == [
         ("dp_1QWalkout0002", "5.00", rid, True), ("dp_1QWalkout0001", "16.78", rid, True)]
@@ -562,7 +671,8 @@ def test_the_dashboard_lists_open_chargebacks_first_due_and_recent_events_to_che
     _ok(svc, event("charge_dispute_created", id="evt_1QDisputeLost01",
                    type="charge.dispute.closed", created=1768500000, obj_status="lost"))
     got = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
-    assert got["counts"] == {"open_chargebacks": 1, "respond": 0, "attention_events": 3}
+    assert got["counts"] == {"open_chargebacks": 1, "respond": 0, "attention_events": 3,
+                             "acknowledged_events": 0}
     assert [(c["chargeback_id"], c["status"], c["respond"]) for c in got["open_chargebacks"]] == [
         ("dp_1QWalkout0002", "under_review", False)]
     assert got["attention_events"][0]["type"] == "charge.dispute.closed"
@@ -574,4 +684,129 @@ def test_the_dashboard_lists_open_chargebacks_first_due_and_recent_events_to_che
 def test_a_ledger_store_reports_no_payment_events(svc: Svc) -> None:
     got = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
     assert got["reports"] is False and got["open_chargebacks"] == []
-    assert got["counts"] == {"open_chargebacks": 0, "respond": 0, "attention_events": 0}
+    assert got["counts"] == {"open_chargebacks": 0, "respond": 0, "attention_events": 0,
+                             "acknowledged_events": 0}
+
+
+# ---- staff acknowledge the events they handled --------------------------------------------------
+
+def _operator(svc: Svc, name: str) -> tuple[str, dict[str, str]]:
+    """A new operator account: (its id, its Authorization header)."""
+    r = svc.client.post("/v1/admin/staff", json={"role": "operator", "name": name},
+                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["account_id"]), {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def _acknowledge(svc: Svc, event_id: str, h: dict[str, str], note: str | None = None) -> Any:
+    return svc.client.post(f"/v1/ops/payment-events/{event_id}/acknowledge", headers=h,
+                           **({"json": {"note": note}} if note else {}))
+
+
+def _attention(svc: Svc, query: str = "") -> dict[str, Any]:
+    r = svc.client.get("/v1/ops/payment-attention" + query, headers=svc.gate)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_an_acknowledged_event_leaves_the_list_and_says_who_and_when(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    _, rid, _ = _charged(svc)
+    refund, opened = event("charge_refunded"), event("charge_dispute_created")
+    _ok(svc, refund)
+    _ok(svc, opened)
+    got = _attention(svc)
+    assert [e["event_id"] for e in got["attention_events"]] == [opened["id"], refund["id"]]
+    assert [e["acknowledged"] for e in got["attention_events"]] == [None, None]
+    assert (got["counts"]["attention_events"], got["counts"]["acknowledged_events"]) == (2, 0)
+
+    mo, mo_h = _operator(svc, "Mo Desk")
+    svc.clock.advance(600)
+    r = _acknowledge(svc, refund["id"], mo_h, note="the manager refunded a broken bottle")
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert (first["event_id"], first["type"], first["receipt_id"]) == (
+        refund["id"], "charge.refunded", rid)
+    assert first["acknowledged"] == {"by": mo, "by_name": "Mo Desk",
+                                     "at": svc.clock.now().isoformat(),
+                                     "note": "the manager refunded a broken bottle"}
+    # idempotent: acknowledged again, later, by another operator: the first one stands
+    _, lu_h = _operator(svc, "Lu Night")
+    svc.clock.advance(600)
+    again = _acknowledge(svc, refund["id"], lu_h)
+    assert (again.status_code, again.json()) == (200, first)
+
+    # the card lists what is left, and counts both
+    got = _attention(svc)
+    assert [e["event_id"] for e in got["attention_events"]] == [opened["id"]]
+    assert got["counts"] == {"open_chargebacks": 1, "respond": 1, "attention_events": 1,
+                             "acknowledged_events": 1}
+    # asked for, the acknowledged ones come too, with who and when
+    both = _attention(svc, "?include_acknowledged=true")
+    assert [(e["event_id"], e["acknowledged"]) for e in both["attention_events"]] == [
+        (opened["id"], None), (refund["id"], first["acknowledged"])]
+    assert both["counts"] == got["counts"]
+    # and so does the list of every event
+    listed = svc.client.get("/v1/ops/payment-events", headers=svc.gate).json()
+    assert {e["event_id"]: e["acknowledged"] for e in listed} == {
+        opened["id"]: None, refund["id"]: first["acknowledged"]}
+    # past the period, it is counted no more
+    svc.clock.advance(8 * 86400)
+    assert _attention(svc)["counts"]["acknowledged_events"] == 0
+
+
+def test_only_an_attention_event_that_exists_can_be_acknowledged(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    svc, _ = stripe_svc
+    _charged(svc)
+    ignored = event("payment_intent_succeeded")
+    assert _ok(svc, ignored)["outcome"] == "ignored"
+    r = _acknowledge(svc, "evt_1QNeverSent0001", svc.gate)
+    assert (r.status_code, r.json()["error"]) == (404, "not_found"), r.text
+    r = _acknowledge(svc, ignored["id"], svc.gate)
+    assert (r.status_code, r.json()["error"]) == (409, "not_attention"), r.text
+    assert "needed no staff attention" in r.json()["detail"]
+    # staff only, and a note is short
+    opened = event("charge_dispute_created")
+    _ok(svc, opened)
+    shopper = svc.shopper(card="cus_QShopper2:pm_1QCardBob", email="bob@example.org")
+    assert _acknowledge(svc, opened["id"], shopper).status_code == 403
+    assert svc.client.post(f"/v1/ops/payment-events/{opened['id']}/acknowledge"
+                           ).status_code == 401
+    assert _acknowledge(svc, opened["id"], svc.gate, note="x" * 501).status_code == 422
+    with svc.deps.sessions() as s:
+        rows = {r.event_id: r.acknowledged_at for r in s.scalars(select(PaymentWebhookEvent))}
+    assert rows == {ignored["id"]: None, opened["id"]: None}
+
+
+def test_two_operators_acknowledging_at_once_keep_one(
+        stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    """Two desks press Acknowledge at the same moment: both are answered the one that was
+    recorded (a conditional UPDATE, on SQLite as on PostgreSQL)."""
+    import threading
+
+    from walkout.service import webhooks
+
+    svc, _ = stripe_svc
+    _charged(svc)
+    opened = event("charge_dispute_created")
+    _ok(svc, opened)
+    who = [_operator(svc, f"Desk {i}")[0] for i in range(4)]
+    gate = threading.Barrier(len(who))
+    out: list[Any] = [None] * len(who)
+
+    def run(i: int) -> None:
+        gate.wait()
+        try:
+            out[i] = webhooks.acknowledge(svc.deps, opened["id"], who[i])["acknowledged"]
+        except Exception as e:  # the test names it
+            out[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(who))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len({json.dumps(a, sort_keys=True, default=repr) for a in out}) == 1, out
+    assert out[0]["by"] in who

@@ -17,8 +17,12 @@ Three clocks are kept apart on purpose:
   then is it no longer revenue (``net_after_chargebacks``). Until it is decided its amount is
   *at risk*, shown on the day it was opened and not subtracted: the store may still win it.
   (Stripe's balance withdraws the amount when the chargeback opens and returns it if the
-  store wins; its chargeback fee is not known here, and not counted.) Inquiries
-  (``warning_*``: the bank asks, no money moves) are not chargebacks and count nowhere.
+  store wins.) The provider's *fee* for a chargeback is a cost whether it is won or lost:
+  it counts on the day the chargeback was opened (when Stripe takes it, with the amount),
+  as it stands now (net of a fee given back on a win, which Stripe does in some regions
+  only), and leaves ``net_after_chargebacks`` at once; a fee in a currency other than the
+  report's is not counted. Inquiries (``warning_*``: the bank asks, no money moves) are not
+  chargebacks and count nowhere.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class _Day:
     chargebacks: int = 0
     at_risk: Money | None = None
     lost: Money | None = None
+    fees: Money | None = None
     minutes: list[float] = field(default_factory=list)
 
 
@@ -136,9 +141,9 @@ def sales_report(s: Session, *, zone: ZoneInfo, currency: str, first: date, last
         d = day_of(created)
         if d is not None:
             d.disputes += 1
-    for status, amt, opened, closed in s.execute(
+    for status, amt, opened, closed, fee, fee_currency in s.execute(
             select(Chargeback.status, Chargeback.amount, Chargeback.opened_at,
-                   Chargeback.closed_at)
+                   Chargeback.closed_at, Chargeback.fee, Chargeback.fee_currency)
             .where(Chargeback.currency == currency,
                    or_(and_(Chargeback.opened_at >= lo, Chargeback.opened_at < hi),
                        and_(Chargeback.closed_at >= lo, Chargeback.closed_at < hi)))):
@@ -150,6 +155,8 @@ def sales_report(s: Session, *, zone: ZoneInfo, currency: str, first: date, last
             d.chargebacks += 1
             if status in _UNDECIDED:
                 d.at_risk = (d.at_risk or zero) + m
+            if fee is not None and fee_currency == currency:
+                d.fees = (d.fees or zero) + Money.of(fee, currency)
         d = day_of(closed) if status == "lost" and closed is not None else None
         if d is not None:
             d.lost = (d.lost or zero) + m
@@ -157,7 +164,7 @@ def sales_report(s: Session, *, zone: ZoneInfo, currency: str, first: date, last
     def row(d: _Day) -> dict[str, Any]:
         receipts_total, captured, refunded = (d.receipts or zero, d.captured or zero,
                                               d.refunded or zero)
-        lost = d.lost or zero
+        lost, fees = d.lost or zero, d.fees or zero
         return {
             "visits": d.visits, "shoppers": d.shoppers, "buyers": d.buyers,
             "conversion": round(d.buyers / d.visits, 4) if d.visits else None,
@@ -168,8 +175,8 @@ def sales_report(s: Session, *, zone: ZoneInfo, currency: str, first: date, last
             "net": _amt(captured - refunded),
             "in_review": d.in_review, "disputes": d.disputes,
             "chargebacks": d.chargebacks, "chargebacks_at_risk": _amt(d.at_risk or zero),
-            "chargebacks_lost": _amt(lost),
-            "net_after_chargebacks": _amt(captured - refunded - lost),
+            "chargebacks_lost": _amt(lost), "chargeback_fees": _amt(fees),
+            "net_after_chargebacks": _amt(captured - refunded - lost - fees),
             "visit_minutes_median": round(statistics.median(d.minutes), 1)
             if d.minutes else None,
         }
@@ -180,7 +187,7 @@ def sales_report(s: Session, *, zone: ZoneInfo, currency: str, first: date, last
                   "chargebacks"):
             setattr(whole, k, getattr(whole, k) + getattr(d, k))
         whole.minutes += d.minutes
-        for k in ("receipts", "captured", "refunded", "at_risk", "lost"):
+        for k in ("receipts", "captured", "refunded", "at_risk", "lost", "fees"):
             v = getattr(d, k)
             if v is not None:
                 setattr(whole, k, (getattr(whole, k) or zero) + v)

@@ -13,7 +13,9 @@ event carries (its full state at the event's time), never against "the previous 
 - ``charge.dispute.*`` — a bank chargeback: one ``chargebacks`` row per dispute id, updated
   by newer events only, ``won``/``lost`` final. While its money is withheld (open or lost)
   the visit is ``disputed`` and walkout refunds nothing of that payment; won, the visit goes
-  back to its earlier state.
+  back to its earlier state. Stripe's fee for it is the net of the fees of the dispute's
+  balance transactions (charged when the funds are withdrawn, given back on a win in some
+  regions only); a newer event may still change the fee of a closed chargeback.
 - ``payment_intent.canceled`` / ``charge.expired`` — a hold gone outside walkout (expired
   after 7 days, cancelled in the dashboard): a capture in flight is recorded refused and the
   visit goes to review; a shopper still inside gets no blind capture at the exit
@@ -24,6 +26,9 @@ event carries (its full state at the event's time), never against "the previous 
   then): what exceeds walkout's own refunds and those recorded before is a refund made
   outside walkout, recorded as a refund charge, so every later refund is capped by it.
 - anything else — acknowledged and recorded as ignored.
+
+Staff acknowledge an ``attention`` event once they have handled it (:func:`acknowledge`): the
+dashboard lists those nobody has.
 """
 
 from __future__ import annotations
@@ -35,14 +40,22 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, not_, select, update
+from sqlalchemy import Select, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from walkout.checkout.money import Money
+from walkout.checkout.money import CurrencyMismatch, Money
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
-from walkout.service.models import Charge, Chargeback, PaymentWebhookEvent, Receipt, Visit
+from walkout.service.errors import ServiceError, not_found
+from walkout.service.models import (
+    Account,
+    Charge,
+    Chargeback,
+    PaymentWebhookEvent,
+    Receipt,
+    Visit,
+)
 from walkout.service.payments.reported import (
     FUNDS_WITHHELD,
     OUTSIDE_REFUND_KEY,
@@ -179,6 +192,10 @@ def _chargeback(d: Deps, s: Session, ev: Event) -> _Result:
     status = str(o.get("status") or "needs_response")
     amount = _amount(o["amount"], o["currency"])
     due = _ts((o.get("evidence_details") or {}).get("due_by"))
+    try:
+        fee, fee_note = _fee(o), ""
+    except CurrencyMismatch:  # never seen: one dispute's money moves in one balance
+        fee, fee_note = None, "; its fees are in several currencies: not recorded, see Stripe"
     now = d.clock.now()
     cb = s.get(Chargeback, dp, with_for_update=True)
     new = cb is None
@@ -191,19 +208,26 @@ def _chargeback(d: Deps, s: Session, ev: Event) -> _Result:
         s.add(cb)
         was = None
     else:
-        if cb.status in FINAL or aware(cb.as_of) > ev.created:
+        if aware(cb.as_of) > ev.created:
             return _Result(IGNORED, f"chargeback {dp}: this event is older than its recorded "
                            f"state ({cb.status})", v.id)
+        if cb.status in FINAL:
+            return _final_fee(cb, fee, ev, now, v.id)
         was = cb.status
         cb.status, cb.amount, cb.currency = status, amount.amount, amount.currency
         cb.reason = str(o.get("reason") or cb.reason)[:64]
         cb.evidence_due_by, cb.as_of, cb.updated_at = due or cb.evidence_due_by, ev.created, now
+    if fee is not None:  # balance transactions are only ever added: the newer list is fuller
+        cb.fee, cb.fee_currency = fee.amount, fee.currency
     if status in CLOSED and cb.closed_at is None:
         cb.closed_at = ev.created
     s.flush()
     visit_note = _follow_chargebacks(s, v, cb)
     what = (f"chargeback {dp} of {cb.charge_ref}: {amount} ({cb.reason}), {status}"
             + (f", was {was}" if was and was != status else ""))
+    if fee is not None and not fee.is_zero:
+        what += f"; Stripe's fee {fee}"
+    what += fee_note
     if status in ("needs_response", "warning_needs_response") and due is not None:
         what += f"; respond in the Stripe dashboard by {due.date().isoformat()}"
     if status == "lost":
@@ -212,6 +236,34 @@ def _chargeback(d: Deps, s: Session, ev: Event) -> _Result:
         what += "; walkout refunds nothing of this payment while it is open"
     what += visit_note
     return _Result(ATTENTION if new or status == "lost" else APPLIED, what, v.id)
+
+
+def _fee(o: dict[str, Any]) -> Money | None:
+    """The net of the fees across the dispute's balance transactions (each one's ``fee``, or
+    the sum of its ``fee_details``, in minor units of the balance's currency: positive when
+    Stripe charges it, negative when it gives it back), or None while none is listed.
+    Several currencies raise :class:`CurrencyMismatch`."""
+    txs = [t for t in o.get("balance_transactions") or () if isinstance(t, dict)]
+    net: Money | None = None
+    for t in txs:
+        units = t.get("fee")
+        if units is None:
+            units = sum(int(f.get("amount") or 0) for f in t.get("fee_details") or ())
+        fee = _amount(units, t["currency"])
+        net = fee if net is None else net + fee
+    return net
+
+
+def _final_fee(cb: Chargeback, fee: Money | None, ev: Event, now: datetime,
+               visit_id: str) -> _Result:
+    """An event newer than a closed chargeback: the status stays, but its balance
+    transactions may list a fee given back after the close (a win, in some regions)."""
+    if fee is None or (cb.fee, cb.fee_currency) == (fee.amount, fee.currency):
+        return _Result(IGNORED, f"chargeback {cb.id}: already {cb.status}, which is final",
+                       visit_id)
+    cb.fee, cb.fee_currency, cb.as_of, cb.updated_at = fee.amount, fee.currency, ev.created, now
+    return _Result(APPLIED, f"chargeback {cb.id} ({cb.status}): Stripe's fee for it is now "
+                   f"{fee}, net of what it gave back", visit_id)
 
 
 def _follow_chargebacks(s: Session, v: Visit, cb: Chargeback) -> str:
@@ -362,27 +414,83 @@ def chargebacks(d: Deps, only_open: bool = False) -> list[dict[str, Any]]:
             "amount": str(Money(Decimal(cb.amount), cb.currency).amount),
             "currency": cb.currency, "reason": cb.reason, "status": cb.status,
             "open": cb.status not in CLOSED, "funds_withheld": cb.status in FUNDS_WITHHELD,
+            **fee_json(cb),
             "evidence_due_by": _iso(cb.evidence_due_by), "opened_at": _iso(cb.opened_at),
             "closed_at": _iso(cb.closed_at)} for cb, state, rid in rows]
 
 
+def fee_json(cb: Chargeback) -> dict[str, str | None]:
+    """``fee``: what the provider charged the store for the chargeback, net of any it gave
+    back, as a decimal string in ``fee_currency``; both null while none is reported."""
+    if cb.fee is None or cb.fee_currency is None:
+        return {"fee": None, "fee_currency": None}
+    return {"fee": str(Money(Decimal(cb.fee), cb.fee_currency).amount),
+            "fee_currency": cb.fee_currency}
+
+
+def _with_acks() -> Select[tuple[PaymentWebhookEvent, str | None]]:
+    """Events with the name of the staff account that acknowledged each (or None)."""
+    return (select(PaymentWebhookEvent, Account.display_name)
+            .outerjoin(Account, Account.id == PaymentWebhookEvent.acknowledged_by))
+
+
+def _event_json(r: PaymentWebhookEvent, by_name: str | None) -> dict[str, Any]:
+    return {"event_id": r.event_id, "type": r.type, "object_id": r.object_id,
+            "visit_id": r.visit_id, "outcome": r.outcome, "detail": r.detail,
+            "created_at": _iso(r.created_at), "received_at": _iso(r.received_at),
+            "acknowledged": None if r.acknowledged_at is None else {
+                "by": r.acknowledged_by, "by_name": by_name, "at": _iso(r.acknowledged_at),
+                "note": r.acknowledged_note}}
+
+
 def events(d: Deps, attention: bool = False, limit: int = 100,
-           since: datetime | None = None) -> list[dict[str, Any]]:
-    """The webhook events received, newest first, with what each did (``GET
-    /v1/ops/payment-events``); ``attention``: only those staff must act on; ``since``: only
-    those received from then on (the dashboard's recent ones)."""
+           since: datetime | None = None,
+           acknowledged: bool | None = None) -> list[dict[str, Any]]:
+    """The webhook events received, newest first, with what each did and ``acknowledged``
+    (``by``: the operator's account id, ``by_name``, ``at``, ``note``; null while nobody
+    has) (``GET /v1/ops/payment-events``); ``attention``: only those staff must act on;
+    ``since``: only those received from then on (the dashboard's recent ones);
+    ``acknowledged``: only those staff did (True) or did not (False) acknowledge."""
     with d.sessions() as s:
-        q = select(PaymentWebhookEvent)
+        q = _with_acks()
         if attention:
             q = q.where(PaymentWebhookEvent.outcome == ATTENTION)
         if since is not None:
             q = q.where(PaymentWebhookEvent.received_at >= since)
-        rows = s.scalars(q.order_by(PaymentWebhookEvent.received_at.desc(),
+        if acknowledged is not None:
+            ack = PaymentWebhookEvent.acknowledged_at
+            q = q.where(ack.is_not(None) if acknowledged else ack.is_(None))
+        rows = s.execute(q.order_by(PaymentWebhookEvent.received_at.desc(),
                                     PaymentWebhookEvent.created_at.desc()).limit(limit))
-        return [{"event_id": r.event_id, "type": r.type, "object_id": r.object_id,
-                 "visit_id": r.visit_id, "outcome": r.outcome, "detail": r.detail,
-                 "created_at": _iso(r.created_at), "received_at": _iso(r.received_at)}
-                for r in rows]
+        return [_event_json(r, name) for r, name in rows]
+
+
+def acknowledge(d: Deps, event_id: str, by: str, note: str | None = None) -> dict[str, Any]:
+    """Staff handled the ``attention`` event ``event_id`` (``by``: the operator's account
+    id): it leaves the dashboard's list. Idempotent: the first acknowledgement is kept and
+    answered again. An unknown event is 404; one that needed nobody, 409 ``not_attention``.
+
+    A conditional UPDATE, so that two operators acknowledging at once keep one of them on
+    SQLite as on PostgreSQL."""
+    pwe = PaymentWebhookEvent
+    with d.sessions.begin() as s:
+        done = s.execute(update(pwe).where(pwe.event_id == event_id, pwe.outcome == ATTENTION,
+                                           pwe.acknowledged_at.is_(None))
+                         .values(acknowledged_at=d.clock.now(), acknowledged_by=by,
+                                 acknowledged_note=note)
+                         .execution_options(synchronize_session=False)).rowcount
+        found = s.execute(_with_acks().where(pwe.event_id == event_id)).one_or_none()
+        if found is None:
+            raise not_found("payment event")
+        row, name = found
+        if row.outcome != ATTENTION:
+            raise ServiceError(409, "not_attention",
+                               f"this event was {row.outcome}: it needed no staff attention, "
+                               "so there is nothing to acknowledge")
+        out = _event_json(row, name)
+    if done:
+        log.info("payment event %s (%s) acknowledged by %s", event_id, out["type"], by)
+    return out
 
 
 # ---- helpers ------------------------------------------------------------------------------------

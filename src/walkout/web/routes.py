@@ -121,6 +121,10 @@ class AlertAckIn(_Strict):
     note: str | None = Field(None, max_length=1000)
 
 
+class PaymentAckIn(_Strict):
+    note: str | None = Field(None, max_length=500)
+
+
 class CardLookupIn(_Strict):
     card_token: str = Field(min_length=3, max_length=255)
 
@@ -445,7 +449,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                     s.scalar(select(func.count()).select_from(Dispute)),
                     s.scalar(select(func.count()).select_from(AlertAck)),
                     # every chargeback change comes with its provider event
-                    s.scalar(select(func.count()).select_from(PaymentWebhookEvent)))
+                    s.scalar(select(func.count()).select_from(PaymentWebhookEvent)),
+                    s.scalar(select(func.count(PaymentWebhookEvent.acknowledged_at))))
             last = rows[-1][0] if rows else after
             return out, last, mark
 
@@ -722,16 +727,29 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
 
     # ---- what the payment provider reported: chargebacks, events staff must act on ----------
 
+    def with_receipts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each event with its visit's ``receipt_id`` (None: no visit, or no receipt yet)."""
+        vids = sorted({e["visit_id"] for e in events if e["visit_id"]})
+        with sessions() as s:
+            receipts = dict(s.execute(select(Receipt.visit_id, Receipt.id).where(
+                Receipt.visit_id.in_(vids))).all()) if vids else {}
+        for e in events:
+            e["receipt_id"] = receipts.get(e["visit_id"])
+        return events
+
     @app.get("/v1/ops/payment-attention")
     def payment_attention(_: Operator,
-                          days: Annotated[int, Query(ge=1, le=90)] = ATTENTION_DAYS
-                          ) -> dict[str, Any]:
+                          days: Annotated[int, Query(ge=1, le=90)] = ATTENTION_DAYS,
+                          include_acknowledged: bool = False) -> dict[str, Any]:
         """What the dashboard's payments card shows: the open bank chargebacks, those the
         store must answer first, the nearest evidence due date first (past it, the money is
         lost), and the provider's events that needed staff attention in the last ``days``
-        days (holds gone, captures refused, chargebacks, refunds made outside walkout),
-        newest first, each with its visit's receipt. ``reports``: whether this store's
-        provider reports anything (a Stripe store's webhook)."""
+        days (holds gone, captures refused, chargebacks, refunds made outside walkout) and
+        that nobody acknowledged yet, newest first, each with its visit's receipt;
+        ``include_acknowledged``: those staff acknowledged too, with who and when.
+        ``counts``: ``attention_events`` still to check, ``acknowledged_events`` done, both
+        over the ``days``. ``reports``: whether this store's provider reports anything (a
+        Stripe store's webhook)."""
         since = deps.clock.now() - timedelta(days=days)
         open_cbs = webhooks.chargebacks(deps, only_open=True)
         for cb in open_cbs:
@@ -739,21 +757,31 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         open_cbs.sort(key=lambda cb: (not cb["respond"], cb["evidence_due_by"] is None,
                                       datetime.fromisoformat(cb["evidence_due_by"] or
                                                              cb["opened_at"])))
-        events = webhooks.events(deps, attention=True, limit=100, since=since)
+        events = with_receipts(webhooks.events(
+            deps, attention=True, limit=100, since=since,
+            acknowledged=None if include_acknowledged else False))
         with sessions() as s:
-            n_events = s.scalar(select(func.count()).select_from(PaymentWebhookEvent).where(
-                PaymentWebhookEvent.outcome == webhooks.ATTENTION,
-                PaymentWebhookEvent.received_at >= since)) or 0
-            vids = sorted({e["visit_id"] for e in events if e["visit_id"]})
-            receipts = dict(s.execute(select(Receipt.visit_id, Receipt.id).where(
-                Receipt.visit_id.in_(vids))).all()) if vids else {}
-        for e in events:
-            e["receipt_id"] = receipts.get(e["visit_id"])
+            n_events, n_acked = s.execute(
+                select(func.count(), func.count(PaymentWebhookEvent.acknowledged_at)).where(
+                    PaymentWebhookEvent.outcome == webhooks.ATTENTION,
+                    PaymentWebhookEvent.received_at >= since)).one()
         return {"reports": deps.settings.payment_provider == "stripe", "days": days,
                 "counts": {"open_chargebacks": len(open_cbs),
                            "respond": sum(cb["respond"] for cb in open_cbs),
-                           "attention_events": int(n_events)},
+                           "attention_events": int(n_events) - int(n_acked),
+                           "acknowledged_events": int(n_acked)},
                 "open_chargebacks": open_cbs, "attention_events": events}
+
+    @app.post("/v1/ops/payment-events/{event_id}/acknowledge")
+    def acknowledge_payment_event(event_id: str, p: Operator,
+                                  body: PaymentAckIn | None = None) -> dict[str, Any]:
+        """Staff handled a payment event that needed attention (its ``event_id``, as the
+        payments card lists it): it leaves the card's list, and ``acknowledged`` says who
+        (``by``, ``by_name``), when and the ``note``. Idempotent: acknowledging it again
+        keeps the first acknowledgement and answers it. 404: no such event; 409
+        ``not_attention``: an event that needed nobody."""
+        return with_receipts([webhooks.acknowledge(deps, event_id, p.account_id,
+                                                   body.note if body else None)])[0]
 
     # ---- store health and analytics ----------------------------------------------------------
 
@@ -1014,6 +1042,7 @@ def _chargeback_json(cb: Chargeback) -> dict[str, Any]:
     return {"chargeback_id": cb.id, "amount": str(Money(Decimal(cb.amount), cb.currency).amount),
             "currency": cb.currency, "reason": cb.reason, "status": cb.status,
             "open": cb.status not in webhooks.CLOSED, "respond": cb.status in RESPOND,
+            **webhooks.fee_json(cb),
             "evidence_due_by": None if cb.evidence_due_by is None
             else aware(cb.evidence_due_by).isoformat(),
             "opened_at": aware(cb.opened_at).isoformat(),
