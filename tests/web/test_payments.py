@@ -1,7 +1,8 @@
 """What Stripe reports, on the operations dashboard (Debian's Chromium against the real service):
-the open bank chargebacks with their evidence due dates, the most urgent first, and the payment
-events staff must check, on the Receipts & disputes tab, counted on its tab; a receipt's
-chargebacks and a refund made outside walkout; the chargebacks in the Sales card.
+the open bank chargebacks with their evidence due dates and Stripe's fees, the most urgent
+first, and the payment events staff must check, on the Receipts & disputes tab, counted on its
+tab, each acknowledged there once handled; a receipt's chargebacks and a refund made outside
+walkout; the chargebacks and their fees in the Sales card.
 
 The store is a Stripe store's settings (its webhook mounted, events signed with its secret and
 delivered over HTTP, as Stripe does) with the built-in ledger moving the money, as there is no
@@ -111,14 +112,24 @@ class Shop:
         return dict(r.json())
 
     def chargeback(self, name: str, status: str, due_in_s: float | None,
-                   type_: str = "charge.dispute.created", reason: str = "fraudulent") -> None:
+                   type_: str = "charge.dispute.created", reason: str = "fraudulent",
+                   fee_cents: int | None = None) -> None:
+        """``fee_cents``: the funds were withdrawn, with Stripe's dispute fee (its balance
+        transaction listed as Stripe lists it)."""
         v = self.visits[name]
         now = int(time.time())
-        self.deliver(type_, {
-            "id": f"dp_web_{name}", "object": "dispute", "amount": v.cents, "currency": "eur",
-            "charge": v.charge, "payment_intent": v.intent, "created": now - HOUR,
-            "reason": reason, "status": status,
-            "evidence_details": {"due_by": None if due_in_s is None else int(now + due_in_s)}})
+        obj = {"id": f"dp_web_{name}", "object": "dispute", "amount": v.cents, "currency": "eur",
+               "charge": v.charge, "payment_intent": v.intent, "created": now - HOUR,
+               "reason": reason, "status": status,
+               "evidence_details": {"due_by": None if due_in_s is None else int(now + due_in_s)}}
+        if fee_cents is not None:
+            obj["balance_transactions"] = [{
+                "id": f"txn_web_{name}", "object": "balance_transaction", "amount": -v.cents,
+                "currency": "eur", "fee": fee_cents, "net": -v.cents - fee_cents,
+                "fee_details": [{"amount": fee_cents, "currency": "eur",
+                                 "description": "Dispute fee", "type": "stripe_fee"}],
+                "reporting_category": "dispute", "type": "adjustment"}]
+        self.deliver(type_, obj)
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +164,13 @@ def shop(db_url: str) -> Iterator[Shop]:
     shop = Shop(url, deps, r.json()["token"], [p.id for p in deps.store.catalogue[:2]], {})
     for name in ("ann", "bo", "cy", "dee", "fay"):
         shop.leave(name, shop.enter(name))
-    # Bo's chargeback is past its due date, Ann's due in 30 hours, Cy's evidence was sent
-    shop.chargeback("bo", "needs_response", -2 * HOUR)
+    # Bo's chargeback is past its due date (Stripe took its fee), Ann's due in 30 hours, Cy's
+    # evidence was sent
+    shop.chargeback("bo", "needs_response", -2 * HOUR, fee_cents=1500)
     shop.chargeback("ann", "needs_response", 30 * HOUR, reason="product_not_received")
     shop.chargeback("cy", "under_review", 5 * 24 * HOUR)
     # Fay's was lost today: the bank gave her the money back
-    shop.chargeback("fay", "needs_response", 24 * HOUR)
+    shop.chargeback("fay", "needs_response", 24 * HOUR, fee_cents=2000)
     shop.chargeback("fay", "lost", None, type_="charge.dispute.closed")
     # 1.00 of Dee's payment refunded in the Stripe dashboard
     dee = shop.visits["dee"]
@@ -223,6 +235,9 @@ def test_the_receipts_tab_lists_chargebacks_by_due_date_and_events_to_check(
     expect(rows.nth(2)).to_contain_text("bank deciding")
     ann = shop.visits["ann"]
     expect(rows.nth(1)).to_contain_text(f"{ann.cents / 100:.2f} EUR")
+    # Stripe's fee where it took one, a dash where it has reported none yet
+    expect(rows.nth(0).locator("[data-fee]")).to_have_text("15.00 EUR")
+    expect(rows.nth(1).locator("[data-fee]")).to_have_text("–")
     # the events to check: the four chargebacks opened, Fay's lost, Dee's outside refund and
     # Eve's hold gone, newest first (the count is the last 7 days')
     events = page.locator("#payment-events li")
@@ -244,12 +259,12 @@ def test_the_receipts_tab_lists_chargebacks_by_due_date_and_events_to_check(
     expect(receipt.locator(".state").first).to_have_text("disputed")
     expect(receipt.locator("li[data-chargeback='dp_web_ann']")).to_contain_text("answer by")
     # the hold gone: Eve's receipt, in review (staff collect)
-    events.nth(0).get_by_role("button").click()
+    events.nth(0).get_by_role("button", name=re.compile(r"^Receipt ")).click()
     expect(receipt.locator("h2")).to_have_text(
         f"Receipt {shop.visits['eve'].receipt_id[:8]}")  # type: ignore[index]
     expect(receipt.locator(".state").first).to_have_text("in_review")
     # the refund made in Stripe's dashboard is marked as such on Dee's receipt
-    events.nth(1).get_by_role("button").click()
+    events.nth(1).get_by_role("button", name=re.compile(r"^Receipt ")).click()
     outside = receipt.locator("li[data-outside='true']")
     expect(outside).to_have_count(1)
     expect(outside).to_contain_text("refund 1.00 · succeeded")
@@ -268,15 +283,16 @@ def test_the_receipts_tab_lists_chargebacks_by_due_date_and_events_to_check(
     assert refused == [], refused
 
 
-def test_the_sales_card_counts_the_chargebacks(shop: Shop, browser: Browser) -> None:
+def test_the_sales_card_counts_the_chargebacks(shop: Shop, browser: Browser,
+                                              shot: Callable[[Page, str], Path]) -> None:
     """The chargebacks opened today (Fay's lost among them: her money is no longer revenue;
     the undecided ones at risk), in the totals the table shows as the API gives them."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{shop.url}/#token={shop.operator}")
     page.get_by_role("tab", name="Analytics").click()
     heads = page.locator("#sales thead th")
-    expect(heads).to_have_count(17)
-    names = [heads.nth(i).inner_text().replace("\u00ad", "") for i in range(17)]
+    expect(heads).to_have_count(18)
+    names = [heads.nth(i).inner_text().replace("\u00ad", "") for i in range(18)]
     total = page.locator("#sales tfoot tr")
     cell = {n: total.locator("th, td").nth(i) for i, n in enumerate(names)}
     r = shop.api("GET", "/v1/ops/sales?days=7", shop.operator).json()["totals"]
@@ -287,6 +303,68 @@ def test_the_sales_card_counts_the_chargebacks(shop: Shop, browser: Browser) -> 
                                         f"{(at_risk + cents['dee']) / 100:.2f}")
     expect(cell["Lost to chargebacks"]).to_have_text(r["chargebacks_lost"])
     expect(cell["At risk"]).to_have_text(r["chargebacks_at_risk"])
+    # Stripe's fees, Bo's (open) and Fay's (lost) alike, are out of the net after chargebacks
+    assert r["chargeback_fees"] == "35.00"
+    expect(cell["Chargeback fees"]).to_have_text("35.00")
     expect(cell["Net after chargebacks"]).to_have_text(r["net_after_chargebacks"])
     assert int(cell["Chargebacks"].inner_text()) == r["chargebacks"] >= 4
+    shot(page, "dashboard-sales-chargebacks")
     page.close()
+
+
+def test_an_event_acknowledged_on_the_dashboard_leaves_the_card(
+        shop: Shop, browser: Browser, csp_watch: Watch,
+        shot: Callable[[Page, str], Path]) -> None:
+    """An operator acknowledges the newest event to check: it leaves the card at once, the
+    tab's count drops, the focus moves to the next event's button; another desk's open
+    dashboard drops it too (the stream's ``changed``); asked for, it is listed again with
+    who acknowledged it."""
+    before = shop.api("GET", "/v1/ops/payment-attention", shop.operator).json()
+    n = before["counts"]["attention_events"]
+    first, second = before["attention_events"][:2]
+    pages = []
+    for _ in range(2):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        refused = csp_watch(page)
+        page.goto(f"{shop.url}/#token={shop.operator}")
+        page.get_by_role("tab", name=re.compile(r"^Receipts & disputes")).click()
+        expect(page.locator("#payment-events li")).to_have_count(n)
+        pages.append((page, refused))
+    (page, refused), (other, other_refused) = pages
+    item = page.locator(f"#payment-events li[data-event='{first['event_id']}']")
+    # named for the event it acknowledges ("Acknowledge chargeback opened of 10:32 (dp_…)")
+    button = item.get_by_role("button", name=re.compile(r"^Acknowledge (chargeback|hold) .+ of "))
+    expect(button).to_have_count(1)
+    button.click()
+    expect(item).to_have_count(0)
+    expect(page.locator("#payment-events li")).to_have_count(n - 1)
+    expect(page.locator("#attention-count")).to_have_attribute(
+        "title", f"{n - 1} payment events to check (last 7 days)")
+    expect(page.locator("#attention-days")).to_have_text(f"last 7 days: {n - 1}, 1 acknowledged")
+    expect(page.locator(f"#payment-events li[data-event='{second['event_id']}'] button")
+           .filter(has_text="Acknowledge")).to_be_focused()
+    expect(page.locator("#payment-events")).not_to_contain_text("Not acknowledged")
+    # the other desk's list follows (the stream's "changed", which redraws this one too: the
+    # focus stays)
+    expect(other.locator(f"#payment-events li[data-event='{first['event_id']}']")
+           ).to_have_count(0, timeout=10_000)
+    page.wait_for_timeout(1500)
+    expect(page.locator(f"#payment-events li[data-event='{second['event_id']}'] button")
+           .filter(has_text="Acknowledge")).to_be_focused()
+    # the API says who and when
+    after = shop.api("GET", "/v1/ops/payment-attention?include_acknowledged=true",
+                     shop.operator).json()
+    [acked] = [e for e in after["attention_events"] if e["event_id"] == first["event_id"]]
+    assert acked["acknowledged"]["by_name"] == "desk", acked
+    assert after["counts"]["attention_events"] == n - 1
+    # shown on request: greyed, with who acknowledged it, and no button
+    page.get_by_label("show the acknowledged ones too").check()
+    expect(item).to_have_count(1)
+    expect(item).to_have_class(re.compile(r"\backed\b"))
+    expect(item).to_contain_text("acknowledged by desk")
+    expect(item.get_by_role("button", name=re.compile("^Acknowledge"))).to_have_count(0)
+    _audit(page, "dashboard: payment events, an acknowledged one shown")
+    shot(page, "dashboard-payment-event-acknowledged")
+    for p in (page, other):
+        p.close()
+    assert refused == [] and other_refused == [], (refused, other_refused)

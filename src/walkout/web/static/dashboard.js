@@ -366,7 +366,8 @@
         // a refund made in the provider's dashboard: nobody decided it here, and it caps walkout's own
         c.outside ? [" ", el("span", { class: "state outside", text: "made outside walkout" }), el("br"), el("span", { class: "muted", text: `${when(c.at)} · ${c.note}` })] : null))),
       r.chargebacks.length ? [el("h3", { text: "Bank chargebacks" }), el("ul", { class: "list" }, r.chargebacks.map(cb => el("li", { "data-chargeback": cb.chargeback_id },
-        `${cb.amount} ${cb.currency} · ${reasonText(cb.reason)} `, chargebackState(cb), cb.respond && cb.evidence_due_by ? [" · answer by ", dueDate(cb.evidence_due_by)] : null)))] : null,
+        `${cb.amount} ${cb.currency} · ${reasonText(cb.reason)} `, chargebackState(cb), cb.respond && cb.evidence_due_by ? [" · answer by ", dueDate(cb.evidence_due_by)] : null,
+        cb.fee !== null ? el("span", { class: "muted", text: ` · Stripe's fee ${feeText(cb)}` }) : null)))] : null,
       err);
     if (focus) { const h = box.querySelector("h2"); h.tabIndex = -1; h.focus(); }
   }
@@ -393,29 +394,61 @@
     const b = document.getElementById(id); b.hidden = !n;
     fill(b, String(n), el("span", { class: "sr-only", text: ` ${what}` })); b.title = `${n} ${what}`;
   }
+  // Stripe's fee for a chargeback (net of any it gave back on a win): the store's cost, won or lost
+  const feeText = cb => `${cb.fee} ${cb.fee_currency}`;
   let payments = null;
+  const showAcked = document.getElementById("show-acked");
+  showAcked.addEventListener("change", () => loadPayments());
   async function loadPayments() {
-    payments = await api(token, "GET", "/v1/ops/payment-attention");
+    payments = await api(token, "GET", "/v1/ops/payment-attention" + (showAcked.checked ? "?include_acknowledged=true" : ""));
     badge("chargeback-count", payments.counts.open_chargebacks, "open chargebacks");
     badge("attention-count", payments.counts.attention_events, `payment events to check (last ${payments.days} days)`);
     if (current === "receipts") drawPayments();
   }
+  // staff handled an event: it leaves the list (for every open dashboard: the stream's "changed"),
+  // and the focus goes to the next event's button rather than to nowhere
+  async function acknowledgePayment(li) {
+    const near = li.nextElementSibling?.dataset.event || li.previousElementSibling?.dataset.event;
+    try {
+      await api(token, "POST", `/v1/ops/payment-events/${encodeURIComponent(li.dataset.event)}/acknowledge`, {});
+      await loadPayments();
+      const list = document.getElementById("payment-events");
+      (near && list.querySelector(`li[data-event="${CSS.escape(near)}"] button[data-ack]`) || list).focus();
+    } catch (e) {
+      li.querySelector(".ack-error")?.remove();
+      li.append(el("span", { class: "error ack-error", role: "alert", text: " Not acknowledged: " + e.message }));
+    }
+  }
+  const eventLabel = e => EVENT_LABELS[e.type] || e.type;
+  function eventAck(e) {
+    const a = e.acknowledged;
+    if (a) return el("span", { class: "state applied", "data-acknowledged": a.by, text: `acknowledged by ${a.by_name || "account " + a.by.slice(0, 8)} ${when(a.at)}${a.note ? " · " + a.note : ""}` });
+    return el("button", { type: "button", class: "secondary small", "data-ack": e.event_id, onclick: ev => acknowledgePayment(ev.currentTarget.closest("li")),
+      "aria-label": `Acknowledge ${eventLabel(e)} of ${when(e.received_at)}${e.object_id ? ` (${e.object_id})` : ""}` }, "Acknowledge");
+  }
   function drawPayments() {
     const p = payments; if (!p) return;
     document.getElementById("payments").hidden = !(p.reports || p.open_chargebacks.length || p.attention_events.length);
-    const cols = ["Answer by", "Amount", "Reason", "Status", "Receipt", "Stripe dispute"];
+    const cols = ["Answer by", "Amount", "Stripe's fee", "Reason", "Status", "Receipt", "Stripe dispute"];
     fill(document.getElementById("chargebacks"),
       el("caption", { class: "sr-only", text: "Open bank chargebacks, the most urgent first" }),
-      el("thead", {}, el("tr", {}, cols.map((h, i) => el("th", { scope: "col", class: i === 1 ? "num" : null, text: h })))),
+      el("thead", {}, el("tr", {}, cols.map((h, i) => el("th", { scope: "col", class: i === 1 || i === 2 ? "num" : null, text: h })))),
       el("tbody", {}, p.open_chargebacks.length ? p.open_chargebacks.map(cb => el("tr", { "data-chargeback": cb.chargeback_id },
         el("td", { class: "due" }, cb.respond && cb.evidence_due_by ? dueDate(cb.evidence_due_by) : el("span", { class: "muted", text: cb.respond ? "no date given" : "evidence sent, nothing to do" })),
-        el("td", { class: "num", text: `${cb.amount} ${cb.currency}` }), el("td", { text: reasonText(cb.reason) }), el("td", {}, chargebackState(cb)),
+        el("td", { class: "num", text: `${cb.amount} ${cb.currency}` }),
+        el("td", { class: "num", "data-fee": cb.fee ?? "" }, cb.fee === null ? el("span", { class: "muted", title: "not reported yet", text: "–" }) : feeText(cb)),
+        el("td", { text: reasonText(cb.reason) }), el("td", {}, chargebackState(cb)),
         el("td", {}, openReceipt(cb.receipt_id, cb.visit_id)), el("td", { class: "muted", text: cb.chargeback_id })))
         : [el("tr", {}, el("td", { colspan: cols.length, class: "muted", text: "No open chargeback." }))]));
-    document.getElementById("attention-days").textContent = `last ${p.days} days: ${p.counts.attention_events}`;
-    fill(document.getElementById("payment-events"), p.attention_events.length ? p.attention_events.map(e => el("li", { "data-event": e.event_id, "data-type": e.type },
-      el("strong", { text: when(e.received_at) }), " ", el("span", { class: "state open", text: EVENT_LABELS[e.type] || e.type }), " ", e.detail, " ", openReceipt(e.receipt_id, e.visit_id)))
+    const acked = p.counts.acknowledged_events;
+    document.getElementById("attention-days").textContent = `last ${p.days} days: ${p.counts.attention_events}${acked ? `, ${acked} acknowledged` : ""}`;
+    // redrawn on every "changed" (another desk's acknowledgement too): the focus stays where it was
+    const list = document.getElementById("payment-events"), had = list.contains(document.activeElement) ? document.activeElement : null;
+    const hadEvent = had?.closest("li")?.dataset.event, hadWhich = had?.dataset.ack ? "[data-ack]" : "[data-receipt]";
+    fill(list, p.attention_events.length ? p.attention_events.map(e => el("li", { "data-event": e.event_id, "data-type": e.type, class: e.acknowledged ? "acked" : null },
+      el("strong", { text: when(e.received_at) }), " ", el("span", { class: "state open", text: eventLabel(e) }), " ", e.detail, " ", openReceipt(e.receipt_id, e.visit_id), " ", eventAck(e)))
       : [el("li", { class: "muted", text: `Nothing to check in the last ${p.days} days.` })]);
+    if (had) (hadEvent && list.querySelector(`li[data-event="${CSS.escape(hadEvent)}"] button${hadWhich}`) || list).focus();
   }
 
   // ---- health -----------------------------------------------------------------------------
@@ -545,7 +578,7 @@
   const SALES_COLS = [["date", "Day"], ["visits", "Visits"], ["buyers", "Buyers"], ["conversion", "Conversion"],
     ["items", "Items"], ["receipts_total", "Receipts"], ["avg_basket", "Avg basket"], ["captured", "Captured"],
     ["refunded", "Refunded"], ["net", "Net"], ["chargebacks", "Charge\u00adbacks"], ["chargebacks_at_risk", "At risk"],
-    ["chargebacks_lost", "Lost to charge\u00adbacks"], ["net_after_chargebacks", "Net after charge\u00adbacks"], ["in_review", "In review"], ["disputes", "Disputes"],
+    ["chargebacks_lost", "Lost to charge\u00adbacks"], ["chargeback_fees", "Charge\u00adback fees"], ["net_after_chargebacks", "Net after charge\u00adbacks"], ["in_review", "In review"], ["disputes", "Disputes"],
     ["visit_minutes_median", "Median visit (min)"]];
   function salesCell(k, v) {
     if (v === null || v === undefined) return "–";
