@@ -111,18 +111,21 @@ def test_days_are_the_stores_and_money_counts_on_the_day_it_moved(svc: Svc) -> N
                    "avg_basket": "25.97", "captured": "25.97", "refunded": "0.00",
                    "net": "25.97", "in_review": 0, "disputes": 0, "chargebacks": 0,
                    "chargebacks_at_risk": "0.00", "chargebacks_lost": "0.00",
+                   "chargeback_fees": "0.00",
                    "net_after_chargebacks": "25.97", "visit_minutes_median": 10.0}
     assert d29 == {"date": "2026-03-29", "visits": 2, "shoppers": 2, "buyers": 1,
                    "conversion": 0.5, "items": 1, "receipts_total": "7.59",
                    "avg_basket": "7.59", "captured": "7.59", "refunded": "0.00",
                    "net": "7.59", "in_review": 0, "disputes": 0, "chargebacks": 0,
                    "chargebacks_at_risk": "0.00", "chargebacks_lost": "0.00",
+                   "chargeback_fees": "0.00",
                    "net_after_chargebacks": "7.59", "visit_minutes_median": 9.5}
     assert d30 == {"date": "2026-03-30", "visits": 0, "shoppers": 0, "buyers": 0,
                    "conversion": None, "items": 0, "receipts_total": "0.00",
                    "avg_basket": None, "captured": "0.00", "refunded": "7.59",
                    "net": "-7.59", "in_review": 0, "disputes": 1, "chargebacks": 0,
                    "chargebacks_at_risk": "0.00", "chargebacks_lost": "0.00",
+                   "chargeback_fees": "0.00",
                    "net_after_chargebacks": "-7.59", "visit_minutes_median": None}
     tot = rep["totals"]
     assert (tot["visits"], tot["buyers"], tot["conversion"], tot["items"]) == (3, 2, 0.6667, 4)
