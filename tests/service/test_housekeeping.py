@@ -1,13 +1,15 @@
-"""The service's own timer: an exit nobody saw does not keep a hold on a card for ever."""
+"""The service's own timer: an exit nobody saw does not keep a hold on a card for ever, and
+the retention purge runs from the start."""
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import Engine, select
 
-from walkout.service.models import Charge, Receipt, Visit
+from walkout.service.models import Charge, EngineEvent, Receipt, Visit
 from walkout.service.testing import make_svc
 
 BAR = "018627032007"  # 9.19 EUR in the `small` store
@@ -49,3 +51,24 @@ def test_a_visit_open_past_max_visit_s_is_checked_out_and_held_for_review(
         # she can come in again
         assert svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(ann)},
                                headers=svc.gate).status_code == 201
+
+
+def test_the_retention_sweep_runs_when_the_service_starts(engine: Engine) -> None:
+    """Not one `retention_check_s` (an hour) later: a service restarted more often than that
+    would never purge."""
+    svc = make_svc(engine, retention_check_s=3600, housekeeping_s=0)
+    with svc.deps.sessions.begin() as s:
+        s.add(EngineEvent(source="sim/live", seq=0, kind="positions", t=1.0, payload="{}",
+                          recorded_at=svc.clock.now() - timedelta(days=45)))
+        s.add(EngineEvent(source="sim/live", seq=1, kind="positions", t=2.0, payload="{}",
+                          recorded_at=svc.clock.now() - timedelta(days=1)))
+
+    def kept() -> list[int]:
+        with svc.deps.sessions() as s:
+            return list(s.scalars(select(EngineEvent.seq).order_by(EngineEvent.seq)))
+
+    with svc.client:
+        deadline = time.monotonic() + 10
+        while kept() != [1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kept() == [1]

@@ -10,8 +10,9 @@ Every ``housekeeping_s`` (60 s):
   with the cart as recorded and their receipt held for review, so no hold stays on a card
   and nobody stays "inside" for good.
 
-Every ``retention_check_s`` (an hour): the retention purge (:mod:`walkout.service.retention`);
-with that set to 0, run ``POST /v1/admin/retention/purge`` from cron instead.
+When the thread starts, and then every ``retention_check_s`` (an hour): the retention purge
+(:mod:`walkout.service.retention`), so that a service restarted more often than that still
+purges; with it set to 0, run ``POST /v1/admin/retention/purge`` from cron instead.
 Each task is independent: one that fails is logged and tried again at its next turn.
 """
 
@@ -65,12 +66,12 @@ def turn(d: Deps) -> None:
 
 
 def run(d: Deps, stop: threading.Event) -> None:
-    """The timer loop, until ``stop``. The first turn comes one interval after the start,
-    which has resumed what was pending itself (``create_app``); an interval of 0 turns its
-    task off."""
+    """The timer loop, until ``stop``. The retention sweep runs at once, then every
+    ``retention_check_s``; the first turn comes one interval after the start, which has
+    resumed what was pending itself (``create_app``); an interval of 0 turns its task off."""
     every, sweep_every = d.settings.housekeeping_s, d.settings.retention_check_s
     start = time.monotonic()
-    next_turn, next_sweep = start + every, start + sweep_every
+    next_turn, next_sweep = start + every, start
     while True:
         due = [t for t, on in ((next_turn, every > 0), (next_sweep, sweep_every > 0)) if on]
         if not due or stop.wait(max(0.0, min(due) - time.monotonic())):
