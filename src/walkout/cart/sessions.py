@@ -8,7 +8,7 @@ that was born first may carry on with the one behind. A party of N admits N trac
 members a little later each; a track that lived for a moment and was lost (a duplicate in the
 crowd at the gate) takes a member's place only if nobody else can. A track with no scan is an
 unbound person (tailgating): it gets a pseudo-session so that what it takes is still recorded,
-and an alert is raised.
+and an alert is raised. A scan with an empty credential is no scan: it binds nobody.
 
 A scan whose credential starts with ``staff:`` (a staff badge the gate verified, see
 ``walkout.service.staff``) opens a *staff* session: bound to its track like any other, so the
@@ -75,6 +75,12 @@ class SessionBook:
     _births: list[Track] = field(default_factory=list)
 
     def scan(self, g: GateEvent) -> list[Alert]:
+        """An entry scan: a session of its party, bound to their tracks by :meth:`resolve`.
+        A scan with no credential names nobody to charge: it opens no session, so whoever
+        walks in on it is an unbound person (alerted) rather than a bound shopper with no
+        payer."""
+        if not g.credential:
+            return []
         sid = f"s{len(self.sessions) + 1:05d}"
         s = Session(sid, g.credential, g.t, party_size=g.party_size,
                     staff=is_staff_credential(g.credential))

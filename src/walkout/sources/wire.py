@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from decimal import Decimal
@@ -43,6 +44,9 @@ MIN_RATE_HZ, MAX_RATE_HZ = 1.0, 10_000.0
 MAX_ABS_T = 1e12
 #: the largest party one scan admits: the service's own bound (visits.party_size ≤ 20)
 MAX_PARTY = 20
+#: what a gate event's credential may be: the API's own pattern for the credential it hands the
+#: gate (``walkout.service.schemas``), which fits the visits' 128-character column
+CREDENTIAL_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 TopicKind = Literal["plates", "gates", "keypoints", "end", "receipts", "alerts"]
 
@@ -275,12 +279,26 @@ def encode_gate(seq: int, g: GateEvent) -> bytes:
                    "credential": g.credential, "party_size": g.party_size})
 
 
+def is_credential(cred: str) -> bool:
+    """Whether ``cred`` is a credential the service can have handed a gate
+    (:data:`CREDENTIAL_RE`)."""
+    return CREDENTIAL_RE.fullmatch(cred) is not None
+
+
 def decode_gate(payload: bytes, gate: str) -> GateMessage:
-    """A gate scan; the gate named in the payload must be the topic's."""
+    """A gate scan; the gate named in the payload must be the topic's. An entry's credential
+    must be :data:`CREDENTIAL_RE` (an exit's is empty or the same)."""
     o = _loads(payload)
     kind, cred = o.get("kind"), o.get("credential", "")
-    if kind not in ("entry", "exit") or not isinstance(cred, str):
-        raise WireError("bad_field", f"kind={kind!r} credential={cred!r}")
+    if kind not in ("entry", "exit"):
+        raise WireError("bad_field", f"kind={kind!r}")
+    if not isinstance(cred, str):
+        raise WireError("bad_field", f"credential of type {type(cred).__name__}")
+    # an entry names its payer (or staff badge); an empty one bound its person to nobody, a
+    # longer one than the visits' column stopped the engine at its admission, at every restart
+    if (kind == "entry" or cred) and not is_credential(cred):
+        raise WireError("bad_field", f"credential ({len(cred)} characters): an entry needs "
+                        "1-128 of A-Z a-z 0-9 . _ : -")
     if o.get("gate") != gate:
         raise WireError("bad_field", f"gate {o.get('gate')!r} on the topic of gate {gate!r}")
     return GateMessage(_int(o, "seq"), GateEvent(_num(o, "t"), gate, kind, cred,
