@@ -827,6 +827,23 @@ class Engine:
             r = replace(r, needs_review=True)  # a case may still add a line (unlisted pick)
         self.receipts[s.session_id] = r
         self.issued.append(r)
+        if not s.bound or not s.credential:
+            self._unbound_goods(s, r, prev)
+
+    def _unbound_goods(self, s: Session, r: Receipt, prev: Receipt | None) -> None:
+        """An unbound person (nobody's scan: a tailgater, a refused entry walked in anyway)
+        leaving with goods raises ``unbound_left_with_goods``, what and for how much: their
+        receipt names no payer, so the alert is the store's only word of it at the exit. A
+        revision (a verdict) that changes what they took raises it again."""
+        if not r.lines or (prev is not None and prev.counts() == r.counts()):
+            return
+        what = ", ".join(f"{ln.quantity} × {ln.product_id}" for ln in r.lines)
+        again = f" (revised by a review verdict, revision {r.revision})" if r.revision else ""
+        self.alerts.append(Alert(s.exited_at if s.exited_at is not None else self._now,
+                                 "unbound_left_with_goods",
+                                 f"{s.session_id}, bound to no visit, left with {what}: "
+                                 f"{r.total} {r.currency} charged to nobody{again}",
+                                 s.session_id))
 
 
 def _staff_name(sid: str) -> str:
