@@ -29,22 +29,37 @@ from typing import Any
 
 from sqlalchemy import select
 
-from walkout.cart.sessions import is_staff_credential
+from walkout.cart.sessions import STAFF_PREFIX, is_staff_credential
 from walkout.checkout import Receipt
 from walkout.engine import Decision, Engine, EngineConfig
-from walkout.events import GateEvent
+from walkout.events import Alert, GateEvent
 from walkout.review import ReviewCase
 from walkout.service import checkout, entry, live, redact, revisions, store_mode
 from walkout.service.checkout import LineRequest, insert_ignore
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError
-from walkout.service.models import EngineEvent, RunnerCheckpoint, Visit
+from walkout.service.models import CartLine, EngineEvent, RunnerCheckpoint, Visit
+from walkout.service.staff import _active_staff
 from walkout.sources.recording import Sensors
+from walkout.sources.wire import is_credential
 
 log = logging.getLogger("walkout.service.runner")
 
 #: niceness of the engine worker process (relative to the API's)
 WORKER_NICE = 5
+
+#: why an entry scan of a sensor source binds nobody: the kind of the alert the runner raises
+#: (beside the engine's ``unbound_person`` for whoever walks in on it), and what it says
+NOT_BOUND = {
+    "credential_missing": "it carries no credential",
+    "credential_reused": "its credential entered before in this stream",
+    "entry_refused": "the service admitted no visit for its credential (refused, or never "
+                     "admitted)",
+    "entry_not_open": "its visit is not open (its pre-authorisation has no answer yet, or "
+                      "the visit is closed)",
+    "staff_badge_refused": "a staff credential that names no active staff account, or for "
+                           "a party of more than one",
+}
 
 
 class WorkerProcess:
@@ -266,7 +281,7 @@ class LiveRunner:
             if i == 0:
                 store_mode.carry_over(d, self.source, t0)
         store_mode.apply_modes(d, eng, self.source, i, t0, fresh=fresh)
-        return self._opened(d, gates)
+        return self._opened(d, gates, eng, fresh=fresh)
 
     def _gate_log(self) -> list[GateEvent]:
         """Every gate event of the source so far, in time order (a live source grows it)."""
@@ -274,59 +289,175 @@ class LiveRunner:
 
     # ---- one chunk's outputs -----------------------------------------------------------------
 
-    def _opened(self, d: Deps, gates: list[GateEvent]) -> list[GateEvent]:
-        """The gate events the engine sees: an entry scan the service refused (a declined
-        card, a party larger than allowed) did not open the gate, so it binds nobody: whoever
-        walks in anyway is an unbound person, alerted and charged to no visit, as any
-        tailgater. Read from the visits, so a replay after a restart sees what the first run
-        saw.
+    def _opened(self, d: Deps, gates: list[GateEvent], eng: Engine | None = None,
+                fresh: bool = True) -> list[GateEvent]:
+        """The gate events the engine sees. An entry scan binds its person to a visit only
+        when (:meth:`_binding`) its credential names a visit the service admitted and that is
+        still ``open`` (not refused, not ``authorizing``: a pre-authorisation with no answer,
+        not closed), entering for the first time in this stream, or an active staff account's
+        badge for one person. Any other scan did not open the gate for anybody the service can
+        charge: it is dropped, so whoever walks in on it is an unbound person (the engine's
+        ``unbound_person`` alert, charged to no visit, as any tailgater), and the runner
+        raises an alert that says why (:data:`NOT_BOUND`). A bound scan's party is the
+        visit's, not the gate event's.
+
+        Each scan's binding is decided once, when its chunk is first processed, and logged
+        with the scan's event-log row (``refused``: why not; ``party``: the party bound):
+        a replay after a restart takes it from there, so it binds the same people however the
+        visits changed since (charged, erased, an ``authorizing`` one finished). Dropping or
+        adding a scan on a replay would renumber every later session (the engine numbers them
+        in order of entry), and the verdicts, review cases and map rows that name those
+        numbers would point at other shoppers.
 
         A visit erased since has lost its credential, but it was an entry: its scan is still
         bound, under a credential that names nobody (``erased:<gate>:<t>``, which no visit
-        has, so nothing is charged). Dropping it renumbered every later session (the engine
-        numbers them in order of entry), and the verdicts, review cases and map rows that name
-        those numbers then pointed at other shoppers. The log's entry row of an erased visit
-        says ``erased`` (:mod:`walkout.service.privacy`); a refused scan's keeps its
-        credential."""
-        creds = [g.credential for g in gates if g.kind == "entry" and g.credential
-                 and not is_staff_credential(g.credential)]  # a badge the gate checked
-        if not creds:
+        has, so nothing is charged). The log's entry row of an erased visit says ``erased``
+        (:mod:`walkout.service.privacy`)."""
+        entries = [g for g in gates if g.kind == "entry"]
+        if not entries:
             return gates
-        with d.sessions() as s:
-            ok = set(s.scalars(select(Visit.credential).where(Visit.credential.in_(creds),
-                                                              Visit.state != "refused")))
-        shut = [g for g in gates if g.kind == "entry" and g.credential in creds
-                and g.credential not in ok]
-        erased = self._erased(d, shut)
-        for g in shut:
-            if g.t not in erased:
-                log.warning("entry at %s at t=%s s was refused: the engine binds nobody to it",
-                            g.gate_id, round(g.t, 1))
-        return [replace(g, credential=f"erased:{g.gate_id}:{g.t:.3f}") if g.t in erased else g
-                for g in gates if g not in shut or g.t in erased]
+        pos, before = self._entered_before(entries)
+        logged = self._logged(d, entries, pos)
+        out: list[GateEvent] = []
+        for g in gates:
+            if g.kind != "entry":
+                out.append(g)
+                continue
+            b = self._binding(d, g, logged.get(id(g)), before[id(g)], fresh)
+            self._bindings[pos[id(g)]] = b
+            if "refused" in b:
+                self._not_bound(eng, g, b["refused"], before[id(g)])
+                continue
+            cred = b.get("credential", g.credential)
+            out.append(replace(g, credential=cred, party_size=b.get("party", g.party_size)))
+        return out
 
-    def _erased(self, d: Deps, scans: list[GateEvent]) -> set[float]:
-        """Times of those entry scans whose logged entry row an erasure has unlinked."""
-        if not scans:
-            return set()
+    @property
+    def _bindings(self) -> dict[int, dict[str, Any]]:
+        """Bindings decided in this chunk, by the scan's gate-log seq: logged by _persist."""
+        return self.__dict__.setdefault("_bindings_", {})
+
+    def _entered_before(self, entries: list[GateEvent]
+                        ) -> tuple[dict[int, int], dict[int, float | None]]:
+        """Each of ``entries``' seq in the gate log (its event-log row's), and when its
+        credential entered before in this stream (None: never). Read from the stream's own
+        gate events, so a replay finds the same."""
+        want = {id(g) for g in entries}
+        pos: dict[int, int] = {}
+        before: dict[int, float | None] = {}
+        first: dict[str, float] = {}
+        for k, ev in enumerate(self._gate_log()):
+            if id(ev) in want:
+                pos[id(ev)] = k
+                before[id(ev)] = first.get(ev.credential) if ev.credential else None
+                if len(pos) == len(want):
+                    break
+            if ev.kind == "entry" and ev.credential:
+                first.setdefault(ev.credential, ev.t)
+        for g in entries:  # pragma: no cover - every chunk's gate event is in the log
+            if id(g) not in pos:
+                raise RuntimeError(f"gate event at {g.gate_id} t={g.t} is not in the gate log")
+        return pos, before
+
+    def _logged(self, d: Deps, entries: list[GateEvent], pos: dict[int, int]
+                ) -> dict[int, dict[str, Any]]:
+        """The event-log rows of ``entries`` already written (a replayed chunk's, or a fresh
+        one's a crash interrupted), by the scan's ``id``."""
+        by_seq = {pos[id(g)]: g for g in entries}
         with d.sessions() as s:
-            rows = s.execute(select(EngineEvent.t, EngineEvent.payload).where(
+            rows = s.execute(select(EngineEvent.seq, EngineEvent.payload).where(
                 EngineEvent.source == f"{self.source}/gates", EngineEvent.kind == "entry",
-                EngineEvent.t.in_([g.t for g in scans])))
-            return {t for t, payload in rows if json.loads(payload).get("credential") == "erased"}
+                EngineEvent.seq.in_(list(by_seq))))
+            out = {}
+            for seq, payload in rows:
+                p, g = json.loads(payload), by_seq[seq]
+                if p.get("gate_id") == g.gate_id and p.get("t") == g.t:
+                    out[id(g)] = p
+            return out
+
+    def _binding(self, d: Deps, g: GateEvent, row: dict[str, Any] | None,
+                 before: float | None, fresh: bool) -> dict[str, Any]:
+        """How entry scan ``g`` binds: ``{"party": n}`` (with ``credential`` when its visit
+        was erased since) or ``{"refused": reason}`` (:data:`NOT_BOUND`). ``row``: its
+        event-log row, where an earlier run logged the decision; ``before``: when its
+        credential entered before in this stream; ``fresh``: its chunk is processed for the
+        first time."""
+        erased = f"erased:{g.gate_id}:{g.t:.3f}"
+        if row is not None and ("refused" in row or "party" in row):
+            b = {k: row[k] for k in ("refused", "party") if k in row}
+            if row.get("credential") == "erased" and "party" in b:
+                b["credential"] = erased
+            return b
+        # ``old``: the row of a run before bindings were logged: the same as that run did
+        # (bound unless its visit was refused), whatever it did wrong, or every later session
+        # would be renumbered
+        old = row is not None
+        if old and row.get("credential") == "erased":
+            return {"party": g.party_size, "credential": erased}
+        cred = g.credential
+        if not cred:
+            return {"refused": "credential_missing"}
+        if is_staff_credential(cred):
+            if old:
+                return {"party": g.party_size}
+            if g.party_size != 1 or _active_staff(d, cred.removeprefix(STAFF_PREFIX)) is None:
+                return {"refused": "staff_badge_refused"}
+            return {"party": 1}
+        if before is not None and not old:
+            return {"refused": "credential_reused"}
+        if not is_credential(cred):
+            return {"refused": "entry_refused"}
+        with d.sessions() as s:
+            v = s.execute(select(Visit.state, Visit.party_size).where(
+                Visit.credential == cred)).first()
+        if v is None or v.state == "refused":
+            return {"refused": "entry_refused"}
+        if old:
+            return {"party": g.party_size}
+        if fresh and v.state != "open":
+            return {"refused": "entry_not_open"}
+        # not fresh and no row: a replayed chunk whose row the retention purge removed; its
+        # visit was open then, as far as anything left can tell
+        return {"party": v.party_size}
+
+    def _not_bound(self, eng: Engine | None, g: GateEvent, reason: str,
+                   before: float | None) -> None:
+        """Say why an entry scan binds nobody: logged, and an alert the engine's outputs carry
+        (raised again, the same, by a replay)."""
+        why = NOT_BOUND.get(reason, reason)
+        if reason == "credential_reused" and before is not None:
+            why += f" (at t={before:.1f} s)"
+        msg = (f"an entry scan at {g.gate_id} at t={g.t:.1f} s binds nobody: {why}. Whoever "
+               "walked in on it is an unbound person, charged to no visit")
+        log.warning("%s", msg)
+        if eng is not None:
+            eng.alerts.append(Alert(g.t, reason, msg, g.gate_id))
 
     def _admit(self, d: Deps, gates: list) -> None:  # type: ignore[type-arg]
+        """Admit each entry scan's visit (its pre-authorisation) that is not admitted yet.
+        Whatever goes wrong with one scan (a refusal, a provider's fault, a database error)
+        is logged with its gate and time and leaves that scan refused: one bad gate event
+        never stops the store's engine (a stream's chunk is replayed at every restart)."""
         for g in gates:
             if g.kind != "entry" or not g.credential or is_staff_credential(g.credential):
-                continue  # staff (a badge the gate checked): no visit, no pre-authorisation
-            with d.sessions() as s:
-                if s.scalar(select(Visit.id).where(Visit.credential == g.credential)):
-                    continue  # admitted before the restart
+                continue  # staff (a badge): no visit, no pre-authorisation (see _binding)
+            if not is_credential(g.credential):
+                log.warning("entry at %s at t=%s s refused: its credential (%d characters) is "
+                            "not one the service hands a gate", g.gate_id, round(g.t, 1),
+                            len(g.credential))
+                continue
             try:
+                with d.sessions() as s:
+                    if s.scalar(select(Visit.id).where(Visit.credential == g.credential)):
+                        continue  # admitted before the restart, or through the API
                 entry.admit_card(d, f"tok_gate_{g.credential}", g.gate_id,
                                  party_size=g.party_size, credential=g.credential)
             except ServiceError as e:
-                log.warning("entry refused at %s: %s", g.gate_id, e.detail)
+                log.warning("entry refused at %s at t=%s s: %s", g.gate_id, round(g.t, 1),
+                            e.detail)
+            except Exception:  # one gate event must not stop the store's engine
+                log.exception("entry at %s at t=%s s failed to be admitted: taken as refused",
+                              g.gate_id, round(g.t, 1))
 
     def _persist(self, d: Deps, eng: Engine, seen: dict[str, int], chunk: int, t: float,
                  log_rows: bool = True,
@@ -342,8 +473,10 @@ class LiveRunner:
         live.apply_verdicts(d, eng, self.source, chunk, fresh=log_rows if fresh is None else fresh)
         now = d.clock.now()
         gate_events = [ev for ev in self._gate_log() if ev.t <= t][seen["gates"]:]
+        bindings = self._bindings
         rows = [{"source": f"{self.source}/gates", "seq": seen["gates"] + k, "kind": ev.kind,
-                 "t": ev.t, "payload": json.dumps(asdict(ev)), "recorded_at": now}
+                 "t": ev.t, "recorded_at": now, "payload": json.dumps(
+                     {**asdict(ev), **bindings.pop(seen["gates"] + k, {})})}
                 for k, ev in enumerate(gate_events)]
         shelf = eng.events[seen["shelf"]:]
         rows = [{**r, "ref": None} for r in rows]
@@ -389,6 +522,7 @@ class LiveRunner:
                 fixes = [ln for ln in lines if ln.line_key.endswith(":review")]
                 if fixes:  # a verdict after the receipt: appended, the receipt is revised
                     revisions.add_review_lines(d, vid, fixes)
+                self._not_charged(d, eng, vid, [ln for ln in lines if ln not in fixes], err)
         seen["lines"] += len(entries)
         issued = _issued(eng)
         for r in issued[seen["receipts"]:]:  # a later revision (review verdict) is not re-charged
@@ -417,6 +551,26 @@ class LiveRunner:
                 s.add(RunnerCheckpoint(source=self.source, chunk=chunk, t=t, updated_at=now))
             elif chunk > cp.chunk:
                 cp.chunk, cp.t, cp.updated_at = chunk, t, now
+
+    @staticmethod
+    def _not_charged(d: Deps, eng: Engine, vid: str, lines: list[LineRequest],
+                     err: ServiceError) -> None:
+        """Lines the engine attributed to a visit no longer open (checked out as abandoned
+        after ``max_visit_s``, or its exit already settled): logged and alerted, not charged.
+        A replay's lines that were committed while the visit was open are no news."""
+        if not lines:
+            return
+        with d.sessions() as s:
+            have = set(s.scalars(select(CartLine.line_key).where(
+                CartLine.visit_id == vid,
+                CartLine.line_key.in_([ln.line_key for ln in lines]))))
+        lost = [ln for ln in lines if ln.line_key not in have]
+        if not lost:
+            return
+        what = ", ".join(f"{ln.quantity:+d} × {ln.product_id}" for ln in lost)
+        msg = (f"cart lines of visit {vid} not charged ({err.detail}): {what}")
+        log.warning("%s", msg)
+        eng.alerts.append(Alert(min(ln.t for ln in lost), "lines_not_charged", msg, vid))
 
     @staticmethod
     def _visit(d: Deps, eng: Engine, session_id: str) -> str | None:
