@@ -260,3 +260,52 @@ def test_0012_adds_acknowledgements_and_fees_and_takes_them_away_again(db_url: s
         c.execute(text(event), {"id": "evt_2", "t": t, "outcome": "maybe"})
     upgrade(eng)
     eng.dispose()
+
+
+def test_0013_adds_the_balance_owed_and_takes_it_away_again(db_url: str) -> None:
+    """0013: visits from before it owe nothing recorded (null); a balance and its settlement
+    are stored exactly; the downgrade drops only the new columns, the visits stay (and the
+    one-visit-inside index with them)."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from sqlalchemy.orm import Session
+
+    from walkout.service.models import Visit
+
+    new = {"balance_owed", "balance_settled_at", "balance_settlement", "balance_settled_by",
+           "balance_note"}
+
+    def columns() -> set[str]:
+        return {col["name"] for col in inspect(eng).get_columns("visits")}
+
+    eng = make_engine(db_url)
+    upgrade(eng, "0012")
+    with eng.begin() as c:
+        _account_with_method(c)
+        _visit(c, "v1", "a1", "in_review")
+        _visit(c, "v2", "a1", "open")
+    assert not new & columns()
+    upgrade(eng)
+    assert new <= columns()
+    t = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    with Session(eng) as s:
+        v = s.get(Visit, "v1")
+        assert v is not None
+        assert (v.balance_owed, v.balance_settled_at, v.balance_settlement) == (None,) * 3
+        v.balance_owed, v.balance_settled_at = Decimal("349.60"), t
+        v.balance_settlement, v.balance_settled_by, v.balance_note = "written_off", "op1", "ok"
+        s.commit()
+    with Session(eng) as s:
+        v = s.get(Visit, "v1")
+        assert v is not None and v.balance_owed == Decimal("349.60")
+        assert (v.balance_settlement, v.balance_settled_by) == ("written_off", "op1")
+    downgrade(eng, "0012")
+    assert not new & columns()
+    with eng.begin() as c:
+        assert c.execute(text("SELECT id, state FROM visits ORDER BY id")).all() == [
+            ("v1", "in_review"), ("v2", "open")]
+    with pytest.raises(IntegrityError), eng.begin() as c:  # still one visit inside
+        _visit(c, "v3", "a1", "open")
+    upgrade(eng)
+    eng.dispose()

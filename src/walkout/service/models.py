@@ -144,6 +144,15 @@ class Visit(Base):
     engine_session_id: Mapped[str | None] = mapped_column(String(64))
     entered_at: Mapped[datetime]
     exited_at: Mapped[datetime | None]
+    #: what the receipt came to above what the exit captured (a cart above the hold), owed by
+    #: the shopper until ``balance_settled_at``: collected by a later charge
+    #: (``balance_settlement`` ``charged``) or written off by an operator (``written_off``,
+    #: ``balance_settled_by``, ``balance_note``). Null: nothing was ever owed.
+    balance_owed: Mapped[Decimal | None] = mapped_column(MONEY)
+    balance_settled_at: Mapped[datetime | None]
+    balance_settlement: Mapped[str | None] = mapped_column(String(16))
+    balance_settled_by: Mapped[str | None] = mapped_column(String(32))
+    balance_note: Mapped[str | None] = mapped_column(String(500))
     __table_args__ = (
         CheckConstraint("party_size >= 1 AND party_size <= 20", name="party_size"),
         Index("ix_visits_account_state", "account_id", "state"),
