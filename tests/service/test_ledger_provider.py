@@ -90,3 +90,39 @@ def test_decline_and_limits(ledger: LedgerProvider) -> None:
         ledger.capture(auth.auth_id, eur("5.01"), "k3")
     ledger.release(auth.auth_id, "k4")
     assert ledger.balance("payer:tok_a:EUR") == 0
+
+
+def test_charge_takes_without_a_hold_once_per_key_and_can_be_refunded(
+        ledger: LedgerProvider, engine: Engine) -> None:
+    """A visit's balance above its hold: charged from the saved method, no authorisation."""
+    got = ledger.charge("tok_a", eur("349.60"), "visit:v1:balance")
+    assert got.amount == eur("349.60") and got.capture_id.startswith("chg_")
+    assert ledger.charge("tok_a", eur("349.60"), "visit:v1:balance") == got  # a retry
+    assert ledger.balance("store:sales:EUR") == Decimal("349.60")
+    assert ledger.balance("payer:tok_a:EUR") == Decimal("-349.60")
+    with pytest.raises(IdempotencyConflict):
+        ledger.charge("tok_a", eur("1.00"), "visit:v1:balance")
+    with pytest.raises(PaymentDeclined):
+        ledger.charge("tok_decline_1", eur("5"), "visit:v2:balance")
+    with pytest.raises(PaymentError, match="positive"):
+        ledger.charge("tok_a", eur("0"), "visit:v3:balance")
+    ledger.refund(got.capture_id, eur("9.60"), "refund-1")
+    assert ledger.balance("store:sales:EUR") == Decimal("340.00")
+    with pytest.raises(PaymentError, match="not yet refunded"):
+        ledger.refund(got.capture_id, eur("340.01"), "refund-2")
+    with session_factory(engine)() as s:
+        assert unbalanced_transactions(s) == []
+
+
+def test_erasure_rehashes_a_charge_that_named_the_payer(ledger: LedgerProvider,
+                                                         engine: Engine) -> None:
+    from walkout.service.payments.ledger import _hash, pseudonymise_payer
+
+    ledger.charge("tok_card_ann", eur("5.14"), "visit:v1:balance")
+    with session_factory(engine).begin() as s:
+        assert pseudonymise_payer(s, "tok_card_ann", "erased:1") == 1
+    with session_factory(engine)() as s:
+        tx = s.scalars(select(LedgerTransaction)).one()
+        assert tx.payer_ref == "erased:1"
+        assert tx.request_hash != _hash({"op": "charge", "payer": "tok_card_ann",
+                                         "amount": str(eur("5.14"))})

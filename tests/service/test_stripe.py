@@ -22,6 +22,7 @@ from pydantic import SecretStr, ValidationError
 from walkout.checkout.money import Money
 from walkout.service.payments.base import (
     AuthorizationGone,
+    ChargesSavedMethod,
     ChecksPayerRef,
     IdempotencyConflict,
     PaymentDeclined,
@@ -384,3 +385,22 @@ def test_serve_refuses_stripe_without_its_key_in_one_line(
     assert "invalid setting settings: payment_provider is stripe but WALKOUT_STRIPE_API_KEY " \
            "is not set" in out
     assert "Traceback" not in out and "StoreSigningSecret" not in out
+
+
+def test_charge_takes_a_balance_from_the_saved_card_off_session() -> None:
+    """A visit's balance above its hold: an automatic-capture intent confirmed off-session,
+    under the balance's key; a declined card is a decline (the balance stays owed)."""
+    provider, http = _provider("charge_balance")
+    assert isinstance(provider, ChargesSavedMethod)
+    got = provider.charge("cus_QShopper1:pm_1QCardVisa", eur("349.60"), "visit:0a1b:balance")
+    assert (got.capture_id, got.auth_id, got.amount) == ("ch_3QBalance0001", "pi_3QBalance0001",
+                                                          eur("349.60"))
+    [(method, path, headers, params)] = http.requests
+    assert (method, path) == ("post", "/v1/payment_intents")
+    assert headers["Idempotency-Key"] == "visit:0a1b:balance"
+    assert params["capture_method"] == "automatic" and params["off_session"] == "true"
+    with pytest.raises(PaymentDeclined, match="insufficient_funds"):
+        provider.charge("pm_1QCardNoFunds", eur("5.14"), "visit:v2:balance")
+    with pytest.raises(PaymentDeclined, match="malformed"):
+        provider.charge("cus_x:", eur("5.14"), "visit:v3:balance")
+    assert len(http.requests) == 2  # the malformed one never left

@@ -117,3 +117,17 @@ class ChecksPayerRef(Protocol):
     def check_payer_ref(self, payer_ref: str) -> None:
         """Raise ``PaymentError`` (safe to show) if ``payer_ref`` can never be charged."""
         ...
+
+
+@runtime_checkable
+class ChargesSavedMethod(Protocol):
+    """Optional: a provider that can take money from the payer's saved method without a hold
+    (off-session), as the service does for the part of a cart above the pre-authorisation
+    (``checkout``: the visit's balance, under ``visit:<id>:balance``). Same idempotency rules
+    as the other calls; a refusal is ``PaymentDeclined``. The ``Capture`` it returns has its
+    own ``capture_id`` (refunds point at it) and ``auth_id`` the provider's payment id.
+    Without it a balance stays owed, for staff to collect or write off."""
+
+    def charge(self, payer_ref: str, amount: Money, idempotency_key: str) -> Capture:
+        """Take ``amount`` from the payer's saved method at once."""
+        ...

@@ -6,6 +6,7 @@ Every call is one transaction whose postings balance (debits = credits):
 - capture Y ≤ X:    credit ``hold:<auth>`` X, debit ``store:sales`` Y, debit ``payer:<ref>`` X−Y
 - release:          credit ``hold:<auth>`` X, debit ``payer:<ref>`` X
 - refund Z:         credit ``store:sales`` Z, debit ``payer:<ref>`` Z
+- charge C:         debit ``store:sales`` C, credit ``payer:<ref>`` C (no hold: a balance)
 
 Idempotency is the database's job: ``idempotency_key`` is UNIQUE, so a retried or concurrent
 duplicate either finds the first row or loses the insert race and then reads it; either way it
@@ -115,12 +116,31 @@ class LedgerProvider:
 
         self._run(idempotency_key, request, build)
 
+    def charge(self, payer_ref: str, amount: Money, idempotency_key: str) -> Capture:
+        """Take ``amount`` from the payer without a hold (``ChargesSavedMethod``); refunds
+        point at the returned ``capture_id`` as at a capture's."""
+        if amount.amount <= 0:
+            raise PaymentError(f"a charge must be positive, got {amount}")
+        if payer_ref.startswith(self._decline_prefix):
+            raise PaymentDeclined("payment method declined")
+        request = {"op": "charge", "payer": payer_ref, "amount": str(amount)}
+
+        def build(s: Session) -> tuple[LedgerTransaction, list[Posting]]:
+            tx = self._tx("charge", _ref("chg"), idempotency_key, request, None, None,
+                          payer_ref, amount)
+            return tx, [(f"store:sales:{amount.currency}", "debit", amount.amount),
+                        (f"payer:{payer_ref}:{amount.currency}", "credit", amount.amount)]
+
+        tx, _ = self._run(idempotency_key, request, build)
+        return Capture(tx.ref, tx.ref, _money(tx))
+
     def refund(self, capture_id: str, amount: Money, idempotency_key: str) -> Refund:
         request = {"op": "refund", "capture": capture_id, "amount": str(amount)}
 
         def build(s: Session) -> tuple[LedgerTransaction, list[Posting]]:
             cap = s.scalar(select(LedgerTransaction).where(
-                LedgerTransaction.ref == capture_id, LedgerTransaction.kind == "capture"
+                LedgerTransaction.ref == capture_id,
+                LedgerTransaction.kind.in_(("capture", "charge"))
             ).with_for_update())
             if cap is None:
                 raise UnknownPayment(f"no capture {capture_id}")
@@ -218,8 +238,8 @@ def pseudonymise_payer(s: Session, old: str, new: str) -> int:
     n = 0
     for tx in s.scalars(select(LedgerTransaction).where(LedgerTransaction.payer_ref == old)):
         tx.payer_ref = new
-        if tx.kind == "preauth":
-            tx.request_hash = _hash({"op": "preauth", "payer": new, "amount": str(_money(tx))})
+        if tx.kind in ("preauth", "charge"):  # their requests name the payer
+            tx.request_hash = _hash({"op": tx.kind, "payer": new, "amount": str(_money(tx))})
         n += 1
     for acct in s.scalars(select(LedgerAccount).where(LedgerAccount.name.startswith(
             f"payer:{old}:", autoescape=True))):
