@@ -56,7 +56,8 @@ def test_purge_drops_old_evidence_and_keeps_receipts_and_ledger(svc: Svc) -> Non
     assert svc.client.post("/v1/admin/retention/purge", json={},
                            headers=svc.gate).status_code == 403
     r = svc.client.post("/v1/admin/retention/purge", json={}, headers=ADMIN)
-    assert r.json() == {"days": 30, "deleted": {"engine_events": 0, "entry_codes": 0}}
+    assert r.json() == {"days": 30, "deleted": {"engine_events": 0, "entry_codes": 0,
+                                                "review_notes": 0, "stream_states": 0}}
     r = svc.client.post("/v1/admin/retention/purge", json={"days": 7}, headers=ADMIN)
     assert r.json()["deleted"]["engine_events"] == 1
     r = svc.client.post("/v1/admin/retention/purge", json={"days": 0}, headers=ADMIN)

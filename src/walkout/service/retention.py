@@ -6,6 +6,13 @@ and a place, so it goes after ``days`` (30 by default, ``retention_days`` in set
 Entry codes go too. Receipts, their lines, cart lines, charges and the money ledger stay:
 bookkeeping law wants them, and they say what was bought, not how a person moved.
 
+The operator's free-text note on a review verdict may describe the person on the video, so
+it goes with its case's evidence (the verdict stays: it explains a receipt's revision). A live
+stream's journal and engine snapshot (``walkout.service.live_state``: raw sensor chunks with
+the gate's credentials, the engine's sessions) go with the stream once it stood still past the
+same cut-off: its newest row is older, so nobody is inside it to continue. A live stream's
+current snapshot and journal are never touched.
+
 The service applies the rule itself (``housekeeping``, every ``retention_check_s``), so a store
 that never set up a cron job still keeps nothing past its retention; evidence clips in
 ``evidence_dir`` go by the same rule.
@@ -15,11 +22,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from walkout.service.deps import Deps
-from walkout.service.models import EngineEvent, EntryCode
+from walkout.service.live_state import _forget
+from walkout.service.models import (
+    EngineEvent,
+    EngineSnapshot,
+    EntryCode,
+    ReviewVerdict,
+    StreamChunk,
+)
 
 #: the engine writes a health snapshot (every plate's and camera's state, the inventory) at
 #: every chunk: a state, not an event. The dashboard reads the latest; kept for 30 days they
@@ -30,8 +44,11 @@ HEALTH_KEEP = timedelta(hours=1)
 
 def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
     """Delete tracks/evidence/event-log rows recorded before ``now - days``, and health
-    snapshots superseded for longer than :data:`HEALTH_KEEP`; returns the number of rows
-    deleted per table. The caller owns the transaction."""
+    snapshots superseded for longer than :data:`HEALTH_KEEP`; blank the notes of verdicts
+    whose case is no longer in the event log; forget the journal and snapshot of live streams
+    that stood still since before ``now - days``. Returns the number of rows deleted or
+    blanked per table (``stream_states``: streams forgotten). The caller owns the
+    transaction."""
     if days < 1:
         raise ValueError(f"retention must be at least 1 day, got {days}")
     cutoff = now - timedelta(days=days)
@@ -41,13 +58,37 @@ def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
     superseded = session.execute(delete(EngineEvent).where(
         health, EngineEvent.recorded_at < now - HEALTH_KEEP, EngineEvent.id.not_in(latest)))
     codes = session.execute(delete(EntryCode).where(EntryCode.expires_at < cutoff))
+    # a verdict's note goes once its case's evidence is gone from the event log
+    case_rows = exists().where(EngineEvent.ref == ReviewVerdict.case_id,
+                               EngineEvent.kind.in_(("review_case", "case_evidence")))
+    notes = session.execute(update(ReviewVerdict).where(ReviewVerdict.note.is_not(None),
+                                                        ~case_rows).values(note=None))
     return {"engine_events": int(events.rowcount or 0) + int(superseded.rowcount or 0),
-            "entry_codes": int(codes.rowcount or 0)}
+            "entry_codes": int(codes.rowcount or 0),
+            "review_notes": int(notes.rowcount or 0),
+            "stream_states": _purge_streams(session, cutoff)}
+
+
+def _purge_streams(session: Session, cutoff: datetime) -> int:
+    """Forget the journal and snapshot of every live stream whose newest row (journaled chunk
+    or snapshot) was written before ``cutoff``; returns how many streams. A stream still
+    running writes a chunk every few seconds and a snapshot every ``snapshot_every_s``: its
+    newest row is never that old."""
+    streams = set(session.scalars(select(StreamChunk.source).distinct()))
+    streams |= set(session.scalars(select(EngineSnapshot.source)))
+    fresh = set(session.scalars(select(StreamChunk.source).distinct().where(
+        StreamChunk.recorded_at >= cutoff)))
+    fresh |= set(session.scalars(select(EngineSnapshot.source).where(
+        EngineSnapshot.created_at >= cutoff)))
+    for source in sorted(streams - fresh):
+        _forget(session, source)
+    return len(streams - fresh)
 
 
 def sweep(d: Deps, days: int | None = None) -> dict[str, int]:
-    """One purge of everything under the retention rule (event log, entry codes, evidence
-    clips), ``days`` defaulting to the service's ``retention_days``."""
+    """One purge of everything under the retention rule (event log, entry codes, verdict
+    notes, stopped streams' journals and snapshots, evidence clips), ``days`` defaulting to
+    the service's ``retention_days``."""
     days = days or d.settings.retention_days
     now = d.clock.now()
     with d.sessions.begin() as s:
