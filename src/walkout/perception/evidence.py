@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -174,5 +175,25 @@ def purge_clips(out_dir: Path, now: datetime, days: int = 30) -> int:
             continue
         if p.is_file() and p.stat().st_mtime < cutoff:
             p.unlink()
+            n += 1
+    return n
+
+
+def delete_case_clips(out_dir: Path, case_ids: Iterable[str]) -> int:
+    """Delete the clips of these review cases (``<case id>-cam<camera>.webm``, as `walkout
+    evidence` cuts them, and ``<case id>.webm`` as :class:`EvidenceRecorder` writes them, or
+    an earlier version's suffix); returns how many. Names are compared, never built from a
+    case id, so no id reaches outside ``out_dir``."""
+    ids = set(case_ids)
+    if not ids or not out_dir.is_dir():
+        return 0
+    n = 0
+    for p in out_dir.iterdir():
+        suffix = next((x for x in (CLIP_SUFFIX, *_OLD_SUFFIXES) if p.name.endswith(x)), None)
+        if suffix is None or not p.is_file():
+            continue
+        stem = p.name[:-len(suffix)]
+        if stem in ids or any(stem.startswith(f"{cid}-cam") for cid in ids):
+            p.unlink(missing_ok=True)
             n += 1
     return n

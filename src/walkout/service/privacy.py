@@ -1,15 +1,29 @@
 """A shopper's rights: export of all their data, and erasure.
 
 The export holds the account, payment-method labels, every visit with the money moved for it
-(hold, capture or release, refunds), the chargebacks her bank made of its payment and where the
-cameras placed the visitor on the floor (while the event log still has it), receipts, and
-disputes with their outcome.
+(hold, capture or release, refunds), the chargebacks her bank made of its payment, where the
+cameras placed the visitor on the floor, the engine's decisions that put lines on her receipt
+(the shelf events her receipt lines name, with the engine's confidence in her hand) and the
+review cases about her visit with the verdict as it concerns her (while the event log still has
+them), receipts, and disputes with their outcome. What the event log says of the other people
+near her (their scores, skeletons, shares of a verdict) and the operator's free-text notes on a
+case are not hers and stay out.
+
+The event log's engine sessions (``s00001``, ...) are numbered afresh by every engine stream
+(a recording's run, each MQTT stream and rollover), so a session is known by its stream and id
+together: a row's stream is its source without the last part (``<stream>/live``), and only the
+rows of her session's stream are read or changed as hers.
 
 Erasure removes what identifies the person — e-mail, name, payment-method tokens, entry codes,
-free-text dispute reasons and the operator's notes on them, receipt e-mail addresses — and
-revokes every token. Her movements leave the engine's event log (floor positions, skeletons in
-review-case replays; the gate's credential is unlinked from her visits), while the engine's
-decisions that explain her charges stay. Receipts,
+free-text dispute reasons and the operator's notes on them, the operator's notes on the review
+cases about her visits, receipt e-mail addresses — and revokes every token. Her movements leave
+the engine's event log (floor positions, skeletons in review-case replays; the gate's
+credential is unlinked from her visits), while the engine's decisions that explain her charges
+stay. The blurred camera clips of the review cases about her go from ``evidence_dir`` once the
+erasure is committed, also those of a case that shows other shoppers too: a clip cannot be cut
+down to the others (it shows her body, her clothes, the way she moves), and its case is decided
+and applied already (erasure waits for that), so what it was kept for is done; the case's
+weight trace, decisions and the others' skeletons stay to explain their receipts. Receipts,
 charges and the ledger stay, as bookkeeping law requires, but pseudonymised: the account id is
 a random id that no longer leads to anyone, and the payment-method token in the built-in ledger
 (transactions and payer accounts) becomes ``erased:<payment method id>``, so balances still
@@ -24,7 +38,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from walkout.checkout.money import Money
@@ -43,6 +57,7 @@ from walkout.service.models import (
     EntryCode,
     PaymentMethod,
     Receipt,
+    ReceiptLine,
     ReceiptMail,
     ReviewVerdict,
     Visit,
@@ -72,6 +87,10 @@ def export(d: Deps, account_id: str) -> dict[str, Any]:
             select(ReceiptMail).join(Receipt, Receipt.id == ReceiptMail.receipt_id)
             .join(Visit, Visit.id == Receipt.visit_id)
             .where(Visit.account_id == account_id, ReceiptMail.revision == 0))}
+        # each receipt line's provenance: the shelf events (the decisions under "visits")
+        events = {(r.receipt_id, r.position): json.loads(r.events) for r in s.scalars(
+            select(ReceiptLine).join(Receipt, Receipt.id == ReceiptLine.receipt_id)
+            .join(Visit, Visit.id == Receipt.visit_id).where(Visit.account_id == account_id))}
         out: dict[str, Any] = {
             "account": {"account_id": a.id, "kind": a.kind, "email": a.email,
                         "name": a.display_name, "created_at": _iso(a.created_at)},
@@ -79,17 +98,7 @@ def export(d: Deps, account_id: str) -> dict[str, Any]:
             "payment_methods": [{"payment_method_id": m.id, "provider": m.provider,
                                  "label": m.label, "created_at": _iso(m.created_at)}
                                 for m in methods],
-            "visits": [{"visit_id": v.id, "gate_id": v.gate_id, "party_size": v.party_size,
-                        "state": v.state, "entered_at": _iso(v.entered_at),
-                        "exited_at": _iso(v.exited_at),
-                        # the money moved for the visit: hold, capture or release, refunds
-                        "charges": [{"kind": c.kind, "amount": str(c.amount),
-                                     "currency": c.currency, "status": c.status,
-                                     "at": _iso(c.created_at)}
-                                    for c in s.scalars(select(Charge).where(
-                                        Charge.visit_id == v.id).order_by(Charge.id))],
-                        "chargebacks": _chargebacks(s, v.id),
-                        "movements": _movements(s, v.credential)} for v in visits],
+            "visits": [_visit(s, v) for v in visits],
             "disputes": [{"dispute_id": x.id, "receipt_id": x.receipt_id,
                           "product_id": x.product_id, "quantity": x.quantity,
                           "reason": x.reason, "state": x.state,
@@ -105,14 +114,30 @@ def export(d: Deps, account_id: str) -> dict[str, Any]:
             "receipt_id": doc.receipt_id, "visit_id": it.visit_id, "currency": doc.currency,
             "total": doc.fmt(doc.total), "issued_at": doc.issued_at.isoformat(),
             "lines": [{"product_id": ln.product_id, "name": ln.name, "quantity": ln.quantity,
-                       "unit_price": doc.fmt(ln.unit_price), **line_tax(ln)}
-                      for ln in doc.lines],
+                       "unit_price": doc.fmt(ln.unit_price), **line_tax(ln),
+                       "events": events.get((doc.receipt_id, i), [])}
+                      for i, ln in enumerate(doc.lines)],
             "tax": tax_rows(doc),  # included in the total, per rate
             "emailed_to": m.recipient if m and m.state == "sent" else None,
             "emailed_at": _iso(m.sent_at) if m else None,
         })
     out["receipts"] = receipts
     return out
+
+
+def _visit(s: Session, v: Visit) -> dict[str, Any]:
+    keys, rows = _about(s, {v.credential})
+    return {"visit_id": v.id, "gate_id": v.gate_id, "party_size": v.party_size,
+            "state": v.state, "entered_at": _iso(v.entered_at), "exited_at": _iso(v.exited_at),
+            # the money moved for the visit: hold, capture or release, refunds
+            "charges": [{"kind": c.kind, "amount": str(c.amount), "currency": c.currency,
+                         "status": c.status, "at": _iso(c.created_at)}
+                        for c in s.scalars(select(Charge).where(Charge.visit_id == v.id)
+                                           .order_by(Charge.id))],
+            "chargebacks": _chargebacks(s, v.id),
+            "movements": _movements(v.credential, keys, rows),
+            "decisions": _decisions(s, keys),
+            "review_cases": _review_cases(s, keys)}
 
 
 def erase(d: Deps, account_id: str) -> dict[str, int]:
@@ -153,7 +178,12 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
             m.provider_ref, m.label = new, None
             n_methods += 1
             pseudonymise_payer(s, old, new)
-        rows_scrubbed = _erase_movements(s, account_id)
+        rows_scrubbed, cases = _erase_movements(s, account_id)
+        # the operator's free text on a case about her may name or describe her: it goes (the
+        # verdict's shares stay, they explain a receipt's revision)
+        notes = s.execute(update(ReviewVerdict).where(ReviewVerdict.case_id.in_(sorted(cases)),
+                                                      ReviewVerdict.note.is_not(None))
+                          .values(note=None)).rowcount if cases else 0
         codes = s.execute(delete(EntryCode).where(EntryCode.account_id == account_id)).rowcount
         receipt_ids = select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id).where(
             Visit.account_id == account_id)
@@ -162,28 +192,32 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
         s.execute(update(Receipt).where(Receipt.id.in_(receipt_ids)).values(emailed_to=None))
         n_disputes = s.execute(update(Dispute).where(Dispute.account_id == account_id)
                                .values(reason="[erased]", note=None)).rowcount or 0
+    clips = 0
+    if cases and d.settings.evidence_dir is not None:  # once her erasure is committed
+        from walkout.perception.evidence import delete_case_clips  # OpenCV only where kept
+
+        clips = delete_case_clips(d.settings.evidence_dir, cases)
     return {"tokens_revoked": int(tokens), "payment_methods": n_methods,
             "entry_codes": int(codes or 0), "disputes": int(n_disputes),
-            "event_log_rows": rows_scrubbed}
+            "event_log_rows": rows_scrubbed, "review_notes": int(notes or 0),
+            "evidence_clips": clips}
 
 
 def _open_review(s: Session, account_id: str) -> str | None:
     """A review case about one of the shopper's visits whose verdict the engine has not
     applied yet, if any. Its correcting lines reach her receipt (and her refund her card)
     through the visit's gate credential, which erasure unlinks: until it is applied, money
-    is still moving, as with an undecided dispute."""
+    is still moving, as with an undecided dispute. Her cases are those of her engine sessions
+    in their own stream (see :func:`_review_cases`): a case naming the same session id in
+    another stream is somebody else's."""
     creds = set(s.scalars(select(Visit.credential).where(
         Visit.account_id == account_id, Visit.credential.not_like("erased:%"))))
-    for cred in creds:
-        for ref, payload in s.execute(select(EngineEvent.ref, EngineEvent.payload).where(
-                EngineEvent.kind == "case_evidence",
-                EngineEvent.payload.contains(cred, autoescape=True))).all():
-            if cred not in json.loads(payload).get("credentials", {}).values():
-                continue
-            applied = s.scalar(select(ReviewVerdict.applied_at).where(
-                ReviewVerdict.case_id == ref))
-            if applied is None:
-                return str(ref)
+    if not creds:
+        return None
+    keys, _ = _about(s, creds)
+    for c in _review_cases(s, keys):
+        if c["verdict"] is None or c["verdict"]["applied_at"] is None:
+            return str(c["case_id"])
     return None
 
 
@@ -222,67 +256,168 @@ def _chargebacks(s: Session, visit_id: str) -> list[dict[str, Any]]:
                                 .order_by(Chargeback.opened_at, Chargeback.id))]
 
 
-def _movements(s: Session, credential: str) -> list[list[float]]:
+def _stream(source: str) -> str:
+    """The engine stream an event-log row belongs to: its source without the last part
+    (``<stream>/live``, ``<stream>/gates``, ``<stream>/evidence``, ...)."""
+    return source.rsplit("/", 1)[0]
+
+
+#: an engine session of one stream: ``(stream, session id)``. Session ids (``s00001``, ...)
+#: restart with every stream (each start of a recording's runner, each MQTT stream or
+#: rollover), so a session id alone names a different person in every stream
+Key = tuple[str, str]
+
+
+def _movements(credential: str, keys: set[Key], rows: list[EngineEvent]) -> list[list[float]]:
     """Where the store's cameras placed the visitor on the floor, ``[t, x, y]`` in store
-    seconds and metres, from the event log (empty once retention or erasure removed it)."""
-    sessions, rows = _about(s, {credential})
+    seconds and metres, from the event log (empty once retention or erasure removed it);
+    ``keys`` and ``rows``: what :func:`_about` found of her credential."""
     pts: list[list[float]] = []
     for e in sorted(rows, key=lambda r: r.t):
         if e.kind == "positions":
+            st = _stream(e.source)
             for x in json.loads(e.payload)["people"]:
-                if x.get("credential") == credential or x.get("session") in sessions:
+                if x.get("credential") == credential or (st, x.get("session")) in keys:
                     pts += x["pts"]
     return sorted(pts)
 
 
-def _about(s: Session, creds: set[str]) -> tuple[set[str], list[EngineEvent]]:
-    """The engine sessions bound to ``creds`` and the event-log rows that may mention them
-    (a text pre-filter; the JSON is checked exactly by the callers)."""
+def _review_cases(s: Session, keys: set[Key]) -> list[dict[str, Any]]:
+    """The review cases about the visitor's engine sessions (``keys``): the case's id, when
+    (store seconds of its stream), why the engine asked for a review, what it had charged her
+    meanwhile, and the operator's verdict as it concerns her: what it charged her and when it
+    was decided and applied. Not the other people of the case, not the operator's note nor
+    who decided (the store's staff, not data about her)."""
+    if not keys:
+        return []
+    sids = {sid for _, sid in keys}
+    cases: dict[str, dict[str, Any]] = {}  # case id → what it says of her
+    mine: dict[str, set[str]] = {}  # case id → her session ids in it
+    for e in s.scalars(select(EngineEvent).where(
+            EngineEvent.kind.in_(("review_case", "case_evidence")),
+            or_(*(EngineEvent.payload.contains(f'"{sid}"', autoescape=True)
+                  for sid in sids))).order_by(EngineEvent.t, EngineEvent.id)):
+        p, st = json.loads(e.payload), _stream(e.source)
+        hers = {sid for sid in p.get("sessions", []) if (st, sid) in keys}
+        if not hers or e.ref is None:
+            continue
+        mine.setdefault(e.ref, set()).update(hers)
+        c = cases.setdefault(e.ref, {"case_id": e.ref, "t": e.t,
+                                     "reasons": list(p.get("reasons", []))})
+        c["engine_charged"] = sorted(i for sid in hers for i in p.get("decided", {}).get(sid, []))
+    # a verdict may charge one of her sessions in a case she was no candidate of: the case is
+    # hers when it belongs to the stream of that session
+    for v in s.scalars(select(ReviewVerdict).where(or_(*(
+            ReviewVerdict.shares.contains(f'"{sid}"', autoescape=True) for sid in sids)))):
+        shared = set(json.loads(v.shares)) & sids
+        if not shared or v.case_id in cases:
+            continue
+        streams = set(s.scalars(select(EngineEvent.source).where(
+            EngineEvent.ref == v.case_id,
+            EngineEvent.kind.in_(("review_case", "case_evidence")))))
+        streams = {_stream(x) for x in streams} | ({v.source} if v.source else set())
+        hers = {sid for sid in shared if any((st, sid) in keys for st in streams)}
+        if hers:
+            mine[v.case_id] = hers
+            cases[v.case_id] = {"case_id": v.case_id, "t": None, "reasons": [],
+                                "engine_charged": []}
+    out = []
+    for cid, c in cases.items():
+        v = s.get(ReviewVerdict, cid)
+        c["verdict"] = None if v is None else {
+            "charged": sorted(i for sid in mine[cid] for i in json.loads(v.shares).get(sid, [])),
+            "decided_at": _iso(v.decided_at), "applied_at": _iso(v.applied_at)}
+        out.append(c)
+    return sorted(out, key=lambda c: (c["t"] is None, c["t"] or 0.0, c["case_id"]))
+
+
+def _decisions(s: Session, keys: set[Key]) -> list[dict[str, Any]]:
+    """The engine's decisions that charged (or credited, a put-back) the visitor's engine
+    sessions: the shelf event (its id is what her receipt lines name as their provenance),
+    what it moved, how sure the engine was that it was her hand and how far her hand was from
+    the plate. The other candidates' scores and reaches are theirs, not hers: left out."""
+    if not keys:
+        return []
+    out = []
+    for e in s.scalars(select(EngineEvent).where(
+            EngineEvent.kind == "decision",
+            or_(*(EngineEvent.payload.contains(f'"{sid}"', autoescape=True)
+                  for sid in {sid for _, sid in keys}))).order_by(EngineEvent.t, EngineEvent.id)):
+        p, st = json.loads(e.payload), _stream(e.source)
+        hers = [sid for sid in dict.fromkeys([p.get("session_id"), *p.get("takers", [])])
+                if sid is not None and (st, sid) in keys]
+        if not hers:
+            continue
+        score = {x[0]: x[1] for x in p.get("scores", [])}
+        reach = {x[0]: x[1] for x in p.get("reach_m", [])}
+        out.append({"event_id": p.get("event_id", e.ref), "t": e.t,
+                    "items": p.get("items", []),
+                    "shared": len(p.get("takers", [])) > 1,
+                    "score": max((score[x] for x in hers if x in score), default=None),
+                    "reach_m": min((reach[x] for x in hers if x in reach), default=None),
+                    "needs_review": p.get("needs_review"), "reasons": p.get("reasons", [])})
+    return out
+
+
+def _about(s: Session, creds: set[str]) -> tuple[set[Key], list[EngineEvent]]:
+    """The engine sessions bound to ``creds``, each with its stream, and the event-log rows
+    that may mention them (a text pre-filter; the JSON is checked exactly by the callers).
+    A session id matches only in its own stream's rows (source ``<stream>/...``)."""
     rows: dict[int, EngineEvent] = {}
     for c in creds:
         for e in s.scalars(select(EngineEvent).where(EngineEvent.payload.contains(
                 c, autoescape=True))):
             rows[e.id] = e
-    sessions: set[str] = set()
+    keys: set[Key] = set()
     for e in rows.values():
-        p = json.loads(e.payload)
+        p, st = json.loads(e.payload), _stream(e.source)
         if e.kind == "positions":
-            sessions |= {x["session"] for x in p["people"]
-                         if x.get("credential") in creds and x.get("session")}
+            keys |= {(st, x["session"]) for x in p["people"]
+                     if x.get("credential") in creds and x.get("session")}
         elif e.kind == "case_evidence":
-            sessions |= {sid for sid, c in p.get("credentials", {}).items() if c in creds}
-    for sid in sessions:
-        for e in s.scalars(select(EngineEvent).where(EngineEvent.payload.contains(
-                f'"{sid}"', autoescape=True), EngineEvent.kind.in_(MOVEMENT_KINDS))):
-            rows[e.id] = e
-    return sessions, list(rows.values())
+            keys |= {(st, sid) for sid, c in p.get("credentials", {}).items() if c in creds}
+    for st, sid in keys:
+        for e in s.scalars(select(EngineEvent).where(
+                EngineEvent.source.startswith(f"{st}/", autoescape=True),
+                EngineEvent.payload.contains(f'"{sid}"', autoescape=True),
+                EngineEvent.kind.in_(MOVEMENT_KINDS))):
+            if _stream(e.source) == st:
+                rows[e.id] = e
+    return keys, list(rows.values())
 
 
 #: event-log rows that hold where a person was and how they moved
 MOVEMENT_KINDS = ("positions", "case_evidence", "entry", "exit")
 
 
-def _erase_movements(s: Session, account_id: str) -> int:
+def _erase_movements(s: Session, account_id: str) -> tuple[int, set[str]]:
     """Remove the shopper's movements from the event log: her floor positions and skeletons
     (map rows, review-case replays) are dropped, her visits' gate credential is unlinked from
     the gate events and from the visit itself. The engine's decisions and their scores stay:
-    they explain the charges the (pseudonymised) receipts keep. Returns the rows changed."""
+    they explain the charges the (pseudonymised) receipts keep. Only rows of the stream of
+    each of her engine sessions are touched (session ids restart with every stream). Returns
+    the rows changed and the review cases whose evidence named her."""
     visits = list(s.scalars(select(Visit).where(Visit.account_id == account_id)))
     creds = {v.credential for v in visits if not v.credential.startswith("erased:")}
     if not creds:
-        return 0
-    sessions, rows = _about(s, creds)
+        return 0, set()
+    keys, rows = _about(s, creds)
+    # the cases whose evidence names her, and those whose verdict charged her
+    cases = {c["case_id"] for c in _review_cases(s, keys)}
     changed = 0
     for e in rows:
-        p = json.loads(e.payload)
+        p, st = json.loads(e.payload), _stream(e.source)
         if e.kind == "positions":
-            p["people"] = [x for x in p["people"]
-                           if x.get("credential") not in creds and x.get("session") not in sessions]
+            p["people"] = [x for x in p["people"] if x.get("credential") not in creds
+                           and (st, x.get("session")) not in keys]
         elif e.kind == "case_evidence":
+            named = set(p.get("sessions", [])) | set(p.get("credentials", {}))
+            if any((st, sid) in keys for sid in named) and e.ref is not None:
+                cases.add(e.ref)
             p["credentials"] = {k: v for k, v in p.get("credentials", {}).items()
-                                if k not in sessions}
+                                if (st, k) not in keys}
             p["skeletons"] = {k: v for k, v in p.get("skeletons", {}).items()
-                              if k not in sessions}
+                              if (st, k) not in keys}
         elif e.kind in ("entry", "exit") and p.get("credential") in creds:
             p["credential"] = "erased"
         new = json.dumps(p, separators=(",", ":"))
@@ -291,4 +426,4 @@ def _erase_movements(s: Session, account_id: str) -> int:
             changed += 1
     for v in visits:  # the map from engine sessions to the visit, and so to her receipts
         v.credential = f"erased:{v.id}"
-    return changed
+    return changed, cases
