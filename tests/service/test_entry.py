@@ -28,10 +28,68 @@ def test_qr_admits_once_and_replay_is_refused(svc: Svc) -> None:
     r = svc.client.post("/v1/gates/entry/scan", json={"code": code}, headers=svc.gate)
     assert r.status_code == 201, r.text
     assert r.json()["hold"] == {"amount": "50.00", "currency": "EUR"}
+    vid = r.json()["visit_id"]
+    svc.leave(vid, {})
     again = svc.client.post("/v1/gates/entry/scan", json={"code": code}, headers=svc.gate)
     assert again.status_code == 409
     assert again.json()["error"] == "code_used"
     assert "already used" in again.json()["detail"]
+
+
+def test_a_gate_repeating_a_scan_whose_answer_it_lost_gets_the_admission_back(
+        svc: Svc) -> None:
+    """The same code at the same gate while its visit is open: the original admission (same
+    visit, same credential), nothing held twice. At another gate, for another party, or once
+    the visit has left, the code is used."""
+    h = svc.shopper()
+    code = svc.code(h)
+    first = svc.client.post("/v1/gates/entry/scan", json={"code": code}, headers=svc.gate)
+    assert first.status_code == 201, first.text
+    again = svc.client.post("/v1/gates/entry/scan", json={"code": code}, headers=svc.gate)
+    assert again.status_code in (200, 201) and again.json() == first.json()
+    assert entry.admit_qr(svc.deps, code, "entry").replayed is True
+    for gate, party in (("entry-2", 1), ("entry", 2)):
+        with pytest.raises(ServiceError) as e:
+            entry.admit_qr(svc.deps, code, gate, party_size=party)
+        assert e.value.code == "code_used"
+    with svc.deps.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Visit)) == 1
+        assert s.scalar(select(func.count()).select_from(Charge)) == 1  # one hold
+        assert s.scalar(select(EntryCode.visit_id)) == first.json()["visit_id"]
+    svc.leave(first.json()["visit_id"], {})
+    r = svc.client.post("/v1/gates/entry/scan", json={"code": code}, headers=svc.gate)
+    assert r.status_code == 409 and r.json()["error"] == "code_used"
+
+
+def test_a_gate_repeating_a_card_tap_within_the_window_gets_the_admission_back(
+        svc: Svc) -> None:
+    tap = {"card_token": "tok_card_42", "email": "c@example.org"}
+    first = svc.client.post("/v1/gates/entry/card", json=tap, headers=svc.gate)
+    assert first.status_code == 201, first.text
+    again = svc.client.post("/v1/gates/entry/card", json=tap, headers=svc.gate)
+    assert again.status_code in (200, 201) and again.json() == first.json()
+    d = svc.deps
+    assert entry.admit_card(d, "tok_card_42", "entry").replayed is True
+    # another gate, another party, or past the window: the card is inside already
+    for gate, party, later in (("entry-2", 1, 0.0), ("entry", 3, 0.0),
+                               ("entry", 1, entry.CARD_RETRY_WINDOW_S + 1)):
+        svc.clock.advance(later)
+        with pytest.raises(ServiceError) as e:
+            entry.admit_card(d, "tok_card_42", gate, party_size=party)
+        assert e.value.code == "already_inside"
+    with d.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Visit)) == 1
+        assert s.scalar(select(func.count()).select_from(Charge)) == 1
+
+
+def test_a_card_tap_never_replays_its_holders_qr_admission(svc: Svc) -> None:
+    """A shopper who came in by code: her card tapped at the same gate a moment later is
+    someone else trying to come in on her account, not a repeat."""
+    h = svc.shopper(card="tok_card_ann")
+    svc.enter(h)
+    r = svc.client.post("/v1/gates/entry/card", json={"card_token": "tok_card_ann"},
+                        headers=svc.gate)
+    assert r.status_code == 409 and r.json()["error"] == "already_inside"
 
 
 def test_screenshot_after_rotation_is_refused(svc: Svc) -> None:
@@ -276,11 +334,11 @@ def test_one_account_at_two_gates_at_once_enters_once(svc: Svc, engine: Engine,
     code, code2 = svc.code(h), svc.code(h)
     calls: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
         "two codes": (lambda: entry.admit_qr(d, code, "entry"),
-                      lambda: entry.admit_qr(d, code2, "entry")),
+                      lambda: entry.admit_qr(d, code2, "entry-2")),
         "one new card twice": (lambda: entry.admit_card(d, "tok_new_card", "entry"),
-                               lambda: entry.admit_card(d, "tok_new_card", "entry")),
+                               lambda: entry.admit_card(d, "tok_new_card", "entry-2")),
         "code and its card": (lambda: entry.admit_qr(d, code, "entry"),
-                              lambda: entry.admit_card(d, "tok_card_race", "entry")),
+                              lambda: entry.admit_card(d, "tok_card_race", "entry-2")),
     }
     assert _at_once(*calls[how]) == ["admitted", "already_inside"]
     with d.sessions() as s:

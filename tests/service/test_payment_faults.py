@@ -8,14 +8,17 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select, update
 
-from walkout.service import housekeeping, revisions
+from walkout.checkout.money import Money
+from walkout.service import entry, housekeeping, revisions
 from walkout.service.checkout import LineRequest
-from walkout.service.models import Dispute, Receipt, Visit
+from walkout.service.errors import ServiceError
+from walkout.service.models import Charge, Dispute, Receipt, Visit
+from walkout.service.payments.base import Authorization
 from walkout.service.testing import Svc
 
-from .faults import Crash, charges, start, visit_state
+from .faults import Crash, FaultyLedger, charges, start, visit_state
 
 BAR, WATER = "018627032007", "073360771026"  # 9.19 and 7.59 EUR in the `small` store
 
@@ -331,3 +334,89 @@ def test_an_unsettled_capture_is_retried_by_the_timer_without_a_restart(engine: 
         assert svc.leave(vid, {BAR: 1})["state"] == "checking_out"
         housekeeping.turn(svc.deps)
         assert visit_state(svc, vid) == "charged" and pay.sales() == Decimal("9.19")
+
+
+class _Buggy(FaultyLedger):
+    """The faulty ledger whose next ``bugs`` pre-authorisations raise something other than a
+    payment error (a bug in the provider's library, a check of its own)."""
+
+    bugs = 0
+
+    def preauthorize(self, payer_ref: str, amount: Money, idempotency_key: str) -> Authorization:
+        if self.bugs:
+            self.bugs -= 1
+            self.calls.append(("preauthorize", idempotency_key))
+            raise RuntimeError("the provider's library blew up")
+        return super().preauthorize(payer_ref, amount, idempotency_key)
+
+
+def test_a_preauth_failing_with_no_payment_error_answers_503_and_leaves_nobody_inside(
+        engine: Engine) -> None:
+    """The gate gets JSON it can act on (503 payment_unavailable: a fresh code in a moment),
+    never a bare 500; the visit is refused at once (the shopper is not 'inside' until the next
+    restart), and the hold the call may have made is found with its key and released."""
+    svc, pay = start(engine)
+    buggy = _Buggy(pay.inner)
+    object.__setattr__(svc.deps, "provider", buggy)  # Deps is frozen: swap the provider in
+    with svc.client:
+        h = svc.shopper()
+        buggy.bugs = 1
+        r = svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)},
+                            headers=svc.gate)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "payment_unavailable" and "moment" in r.json()["detail"]
+        with svc.deps.sessions() as s:
+            [vid] = s.scalars(select(Visit.id))
+        key = f"visit:{vid}:preauth"
+        assert visit_state(svc, vid) == "refused"
+        assert charges(svc, vid) == [("preauth", key, "pending")]
+        assert svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)},
+                               headers=svc.gate).status_code == 201  # at once
+        housekeeping.turn(svc.deps)  # the hold its key may have made: made now, released
+        assert charges(svc, vid) == [("preauth", key, "failed"),
+                                     ("release", f"visit:{vid}:void", "succeeded")]
+        assert buggy.keys("preauthorize").count(key) == 2
+
+
+def test_an_admission_left_authorizing_is_refused_by_the_timer_and_its_hold_released(
+        engine: Engine) -> None:
+    """A process died between the hold and its record (an engine worker: the API goes on).
+    Once it is older than a few seconds the timer refuses it and releases the hold under its
+    key; an admission still in progress is left alone, and a provider answer that comes after
+    the timer gave up is released, not admitted."""
+    svc, pay = start(engine)
+    with svc.client:
+        d = svc.deps
+        h = svc.shopper()
+        old, late = svc.enter(h), svc.enter(svc.shopper(card="tok_late",
+                                                        email="bob@example.org"))
+        with d.sessions.begin() as s:  # both as a crash mid-admission leaves them
+            for vid in (old, late):
+                s.execute(update(Visit).where(Visit.id == vid)
+                          .values(state="authorizing", auth_id=None))
+                s.execute(update(Charge).where(Charge.idempotency_key == f"visit:{vid}:preauth")
+                          .values(status="pending"))
+        svc.clock.advance(entry.STALE_AUTHORIZING_S - 5)
+        housekeeping.turn(d)
+        assert visit_state(svc, old) == visit_state(svc, late) == "authorizing"  # young
+        svc.clock.advance(10)
+        assert entry.refuse_stale_authorizing(d) == 2
+        housekeeping.turn(d)  # void_unknown_holds: the same key finds the hold, released
+        assert visit_state(svc, old) == "refused"
+        assert charges(svc, old)[-1] == ("release", f"visit:{old}:void", "succeeded")
+        assert pay.inner.balance("payer:tok_visa_1:EUR") == 0
+        assert svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)},
+                               headers=svc.gate).status_code == 201
+        # the late answer, after the timer gave up on it: released at once, the gate told 503
+        with d.sessions.begin() as s:
+            s.execute(update(Visit).where(Visit.id == late).values(state="authorizing"))
+            s.execute(update(Charge).where(Charge.visit_id == late).values(status="pending"))
+            s.execute(delete(Charge).where(Charge.idempotency_key == f"visit:{late}:void"))
+        svc.clock.advance(entry.STALE_AUTHORIZING_S + 1)
+        entry.refuse_stale_authorizing(d)
+        with pytest.raises(ServiceError) as e:
+            entry._authorize(d, late)
+        assert e.value.status == 503
+        assert visit_state(svc, late) == "refused"
+        assert charges(svc, late)[-1] == ("release", f"visit:{late}:void", "succeeded")
+        assert pay.inner.balance("payer:tok_late:EUR") == 0

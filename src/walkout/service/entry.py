@@ -10,6 +10,11 @@ restart never holds money twice.
 One visit at a time per account: step 1 locks the account's row first (on PostgreSQL; SQLite
 serialises writers already), so a second admission of the same account, at another gate or by
 the same card, waits and is then refused; a partial UNIQUE index on the inside visits backs it.
+
+Admissions are idempotent for a gate that retries after losing the answer: the same QR code
+again (its nonce records the visit it admitted) at the same gate, or the same card at the same
+gate within :data:`CARD_RETRY_WINDOW_S`, answers the original admission (same visit and
+credential, ``replayed``) while that visit is still ``open``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,6 +51,13 @@ log = logging.getLogger("walkout.service.entry")
 
 #: visit states in which the shopper is (still) inside the store
 INSIDE = INSIDE_STATES
+#: the same card tapped again at the same gate within this many seconds of its admission, for
+#: the same party, is the gate retrying a request whose answer it lost: it gets the original
+#: admission back instead of 409 ``already_inside``
+CARD_RETRY_WINDOW_S = 60.0
+#: a visit still ``authorizing`` this long after its scan was given up by its gate (which
+#: answered, or timed out, long before): housekeeping refuses it and releases any hold made
+STALE_AUTHORIZING_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,9 @@ class Admission:
     credential: str  # what the gate puts in its GateEvent for the engine
     party_size: int
     hold: Money
+    #: True when this answers a repeated request (a gate retrying after a lost answer): the
+    #: visit was admitted by the first one and nothing new was held
+    replayed: bool = False
 
 
 def issue_code(d: Deps, account_id: str) -> IssuedCode:
@@ -106,6 +121,24 @@ def _refuse_if_inside(s: Session, account_id: str) -> None:
                            "(bring companions in as a group on one scan)")
 
 
+def _replay(s: Session, v: Visit | None, gate_id: str, party_size: int,
+            credential: str | None) -> Admission | None:
+    """The original admission, when this request repeats the one that admitted ``v`` (same
+    gate, party and credential) and ``v`` is still ``open``; None: not a repeat (the caller
+    refuses it as before). A repeat that arrives while the first is still pre-authorising is
+    told to try again in a moment."""
+    if v is None or v.gate_id != gate_id or v.party_size != party_size \
+            or (credential or f"visit-{v.id}") != v.credential:
+        return None
+    if v.state == "authorizing":
+        raise ServiceError(503, "admission_pending",
+                           "this admission is still being authorised: try again in a moment")
+    if v.state != "open":
+        return None
+    return Admission(v.id, v.credential, v.party_size,
+                     Money(Decimal(v.hold_amount), v.currency), replayed=True)
+
+
 def _refuse_if_credential_taken(s: Session, credential: str | None) -> None:
     if credential and s.scalar(select(Visit.id).where(Visit.credential == credential)):
         raise ServiceError(409, "credential_in_use",
@@ -145,11 +178,14 @@ def admit_qr(d: Deps, code: str, gate_id: str, party_size: int = 1,
     except IntegrityError:
         _lost_race(d, claims.account_id, credential)
         raise
+    if isinstance(pending, Admission):  # the gate repeating a scan whose answer it lost
+        return pending
     return _authorize(d, visit_id, pending)
 
 
 def _admit_qr_step1(d: Deps, account_id: str, nonce: str, now: datetime, visit_id: str,
-                    gate_id: str, party_size: int, credential: str | None) -> _Pending:
+                    gate_id: str, party_size: int,
+                    credential: str | None) -> _Pending | Admission:
     with d.sessions.begin() as s:
         _lock_account(s, account_id)
         used = s.execute(
@@ -162,6 +198,11 @@ def _admit_qr_step1(d: Deps, account_id: str, nonce: str, now: datetime, visit_i
             known = s.get(EntryCode, nonce)
             if known is None:
                 raise ServiceError(400, "code_unknown", "entry code was never issued")
+            if known.account_id == account_id and known.visit_id is not None:
+                again = _replay(s, s.get(Visit, known.visit_id), gate_id, party_size,
+                                credential)
+                if again is not None:
+                    return again
             raise ServiceError(409, "code_used",
                                "entry code already used: each code admits once; show the "
                                "current code from your own app")
@@ -193,6 +234,10 @@ def admit_card(d: Deps, card_token: str, gate_id: str, email: str | None = None,
     try:
         with d.sessions.begin() as s:
             _lock_account(s, account_id)
+            again = _replay(s, _card_visit(d, s, account_id, pm_id), gate_id, party_size,
+                            credential)
+            if again is not None:  # the gate repeating a tap whose answer it lost
+                return again
             _refuse_if_inside(s, account_id)
             _refuse_if_credential_taken(s, credential)
             pending = _new_visit(d, s, visit_id, account_id, pm_id, gate_id, party_size,
@@ -203,9 +248,27 @@ def admit_card(d: Deps, card_token: str, gate_id: str, email: str | None = None,
     return _authorize(d, visit_id, pending._replace(payer=card_token))
 
 
-class ProviderFault(Exception):
+def _card_visit(d: Deps, s: Session, account_id: str, pm_id: str) -> Visit | None:
+    """The account's visit inside that this card's tap admitted in the last
+    :data:`CARD_RETRY_WINDOW_S` (a QR admission is never one: its code is its key)."""
+    since = d.clock.now() - timedelta(seconds=CARD_RETRY_WINDOW_S)
+    by_code = exists().where(EntryCode.account_id == account_id,
+                             EntryCode.visit_id == Visit.id)
+    return s.scalar(select(Visit).where(
+        Visit.account_id == account_id, Visit.state.in_(INSIDE),
+        Visit.payment_method_id == pm_id, Visit.entered_at >= since, ~by_code).limit(1))
+
+
+class ProviderFault(ServiceError):
     """The provider's pre-auth call raised something other than a ``PaymentError`` (a bug, a
-    provider-side check): its outcome is unknown, so the visit is left ``authorizing``."""
+    provider-side check). Its outcome is unknown: at the gate the visit is refused with its
+    charge left pending (:func:`void_unknown_holds` releases a hold made regardless) and the
+    gate is answered 503 ``payment_unavailable``, as when the provider is unreachable."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(503, "payment_unavailable",
+                         f"the payment provider failed ({cause}): scan a fresh code in a moment")
+        self.cause = cause
 
 
 class _Pending(NamedTuple):
@@ -256,15 +319,30 @@ def _authorize(d: Deps, visit_id: str, pending: _Pending | None = None) -> Admis
                                "answer: try again in a moment") from None
         code = "payment_declined" if isinstance(e, PaymentDeclined) else "payment_failed"
         raise ServiceError(402, code, f"pre-authorisation refused: {e.reason}") from None
-    except Exception as e:  # not a payment error: the visit stays authorizing (see resume)
-        raise ProviderFault(f"pre-authorisation failed: {type(e).__name__}") from e
+    except Exception as e:  # not a payment error: its outcome is unknown
+        fault = ProviderFault(type(e).__name__)
+        log.error("visit %s: pre-authorisation failed with %s, not a payment answer; visit "
+                  "refused, a hold made regardless is released under %s", visit_id,
+                  fault.cause, key)
+        try:
+            _refuse(d, visit_id, key, f"pre-authorisation failed: {fault.cause}", known=False)
+        except Exception:  # left authorizing: refuse_stale_authorizing takes it up
+            log.exception("visit %s: refusal not recorded", visit_id)
+        raise fault from e
     with d.sessions.begin() as s:
-        v = s.get(Visit, visit_id)
+        v = s.get(Visit, visit_id, with_for_update=True)
         assert v is not None
-        if v.state == "authorizing":
+        state = v.state
+        if state == "authorizing":
             v.state, v.auth_id = "open", auth.auth_id
-        s.execute(update(Charge).where(Charge.idempotency_key == key)
-                  .values(status="succeeded", provider_ref=auth.auth_id))
+            state = "open"
+        if state == "open":
+            s.execute(update(Charge).where(Charge.idempotency_key == key)
+                      .values(status="succeeded", provider_ref=auth.auth_id))
+    if state != "open":  # given up while the provider answered (refuse_stale_authorizing)
+        _void(d, visit_id, key, auth.auth_id, hold)
+        raise ServiceError(503, "payment_unavailable", "the payment provider answered too "
+                           "late: scan a fresh code")
     return Admission(visit_id, cred, party, hold)
 
 
@@ -301,27 +379,76 @@ def void_unknown_holds(d: Deps) -> int:
             if v is None or pm is None:
                 continue
             hold, payer = Money(Decimal(v.hold_amount), v.currency), pm.provider_ref
-        release_key = f"visit:{vid}:void"
         try:
             auth = d.provider.preauthorize(payer, hold, key)
-            d.provider.release(auth.auth_id, release_key)
         except PaymentError as e:
             if is_final(e):  # nothing is held (e.g. declined now): nothing to release
                 with d.sessions.begin() as s:
                     s.execute(update(Charge).where(Charge.idempotency_key == key)
                               .values(status="failed", error=e.reason[:300]))
             continue
+        except Exception as e:  # not a payment answer, again: given up, as a start does
+            log.error("visit %s: repeating its pre-authorisation failed with %s; a hold made "
+                      "regardless is under %s (not released)", vid, type(e).__name__, key)
+            with d.sessions.begin() as s:
+                s.execute(update(Charge).where(Charge.idempotency_key == key).values(
+                    status="failed", error=f"pre-authorisation failed: {type(e).__name__}"))
+            continue
+        done += _void(d, vid, key, auth.auth_id, hold)
+    return done
+
+
+def _void(d: Deps, visit_id: str, key: str, auth_id: str, hold: Money) -> bool:
+    """Release the hold ``auth_id`` a refused admission's pre-authorisation (``key``) made,
+    and record it; a release that fails leaves the charge pending for
+    :func:`void_unknown_holds`. Returns whether it was released."""
+    release_key = f"visit:{visit_id}:void"
+    try:
+        d.provider.release(auth_id, release_key)
+    except PaymentError as e:
+        log.warning("visit %s: the hold of a refused admission is not released yet: %s",
+                    visit_id, e.reason)
         with d.sessions.begin() as s:
             s.execute(update(Charge).where(Charge.idempotency_key == key).values(
-                status="failed", provider_ref=auth.auth_id,
-                error="answer lost at the gate; the hold was released"))
-            s.add(Charge(visit_id=vid, kind="release", idempotency_key=release_key,
-                         provider=d.provider.name, provider_ref=auth.auth_id,
+                status="pending", provider_ref=auth_id))
+        return False
+    with d.sessions.begin() as s:
+        s.execute(update(Charge).where(Charge.idempotency_key == key).values(
+            status="failed", provider_ref=auth_id,
+            error="answer lost at the gate; the hold was released"))
+        if s.scalar(select(Charge.id).where(Charge.idempotency_key == release_key)) is None:
+            s.add(Charge(visit_id=visit_id, kind="release", idempotency_key=release_key,
+                         provider=d.provider.name, provider_ref=auth_id,
                          amount=hold.amount, currency=hold.currency, status="succeeded",
                          created_at=d.clock.now()))
-        log.info("visit %s: a hold left by a lost pre-authorisation answer was released", vid)
-        done += 1
-    return done
+    log.info("visit %s: a hold left by a lost pre-authorisation answer was released", visit_id)
+    return True
+
+
+def refuse_stale_authorizing(d: Deps, older_than_s: float = STALE_AUTHORIZING_S) -> int:
+    """Refuse the admissions still ``authorizing`` ``older_than_s`` after their scan: the gate
+    has long answered (an error) or given up, and nobody was let in under them, but they keep
+    their shopper "inside" (every later scan 409 ``already_inside``, erasure refused). Such a
+    visit is left by a process that died between the visit and its pre-authorisation record
+    (an engine worker, while the API goes on), or by a refusal that could not be recorded.
+    Each is refused with its pre-auth charge pending, so :func:`void_unknown_holds` (the next
+    task of the same turn) repeats the pre-authorisation with its own key and releases a hold
+    it finds; a provider answer that still comes for it is released at once (``_authorize``).
+    Runs on the housekeeping timer. Returns how many."""
+    cutoff = d.clock.now() - timedelta(seconds=older_than_s)
+    with d.sessions.begin() as s:
+        ids = list(s.scalars(select(Visit.id).where(Visit.state == "authorizing",
+                                                    Visit.entered_at < cutoff)))
+        for vid in ids:
+            s.execute(update(Visit).where(Visit.id == vid, Visit.state == "authorizing")
+                      .values(state="refused"))
+            s.execute(update(Charge).where(Charge.idempotency_key == f"visit:{vid}:preauth",
+                                           Charge.status == "pending")
+                      .values(error="admission not finished; given up by housekeeping"))
+    for vid in ids:
+        log.warning("visit %s: still authorizing %.0f s after its scan: refused, a hold made "
+                    "regardless is released under visit:%s:preauth", vid, older_than_s, vid)
+    return len(ids)
 
 
 def resume_authorizing(d: Deps) -> int:
@@ -338,15 +465,16 @@ def resume_authorizing(d: Deps) -> int:
         key = f"visit:{vid}:preauth"
         try:
             _authorize(d, vid)
-        except ServiceError:
-            pass  # the provider refused: recorded on the visit
-        except ProviderFault as e:
-            log.error("visit %s: %s; visit refused (a hold made regardless is under %s)",
-                      vid, e, key)
+        except ProviderFault as e:  # logged as an error by _authorize, naming the visit
+            log.info("visit %s: pre-authorisation failed (%s) at start: its charge is "
+                     "recorded failed, not retried (a hold made regardless is under %s)",
+                     vid, e.cause, key)
             try:
-                _refuse(d, vid, key, str(e))
+                _refuse(d, vid, key, f"pre-authorisation failed: {e.cause}")
             except Exception:
                 log.exception("visit %s: refusal not recorded; retried on the next start", vid)
+        except ServiceError:
+            pass  # the provider refused: recorded on the visit
         except Exception:
             log.exception("visit %s: pre-authorisation not finished; retried on the next start",
                           vid)

@@ -6,6 +6,9 @@ Every ``housekeeping_s`` (60 s):
 - payments whose outcome was unknown (provider unreachable, answer lost) are repeated with
   their own idempotency keys: captures at exit, review refunds and releases, dispute refunds,
   and the holds a turned-away shopper's lost pre-authorisation may have left (released);
+- admissions still ``authorizing`` :data:`entry.STALE_AUTHORIZING_S` after their scan (a
+  process that died mid-admission, a refusal that could not be recorded) are refused, and the
+  hold their pre-authorisation may have made is released with the same key;
 - visits open longer than ``max_visit_s`` (an exit no camera or gate saw) are checked out
   with the cart as recorded and their receipt held for review, so no hold stays on a card
   and nobody stays "inside" for good.
@@ -52,8 +55,8 @@ def close_abandoned(d: Deps) -> int:
 
 #: the payment and visit tasks, in the order they run each turn
 TASKS: tuple[Callable[[Deps], Any], ...] = (
-    entry.void_unknown_holds, checkout.resume_checkouts, revisions.resume_pending,
-    disputes.resume_refunds, close_abandoned)
+    entry.refuse_stale_authorizing, entry.void_unknown_holds, checkout.resume_checkouts,
+    revisions.resume_pending, disputes.resume_refunds, close_abandoned)
 
 
 def turn(d: Deps) -> None:
