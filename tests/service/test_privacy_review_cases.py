@@ -90,3 +90,29 @@ def test_erasure_takes_the_operators_note_and_the_cases_clips(
         assert ev["clips"] == [] and ev["skeletons"] == {}
         assert sorted(p.name for p in clips.iterdir()) == ["B2N-S1-P1-10.000-cam1.webm"]
         assert r.json()["review_notes"] == 1 and r.json()["evidence_clips"] == 2
+
+
+def test_a_case_its_stream_left_open_when_it_ended_does_not_hold_erasure_back(
+        sensors: Sensors, engine: Engine) -> None:
+    """Erasure waits for an undecided case about her visit (money may still move), but not for
+    one whose stream ended with it open: no engine holds it, no verdict will ever be applied
+    (a verdict on it is answered 409 stream_ended), so waiting would refuse her for good."""
+    from walkout.service.models import EngineEvent
+
+    svc = make_svc(engine)
+    with svc.client:
+        ann = svc.shopper(card="tok_ann", email="ann@example.org")
+        r = svc.client.post("/v1/gates/entry/scan", headers=svc.gate,
+                            json={"code": svc.code(ann), "credential": CREDENTIAL})
+        assert r.status_code == 201, r.text
+        LiveRunner(sensors, "sim", config=HOLD).run(svc.deps)
+        [case] = svc.client.get("/v1/ops/reviews", headers=svc.gate).json()
+        r = svc.client.delete("/v1/me", headers=ann)
+        assert (r.status_code, r.json()["error"]) == (409, "review_in_progress")
+        with svc.deps.sessions.begin() as s:
+            s.add(EngineEvent(source="sim/stream", seq=0, kind="stream_ended", t=99.0,
+                              ref=None, recorded_at=svc.deps.clock.now(),
+                              payload=json.dumps({"next": None,
+                                                  "open_cases": [case["case_id"]]})))
+        r = svc.client.delete("/v1/me", headers=ann)
+        assert r.status_code == 200, r.text

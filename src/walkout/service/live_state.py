@@ -34,6 +34,7 @@ acknowledges a broker message only once its readings are in a journaled chunk
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import pickle
 import zlib
@@ -48,7 +49,7 @@ from sqlalchemy.orm import Session
 
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
-from walkout.service.models import EngineSnapshot, StreamChunk
+from walkout.service.models import EngineEvent, EngineSnapshot, StreamChunk
 from walkout.store.model import Store
 
 log = logging.getLogger("walkout.service.live_state")
@@ -181,3 +182,15 @@ def forget_stream(d: Deps, source: str) -> None:
 def _forget(s: Session, source: str) -> None:
     s.execute(delete(StreamChunk).where(StreamChunk.source == source))
     s.execute(delete(EngineSnapshot).where(EngineSnapshot.source == source))
+
+
+def ended_cases(s: Session) -> dict[str, str]:
+    """Case id → its stream, for the review cases a stream left open when it ended (a live
+    store's rollover, ``stream_ended`` rows): no engine holds them any more, so no verdict
+    will ever be applied to them; their receipts stand as issued (refunds instead)."""
+    out: dict[str, str] = {}
+    for row in s.scalars(select(EngineEvent).where(EngineEvent.kind == "stream_ended",
+                                                   EngineEvent.source.like("%/stream"))):
+        for cid in json.loads(row.payload).get("open_cases", []):
+            out[cid] = row.source.rsplit("/", 1)[0]
+    return out

@@ -47,6 +47,7 @@ from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.entry import INSIDE
 from walkout.service.errors import ServiceError, not_found
+from walkout.service.live_state import ended_cases
 from walkout.service.models import (
     Account,
     ApiToken,
@@ -207,7 +208,9 @@ def _open_review(s: Session, account_id: str) -> str | None:
     """A review case about one of the shopper's visits whose verdict the engine has not
     applied yet, if any. Its correcting lines reach her receipt (and her refund her card)
     through the visit's gate credential, which erasure unlinks: until it is applied, money
-    is still moving, as with an undecided dispute. Her cases are those of her engine sessions
+    is still moving, as with an undecided dispute. A case its stream left open when it ended
+    (:func:`~walkout.service.live_state.ended_cases`) gets no verdict any more: not waited
+    for. Her cases are those of her engine sessions
     in their own stream (see :func:`_review_cases`): a case naming the same session id in
     another stream is somebody else's."""
     creds = set(s.scalars(select(Visit.credential).where(
@@ -215,7 +218,10 @@ def _open_review(s: Session, account_id: str) -> str | None:
     if not creds:
         return None
     keys, _ = _about(s, creds)
+    ended = ended_cases(s)  # left open when their stream ended: nothing moves any more
     for c in _review_cases(s, keys):
+        if c["case_id"] in ended:
+            continue
         if c["verdict"] is None or c["verdict"]["applied_at"] is None:
             return str(c["case_id"])
     return None

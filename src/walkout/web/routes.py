@@ -49,6 +49,7 @@ from walkout.service import disputes, entry, live, receipting, webhooks
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
+from walkout.service.live_state import ended_cases
 from walkout.service.models import (
     Account,
     AlertAck,
@@ -512,16 +513,6 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         if case_id is not None:
             q = q.where(EngineEvent.ref == case_id)
         return list(s.scalars(q.order_by(EngineEvent.t.desc(), EngineEvent.id.desc())))
-
-    def ended_cases(s: Session) -> dict[str, str]:
-        """Case id → its stream, for the open cases of streams that ended (a live store's
-        rollover, the end of a stream): no engine holds them any more."""
-        out: dict[str, str] = {}
-        for row in s.scalars(select(EngineEvent).where(EngineEvent.kind == "stream_ended",
-                                                       EngineEvent.source.like("%/stream"))):
-            for cid in json.loads(row.payload).get("open_cases", []):
-                out[cid] = row.source.rsplit("/", 1)[0]
-        return out
 
     @app.get("/v1/ops/reviews")
     def reviews(_: Operator) -> list[dict[str, Any]]:
