@@ -169,7 +169,7 @@ def test_an_authorizing_visit_binds_nobody_even_once_it_is_finished(
     clock = ManualClock()
     svc = make_svc(engine, clock, provider=_Faulty(LedgerProvider(session_factory(engine),
                                                                   clock)))
-    first = [g.t for g in sensors.gates if g.kind == "entry"][0]
+    first = next(g.t for g in sensors.gates if g.kind == "entry")
     # the worker used to die here, and at every restart
     LiveRunner(sensors, "sim", stop_after_chunk=_chunk_at(sensors, first) + 4).run(svc.deps)
     assert _states(svc)[FIRST] == "authorizing"

@@ -96,7 +96,8 @@ def test_crafted_numbers_are_refused_and_counted_never_raised() -> None:
         (wire.plates_topic(NAME, "A1S"), wire.encode_plates("A1S", 2, 1e11, 60.0, A1S, g)),
         (wire.gate_topic(NAME, "entry"), b'{"v":1,"seq":0,"t":1.5,"gate":"entry","kind":'
                                          b'"entry","credential":"q","party_size":1000000}'),
-        (wire.gate_topic(NAME, "entry"), wire.encode_gate(1, GateEvent(1e9, "entry", "entry"))),
+        (wire.gate_topic(NAME, "entry"),
+         wire.encode_gate(1, GateEvent(1e9, "entry", "entry", "qr-1"))),
         (wire.end_topic(NAME), b'{"v":1,"t":1e11,"sent":{}}'),
     ]
     for topic, payload in crafted:
