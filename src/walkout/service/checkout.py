@@ -12,6 +12,17 @@ Only the provider's outright refusal (``payments.base.FINAL_ERRORS``) is recorde
 unknown — the provider may be unreachable, or the money moved and the answer was lost — so the
 charge stays pending and the visit ``checking_out``: a retried exit or the next start repeats
 the call with the same key, which returns the first call's result if it went through.
+
+A cart above the hold: the exit captures the hold (a capture can take no more) and the rest is
+the visit's ``balance_owed``, recorded with the capture's success. A provider that can charge
+the saved payment method (``payments.base.ChargesSavedMethod``) is asked for it at once, once,
+under ``visit:<id>:balance`` (a ``capture`` charge of its own); collected, the visit is
+``charged`` as if the hold had been enough. Refused (or a provider that cannot), the balance
+stays owed: the visit is ``in_review``, :func:`owed_balances` lists it for staff, and its
+shopper is refused at the next entry (409 ``balance_owed``) until it is settled by
+:func:`collect_balance` (a new attempt under ``visit:<id>:balance:<n>``) or written off
+(:func:`write_off_balance`). An attempt whose outcome is unknown is repeated with its key by
+:func:`resume_checkouts` (at start and on the housekeeping timer), never under a new one.
 """
 
 from __future__ import annotations
@@ -19,10 +30,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -32,12 +44,26 @@ from walkout.service import receipting
 from walkout.service.carts import LineIn, cart_total, receipt_lines
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
-from walkout.service.models import CartLine, Charge, Receipt, ReceiptLine, Visit
-from walkout.service.payments.base import AuthorizationGone, PaymentError, is_final
+from walkout.service.models import (
+    CartLine,
+    Charge,
+    PaymentMethod,
+    Receipt,
+    ReceiptLine,
+    Visit,
+)
+from walkout.service.payments.base import (
+    AuthorizationGone,
+    ChargesSavedMethod,
+    PaymentError,
+    is_final,
+)
 from walkout.service.payments.reported import hold_gone
 
 log = logging.getLogger("walkout.service.checkout")
 
+#: how a visit's balance was settled (``visits.balance_settlement``)
+SETTLED_CHARGED, SETTLED_WRITTEN_OFF = "charged", "written_off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +161,11 @@ class _Frozen(NamedTuple):
     kind: str
     amount: Money
     key: str
-    review: bool
+    review: bool  # the visit goes to staff: the receipt needs review, or the hold was short
     status: str  # the charge's: pending | succeeded | failed
     #: the newest cart line the receipt was frozen from (None when read back: not known)
     last_line: int | None
+    needs_review: bool = False  # the receipt's own flag
 
 
 def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> _Frozen:
@@ -168,7 +195,8 @@ def _freeze(d: Deps, s: Session, v: Visit, needs_review: bool) -> _Frozen:
     total = Money(total.amount.quantize(stored), total.currency)
     amount = Money(amount.amount.quantize(stored), amount.currency)
     return _Frozen(v.auth_id, "checking_out", rec.id, total, kind, amount, key,
-                   needs_review or (kind == "capture" and amount < total), "pending", last_line)
+                   needs_review or (kind == "capture" and amount < total), "pending", last_line,
+                   needs_review)
 
 
 def _read(d: Deps, visit_id: str) -> _Frozen:
@@ -185,7 +213,7 @@ def _read(d: Deps, visit_id: str) -> _Frozen:
         amount = Money(Decimal(ch.amount), ch.currency)
         return _Frozen(v.auth_id, v.state, rec.id, total, ch.kind, amount, ch.idempotency_key,
                        rec.needs_review or (ch.kind == "capture" and amount < total),
-                       ch.status, None)
+                       ch.status, None, rec.needs_review)
 
 
 def settle(d: Deps, visit_id: str, *, catch_up: bool = True) -> ExitResult:
@@ -201,7 +229,9 @@ def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None, *,
     zero = Money.zero(f.total.currency)
     if f.state != "checking_out":  # settled before: answer as then
         done = f.kind == "capture" and f.status == "succeeded"
-        return ExitResult(visit_id, f.state, f.receipt_id, f.total, f.amount if done else zero)
+        return ExitResult(visit_id, f.state, f.receipt_id, f.total,
+                          f.amount + _balance_paid(d, visit_id, f.total.currency) if done
+                          else zero)
     assert f.auth_id is not None
     try:
         if f.kind == "capture":
@@ -232,15 +262,24 @@ def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None, *,
             return _settle(d, visit_id, catch_up=False)
         return ExitResult(visit_id, "in_review", f.receipt_id, f.total, zero)
     final_state = "in_review" if f.review else ("charged" if f.kind == "capture" else "released")
+    short = f.total - f.amount if f.kind == "capture" else zero
+    balance_key = None
     with d.sessions.begin() as s:
         s.execute(update(Charge).where(Charge.idempotency_key == f.key)
                   .values(status="succeeded", provider_ref=ref, error=None))
-        s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "checking_out")
-                  .values(state=final_state))
+        moved = s.execute(update(Visit).where(Visit.id == visit_id,
+                                              Visit.state == "checking_out")
+                          .values(state=final_state)).rowcount
+        if moved and short.amount > 0:  # the cart was above the hold: the rest is owed
+            balance_key = _owe(d, s, visit_id, short)
+    charged = f.amount if f.kind == "capture" else zero
+    if balance_key is not None:
+        paid = _collect(d, visit_id, balance_key, clear_review=not f.needs_review)
+        if paid is not None:
+            charged, final_state = charged + paid, _state(d, visit_id)
     if catch_up and _catch_up(d, visit_id, f.last_line):
         return _settle(d, visit_id, catch_up=False)  # the revised receipt's answer
-    return ExitResult(visit_id, final_state, f.receipt_id, f.total,
-                      f.amount if f.kind == "capture" else zero)
+    return ExitResult(visit_id, final_state, f.receipt_id, f.total, charged)
 
 
 def _catch_up(d: Deps, visit_id: str, last_line: int | None) -> bool:
@@ -272,13 +311,206 @@ def _catch_up(d: Deps, visit_id: str, last_line: int | None) -> bool:
 
 def resume_checkouts(d: Deps) -> int:
     """Settle visits a crash, or a provider outage, left between their frozen receipt and the
-    provider's answer (each retried with its own key: charged once)."""
+    provider's answer, and repeat the balance charges whose outcome is unknown (each retried
+    with its own key: charged once)."""
     with d.sessions() as s:
         ids = list(s.scalars(select(Visit.id).where(Visit.state == "checking_out")))
+        balances = list(s.execute(select(Charge.visit_id, Charge.idempotency_key).where(
+            Charge.status == "pending", _BALANCE_KEYS).order_by(Charge.id)).all())
     for vid in ids:
         try:
             _settle(d, vid)
         except Exception:  # not a payment answer: still pending, and the start goes on
             log.exception("visit %s: settling its exit failed; its charge stays pending "
                           "and is retried with its key on the next start", vid)
+    for vid, key in balances:
+        try:
+            _collect(d, vid, key)
+        except Exception:
+            log.exception("visit %s: its balance charge %s failed; it stays pending and is "
+                          "retried with its key", vid, key)
     return len(ids)
+
+
+# ---- a cart above the hold: the balance ---------------------------------------------------------
+
+#: every balance charge's key: ``visit:<id>:balance``, then ``visit:<id>:balance:<n>``
+_BALANCE_KEYS = or_(Charge.idempotency_key.like("visit:%:balance"),
+                    Charge.idempotency_key.like("visit:%:balance:%"))
+
+
+def _balance_charges(visit_id: str) -> ColumnElement[bool]:
+    return or_(Charge.idempotency_key == f"visit:{visit_id}:balance",
+               Charge.idempotency_key.like(f"visit:{visit_id}:balance:%"))
+
+
+def _balance_paid(d: Deps, visit_id: str, currency: str) -> Money:
+    """What the visit's balance charges took."""
+    with d.sessions() as s:
+        n = s.scalar(select(func.coalesce(func.sum(Charge.amount), 0)).where(
+            Charge.visit_id == visit_id, Charge.status == "succeeded",
+            _balance_charges(visit_id))) or 0
+    return Money(Decimal(n), currency)
+
+
+def _state(d: Deps, visit_id: str) -> str:
+    with d.sessions() as s:
+        v = s.get(Visit, visit_id)
+        assert v is not None
+        return v.state
+
+
+def _owe(d: Deps, s: Session, visit_id: str, short: Money) -> str | None:
+    """Record ``short`` owed on the visit (in the transaction of the capture's success) and,
+    when the provider can charge the saved method, the pending charge that collects it: its
+    key (None: it stays owed for staff)."""
+    s.execute(update(Visit).where(Visit.id == visit_id, Visit.balance_owed.is_(None))
+              .values(balance_owed=short.amount))
+    log.warning("visit %s: the receipt is %s above the hold: owed by the shopper", visit_id,
+                short)
+    if not isinstance(d.provider, ChargesSavedMethod):
+        return None
+    key = f"visit:{visit_id}:balance"
+    s.add(Charge(visit_id=visit_id, kind="capture", idempotency_key=key,
+                 provider=d.provider.name, amount=short.amount, currency=short.currency,
+                 status="pending", created_at=d.clock.now()))
+    return key
+
+
+def _collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> Money | None:
+    """Steps 2-3 of a balance charge (pending under ``key``): what it took, or None (refused:
+    the balance stays owed; unknown: pending, repeated with ``key``). Collected, the balance
+    is settled; ``clear_review``: the visit was sent to staff only for the balance (its exit,
+    just now), so it is ``charged`` now."""
+    with d.sessions() as s:
+        ch = s.scalar(select(Charge).where(Charge.idempotency_key == key))
+        v = s.get(Visit, visit_id)
+        pm = s.get(PaymentMethod, v.payment_method_id) if v is not None else None
+        if ch is None or v is None or ch.status != "pending":
+            return None
+        amount = Money(Decimal(ch.amount), ch.currency)
+        payer = pm.provider_ref if pm is not None else None
+    provider = d.provider
+    if payer is None or not isinstance(provider, ChargesSavedMethod):
+        return None
+    try:
+        got = provider.charge(payer, amount, key)
+    except PaymentError as e:
+        final = is_final(e)
+        with d.sessions.begin() as s:
+            s.execute(update(Charge).where(Charge.idempotency_key == key,
+                                           Charge.status == "pending")
+                      .values(status="failed" if final else "pending", error=e.reason[:300]))
+        log.warning("visit %s: its balance of %s %s: %s", visit_id, amount,
+                    "was refused, it stays owed" if final else
+                    "not confirmed, retried with its key", e.reason)
+        return None
+    now = d.clock.now()
+    with d.sessions.begin() as s:
+        s.execute(update(Charge).where(Charge.idempotency_key == key)
+                  .values(status="succeeded", provider_ref=got.capture_id, error=None))
+        s.execute(update(Visit).where(Visit.id == visit_id,
+                                      Visit.balance_settled_at.is_(None))
+                  .values(balance_settled_at=now, balance_settlement=SETTLED_CHARGED))
+        if clear_review:
+            s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "in_review")
+                      .values(state="charged"))
+    log.info("visit %s: its balance of %s was charged", visit_id, amount)
+    return amount
+
+
+def _owing(s: Session, visit_id: str) -> Visit:
+    v = s.get(Visit, visit_id, with_for_update=True)
+    if v is None:
+        raise not_found("visit")
+    if not v.balance_owed:
+        raise ServiceError(409, "no_balance", "this visit owes nothing above what was captured")
+    return v
+
+
+def collect_balance(d: Deps, visit_id: str) -> dict[str, object]:
+    """Try to collect a visit's balance again (an operator, e.g. after the shopper updated
+    their card): an attempt whose outcome is unknown is repeated with its key, otherwise a new
+    one is made under ``visit:<id>:balance:<n>``. Settled already: answered as it is. 409
+    ``no_balance``: nothing owed; ``cannot_charge``: the provider cannot charge a saved
+    payment method (write it off, or collect it with the provider)."""
+    with d.sessions.begin() as s:
+        v = _owing(s, visit_id)
+        if v.balance_settled_at is not None:
+            return _balance_json(s, v)
+        if not isinstance(d.provider, ChargesSavedMethod):
+            raise ServiceError(409, "cannot_charge", f"the {d.provider.name} provider cannot "
+                               "charge a saved payment method: collect it there, or write it "
+                               "off")
+        tries = list(s.scalars(select(Charge).where(Charge.visit_id == visit_id,
+                                                    _balance_charges(visit_id))))
+        pending = [c.idempotency_key for c in tries if c.status == "pending"]
+        if pending:
+            key = pending[0]
+        else:
+            key = f"visit:{visit_id}:balance" + (f":{len(tries)}" if tries else "")
+            s.add(Charge(visit_id=visit_id, kind="capture", idempotency_key=key,
+                         provider=d.provider.name, amount=Decimal(v.balance_owed),
+                         currency=v.currency, status="pending", created_at=d.clock.now()))
+    _collect(d, visit_id, key)
+    with d.sessions() as s:
+        v = s.get(Visit, visit_id)
+        assert v is not None
+        return _balance_json(s, v)
+
+
+def write_off_balance(d: Deps, visit_id: str, by: str, note: str | None = None
+                      ) -> dict[str, object]:
+    """An operator (``by``: their account id) settles a visit's balance without collecting it:
+    its shopper may enter again. Idempotent: a balance settled already (written off, or
+    charged) is answered as it is. 409 ``no_balance``: nothing owed;
+    ``balance_collecting``: a charge of it is in flight (outcome unknown): wait for it."""
+    with d.sessions.begin() as s:
+        v = _owing(s, visit_id)
+        if v.balance_settled_at is None:
+            if s.scalar(select(Charge.id).where(Charge.visit_id == visit_id,
+                                                Charge.status == "pending",
+                                                _balance_charges(visit_id)).limit(1)):
+                raise ServiceError(409, "balance_collecting",
+                                   "a charge of this balance is in flight: its outcome comes "
+                                   "first (retried on the service's timer)")
+            v.balance_settled_at, v.balance_settlement = d.clock.now(), SETTLED_WRITTEN_OFF
+            v.balance_settled_by, v.balance_note = by, note[:500] if note else None
+            log.warning("visit %s: its balance of %s %s was written off by %s", visit_id,
+                        v.balance_owed, v.currency, by)
+        return _balance_json(s, v)
+
+
+def owed_balances(d: Deps, *, include_settled: bool = False,
+                  since: datetime | None = None) -> list[dict[str, object]]:
+    """The visits whose receipt came to more than was captured and whose balance is still
+    owed, oldest first (``include_settled``: the settled ones too; ``since``: exited since),
+    each with its receipt, amount, its last collection attempt and, once settled, how: what
+    the operators' payments view lists."""
+    with d.sessions() as s:
+        q = select(Visit).where(Visit.balance_owed > 0)
+        if not include_settled:
+            q = q.where(Visit.balance_settled_at.is_(None))
+        if since is not None:
+            q = q.where(Visit.exited_at >= since)
+        return [_balance_json(s, v) for v in s.scalars(q.order_by(Visit.exited_at, Visit.id))]
+
+
+def _balance_json(s: Session, v: Visit) -> dict[str, object]:
+    last = s.scalar(select(Charge).where(Charge.visit_id == v.id, _balance_charges(v.id))
+                    .order_by(Charge.id.desc()).limit(1))
+    owed = Money(Decimal(v.balance_owed or 0), v.currency)
+    return {
+        "visit_id": v.id,
+        "receipt_id": s.scalar(select(Receipt.id).where(Receipt.visit_id == v.id)),
+        "state": v.state,
+        "exited_at": v.exited_at.isoformat() if v.exited_at else None,
+        "amount": str(owed.amount), "currency": owed.currency,
+        "settled": v.balance_settled_at is not None,
+        "settlement": v.balance_settlement,
+        "settled_at": v.balance_settled_at.isoformat() if v.balance_settled_at else None,
+        "settled_by": v.balance_settled_by, "note": v.balance_note,
+        "last_attempt": None if last is None else {
+            "key": last.idempotency_key, "status": last.status, "error": last.error,
+            "at": last.created_at.isoformat()},
+    }

@@ -14,7 +14,9 @@ the same card, waits and is then refused; a partial UNIQUE index on the inside v
 Admissions are idempotent for a gate that retries after losing the answer: the same QR code
 again (its nonce records the visit it admitted) at the same gate, or the same card at the same
 gate within :data:`CARD_RETRY_WINDOW_S`, answers the original admission (same visit and
-credential, ``replayed``) while that visit is still ``open``.
+credential, ``replayed``) while that visit is still ``open``. A shopper who owes the balance of
+an earlier visit (a cart above the hold that could not be collected, see
+:mod:`walkout.service.checkout`) is refused with 409 ``balance_owed`` until it is settled.
 """
 
 from __future__ import annotations
@@ -121,6 +123,19 @@ def _refuse_if_inside(s: Session, account_id: str) -> None:
                            "(bring companions in as a group on one scan)")
 
 
+def _refuse_if_owing(s: Session, account_id: str) -> None:
+    """A shopper who owes the balance of an earlier visit (a cart above its hold that could not
+    be collected) enters again once it is settled: collected by a later charge, or written off
+    by an operator (:func:`walkout.service.checkout.collect_balance`, ``write_off_balance``)."""
+    owed = s.scalar(select(Visit.id).where(Visit.account_id == account_id,
+                                           Visit.balance_owed > 0,
+                                           Visit.balance_settled_at.is_(None)).limit(1))
+    if owed is not None:
+        raise ServiceError(409, "balance_owed",
+                           "this account still owes part of an earlier visit's receipt (its "
+                           "cart was above the hold): ask staff to settle it before entering")
+
+
 def _replay(s: Session, v: Visit | None, gate_id: str, party_size: int,
             credential: str | None) -> Admission | None:
     """The original admission, when this request repeats the one that admitted ``v`` (same
@@ -211,6 +226,7 @@ def _admit_qr_step1(d: Deps, account_id: str, nonce: str, now: datetime, visit_i
         if pm is None:
             raise ServiceError(409, "no_payment_method", "account has no payment method")
         _refuse_if_inside(s, account_id)
+        _refuse_if_owing(s, account_id)
         _refuse_if_credential_taken(s, credential)
         pending = _new_visit(d, s, visit_id, account_id, pm.id, gate_id, party_size,
                              credential)
@@ -239,6 +255,7 @@ def admit_card(d: Deps, card_token: str, gate_id: str, email: str | None = None,
             if again is not None:  # the gate repeating a tap whose answer it lost
                 return again
             _refuse_if_inside(s, account_id)
+            _refuse_if_owing(s, account_id)
             _refuse_if_credential_taken(s, credential)
             pending = _new_visit(d, s, visit_id, account_id, pm_id, gate_id, party_size,
                                  credential)

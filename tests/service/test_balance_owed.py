@@ -1,0 +1,188 @@
+"""A cart above the pre-authorisation: the exit captures the hold, the rest is the visit's
+balance. It is charged at once to the saved payment method (once, under its own key), or kept
+owed: listed for staff, and its shopper refused at the next entry (409 ``balance_owed``, QR
+and card) until a later charge or an operator's write-off settles it. Real service, real
+ledger, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from walkout.checkout.money import Money
+from walkout.service import checkout, housekeeping
+from walkout.service.app import create_app
+from walkout.service.clock import ManualClock
+from walkout.service.db import session_factory
+from walkout.service.errors import ServiceError
+from walkout.service.models import Visit
+from walkout.service.payments.base import Capture, ChargesSavedMethod
+from walkout.service.payments.ledger import LedgerProvider
+from walkout.service.settings import ServiceSettings
+from walkout.service.testing import ADMIN_TOKEN, Svc
+
+from .faults import FaultyLedger, charges, start, visit_state
+
+BAR = "018627032007"  # 9.19 EUR in the `small` store: 6 of them are 55.14, above the 50.00 hold
+
+
+class ChargingLedger(FaultyLedger):
+    """The faulty ledger that can also charge a saved payment method (``charge`` faults are
+    scripted like the others)."""
+
+    def charge(self, payer_ref: str, amount: Money, idempotency_key: str) -> Capture:
+        return self._call("charge", idempotency_key,  # type: ignore[arg-type]
+                          lambda: self.inner.charge(payer_ref, amount, idempotency_key))
+
+
+def _start(engine: Engine, charging: bool = True) -> tuple[Svc, FaultyLedger]:
+    """The service paying through the faulty ledger, with ``charge`` or (``charging`` False)
+    without it, as a provider that cannot charge a saved method."""
+    if not charging:
+        return start(engine)
+    clock = ManualClock()
+    sessions = session_factory(engine)
+    provider = ChargingLedger(LedgerProvider(sessions, clock))
+    settings = ServiceSettings(db_url=str(engine.url), entry_secret=SecretStr("k" * 32),
+                               bootstrap_admin_token=SecretStr(ADMIN_TOKEN))
+    app = create_app(settings, engine=engine, sessions=sessions, clock=clock, provider=provider)
+    client = TestClient(app)
+    r = client.post("/v1/admin/staff", json={"role": "operator", "name": "gate"},
+                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert r.status_code == 201, r.text
+    gate = {"Authorization": f"Bearer {r.json()['token']}"}
+    return Svc(client, clock, app.state.deps, gate), provider
+
+
+def _visit(svc: Svc, vid: str) -> Visit:
+    with svc.deps.sessions() as s:
+        v = s.get(Visit, vid)
+        assert v is not None
+        return v
+
+
+def _scan(svc: Svc, h: dict[str, str]) -> tuple[int, str | None]:
+    r = svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)}, headers=svc.gate)
+    return r.status_code, r.json().get("error")
+
+
+def _tap(svc: Svc, card: str) -> tuple[int, str | None]:
+    r = svc.client.post("/v1/gates/entry/card", json={"card_token": card}, headers=svc.gate)
+    return r.status_code, r.json().get("error")
+
+
+def test_the_balance_above_the_hold_is_charged_once_to_the_saved_method(
+        engine: Engine) -> None:
+    svc, pay = _start(engine)
+    assert isinstance(pay, ChargesSavedMethod)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        out = svc.leave(vid, {BAR: 6})
+        assert out["total"] == {"amount": "55.14", "currency": "EUR"}
+        assert out["charged"] == out["total"] and out["state"] == "charged"
+        assert charges(svc, vid) == [
+            ("preauth", f"visit:{vid}:preauth", "succeeded"),
+            ("capture", f"visit:{vid}:capture", "succeeded"),
+            ("capture", f"visit:{vid}:balance", "succeeded")]
+        assert pay.sales() == Decimal("55.14")
+        v = _visit(svc, vid)
+        assert v.balance_owed == Decimal("5.14") and v.balance_settlement == "charged"
+        # a retried exit answers the same and charges nothing more
+        again = svc.client.post(f"/v1/visits/{vid}/exit", headers=svc.gate).json()
+        assert again == out and pay.keys("charge") == [f"visit:{vid}:balance"]
+        housekeeping.turn(svc.deps)
+        assert pay.keys("charge") == [f"visit:{vid}:balance"] and pay.sales() == Decimal("55.14")
+        assert checkout.owed_balances(svc.deps) == []
+        assert _scan(svc, h) == (201, None)
+
+
+def test_a_refused_balance_stays_owed_and_blocks_entry_until_charged(engine: Engine) -> None:
+    svc, pay = _start(engine)
+    with svc.client:
+        h = svc.shopper(card="tok_visa_owing")
+        vid = svc.enter(h)
+        pay.fail("charge", "declined")
+        out = svc.leave(vid, {BAR: 6})
+        assert out["state"] == "in_review"
+        assert out["charged"] == {"amount": "50.00", "currency": "EUR"}
+        assert pay.sales() == Decimal("50.00")
+        [owed] = checkout.owed_balances(svc.deps)
+        assert (owed["visit_id"], owed["amount"], owed["currency"]) == (vid, "5.14", "EUR")
+        assert owed["receipt_id"] == out["receipt_id"] and owed["settled"] is False
+        assert owed["last_attempt"]["status"] == "failed"  # type: ignore[index]
+        # she is refused at the next entry, by code and by her card, until it is settled
+        assert _scan(svc, h) == (409, "balance_owed")
+        assert _tap(svc, "tok_visa_owing") == (409, "balance_owed")
+        housekeeping.turn(svc.deps)  # a refusal is not retried blindly
+        assert pay.keys("charge") == [f"visit:{vid}:balance"]
+        # staff try again (her card works now): a new attempt under a new key
+        got = checkout.collect_balance(svc.deps, vid)
+        assert got["settled"] is True and got["settlement"] == "charged"
+        assert pay.keys("charge") == [f"visit:{vid}:balance", f"visit:{vid}:balance:1"]
+        assert pay.sales() == Decimal("55.14")
+        assert checkout.collect_balance(svc.deps, vid)["settled"] is True  # idempotent
+        assert pay.sales() == Decimal("55.14")
+        assert checkout.owed_balances(svc.deps) == []
+        assert _scan(svc, h) == (201, None)
+
+
+def test_an_operator_writes_a_balance_off(engine: Engine) -> None:
+    svc, pay = _start(engine, charging=False)  # a provider that cannot charge a saved method
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        out = svc.leave(vid, {BAR: 6})
+        assert out["state"] == "in_review" and pay.sales() == Decimal("50.00")
+        assert [c[1] for c in charges(svc, vid)] == [f"visit:{vid}:preauth",
+                                                     f"visit:{vid}:capture"]
+        assert _visit(svc, vid).balance_owed == Decimal("5.14")
+        assert _scan(svc, h) == (409, "balance_owed")
+        try:
+            checkout.collect_balance(svc.deps, vid)
+            raise AssertionError("collected through a provider that cannot charge")
+        except ServiceError as e:
+            assert e.code == "cannot_charge"
+        done = checkout.write_off_balance(svc.deps, vid, "op-1", "regular customer")
+        assert (done["settlement"], done["settled_by"], done["note"]) == (
+            "written_off", "op-1", "regular customer")
+        again = checkout.write_off_balance(svc.deps, vid, "op-2")  # idempotent: the first
+        assert again["settled_by"] == "op-1"
+        assert checkout.owed_balances(svc.deps) == []
+        [listed] = checkout.owed_balances(svc.deps, include_settled=True)
+        assert listed["settlement"] == "written_off"
+        assert _scan(svc, h) == (201, None)
+        nothing = svc.enter(svc.shopper(card="tok_other", email="bob@example.org"))
+        try:
+            checkout.write_off_balance(svc.deps, nothing, "op-1")
+            raise AssertionError("wrote off a visit that owes nothing")
+        except ServiceError as e:
+            assert e.code == "no_balance"
+
+
+def test_a_balance_charge_whose_answer_was_lost_is_repeated_with_its_key(
+        engine: Engine) -> None:
+    svc, pay = _start(engine)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("charge", "lost")  # taken, the answer lost
+        out = svc.leave(vid, {BAR: 6})
+        assert out["state"] == "in_review"
+        assert charges(svc, vid)[-1] == ("capture", f"visit:{vid}:balance", "pending")
+        try:  # its money may have moved: it is not written off under it
+            checkout.write_off_balance(svc.deps, vid, "op-1")
+            raise AssertionError("written off while its charge was in flight")
+        except ServiceError as e:
+            assert e.code == "balance_collecting"
+        assert _scan(svc, h) == (409, "balance_owed")
+        housekeeping.turn(svc.deps)  # the timer repeats it, same key: charged once
+        assert pay.keys("charge") == [f"visit:{vid}:balance"] * 2
+        assert charges(svc, vid)[-1] == ("capture", f"visit:{vid}:balance", "succeeded")
+        assert pay.sales() == Decimal("55.14")
+        assert _visit(svc, vid).balance_settlement == "charged"
+        assert visit_state(svc, vid) == "in_review"  # staff had it: they close it
+        assert _scan(svc, h) == (201, None)
