@@ -80,3 +80,24 @@ def test_malformed_requests_get_clear_4xx(svc: Svc) -> None:
     assert r.status_code == 404 and r.json()["detail"] == "visit not found"
     r = c.post("/v1/accounts", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
+
+
+def test_a_cart_above_the_hold_is_charged_in_full(svc: Svc) -> None:
+    """The exit captures the 50.00 hold and charges the rest to the saved method (the built-in
+    ledger can): nothing is left owed, and the shopper comes in again."""
+    h = svc.shopper()
+    r = svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)}, headers=svc.gate)
+    vid = str(r.json()["visit_id"])
+    out = svc.leave(vid, {BAR: 40})
+    assert out["total"] == {"amount": "367.60", "currency": "EUR"}
+    assert out["charged"] == out["total"] and out["state"] == "charged"
+    ledger = svc.deps.provider
+    assert isinstance(ledger, LedgerProvider)
+    assert ledger.balance("store:sales:EUR") == Decimal("367.60")
+    with svc.deps.sessions() as s:
+        rows = sorted((c.idempotency_key.split(":")[-1], str(c.amount)) for c in s.scalars(
+            select(Charge).where(Charge.visit_id == vid, Charge.kind == "capture")))
+    assert [(k, Decimal(a)) for k, a in rows] == [("balance", Decimal("317.60")),
+                                                  ("capture", Decimal("50.00"))]
+    r = svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)}, headers=svc.gate)
+    assert r.status_code == 201, r.text
