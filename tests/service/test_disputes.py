@@ -71,18 +71,36 @@ def test_operator_sees_the_evidence_then_refunds_once(svc: Svc) -> None:
     assert refund.idempotency_key == f"dispute:{did}:refund" and refund.status == "succeeded"
 
 
-def test_refund_never_exceeds_what_was_captured(engine: Engine) -> None:
+def test_a_refund_is_split_over_the_hold_and_the_balance_and_never_exceeds_them(
+        engine: Engine) -> None:
+    """A cart above the hold is paid by two payments (the hold's capture, the balance charged
+    to the saved card); a refund is made on one payment at most up to what it took, so a
+    refund larger than either's room is split over both, and nothing beyond what the two
+    took is ever refunded (before, the refunds read the first capture only: the bar's was
+    cut to 2.41)."""
     svc = make_svc(engine, hold_per_person=Decimal("10.00"))  # the hold caps the capture
     h = svc.shopper()
     out = svc.leave(svc.enter(h), {BAR: 1, WATER: 1})
-    assert out["charged"]["amount"] == "10.00" and out["total"]["amount"] == "16.78"
+    assert out["charged"]["amount"] == "16.78" and out["total"]["amount"] == "16.78"
     rid = str(out["receipt_id"])
     d1, d2 = _dispute(svc, h, rid, WATER), _dispute(svc, h, rid, BAR)
     decide = {"decision": "refund"}
     r1 = svc.client.post(f"/v1/disputes/{d1}/decision", json=decide, headers=svc.gate).json()
     r2 = svc.client.post(f"/v1/disputes/{d2}/decision", json=decide, headers=svc.gate).json()
-    assert r1["refund"]["amount"] == "7.59" and r2["refund"]["amount"] == "2.41"
-    assert _sales(svc) == 0
+    assert r1["refund"]["amount"] == "7.59" and r2["refund"]["amount"] == "9.19"
+    assert (r1["state"], r2["state"]) == ("refunded", "refunded")
+    with svc.deps.sessions() as s:
+        caps = {c.id: c.amount for c in s.scalars(select(Charge).where(
+            Charge.kind == "capture", Charge.status == "succeeded"))}
+        parts = [(c.idempotency_key.split(":")[1], caps[int(c.idempotency_key.split("@")[1])],
+                  c.amount, c.status) for c in s.scalars(select(Charge).where(
+                      Charge.kind == "refund").order_by(Charge.id))]
+    assert sorted(caps.values()) == [Decimal("6.78"), Decimal("10.00")]
+    # the water on the hold's capture alone; the bar on what is left of both
+    assert parts == [(d1, Decimal("10.00"), Decimal("7.59"), "succeeded"),
+                     (d2, Decimal("6.78"), Decimal("6.78"), "succeeded"),
+                     (d2, Decimal("10.00"), Decimal("2.41"), "succeeded")]
+    assert _sales(svc) == 0  # everything the two payments took was given back, no more
 
 
 def test_nothing_captured_nothing_refunded(svc: Svc) -> None:

@@ -184,9 +184,7 @@ def decide(d: Deps, dispute_id: str, operator_id: str, decision: str,
                                     refund_amount=amount.amount)).rowcount
             if won != 1:
                 raise ServiceError(409, "already_decided", "this dispute was decided meanwhile")
-            s.add(Charge(visit_id=visit_id, kind="refund", idempotency_key=_key(dispute_id),
-                         provider=d.provider.name, amount=amount.amount,
-                         currency=amount.currency, status="pending", created_at=now))
+            add_refund(d, s, visit_id, _key(dispute_id), amount, now)
     if decision == "refund":
         _refund(d, dispute_id)
     with d.sessions() as s:
@@ -201,8 +199,8 @@ def _key(dispute_id: str) -> str:
 
 def _refundable(s: Session, dsp: Dispute) -> tuple[Money, str]:
     """The contested units at the line's price, capped by the line's amount and by what the
-    visit's capture still holds after earlier refunds (the capture may be below the total when
-    the hold was smaller than the cart)."""
+    visit's captures still hold after earlier refunds (below the total when the hold was
+    smaller than the cart and its balance is still owed)."""
     rec = s.get(Receipt, dsp.receipt_id)
     assert rec is not None
     cur = rec.currency
@@ -211,18 +209,17 @@ def _refundable(s: Session, dsp: Dispute) -> tuple[Money, str]:
     if line is None:
         raise ServiceError(409, "line_revised", "a review verdict removed this line from the "
                            "receipt (refunding it if it was paid): there is nothing to refund")
-    cap = s.scalar(select(Charge).where(Charge.visit_id == rec.visit_id,
-                                        Charge.kind == "capture", Charge.status == "succeeded"))
+    caps = captures(s, rec.visit_id)
     for cb in withheld_chargebacks(s, rec.visit_id):  # the bank returns it: never twice
         raise ServiceError(409, "chargeback", f"the shopper's bank has a chargeback of this "
                            f"payment ({cb.id}, {cb.status}): the bank returns the money, so "
                            "walkout refunds nothing of it (see GET /v1/ops/chargebacks)")
-    if cap is None:
+    if not caps:
         raise ServiceError(409, "nothing_captured",
                            "nothing was captured for this visit: there is nothing to refund")
     want = Money(Decimal(line.unit_price), cur) * min(dsp.quantity, line.quantity)
     caps = [Money(Decimal(line.amount), cur),
-            Money(Decimal(cap.amount), cur) - committed_refunds(s, rec.visit_id, cur)]
+            captured(s, rec.visit_id, cur) - committed_refunds(s, rec.visit_id, cur)]
     amount = min([want, *caps], key=lambda m: m.amount)
     if amount.amount <= 0:
         raise ServiceError(409, "nothing_captured", "everything captured was refunded already")
@@ -240,6 +237,90 @@ def committed_refunds(s: Session, visit_id: str, currency: str) -> Money:
         or_(Charge.status.in_(("pending", "succeeded")),
             Charge.idempotency_key.like("dispute:%")))) or 0
     return Money(Decimal(n), currency) + chargeback_total(s, visit_id, currency)
+
+
+def captures(s: Session, visit_id: str) -> list[Charge]:
+    """The visit's succeeded captures: the hold's, and a balance charged above it
+    (:mod:`walkout.service.checkout`), oldest first."""
+    return list(s.scalars(select(Charge).where(
+        Charge.visit_id == visit_id, Charge.kind == "capture", Charge.status == "succeeded")
+        .order_by(Charge.id)))
+
+
+def captured(s: Session, visit_id: str, currency: str) -> Money:
+    """What the store took for the visit, every capture together."""
+    return sum((Money(Decimal(c.amount), currency) for c in captures(s, visit_id)),
+               Money.zero(currency))
+
+
+def target_of(key: str, caps: list[Charge]) -> Charge | None:
+    """The capture a refund charge (by its idempotency key) is made on: ``<key>@<capture
+    charge id>`` names it; a key without (a visit with one capture, or a refund recorded
+    before a visit could have two) is the first capture's."""
+    _, at, cid = key.rpartition("@")
+    if at and cid.isdigit():
+        return next((c for c in caps if c.id == int(cid)), None)
+    return caps[0] if caps else None
+
+
+def split_refund(s: Session, visit_id: str, amount: Money) -> list[tuple[Charge, Money]]:
+    """A refund of ``amount`` on the visit, as parts on its captures: a refund is made on one
+    payment and can return no more than that payment took, and a visit whose cart was above
+    its hold has two (the hold's capture and its balance's charge). Each capture's room is
+    what it took less the refunds already made or owed on it (chargebacks and refunds the
+    provider reported are counted on the first); the roomiest first, so that a refund that
+    fits one payment stays one. Empty when nothing was captured."""
+    caps = captures(s, visit_id)
+    if not caps:
+        return []
+    cur = amount.currency
+    room = {c.id: Money(Decimal(c.amount), cur) for c in caps}
+    for key, n in s.execute(select(Charge.idempotency_key, Charge.amount).where(
+            Charge.visit_id == visit_id, Charge.kind == "refund",
+            or_(Charge.status.in_(("pending", "succeeded")),
+                Charge.idempotency_key.like("dispute:%")))):
+        c = target_of(key, caps)
+        if c is not None:
+            room[c.id] = room[c.id] - Money(Decimal(n), cur)
+    room[caps[0].id] = room[caps[0].id] - chargeback_total(s, visit_id, cur)
+    if len(caps) == 1:
+        return [(caps[0], amount)]  # the provider refuses what the payment has no room for
+    parts: list[tuple[Charge, Money]] = []
+    left = amount
+    for c in sorted(caps, key=lambda c: (-room[c.id].amount, c.id)):
+        part = min(left, room[c.id], key=lambda m: m.amount)
+        if part.amount > 0:
+            parts.append((c, part))
+            left = left - part
+    if left.amount > 0:  # more than every payment's room: the rest on the roomiest, refused
+        parts = parts or [(caps[0], Money.zero(cur))]
+        c0, p0 = parts[0]
+        parts[0] = (c0, p0 + left)
+    return parts
+
+
+def add_refund(d: Deps, s: Session, visit_id: str, key: str, amount: Money,
+               now: datetime) -> list[str]:
+    """Step 1 of a refund: its pending charges, one per part (:func:`split_refund`), under
+    ``key`` (one part on a visit with one capture) or ``key@<capture charge id>``; returns
+    their keys."""
+    parts = split_refund(s, visit_id, amount)
+    many = len(captures(s, visit_id)) > 1
+    keys = []
+    for cap, part in parts:
+        k = f"{key}@{cap.id}" if many else key
+        s.add(Charge(visit_id=visit_id, kind="refund", idempotency_key=k,
+                     provider=d.provider.name, amount=part.amount, currency=part.currency,
+                     status="pending", created_at=now))
+        keys.append(k)
+    return keys
+
+
+def refund_parts(s: Session, key: str) -> list[Charge]:
+    """The charges of the refund recorded under ``key`` (:func:`add_refund`)."""
+    return list(s.scalars(select(Charge).where(or_(
+        Charge.idempotency_key == key, Charge.idempotency_key.like(f"{key}@%")))
+        .order_by(Charge.id)))
 
 
 def follow_revision(s: Session, receipt_id: str, cut: dict[str, int],
@@ -267,31 +348,35 @@ def follow_revision(s: Session, receipt_id: str, cut: dict[str, int],
 
 
 def _refund(d: Deps, dispute_id: str) -> None:
-    key = _key(dispute_id)
     with d.sessions() as s:
-        ch = s.scalar(select(Charge).where(Charge.idempotency_key == key))
-        assert ch is not None
-        cap = s.scalar(select(Charge).where(Charge.visit_id == ch.visit_id,
-                                            Charge.kind == "capture",
-                                            Charge.status == "succeeded"))
-        assert cap is not None and cap.provider_ref is not None
-        amount, capture_ref = Money(Decimal(ch.amount), ch.currency), cap.provider_ref
-    try:
-        ref = d.provider.refund(capture_ref, amount, key)
-    except PaymentError as e:
-        # the dispute stays refunding, so the charge stays pending: the refund is still owed
-        # (and may even have been made, its answer lost); a retry uses the same key
+        parts = refund_parts(s, _key(dispute_id))
+        assert parts
+        caps = captures(s, parts[0].visit_id)
+        todo = []
+        for ch in parts:
+            cap = target_of(ch.idempotency_key, caps)
+            assert cap is not None and cap.provider_ref is not None
+            if ch.status != "succeeded":
+                todo.append((ch.idempotency_key, Money(Decimal(ch.amount), ch.currency),
+                             cap.provider_ref))
+    for key, amount, capture_ref in todo:  # each part on its payment, under its own key
+        try:
+            ref = d.provider.refund(capture_ref, amount, key)
+        except PaymentError as e:
+            # the dispute stays refunding, so the charge stays pending: the refund is still
+            # owed (and may even have been made, its answer lost); a retry uses the same key
+            with d.sessions.begin() as s:
+                s.execute(update(Charge).where(Charge.idempotency_key == key,
+                                               Charge.status != "succeeded")
+                          .values(status="pending", error=e.reason[:300]))
+            raise ServiceError(502, "refund_failed",
+                               f"the payment provider did not confirm the refund: {e.reason}; "
+                               "it stays owed, and deciding 'refund' again retries it") from None
         with d.sessions.begin() as s:
-            s.execute(update(Charge).where(Charge.idempotency_key == key,
-                                           Charge.status != "succeeded")
-                      .values(status="pending", error=e.reason[:300]))
-        raise ServiceError(502, "refund_failed",
-                           f"the payment provider did not confirm the refund: {e.reason}; it "
-                           "stays owed, and deciding 'refund' again retries it") from None
+            s.execute(update(Charge).where(Charge.idempotency_key == key)
+                      .values(status="succeeded", provider_ref=ref.refund_id, error=None))
     now = d.clock.now()
     with d.sessions.begin() as s:
-        s.execute(update(Charge).where(Charge.idempotency_key == key)
-                  .values(status="succeeded", provider_ref=ref.refund_id, error=None))
         s.execute(update(Dispute).where(Dispute.id == dispute_id, Dispute.state == "refunding")
                   .values(state="refunded", resolved_at=now))
 

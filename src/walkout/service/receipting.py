@@ -31,11 +31,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from walkout.service import disputes
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.models import (
     Account,
-    Charge,
     Dispute,
     Receipt,
     ReceiptLine,
@@ -258,8 +258,8 @@ def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = Fa
             m.state, m.attempts, m.error = "failed", MAX_ATTEMPTS, "no recipient (erased)"
             return None
         c = json.loads(m.changes)
-        refunded = c["refund_key"] is not None and s.scalar(
-            select(Charge.status).where(Charge.idempotency_key == c["refund_key"])) == "succeeded"
+        parts = [] if c["refund_key"] is None else disputes.refund_parts(s, c["refund_key"])
+        refunded = bool(parts) and all(p.status == "succeeded" for p in parts)
         doc = ReceiptDoc(receipt_id=rec.id, store_name=d.store.name,
                          issued_at=aware(rec.issued_at), currency=rec.currency,
                          lines=_lines(c["lines"]), email=m.recipient,

@@ -134,15 +134,16 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
         owed = zero
         for rl in revised:
             owed = owed + max(rl.amount - credit.get(rl.product_id, zero), zero)
-        cap = s.scalar(select(Charge).where(Charge.visit_id == visit_id,
-                                            Charge.kind == "capture",
-                                            Charge.status == "succeeded"))
-        captured = Money(Decimal(cap.amount), cur) if cap else zero
-        kept = captured - disputes.committed_refunds(s, visit_id, cur)
+        caps = disputes.captures(s, visit_id)  # the hold's, and a balance charged above it
+        kept = disputes.captured(s, visit_id, cur) - disputes.committed_refunds(s, visit_id, cur)
         over, short = kept - owed, owed - kept
+        if v.balance_owed is not None and v.balance_settled_at is None:
+            # a balance still owed above the hold is what the revised receipt leaves owed
+            v.balance_owed = max(short, zero).amount
         key = None
-        if cap is not None and over.amount > 0:
-            key = _new_charge(d, s, v, REFUND, "refund", over)
+        if caps and over.amount > 0:
+            key = _refund_key(s, v)
+            disputes.add_refund(d, s, visit_id, key, over, d.clock.now())
         release = None
         if short.amount > 0:
             if v.state in ("charged", "released"):
@@ -154,18 +155,43 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
             if hold == "open":  # never captured and nothing owed: release it, then 'released'
                 release = _new_charge(d, s, v, RELEASE, "release", Money(v.hold_amount, cur))
             elif hold == "closed" and v.state == "in_review":
-                v.state = "charged" if cap is not None else "released"
-        capture_ref, auth_id = (cap.provider_ref if cap else None), v.auth_id
+                v.state = "charged" if caps else "released"
+        auth_id = v.auth_id
         s.flush()
         mail = receipting.claim_revision(d, s, rec, before,
                                          over.amount if key else Decimal(0), key)
         rid = rec.id
-    refund = _refund(d, visit_id, capture_ref, over, key) if key else None
+    refund = _refund_all(d, visit_id, key) if key else None
     if release is not None and auth_id is not None:
         _release(d, visit_id, auth_id, release)
     if mail is not None:
         receipting.mail_revision(d, rid, mail, claimed=True)
     return refund
+
+
+def _refund_key(s: Session, v: Visit) -> str:
+    """The key of the visit's next review refund (its parts add ``@<capture>``, see
+    ``disputes.add_refund``)."""
+    keys = s.scalars(select(Charge.idempotency_key).where(
+        Charge.visit_id == v.id, Charge.idempotency_key.like(f"visit:{v.id}:{REFUND}:%")))
+    return f"visit:{v.id}:{REFUND}:{len({k.split('@')[0] for k in keys})}"
+
+
+def _refund_all(d: Deps, visit_id: str, key: str) -> Money | None:
+    """Steps 2-3 of every part of the review refund under ``key``: what was refunded, None
+    when any part was not made now (it stays pending, retried by :func:`resume_pending`)."""
+    with d.sessions() as s:
+        parts = disputes.refund_parts(s, key)
+        caps = disputes.captures(s, visit_id)
+        todo = [(ch.idempotency_key, Money(Decimal(ch.amount), ch.currency),
+                 getattr(disputes.target_of(ch.idempotency_key, caps), "provider_ref", None))
+                for ch in parts]
+    total, ok = None, True
+    for k, amount, ref in todo:
+        got = _refund(d, visit_id, ref, amount, k)
+        ok = ok and got is not None
+        total = got if total is None else (total + got if got is not None else total)
+    return total if ok else None
 
 
 def _new_charge(d: Deps, s: Session, v: Visit, what: str, kind: str, amount: Money) -> str:
@@ -251,9 +277,9 @@ def resume_pending(d: Deps, visit_id: str | None = None) -> int:
             q = q.where(Charge.visit_id == visit_id)
         for ch in s.scalars(q.order_by(Charge.id)):
             if ch.kind == "refund":
-                ref = s.scalar(select(Charge.provider_ref).where(
-                    Charge.visit_id == ch.visit_id, Charge.kind == "capture",
-                    Charge.status == "succeeded"))
+                cap = disputes.target_of(ch.idempotency_key,
+                                         disputes.captures(s, ch.visit_id))
+                ref = cap.provider_ref if cap is not None else None
             else:
                 v = s.get(Visit, ch.visit_id)
                 ref = v.auth_id if v else None
