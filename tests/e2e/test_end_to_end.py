@@ -113,8 +113,9 @@ def test_demo_lists_what_waits_for_review_and_each_alert() -> None:
     assert "floor-s" in review and "s00001" in review  # the floor reach, the receipt it holds
     alerts = res.output.split("Alerts")[1]
     assert "possible_drop" in alerts and "unbound_person" in alerts
+    assert "unbound_left_with_goods" in alerts  # the tailgater leaves with what they took
     summary = " ".join(res.output.split())  # rich wraps the summary line at the terminal width
-    assert "to review 1 alerts 2" in summary
+    assert "to review 1 alerts 3" in summary
 
 
 def test_demo_without_review_or_alerts_prints_neither_table() -> None:

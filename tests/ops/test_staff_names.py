@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -24,7 +23,7 @@ from sqlalchemy import select
 
 from walkout.service.models import EngineEvent
 from walkout.service.runner import LiveRunner
-from walkout.service.testing import ADMIN_TOKEN, Svc
+from walkout.service.testing import ADMIN_TOKEN, Svc, badged
 from walkout.sim.session import simulate
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
@@ -73,15 +72,9 @@ def _stream(url: str, h: dict[str, str], settle_s: float = 2.0) -> list[dict[str
 
 
 def test_restocks_and_removals_are_labelled_and_name_the_associate(svc: Svc) -> None:
-    r = svc.client.post("/v1/admin/staff", json={"role": "operator", "name": "Bo"},
-                        headers=ADMIN)
-    assert r.status_code == 201, r.text
-    badge = f"staff:{r.json()['account_id']}"  # what the gate puts in its event for Bo
     session = simulate(load_store("small"), 2, 1, scenarios=["restock"])
-    s = Sensors.from_session(session)
-    gates = [replace(g, credential=badge) if g.credential.startswith("staff:") else g
-             for g in s.gates]
-    sensors = Sensors(s.store, s.plates, s.frames, gates, s.duration_s)
+    # what the gate puts in its event for Bo
+    sensors, badge = badged(svc.deps, Sensors.from_session(session), "Bo")
     LiveRunner(sensors, "sim", stop_after_chunk=5).run(svc.deps)  # a restart on the way:
     LiveRunner(sensors, "sim").run(svc.deps)  # the replayed chunks log nobody twice
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from walkout.service.models import EngineEvent, ReviewVerdict
 from walkout.service.runner import LiveRunner
-from walkout.service.testing import Svc
+from walkout.service.testing import Svc, badged
 from walkout.sim.session import simulate
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
@@ -29,7 +29,7 @@ def test_the_staff_restocks_and_removal_of_the_live_engine_newest_first(svc: Svc
     session = simulate(load_store("small"), 0, 1, scenarios=["restock"])
     truth = [te for te in session.truth.events if te.kind in ("restock", "remove")]
     assert len(truth) == 3
-    LiveRunner(Sensors.from_session(session), "sim").run(svc.deps)
+    LiveRunner(badged(svc.deps, Sensors.from_session(session))[0], "sim").run(svc.deps)
     moves = _moves(svc)
     assert [m["t"] for m in moves] == sorted((m["t"] for m in moves), reverse=True)
     names = {p.id: p.name for p in session.store.catalogue}

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func, select
 
 from walkout.service.models import Charge, EngineEvent, StoreMode, Visit
 from walkout.service.runner import LiveRunner
-from walkout.service.testing import ADMIN_TOKEN, Svc, make_svc
+from walkout.service.testing import ADMIN_TOKEN, Svc, badged, make_svc
 from walkout.sim.session import simulate
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
@@ -65,7 +65,8 @@ def test_the_store_mode_is_recorded_and_applied_where_a_replay_applies_it_again(
     assert svc.client.get("/v1/store-mode", headers=svc.gate).json()["closed"] is True
     # the same again is no new change
     svc.client.post("/v1/store-mode", json={"closed": True}, headers=svc.gate)
-    sensors = Sensors.from_session(simulate(load_store("small"), 0, 1, scenarios=["restock"]))
+    sensors, _ = badged(svc.deps, Sensors.from_session(
+        simulate(load_store("small"), 0, 1, scenarios=["restock"])))
     LiveRunner(sensors, "sim", stop_after_chunk=3).run(svc.deps)
     with svc.deps.sessions() as s:
         (row,) = s.scalars(select(StoreMode))
@@ -87,9 +88,10 @@ def test_the_live_engine_charges_the_shoppers_and_never_the_staff(engine: Engine
     visit and gets no charge; the shoppers' visits are captured as the engine's receipts."""
     from walkout.engine import Engine as Pipeline
 
-    sensors = Sensors.from_session(simulate(load_store("small"), 2, 1, scenarios=["restock"]))
-    truth = {r.credential: r.total for r in Pipeline(sensors.store).run(sensors).receipts}
     svc = make_svc(engine)
+    sensors, _ = badged(svc.deps, Sensors.from_session(
+        simulate(load_store("small"), 2, 1, scenarios=["restock"])))
+    truth = {r.credential: r.total for r in Pipeline(sensors.store).run(sensors).receipts}
     LiveRunner(sensors, "sim").run(svc.deps)
     staff = [g.credential for g in sensors.gates if g.credential.startswith("staff:")]
     assert len(staff) == 1

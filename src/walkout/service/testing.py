@@ -6,7 +6,7 @@ Needs the ``httpx`` package (a dev dependency) for FastAPI's test client.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -17,6 +17,7 @@ from walkout.service.clock import ManualClock
 from walkout.service.deps import Deps
 from walkout.service.payments.base import PaymentProvider
 from walkout.service.settings import ServiceSettings
+from walkout.sources.recording import Sensors
 
 ADMIN_TOKEN = "wo_admin-test-token-0123456789"
 #: the Stripe settings of a test service given a Stripe provider (the key is not used: the
@@ -76,6 +77,21 @@ class Svc:
                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         assert r.status_code == 201, r.text
         return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def badged(d: Deps, sensors: Sensors, name: str = "Bo") -> tuple[Sensors, str]:
+    """``sensors`` whose staff entries carry the badge of a new staff account ``name``: the
+    simulator's ``staff:<tag>`` names no account, and the runner binds only an active staff
+    account's badge. Returns the sensors and the badge's credential."""
+    from walkout.service import accounts
+    from walkout.service.security import Role
+
+    account_id, _ = accounts.create_staff(d, Role.OPERATOR, name)
+    badge = f"staff:{account_id}"
+    gates = [replace(g, credential=badge) if g.credential.startswith("staff:") else g
+             for g in sensors.gates]
+    return Sensors(sensors.store, sensors.plates, sensors.frames, gates,
+                   sensors.duration_s), badge
 
 
 def make_svc(engine: Engine, clock: ManualClock | None = None, *,
