@@ -330,21 +330,25 @@ def create_app(
 
     # ---- gates and store staff ---------------------------------------------------------------
 
-    def _admission(a: entry.Admission) -> AdmissionOut:
+    def _admission(a: entry.Admission, response: Response) -> AdmissionOut:
+        """201 for a new admission; 200 for a gate's retry answered with the original one
+        (``entry``: the same code, or card, at the same gate while the visit is open)."""
+        if a.replayed:
+            response.status_code = 200
         return AdmissionOut(visit_id=a.visit_id, credential=a.credential,
-                            party_size=a.party_size, hold=_money(a.hold))
+                            party_size=a.party_size, hold=_money(a.hold), replayed=a.replayed)
 
     @app.post("/v1/gates/{gate_id}/scan", status_code=201)
-    def scan(gate_id: str, body: QrScan, _: Operator) -> AdmissionOut:
+    def scan(gate_id: str, body: QrScan, _: Operator, response: Response) -> AdmissionOut:
         _gate(deps, gate_id)
         return _admission(entry.admit_qr(deps, body.code, gate_id, body.party_size,
-                                         body.credential))
+                                         body.credential), response)
 
     @app.post("/v1/gates/{gate_id}/card", status_code=201)
-    def card(gate_id: str, body: CardTap, _: Operator) -> AdmissionOut:
+    def card(gate_id: str, body: CardTap, _: Operator, response: Response) -> AdmissionOut:
         _gate(deps, gate_id)
         return _admission(entry.admit_card(deps, body.card_token, gate_id, body.email,
-                                           body.party_size))
+                                           body.party_size), response)
 
     @app.post("/v1/gates/{gate_id}/staff", status_code=201)
     def staff_scan(gate_id: str, body: StaffBadgeScan, _: Operator) -> StaffAdmissionOut:

@@ -85,6 +85,8 @@ class AdmissionOut(Strict):
     credential: str
     party_size: int
     hold: MoneyOut
+    #: a gate's retry of an admission it lost the answer to: the original one (HTTP 200)
+    replayed: bool = False
 
 
 class CartLineIn(Strict):
