@@ -186,3 +186,32 @@ def test_a_balance_charge_whose_answer_was_lost_is_repeated_with_its_key(
         assert _visit(svc, vid).balance_settlement == "charged"
         assert visit_state(svc, vid) == "in_review"  # staff had it: they close it
         assert _scan(svc, h) == (201, None)
+
+
+def test_the_operators_see_a_balance_owed_and_settle_it_through_the_api(
+        engine: Engine) -> None:
+    """The payments card's data (``GET /v1/ops/payment-attention``) lists the balance and
+    counts it; the card's buttons collect it (409 ``cannot_charge`` where the provider cannot
+    charge a saved card) or write it off with who and a note; shoppers are refused."""
+    svc, _ = _start(engine, charging=False)
+    with svc.client:
+        c, op = svc.client, svc.gate
+        h = svc.shopper()
+        vid = svc.enter(h)
+        svc.leave(vid, {BAR: 6})
+        att = c.get("/v1/ops/payment-attention", headers=op).json()
+        assert att["counts"]["owed_balances"] == 1
+        [owed] = att["owed_balances"]
+        assert (owed["visit_id"], owed["amount"], owed["settled"]) == (vid, "5.14", False)
+        r = c.post(f"/v1/ops/visits/{vid}/balance/collect", headers=op)
+        assert (r.status_code, r.json()["error"]) == (409, "cannot_charge")
+        assert c.post(f"/v1/ops/visits/{vid}/balance/write-off", json={"note": "regular"},
+                      headers=h).status_code == 403  # a shopper cannot
+        r = c.post(f"/v1/ops/visits/{vid}/balance/write-off", json={"note": "regular"},
+                   headers=op)
+        assert r.status_code == 200 and r.json()["settlement"] == "written_off"
+        assert r.json()["note"] == "regular" and r.json()["settled_by"]
+        att = c.get("/v1/ops/payment-attention", headers=op).json()
+        assert att["counts"]["owed_balances"] == 0 and att["owed_balances"] == []
+        r = c.post("/v1/ops/visits/nope/balance/collect", headers=op)
+        assert r.status_code == 404

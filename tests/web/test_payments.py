@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -368,3 +369,32 @@ def test_an_event_acknowledged_on_the_dashboard_leaves_the_card(
     for p in (page, other):
         p.close()
     assert refused == [] and other_refused == [], (refused, other_refused)
+
+
+def test_a_balance_owed_is_listed_and_written_off_on_the_dashboard(
+        shop: Shop, browser: Browser, csp_watch: Watch) -> None:
+    """A cart above the hold whose rest the card did not pay (here recorded as the exit
+    records it when the charge is refused) is listed with its amount and receipt; "Write off"
+    settles it: it leaves the list and its shopper may enter again."""
+    name = "owes"
+    shop.leave(name, shop.enter(name))
+    vid = shop.visits[name].visit_id
+    with shop.deps.sessions.begin() as s:
+        v = s.get(Visit, vid)
+        assert v is not None
+        v.balance_owed, v.state = Decimal("5.14"), "in_review"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    refused = csp_watch(page)
+    page.goto(f"{shop.url}/#token={shop.operator}")
+    page.get_by_role("tab", name=re.compile(r"^Receipts & disputes")).click()
+    item = page.locator(f"#owed-balances li[data-visit='{vid}']")
+    expect(item).to_contain_text("5.14 EUR")
+    _audit(page, "dashboard: a balance owed")
+    item.get_by_role("button", name="Write off 5.14 EUR owed").click()
+    expect(item).to_have_count(0)
+    expect(page.locator("#owed-balances")).to_contain_text("Nothing owed.")
+    with shop.deps.sessions() as s:
+        v = s.get(Visit, vid)
+        assert v is not None and v.balance_settlement == "written_off" and v.balance_settled_by
+    page.close()
+    assert refused == [], refused

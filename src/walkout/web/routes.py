@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from walkout.cart.sessions import STAFF_PREFIX, is_staff_credential
 from walkout.checkout.money import Money
 from walkout.perception.evidence import CLIP_SUFFIX
-from walkout.service import disputes, entry, live, receipting, webhooks
+from walkout.service import checkout, disputes, entry, live, receipting, webhooks
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -739,8 +739,10 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         that nobody acknowledged yet, newest first, each with its visit's receipt;
         ``include_acknowledged``: those staff acknowledged too, with who and when.
         ``counts``: ``attention_events`` still to check, ``acknowledged_events`` done, both
-        over the ``days``. ``reports``: whether this store's provider reports anything (a
-        Stripe store's webhook)."""
+        over the ``days``, ``owed_balances``: visits whose cart came to more than their hold
+        and whose rest could not be charged (their shoppers are refused at the gate until it
+        is collected or written off). ``reports``: whether this store's provider reports
+        anything (a Stripe store's webhook)."""
         since = deps.clock.now() - timedelta(days=days)
         open_cbs = webhooks.chargebacks(deps, only_open=True)
         for cb in open_cbs:
@@ -756,12 +758,32 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 select(func.count(), func.count(PaymentWebhookEvent.acknowledged_at)).where(
                     PaymentWebhookEvent.outcome == webhooks.ATTENTION,
                     PaymentWebhookEvent.received_at >= since)).one()
+        owed = checkout.owed_balances(deps)
         return {"reports": deps.settings.payment_provider == "stripe", "days": days,
                 "counts": {"open_chargebacks": len(open_cbs),
                            "respond": sum(cb["respond"] for cb in open_cbs),
                            "attention_events": int(n_events) - int(n_acked),
-                           "acknowledged_events": int(n_acked)},
-                "open_chargebacks": open_cbs, "attention_events": events}
+                           "acknowledged_events": int(n_acked),
+                           "owed_balances": len(owed)},
+                "open_chargebacks": open_cbs, "attention_events": events,
+                "owed_balances": owed}
+
+    @app.post("/v1/ops/visits/{visit_id}/balance/collect")
+    def collect_balance(visit_id: str, _: Operator) -> dict[str, Any]:
+        """Charge a visit's balance owed above its hold to the shopper's saved card again
+        (after they updated it): the balance as it stands after the attempt (``settled``,
+        ``last_attempt``). 409 ``no_balance``: nothing owed; ``cannot_charge``: this
+        provider cannot charge a saved card (collect it there, or write it off)."""
+        return checkout.collect_balance(deps, visit_id)
+
+    @app.post("/v1/ops/visits/{visit_id}/balance/write-off")
+    def write_off_balance(visit_id: str, p: Operator,
+                          body: PaymentAckIn | None = None) -> dict[str, Any]:
+        """Settle a visit's balance without collecting it (the store gives it up, or took it
+        another way): its shopper may enter again; who, when and the ``note`` are kept.
+        Idempotent. 409 ``no_balance``; ``balance_collecting``: a charge of it is in flight."""
+        return checkout.write_off_balance(deps, visit_id, p.account_id,
+                                          body.note if body else None)  # logged there
 
     @app.post("/v1/ops/payment-events/{event_id}/acknowledge")
     def acknowledge_payment_event(event_id: str, p: Operator,

@@ -428,7 +428,7 @@
   }
   function drawPayments() {
     const p = payments; if (!p) return;
-    document.getElementById("payments").hidden = !(p.reports || p.open_chargebacks.length || p.attention_events.length);
+    document.getElementById("payments").hidden = !(p.reports || p.open_chargebacks.length || p.attention_events.length || p.owed_balances.length);
     const cols = ["Answer by", "Amount", "Stripe's fee", "Reason", "Status", "Receipt", "Stripe dispute"];
     fill(document.getElementById("chargebacks"),
       el("caption", { class: "sr-only", text: "Open bank chargebacks, the most urgent first" }),
@@ -449,6 +449,29 @@
       el("strong", { text: when(e.received_at) }), " ", el("span", { class: "state open", text: eventLabel(e) }), " ", e.detail, " ", openReceipt(e.receipt_id, e.visit_id), " ", eventAck(e)))
       : [el("li", { class: "muted", text: `Nothing to check in the last ${p.days} days.` })]);
     if (had) (hadEvent && list.querySelector(`li[data-event="${CSS.escape(hadEvent)}"] button${hadWhich}`) || list).focus();
+    drawOwed(p.owed_balances);
+  }
+  // a balance above the hold the card did not pay: charge the saved card again, or give it up
+  function drawOwed(owed) {
+    const list = document.getElementById("owed-balances");
+    fill(list, owed.length ? owed.map(b => el("li", { "data-visit": b.visit_id },
+      el("strong", { text: `${b.amount} ${b.currency}` }), " ", el("span", { class: "muted", text: `left ${when(b.exited_at)}` }),
+      b.last_attempt ? el("span", { class: "muted", text: ` · last try ${b.last_attempt.status}${b.last_attempt.error ? ": " + b.last_attempt.error : ""}` }) : "",
+      " ", openReceipt(b.receipt_id, b.visit_id), " ",
+      el("button", { type: "button", class: "secondary small", "data-collect": b.visit_id, "aria-label": `Charge the card again for ${b.amount} ${b.currency} owed`, onclick: ev => settleOwed(ev.currentTarget, "collect") }, "Charge again"), " ",
+      el("button", { type: "button", class: "secondary small", "data-writeoff": b.visit_id, "aria-label": `Write off ${b.amount} ${b.currency} owed`, onclick: ev => settleOwed(ev.currentTarget, "write-off") }, "Write off")))
+      : [el("li", { class: "muted", text: "Nothing owed." })]);
+  }
+  async function settleOwed(button, how) {
+    const li = button.closest("li");
+    try {
+      await api(token, "POST", `/v1/ops/visits/${encodeURIComponent(li.dataset.visit)}/balance/${how}`, {});
+      await loadPayments();
+      document.getElementById("owed-balances").focus();
+    } catch (e) {
+      li.querySelector(".ack-error")?.remove();
+      li.append(el("span", { class: "error ack-error", role: "alert", text: ` Not ${how === "collect" ? "charged" : "written off"}: ` + e.message }));
+    }
   }
 
   // ---- health -----------------------------------------------------------------------------
