@@ -215,3 +215,17 @@ def test_the_operators_see_a_balance_owed_and_settle_it_through_the_api(
         assert att["counts"]["owed_balances"] == 0 and att["owed_balances"] == []
         r = c.post("/v1/ops/visits/nope/balance/collect", headers=op)
         assert r.status_code == 404
+
+
+def test_erasure_waits_for_a_balance_owed(engine: Engine) -> None:
+    """Money still moves while a balance is owed (it is collected, or written off): erasure
+    is refused until then, as with an undecided dispute."""
+    svc, _ = _start(engine, charging=False)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        svc.leave(vid, {BAR: 6})
+        r = svc.client.delete("/v1/me", headers=h)
+        assert (r.status_code, r.json()["error"]) == (409, "balance_owed")
+        checkout.write_off_balance(svc.deps, vid, "op-1")
+        assert svc.client.delete("/v1/me", headers=h).status_code == 200

@@ -28,7 +28,8 @@ charges and the ledger stay, as bookkeeping law requires, but pseudonymised: the
 a random id that no longer leads to anyone, and the payment-method token in the built-in ledger
 (transactions and payer accounts) becomes ``erased:<payment method id>``, so balances still
 add up. A card tapped again after erasure is a stranger. Refused while the shopper is inside
-the store, a dispute of theirs is undecided, or a review case about one of their visits has no
+the store, a visit of theirs has a balance still owed above its hold, a dispute of theirs is
+undecided, or a review case about one of their visits has no
 applied verdict yet (money is still moving).
 """
 
@@ -161,6 +162,13 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
         if pending is not None:
             raise ServiceError(409, "dispute_in_progress",
                                "a dispute of yours is not decided yet: ask again afterwards")
+        owed = s.scalar(select(Visit.id).where(Visit.account_id == account_id,
+                                               Visit.balance_owed > 0,
+                                               Visit.balance_settled_at.is_(None)).limit(1))
+        if owed is not None:
+            raise ServiceError(409, "balance_owed",
+                               "a visit of yours has a balance still owed: ask again after it "
+                               "is settled")
         case = _open_review(s, account_id)
         if case is not None:
             raise ServiceError(409, "review_in_progress",
