@@ -110,12 +110,14 @@ class FaultyLedger:
             return self.inner.balance(f"hold:{v.auth_id}:EUR")
 
 
-def start(engine: Engine, clock: ManualClock | None = None) -> tuple[Svc, FaultyLedger]:
-    """The service on ``engine`` paying through a :class:`FaultyLedger`. Its start-up resumes
-    what a previous start left pending, as a restart does; use it as ``with svc.client:``."""
+def start(engine: Engine, clock: ManualClock | None = None,
+          ledger: type[FaultyLedger] = FaultyLedger) -> tuple[Svc, FaultyLedger]:
+    """The service on ``engine`` paying through a :class:`FaultyLedger` (or a subclass of
+    it, ``ledger``). Its start-up resumes what a previous start left pending, as a restart
+    does; use it as ``with svc.client:``."""
     clock = clock or ManualClock()
     sessions = session_factory(engine)
-    provider = FaultyLedger(LedgerProvider(sessions, clock))
+    provider = ledger(LedgerProvider(sessions, clock))
     settings = ServiceSettings(db_url=str(engine.url), entry_secret=SecretStr("k" * 32),
                                bootstrap_admin_token=SecretStr(ADMIN_TOKEN))
     app = create_app(settings, engine=engine, sessions=sessions, clock=clock, provider=provider)

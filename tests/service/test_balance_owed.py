@@ -8,21 +8,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from walkout.checkout.money import Money
 from walkout.service import checkout, housekeeping
-from walkout.service.app import create_app
-from walkout.service.clock import ManualClock
-from walkout.service.db import session_factory
 from walkout.service.errors import ServiceError
 from walkout.service.models import Visit
 from walkout.service.payments.base import Capture, ChargesSavedMethod
-from walkout.service.payments.ledger import LedgerProvider
-from walkout.service.settings import ServiceSettings
-from walkout.service.testing import ADMIN_TOKEN, Svc
+from walkout.service.testing import Svc
 
 from .faults import FaultyLedger, charges, start, visit_state
 
@@ -41,20 +34,7 @@ class ChargingLedger(FaultyLedger):
 def _start(engine: Engine, charging: bool = True) -> tuple[Svc, FaultyLedger]:
     """The service paying through the faulty ledger, with ``charge`` or (``charging`` False)
     without it, as a provider that cannot charge a saved method."""
-    if not charging:
-        return start(engine)
-    clock = ManualClock()
-    sessions = session_factory(engine)
-    provider = ChargingLedger(LedgerProvider(sessions, clock))
-    settings = ServiceSettings(db_url=str(engine.url), entry_secret=SecretStr("k" * 32),
-                               bootstrap_admin_token=SecretStr(ADMIN_TOKEN))
-    app = create_app(settings, engine=engine, sessions=sessions, clock=clock, provider=provider)
-    client = TestClient(app)
-    r = client.post("/v1/admin/staff", json={"role": "operator", "name": "gate"},
-                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    assert r.status_code == 201, r.text
-    gate = {"Authorization": f"Bearer {r.json()['token']}"}
-    return Svc(client, clock, app.state.deps, gate), provider
+    return start(engine, ledger=ChargingLedger if charging else FaultyLedger)
 
 
 def _visit(svc: Svc, vid: str) -> Visit:

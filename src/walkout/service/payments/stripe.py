@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import MutableSet
 from decimal import Decimal
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import stripe
 
@@ -155,25 +155,8 @@ class StripeProvider:
         _need_key(idempotency_key)
         if amount.amount <= 0:
             raise ValueError(f"a pre-authorisation must be positive, got {amount}")
-        customer, method = _split_payer(payer_ref)
-        params: stripe.params.PaymentIntentCreateParams = {
-            "amount": to_stripe_amount(amount),
-            "currency": amount.currency.lower(),
-            "capture_method": "manual",
-            "confirm": True,
-            "off_session": True,
-            "payment_method": method,
-            "allowed_payment_method_types": ["card"],
-            # nobody is at a screen at the gate to answer 3-D Secure: fail instead of waiting
-            "error_on_requires_action": True,
-        }
-        if customer is not None:
-            params["customer"] = customer
-        try:
-            intent = self._client.v1.payment_intents.create(
-                params, options={"idempotency_key": idempotency_key})
-        except stripe.StripeError as e:
-            _fail(e, "pre-authorisation")
+        intent = self._off_session(payer_ref, amount, "manual", idempotency_key,
+                                   "pre-authorisation")
         if intent.status != "requires_capture":
             raise PaymentDeclined(f"pre-authorisation not held: intent {intent.id} is "
                                   f"{intent.status}")
@@ -181,6 +164,31 @@ class StripeProvider:
         if held != amount:
             raise PaymentError(f"pre-authorisation {intent.id} holds {held}, asked {amount}")
         return Authorization(auth_id=intent.id, payer_ref=payer_ref, amount=held)
+
+    def _off_session(self, payer_ref: str, amount: Money, capture_method: Literal[
+                         "automatic", "manual"], idempotency_key: str,
+                     what: str) -> stripe.PaymentIntent:
+        """A confirmed off-session PaymentIntent on the payer's saved card: a hold at the gate
+        (``manual`` capture) or a charge after the visit (``automatic``). Nobody is at a
+        screen to answer 3-D Secure either way: it fails instead of waiting."""
+        customer, method = _split_payer(payer_ref)
+        params: stripe.params.PaymentIntentCreateParams = {
+            "amount": to_stripe_amount(amount),
+            "currency": amount.currency.lower(),
+            "capture_method": capture_method,
+            "confirm": True,
+            "off_session": True,
+            "payment_method": method,
+            "allowed_payment_method_types": ["card"],
+            "error_on_requires_action": True,
+        }
+        if customer is not None:
+            params["customer"] = customer
+        try:
+            return self._client.v1.payment_intents.create(
+                params, options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as e:
+            _fail(e, what)
 
     def capture(self, auth_id: str, amount: Money, idempotency_key: str) -> Capture:
         """Take ``amount`` of the hold; Stripe releases the remainder in the same call."""
@@ -222,24 +230,7 @@ class StripeProvider:
         _need_key(idempotency_key)
         if amount.amount <= 0:
             raise ValueError(f"a charge must be positive, got {amount}")
-        customer, method = _split_payer(payer_ref)
-        params: stripe.params.PaymentIntentCreateParams = {
-            "amount": to_stripe_amount(amount),
-            "currency": amount.currency.lower(),
-            "capture_method": "automatic",
-            "confirm": True,
-            "off_session": True,
-            "payment_method": method,
-            "allowed_payment_method_types": ["card"],
-            "error_on_requires_action": True,  # the shopper has left: nobody answers 3-D Secure
-        }
-        if customer is not None:
-            params["customer"] = customer
-        try:
-            intent = self._client.v1.payment_intents.create(
-                params, options={"idempotency_key": idempotency_key})
-        except stripe.StripeError as e:
-            _fail(e, "charge")
+        intent = self._off_session(payer_ref, amount, "automatic", idempotency_key, "charge")
         if intent.status in ("requires_payment_method", "canceled"):
             raise PaymentDeclined(f"charge not made: intent {intent.id} is {intent.status}")
         if intent.status != "succeeded":
