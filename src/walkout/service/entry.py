@@ -123,14 +123,18 @@ def _refuse_if_inside(s: Session, account_id: str) -> None:
                            "(bring companions in as a group on one scan)")
 
 
+def owing_visit(s: Session, account_id: str) -> str | None:
+    """A visit of the account whose balance above its hold is still owed, if any."""
+    return s.scalar(select(Visit.id).where(Visit.account_id == account_id,
+                                           Visit.balance_owed > 0,
+                                           Visit.balance_settled_at.is_(None)).limit(1))
+
+
 def _refuse_if_owing(s: Session, account_id: str) -> None:
     """A shopper who owes the balance of an earlier visit (a cart above its hold that could not
     be collected) enters again once it is settled: collected by a later charge, or written off
     by an operator (:func:`walkout.service.checkout.collect_balance`, ``write_off_balance``)."""
-    owed = s.scalar(select(Visit.id).where(Visit.account_id == account_id,
-                                           Visit.balance_owed > 0,
-                                           Visit.balance_settled_at.is_(None)).limit(1))
-    if owed is not None:
+    if owing_visit(s, account_id) is not None:
         raise ServiceError(409, "balance_owed",
                            "this account still owes part of an earlier visit's receipt (its "
                            "cart was above the hold): ask staff to settle it before entering")

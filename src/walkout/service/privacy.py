@@ -46,7 +46,7 @@ from walkout.checkout.money import Money
 from walkout.service import receipting
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
-from walkout.service.entry import INSIDE
+from walkout.service.entry import INSIDE, owing_visit
 from walkout.service.errors import ServiceError, not_found
 from walkout.service.live_state import ended_cases
 from walkout.service.models import (
@@ -162,10 +162,7 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
         if pending is not None:
             raise ServiceError(409, "dispute_in_progress",
                                "a dispute of yours is not decided yet: ask again afterwards")
-        owed = s.scalar(select(Visit.id).where(Visit.account_id == account_id,
-                                               Visit.balance_owed > 0,
-                                               Visit.balance_settled_at.is_(None)).limit(1))
-        if owed is not None:
+        if owing_visit(s, account_id) is not None:
             raise ServiceError(409, "balance_owed",
                                "a visit of yours has a balance still owed: ask again after it "
                                "is settled")
