@@ -39,7 +39,7 @@ from walkout.service.checkout import LineRequest, insert_ignore
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError
 from walkout.service.models import CartLine, EngineEvent, RunnerCheckpoint, Visit
-from walkout.service.staff import _active_staff
+from walkout.service.staff import active_staff
 from walkout.sources.recording import Sensors
 from walkout.sources.wire import is_credential
 
@@ -400,7 +400,7 @@ class LiveRunner:
         if is_staff_credential(cred):
             if old:
                 return {"party": g.party_size}
-            if g.party_size != 1 or _active_staff(d, cred.removeprefix(STAFF_PREFIX)) is None:
+            if g.party_size != 1 or active_staff(d, cred.removeprefix(STAFF_PREFIX)) is None:
                 return {"refused": "staff_badge_refused"}
             return {"party": 1}
         if before is not None and not old:

@@ -34,7 +34,7 @@ class StaffAdmission:
     credential: str  # what the gate puts in its GateEvent for the engine
 
 
-def _active_staff(d: Deps, account_id: str) -> Account | None:
+def active_staff(d: Deps, account_id: str) -> Account | None:
     """The staff account, if it exists and has a working token (not revoked)."""
     with d.sessions() as s:
         a = s.get(Account, account_id)
@@ -47,7 +47,7 @@ def _active_staff(d: Deps, account_id: str) -> Account | None:
 
 def issue_badge(d: Deps, account_id: str) -> str:
     """A badge code for an active staff account (404 otherwise)."""
-    if _active_staff(d, account_id) is None:
+    if active_staff(d, account_id) is None:
         raise not_found("active staff account")
     body = f"{BADGE_PREFIX}.{account_id}.{int(d.clock.now().timestamp())}"
     return f"{body}.{_sign(d.settings.entry_secret.get_secret_value().encode(), body)}"
@@ -63,6 +63,6 @@ def admit_staff(d: Deps, badge: str) -> StaffAdmission:
     secret = d.settings.entry_secret.get_secret_value().encode()
     if not hmac.compare_digest(sig, _sign(secret, body)):
         raise ServiceError(400, "badge_forged", "staff badge signature is not valid")
-    if _active_staff(d, account_id) is None:
+    if active_staff(d, account_id) is None:
         raise ServiceError(403, "badge_revoked", "this staff badge's account is revoked")
     return StaffAdmission(account_id, f"{STAFF_PREFIX}{account_id}")
