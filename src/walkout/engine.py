@@ -306,6 +306,7 @@ class Engine:
                                          "store was empty: its receipt is issued as it is",
                                          s.session_id))
                 self._issue(s)
+        self._unbound_inside()
         nxt = Engine(self.store, self.config)
         # the faults still in force: the next stream's health page folds its own alerts, and
         # nothing raises these again (a dead plate is alerted once, a silent device until back)
@@ -338,6 +339,16 @@ class Engine:
                 self.alerts.append(Alert(s.entered_at, "no_exit_seen",
                                          "session still open at the end of the stream",
                                          s.session_id))
+                self._issue(s)
+        self._unbound_inside()
+
+    def _unbound_inside(self) -> None:
+        """Unbound people still inside when the stream ends: their receipt (charged to nobody)
+        is issued as at an exit, so that one holding goods raises ``unbound_left_with_goods``
+        (their entry raised ``unbound_person`` already; without goods, nothing more)."""
+        for s in self.book.sessions.values():
+            if s.state == SessionState.OPEN and not s.bound and not s.staff \
+                    and +self.ledger.contents(s.session_id):
                 self._issue(s)
 
     def run(
