@@ -7,6 +7,7 @@ Faults, per provider operation, consumed in order (an operation with none left g
   connection error: "retrying with the same idempotency key is safe")
 - ``lost``: the call went through, its answer was lost (the same ``PaymentError``)
 - ``declined``: refused outright, nothing moved (``PaymentDeclined``)
+- ``gone``: refused outright, the authorisation expired or was cancelled (``AuthorizationGone``)
 - ``crash``: the process dies before the call (``Crash``)
 """
 
@@ -27,6 +28,7 @@ from walkout.service.db import session_factory
 from walkout.service.models import Charge, Visit
 from walkout.service.payments.base import (
     Authorization,
+    AuthorizationGone,
     Capture,
     PaymentDeclined,
     PaymentError,
@@ -36,7 +38,7 @@ from walkout.service.payments.ledger import LedgerProvider
 from walkout.service.settings import ServiceSettings
 from walkout.service.testing import ADMIN_TOKEN, Svc
 
-Fault = Literal["down", "lost", "declined", "crash"]
+Fault = Literal["down", "lost", "declined", "gone", "crash"]
 Op = Literal["preauthorize", "capture", "release", "refund"]
 T = TypeVar("T")
 
@@ -69,6 +71,8 @@ class FaultyLedger:
             raise PaymentError(f"{op}: {UNREACHABLE}")
         if fault == "declined":
             raise PaymentDeclined(f"{op}: card_declined")
+        if fault == "gone":
+            raise AuthorizationGone(f"{op}: the authorisation expired")
         if fault == "crash":
             raise Crash(op)
         out = fn()

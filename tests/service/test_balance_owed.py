@@ -11,7 +11,8 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from walkout.checkout.money import Money
-from walkout.service import checkout, housekeeping
+from walkout.service import checkout, housekeeping, revisions
+from walkout.service.checkout import LineRequest
 from walkout.service.errors import ServiceError
 from walkout.service.models import Visit
 from walkout.service.payments.base import Capture, ChargesSavedMethod
@@ -164,7 +165,7 @@ def test_a_balance_charge_whose_answer_was_lost_is_repeated_with_its_key(
         assert charges(svc, vid)[-1] == ("capture", f"visit:{vid}:balance", "succeeded")
         assert pay.sales() == Decimal("55.14")
         assert _visit(svc, vid).balance_settlement == "charged"
-        assert visit_state(svc, vid) == "in_review"  # staff had it: they close it
+        assert visit_state(svc, vid) == "charged"  # in review only for want of the money
         assert _scan(svc, h) == (201, None)
 
 
@@ -209,3 +210,112 @@ def test_erasure_waits_for_a_balance_owed(engine: Engine) -> None:
         assert (r.status_code, r.json()["error"]) == (409, "balance_owed")
         checkout.write_off_balance(svc.deps, vid, "op-1")
         assert svc.client.delete("/v1/me", headers=h).status_code == 200
+
+
+# ---- a capture refused at the exit, a revision above what was taken ----------------------------
+
+
+def _verdict(svc: Svc, vid: str, product: str, quantity: int) -> None:
+    """A review verdict after the receipt (as the engine worker applies it)."""
+    revisions.add_review_lines(svc.deps, vid, [LineRequest(
+        f"ev-review:{product}:{quantity:+d}:review", product, quantity, "ev-review")])
+    revisions.revise(svc.deps, vid, needs_review=False)
+
+
+def test_a_capture_refused_because_the_hold_is_gone_charges_the_saved_method(
+        engine: Engine) -> None:
+    """The hold expired before the exit: nothing is held, so the whole receipt is owed and
+    the saved card is charged for it at once, once."""
+    svc, pay = _start(engine)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("capture", "gone")
+        out = svc.leave(vid, {BAR: 2})
+        assert out["state"] == "charged"
+        assert out["charged"] == out["total"] == {"amount": "18.38", "currency": "EUR"}
+        assert charges(svc, vid)[1:] == [("capture", f"visit:{vid}:capture", "failed"),
+                                         ("capture", f"visit:{vid}:balance", "succeeded")]
+        assert pay.sales() == Decimal("18.38")
+        v = _visit(svc, vid)
+        assert (v.balance_owed, v.balance_settlement) == (Decimal("18.38"), "charged")
+        again = svc.client.post(f"/v1/visits/{vid}/exit", headers=svc.gate).json()
+        assert again == out  # answered as then, nothing charged twice
+        housekeeping.turn(svc.deps)
+        assert pay.keys("charge") == [f"visit:{vid}:balance"]
+        assert _scan(svc, h) == (201, None)
+
+
+def test_a_capture_declined_leaves_the_receipt_owed_for_staff(engine: Engine) -> None:
+    """A card decline at capture says nothing of the hold: the saved card is not charged
+    blindly beside it. The receipt is owed, listed for staff, and its shopper refused at the
+    gate until staff collect it."""
+    svc, pay = _start(engine)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("capture", "declined")
+        out = svc.leave(vid, {BAR: 2})
+        assert out["state"] == "in_review"
+        assert out["charged"] == {"amount": "0.00", "currency": "EUR"}
+        assert pay.keys("charge") == [] and pay.sales() == 0
+        [owed] = checkout.owed_balances(svc.deps)
+        assert (owed["visit_id"], owed["amount"], owed["settled"]) == (vid, "18.38", False)
+        assert owed["last_attempt"] is None
+        assert _scan(svc, h) == (409, "balance_owed")
+        got = checkout.collect_balance(svc.deps, vid)  # staff, having checked the hold
+        assert got["settled"] is True and pay.sales() == Decimal("18.38")
+        assert visit_state(svc, vid) == "charged"
+        assert _scan(svc, h) == (201, None)
+
+
+def test_a_capture_refused_with_a_provider_that_cannot_charge_is_owed(engine: Engine) -> None:
+    svc, pay = _start(engine, charging=False)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("capture", "gone")
+        out = svc.leave(vid, {BAR: 1})
+        assert out["state"] == "in_review" and pay.sales() == 0
+        assert _visit(svc, vid).balance_owed == Decimal("9.19")
+        assert _scan(svc, h) == (409, "balance_owed")
+
+
+def test_a_revision_above_what_was_taken_is_charged_to_the_saved_method(
+        engine: Engine) -> None:
+    """A verdict after the receipt adds an item: the capture is closed, so the difference is
+    owed and charged to the saved card; refused, it blocks the next entry."""
+    svc, pay = _start(engine)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        svc.leave(vid, {BAR: 1})
+        _verdict(svc, vid, BAR, +1)
+        assert visit_state(svc, vid) == "charged" and pay.sales() == Decimal("18.38")
+        assert pay.keys("charge") == [f"visit:{vid}:balance"]
+        assert _visit(svc, vid).balance_owed == Decimal("9.19")
+
+        h2 = svc.shopper(card="tok_other", email="bob@example.org")
+        v2 = svc.enter(h2)
+        svc.leave(v2, {BAR: 1})
+        pay.fail("charge", "declined")
+        _verdict(svc, v2, BAR, +1)
+        assert visit_state(svc, v2) == "in_review" and pay.sales() == Decimal("27.57")
+        [owed] = checkout.owed_balances(svc.deps)
+        assert (owed["visit_id"], owed["amount"]) == (v2, "9.19")
+        assert _scan(svc, h2) == (409, "balance_owed")
+
+
+def test_a_balance_written_off_is_not_asked_for_again_by_a_revision(engine: Engine) -> None:
+    svc, pay = _start(engine, charging=False)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        svc.leave(vid, {BAR: 6})  # 55.14: 50.00 captured, 5.14 owed
+        assert visit_state(svc, vid) == "in_review"
+        checkout.write_off_balance(svc.deps, vid, "op-1")
+        assert visit_state(svc, vid) == "charged"  # it was in review only for the money
+        revisions.revise(svc.deps, vid, needs_review=False)  # e.g. a verdict's note
+        assert visit_state(svc, vid) == "charged"
+        assert checkout.owed_balances(svc.deps) == [] and _scan(svc, h) == (201, None)
+        assert pay.sales() == Decimal("50.00")

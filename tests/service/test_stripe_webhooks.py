@@ -47,7 +47,7 @@ HOOK = "/v1/webhooks/stripe"
 def _stripe_svc(engine: Engine, http: RecordedStripe | None = None) -> tuple[Svc, RecordedStripe]:
     """The service with the Stripe provider over the recorded exchanges (started: its
     start-up resumes pending payments, as after a restart)."""
-    http = http or RecordedStripe("service_flow")
+    http = http or RecordedStripe("service_flow", "charge_owed_receipt")
     provider = StripeProvider.from_api_key(STRIPE_TEST_KEY, http_client=http,
                                            max_network_retries=0)
     return make_svc(engine, provider=provider), http
@@ -405,21 +405,29 @@ def test_the_sales_figures_count_the_fee_won_or_lost(
 
 def test_an_expired_hold_is_never_captured_blindly(
         stripe_svc: tuple[Svc, RecordedStripe]) -> None:
+    """Nothing is held any more: the receipt is charged to the saved card off-session (an
+    automatic-capture PaymentIntent under the visit's balance key), once."""
     svc, http = stripe_svc
     h = svc.shopper(card=CARD)
     vid = svc.enter(h)  # the shopper is inside when Stripe cancels the hold
     got = _ok(svc, event("payment_intent_canceled"))
     assert got["outcome"] == "attention" and "the exit will capture nothing" in got["detail"]
     out = svc.leave(vid, {BAR: 1, WATER: 1})
-    assert (out["state"], out["charged"]["amount"]) == ("in_review", "0.00")
+    assert (out["state"], out["charged"]["amount"]) == ("charged", "16.78")
     assert http.sent(f"/v1/payment_intents/{PI}/capture") == []  # no call made in vain
     with svc.deps.sessions() as s:
-        cap = s.scalar(select(Charge).where(Charge.visit_id == vid, Charge.kind == "capture"))
-        assert cap is not None and cap.status == "failed"
-        assert cap.error is not None and "expired" in cap.error
+        caps = {c.idempotency_key: c for c in s.scalars(
+            select(Charge).where(Charge.visit_id == vid, Charge.kind == "capture"))}
+        cap, bal = caps[f"visit:{vid}:capture"], caps[f"visit:{vid}:balance"]
+        assert cap.status == "failed" and cap.error is not None and "expired" in cap.error
+        assert (bal.status, bal.provider_ref, bal.amount) == (
+            "succeeded", "ch_3QBalance0002", Decimal("16.78"))
+    [paid] = [p for p in http.sent("/v1/payment_intents") if p["capture_method"] == "automatic"]
+    assert (paid["amount"], paid["off_session"]) == ("1678", "true")
     housekeeping.turn(svc.deps)  # nothing is left to retry
     assert http.sent(f"/v1/payment_intents/{PI}/capture") == []
-    assert _visit_state(svc, vid) == "in_review"
+    assert len(http.sent("/v1/payment_intents")) == 2  # the pre-authorisation and that one
+    assert _visit_state(svc, vid) == "charged"
 
 
 def test_an_expired_hold_settles_a_capture_left_unknown(
@@ -435,8 +443,11 @@ def test_an_expired_hold_settles_a_capture_left_unknown(
     assert "the exit's capture is recorded refused" in got["detail"]
     assert _visit_state(svc, vid) == "in_review"
     http.down = False
-    housekeeping.turn(svc.deps)
+    housekeeping.turn(svc.deps)  # the receipt, owed, is charged to the saved card
     assert len(http.sent(f"/v1/payment_intents/{PI}/capture")) == 1  # the one while down
+    [paid] = [p for p in http.sent("/v1/payment_intents") if p["capture_method"] == "automatic"]
+    assert paid["amount"] == "919"
+    assert _visit_state(svc, vid) == "charged"
 
 
 def test_walkouts_own_release_comes_back_ignored(

@@ -178,7 +178,7 @@ def shop(db_url: str) -> Iterator[Shop]:
     shop.deliver("charge.refunded", {"id": dee.charge, "object": "charge", "amount": 5000,
                                      "amount_captured": dee.cents, "amount_refunded": 100,
                                      "currency": "eur", "payment_intent": dee.intent})
-    # Eve is inside when her hold is cancelled: her exit captures nothing
+    # Eve is inside when her hold is cancelled: her exit captures nothing, her card pays
     eve = shop.enter("eve")
     with deps.sessions() as s:
         v = s.get(Visit, eve)
@@ -259,11 +259,11 @@ def test_the_receipts_tab_lists_chargebacks_by_due_date_and_events_to_check(
     expect(receipt.locator("h2")).to_be_focused()
     expect(receipt.locator(".state").first).to_have_text("disputed")
     expect(receipt.locator("li[data-chargeback='dp_web_ann']")).to_contain_text("answer by")
-    # the hold gone: Eve's receipt, in review (staff collect)
+    # the hold gone: Eve's receipt, charged to her saved card instead (nothing was held)
     events.nth(0).get_by_role("button", name=re.compile(r"^Receipt ")).click()
     expect(receipt.locator("h2")).to_have_text(
         f"Receipt {shop.visits['eve'].receipt_id[:8]}")  # type: ignore[index]
-    expect(receipt.locator(".state").first).to_have_text("in_review")
+    expect(receipt.locator(".state").first).to_have_text("charged")
     # the refund made in Stripe's dashboard is marked as such on Dee's receipt
     events.nth(1).get_by_role("button", name=re.compile(r"^Receipt ")).click()
     outside = receipt.locator("li[data-outside='true']")

@@ -7,11 +7,15 @@ and writes a pending capture (or release) charge; (2) the provider call, outside
 transaction, with the visit's idempotency key; (3) its record. :func:`resume_checkouts` redoes
 step 2-3 for visits a crash left in ``checking_out`` — the key makes that charge once.
 
-Only the provider's outright refusal (``payments.base.FINAL_ERRORS``) is recorded as a failed charge
-(the visit goes ``in_review``, its hold still open). Any other error leaves the outcome
-unknown — the provider may be unreachable, or the money moved and the answer was lost — so the
-charge stays pending and the visit ``checking_out``: a retried exit or the next start repeats
-the call with the same key, which returns the first call's result if it went through.
+Only the provider's outright refusal (``payments.base.FINAL_ERRORS``) is recorded as a failed
+charge: the visit goes ``in_review`` and, a refused capture having taken nothing, the whole
+receipt is its ``balance_owed`` (below). When the refusal says nothing is held any more (the hold
+expired or was cancelled: ``AuthorizationGone``, or is unknown to the provider) the saved
+method is charged for it at once; a card decline at capture leaves it owed for staff, who know
+whether the hold still stands. Any other error leaves the outcome unknown — the provider may
+be unreachable, or the money moved and the answer was lost — so the charge stays pending and
+the visit ``checking_out``: a retried exit or the next start repeats the call with the same
+key, which returns the first call's result if it went through.
 
 A cart above the hold: the exit captures the hold (a capture can take no more) and the rest is
 the visit's ``balance_owed``, recorded with the capture's success. A provider that can charge
@@ -56,6 +60,7 @@ from walkout.service.payments.base import (
     AuthorizationGone,
     ChargesSavedMethod,
     PaymentError,
+    UnknownPayment,
     is_final,
 )
 from walkout.service.payments.reported import hold_gone
@@ -228,10 +233,9 @@ def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None, *,
     f = frozen or _read(d, visit_id)
     zero = Money.zero(f.total.currency)
     if f.state != "checking_out":  # settled before: answer as then
-        done = f.kind == "capture" and f.status == "succeeded"
+        captured = f.amount if f.kind == "capture" and f.status == "succeeded" else zero
         return ExitResult(visit_id, f.state, f.receipt_id, f.total,
-                          f.amount + _balance_paid(d, visit_id, f.total.currency) if done
-                          else zero)
+                          captured + _balance_paid(d, visit_id, f.total.currency))
     assert f.auth_id is not None
     try:
         if f.kind == "capture":
@@ -245,22 +249,27 @@ def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None, *,
             ref = None
     except PaymentError as e:
         final = is_final(e)
+        balance_key = None
         with d.sessions.begin() as s:
             s.execute(update(Charge).where(Charge.idempotency_key == f.key,
                                            Charge.status == "pending")
                       .values(status="failed" if final else "pending", error=e.reason[:300]))
-            if final:  # refused: nothing moved, the hold is still open; staff take it up
-                s.execute(update(Visit).where(Visit.id == visit_id,
-                                              Visit.state == "checking_out")
-                          .values(state="in_review"))
+            moved = final and s.execute(update(Visit).where(
+                Visit.id == visit_id, Visit.state == "checking_out")
+                .values(state="in_review")).rowcount
+            if moved and f.kind == "capture":  # nothing was taken: the whole receipt is owed
+                balance_key = owe(d, s, visit_id, f.total, collect=_hold_is_gone(e))
         if not final:
             log.warning("visit %s: %s outcome unknown, kept pending for a retry with its key: "
                         "%s", visit_id, f.kind, e.reason)
             return ExitResult(visit_id, "checking_out", f.receipt_id, f.total, zero)
         log.warning("visit %s: %s refused: %s", visit_id, f.kind, e.reason)
+        charged = zero
+        if balance_key is not None:
+            charged = collect(d, visit_id, balance_key, clear_review=not f.needs_review) or zero
         if catch_up and _catch_up(d, visit_id, f.last_line):
             return _settle(d, visit_id, catch_up=False)
-        return ExitResult(visit_id, "in_review", f.receipt_id, f.total, zero)
+        return ExitResult(visit_id, _state(d, visit_id), f.receipt_id, f.total, charged)
     final_state = "in_review" if f.review else ("charged" if f.kind == "capture" else "released")
     short = f.total - f.amount if f.kind == "capture" else zero
     balance_key = None
@@ -271,10 +280,10 @@ def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None, *,
                                               Visit.state == "checking_out")
                           .values(state=final_state)).rowcount
         if moved and short.amount > 0:  # the cart was above the hold: the rest is owed
-            balance_key = _owe(d, s, visit_id, short)
+            balance_key = owe(d, s, visit_id, short)
     charged = f.amount if f.kind == "capture" else zero
     if balance_key is not None:
-        paid = _collect(d, visit_id, balance_key, clear_review=not f.needs_review)
+        paid = collect(d, visit_id, balance_key, clear_review=not f.needs_review)
         if paid is not None:
             charged, final_state = charged + paid, _state(d, visit_id)
     if catch_up and _catch_up(d, visit_id, f.last_line):
@@ -315,17 +324,20 @@ def resume_checkouts(d: Deps) -> int:
     with its own key: charged once)."""
     with d.sessions() as s:
         ids = list(s.scalars(select(Visit.id).where(Visit.state == "checking_out")))
-        balances = list(s.execute(select(Charge.visit_id, Charge.idempotency_key).where(
-            Charge.status == "pending", _BALANCE_KEYS).order_by(Charge.id)).all())
+        balances = list(s.execute(select(Charge.visit_id, Charge.idempotency_key,
+                                         Receipt.needs_review)
+                                  .join(Receipt, Receipt.visit_id == Charge.visit_id)
+                                  .where(Charge.status == "pending", _BALANCE_KEYS)
+                                  .order_by(Charge.id)).all())
     for vid in ids:
         try:
             _settle(d, vid)
         except Exception:  # not a payment answer: still pending, and the start goes on
             log.exception("visit %s: settling its exit failed; its charge stays pending "
                           "and is retried with its key on the next start", vid)
-    for vid, key in balances:
-        try:
-            _collect(d, vid, key)
+    for vid, key, needs_review in balances:
+        try:  # collected, a visit in review only for want of the money is charged
+            collect(d, vid, key, clear_review=not needs_review)
         except Exception:
             log.exception("visit %s: its balance charge %s failed; it stays pending and is "
                           "retried with its key", vid, key)
@@ -360,15 +372,23 @@ def _state(d: Deps, visit_id: str) -> str:
         return v.state
 
 
-def _owe(d: Deps, s: Session, visit_id: str, short: Money) -> str | None:
-    """Record ``short`` owed on the visit (in the transaction of the capture's success) and,
-    when the provider can charge the saved method, the pending charge that collects it: its
-    key (None: it stays owed for staff)."""
+def _hold_is_gone(e: PaymentError) -> bool:
+    """Whether a refused capture leaves nothing held (the hold expired, was cancelled, or the
+    provider does not know it), so that charging the saved method cannot take the money twice.
+    A card decline at capture says nothing of the hold: staff collect that one."""
+    return isinstance(e, AuthorizationGone | UnknownPayment)
+
+
+def owe(d: Deps, s: Session, visit_id: str, short: Money, *,
+         collect: bool = True) -> str | None:
+    """Record ``short`` owed on the visit (in the transaction that found it short: the
+    capture's success, its refusal, a revision) and, when the provider can charge the saved
+    method and ``collect``, the pending charge that collects it: its key (None: it stays owed
+    for staff)."""
     s.execute(update(Visit).where(Visit.id == visit_id, Visit.balance_owed.is_(None))
               .values(balance_owed=short.amount))
-    log.warning("visit %s: the receipt is %s above the hold: owed by the shopper", visit_id,
-                short)
-    if not isinstance(d.provider, ChargesSavedMethod):
+    log.warning("visit %s: %s more than was captured is owed by the shopper", visit_id, short)
+    if not collect or not isinstance(d.provider, ChargesSavedMethod):
         return None
     key = f"visit:{visit_id}:balance"
     s.add(Charge(visit_id=visit_id, kind="capture", idempotency_key=key,
@@ -377,7 +397,7 @@ def _owe(d: Deps, s: Session, visit_id: str, short: Money) -> str | None:
     return key
 
 
-def _collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> Money | None:
+def collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> Money | None:
     """Steps 2-3 of a balance charge (pending under ``key``): what it took, or None (refused:
     the balance stays owed; unknown: pending, repeated with ``key``). Collected, the balance
     is settled; ``clear_review``: the visit was sent to staff only for the balance (its exit,
@@ -444,6 +464,8 @@ def collect_balance(d: Deps, visit_id: str) -> dict[str, object]:
                                "off")
         tries = list(s.scalars(select(Charge).where(Charge.visit_id == visit_id,
                                                     _balance_charges(visit_id))))
+        needs_review = bool(s.scalar(select(Receipt.needs_review)
+                                     .where(Receipt.visit_id == visit_id)))
         pending = [c.idempotency_key for c in tries if c.status == "pending"]
         if pending:
             key = pending[0]
@@ -452,7 +474,7 @@ def collect_balance(d: Deps, visit_id: str) -> dict[str, object]:
             s.add(Charge(visit_id=visit_id, kind="capture", idempotency_key=key,
                          provider=d.provider.name, amount=Decimal(v.balance_owed),
                          currency=v.currency, status="pending", created_at=d.clock.now()))
-    _collect(d, visit_id, key)
+    collect(d, visit_id, key, clear_review=not needs_review)
     with d.sessions() as s:
         v = s.get(Visit, visit_id)
         assert v is not None
@@ -476,6 +498,9 @@ def write_off_balance(d: Deps, visit_id: str, by: str, note: str | None = None
                                    "first (retried on the service's timer)")
             v.balance_settled_at, v.balance_settlement = d.clock.now(), SETTLED_WRITTEN_OFF
             v.balance_settled_by, v.balance_note = by, note[:500] if note else None
+            if v.state == "in_review" and not s.scalar(
+                    select(Receipt.needs_review).where(Receipt.visit_id == visit_id)):
+                v.state = "charged"  # it was in review only for want of the money
             log.warning("visit %s: its balance of %s %s was written off by %s", visit_id,
                         v.balance_owed, v.currency, by)
         return _balance_json(s, v)

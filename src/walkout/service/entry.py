@@ -124,20 +124,22 @@ def _refuse_if_inside(s: Session, account_id: str) -> None:
 
 
 def owing_visit(s: Session, account_id: str) -> str | None:
-    """A visit of the account whose balance above its hold is still owed, if any."""
+    """A visit of the account with part of its receipt still owed (above the hold, or a
+    capture refused, or a revision above what was taken), if any."""
     return s.scalar(select(Visit.id).where(Visit.account_id == account_id,
                                            Visit.balance_owed > 0,
                                            Visit.balance_settled_at.is_(None)).limit(1))
 
 
 def _refuse_if_owing(s: Session, account_id: str) -> None:
-    """A shopper who owes the balance of an earlier visit (a cart above its hold that could not
-    be collected) enters again once it is settled: collected by a later charge, or written off
-    by an operator (:func:`walkout.service.checkout.collect_balance`, ``write_off_balance``)."""
+    """A shopper who owes the balance of an earlier visit (what its capture could not take and
+    the saved card did not pay) enters again once it is settled: collected by a later charge,
+    or written off by an operator (:func:`walkout.service.checkout.collect_balance`,
+    ``write_off_balance``)."""
     if owing_visit(s, account_id) is not None:
         raise ServiceError(409, "balance_owed",
-                           "this account still owes part of an earlier visit's receipt (its "
-                           "cart was above the hold): ask staff to settle it before entering")
+                           "this account still owes part of an earlier visit's receipt: ask "
+                           "staff to settle it before entering")
 
 
 def _replay(s: Session, v: Visit | None, gate_id: str, party_size: int,

@@ -19,8 +19,10 @@ marks it failed (the visit goes ``in_review``; the next revision tries again). A
 hold was never captured (the capture was refused) and that now owes nothing has the hold
 released through the provider the same way, and only then is ``released``. A verdict that
 raises what is owed above what was captured cannot capture more from an authorisation already
-closed: the receipt shows the new total and the visit goes ``in_review`` for staff to collect
-the difference. A verdict for a visit whose exit is still settling (``checking_out``, the
+closed: the difference becomes the visit's ``balance_owed``, charged to the saved payment
+method at once as at an exit above the hold (``checkout.owe``), and the visit is ``in_review``
+until it is collected (or an operator writes it off); a balance written off is not asked for
+again. A verdict for a visit whose exit is still settling (``checking_out``, the
 capture's outcome unknown) has its lines appended and is applied once the capture settles
 (``checkout.settle``).
 
@@ -136,20 +138,28 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
             owed = owed + max(rl.amount - credit.get(rl.product_id, zero), zero)
         caps = disputes.captures(s, visit_id)  # the hold's, and a balance charged above it
         kept = disputes.captured(s, visit_id, cur) - disputes.committed_refunds(s, visit_id, cur)
-        over, short = kept - owed, owed - kept
+        # a balance an operator wrote off is not asked for again
+        forgiven = (Money(Decimal(v.balance_owed), cur)
+                    if v.balance_settlement == checkout.SETTLED_WRITTEN_OFF and v.balance_owed
+                    else zero)
+        over, short = kept - owed, owed - kept - forgiven
         if v.balance_owed is not None and v.balance_settled_at is None:
             # a balance still owed above the hold is what the revised receipt leaves owed
             v.balance_owed = max(short, zero).amount
-        key = None
+        key = balance_key = None
         if caps and over.amount > 0:
             key = _refund_key(s, v)
             disputes.add_refund(d, s, visit_id, key, over, d.clock.now())
         release = None
         if short.amount > 0:
             if v.state in ("charged", "released"):
-                v.state = "in_review"  # staff collect the difference
-            log.warning("visit %s: the revised receipt is %s above what the store kept; "
-                        "staff collect it", visit_id, short)
+                v.state = "in_review"  # until the difference is collected
+            if v.balance_owed is None:  # owed now: charged to the saved card where it can be
+                balance_key = checkout.owe(d, s, visit_id, short,
+                                           collect=_hold(s, visit_id) == "closed")
+            elif v.balance_settled_at is not None:
+                log.warning("visit %s: the revised receipt is %s above what the store kept and "
+                            "the balance was settled before: staff collect it", visit_id, short)
         elif not needs_review:
             hold = _hold(s, visit_id)
             if hold == "open":  # never captured and nothing owed: release it, then 'released'
@@ -162,6 +172,8 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
                                          over.amount if key else Decimal(0), key)
         rid = rec.id
     refund = _refund_all(d, visit_id, key) if key else None
+    if balance_key is not None:
+        checkout.collect(d, visit_id, balance_key, clear_review=not needs_review)
     if release is not None and auth_id is not None:
         _release(d, visit_id, auth_id, release)
     if mail is not None:

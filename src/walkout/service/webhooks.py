@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from walkout.checkout.money import CurrencyMismatch, Money
+from walkout.service import checkout
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -327,7 +328,11 @@ def _hold_gone(d: Deps, s: Session, ev: Event) -> _Result:
                   .values(status="failed", error=what[:300]))
         if v.state == "checking_out":
             v.state = "in_review"
-        what += "; the exit's capture is recorded refused: the visit is in review, staff collect"
+            total = s.scalar(select(Receipt.total).where(Receipt.visit_id == v.id))
+            if total:  # nothing was taken: the receipt is owed, charged to the saved method
+                checkout.owe(d, s, v.id, Money(Decimal(total), v.currency))
+        what += ("; the exit's capture is recorded refused: the receipt is owed (charged to the "
+                 "saved card on the service's timer where the provider can; else staff collect)")
     elif v.state in ("authorizing", "open"):
         what += ("; the shopper may still be inside: the exit will capture nothing and the "
                  "visit goes to review, staff collect")

@@ -739,9 +739,10 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         that nobody acknowledged yet, newest first, each with its visit's receipt;
         ``include_acknowledged``: those staff acknowledged too, with who and when.
         ``counts``: ``attention_events`` still to check, ``acknowledged_events`` done, both
-        over the ``days``, ``owed_balances``: visits whose cart came to more than their hold
-        and whose rest could not be charged (their shoppers are refused at the gate until it
-        is collected or written off). ``reports``: whether this store's provider reports
+        over the ``days``, ``owed_balances``: visits with part of their receipt still owed
+        (above the hold, a capture refused, a revision above what was taken) that the saved
+        card did not pay (their shoppers are refused at the gate until it is collected or
+        written off). ``reports``: whether this store's provider reports
         anything (a Stripe store's webhook)."""
         since = deps.clock.now() - timedelta(days=days)
         open_cbs = webhooks.chargebacks(deps, only_open=True)
@@ -770,9 +771,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
 
     @app.post("/v1/ops/visits/{visit_id}/balance/collect")
     def collect_balance(visit_id: str, _: Operator) -> dict[str, Any]:
-        """Charge a visit's balance owed above its hold to the shopper's saved card again
-        (after they updated it): the balance as it stands after the attempt (``settled``,
-        ``last_attempt``). 409 ``no_balance``: nothing owed; ``cannot_charge``: this
+        """Charge a visit's balance owed (what its capture could not take) to the shopper's
+        saved card again (after they updated it): the balance as it stands after the attempt
+        (``settled``, ``last_attempt``). 409 ``no_balance``: nothing owed; ``cannot_charge``: this
         provider cannot charge a saved card (collect it there, or write it off)."""
         return checkout.collect_balance(deps, visit_id)
 

@@ -451,7 +451,7 @@
     if (had) (hadEvent && list.querySelector(`li[data-event="${CSS.escape(hadEvent)}"] button${hadWhich}`) || list).focus();
     drawOwed(p.owed_balances);
   }
-  // a balance above the hold the card did not pay: charge the saved card again, or give it up
+  // part of a receipt the capture could not take and the card did not pay: charge the saved card again, or give it up
   function drawOwed(owed) {
     const list = document.getElementById("owed-balances");
     fill(list, owed.length ? owed.map(b => el("li", { "data-visit": b.visit_id },
