@@ -94,6 +94,42 @@ def test_a_capture_whose_answer_was_lost_is_charged_once_and_can_be_refunded(
         assert pay.sales() == Decimal("9.19")
 
 
+def test_a_capture_unconfirmed_for_15_minutes_is_shown_to_staff_until_it_is(
+        engine: Engine) -> None:
+    """The provider away for long: the payments card lists the capture (what, how much, since
+    when, the last error, its receipt) once it has been unconfirmed for 15 minutes, and no
+    longer once a retry confirms it."""
+    svc, pay = start(engine)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("capture", *["down"] * 3)
+        out = svc.leave(vid, {BAR: 1})
+        assert out["state"] == "checking_out"
+
+        def listed() -> list[dict[str, object]]:
+            r = svc.client.get("/v1/ops/payment-attention", headers=svc.gate)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["counts"]["unconfirmed_charges"] == len(body["unconfirmed_charges"])
+            return list(body["unconfirmed_charges"])
+
+        assert listed() == []  # a short outage is the retries' business
+        svc.clock.advance(14 * 60)
+        housekeeping.turn(svc.deps)  # still down
+        assert listed() == []
+        svc.clock.advance(2 * 60)
+        housekeeping.turn(svc.deps)  # still down
+        [c] = listed()
+        assert (c["visit_id"], c["kind"], c["key"], c["amount"], c["currency"]) == (
+            vid, "capture", f"visit:{vid}:capture", "9.19", "EUR")
+        assert c["receipt_id"] == out["receipt_id"] and "unreachable" in str(c["error"])
+        assert svc.client.get("/v1/ops/payment-attention", headers=h).status_code == 403
+        housekeeping.turn(svc.deps)  # the provider is back: confirmed, charged once
+        assert visit_state(svc, vid) == "charged" and pay.sales() == Decimal("9.19")
+        assert listed() == []
+
+
 def test_a_refused_capture_is_final_and_a_retried_exit_says_nothing_was_charged(
         engine: Engine) -> None:
     svc, pay = start(engine)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -396,5 +397,40 @@ def test_a_balance_owed_is_listed_and_written_off_on_the_dashboard(
     with shop.deps.sessions() as s:
         v = s.get(Visit, vid)
         assert v is not None and v.balance_settlement == "written_off" and v.balance_settled_by
+    page.close()
+    assert refused == [], refused
+
+
+def test_a_payment_unconfirmed_for_long_is_listed_with_its_receipt(
+        shop: Shop, browser: Browser, csp_watch: Watch) -> None:
+    """A capture the provider has not confirmed for 20 minutes (recorded as the exit records
+    it while the provider is away) is listed on the payments card: what, how much, since when,
+    the last error and its receipt; once confirmed it is gone."""
+    name = "waits"
+    shop.leave(name, shop.enter(name))
+    vid = shop.visits[name].visit_id
+    with shop.deps.sessions.begin() as s:
+        cap = s.scalar(select(Charge).where(Charge.visit_id == vid, Charge.kind == "capture"))
+        assert cap is not None
+        cap.status, cap.error = "pending", "Stripe unreachable; retrying with the same key"
+        cap.created_at = shop.deps.clock.now() - timedelta(minutes=20)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    refused = csp_watch(page)
+    page.goto(f"{shop.url}/#token={shop.operator}")
+    page.get_by_role("tab", name=re.compile(r"^Receipts & disputes")).click()
+    item = page.locator(f"#unconfirmed-charges li[data-key='visit:{vid}:capture']")
+    expect(item).to_contain_text(f"capture {cap.amount:.2f} EUR")
+    expect(item).to_contain_text("Stripe unreachable")
+    _audit(page, "dashboard: a payment not confirmed")
+    item.get_by_role("button", name=re.compile(r"^Receipt ")).click()
+    expect(page.locator("#receipt h2")).to_have_text(
+        f"Receipt {shop.visits[name].receipt_id[:8]}")  # type: ignore[index]
+    with shop.deps.sessions.begin() as s:
+        got = s.get(Charge, cap.id)
+        assert got is not None
+        got.status = "succeeded"
+    page.reload()
+    page.get_by_role("tab", name=re.compile(r"^Receipts & disputes")).click()
+    expect(page.locator("#unconfirmed-charges")).to_contain_text("Every payment is confirmed.")
     page.close()
     assert refused == [], refused

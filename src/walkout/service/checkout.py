@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -69,6 +69,9 @@ log = logging.getLogger("walkout.service.checkout")
 
 #: how a visit's balance was settled (``visits.balance_settlement``)
 SETTLED_CHARGED, SETTLED_WRITTEN_OFF = "charged", "written_off"
+#: a provider call whose outcome is still unknown this long after it was first made is shown
+#: to staff (:func:`unconfirmed_charges`): longer than any outage the retries ride out
+UNCONFIRMED_AFTER = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,3 +542,29 @@ def _balance_json(s: Session, v: Visit) -> dict[str, object]:
             "key": last.idempotency_key, "status": last.status, "error": last.error,
             "at": last.created_at.isoformat()},
     }
+
+
+def unconfirmed_charges(d: Deps, older_than: timedelta = UNCONFIRMED_AFTER
+                        ) -> list[dict[str, object]]:
+    """Provider calls whose outcome is still unknown ``older_than`` after they were first made,
+    oldest first: the provider unreachable that long, or an error it does not report as a
+    refusal (docs/service.md, Known limits). The service goes on repeating each with its own
+    key, so nothing is charged twice, but until it is confirmed nobody knows where the money
+    is: a receipt waits, a hold may stay on a card. Staff see them on the payments card and
+    settle with the provider one that never resolves."""
+    cutoff = d.clock.now() - older_than
+    with d.sessions() as s:
+        rows = s.scalars(select(Charge).where(Charge.status == "pending",
+                                              Charge.created_at < cutoff)
+                         .order_by(Charge.created_at, Charge.id))
+        return [{"visit_id": ch.visit_id, "kind": _what(ch), "key": ch.idempotency_key,
+                 "amount": str(Money(Decimal(ch.amount), ch.currency).amount),
+                 "currency": ch.currency, "since": ch.created_at.isoformat(),
+                 "error": ch.error} for ch in rows]
+
+
+def _what(ch: Charge) -> str:
+    """What a charge is to staff: its kind, a balance charge told apart from a capture."""
+    if ch.kind == "capture" and ":balance" in ch.idempotency_key:
+        return "balance"
+    return ch.kind

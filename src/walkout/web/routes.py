@@ -742,8 +742,10 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         over the ``days``, ``owed_balances``: visits with part of their receipt still owed
         (above the hold, a capture refused, a revision above what was taken) that the saved
         card did not pay (their shoppers are refused at the gate until it is collected or
-        written off). ``reports``: whether this store's provider reports
-        anything (a Stripe store's webhook)."""
+        written off); ``unconfirmed_charges``: provider calls whose outcome is still
+        unknown 15 minutes after they were first made (retried with their keys; one that never
+        resolves is settled with the provider). ``reports``: whether this store's provider
+        reports anything (a Stripe store's webhook)."""
         since = deps.clock.now() - timedelta(days=days)
         open_cbs = webhooks.chargebacks(deps, only_open=True)
         for cb in open_cbs:
@@ -760,14 +762,16 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                     PaymentWebhookEvent.outcome == webhooks.ATTENTION,
                     PaymentWebhookEvent.received_at >= since)).one()
         owed = checkout.owed_balances(deps)
+        unconfirmed = with_receipts(checkout.unconfirmed_charges(deps))
         return {"reports": deps.settings.payment_provider == "stripe", "days": days,
                 "counts": {"open_chargebacks": len(open_cbs),
                            "respond": sum(cb["respond"] for cb in open_cbs),
                            "attention_events": int(n_events) - int(n_acked),
                            "acknowledged_events": int(n_acked),
-                           "owed_balances": len(owed)},
+                           "owed_balances": len(owed),
+                           "unconfirmed_charges": len(unconfirmed)},
                 "open_chargebacks": open_cbs, "attention_events": events,
-                "owed_balances": owed}
+                "owed_balances": owed, "unconfirmed_charges": unconfirmed}
 
     @app.post("/v1/ops/visits/{visit_id}/balance/collect")
     def collect_balance(visit_id: str, _: Operator) -> dict[str, Any]:

@@ -428,7 +428,7 @@
   }
   function drawPayments() {
     const p = payments; if (!p) return;
-    document.getElementById("payments").hidden = !(p.reports || p.open_chargebacks.length || p.attention_events.length || p.owed_balances.length);
+    document.getElementById("payments").hidden = !(p.reports || p.open_chargebacks.length || p.attention_events.length || p.owed_balances.length || p.unconfirmed_charges.length);
     const cols = ["Answer by", "Amount", "Stripe's fee", "Reason", "Status", "Receipt", "Stripe dispute"];
     fill(document.getElementById("chargebacks"),
       el("caption", { class: "sr-only", text: "Open bank chargebacks, the most urgent first" }),
@@ -450,6 +450,16 @@
       : [el("li", { class: "muted", text: `Nothing to check in the last ${p.days} days.` })]);
     if (had) (hadEvent && list.querySelector(`li[data-event="${CSS.escape(hadEvent)}"] button${hadWhich}`) || list).focus();
     drawOwed(p.owed_balances);
+    drawUnconfirmed(p.unconfirmed_charges);
+  }
+  // provider calls still unanswered: retried by the service with their keys, shown so staff know
+  const CHARGE_KINDS = { preauth: "pre-authorisation", capture: "capture", release: "release of the hold", refund: "refund", balance: "balance charge" };
+  function drawUnconfirmed(charges) {
+    fill(document.getElementById("unconfirmed-charges"), charges.length ? charges.map(c => el("li", { "data-key": c.key },
+      el("strong", { text: `${CHARGE_KINDS[c.kind] || c.kind} ${c.amount} ${c.currency}` }), " ",
+      el("span", { class: "muted", text: `tried since ${when(c.since)}${c.error ? " · " + c.error : ""}` }), " ",
+      openReceipt(c.receipt_id, c.visit_id)))
+      : [el("li", { class: "muted", text: "Every payment is confirmed." })]);
   }
   // part of a receipt the capture could not take and the card did not pay: charge the saved card again, or give it up
   function drawOwed(owed) {
