@@ -657,7 +657,8 @@ def test_the_dashboard_lists_open_chargebacks_first_due_and_recent_events_to_che
     got = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
     assert (got["reports"], got["days"]) == (True, 7)
     assert got["counts"] == {"open_chargebacks": 2, "respond": 2, "attention_events": 2,
-                             "acknowledged_events": 0, "owed_balances": 0}
+                             "acknowledged_events": 0, "owed_balances": 0,
+                             "unconfirmed_charges": 0}
     assert [(c["chargeback_id"], c["amount"], c["receipt_id"], c["respond"])
             for c in got["open_chargebacks"]] == [
         ("dp_1QWalkout0002", "5.00", rid, True), ("dp_1QWalkout0001", "16.78", rid, True)]
@@ -683,7 +684,8 @@ def test_the_dashboard_lists_open_chargebacks_first_due_and_recent_events_to_che
                    type="charge.dispute.closed", created=1768500000, obj_status="lost"))
     got = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
     assert got["counts"] == {"open_chargebacks": 1, "respond": 0, "attention_events": 3,
-                             "acknowledged_events": 0, "owed_balances": 0}
+                             "acknowledged_events": 0, "owed_balances": 0,
+                             "unconfirmed_charges": 0}
     assert [(c["chargeback_id"], c["status"], c["respond"]) for c in got["open_chargebacks"]] == [
         ("dp_1QWalkout0002", "under_review", False)]
     assert got["attention_events"][0]["type"] == "charge.dispute.closed"
@@ -696,7 +698,8 @@ def test_a_ledger_store_reports_no_payment_events(svc: Svc) -> None:
     got = svc.client.get("/v1/ops/payment-attention", headers=svc.gate).json()
     assert got["reports"] is False and got["open_chargebacks"] == []
     assert got["counts"] == {"open_chargebacks": 0, "respond": 0, "attention_events": 0,
-                             "acknowledged_events": 0, "owed_balances": 0}
+                             "acknowledged_events": 0, "owed_balances": 0,
+                             "unconfirmed_charges": 0}
 
 
 # ---- staff acknowledge the events they handled --------------------------------------------------
@@ -752,7 +755,8 @@ def test_an_acknowledged_event_leaves_the_list_and_says_who_and_when(
     got = _attention(svc)
     assert [e["event_id"] for e in got["attention_events"]] == [opened["id"]]
     assert got["counts"] == {"open_chargebacks": 1, "respond": 1, "attention_events": 1,
-                             "acknowledged_events": 1, "owed_balances": 0}
+                             "acknowledged_events": 1, "owed_balances": 0,
+                             "unconfirmed_charges": 0}
     # asked for, the acknowledged ones come too, with who and when
     both = _attention(svc, "?include_acknowledged=true")
     assert [(e["event_id"], e["acknowledged"]) for e in both["attention_events"]] == [
