@@ -18,7 +18,7 @@ from walkout.service.models import Visit
 from walkout.service.payments.base import Capture, ChargesSavedMethod
 from walkout.service.testing import Svc
 
-from .faults import FaultyLedger, charges, start, visit_state
+from .faults import Fault, FaultyLedger, charges, start, visit_state
 
 BAR = "018627032007"  # 9.19 EUR in the `small` store: 6 of them are 55.14, above the 50.00 hold
 
@@ -222,16 +222,23 @@ def _verdict(svc: Svc, vid: str, product: str, quantity: int) -> None:
     revisions.revise(svc.deps, vid, needs_review=False)
 
 
+def _capture_refused(svc: Svc, pay: FaultyLedger, fault: Fault, bars: int
+                     ) -> tuple[dict[str, str], str, dict[str, object]]:
+    """A shopper whose exit's capture of ``bars`` bars is refused with ``fault``: her
+    Authorization header, the visit and the exit's answer."""
+    h = svc.shopper()
+    vid = svc.enter(h)
+    pay.fail("capture", fault)
+    return h, vid, svc.leave(vid, {BAR: bars})
+
+
 def test_a_capture_refused_because_the_hold_is_gone_charges_the_saved_method(
         engine: Engine) -> None:
     """The hold expired before the exit: nothing is held, so the whole receipt is owed and
     the saved card is charged for it at once, once."""
     svc, pay = _start(engine)
     with svc.client:
-        h = svc.shopper()
-        vid = svc.enter(h)
-        pay.fail("capture", "gone")
-        out = svc.leave(vid, {BAR: 2})
+        h, vid, out = _capture_refused(svc, pay, "gone", 2)
         assert out["state"] == "charged"
         assert out["charged"] == out["total"] == {"amount": "18.38", "currency": "EUR"}
         assert charges(svc, vid)[1:] == [("capture", f"visit:{vid}:capture", "failed"),
@@ -252,10 +259,7 @@ def test_a_capture_declined_leaves_the_receipt_owed_for_staff(engine: Engine) ->
     gate until staff collect it."""
     svc, pay = _start(engine)
     with svc.client:
-        h = svc.shopper()
-        vid = svc.enter(h)
-        pay.fail("capture", "declined")
-        out = svc.leave(vid, {BAR: 2})
+        h, vid, out = _capture_refused(svc, pay, "declined", 2)
         assert out["state"] == "in_review"
         assert out["charged"] == {"amount": "0.00", "currency": "EUR"}
         assert pay.keys("charge") == [] and pay.sales() == 0
@@ -272,10 +276,7 @@ def test_a_capture_declined_leaves_the_receipt_owed_for_staff(engine: Engine) ->
 def test_a_capture_refused_with_a_provider_that_cannot_charge_is_owed(engine: Engine) -> None:
     svc, pay = _start(engine, charging=False)
     with svc.client:
-        h = svc.shopper()
-        vid = svc.enter(h)
-        pay.fail("capture", "gone")
-        out = svc.leave(vid, {BAR: 1})
+        h, vid, out = _capture_refused(svc, pay, "gone", 1)
         assert out["state"] == "in_review" and pay.sales() == 0
         assert _visit(svc, vid).balance_owed == Decimal("9.19")
         assert _scan(svc, h) == (409, "balance_owed")
