@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from walkout.checkout.money import Money
 from walkout.service import checkout, housekeeping, revisions
 from walkout.service.checkout import LineRequest
 from walkout.service.errors import ServiceError
-from walkout.service.models import Visit
+from walkout.service.models import LedgerTransaction, Visit
 from walkout.service.payments.base import Capture, ChargesSavedMethod
 from walkout.service.testing import Svc
 
@@ -320,3 +320,70 @@ def test_a_balance_written_off_is_not_asked_for_again_by_a_revision(engine: Engi
         assert visit_state(svc, vid) == "charged"
         assert checkout.owed_balances(svc.deps) == [] and _scan(svc, h) == (201, None)
         assert pay.sales() == Decimal("50.00")
+
+
+# ---- the shopper pays what she owes herself ----------------------------------------------------
+
+
+def _pay(svc: Svc, h: dict[str, str], vid: str) -> tuple[int, dict[str, object]]:
+    r = svc.client.post(f"/v1/me/balances/{vid}/pay", headers=h)
+    return r.status_code, dict(r.json())
+
+
+def test_the_shopper_pays_her_balance_with_a_card_she_adds_after_a_decline(
+        engine: Engine) -> None:
+    """Her card is refused for the balance: the app shows what she owes (``GET /v1/me``), she
+    pays it herself — refused again on the same card (402, still owed), then paid with the
+    card she adds (her newest method, not the visit's) — and the gate lets her in."""
+    svc, pay = _start(engine)
+    with svc.client:
+        h = svc.shopper(card="tok_visa_owing")
+        vid = svc.enter(h)
+        pay.fail("charge", "declined", "declined")
+        out = svc.leave(vid, {BAR: 6})
+        me = svc.client.get("/v1/me", headers=h).json()
+        assert me["owed"] == [{"visit_id": vid, "receipt_id": out["receipt_id"],
+                               "amount": "5.14", "currency": "EUR",
+                               "exited_at": me["owed"][0]["exited_at"]}]
+        status, body = _pay(svc, h, vid)
+        assert (status, body["error"]) == (402, "payment_declined")
+        assert "add another card" in str(body["detail"])
+        assert _scan(svc, h) == (409, "balance_owed")
+        svc.clock.advance(60)  # she adds a card a minute later: her newest
+        r = svc.client.post("/v1/me/payment-methods", json={"provider_ref": "tok_visa_new"},
+                            headers=h)
+        assert r.status_code == 201
+        status, body = _pay(svc, h, vid)
+        assert status == 200 and body == {"visit_id": vid, "receipt_id": out["receipt_id"],
+                                          "amount": "5.14", "currency": "EUR",
+                                          "settled": True}
+        assert pay.sales() == Decimal("55.14")
+        with svc.deps.sessions() as s:  # the new card paid it
+            payers = list(s.scalars(select(LedgerTransaction.payer_ref).where(
+                LedgerTransaction.kind == "charge")))
+        assert payers == ["tok_visa_new"]
+        assert svc.client.get("/v1/me", headers=h).json()["owed"] == []
+        assert visit_state(svc, vid) == "charged"
+        assert _pay(svc, h, vid)[0] == 200  # paid already: answered as it is
+        assert pay.sales() == Decimal("55.14")
+        assert _scan(svc, h) == (201, None)
+
+
+def test_a_shopper_pays_only_her_own_balance_and_only_a_few_times_an_hour(
+        engine: Engine) -> None:
+    svc, pay = _start(engine)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("charge", *["declined"] * 10)
+        svc.leave(vid, {BAR: 6})
+        other = svc.shopper(card="tok_other", email="bob@example.org")
+        status, body = _pay(svc, other, vid)
+        assert (status, body["error"]) == (404, "not_found")
+        assert _pay(svc, svc.gate, vid)[0] == 403  # staff use the ops route
+        nothing = svc.enter(other)
+        assert _pay(svc, other, nothing)[1]["error"] == "no_balance"
+        codes = [_pay(svc, h, vid)[0] for _ in range(6)]
+        assert codes == [402] * 5 + [429]  # 5 tries an hour per account
+        svc.clock.advance(3601)
+        assert _pay(svc, h, vid)[0] == 402

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,7 +38,7 @@ from walkout.service.app import create_app
 from walkout.service.clock import SystemClock
 from walkout.service.db import make_engine, session_factory
 from walkout.service.deps import Deps
-from walkout.service.models import Charge, Visit
+from walkout.service.models import Charge, PaymentMethod, Visit
 from walkout.service.payments.ledger import LedgerProvider
 from walkout.service.settings import ServiceSettings
 
@@ -66,6 +66,7 @@ class Shop:
     products: list[str]
     visits: dict[str, Visited]
     n_events: int = 0
+    tokens: dict[str, str] = field(default_factory=dict)  # each shopper's, by name
 
     def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
         h = {"Authorization": f"Bearer {token}"} if token else {}
@@ -74,7 +75,7 @@ class Shop:
     def enter(self, name: str) -> str:
         r = self.api("POST", "/v1/accounts", json={"email": f"{name}@example.org", "name": name})
         assert r.status_code == 201, r.text
-        tok = r.json()["token"]
+        tok = self.tokens[name] = r.json()["token"]
         assert self.api("POST", "/v1/me/payment-methods", tok,
                         json={"provider_ref": f"tok_visa_{name}"}).status_code == 201
         code = self.api("POST", "/v1/me/entry-code", tok).json()["code"]
@@ -432,5 +433,47 @@ def test_a_payment_unconfirmed_for_long_is_listed_with_its_receipt(
     page.reload()
     page.get_by_role("tab", name=re.compile(r"^Receipts & disputes")).click()
     expect(page.locator("#unconfirmed-charges")).to_contain_text("Every payment is confirmed.")
+    page.close()
+    assert refused == [], refused
+
+
+def test_a_shopper_who_owes_pays_in_the_app_with_a_card_she_adds(
+        shop: Shop, browser: Browser, csp_watch: Watch) -> None:
+    """Instead of an entry code the gate would refuse, the app shows what an earlier visit
+    owes; "Pay now" with a card that is refused says so, and a card added there pays it:
+    the entry code comes back and the payments card no longer lists the balance."""
+    name = "pays"
+    shop.leave(name, shop.enter(name))
+    vid = shop.visits[name].visit_id
+    with shop.deps.sessions.begin() as s:  # the balance refused, her card now declining
+        v = s.get(Visit, vid)
+        assert v is not None
+        v.balance_owed, v.state = Decimal("5.14"), "in_review"
+        pm = s.get(PaymentMethod, v.payment_method_id)
+        assert pm is not None
+        pm.provider_ref = "tok_decline_pays"
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    refused = csp_watch(page)
+    page.goto(f"{shop.url}/app")
+    page.evaluate("t => localStorage.setItem('wo-shopper', t)", shop.tokens[name])
+    page.reload()
+    owed = page.locator("#owed")
+    expect(owed).to_be_visible()
+    expect(page.locator("#enter")).to_be_hidden()  # no code the gate would refuse
+    item = owed.locator(f"li[data-visit='{vid}']")
+    expect(item).to_contain_text("5.14 EUR")
+    _audit(page, "app: a balance owed")
+    item.get_by_role("button", name="Pay 5.14 EUR now with your card").click()
+    expect(page.locator("#owed-error")).to_contain_text("add another card")
+    page.get_by_label("Pay with another card").fill("tok_visa_pays_new")
+    page.get_by_role("button", name="Save the card and pay").click()
+    expect(owed).to_be_hidden()
+    expect(page.locator("#enter")).to_be_visible()
+    expect(page.locator("#qr svg")).to_have_count(1)
+    with shop.deps.sessions() as s:
+        v = s.get(Visit, vid)
+        assert v is not None and v.balance_settlement == "charged" and v.state == "charged"
+    got = shop.api("GET", "/v1/ops/payment-attention", shop.operator).json()
+    assert vid not in [b["visit_id"] for b in got["owed_balances"]]
     page.close()
     assert refused == [], refused

@@ -249,12 +249,20 @@ def create_app(
             a = s.get(Account, p.account_id)
             assert a is not None
             return {"account_id": a.id, "kind": a.kind, "email": a.email,
-                    "name": a.display_name}
+                    "name": a.display_name, "owed": checkout.owed_by(s, a.id)}
 
     @app.post("/v1/me/payment-methods", status_code=201)
     def add_method(body: NewPaymentMethod, p: Shopper) -> dict[str, str]:
         return {"payment_method_id": accounts.add_payment_method(
             deps, p.account_id, body.provider_ref, body.label)}
+
+    @app.post("/v1/me/balances/{visit_id}/pay")
+    def pay_balance(visit_id: str, p: Shopper) -> dict[str, Any]:
+        """Pay what an earlier visit still owes (the gate refuses her until it is settled)
+        with her newest payment method: add a card first to pay with another one. 402
+        ``payment_declined``: refused, still owed; 409 ``no_balance``; 429: too many tries."""
+        limits.balance_payments.hit(p.account_id)
+        return checkout.pay_own_balance(deps, p.account_id, visit_id)
 
     @app.post("/v1/me/entry-code")
     def entry_code(p: Shopper) -> EntryCodeOut:

@@ -408,11 +408,10 @@ def collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> 
     with d.sessions() as s:
         ch = s.scalar(select(Charge).where(Charge.idempotency_key == key))
         v = s.get(Visit, visit_id)
-        pm = s.get(PaymentMethod, v.payment_method_id) if v is not None else None
         if ch is None or v is None or ch.status != "pending":
             return None
         amount = Money(Decimal(ch.amount), ch.currency)
-        payer = pm.provider_ref if pm is not None else None
+        payer = _payer(s, v)
     provider = d.provider
     if payer is None or not isinstance(provider, ChargesSavedMethod):
         return None
@@ -440,6 +439,15 @@ def collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> 
                       .values(state="charged"))
     log.info("visit %s: its balance of %s was charged", visit_id, amount)
     return amount
+
+
+def _payer(s: Session, v: Visit) -> str | None:
+    """The method a balance is charged to: the account's newest (after a decline the shopper
+    adds another card, and every later attempt is made on it), else the visit's own."""
+    pm = s.scalar(select(PaymentMethod).where(PaymentMethod.account_id == v.account_id)
+                  .order_by(PaymentMethod.created_at.desc(), PaymentMethod.id.desc()).limit(1))
+    pm = pm or s.get(PaymentMethod, v.payment_method_id)
+    return pm.provider_ref if pm is not None else None
 
 
 def _owing(s: Session, visit_id: str) -> Visit:
@@ -507,6 +515,41 @@ def write_off_balance(d: Deps, visit_id: str, by: str, note: str | None = None
             log.warning("visit %s: its balance of %s %s was written off by %s", visit_id,
                         v.balance_owed, v.currency, by)
         return _balance_json(s, v)
+
+
+def owed_by(s: Session, account_id: str) -> list[dict[str, object]]:
+    """What a shopper sees of her balances still owed, oldest first (the app's cart shows
+    them, and ``POST /v1/me/balances/{visit}/pay`` pays one)."""
+    return [{"visit_id": v.id, "receipt_id": s.scalar(select(Receipt.id).where(
+                Receipt.visit_id == v.id)),
+             "amount": str(Money(Decimal(v.balance_owed or 0), v.currency).amount),
+             "currency": v.currency, "exited_at": v.exited_at.isoformat() if v.exited_at else None}
+            for v in s.scalars(select(Visit).where(
+                Visit.account_id == account_id, Visit.balance_owed > 0,
+                Visit.balance_settled_at.is_(None)).order_by(Visit.exited_at, Visit.id))]
+
+
+def pay_own_balance(d: Deps, account_id: str, visit_id: str) -> dict[str, object]:
+    """The shopper pays a balance she owes herself, with her newest payment method (she may
+    have added one after a decline): :func:`collect_balance` for her own visit only. Paid (or
+    settled already): the balance as she sees it. 404: not her visit; 409 ``no_balance``:
+    nothing owed; 402 ``payment_declined``: refused, still owed; 503 ``payment_unavailable``:
+    the outcome is not known yet (retried with its key; it must not be paid twice)."""
+    with d.sessions() as s:
+        v = s.get(Visit, visit_id)
+        if v is None or v.account_id != account_id:
+            raise not_found("visit")
+    out = collect_balance(d, visit_id)
+    if not out["settled"]:
+        last = out["last_attempt"]
+        if isinstance(last, dict) and last["status"] == "failed":
+            raise ServiceError(402, "payment_declined",
+                               f"the card was refused ({last['error']}): add another card and "
+                               "pay again")
+        raise ServiceError(503, "payment_unavailable",
+                           "the payment is not confirmed yet: it is retried by itself, look "
+                           "again in a few minutes")
+    return {k: out[k] for k in ("visit_id", "receipt_id", "amount", "currency", "settled")}
 
 
 def owed_balances(d: Deps, *, include_settled: bool = False,

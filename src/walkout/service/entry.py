@@ -138,8 +138,8 @@ def _refuse_if_owing(s: Session, account_id: str) -> None:
     ``write_off_balance``)."""
     if owing_visit(s, account_id) is not None:
         raise ServiceError(409, "balance_owed",
-                           "this account still owes part of an earlier visit's receipt: ask "
-                           "staff to settle it before entering")
+                           "this account still owes part of an earlier visit's receipt: pay "
+                           "it in the app (or ask staff) before entering")
 
 
 def _replay(s: Session, v: Visit | None, gate_id: str, party_size: int,

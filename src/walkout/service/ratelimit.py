@@ -42,14 +42,19 @@ class RateLimiter:
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The service's shared limiters: ``entry_codes`` per account, ``disputes`` per account,
-    ``lookups`` per kiosk terminal and per looked-up address or card."""
+    ``lookups`` per kiosk terminal and per looked-up address or card, ``balance_payments``
+    per account (a shopper paying what she owes: few tries, so that the route cannot be used
+    to test stolen cards)."""
 
     entry_codes: RateLimiter
     disputes: RateLimiter
     lookups: RateLimiter
+    balance_payments: RateLimiter
 
     @classmethod
     def from_settings(cls, clock: Clock, settings: ServiceSettings) -> Limits:
         return cls(RateLimiter(clock, settings.entry_codes_per_minute, 60.0, "entry codes"),
                    RateLimiter(clock, settings.disputes_per_hour, 3600.0, "disputes"),
-                   RateLimiter(clock, settings.kiosk_lookups_per_minute, 60.0, "look-ups"))
+                   RateLimiter(clock, settings.kiosk_lookups_per_minute, 60.0, "look-ups"),
+                   RateLimiter(clock, settings.balance_payments_per_hour, 3600.0,
+                               "payment attempts"))

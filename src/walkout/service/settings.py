@@ -53,6 +53,8 @@ class ServiceSettings(BaseSettings):
     entry_code_grace_s: float = Field(5.0, ge=0, le=30, description="clock skew allowed")
     entry_codes_per_minute: int = Field(6, ge=1, description="rate limit of code issuance")
     disputes_per_hour: int = Field(5, ge=1, description="rate limit of disputes per account")
+    balance_payments_per_hour: int = Field(
+        5, ge=1, description="rate limit of a shopper's attempts to pay a balance she owes")
     hold_per_person: Decimal = Field(Decimal("50.00"), gt=0, description="pre-auth per person")
     max_party_size: int = Field(8, ge=1, le=20, description="largest group on one scan")
     bootstrap_admin_token: SecretStr | None = Field(

@@ -300,7 +300,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             has_method = s.scalar(select(PaymentMethod.id)
                                   .where(PaymentMethod.account_id == account_id).limit(1))
             out: dict[str, Any] = {"visit": None, "lines": [], "total": "0.00",
-                                   "receipts": n_receipts, "payment_method": bool(has_method)}
+                                   "receipts": n_receipts, "payment_method": bool(has_method),
+                                   "owed": checkout.owed_by(s, account_id)}
             if v is None:
                 return out
             held: Counter[str] = Counter()

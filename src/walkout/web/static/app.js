@@ -61,10 +61,40 @@
     }
   }
 
+  // a balance an earlier visit still owes: the gate refuses the code until it is paid, so the
+  // app offers to pay it (with the newest card, or one added here) instead of a useless code
+  let owed = [];
+  async function payOwed(visitId) {
+    const err = document.getElementById("owed-error");
+    try {
+      await api(token, "POST", `/v1/me/balances/${encodeURIComponent(visitId)}/pay`);
+      err.textContent = "";
+      route();
+    } catch (x) { err.textContent = x.message; }
+  }
+  document.getElementById("owed-card-form").addEventListener("submit", async e => {
+    e.preventDefault();
+    const err = document.getElementById("owed-error");
+    try {
+      await api(token, "POST", "/v1/me/payment-methods", { provider_ref: document.getElementById("owed-card").value.trim(), label: null });
+      document.getElementById("owed-card").value = "";
+      for (const b of owed) await payOwed(b.visit_id);
+    } catch (x) { err.textContent = x.message; }
+  });
+  function drawOwed(list) {
+    owed = list || [];
+    show("owed", owed.length > 0);
+    document.getElementById("owed-list").replaceChildren(...owed.map(b => el("li", { "data-visit": b.visit_id },
+      el("strong", { text: `${b.amount} ${b.currency}` }), ` · visit of ${b.exited_at ? new Date(b.exited_at).toLocaleString() : "an earlier day"} `,
+      el("button", { type: "button", "aria-label": `Pay ${b.amount} ${b.currency} now with your card`, onclick: () => payOwed(b.visit_id) }, "Pay now"))));
+  }
+
   function onCart(c) {
     const inside = c.visit && ["authorizing", "open", "checking_out"].includes(c.visit.state);
-    show("enter", !inside);
-    if (inside) clearTimeout(qrTimer); else if (!qrTimer) showQr();
+    drawOwed(c.owed);
+    const owing = !inside && owed.length > 0;
+    show("enter", !inside && !owing);
+    if (inside || owing) { clearTimeout(qrTimer); qrTimer = null; } else if (!qrTimer) showQr();
     show("cart", !!inside);
     if (inside) {
       document.getElementById("cart-lines").replaceChildren(...(c.lines.length ? c.lines.map(l => el("li", { "data-product": l.product_id }, el("span", { text: `${l.quantity} × ${l.name}` }), el("span", { text: l.amount }))) : [el("li", { class: "muted", text: "Nothing yet: take what you like, put back what you don't." })]));
