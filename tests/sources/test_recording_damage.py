@@ -173,3 +173,72 @@ def test_non_finite_keypoints_are_refused_with_camera_and_frame(
     assert str(e.value).startswith(f"{rec / 'keypoints.npz'}: 1 keypoint values are not finite "
                                    f"(first in frame {frame}: camera {cam!r}, t=")
     assert f"person 1, joint 5 {what})" in str(e.value)
+
+
+def _far_plate(rec: Path, t: float) -> str:
+    z = dict(np.load(rec / "plates.npz"))
+    times = z["t"].copy()
+    times[-1] = t
+    z["t"] = times
+    np.savez(rec / "plates.npz", **z)
+    return f"{rec / 'plates.npz'}: row {len(times) - 1}: plate sample stamped t={t:g} s"
+
+
+def _far_frame(rec: Path, t: float) -> str:
+    z = dict(np.load(rec / "keypoints.npz"))
+    times = z["t"].copy()
+    times[3] = t
+    z["t"] = times
+    np.savez(rec / "keypoints.npz", **z)
+    cam = str(z["camera_ids"][z["camera"][3]])
+    return f"{rec / 'keypoints.npz'}: frame 3 (camera {cam!r}): frame stamped t={t:g} s"
+
+
+def _far_gate(rec: Path, t: float) -> str:
+    lines = (rec / "gates.jsonl").read_text().splitlines()
+    (rec / "gates.jsonl").write_text(
+        "\n".join([*lines, json.dumps({**json.loads(lines[-1]), "t": t})]) + "\n")
+    return f"{rec / 'gates.jsonl'}:{len(lines) + 1}: gate event stamped t={t:g} s"
+
+
+def _far_mode(rec: Path, t: float) -> str:
+    (rec / "store_modes.jsonl").write_text(json.dumps({"t": t, "mode": "closed"}) + "\n")
+    return f"{rec / 'store_modes.jsonl'}:1: store-mode change stamped t={t:g} s"
+
+
+@pytest.mark.parametrize("t", [1e11, 1e7, -1e7])
+@pytest.mark.parametrize("stamp", [_far_plate, _far_frame, _far_gate, _far_mode])
+def test_a_reading_stamped_far_outside_the_recording_is_refused(
+        clean: Path, tmp_path: Path, stamp: Callable[[Path, float], str], t: float) -> None:
+    """One stamp at 1e7..1e11 s in a recording of ~100 s made replay cut millions of empty
+    chunks or die with MemoryError in chunk_edges: refused, naming the file, row or line."""
+    rec = _copy(clean, tmp_path)
+    said = stamp(rec, t)
+    with pytest.raises(RecordingError) as e:
+        load_sensors(rec)
+    assert str(e.value).startswith(said), str(e.value)
+    assert "outside the recording's" in str(e.value)
+
+
+@pytest.mark.parametrize("stamp", [_far_plate, _far_frame, _far_gate, _far_mode])
+def test_a_stamp_within_a_minute_of_the_recording_still_loads(
+        clean: Path, tmp_path: Path, stamp: Callable[[Path, float], str]) -> None:
+    rec = _copy(clean, tmp_path)
+    end = json.loads((rec / "recording.json").read_text())["duration_s"]
+    stamp(rec, end + 59.0)
+    load_sensors(rec)
+
+
+def test_replay_of_a_gate_stamped_far_in_the_future_is_a_clean_error(
+        clean: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from walkout.cli import app
+
+    rec = _copy(clean, tmp_path)
+    _far_gate(rec, 1e11)
+    n = len((rec / "gates.jsonl").read_text().splitlines())
+    res = CliRunner().invoke(app, ["replay", str(rec), "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert f"gates.jsonl:{n}:gateeventstampedt=1e+11s" in "".join(res.output.split())
+    assert not (tmp_path / "r.json").exists()

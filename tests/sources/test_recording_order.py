@@ -117,3 +117,21 @@ def test_a_non_finite_time_is_refused_with_the_row(clean: Path, tmp_path: Path) 
     with pytest.raises(RecordingError, match=r"plates\.npz: 1 plate samples stamped with a time "
                                              r"that is not finite \(first at row 5\)"):
         load_sensors(rec)
+
+
+def test_a_repeated_gate_scan_is_dropped_and_said(clean: Path, tmp_path: Path) -> None:
+    """A gates.jsonl line repeated verbatim is one scan read twice (the MQTT source drops it by
+    t, kind and credential): kept, replay opened a phantom second session for the credential.
+    A scan at the same time with another credential is a different scan and is kept."""
+    rec = tmp_path / "rec"
+    shutil.copytree(clean, rec)
+    lines = (rec / "gates.jsonl").read_text().splitlines()
+    other = json.dumps({**json.loads(lines[0]), "credential": "qr-someone-else"})
+    (rec / "gates.jsonl").write_text("\n".join([lines[0], other, *lines]) + "\n")
+    sensors = load_sensors(rec)
+    assert len(sensors.gates) == len(lines) + 1
+    assert sum(g.credential == "qr-someone-else" for g in sensors.gates) == 1
+    assert sensors.notes == (f"{rec / 'gates.jsonl'}: 1 repeated gate events dropped (same t, "
+                             "gate, kind and credential as an earlier line; first at line 3)",)
+    (rec / "gates.jsonl").write_text("\n".join([lines[0], *lines]) + "\n")
+    assert _receipts(rec) == _receipts(clean)

@@ -21,8 +21,10 @@ service's engine worker: at the start of the first chunk that starts at or after
 chunk's start time (:meth:`Sensors.mode_steps`).
 
 `load_sensors` checks every file against the store and itself; what it can put right (readings
-out of time order, repeated readings) it does and says in ``Sensors.notes``, anything else is a
-:class:`RecordingError` naming the file and the line, row or frame.
+out of time order, repeated readings and gate scans) it does and says in ``Sensors.notes``,
+anything else is a :class:`RecordingError` naming the file and the line, row or frame. That
+includes a reading or store-mode change stamped more than a minute (``SPAN_SLACK_S``) before 0
+or after ``duration_s``: a wrong clock, not a reading of the period.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ MODES_VERSION = 2
 SUPPORTED_VERSIONS = (VERSION, MODES_VERSION)
 MODES_FILE = "store_modes.jsonl"
 MAX_PARTY = 20  # the largest party one scan admits: the service's own bound
+#: how far before 0 or past ``duration_s`` a reading or store-mode change may be stamped (clock
+#: jitter, a device that kept sending a moment): further is a wrong clock or a bad edit, and one
+#: such stamp would make replay cut millions of empty chunks (or run out of memory doing so)
+SPAN_SLACK_S = 60.0
 
 
 class RecordingError(ValueError):
@@ -283,6 +289,21 @@ def _finite_number(x: object) -> bool:
     return not isinstance(x, bool) and isinstance(x, int | float) and math.isfinite(x)
 
 
+def _outside(t: np.ndarray, duration_s: float) -> np.ndarray:
+    """Indices of the finite times in ``t`` outside ``[-SPAN_SLACK_S, duration_s +
+    SPAN_SLACK_S]`` (a non-finite time is refused by its own, clearer check)."""
+    t = np.asarray(t, float)
+    return np.flatnonzero(np.isfinite(t) & ((t < -SPAN_SLACK_S)
+                                            | (t > duration_s + SPAN_SLACK_S)))
+
+
+def _span_error(where: str, what: str, t: float, duration_s: float, more: int = 0) -> str:
+    also = f" ({more} more like it)" if more else ""
+    return (f"{where}: {what} stamped t={t:g} s, outside the recording's {duration_s:g} s "
+            f"(expected {-SPAN_SLACK_S:g} to {duration_s + SPAN_SLACK_S:g} s; a wrong clock or "
+            f"a bad edit?){also}")
+
+
 def _time_order(path: Path, what: str, t: np.ndarray,
                 key: np.ndarray | None = None) -> tuple[np.ndarray, str | None]:
     """Row indices that put ``t`` in time order with repeats dropped (the first kept), and a
@@ -386,6 +407,12 @@ def load_sensors(rec: Path) -> Sensors:
         plate = plate_ids[c] if c < len(plate_ids) else f"column {c}"
         raise RecordingError(f"{rec / 'plates.npz'}: {len(inf)} plate weights are infinite "
                              f"(first at row {r}, plate {plate})")
+    duration = float(meta["duration_s"])
+    far = _outside(t, duration) if t.ndim == 1 else np.zeros(0, int)
+    if far.size:
+        r = int(far[0])
+        raise RecordingError(_span_error(f"{rec / 'plates.npz'}: row {r}", "plate sample",
+                                         float(t[r]), duration, far.size - 1))
     if t.ndim == 1 and grams.ndim == 2 and len(grams) == len(t):  # else PlateBlock says why
         keep, note = _time_order(rec / "plates.npz", "plate samples", t)
         if note:
@@ -395,10 +422,18 @@ def load_sensors(rec: Path) -> Sensors:
         plates = PlateBlock(t=t, grams=grams, plate_ids=plate_ids)
     except ValueError as e:
         raise RecordingError(f"{rec / 'plates.npz'}: {e}") from e
-    frames, note = _frames_in_order(rec / "keypoints.npz",
-                                    load_keypoints(rec / "keypoints.npz", store), store)
+    loaded = load_keypoints(rec / "keypoints.npz", store)
+    far = _outside(np.array([f.t for f in loaded], float), duration)
+    if far.size:
+        f = loaded[int(far[0])]
+        raise RecordingError(_span_error(
+            f"{rec / 'keypoints.npz'}: frame {int(far[0])} (camera {f.camera_id!r})", "frame",
+            f.t, duration, far.size - 1))
+    frames, note = _frames_in_order(rec / "keypoints.npz", loaded, store)
     notes += [note] if note else []
-    gates = []
+    gates: list[GateEvent] = []
+    seen: set[tuple[float, str, str, str]] = set()
+    repeats: list[int] = []
     gpath = rec / "gates.jsonl"
     try:
         lines = gpath.read_text().splitlines()
@@ -411,12 +446,22 @@ def load_sensors(rec: Path) -> Sensors:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise RecordingError(f"{gpath}:{n}: not a gate event: {e}") from e
-        gates.append(_gate_event(obj, store, f"{gpath}:{n}"))
+        g = _gate_event(obj, store, f"{gpath}:{n}")
+        if _outside(np.array([g.t]), duration).size:
+            raise RecordingError(_span_error(f"{gpath}:{n}", "gate event", g.t, duration))
+        key = (g.t, g.gate_id, g.kind, g.credential)  # the MQTT source's repeat, per gate
+        if key in seen:  # a repeated scan: kept, it would open a phantom second session
+            repeats.append(n)
+            continue
+        seen.add(key)
+        gates.append(g)
     late = sum(b.t < a.t for a, b in pairwise(gates))
     if late:
         gates.sort(key=lambda g: g.t)
         notes.append(f"{gpath}: {late} gate events out of time order put back in order")
-    duration = float(meta["duration_s"])
+    if repeats:
+        notes.append(f"{gpath}: {len(repeats)} repeated gate events dropped (same t, gate, "
+                     f"kind and credential as an earlier line; first at line {repeats[0]})")
     modes, note = load_modes(rec / MODES_FILE, duration)
     notes += [note] if note else []
     return Sensors(store, plates, frames, gates, duration, tuple(notes), tuple(modes))
@@ -447,6 +492,8 @@ def load_modes(path: Path, duration_s: float) -> tuple[list[StoreModeChange], st
         except json.JSONDecodeError as e:
             raise RecordingError(f"{where}: not a store-mode change: {e}") from e
         m = _mode_change(obj, where)
+        if _outside(np.array([m.t]), duration_s).size:
+            raise RecordingError(_span_error(where, "store-mode change", m.t, duration_s))
         if modes and m.t < modes[-1].t:
             raise RecordingError(f"{where}: store-mode change at t={m.t:g} s comes before the "
                                  f"one above it (t={modes[-1].t:g} s); the changes must be in "
