@@ -313,11 +313,14 @@ class MqttRunner(LiveRunner):
             self.source += "b"
         self._k0 += self.chunks_done
         self.chunks_done = 0
-        # the faults the successor carries were published when raised: only its event log
-        # (the next stream's health page) gets them again
+        # the faults the successor carries were published and written to the event log when
+        # raised, where an operator may have acknowledged them: neither the alerts topic nor
+        # the new stream's event log gets them again (its health page folds them from the
+        # engine's alerts), else each rollover listed them anew, unacknowledged
         self._gates, self.published = [], {"receipts": 0, "alerts": 0}
         self._engine_alerts = len(nxt.alerts)
         self.__dict__.pop("_live_state", None)
+        live.state_of(self).alerts = len(nxt.alerts)
         self._t_start = self._t
         seen = {k: 0 for k in seen}
         self._snapshot(d, nxt, seen, pub, force=True, replaces=old)  # the old stream goes
