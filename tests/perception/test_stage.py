@@ -119,6 +119,49 @@ def test_recording_with_a_corrupt_keypoints_file_is_refused_and_kept(tmp_path: P
     assert path.read_bytes() == damaged
 
 
+def test_a_write_that_fails_half_way_keeps_the_earlier_cameras(tmp_path: Path):
+    """keypoints.npz used to be rewritten in place: a full disk while adding a camera left a
+    truncated archive and the frames of every camera perceived before were gone. A real failed
+    write (the file-size limit, as a full disk fails it) now leaves the recording as it was."""
+    import resource
+    import signal
+
+    kp = np.zeros((1, 17, 3), np.float32)
+    write_keypoint_recording(tmp_path, STORE, [KeypointFrame("cam1", i / 10, kp)
+                                               for i in range(5)], {"backend": "x"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    big = np.ones((20, 17, 3), np.float32)
+    cam3 = [KeypointFrame("cam3", i / 10, big) for i in range(500)]  # ~2 MB of keypoints
+    limit = max(len(b) for b in before.values()) + 4096
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(OSError):
+            write_keypoint_recording(tmp_path, STORE, cam3, {"backend": "y"})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no partial left
+    assert [f.camera_id for f in load_sensors(tmp_path).frames] == ["cam1"] * 5
+
+
+def test_a_corrupt_perception_json_is_refused_before_anything_is_written(tmp_path: Path):
+    """perception.json was read with a bare json.loads after keypoints.npz and recording.json
+    had been rewritten: a JSONDecodeError traceback, and the recording half changed."""
+    kp = np.zeros((1, 17, 3), np.float32)
+    write_keypoint_recording(tmp_path, STORE, [KeypointFrame("cam1", 0.0, kp)], {"backend": "x"})
+    (tmp_path / "perception.json").write_text("{truncated")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(RecordingError, match=r"perception\.json: invalid JSON"):
+        write_keypoint_recording(tmp_path, STORE, [KeypointFrame("cam3", 0.0, kp)], {})
+    (tmp_path / "perception.json").write_text("[1]")
+    with pytest.raises(RecordingError, match=r"perception\.json: not a JSON object"):
+        write_keypoint_recording(tmp_path, STORE, [KeypointFrame("cam3", 0.0, kp)], {})
+    (tmp_path / "perception.json").write_text("{truncated")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_perceive_never_writes_over_a_recording_with_sensor_data(tmp_path: Path):
     """`walkout perceive --out` pointed at a simulated or store recording used to replace its
     plates and gates with empty streams: refused, every file left as it was."""

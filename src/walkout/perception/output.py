@@ -9,6 +9,7 @@ already in the directory are kept, so four runs build one four-camera recording.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,39 @@ def _existing(out: Path, store: Store) -> list[KeypointFrame]:
     return load_keypoints(path, store) if path.exists() else []
 
 
+def _perception_json(out: Path) -> dict[str, Any]:
+    """The per-camera ``perception.json`` already in ``out`` ({} when none), read before anything
+    is written so a damaged one stops the run with the recording as it was."""
+    pj = out / "perception.json"
+    if not pj.exists():
+        return {}
+    try:
+        per = json.loads(pj.read_text())
+    except OSError as e:
+        raise RecordingError(f"{pj}: cannot read: {e.strerror or e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RecordingError(f"{pj}: invalid JSON ({e}); it holds only the perception "
+                             "settings of each camera: repair it or move it aside") from e
+    if not isinstance(per, dict):
+        raise RecordingError(f"{pj}: not a JSON object (camera -> perception settings) but "
+                             f"{type(per).__name__}")
+    return per
+
+
+def _partial(path: Path) -> Path:
+    """A hidden sibling of ``path`` to write first (same suffix: np.savez appends .npz)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
 def write_keypoint_recording(
     out: Path, store: Store, frames: list[KeypointFrame], perception: dict[str, Any]
 ) -> int:
     """Add ``frames`` (replacing earlier frames of their cameras) to the recording in ``out``.
 
     Returns the number of frames in the recording. ``perception`` (backend, counters) is kept
-    per camera in ``perception.json``.
+    per camera in ``perception.json``. Every file is written beside its place and renamed over
+    it only once all are written: a failed write (a full disk, Ctrl-C) leaves the frames of
+    cameras added by earlier runs whole.
     """
     if out.exists() and not out.is_dir():
         raise RecordingError(f"{out}: is a file, not a recording directory")
@@ -55,6 +82,9 @@ def write_keypoint_recording(
     if unknown:
         raise RecordingError(f"cameras {sorted(unknown)} are not in store '{store.name}'")
     kept = [f for f in _existing(out, store) if f.camera_id not in mine]
+    per = _perception_json(out) if out.is_dir() else {}
+    for cam in sorted(mine):
+        per[cam] = perception
     out.mkdir(parents=True, exist_ok=True)
     allf = sorted(kept + frames, key=lambda f: (f.t, f.camera_id))
     cam_ids = [c.id for c in store.cameras]
@@ -62,25 +92,31 @@ def write_keypoint_recording(
     counts = np.array([f.keypoints.shape[0] for f in allf], dtype=np.int64)
     kp = (np.concatenate([f.keypoints for f in allf]).astype(np.float32) if allf
           else np.zeros((0, 17, 3), np.float32))
-    np.savez(
-        out / "keypoints.npz",
-        camera=np.array([index[f.camera_id] for f in allf], dtype=np.int16),
-        t=np.array([f.t for f in allf], dtype=np.float64),
-        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        keypoints=kp, camera_ids=np.array(cam_ids),
-    )
-    dump_store(store, out / "store.yaml")
-    np.savez(out / "plates.npz", t=np.zeros(0), grams=np.zeros((0, len(store.plate_ids)),
-             np.float32), plate_ids=np.array(store.plate_ids))
-    (out / "gates.jsonl").write_text("")
     duration = max((f.t for f in allf), default=0.0)
     meta = {"format": FORMAT, "version": VERSION, "store": store.name,
             "store_sha256": store_digest(store), "seed": 0, "duration_s": duration,
             "shoppers": 0, "source": "video"}
-    (out / "recording.json").write_text(json.dumps(meta, indent=2) + "\n")
-    pj = out / "perception.json"
-    per = json.loads(pj.read_text()) if pj.exists() else {}
-    for cam in sorted(mine):
-        per[cam] = perception
-    pj.write_text(json.dumps(per, indent=2) + "\n")
+    names = ("store.yaml", "plates.npz", "gates.jsonl", "keypoints.npz", "recording.json",
+             "perception.json")
+    tmp = {n: _partial(out / n) for n in names}
+    try:
+        dump_store(store, tmp["store.yaml"])
+        np.savez(tmp["plates.npz"], t=np.zeros(0),
+                 grams=np.zeros((0, len(store.plate_ids)), np.float32),
+                 plate_ids=np.array(store.plate_ids))
+        tmp["gates.jsonl"].write_text("")
+        np.savez(
+            tmp["keypoints.npz"],
+            camera=np.array([index[f.camera_id] for f in allf], dtype=np.int16),
+            t=np.array([f.t for f in allf], dtype=np.float64),
+            offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            keypoints=kp, camera_ids=np.array(cam_ids),
+        )
+        tmp["recording.json"].write_text(json.dumps(meta, indent=2) + "\n")
+        tmp["perception.json"].write_text(json.dumps(per, indent=2) + "\n")
+        for n in names:
+            os.replace(tmp[n], out / n)
+    finally:
+        for t in tmp.values():
+            t.unlink(missing_ok=True)
     return len(allf)
