@@ -10,6 +10,7 @@ after a restart the replay applies stamped rows at their stamped chunks. A store
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select, update
@@ -19,6 +20,8 @@ from walkout.engine import Engine
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.models import Account, StoreMode
+
+log = logging.getLogger(__name__)
 
 
 def set_mode(d: Deps, closed: bool, by: str, note: str | None = None) -> dict[str, Any]:
@@ -77,14 +80,18 @@ def carry_over(d: Deps, source: str, t: float) -> bool:
     """Start a new engine stream (a live source's restart, another recording) in the store's
     mode: a store closed for restocking stays closed. The latest row was applied to another
     stream, so it would never reach this one; a copy stamped with this stream's first chunk
-    does, and a replay of this stream applies it there again. Called for the first chunk of a
-    stream, only when it is processed for the first time. Returns whether one was added."""
+    does, and a replay of this stream applies it there again. The copy keeps who closed the
+    store, when and their note: the latest row is what ``GET /v1/store-mode`` shows, and the
+    operator's closing is what it must show, not the engine's new stream (that is logged).
+    Called for the first chunk of a stream, only when it is processed for the first time.
+    Returns whether one was added."""
     with d.sessions.begin() as s:
         last = s.scalar(select(StoreMode).order_by(StoreMode.id.desc()).limit(1))
         if (last is None or not last.closed or last.applied_chunk is None
                 or last.source == source):
             return False  # open; or not applied yet (this stream takes it fresh); or its own
-        s.add(StoreMode(closed=True, set_by=last.set_by, set_at=d.clock.now(),
-                        note=f"carried over from stream {last.source}", source=source,
-                        applied_chunk=0, applied_t=t))
+        old = last.source
+        s.add(StoreMode(closed=True, set_by=last.set_by, set_at=last.set_at, note=last.note,
+                        source=source, applied_chunk=0, applied_t=t))
+    log.info("stream %s starts with the store closed, as stream %s left it", source, old)
     return True
