@@ -880,8 +880,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
     def analytics(_: Operator,
                   minutes: Annotated[float | None, Query(gt=0, le=24 * 60)] = None
                   ) -> dict[str, Any]:
-        """Where shoppers walked and dwelt (counts per ``CELL_M`` cell), and picks and
-        put-backs per product, over the last ``minutes`` of engine time (default: all)."""
+        """Where shoppers walked and dwelt (counts per ``CELL_M`` cell; staff are left out),
+        and picks and put-backs per product, over the last ``minutes`` of engine time
+        (default: all)."""
         return analytics_of(minutes)
 
     @app.get("/v1/ops/sales")
@@ -920,6 +921,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                                                     EngineEvent.t >= t_min)
                                              .order_by(EngineEvent.t, EngineEvent.id)):
                 for person in json.loads(payload)["people"]:
+                    if person.get("staff"):  # an associate restocking is not a shopper
+                        continue
                     key = (source, person["track"])
                     prev = last.get(key)
                     for t, x, y in person["pts"]:
