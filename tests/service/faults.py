@@ -114,6 +114,15 @@ class FaultyLedger:
             return self.inner.balance(f"hold:{v.auth_id}:EUR")
 
 
+class ChargingLedger(FaultyLedger):
+    """The faulty ledger that can also charge a saved payment method
+    (``ChargesSavedMethod``; ``charge`` faults are scripted like the others)."""
+
+    def charge(self, payer_ref: str, amount: Money, idempotency_key: str) -> Capture:
+        return self._call("charge", idempotency_key,  # type: ignore[arg-type]
+                          lambda: self.inner.charge(payer_ref, amount, idempotency_key))
+
+
 def start(engine: Engine, clock: ManualClock | None = None,
           ledger: type[FaultyLedger] = FaultyLedger) -> tuple[Svc, FaultyLedger]:
     """The service on ``engine`` paying through a :class:`FaultyLedger` (or a subclass of

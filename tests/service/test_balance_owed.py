@@ -10,26 +10,16 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, select
 
-from walkout.checkout.money import Money
 from walkout.service import checkout, housekeeping, revisions
 from walkout.service.checkout import LineRequest
 from walkout.service.errors import ServiceError
 from walkout.service.models import LedgerTransaction, Visit
-from walkout.service.payments.base import Capture, ChargesSavedMethod
+from walkout.service.payments.base import ChargesSavedMethod
 from walkout.service.testing import Svc
 
-from .faults import Fault, FaultyLedger, charges, start, visit_state
+from .faults import ChargingLedger, Fault, FaultyLedger, charges, start, visit_state
 
 BAR = "018627032007"  # 9.19 EUR in the `small` store: 6 of them are 55.14, above the 50.00 hold
-
-
-class ChargingLedger(FaultyLedger):
-    """The faulty ledger that can also charge a saved payment method (``charge`` faults are
-    scripted like the others)."""
-
-    def charge(self, payer_ref: str, amount: Money, idempotency_key: str) -> Capture:
-        return self._call("charge", idempotency_key,  # type: ignore[arg-type]
-                          lambda: self.inner.charge(payer_ref, amount, idempotency_key))
 
 
 def _start(engine: Engine, charging: bool = True) -> tuple[Svc, FaultyLedger]:

@@ -48,6 +48,7 @@ from walkout.service.models import (
     Receipt,
     ReceiptLine,
     ReviewVerdict,
+    Visit,
 )
 from walkout.service.payments.base import PaymentError
 from walkout.service.payments.reported import chargeback_total, withheld_chargebacks
@@ -177,14 +178,23 @@ def decide(d: Deps, dispute_id: str, operator_id: str, decision: str,
                       .values(state="rejected", resolved_at=now, decided_by=operator_id,
                               note=note))
         else:
-            amount, visit_id = _refundable(s, dsp)
+            amount, unpaid, visit_id = _refundable(s, dsp)
+            # the credit comes off what she still owes first: only the rest is paid back
+            credit = amount + unpaid
             won = s.execute(update(Dispute).where(Dispute.id == dispute_id,
                                                   Dispute.state == "open")
-                            .values(state="refunding", decided_by=operator_id, note=note,
-                                    refund_amount=amount.amount)).rowcount
+                            .values(state="refunding" if amount.amount > 0 else "refunded",
+                                    resolved_at=None if amount.amount > 0 else now,
+                                    decided_by=operator_id, note=note,
+                                    refund_amount=credit.amount)).rowcount
             if won != 1:
                 raise ServiceError(409, "already_decided", "this dispute was decided meanwhile")
-            add_refund(d, s, visit_id, _key(dispute_id), amount, now)
+            if unpaid.amount > 0:
+                _forgive(s, visit_id, unpaid)
+            if amount.amount > 0:
+                add_refund(d, s, visit_id, _key(dispute_id), amount, now)
+            else:
+                decision = "credited"  # nothing to pay back through the provider
     if decision == "refund":
         _refund(d, dispute_id)
     with d.sessions() as s:
@@ -197,10 +207,25 @@ def _key(dispute_id: str) -> str:
     return f"dispute:{dispute_id}:refund"
 
 
-def _refundable(s: Session, dsp: Dispute) -> tuple[Money, str]:
-    """The contested units at the line's price, capped by the line's amount and by what the
-    visit's captures still hold after earlier refunds (below the total when the hold was
-    smaller than the cart and its balance is still owed)."""
+def _forgive(s: Session, visit_id: str, unpaid: Money) -> None:
+    """Take a founded dispute's credit off the visit's balance still owed (in the decision's
+    transaction): the shopper is not asked to pay for what she contested rightly. Nothing left
+    owed, a visit in review only for want of the money is ``charged``."""
+    v = s.get(Visit, visit_id, with_for_update=True)
+    assert v is not None and v.balance_owed is not None
+    v.balance_owed = max(Decimal(v.balance_owed) - unpaid.amount, Decimal(0))
+    needs_review = s.scalar(select(Receipt.needs_review).where(Receipt.visit_id == visit_id))
+    if v.balance_owed == 0 and v.state == "in_review" and not needs_review:
+        v.state = "charged"
+    log.info("visit %s: a founded dispute took %s off its balance owed", visit_id, unpaid)
+
+
+def _refundable(s: Session, dsp: Dispute) -> tuple[Money, Money, str]:
+    """What a founded dispute gives back: the contested units at the line's price, capped by
+    the line's amount, as (paid back through the provider, taken off the balance still owed,
+    the visit). The balance goes first: of a receipt not fully paid, the contested units
+    are what was not paid; the refund is capped by what the visit's captures still hold
+    after earlier refunds."""
     rec = s.get(Receipt, dsp.receipt_id)
     assert rec is not None
     cur = rec.currency
@@ -214,29 +239,46 @@ def _refundable(s: Session, dsp: Dispute) -> tuple[Money, str]:
         raise ServiceError(409, "chargeback", f"the shopper's bank has a chargeback of this "
                            f"payment ({cb.id}, {cb.status}): the bank returns the money, so "
                            "walkout refunds nothing of it (see GET /v1/ops/chargebacks)")
-    if not caps:
+    want = min(Money(Decimal(line.unit_price), cur) * min(dsp.quantity, line.quantity),
+               Money(Decimal(line.amount), cur), key=lambda m: m.amount)
+    v = s.get(Visit, rec.visit_id)
+    assert v is not None
+    owed = Money(Decimal(v.balance_owed or 0), cur)
+    if owed.amount > 0 and v.balance_settled_at is None:
+        if s.scalar(select(Charge.id).where(
+                Charge.visit_id == v.id, Charge.status == "pending",
+                Charge.idempotency_key.like(f"visit:{v.id}:balance%")).limit(1)):
+            raise ServiceError(409, "balance_collecting",
+                               "a charge of this visit's balance is in flight: its outcome "
+                               "comes first (retried on the service's timer)")
+        unpaid = min(want, owed, key=lambda m: m.amount)
+    else:
+        unpaid = Money.zero(cur)
+    left = captured(s, rec.visit_id, cur) - committed_refunds(s, rec.visit_id, cur)
+    amount = min(want - unpaid, max(left, Money.zero(cur)), key=lambda m: m.amount)
+    if amount.amount <= 0 and unpaid.amount <= 0:
         raise ServiceError(409, "nothing_captured",
-                           "nothing was captured for this visit: there is nothing to refund")
-    want = Money(Decimal(line.unit_price), cur) * min(dsp.quantity, line.quantity)
-    caps = [Money(Decimal(line.amount), cur),
-            captured(s, rec.visit_id, cur) - committed_refunds(s, rec.visit_id, cur)]
-    amount = min([want, *caps], key=lambda m: m.amount)
-    if amount.amount <= 0:
-        raise ServiceError(409, "nothing_captured", "everything captured was refunded already")
-    return amount, rec.visit_id
+                           "nothing was captured for this visit: there is nothing to refund"
+                           if not caps else "everything captured was refunded already")
+    return amount, unpaid, rec.visit_id
 
 
 def committed_refunds(s: Session, visit_id: str, currency: str) -> Money:
-    """Refunds made or still owed on a visit: every dispute refund (decided, so retried with
-    its key until it is made, whatever its last attempt said), every review refund not
-    refused outright, refunds made outside walkout (reported by the provider's webhook), and
-    what open or lost bank chargebacks return. What is left of a capture to refund is the
-    capture less this."""
+    """Refunds made or still owed on a visit (:func:`refunds_made`) and what open or lost bank
+    chargebacks return. What is left of a capture to refund is the capture less this."""
+    return refunds_made(s, visit_id, currency) + chargeback_total(s, visit_id, currency)
+
+
+def refunds_made(s: Session, visit_id: str, currency: str) -> Money:
+    """Money given back by refunds, made or still owed: every dispute refund (decided, so
+    retried with its key until it is made, whatever its last attempt said), every review
+    refund not refused outright, refunds made outside walkout (the provider's webhook). Not a
+    bank chargeback: what it withholds may come back to the store."""
     n = s.scalar(select(func.coalesce(func.sum(Charge.amount), 0)).where(
         Charge.visit_id == visit_id, Charge.kind == "refund",
         or_(Charge.status.in_(("pending", "succeeded")),
             Charge.idempotency_key.like("dispute:%")))) or 0
-    return Money(Decimal(n), currency) + chargeback_total(s, visit_id, currency)
+    return Money(Decimal(n), currency)
 
 
 def captures(s: Session, visit_id: str) -> list[Charge]:

@@ -48,6 +48,7 @@ from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError
 from walkout.service.models import CartLine, Charge, Receipt, ReceiptLine, Visit
 from walkout.service.payments.base import PaymentDeclined, PaymentError, UnknownPayment
+from walkout.service.payments.reported import chargeback_total
 
 log = logging.getLogger("walkout.service.revisions")
 
@@ -137,12 +138,15 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
         for rl in revised:
             owed = owed + max(rl.amount - credit.get(rl.product_id, zero), zero)
         caps = disputes.captures(s, visit_id)  # the hold's, and a balance charged above it
-        kept = disputes.captured(s, visit_id, cur) - disputes.committed_refunds(s, visit_id, cur)
+        paid = disputes.captured(s, visit_id, cur) - disputes.refunds_made(s, visit_id, cur)
+        # what a bank chargeback withholds is not refunded again, nor asked for again: it
+        # may come back to the store
+        withheld = chargeback_total(s, visit_id, cur)
         # a balance an operator wrote off is not asked for again
         forgiven = (Money(Decimal(v.balance_owed), cur)
                     if v.balance_settlement == checkout.SETTLED_WRITTEN_OFF and v.balance_owed
                     else zero)
-        over, short = kept - owed, owed - kept - forgiven
+        over, short = paid - withheld - owed, owed - paid - forgiven
         if v.balance_owed is not None and v.balance_settled_at is None:
             # a balance still owed above the hold is what the revised receipt leaves owed
             v.balance_owed = max(short, zero).amount
@@ -155,8 +159,8 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
             if v.state in ("charged", "released"):
                 v.state = "in_review"  # until the difference is collected
             if v.balance_owed is None:  # owed now: charged to the saved card where it can be
-                balance_key = checkout.owe(d, s, visit_id, short,
-                                           collect=_hold(s, visit_id) == "closed")
+                balance_key = checkout.owe(d, s, visit_id, short, collect=(
+                    _hold(s, visit_id) == "closed" and withheld.amount == 0))
             elif v.balance_settled_at is not None:
                 log.warning("visit %s: the revised receipt is %s above what the store kept and "
                             "the balance was settled before: staff collect it", visit_id, short)

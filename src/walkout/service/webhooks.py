@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from walkout.checkout.money import CurrencyMismatch, Money
-from walkout.service import checkout
+from walkout.service import checkout, revisions
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -61,6 +61,7 @@ from walkout.service.payments.reported import (
     FUNDS_WITHHELD,
     OUTSIDE_REFUND_KEY,
     OUTSIDE_REFUND_LIKE,
+    withheld_chargebacks,
 )
 
 if TYPE_CHECKING:  # the library is imported where Stripe is configured, not by every app
@@ -161,7 +162,27 @@ def receive(d: Deps, ev: Event, live: bool) -> Received:
             return _again(seen)
     level = logging.WARNING if res.outcome == ATTENTION else logging.INFO
     log.log(level, "stripe event %s (%s): %s: %s", ev.id, ev.type, res.outcome, res.detail)
+    if res.visit_id and ev.type.startswith("charge.dispute.") and res.outcome != IGNORED:
+        settle_after_chargeback(d, res.visit_id)
     return Received(ev.id, ev.type, res.outcome, res.detail, res.visit_id)
+
+
+def settle_after_chargeback(d: Deps, visit_id: str) -> None:
+    """Once no chargeback withholds a visit's money any more (won, or an inquiry closed), its
+    receipt is settled again: a review revision made meanwhile refunded nothing of what the
+    bank held, so the difference is refunded now (``revisions.revise``: nothing when there is
+    none). A failure is logged; the next revision or chargeback event tries again."""
+    with d.sessions() as s:
+        if withheld_chargebacks(s, visit_id):
+            return
+        rec = s.scalar(select(Receipt).where(Receipt.visit_id == visit_id))
+        if rec is None:
+            return
+        needs_review = rec.needs_review
+    try:
+        revisions.revise(d, visit_id, needs_review)
+    except Exception:
+        log.exception("visit %s: settling its receipt after the chargeback failed", visit_id)
 
 
 def _again(row: PaymentWebhookEvent) -> Received:

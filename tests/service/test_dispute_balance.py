@@ -1,0 +1,83 @@
+"""A founded dispute on a visit whose receipt is not fully paid (a balance above the hold, or
+a capture refused): its credit comes off what the shopper still owes first, and only the rest
+is refunded, so she is never asked to pay for what she contested rightly. Real service and
+ledger."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import Engine
+
+from walkout.service import checkout
+from walkout.service.models import Visit
+from walkout.service.testing import Svc
+
+from .faults import ChargingLedger, start, visit_state
+
+BAR = "018627032007"  # 9.19 EUR: 6 of them are 55.14, above the 50.00 hold
+
+
+def _dispute(svc: Svc, h: dict[str, str], rid: object, quantity: int) -> dict[str, object]:
+    """A dispute of ``quantity`` bars, decided ``refund`` by staff: its summary."""
+    r = svc.client.post("/v1/disputes", json={"receipt_id": rid, "product_id": BAR,
+                                              "quantity": quantity, "reason": "not mine"},
+                        headers=h)
+    assert r.status_code == 201, r.text
+    r = svc.client.post(f"/v1/disputes/{r.json()['dispute_id']}/decision",
+                        json={"decision": "refund"}, headers=svc.gate)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _owed(svc: Svc, vid: str) -> Decimal | None:
+    with svc.deps.sessions() as s:
+        v = s.get(Visit, vid)
+        assert v is not None
+        return v.balance_owed
+
+
+def test_a_dispute_of_the_whole_line_refunds_what_was_paid_and_cancels_the_balance(
+        engine: Engine) -> None:
+    svc, pay = start(engine, ledger=ChargingLedger)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("charge", "declined")
+        out = svc.leave(vid, {BAR: 6})  # 55.14: 50.00 captured, 5.14 owed
+        assert out["state"] == "in_review" and _owed(svc, vid) == Decimal("5.14")
+        got = _dispute(svc, h, out["receipt_id"], 6)
+        assert got["state"] == "refunded"
+        assert pay.sales() == 0 and _owed(svc, vid) == 0  # all she paid back, nothing owed
+        assert checkout.owed_balances(svc.deps) == []
+        assert visit_state(svc, vid) == "charged"
+        r = svc.client.post("/v1/gates/entry/scan", json={"code": svc.code(h)},
+                            headers=svc.gate)
+        assert r.status_code == 201, r.text
+
+
+def test_a_dispute_of_part_of_a_receipt_whose_capture_was_refused_lowers_what_is_owed(
+        engine: Engine) -> None:
+    svc, pay = start(engine, ledger=ChargingLedger)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("capture", "declined")
+        out = svc.leave(vid, {BAR: 2})  # 18.38 owed, nothing taken
+        got = _dispute(svc, h, out["receipt_id"], 1)
+        assert got["state"] == "refunded"  # credited, no provider call
+        assert pay.keys("refund") == [] and _owed(svc, vid) == Decimal("9.19")
+        assert checkout.collect_balance(svc.deps, vid)["settled"] is True
+        assert pay.sales() == Decimal("9.19")
+
+
+def test_a_dispute_above_the_balance_refunds_the_rest(engine: Engine) -> None:
+    svc, pay = start(engine, ledger=ChargingLedger)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("charge", "declined")
+        out = svc.leave(vid, {BAR: 6})  # 5.14 owed
+        _dispute(svc, h, out["receipt_id"], 1)  # 9.19: 5.14 off the balance, 4.05 back
+        assert _owed(svc, vid) == 0 and pay.sales() == Decimal("45.95")
+        assert len(pay.keys("refund")) == 1
