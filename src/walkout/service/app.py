@@ -22,6 +22,7 @@ from fastapi import BackgroundTasks, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -333,7 +334,11 @@ def create_app(
                           quantity=body.quantity, reason=body.reason, state="open",
                           created_at=clock.now())
             s.add(dsp)
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError:  # the same line disputed at the same moment (a double tap)
+                raise ServiceError(409, "already_disputed",
+                                   "this line is already disputed") from None
             return DisputeOut(dispute_id=dsp.id, state=dsp.state)
 
     # ---- gates and store staff ---------------------------------------------------------------
