@@ -627,8 +627,9 @@ def serve(
     overrides = {k: v for k, v in (("db_url", db), ("store", store)) if v}
     try:  # a command-line value wins over the environment, which wins over the default
         settings = ServiceSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as e:
-        err.print(f"[red]error:[/] invalid setting {first_error(e, 'settings')}")
+    except ValidationError as e:  # no field named: the environment as a whole (a misspelt name)
+        what = "setting " if e.errors()[0]["loc"] else ""
+        err.print(f"[red]error:[/] invalid {what}{first_error(e, 'settings')}")
         raise typer.Exit(2) from e
     store = settings.store
     runner: LiveRunner

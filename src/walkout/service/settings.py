@@ -2,10 +2,17 @@
 
 Secrets are ``SecretStr`` (masked in ``repr`` and logs) and validation errors never echo an
 input (``hide_input_in_errors``): a mistyped key is named by its variable, never shown.
+
+``extra="forbid"`` covers arguments only: pydantic-settings skips an environment variable that
+names no field, so a misspelt one (a ``DAY`` for ``DAYS``) would leave the default in force
+unnoticed. Every ``WALKOUT_*`` variable in the environment must therefore be a setting or one of
+:data:`OTHER_VARIABLES` (read by the unit file, the scripts and the tests).
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 import secrets
 from decimal import Decimal
@@ -14,6 +21,24 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "WALKOUT_"
+#: ``WALKOUT_*`` variables that are not settings: the systemd unit's command line
+#: (deploy/walkout.service), the backup script's (deploy/walkout-backup.sh), scripts/services.sh's
+#: and the web tests' screenshot switch
+OTHER_VARIABLES = frozenset({
+    "WALKOUT_SOURCE", "WALKOUT_PORT", "WALKOUT_BACKUP_DIR", "WALKOUT_BACKUP_KEEP", "WALKOUT_BIN",
+    "WALKOUT_SERVICES_STATE", "WALKOUT_PG_PORT", "WALKOUT_MQTT_PORT",
+    "WALKOUT_UPDATE_SCREENSHOTS",
+})
+#: prefixes of further such variables: the test suite's (WALKOUT_TEST_PG_URL, ...) and
+#: scripts/services.sh's Ray head (WALKOUT_RAY_PORT, WALKOUT_RAY_BIN, WALKOUT_RAY_CPUS)
+OTHER_PREFIXES = ("WALKOUT_TEST_", "WALKOUT_RAY_")
+#: the shortest HMAC key (entry codes, staff badges) taken: ``secrets.token_urlsafe(32)`` is 43
+MIN_SECRET_CHARS = 32
+#: the shortest bootstrap admin token taken (``"wo_" + secrets.token_urlsafe(32)`` is 46)
+MIN_ADMIN_TOKEN_CHARS = 24
+MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class ServiceSettings(BaseSettings):
@@ -96,6 +121,47 @@ class ServiceSettings(BaseSettings):
     evidence_dir: Path | None = Field(
         None, description="where the perception stage writes blurred evidence clips: purged "
         "with the event log")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: object) -> object:
+        """Refuse a ``WALKOUT_*`` variable that is neither a setting nor one the deployment
+        uses, naming the nearest setting: pydantic-settings would skip it in silence."""
+        fields = {PREFIX + f.upper() for f in cls.model_fields}
+        for name in sorted(os.environ):
+            up = name.upper()  # settings are read from the environment case-insensitively
+            if (not up.startswith(PREFIX) or up in fields or up in OTHER_VARIABLES
+                    or up.startswith(OTHER_PREFIXES)):
+                continue
+            near = difflib.get_close_matches(up.removeprefix(PREFIX), sorted(
+                f.removeprefix(PREFIX) for f in fields), n=1, cutoff=0.6)  # not the prefix
+            hint = (f"did you mean {PREFIX}{near[0]}?" if near
+                    else "see docs/service.md for the settings")
+            raise ValueError(f"environment variable {name} is not a walkout setting ({hint}); "
+                             "unset or rename it")
+        return data
+
+    @field_validator("entry_secret")
+    @classmethod
+    def _strong_entry_secret(cls, v: SecretStr) -> SecretStr:
+        """An empty or short HMAC key (an env file with an unset ${VAR}) lets anyone sign
+        entry codes and staff badges."""
+        if len(v.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"WALKOUT_ENTRY_SECRET must be at least {MIN_SECRET_CHARS} "
+                             f"characters (got {len(v.get_secret_value())}); make one with "
+                             f"{MAKE_SECRET}")
+        return v
+
+    @field_validator("bootstrap_admin_token")
+    @classmethod
+    def _strong_admin_token(cls, v: SecretStr | None) -> SecretStr | None:
+        """An empty or short bootstrap token would make a guessable admin."""
+        if v is not None and len(v.get_secret_value()) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(f"WALKOUT_BOOTSTRAP_ADMIN_TOKEN, when set, must be at least "
+                             f"{MIN_ADMIN_TOKEN_CHARS} characters (got "
+                             f"{len(v.get_secret_value())}); make one with "
+                             f"echo wo_$({MAKE_SECRET})")
+        return v
 
     @field_validator("db_url")
     @classmethod
