@@ -309,3 +309,33 @@ def test_0013_adds_the_balance_owed_and_takes_it_away_again(db_url: str) -> None
         _visit(c, "v3", "a1", "open")
     upgrade(eng)
     eng.dispose()
+
+
+def test_0014_adds_when_a_charge_was_confirmed_and_takes_it_away_again(db_url: str) -> None:
+    """0014: charges from before it have no confirmation time (the sales count them on the day
+    they were made, as before); the downgrade drops only that column, the charges stay."""
+    eng = make_engine(db_url)
+    upgrade(eng, "0013")
+    with eng.begin() as c:
+        _account_with_method(c)
+        _visit(c, "v1", "a1", "charged")
+        c.execute(text("INSERT INTO charges (visit_id, kind, idempotency_key, provider, amount, "
+                       "currency, status, created_at) VALUES ('v1', 'capture', 'visit:v1:capture',"
+                       " 'ledger', 9.19, 'EUR', 'succeeded', '2026-01-01 20:00:00+00:00')"))
+
+    def columns() -> set[str]:
+        return {col["name"] for col in inspect(eng).get_columns("charges")}
+
+    assert "settled_at" not in columns()
+    upgrade(eng)
+    assert "settled_at" in columns()
+    with eng.begin() as c:
+        assert c.execute(text("SELECT idempotency_key, settled_at FROM charges")).all() == [
+            ("visit:v1:capture", None)]
+    downgrade(eng, "0013")
+    assert "settled_at" not in columns()
+    with eng.begin() as c:
+        assert c.execute(text("SELECT idempotency_key, status FROM charges")).all() == [
+            ("visit:v1:capture", "succeeded")]
+    upgrade(eng)
+    eng.dispose()

@@ -278,7 +278,8 @@ def _settle(d: Deps, visit_id: str, frozen: _Frozen | None = None, *,
     balance_key = None
     with d.sessions.begin() as s:
         s.execute(update(Charge).where(Charge.idempotency_key == f.key)
-                  .values(status="succeeded", provider_ref=ref, error=None))
+                  .values(status="succeeded", settled_at=d.clock.now(),
+                          provider_ref=ref, error=None))
         moved = s.execute(update(Visit).where(Visit.id == visit_id,
                                               Visit.state == "checking_out")
                           .values(state=final_state)).rowcount
@@ -430,7 +431,8 @@ def collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> 
     now = d.clock.now()
     with d.sessions.begin() as s:
         s.execute(update(Charge).where(Charge.idempotency_key == key)
-                  .values(status="succeeded", provider_ref=got.capture_id, error=None))
+                  .values(status="succeeded", settled_at=d.clock.now(),
+                          provider_ref=got.capture_id, error=None))
         s.execute(update(Visit).where(Visit.id == visit_id,
                                       Visit.balance_settled_at.is_(None))
                   .values(balance_settled_at=now, balance_settlement=SETTLED_CHARGED))

@@ -416,7 +416,8 @@ def _refund(d: Deps, dispute_id: str) -> None:
                                "it stays owed, and deciding 'refund' again retries it") from None
         with d.sessions.begin() as s:
             s.execute(update(Charge).where(Charge.idempotency_key == key)
-                      .values(status="succeeded", provider_ref=ref.refund_id, error=None))
+                      .values(status="succeeded", settled_at=d.clock.now(),
+                              provider_ref=ref.refund_id, error=None))
     now = d.clock.now()
     with d.sessions.begin() as s:
         s.execute(update(Dispute).where(Dispute.id == dispute_id, Dispute.state == "refunding")

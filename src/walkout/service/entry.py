@@ -361,7 +361,8 @@ def _authorize(d: Deps, visit_id: str, pending: _Pending | None = None) -> Admis
             state = "open"
         if state == "open":
             s.execute(update(Charge).where(Charge.idempotency_key == key)
-                      .values(status="succeeded", provider_ref=auth.auth_id))
+                      .values(status="succeeded", settled_at=d.clock.now(),
+                              provider_ref=auth.auth_id))
     if state != "open":  # given up while the provider answered (refuse_stale_authorizing)
         _void(d, visit_id, key, auth.auth_id, hold)
         raise ServiceError(503, "payment_unavailable", "the payment provider answered too "
@@ -443,7 +444,7 @@ def _void(d: Deps, visit_id: str, key: str, auth_id: str, hold: Money) -> bool:
             s.add(Charge(visit_id=visit_id, kind="release", idempotency_key=release_key,
                          provider=d.provider.name, provider_ref=auth_id,
                          amount=hold.amount, currency=hold.currency, status="succeeded",
-                         created_at=d.clock.now()))
+                         created_at=d.clock.now(), settled_at=d.clock.now()))
     log.info("visit %s: a hold left by a lost pre-authorisation answer was released", visit_id)
     return True
 

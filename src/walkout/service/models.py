@@ -261,7 +261,10 @@ class Charge(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed
     error: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime]  # first tried
+    #: when the provider's confirmation was recorded (None: not yet, or before 0014): the
+    #: day the money moved, as the provider's statement has it
+    settled_at: Mapped[datetime | None]
     __table_args__ = (
         CheckConstraint("kind IN ('preauth', 'capture', 'release', 'refund')", name="kind"),
     )

@@ -244,7 +244,8 @@ def _refund(d: Deps, visit_id: str, capture_ref: str | None, amount: Money,
         return None
     with d.sessions.begin() as s:
         s.execute(update(Charge).where(Charge.idempotency_key == key)
-                  .values(status="succeeded", provider_ref=ref.refund_id, error=None))
+                  .values(status="succeeded", settled_at=d.clock.now(),
+                          provider_ref=ref.refund_id, error=None))
     return amount
 
 
@@ -258,7 +259,7 @@ def _release(d: Deps, visit_id: str, auth_id: str, key: str) -> bool:
         return False
     with d.sessions.begin() as s:
         s.execute(update(Charge).where(Charge.idempotency_key == key)
-                  .values(status="succeeded", error=None))
+                  .values(status="succeeded", settled_at=d.clock.now(), error=None))
         s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "in_review")
                   .values(state="released"))
     return True

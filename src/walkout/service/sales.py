@@ -8,7 +8,9 @@ Three clocks are kept apart on purpose:
   counted on the day the visit *entered*, from the receipt as it stands now (after every review
   revision), so a basket is counted once, whole, where it happened;
 - **money** is counted on the day it *moved*: captures and refunds the provider confirmed
-  (``succeeded``), so the figures agree with the provider's statement. A refund decided today
+  (``succeeded``), on the day walkout recorded the confirmation (``settled_at``: a capture
+  tried during an outage at 21:00 and confirmed by a retry the next morning is the next
+  day's), so the figures agree with the provider's statement. A refund decided today
   for last week's visit lowers today's net, not last week's sales. Pending or failed charges
   are not money.
 - **bank chargebacks** (``chargebacks``, from the provider's webhook) count on the day the bank
@@ -34,7 +36,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from walkout.checkout.money import Money
@@ -124,11 +126,12 @@ def sales_report(s: Session, *, zone: ZoneInfo, currency: str, first: date, last
             d.items += ln.quantity
             qty[ln.product_id] += ln.quantity
             amount[ln.product_id] += Money.of(ln.amount, currency)
-    for kind, amt, created in s.execute(
-            select(Charge.kind, Charge.amount, Charge.created_at)
+    moved = func.coalesce(Charge.settled_at, Charge.created_at)  # confirmed (before 0014: made)
+    for kind, amt, when in s.execute(
+            select(Charge.kind, Charge.amount, moved)
             .where(Charge.kind.in_(("capture", "refund")), Charge.status == "succeeded",
-                   Charge.created_at >= lo, Charge.created_at < hi)):
-        d = day_of(created)
+                   moved >= lo, moved < hi)):
+        d = day_of(when)
         if d is None:
             continue
         m = Money.of(amt, currency)
