@@ -256,3 +256,52 @@ def test_a_blind_area_over_a_gate_or_a_gondola_is_refused(
 def test_the_small_stores_fitting_room_touches_nothing_it_must_not() -> None:
     """The rule above leaves the shipped fitting room (clear of gates and gondolas) alone."""
     assert [b.id for b in load_store("small").blind_areas] == ["fitting-room"]
+
+
+def test_a_price_finer_than_the_currency_is_refused_with_its_line(tmp_path: Path) -> None:
+    """'1.235' EUR was taken: the engine's receipt totals 2.470 for two, the service charges
+    2 x 1.24 = 2.48. A price is a whole number of the currency's smallest unit."""
+    d = _small_dict()
+    d["catalogue"][4]["price"] = "1.235"
+    msg = _error(d, tmp_path)
+    pid = d["catalogue"][4]["id"]
+    line = _line_of(tmp_path, "price: '1.235'")
+    assert f"bad.yaml:{line}: field catalogue.4.price" in msg
+    assert f"product {pid!r}" in msg and "price 1.235 is finer than the smallest EUR unit " \
+        "(0.01)" in msg
+
+
+def test_the_smallest_unit_is_the_currencys(tmp_path: Path) -> None:
+    d = _small_dict()
+    d["currency"] = "JPY"
+    for p in d["catalogue"]:
+        p["price"] = str(round(float(p["price"]) * 100))
+    f = tmp_path / "yen.yaml"
+    f.write_text(yaml.safe_dump(d, sort_keys=False))
+    assert load_store(f).currency == "JPY"
+    d["catalogue"][0]["price"] = "120.50"
+    assert "price 120.50 is finer than the smallest JPY unit (1)" in _error(d, tmp_path)
+
+
+def test_a_planogram_entry_given_twice_is_refused_not_summed(tmp_path: Path) -> None:
+    """Pasted twice, an entry passed and doubled that facing's opening stock in the engine's
+    inventory. The same product on other plates (a second facing) is still fine."""
+    d = _small_dict()
+    d["planogram"].append(dict(d["planogram"][0], plates=list(reversed(d["planogram"][0]
+                                                                        ["plates"]))))
+    n = len(d["planogram"]) - 1
+    msg = _error(d, tmp_path)
+    assert f"field planogram.{n}: planogram[{n}]: product {d['planogram'][0]['product']!r}" in msg
+    assert "repeats planogram[0]" in msg and "double its opening stock" in msg
+    d["planogram"][n]["plates"] = d["planogram"][1]["plates"]  # a second facing elsewhere
+    f = tmp_path / "two-facings.yaml"
+    f.write_text(yaml.safe_dump(d, sort_keys=False))
+    assert len(load_store(f).planogram) == n + 1
+
+
+def test_a_plate_listed_twice_in_one_entry_is_refused(tmp_path: Path) -> None:
+    d = _small_dict()
+    plate = d["planogram"][7]["plates"][0]
+    d["planogram"][7]["plates"] = [plate, plate]
+    msg = _error(d, tmp_path)
+    assert f"field planogram.7.plates: planogram[7]: plate {plate!r} is listed twice" in msg

@@ -278,9 +278,47 @@ class Store(StrictModel):
         kinds = {g.kind for g in self.gates}
         if kinds != {"entry", "exit"}:
             raise ValueError("a store needs at least one entry gate and one exit gate")
+        self._check_prices()
+        self._check_facings()
         self._check_tax()
         self._check_blind_areas()
         return self
+
+    def _check_prices(self) -> None:
+        """A price is a whole number of the currency's minor unit: the engine's receipt adds
+        prices as written (2 x 1.235 = 2.470) where the service charges rounded ones (2 x 1.24),
+        so a finer price makes the two disagree."""
+        from walkout.checkout.money import minor_digits  # walkout.checkout imports the store
+
+        unit = Decimal(1).scaleb(-minor_digits(self.currency))
+        problems: list[tuple[Loc, str]] = [
+            (("catalogue", i, "price"), f"product {p.id!r} ({p.name}) price {p.price} is finer "
+             f"than the smallest {self.currency} unit ({unit}); give it to {unit} at most")
+            for i, p in enumerate(self.catalogue) if p.price != p.price.quantize(unit)]
+        if problems:
+            raise StoreError(problems)
+
+    def _check_facings(self) -> None:
+        """Each planogram entry is one facing: a plate listed twice in it, or an entry repeated
+        (same product on the same plates, e.g. pasted twice), would be summed into one facing
+        and double its opening stock."""
+        problems: list[tuple[Loc, str]] = []
+        first: dict[tuple[str, frozenset[str]], int] = {}
+        for i, e in enumerate(self.planogram):
+            twice = sorted({p for p in e.plates if e.plates.count(p) > 1})
+            if twice:
+                problems.append((("planogram", i, "plates"), f"planogram[{i}]: plate "
+                                 f"{twice[0]!r} is listed twice for product {e.product!r}"))
+            key = (e.product, frozenset(e.plates))
+            if key in first:
+                problems.append((("planogram", i), f"planogram[{i}]: product {e.product!r} on "
+                                 f"plates {sorted(key[1])} repeats planogram[{first[key]}] "
+                                 "(an entry given twice would double its opening stock); put "
+                                 "the stock in one entry"))
+            else:
+                first[key] = i
+        if problems:
+            raise StoreError(problems)
 
     def _check_blind_areas(self) -> None:
         """A blind area is a closed room (a fitting room): it may not overlap a gate or a
