@@ -34,11 +34,12 @@ from typing import Annotated, Any
 import segno
 from anyio import to_thread
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, or_, select
+from sqlalchemy import BigInteger, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -84,6 +85,12 @@ KEEPALIVE_S = 15.0
 CONTEST_PAGE = "/receipts/{receipt_id}/disputes/new"
 #: the pages: no data in them, so no token (``PUBLIC_ROUTES`` of the app lists them)
 PAGES = frozenset({("GET", "/"), ("GET", "/app"), ("GET", "/kiosk"), ("GET", CONTEST_PAGE)})
+#: the largest event-log id a client may name: a 64-bit id (SQLite's; PostgreSQL's column is
+#: 32-bit, and a query compares with a 64-bit value so that a larger one is no row, not an error)
+ID_MAX = 2**63 - 1
+#: the days a sales period may cover: the last day's next one and the store's local midnights
+#: must be dates and instants (``date.max`` has no next day), and nothing predates 1970
+SALES_DAYS = (date(1970, 1, 1), date(9999, 12, 30))
 #: heatmap cell (m); a sample slower than this (m/s) counts as dwelling
 CELL_M = 0.5
 DWELL_MPS = 0.25
@@ -422,7 +429,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         with sessions() as s:
             rows = s.execute(select(EngineEvent.id, EngineEvent.source, EngineEvent.kind,
                                     EngineEvent.t, EngineEvent.payload)
-                             .where(EngineEvent.id > after).order_by(EngineEvent.id)
+                             .where(EngineEvent.id > literal(after, BigInteger))
+                             .order_by(EngineEvent.id)
                              .limit(limit)).all()
             out = []
             creds: set[str] = set()
@@ -467,7 +475,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
     @app.get("/v1/ops/stream")
     async def ops_stream(request: Request, _: Operator,
                          backlog_s: Annotated[float, Query(ge=0, le=3600)] = 30.0,
-                         after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
+                         after: Annotated[int | None, Query(ge=0, le=ID_MAX)] = None
+                         ) -> StreamingResponse:
         """SSE of the event log: ``positions``, ``alert``, ``gate``, ``decision``, ``review``,
         ``health``; ``changed`` when receipts, verdicts, disputes, alert acknowledgements or
         the payment provider's events (chargebacks) change. An ``alert`` carries ``acked``
@@ -829,13 +838,14 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                      "acked": acked.get(r.id)} for r in rows]
 
     @app.post("/v1/ops/alerts/{event_id}/ack")
-    def ack_alert(event_id: int, p: Operator,
+    def ack_alert(event_id: Annotated[int, PathParam(ge=1, le=ID_MAX)], p: Operator,
                   body: AlertAckIn | None = None) -> dict[str, Any]:
         """Acknowledge an alert (its event id, as the stream and ``GET /v1/ops/alerts`` give
         it). Idempotent: acknowledging it again changes nothing and answers the first
         acknowledgement."""
         def row(s: Session) -> EngineEvent:
-            ev = s.get(EngineEvent, event_id)
+            ev = s.scalar(select(EngineEvent)
+                          .where(EngineEvent.id == literal(event_id, BigInteger)))
             if ev is None or not ev.source.endswith("/alerts"):
                 raise not_found("alert")
             return ev
@@ -893,8 +903,13 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
               ) -> dict[str, Any]:
         """Visits, conversion, baskets and money per day of the store (its time zone) over
         the ``days`` days ending ``until``: see ``walkout.service.sales`` for what is counted
-        on which day."""
+        on which day. 422 ``invalid_request``: a period not within 1970-01-01..9999-12-30."""
         last = until or deps.clock.now().astimezone(store.zone).date()
+        lo, hi = SALES_DAYS
+        if not lo + timedelta(days=days - 1) <= last <= hi:
+            raise ServiceError(422, "invalid_request",
+                               f"until: {days} days ending {last} are not all within "
+                               f"{lo}..{hi}")
         with sessions() as s:
             return sales_report(s, zone=store.zone, currency=store.currency,
                                 first=last - timedelta(days=days - 1), last=last,
