@@ -17,7 +17,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from walkout.commands import ForceOpt, finite, output_file_problem, print_json, register_all
+from walkout.commands import (
+    ForceOpt,
+    JsonOpt,
+    finite,
+    output_file_problem,
+    print_json,
+    register_all,
+)
 from walkout.store import StoreFileError, builtin_stores, load_store
 from walkout.store.model import Store
 
@@ -380,7 +387,7 @@ def bench_accuracy(
     store: StoreOpt = "small",
     shoppers: Annotated[int, typer.Option(min=0, help="number of shoppers")] = 200,
     seed: SeedOpt = 1,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+    json_path: JsonOpt = None,
     suite: Annotated[
         str, typer.Option(help="standard: the standard mix; hard: every scenario, --repeats times")
     ] = "standard",
@@ -458,8 +465,8 @@ def store_import_aifi(
 def bench_shelf_pcp(
     data: Annotated[Path, typer.Option(help="Shelf benchmark directory (calibration, detection)")],
     out: Annotated[Path | None, typer.Option(help="write per-frame 3D poses here (JSONL)")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
-    frames: Annotated[int | None, typer.Option(help="only the first N frames")] = None,
+    json_path: JsonOpt = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="only the first N frames")] = None,
 ) -> None:
     """Multi-view 3D pose tracking on Shelf: strict PCP, fps, and skel.txt's PCP beside it."""
     from walkout.bench.shelf_pcp import run_shelf_pcp
@@ -493,15 +500,24 @@ def aifi_run(
     from walkout.sources.aifi import AifiDataError
     from walkout.sources.aifi_run import receipts_json, run_case
 
+    problem = output_file_problem(out, force=True)  # said before the case is run
+    if problem:
+        err.print(f"[red]error:[/] --out {escape(str(out))}: {problem}")
+        raise typer.Exit(2)
     try:
         result = run_case(case, meta)
     except AifiDataError as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
     data = receipts_json(result)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=1) + "\n")
-    print(json.dumps(data))
+    print(json.dumps(data))  # first: a failed write below loses nothing
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=1) + "\n")
+    except OSError as e:
+        err.print(f"[red]error:[/] --out {escape(str(out))}: cannot write: {e.strerror or e} "
+                  "(the receipts are printed above)")
+        raise typer.Exit(2) from e
     kinds = Counter(a.kind for a in result.alerts)
     err.print(
         f"{len(result.decisions)} shelf events, {sum(d.needs_review for d in result.decisions)} "
@@ -509,12 +525,17 @@ def aifi_run(
     )
 
 
+#: ``walkout.bench.shelf.MIN_DURATION_S``, here so that the CLI does not import the bench to
+#: declare its option (tests/bench/test_shelf_bench.py checks the two agree)
+SHELF_MIN_DURATION_S = 60.0
+
+
 @bench_app.command("shelf")
 def bench_shelf(
     seed: SeedOpt = 1,
-    duration: Annotated[float, typer.Option(min=1, max=86400, callback=finite,
+    duration: Annotated[float, typer.Option(min=SHELF_MIN_DURATION_S, max=86400, callback=finite,
                                             help="simulated seconds")] = 1200.0,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+    json_path: JsonOpt = None,
 ) -> None:
     """Shelf-stage precision/recall/item accuracy on simulated hard cases and faults."""
     from walkout.bench.shelf import run_shelf_bench
@@ -533,7 +554,7 @@ def bench_memory(
                                          help="stream seconds between samples")] = 300.0,
     keep: Annotated[float, typer.Option(min=1, callback=finite,
                                         help="track_history_s of the bounded run")] = 300.0,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+    json_path: JsonOpt = None,
 ) -> None:
     """What the engine holds as the period goes on (a live store's memory and snapshot size),
     keeping every skeleton sample vs keeping track_history_s; both must decide the same."""
@@ -561,7 +582,7 @@ def bench_tracking(
     store: StoreOpt = "small",
     shoppers: Annotated[int, typer.Option(min=0, help="number of shoppers")] = 50,
     seed: SeedOpt = 1,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+    json_path: JsonOpt = None,
 ) -> None:
     """Multi-camera 3D tracking on a simulated period: MOTA, IDF1, switches, wrist error, fps."""
     from walkout.sim.session import simulate
@@ -694,7 +715,7 @@ def bench_durability(
         "SQLite files in --workdir")] = None,
     workdir: Annotated[Path | None, typer.Option(
         help="where databases and service logs go (default: a temporary directory)")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+    json_path: JsonOpt = None,
 ) -> None:
     """Kill `walkout serve` (SIGKILL) N times mid-stream, restart it, compare with a clean run."""
     import tempfile
@@ -742,7 +763,7 @@ def bench_service(
     workdir: Annotated[Path | None, typer.Option(
         help="where the database and the service log go (default: a temporary directory)")]
     = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+    json_path: JsonOpt = None,
 ) -> None:
     """Concurrent shoppers through a live `walkout serve`: latency per endpoint, exit→receipt."""
     import tempfile

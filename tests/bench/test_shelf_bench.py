@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from walkout.bench.shelf import CASES, FAULTS, run_shelf_bench
@@ -46,3 +47,22 @@ def test_cli_bench_shelf(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["seed"] == 3 and "event_precision" in data
+
+
+@pytest.mark.parametrize("duration", ["10", "59"])
+def test_cli_bench_shelf_too_short_a_period_is_refused(duration: str) -> None:
+    """Anything under 40 s died in rng.uniform (ValueError: high - low < 0); under 60 s the
+    faults run past the period's end and no scenario is played."""
+    res = CliRunner().invoke(app, ["bench", "shelf", "--duration", duration])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert "--duration" in res.output and "60" in res.output
+
+
+def test_the_shortest_period_is_the_benchs_own() -> None:
+    from walkout.bench.shelf import MIN_DURATION_S
+    from walkout.cli import SHELF_MIN_DURATION_S
+
+    assert SHELF_MIN_DURATION_S == MIN_DURATION_S
+    with pytest.raises(ValueError, match="shorter than the 60 s"):
+        run_shelf_bench(seed=1, duration_s=30.0)
+    assert run_shelf_bench(seed=1, duration_s=MIN_DURATION_S)["duration_s"] == MIN_DURATION_S

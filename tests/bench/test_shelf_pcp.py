@@ -141,3 +141,23 @@ def test_head_follows_the_face_not_the_neck() -> None:
     X[0] = np.nan
     out = body25_to_shelf15(X)
     assert out[13] == pytest.approx(ears + HEAD_TOP_ABOVE_EARS_M * np.array([0.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("frames", ["-3", "0"])
+def test_cli_frames_below_one_is_refused(frames: str, tmp_path: Path) -> None:
+    """--frames -3 benchmarked all but the last 3 frames (views[:-3]); 0 gave NaN figures."""
+    from typer.testing import CliRunner
+
+    from walkout.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "shelf-pcp", "--data", str(tmp_path), "--frames",
+                                   frames])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert "--frames" in res.output and "1" in res.output
+
+
+def test_run_tracker_refuses_fewer_than_one_frame(tmp_path: Path) -> None:
+    from walkout.bench.shelf_pcp import run_tracker
+
+    with pytest.raises(ValueError, match="n_frames must be at least 1, got -3"):
+        run_tracker(tmp_path, -3)

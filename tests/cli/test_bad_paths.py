@@ -135,3 +135,51 @@ def test_store_generate_overwrites_with_force(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert load_store(out).name == "generated-100m2-12c-100p-s1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]  # no temporary left
+
+
+#: the commands whose --json is checked before they run (bench ray and bench scale live in
+#: commands/distributed.py and commands/scale.py: their write is still caught, after the run)
+JSON_WRITERS = [["bench", "accuracy"], ["bench", "shelf"], ["bench", "memory"],
+                ["bench", "tracking"], ["bench", "durability"], ["bench", "service"],
+                ["bench", "shelf-pcp"], ["bench", "perception"], ["aifi", "video", "videos"],
+                ["aifi", "check-calibration", "videos"]]
+
+
+def _flat(text: str) -> str:
+    """``text`` without white space and the frame click's usage errors are drawn in."""
+    return "".join(c for c in text if not c.isspace() and c not in "│╭╮╰╯─")
+
+
+@pytest.mark.parametrize("where", ["dir", "under-file"])
+@pytest.mark.parametrize("command", JSON_WRITERS, ids=lambda c: " ".join(c[:2]))
+def test_a_bench_json_that_cannot_be_a_file_is_said_before_the_bench_runs(
+        tmp_path: Path, command: list[str], where: str) -> None:
+    """print_json wrote --json unchecked after the bench (minutes of work): a directory there
+    was an IsADirectoryError traceback and the figures only on the screen."""
+    (tmp_path / "file").write_text("precious")
+    target = tmp_path if where == "dir" else tmp_path / "file" / "b.json"
+    said = "is a directory" if where == "dir" else f"is under {tmp_path / 'file'}, which is a file"
+    res = CliRunner().invoke(app, [*command[:2], "--json", str(target), *command[2:]])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert "--json" in res.output and _flat(said) in _flat(res.output), res.output
+    assert (tmp_path / "file").read_text() == "precious"
+
+
+def test_a_bench_json_write_that_fails_is_one_line_and_the_figures_are_kept(
+        tmp_path: Path) -> None:
+    """A folder that takes no new file (procfs, even for root): found only when writing."""
+    res = CliRunner().invoke(app, ["bench", "shelf", "--duration", "60", "--json",
+                                   "/proc/walkout-bench.json"])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert "error: --json /proc/walkout-bench.json: cannot write:" in " ".join(
+        res.output.split())
+    assert '"event_precision"' in res.output  # printed before the write
+
+
+def test_aifi_run_out_that_is_a_directory_is_said_before_the_case_runs(tmp_path: Path) -> None:
+    """It was an IsADirectoryError traceback after the run; said first now, so even a case
+    that is not there is not looked at."""
+    res = CliRunner().invoke(app, ["aifi", "run", str(tmp_path / "no-case"), "--out",
+                                   str(tmp_path)])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert f"error: --out {tmp_path}: is a directory" in " ".join(res.output.split())

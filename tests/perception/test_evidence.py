@@ -137,3 +137,17 @@ def test_a_person_box_without_a_confident_face_grows_to_cover_the_head():
     [(x0, y0, x1, y1)] = person_boxes(kp)
     # the body spans x 200-220, y 65-120: grown by half the longer side (27.5 px) all round
     assert (x0, y0, x1, y1) == (172.5, 37.5, 247.5, 147.5)
+
+
+def test_evidence_cases_that_is_a_directory_is_a_clean_error(tmp_path: Path):
+    """--cases naming a folder was an IsADirectoryError traceback."""
+    from typer.testing import CliRunner
+
+    from walkout.cli import app
+
+    res = CliRunner().invoke(app, ["evidence", "--video", str(tmp_path / "v.mp4"), "--camera",
+                                   "1", "--cases", str(tmp_path), "--out",
+                                   str(tmp_path / "clips")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert f"{tmp_path}: cannot read the cases:" in " ".join(res.output.split())
+    assert not (tmp_path / "clips").exists()

@@ -381,6 +381,12 @@ def _faults(
     return block
 
 
+#: the shortest simulated period benched: faults start between 20 s and half the period and
+#: last 30 s, and the first scenarios start at 20-25 s and end 25 s before the period does, so a
+#: shorter one has faults running past its end and no scenario to score
+MIN_DURATION_S = 60.0
+
+
 def run_shelf_bench(
     seed: int = 1,
     duration_s: float = 1200.0,
@@ -388,6 +394,9 @@ def run_shelf_bench(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Simulate, run the shelf stage, score. Returns the figures as a JSON-able dict."""
+    if not duration_s >= MIN_DURATION_S:
+        raise ValueError(f"duration_s {duration_s} is shorter than the {MIN_DURATION_S:g} s "
+                         "the bench's faults and scenarios need")
     say = progress or (lambda _: None)
     rng = np.random.default_rng(seed)
     store = bench_store()

@@ -222,6 +222,8 @@ def run_tracker(
     included) and the parsed data. CPU time is the figure to compare: other load on a shared
     machine stretches the wall time of a process pinned to one core, not its CPU time.
     """
+    if n_frames is not None and n_frames < 1:  # views[:-3] would bench all but three
+        raise ValueError(f"n_frames must be at least 1, got {n_frames}")
     data = load_shelf(data_dir, n_frames)
     cams = [Camera(K=c.K, R=c.R, t=c.t) for c in data.cameras]
     tracker = MultiviewPoseTracker(cams, config)

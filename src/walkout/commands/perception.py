@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from walkout.commands import finite, print_json
+from walkout.commands import finite, json_path_checked, print_json
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -170,6 +170,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                         for c in listed]
         except FileNotFoundError as e:
             raise _fail(f"{cases}: no such file") from e
+        except OSError as e:  # a directory, no permission
+            raise _fail(f"{cases}: cannot read the cases: {e.strerror or e}") from e
         except (ValueError, KeyError, TypeError) as e:
             raise _fail(f"{cases}: not a `walkout replay` output with review_cases ({e})") from e
         try:
@@ -184,8 +186,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
 
     @bench_app.command("perception")
     def bench_perception(
-        json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")]
-        = None,
+        json_path: Annotated[Path | None, typer.Option(
+            "--json", help="also write JSON here", callback=json_path_checked)] = None,
         frames: Annotated[int, typer.Option(help="frames per stream")] = 100,
         streams: Annotated[int, typer.Option(help="streams at once (1-4 cps-test-01 videos)")]
         = 4,
@@ -212,8 +214,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
     @aifi_app.command("video")
     def aifi_video(
         videos: Annotated[Path, typer.Argument(help="directory of the cps-test-01 videos")],
-        json_path: Annotated[Path | None, typer.Option("--json", help="report JSON to write")]
-        = None,
+        json_path: Annotated[Path | None, typer.Option(
+            "--json", help="report JSON to write", callback=json_path_checked)] = None,
         docs: Annotated[Path | None, typer.Option(
             help="write the 3D track (JSON) and its plan (PNG) here")] = None,
         backend: BackendOpt = "movenet",
@@ -246,8 +248,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
     @aifi_app.command("check-calibration")
     def aifi_check_calibration(
         videos: Annotated[Path, typer.Argument(help="directory of the cps-test-01 videos")],
-        json_path: Annotated[Path | None, typer.Option("--json", help="report JSON to write")]
-        = None,
+        json_path: Annotated[Path | None, typer.Option(
+            "--json", help="report JSON to write", callback=json_path_checked)] = None,
         backend: BackendOpt = "movenet",
         models: ModelsOpt = None,
         top: Annotated[int, typer.Option(help="best camera assignments to list")] = 3,
