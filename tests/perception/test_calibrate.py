@@ -558,3 +558,32 @@ def test_an_upright_needs_open_x_and_y_and_a_height(tmp_path: Path):
         load_survey(_write(tmp_path, (
             "store: x\nframes: f\npoints:\n"
             "  - {name: a, world: [1.0, null, 0.3], upright: u, pixels: {cam5: [1, 2]}}\n")))
+
+
+@pytest.mark.parametrize("where", ["dir", "exists"])
+def test_calibrate_out_is_checked_before_any_work(tmp_path: Path, where: str):
+    """--out was first looked at after perceiving four videos and the bundle adjustment: a
+    directory there was an IsADirectoryError traceback and the calibration lost; an existing
+    camera file was overwritten. Said first now: not even the videos are looked at."""
+    from typer.testing import CliRunner
+
+    from walkout.cli import app
+    from walkout.perception import aifi_calibrate
+
+    survey = (Path(aifi_calibrate.__file__).parent / "aifi_calibration"
+              / "cps-test-01-survey.yaml")
+    out = tmp_path / "cams.json"
+    if where == "dir":
+        out.mkdir()
+    else:
+        out.write_text("precious")
+    args = ["aifi", "calibrate", str(tmp_path / "no-videos"), "--survey", str(survey),
+            "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    said = "is a directory" if where == "dir" else "exists; use --force to overwrite it"
+    assert f"error: --out {out}: {said}" in " ".join(res.output.split())
+    if where == "exists":
+        assert out.read_text() == "precious"
+        res = CliRunner().invoke(app, [*args, "--force"])  # taken: on to the videos
+        assert res.exit_code == 2 and "not a directory of videos" in res.output, res.output

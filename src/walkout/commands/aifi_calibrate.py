@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from walkout.commands import ForceOpt, output_file_problem
+
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -47,6 +49,7 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             "principal point held at the image centre (recommended: the shopper's joints do "
             "not pin it); f,pp: free f, cx, cy; both held by priors at the measured values "
             "(needs --intrinsics image)")] = None,
+        force: ForceOpt = False,
     ) -> None:
         """Camera poses of cams 1, 3, 5, 7 from the shopper's joints, placed in the store by
         the survey; writes them with date, inputs and residuals per camera and survey point
@@ -77,6 +80,9 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         if refine_intrinsics and intrinsics != "image":
             raise _fail("--refine-intrinsics needs --intrinsics image (the measured f and its "
                         "spread are the prior)")
+        problem = output_file_problem(out, force)  # said before minutes of perception
+        if problem:
+            raise _fail(f"--out {out}: {problem}")
         if not videos.is_dir():
             raise _fail(f"{videos}: not a directory of videos")
         missing = [n for n in VIDEO_CAMERAS.values() if not (videos / n).is_file()]
@@ -121,6 +127,11 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             refuse_misfit(data, max_survey_px)
         except CalibrationError as e:
             raise _fail(f"{survey}: {e}; nothing written") from e
-        write_camera_file(out, data)
+        try:
+            write_camera_file(out, data)
+        except OSError as e:  # the work is not lost: the camera file goes to stdout instead
+            print(json.dumps(data.model_dump(mode="json"), indent=1, sort_keys=True))
+            raise _fail(f"--out {out}: cannot write: {e.strerror or e} (the camera file is "
+                        "printed above)") from e
         print(json.dumps({"out": str(out), **data.provenance.model_dump(
             include={"epipolar_px", "cameras", "intrinsics", "relative_starts"})}, indent=2))
