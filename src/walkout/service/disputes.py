@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from walkout.checkout.money import Money
@@ -159,43 +160,97 @@ def case(d: Deps, dispute_id: str) -> dict[str, Any]:
 def decide(d: Deps, dispute_id: str, operator_id: str, decision: str,
            note: str | None) -> dict[str, Any]:
     """Refund the contested quantity through the provider, or reject; once per dispute."""
-    now = d.clock.now()
     with d.sessions.begin() as s:
         dsp = s.get(Dispute, dispute_id, with_for_update=True)
         if dsp is None:
             raise not_found("dispute")
-        if dsp.state == "refunding" and decision == "refund":
-            pass  # a retry of an interrupted refund: same key, same amount
-        elif dsp.state == "corrected":
-            raise ServiceError(409, "already_decided", "a review verdict already took the "
-                               "contested items off the receipt (and refunded them if they "
-                               "were paid): nothing is left to decide")
-        elif dsp.state != "open":
-            raise ServiceError(409, "already_decided", f"this dispute was already decided: "
-                               f"{dsp.state}")
-        elif decision == "reject":
-            s.execute(update(Dispute).where(Dispute.id == dispute_id, Dispute.state == "open")
-                      .values(state="rejected", resolved_at=now, decided_by=operator_id,
-                              note=note))
+        refund = _decide(d, s, dsp, operator_id, decision, note)
+    return _after(d, dispute_id, refund)
+
+
+def staff_refund(d: Deps, receipt_id: str, product_id: str, quantity: int, operator_id: str,
+                 note: str) -> dict[str, Any]:
+    """Refund ``quantity`` of a line on the store's own initiative: a dispute the operator
+    opens and decides at once (the same capped, idempotent refund as a shopper's), in one
+    transaction, so a refusal leaves no dispute behind. The line's open dispute, if the
+    shopper opened one, is decided for the quantity staff found (their finding, not her
+    claim). 404 no receipt; 422 ``no_such_line``; 409 ``already_disputed`` (decided before),
+    or the decision's own refusals."""
+    with d.sessions.begin() as s:
+        r = s.get(Receipt, receipt_id)
+        v = s.get(Visit, r.visit_id) if r else None
+        if r is None or v is None:
+            raise not_found("receipt")
+        line = s.scalar(select(ReceiptLine).where(ReceiptLine.receipt_id == r.id,
+                                                  ReceiptLine.product_id == product_id))
+        if line is None:
+            raise ServiceError(422, "no_such_line",
+                               f"receipt has no line for product {product_id!r}")
+        dsp = s.scalar(select(Dispute).where(Dispute.receipt_id == r.id,
+                                             Dispute.product_id == product_id)
+                       .with_for_update())
+        if dsp is None:
+            dsp = Dispute(receipt_id=r.id, account_id=v.account_id, product_id=product_id,
+                          quantity=min(quantity, line.quantity),
+                          reason=f"refunded by staff: {note}"[:1000], state="open",
+                          created_at=d.clock.now())
+            s.add(dsp)
+            try:
+                s.flush()
+            except IntegrityError:  # the shopper disputed it at the same moment
+                raise ServiceError(409, "already_disputed", "the shopper has just disputed "
+                                   "this line: decide her dispute") from None
+        elif dsp.state == "open":
+            dsp.quantity = min(quantity, line.quantity)
         else:
-            amount, unpaid, visit_id = _refundable(s, dsp)
-            # the credit comes off what she still owes first: only the rest is paid back
-            credit = amount + unpaid
-            won = s.execute(update(Dispute).where(Dispute.id == dispute_id,
-                                                  Dispute.state == "open")
-                            .values(state="refunding" if amount.amount > 0 else "refunded",
-                                    resolved_at=None if amount.amount > 0 else now,
-                                    decided_by=operator_id, note=note,
-                                    refund_amount=credit.amount)).rowcount
-            if won != 1:
-                raise ServiceError(409, "already_decided", "this dispute was decided meanwhile")
-            if unpaid.amount > 0:
-                _forgive(s, visit_id, unpaid)
-            if amount.amount > 0:
-                add_refund(d, s, visit_id, _key(dispute_id), amount, now)
-            else:
-                decision = "credited"  # nothing to pay back through the provider
-    if decision == "refund":
+            raise ServiceError(409, "already_disputed", f"this line's dispute was already "
+                               f"decided ({dsp.state}, {dsp.quantity} unit(s)): a line is "
+                               "refunded through one dispute")
+        refund = _decide(d, s, dsp, operator_id, "refund", note)
+        dispute_id = dsp.id
+    return _after(d, dispute_id, refund)
+
+
+def _decide(d: Deps, s: Session, dsp: Dispute, operator_id: str, decision: str,
+            note: str | None) -> bool:
+    """The decision, inside the caller's transaction (``dsp`` locked): whether a refund is
+    to be made through the provider now (its pending charges are written)."""
+    now = d.clock.now()
+    if dsp.state == "refunding" and decision == "refund":
+        return True  # a retry of an interrupted refund: same key, same amount
+    if dsp.state == "corrected":
+        raise ServiceError(409, "already_decided", "a review verdict already took the "
+                           "contested items off the receipt (and refunded them if they "
+                           "were paid): nothing is left to decide")
+    if dsp.state != "open":
+        raise ServiceError(409, "already_decided", f"this dispute was already decided: "
+                           f"{dsp.state}")
+    if decision == "reject":
+        s.execute(update(Dispute).where(Dispute.id == dsp.id, Dispute.state == "open")
+                  .values(state="rejected", resolved_at=now, decided_by=operator_id,
+                          note=note))
+        return False
+    amount, unpaid, visit_id = _refundable(s, dsp)
+    # the credit comes off what she still owes first: only the rest is paid back
+    credit = amount + unpaid
+    won = s.execute(update(Dispute).where(Dispute.id == dsp.id, Dispute.state == "open")
+                    .values(state="refunding" if amount.amount > 0 else "refunded",
+                            resolved_at=None if amount.amount > 0 else now,
+                            decided_by=operator_id, note=note,
+                            refund_amount=credit.amount)).rowcount
+    if won != 1:
+        raise ServiceError(409, "already_decided", "this dispute was decided meanwhile")
+    if unpaid.amount > 0:
+        _forgive(s, visit_id, unpaid)
+    if amount.amount <= 0:
+        return False  # credited: nothing to pay back through the provider
+    add_refund(d, s, visit_id, _key(dsp.id), amount, now)
+    return True
+
+
+def _after(d: Deps, dispute_id: str, refund: bool) -> dict[str, Any]:
+    """Steps 2-3 of the decided refund (``refund``), then the dispute as it stands."""
+    if refund:
         _refund(d, dispute_id)
     with d.sessions() as s:
         dsp = s.get(Dispute, dispute_id)

@@ -38,7 +38,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import BigInteger, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -117,6 +117,20 @@ class ReviewDecisionIn(_Strict):
     shares: dict[str, list[tuple[str, Annotated[int, Field(ge=1, le=50)]]]] = Field(
         max_length=8)
     note: str | None = Field(None, max_length=1000)
+
+    @field_validator("shares")
+    @classmethod
+    def _each_product_once(cls, shares: dict[str, list[tuple[str, int]]]
+                           ) -> dict[str, list[tuple[str, int]]]:
+        """One row per product and session: the engine reads the rows as a mapping (a second
+        row of a product would charge one count and move the shelf's stock by another)."""
+        for sid, items in shares.items():
+            seen = [pid for pid, _ in items]
+            twice = sorted({pid for pid in seen if seen.count(pid) > 1})
+            if twice:
+                raise ValueError(f"session {sid} lists product(s) {', '.join(twice)} more "
+                                 "than once: give each product once, with its whole quantity")
+        return shares
 
 
 class LineRefundIn(_Strict):
@@ -702,29 +716,10 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
     def refund_line(receipt_id: str, body: LineRefundIn, p: Operator) -> dict[str, Any]:
         """Refund part of a line on the store's own initiative: recorded as a dispute the
         operator opens and decides at once, so it goes through the same capped, idempotent
-        refund as a shopper's."""
-        with sessions.begin() as s:
-            r = s.get(Receipt, receipt_id)
-            v = s.get(Visit, r.visit_id) if r else None
-            if r is None or v is None:
-                raise not_found("receipt")
-            line = s.scalar(select(ReceiptLine).where(ReceiptLine.receipt_id == r.id,
-                                                      ReceiptLine.product_id == body.product_id))
-            if line is None:
-                raise ServiceError(422, "no_such_line",
-                                   f"receipt has no line for product {body.product_id!r}")
-            existing = s.scalar(select(Dispute).where(Dispute.receipt_id == r.id,
-                                                      Dispute.product_id == body.product_id))
-            if existing is None:
-                existing = Dispute(receipt_id=r.id, account_id=v.account_id,
-                                   product_id=body.product_id,
-                                   quantity=min(body.quantity, line.quantity),
-                                   reason=f"refunded by staff: {body.note}", state="open",
-                                   created_at=deps.clock.now())
-                s.add(existing)
-                s.flush()
-            dispute_id = existing.id
-        return disputes.decide(deps, dispute_id, p.account_id, "refund", body.note)
+        refund as a shopper's (``disputes.staff_refund``: the quantity staff found, also over
+        the shopper's own open dispute of the line; a refusal leaves no dispute behind)."""
+        return disputes.staff_refund(deps, receipt_id, body.product_id, body.quantity,
+                                     p.account_id, body.note)
 
     # ---- what the payment provider reported: chargebacks, events staff must act on ----------
 
