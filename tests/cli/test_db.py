@@ -494,10 +494,14 @@ def test_unwritable_backup_paths_are_named(store_db: tuple[str, list[Any]],
     f = tmp_path / "file"
     f.write_text("precious")
     refused(["backup", "--db", url, "--out", str(f / "sub" / "b.db")],
-            f"--out {f}/sub/b.db: its folder {f}/sub cannot be made")
+            f"--out {f}/sub/b.db: is under {f}, which is a file")
     refused(["backup", "--db", url, "--out", str(tmp_path)], "is a directory")
     refused(["restore", str(tmp_path / "x"), "--db", sqlite_url(f / "w.db")], "no such file")
     assert f.read_text() == "precious"
+    # a folder that takes no new file though access() says it may (procfs, even for root):
+    # found only by SQLite opening the file, which was an OperationalError traceback
+    refused(["backup", "--db", url, "--out", "/proc/walkout-backup.db"],
+            "--out: no file can be made in /proc: unable to open database file")
 
 
 def test_a_sqlite_backup_is_not_restored_into_postgresql(store_db: tuple[str, list[Any]],

@@ -352,8 +352,15 @@ def _sqlite_backup(path: Path, tmp: Path) -> str:
     """The online backup of ``path`` into the new file ``tmp``, in one step (``pages=-1``: one
     read transaction, a snapshot of one commit; in steps, every write of the service between
     two steps restarts the copy, which may then never end). Returns when it was taken."""
-    src = sqlite3.connect(_ro_uri(path), uri=True, timeout=30)
-    dst = sqlite3.connect(tmp)
+    try:
+        src = sqlite3.connect(_ro_uri(path), uri=True, timeout=30)
+    except sqlite3.Error as e:
+        raise DbError(f"{path}: cannot be opened: {e}", 1) from e
+    try:  # a folder that takes no new file (e.g. /proc) passes os.access but not this
+        dst = sqlite3.connect(tmp)
+    except sqlite3.Error as e:
+        src.close()
+        raise DbError(f"--out: no file can be made in {tmp.parent}: {e}") from e
     try:
         taken = _now()
         src.backup(dst, pages=-1)
@@ -414,7 +421,10 @@ def _restore_sqlite(backup: Path, target: Path, force: bool) -> None:
             return
         # over an existing database: through SQLite (its write lock, its WAL), not by
         # swapping files under a -wal that would then be replayed onto the new one
-        src, dst = sqlite3.connect(tmp), sqlite3.connect(target, timeout=30)
+        try:
+            src, dst = sqlite3.connect(tmp), sqlite3.connect(target, timeout=30)
+        except sqlite3.Error as e:
+            raise DbError(f"--db {target}: cannot be opened: {e}") from e
         try:
             src.backup(dst)
         except sqlite3.Error as e:
