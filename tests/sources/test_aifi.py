@@ -190,3 +190,73 @@ def test_missing_files_are_named(aifi_dir: Path, tmp_path: Path) -> None:
     (meta / "calibration.json").write_text('{"cameras": {"1": {"K": 1}}}', encoding="utf-8")
     with pytest.raises(AifiDataError, match=r"calibration\.json: cameras\.1"):
         read_calibration(meta / "calibration.json")
+
+
+def _case_with(aifi_dir: Path, tmp_path: Path, fname: str, line: int, edit: object) -> Path:
+    """A copy of BENCHMARK-1 with line ``line`` (1-based) of ``fname`` replaced by ``edit`` of
+    its document (or by ``edit`` itself when it is a string)."""
+    case = tmp_path / "case"
+    shutil.copytree(aifi_dir / "BENCHMARK-1", case)
+    lines = (case / fname).read_text(encoding="utf-8").splitlines()
+    lines[line - 1] = edit if isinstance(edit, str) else json.dumps(
+        edit(json.loads(lines[line - 1])))  # type: ignore[operator]
+    (case / fname).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return case
+
+
+def _runs(case: Path, tmp_path: Path) -> str:
+    """`walkout aifi run` on ``case``: a clean error (exit 2, no traceback), its message."""
+    from typer.testing import CliRunner
+
+    from walkout.cli import app
+
+    res = CliRunner().invoke(app, ["aifi", "run", str(case), "--meta",
+                                   str(AIFI / "store_meta"), "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert not (tmp_path / "r.json").exists()
+    return " ".join(res.output.split())
+
+
+def _set(path: str, value: object):  # type: ignore[no-untyped-def]
+    def edit(doc: dict) -> dict:  # type: ignore[type-arg]
+        *keys, last = path.split(".")
+        node = doc
+        for k in keys:
+            node = node[k]
+        node[last] = value
+        return doc
+    return edit
+
+
+@pytest.mark.parametrize(("fname", "edit", "said"), [
+    ("products.json", _set("product_id", "048014009909"),
+     "field 'product_id' is str '048014009909', expected an object"),
+    ("products.json", _set("metadata", [1]), "field 'metadata' is list [1], expected an object"),
+    ("products.json", _set("metadata.price", float("nan")), "price nan is not a finite number"),
+    ("products.json", _set("metadata.weight", float("inf")),
+     "field 'weight' is inf, not a finite number"),
+    ("full_targets.json", _set("document.targets.targets", [1]),
+     "targets[0] is int 1, expected an object"),
+    ("full_targets.json", _set("document.targets", "x"),
+     "field 'document.targets' is str 'x', expected an object"),
+    ("plate_data.json", _set("document.plate_data.freq_samp", float("nan")),
+     "field 'freq_samp' is nan, not a finite number"),
+])
+def test_wrong_json_types_and_non_finite_numbers_are_named(
+        aifi_dir: Path, tmp_path: Path, fname: str, edit: object, said: str) -> None:
+    """`.get` on a string or a list was an AttributeError traceback; NaN (which Python's JSON
+    reader takes) passed every range check."""
+    out = _runs(_case_with(aifi_dir, tmp_path, fname, 1, edit), tmp_path)
+    assert f"{fname}:1: " in out and said in out, out
+
+
+@pytest.mark.parametrize("date", ["2120-04-22T05:06:36.859Z", "2020-04-23T05:06:36.859Z"])
+def test_a_plate_document_dated_far_away_is_named(aifi_dir: Path, tmp_path: Path,
+                                                  date: str) -> None:
+    """One document dated a century (or a day) off sized one grid from the first to the last
+    document: 211 TiB (6 GB) -> MemoryError."""
+    case = _case_with(aifi_dir, tmp_path, "plate_data.json", 6,
+                      _set("document.header.t_origin", date))
+    out = _runs(case, tmp_path)
+    assert "plate_data.json:6: document.header.t_origin is +" in out
+    assert "a case at most 3600 s (a wrong date?)" in out

@@ -89,3 +89,54 @@ def test_catalogue_and_planogram(fresh: Store) -> None:
     assert entry.plates == ["G1-S5-P11", "G1-S5-P12"]
     assert entry.stock == 10
     assert all(e.product in fresh.products for e in fresh.planogram)
+
+
+def _meta_case(aifi_dirs: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    import shutil
+
+    meta, case = tmp_path / "store_meta", tmp_path / "case"
+    shutil.copytree(aifi_dirs[0], meta)
+    shutil.copytree(aifi_dirs[1], case)
+    return meta, case
+
+
+def _import_fails(meta: Path, case: Path, tmp_path: Path) -> str:
+    from typer.testing import CliRunner
+
+    from walkout.cli import app
+
+    res = CliRunner().invoke(app, ["store", "import-aifi", "--meta", str(meta), "--case",
+                                   str(case), "--out", str(tmp_path / "s.yaml")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert not (tmp_path / "s.yaml").exists()
+    return " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("ltrb", [[0, 0, 0, 0], [100, 100, 100, 300]])
+def test_a_tracked_area_without_floor_names_the_file_and_field(
+        aifi_dirs: tuple[Path, Path], tmp_path: Path, ltrb: list[int]) -> None:
+    """world_ltrb [0, 0, 0, 0] was a pydantic ValidationError traceback for Floor, naming
+    neither calibration.json nor world_ltrb."""
+    import json
+
+    meta, case = _meta_case(aifi_dirs, tmp_path)
+    cal = json.loads((meta / "calibration.json").read_text())
+    (meta / "calibration.json").write_text(json.dumps({**cal, "world_ltrb": ltrb}))
+    out = _import_fails(meta, case, tmp_path)
+    assert f"{meta / 'calibration.json'}: world_ltrb leaves no floor" in out, out
+
+
+def test_what_the_store_model_refuses_in_the_data_is_a_clean_error(
+        aifi_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    """A price finer than a cent (the store model refuses it) in products.json: the import
+    said it as a ValidationError traceback."""
+    import json
+
+    meta, case = _meta_case(aifi_dirs, tmp_path)
+    docs = [json.loads(x) for x in (case / "products.json").read_text().splitlines()]
+    for d in docs:  # every copy of the first product (the export repeats documents)
+        if d["product_id"] == docs[0]["product_id"]:
+            d["metadata"]["price"] = 1.235
+    (case / "products.json").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    out = _import_fails(meta, case, tmp_path)
+    assert "the imported store is invalid:" in out and "price 1.235 is finer" in out, out

@@ -254,13 +254,24 @@ def _get(obj: Any, dotted: str, where: str) -> Any:
     return cur
 
 
+def _obj(obj: Any, dotted: str, where: str) -> dict[str, Any]:
+    """``_get`` of a field that must be a JSON object: a string or a list there (a hand edit,
+    another export) is an error naming the field, not an AttributeError on ``.get``."""
+    v = _get(obj, dotted, where)
+    if not isinstance(v, dict):
+        raise AifiDataError(f"{where}: field {dotted!r} is {type(v).__name__} {v!r:.60}, "
+                            "expected an object")
+    return v
+
+
 def _num(obj: Any, key: str, where: str) -> float:
-    """A protobuf-JSON number: absent means 0."""
+    """A protobuf-JSON number: absent means 0. NaN and infinity (which Python's JSON reader
+    takes) are refused: they would pass every range check below."""
     if not isinstance(obj, dict):
         raise AifiDataError(f"{where}: expected an object holding {key!r}")
     v = obj.get(key, 0)
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise AifiDataError(f"{where}: field {key!r} is {v!r}, not a number")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise AifiDataError(f"{where}: field {key!r} is {v!r}, not a finite number")
     return float(v)
 
 
@@ -432,13 +443,14 @@ def read_products(path: Path) -> list[AifiProduct]:
     """Products of ``products.json``, one per UPC (the export repeats identical documents)."""
     seen: dict[str, AifiProduct] = {}
     for where, doc in _json_lines(path):
-        upc = _get(doc, "product_id", where).get("id")
+        upc = _obj(doc, "product_id", where).get("id")
         if not isinstance(upc, str) or not upc:
             raise AifiDataError(f"{where}: product without an id")
-        meta = _get(doc, "metadata", where)
+        meta = _obj(doc, "metadata", where)
         price = meta.get("price", 0)
-        if isinstance(price, bool) or not isinstance(price, int | float):
-            raise AifiDataError(f"{where}: price {price!r} is not a number")
+        if isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(
+                price):
+            raise AifiDataError(f"{where}: price {price!r} is not a finite number")
         prod = AifiProduct(
             upc=upc,
             name=str(meta.get("name", "")),
@@ -455,8 +467,11 @@ def read_planogram(path: Path) -> list[AifiFacing]:
     """Facings of ``planogram.json`` (entries without a product or plates are skipped)."""
     out = []
     for where, doc in _json_lines(path):
-        upc = _get(doc, "planogram_product_id", where).get("id")
+        upc = _obj(doc, "planogram_product_id", where).get("id")
         plates = doc.get("plate_ids") or []
+        if not isinstance(plates, list):
+            raise AifiDataError(f"{where}: field 'plate_ids' is {type(plates).__name__}, "
+                                "expected a list")
         if not upc or not plates:
             continue
         ids = tuple(
@@ -471,22 +486,28 @@ def read_planogram(path: Path) -> list[AifiFacing]:
     return out
 
 
+#: the longest span of plate_data documents read: a case is minutes; a document dated a day or
+#: a century off (a typo) would size one grid of days or centuries (gigabytes to terabytes)
+MAX_CASE_SPAN_S = 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class _GondolaBlocks:
     starts: list[float]  # unix time of each block's first sample
     blocks: list[np.ndarray]  # (samples, shelves, plates) float32
     rate_hz: float
+    wheres: list[str]  # path:line of each block's document, for messages
 
 
 def _read_plate_blocks(path: Path) -> dict[int, _GondolaBlocks]:
     per: dict[int, _GondolaBlocks] = {}
     for where, doc in _json_lines(path):
-        pd = _get(doc, "document.plate_data", where)
+        pd = _obj(doc, "document.plate_data", where)
         gid = _int_id(pd, "plate_id.shelf_id.gondola_id.id", where)
         rate = _num(pd, "freq_samp", where)
         if rate <= 0:
             raise AifiDataError(f"{where}: freq_samp must be positive, got {rate}")
-        vals = _get(pd, "values", where)
+        vals = _obj(pd, "values", where)
         dtype = vals.get("type", "DATATYPE_FLOAT32")
         if dtype != "DATATYPE_FLOAT32":
             raise AifiDataError(f"{where}: plate values of type {dtype}, expected FLOAT32")
@@ -508,11 +529,12 @@ def _read_plate_blocks(path: Path) -> dict[int, _GondolaBlocks]:
             )
         arr = np.frombuffer(raw, dtype="<f4").reshape(shape)
         start = _time(_get(doc, "document.header.t_origin", where), where)
-        g = per.setdefault(gid, _GondolaBlocks([], [], rate))
+        g = per.setdefault(gid, _GondolaBlocks([], [], rate, []))
         if rate != g.rate_hz:
             raise AifiDataError(f"{where}: gondola {gid} changes rate {g.rate_hz} -> {rate} Hz")
         g.starts.append(start)
         g.blocks.append(arr)
+        g.wheres.append(where)
     if not per:
         raise AifiDataError(f"{path}: no plate_data documents")
     return per
@@ -532,6 +554,14 @@ def _plate_block(
         for g in per.values()
         for s, b in zip(g.starts, g.blocks, strict=True)
     )
+    if last - first > MAX_CASE_SPAN_S:
+        docs = [(s, w) for g in per.values() for s, w in zip(g.starts, g.wheres, strict=True)]
+        mid = float(np.median([s for s, _ in docs]))
+        s, w = max(docs, key=lambda d: abs(d[0] - mid))  # the one furthest from the rest
+        raise AifiDataError(
+            f"{w}: document.header.t_origin is {s - mid:+.0f} s from the middle of the other "
+            f"plate_data documents; they span {last - first:.0f} s, a case at most "
+            f"{MAX_CASE_SPAN_S:.0f} s (a wrong date?)")
     n = round((last - first) * rate) + 1
     grams = np.full((n, len(plate_ids)), np.nan, dtype=np.float32)
     cols: dict[int, list[tuple[int, int, int]]] = {}
@@ -576,14 +606,22 @@ def _read_target_samples(path: Path) -> dict[str, list[_TargetSample]]:
     per: dict[str, list[_TargetSample]] = {}
     for where, doc in _json_lines(path):
         t = _time(_get(doc, "document.header.t_origin", where), where)
-        for k, tgt in enumerate(_get(doc, "document.targets", where).get("targets", [])):
+        targets = _obj(doc, "document.targets", where).get("targets", [])
+        if not isinstance(targets, list):
+            raise AifiDataError(f"{where}: field 'document.targets.targets' is "
+                                f"{type(targets).__name__}, expected a list")
+        for k, tgt in enumerate(targets):
             w = f"{where}: targets[{k}]"
+            if not isinstance(tgt, dict):
+                raise AifiDataError(f"{w} is {type(tgt).__name__} {tgt!r:.60}, expected an "
+                                    "object")
             tid = _get(tgt, "target_id.id", w)
             joints = np.full((N_JOINTS, 3), np.nan)
             sigma = np.full(N_JOINTS, np.nan)
             for name, j in TARGET_JOINTS.items():
                 node = tgt.get(name) or {}
-                point, score = node.get("point") or {}, _num(node, "score", w)
+                score = _num(node, "score", w)  # first: it says when node is no object
+                point = node.get("point") or {}
                 if not point or score <= 0:
                     continue  # empty point / zero score: the tracker did not see this joint
                 joints[j] = _vec(point, f"{w}.{name}") * INCH_M

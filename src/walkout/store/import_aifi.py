@@ -10,9 +10,13 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from walkout.sources.aifi import (
     AIFI_CAMERA_IDS,
     AifiBox,
+    AifiCalibration,
+    AifiDataError,
     AifiGeometry,
     read_calibration,
     read_geometry,
@@ -128,6 +132,25 @@ def import_aifi_store(meta_dir: Path, case_dir: Path) -> Store:
     x0, y0, x1, y1 = (round(v, 4) for v in cal.world_ltrb_m)
     row_back = max(g.box.max[1] for g in gondolas)
     y1 = min(y1, row_back)
+    if not (x1 > x0 and y1 > y0):  # Floor would refuse it as a ValidationError naming neither
+        raise AifiDataError(
+            f"{meta_dir / 'calibration.json'}: world_ltrb leaves no floor in front of the "
+            f"gondola row (x {x0}..{x1} m, y {y0}..{y1} m): expected [left, top, right, "
+            "bottom] in inches enclosing the tracked area")
+    try:
+        return _store(case_dir, cal, gondolas, plate_ids, (x0, y0, x1, y1))
+    except ValidationError as e:  # what the store model refuses in the data, said as data
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "store"
+        msg = first["msg"].removeprefix("Value error, ")
+        raise AifiDataError(f"{case_dir} with {meta_dir}: the imported store is invalid: "
+                            f"{where}: {msg}") from e
+
+
+def _store(case_dir: Path, cal: AifiCalibration, gondolas: list[Gondola], plate_ids: set[str],
+           area: tuple[float, float, float, float]) -> Store:
+    """The store of :func:`import_aifi_store` from its checked parts."""
+    x0, y0, x1, y1 = area
     floor = Floor(outline=[(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
     gates = [
         Gate(
