@@ -382,7 +382,7 @@ def test_serve_refuses_stripe_without_its_key_in_one_line(
     res = CliRunner().invoke(app, ["serve", "--db", "sqlite:///:memory:"])
     assert res.exit_code == 2, res.output
     out = " ".join(res.output.split())
-    assert "invalid setting settings: payment_provider is stripe but WALKOUT_STRIPE_API_KEY " \
+    assert "invalid settings: payment_provider is stripe but WALKOUT_STRIPE_API_KEY " \
            "is not set" in out
     assert "Traceback" not in out and "StoreSigningSecret" not in out
 
