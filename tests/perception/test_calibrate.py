@@ -333,7 +333,9 @@ def test_the_relative_solve_keeps_the_cheapest_start_and_records_all():
     res = calibrate(obs, start, starts=[("common", common), ("far", far)])
     names = [o.name for o in res.starts]
     assert sorted(names) == ["common", "far", "given"]
-    assert names[-1] == "far" and res.starts[-1].kept.min() < 0.9
+    # it drops joints the winner keeps (how many depends on the solver's version: 3-18 % of
+    # a camera's with scipy 1.1x), and costs more than twice as much
+    assert names[-1] == "far" and res.starts[-1].kept.min() < res.starts[0].kept.min()
     assert res.starts[-1].cost > 2 * res.starts[0].cost
     assert res.starts[0].kept.min() > 0.99 and res.inlier.mean() > 0.99
     costs = [o.cost for o in res.starts]
