@@ -92,6 +92,22 @@ def test_an_empty_or_short_bootstrap_admin_token_is_refused(token: str) -> None:
     assert ServiceSettings().bootstrap_admin_token is None  # unset: no admin is made
 
 
+def test_a_secret_still_holding_the_examples_placeholder_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/walkout.env.example's admin-token placeholder is long enough to pass the length
+    rule: every secret holding CHANGE-ME is refused by name."""
+    example = Path(__file__).parents[2] / "deploy" / "walkout.env.example"
+    admin = next(line.split("=", 1)[1] for line in example.read_text().splitlines()
+                 if line.startswith("WALKOUT_BOOTSTRAP_ADMIN_TOKEN="))
+    assert "CHANGE-ME" in admin and len(admin) >= 24
+    with pytest.raises(ValidationError, match="WALKOUT_BOOTSTRAP_ADMIN_TOKEN still holds the "
+                                              "example's CHANGE-ME placeholder"):
+        ServiceSettings(bootstrap_admin_token=SecretStr(admin))
+    monkeypatch.setenv("WALKOUT_ENTRY_SECRET", "CHANGE-ME-" + "x" * 32)
+    with pytest.raises(ValidationError, match="WALKOUT_ENTRY_SECRET still holds"):
+        ServiceSettings()
+
+
 def test_serve_with_a_misspelt_variable_says_which(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WALKOUT_RETENTION_DAY", "7")
     res = CliRunner().invoke(app, ["serve", "--shoppers", "1"])

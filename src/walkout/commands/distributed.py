@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from walkout.commands import print_json
+from walkout.commands import JsonOpt, print_json
 
 
 def register(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
@@ -26,8 +25,7 @@ def register(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
             help="shelf zones (default: one per CPU of the cluster)")] = None,
         areas: Annotated[int | None, typer.Option(
             help="floor areas (default: one per CPU of the cluster)")] = None,
-        json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")]
-        = None,
+        json_path: JsonOpt = None,
     ) -> None:
         """One period through the single-process engine and on a Ray cluster: throughput,
         per-partition costs and the overhead per round trip and per event (JSON)."""

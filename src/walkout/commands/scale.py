@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from walkout.commands import ForceOpt, finite, output_file_problem, print_json
+from walkout.commands import ForceOpt, JsonOpt, finite, output_file_problem, print_json
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -82,8 +82,7 @@ def bench_scale(
     repeats: Annotated[int, typer.Option(
         help="engine runs per point; the median CPU time is reported")] = 3,
     plot: Annotated[Path | None, typer.Option(help="PNG of the curve to write")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")]
-    = None,
+    json_path: JsonOpt = None,
 ) -> None:
     """Engine throughput (real-time factor) against store size and shoppers, single process,
     and the MQTT path's throughput; JSON {"runs": [...], "mqtt": {...}}."""

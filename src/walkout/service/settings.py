@@ -163,6 +163,19 @@ class ServiceSettings(BaseSettings):
                              f"echo wo_$({MAKE_SECRET})")
         return v
 
+    @model_validator(mode="after")
+    def _no_placeholders(self) -> ServiceSettings:
+        """A secret still holding the example env file's ``CHANGE-ME`` placeholder is known to
+        anyone who read the example (the admin token's placeholder is long enough to pass the
+        length rule): refused by name, whichever secret it is."""
+        for name in type(self).model_fields:
+            v = getattr(self, name)
+            if isinstance(v, SecretStr) and "CHANGE-ME" in v.get_secret_value():
+                raise ValueError(f"WALKOUT_{name.upper()} still holds the example's CHANGE-ME "
+                                 f"placeholder: replace it (docs/deploy.md), e.g. with "
+                                 f"{MAKE_SECRET}")
+        return self
+
     @field_validator("db_url")
     @classmethod
     def _supported_database(cls, url: str) -> str:
