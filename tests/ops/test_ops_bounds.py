@@ -6,23 +6,19 @@ alert id past 2**63 - 1 raised SQLite's OverflowError. On SQLite and on PostgreS
 from __future__ import annotations
 
 import os
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from walkout.service.db import make_engine, normalise_url, upgrade
-from walkout.service.testing import Svc, make_svc
+from walkout.service.testing import Svc, make_svc, served
 
 PG_ENV = "WALKOUT_TEST_PG_URL"
 
@@ -56,25 +52,6 @@ def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Svc]:
             admin.dispose()
 
 
-@contextmanager
-def _served(app: FastAPI) -> Iterator[str]:
-    """``app`` on a real server (a stream's error ends its response there)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_config=None, timeout_graceful_shutdown=1))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        th.join(10)
 
 
 @pytest.fixture
@@ -134,7 +111,7 @@ def test_the_event_stream_after_an_id_past_the_databases_ids_stays_open(
     ended the stream at once (the dashboard reconnected to the same error)."""
     ended = threading.Event()
     status: list[int] = []
-    with _served(svc.client.app) as url:
+    with served(svc.client.app) as url:
         def run() -> None:
             with suppress(httpx.HTTPError), httpx.stream(
                     "GET", f"{url}/v1/ops/stream?after={after}", headers=svc.gate,

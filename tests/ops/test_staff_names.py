@@ -9,21 +9,17 @@ alerts about Bo's removals. Shoppers are named nowhere (pseudonyms and session i
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 import httpx
-import uvicorn
-from fastapi import FastAPI
 from sqlalchemy import select
 
 from walkout.service.models import EngineEvent
 from walkout.service.runner import LiveRunner
-from walkout.service.testing import ADMIN_TOKEN, Svc, badged
+from walkout.service.testing import ADMIN_TOKEN, Svc, badged, served
 from walkout.sim.session import simulate
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
@@ -31,24 +27,6 @@ from walkout.store import load_store
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-@contextmanager
-def _served(app: FastAPI) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_config=None, timeout_graceful_shutdown=1))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        th.join(10)
 
 
 def _stream(url: str, h: dict[str, str], settle_s: float = 2.0) -> list[dict[str, Any]]:
@@ -86,7 +64,7 @@ def test_restocks_and_removals_are_labelled_and_name_the_associate(svc: Svc) -> 
     moves = svc.client.get("/v1/ops/stock-moves", headers=svc.gate).json()
     assert len(moves) == 3 and {(m["by"], m["by_name"]) for m in moves} == {(sid, "Bo")}
 
-    with _served(svc.client.app) as url:  # type: ignore[arg-type]
+    with served(svc.client.app) as url:  # type: ignore[arg-type]
         events = _stream(url, svc.gate)
     decisions = [e for e in events if e["kind"] == "decision"]
     stock = [e for e in decisions if e["data"].get("stock")]

@@ -4,22 +4,17 @@ that authenticated just before the revocation, and on event streams already open
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from walkout.service.accounts import AuthCache
 from walkout.service.errors import ServiceError
 from walkout.service.security import Principal, Role
-from walkout.service.testing import ADMIN_TOKEN, Svc
+from walkout.service.testing import ADMIN_TOKEN, Svc, served
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -109,25 +104,6 @@ def test_the_auth_cache_keeps_a_token_for_its_ttl_only() -> None:
     assert len(reads) == 2  # a database read at 0 s and again once 5 s had passed
 
 
-@contextmanager
-def _served(app: FastAPI) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    # log_config None: uvicorn's own would stop its loggers propagating, for later tests too
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_config=None, timeout_graceful_shutdown=1))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        th.join(10)
 
 
 def _read(url: str, h: dict[str, str], got: list[str]) -> threading.Thread:
@@ -146,7 +122,7 @@ def _read(url: str, h: dict[str, str], got: list[str]) -> threading.Thread:
 def test_open_event_streams_end_when_their_tokens_are_revoked(svc: Svc) -> None:
     acct, op = _staff(svc)
     ann, bo = svc.shopper(), svc.shopper(card="tok_bo", email="bo@example.org")
-    with _served(svc.client.app) as url:  # type: ignore[arg-type]
+    with served(svc.client.app) as url:  # type: ignore[arg-type]
         got: dict[str, list[Any]] = {"ops": [], "ann": [], "bo": []}
         streams = {"ops": _read(url + "/v1/ops/stream?backlog_s=0", op, got["ops"]),
                    "ann": _read(url + "/v1/app/stream", ann, got["ann"]),

@@ -6,8 +6,15 @@ Needs the ``httpx`` package (a dev dependency) for FastAPI's test client.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine
@@ -129,3 +136,26 @@ def restart_and_resume_mail(engine: Engine, smtp_port: int) -> int:
     with restarted.client:
         pass
     return receipting.resume_mail(restarted.deps)
+
+
+@contextmanager
+def served(app: FastAPI) -> Iterator[str]:
+    """``app`` on a real HTTP server on a free local port, its base URL (a test client does
+    not end a streaming response the way a server does)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    # log_config None: uvicorn's own would stop its loggers propagating, for later tests too
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                           log_config=None, timeout_graceful_shutdown=1))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        th.join(10)
