@@ -95,6 +95,21 @@ def test_camera_resolution_must_be_positive(tmp_path: Path) -> None:
     assert "cameras.0.resolution.0" in _error(d, tmp_path)
 
 
+@pytest.mark.parametrize(("K", "says"), [
+    ([[0, 0, 0], [0, 0, 0], [0, 0, 0]], "focal lengths fx, fy must be positive"),
+    ([[900, 0, 640], [0, -900, 360], [0, 0, 1]], "focal lengths fx, fy must be positive"),
+    ([[900, 0, 0], [0, 900, 0], [640, 360, 1]], "last row [640.0, 360.0, 1.0]"),
+    ([[900, 0, 640], [0, 900, 360], [0, 0, 2]], "last row [0.0, 0.0, 2.0]")])
+def test_a_camera_matrix_that_projects_nothing_is_refused(
+        tmp_path: Path, K: list[list[float]], says: str) -> None:
+    """All zeros, a negative focal length, a transposed matrix: the camera would see nobody
+    (the demo ran, that camera silently empty)."""
+    d = _small_dict()
+    d["cameras"][0]["K"] = K
+    msg = _error(d, tmp_path)
+    assert "cameras.0.K" in msg and says in msg
+
+
 def test_planogram_must_reference_known_plates_and_products(tmp_path: Path) -> None:
     d = _small_dict()
     d["planogram"][0]["plates"] = ["NOPE-S1-P1"]

@@ -153,6 +153,19 @@ class Camera(StrictModel):
     )
     pose: CameraPose
 
+    @field_validator("K")
+    @classmethod
+    def _pinhole(cls, v: tuple[Vec3, Vec3, Vec3]) -> tuple[Vec3, Vec3, Vec3]:
+        """A camera matrix that projects nothing (all zeros, a transposed or scaled one) makes
+        a camera that silently sees nobody: refused here."""
+        fx, fy, zero, last = v[0][0], v[1][1], v[1][0], v[2]
+        if not (fx > 0 and fy > 0):
+            raise ValueError(f"K's focal lengths fx, fy must be positive, got {fx:g}, {fy:g}")
+        if zero != 0 or tuple(last) != (0.0, 0.0, 1.0):
+            raise ValueError("K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]]: got "
+                             f"second row {list(v[1])}, last row {list(last)}")
+        return v
+
     @field_validator("dist")
     @classmethod
     def _dist_len(cls, v: tuple[float, ...]) -> tuple[float, ...]:
