@@ -6,7 +6,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from walkout.service.db import downgrade, make_engine, upgrade
 from walkout.service.models import Base
@@ -337,5 +337,36 @@ def test_0014_adds_when_a_charge_was_confirmed_and_takes_it_away_again(db_url: s
     with eng.begin() as c:
         assert c.execute(text("SELECT idempotency_key, status FROM charges")).all() == [
             ("visit:v1:capture", "succeeded")]
+    upgrade(eng)
+    eng.dispose()
+
+
+def test_0015_event_ids_beyond_32_bits_are_stored_and_acknowledged(db_url: str) -> None:
+    """0015: the event log's ids (and the acknowledgements pointing at them) are 64-bit, so a
+    store's log goes on past 2^31 - 1 ids; the downgrade narrows them back."""
+    eng = make_engine(db_url)
+    upgrade(eng, "0014")
+    big = 2**31 + 5
+    row = ("INSERT INTO engine_events (id, source, seq, kind, t, payload, recorded_at) VALUES "
+           "(:id, 's/alerts', 0, 'alert', 1.0, '{}', '2026-01-01 00:00:00+00:00')")
+    ack = ("INSERT INTO alert_acks (event_id, acked_by, acked_at) VALUES "
+           "(:id, 'op1', '2026-01-01 00:00:00+00:00')")
+    if eng.dialect.name == "postgresql":
+        with pytest.raises(DBAPIError), eng.begin() as c:  # what it was: out of range
+            c.execute(text(row), {"id": big})
+    upgrade(eng)
+    with eng.begin() as c:
+        c.execute(text(row), {"id": big})
+        c.execute(text(ack), {"id": big})
+        c.execute(text("INSERT INTO engine_events (source, seq, kind, t, payload, recorded_at) "
+                       "VALUES ('s/alerts', 1, 'alert', 2.0, '{}', "
+                       "'2026-01-01 00:00:00+00:00')"))
+        ids = c.execute(text("SELECT id FROM engine_events ORDER BY id")).scalars().all()
+        assert len(ids) == 2 and big in ids  # a later row is numbered as ever
+        assert c.execute(text("SELECT event_id FROM alert_acks")).scalar() == big
+    with eng.begin() as c:
+        c.execute(text("DELETE FROM alert_acks"))
+        c.execute(text("DELETE FROM engine_events"))
+    downgrade(eng, "0014")
     upgrade(eng)
     eng.dispose()

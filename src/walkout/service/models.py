@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -166,7 +167,9 @@ class EngineEvent(Base):
     re-delivered or replayed event is a no-op. ``payload`` is JSON text."""
 
     __tablename__ = "engine_events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: 64-bit (0015): a store's log outgrows 2^31 ids in years; SQLite's rowid is 64-bit
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(32))
@@ -453,6 +456,7 @@ class AlertAck(Base):
 
     __tablename__ = "alert_acks"
     event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
         ForeignKey("engine_events.id", ondelete="CASCADE"), primary_key=True)
     acked_by: Mapped[str] = mapped_column(String(32))  # the operator's account id
     note: Mapped[str | None] = mapped_column(String(1000))
