@@ -232,8 +232,10 @@ def test_a_capture_refused_because_the_hold_is_gone_charges_the_saved_method(
         assert out["state"] == "charged"
         assert out["charged"] == out["total"] == {"amount": "18.38", "currency": "EUR"}
         assert charges(svc, vid)[1:] == [("capture", f"visit:{vid}:capture", "failed"),
-                                         ("capture", f"visit:{vid}:balance", "succeeded")]
+                                         ("capture", f"visit:{vid}:balance", "succeeded"),
+                                         ("release", f"visit:{vid}:hold-release", "succeeded")]
         assert pay.sales() == Decimal("18.38")
+        assert pay.held(svc, vid) == 0  # a hold still there is not left beside the payment
         v = _visit(svc, vid)
         assert (v.balance_owed, v.balance_settlement) == (Decimal("18.38"), "charged")
         again = svc.client.post(f"/v1/visits/{vid}/exit", headers=svc.gate).json()
@@ -257,8 +259,12 @@ def test_a_capture_declined_leaves_the_receipt_owed_for_staff(engine: Engine) ->
         assert (owed["visit_id"], owed["amount"], owed["settled"]) == (vid, "18.38", False)
         assert owed["last_attempt"] is None
         assert _scan(svc, h) == (409, "balance_owed")
+        assert pay.held(svc, vid) == Decimal("50.00")  # the decline left the hold standing
         got = checkout.collect_balance(svc.deps, vid)  # staff, having checked the hold
         assert got["settled"] is True and pay.sales() == Decimal("18.38")
+        assert pay.held(svc, vid) == 0  # paid: the hold is released, once
+        checkout.collect_balance(svc.deps, vid)
+        assert pay.keys("release") == [f"visit:{vid}:hold-release"]
         assert visit_state(svc, vid) == "charged"
         assert _scan(svc, h) == (201, None)
 

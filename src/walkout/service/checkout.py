@@ -12,7 +12,8 @@ charge: the visit goes ``in_review`` and, a refused capture having taken nothing
 receipt is its ``balance_owed`` (below). When the refusal says nothing is held any more (the hold
 expired or was cancelled: ``AuthorizationGone``, or is unknown to the provider) the saved
 method is charged for it at once; a card decline at capture leaves it owed for staff, who know
-whether the hold still stands. Any other error leaves the outcome unknown — the provider may
+whether the hold still stands. Once such a receipt is paid, a hold that still stands is
+released. Any other error leaves the outcome unknown — the provider may
 be unreachable, or the money moved and the answer was lost — so the charge stays pending and
 the visit ``checking_out``: a retried exit or the next start repeats the call with the same
 key, which returns the first call's result if it went through.
@@ -440,7 +441,43 @@ def collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> 
             s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "in_review")
                       .values(state="charged"))
     log.info("visit %s: its balance of %s was charged", visit_id, amount)
+    _release_refused_hold(d, visit_id)
     return amount
+
+
+def _release_refused_hold(d: Deps, visit_id: str) -> None:
+    """Once a receipt whose capture was refused is paid by a balance charge, its hold, if it
+    still stands (a card decline at capture says nothing of it), is released under
+    ``visit:<id>:hold-release``, so the card does not carry it beside the payment until it
+    lapses. Once only, and best effort: a refusal is recorded (the hold was gone), an unknown
+    outcome stays pending and is listed among the unconfirmed payments for staff."""
+    with d.sessions.begin() as s:
+        v = s.get(Visit, visit_id, with_for_update=True)
+        if v is None or v.auth_id is None:
+            return
+        refused = s.scalar(select(Charge.status).where(
+            Charge.idempotency_key == f"visit:{visit_id}:capture")) == "failed"
+        key = f"visit:{visit_id}:hold-release"
+        if (not refused or hold_gone(s, v.auth_id) is not None  # the provider said it went
+                or s.scalar(select(Charge.id).where(Charge.idempotency_key == key))):
+            return
+        s.add(Charge(visit_id=visit_id, kind="release", idempotency_key=key,
+                     provider=d.provider.name, amount=v.hold_amount, currency=v.currency,
+                     status="pending", created_at=d.clock.now()))
+        auth_id = v.auth_id
+    try:
+        d.provider.release(auth_id, key)
+    except PaymentError as e:
+        with d.sessions.begin() as s:
+            s.execute(update(Charge).where(Charge.idempotency_key == key)
+                      .values(status="failed" if is_final(e) else "pending",
+                              error=e.reason[:300]))
+        log.warning("visit %s: releasing the hold of its refused capture: %s", visit_id,
+                    e.reason)
+        return
+    with d.sessions.begin() as s:
+        s.execute(update(Charge).where(Charge.idempotency_key == key)
+                  .values(status="succeeded", settled_at=d.clock.now(), error=None))
 
 
 def _payer(s: Session, v: Visit) -> str | None:
