@@ -81,3 +81,42 @@ def test_a_dispute_above_the_balance_refunds_the_rest(engine: Engine) -> None:
         _dispute(svc, h, out["receipt_id"], 1)  # 9.19: 5.14 off the balance, 4.05 back
         assert _owed(svc, vid) == 0 and pay.sales() == Decimal("45.95")
         assert len(pay.keys("refund")) == 1
+
+
+def test_a_dispute_that_forgives_a_declined_capture_releases_the_hold(
+        engine: Engine) -> None:
+    """The capture was declined (the hold may still stand) and a founded dispute takes the
+    whole receipt off: nothing is owed, so the hold goes too, once, and is not left on the
+    card until it lapses."""
+    svc, pay = start(engine, ledger=ChargingLedger)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("capture", "declined")
+        out = svc.leave(vid, {BAR: 2})  # 18.38 owed, nothing taken, 50.00 still held
+        assert pay.held(svc, vid) == Decimal("50.00")
+        _dispute(svc, h, out["receipt_id"], 1)  # 9.19 of it: the rest is still owed
+        assert _owed(svc, vid) == Decimal("9.19")
+        assert pay.held(svc, vid) == Decimal("50.00")  # still owed: staff may capture it
+        again = svc.client.post(  # the same line again: one dispute per line
+            "/v1/disputes", json={"receipt_id": out["receipt_id"], "product_id": BAR,
+                                  "quantity": 1, "reason": "the other one"}, headers=h)
+        assert again.status_code == 409
+        checkout.write_off_balance(svc.deps, vid, "op-1")
+        assert pay.held(svc, vid) == 0 and pay.sales() == 0
+        assert pay.keys("release") == [f"visit:{vid}:hold-release"]
+        assert visit_state(svc, vid) == "charged"
+
+
+def test_a_whole_receipt_forgiven_by_its_dispute_releases_the_hold(engine: Engine) -> None:
+    svc, pay = start(engine, ledger=ChargingLedger)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("capture", "declined")
+        out = svc.leave(vid, {BAR: 2})
+        got = _dispute(svc, h, out["receipt_id"], 2)
+        assert got["state"] == "refunded" and _owed(svc, vid) == 0
+        assert pay.held(svc, vid) == 0 and pay.sales() == 0
+        assert pay.keys("release") == [f"visit:{vid}:hold-release"]
+        assert pay.keys("refund") == [] and visit_state(svc, vid) == "charged"

@@ -12,9 +12,10 @@ charge: the visit goes ``in_review`` and, a refused capture having taken nothing
 receipt is its ``balance_owed`` (below). When the refusal says nothing is held any more (the hold
 expired or was cancelled: ``AuthorizationGone``, or is unknown to the provider) the saved
 method is charged for it at once; a card decline at capture leaves it owed for staff, who know
-whether the hold still stands. Once such a receipt is paid, a hold that still stands is
-released. Any other error leaves the outcome unknown — the provider may
-be unreachable, or the money moved and the answer was lost — so the charge stays pending and
+whether the hold still stands. Once nothing is owed on such a receipt (paid, written off, or
+taken off by founded disputes), a hold that still stands is released. Any other error leaves
+the outcome unknown — the provider may be unreachable, or the money moved and the answer was
+lost — so the charge stays pending and
 the visit ``checking_out``: a retried exit or the next start repeats the call with the same
 key, which returns the first call's result if it went through.
 
@@ -39,13 +40,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from walkout.checkout.money import Money
 from walkout.service import receipting
+from walkout.service.balances import balance_charges, balance_in_flight, release_refused_hold
 from walkout.service.carts import LineIn, cart_total, receipt_lines
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -356,17 +358,12 @@ _BALANCE_KEYS = or_(Charge.idempotency_key.like("visit:%:balance"),
                     Charge.idempotency_key.like("visit:%:balance:%"))
 
 
-def _balance_charges(visit_id: str) -> ColumnElement[bool]:
-    return or_(Charge.idempotency_key == f"visit:{visit_id}:balance",
-               Charge.idempotency_key.like(f"visit:{visit_id}:balance:%"))
-
-
 def _balance_paid(d: Deps, visit_id: str, currency: str) -> Money:
     """What the visit's balance charges took."""
     with d.sessions() as s:
         n = s.scalar(select(func.coalesce(func.sum(Charge.amount), 0)).where(
             Charge.visit_id == visit_id, Charge.status == "succeeded",
-            _balance_charges(visit_id))) or 0
+            balance_charges(visit_id))) or 0
     return Money(Decimal(n), currency)
 
 
@@ -441,43 +438,8 @@ def collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> 
             s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "in_review")
                       .values(state="charged"))
     log.info("visit %s: its balance of %s was charged", visit_id, amount)
-    _release_refused_hold(d, visit_id)
+    release_refused_hold(d, visit_id)
     return amount
-
-
-def _release_refused_hold(d: Deps, visit_id: str) -> None:
-    """Once a receipt whose capture was refused is paid by a balance charge, its hold, if it
-    still stands (a card decline at capture says nothing of it), is released under
-    ``visit:<id>:hold-release``, so the card does not carry it beside the payment until it
-    lapses. Once only, and best effort: a refusal is recorded (the hold was gone), an unknown
-    outcome stays pending and is listed among the unconfirmed payments for staff."""
-    with d.sessions.begin() as s:
-        v = s.get(Visit, visit_id, with_for_update=True)
-        if v is None or v.auth_id is None:
-            return
-        refused = s.scalar(select(Charge.status).where(
-            Charge.idempotency_key == f"visit:{visit_id}:capture")) == "failed"
-        key = f"visit:{visit_id}:hold-release"
-        if (not refused or hold_gone(s, v.auth_id) is not None  # the provider said it went
-                or s.scalar(select(Charge.id).where(Charge.idempotency_key == key))):
-            return
-        s.add(Charge(visit_id=visit_id, kind="release", idempotency_key=key,
-                     provider=d.provider.name, amount=v.hold_amount, currency=v.currency,
-                     status="pending", created_at=d.clock.now()))
-        auth_id = v.auth_id
-    try:
-        d.provider.release(auth_id, key)
-    except PaymentError as e:
-        with d.sessions.begin() as s:
-            s.execute(update(Charge).where(Charge.idempotency_key == key)
-                      .values(status="failed" if is_final(e) else "pending",
-                              error=e.reason[:300]))
-        log.warning("visit %s: releasing the hold of its refused capture: %s", visit_id,
-                    e.reason)
-        return
-    with d.sessions.begin() as s:
-        s.execute(update(Charge).where(Charge.idempotency_key == key)
-                  .values(status="succeeded", settled_at=d.clock.now(), error=None))
 
 
 def _payer(s: Session, v: Visit) -> str | None:
@@ -513,7 +475,7 @@ def collect_balance(d: Deps, visit_id: str) -> dict[str, object]:
                                "charge a saved payment method: collect it there, or write it "
                                "off")
         tries = list(s.scalars(select(Charge).where(Charge.visit_id == visit_id,
-                                                    _balance_charges(visit_id))))
+                                                    balance_charges(visit_id))))
         needs_review = bool(s.scalar(select(Receipt.needs_review)
                                      .where(Receipt.visit_id == visit_id)))
         pending = [c.idempotency_key for c in tries if c.status == "pending"]
@@ -540,9 +502,7 @@ def write_off_balance(d: Deps, visit_id: str, by: str, note: str | None = None
     with d.sessions.begin() as s:
         v = _owing(s, visit_id)
         if v.balance_settled_at is None:
-            if s.scalar(select(Charge.id).where(Charge.visit_id == visit_id,
-                                                Charge.status == "pending",
-                                                _balance_charges(visit_id)).limit(1)):
+            if balance_in_flight(s, visit_id):
                 raise ServiceError(409, "balance_collecting",
                                    "a charge of this balance is in flight: its outcome comes "
                                    "first (retried on the service's timer)")
@@ -553,7 +513,9 @@ def write_off_balance(d: Deps, visit_id: str, by: str, note: str | None = None
                 v.state = "charged"  # it was in review only for want of the money
             log.warning("visit %s: its balance of %s %s was written off by %s", visit_id,
                         v.balance_owed, v.currency, by)
-        return _balance_json(s, v)
+        out = _balance_json(s, v)
+    release_refused_hold(d, visit_id)  # nothing is owed now: a hold left standing goes
+    return out
 
 
 def owed_by(s: Session, account_id: str) -> list[dict[str, object]]:
@@ -607,7 +569,7 @@ def owed_balances(d: Deps, *, include_settled: bool = False,
 
 
 def _balance_json(s: Session, v: Visit) -> dict[str, object]:
-    last = s.scalar(select(Charge).where(Charge.visit_id == v.id, _balance_charges(v.id))
+    last = s.scalar(select(Charge).where(Charge.visit_id == v.id, balance_charges(v.id))
                     .order_by(Charge.id.desc()).limit(1))
     owed = Money(Decimal(v.balance_owed or 0), v.currency)
     return {

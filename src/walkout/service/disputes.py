@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from walkout.checkout.money import Money
+from walkout.service.balances import balance_in_flight, release_refused_hold
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -253,6 +254,12 @@ def _after(d: Deps, dispute_id: str, refund: bool) -> dict[str, Any]:
     if refund:
         _refund(d, dispute_id)
     with d.sessions() as s:
+        visit_id = s.scalar(select(Receipt.visit_id).join(
+            Dispute, Dispute.receipt_id == Receipt.id).where(
+            Dispute.id == dispute_id, Dispute.state.in_(("refunding", "refunded"))))
+    if visit_id is not None:
+        release_refused_hold(d, visit_id)  # the credit may have cleared what was owed
+    with d.sessions() as s:
         dsp = s.get(Dispute, dispute_id)
         assert dsp is not None
         return summary(d, s, dsp)
@@ -300,9 +307,7 @@ def _refundable(s: Session, dsp: Dispute) -> tuple[Money, Money, str]:
     assert v is not None
     owed = Money(Decimal(v.balance_owed or 0), cur)
     if owed.amount > 0 and v.balance_settled_at is None:
-        if s.scalar(select(Charge.id).where(
-                Charge.visit_id == v.id, Charge.status == "pending",
-                Charge.idempotency_key.like(f"visit:{v.id}:balance%")).limit(1)):
+        if balance_in_flight(s, v.id):
             raise ServiceError(409, "balance_collecting",
                                "a charge of this visit's balance is in flight: its outcome "
                                "comes first (retried on the service's timer)")
