@@ -105,7 +105,8 @@ def export(d: Deps, account_id: str) -> dict[str, Any]:
                           "product_id": x.product_id, "quantity": x.quantity,
                           "reason": x.reason, "state": x.state,
                           "refund_amount": None if x.refund_amount is None
-                          else str(x.refund_amount), "decision_note": x.note,
+                          else _money(x.refund_amount, _receipt_currency(s, x.receipt_id)),
+                          "decision_note": x.note,
                           "created_at": _iso(x.created_at), "resolved_at": _iso(x.resolved_at)}
                          for x in disputes],
         }
@@ -132,14 +133,39 @@ def _visit(s: Session, v: Visit) -> dict[str, Any]:
     return {"visit_id": v.id, "gate_id": v.gate_id, "party_size": v.party_size,
             "state": v.state, "entered_at": _iso(v.entered_at), "exited_at": _iso(v.exited_at),
             # the money moved for the visit: hold, capture or release, refunds
-            "charges": [{"kind": c.kind, "amount": str(c.amount), "currency": c.currency,
-                         "status": c.status, "at": _iso(c.created_at)}
+            "charges": [{"kind": c.kind, "amount": _money(c.amount, c.currency),
+                         "currency": c.currency, "status": c.status, "at": _iso(c.created_at),
+                         "settled_at": _iso(c.settled_at)}
                         for c in s.scalars(select(Charge).where(Charge.visit_id == v.id)
                                            .order_by(Charge.id))],
+            "balance": _balance(v),
             "chargebacks": _chargebacks(s, v.id),
             "movements": _movements(v.credential, keys, rows),
             "decisions": _decisions(s, keys),
             "review_cases": _review_cases(s, keys)}
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    """An amount as the receipts write it (``"16.78"``, the currency's minor unit), not as
+    the column stores it (``"16.7800"``)."""
+    return str(Money(Decimal(amount), currency).amount)
+
+
+def _receipt_currency(s: Session, receipt_id: str) -> str:
+    rec = s.get(Receipt, receipt_id)
+    assert rec is not None
+    return rec.currency
+
+
+def _balance(v: Visit) -> dict[str, Any] | None:
+    """What the visit's receipt came to above what its exit captured, owed by her until
+    settled (charged later, or written off by staff with their note): a debt of hers, so
+    hers to see. None: she never owed anything on it."""
+    if v.balance_owed is None or v.balance_owed <= 0:
+        return None
+    return {"owed": _money(v.balance_owed, v.currency), "currency": v.currency,
+            "settled_at": _iso(v.balance_settled_at), "settlement": v.balance_settlement,
+            "note": v.balance_note}
 
 
 def erase(d: Deps, account_id: str) -> dict[str, int]:
@@ -198,6 +224,11 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
         s.execute(update(Receipt).where(Receipt.id.in_(receipt_ids)).values(emailed_to=None))
         n_disputes = s.execute(update(Dispute).where(Dispute.account_id == account_id)
                                .values(reason="[erased]", note=None)).rowcount or 0
+        # staff's note on writing off a balance of hers is free text about her, like their
+        # note on a dispute; what was owed and how it was settled stay for the books
+        s.execute(update(Visit).where(Visit.account_id == account_id,
+                                      Visit.balance_note.is_not(None))
+                  .values(balance_note=None))
     clips = 0
     if cases and d.settings.evidence_dir is not None:  # once her erasure is committed
         from walkout.perception.evidence import delete_case_clips  # OpenCV only where kept
