@@ -13,6 +13,12 @@ the gate's credentials, the engine's sessions) go with the stream once it stood 
 same cut-off: its newest row is older, so nobody is inside it to continue. A live stream's
 current snapshot and journal are never touched.
 
+What a money claim still being decided rests on is kept past the cut-off (storage limitation
+yields to establishing a legal claim): the event-log rows and the clips of the shelf events a
+disputed receipt line was decided on, while the shopper's dispute is undecided (``open``,
+``refunding``) or the bank's chargeback of the visit is (not ``won``, ``lost`` or
+``warning_closed``). The first purge after the decision takes them.
+
 The service applies the rule itself (``housekeeping``, every ``retention_check_s``), so a store
 that never set up a cron job still keeps nothing past its retention; evidence clips in
 ``evidence_dir`` go by the same rule.
@@ -20,20 +26,47 @@ that never set up a cron job still keeps nothing past its retention; evidence cl
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import Select, delete, exists, func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from walkout.service.deps import Deps
 from walkout.service.live_state import _forget
 from walkout.service.models import (
+    CartLine,
+    Chargeback,
+    Dispute,
     EngineEvent,
     EngineSnapshot,
     EntryCode,
+    Receipt,
     ReviewVerdict,
     StreamChunk,
 )
+
+#: a shopper's dispute still to be decided, or its refund still to be made
+UNDECIDED_DISPUTES = ("open", "refunding")
+#: a bank chargeback the bank has decided (``warning_closed``: an inquiry that ended)
+DECIDED_CHARGEBACKS = ("won", "lost", "warning_closed")
+
+
+def held_refs() -> Select[tuple[str]]:
+    """The shelf event ids (event-log ``ref``, clip names) that an undecided money claim
+    rests on: the events of a disputed line (as the dispute's case view reads them, from
+    the visit's cart lines of that product) while the dispute is undecided, and every event
+    of a visit while a chargeback of its payment is undecided."""
+    disputed = (select(CartLine.event_id)
+                .join(Receipt, Receipt.visit_id == CartLine.visit_id)
+                .join(Dispute, (Dispute.receipt_id == Receipt.id)
+                      & (Dispute.product_id == CartLine.product_id))
+                .where(Dispute.state.in_(UNDECIDED_DISPUTES)))
+    charged_back = (select(CartLine.event_id)
+                    .join(Chargeback, Chargeback.visit_id == CartLine.visit_id)
+                    .where(Chargeback.status.not_in(DECIDED_CHARGEBACKS)))
+    return select(union(disputed, charged_back).subquery().c[0])
 
 #: the engine writes a health snapshot (every plate's and camera's state, the inventory) at
 #: every chunk: a state, not an event. The dashboard reads the latest; kept for 30 days they
@@ -43,7 +76,8 @@ HEALTH_KEEP = timedelta(hours=1)
 
 
 def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
-    """Delete tracks/evidence/event-log rows recorded before ``now - days``, and health
+    """Delete tracks/evidence/event-log rows recorded before ``now - days`` (not those an
+    undecided dispute or chargeback rests on: :func:`held_refs`), and health
     snapshots superseded for longer than :data:`HEALTH_KEEP`; blank the notes of verdicts
     whose case is no longer in the event log; forget the journal and snapshot of live streams
     that stood still since before ``now - days``. Returns the number of rows deleted or
@@ -52,7 +86,9 @@ def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
     if days < 1:
         raise ValueError(f"retention must be at least 1 day, got {days}")
     cutoff = now - timedelta(days=days)
-    events = session.execute(delete(EngineEvent).where(EngineEvent.recorded_at < cutoff))
+    events = session.execute(delete(EngineEvent).where(
+        EngineEvent.recorded_at < cutoff,
+        or_(EngineEvent.ref.is_(None), EngineEvent.ref.not_in(held_refs()))))
     health = EngineEvent.source.like("%/health")
     latest = select(func.max(EngineEvent.id)).where(health).group_by(EngineEvent.source)
     superseded = session.execute(delete(EngineEvent).where(
@@ -93,9 +129,35 @@ def sweep(d: Deps, days: int | None = None) -> dict[str, int]:
     now = d.clock.now()
     with d.sessions.begin() as s:
         out = purge(s, now, days)
+        held = set(s.scalars(held_refs()))
     if d.settings.evidence_dir is not None:
-        from walkout.perception.evidence import purge_clips  # OpenCV only where clips are kept
-
-        out["evidence_clips"] = purge_clips(d.settings.evidence_dir, now, days)
+        out["evidence_clips"] = purge_clips(d.settings.evidence_dir, now, days, held)
     return out
+
+
+def purge_clips(out_dir: Path, now: datetime, days: int, keep: Collection[str] = ()) -> int:
+    """Delete the evidence clips written before ``now - days`` (file time), as
+    :func:`walkout.perception.evidence.purge_clips` does, except the clips of the shelf
+    events in ``keep`` (``<event id>.webm``, ``<event id>-cam<n>.webm``); returns how many."""
+    from walkout.perception.evidence import (  # OpenCV only where clips are kept
+        _OLD_SUFFIXES,
+        CLIP_SUFFIX,
+    )
+
+    if days < 1:
+        raise ValueError(f"retention must be at least 1 day, got {days}")
+    if not out_dir.is_dir():
+        return 0
+    cutoff = (now - timedelta(days=days)).timestamp()
+    n = 0
+    for p in out_dir.iterdir():
+        suffix = next((x for x in (CLIP_SUFFIX, *_OLD_SUFFIXES) if p.name.endswith(x)), None)
+        if suffix is None or not p.is_file() or p.stat().st_mtime >= cutoff:
+            continue
+        stem = p.name[:-len(suffix)]
+        if stem in keep or stem.rsplit("-cam", 1)[0] in keep:
+            continue
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
 
