@@ -20,6 +20,9 @@ from walkout.service.payments.base import ChecksPayerRef, PaymentError
 from walkout.service.security import Principal, Role, hash_token, issue_token
 
 _DIGITS = re.compile(r"[\d \-]{12,}")
+#: C0 control characters and DEL: in no payment token or name; NUL cannot even be stored by
+#: PostgreSQL (the insert raised, a 500), SQLite kept it
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -33,12 +36,24 @@ def luhn_ok(digits: str) -> bool:
 
 
 def refuse_card_number(value: str) -> str:
-    """Provider tokens only: a value that looks like a card number is refused unstored."""
+    """Provider tokens only: a value that looks like a card number is refused unstored, and
+    so is one with control characters (no provider's token has one)."""
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed in a payment token")
     for run in _DIGITS.findall(value):
         digits = re.sub(r"\D", "", run)
         if 13 <= len(digits) <= 19 and luhn_ok(digits):
             raise ValueError("looks like a card number: send the payment provider's token")
     return value
+
+
+def refuse_control(field: str, value: str | None) -> None:
+    """422 naming ``field`` when a free-text value holds control characters: a name or label
+    never has one, and NUL is refused by PostgreSQL mid-transaction (a 500) where SQLite
+    stored it, so the same request must fail the same, cleanly, on both."""
+    if value is not None and _CONTROL.search(value):
+        raise ServiceError(422, "invalid_request",
+                           f"body.{field}: control characters are not allowed")
 
 
 def check_payer_ref(d: Deps, payer_ref: str, field: str) -> None:
@@ -53,6 +68,7 @@ def check_payer_ref(d: Deps, payer_ref: str, field: str) -> None:
 
 def create_shopper(d: Deps, email: str | None, name: str | None) -> tuple[str, str]:
     """A new app shopper; returns (account id, bearer token shown once)."""
+    refuse_control("name", name)
     with d.sessions.begin() as s:
         acct = Account(kind="app", role=Role.SHOPPER.value, email=email, display_name=name,
                        created_at=d.clock.now())
@@ -64,6 +80,8 @@ def create_shopper(d: Deps, email: str | None, name: str | None) -> tuple[str, s
 def create_staff(
     d: Deps, role: Role, name: str | None, token: str | None = None
 ) -> tuple[str, str]:
+    """A new staff account (operator, admin, kiosk); returns (account id, bearer token)."""
+    refuse_control("name", name)
     with d.sessions.begin() as s:
         acct = Account(kind="staff", role=role.value, display_name=name, created_at=d.clock.now())
         s.add(acct)
@@ -155,6 +173,7 @@ class AuthCache:
 def add_payment_method(d: Deps, account_id: str, provider_ref: str, label: str | None) -> str:
     """Attach a provider token to the account; the same token twice is the same method."""
     refuse_card_number(provider_ref)
+    refuse_control("label", label)
     check_payer_ref(d, provider_ref, "provider_ref")
     name = d.provider.name
     try:
