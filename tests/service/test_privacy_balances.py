@@ -9,8 +9,8 @@ from decimal import Decimal
 
 from sqlalchemy import Engine
 
-from walkout.service import checkout
-from walkout.service.models import Visit
+from walkout.service import checkout, webhooks
+from walkout.service.models import PaymentWebhookEvent, Visit
 
 from .faults import FaultyLedger, start
 
@@ -65,3 +65,33 @@ def test_a_dispute_refund_reads_as_money_in_the_export(engine: Engine) -> None:
         assert r.status_code == 200, r.text
         [dispute] = svc.client.get("/v1/me/export", headers=h).json()["disputes"]
         assert dispute["refund_amount"] == "9.19"
+
+
+def test_erasure_takes_staffs_note_on_a_payment_event_of_her_visit(engine: Engine) -> None:
+    """Staff acknowledging a payment event that needed them (a chargeback, a hold gone while
+    she owed money) may write about her ("called Ann, she did not know the store's name"):
+    free text about her, gone with her erasure; the event itself names a visit and stays."""
+    svc, _ = start(engine)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        svc.leave(vid, {BAR: 1})
+        bob = svc.shopper(card="tok_bob", email="bob@example.org")
+        bob_vid = svc.enter(bob)
+        svc.leave(bob_vid, {BAR: 1})
+        now = svc.clock.now()
+        with svc.deps.sessions.begin() as s:
+            for ev, v in (("evt_ann", vid), ("evt_bob", bob_vid)):
+                s.add(PaymentWebhookEvent(event_id=ev, provider="stripe",
+                                          type="charge.dispute.created", object_id="dp_1",
+                                          visit_id=v, created_at=now, received_at=now,
+                                          outcome="attention", detail="chargeback dp_1"))
+        webhooks.acknowledge(svc.deps, "evt_ann", "op-1", "called Ann S. on 0612345678")
+        webhooks.acknowledge(svc.deps, "evt_bob", "op-1", "Bob will call back")
+        assert svc.client.delete("/v1/me", headers=h).status_code == 200
+        with svc.deps.sessions() as s:
+            ann, other = s.get(PaymentWebhookEvent, "evt_ann"), s.get(PaymentWebhookEvent,
+                                                                      "evt_bob")
+            assert ann is not None and other is not None
+            assert ann.acknowledged_note is None and ann.acknowledged_at is not None
+            assert other.acknowledged_note == "Bob will call back"

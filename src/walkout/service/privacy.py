@@ -16,7 +16,8 @@ rows of her session's stream are read or changed as hers.
 
 Erasure removes what identifies the person — e-mail, name, payment-method tokens, entry codes,
 free-text dispute reasons and the operator's notes on them, the operator's notes on the review
-cases about her visits, receipt e-mail addresses — and revokes every token. Her movements leave
+cases about her visits, on writing off a balance of hers and on acknowledging a payment event
+of her visits, receipt e-mail addresses — and revokes every token. Her movements leave
 the engine's event log (floor positions, skeletons in review-case replays; the gate's
 credential is unlinked from her visits), while the engine's decisions that explain her charges
 stay. The blurred camera clips of the review cases about her go from ``evidence_dir`` once the
@@ -58,6 +59,7 @@ from walkout.service.models import (
     EngineEvent,
     EntryCode,
     PaymentMethod,
+    PaymentWebhookEvent,
     Receipt,
     ReceiptLine,
     ReceiptMail,
@@ -229,6 +231,13 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
         s.execute(update(Visit).where(Visit.account_id == account_id,
                                       Visit.balance_note.is_not(None))
                   .values(balance_note=None))
+        # and so is staff's note acknowledging a payment event of her visits (the event names
+        # a visit and the provider's objects, never a person: it stays)
+        s.execute(update(PaymentWebhookEvent).where(
+            PaymentWebhookEvent.visit_id.in_(select(Visit.id).where(
+                Visit.account_id == account_id)),
+            PaymentWebhookEvent.acknowledged_note.is_not(None))
+            .values(acknowledged_note=None))
     clips = 0
     if cases and d.settings.evidence_dir is not None:  # once her erasure is committed
         from walkout.perception.evidence import delete_case_clips  # OpenCV only where kept
