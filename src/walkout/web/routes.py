@@ -581,7 +581,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                             else ids.get(c, {"who": None}) for sid, c in creds.items()}
             ev["verdict"] = None if v is None else {
                 "shares": json.loads(v.shares), "note": v.note, "decided_by": v.decided_by,
-                "decided_at": v.decided_at.isoformat(),
+                "decided_at": aware(v.decided_at).isoformat(),
                 "applied": v.applied_at is not None}
             ev["products"] = {pid: store.products[pid].name for h in ev["hypotheses"]
                               for pid, _ in h["items"] if pid in store.products}
@@ -667,7 +667,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                               .limit(limit)).all()
             open_disputes = Counter(s.scalars(select(Dispute.receipt_id).where(
                 Dispute.state.in_(("open", "refunding")))))
-            return [{"receipt_id": r.id, "visit_id": v.id, "issued_at": r.issued_at.isoformat(),
+            return [{"receipt_id": r.id, "visit_id": v.id,
+                     "issued_at": aware(r.issued_at).isoformat(),
                      "total": str(Money(Decimal(r.total), r.currency).amount),
                      "currency": r.currency, "state": v.state, "needs_review": r.needs_review,
                      "who": _pseudonym(a.id),

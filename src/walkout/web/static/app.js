@@ -85,7 +85,7 @@
     owed = list || [];
     show("owed", owed.length > 0);
     document.getElementById("owed-list").replaceChildren(...owed.map(b => el("li", { "data-visit": b.visit_id },
-      el("strong", { text: `${b.amount} ${b.currency}` }), ` · visit of ${b.exited_at ? new Date(b.exited_at).toLocaleString() : "an earlier day"} `,
+      el("strong", { text: `${b.amount} ${b.currency}` }), ` · visit of ${b.exited_at ? WO.instant(b.exited_at).toLocaleString() : "an earlier day"} `,
       el("button", { type: "button", "aria-label": `Pay ${b.amount} ${b.currency} now with your card`, onclick: () => payOwed(b.visit_id) }, "Pay now"))));
   }
 
@@ -107,7 +107,7 @@
     const rs = await api(token, "GET", "/v1/receipts");
     show("receipts-card", rs.length > 0);
     document.getElementById("my-receipts").replaceChildren(...rs.map(r => el("li", {}, el("button", { class: "row", "data-receipt": r.receipt_id, onclick: () => openReceipt(r) },
-      el("strong", { text: `${r.total} ${r.currency}` }), ` · ${new Date(r.issued_at).toLocaleString()} `, r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null))));
+      el("strong", { text: `${r.total} ${r.currency}` }), ` · ${WO.instant(r.issued_at).toLocaleString()} `, r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null))));
     const open = document.getElementById("my-receipt").dataset.receipt;
     const again = rs.find(r => r.receipt_id === open); if (again) openReceipt(again);
     if (contest) openContested(rs);

@@ -90,6 +90,15 @@ const WO = (() => {
     const f = 10 ** digits, s = Math.max(0, Math.round(t * f)) / f, m = Math.floor(s / 60);
     return `${m}:${(s - m * 60).toFixed(digits).padStart(digits ? 3 + digits : 2, "0")}`;
   }
+  // an instant the service sent (ISO 8601): UTC where it names no zone, as SQLite hands times
+  // back; Date would read a zone-less one as the browser's own local time, hours off
+  function instant(iso) { return new Date(/(Z|[+-]\d\d:?\d\d)$/i.test(iso) ? iso : iso + "Z"); }
+  // a wall-clock time in the browser's zone: the time of day if today, else the date too
+  function when(iso) {
+    const d = instant(iso);
+    return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+      : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+  }
   function receiptTable(rc) {
     return el("table", { class: "rc" },
       el("thead", {}, el("tr", {}, el("th", { text: "Item" }), el("th", { class: "num", text: "Qty" }), el("th", { class: "num", text: "Amount" }))),
@@ -125,5 +134,5 @@ const WO = (() => {
     });
     return select;
   }
-  return { tokenFromHash, signOut, signedOutWhy, api, stream, el, fill, svg, fmtT, receiptTable, taxTable, tabs };
+  return { tokenFromHash, signOut, signedOutWhy, api, stream, el, fill, svg, fmtT, instant, when, receiptTable, taxTable, tabs };
 })();

@@ -2,7 +2,7 @@
 // Operations dashboard: live map and event stream (SSE), review queue with evidence and
 // verdicts, receipts and disputes, store health, analytics.
 (() => {
-  const { api, el, svg, fmtT, fill } = WO;
+  const { api, el, svg, fmtT, fill, instant, when } = WO;
   let token = WO.tokenFromHash("wo-operator");
   let layout = null, current = "live";
   const people = new Map();           // track id → {pts, session, who, staff, cart, alert, left, seen}
@@ -340,7 +340,7 @@
     const q = document.getElementById("rq").value;
     const rs = await api(token, "GET", "/v1/ops/receipts?q=" + encodeURIComponent(q));
     document.getElementById("receipts").replaceChildren(...rs.map(r => el("li", {}, el("button", { class: "row", "data-receipt": r.receipt_id, onclick: () => showReceipt(r.receipt_id) },
-      el("strong", { text: `${r.total} ${r.currency}` }), ` · ${r.who} · ${new Date(r.issued_at).toLocaleTimeString()} `, el("span", { class: "state " + r.state, text: r.state }),
+      el("strong", { text: `${r.total} ${r.currency}` }), ` · ${r.who} · ${when(r.issued_at)} `, el("span", { class: "state " + r.state, text: r.state }),
       r.open_disputes ? el("span", { class: "badge", text: r.open_disputes, "aria-label": "open disputes" }) : null))));
     const ds = await api(token, "GET", "/v1/disputes");
     document.getElementById("disputes").replaceChildren(...ds.reverse().map(d => el("li", { "data-dispute": d.dispute_id }, el("button", { class: "row", onclick: () => showReceipt(d.receipt_id) },
@@ -379,10 +379,10 @@
   const reasonText = r => r.replaceAll("_", " ");
   // the evidence due date: the date itself, and how long is left (past it, the money is lost)
   function dueDate(iso) {
-    const left = (new Date(iso) - Date.now()) / 3600000;
+    const left = (instant(iso) - Date.now()) / 3600000;
     const [cls, text] = left < 0 ? ["overdue", "overdue"] : left < 48 ? ["soon", left < 1 ? "due within the hour" : `in ${Math.floor(left)} h`]
       : [left < 72 ? "soon" : "later", `in ${Math.floor(left / 24)} days`];
-    return el("span", { class: "due-date" }, el("strong", { text: new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) }), " ", el("span", { class: "state " + cls, "data-due": cls, text }));
+    return el("span", { class: "due-date" }, el("strong", { text: instant(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) }), " ", el("span", { class: "state " + cls, "data-due": cls, text }));
   }
   const EVENT_LABELS = { "charge.dispute.created": "chargeback opened", "charge.dispute.updated": "chargeback updated", "charge.dispute.funds_withdrawn": "chargeback: funds withdrawn",
     "charge.dispute.funds_reinstated": "chargeback: funds reinstated", "charge.dispute.closed": "chargeback closed", "payment_intent.canceled": "hold gone", "charge.expired": "hold gone",
@@ -516,12 +516,6 @@
   }
 
   // ---- store mode (closed for restocking) and the engine's stock moves ---------------------
-  // a wall-clock time: the time of day if today, else the date too
-  function when(iso) {
-    const d = new Date(iso);
-    return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
-  }
   // shoppers (and unbound people) the live map shows inside: while any is, a closed store's
   // weight changes are judged as an open store's (reviewed, not booked as stock)
   function shoppersOnMap() { let n = 0; for (const o of people.values()) if (!o.left && !o.staff) n++; return n; }

@@ -17,7 +17,7 @@
       const rs = await api(token, "POST", path, body);
       const box = document.getElementById("found");
       box.replaceChildren(el("h2", { text: rs.length ? `${rs.length} receipt${rs.length > 1 ? "s" : ""}` : "No receipt found" }),
-        ...rs.map(r => el("article", { class: "card", "data-receipt": r.receipt_id }, el("h3", { text: new Date(r.issued_at).toLocaleString() }), WO.receiptTable(r), WO.taxTable(r),
+        ...rs.map(r => el("article", { class: "card", "data-receipt": r.receipt_id }, el("h3", { text: WO.instant(r.issued_at).toLocaleString() }), WO.receiptTable(r), WO.taxTable(r),
           r.under_review ? el("p", { class: "muted", text: "Being checked by staff: it may still change." }) : null)),
         el("button", { type: "button", onclick: reset }, "Done"));
       show("found", true);

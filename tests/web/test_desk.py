@@ -1,0 +1,248 @@
+"""The operations desk and the shopper's phone when things are not tidy, in Debian's Chromium
+against the real service: a browser in another time zone than the server, receipts of other
+days, a connection that drops and comes back (through a relay the test can cut, as a Wi-Fi
+hand-over or a proxy restart does), a request the service refuses or cannot answer, alerts
+raised while nobody had the dashboard open, a decided review case, and a second click on a
+money button.
+
+The store is seeded through the API on SQLite (no engine), as in test_security: SQLite hands
+back naive datetimes, which is where a page in another time zone went wrong."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import select as selectmod
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect
+from pydantic import SecretStr
+from sqlalchemy import update
+
+from walkout.bench.durability import fresh_databases
+from walkout.service.app import create_app
+from walkout.service.deps import Deps
+from walkout.service.models import Receipt, Visit
+from walkout.service.settings import ServiceSettings
+
+ADMIN = "wo_web-desk-admin-0123456789abcdef"
+TOKYO = "Asia/Tokyo"  # UTC+9 all year: no daylight saving to reason about
+Watch = Callable[[Page], list[str]]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Relay:
+    """A TCP relay between the browser and the service, which the test can cut: ``down()``
+    closes every connection through it and refuses new ones (the network is gone), ``up()``
+    lets them through again. The service itself keeps running, and the test keeps talking to
+    it directly, so things change while the page is cut off."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.open = threading.Event()
+        self.open.set()
+        self.conns: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns |= {client, upstream}
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                ready, _, _ = selectmod.select([a, b], [], [], 0.2)
+                for src in ready:
+                    data = src.recv(65536)
+                    if not data:
+                        return
+                    (b if src is a else a).sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (a, b):
+                with self.lock:
+                    self.conns.discard(x)
+                with contextlib.suppress(OSError):
+                    x.close()
+
+    def down(self) -> None:
+        self.open.clear()
+        with self.lock:
+            conns, self.conns = list(self.conns), set()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            c.close()
+
+    def up(self) -> None:
+        self.open.set()
+
+    def close(self) -> None:
+        self.down()
+        self.listener.close()
+
+
+@dataclass
+class Shop:
+    url: str  # the service, straight
+    page_url: str  # the same, through the relay
+    relay: Relay
+    deps: Deps
+    operator: str
+    products: list[str]
+    tokens: dict[str, str] = field(default_factory=dict)  # shoppers', by name
+
+    def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+        h = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.request(method, self.url + path, headers=h, timeout=30, **kw)
+
+    def visit(self, name: str, products: list[str] | None = None) -> tuple[str, str]:
+        """A shopper's visit taking one of each of ``products``: (visit id, receipt id)."""
+        r = self.api("POST", "/v1/accounts", json={"email": f"{name}@example.org",
+                                                   "name": name.title()})
+        assert r.status_code == 201, r.text
+        tok = self.tokens[name] = r.json()["token"]
+        assert self.api("POST", "/v1/me/payment-methods", tok,
+                        json={"provider_ref": f"tok_visa_{name}"}).status_code == 201
+        code = self.api("POST", "/v1/me/entry-code", tok).json()["code"]
+        vid = self.api("POST", "/v1/gates/entry/scan", self.operator,
+                       json={"code": code}).json()["visit_id"]
+        lines = [{"line_key": f"{vid}:{p}", "product_id": p, "quantity": 1, "event_id": f"e-{p}",
+                  "confidence": 0.9} for p in (products or self.products)]
+        assert self.api("POST", f"/v1/visits/{vid}/cart-lines", self.operator,
+                        json={"lines": lines}).status_code == 200
+        r = self.api("POST", f"/v1/visits/{vid}/exit", self.operator)
+        assert r.status_code == 200, r.text
+        return vid, r.json()["receipt_id"]
+
+    def owes(self, vid: str, amount: str) -> None:
+        """Record ``amount`` of the visit as owed, as an exit does when the card paid less."""
+        with self.deps.sessions.begin() as s:
+            v = s.get(Visit, vid)
+            assert v is not None
+            v.balance_owed, v.state = Decimal(amount), "in_review"
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fresh_databases(None, tmp_path_factory.mktemp("webdesk"), names=("webdesk",)) as (url,):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shop(db_url: str) -> Iterator[Shop]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
+                               bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    th = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    th.start()
+    end = time.monotonic() + 30
+    while not server.started and time.monotonic() < end:
+        time.sleep(0.05)
+    relay = Relay(port)
+    r = httpx.post(url + "/v1/admin/staff", json={"role": "operator", "name": "Desk One"},
+                   headers={"Authorization": f"Bearer {ADMIN}"})
+    assert r.status_code == 201, r.text
+    deps: Deps = app.state.deps
+    shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps, r.json()["token"],
+                [p.id for p in deps.store.catalogue[:2]])
+    try:
+        yield shop
+    finally:
+        relay.close()
+        server.should_exit = True
+        th.join(30)
+
+
+def _dashboard(browser: Browser, shop: Shop, **ctx: Any) -> Page:
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}, **ctx).new_page()
+    page.goto(f"{shop.page_url}/#token={shop.operator}")
+    expect(page.locator("#conn")).to_have_text("live")
+    return page
+
+
+def _receipts_tab(page: Page) -> None:
+    page.get_by_role("tab", name=re.compile(r"^Receipts & disputes")).click()
+
+
+# ---- time zones --------------------------------------------------------------------------------
+
+
+def test_times_are_shown_in_the_browsers_zone_with_the_day_when_not_today(
+        shop: Shop, browser: Browser) -> None:
+    """The server keeps UTC; SQLite hands it back without its zone, and a page that parsed
+    such a time as the browser's own local time put a receipt, a balance owed and the
+    shopper's unpaid visit nine hours off in Tokyo. A receipt of another day also said only
+    its time of day: which day, the operator could not tell."""
+    vid, today = shop.visit("tz-ann")
+    _, older = shop.visit("tz-bo")
+    shop.owes(vid, "3.20")
+    three_days_ago = datetime.now(UTC) - timedelta(days=3)
+    with shop.deps.sessions.begin() as s:
+        s.execute(update(Receipt).where(Receipt.id == older).values(issued_at=three_days_ago))
+        issued = s.get(Receipt, today).issued_at  # type: ignore[union-attr]
+        exited = s.get(Visit, vid).exited_at  # type: ignore[union-attr]
+    zone = ZoneInfo(TOKYO)
+
+    def local(dt: datetime) -> datetime:
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(zone)
+
+    page = _dashboard(browser, shop, timezone_id=TOKYO, locale="en-GB")
+    _receipts_tab(page)
+    row = page.locator(f"#receipts button[data-receipt='{today}']")
+    expect(row).to_contain_text(local(issued).strftime("%H:%M"))
+    old = page.locator(f"#receipts button[data-receipt='{older}']")
+    expect(old).to_contain_text(local(three_days_ago).strftime("%d/%m/%Y"))
+    expect(old).to_contain_text(local(three_days_ago).strftime("%H:%M"))
+    owed = page.locator(f"#owed-balances li[data-visit='{vid}']")
+    expect(owed).to_contain_text(f"left {local(exited).strftime('%H:%M')}")
+    page.context.close()
+    # her phone, in Tokyo: the unpaid visit's time is hers
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, timezone_id=TOKYO,
+                              locale="en-GB")
+    app = ctx.new_page()
+    app.goto(shop.page_url + "/app")
+    app.evaluate("t => localStorage.setItem('wo-shopper', t)", shop.tokens["tz-ann"])
+    app.reload()
+    item = app.locator(f"#owed li[data-visit='{vid}']")
+    expect(item).to_contain_text(local(exited).strftime("%H:%M"))
+    ctx.close()
+    shop.api("POST", f"/v1/ops/visits/{vid}/balance/write-off", shop.operator)
