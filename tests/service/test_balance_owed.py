@@ -205,10 +205,10 @@ def test_erasure_waits_for_a_balance_owed(engine: Engine) -> None:
 # ---- a capture refused at the exit, a revision above what was taken ----------------------------
 
 
-def _verdict(svc: Svc, vid: str, product: str, quantity: int) -> None:
-    """A review verdict after the receipt (as the engine worker applies it)."""
+def _verdict(svc: Svc, vid: str, product: str, quantity: int, case: str = "review") -> None:
+    """A review verdict of ``case`` after the receipt (as the engine worker applies it)."""
     revisions.add_review_lines(svc.deps, vid, [LineRequest(
-        f"ev-review:{product}:{quantity:+d}:review", product, quantity, "ev-review")])
+        f"ev-{case}:{product}:{quantity:+d}:review", product, quantity, f"ev-{case}")])
     revisions.revise(svc.deps, vid, needs_review=False)
 
 
@@ -316,6 +316,53 @@ def test_a_balance_written_off_is_not_asked_for_again_by_a_revision(engine: Engi
         assert visit_state(svc, vid) == "charged"
         assert checkout.owed_balances(svc.deps) == [] and _scan(svc, h) == (201, None)
         assert pay.sales() == Decimal("50.00")
+
+
+def test_a_receipt_raised_again_after_its_balance_was_charged_owes_the_new_difference(
+        engine: Engine) -> None:
+    """A first verdict raises the receipt above the capture: the difference is charged. A
+    second one raises it again: the new difference is owed and charged the same way, under
+    the next attempt's key, not left for staff to find."""
+    svc, pay = _start(engine)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        svc.leave(vid, {BAR: 1})
+        _verdict(svc, vid, BAR, +1)
+        assert pay.sales() == Decimal("18.38") and _visit(svc, vid).balance_settled_at
+        pay.fail("charge", "declined")
+        _verdict(svc, vid, BAR, +1, "second")  # 27.57 now: 9.19 more
+        assert visit_state(svc, vid) == "in_review"
+        [owed] = checkout.owed_balances(svc.deps)
+        assert (owed["visit_id"], owed["amount"], owed["settled"]) == (vid, "9.19", False)
+        assert _scan(svc, h) == (409, "balance_owed")
+        got = checkout.collect_balance(svc.deps, vid)  # staff, once the card works again
+        assert got["settled"] is True and pay.sales() == Decimal("27.57")
+        assert pay.keys("charge") == [f"visit:{vid}:balance", f"visit:{vid}:balance:1",
+                                      f"visit:{vid}:balance:2"]
+        assert visit_state(svc, vid) == "charged" and _scan(svc, h) == (201, None)
+        _verdict(svc, vid, BAR, -1, "third")  # a verdict that lowers it refunds what is over
+        assert pay.sales() == Decimal("18.38")
+
+
+def test_after_a_write_off_a_second_rise_asks_only_for_the_new_difference(
+        engine: Engine) -> None:
+    svc, pay = _start(engine, charging=False)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        svc.leave(vid, {BAR: 6})  # 55.14: 50.00 captured, 5.14 owed
+        checkout.write_off_balance(svc.deps, vid, "op-1", "regular")
+        _verdict(svc, vid, BAR, +1)  # 64.33: 9.19 more, the 5.14 stays written off
+        assert visit_state(svc, vid) == "in_review"
+        [owed] = checkout.owed_balances(svc.deps)
+        assert (owed["amount"], owed["written_off"], owed["settled"]) == ("9.19", "5.14", False)
+        assert _scan(svc, h) == (409, "balance_owed")
+        done = checkout.write_off_balance(svc.deps, vid, "op-2")
+        assert (done["written_off"], done["settled_by"]) == ("14.33", "op-2")
+        revisions.revise(svc.deps, vid, needs_review=False)  # nothing new: nothing asked
+        assert checkout.owed_balances(svc.deps) == [] and visit_state(svc, vid) == "charged"
+        assert pay.sales() == Decimal("50.00") and _scan(svc, h) == (201, None)
 
 
 # ---- the shopper pays what she owes herself ----------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -125,7 +127,6 @@ def test_0006_adds_tax_to_receipt_lines_and_takes_it_away_again(db_url: str) -> 
     """Lines issued before 0006 keep what they said (no tax: NULL); a rate is stored exactly;
     the downgrade drops only the two columns, the lines stay."""
     from datetime import UTC, datetime
-    from decimal import Decimal
 
     from sqlalchemy import select
     from sqlalchemy.orm import Session
@@ -203,7 +204,6 @@ def test_0012_adds_acknowledgements_and_fees_and_takes_them_away_again(db_url: s
     (null); a fee is stored exactly; the downgrade drops only the new columns, the rows and
     the outcome CHECK stay."""
     from datetime import UTC, datetime
-    from decimal import Decimal
 
     from sqlalchemy import select
     from sqlalchemy.orm import Session
@@ -267,7 +267,6 @@ def test_0013_adds_the_balance_owed_and_takes_it_away_again(db_url: str) -> None
     are stored exactly; the downgrade drops only the new columns, the visits stay (and the
     one-visit-inside index with them)."""
     from datetime import UTC, datetime
-    from decimal import Decimal
 
     from sqlalchemy.orm import Session
 
@@ -368,5 +367,32 @@ def test_0015_event_ids_beyond_32_bits_are_stored_and_acknowledged(db_url: str) 
         c.execute(text("DELETE FROM alert_acks"))
         c.execute(text("DELETE FROM engine_events"))
     downgrade(eng, "0014")
+    upgrade(eng)
+    eng.dispose()
+
+
+def test_0016_carries_what_was_written_off(db_url: str) -> None:
+    """0016: a balance written off before it is counted as written off (so a later revision
+    does not ask for it again); a charged one is not; the downgrade drops only the column."""
+    eng = make_engine(db_url)
+    upgrade(eng, "0015")
+    with eng.begin() as c:
+        _account_with_method(c)
+        _visit(c, "v1", "a1", "charged")
+        _visit(c, "v2", "a1", "charged")
+        c.execute(text("UPDATE visits SET balance_owed = 5.14, balance_settlement = "
+                       "'written_off', balance_settled_at = '2026-01-01 20:00:00+00:00' "
+                       "WHERE id = 'v1'"))
+        c.execute(text("UPDATE visits SET balance_owed = 2.00, balance_settlement = "
+                       "'charged', balance_settled_at = '2026-01-01 20:00:00+00:00' "
+                       "WHERE id = 'v2'"))
+    upgrade(eng)
+    with eng.begin() as c:
+        got = c.execute(text("SELECT id, balance_written_off FROM visits ORDER BY id")).all()
+    assert [(i, None if w is None else Decimal(w).quantize(Decimal("0.01")))
+            for i, w in got] == [("v1", Decimal("5.14")), ("v2", None)]
+    downgrade(eng, "0015")
+    assert "balance_written_off" not in {
+        col["name"] for col in inspect(eng).get_columns("visits")}
     upgrade(eng)
     eng.dispose()

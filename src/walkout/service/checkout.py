@@ -386,13 +386,20 @@ def owe(d: Deps, s: Session, visit_id: str, short: Money, *,
     """Record ``short`` owed on the visit (in the transaction that found it short: the
     capture's success, its refusal, a revision) and, when the provider can charge the saved
     method and ``collect``, the pending charge that collects it: its key (None: it stays owed
-    for staff)."""
-    s.execute(update(Visit).where(Visit.id == visit_id, Visit.balance_owed.is_(None))
-              .values(balance_owed=short.amount))
+    for staff). A visit whose earlier balance was settled (charged, or written off) and that a
+    later revision leaves short again owes the new difference: the balance is open again,
+    collected under the next attempt's key, so a receipt that rises twice is asked for twice
+    (what was written off stays in ``balance_written_off`` and is not asked for again)."""
+    s.execute(update(Visit).where(Visit.id == visit_id, or_(
+        Visit.balance_owed.is_(None), Visit.balance_settled_at.is_not(None)))
+              .values(balance_owed=short.amount, balance_settled_at=None,
+                      balance_settlement=None, balance_settled_by=None, balance_note=None))
     log.warning("visit %s: %s more than was captured is owed by the shopper", visit_id, short)
     if not collect or not isinstance(d.provider, ChargesSavedMethod):
         return None
-    key = f"visit:{visit_id}:balance"
+    tries = s.scalar(select(func.count(Charge.id)).where(Charge.visit_id == visit_id,
+                                                         balance_charges(visit_id))) or 0
+    key = f"visit:{visit_id}:balance" + (f":{tries}" if tries else "")
     s.add(Charge(visit_id=visit_id, kind="capture", idempotency_key=key,
                  provider=d.provider.name, amount=short.amount, currency=short.currency,
                  status="pending", created_at=d.clock.now()))
@@ -507,6 +514,7 @@ def write_off_balance(d: Deps, visit_id: str, by: str, note: str | None = None
                                    "a charge of this balance is in flight: its outcome comes "
                                    "first (retried on the service's timer)")
             v.balance_settled_at, v.balance_settlement = d.clock.now(), SETTLED_WRITTEN_OFF
+            v.balance_written_off = Decimal(v.balance_written_off or 0) + v.balance_owed
             v.balance_settled_by, v.balance_note = by, note[:500] if note else None
             if v.state == "in_review" and not s.scalar(
                     select(Receipt.needs_review).where(Receipt.visit_id == visit_id)):
@@ -582,6 +590,9 @@ def _balance_json(s: Session, v: Visit) -> dict[str, object]:
         "settlement": v.balance_settlement,
         "settled_at": v.balance_settled_at.isoformat() if v.balance_settled_at else None,
         "settled_by": v.balance_settled_by, "note": v.balance_note,
+        # written off over the visit's life: a receipt a revision raised again after a
+        # write-off owes only the new difference
+        "written_off": str(Money(Decimal(v.balance_written_off or 0), v.currency).amount),
         "last_attempt": None if last is None else {
             "key": last.idempotency_key, "status": last.status, "error": last.error,
             "at": last.created_at.isoformat()},

@@ -154,6 +154,10 @@ class Visit(Base):
     balance_settlement: Mapped[str | None] = mapped_column(String(16))
     balance_settled_by: Mapped[str | None] = mapped_column(String(32))
     balance_note: Mapped[str | None] = mapped_column(String(500))
+    #: every amount operators wrote off on this visit, added up: a later revision that raises
+    #: the receipt again asks only for the new difference (``balance_owed`` then holds that,
+    #: open again). Null: nothing was written off.
+    balance_written_off: Mapped[Decimal | None] = mapped_column(MONEY)
     __table_args__ = (
         CheckConstraint("party_size >= 1 AND party_size <= 20", name="party_size"),
         Index("ix_visits_account_state", "account_id", "state"),

@@ -22,7 +22,8 @@ raises what is owed above what was captured cannot capture more from an authoris
 closed: the difference becomes the visit's ``balance_owed``, charged to the saved payment
 method at once as at an exit above the hold (``checkout.owe``), and the visit is ``in_review``
 until it is collected (or an operator writes it off); a balance written off is not asked for
-again. A verdict for a visit whose exit is still settling (``checking_out``, the
+again, and a receipt raised again after its balance was settled owes the new difference the
+same way. A verdict for a visit whose exit is still settling (``checking_out``, the
 capture's outcome unknown) has its lines appended and is applied once the capture settles
 (``checkout.settle``).
 
@@ -143,9 +144,7 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
         # may come back to the store
         withheld = chargeback_total(s, visit_id, cur)
         # a balance an operator wrote off is not asked for again
-        forgiven = (Money(Decimal(v.balance_owed), cur)
-                    if v.balance_settlement == checkout.SETTLED_WRITTEN_OFF and v.balance_owed
-                    else zero)
+        forgiven = Money(Decimal(v.balance_written_off or 0), cur)
         over, short = paid - withheld - owed, owed - paid - forgiven
         if v.balance_owed is not None and v.balance_settled_at is None:
             # a balance still owed above the hold is what the revised receipt leaves owed
@@ -158,12 +157,11 @@ def revise(d: Deps, visit_id: str, needs_review: bool) -> Money | None:
         if short.amount > 0:
             if v.state in ("charged", "released"):
                 v.state = "in_review"  # until the difference is collected
-            if v.balance_owed is None:  # owed now: charged to the saved card where it can be
+            if v.balance_owed is None or v.balance_settled_at is not None:
+                # owed now (again, if an earlier balance was settled): charged to the saved
+                # card where it can be
                 balance_key = checkout.owe(d, s, visit_id, short, collect=(
                     _hold(s, visit_id) == "closed" and withheld.amount == 0))
-            elif v.balance_settled_at is not None:
-                log.warning("visit %s: the revised receipt is %s above what the store kept and "
-                            "the balance was settled before: staff collect it", visit_id, short)
         elif not needs_review:
             hold = _hold(s, visit_id)
             if hold == "open":  # never captured and nothing owed: release it, then 'released'
