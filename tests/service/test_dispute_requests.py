@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from walkout.service.models import Charge, EngineEvent, ReviewVerdict
+from walkout.service.models import Charge, Dispute, EngineEvent, ReviewVerdict
 from walkout.service.testing import Svc
 
 BAR = "018627032007"  # 9.19 EUR in the `small` store
@@ -87,6 +87,33 @@ def test_a_staff_refund_refunds_the_quantity_staff_found_not_the_shoppers_claim(
     status, body = _staff_refund(svc, rid, 1)  # one dispute a line: said, not done twice
     assert (status, body["error"]) == (409, "already_disputed")
     assert "already decided (refunded, 2 unit(s))" in body["detail"] and _sales(svc) == 0
+
+
+def test_staff_overrule_a_dispute_they_rejected_with_a_refund(svc: Svc) -> None:
+    """Her dispute was rejected; the video then shows she was right. Staff refund the line:
+    the rejection is overruled (it no longer counts against her), the refund is made once,
+    and who rejected it and why stays in the decision's note."""
+    h = svc.shopper()
+    rid = svc.leave(svc.enter(h), {BAR: 2})["receipt_id"]
+    r = svc.client.post("/v1/disputes", json={"receipt_id": rid, "product_id": BAR,
+                                              "quantity": 1, "reason": "put one back"},
+                        headers=h)
+    did = r.json()["dispute_id"]
+    r = svc.client.post(f"/v1/disputes/{did}/decision",
+                        json={"decision": "reject", "note": "sensors say taken"},
+                        headers=svc.gate)
+    assert r.status_code == 200 and r.json()["state"] == "rejected", r.text
+    assert r.json()["shopper"]["rejected_disputes"] == 1
+    status, body = _staff_refund(svc, rid, 1, "the video shows it put back")
+    assert status == 200 and body["state"] == "refunded", body
+    assert body["dispute_id"] == did and body["refund"]["amount"] == "9.19"
+    assert body["shopper"]["rejected_disputes"] == 0  # founded after all
+    with svc.deps.sessions() as s:
+        note = s.get(Dispute, did).note  # type: ignore[union-attr]
+    assert "overrules the rejection" in note and "sensors say taken" in note
+    assert _sales(svc) == Decimal("9.19")
+    status, body = _staff_refund(svc, rid, 1)  # refunded now: not twice
+    assert (status, body["error"]) == (409, "already_disputed") and _sales(svc) == Decimal("9.19")
 
 
 def test_a_refused_staff_refund_leaves_no_dispute_behind(svc: Svc) -> None:

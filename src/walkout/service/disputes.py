@@ -175,8 +175,9 @@ def staff_refund(d: Deps, receipt_id: str, product_id: str, quantity: int, opera
     opens and decides at once (the same capped, idempotent refund as a shopper's), in one
     transaction, so a refusal leaves no dispute behind. The line's open dispute, if the
     shopper opened one, is decided for the quantity staff found (their finding, not her
-    claim). 404 no receipt; 422 ``no_such_line``; 409 ``already_disputed`` (decided before),
-    or the decision's own refusals."""
+    claim); one staff rejected before is overruled so (new evidence). 404 no receipt; 422
+    ``no_such_line``; 409 ``already_disputed`` (refunded or corrected before), or the
+    decision's own refusals."""
     with d.sessions.begin() as s:
         r = s.get(Receipt, receipt_id)
         v = s.get(Visit, r.visit_id) if r else None
@@ -201,7 +202,17 @@ def staff_refund(d: Deps, receipt_id: str, product_id: str, quantity: int, opera
             except IntegrityError:  # the shopper disputed it at the same moment
                 raise ServiceError(409, "already_disputed", "the shopper has just disputed "
                                    "this line: decide her dispute") from None
-        elif dsp.state == "open":
+        elif dsp.state in ("open", "rejected"):
+            if dsp.state == "rejected":
+                # staff overrule their own rejection (new evidence: the video, a count of the
+                # shelf): the shopper's dispute is founded after all, so it no longer counts
+                # against her; who rejected it, and why, stays in the decision's note
+                when = aware(dsp.resolved_at).isoformat() if dsp.resolved_at else "?"
+                note = (f"{note} [overrules the rejection by {dsp.decided_by} at {when}: "
+                        f"{dsp.note or 'no note'}]")[:1000]
+                log.warning("dispute %s: its rejection is overruled by %s", dsp.id,
+                            operator_id)
+                dsp.state, dsp.resolved_at = "open", None
             dsp.quantity = min(quantity, line.quantity)
         else:
             raise ServiceError(409, "already_disputed", f"this line's dispute was already "
