@@ -246,3 +246,38 @@ def test_times_are_shown_in_the_browsers_zone_with_the_day_when_not_today(
     expect(item).to_contain_text(local(exited).strftime("%H:%M"))
     ctx.close()
     shop.api("POST", f"/v1/ops/visits/{vid}/balance/write-off", shop.operator)
+
+
+# ---- a connection that drops ------------------------------------------------------------------
+
+
+def test_a_dashboard_cut_off_says_so_and_catches_up_once_back(shop: Shop,
+                                                             browser: Browser) -> None:
+    """The network between the desk and the service goes (the service runs on): the page says
+    it is offline, a receipt clicked meanwhile says why it does not open instead of doing
+    nothing, and once the network is back the page shows what changed while it was cut off
+    (a shopper's new dispute): the stream's ``changed`` after a reconnection compares with
+    nothing, so it never came for what happened in the gap."""
+    _, receipt = shop.visit("drop-cy")
+    page = _dashboard(browser, shop)
+    _receipts_tab(page)
+    row = page.locator(f"#receipts button[data-receipt='{receipt}']")
+    expect(row).to_be_visible()
+    shop.relay.down()
+    try:
+        expect(page.locator("#conn")).to_have_text("offline", timeout=10_000)
+        row.click()
+        expect(page.locator("#problem")).to_contain_text("cannot be reached")
+        expect(page.locator("#receipt h2")).to_have_count(0)  # nothing opened, nothing stale
+        dispute = shop.api("POST", "/v1/disputes", shop.tokens["drop-cy"], json={
+            "receipt_id": receipt, "product_id": shop.products[0], "reason": "not mine"})
+        assert dispute.status_code == 201, dispute.text
+    finally:
+        shop.relay.up()
+    expect(page.locator("#conn")).to_have_text("live", timeout=10_000)
+    expect(page.locator(f"#disputes li[data-dispute='{dispute.json()['dispute_id']}']")
+           ).to_be_visible(timeout=10_000)
+    row.click()
+    expect(page.locator("#receipt h2")).to_have_text(f"Receipt {receipt[:8]}")
+    expect(page.locator("#problem")).to_be_hidden()  # said while it lasted
+    page.context.close()

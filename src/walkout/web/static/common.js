@@ -18,13 +18,20 @@ const WO = (() => {
     if (m) { localStorage.setItem(key, m); history.replaceState(null, "", location.pathname); }
     return localStorage.getItem(key);
   }
+  // a failed call throws an Error whose message a person can read: the service's own reason,
+  // or that it could not be reached (status 0), never an empty one
   async function api(token, method, path, body) {
-    const r = await fetch(path, {
-      method, headers: Object.assign({ "Authorization": "Bearer " + token },
-        body === undefined ? {} : { "Content-Type": "application/json" }),
-      body: body === undefined ? undefined : JSON.stringify(body) });
-    const data = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
-    if (!r.ok) { const e = new Error(data.detail || r.statusText); e.status = r.status; e.code = data.error; throw e; }
+    let r, data;
+    try {
+      r = await fetch(path, {
+        method, headers: Object.assign({ "Authorization": "Bearer " + token },
+          body === undefined ? {} : { "Content-Type": "application/json" }),
+        body: body === undefined ? undefined : JSON.stringify(body) });
+      data = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
+    } catch (x) {
+      const e = new Error("the service cannot be reached (is the network down?)"); e.status = 0; throw e;
+    }
+    if (!r.ok) { const e = new Error(data.detail || r.statusText || `HTTP ${r.status}`); e.status = r.status; e.code = data.error; throw e; }
     return data;
   }
   // onEvent(name, data, id); reconnects after a drop (resuming after the last id when given)

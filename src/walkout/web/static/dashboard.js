@@ -24,11 +24,14 @@
     document.getElementById("signout").hidden = false;
     const select = WO.tabs(document.getElementById("tabs"), name => { current = name; refresh(name); });
     select(document.getElementById("tab-live"));
+    let cutOff = false;
     WO.stream(token, "/v1/ops/stream?backlog_s=30", onEvent, (st, status) => {
       // the stream ends when the token is revoked, and its reconnection is refused
       if (status === 401 || status === 403) return WO.signOut("wo-operator", "This token no longer works (it was revoked): sign in with a new one.");
       const c = document.getElementById("conn"); c.textContent = st === "live" ? "live" : "offline";
       c.className = "pill" + (st === "live" ? " live" : "");
+      if (st === "live" && cutOff) catchUp();
+      cutOff = st !== "live";
     });
     loadCases(); loadPayments();
     requestAnimationFrame(frame);
@@ -632,6 +635,38 @@
       ? r.top_products.map(p => el("li", {}, `${p.name}: ${p.quantity} sold, ${p.amount} ${r.currency}`))
       : [el("li", { class: "muted", text: "nothing sold in this period" })]);
   }
+
+  // ---- failures: said, not swallowed ------------------------------------------------------
+  // a part that cannot be loaded (the service refused, or cannot be reached) is named in the
+  // banner under the tabs until it loads again: on the next try, the next "changed", or the
+  // catch-up after a reconnection. Before, the rejection went nowhere and the page stayed as
+  // it was, without a word.
+  const problems = new Map();
+  function drawProblems() {
+    const p = document.getElementById("problem");
+    p.hidden = !problems.size;
+    p.textContent = [...problems].map(([what, msg]) => `Could not ${what}: ${msg}.`).join(" ");
+  }
+  function guarded(what, f) {
+    return async (...args) => {
+      try { const r = await f(...args); if (problems.delete(what)) drawProblems(); return r; }
+      catch (e) { problems.set(what, e.message || String(e)); drawProblems(); }
+    };
+  }
+  // (the loaders above, each wrapped once: every caller, the stream's handlers included, gets it)
+  loadCases = guarded("load the review queue", loadCases);
+  showCase = guarded("open the review case", showCase);
+  loadReceipts = guarded("load the receipts", loadReceipts);
+  showReceipt = guarded("open the receipt", showReceipt);
+  loadPayments = guarded("load the payments needing attention", loadPayments);
+  refreshAcks = guarded("update the alerts' acknowledgements", refreshAcks);
+  drawHealth = guarded("load the store's health", drawHealth);
+  loadStockMoves = guarded("load the restocks and removals", loadStockMoves);
+  drawAnalytics = guarded("load the analytics", drawAnalytics);
+  drawSales = guarded("load the sales", drawSales);
+  // back after a drop: what changed meanwhile. A new stream compares its first state with
+  // nothing, so no "changed" comes for what happened while the page was cut off.
+  function catchUp() { onEvent("changed"); if (current === "health" || current === "analytics") refresh(current); }
 
   function refresh(name) {
     if (name === "review") loadCases();
