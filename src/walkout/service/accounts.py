@@ -193,25 +193,38 @@ def add_payment_method(d: Deps, account_id: str, provider_ref: str, label: str |
         return pm2.id
 
 
+def _card_method(d: Deps, card_token: str) -> tuple[PaymentMethod | None, Account | None]:
+    """The payment method whose token is ``card_token``, and its account (a read)."""
+    with d.sessions() as s:
+        pm = s.scalar(select(PaymentMethod).where(PaymentMethod.provider == d.provider.name,
+                                                  PaymentMethod.provider_ref == card_token))
+        return pm, s.get(Account, pm.account_id) if pm is not None else None
+
+
 def card_guest(d: Deps, card_token: str, email: str | None) -> tuple[str, str]:
     """The guest account whose identity is ``card_token``: created on its first tap, found
-    again on later taps (so its receipts go to the address it gave before).
+    again on later taps (so its receipts go to the address it gave before). An erased
+    account's renamed token (``erased:<method>``) is a pseudonym, not a card: 422.
 
     Returns (account id, payment method id).
     """
     refuse_card_number(card_token)
     check_payer_ref(d, card_token, "card_token")
     name = d.provider.name
-    for _ in range(2):  # a concurrent first tap of the same card: the loser reads the winner
-        with d.sessions() as s:  # a read; the rare write below takes the write lock first
-            pm = s.scalar(select(PaymentMethod).where(PaymentMethod.provider == name,
-                                                      PaymentMethod.provider_ref == card_token))
-            acct = s.get(Account, pm.account_id) if pm is not None else None
+    # a concurrent first tap of the same card: the loser reads the winner; the card's account
+    # erased while it was read: read again (the card is nobody's now)
+    for _ in range(3):
+        pm, acct = _card_method(d, card_token)
         if pm is not None:
+            if acct is not None and acct.erased_at is not None:
+                if _card_method(d, card_token)[0] is not None:  # its pseudonym, tapped
+                    raise ServiceError(422, "bad_payment_token",
+                                       "card_token: not a payment token")
+                continue
             if acct is not None and email and not acct.email:
                 with d.sessions.begin() as s:
                     a2 = s.get(Account, pm.account_id)
-                    if a2 is not None and not a2.email:
+                    if a2 is not None and not a2.email and a2.erased_at is None:
                         a2.email = email
             return pm.account_id, pm.id
         try:

@@ -84,8 +84,11 @@ def issue_code(d: Deps, account_id: str) -> IssuedCode:
     now = d.clock.now().replace(microsecond=0)
     nonce = secrets.token_hex(16)
     with d.sessions.begin() as s:
+        # locked: an erasure committing meanwhile (its request authenticated before) either
+        # waits for this code and deletes it, or is seen here
+        _lock_account(s, account_id)
         acct = s.get(Account, account_id)
-        if acct is None or acct.kind != "app":
+        if acct is None or acct.kind != "app" or acct.erased_at is not None:
             raise ServiceError(403, "forbidden", "entry codes are for app shopper accounts")
         if s.scalar(select(PaymentMethod.id).where(PaymentMethod.account_id == account_id)) is None:
             raise ServiceError(409, "no_payment_method",
@@ -248,27 +251,41 @@ def admit_card(d: Deps, card_token: str, gate_id: str, email: str | None = None,
     """
     _party(d, party_size)
     _not_staff(credential)
-    try:
-        account_id, pm_id = card_guest(d, card_token, email)
-    except ValueError as e:
-        raise ServiceError(422, "card_number_refused", str(e)) from None
     visit_id = new_id()
-    try:
-        with d.sessions.begin() as s:
-            _lock_account(s, account_id)
-            again = _replay(s, _card_visit(d, s, account_id, pm_id), gate_id, party_size,
-                            credential)
-            if again is not None:  # the gate repeating a tap whose answer it lost
-                return again
-            _refuse_if_inside(s, account_id)
-            _refuse_if_owing(s, account_id)
-            _refuse_if_credential_taken(s, credential)
-            pending = _new_visit(d, s, visit_id, account_id, pm_id, gate_id, party_size,
-                                 credential)
-    except IntegrityError:
-        _lost_race(d, account_id, credential)
-        raise
-    return _authorize(d, visit_id, pending._replace(payer=card_token))
+    for _ in range(2):  # the card's account erased between its look-up and the lock: again
+        try:
+            account_id, pm_id = card_guest(d, card_token, email)
+        except ValueError as e:
+            raise ServiceError(422, "card_number_refused", str(e)) from None
+        try:
+            with d.sessions.begin() as s:
+                _lock_account(s, account_id)
+                if not _holds_card(s, account_id, pm_id, card_token):
+                    continue
+                again = _replay(s, _card_visit(d, s, account_id, pm_id), gate_id,
+                                party_size, credential)
+                if again is not None:  # the gate repeating a tap whose answer it lost
+                    return again
+                _refuse_if_inside(s, account_id)
+                _refuse_if_owing(s, account_id)
+                _refuse_if_credential_taken(s, credential)
+                pending = _new_visit(d, s, visit_id, account_id, pm_id, gate_id, party_size,
+                                     credential)
+        except IntegrityError:
+            _lost_race(d, account_id, credential)
+            raise
+        return _authorize(d, visit_id, pending._replace(payer=card_token))
+    raise ServiceError(409, "conflict", "the card's account changed during the tap: tap again")
+
+
+def _holds_card(s: Session, account_id: str, pm_id: str, card_token: str) -> bool:
+    """Whether, under the account's lock, the card still is this account's. Read before the
+    lock, it may not be: an erasure that committed in between renamed the token and left the
+    account a pseudonym, which must never be inside again (the next look-up makes the card
+    a new guest, as any tap after the erasure does)."""
+    pm, acct = s.get(PaymentMethod, pm_id), s.get(Account, account_id)
+    return (pm is not None and acct is not None and acct.erased_at is None
+            and pm.account_id == account_id and pm.provider_ref == card_token)
 
 
 def _card_visit(d: Deps, s: Session, account_id: str, pm_id: str) -> Visit | None:
