@@ -269,6 +269,25 @@ def test_a_capture_declined_leaves_the_receipt_owed_for_staff(engine: Engine) ->
         assert _scan(svc, h) == (201, None)
 
 
+def test_a_hold_release_whose_answer_was_lost_is_repeated_with_its_key(engine: Engine) -> None:
+    """The release after a declined capture was paid goes out, and its answer is lost: the
+    housekeeping timer repeats it with the same key until it is confirmed (before, it stayed
+    pending for good, listed for staff)."""
+    svc, pay = _start(engine)
+    with svc.client:
+        _h, vid, _out = _capture_refused(svc, pay, "declined", 2)
+        pay.fail("release", "down")
+        checkout.collect_balance(svc.deps, vid)
+        assert pay.held(svc, vid) == Decimal("50.00")
+        assert charges(svc, vid)[-1] == ("release", f"visit:{vid}:hold-release", "pending")
+        housekeeping.turn(svc.deps)
+        assert pay.held(svc, vid) == 0
+        assert charges(svc, vid)[-1] == ("release", f"visit:{vid}:hold-release", "succeeded")
+        assert pay.keys("release") == [f"visit:{vid}:hold-release"] * 2
+        housekeeping.turn(svc.deps)  # confirmed: not called again
+        assert len(pay.keys("release")) == 2 and checkout.unconfirmed_charges(svc.deps) == []
+
+
 def test_a_capture_refused_with_a_provider_that_cannot_charge_is_owed(engine: Engine) -> None:
     svc, pay = _start(engine, charging=False)
     with svc.client:

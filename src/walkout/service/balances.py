@@ -41,7 +41,9 @@ def release_refused_hold(d: Deps, visit_id: str) -> None:
     stands (a card decline at capture says nothing of it), is released under
     ``visit:<id>:hold-release``, so the card does not carry it until it lapses. Once only,
     and best effort: a refusal is recorded (the hold was gone), an unknown outcome stays
-    pending and is listed among the unconfirmed payments for staff. Not while anything is
+    pending, repeated with its key by :func:`resume_hold_releases` (at start and on the
+    housekeeping timer) and listed among the unconfirmed payments for staff after a while.
+    Not while anything is
     still owed: a hold that stands is what staff may yet capture by hand."""
     with d.sessions.begin() as s:
         v = s.get(Visit, visit_id, with_for_update=True)
@@ -59,6 +61,27 @@ def release_refused_hold(d: Deps, visit_id: str) -> None:
                      provider=d.provider.name, amount=v.hold_amount, currency=v.currency,
                      status="pending", created_at=d.clock.now()))
         auth_id = v.auth_id
+    _release(d, visit_id, auth_id, key)
+
+
+def resume_hold_releases(d: Deps) -> int:
+    """Repeat the hold releases whose outcome is unknown (the provider away, the answer lost),
+    each with its own key, so a hold is not left on a card because one call went unanswered;
+    returns how many were tried."""
+    with d.sessions() as s:
+        todo = list(s.execute(select(Charge.visit_id, Charge.idempotency_key, Visit.auth_id)
+                              .join(Visit, Visit.id == Charge.visit_id)
+                              .where(Charge.status == "pending",
+                                     Charge.idempotency_key.like("visit:%:hold-release"))
+                              .order_by(Charge.id)).all())
+    for visit_id, key, auth_id in todo:
+        if auth_id is not None:
+            _release(d, visit_id, auth_id, key)
+    return len(todo)
+
+
+def _release(d: Deps, visit_id: str, auth_id: str, key: str) -> None:
+    """Steps 2-3 of a pending hold release under ``key``."""
     try:
         d.provider.release(auth_id, key)
     except PaymentError as e:

@@ -47,7 +47,12 @@ from sqlalchemy.orm import Session
 
 from walkout.checkout.money import Money
 from walkout.service import receipting
-from walkout.service.balances import balance_charges, balance_in_flight, release_refused_hold
+from walkout.service.balances import (
+    balance_charges,
+    balance_in_flight,
+    release_refused_hold,
+    resume_hold_releases,
+)
 from walkout.service.carts import LineIn, cart_total, receipt_lines
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
@@ -327,8 +332,8 @@ def _catch_up(d: Deps, visit_id: str, last_line: int | None) -> bool:
 
 def resume_checkouts(d: Deps) -> int:
     """Settle visits a crash, or a provider outage, left between their frozen receipt and the
-    provider's answer, and repeat the balance charges whose outcome is unknown (each retried
-    with its own key: charged once)."""
+    provider's answer, and repeat the balance charges and hold releases whose outcome is
+    unknown (each retried with its own key: charged or released once)."""
     with d.sessions() as s:
         ids = list(s.scalars(select(Visit.id).where(Visit.state == "checking_out")))
         balances = list(s.execute(select(Charge.visit_id, Charge.idempotency_key,
@@ -348,6 +353,11 @@ def resume_checkouts(d: Deps) -> int:
         except Exception:
             log.exception("visit %s: its balance charge %s failed; it stays pending and is "
                           "retried with its key", vid, key)
+    try:
+        resume_hold_releases(d)
+    except Exception:
+        log.exception("repeating the hold releases whose outcome is unknown failed; they stay "
+                      "pending and are retried with their keys")
     return len(ids)
 
 
