@@ -11,6 +11,7 @@ back naive datetimes, which is where a page in another time zone went wrong."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import select as selectmod
 import socket
@@ -33,7 +34,7 @@ from sqlalchemy import update
 from walkout.bench.durability import fresh_databases
 from walkout.service.app import create_app
 from walkout.service.deps import Deps
-from walkout.service.models import Receipt, Visit
+from walkout.service.models import EngineEvent, Receipt, Visit
 from walkout.service.settings import ServiceSettings
 
 ADMIN = "wo_web-desk-admin-0123456789abcdef"
@@ -280,4 +281,49 @@ def test_a_dashboard_cut_off_says_so_and_catches_up_once_back(shop: Shop,
     row.click()
     expect(page.locator("#receipt h2")).to_have_text(f"Receipt {receipt[:8]}")
     expect(page.locator("#problem")).to_be_hidden()  # said while it lasted
+    page.context.close()
+
+
+# ---- alerts raised while nobody watched ------------------------------------------------------
+
+
+def test_alerts_nobody_acknowledged_are_listed_when_the_dashboard_opens(
+        shop: Shop, browser: Browser) -> None:
+    """The event stream starts 30 s of store time back: an alert raised earlier, while no
+    dashboard was open (overnight, before the shift), was nowhere on the page, nor that it
+    waited for someone. It is listed with its Acknowledge button, counted on the Live store
+    tab, and leaves the count once acknowledged; an acknowledged one is not brought back."""
+    run = "sim:desk-alerts"
+    now = datetime.now(UTC)
+    with shop.deps.sessions.begin() as s:
+        def add(sub: str, seq: int, kind: str, t: float, payload: dict[str, Any]) -> EngineEvent:
+            ev = EngineEvent(source=f"{run}/{sub}", seq=seq, kind=kind, t=t, recorded_at=now,
+                             payload=json.dumps(payload), ref=None)
+            s.add(ev)
+            return ev
+        waiting = add("alerts", 0, "left_unbound", 100.0, {
+            "t": 100.0, "kind": "left_unbound", "subject": "track:7",
+            "message": "track 7 left with goods and no session"})
+        done = add("alerts", 1, "left_unbound", 110.0, {
+            "t": 110.0, "kind": "left_unbound", "subject": "track:8",
+            "message": "track 8 left with goods and no session"})
+        add("live", 0, "positions", 600.0, {"t0": 595.0, "t1": 600.0, "people": []})
+        s.flush()
+        waiting_id, done_id = waiting.id, done.id
+    assert shop.api("POST", f"/v1/ops/alerts/{done_id}/ack", shop.operator).status_code == 200
+    page = _dashboard(browser, shop)
+    item = page.locator(f"#events li[data-alert='{waiting_id}']")
+    expect(item).to_contain_text("track 7 left with goods")
+    expect(page.locator(f"#events li[data-alert='{done_id}']")).to_have_count(0)
+    count = page.locator("#alert-count")
+    expect(count).to_be_visible()
+    expect(count).to_contain_text("1")
+    page.get_by_role("tab", name=re.compile("Review queue")).click()  # still counted elsewhere
+    expect(count).to_be_visible()
+    page.get_by_role("tab", name=re.compile("Live store")).click()
+    item.get_by_role("button", name="Acknowledge this alert").click()
+    expect(item).to_contain_text("acknowledged by Desk One")
+    expect(count).to_be_hidden()
+    unacked = shop.api("GET", "/v1/ops/alerts?unacked=true", shop.operator).json()
+    assert waiting_id not in [a["id"] for a in unacked]
     page.context.close()

@@ -820,8 +820,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
     def alerts(_: Operator, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                unacked: bool = False) -> list[dict[str, Any]]:
         """The last ``limit`` alerts, newest first (store time), each with ``acked`` (``by``,
-        ``by_name``, ``at``, ``note``; null while nobody acknowledged it); ``unacked``: only
-        those."""
+        ``by_name``, ``at``, ``note``; null while nobody acknowledged it) and, as the stream's
+        have them, ``names`` of the associates it mentions; ``unacked``: only those (the
+        dashboard lists them on opening: its stream starts only 30 s back)."""
         with sessions() as s:
             q = select(EngineEvent).where(EngineEvent.source.like("%/alerts"))
             if unacked:
@@ -830,8 +831,13 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             rows = list(s.scalars(q.order_by(EngineEvent.t.desc(), EngineEvent.id.desc())
                                   .limit(limit)))
             acked = acks(s, [r.id for r in rows])
-            return [{"id": r.id, "kind": r.kind, "t": r.t, "data": json.loads(r.payload),
-                     "acked": acked.get(r.id)} for r in rows]
+            out = [{"id": r.id, "channel": "alert", "kind": r.kind, "t": r.t,
+                    "data": json.loads(r.payload), "acked": acked.get(r.id),
+                    "source": r.source} for r in rows]
+            _stream_names(s, out)  # takes each source off
+            for ev in out:
+                del ev["channel"]
+            return out
 
     @app.post("/v1/ops/alerts/{event_id}/ack")
     def ack_alert(event_id: Annotated[int, PathParam(ge=1, le=ID_MAX)], p: Operator,

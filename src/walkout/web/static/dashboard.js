@@ -33,7 +33,7 @@
       if (st === "live" && cutOff) catchUp();
       cutOff = st !== "live";
     });
-    loadCases(); loadPayments();
+    loadCases(); loadPayments(); loadOpenAlerts();
     requestAnimationFrame(frame);
   }
   // a shared desk browser: the next person must not find the dashboard signed in
@@ -149,7 +149,11 @@
     li.hidden = !filters.has(filter);
     const later = [...ol.children].find(x => Number(x.dataset.t) < t);
     ol.insertBefore(li, later || null);
-    while (ol.childElementCount > 300) ol.lastElementChild.remove();
+    // the oldest go first, but not an alert still waiting for someone (while there are few)
+    while (ol.childElementCount > 300) {
+      const kids = [...ol.children].reverse();
+      (kids.find(x => !x.matches("[data-alert]:not(.acked)")) || kids[0]).remove();
+    }
     return li;
   }
   // an alert's acknowledgement: who and when (the line greyed), or the button to give it
@@ -160,6 +164,7 @@
       ? el("span", { class: "muted", text: ` · acknowledged by ${acked.by_name || acked.by} ${when(acked.at)}${acked.note ? " (" + acked.note + ")" : ""}` })
       : [" ", el("button", { type: "button", class: "secondary small", "aria-label": "Acknowledge this alert", onclick: () => ack(li) }, "Acknowledge"),
         error ? el("span", { class: "error", role: "alert", text: " " + error }) : null]));
+    badge("alert-count", document.querySelectorAll("#events li[data-alert]:not(.acked)").length, "alerts to acknowledge");
   }
   async function ack(li) {
     try { drawAck(li, (await api(token, "POST", `/v1/ops/alerts/${li.dataset.alert}/ack`, {})).acked); }
@@ -171,6 +176,20 @@
     if (!open.length) return;
     const byId = new Map((await api(token, "GET", "/v1/ops/alerts?limit=300")).map(a => [String(a.id), a.acked]));
     open.forEach(li => { const a = byId.get(li.dataset.alert); if (a) drawAck(li, a); });
+  }
+  // an alert in the event stream, once (the stream may bring one that loadOpenAlerts listed)
+  function showAlert(ev) {
+    const had = document.querySelector(`#events li[data-alert="${CSS.escape(String(ev.id))}"]`);
+    if (had) { if (ev.acked) drawAck(had, ev.acked); return; }
+    let msg = ev.data.message;  // the engine names an associate by session: the name instead
+    for (const sid of Object.keys(ev.names || {})) msg = msg.replaceAll(`staff session ${sid}`, staffLabel(ev, sid));
+    const li = logEvent("alert", ev.t, `${ev.kind}: ${msg}`);
+    li.dataset.alert = String(ev.id); drawAck(li, ev.acked);
+  }
+  // the stream starts 30 s of store time back: the alerts raised before (while no dashboard was
+  // open) that nobody acknowledged are listed too, and counted on the tab until someone does
+  async function loadOpenAlerts() {
+    for (const a of await api(token, "GET", "/v1/ops/alerts?unacked=true&limit=100")) showAlert(a);
   }
   const name = pid => layout.products[pid]?.name || pid;
   // an associate as the stream names them (``names``: their staff account's name), else by the
@@ -190,10 +209,7 @@
       return;
     }
     if (channel === "alert") {
-      let msg = ev.data.message;  // the engine names an associate by session: the name instead
-      for (const sid of Object.keys(ev.names || {})) msg = msg.replaceAll(`staff session ${sid}`, staffLabel(ev, sid));
-      const li = logEvent("alert", ev.t, `${ev.kind}: ${msg}`);
-      li.dataset.alert = String(ev.id); drawAck(li, ev.acked);
+      showAlert(ev);
       if ((ev.kind === "store_closed" || ev.kind === "store_opened") && current === "health") loadMode();  // the engine applied it
       return;
     }
@@ -660,6 +676,7 @@
   showReceipt = guarded("open the receipt", showReceipt);
   loadPayments = guarded("load the payments needing attention", loadPayments);
   refreshAcks = guarded("update the alerts' acknowledgements", refreshAcks);
+  loadOpenAlerts = guarded("load the alerts waiting for acknowledgement", loadOpenAlerts);
   drawHealth = guarded("load the store's health", drawHealth);
   loadStockMoves = guarded("load the restocks and removals", loadStockMoves);
   drawAnalytics = guarded("load the analytics", drawAnalytics);
