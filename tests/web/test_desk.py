@@ -327,3 +327,48 @@ def test_alerts_nobody_acknowledged_are_listed_when_the_dashboard_opens(
     unacked = shop.api("GET", "/v1/ops/alerts?unacked=true", shop.operator).json()
     assert waiting_id not in [a["id"] for a in unacked]
     page.context.close()
+
+
+# ---- a decided review case -------------------------------------------------------------------
+
+
+def test_a_decided_case_says_who_decided_it_when_and_why(shop: Shop, browser: Browser) -> None:
+    """The reviewer writes why (the form sent a fixed "decided in the dashboard"), and the
+    decided case shows who decided it, when, and that note: what the next operator, or a
+    dispute about the same pick, needs to know."""
+    deps = shop.deps
+    plate = next(pl.id for g in deps.store.gondolas for sh in g.shelves for pl in sh.plates)
+    p0, p1 = shop.products
+    case = {"case_id": "desk-case-1", "event": {"kind": "pick", "delta_g": -300,
+                                                 "plates": [plate], "t_start": 10.0,
+                                                 "t_end": 12.0},
+            "reasons": ["two shoppers reached"], "sessions": ["s1", "s2"],
+            "decided": {"s1": [[p0, 1]]},
+            "hypotheses": [{"items": [[p0, 1]], "probability": 0.6},
+                           {"items": [[p1, 1]], "probability": 0.4}],
+            "hands": [{"session_id": "s1", "probability": 0.7, "reach_m": 0.1},
+                      {"session_id": "s2", "probability": 0.3, "reach_m": None}],
+            "weights": None, "plate_boxes": {}, "skeletons": {}, "credentials": {}}
+    with deps.sessions.begin() as s:
+        s.add(EngineEvent(source="sim:desk-review/evidence", seq=0, kind="review", t=12.0,
+                          payload=json.dumps(case), recorded_at=datetime.now(UTC),
+                          ref="desk-case-1"))
+    page = _dashboard(browser, shop, timezone_id=TOKYO, locale="en-GB")
+    page.get_by_role("tab", name=re.compile("Review queue")).click()
+    page.locator("#cases button[data-case='desk-case-1']").click()
+    page.get_by_label("Note (why)").fill("<b>clip 2</b> shows s2's hand on the shelf")
+    page.locator("#case input[name=who][value=s2]").check()
+    page.get_by_role("button", name="Charge the chosen shopper").click()
+    verdict = page.locator("#case .verdict")
+    expect(verdict).to_contain_text("decided by Desk One")
+    expect(verdict).to_contain_text("“<b>clip 2</b> shows s2's hand on the shelf”")
+    decided = shop.api("GET", "/v1/ops/reviews/desk-case-1", shop.operator).json()["verdict"]
+    assert decided["note"] == "<b>clip 2</b> shows s2's hand on the shelf"
+    assert decided["shares"] == {"s2": [[p0, 1]]}
+    at = datetime.fromisoformat(decided["decided_at"]).astimezone(ZoneInfo(TOKYO))
+    expect(verdict).to_contain_text(at.strftime("%H:%M"))
+    page.reload()  # as another operator finds it later
+    page.get_by_role("tab", name=re.compile("Review queue")).click()
+    page.locator("#cases button[data-case='desk-case-1']").click()
+    expect(page.locator("#case .verdict")).to_contain_text("decided by Desk One")
+    page.context.close()

@@ -581,6 +581,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                             else ids.get(c, {"who": None}) for sid, c in creds.items()}
             ev["verdict"] = None if v is None else {
                 "shares": json.loads(v.shares), "note": v.note, "decided_by": v.decided_by,
+                "decided_by_name": s.scalar(select(Account.display_name)
+                                            .where(Account.id == v.decided_by)),
                 "decided_at": aware(v.decided_at).isoformat(),
                 "applied": v.applied_at is not None}
             ev["products"] = {pid: store.products[pid].name for h in ev["hypotheses"]

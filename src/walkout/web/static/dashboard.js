@@ -252,7 +252,15 @@
       el("div", {}, c.hands.map(h => el("div", { class: "hyp" }, el("span", { text: label(h.session_id) + (h.reach_m !== null ? ` · wrist ${Math.round(100 * h.reach_m)} cm from the plate` : "") }), el("span", { class: "meter", role: "img", "aria-label": `${Math.round(100 * h.probability)} percent` }, el("span", { style: `width:${(100 * h.probability).toFixed(1)}%` })), el("span", { text: `${(100 * h.probability).toFixed(0)}%` })))),
       el("h3", { text: "Replay: skeletons near the plate" }), replay(c),
       ...(c.clips.length ? [el("h3", { text: "Camera clips (blurred)" }), clips(c)] : []),
-      c.verdict ? el("p", { class: "state applied", role: "status" }, `Decided${c.verdict.applied ? " and applied" : " (waiting for the engine)"}: `, Object.entries(c.verdict.shares).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nothing was taken") : decideForm(c, label, items));
+      c.verdict ? verdictOf(c, label, items) : decideForm(c, label, items));
+  }
+  // a decided case: the verdict, who decided it, when and why (what the next operator needs)
+  function verdictOf(c, label, items) {
+    const v = c.verdict, by = v.decided_by_name || (v.decided_by ? "account " + v.decided_by.slice(0, 8) : "an operator");
+    return el("div", { class: "verdict", role: "status" },
+      el("p", {}, el("span", { class: "state applied", text: v.applied ? "decided and applied" : "decided (waiting for the engine)" }), " ",
+        Object.entries(v.shares).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nothing was taken"),
+      el("p", { class: "muted" }, `decided by ${by} ${when(v.decided_at)}`, v.note ? ` · “${v.note}”` : null));
   }
   // the blurred clips `walkout evidence` cut around the case: fetched with the token (a <video>
   // cannot send it) and played from memory
@@ -275,8 +283,9 @@
     const whatSet = el("fieldset", { class: "choice" }, el("legend", { text: "What it was" }),
       c.hypotheses.map((h, i) => el("label", {}, el("input", { type: "radio", name: "what", value: i, checked: i === 0 }), " ", items(h.items), ` (${(100 * h.probability).toFixed(0)}%)`)));
     const err = el("p", { class: "error", role: "alert" });
+    const note = el("input", { id: "decide-note", type: "text", maxlength: 1000, autocomplete: "off" });
     async function send(shares) {
-      try { await api(token, "POST", `/v1/ops/reviews/${encodeURIComponent(c.case_id)}/decision`, { shares, note: "decided in the dashboard" }); await loadCases(); await showCase(c.case_id); }
+      try { await api(token, "POST", `/v1/ops/reviews/${encodeURIComponent(c.case_id)}/decision`, { shares, note: note.value.trim() || null }); await loadCases(); await showCase(c.case_id); }
       catch (e) { err.textContent = e.message; }
     }
     const form = el("form", { "aria-label": "Decide this case", onsubmit: e => {
@@ -285,6 +294,7 @@
       if (!who || what === undefined) { err.textContent = "Choose who and what."; return; }
       send({ [who]: c.hypotheses[+what].items });
     } }, el("h3", { text: "Decide" }), whoSet, whatSet,
+      el("label", { for: "decide-note", text: "Note (why)" }), note,
       el("button", { type: "submit", id: "decide-charge" }, "Charge the chosen shopper"), " ",
       el("button", { type: "button", class: "secondary", id: "decide-confirm", onclick: () => send(c.decided) }, "Confirm the engine's decision"), " ",
       el("button", { type: "button", class: "danger", id: "decide-nothing", onclick: () => send({}) }, "Nothing was taken"), err);
