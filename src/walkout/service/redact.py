@@ -15,7 +15,13 @@ import re
 from typing import Any
 from urllib.parse import quote, unquote
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+#: an address's local part: every character the sign-up accepts (RFC 5322 atext, so
+#: ``mary.o'brien``, ``ann#1``) and any letter (``jürgen``), else the masking began after the
+#: first one it did not know and logged the rest (``mary.o'[email]``). URL delimiters
+#: (``/ ? = &``) stay out so an access log keeps its path and query names; an apostrophe
+#: counts only between two such characters, so a quoting ``'ann@…'`` keeps its quotes
+_LOCAL = r"[\w.%+!#$*^`{|}~-]+(?:'[\w.%+!#$*^`{|}~-]+)*"
+_EMAIL = re.compile(_LOCAL + r"@[\w.-]+\.[^\W\d_]{2,}")
 _PAN = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")  # 13-19 digits, maybe grouped
 _SECRETS = re.compile(  # bearer tokens, entry codes, provider tokens (a card token is an identity)
     r"\b(?:wo_[A-Za-z0-9_-]{16,}|wo1\.[A-Za-z0-9._-]+|(?:tok|pm|cus)_[A-Za-z0-9_]+"
