@@ -9,11 +9,12 @@ from decimal import Decimal
 
 from sqlalchemy import Engine
 
-from walkout.service import checkout
-from walkout.service.models import Visit
+from walkout.service import checkout, disputes
+from walkout.service.errors import ServiceError
+from walkout.service.models import Dispute, Visit
 from walkout.service.testing import Svc
 
-from .faults import ChargingLedger, start, visit_state
+from .faults import ChargingLedger, charges, start, visit_state
 
 BAR = "018627032007"  # 9.19 EUR: 6 of them are 55.14, above the 50.00 hold
 
@@ -120,3 +121,34 @@ def test_a_whole_receipt_forgiven_by_its_dispute_releases_the_hold(engine: Engin
         assert pay.held(svc, vid) == 0 and pay.sales() == 0
         assert pay.keys("release") == [f"visit:{vid}:hold-release"]
         assert pay.keys("refund") == [] and visit_state(svc, vid) == "charged"
+
+
+def test_a_second_staff_refund_interrupted_is_finished_with_its_own_key(
+        engine: Engine) -> None:
+    """More units of a line refunded before, and the provider does not answer: the dispute
+    is refunding again, its second refund pending under ``:refund:2``; the next start makes
+    it with that key, once, and the first refund is not repeated."""
+    svc, pay = start(engine, ledger=ChargingLedger)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        rid = svc.leave(vid, {BAR: 3})["receipt_id"]
+        first = disputes.staff_refund(svc.deps, rid, BAR, 1, "op-1", "returned")
+        did = first["dispute_id"]
+        pay.fail("refund", "down")
+        try:
+            disputes.staff_refund(svc.deps, rid, BAR, 1, "op-1", "the second one")
+            raise AssertionError("the provider's silence was taken for a refund")
+        except ServiceError as e:
+            assert e.code == "refund_failed"
+        assert charges(svc, vid)[-1] == ("refund", f"dispute:{did}:refund:2", "pending")
+        assert pay.sales() == Decimal("18.38")
+        assert disputes.resume_refunds(svc.deps) == 1
+        assert pay.sales() == Decimal("9.19")
+        assert pay.keys("refund") == [f"dispute:{did}:refund", f"dispute:{did}:refund:2",
+                                      f"dispute:{did}:refund:2"]
+        with svc.deps.sessions() as s:
+            dsp = s.get(Dispute, did)
+            assert dsp is not None
+            assert (dsp.state, dsp.quantity, dsp.refund_amount) == (
+                "refunded", 2, Decimal("18.38"))

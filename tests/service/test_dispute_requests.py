@@ -84,9 +84,34 @@ def test_a_staff_refund_refunds_the_quantity_staff_found_not_the_shoppers_claim(
     status, body = _staff_refund(svc, rid, 2)
     assert status == 200 and body["state"] == "refunded", body
     assert body["refund"]["amount"] == "18.38" and _sales(svc) == 0
-    status, body = _staff_refund(svc, rid, 1)  # one dispute a line: said, not done twice
+    status, body = _staff_refund(svc, rid, 1)  # every unit refunded: said, not done twice
     assert (status, body["error"]) == (409, "already_disputed")
-    assert "already decided (refunded, 2 unit(s))" in body["detail"] and _sales(svc) == 0
+    assert "all 2 unit(s) of this line were refunded already" in body["detail"]
+    assert _sales(svc) == 0
+
+
+def test_staff_refund_more_units_of_a_line_refunded_before(svc: Svc) -> None:
+    """One of three bars was refunded; the shopper then brings a second one back unopened:
+    staff refund one more, under the dispute's next key, and never more than the line."""
+    h = svc.shopper()
+    rid = svc.leave(svc.enter(h), {BAR: 3})["receipt_id"]
+    status, body = _staff_refund(svc, rid, 1, "returned at the desk")
+    assert status == 200 and body["refund"]["amount"] == "9.19"
+    assert _sales(svc) == Decimal("18.38")
+    status, body = _staff_refund(svc, rid, 1, "the second one, unopened")
+    assert status == 200, body
+    assert (body["state"], body["quantity"], body["refund"]["amount"]) == (
+        "refunded", 2, "18.38")
+    assert _sales(svc) == Decimal("9.19")
+    did = body["dispute_id"]
+    with svc.deps.sessions() as s:
+        keys = list(s.scalars(select(Charge.idempotency_key).where(Charge.kind == "refund")
+                              .order_by(Charge.id)))
+    assert keys == [f"dispute:{did}:refund", f"dispute:{did}:refund:2"]
+    status, body = _staff_refund(svc, rid, 5, "all of them")  # only the one left
+    assert status == 200 and body["quantity"] == 3 and _sales(svc) == 0
+    status, body = _staff_refund(svc, rid, 1)
+    assert (status, body["error"]) == (409, "already_disputed") and _sales(svc) == 0
 
 
 def test_staff_overrule_a_dispute_they_rejected_with_a_refund(svc: Svc) -> None:
@@ -112,8 +137,8 @@ def test_staff_overrule_a_dispute_they_rejected_with_a_refund(svc: Svc) -> None:
         note = s.get(Dispute, did).note  # type: ignore[union-attr]
     assert "overrules the rejection" in note and "sensors say taken" in note
     assert _sales(svc) == Decimal("9.19")
-    status, body = _staff_refund(svc, rid, 1)  # refunded now: not twice
-    assert (status, body["error"]) == (409, "already_disputed") and _sales(svc) == Decimal("9.19")
+    status, body = _staff_refund(svc, rid, 2)  # the other bar too: only what is left
+    assert status == 200 and body["quantity"] == 2 and _sales(svc) == 0
 
 
 def test_a_refused_staff_refund_leaves_no_dispute_behind(svc: Svc) -> None:

@@ -175,9 +175,11 @@ def staff_refund(d: Deps, receipt_id: str, product_id: str, quantity: int, opera
     opens and decides at once (the same capped, idempotent refund as a shopper's), in one
     transaction, so a refusal leaves no dispute behind. The line's open dispute, if the
     shopper opened one, is decided for the quantity staff found (their finding, not her
-    claim); one staff rejected before is overruled so (new evidence). 404 no receipt; 422
-    ``no_such_line``; 409 ``already_disputed`` (refunded or corrected before), or the
-    decision's own refusals."""
+    claim); one staff rejected before is overruled so (new evidence); one refunded before
+    refunds ``quantity`` more units (the shopper brings back a second one unopened), under the
+    dispute's next refund key. 404 no receipt; 422 ``no_such_line``; 409 ``already_disputed``
+    (every unit refunded already, or corrected by a review), or the decision's own
+    refusals."""
     with d.sessions.begin() as s:
         r = s.get(Receipt, receipt_id)
         v = s.get(Visit, r.visit_id) if r else None
@@ -191,6 +193,7 @@ def staff_refund(d: Deps, receipt_id: str, product_id: str, quantity: int, opera
         dsp = s.scalar(select(Dispute).where(Dispute.receipt_id == r.id,
                                              Dispute.product_id == product_id)
                        .with_for_update())
+        more = 0
         if dsp is None:
             dsp = Dispute(receipt_id=r.id, account_id=v.account_id, product_id=product_id,
                           quantity=min(quantity, line.quantity),
@@ -214,27 +217,34 @@ def staff_refund(d: Deps, receipt_id: str, product_id: str, quantity: int, opera
                             operator_id)
                 dsp.state, dsp.resolved_at = "open", None
             dsp.quantity = min(quantity, line.quantity)
+        elif dsp.state == "refunded":
+            more = min(quantity, line.quantity - dsp.quantity)
+            if more <= 0:
+                raise ServiceError(409, "already_disputed", f"all {line.quantity} unit(s) of "
+                                   "this line were refunded already")
         else:
             raise ServiceError(409, "already_disputed", f"this line's dispute was already "
                                f"decided ({dsp.state}, {dsp.quantity} unit(s)): a line is "
                                "refunded through one dispute")
-        refund = _decide(d, s, dsp, operator_id, "refund", note)
+        refund = _decide(d, s, dsp, operator_id, "refund", note, more=more)
         dispute_id = dsp.id
     return _after(d, dispute_id, refund)
 
 
 def _decide(d: Deps, s: Session, dsp: Dispute, operator_id: str, decision: str,
-            note: str | None) -> bool:
+            note: str | None, *, more: int = 0) -> bool:
     """The decision, inside the caller's transaction (``dsp`` locked): whether a refund is
-    to be made through the provider now (its pending charges are written)."""
+    to be made through the provider now (its pending charges are written). ``more``: staff
+    refund that many units more of a dispute refunded before."""
     now = d.clock.now()
     if dsp.state == "refunding" and decision == "refund":
         return True  # a retry of an interrupted refund: same key, same amount
+    again = more > 0 and dsp.state == "refunded"
     if dsp.state == "corrected":
         raise ServiceError(409, "already_decided", "a review verdict already took the "
                            "contested items off the receipt (and refunded them if they "
                            "were paid): nothing is left to decide")
-    if dsp.state != "open":
+    if dsp.state != "open" and not again:
         raise ServiceError(409, "already_decided", f"this dispute was already decided: "
                            f"{dsp.state}")
     if decision == "reject":
@@ -242,21 +252,26 @@ def _decide(d: Deps, s: Session, dsp: Dispute, operator_id: str, decision: str,
                   .values(state="rejected", resolved_at=now, decided_by=operator_id,
                           note=note))
         return False
-    amount, unpaid, visit_id = _refundable(s, dsp)
+    amount, unpaid, visit_id = _refundable(s, dsp, more if again else None)
     # the credit comes off what she still owes first: only the rest is paid back
     credit = amount + unpaid
-    won = s.execute(update(Dispute).where(Dispute.id == dsp.id, Dispute.state == "open")
+    before = Decimal(dsp.refund_amount or 0) if again else Decimal(0)
+    if again:
+        note = f"{note} [after {dsp.quantity} unit(s) refunded by {dsp.decided_by}: " \
+               f"{dsp.note or 'no note'}]"[:1000]
+    won = s.execute(update(Dispute).where(Dispute.id == dsp.id, Dispute.state == dsp.state)
                     .values(state="refunding" if amount.amount > 0 else "refunded",
                             resolved_at=None if amount.amount > 0 else now,
                             decided_by=operator_id, note=note,
-                            refund_amount=credit.amount)).rowcount
+                            quantity=dsp.quantity + (more if again else 0),
+                            refund_amount=before + credit.amount)).rowcount
     if won != 1:
         raise ServiceError(409, "already_decided", "this dispute was decided meanwhile")
     if unpaid.amount > 0:
         _forgive(s, visit_id, unpaid)
     if amount.amount <= 0:
         return False  # credited: nothing to pay back through the provider
-    add_refund(d, s, visit_id, _key(dsp.id), amount, now)
+    add_refund(d, s, visit_id, _next_key(s, dsp.id), amount, now)
     return True
 
 
@@ -280,6 +295,15 @@ def _key(dispute_id: str) -> str:
     return f"dispute:{dispute_id}:refund"
 
 
+def _next_key(s: Session, dispute_id: str) -> str:
+    """The key of the dispute's next refund: ``dispute:<id>:refund``, then (more units
+    refunded later) ``dispute:<id>:refund:<n>``; its parts add ``@<capture>``."""
+    base = _key(dispute_id)
+    made = {k.split("@")[0] for k in s.scalars(select(Charge.idempotency_key).where(
+        Charge.idempotency_key.like(f"{base}%")))}
+    return base if not made else f"{base}:{len(made) + 1}"
+
+
 def _forgive(s: Session, visit_id: str, unpaid: Money) -> None:
     """Take a founded dispute's credit off the visit's balance still owed (in the decision's
     transaction): the shopper is not asked to pay for what she contested rightly. Nothing left
@@ -293,12 +317,14 @@ def _forgive(s: Session, visit_id: str, unpaid: Money) -> None:
     log.info("visit %s: a founded dispute took %s off its balance owed", visit_id, unpaid)
 
 
-def _refundable(s: Session, dsp: Dispute) -> tuple[Money, Money, str]:
+def _refundable(s: Session, dsp: Dispute, more: int | None = None
+                ) -> tuple[Money, Money, str]:
     """What a founded dispute gives back: the contested units at the line's price, capped by
     the line's amount, as (paid back through the provider, taken off the balance still owed,
     the visit). The balance goes first: of a receipt not fully paid, the contested units
     are what was not paid; the refund is capped by what the visit's captures still hold
-    after earlier refunds."""
+    after earlier refunds. ``more``: that many units more of a dispute refunded before,
+    capped by what its earlier refund left of the line (as a revision counts it)."""
     rec = s.get(Receipt, dsp.receipt_id)
     assert rec is not None
     cur = rec.currency
@@ -312,8 +338,13 @@ def _refundable(s: Session, dsp: Dispute) -> tuple[Money, Money, str]:
         raise ServiceError(409, "chargeback", f"the shopper's bank has a chargeback of this "
                            f"payment ({cb.id}, {cb.status}): the bank returns the money, so "
                            "walkout refunds nothing of it (see GET /v1/ops/chargebacks)")
-    want = min(Money(Decimal(line.unit_price), cur) * min(dsp.quantity, line.quantity),
-               Money(Decimal(line.amount), cur), key=lambda m: m.amount)
+    price, whole = Money(Decimal(line.unit_price), cur), Money(Decimal(line.amount), cur)
+    if more is None:
+        want = min(price * min(dsp.quantity, line.quantity), whole, key=lambda m: m.amount)
+    else:
+        standing = min(Money(Decimal(dsp.refund_amount or 0), cur), price * dsp.quantity,
+                       key=lambda m: m.amount)
+        want = min(price * more, whole - standing, key=lambda m: m.amount)
     v = s.get(Visit, rec.visit_id)
     assert v is not None
     owed = Money(Decimal(v.balance_owed or 0), cur)
@@ -461,8 +492,10 @@ def follow_revision(s: Session, receipt_id: str, cut: dict[str, int],
 
 
 def _refund(d: Deps, dispute_id: str) -> None:
+    """Steps 2-3 of every part of the dispute's refunds not made yet (each under its key)."""
     with d.sessions() as s:
-        parts = refund_parts(s, _key(dispute_id))
+        parts = list(s.scalars(select(Charge).where(
+            Charge.idempotency_key.like(f"{_key(dispute_id)}%")).order_by(Charge.id)))
         assert parts
         caps = captures(s, parts[0].visit_id)
         todo = []
