@@ -36,6 +36,7 @@ from walkout.service.app import create_app
 from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, Receipt, Visit
 from walkout.service.settings import ServiceSettings
+from walkout.web import routes as web_routes
 
 ADMIN = "wo_web-desk-admin-0123456789abcdef"
 TOKYO = "Asia/Tokyo"  # UTC+9 all year: no daylight saving to reason about
@@ -50,16 +51,18 @@ def _free_port() -> int:
 
 class Relay:
     """A TCP relay between the browser and the service, which the test can cut: ``down()``
-    closes every connection through it and refuses new ones (the network is gone), ``up()``
-    lets them through again. The service itself keeps running, and the test keeps talking to
-    it directly, so things change while the page is cut off."""
+    closes every connection through it and refuses new ones (the network is gone),
+    ``stall()`` holds them open with nothing going through, ``up()`` lets them through
+    again. The service itself keeps running, and the test keeps talking to it directly, so
+    things change while the page is cut off."""
 
     def __init__(self, target_port: int) -> None:
         self.target = ("127.0.0.1", target_port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
-        self.open = threading.Event()
+        self.open, self.flowing = threading.Event(), threading.Event()
         self.open.set()
+        self.flowing.set()
         self.conns: set[socket.socket] = set()
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -85,6 +88,9 @@ class Relay:
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         try:
             while True:
+                if not self.flowing.is_set():  # stalled: held open, nothing through
+                    time.sleep(0.05)
+                    continue
                 ready, _, _ = selectmod.select([a, b], [], [], 0.2)
                 for src in ready:
                     data = src.recv(65536)
@@ -109,8 +115,14 @@ class Relay:
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
 
+    def stall(self) -> None:
+        """Connections stay open but carry nothing, new ones too (a sleeping laptop, a NAT
+        entry dropped): no side sees a close."""
+        self.flowing.clear()
+
     def up(self) -> None:
         self.open.set()
+        self.flowing.set()
 
     def close(self) -> None:
         self.down()
@@ -371,4 +383,21 @@ def test_a_decided_case_says_who_decided_it_when_and_why(shop: Shop, browser: Br
     page.get_by_role("tab", name=re.compile("Review queue")).click()
     page.locator("#cases button[data-case='desk-case-1']").click()
     expect(page.locator("#case .verdict")).to_contain_text("decided by Desk One")
+    page.context.close()
+
+
+def test_a_stream_that_goes_quiet_is_taken_for_dropped(
+        shop: Shop, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection can die without a close (a laptop asleep, a NAT entry dropped): the page
+    kept saying *live* over a stream that carried nothing, for as long as it stayed open. The
+    service sends a keep-alive at least every ``KEEPALIVE_S`` and says so; three of them
+    missed, the page calls it offline, drops the stream and reconnects."""
+    monkeypatch.setattr(web_routes, "KEEPALIVE_S", 1.0)  # the page waits 3 s, not 45
+    page = _dashboard(browser, shop)
+    shop.relay.stall()
+    try:
+        expect(page.locator("#conn")).to_have_text("offline", timeout=10_000)
+    finally:
+        shop.relay.up()
+    expect(page.locator("#conn")).to_have_text("live", timeout=10_000)
     page.context.close()

@@ -1052,8 +1052,12 @@ def _stock_moves(s: Session, limit: int, names: dict[str, str]) -> list[dict[str
 
 
 def _stream(gen: AsyncIterator[str]) -> StreamingResponse:
+    """``X-Keepalive-S``: the longest the stream stays silent (a keep-alive comment at the
+    latest), so that a page can tell a connection that died without a close from a quiet
+    store and reconnect."""
     return StreamingResponse(gen, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no",
+                                      "X-Keepalive-S": f"{KEEPALIVE_S:g}"})
 
 
 def _receipt_json(it: receipting.Issued) -> dict[str, Any]:

@@ -34,19 +34,28 @@ const WO = (() => {
     if (!r.ok) { const e = new Error(data.detail || r.statusText || `HTTP ${r.status}`); e.status = r.status; e.code = data.error; throw e; }
     return data;
   }
-  // onEvent(name, data, id); reconnects after a drop (resuming after the last id when given)
+  // onEvent(name, data, id); reconnects after a drop (resuming after the last id when given).
+  // A connection can die without a close (a laptop asleep, a NAT entry gone): the service sends
+  // something at least every X-Keepalive-S seconds, and a stream quiet for three of them is
+  // dropped and reconnected (as is a connection attempt unanswered for 30 s)
   function stream(token, path, onEvent, onState) {
     let stopped = false, lastId = null;
     async function run() {
       while (!stopped) {
+        const ctl = new AbortController(); let timer = null;
+        const watch = ms => { clearTimeout(timer); timer = setTimeout(() => ctl.abort(), ms); };
         try {
           const url = lastId === null ? path : path + (path.includes("?") ? "&" : "?") + "after=" + lastId;
-          const r = await fetch(url, { headers: { "Authorization": "Bearer " + token } });
+          watch(30000);
+          const r = await fetch(url, { headers: { "Authorization": "Bearer " + token }, signal: ctl.signal });
           if (!r.ok) { onState && onState("error", r.status); if (r.status === 401 || r.status === 403) return; throw new Error(r.status); }
+          const quietMs = 3000 * (Number(r.headers.get("x-keepalive-s")) || 15);
+          watch(quietMs);
           onState && onState("live");
           const reader = r.body.getReader(); const dec = new TextDecoder(); let buf = "";
           for (;;) {
             const { value, done } = await reader.read(); if (done) break;
+            watch(quietMs);
             buf += dec.decode(value, { stream: true });
             let i;
             while ((i = buf.indexOf("\n\n")) >= 0) {
@@ -62,7 +71,8 @@ const WO = (() => {
               onEvent(ev, JSON.parse(data), id);
             }
           }
-        } catch (e) { /* dropped: reconnect below */ }
+        } catch (e) { /* dropped (or quiet too long): reconnect below */ }
+        finally { clearTimeout(timer); ctl.abort(); }
         onState && onState("offline");
         await new Promise(res => setTimeout(res, 1500));
       }
