@@ -1,13 +1,14 @@
 """A shopper's rights: export of all their data, and erasure.
 
-The export holds the account, payment-method labels, every visit with the money moved for it
-(hold, capture or release, refunds), the chargebacks her bank made of its payment, where the
-cameras placed the visitor on the floor, the engine's decisions that put lines on her receipt
-(the shelf events her receipt lines name, with the engine's confidence in her hand) and the
-review cases about her visit with the verdict as it concerns her (while the event log still has
-them), receipts, and disputes with their outcome. What the event log says of the other people
-near her (their scores, skeletons, shares of a verdict) and the operator's free-text notes on a
-case are not hers and stay out.
+The export holds the account, payment-method labels, the entry codes she asked for and her
+sign-ins (never a code's nonce nor a token's hash: credentials), every visit with the money
+moved for it (hold, capture or release, refunds) and the balance she owed on it, the
+chargebacks her bank made of its payment, where the cameras placed the visitor on the floor,
+the engine's decisions that put lines on her receipt (the shelf events her receipt lines name,
+with the engine's confidence in her hand) and the review cases about her visit with the
+verdict as it concerns her (while the event log still has them), receipts, and disputes with
+their outcome. What the event log says of the other people near her (their scores, skeletons,
+shares of a verdict) and the operator's free-text notes on a case are not hers and stay out.
 
 The event log's engine sessions (``s00001``, ...) are numbered afresh by every engine stream
 (a recording's run, each MQTT stream and rollover), so a session is known by its stream and id
@@ -103,6 +104,17 @@ def export(d: Deps, account_id: str) -> dict[str, Any]:
                                  "label": m.label, "created_at": _iso(m.created_at)}
                                 for m in methods],
             "visits": [_visit(s, v) for v in visits],
+            # when she asked for entry codes and used them (the nonce is a credential: out)
+            "entry_codes": [{"issued_at": _iso(c.issued_at), "expires_at": _iso(c.expires_at),
+                             "used_at": _iso(c.used_at), "visit_id": c.visit_id}
+                            for c in s.scalars(select(EntryCode).where(
+                                EntryCode.account_id == account_id)
+                                .order_by(EntryCode.issued_at, EntryCode.nonce))],
+            # her app's sign-ins (the token's hash is a credential: out)
+            "sign_ins": [{"role": k.role, "created_at": _iso(k.created_at),
+                          "revoked_at": _iso(k.revoked_at)}
+                         for k in s.scalars(select(ApiToken).where(
+                             ApiToken.account_id == account_id).order_by(ApiToken.id))],
             "disputes": [{"dispute_id": x.id, "receipt_id": x.receipt_id,
                           "product_id": x.product_id, "quantity": x.quantity,
                           "reason": x.reason, "state": x.state,
