@@ -401,3 +401,25 @@ def test_a_stream_that_goes_quiet_is_taken_for_dropped(
         shop.relay.up()
     expect(page.locator("#conn")).to_have_text("live", timeout=10_000)
     page.context.close()
+
+
+# ---- nothing found, and more than the page lists -------------------------------------------
+
+
+def test_the_receipt_list_says_when_nothing_matches_and_when_it_is_cut(
+        shop: Shop, browser: Browser) -> None:
+    """A search that finds nothing left an empty list (did it search at all?), and the list
+    showed the newest 50 receipts as if they were all of them."""
+    have = len(shop.api("GET", "/v1/ops/receipts?limit=60", shop.operator).json())
+    for i in range(max(0, 51 - have)):  # letters: a card token with digits is refused
+        shop.visit(f"many-{chr(97 + i // 26)}{chr(97 + i % 26)}", shop.products[:1])
+    page = _dashboard(browser, shop)
+    _receipts_tab(page)
+    listed = page.locator("#receipts li")
+    expect(page.locator("#receipts button[data-receipt]")).to_have_count(50)
+    expect(listed.last).to_contain_text("only the newest 50")
+    page.locator("#rq").fill("nobody@example.org")
+    page.get_by_role("button", name="Search").click()
+    expect(listed).to_have_count(1)
+    expect(listed).to_have_text("No receipt matches “nobody@example.org”.")
+    page.context.close()

@@ -227,6 +227,7 @@
     ul.replaceChildren(...cases.map(c => el("li", {}, el("button", { class: "row", "data-case": c.case_id, "aria-current": c.case_id === openCase ? "true" : null, onclick: () => showCase(c.case_id) },
       el("strong", { text: `${c.kind} at ${fmtT(c.t)}` }), " ", el("span", { class: "state " + c.state, text: c.state }), el("br"),
       el("span", { class: "muted", text: c.reasons.join("; ") })))));
+    if (!cases.length) fill(ul, el("li", { class: "muted", text: "No review case yet." }));
     if (openCase && current === "review") showCase(openCase, true);
   }
   async function showCase(id, quiet) {
@@ -365,15 +366,22 @@
   const disputed = d => d.state === "corrected" ? d.product_id : `${d.product_id} × ${d.quantity}`;  // a corrected one has 0 left
   const flagBadge = d => d.shopper?.flagged ? el("span", { class: "badge flag", text: "flagged", title: `${d.shopper.rejected_disputes} disputes rejected in ${d.shopper.window_days} days` }) : null;
   document.getElementById("receipt-search").addEventListener("submit", e => { e.preventDefault(); loadReceipts(); });
+  // the newest RECEIPTS_SHOWN (one more is asked for, to know whether the list is cut)
+  const RECEIPTS_SHOWN = 50;
   async function loadReceipts() {
-    const q = document.getElementById("rq").value;
-    const rs = await api(token, "GET", "/v1/ops/receipts?q=" + encodeURIComponent(q));
-    document.getElementById("receipts").replaceChildren(...rs.map(r => el("li", {}, el("button", { class: "row", "data-receipt": r.receipt_id, onclick: () => showReceipt(r.receipt_id) },
+    const q = document.getElementById("rq").value.trim();
+    const got = await api(token, "GET", `/v1/ops/receipts?limit=${RECEIPTS_SHOWN + 1}&q=` + encodeURIComponent(q));
+    const rs = got.slice(0, RECEIPTS_SHOWN);
+    fill(document.getElementById("receipts"), rs.map(r => el("li", {}, el("button", { class: "row", "data-receipt": r.receipt_id, onclick: () => showReceipt(r.receipt_id) },
       el("strong", { text: `${r.total} ${r.currency}` }), ` · ${r.who} · ${when(r.issued_at)} `, el("span", { class: "state " + r.state, text: r.state }),
-      r.open_disputes ? el("span", { class: "badge", text: r.open_disputes, "aria-label": "open disputes" }) : null))));
+      r.open_disputes ? el("span", { class: "badge", text: r.open_disputes, "aria-label": "open disputes" }) : null))),
+      // said, not an empty list (did it search?) or a cut one that looks whole
+      !rs.length ? el("li", { class: "muted", text: q ? `No receipt matches “${q}”.` : "No receipt yet." }) : null,
+      got.length > RECEIPTS_SHOWN ? el("li", { class: "muted", text: `These are only the newest ${RECEIPTS_SHOWN}: search by receipt id, e-mail address or product to find an older one.` }) : null);
     const ds = await api(token, "GET", "/v1/disputes");
     document.getElementById("disputes").replaceChildren(...ds.reverse().map(d => el("li", { "data-dispute": d.dispute_id }, el("button", { class: "row", onclick: () => showReceipt(d.receipt_id) },
       disputed(d), " ", disputeState(d), " ", flagBadge(d)))));
+    if (!ds.length) fill(document.getElementById("disputes"), el("li", { class: "muted", text: "No dispute yet." }));
   }
   async function showReceipt(id, focus) {
     const r = await api(token, "GET", "/v1/ops/receipts/" + id);
