@@ -35,12 +35,28 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class Request(Strict):
+    """A request body. Numbers and booleans must come as JSON numbers and booleans: a count
+    sent as ``"3"`` or ``true`` is a client's mistake to name (422), not a value to guess.
+    No text may hold a NUL character: PostgreSQL's text cannot store one (it was a 500 at
+    the insert) and SQLite would keep it where every later reader trips on it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("holds a NUL character (\\u0000), which no text may")
+        return value
+
+
 class MoneyOut(Strict):
     amount: str
     currency: str
 
 
-class NewAccount(Strict):
+class NewAccount(Request):
     email: MailAddress | None = None
     name: str | None = Field(None, min_length=1, max_length=120)
 
@@ -50,7 +66,7 @@ class AccountCreated(Strict):
     token: str
 
 
-class NewPaymentMethod(Strict):
+class NewPaymentMethod(Request):
     provider_ref: str = Field(min_length=3, max_length=255,
                               description="the provider's token for the method, never a number")
     label: str | None = Field(None, max_length=64)
@@ -63,7 +79,7 @@ class EntryCodeOut(Strict):
     expires_in_s: float
 
 
-class QrScan(Strict):
+class QrScan(Request):
     code: str = Field(min_length=1, max_length=200)
     party_size: int = Field(1, ge=1, le=20)
     credential: str | None = Field(
@@ -72,7 +88,7 @@ class QrScan(Strict):
         "that names its own); by default the visit gets one")
 
 
-class CardTap(Strict):
+class CardTap(Request):
     card_token: str = Field(min_length=3, max_length=255)
     email: MailAddress | None = None
     party_size: int = Field(1, ge=1, le=20)
@@ -89,7 +105,7 @@ class AdmissionOut(Strict):
     replayed: bool = False
 
 
-class CartLineIn(Strict):
+class CartLineIn(Request):
     line_key: str = Field(min_length=1, max_length=160)
     product_id: str = Field(min_length=1, max_length=64)
     quantity: int = Field(ge=-100, le=100)
@@ -98,7 +114,7 @@ class CartLineIn(Strict):
     t: float = 0.0
 
 
-class CartLinesIn(Strict):
+class CartLinesIn(Request):
     lines: list[CartLineIn] = Field(min_length=1, max_length=500)
 
 
@@ -156,21 +172,21 @@ class ReceiptOut(Strict):
         "no tax is itemised on this receipt")
 
 
-class KioskLookup(Strict):
+class KioskLookup(Request):
     email: str = Field(pattern=EMAIL, max_length=320)
 
 
-class DisputeDecision(Strict):
+class DisputeDecision(Request):
     decision: Literal["refund", "reject"]
     note: str | None = Field(None, max_length=1000, description="why, for the record")
 
 
-class PurgeIn(Strict):
+class PurgeIn(Request):
     days: int | None = Field(None, ge=1, le=3650,
                              description="retention in days; default: the configured one")
 
 
-class PrivacyRequest(Strict):
+class PrivacyRequest(Request):
     """Who a privacy request made to staff is about: the e-mail address the shopper gave,
     or the card token the gate read (a card-tap guest has nothing else)."""
 
@@ -178,7 +194,7 @@ class PrivacyRequest(Strict):
     card_token: str | None = Field(None, min_length=1, max_length=200)
 
 
-class NewDispute(Strict):
+class NewDispute(Request):
     receipt_id: str = Field(min_length=1, max_length=32)
     product_id: str = Field(min_length=1, max_length=64)
     quantity: int = Field(1, ge=1, le=100)
@@ -190,7 +206,7 @@ class DisputeOut(Strict):
     state: str
 
 
-class StaffBadgeScan(Strict):
+class StaffBadgeScan(Request):
     badge: str = Field(min_length=1, max_length=200, description="the staff badge's code")
 
 
@@ -204,12 +220,12 @@ class StaffAdmissionOut(Strict):
     credential: str = Field(description="what the gate puts in its GateEvent for the engine")
 
 
-class StoreModeIn(Strict):
+class StoreModeIn(Request):
     closed: bool = Field(description="true: closed for restocking; false: open to shoppers")
     note: str | None = Field(None, max_length=1000)
 
 
-class NewStaff(Strict):
+class NewStaff(Request):
     role: str = Field(pattern="^(operator|admin|kiosk)$")
     name: str | None = Field(None, max_length=120)
 
