@@ -358,8 +358,9 @@ def create_app(
                                          body.credential), response)
 
     @app.post("/v1/gates/{gate_id}/card", status_code=201)
-    def card(gate_id: str, body: CardTap, _: Operator, response: Response) -> AdmissionOut:
+    def card(gate_id: str, body: CardTap, p: Operator, response: Response) -> AdmissionOut:
         _gate(deps, gate_id)
+        limits.card_taps.hit(f"{p.account_id}:{gate_id}")
         return _admission(entry.admit_card(deps, body.card_token, gate_id, body.email,
                                            body.party_size), response)
 

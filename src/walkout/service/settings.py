@@ -80,6 +80,9 @@ class ServiceSettings(BaseSettings):
     disputes_per_hour: int = Field(5, ge=1, description="rate limit of disputes per account")
     balance_payments_per_hour: int = Field(
         5, ge=1, description="rate limit of a shopper's attempts to pay a balance she owes")
+    card_taps_per_minute: int = Field(
+        30, ge=1, description="rate limit of bank-card taps per gate (a gate admits one "
+        "person every few seconds; a leaked gate token cannot test stolen cards faster)")
     hold_per_person: Decimal = Field(Decimal("50.00"), gt=0, description="pre-auth per person")
     max_party_size: int = Field(8, ge=1, le=20, description="largest group on one scan")
     bootstrap_admin_token: SecretStr | None = Field(
