@@ -25,11 +25,12 @@ def test_export_shows_her_balance_and_erasure_takes_the_operators_note(engine: E
         assert svc.leave(vid, {BAR: 6})["state"] == "in_review"
         owed = svc.client.get("/v1/me/export", headers=h).json()["visits"][0]["balance"]
         assert owed == {"owed": "5.14", "currency": "EUR", "settled_at": None,
-                        "settlement": None, "note": None}
+                        "settlement": None, "note": None, "written_off": "0.00"}
         checkout.write_off_balance(svc.deps, vid, "op-1", "Ann S., says her card was stolen")
         data = svc.client.get("/v1/me/export", headers=h).json()
         bal = data["visits"][0]["balance"]
-        assert (bal["owed"], bal["settlement"]) == ("5.14", "written_off")
+        assert (bal["owed"], bal["settlement"], bal["written_off"]) == (
+            "5.14", "written_off", "5.14")
         assert bal["settled_at"] is not None
         assert bal["note"] == "Ann S., says her card was stolen"
         # the money the visit moved reads as money everywhere in the export

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -159,8 +159,11 @@ class EvidenceRecorder:
         return path
 
 
-def purge_clips(out_dir: Path, now: datetime, days: int = 30) -> int:
-    """Delete evidence clips written before ``now - days`` (file time); returns how many.
+def purge_clips(out_dir: Path, now: datetime, days: int = 30,
+                keep: Collection[str] = ()) -> int:
+    """Delete evidence clips written before ``now - days`` (file time), except those of the
+    shelf events or cases in ``keep`` (``<id>.webm``, ``<id>-cam<n>.webm``: what an undecided
+    dispute or chargeback still rests on); returns how many.
 
     Same rule and default as the event log's purge, so a clip never outlives the events it
     illustrates."""
@@ -171,11 +174,14 @@ def purge_clips(out_dir: Path, now: datetime, days: int = 30) -> int:
     cutoff = (now - timedelta(days=days)).timestamp()
     n = 0
     for p in out_dir.iterdir():
-        if p.suffix not in (CLIP_SUFFIX, *_OLD_SUFFIXES):
+        suffix = next((x for x in (CLIP_SUFFIX, *_OLD_SUFFIXES) if p.name.endswith(x)), None)
+        if suffix is None or not p.is_file() or p.stat().st_mtime >= cutoff:
             continue
-        if p.is_file() and p.stat().st_mtime < cutoff:
-            p.unlink()
-            n += 1
+        stem = p.name[:-len(suffix)]
+        if stem in keep or stem.rsplit("-cam", 1)[0] in keep:
+            continue
+        p.unlink(missing_ok=True)
+        n += 1
     return n
 
 

@@ -179,7 +179,8 @@ def _balance(v: Visit) -> dict[str, Any] | None:
         return None
     return {"owed": _money(v.balance_owed, v.currency), "currency": v.currency,
             "settled_at": _iso(v.balance_settled_at), "settlement": v.balance_settlement,
-            "note": v.balance_note}
+            "note": v.balance_note,
+            "written_off": _money(v.balance_written_off or 0, v.currency)}
 
 
 def erase(d: Deps, account_id: str) -> dict[str, int]:

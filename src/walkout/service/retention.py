@@ -26,9 +26,7 @@ that never set up a cron job still keeps nothing past its retention; evidence cl
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Select, delete, exists, func, or_, select, union, update
 from sqlalchemy.orm import Session
@@ -131,33 +129,8 @@ def sweep(d: Deps, days: int | None = None) -> dict[str, int]:
         out = purge(s, now, days)
         held = set(s.scalars(held_refs()))
     if d.settings.evidence_dir is not None:
+        from walkout.perception.evidence import purge_clips  # OpenCV only where clips are kept
+
         out["evidence_clips"] = purge_clips(d.settings.evidence_dir, now, days, held)
     return out
-
-
-def purge_clips(out_dir: Path, now: datetime, days: int, keep: Collection[str] = ()) -> int:
-    """Delete the evidence clips written before ``now - days`` (file time), as
-    :func:`walkout.perception.evidence.purge_clips` does, except the clips of the shelf
-    events in ``keep`` (``<event id>.webm``, ``<event id>-cam<n>.webm``); returns how many."""
-    from walkout.perception.evidence import (  # OpenCV only where clips are kept
-        _OLD_SUFFIXES,
-        CLIP_SUFFIX,
-    )
-
-    if days < 1:
-        raise ValueError(f"retention must be at least 1 day, got {days}")
-    if not out_dir.is_dir():
-        return 0
-    cutoff = (now - timedelta(days=days)).timestamp()
-    n = 0
-    for p in out_dir.iterdir():
-        suffix = next((x for x in (CLIP_SUFFIX, *_OLD_SUFFIXES) if p.name.endswith(x)), None)
-        if suffix is None or not p.is_file() or p.stat().st_mtime >= cutoff:
-            continue
-        stem = p.name[:-len(suffix)]
-        if stem in keep or stem.rsplit("-cam", 1)[0] in keep:
-            continue
-        p.unlink(missing_ok=True)
-        n += 1
-    return n
 
