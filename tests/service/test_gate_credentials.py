@@ -242,6 +242,32 @@ def test_a_staff_credential_binds_only_an_active_account_and_one_person(
         assert "unbound_person" in kinds and "unbound_left_with_goods" in kinds
 
 
+def test_one_staff_badge_admits_one_person_at_a_time(sensors: Sensors,
+                                                    engine: Engine) -> None:
+    """The second and third people come in on the same badge while the second is inside: the
+    third is nobody's staff (staff are never charged: a lent badge would be free shopping),
+    an unbound person with an alert that says why."""
+    svc = make_svc(engine)
+    badge = _staff(svc)
+    LiveRunner(_with(_with(sensors, SECOND, credential=badge), THIRD, credential=badge),
+               "sim").run(svc.deps)
+    kinds = _kinds(svc)
+    assert kinds.count("credential_reused") == 1, kinds
+    assert "unbound_person" in kinds and "unbound_left_with_goods" in kinds
+
+
+def test_a_staff_badge_enters_again_once_its_holder_left(apart: Sensors,
+                                                        engine: Engine) -> None:
+    """An associate goes out and comes back in on her badge: bound both times, no alert."""
+    svc = make_svc(engine)
+    badge = _staff(svc)
+    both = _with(_with(apart, "qr-0005-00000", credential=badge), "qr-0005-00001",
+                 credential=badge)
+    LiveRunner(both, "sim").run(svc.deps)
+    kinds = _kinds(svc)
+    assert "credential_reused" not in kinds and "unbound_person" not in kinds, kinds
+
+
 class _Kept(LiveRunner):
     def _engine(self) -> Pipeline:
         self.kept = super()._engine()

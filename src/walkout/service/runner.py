@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from walkout.cart.sessions import STAFF_PREFIX, is_staff_credential
+from walkout.cart.sessions import STAFF_PREFIX, SessionState, is_staff_credential
 from walkout.checkout import Receipt
 from walkout.engine import Decision, Engine, EngineConfig
 from walkout.events import Alert, GateEvent
@@ -60,6 +60,13 @@ NOT_BOUND = {
     "staff_badge_refused": "a staff credential that names no active staff account, or for "
                            "a party of more than one",
 }
+
+
+def _still_inside(eng: Engine, credential: str) -> bool:
+    """Whether an earlier entry on ``credential`` has not left: its session is open (or
+    checking out), or the engine has none for it yet (it entered in this very chunk)."""
+    mine = [s for s in eng.book.sessions.values() if s.credential == credential]
+    return not mine or any(s.state != SessionState.CLOSED for s in mine)
 
 
 class WorkerProcess:
@@ -323,7 +330,7 @@ class LiveRunner:
             if g.kind != "entry":
                 out.append(g)
                 continue
-            b = self._binding(d, g, logged.get(id(g)), before[id(g)], fresh)
+            b = self._binding(d, g, logged.get(id(g)), before[id(g)], fresh, eng)
             self._bindings[pos[id(g)]] = b
             if "refused" in b:
                 self._not_bound(eng, g, b["refused"], before[id(g)])
@@ -376,12 +383,14 @@ class LiveRunner:
             return out
 
     def _binding(self, d: Deps, g: GateEvent, row: dict[str, Any] | None,
-                 before: float | None, fresh: bool) -> dict[str, Any]:
+                 before: float | None, fresh: bool, eng: Engine | None = None
+                 ) -> dict[str, Any]:
         """How entry scan ``g`` binds: ``{"party": n}`` (with ``credential`` when its visit
         was erased since) or ``{"refused": reason}`` (:data:`NOT_BOUND`). ``row``: its
         event-log row, where an earlier run logged the decision; ``before``: when its
         credential entered before in this stream; ``fresh``: its chunk is processed for the
-        first time."""
+        first time; ``eng``: the engine before this chunk (whether a staff badge's earlier
+        entry left)."""
         erased = f"erased:{g.gate_id}:{g.t:.3f}"
         if row is not None and ("refused" in row or "party" in row):
             b = {k: row[k] for k in ("refused", "party") if k in row}
@@ -402,6 +411,11 @@ class LiveRunner:
                 return {"party": g.party_size}
             if g.party_size != 1 or active_staff(d, cred.removeprefix(STAFF_PREFIX)) is None:
                 return {"refused": "staff_badge_refused"}
+            if before is not None and eng is not None and _still_inside(eng, cred):
+                # associates come and go all day on one badge, but one at a time: a second
+                # person on a badge whose holder is inside is nobody's staff (staff are never
+                # charged, so a lent badge would be free shopping)
+                return {"refused": "credential_reused"}
             return {"party": 1}
         if before is not None and not old:
             return {"refused": "credential_reused"}
