@@ -6,9 +6,12 @@ ledger, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from walkout.service import checkout, housekeeping, revisions
 from walkout.service.checkout import LineRequest
@@ -99,6 +102,50 @@ def test_a_refused_balance_stays_owed_and_blocks_entry_until_charged(engine: Eng
         assert pay.sales() == Decimal("55.14")
         assert checkout.owed_balances(svc.deps) == []
         assert _scan(svc, h) == (201, None)
+
+
+def test_two_attempts_at_a_balance_at_once_charge_it_once(engine: Engine) -> None:
+    """Staff press "Charge again" as the shopper pays it in her app: the second waits for the
+    first's attempt (a barrier would hold two inserts of it; the locks let one through) and
+    answers it settled: one charge. The times it answers carry their zone (SQLite stores
+    them without one: the pages read them as the browser's local time)."""
+    svc, pay = _start(engine)
+    with svc.client:
+        h = svc.shopper()
+        vid = svc.enter(h)
+        pay.fail("charge", "declined")
+        svc.leave(vid, {BAR: 6})  # 5.14 owed, its first attempt refused
+        barrier = threading.Barrier(2, timeout=3)
+        bind = svc.deps.sessions.kw["bind"]
+
+        def hold(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            if statement.startswith("INSERT INTO charges"):
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barrier.wait()  # PostgreSQL's row lock lets one through alone
+
+        got: list[object] = []
+
+        def attempt() -> None:
+            try:
+                got.append(checkout.collect_balance(svc.deps, vid)["settled"])
+            except Exception as e:
+                got.append(type(e).__name__)
+
+        event.listen(bind, "before_cursor_execute", hold)
+        try:
+            threads = [threading.Thread(target=attempt) for _ in range(2)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(30)
+        finally:
+            event.remove(bind, "before_cursor_execute", hold)
+        assert got == [True, True], got
+        assert pay.sales() == Decimal("55.14")
+        assert set(pay.keys("charge")) == {f"visit:{vid}:balance", f"visit:{vid}:balance:1"}
+        [bal] = checkout.owed_balances(svc.deps, include_settled=True)
+        for at in (bal["exited_at"], bal["settled_at"], bal["last_attempt"]["at"]):  # type: ignore[index]
+            assert str(at).endswith("+00:00"), bal
 
 
 def test_an_operator_writes_a_balance_off(engine: Engine) -> None:

@@ -54,6 +54,7 @@ from walkout.service.balances import (
     resume_hold_releases,
 )
 from walkout.service.carts import LineIn, cart_total, receipt_lines
+from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.errors import ServiceError, not_found
 from walkout.service.models import (
@@ -483,6 +484,8 @@ def collect_balance(d: Deps, visit_id: str) -> dict[str, object]:
     one is made under ``visit:<id>:balance:<n>``. Settled already: answered as it is. 409
     ``no_balance``: nothing owed; ``cannot_charge``: the provider cannot charge a saved
     payment method (write it off, or collect it with the provider)."""
+    # one attempt at a time: the visit's row lock (PostgreSQL) or the write lock taken at
+    # BEGIN IMMEDIATE (SQLite) makes a second one wait, then take up the first's key
     with d.sessions.begin() as s:
         v = _owing(s, visit_id)
         if v.balance_settled_at is not None:
@@ -542,7 +545,7 @@ def owed_by(s: Session, account_id: str) -> list[dict[str, object]]:
     return [{"visit_id": v.id, "receipt_id": s.scalar(select(Receipt.id).where(
                 Receipt.visit_id == v.id)),
              "amount": str(Money(Decimal(v.balance_owed or 0), v.currency).amount),
-             "currency": v.currency, "exited_at": v.exited_at.isoformat() if v.exited_at else None}
+             "currency": v.currency, "exited_at": _iso(v.exited_at)}
             for v in s.scalars(select(Visit).where(
                 Visit.account_id == account_id, Visit.balance_owed > 0,
                 Visit.balance_settled_at.is_(None)).order_by(Visit.exited_at, Visit.id))]
@@ -594,18 +597,18 @@ def _balance_json(s: Session, v: Visit) -> dict[str, object]:
         "visit_id": v.id,
         "receipt_id": s.scalar(select(Receipt.id).where(Receipt.visit_id == v.id)),
         "state": v.state,
-        "exited_at": v.exited_at.isoformat() if v.exited_at else None,
+        "exited_at": _iso(v.exited_at),
         "amount": str(owed.amount), "currency": owed.currency,
         "settled": v.balance_settled_at is not None,
         "settlement": v.balance_settlement,
-        "settled_at": v.balance_settled_at.isoformat() if v.balance_settled_at else None,
+        "settled_at": _iso(v.balance_settled_at),
         "settled_by": v.balance_settled_by, "note": v.balance_note,
         # written off over the visit's life: a receipt a revision raised again after a
         # write-off owes only the new difference
         "written_off": str(Money(Decimal(v.balance_written_off or 0), v.currency).amount),
         "last_attempt": None if last is None else {
             "key": last.idempotency_key, "status": last.status, "error": last.error,
-            "at": last.created_at.isoformat()},
+            "at": _iso(last.created_at)},
     }
 
 
@@ -624,8 +627,13 @@ def unconfirmed_charges(d: Deps, older_than: timedelta = UNCONFIRMED_AFTER
                          .order_by(Charge.created_at, Charge.id))
         return [{"visit_id": ch.visit_id, "kind": _what(ch), "key": ch.idempotency_key,
                  "amount": str(Money(Decimal(ch.amount), ch.currency).amount),
-                 "currency": ch.currency, "since": ch.created_at.isoformat(),
+                 "currency": ch.currency, "since": _iso(ch.created_at),
                  "error": ch.error} for ch in rows]
+
+
+def _iso(at: datetime | None) -> str | None:
+    """A stored time as ISO 8601 with its zone (SQLite gives it back without one: UTC)."""
+    return aware(at).isoformat() if at is not None else None
 
 
 def _what(ch: Charge) -> str:
