@@ -13,13 +13,15 @@ Faults, per provider operation, consumed in order (an operation with none left g
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal, TypeVar
 
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from walkout.checkout.money import Money
 from walkout.service.app import create_app
@@ -154,3 +156,37 @@ def visit_state(svc: Svc, visit_id: str) -> str:
         v = s.get(Visit, visit_id)
         assert v is not None
         return v.state
+
+
+def at_once(svc: Svc, insert_into: str, call: Callable[[], object], n: int = 2) -> list[object]:
+    """``call`` from ``n`` threads at once, each held at its first ``INSERT INTO
+    <insert_into>`` until all got there (a race window made wide, with no mock): what each
+    returned, or the name of what it raised (the test client raises the server's own error,
+    a 500). A backend that serialises them earlier (a row lock) lets one through alone: the
+    barrier then times out and the others go on after it."""
+    barrier = threading.Barrier(n, timeout=3)
+    bind = svc.deps.sessions.kw["bind"]
+
+    def hold(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith(f"INSERT INTO {insert_into}"):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+
+    got: list[object] = []
+
+    def run() -> None:
+        try:
+            got.append(call())
+        except Exception as e:
+            got.append(type(e).__name__)
+
+    event.listen(bind, "before_cursor_execute", hold)
+    try:
+        threads = [threading.Thread(target=run) for _ in range(n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+    finally:
+        event.remove(bind, "before_cursor_execute", hold)
+    return got

@@ -6,12 +6,9 @@ ledger, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, select
 
 from walkout.service import checkout, housekeeping, revisions
 from walkout.service.checkout import LineRequest
@@ -20,7 +17,7 @@ from walkout.service.models import LedgerTransaction, Visit
 from walkout.service.payments.base import ChargesSavedMethod
 from walkout.service.testing import Svc
 
-from .faults import ChargingLedger, Fault, FaultyLedger, charges, start, visit_state
+from .faults import ChargingLedger, Fault, FaultyLedger, at_once, charges, start, visit_state
 
 BAR = "018627032007"  # 9.19 EUR in the `small` store: 6 of them are 55.14, above the 50.00 hold
 
@@ -115,31 +112,8 @@ def test_two_attempts_at_a_balance_at_once_charge_it_once(engine: Engine) -> Non
         vid = svc.enter(h)
         pay.fail("charge", "declined")
         svc.leave(vid, {BAR: 6})  # 5.14 owed, its first attempt refused
-        barrier = threading.Barrier(2, timeout=3)
-        bind = svc.deps.sessions.kw["bind"]
-
-        def hold(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-            if statement.startswith("INSERT INTO charges"):
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    barrier.wait()  # PostgreSQL's row lock lets one through alone
-
-        got: list[object] = []
-
-        def attempt() -> None:
-            try:
-                got.append(checkout.collect_balance(svc.deps, vid)["settled"])
-            except Exception as e:
-                got.append(type(e).__name__)
-
-        event.listen(bind, "before_cursor_execute", hold)
-        try:
-            threads = [threading.Thread(target=attempt) for _ in range(2)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join(30)
-        finally:
-            event.remove(bind, "before_cursor_execute", hold)
+        got = at_once(svc, "charges",
+                      lambda: checkout.collect_balance(svc.deps, vid)["settled"])
         assert got == [True, True], got
         assert pay.sales() == Decimal("55.14")
         assert set(pay.keys("charge")) == {f"visit:{vid}:balance", f"visit:{vid}:balance:1"}

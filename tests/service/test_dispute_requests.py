@@ -5,16 +5,16 @@ the problem; nothing half-done is left."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from walkout.service.models import Charge, Dispute, EngineEvent, ReviewVerdict
 from walkout.service.testing import Svc
+
+from .faults import at_once
 
 BAR = "018627032007"  # 9.19 EUR in the `small` store
 
@@ -25,35 +25,14 @@ def test_two_disputes_of_one_line_at_once_answer_201_and_409(svc: Svc) -> None:
     line's unique constraint and is told so, not answered 500."""
     h = svc.shopper()
     out = svc.leave(svc.enter(h), {BAR: 2})
-    barrier = threading.Barrier(2, timeout=3)
-    engine = svc.deps.sessions.kw["bind"]
 
-    def hold(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO disputes"):
-            # a backend that serialises the checks too: one waits alone, and goes on
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait()
+    def post() -> tuple[int, str | None]:
+        r = svc.client.post("/v1/disputes", json={
+            "receipt_id": out["receipt_id"], "product_id": BAR, "quantity": 1,
+            "reason": "I put it back"}, headers=h)
+        return r.status_code, r.json().get("error")
 
-    event.listen(engine, "before_cursor_execute", hold)
-    got: list[object] = []
-
-    def post() -> None:
-        try:
-            r = svc.client.post("/v1/disputes", json={
-                "receipt_id": out["receipt_id"], "product_id": BAR, "quantity": 1,
-                "reason": "I put it back"}, headers=h)
-            got.append((r.status_code, r.json().get("error")))
-        except Exception as e:  # the test client raises the server's own error (a 500)
-            got.append(type(e).__name__)
-
-    try:
-        threads = [threading.Thread(target=post) for _ in range(2)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(30)
-    finally:
-        event.remove(engine, "before_cursor_execute", hold)
+    got = at_once(svc, "disputes", post)
     assert sorted(map(str, got)) == sorted(map(str, [(201, None), (409, "already_disputed")]))
     r = svc.client.get("/v1/disputes", headers=svc.gate)
     assert len(r.json()) == 1

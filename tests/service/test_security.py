@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
 from walkout.service.app import PUBLIC_ROUTES
 from walkout.service.redact import redact
-from walkout.service.testing import Svc, make_svc
+from walkout.service.testing import Svc, make_svc, served
 
 
 def _routes(svc: Svc) -> list[tuple[str, str]]:
@@ -93,33 +89,22 @@ def test_redact_leaves_harmless_escapes_as_they_were() -> None:
         assert redact(text) == text
 
 
-def test_access_log_carries_no_encoded_email(engine: Engine,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(("address", "part"), [
+    ("ann.secret@example.org", "ann.secret"),
+    ("mary.o'brien@example.ie", "mary"),  # an address the sign-up accepts, masked whole
+])
+def test_access_log_carries_no_encoded_email(engine: Engine, caplog: pytest.LogCaptureFixture,
+                                             address: str, part: str) -> None:
     """The dashboard searches receipts by e-mail address in the query string: the real
-    uvicorn access log line of that request holds no address."""
+    uvicorn access log line of that request holds no part of the address."""
     svc = make_svc(engine)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     caplog.set_level(logging.INFO)
-    server = uvicorn.Server(uvicorn.Config(svc.client.app, host="127.0.0.1", port=port,
-                                           log_config=None, access_log=True, lifespan="off"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
-        r = httpx.get(f"http://127.0.0.1:{port}/v1/ops/receipts",
-                      params={"q": "ann.secret@example.org"}, headers=svc.gate)
+    with served(svc.client.app) as url:  # type: ignore[arg-type]
+        r = httpx.get(f"{url}/v1/ops/receipts", params={"q": address}, headers=svc.gate)
         assert r.status_code == 200
-    finally:
-        server.should_exit = True
-        th.join(10)
     access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
     assert any("/v1/ops/receipts?q=[email]" in line for line in access), access
-    assert not any("ann.secret" in line for line in access), access
+    assert not any(part in line.lower() for line in access), access
 
 
 def test_logs_carry_no_personal_data(svc: Svc, caplog: pytest.LogCaptureFixture) -> None:
