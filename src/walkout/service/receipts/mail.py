@@ -119,12 +119,22 @@ def deliver(msg: EmailMessage, smtp_host: str, smtp_port: int, *, what: str,
     where = f"SMTP server {smtp_host}:{smtp_port}"
     sender = str(msg["From"])
     try:
-        with smtplib.SMTP(smtp_host, smtp_port, timeout=timeout) as smtp:
+        smtp = smtplib.SMTP(smtp_host, smtp_port, timeout=timeout)
+        try:
             if starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if username is not None:
                 smtp.login(username, password or "")
             smtp.send_message(msg)
+        except BaseException:
+            smtp.close()
+            raise
+        # the server took the message (250 after DATA): whatever QUIT answers (a 421, a
+        # reset), the shopper has it, and reporting a failure would have it sent again
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
     except smtplib.SMTPRecipientsRefused as e:
         why = "; ".join(f"{code} {_text(reply)}" for code, reply in e.recipients.values())
         to = ", ".join(mask_email(a) for a in e.recipients)

@@ -1,0 +1,86 @@
+"""Receipt e-mails through a real SMTP server (aiosmtpd) that misbehaves after, or while,
+taking the message: each receipt reaches the shopper exactly once, across outages and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+from sqlalchemy import Engine, select
+
+from walkout.service import receipting
+from walkout.service.models import ReceiptMail
+from walkout.service.testing import Svc, make_mail_svc, restart_and_resume_mail
+
+BAR = "018627032007"  # 9.19 EUR in the `small` store
+
+
+class Server:
+    """aiosmtpd handler: keeps what it accepts; ``quit_reply``/``quit_delay_s`` change how it
+    ends a session after the message was accepted, ``data_reply`` refuses the message."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.quit_reply: str | None = None
+        self.quit_delay_s = 0.0
+        self.data_reply: str | None = None
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession,
+                          envelope: Envelope) -> str:
+        if self.data_reply is not None:
+            return self.data_reply
+        assert isinstance(envelope.content, bytes)
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: SmtpSession,
+                          envelope: Envelope) -> str:
+        await asyncio.sleep(self.quit_delay_s)
+        return self.quit_reply or "221 Bye"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Server, int]]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = Server()
+    controller = Controller(server, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield server, port
+    finally:
+        controller.stop()
+
+
+def _mails(svc: Svc) -> list[tuple[int, str, int]]:
+    with svc.deps.sessions() as s:
+        return [(m.revision, m.state, m.attempts) for m in s.scalars(
+            select(ReceiptMail).order_by(ReceiptMail.revision))]
+
+
+def test_a_receipt_accepted_before_an_odd_goodbye_is_not_sent_again(
+        engine: Engine, smtp_server: tuple[Server, int]) -> None:
+    """The server took the message (250 after DATA) and then answered QUIT with something
+    other than 221: the shopper has the receipt, so it is recorded sent and never resent."""
+    server, port = smtp_server
+    server.quit_reply = "421 4.3.2 shutting down"
+    svc = make_mail_svc(engine, port)
+    vid = svc.enter(svc.shopper())
+    svc.leave(vid, {BAR: 1})
+    assert len(server.messages) == 1
+    assert _mails(svc) == [(0, "sent", 1)]
+    assert receipting.resume_mail(svc.deps) == 0
+    assert restart_and_resume_mail(engine, port) == 0
+    assert len(server.messages) == 1
+
