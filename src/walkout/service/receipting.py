@@ -25,17 +25,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from walkout.service import disputes
+from walkout.service.balances import balance_charges
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.models import (
     Account,
+    Charge,
     Dispute,
     Receipt,
     ReceiptLine,
@@ -226,14 +228,37 @@ def claim_revision(d: Deps, s: Session, rec: Receipt, before: Sequence[ReceiptDo
     last = s.scalar(select(func.max(ReceiptMail.revision))
                     .where(ReceiptMail.receipt_id == rec.id)) or 0
     number, now = last + 1, d.clock.now()
+    owed, balance_key = _balance(s, rec.visit_id)
     changes = {"revised_at": now.isoformat(), "lines": _lines_json(issued.doc.lines),
                "under_review": issued.doc.under_review, "removed": _lines_json(removed),
-               "added": _lines_json(added), "refund": str(refund), "refund_key": refund_key}
+               "added": _lines_json(added), "refund": str(refund), "refund_key": refund_key,
+               "owed": None if owed is None else str(owed), "balance_key": balance_key}
     s.add(ReceiptMail(receipt_id=rec.id, revision=number, recipient=to, state="sending",
                       message_id=message_id(issued.doc, d.settings.mail_sender, number),
                       changes=json.dumps(changes), attempts=1, claimed_at=now))
     s.flush()
     return number
+
+
+def _balance(s: Session, visit_id: str) -> tuple[Decimal | None, str | None]:
+    """The balance a revision leaves the visit owing (None: none open) and the key of the
+    charge collecting it now (None: none in flight), as the revision's transaction sees them:
+    a revision above what was captured asks for the difference, and its e-mail says so."""
+    owed, settled = s.execute(select(Visit.balance_owed, Visit.balance_settled_at)
+                              .where(Visit.id == visit_id)).one()
+    if owed is None or settled is not None:
+        return None, None
+    key = s.scalar(select(Charge.idempotency_key).where(
+        Charge.visit_id == visit_id, Charge.status == "pending", balance_charges(visit_id))
+        .order_by(Charge.id.desc()).limit(1))
+    return Decimal(owed), key
+
+
+def _owed_status(s: Session, key: str | None) -> Literal["charged", "charging", "owed"]:
+    """Where the charge of a revision's balance stands when its e-mail is sent."""
+    status = None if key is None else s.scalar(
+        select(Charge.status).where(Charge.idempotency_key == key))
+    return "charged" if status == "succeeded" else "charging" if status == "pending" else "owed"
 
 
 def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = False,
@@ -264,9 +289,11 @@ def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = Fa
                          issued_at=aware(rec.issued_at), currency=rec.currency,
                          lines=_lines(c["lines"]), email=m.recipient,
                          under_review=c["under_review"])
+        owed = c.get("owed")  # rows claimed before the e-mail said what is owed lack it
         rev = ReceiptRevision(revision, datetime.fromisoformat(c["revised_at"]),
                               _lines(c["removed"]), _lines(c["added"]), Decimal(c["refund"]),
-                              refunded)
+                              refunded, None if owed is None else Decimal(owed),
+                              _owed_status(s, c.get("balance_key")))
         msg = build_revision_message(doc, rev, d.settings.mail_sender,
                                      contest_url=public_contest_url(d.settings.public_url))
     return _hand_over(d, receipt_id, revision, msg)

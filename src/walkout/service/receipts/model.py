@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Literal
 
 from walkout.checkout.money import minor_digits
 from walkout.checkout.receipt import Receipt
@@ -129,7 +130,10 @@ class ReceiptRevision:
     """How a review verdict changed an issued receipt: what the shopper is told by e-mail.
     ``removed``/``added`` hold the change in units per product (at the line's unit price);
     ``refund`` is what goes back to the card (zero when nothing was captured above the new
-    total), ``refunded`` whether the provider confirmed it already."""
+    total), ``refunded`` whether the provider confirmed it already. ``owed`` is the visit's
+    balance the revision leaves open (None: none; zero: one it took down to nothing), and
+    ``owed_status`` where it stands: ``charged`` to the card, ``charging`` (outcome not known
+    yet) or ``owed`` (refused, or not charged to a card)."""
 
     number: int
     revised_at: datetime
@@ -137,6 +141,8 @@ class ReceiptRevision:
     added: tuple[ReceiptDocLine, ...]
     refund: Decimal = Decimal(0)
     refunded: bool = False
+    owed: Decimal | None = None
+    owed_status: Literal["charged", "charging", "owed"] = "owed"
 
     def __post_init__(self) -> None:
         if self.number < 1:

@@ -163,7 +163,8 @@ def _issued(doc: ReceiptDoc) -> str:
 
 def revision_notice(doc: ReceiptDoc, rev: ReceiptRevision) -> tuple[str, ...]:
     """What a revision e-mail says above the revised receipt: that it was revised after a
-    review, each line removed or added, and the money going back to the card."""
+    review, each line removed or added, the money going back to the card, and what the
+    shopper still owes above what was captured (charged to her card, or to pay)."""
     def line(ln: ReceiptDocLine) -> str:
         return (f"{ln.quantity} x {ln.name} ({doc.fmt(doc.line_total(ln))} "
                 f"{doc.currency})")
@@ -178,6 +179,17 @@ def revision_notice(doc: ReceiptDoc, rev: ReceiptRevision) -> tuple[str, ...]:
         amount = f"{doc.fmt(rev.refund)} {doc.currency}"
         out.append(f"{amount} {'has been' if rev.refunded else 'is being'} refunded to your "
                    "card.")
+    if rev.owed is not None:  # a balance above what was captured: asked for, or lowered
+        owed = f"{doc.fmt(rev.owed)} {doc.currency}"
+        if rev.owed <= 0:
+            out.append("Nothing is owed for this visit any more.")
+        elif rev.owed_status == "charged":
+            out.append(f"The difference, {owed}, has been charged to your card.")
+        elif rev.owed_status == "charging":
+            out.append(f"The difference, {owed}, is being charged to your card.")
+        else:
+            out.append(f"{owed} is still owed for this visit: you can pay it in the app; "
+                       "the store lets you in again once it is paid.")
     out.append(f"The revised receipt follows; its total is {doc.fmt(doc.total)} "
                f"{doc.currency}.")
     return tuple(out)
