@@ -359,7 +359,8 @@ def _load_recording(recording: Path) -> Sensors:
 @app.command()
 def replay(
     recording: Annotated[Path, typer.Argument(help="recording directory")],
-    out: Annotated[Path | None, typer.Option("--out", help="receipts JSON to write")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="receipts JSON to write (default: RECORDING/receipts.json)")] = None,
     ray: RayOpt = None,
 ) -> None:
     """Run the engine on a recording and write its receipts (deterministic)."""
