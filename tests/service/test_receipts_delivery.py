@@ -9,6 +9,7 @@ import socket
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -16,11 +17,12 @@ from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import Engine, select
 
-from walkout.service import receipting
+from walkout.service import receipting, revisions
+from walkout.service.checkout import LineRequest
 from walkout.service.models import ReceiptMail
 from walkout.service.testing import Svc, make_mail_svc, restart_and_resume_mail
 
-BAR = "018627032007"  # 9.19 EUR in the `small` store
+BAR, WATER = "018627032007", "073360771026"  # 9.19 and 7.59 EUR in the `small` store
 
 
 class Server:
@@ -64,6 +66,7 @@ def smtp_server() -> Iterator[tuple[Server, int]]:
 
 
 def _mails(svc: Svc) -> list[tuple[int, str, int]]:
+    """(revision, state, attempts) of every receipt e-mail recorded."""
     with svc.deps.sessions() as s:
         return [(m.revision, m.state, m.attempts) for m in s.scalars(
             select(ReceiptMail).order_by(ReceiptMail.revision))]
@@ -84,3 +87,32 @@ def test_a_receipt_accepted_before_an_odd_goodbye_is_not_sent_again(
     assert restart_and_resume_mail(engine, port) == 0
     assert len(server.messages) == 1
 
+
+
+def test_a_receipt_revised_during_an_outage_is_first_sent_as_it_was_issued(
+        mailed: tuple[Svc, Any]) -> None:
+    """The SMTP server is down at the exit and still down when a review verdict revises the
+    receipt. Once it is back, the shopper gets the receipt as issued (what her card was
+    charged) and then the revision (what changed, what was refunded), not the revised receipt
+    twice with a revision that removes a bar the first one never showed."""
+    svc, inbox = mailed
+    inbox.refuse = True  # 451 to every message
+    vid = svc.enter(svc.shopper())
+    out = svc.leave(vid, {BAR: 2, WATER: 1})
+    assert out["charged"] == {"amount": "25.97", "currency": "EUR"}
+    revisions.add_review_lines(svc.deps, vid, [LineRequest(
+        f"ev-review:{BAR}:-1:review", BAR, -1, "ev-review")])
+    revisions.revise(svc.deps, vid, needs_review=False)  # 9.19 refunded
+    assert inbox.messages == [] and [(r, st) for r, st, _ in _mails(svc)] == [
+        (0, "failed"), (1, "failed")]
+    inbox.refuse = False
+    assert receipting.resume_mail(svc.deps) == 2
+    first, revised = inbox.messages
+    assert first["Subject"].endswith(": 25.97 EUR")
+    text = first.get_body(preferencelist=("plain",)).get_content()
+    bar = svc.deps.store.products[BAR].name
+    assert f"2 x {bar} @ 9.19 = 18.38" in text and "Total: 25.97 EUR" in text
+    assert revised["Subject"].endswith("was revised: 16.78 EUR")
+    text = revised.get_body(preferencelist=("plain",)).get_content()
+    assert f"Removed: 1 x {bar} (9.19 EUR)" in text and "Total: 16.78 EUR" in text
+    assert receipting.resume_mail(svc.deps) == 0 and len(inbox.messages) == 2

@@ -13,7 +13,9 @@ such a stale claim with the same Message-ID, which mail clients fold into one me
 A review verdict that revises an issued receipt claims one more e-mail, ``revision`` n, in
 the very transaction that re-freezes the receipt (:func:`claim_revision`): the claim and the
 change commit together, a replayed verdict changes nothing and so claims nothing, and the row
-holds the revised lines and what changed, so every attempt sends the same message.
+holds the revised lines and what changed, so every attempt sends the same message. A receipt
+whose own e-mail goes out only after a revision (an SMTP outage, a crash) is sent as it was
+issued, rebuilt from that record, and its revisions follow it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
@@ -168,6 +170,12 @@ def mail_receipt(d: Deps, receipt_id: str) -> str | None:
                 return None  # another worker is sending it right now
             else:  # failed, or a sender that crashed mid-send
                 m.state, m.attempts, m.claimed_at = "sending", m.attempts + 1, now
+            first = s.scalar(select(ReceiptMail.changes).where(
+                ReceiptMail.receipt_id == receipt_id, ReceiptMail.revision > 0)
+                .order_by(ReceiptMail.revision).limit(1))
+            if first is not None:  # revised before it went out: send it as it was issued
+                issued = replace(issued, doc=replace(issued.doc,
+                                                     lines=_as_issued(json.loads(first))))
     except IntegrityError:
         return None  # a concurrent claim won the insert: it sends
     return _hand_over(d, receipt_id, 0, build_message(
@@ -212,6 +220,22 @@ def _lines(rows: list[list[Any]]) -> tuple[ReceiptDocLine, ...]:
         out.append(ReceiptDocLine(str(p), str(n), int(q), Decimal(u), cls,
                                   None if rate is None else Decimal(rate)))
     return tuple(out)
+
+
+def _as_issued(first: dict[str, Any]) -> tuple[ReceiptDocLine, ...]:
+    """The lines a receipt was issued with, from the record of its first revision e-mail (the
+    revised lines, less what it added, plus what it removed), in the receipt's order (by
+    product id): the receipt's own e-mail, sent late, shows what the exit charged."""
+    qty: dict[str, int] = {}
+    ref: dict[str, ReceiptDocLine] = {}
+    for ln in _lines(first["lines"]):
+        qty[ln.product_id], ref[ln.product_id] = ln.quantity, ln
+    for ln in _lines(first["removed"]):
+        qty[ln.product_id] = qty.get(ln.product_id, 0) + ln.quantity
+        ref.setdefault(ln.product_id, ln)
+    for ln in _lines(first["added"]):
+        qty[ln.product_id] = qty.get(ln.product_id, 0) - ln.quantity
+    return tuple(replace(ref[p], quantity=qty[p]) for p in sorted(qty) if qty[p] > 0)
 
 
 def claim_revision(d: Deps, s: Session, rec: Receipt, before: Sequence[ReceiptDocLine],
