@@ -1,6 +1,7 @@
 """What a revision e-mail says of the money: a revision that raises a receipt above what was
 captured asks the shopper for the difference (charged to her card at once, or owed), and the
-e-mail says which; so does one that lowers a balance still owed. Real service, real SMTP server
+e-mail says which; so does one that lowers a balance still owed, and the receipt's own e-mail
+when the card did not pay all of it at the exit. Real service, real SMTP server
 (aiosmtpd), the real ledger behind scripted faults, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -125,3 +126,24 @@ def test_after_a_write_off_a_rise_asks_for_the_new_difference_only(
         text, _ = _bodies(inbox.messages[-1])
         notice = text.split("The revised receipt follows")[0]
         assert "7.59 EUR is still owed for this visit" in notice and " 5.14" not in notice
+
+
+def test_a_receipt_above_what_the_card_paid_says_what_is_still_owed(
+        shop: tuple[Svc, FaultyLedger, Any]) -> None:
+    """A cart above the hold whose rest the card refused: the receipt's total is not what was
+    charged, and the e-mail says what is owed (the gate refuses her until it is paid)."""
+    svc, pay, inbox = shop
+    vid = svc.enter(svc.shopper())
+    pay.fail("charge", "declined")
+    out = svc.leave(vid, {BAR: 6})  # 55.14: 50.00 captured, 5.14 refused
+    assert out["charged"] == {"amount": "50.00", "currency": "EUR"}
+    [msg] = inbox.messages
+    text, html = _bodies(msg)
+    owed = "5.14 EUR of this total is still owed for this visit"
+    assert owed in text and owed in html and "Total: 55.14 EUR" in text
+
+    # paid in full at the exit (the rest charged to the card at once): nothing more is said
+    vid = svc.enter(svc.shopper(card="tok_visa_2", email="bo@example.org"))
+    svc.leave(vid, {BAR: 6})
+    text, _ = _bodies(inbox.messages[-1])
+    assert "owed" not in text and "Total: 55.14 EUR" in text

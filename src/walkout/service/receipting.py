@@ -58,7 +58,7 @@ from walkout.service.receipts import (
     normalize_email,
 )
 from walkout.service.receipts.mail import mask_email
-from walkout.service.receipts.render import public_contest_url
+from walkout.service.receipts.render import owed_notice, public_contest_url
 
 log = logging.getLogger("walkout.service.receipts")
 
@@ -176,10 +176,15 @@ def mail_receipt(d: Deps, receipt_id: str) -> str | None:
             if first is not None:  # revised before it went out: send it as it was issued
                 issued = replace(issued, doc=replace(issued.doc,
                                                      lines=_as_issued(json.loads(first))))
+                notice: tuple[str, ...] = ()  # what is owed now is its revision's to say
+            else:  # the card did not pay all of it: the shopper is told what is owed
+                owed, key = _balance(s, rec.visit_id)
+                notice = () if owed is None else owed_notice(issued.doc, owed, key is not None)
     except IntegrityError:
         return None  # a concurrent claim won the insert: it sends
     return _hand_over(d, receipt_id, 0, build_message(
-        issued.doc, sender, contest_url=public_contest_url(d.settings.public_url)))
+        issued.doc, sender, contest_url=public_contest_url(d.settings.public_url),
+        notice=notice))
 
 
 def _hand_over(d: Deps, receipt_id: str, revision: int, msg: EmailMessage) -> str | None:

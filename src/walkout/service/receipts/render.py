@@ -12,6 +12,7 @@ import base64
 import hashlib
 import unicodedata
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
@@ -193,6 +194,18 @@ def revision_notice(doc: ReceiptDoc, rev: ReceiptRevision) -> tuple[str, ...]:
     out.append(f"The revised receipt follows; its total is {doc.fmt(doc.total)} "
                f"{doc.currency}.")
     return tuple(out)
+
+
+def owed_notice(doc: ReceiptDoc, owed: Decimal, charging: bool) -> tuple[str, ...]:
+    """What a receipt's e-mail says above it when the card did not pay all of its total: the
+    rest is being charged to the card, or is still owed (the gate refuses her until paid)."""
+    if owed <= 0:
+        return ()
+    amount = f"{doc.fmt(owed)} {doc.currency}"
+    if charging:
+        return (f"{amount} of this total is being charged to your card.",)
+    return (f"{amount} of this total is still owed for this visit: you can pay it in the app; "
+            "the store lets you in again once it is paid.",)
 
 
 def render_html(doc: ReceiptDoc, *, contest_url: str | None = DEFAULT_CONTEST_URL,
