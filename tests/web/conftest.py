@@ -10,7 +10,9 @@ asks for the state it needs through fixtures (test_flows.py), so that one runs a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select as selectmod
 import shutil
 import socket
 import threading
@@ -84,6 +86,86 @@ class GatedRunner:
             if stop.is_set():
                 return
         self.runner(d, stop)
+
+
+class Relay:
+    """A TCP relay between the browser and the service, which the test can cut: ``down()``
+    closes every connection through it and refuses new ones (the network is gone),
+    ``stall()`` holds them open with nothing going through, ``up()`` lets them through
+    again. The service itself keeps running, and the test keeps talking to it directly, so
+    things change while the page is cut off."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.open, self.flowing = threading.Event(), threading.Event()
+        self.open.set()
+        self.flowing.set()
+        self.conns: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns |= {client, upstream}
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                if not self.flowing.is_set():  # stalled: held open, nothing through
+                    time.sleep(0.05)
+                    continue
+                ready, _, _ = selectmod.select([a, b], [], [], 0.2)
+                for src in ready:
+                    data = src.recv(65536)
+                    if not data:
+                        return
+                    (b if src is a else a).sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (a, b):
+                with self.lock:
+                    self.conns.discard(x)
+                with contextlib.suppress(OSError):
+                    x.close()
+
+    def down(self) -> None:
+        self.open.clear()
+        with self.lock:
+            conns, self.conns = list(self.conns), set()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            c.close()
+
+    def stall(self) -> None:
+        """Connections stay open but carry nothing, new ones too (a sleeping laptop, a NAT
+        entry dropped): no side sees a close."""
+        self.flowing.clear()
+
+    def up(self) -> None:
+        self.open.set()
+        self.flowing.set()
+
+    def close(self) -> None:
+        self.down()
+        self.listener.close()
 
 
 @dataclass
