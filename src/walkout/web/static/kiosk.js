@@ -1,8 +1,14 @@
 "use strict";
-// Kiosk: an e-mail address or a card token → the receipts of that visitor, shown for a minute.
+// Kiosk: an e-mail address or a card token → the receipts of that visitor. A minute after the
+// last touch the terminal forgets everything of that customer: the receipts shown, what was
+// typed (an address typed and left unsent showed the next customer, who could send it), any
+// message.
 (() => {
   const { api, el } = WO;
+  const IDLE_MS = 60000;
   let token = WO.tokenFromHash("wo-kiosk"), clearTimer = null;
+  const idle = () => { clearTimeout(clearTimer); clearTimer = setTimeout(reset, IDLE_MS); };
+  for (const ev of ["input", "keydown", "pointerdown"]) document.addEventListener(ev, idle, true);
   const show = (id, on) => { document.getElementById(id).hidden = !on; };
   function ready() { show("setup", !token); show("lookup", !!token); show("signout", !!token); }
   // staff take the terminal out of service (or it was revoked): forget the token, show the set-up
@@ -21,13 +27,18 @@
           r.under_review ? el("p", { class: "muted", text: "Being checked by staff: it may still change." }) : null)),
         el("button", { type: "button", onclick: reset }, "Done"));
       show("found", true);
-      clearTimeout(clearTimer); clearTimer = setTimeout(reset, 60000);  // nobody else reads it
+      idle();  // nobody else reads it
     } catch (x) {
       if (x.status === 401 || x.status === 403) return WO.signOut("wo-kiosk", "This token does not work for the kiosk (revoked, or not a kiosk token): enter a kiosk token.");
       err.textContent = x.message;
     }
   }
-  function reset() { document.getElementById("found").replaceChildren(); show("found", false); document.getElementById("kemail").value = ""; document.getElementById("kcard").value = ""; }
+  function reset() {
+    clearTimeout(clearTimer);
+    document.getElementById("found").replaceChildren(); show("found", false);
+    document.getElementById("kemail").value = ""; document.getElementById("kcard").value = "";
+    document.getElementById("kiosk-error").textContent = "";
+  }
   document.getElementById("email-form").addEventListener("submit", e => { e.preventDefault(); lookup("/v1/kiosk/receipts", { email: document.getElementById("kemail").value.trim() }); });
   document.getElementById("card-form").addEventListener("submit", e => { e.preventDefault(); lookup("/v1/kiosk/card-receipts", { card_token: document.getElementById("kcard").value.trim() }); });
   ready();

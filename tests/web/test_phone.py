@@ -1,0 +1,192 @@
+"""The shopper's phone and the in-store kiosk when things are not tidy, in Debian's Chromium
+against the real service: a database the service cannot read, a network that drops or
+stalls (through the relay of ``conftest.Relay``), an entry code that expires while the phone
+is cut off, a receipt a review revises while the app shows it, a contested line staff decide,
+and the kiosk between two customers.
+
+The store is seeded through the API on SQLite (no engine), as in test_desk."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect
+from pydantic import SecretStr
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from tests.web.conftest import Relay
+
+from walkout.bench.durability import fresh_databases
+from walkout.service.app import create_app
+from walkout.service.db import make_engine
+from walkout.service.deps import Deps
+from walkout.service.settings import ServiceSettings
+
+ADMIN = "wo_web-phone-admin-0123456789abcdef"
+PHONE = {"width": 390, "height": 844}
+TTL_S = 8.0  # entry codes rotate quickly here: a test waits for one to expire
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Shop:
+    url: str  # the service, straight
+    page_url: str  # the same, through the relay
+    relay: Relay
+    deps: Deps
+    db_path: str
+    engine: Engine
+    operator: str
+    kiosk: str
+    products: list[str]
+    tokens: dict[str, str] = field(default_factory=dict)  # shoppers', by name
+
+    def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+        h = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.request(method, self.url + path, headers=h, timeout=30, **kw)
+
+    def shopper(self, name: str, card: bool = True) -> str:
+        r = self.api("POST", "/v1/accounts", json={"email": f"{name}@example.org",
+                                                   "name": name.title()})
+        assert r.status_code == 201, r.text
+        tok = self.tokens[name] = r.json()["token"]
+        if card:
+            assert self.api("POST", "/v1/me/payment-methods", tok,
+                            json={"provider_ref": f"tok_visa_{name}"}).status_code == 201
+        return str(tok)
+
+    def visit(self, name: str, products: list[str] | None = None) -> tuple[str, str]:
+        """A visit of ``name`` (signed up first if new) taking one of each of ``products``:
+        (visit id, receipt id)."""
+        tok = self.tokens.get(name) or self.shopper(name)
+        code = self.api("POST", "/v1/me/entry-code", tok).json()["code"]
+        vid = self.api("POST", "/v1/gates/entry/scan", self.operator,
+                       json={"code": code}).json()["visit_id"]
+        lines = [{"line_key": f"{vid}:{p}", "product_id": p, "quantity": 1, "event_id": f"e-{p}",
+                  "confidence": 0.9} for p in (products or self.products)]
+        assert self.api("POST", f"/v1/visits/{vid}/cart-lines", self.operator,
+                        json={"lines": lines}).status_code == 200
+        r = self.api("POST", f"/v1/visits/{vid}/exit", self.operator)
+        assert r.status_code == 200, r.text
+        return vid, r.json()["receipt_id"]
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fresh_databases(None, tmp_path_factory.mktemp("webphone"), names=("webphone",)) as (url,):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shop(db_url: str) -> Iterator[Shop]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
+                               bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0,
+                               entry_code_ttl_s=TTL_S, entry_codes_per_minute=60)
+    engine = make_engine(db_url)
+
+    @event.listens_for(engine, "connect", insert=True)  # before the service's own PRAGMAs
+    def _short_wait(dbapi_conn: Any, _rec: Any) -> None:
+        # a locked database answers in 2 s, not the 30 s a busy store waits for its writers
+        dbapi_conn.execute("PRAGMA busy_timeout=2000")
+
+    app = create_app(settings, engine=engine)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    th = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    th.start()
+    end = time.monotonic() + 30
+    while not server.started and time.monotonic() < end:
+        time.sleep(0.05)
+    relay = Relay(port)
+    deps: Deps = app.state.deps
+
+    def staff(role: str) -> str:
+        r = httpx.post(url + "/v1/admin/staff", json={"role": role, "name": role.title()},
+                       headers={"Authorization": f"Bearer {ADMIN}"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["token"])
+
+    db_path = str(make_url(db_url).database)
+    shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps, db_path, engine,
+                staff("operator"), staff("kiosk"), [p.id for p in deps.store.catalogue[:2]])
+    try:
+        yield shop
+    finally:
+        relay.close()
+        server.should_exit = True
+        th.join(30)
+
+
+def _phone(browser: Browser, shop: Shop, name: str) -> Page:
+    """The app on ``name``'s phone (signed up through the API: the token in its storage)."""
+    page = browser.new_context(viewport=PHONE).new_page()
+    page.goto(shop.page_url + "/app")
+    page.evaluate("t => localStorage.setItem('wo-shopper', t)", shop.tokens[name])
+    page.reload()
+    return page
+
+
+def _lock_out(shop: Shop) -> sqlite3.Connection:
+    """Another program takes the database for itself (an exclusive lock held by a backup or
+    a maintenance script): the service's connections, closed first, cannot open it again."""
+    for _ in range(40):
+        shop.engine.dispose()
+        holder = sqlite3.connect(shop.db_path, timeout=0.5, isolation_level=None)
+        try:
+            holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+            holder.execute("BEGIN EXCLUSIVE")
+            holder.execute("UPDATE accounts SET display_name = display_name WHERE 0")
+            return holder
+        except sqlite3.OperationalError:
+            holder.close()
+            time.sleep(0.1)
+    raise AssertionError("could not lock the database")
+
+
+# ---- the kiosk between two customers --------------------------------------------------------
+
+
+def test_the_kiosk_forgets_the_last_customer_a_minute_after_the_last_touch(
+        shop: Shop, browser: Browser) -> None:
+    """The kiosk cleared the receipts a minute after a look-up, but nothing before one: an
+    address typed and never sent (the customer changed her mind, or was called away) stayed
+    in the field for the next customer to read, or to send and see her receipts. Now a
+    minute after the last touch the kiosk forgets it all; receipts being read stay while
+    the customer is still using the kiosk."""
+    _, rid = shop.visit("kio-fay")
+    page = browser.new_context(viewport={"width": 1080, "height": 1920}).new_page()
+    page.clock.install()
+    page.goto(f"{shop.page_url}/kiosk#token={shop.kiosk}")
+    address = page.get_by_label("Your e-mail address")
+    address.fill("kio-fay@example.org")  # ... and she walks away without sending it
+    page.clock.run_for(61_000)
+    expect(address).to_have_value("")
+    # the next customer looks her receipts up and reads them
+    address.fill("kio-fay@example.org")
+    page.get_by_role("button", name="Show my receipts").click()
+    found = page.locator(f"#found article[data-receipt='{rid}']")
+    expect(found).to_be_visible()
+    page.clock.run_for(50_000)
+    page.keyboard.press("PageDown")  # still reading
+    page.clock.run_for(50_000)
+    expect(found).to_be_visible()
+    page.clock.run_for(15_000)
+    expect(page.locator("#found")).to_be_hidden()
+    expect(address).to_have_value("")
+    page.context.close()
