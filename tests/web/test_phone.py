@@ -159,6 +159,33 @@ def _lock_out(shop: Shop) -> sqlite3.Connection:
     raise AssertionError("could not lock the database")
 
 
+# ---- the first load fails --------------------------------------------------------------------
+
+
+def test_the_app_says_why_it_cannot_open_and_opens_once_it_can(shop: Shop,
+                                                              browser: Browser) -> None:
+    """The app's first look at the account (``GET /v1/app/cart``) failing with anything but a
+    401 left the phone with an empty page, for good: no reason, no retry. It says what went
+    wrong, tries again, and opens by itself once the service answers."""
+    shop.shopper("lock-ann")
+    page = browser.new_context(viewport=PHONE).new_page()
+    page.goto(shop.page_url + "/app")
+    page.evaluate("t => localStorage.setItem('wo-shopper', t)", shop.tokens["lock-ann"])
+    holder = _lock_out(shop)
+    try:
+        page.reload()
+        problem = page.locator("#load-error")
+        expect(problem).to_be_visible(timeout=15_000)
+        expect(problem).to_contain_text("Could not open your account: Internal Server Error")
+        expect(problem.get_by_role("button", name="Try again now")).to_be_visible()
+    finally:
+        holder.rollback()
+        holder.close()
+    expect(page.locator("#qr svg")).to_be_visible(timeout=20_000)
+    expect(problem).to_be_hidden()
+    page.context.close()
+
+
 # ---- the kiosk between two customers --------------------------------------------------------
 
 

@@ -148,8 +148,17 @@
   async function route() {
     if (!token) { show(contest ? "contest-elsewhere" : "signup", true); return; }
     let me;
-    try { me = await api(token, "GET", "/v1/app/cart"); }
-    catch (e) { if (e.status === 401) { localStorage.removeItem("wo-shopper"); token = null; return route(); } throw e; }
+    clearTimeout(loadTimer);
+    try { me = await api(token, "GET", "/v1/app/cart", undefined, LOAD_WAIT_MS); }
+    catch (e) {
+      if (e.status === 401) { localStorage.removeItem("wo-shopper"); token = null; return route(); }
+      // refused (a 5xx, a 429) or unreachable: say so and try again, never a blank page
+      document.getElementById("load-why").textContent = `Could not open your account: ${e.message}.`;
+      show("load-error", true);
+      loadTimer = setTimeout(route, LOAD_RETRY_MS);
+      return;
+    }
+    show("load-error", false);
     show("signup", false);
     show("signout", true);
     show("payment", !me.payment_method);
@@ -160,5 +169,8 @@
       const c = document.getElementById("conn"); c.textContent = st === "live" ? "live" : "offline"; c.className = "pill" + (st === "live" ? " live" : "");
     });
   }
+  const LOAD_WAIT_MS = 15000, LOAD_RETRY_MS = 5000;
+  let loadTimer = null;
+  document.getElementById("load-retry").addEventListener("click", () => route());
   route();
 })();

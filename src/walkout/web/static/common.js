@@ -19,18 +19,22 @@ const WO = (() => {
     return localStorage.getItem(key);
   }
   // a failed call throws an Error whose message a person can read: the service's own reason,
-  // or that it could not be reached (status 0), never an empty one
-  async function api(token, method, path, body) {
+  // or that it could not be reached (status 0), never an empty one. ``timeoutMs``: give up
+  // then (status 0 too): a connection that died without a close would wait for ever
+  async function api(token, method, path, body, timeoutMs) {
     let r, data;
+    const ctl = timeoutMs ? new AbortController() : null;
+    const timer = ctl && setTimeout(() => ctl.abort(), timeoutMs);
     try {
       r = await fetch(path, {
         method, headers: Object.assign({ "Authorization": "Bearer " + token },
           body === undefined ? {} : { "Content-Type": "application/json" }),
-        body: body === undefined ? undefined : JSON.stringify(body) });
+        body: body === undefined ? undefined : JSON.stringify(body), signal: ctl?.signal });
       data = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
     } catch (x) {
-      const e = new Error("the service cannot be reached (is the network down?)"); e.status = 0; throw e;
-    }
+      const e = new Error(ctl?.signal.aborted ? "the service did not answer (is the network down?)"
+        : "the service cannot be reached (is the network down?)"); e.status = 0; throw e;
+    } finally { clearTimeout(timer); }
     if (!r.ok) { const e = new Error(data.detail || r.statusText || `HTTP ${r.status}`); e.status = r.status; e.code = data.error; throw e; }
     return data;
   }
