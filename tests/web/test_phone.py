@@ -8,6 +8,7 @@ The store is seeded through the API on SQLite (no engine), as in test_desk."""
 
 from __future__ import annotations
 
+import re
 import socket
 import sqlite3
 import threading
@@ -21,7 +22,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect
 from pydantic import SecretStr
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine, make_url
 from tests.web.conftest import Relay
 
@@ -29,6 +30,7 @@ from walkout.bench.durability import fresh_databases
 from walkout.service.app import create_app
 from walkout.service.db import make_engine
 from walkout.service.deps import Deps
+from walkout.service.models import Account, EntryCode
 from walkout.service.settings import ServiceSettings
 
 ADMIN = "wo_web-phone-admin-0123456789abcdef"
@@ -183,6 +185,52 @@ def test_the_app_says_why_it_cannot_open_and_opens_once_it_can(shop: Shop,
         holder.close()
     expect(page.locator("#qr svg")).to_be_visible(timeout=20_000)
     expect(problem).to_be_hidden()
+    page.context.close()
+
+
+# ---- the entry code --------------------------------------------------------------------------
+
+
+def _codes(shop: Shop, name: str) -> int:
+    with shop.deps.sessions() as s:
+        aid = s.scalar(select(Account.id).where(Account.email == f"{name}@example.org"))
+        return int(s.scalar(select(func.count()).select_from(EntryCode)
+                            .where(EntryCode.account_id == aid)) or 0)
+
+
+def test_the_app_asks_for_one_code_at_a_time(shop: Shop, browser: Browser) -> None:
+    """Opening the app asked for two entry codes at once (its first look at the cart and its
+    stream's first event each started one while the other was under way): each spends the
+    account's rate limit (6 a minute), and two countdowns then ran side by side."""
+    shop.shopper("once-bo")
+    page = _phone(browser, shop, "once-bo")
+    expect(page.locator("#qr svg")).to_be_visible()
+    expect(page.locator("#conn")).to_have_text("live")
+    time.sleep(1.0)
+    assert _codes(shop, "once-bo") == 1
+    page.context.close()
+
+
+def test_a_code_that_expired_while_the_phone_was_cut_off_is_not_shown(
+        shop: Shop, browser: Browser) -> None:
+    """The network stalls (the phone between Wi-Fi and mobile data) as the code nears its
+    expiry: the request for the next one hangs, and the page kept showing the expired code
+    under "A new code in 3 s", for as long as the request hung — a code the gate refuses.
+    The countdown runs on: the expired code leaves the screen, the page says why, and a new
+    one comes once the network is back."""
+    shop.shopper("exp-cy")
+    page = _phone(browser, shop, "exp-cy")
+    expect(page.locator("#qr svg")).to_be_visible()
+    shop.relay.stall()
+    try:
+        expect(page.locator("#qr svg")).to_be_hidden(timeout=(TTL_S + 2) * 1000)
+        expect(page.locator("#qr-expiry")).to_contain_text(re.compile("expired|Getting a code"))
+        expect(page.locator("#qr-error")).to_contain_text("did not answer", timeout=15_000)
+        expect(page.locator("#qr-expiry")).to_contain_text("This code expired")
+    finally:
+        shop.relay.up()
+    expect(page.locator("#qr svg")).to_be_visible(timeout=20_000)
+    expect(page.locator("#qr-error")).to_have_text("")
     page.context.close()
 
 

@@ -39,27 +39,43 @@
     } catch (err) { document.getElementById("payment-error").textContent = err.message; }
   });
 
-  async function showQr() {
-    clearTimeout(qrTimer);
+  // The entry code: a new one a few seconds before the shown one expires. The countdown runs
+  // on whatever happens to the request for the next one, so a code that expired while the
+  // phone was cut off (or asleep: the timers stop, the clock does not) is taken off the
+  // screen, never shown at the gate to be refused. One request at a time: the app's first
+  // look at the cart and its stream's first event both asked for one, and each code spends
+  // the account's rate limit.
+  const QR_EARLY_MS = 3000, QR_RETRY_MS = 10000, QR_WAIT_MS = 10000;
+  let qrUntil = 0, qrFetching = false, qrNextTry = 0;
+  function stopQr() { clearTimeout(qrTimer); qrTimer = null; }
+  async function fetchQr() {
+    qrFetching = true;
+    const box = document.getElementById("qr"), err = document.getElementById("qr-error");
     try {
-      const q = await api(token, "POST", "/v1/app/entry-qr");
-      const box = document.getElementById("qr");
+      const q = await api(token, "POST", "/v1/app/entry-qr", undefined, QR_WAIT_MS);
+      if (qrTimer === null) return;     // inside (or owing) meanwhile: no code to show
       box.innerHTML = q.svg;              // SVG drawn by the server (segno), no user data in it
       box.dataset.code = q.code;
-      const until = Date.now() + q.expires_in_s * 1000;
-      const tick = () => {
-        const s = Math.max(0, Math.round((until - Date.now()) / 1000));
-        document.getElementById("qr-expiry").textContent = `A new code in ${s} s`;
-        if (s <= 3) { showQr(); return; }
-        qrTimer = setTimeout(tick, 1000);
-      };
-      document.getElementById("qr-error").textContent = "";
-      tick();
-    } catch (err) {
-      document.getElementById("qr-error").textContent = err.message;
-      qrTimer = setTimeout(showQr, 10000);   // rate-limited or offline: try again later
-    }
+      qrUntil = Date.now() + q.expires_in_s * 1000;
+      err.textContent = "";
+    } catch (x) {
+      err.textContent = x.status === 0 ? `No new code: ${x.message}` : x.message;
+      qrNextTry = Date.now() + QR_RETRY_MS;   // rate-limited or offline: try again later
+    } finally { qrFetching = false; }
+    if (qrTimer !== null) tickQr();
   }
+  function tickQr() {
+    clearTimeout(qrTimer);
+    const box = document.getElementById("qr"), left = qrUntil - Date.now();
+    if (left <= 0 && box.dataset.code) { box.replaceChildren(); delete box.dataset.code; }
+    document.getElementById("qr-expiry").textContent = left > 0 ? `A new code in ${Math.round(left / 1000)} s`
+      : qrFetching ? "Getting a code…" : "This code expired: a new one comes as soon as the app reaches the store.";
+    if (!qrFetching && left <= QR_EARLY_MS && Date.now() >= qrNextTry) fetchQr();
+    qrTimer = setTimeout(tickQr, 1000);
+  }
+  function showQr() { if (qrTimer === null) tickQr(); }
+  // a phone waking up runs its timers late: look at the code at once
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && qrTimer !== null) tickQr(); });
 
   // a balance an earlier visit still owes: the gate refuses the code until it is paid, so the
   // app offers to pay it (with the newest card, or one added here) instead of a useless code
@@ -94,7 +110,7 @@
     drawOwed(c.owed);
     const owing = !inside && owed.length > 0;
     show("enter", !inside && !owing);
-    if (inside || owing) { clearTimeout(qrTimer); qrTimer = null; } else if (!qrTimer) showQr();
+    if (inside || owing) stopQr(); else showQr();
     show("cart", !!inside);
     if (inside) {
       document.getElementById("cart-lines").replaceChildren(...(c.lines.length ? c.lines.map(l => el("li", { "data-product": l.product_id }, el("span", { text: `${l.quantity} × ${l.name}` }), el("span", { text: l.amount }))) : [el("li", { class: "muted", text: "Nothing yet: take what you like, put back what you don't." })]));
