@@ -27,7 +27,9 @@ from sqlalchemy.engine import Engine, make_url
 from tests.web.conftest import Relay
 
 from walkout.bench.durability import fresh_databases
+from walkout.service import revisions
 from walkout.service.app import create_app
+from walkout.service.checkout import LineRequest
 from walkout.service.db import make_engine
 from walkout.service.deps import Deps
 from walkout.service.models import Account, EntryCode
@@ -231,6 +233,63 @@ def test_a_code_that_expired_while_the_phone_was_cut_off_is_not_shown(
         shop.relay.up()
     expect(page.locator("#qr svg")).to_be_visible(timeout=20_000)
     expect(page.locator("#qr-error")).to_have_text("")
+    page.context.close()
+
+
+# ---- receipts ------------------------------------------------------------------------------
+
+
+def test_a_receipt_revised_by_a_review_shows_revised_at_once(shop: Shop,
+                                                              browser: Browser) -> None:
+    """A review verdict takes a line off an issued receipt (as the engine worker applies it:
+    ``revisions.add_review_lines`` then ``revise``). The app reloaded receipts only when
+    their number changed, so the open receipt and the list kept the total as first issued
+    until the shopper reloaded the page; the e-mail of the revision said otherwise."""
+    vid, rid = shop.visit("rev-di")
+    page = _phone(browser, shop, "rev-di")
+    page.locator(f"#my-receipts button[data-receipt='{rid}']").click()
+    before = shop.api("GET", f"/v1/receipts/{rid}", shop.tokens["rev-di"]).json()["total"]
+    expect(page.locator("#my-receipt tfoot")).to_contain_text(before)
+    expect(page.locator("#conn")).to_have_text("live")
+    p0 = shop.products[0]
+    revisions.add_review_lines(shop.deps, vid, [LineRequest(f"review:{vid}:{p0}", p0, -1, "rv")])
+    revisions.revise(shop.deps, vid, needs_review=False)
+    after = shop.api("GET", f"/v1/receipts/{rid}", shop.tokens["rev-di"]).json()["total"]
+    assert after != before
+    expect(page.locator("#my-receipt tfoot")).to_contain_text(after, timeout=10_000)
+    expect(page.locator(f"#my-receipts button[data-receipt='{rid}']")).to_contain_text(after)
+    expect(page.locator(f"#my-receipt tbody tr[data-product='{p0}']")).to_have_count(0)
+    page.context.close()
+
+
+def test_a_contested_line_shows_its_answer(shop: Shop, browser: Browser) -> None:
+    """The app thanked the shopper and said staff would "answer by e-mail", but no e-mail
+    tells her a dispute's outcome, and the app never showed it: opened again, the receipt
+    offered the same line's form, which the service then refused (409 already disputed).
+    The line now says it is contested, then what staff decided (refunded, and how much), and
+    is no longer offered for contesting; the other line still is."""
+    _, rid = shop.visit("dsp-ed")
+    p0, p1 = shop.products
+    page = _phone(browser, shop, "dsp-ed")
+    page.locator(f"#my-receipts button[data-receipt='{rid}']").click()
+    page.get_by_label("Line", exact=True).select_option(p0)
+    page.get_by_label("What happened").fill("I put it back")
+    page.get_by_role("button", name="Contest this line").click()
+    contested = page.locator(f"#my-disputes li[data-product='{p0}']")
+    expect(contested).to_contain_text("staff are looking at it", timeout=10_000)
+    expect(page.get_by_label("Line", exact=True).locator("option")).to_have_count(1)
+    expect(page.get_by_label("Line", exact=True).locator(f"option[value='{p1}']")).to_have_count(1)
+    page.get_by_label("What happened").fill("half written")  # a refresh keeps it
+    did = next(x["dispute_id"] for x in shop.api("GET", "/v1/disputes", shop.operator).json()
+               if x["receipt_id"] == rid)
+    r = shop.api("POST", f"/v1/disputes/{did}/decision", shop.operator,
+                 json={"decision": "refund", "note": "seen on the shelf camera"})
+    assert r.status_code == 200, r.text
+    refund = r.json()["refund"]
+    expect(contested).to_contain_text(f"refunded {refund['amount']} {refund['currency']}",
+                                      timeout=10_000)
+    expect(page.get_by_label("What happened")).to_have_value("half written")
+    expect(page.locator("#my-receipt")).not_to_contain_text("seen on the shelf camera")
     page.context.close()
 
 

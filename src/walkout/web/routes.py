@@ -21,6 +21,7 @@ defines locally as real objects, not strings.)
 """
 
 import asyncio
+import hashlib
 import json
 import math
 import re
@@ -311,6 +312,19 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                                                             light="#fff")
         return {"code": issued.code, "expires_in_s": issued.expires_in_s, "svg": svg}
 
+    def receipts_seen(s: Session, account_id: str) -> str:
+        """A digest of what the app shows of the shopper's receipts: each one's total and
+        review flag, and each of her disputes' state and refund. A review revision or a
+        dispute decision changes it (not the number of receipts), so the stream pushes a
+        ``cart`` and the app reloads them (it kept showing the receipt as first issued)."""
+        rows = s.execute(select(Receipt.id, Receipt.total, Receipt.needs_review)
+                         .join(Visit, Visit.id == Receipt.visit_id)
+                         .where(Visit.account_id == account_id).order_by(Receipt.id)).all()
+        dsp = s.execute(select(Dispute.id, Dispute.state, Dispute.quantity, Dispute.refund_amount)
+                        .where(Dispute.account_id == account_id).order_by(Dispute.id)).all()
+        seen = repr(([tuple(map(str, r)) for r in rows], [tuple(map(str, d)) for d in dsp]))
+        return hashlib.sha256(seen.encode()).hexdigest()[:16]
+
     def cart_of(account_id: str) -> dict[str, Any]:
         with sessions() as s:
             v = s.scalar(select(Visit).where(Visit.account_id == account_id)
@@ -321,7 +335,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             has_method = s.scalar(select(PaymentMethod.id)
                                   .where(PaymentMethod.account_id == account_id).limit(1))
             out: dict[str, Any] = {"visit": None, "lines": [], "total": "0.00",
-                                   "receipts": n_receipts, "payment_method": bool(has_method),
+                                   "receipts": n_receipts,
+                                   "receipts_seen": receipts_seen(s, account_id),
+                                   "payment_method": bool(has_method),
                                    "owed": checkout.owed_by(s, account_id)}
             if v is None:
                 return out
@@ -342,6 +358,25 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
     def my_cart(p: Shopper) -> dict[str, Any]:
         """The shopper's latest visit with its cart as the ledger has it now."""
         return cart_of(p.account_id)
+
+    @app.get("/v1/app/disputes")
+    def my_disputes(p: Shopper) -> list[dict[str, Any]]:
+        """The shopper's contested lines and what became of them (``state``: open,
+        refunding, refunded, rejected, corrected; ``refund``: what was paid back), newest
+        first: the app shows each beside its receipt's line. No e-mail tells her the answer,
+        so this is where she finds it; the operator's note stays with staff."""
+        with sessions() as s:
+            rows = s.execute(select(Dispute, Receipt.currency)
+                             .join(Receipt, Receipt.id == Dispute.receipt_id)
+                             .where(Dispute.account_id == p.account_id)
+                             .order_by(Dispute.created_at.desc(), Dispute.id)).all()
+            return [{"dispute_id": d.id, "receipt_id": d.receipt_id,
+                     "product_id": d.product_id, "quantity": d.quantity, "state": d.state,
+                     "refund": None if d.refund_amount is None else
+                     str(Money(Decimal(d.refund_amount), cur).amount),
+                     "currency": cur, "created_at": aware(d.created_at).isoformat(),
+                     "resolved_at": None if d.resolved_at is None
+                     else aware(d.resolved_at).isoformat()} for d, cur in rows]
 
     @app.get("/v1/app/stream")
     async def my_stream(request: Request, p: Shopper) -> StreamingResponse:

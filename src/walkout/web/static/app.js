@@ -116,11 +116,19 @@
       document.getElementById("cart-lines").replaceChildren(...(c.lines.length ? c.lines.map(l => el("li", { "data-product": l.product_id }, el("span", { text: `${l.quantity} × ${l.name}` }), el("span", { text: l.amount }))) : [el("li", { class: "muted", text: "Nothing yet: take what you like, put back what you don't." })]));
       document.getElementById("cart-total").textContent = `${c.total} ${c.visit.currency}`;
     }
-    if (c.receipts !== lastReceipts) { lastReceipts = c.receipts; loadReceipts(); }
+    // receipts_seen changes with a new receipt, a review's revision of one, a dispute's answer
+    if (c.receipts_seen !== lastReceipts) { lastReceipts = c.receipts_seen; loadReceipts(); }
   }
 
+  let disputes = [];
   async function loadReceipts() {
-    const rs = await api(token, "GET", "/v1/receipts");
+    let rs;
+    const err = document.getElementById("receipts-error");
+    try { [rs, disputes] = await Promise.all([api(token, "GET", "/v1/receipts"), api(token, "GET", "/v1/app/disputes")]); }
+    catch (x) {   // said, and tried again with the next change the stream brings
+      lastReceipts = null; show("receipts-card", true); err.textContent = `Could not load your receipts: ${x.message}`; return;
+    }
+    err.textContent = "";
     show("receipts-card", rs.length > 0);
     document.getElementById("my-receipts").replaceChildren(...rs.map(r => el("li", {}, el("button", { class: "row", "data-receipt": r.receipt_id, onclick: () => openReceipt(r) },
       el("strong", { text: `${r.total} ${r.currency}` }), ` · ${WO.instant(r.issued_at).toLocaleString()} `, r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null))));
@@ -139,26 +147,47 @@
     }
     openReceipt(want);
     const line = document.getElementById("dispute-product");
+    if (!line) return;   // every line contested already: their answers are shown instead
     if (product && [...line.options].some(o => o.value === product)) line.value = product;
     const reason = document.getElementById("dispute-reason");
     reason.scrollIntoView({ block: "center" }); reason.focus();
   }
+  // what became of a contested line, in the shopper's words
+  function outcome(d) {
+    return { open: "contested: staff are looking at it", refunding: `refund of ${d.refund} ${d.currency} on its way`,
+      refunded: `refunded ${d.refund} ${d.currency}`, rejected: "contested: staff checked it and kept the charge",
+      corrected: "corrected by a review of the store's cameras" }[d.state] || d.state;
+  }
   function openReceipt(r) {
-    const box = document.getElementById("my-receipt"); box.dataset.receipt = r.receipt_id;
+    const box = document.getElementById("my-receipt");
+    // a refresh (the stream's) keeps what she was writing in the form
+    const was = box.dataset.receipt === r.receipt_id && box.querySelector("form");
+    const kept = was && { product: was.product.value, quantity: was.quantity.value, reason: was.reason.value };
+    box.dataset.receipt = r.receipt_id;
     const err = el("p", { class: "error", role: "alert" });
+    const mine = disputes.filter(d => d.receipt_id === r.receipt_id);
+    const name = pid => (r.lines.find(l => l.product_id === pid) || { name: pid }).name;
+    const contested = new Set(mine.map(d => d.product_id));
+    const open = r.lines.filter(l => !contested.has(l.product_id));   // a line is contested once
     WO.fill(box, el("h3", { text: "Receipt" }), WO.receiptTable(r), WO.taxTable(r), r.under_review ? el("p", { class: "muted", text: "Part of this visit is being checked by staff; the receipt may still change." }) : null,
-      el("form", { "aria-label": "Contest a line", onsubmit: async e => {
+      mine.length ? [el("h3", { text: "Contested lines" }), el("ul", { class: "list", id: "my-disputes" }, mine.map(d => el("li", { "data-product": d.product_id, "data-state": d.state },
+        el("strong", { text: name(d.product_id) }), ` (${d.quantity}): `, el("span", { class: `state ${d.state}`, text: outcome(d) }))))] : null,
+      open.length ? el("form", { "aria-label": "Contest a line", onsubmit: async e => {
         e.preventDefault();
         const f = e.target;
         try {
           await api(token, "POST", "/v1/disputes", { receipt_id: r.receipt_id, product_id: f.product.value, quantity: +f.quantity.value, reason: f.reason.value });
-          err.textContent = ""; f.replaceWith(el("p", { role: "status", text: "Thank you: staff will look at it and answer by e-mail." }));
+          err.textContent = ""; f.replaceWith(el("p", { role: "status", text: "Thank you: staff will look at it. Their answer shows here, beside the line." }));
         } catch (x) { err.textContent = x.message; }
       } }, el("h3", { text: "Something wrong?" }),
-        el("label", { for: "dispute-product", text: "Line" }), el("select", { id: "dispute-product", name: "product" }, r.lines.map(l => el("option", { value: l.product_id, text: l.name }))),
+        el("label", { for: "dispute-product", text: "Line" }), el("select", { id: "dispute-product", name: "product" }, open.map(l => el("option", { value: l.product_id, text: l.name }))),
         el("label", { for: "dispute-qty", text: "How many are wrong" }), el("input", { id: "dispute-qty", name: "quantity", type: "number", min: 1, value: 1, required: true }),
         el("label", { for: "dispute-reason", text: "What happened" }), el("textarea", { id: "dispute-reason", name: "reason", required: true, rows: 2 }),
-        el("button", { type: "submit" }, "Contest this line"), err));
+        el("button", { type: "submit" }, "Contest this line"), err) : null);
+    const f = box.querySelector("form");
+    if (f && kept && [...f.product.options].some(o => o.value === kept.product)) {
+      f.product.value = kept.product; f.quantity.value = kept.quantity; f.reason.value = kept.reason;
+    }
   }
 
   async function route() {
