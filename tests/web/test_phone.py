@@ -13,8 +13,9 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +23,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect
 from pydantic import SecretStr
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from tests.web.conftest import Relay
 
@@ -32,7 +33,7 @@ from walkout.service.app import create_app
 from walkout.service.checkout import LineRequest
 from walkout.service.db import make_engine
 from walkout.service.deps import Deps
-from walkout.service.models import Account, EntryCode
+from walkout.service.models import Account, EntryCode, ReceiptLine
 from walkout.service.settings import ServiceSettings
 
 ADMIN = "wo_web-phone-admin-0123456789abcdef"
@@ -323,4 +324,34 @@ def test_the_kiosk_forgets_the_last_customer_a_minute_after_the_last_touch(
     page.clock.run_for(15_000)
     expect(page.locator("#found")).to_be_hidden()
     expect(address).to_have_value("")
+    page.context.close()
+
+
+# ---- what the names hold ---------------------------------------------------------------------
+
+
+def test_a_long_product_name_fits_the_phone_and_markup_stays_text(
+        shop: Shop, browser: Browser, shot: Callable[[Page, str], Path]) -> None:
+    """A catalogue name is the store's text: long, unbroken (an EAN-like code, a URL), or
+    with markup in it. The phone (390 px) shows it whole, without a page that scrolls
+    sideways, and markup as the characters it is."""
+    _, rid = shop.visit("long-gus")
+    long = "WholegrainOrganicSourdoughSandwichLoafSliced800gFamilyPack" * 2
+    odd = '<img src=x onerror="document.title=1">'
+    p0, p1 = shop.products
+    with shop.deps.sessions.begin() as s:
+        s.execute(update(ReceiptLine).where(ReceiptLine.receipt_id == rid,
+                                            ReceiptLine.product_id == p0).values(name=long))
+        s.execute(update(ReceiptLine).where(ReceiptLine.receipt_id == rid,
+                                            ReceiptLine.product_id == p1).values(name=odd))
+    page = _phone(browser, shop, "long-gus")
+    page.locator(f"#my-receipts button[data-receipt='{rid}']").click()
+    expect(page.locator(f"#my-receipt tbody tr[data-product='{p0}']")).to_contain_text(long)
+    expect(page.locator(f"#my-receipt tbody tr[data-product='{p1}']")).to_contain_text(odd)
+    assert shop.api("POST", "/v1/disputes", shop.tokens["long-gus"], json={
+        "receipt_id": rid, "product_id": p0, "reason": "not mine"}).status_code == 201
+    expect(page.locator(f"#my-disputes li[data-product='{p0}']")).to_contain_text(long)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(page, "app-long-names")
+    assert page.title() != "1"
     page.context.close()
