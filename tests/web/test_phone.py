@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy import event, func, select, update
@@ -138,6 +139,15 @@ def shop(db_url: str) -> Iterator[Shop]:
         th.join(30)
 
 
+def _audit(page: Page, what: str) -> None:
+    """WCAG 2.1 A/AA by axe-core, as test_accessibility audits the pages' other states."""
+    res = Axe().run(page, options={"runOnly": {"type": "tag", "values": [
+        "wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+    found = [f"{v['id']}: {v['help']} — " + "; ".join(" ".join(n["target"]) for n in v["nodes"])
+             for v in res.response["violations"]]
+    assert not found, f"{what}: " + "\n".join(found)
+
+
 def _phone(browser: Browser, shop: Shop, name: str) -> Page:
     """The app on ``name``'s phone (signed up through the API: the token in its storage)."""
     page = browser.new_context(viewport=PHONE).new_page()
@@ -183,6 +193,7 @@ def test_the_app_says_why_it_cannot_open_and_opens_once_it_can(shop: Shop,
         expect(problem).to_be_visible(timeout=15_000)
         expect(problem).to_contain_text("Could not open your account: Internal Server Error")
         expect(problem.get_by_role("button", name="Try again now")).to_be_visible()
+        _audit(page, "the app that cannot open the account")
     finally:
         holder.rollback()
         holder.close()
@@ -291,6 +302,7 @@ def test_a_contested_line_shows_its_answer(shop: Shop, browser: Browser) -> None
                                       timeout=10_000)
     expect(page.get_by_label("What happened")).to_have_value("half written")
     expect(page.locator("#my-receipt")).not_to_contain_text("seen on the shelf camera")
+    _audit(page, "the app with a contested line answered")
     page.context.close()
 
 
