@@ -405,6 +405,46 @@ def test_after_a_write_off_a_second_rise_asks_only_for_the_new_difference(
         assert pay.sales() == Decimal("50.00") and _scan(svc, h) == (201, None)
 
 
+WATER = "073360771026"  # 7.59 EUR
+
+
+def test_a_rise_while_the_balance_charge_is_in_flight_is_charged_too(engine: Engine) -> None:
+    """A verdict adds 7.59 and its charge goes unanswered; a second adds 9.19 while it is in
+    flight. When the first is confirmed, the 9.19 is still owed and charged next, under the
+    next attempt's key (before: the whole 16.78 was marked settled by the 7.59)."""
+    svc, pay = _start(engine)
+    with svc.client:
+        vid = svc.enter(svc.shopper())
+        svc.leave(vid, {BAR: 1})
+        pay.fail("charge", "down")
+        _verdict(svc, vid, WATER, +1, "first")  # 7.59 owed, its charge's outcome unknown
+        _verdict(svc, vid, BAR, +1, "second")  # 9.19 more while it is in flight
+        assert pay.sales() == Decimal("9.19")
+        housekeeping.turn(svc.deps)
+        assert pay.sales() == Decimal("25.97")
+        assert pay.keys("charge") == [f"visit:{vid}:balance", f"visit:{vid}:balance",
+                                      f"visit:{vid}:balance:1"]
+        [bal] = checkout.owed_balances(svc.deps, include_settled=True)
+        assert (bal["amount"], bal["settled"]) == ("9.19", True)
+        assert visit_state(svc, vid) == "charged"
+
+
+def test_a_fall_while_the_balance_charge_is_in_flight_is_refunded(engine: Engine) -> None:
+    """A verdict adds 7.59 and its charge goes unanswered; a second takes the item off again
+    while it is in flight. When the charge is confirmed after all, what it took is refunded."""
+    svc, pay = _start(engine)
+    with svc.client:
+        vid = svc.enter(svc.shopper())
+        svc.leave(vid, {BAR: 1})
+        pay.fail("charge", "down")
+        _verdict(svc, vid, WATER, +1, "first")
+        _verdict(svc, vid, WATER, -1, "second")
+        housekeeping.turn(svc.deps)
+        assert pay.sales() == Decimal("9.19")
+        assert len(pay.keys("refund")) == 1
+        assert checkout.owed_balances(svc.deps) == []
+
+
 # ---- the shopper pays what she owes herself ----------------------------------------------------
 
 

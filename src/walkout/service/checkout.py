@@ -445,17 +445,42 @@ def collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> 
                     "not confirmed, retried with its key", e.reason)
         return None
     now = d.clock.now()
+    rest = Decimal(0)
     with d.sessions.begin() as s:
         s.execute(update(Charge).where(Charge.idempotency_key == key)
                   .values(status="succeeded", settled_at=d.clock.now(),
                           provider_ref=got.capture_id, error=None))
-        s.execute(update(Visit).where(Visit.id == visit_id,
-                                      Visit.balance_settled_at.is_(None))
-                  .values(balance_settled_at=now, balance_settlement=SETTLED_CHARGED))
-        if clear_review:
-            s.execute(update(Visit).where(Visit.id == visit_id, Visit.state == "in_review")
-                      .values(state="charged"))
+        v = s.get(Visit, visit_id, with_for_update=True)
+        assert v is not None
+        if v.balance_settled_at is None:
+            # a revision may have moved the balance while this charge was in flight: what it
+            # did not cover is still owed (charged next, under the next attempt's key); what
+            # it took above the balance goes back with the receipt's money settled again
+            rest = Decimal(v.balance_owed or 0) - amount.amount
+            if rest > 0:
+                v.balance_owed = rest
+                tries = s.scalar(select(func.count(Charge.id)).where(
+                    Charge.visit_id == visit_id, balance_charges(visit_id))) or 0
+                nxt = f"visit:{visit_id}:balance:{tries}"
+                s.add(Charge(visit_id=visit_id, kind="capture", idempotency_key=nxt,
+                             provider=d.provider.name, amount=rest, currency=v.currency,
+                             status="pending", created_at=now))
+            else:
+                v.balance_settled_at, v.balance_settlement = now, SETTLED_CHARGED
+                if clear_review and v.state == "in_review":
+                    v.state = "charged"
+        needs_review = bool(s.scalar(select(Receipt.needs_review)
+                                     .where(Receipt.visit_id == visit_id)))
     log.info("visit %s: its balance of %s was charged", visit_id, amount)
+    if rest > 0:
+        log.warning("visit %s: a revision raised its balance while %s was being charged: "
+                    "%s %s more is charged", visit_id, amount, rest, amount.currency)
+        collect(d, visit_id, nxt, clear_review=clear_review)
+        return amount
+    if rest < 0:
+        from walkout.service import revisions  # revisions builds on this module
+
+        revisions.revise(d, visit_id, needs_review)  # refunds what it took above the balance
     release_refused_hold(d, visit_id)
     return amount
 
