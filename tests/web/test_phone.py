@@ -8,6 +8,7 @@ The store is seeded through the API on SQLite (no engine), as in test_desk."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import sqlite3
@@ -366,4 +367,80 @@ def test_a_long_product_name_fits_the_phone_and_markup_stays_text(
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     shot(page, "app-long-names")
     assert page.title() != "1"
+    page.context.close()
+
+
+# ---- her data: a copy, and erasure ----------------------------------------------------------
+
+
+def test_the_app_saves_a_copy_of_her_data(shop: Shop, browser: Browser) -> None:
+    """``GET /v1/me/export`` existed, but the app offered no way to it, and the shopper has no
+    password and never sees her token: she could not ask for her own data. "Download my
+    data" saves it as a file."""
+    vid, rid = shop.visit("data-gil")
+    page = _phone(browser, shop, "data-gil")
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download my data").click()
+    download = got.value
+    assert download.suggested_filename.endswith(".json")
+    data = json.loads(Path(download.path()).read_text())
+    assert data["account"]["email"] == "data-gil@example.org"
+    assert [v["visit_id"] for v in data["visits"]] == [vid]
+    assert rid in json.dumps(data["receipts"])
+    expect(page.locator("#export-error")).to_have_text("")
+    page.context.close()
+
+
+def test_she_deletes_her_account_from_the_app(shop: Shop, browser: Browser) -> None:
+    """``DELETE /v1/me`` existed but the app did not offer it. It asks first, saying what is
+    kept (receipts, pseudonymised) and when it is refused; once done the app forgets the
+    token and is back at the sign-up, saying so."""
+    shop.visit("gone-hal")
+    tok = shop.tokens["gone-hal"]
+    aid = shop.api("GET", "/v1/me", tok).json()["account_id"]
+    page = _phone(browser, shop, "gone-hal")
+    expect(page.locator("#conn")).to_have_text("live")
+    page.get_by_role("button", name="Delete my account").click()
+    confirm = page.locator("#erase-confirm")
+    expect(confirm).to_be_visible()
+    expect(confirm).to_contain_text("receipts and payments are kept")
+    expect(confirm).to_contain_text("inside the store")
+    expect(page.get_by_role("button", name="Keep my account")).to_be_focused()
+    _audit(page, "the app asking before it deletes the account")
+    page.get_by_role("button", name="Keep my account").click()  # changed her mind, once
+    expect(confirm).to_be_hidden()
+    assert shop.api("GET", "/v1/me", tok).status_code == 200
+    page.get_by_role("button", name="Delete my account").click()
+    page.get_by_role("button", name="Delete my account for good").click()
+    expect(page.locator("#signup")).to_be_visible(timeout=10_000)
+    expect(page.locator("#signup-note")).to_contain_text("Your account was deleted")
+    assert page.evaluate("localStorage.getItem('wo-shopper')") is None
+    expect(page.locator("#receipts-card")).to_be_hidden()
+    assert shop.api("GET", "/v1/me", tok).status_code == 401
+    with shop.deps.sessions() as s:
+        gone = s.get(Account, aid)
+        assert gone is not None and gone.erased_at is not None and gone.email is None
+    page.context.close()
+
+
+def test_a_refused_erasure_says_why_and_keeps_her_signed_in(shop: Shop,
+                                                            browser: Browser) -> None:
+    """Erasure is refused while she is inside the store (409 ``visit_in_progress``): the app
+    says the service's reason and stays signed in, the account whole."""
+    tok = shop.shopper("in-ida")
+    code = shop.api("POST", "/v1/me/entry-code", tok).json()["code"]
+    vid = shop.api("POST", "/v1/gates/entry/scan", shop.operator,
+                   json={"code": code}).json()["visit_id"]
+    page = _phone(browser, shop, "in-ida")
+    expect(page.locator("#cart")).to_be_visible()
+    page.get_by_role("button", name="Delete my account").click()
+    page.get_by_role("button", name="Delete my account for good").click()
+    expect(page.locator("#erase-error")).to_have_text(
+        "Your account was not deleted: you are inside the store: ask again after you have left.")
+    _audit(page, "the app refusing to delete the account")
+    page.reload()
+    expect(page.locator("#cart")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('wo-shopper')") == tok
+    assert shop.api("GET", "/v1/me", tok).json()["email"] == "in-ida@example.org"
+    assert shop.api("POST", f"/v1/visits/{vid}/exit", shop.operator).status_code == 200
     page.context.close()

@@ -1,6 +1,7 @@
 "use strict";
 // Shopper app (mobile-first): sign up, payment method, rotating entry QR, live cart over SSE,
-// receipts, contesting a line (also straight from a receipt e-mail's link), signing out.
+// receipts, contesting a line (also straight from a receipt e-mail's link), a copy of her data,
+// deleting her account, signing out.
 (() => {
   const { api, el } = WO;
   let token = localStorage.getItem("wo-shopper");
@@ -9,8 +10,16 @@
   // a receipt e-mail's "Contest this line" opens /receipts/<id>/disputes/new?product_id=<line>
   const link = location.pathname.match(/^\/receipts\/([^/]+)\/disputes\/new$/);
   let contest = link && { receipt: decodeURIComponent(link[1]), product: new URLSearchParams(location.search).get("product_id") };
-  // the token is gone (signed out, revoked, erased): start afresh, with nothing of it on screen
-  function forget() { localStorage.removeItem("wo-shopper"); location.replace(location.pathname + location.search); }
+  // the token is gone (signed out, revoked, erased): start afresh, with nothing of it on screen;
+  // ``why`` is said above the sign-up after the reload
+  function forget(why) {
+    localStorage.removeItem("wo-shopper");
+    if (why) sessionStorage.setItem("wo-app-note", why);
+    location.replace(location.pathname + location.search);
+  }
+  const note = sessionStorage.getItem("wo-app-note"); sessionStorage.removeItem("wo-app-note");
+  document.getElementById("signup-note").textContent = note || "";
+  document.getElementById("signup-note").hidden = !note;
 
   document.getElementById("signout").addEventListener("click", () => { show("signout-confirm", true); document.getElementById("signout-yes").focus(); });
   document.getElementById("signout-no").addEventListener("click", () => { show("signout-confirm", false); document.getElementById("signout").focus(); });
@@ -19,6 +28,41 @@
     try { await api(token, "DELETE", "/v1/me/token"); }
     catch (e) { if (e.status !== 401) { document.getElementById("signout-error").textContent = e.message; return; } }
     forget();
+  });
+
+  // her rights over her data: a copy of it (GET /v1/me/export, saved as a file: the app has no
+  // password and she never sees her token, so she cannot call the API herself), and erasure
+  document.getElementById("export").addEventListener("click", async () => {
+    const err = document.getElementById("export-error");
+    try {
+      const data = await api(token, "GET", "/v1/me/export", undefined, 30000);
+      const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: "application/json" }));
+      const a = el("a", { href: url, download: `my-data-${new Date().toISOString().slice(0, 10)}.json` });
+      document.body.append(a); a.click(); a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      err.textContent = "";
+    } catch (x) {
+      if (x.status === 401) return forget();
+      err.textContent = `Could not download your data: ${x.message}`;
+    }
+  });
+  document.getElementById("erase").addEventListener("click", () => {
+    document.getElementById("erase-error").textContent = "";
+    show("erase-confirm", true); document.getElementById("erase-confirm").scrollIntoView({ block: "center" });
+    document.getElementById("erase-no").focus();   // the safe choice first
+  });
+  document.getElementById("erase-no").addEventListener("click", () => { show("erase-confirm", false); document.getElementById("erase").focus(); });
+  document.getElementById("erase-yes").addEventListener("click", async () => {
+    const err = document.getElementById("erase-error");
+    try { await api(token, "DELETE", "/v1/me", undefined, 30000); }
+    catch (x) {
+      if (x.status === 401) return forget();
+      // refused (409: inside, owing, a dispute or a review still open): the service says why,
+      // and she stays signed in
+      err.textContent = `Your account was not deleted: ${x.message}${/[.!?]$/.test(x.message) ? "" : "."}`;
+      return;
+    }
+    forget("Your account was deleted, and this phone signed out. Your receipts are kept for the store's books without your name or address.");
   });
 
   document.getElementById("signup-form").addEventListener("submit", async e => {
@@ -206,6 +250,7 @@
     show("load-error", false);
     show("signup", false);
     show("signout", true);
+    show("privacy", true);
     show("payment", !me.payment_method);
     if (!me.payment_method) return;
     onCart(me);
