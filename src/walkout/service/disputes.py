@@ -57,6 +57,9 @@ from walkout.service.payments.reported import chargeback_total, withheld_chargeb
 
 log = logging.getLogger("walkout.service.disputes")
 
+#: how the reason of a refund staff made of their own accord begins (no dispute of hers)
+STAFF_REFUND = "refunded by staff: "
+
 
 @dataclass(frozen=True, slots=True)
 class Flag:
@@ -165,8 +168,8 @@ def decide(d: Deps, dispute_id: str, operator_id: str, decision: str,
         dsp = s.get(Dispute, dispute_id, with_for_update=True)
         if dsp is None:
             raise not_found("dispute")
-        refund = _decide(d, s, dsp, operator_id, decision, note)
-    return _after(d, dispute_id, refund)
+        refund, mail = _decide(d, s, dsp, operator_id, decision, note)
+    return _after(d, dispute_id, refund, mail)
 
 
 def staff_refund(d: Deps, receipt_id: str, product_id: str, quantity: int, operator_id: str,
@@ -197,7 +200,7 @@ def staff_refund(d: Deps, receipt_id: str, product_id: str, quantity: int, opera
         if dsp is None:
             dsp = Dispute(receipt_id=r.id, account_id=v.account_id, product_id=product_id,
                           quantity=min(quantity, line.quantity),
-                          reason=f"refunded by staff: {note}"[:1000], state="open",
+                          reason=f"{STAFF_REFUND}{note}"[:1000], state="open",
                           created_at=d.clock.now())
             s.add(dsp)
             try:
@@ -226,19 +229,22 @@ def staff_refund(d: Deps, receipt_id: str, product_id: str, quantity: int, opera
             raise ServiceError(409, "already_disputed", f"this line's dispute was already "
                                f"decided ({dsp.state}, {dsp.quantity} unit(s)): a line is "
                                "refunded through one dispute")
-        refund = _decide(d, s, dsp, operator_id, "refund", note, more=more)
+        refund, mail = _decide(d, s, dsp, operator_id, "refund", note, more=more)
         dispute_id = dsp.id
-    return _after(d, dispute_id, refund)
+    return _after(d, dispute_id, refund, mail)
 
 
 def _decide(d: Deps, s: Session, dsp: Dispute, operator_id: str, decision: str,
-            note: str | None, *, more: int = 0) -> bool:
+            note: str | None, *, more: int = 0) -> tuple[bool, int | None]:
     """The decision, inside the caller's transaction (``dsp`` locked): whether a refund is
-    to be made through the provider now (its pending charges are written). ``more``: staff
-    refund that many units more of a dispute refunded before."""
+    to be made through the provider now (its pending charges are written), and the number of
+    the e-mail claimed to answer the shopper (None: none). ``more``: staff refund that many
+    units more of a dispute refunded before."""
+    from walkout.service import receipting  # receipting reads disputes' refunds
+
     now = d.clock.now()
     if dsp.state == "refunding" and decision == "refund":
-        return True  # a retry of an interrupted refund: same key, same amount
+        return True, None  # a retry of an interrupted refund: same key, same amount
     again = more > 0 and dsp.state == "refunded"
     if dsp.state == "corrected":
         raise ServiceError(409, "already_decided", "a review verdict already took the "
@@ -251,7 +257,9 @@ def _decide(d: Deps, s: Session, dsp: Dispute, operator_id: str, decision: str,
         s.execute(update(Dispute).where(Dispute.id == dsp.id, Dispute.state == "open")
                   .values(state="rejected", resolved_at=now, decided_by=operator_id,
                           note=note))
-        return False
+        return False, receipting.claim_dispute(
+            d, s, dsp, refunded=False, refund=Decimal(0), refund_key=None, credit=Decimal(0),
+            quantity=dsp.quantity)
     amount, unpaid, visit_id = _refundable(s, dsp, more if again else None)
     # the credit comes off what she still owes first: only the rest is paid back
     credit = amount + unpaid
@@ -269,16 +277,31 @@ def _decide(d: Deps, s: Session, dsp: Dispute, operator_id: str, decision: str,
         raise ServiceError(409, "already_decided", "this dispute was decided meanwhile")
     if unpaid.amount > 0:
         _forgive(s, visit_id, unpaid)
-    if amount.amount <= 0:
-        return False  # credited: nothing to pay back through the provider
-    add_refund(d, s, visit_id, _next_key(s, dsp.id), amount, now)
-    return True
+    key = _next_key(s, dsp.id) if amount.amount > 0 else None
+    if key is not None:
+        add_refund(d, s, visit_id, key, amount, now)
+    mail = receipting.claim_dispute(
+        d, s, dsp, refunded=True, refund=amount.amount, refund_key=key, credit=unpaid.amount,
+        quantity=more if again else dsp.quantity)
+    return key is not None, mail  # credited alone: nothing to pay back through the provider
 
 
-def _after(d: Deps, dispute_id: str, refund: bool) -> dict[str, Any]:
-    """Steps 2-3 of the decided refund (``refund``), then the dispute as it stands."""
-    if refund:
-        _refund(d, dispute_id)
+def _after(d: Deps, dispute_id: str, refund: bool, mail: int | None = None
+           ) -> dict[str, Any]:
+    """Steps 2-3 of the decided refund (``refund``), the e-mail answering the shopper
+    (``mail``, claimed with the decision: sent also when the refund is not confirmed yet, it
+    then says it is being made), then the dispute as it stands."""
+    from walkout.service import receipting  # receipting reads disputes' refunds
+
+    try:
+        if refund:
+            _refund(d, dispute_id)
+    finally:
+        if mail is not None:
+            with d.sessions() as s:
+                rid = s.scalar(select(Dispute.receipt_id).where(Dispute.id == dispute_id))
+            if rid is not None:
+                receipting.mail_revision(d, rid, mail, claimed=True)
     with d.sessions() as s:
         visit_id = s.scalar(select(Receipt.visit_id).join(
             Dispute, Dispute.receipt_id == Receipt.id).where(

@@ -16,6 +16,11 @@ change commit together, a replayed verdict changes nothing and so claims nothing
 holds the revised lines and what changed, so every attempt sends the same message. A receipt
 whose own e-mail goes out only after a revision (an SMTP outage, a crash) is sent as it was
 issued, rebuilt from that record, and its revisions follow it.
+
+A decided dispute answers the shopper the same way: the decision's transaction claims the
+receipt's next message (:func:`claim_dispute`, a row whose ``changes`` say ``"kind":
+"dispute"``), sent after the refund by :func:`mail_revision`: refunded (back to the card, or
+off what she still owed) or the charge kept, above the receipt as it stands.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from walkout.service.receipts import (
     ReceiptDoc,
     ReceiptDocLine,
     ReceiptRevision,
+    build_dispute_message,
     build_message,
     build_revision_message,
     diff_lines,
@@ -58,7 +64,7 @@ from walkout.service.receipts import (
     normalize_email,
 )
 from walkout.service.receipts.mail import mask_email
-from walkout.service.receipts.render import owed_notice, public_contest_url
+from walkout.service.receipts.render import dispute_notice, owed_notice, public_contest_url
 
 log = logging.getLogger("walkout.service.receipts")
 
@@ -269,6 +275,38 @@ def claim_revision(d: Deps, s: Session, rec: Receipt, before: Sequence[ReceiptDo
     return number
 
 
+def claim_dispute(d: Deps, s: Session, dsp: Dispute, *, refunded: bool, refund: Decimal,
+                  refund_key: str | None, credit: Decimal, quantity: int) -> int | None:
+    """Inside the transaction that decided ``dsp`` (``refunded``, or rejected): claim the e-mail
+    that answers the shopper, the receipt's next message, as a revision's is claimed. The
+    row holds what was decided (``quantity`` units; ``refund`` back to the card under
+    ``refund_key``, ``credit`` off her balance) and the receipt's lines, so every attempt
+    sends the same message. Returns its number, to send with :func:`mail_revision` after
+    the refund; None: nobody to tell (a card-tap guest without an address, erased)."""
+    rec = s.get(Receipt, dsp.receipt_id)
+    assert rec is not None
+    issued = load(d, s, rec)
+    to = issued.doc.email
+    if to is None:
+        return None
+    name = next((ln.name for ln in issued.doc.lines if ln.product_id == dsp.product_id),
+                dsp.product_id)
+    last = s.scalar(select(func.max(ReceiptMail.revision))
+                    .where(ReceiptMail.receipt_id == rec.id)) or 0
+    number, now = last + 1, d.clock.now()
+    changes = {"kind": "dispute", "dispute_id": dsp.id, "revised_at": now.isoformat(),
+               "lines": _lines_json(issued.doc.lines), "under_review": issued.doc.under_review,
+               "removed": [], "added": [], "name": name, "quantity": quantity,
+               "refunded": refunded, "refund": str(refund),
+               "refund_key": refund_key, "credit": str(credit),
+               "by_store": dsp.reason.startswith(disputes.STAFF_REFUND)}
+    s.add(ReceiptMail(receipt_id=rec.id, revision=number, recipient=to, state="sending",
+                      message_id=message_id(issued.doc, d.settings.mail_sender, number),
+                      changes=json.dumps(changes), attempts=1, claimed_at=now))
+    s.flush()
+    return number
+
+
 def _balance(s: Session, visit_id: str) -> tuple[Decimal | None, str | None]:
     """The balance a revision leaves the visit owing (None: none open) and the key of the
     charge collecting it now (None: none in flight), as the revision's transaction sees them:
@@ -292,8 +330,9 @@ def _owed_status(s: Session, key: str | None) -> Literal["charged", "charging", 
 
 def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = False,
                   ) -> str | None:
-    """E-mail revision ``revision`` of a receipt as its row recorded it, unless it was sent
-    already; ``claimed``: the caller holds the fresh claim (:func:`claim_revision`). Returns the
+    """E-mail revision ``revision`` of a receipt (or the answer to a dispute of it) as its row
+    recorded it, unless it was sent already; ``claimed``: the caller holds the fresh claim
+    (:func:`claim_revision`, :func:`claim_dispute`). Returns the
     Message-ID (None when not sent now). Never raises for delivery, as :func:`mail_receipt`."""
     now = d.clock.now()
     with d.sessions.begin() as s:
@@ -318,14 +357,29 @@ def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = Fa
                          issued_at=aware(rec.issued_at), currency=rec.currency,
                          lines=_lines(c["lines"]), email=m.recipient,
                          under_review=c["under_review"])
-        owed = c.get("owed")  # rows claimed before the e-mail said what is owed lack it
-        rev = ReceiptRevision(revision, datetime.fromisoformat(c["revised_at"]),
-                              _lines(c["removed"]), _lines(c["added"]), Decimal(c["refund"]),
-                              refunded, None if owed is None else Decimal(owed),
-                              _owed_status(s, c.get("balance_key")))
-        msg = build_revision_message(doc, rev, d.settings.mail_sender,
-                                     contest_url=public_contest_url(d.settings.public_url))
+        if c.get("kind") == "dispute":
+            notice = dispute_notice(doc, name=c["name"], quantity=c["quantity"],
+                                    refunded=c["refunded"], refund=Decimal(c["refund"]),
+                                    done=refunded, credit=Decimal(c["credit"]),
+                                    by_store=c["by_store"])
+            msg = build_dispute_message(doc, revision, datetime.fromisoformat(c["revised_at"]),
+                                        notice, d.settings.mail_sender,
+                                        refunded=c["refunded"])
+        else:
+            msg = _revision_message(d, s, doc, revision, c, refunded)
     return _hand_over(d, receipt_id, revision, msg)
+
+
+def _revision_message(d: Deps, s: Session, doc: ReceiptDoc, revision: int, c: dict[str, Any],
+                      refunded: bool) -> EmailMessage:
+    """The e-mail of a review revision as its row ``c`` recorded it."""
+    owed = c.get("owed")  # rows claimed before the e-mail said what is owed lack it
+    rev = ReceiptRevision(revision, datetime.fromisoformat(c["revised_at"]),
+                          _lines(c["removed"]), _lines(c["added"]), Decimal(c["refund"]),
+                          refunded, None if owed is None else Decimal(owed),
+                          _owed_status(s, c.get("balance_key")))
+    return build_revision_message(doc, rev, d.settings.mail_sender,
+                                  contest_url=public_contest_url(d.settings.public_url))
 
 
 def resume_mail(d: Deps, within: timedelta = timedelta(days=1)) -> int:

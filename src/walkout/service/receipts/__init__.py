@@ -3,6 +3,7 @@
 from walkout.service.receipts.kiosk import find_receipts, normalize_email
 from walkout.service.receipts.mail import (
     ReceiptDeliveryError,
+    build_dispute_message,
     build_message,
     build_revision_message,
     message_id,
@@ -26,6 +27,7 @@ __all__ = [
     "ReceiptDocLine",
     "ReceiptError",
     "ReceiptRevision",
+    "build_dispute_message",
     "build_message",
     "build_revision_message",
     "diff_lines",

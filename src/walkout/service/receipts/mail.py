@@ -13,6 +13,7 @@ import re
 import smtplib
 import ssl
 from collections.abc import Container
+from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -59,6 +60,22 @@ def build_revision_message(doc: ReceiptDoc, rev: ReceiptRevision, sender: str, *
                                   f"{doc.fmt(doc.total)} {doc.currency}")
     msg.replace_header("Date", format_datetime(rev.revised_at))
     msg.replace_header("Message-ID", message_id(doc, sender, rev.number))
+    return msg
+
+
+def build_dispute_message(doc: ReceiptDoc, number: int, decided_at: datetime,
+                          notice: tuple[str, ...], sender: str, *, refunded: bool,
+                          font_path: str | Path | None = None) -> EmailMessage:
+    """The e-mail answering a contested line of ``doc`` (message ``number`` of the receipt, as
+    a revision's): the decision in ``notice`` above the receipt, which it leaves as it is (a
+    refund is money back, not a change of what was taken). No contest links: the line was
+    contested already. A pure function of its inputs, so a retried send is the same."""
+    msg = build_message(doc, sender, contest_url=None, font_path=font_path, notice=notice)
+    store = " ".join(doc.store_name.split())
+    msg.replace_header("Subject", f"Your receipt from {store}: "
+                                  + ("refunded" if refunded else "the charge stands"))
+    msg.replace_header("Date", format_datetime(decided_at))
+    msg.replace_header("Message-ID", message_id(doc, sender, number))
     return msg
 
 

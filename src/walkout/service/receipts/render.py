@@ -196,6 +196,31 @@ def revision_notice(doc: ReceiptDoc, rev: ReceiptRevision) -> tuple[str, ...]:
     return tuple(out)
 
 
+def dispute_notice(doc: ReceiptDoc, *, name: str, quantity: int, refunded: bool,
+                   refund: Decimal, done: bool, credit: Decimal, by_store: bool
+                   ) -> tuple[str, ...]:
+    """What the e-mail answering a contested line says above the receipt: the line, what staff
+    decided, and where the money is (back to the card, or taken off what she still owed).
+    ``refunded`` False: the charge stands; ``done``: the provider confirmed the refund;
+    ``by_store``: staff refunded it of their own accord (no dispute of hers). Never the
+    operator's own note: it is written for the store's records."""
+    what = f"{quantity} x {name}"
+    if not refunded:
+        return (f"You contested {what} on receipt {doc.receipt_id}. Staff checked the evidence "
+                "of your visit (the shelf's weight sensors and where each shopper's hands "
+                "were) and the charge stands.",
+                "You can ask the store to see that evidence.")
+    out = [f"The store refunded {what} on receipt {doc.receipt_id}." if by_store else
+           f"You contested {what} on receipt {doc.receipt_id}: staff found for you."]
+    if credit > 0:
+        out.append(f"{doc.fmt(credit)} {doc.currency} was taken off what you still owed "
+                   "for this visit.")
+    if refund > 0:
+        out.append(f"{doc.fmt(refund)} {doc.currency} {'has been' if done else 'is being'} "
+                   "refunded to your card.")
+    return tuple(out)
+
+
 def owed_notice(doc: ReceiptDoc, owed: Decimal, charging: bool) -> tuple[str, ...]:
     """What a receipt's e-mail says above it when the card did not pay all of its total: the
     rest is being charged to the card, or is still owed (the gate refuses her until paid)."""
