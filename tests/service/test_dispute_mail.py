@@ -98,3 +98,19 @@ def test_a_dispute_that_lowers_a_balance_owed_says_so() -> None:
     assert notice == ("You contested 1 x Bar on receipt r1: staff found for you.",
                       "5.14 EUR was taken off what you still owed for this visit.",
                       "4.05 EUR is being refunded to your card.")
+
+
+def test_the_kiosk_counts_receipts_not_their_emails(mailed: tuple[Svc, Any]) -> None:
+    """Receipts with several e-mails each (a dispute's answer beside the receipt's own) are
+    one receipt each in the look-up's limit (before: its rows were receipt x e-mail, so the
+    newest receipt's e-mails filled the limit and older receipts went missing)."""
+    svc, _ = mailed
+    h = svc.shopper(email="ann@example.org")
+    rids = []
+    for _ in range(3):
+        rid = svc.leave(svc.enter(h), {BAR: 2})["receipt_id"]
+        _dispute(svc, h, rid, "reject")
+        svc.clock.advance(60)
+        rids.append(rid)
+    got = receipting.for_email(svc.deps, "ann@example.org", limit=2)
+    assert [i.doc.receipt_id for i in got] == [rids[2], rids[1]]

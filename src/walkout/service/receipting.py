@@ -34,7 +34,7 @@ from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -126,13 +126,16 @@ def for_email(d: Deps, email: str, limit: int = 50) -> list[Issued]:
     e-mailed to it, newest first; anything that is not an address finds nothing."""
     key = normalize_email(email)
     with d.sessions() as s:
+        # the address an e-mail went to as a condition, not a join: a receipt with several
+        # e-mails (revisions, dispute answers) is one row, so ``limit`` counts receipts
+        mailed_to = exists().where(ReceiptMail.receipt_id == Receipt.id,
+                                   func.lower(ReceiptMail.recipient) == key)
         recs = s.scalars(
             select(Receipt).join(Visit, Visit.id == Receipt.visit_id)
             .join(Account, Account.id == Visit.account_id)
-            .outerjoin(ReceiptMail, ReceiptMail.receipt_id == Receipt.id)
-            .where(or_(func.lower(Account.email) == key, func.lower(ReceiptMail.recipient) == key),
+            .where(or_(func.lower(Account.email) == key, mailed_to),
                    Account.erased_at.is_(None))
-            .order_by(Receipt.issued_at.desc()).limit(limit)).unique().all()
+            .order_by(Receipt.issued_at.desc(), Receipt.id).limit(limit)).all()
         issued = {}
         for r in recs:
             it = load(d, s, r)
