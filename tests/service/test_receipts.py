@@ -25,6 +25,7 @@ from walkout.service.receipts import (
     render_pdf,
     render_text,
 )
+from walkout.service.receipts.render import contest_link, public_contest_url
 from walkout.store import load_store
 from walkout.store.model import Store
 
@@ -301,3 +302,11 @@ def test_kiosk_never_reveals_other_shoppers_receipts(query: str) -> None:
         assert [d.receipt_id for d in found] == ["r-bob"]
     else:
         assert found == []
+
+
+def test_a_brace_in_the_public_url_does_not_break_the_contest_link() -> None:
+    """The setting allows any path; a ``{`` in it raised in every receipt e-mail's render."""
+    url = public_contest_url("https://shop.example/{store}")
+    assert url is not None
+    assert contest_link(_doc(), "p1", url) == (
+        "https://shop.example/{store}/receipts/r-1/disputes/new?product_id=p1")

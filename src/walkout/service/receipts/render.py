@@ -151,7 +151,9 @@ def public_contest_url(public_url: str | None) -> str | None:
 def contest_link(doc: ReceiptDoc, product_id: str | None,
                  contest_url: str = DEFAULT_CONTEST_URL) -> str:
     """The dispute URL of one line of ``doc`` (or of the receipt when ``product_id`` is None)."""
-    url = contest_url.format(receipt_id=quote(doc.receipt_id, safe=""))
+    # a plain replace, not str.format: a brace elsewhere in the store's public URL (allowed
+    # by its setting) must not break every receipt e-mail
+    url = contest_url.replace("{receipt_id}", quote(doc.receipt_id, safe=""))
     if product_id is None:
         return url
     sep = "&" if "?" in url else "?"
