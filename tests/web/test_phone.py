@@ -340,6 +340,37 @@ def test_the_kiosk_forgets_the_last_customer_a_minute_after_the_last_touch(
     page.context.close()
 
 
+def test_the_kiosk_prints_the_receipt_chosen(shop: Shop, browser: Browser) -> None:
+    """The kiosk showed receipts but could not print one. Each has a Print button; the
+    page prints that receipt alone, without the look-up, the buttons or the other receipts
+    (the print stylesheet; ``window.print`` stubbed, as a headless browser has no dialog)."""
+    _, first = shop.visit("prn-kai")
+    _, second = shop.visit("prn-kai")
+    page = browser.new_context(viewport={"width": 1080, "height": 1920}).new_page()
+    page.add_init_script("""window.__printed = [];
+        window.print = () => window.__printed.push([...document.querySelectorAll('#found article')]
+            .filter(a => !a.classList.contains('no-print')).map(a => a.dataset.receipt));""")
+    page.goto(f"{shop.page_url}/kiosk#token={shop.kiosk}")
+    page.get_by_label("Your e-mail address").fill("prn-kai@example.org")
+    page.get_by_role("button", name="Show my receipts").click()
+    older = page.locator(f"#found article[data-receipt='{first}']")
+    expect(older).to_be_visible()
+    expect(page.locator("#found").get_by_role("button", name="Print")).to_have_count(2)
+    older.get_by_role("button", name="Print").click()
+    assert page.evaluate("window.__printed") == [[first]]
+    expect(page.locator("#found article.no-print")).to_have_count(0)  # all shown again
+    _audit(page, "the kiosk with printable receipts")
+    page.emulate_media(media="print")
+    for hidden in (page.get_by_role("button", name="Print").first,
+                   page.get_by_role("button", name="Done"),
+                   page.get_by_label("Your e-mail address"),
+                   page.get_by_role("button", name="Sign this terminal out")):
+        expect(hidden).to_be_hidden()
+    expect(page.locator(f"#found article[data-receipt='{second}'] table.rc")).to_be_visible()
+    expect(page.locator("h1")).to_be_visible()  # the store's name heads the page
+    page.context.close()
+
+
 # ---- what the names hold ---------------------------------------------------------------------
 
 

@@ -419,3 +419,34 @@ def test_the_emailed_contest_link_opens_the_dispute_form_of_that_line(
     mine = [(d["receipt_id"], d["product_id"], d["state"])
             for d in shop.api("GET", "/v1/disputes", shop.operator).json()]
     assert (shop.receipt, line, "open") in mine
+
+
+def test_the_kiosk_gets_a_receipts_html_and_pdf_only_through_its_look_up(shop: Shop) -> None:
+    """A receipt's HTML and PDF answered shoppers (their own) and operators, never a kiosk,
+    so a terminal could not print one. A kiosk gets them while it names the look-up that
+    shows the receipt (``X-Kiosk-Email``, ``X-Kiosk-Card``: what the customer gave it), and
+    never more: the id alone, or another customer's address or card, answers 404."""
+    kiosk = {"Authorization": f"Bearer {shop.kiosk}"}
+    found = shop.api("POST", "/v1/kiosk/receipts", shop.kiosk, json={"email": "ann@example.org"})
+    assert shop.receipt in [r["receipt_id"] for r in found.json()]
+    for key in ({"X-Kiosk-Email": "Ann@Example.org"}, {"X-Kiosk-Card": "tok_visa_ann"}):
+        html = httpx.get(f"{shop.url}/v1/receipts/{shop.receipt}.html", headers=kiosk | key)
+        assert html.status_code == 200, html.text
+        assert shop.receipt in html.text and "script-src" not in html.headers[
+            "content-security-policy"]
+        pdf = httpx.get(f"{shop.url}/v1/receipts/{shop.receipt}.pdf", headers=kiosk | key)
+        assert pdf.status_code == 200, pdf.text
+        assert pdf.headers["content-type"] == "application/pdf" and pdf.content[:4] == b"%PDF"
+    _, cleo = shop.visit("cleo@example.org", "tok_visa_cleo", shop.products[:1])
+    for key in ({}, {"X-Kiosk-Email": "ann@example.org"}, {"X-Kiosk-Card": "tok_visa_ann"}):
+        for ext in ("html", "pdf"):
+            r = httpx.get(f"{shop.url}/v1/receipts/{cleo}.{ext}", headers=kiosk | key)
+            assert r.status_code == 404, (key, ext, r.text)
+    assert httpx.get(f"{shop.url}/v1/receipts/{cleo}.html", headers=kiosk | {
+        "X-Kiosk-Email": "cleo@example.org"}).status_code == 200
+    # nothing else of the receipt API opens to a kiosk
+    assert shop.api("GET", f"/v1/receipts/{cleo}", shop.kiosk).status_code == 403
+    # the shopper and the operator as before; another shopper's receipt does not exist for her
+    assert shop.api("GET", f"/v1/receipts/{cleo}.html", shop.operator).status_code == 200
+    assert shop.api("GET", f"/v1/receipts/{cleo}.pdf", shop.ann).status_code == 404
+    assert shop.api("GET", f"/v1/receipts/{shop.receipt}.pdf", shop.ann).status_code == 200

@@ -97,6 +97,7 @@ from walkout.service.settings import ServiceSettings
 from walkout.store import load_store
 from walkout.store.model import Store
 from walkout.web import PAGES as WEB_PAGES
+from walkout.web import card_receipts
 from walkout.web import mount as mount_web
 
 log = logging.getLogger("walkout.service")
@@ -283,15 +284,40 @@ def create_app(
     def my_receipts(p: Shopper) -> list[ReceiptOut]:
         return [_receipt_out(it) for it in receipting.for_account(deps, p.account_id)]
 
+    Reader = Annotated[Principal, Depends(need(Role.SHOPPER, Role.OPERATOR, Role.KIOSK))]
+    # what a kiosk still holds of its look-up: the address typed or the card tapped
+    KioskEmail = Annotated[str | None, Header(max_length=320)]
+    KioskCard = Annotated[str | None, Header(max_length=255)]
+
+    def _printable(receipt_id: str, p: Principal, email: str | None,
+                   card: str | None) -> receipting.Issued:
+        """A receipt to render as HTML or PDF. A kiosk has no receipts of its own: it gets
+        one only while it names the look-up that shows it (``X-Kiosk-Email`` or
+        ``X-Kiosk-Card``: what the customer gave it, which the page forgets with her) and
+        that look-up finds it now, so it never sees more than the look-up routes show (not
+        by the id alone, nor once the account is erased). Not rate-limited again: without
+        the unguessable id only a look-up gives out, the answer is always 404."""
+        if p.role != Role.KIOSK:
+            return _receipt(receipt_id, p)
+        found = (receipting.for_email(deps, email) if email
+                 else card_receipts(deps, card) if card else [])
+        it = next((x for x in found if x.doc.receipt_id == receipt_id), None)
+        if it is None:
+            raise not_found("receipt")
+        return it
+
     # the .html/.pdf routes come first: {receipt_id} alone would match "x.html" too
     @app.get("/v1/receipts/{receipt_id}.html", response_class=HTMLResponse)
-    def receipt_html(receipt_id: str, p: Anyone) -> HTMLResponse:
-        return HTMLResponse(render_html(_receipt(receipt_id, p).doc),
-                            headers={"Content-Security-Policy": HTML_CSP})
+    def receipt_html(receipt_id: str, p: Reader, x_kiosk_email: KioskEmail = None,
+                     x_kiosk_card: KioskCard = None) -> HTMLResponse:
+        it = _printable(receipt_id, p, x_kiosk_email, x_kiosk_card)
+        return HTMLResponse(render_html(it.doc), headers={"Content-Security-Policy": HTML_CSP})
 
     @app.get("/v1/receipts/{receipt_id}.pdf", response_class=Response)
-    def receipt_pdf(receipt_id: str, p: Anyone) -> Response:
-        return Response(render_pdf(_receipt(receipt_id, p).doc), media_type="application/pdf",
+    def receipt_pdf(receipt_id: str, p: Reader, x_kiosk_email: KioskEmail = None,
+                    x_kiosk_card: KioskCard = None) -> Response:
+        it = _printable(receipt_id, p, x_kiosk_email, x_kiosk_card)
+        return Response(render_pdf(it.doc), media_type="application/pdf",
                         headers={"Content-Disposition":
                                  f'inline; filename="receipt-{receipt_id}.pdf"'})
 

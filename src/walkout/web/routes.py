@@ -414,14 +414,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         terminals."""
         limits.lookups.hit(p.account_id)
         limits.lookups.hit("card:" + body.card_token)
-        with sessions() as s:
-            ids = list(s.scalars(
-                select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id)
-                .join(PaymentMethod, PaymentMethod.id == Visit.payment_method_id)
-                .where(PaymentMethod.provider_ref == body.card_token)
-                .order_by(Receipt.issued_at.desc()).limit(20)))
-            return [_receipt_json(receipting.load(deps, s, s.get(Receipt, i)))  # type: ignore[arg-type]
-                    for i in ids]
+        return [_receipt_json(it) for it in card_receipts(deps, body.card_token)]
 
     # ---- dashboard ---------------------------------------------------------------------------
 
@@ -1084,6 +1077,17 @@ def _stock_moves(s: Session, limit: int, names: dict[str, str]) -> list[dict[str
             "open" if v is None else "applied" if v.applied_at is not None else "decided",
             "charged": charged, "reasons": list(d.get("reasons", []))})
     return out
+
+
+def card_receipts(deps: Deps, card_token: str) -> list[receipting.Issued]:
+    """The kiosk's card look-up: the receipts of visits paid with this card token, the newest
+    20. Shared with the receipt HTML/PDF routes, which show a kiosk only what this finds."""
+    with deps.sessions() as s:
+        recs = s.scalars(select(Receipt).join(Visit, Visit.id == Receipt.visit_id)
+                         .join(PaymentMethod, PaymentMethod.id == Visit.payment_method_id)
+                         .where(PaymentMethod.provider_ref == card_token)
+                         .order_by(Receipt.issued_at.desc()).limit(20)).all()
+        return [receipting.load(deps, s, r) for r in recs]
 
 
 def _stream(gen: AsyncIterator[str]) -> StreamingResponse:

@@ -1,5 +1,6 @@
 "use strict";
-// Kiosk: an e-mail address or a card token → the receipts of that visitor. A minute after the
+// Kiosk: an e-mail address or a card token → the receipts of that visitor, each printable on
+// its own (the browser's print, with the print stylesheet). A minute after the
 // last touch the terminal forgets everything of that customer: the receipts shown, what was
 // typed (an address typed and left unsent showed the next customer, who could send it), any
 // message.
@@ -23,8 +24,13 @@
       const rs = await api(token, "POST", path, body);
       const box = document.getElementById("found");
       box.replaceChildren(el("h2", { text: rs.length ? `${rs.length} receipt${rs.length > 1 ? "s" : ""}` : "No receipt found" }),
-        ...rs.map(r => el("article", { class: "card", "data-receipt": r.receipt_id }, el("h3", { text: WO.instant(r.issued_at).toLocaleString() }), WO.receiptTable(r), WO.taxTable(r),
-          r.under_review ? el("p", { class: "muted", text: "Being checked by staff: it may still change." }) : null)),
+        ...rs.map(r => {
+          const at = WO.instant(r.issued_at).toLocaleString();
+          const art = el("article", { class: "card", "data-receipt": r.receipt_id }, el("h3", { text: at }), el("p", { class: "muted", text: `Receipt ${r.receipt_id}` }),
+            WO.receiptTable(r), WO.taxTable(r), r.under_review ? el("p", { class: "muted", text: "Being checked by staff: it may still change." }) : null);
+          art.append(el("button", { type: "button", class: "secondary", "aria-label": `Print the receipt of ${at}`, onclick: () => printOne(art) }, "Print"));
+          return art;
+        }),
         el("button", { type: "button", onclick: reset }, "Done"));
       show("found", true);
       idle();  // nobody else reads it
@@ -32,6 +38,14 @@
       if (x.status === 401 || x.status === 403) return WO.signOut("wo-kiosk", "This token does not work for the kiosk (revoked, or not a kiosk token): enter a kiosk token.");
       err.textContent = x.message;
     }
+  }
+  // the print stylesheet leaves out the page around the receipts (forms, buttons); this
+  // leaves out the other receipts while the one chosen prints
+  function printOne(art) {
+    const others = [...document.querySelectorAll("#found article")].filter(a => a !== art);
+    for (const a of others) a.classList.add("no-print");
+    idle();
+    try { window.print(); } finally { for (const a of others) a.classList.remove("no-print"); }
   }
   function reset() {
     clearTimeout(clearTimer);
