@@ -15,9 +15,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 
-from walkout.service import receipting, revisions
+from walkout.service import housekeeping, receipting, revisions
 from walkout.service.checkout import LineRequest
 from walkout.service.models import ReceiptMail
 from walkout.service.testing import Svc, make_mail_svc, restart_and_resume_mail
@@ -116,3 +116,47 @@ def test_a_receipt_revised_during_an_outage_is_first_sent_as_it_was_issued(
     text = revised.get_body(preferencelist=("plain",)).get_content()
     assert f"Removed: 1 x {bar} (9.19 EUR)" in text and "Total: 16.78 EUR" in text
     assert receipting.resume_mail(svc.deps) == 0 and len(inbox.messages) == 2
+
+
+def test_a_revision_never_goes_out_before_the_receipt_it_revises(
+        mailed: tuple[Svc, Any]) -> None:
+    """A crash between the exit and the claim of its e-mail leaves the receipt unclaimed; a
+    review verdict then revises it. The shopper gets the receipt first, then the revision
+    (before: the revision went out alone, and the receipt only at the next start)."""
+    svc, inbox = mailed
+    vid = svc.enter(svc.shopper())
+    out = svc.leave(vid, {BAR: 2})
+    with svc.deps.sessions.begin() as s:  # as if the exit's claim had never been made
+        s.execute(delete(ReceiptMail).where(ReceiptMail.receipt_id == out["receipt_id"]))
+    inbox.messages.clear()
+    revisions.add_review_lines(svc.deps, vid, [LineRequest(
+        f"ev-review:{BAR}:-1:review", BAR, -1, "ev-review")])
+    revisions.revise(svc.deps, vid, needs_review=False)
+    assert [m["Subject"].rsplit(" ", 2)[-2] for m in inbox.messages] == ["18.38", "9.19"]
+    assert "was revised" in inbox.messages[1]["Subject"]
+    assert receipting.resume_mail(svc.deps) == 0 and len(inbox.messages) == 2
+
+
+def test_a_receipt_refused_by_the_mail_server_is_sent_by_the_timer_once_it_is_back(
+        mailed: tuple[Svc, Any]) -> None:
+    """The SMTP server refuses (451) at the exit. The housekeeping timer tries again once the
+    wait is over, without a restart (before: only the next start retried it), and never before
+    its wait; after the last try the row is left to staff."""
+    svc, inbox = mailed
+    inbox.refuse = True
+    svc.leave(svc.enter(svc.shopper()), {BAR: 1})
+    assert [(r, st) for r, st, _ in _mails(svc)] == [(0, "failed")]
+    housekeeping.turn(svc.deps)  # too soon: not tried
+    assert [n for _, _, n in _mails(svc)] == [1]
+    svc.clock.advance(61)
+    housekeeping.turn(svc.deps)  # still refused: a second try, the wait grows
+    assert [(st, n) for _, st, n in _mails(svc)] == [("failed", 2)]
+    inbox.refuse = False
+    svc.clock.advance(120)
+    housekeeping.turn(svc.deps)
+    assert inbox.messages == []  # 5 minutes after the second try, not 2
+    svc.clock.advance(181)
+    housekeeping.turn(svc.deps)
+    assert len(inbox.messages) == 1 and [(st, n) for _, st, n in _mails(svc)] == [("sent", 3)]
+    housekeeping.turn(svc.deps)
+    assert len(inbox.messages) == 1

@@ -11,7 +11,9 @@ Every ``housekeeping_s`` (60 s):
   hold their pre-authorisation may have made is released with the same key;
 - visits open longer than ``max_visit_s`` (an exit no camera or gate saw) are checked out
   with the cart as recorded and their receipt held for review, so no hold stays on a card
-  and nobody stays "inside" for good.
+  and nobody stays "inside" for good;
+- receipt e-mails whose send failed (an SMTP outage) are tried again once their wait is over
+  (``receipting.RETRY_AFTER``: from a minute to half a day, 8 tries in all).
 
 When the thread starts, and then every ``retention_check_s`` (an hour): the retention purge
 (:mod:`walkout.service.retention`), so that a service restarted more often than that still
@@ -30,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from walkout.service import checkout, disputes, entry, retention, revisions
+from walkout.service import checkout, disputes, entry, receipting, retention, revisions
 from walkout.service.deps import Deps
 from walkout.service.models import Visit
 
@@ -56,7 +58,7 @@ def close_abandoned(d: Deps) -> int:
 #: the payment and visit tasks, in the order they run each turn
 TASKS: tuple[Callable[[Deps], Any], ...] = (
     entry.refuse_stale_authorizing, entry.void_unknown_holds, checkout.resume_checkouts,
-    revisions.resume_pending, disputes.resume_refunds, close_abandoned)
+    revisions.resume_pending, disputes.resume_refunds, close_abandoned, receipting.retry_mail)
 
 
 def turn(d: Deps) -> None:

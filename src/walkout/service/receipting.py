@@ -34,7 +34,7 @@ from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any, Literal
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,8 +70,14 @@ log = logging.getLogger("walkout.service.receipts")
 
 #: a ``sending`` claim older than this is taken for a crashed sender and retried
 STALE_CLAIM = timedelta(minutes=5)
-#: failed sends are retried on start-up this many times, then left to staff
-MAX_ATTEMPTS = 5
+#: how long a failed send waits before its next try, by the tries made so far (the
+#: housekeeping timer retries them: an SMTP outage of minutes or hours delays receipts, it
+#: does not wait for the service's next start); after the last, the row is left to staff
+RETRY_AFTER = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15),
+               timedelta(hours=1), timedelta(hours=3), timedelta(hours=6),
+               timedelta(hours=12))
+#: a send is tried this many times in all
+MAX_ATTEMPTS = len(RETRY_AFTER) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +342,19 @@ def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = Fa
     """E-mail revision ``revision`` of a receipt (or the answer to a dispute of it) as its row
     recorded it, unless it was sent already; ``claimed``: the caller holds the fresh claim
     (:func:`claim_revision`, :func:`claim_dispute`). Returns the
-    Message-ID (None when not sent now). Never raises for delivery, as :func:`mail_receipt`."""
+    Message-ID (None when not sent now). Never raises for delivery, as :func:`mail_receipt`.
+    The receipt's own e-mail goes first (a crash may have left it unclaimed): while it is not
+    sent, this one waits, ``failed``, for :func:`resume_mail`, which sends them in order."""
+    with d.sessions() as s:
+        own = s.scalar(select(ReceiptMail.state).where(ReceiptMail.receipt_id == receipt_id,
+                                                       ReceiptMail.revision == 0))
+    if own != "sent" and mail_receipt(d, receipt_id) is None:
+        with d.sessions.begin() as s:
+            s.execute(update(ReceiptMail).where(
+                ReceiptMail.receipt_id == receipt_id, ReceiptMail.revision == revision,
+                ReceiptMail.state != "sent").values(
+                state="failed", error="waits for the receipt's own e-mail"))
+        return None
     now = d.clock.now()
     with d.sessions.begin() as s:
         m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,
@@ -404,6 +422,23 @@ def resume_mail(d: Deps, within: timedelta = timedelta(days=1)) -> int:
     sent = [mail_receipt(d, rid) if rev == 0 else mail_revision(d, rid, rev)
             for rid, rev in retry]
     sent += [mail_receipt(d, rid) for rid in unclaimed]
+    return sum(mid is not None for mid in sent)
+
+
+def retry_mail(d: Deps) -> int:
+    """Send again, in order, the e-mails whose last try failed once their wait is over
+    (:data:`RETRY_AFTER`): the housekeeping timer's task. Returns how many were sent now."""
+    now = d.clock.now()
+    with d.sessions() as s:
+        rows = s.execute(select(ReceiptMail.receipt_id, ReceiptMail.revision,
+                                ReceiptMail.attempts, ReceiptMail.claimed_at)
+                         .where(ReceiptMail.state == "failed",
+                                ReceiptMail.attempts < MAX_ATTEMPTS)
+                         .order_by(ReceiptMail.receipt_id, ReceiptMail.revision)).all()
+    due = [(rid, rev) for rid, rev, n, at in rows
+           if aware(at) <= now - RETRY_AFTER[min(max(n, 1), len(RETRY_AFTER)) - 1]]
+    sent = [mail_receipt(d, rid) if rev == 0 else mail_revision(d, rid, rev)
+            for rid, rev in due]
     return sum(mid is not None for mid in sent)
 
 
