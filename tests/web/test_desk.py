@@ -215,6 +215,31 @@ def test_a_dashboard_cut_off_says_so_and_catches_up_once_back(shop: Shop,
     page.context.close()
 
 
+def test_a_dispute_decided_at_another_desk_shows_decided_at_once(shop: Shop,
+                                                                 browser: Browser) -> None:
+    """Two operators: one has the dispute list open, the other decides the dispute (through
+    the API, as another desk's click does). The stream's ``changed`` marker counted disputes
+    but not their states, so a decision (no new row) did not refresh the open list: it kept
+    offering an open dispute somebody had already rejected."""
+    _, receipt = shop.visit("desk-dot")
+    dispute = shop.api("POST", "/v1/disputes", shop.tokens["desk-dot"], json={
+        "receipt_id": receipt, "product_id": shop.products[0], "reason": "not mine"})
+    assert dispute.status_code == 201, dispute.text
+    did = dispute.json()["dispute_id"]
+    other = httpx.post(shop.url + "/v1/admin/staff", json={"role": "operator",
+                                                           "name": "Desk Two"},
+                       headers={"Authorization": f"Bearer {ADMIN}"}).json()["token"]
+    page = _dashboard(browser, shop)
+    _receipts_tab(page)
+    state = page.locator(f"#disputes li[data-dispute='{did}'] [data-state]")
+    expect(state).to_have_attribute("data-state", "open")
+    r = shop.api("POST", f"/v1/disputes/{did}/decision", other,
+                 json={"decision": "reject", "note": "seen on the shelf camera"})
+    assert r.status_code == 200, r.text
+    expect(state).to_have_attribute("data-state", "rejected", timeout=5_000)
+    page.context.close()
+
+
 # ---- alerts raised while nobody watched ------------------------------------------------------
 
 

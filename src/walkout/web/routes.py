@@ -498,7 +498,11 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                     s.scalar(select(func.max(Receipt.issued_at))),
                     s.scalar(select(func.count()).select_from(ReviewVerdict)
                              .where(ReviewVerdict.applied_at.is_not(None))),
-                    s.scalar(select(func.count()).select_from(Dispute)),
+                    # by state: a decision (another desk's, a refund confirmed later, a review's
+                    # correction) adds no row, only moves one from a state to another
+                    tuple((st, n) for st, n in s.execute(
+                        select(Dispute.state, func.count()).group_by(Dispute.state)
+                        .order_by(Dispute.state))),
                     s.scalar(select(func.count()).select_from(AlertAck)),
                     # every chargeback change comes with its provider event
                     s.scalar(select(func.count()).select_from(PaymentWebhookEvent)),
@@ -520,9 +524,9 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                          after: Annotated[int | None, Query(ge=0, le=ID_MAX)] = None
                          ) -> StreamingResponse:
         """SSE of the event log: ``positions``, ``alert``, ``gate``, ``decision``, ``review``,
-        ``health``; ``changed`` when receipts, verdicts, disputes, alert acknowledgements or
-        the payment provider's events (chargebacks) change. An ``alert`` carries ``acked``
-        (null while nobody acknowledged it)."""
+        ``health``; ``changed`` when receipts, verdicts, disputes (a new one, or a decision),
+        alert acknowledgements or the payment provider's events (chargebacks) change. An
+        ``alert`` carries ``acked`` (null while nobody acknowledged it)."""
 
         auth = request.headers.get("authorization")
 
@@ -544,7 +548,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 if m != mark:
                     if mark is not None:
                         yield _sse("changed", {"receipts": m[0], "applied_verdicts": m[2],
-                                               "disputes": m[3], "alert_acks": m[4],
+                                               "disputes": sum(n for _, n in m[3]),
+                                               "alert_acks": m[4],
                                                "payment_events": m[5]})
                     mark = m
                 if events:
