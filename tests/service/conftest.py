@@ -76,11 +76,20 @@ def svc(engine: Engine) -> Iterator[Svc]:
 
 
 class MailInbox:
-    """aiosmtpd handler keeping every message it accepts; ``refuse`` makes it answer 451."""
+    """aiosmtpd handler keeping every message it accepts; ``refuse`` makes it answer 451 to
+    the message, ``unknown`` 550 to the recipients it names (a mailbox that does not exist)."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse = False
+        self.unknown: set[str] = set()
+
+    async def handle_RCPT(self, server: SMTP, session: SmtpSession, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if address in self.unknown:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession,
                           envelope: Envelope) -> str:

@@ -160,3 +160,19 @@ def test_a_receipt_refused_by_the_mail_server_is_sent_by_the_timer_once_it_is_ba
     assert len(inbox.messages) == 1 and [(st, n) for _, st, n in _mails(svc)] == [("sent", 3)]
     housekeeping.turn(svc.deps)
     assert len(inbox.messages) == 1
+
+
+def test_a_mailbox_that_does_not_exist_is_not_tried_again(mailed: tuple[Svc, Any]) -> None:
+    """550 to the recipient: the address is wrong for good, so neither the timer nor a start
+    tries it again (before: 5 more tries at every start, each refused the same)."""
+    svc, inbox = mailed
+    inbox.unknown.add("nobody@example.org")
+    svc.leave(svc.enter(svc.shopper(email="nobody@example.org")), {BAR: 1})
+    [(rev, state, tries)] = _mails(svc)
+    assert (rev, state) == (0, "failed") and tries >= receipting.MAX_ATTEMPTS
+    with svc.deps.sessions() as s:
+        error = s.scalars(select(ReceiptMail.error)).one()
+    assert error is not None and "550" in error and "nobody@" not in error
+    svc.clock.advance(3600)
+    housekeeping.turn(svc.deps)
+    assert receipting.resume_mail(svc.deps) == 0 and inbox.messages == []

@@ -209,12 +209,16 @@ def _hand_over(d: Deps, receipt_id: str, revision: int, msg: EmailMessage) -> st
         d.mailer.send(msg)
     except Exception as e:  # any mailer: the exit must not fail because mail did
         why = str(e).replace(to, mask_email(to))[:300]
-        log.warning("receipt %s (revision %d) not e-mailed: %s", receipt_id, revision, why)
+        final = getattr(e, "final", False)  # no such mailbox: never tried again
+        log.warning("receipt %s (revision %d) not e-mailed%s: %s", receipt_id, revision,
+                    ", for good" if final else "", why)
         with d.sessions.begin() as s:
             m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,
                                                    ReceiptMail.revision == revision))
             assert m is not None
             m.state, m.error = "failed", why
+            if final:
+                m.attempts = MAX_ATTEMPTS
         return None
     with d.sessions.begin() as s:
         m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,

@@ -29,7 +29,13 @@ from walkout.service.receipts.render import (
 
 
 class ReceiptDeliveryError(RuntimeError):
-    """The receipt could not be handed to the SMTP server; the message says why."""
+    """The receipt could not be handed to the SMTP server; the message says why. ``final``:
+    the server refused the recipient for good (5xx: no such mailbox), so trying again with
+    the same address cannot succeed."""
+
+    def __init__(self, message: str, *, final: bool = False) -> None:
+        super().__init__(message)
+        self.final = final
 
 
 def mask_email(address: str) -> str:
@@ -155,7 +161,9 @@ def deliver(msg: EmailMessage, smtp_host: str, smtp_port: int, *, what: str,
     except smtplib.SMTPRecipientsRefused as e:
         why = "; ".join(f"{code} {_text(reply)}" for code, reply in e.recipients.values())
         to = ", ".join(mask_email(a) for a in e.recipients)
-        raise ReceiptDeliveryError(f"{where} refused the recipient {to}: {why}") from e
+        final = all(500 <= code < 600 for code, _ in e.recipients.values())
+        raise ReceiptDeliveryError(f"{where} refused the recipient {to}: {why}",
+                                   final=final) from e
     except smtplib.SMTPSenderRefused as e:
         raise ReceiptDeliveryError(
             f"{where} refused the sender {sender}: {e.smtp_code} {_text(e.smtp_error)}") from e
