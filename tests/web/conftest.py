@@ -31,6 +31,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
+from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, sync_playwright
 from pydantic import SecretStr
 
@@ -181,6 +182,83 @@ class Store:
     def api(self, method: str, path: str, token: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, self.url + path, headers={"Authorization": f"Bearer {token}"},
                              timeout=30, **kw)
+
+
+# ---- the stores seeded through the API (test_desk, test_phone, test_payments, test_security) --
+
+
+@contextlib.contextmanager
+def serving(app: FastAPI, port: int) -> Iterator[None]:
+    """The service on ``port`` (uvicorn in a thread) for the ``with`` block; an open event
+    stream does not hold up its shutdown for long."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    th = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    th.start()
+    end = time.monotonic() + 30
+    while not server.started and time.monotonic() < end:
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        th.join(30)
+
+
+def sqlite_db(name: str) -> Any:
+    """A module's ``db_url`` fixture: one empty SQLite database, for a store seeded through
+    the API (what its tests look at is the pages, not the database)."""
+
+    @pytest.fixture(scope="module")
+    def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+        with fresh_databases(None, tmp_path_factory.mktemp(name), names=(name,)) as (url,):
+            yield url
+
+    return db_url
+
+
+def staff_token(url: str, admin: str, role: str, name: str) -> str:
+    """A new staff account of ``role`` made by the admin token ``admin``: its token."""
+    r = call(url, "POST", "/v1/admin/staff", admin, json={"role": role, "name": name})
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
+
+
+def call(url: str, method: str, path: str, token: str | None = None,
+         **kw: Any) -> httpx.Response:
+    """One request to the service at ``url``, with ``token`` as its bearer when given."""
+    h = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, url + path, headers=h, timeout=30, **kw)
+
+
+def sign_up(url: str, email: str, name: str, card: str | None = None) -> str:
+    """A shopper's account (with the payment token ``card`` when given): her token."""
+    r = call(url, "POST", "/v1/accounts", json={"email": email, "name": name})
+    assert r.status_code == 201, r.text
+    tok = str(r.json()["token"])
+    if card is not None:
+        r = call(url, "POST", "/v1/me/payment-methods", tok, json={"provider_ref": card})
+        assert r.status_code == 201, r.text
+    return tok
+
+
+def enter(url: str, operator: str, token: str) -> str:
+    """The shopper's entry code scanned at the gate: her visit's id."""
+    code = call(url, "POST", "/v1/me/entry-code", token).json()["code"]
+    r = call(url, "POST", "/v1/gates/entry/scan", operator, json={"code": code})
+    assert r.status_code == 201, r.text
+    return str(r.json()["visit_id"])
+
+
+def leave(url: str, operator: str, visit_id: str, products: list[str]) -> str:
+    """The visit takes one of each of ``products`` and leaves: its receipt's id."""
+    lines = [{"line_key": f"{visit_id}:{p}", "product_id": p, "quantity": 1,
+              "event_id": f"e-{p}", "confidence": 0.9} for p in products]
+    r = call(url, "POST", f"/v1/visits/{visit_id}/cart-lines", operator, json={"lines": lines})
+    assert r.status_code == 200, r.text
+    r = call(url, "POST", f"/v1/visits/{visit_id}/exit", operator)
+    assert r.status_code == 200, r.text
+    return str(r.json()["receipt_id"])
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,13 +21,21 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy import update
-from tests.web.conftest import Relay
+from tests.web.conftest import (
+    Relay,
+    call,
+    enter,
+    free_port,
+    leave,
+    serving,
+    sign_up,
+    sqlite_db,
+    staff_token,
+)
 
-from walkout.bench.durability import fresh_databases
 from walkout.service.app import create_app
 from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, Receipt, Visit
@@ -40,12 +45,6 @@ from walkout.web import routes as web_routes
 ADMIN = "wo_web-desk-admin-0123456789abcdef"
 TOKYO = "Asia/Tokyo"  # UTC+9 all year: no daylight saving to reason about
 Watch = Callable[[Page], list[str]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -59,27 +58,14 @@ class Shop:
     tokens: dict[str, str] = field(default_factory=dict)  # shoppers', by name
 
     def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-        h = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.request(method, self.url + path, headers=h, timeout=30, **kw)
+        return call(self.url, method, path, token, **kw)
 
     def visit(self, name: str, products: list[str] | None = None) -> tuple[str, str]:
         """A shopper's visit taking one of each of ``products``: (visit id, receipt id)."""
-        r = self.api("POST", "/v1/accounts", json={"email": f"{name}@example.org",
-                                                   "name": name.title()})
-        assert r.status_code == 201, r.text
-        tok = self.tokens[name] = r.json()["token"]
-        assert self.api("POST", "/v1/me/payment-methods", tok,
-                        json={"provider_ref": f"tok_visa_{name}"}).status_code == 201
-        code = self.api("POST", "/v1/me/entry-code", tok).json()["code"]
-        vid = self.api("POST", "/v1/gates/entry/scan", self.operator,
-                       json={"code": code}).json()["visit_id"]
-        lines = [{"line_key": f"{vid}:{p}", "product_id": p, "quantity": 1, "event_id": f"e-{p}",
-                  "confidence": 0.9} for p in (products or self.products)]
-        assert self.api("POST", f"/v1/visits/{vid}/cart-lines", self.operator,
-                        json={"lines": lines}).status_code == 200
-        r = self.api("POST", f"/v1/visits/{vid}/exit", self.operator)
-        assert r.status_code == 200, r.text
-        return vid, r.json()["receipt_id"]
+        tok = self.tokens[name] = sign_up(self.url, f"{name}@example.org", name.title(),
+                                          f"tok_visa_{name}")
+        vid = enter(self.url, self.operator, tok)
+        return vid, leave(self.url, self.operator, vid, products or self.products)
 
     def owes(self, vid: str, amount: str) -> None:
         """Record ``amount`` of the visit as owed, as an exit does when the card paid less."""
@@ -89,39 +75,26 @@ class Shop:
             v.balance_owed, v.state = Decimal(amount), "in_review"
 
 
-@pytest.fixture(scope="module")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fresh_databases(None, tmp_path_factory.mktemp("webdesk"), names=("webdesk",)) as (url,):
-        yield url
+db_url = sqlite_db("webdesk")
 
 
 @pytest.fixture(scope="module")
 def shop(db_url: str) -> Iterator[Shop]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
                                bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    th = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    th.start()
-    end = time.monotonic() + 30
-    while not server.started and time.monotonic() < end:
-        time.sleep(0.05)
-    relay = Relay(port)
-    r = httpx.post(url + "/v1/admin/staff", json={"role": "operator", "name": "Desk One"},
-                   headers={"Authorization": f"Bearer {ADMIN}"})
-    assert r.status_code == 201, r.text
-    deps: Deps = app.state.deps
-    shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps, r.json()["token"],
-                [p.id for p in deps.store.catalogue[:2]])
-    try:
-        yield shop
-    finally:
-        relay.close()
-        server.should_exit = True
-        th.join(30)
+    with serving(app, port):
+        relay = Relay(port)
+        deps: Deps = app.state.deps
+        shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps,
+                    staff_token(url, ADMIN, "operator", "Desk One"),
+                    [p.id for p in deps.store.catalogue[:2]])
+        try:
+            yield shop
+        finally:
+            relay.close()
 
 
 def _dashboard(browser: Browser, shop: Shop, **ctx: Any) -> Page:
@@ -226,9 +199,7 @@ def test_a_dispute_decided_at_another_desk_shows_decided_at_once(shop: Shop,
         "receipt_id": receipt, "product_id": shop.products[0], "reason": "not mine"})
     assert dispute.status_code == 201, dispute.text
     did = dispute.json()["dispute_id"]
-    other = httpx.post(shop.url + "/v1/admin/staff", json={"role": "operator",
-                                                           "name": "Desk Two"},
-                       headers={"Authorization": f"Bearer {ADMIN}"}).json()["token"]
+    other = staff_token(shop.url, ADMIN, "operator", "Desk Two")
     page = _dashboard(browser, shop)
     _receipts_tab(page)
     state = page.locator(f"#disputes li[data-dispute='{did}'] [data-state]")

@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,13 +26,21 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy import select
+from tests.web.conftest import (
+    call,
+    enter,
+    free_port,
+    leave,
+    serving,
+    sign_up,
+    sqlite_db,
+    staff_token,
+)
 
-from walkout.bench.durability import fresh_databases
 from walkout.service.app import create_app
 from walkout.service.clock import SystemClock
 from walkout.service.db import make_engine, session_factory
@@ -69,33 +76,21 @@ class Shop:
     tokens: dict[str, str] = field(default_factory=dict)  # each shopper's, by name
 
     def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-        h = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.request(method, self.url + path, headers=h, timeout=30, **kw)
+        return call(self.url, method, path, token, **kw)
 
     def enter(self, name: str) -> str:
-        r = self.api("POST", "/v1/accounts", json={"email": f"{name}@example.org", "name": name})
-        assert r.status_code == 201, r.text
-        tok = self.tokens[name] = r.json()["token"]
-        assert self.api("POST", "/v1/me/payment-methods", tok,
-                        json={"provider_ref": f"tok_visa_{name}"}).status_code == 201
-        code = self.api("POST", "/v1/me/entry-code", tok).json()["code"]
-        r = self.api("POST", "/v1/gates/entry/scan", self.operator, json={"code": code})
-        assert r.status_code == 201, r.text
-        return str(r.json()["visit_id"])
+        tok = self.tokens[name] = sign_up(self.url, f"{name}@example.org", name,
+                                          f"tok_visa_{name}")
+        return enter(self.url, self.operator, tok)
 
     def leave(self, name: str, vid: str) -> None:
-        lines = [{"line_key": f"{vid}:{p}", "product_id": p, "quantity": 1, "event_id": f"e-{p}",
-                  "confidence": 0.9} for p in self.products]
-        assert self.api("POST", f"/v1/visits/{vid}/cart-lines", self.operator,
-                        json={"lines": lines}).status_code == 200
-        r = self.api("POST", f"/v1/visits/{vid}/exit", self.operator)
-        assert r.status_code == 200, r.text
+        receipt = leave(self.url, self.operator, vid, self.products)
         with self.deps.sessions() as s:
             v = s.get(Visit, vid)
             cap = s.scalar(select(Charge).where(Charge.visit_id == vid, Charge.kind == "capture",
                                                 Charge.status == "succeeded"))
             assert v is not None and v.auth_id
-            self.visits[name] = Visited(vid, r.json()["receipt_id"], v.auth_id,
+            self.visits[name] = Visited(vid, receipt, v.auth_id,
                                         cap.provider_ref if cap else None,
                                         int(cap.amount * 100) if cap else 0)
 
@@ -135,15 +130,12 @@ class Shop:
         self.deliver(type_, obj)
 
 
-@pytest.fixture(scope="module")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fresh_databases(None, tmp_path_factory.mktemp("webpay"), names=("webpay",)) as (url,):
-        yield url
+db_url = sqlite_db("webpay")
 
 
 @pytest.fixture(scope="module")
 def shop(db_url: str) -> Iterator[Shop]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
                                bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0,
@@ -153,56 +145,36 @@ def shop(db_url: str) -> Iterator[Shop]:
     sessions, clock = session_factory(engine), SystemClock()
     app = create_app(settings, engine=engine, sessions=sessions, clock=clock,
                      provider=LedgerProvider(sessions, clock))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    th = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    th.start()
-    end = time.monotonic() + 30
-    while not server.started and time.monotonic() < end:
-        time.sleep(0.05)
-    deps: Deps = app.state.deps
-    r = httpx.post(url + "/v1/admin/staff", json={"role": "operator", "name": "desk"},
-                   headers={"Authorization": f"Bearer {ADMIN}"})
-    assert r.status_code == 201, r.text
-    shop = Shop(url, deps, r.json()["token"], [p.id for p in deps.store.catalogue[:2]], {})
-    for name in ("ann", "bo", "cy", "dee", "fay"):
-        shop.leave(name, shop.enter(name))
-    # Bo's chargeback is past its due date (Stripe took its fee), Ann's due in 30 hours, Cy's
-    # evidence was sent
-    shop.chargeback("bo", "needs_response", -2 * HOUR, fee_cents=1500)
-    shop.chargeback("ann", "needs_response", 30 * HOUR, reason="product_not_received")
-    shop.chargeback("cy", "under_review", 5 * 24 * HOUR)
-    # Fay's was lost today: the bank gave her the money back
-    shop.chargeback("fay", "needs_response", 24 * HOUR, fee_cents=2000)
-    shop.chargeback("fay", "lost", None, type_="charge.dispute.closed")
-    # 1.00 of Dee's payment refunded in the Stripe dashboard
-    dee = shop.visits["dee"]
-    shop.deliver("charge.refunded", {"id": dee.charge, "object": "charge", "amount": 5000,
-                                     "amount_captured": dee.cents, "amount_refunded": 100,
-                                     "currency": "eur", "payment_intent": dee.intent})
-    # Eve is inside when her hold is cancelled: her exit captures nothing, her card pays
-    eve = shop.enter("eve")
-    with deps.sessions() as s:
-        v = s.get(Visit, eve)
-        assert v is not None
-        intent = v.auth_id
-    shop.deliver("payment_intent.canceled", {"id": intent, "object": "payment_intent",
-                                             "cancellation_reason": "requested_by_customer"})
-    shop.leave("eve", eve)
-    try:
+    with serving(app, port):
+        deps: Deps = app.state.deps
+        shop = Shop(url, deps, staff_token(url, ADMIN, "operator", "desk"),
+                    [p.id for p in deps.store.catalogue[:2]], {})
+        for name in ("ann", "bo", "cy", "dee", "fay"):
+            shop.leave(name, shop.enter(name))
+        # Bo's chargeback is past its due date (Stripe took its fee), Ann's due in 30 hours, Cy's
+        # evidence was sent
+        shop.chargeback("bo", "needs_response", -2 * HOUR, fee_cents=1500)
+        shop.chargeback("ann", "needs_response", 30 * HOUR, reason="product_not_received")
+        shop.chargeback("cy", "under_review", 5 * 24 * HOUR)
+        # Fay's was lost today: the bank gave her the money back
+        shop.chargeback("fay", "needs_response", 24 * HOUR, fee_cents=2000)
+        shop.chargeback("fay", "lost", None, type_="charge.dispute.closed")
+        # 1.00 of Dee's payment refunded in the Stripe dashboard
+        dee = shop.visits["dee"]
+        shop.deliver("charge.refunded", {"id": dee.charge, "object": "charge", "amount": 5000,
+                                         "amount_captured": dee.cents, "amount_refunded": 100,
+                                         "currency": "eur", "payment_intent": dee.intent})
+        # Eve is inside when her hold is cancelled: her exit captures nothing, her card pays
+        eve = shop.enter("eve")
+        with deps.sessions() as s:
+            v = s.get(Visit, eve)
+            assert v is not None
+            intent = v.auth_id
+        shop.deliver("payment_intent.canceled", {"id": intent, "object": "payment_intent",
+                                                 "cancellation_reason": "requested_by_customer"})
+        shop.leave("eve", eve)
         yield shop
-    finally:
-        server.should_exit = True
-        th.join(30)
-        engine.dispose()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    engine.dispose()
 
 
 def _audit(page: Page, what: str) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,15 +19,23 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import Engine, make_url
-from tests.web.conftest import Relay
+from tests.web.conftest import (
+    Relay,
+    call,
+    enter,
+    free_port,
+    leave,
+    serving,
+    sign_up,
+    sqlite_db,
+    staff_token,
+)
 
-from walkout.bench.durability import fresh_databases
 from walkout.service import revisions
 from walkout.service.app import create_app
 from walkout.service.checkout import LineRequest
@@ -41,12 +47,6 @@ from walkout.service.settings import ServiceSettings
 ADMIN = "wo_web-phone-admin-0123456789abcdef"
 PHONE = {"width": 390, "height": 844}
 TTL_S = 8.0  # entry codes rotate quickly here: a test waits for one to expire
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -63,44 +63,26 @@ class Shop:
     tokens: dict[str, str] = field(default_factory=dict)  # shoppers', by name
 
     def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-        h = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.request(method, self.url + path, headers=h, timeout=30, **kw)
+        return call(self.url, method, path, token, **kw)
 
     def shopper(self, name: str, card: bool = True) -> str:
-        r = self.api("POST", "/v1/accounts", json={"email": f"{name}@example.org",
-                                                   "name": name.title()})
-        assert r.status_code == 201, r.text
-        tok = self.tokens[name] = r.json()["token"]
-        if card:
-            assert self.api("POST", "/v1/me/payment-methods", tok,
-                            json={"provider_ref": f"tok_visa_{name}"}).status_code == 201
-        return str(tok)
+        tok = self.tokens[name] = sign_up(self.url, f"{name}@example.org", name.title(),
+                                          f"tok_visa_{name}" if card else None)
+        return tok
 
     def visit(self, name: str, products: list[str] | None = None) -> tuple[str, str]:
         """A visit of ``name`` (signed up first if new) taking one of each of ``products``:
         (visit id, receipt id)."""
-        tok = self.tokens.get(name) or self.shopper(name)
-        code = self.api("POST", "/v1/me/entry-code", tok).json()["code"]
-        vid = self.api("POST", "/v1/gates/entry/scan", self.operator,
-                       json={"code": code}).json()["visit_id"]
-        lines = [{"line_key": f"{vid}:{p}", "product_id": p, "quantity": 1, "event_id": f"e-{p}",
-                  "confidence": 0.9} for p in (products or self.products)]
-        assert self.api("POST", f"/v1/visits/{vid}/cart-lines", self.operator,
-                        json={"lines": lines}).status_code == 200
-        r = self.api("POST", f"/v1/visits/{vid}/exit", self.operator)
-        assert r.status_code == 200, r.text
-        return vid, r.json()["receipt_id"]
+        vid = enter(self.url, self.operator, self.tokens.get(name) or self.shopper(name))
+        return vid, leave(self.url, self.operator, vid, products or self.products)
 
 
-@pytest.fixture(scope="module")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fresh_databases(None, tmp_path_factory.mktemp("webphone"), names=("webphone",)) as (url,):
-        yield url
+db_url = sqlite_db("webphone")
 
 
 @pytest.fixture(scope="module")
 def shop(db_url: str) -> Iterator[Shop]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
                                bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0,
@@ -113,31 +95,19 @@ def shop(db_url: str) -> Iterator[Shop]:
         dbapi_conn.execute("PRAGMA busy_timeout=2000")
 
     app = create_app(settings, engine=engine)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    th = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    th.start()
-    end = time.monotonic() + 30
-    while not server.started and time.monotonic() < end:
-        time.sleep(0.05)
-    relay = Relay(port)
     deps: Deps = app.state.deps
 
-    def staff(role: str) -> str:
-        r = httpx.post(url + "/v1/admin/staff", json={"role": role, "name": role.title()},
-                       headers={"Authorization": f"Bearer {ADMIN}"})
-        assert r.status_code == 201, r.text
-        return str(r.json()["token"])
-
-    db_path = str(make_url(db_url).database)
-    shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps, db_path, engine,
-                staff("operator"), staff("kiosk"), [p.id for p in deps.store.catalogue[:2]])
-    try:
-        yield shop
-    finally:
-        relay.close()
-        server.should_exit = True
-        th.join(30)
+    with serving(app, port):
+        relay = Relay(port)
+        db_path = str(make_url(db_url).database)
+        shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps, db_path, engine,
+                    staff_token(url, ADMIN, "operator", "Operator"),
+                    staff_token(url, ADMIN, "kiosk", "Kiosk"),
+                    [p.id for p in deps.store.catalogue[:2]])
+        try:
+            yield shop
+        finally:
+            relay.close()
 
 
 def _audit(page: Page, what: str) -> None:

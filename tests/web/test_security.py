@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,12 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy import update
+from tests.web.conftest import call, enter, free_port, leave, serving, sign_up, sqlite_db
 
-from walkout.bench.durability import fresh_databases
 from walkout.service.app import create_app
 from walkout.service.deps import Deps
 from walkout.service.mail import OutboxMailer
@@ -39,12 +37,6 @@ ADMIN = "wo_web-security-admin-0123456789abcdef"
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
             "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 Watch = Callable[[Page], list[str]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -59,8 +51,7 @@ class Shop:
     disputes: dict[str, str] = field(default_factory=dict)  # name → dispute id
 
     def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-        h = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.request(method, self.url + path, headers=h, timeout=30, **kw)
+        return call(self.url, method, path, token, **kw)
 
     def staff(self, role: str) -> tuple[str, str]:
         r = self.api("POST", "/v1/admin/staff", ADMIN, json={"role": role, "name": role})
@@ -69,21 +60,8 @@ class Shop:
 
     def visit(self, email: str, card: str, products: list[str]) -> tuple[str, str]:
         """A shopper's visit taking one of each of ``products``: (their token, receipt id)."""
-        r = self.api("POST", "/v1/accounts", json={"email": email, "name": email[:3]})
-        assert r.status_code == 201, r.text
-        tok = r.json()["token"]
-        assert self.api("POST", "/v1/me/payment-methods", tok,
-                        json={"provider_ref": card}).status_code == 201
-        code = self.api("POST", "/v1/me/entry-code", tok).json()["code"]
-        vid = self.api("POST", "/v1/gates/entry/scan", self.operator,
-                       json={"code": code}).json()["visit_id"]
-        lines = [{"line_key": f"{vid}:{p}", "product_id": p, "quantity": 1, "event_id": f"e-{p}",
-                  "confidence": 0.9} for p in products]
-        assert self.api("POST", f"/v1/visits/{vid}/cart-lines", self.operator,
-                        json={"lines": lines}).status_code == 200
-        r = self.api("POST", f"/v1/visits/{vid}/exit", self.operator)
-        assert r.status_code == 200, r.text
-        return tok, r.json()["receipt_id"]
+        tok = sign_up(self.url, email, email[:3], card)
+        return tok, leave(self.url, self.operator, enter(self.url, self.operator, tok), products)
 
     def dispute(self, tok: str, receipt: str, product: str) -> str:
         r = self.api("POST", "/v1/disputes", tok, json={
@@ -102,63 +80,52 @@ class Shop:
         raise AssertionError(f"no receipt e-mail to {email}")
 
 
-@pytest.fixture(scope="module")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """SQLite is enough: these are the pages' defences, not the database's."""
-    with fresh_databases(None, tmp_path_factory.mktemp("websec"), names=("websec",)) as (url,):
-        yield url
+# SQLite is enough: these are the pages' defences, not the database's
+db_url = sqlite_db("websec")
 
 
 @pytest.fixture(scope="module")
 def shop(db_url: str) -> Iterator[Shop]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
                                bootstrap_admin_token=SecretStr(ADMIN), public_url=url,
                                dispute_flag_rejections=1, retention_check_s=0)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    th = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    th.start()
-    end = time.monotonic() + 30
-    while not server.started and time.monotonic() < end:
-        time.sleep(0.05)
-    deps: Deps = app.state.deps
-    products = [p.id for p in deps.store.catalogue[:3]]
-    shop = Shop(url, deps, "", "", "", "", products)
-    shop.operator, shop.kiosk = shop.staff("operator")[1], shop.staff("kiosk")[1]
-    shop.ann, shop.receipt = shop.visit("ann@example.org", "tok_visa_ann", products)
-    # Ann's third line: a review revision took it off the receipt, which corrected her dispute
-    shop.disputes["corrected"] = shop.dispute(shop.ann, shop.receipt, products[2])
-    with deps.sessions.begin() as s:
-        s.execute(update(Dispute).where(Dispute.id == shop.disputes["corrected"])
-                  .values(state="corrected", quantity=0, resolved_at=deps.clock.now()))
-    # Bo: one dispute rejected (flagged from one on, here), one open
-    bo, bo_receipt = shop.visit("bo@example.org", "tok_visa_bo", products[:2])
-    rejected = shop.dispute(bo, bo_receipt, products[0])
-    assert shop.api("POST", f"/v1/disputes/{rejected}/decision", shop.operator,
-                    json={"decision": "reject", "note": "seen taking it"}).status_code == 200
-    shop.disputes["flagged"] = shop.dispute(bo, bo_receipt, products[1])
-    # a review case in the event log (its page draws probability bars)
-    plate = next(pl.id for g in deps.store.gondolas for sh in g.shelves for pl in sh.plates)
-    case = {"case_id": "case-1", "event": {"kind": "pick", "delta_g": -300, "plates": [plate],
-                                           "t_start": 10.0, "t_end": 12.0},
-            "reasons": ["two shoppers reached"], "sessions": ["s1", "s2"],
-            "decided": {"s1": [[products[0], 1]]},
-            "hypotheses": [{"items": [[products[0], 1]], "probability": 0.6},
-                           {"items": [[products[1], 1]], "probability": 0.4}],
-            "hands": [{"session_id": "s1", "probability": 0.7, "reach_m": 0.1},
-                      {"session_id": "s2", "probability": 0.3, "reach_m": None}],
-            "weights": None, "plate_boxes": {}, "skeletons": {}, "credentials": {}}
-    with deps.sessions.begin() as s:
-        s.add(EngineEvent(source="sim:websec/evidence", seq=0, kind="review", t=12.0,
-                          payload=json.dumps(case), recorded_at=datetime.now(UTC), ref="case-1"))
-    try:
+    with serving(app, port):
+        deps: Deps = app.state.deps
+        products = [p.id for p in deps.store.catalogue[:3]]
+        shop = Shop(url, deps, "", "", "", "", products)
+        shop.operator, shop.kiosk = shop.staff("operator")[1], shop.staff("kiosk")[1]
+        shop.ann, shop.receipt = shop.visit("ann@example.org", "tok_visa_ann", products)
+        # Ann's third line: a review revision took it off the receipt, which corrected her
+        # dispute
+        shop.disputes["corrected"] = shop.dispute(shop.ann, shop.receipt, products[2])
+        with deps.sessions.begin() as s:
+            s.execute(update(Dispute).where(Dispute.id == shop.disputes["corrected"])
+                      .values(state="corrected", quantity=0, resolved_at=deps.clock.now()))
+        # Bo: one dispute rejected (flagged from one on, here), one open
+        bo, bo_receipt = shop.visit("bo@example.org", "tok_visa_bo", products[:2])
+        rejected = shop.dispute(bo, bo_receipt, products[0])
+        assert shop.api("POST", f"/v1/disputes/{rejected}/decision", shop.operator,
+                        json={"decision": "reject", "note": "seen taking it"}).status_code == 200
+        shop.disputes["flagged"] = shop.dispute(bo, bo_receipt, products[1])
+        # a review case in the event log (its page draws probability bars)
+        plate = next(pl.id for g in deps.store.gondolas for sh in g.shelves for pl in sh.plates)
+        case = {"case_id": "case-1", "event": {"kind": "pick", "delta_g": -300, "plates": [plate],
+                                               "t_start": 10.0, "t_end": 12.0},
+                "reasons": ["two shoppers reached"], "sessions": ["s1", "s2"],
+                "decided": {"s1": [[products[0], 1]]},
+                "hypotheses": [{"items": [[products[0], 1]], "probability": 0.6},
+                               {"items": [[products[1], 1]], "probability": 0.4}],
+                "hands": [{"session_id": "s1", "probability": 0.7, "reach_m": 0.1},
+                          {"session_id": "s2", "probability": 0.3, "reach_m": None}],
+                "weights": None, "plate_boxes": {}, "skeletons": {}, "credentials": {}}
+        with deps.sessions.begin() as s:
+            s.add(EngineEvent(source="sim:websec/evidence", seq=0, kind="review", t=12.0,
+                              payload=json.dumps(case), recorded_at=datetime.now(UTC),
+                              ref="case-1"))
         yield shop
-    finally:
-        server.should_exit = True
-        th.join(30)
 
 
 def _signed_in(page: Page, shop: Shop, token: str | None = None) -> None:
@@ -212,7 +179,7 @@ def _framing_site(target: str) -> tuple[ThreadingHTTPServer, int]:
         def log_message(self, *a: object) -> None:
             pass
 
-    port = _free_port()
+    port = free_port()
     srv = ThreadingHTTPServer(("127.0.0.1", port), Prize)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, port
