@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -186,6 +186,35 @@ class Store:
 
 # ---- the stores seeded through the API (test_desk, test_phone, test_payments, test_security) --
 
+
+
+@dataclass
+class RelayedShop:
+    """A service on a free port, reached by the browser through a :class:`Relay` (cut or
+    stalled at will) and by the test straight, with an operator's token and the products
+    visits take: what the dashboard's and the phone's tests drive."""
+
+    url: str  # the service, straight
+    page_url: str  # the same, through the relay
+    relay: Relay
+    deps: Deps
+    operator: str
+    products: list[str]
+    tokens: dict[str, str] = field(default_factory=dict, kw_only=True)  # shoppers', by name
+
+    def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+        return call(self.url, method, path, token, **kw)
+
+    def shopper(self, name: str, card: bool = True) -> str:
+        tok = self.tokens[name] = sign_up(self.url, f"{name}@example.org", name.title(),
+                                          f"tok_visa_{name}" if card else None)
+        return tok
+
+    def visit(self, name: str, products: list[str] | None = None) -> tuple[str, str]:
+        """A visit of ``name`` (signed up first if new) taking one of each of ``products``:
+        (visit id, receipt id)."""
+        vid = enter(self.url, self.operator, self.tokens.get(name) or self.shopper(name))
+        return vid, leave(self.url, self.operator, vid, products or self.products)
 
 @contextlib.contextmanager
 def serving(app: FastAPI, port: int) -> Iterator[None]:

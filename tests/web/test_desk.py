@@ -13,25 +13,21 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy import update
 from tests.web.conftest import (
     Relay,
-    call,
-    enter,
+    RelayedShop,
     free_port,
-    leave,
     serving,
-    sign_up,
     sqlite_db,
     staff_token,
 )
@@ -48,25 +44,7 @@ Watch = Callable[[Page], list[str]]
 
 
 @dataclass
-class Shop:
-    url: str  # the service, straight
-    page_url: str  # the same, through the relay
-    relay: Relay
-    deps: Deps
-    operator: str
-    products: list[str]
-    tokens: dict[str, str] = field(default_factory=dict)  # shoppers', by name
-
-    def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-        return call(self.url, method, path, token, **kw)
-
-    def visit(self, name: str, products: list[str] | None = None) -> tuple[str, str]:
-        """A shopper's visit taking one of each of ``products``: (visit id, receipt id)."""
-        tok = self.tokens[name] = sign_up(self.url, f"{name}@example.org", name.title(),
-                                          f"tok_visa_{name}")
-        vid = enter(self.url, self.operator, tok)
-        return vid, leave(self.url, self.operator, vid, products or self.products)
-
+class Shop(RelayedShop):
     def owes(self, vid: str, amount: str) -> None:
         """Record ``amount`` of the visit as owed, as an exit does when the card paid less."""
         with self.deps.sessions.begin() as s:

@@ -13,11 +13,10 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
@@ -26,12 +25,9 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from tests.web.conftest import (
     Relay,
-    call,
-    enter,
+    RelayedShop,
     free_port,
-    leave,
     serving,
-    sign_up,
     sqlite_db,
     staff_token,
 )
@@ -50,31 +46,10 @@ TTL_S = 8.0  # entry codes rotate quickly here: a test waits for one to expire
 
 
 @dataclass
-class Shop:
-    url: str  # the service, straight
-    page_url: str  # the same, through the relay
-    relay: Relay
-    deps: Deps
+class Shop(RelayedShop):
     db_path: str
     engine: Engine
-    operator: str
     kiosk: str
-    products: list[str]
-    tokens: dict[str, str] = field(default_factory=dict)  # shoppers', by name
-
-    def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-        return call(self.url, method, path, token, **kw)
-
-    def shopper(self, name: str, card: bool = True) -> str:
-        tok = self.tokens[name] = sign_up(self.url, f"{name}@example.org", name.title(),
-                                          f"tok_visa_{name}" if card else None)
-        return tok
-
-    def visit(self, name: str, products: list[str] | None = None) -> tuple[str, str]:
-        """A visit of ``name`` (signed up first if new) taking one of each of ``products``:
-        (visit id, receipt id)."""
-        vid = enter(self.url, self.operator, self.tokens.get(name) or self.shopper(name))
-        return vid, leave(self.url, self.operator, vid, products or self.products)
 
 
 db_url = sqlite_db("webphone")
@@ -100,10 +75,10 @@ def shop(db_url: str) -> Iterator[Shop]:
     with serving(app, port):
         relay = Relay(port)
         db_path = str(make_url(db_url).database)
-        shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps, db_path, engine,
+        shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps,
                     staff_token(url, ADMIN, "operator", "Operator"),
-                    staff_token(url, ADMIN, "kiosk", "Kiosk"),
-                    [p.id for p in deps.store.catalogue[:2]])
+                    [p.id for p in deps.store.catalogue[:2]], db_path, engine,
+                    staff_token(url, ADMIN, "kiosk", "Kiosk"))
         try:
             yield shop
         finally:
