@@ -9,6 +9,7 @@ stream from the wire.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import Counter
@@ -398,3 +399,38 @@ def test_a_consumer_falling_behind_moves_no_device_clock() -> None:
     assert len(frames) == 4 * 600
     assert {round(f.t * 15) / 15 for f in frames if f.camera_id == "C04"} == {
         k / 15 for k in range(600)}
+
+
+def test_a_plate_clock_correction_that_steps_back_loses_no_sample() -> None:
+    """The plates' messages arrive 0.3 s later than the cameras' for 8 s (a queue on their
+    path), so their clock is corrected by 0.3 s (above the 0.25 s tolerance); then they arrive
+    on time and the correction goes back to 0. Their next batches fell on samples already in
+    and were dropped as repeats (the fresh-clone CI lost two batches so under load); they are
+    new by the gondola's own clock and go after its last sample: none is lost, none twice,
+    and its timeline never runs backwards."""
+    s = _src()
+    todo: list[tuple[float, int, Any]] = []
+    for k in range(16 * 15):  # three cameras on time: the consensus
+        for cam in ("C01", "C02", "C03"):
+            todo.append((k / 15, 0, lambda k=k, cam=cam: _frame(s, cam, k, k / 15)))
+    batches = 16 * 10
+    for j in range(batches):  # 6 samples at 60 Hz: a batch every 0.1 s
+        t0 = j / 10
+        late = 0.3 if t0 < 8 else 0.0
+        recv = t0 + 5 / 60 + late
+        todo.append((recv, 1, lambda j=j, t0=t0, recv=recv: _plates(
+            s, j, t0, value=500.0 + j, recv=recv)))
+    for _, _, send in sorted(todo, key=lambda x: (x[0], x[1])):
+        send()
+    assert s.stats.corrections_s.get("plates/A1S", 0.0) > 0.25  # it was corrected
+    s._finish(20.0)
+    col = STORE.plate_index[A1S[0]]
+    got = [(float(t), float(g[col])) for b, _, _, _ in _released(s)
+           for t, g in zip(b.t, b.grams, strict=True) if not math.isnan(g[col])]
+    assert s.stats.duplicates == 0 and s.stats.late == 0
+    assert s.stats.accepted == 3 * 16 * 15 + batches
+    values = [v for _, v in got]
+    assert sorted(set(values)) == [500.0 + j for j in range(batches)]
+    assert len(values) == 6 * batches  # every sample once
+    times = [t for t, _ in got]
+    assert all(b > a for a, b in itertools.pairwise(times))

@@ -607,6 +607,10 @@ class MqttSource:
         #: plate sample time → (grams, written) over all plates: the first write of a sample
         #: stands, as a recording's loader keeps the first of a repeated reading
         self._rows: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+        #: plate device → the source indices (its own clock) of its samples taken, and the
+        #: newest sample index one went to: a sample is told new by its own clock
+        self._plate_src: dict[str, _Seen] = {}
+        self._plate_end: dict[str, int] = {}
         self._frames: list[tuple[float, int, KeypointFrame]] = []
         self._gate_events: list[GateEvent] = []
         self._watermark = -math.inf  # newest (corrected) source time of a periodic device
@@ -851,6 +855,8 @@ class MqttSource:
         if dev in self._silent:
             self._silent.discard(dev)
             self.skew.reset(dev)  # it may have rebooted with another clock
+            self._plate_end.pop(dev, None)
+            self._plate_src.pop(dev, None)
             for sus in self._suspects.pop(dev, []):
                 _close(sus)
             log.warning("device %s is sending again", dev)
@@ -1002,14 +1008,37 @@ class MqttSource:
             self.stats.corrections_s[dev] = c
         released = self._released_until()
         if isinstance(m, wire.PlateMessage):
+            n = m.grams.shape[0]
+            cols = self._columns(m.plate_ids, dev.split("/", 1)[1])
+            # a sample is told new by the device's own clock (its source index), not by where
+            # the correction puts it: a correction that steps back (an estimate crossing the
+            # tolerance as the path delay changes) put a new batch on samples already in,
+            # and it was dropped as a repeat (the fresh-clone CI lost two batches so, under
+            # load). What the device sent before is a repeat (a batch re-sent whole or in
+            # other pieces, in or out of order); a new sample whose place holds one of the
+            # device's own goes after the device's newest instead, so nothing is lost and its
+            # timeline never runs backwards (the step back is held, as NTP slews rather than
+            # steps a clock back; a step forward leaves a gap, as before)
+            src = round(m.t0 * m.rate_hz) + np.arange(n)
+            had = self._plate_src.setdefault(dev, _Seen(keep=1 << 16))
+            src_keep = np.array([(int(k),) not in had.keys for k in src], bool)
+            if not src_keep.any():
+                self.stats.duplicates += 1
+                log.debug("plate batch of %s (seq %d) repeats samples already in", dev, m.seq)
+                return
             k0 = round((m.t0 + c) * m.rate_hz)
-            ts = (k0 + np.arange(m.grams.shape[0])) / m.rate_hz
-            keep = ts >= released
-            if not keep.all():
-                self._late(dev, m.seq, float(ts[0]), released, h.dup)
+            first = int(np.argmax(src_keep))
+            newest = self._plate_end.get(dev)
+            if newest is not None and k0 + first <= newest and any(
+                    (row := self._rows.get((k0 + i) / m.rate_hz)) is not None
+                    and row[1][cols].any() for i in np.flatnonzero(src_keep).tolist()):
+                k0 = newest + 1 - first
+            ts = (k0 + np.arange(n)) / m.rate_hz
+            keep = (ts >= released) & src_keep
+            if (src_keep & ~keep).any():
+                self._late(dev, m.seq, float(ts[src_keep][0]), released, h.dup)
             if not keep.any():
                 return
-            cols = self._columns(m.plate_ids, dev.split("/", 1)[1])
             fresh = repeated = 0
             for t, g in zip(ts[keep].tolist(), m.grams[keep], strict=True):
                 row = self._rows.get(t)
@@ -1029,6 +1058,9 @@ class MqttSource:
                 log.info("plate batch of %s (seq %d): %d samples already in kept as first "
                          "received", dev, m.seq, repeated)
             t_first, t_new = float(ts[keep][0]), float(ts[-1])
+            for k in src[keep].tolist():
+                had.add((int(k),))
+            self._plate_end[dev] = max(self._plate_end.get(dev, -1 << 62), k0 + n - 1)
             if h.ack is not None:
                 h.ack.t = t_new
         else:
