@@ -478,6 +478,35 @@ class _Seen:
         return True
 
 
+class _Samples:
+    """Which of a plate device's recent samples (by index on its own clock) were taken, in a
+    fixed ``size``-bit window behind the newest: 512 bytes a gondola, whatever the store's
+    size. A sample further back than the window is not known here: it is long released, and
+    the late count takes it."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size, self.hi = size, -(1 << 62)
+        self.bits = np.zeros(size, bool)
+
+    def taken(self, ks: np.ndarray) -> np.ndarray:
+        """Per index in ``ks``: taken before."""
+        inside = (ks <= self.hi) & (ks > self.hi - self.size)
+        out = np.zeros(ks.shape, bool)
+        out[inside] = self.bits[ks[inside] % self.size]
+        return out
+
+    def take(self, ks: np.ndarray) -> None:
+        top = int(ks.max())
+        if top > self.hi:
+            if top - self.hi >= self.size:
+                self.bits[:] = False
+            else:  # the slots the window moves over are cleared
+                self.bits[np.arange(self.hi + 1, top + 1) % self.size] = False
+            self.hi = top
+        ks = ks[ks > self.hi - self.size]
+        self.bits[ks % self.size] = True
+
+
 _Msg = wire.PlateMessage | wire.KeypointMessage | wire.GateMessage
 
 
@@ -609,7 +638,7 @@ class MqttSource:
         self._rows: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         #: plate device → the source indices (its own clock) of its samples taken, and the
         #: newest sample index one went to: a sample is told new by its own clock
-        self._plate_src: dict[str, _Seen] = {}
+        self._plate_src: dict[str, _Samples] = {}
         self._plate_end: dict[str, int] = {}
         self._frames: list[tuple[float, int, KeypointFrame]] = []
         self._gate_events: list[GateEvent] = []
@@ -1020,8 +1049,8 @@ class MqttSource:
             # timeline never runs backwards (the step back is held, as NTP slews rather than
             # steps a clock back; a step forward leaves a gap, as before)
             src = round(m.t0 * m.rate_hz) + np.arange(n)
-            had = self._plate_src.setdefault(dev, _Seen(keep=1 << 16))
-            src_keep = np.array([(int(k),) not in had.keys for k in src], bool)
+            had = self._plate_src.setdefault(dev, _Samples())
+            src_keep = ~had.taken(src)
             if not src_keep.any():
                 self.stats.duplicates += 1
                 log.debug("plate batch of %s (seq %d) repeats samples already in", dev, m.seq)
@@ -1058,8 +1087,7 @@ class MqttSource:
                 log.info("plate batch of %s (seq %d): %d samples already in kept as first "
                          "received", dev, m.seq, repeated)
             t_first, t_new = float(ts[keep][0]), float(ts[-1])
-            for k in src[keep].tolist():
-                had.add((int(k),))
+            had.take(src[keep])
             self._plate_end[dev] = max(self._plate_end.get(dev, -1 << 62), k0 + n - 1)
             if h.ack is not None:
                 h.ack.t = t_new
