@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from walkout.service.deps import Deps
@@ -25,6 +25,14 @@ def balance_charges(visit_id: str) -> ColumnElement[bool]:
     attempts ``visit:<id>:balance:<n>``."""
     return or_(Charge.idempotency_key == f"visit:{visit_id}:balance",
                Charge.idempotency_key.like(f"visit:{visit_id}:balance:%"))
+
+
+def next_balance_key(s: Session, visit_id: str) -> str:
+    """The key of the visit's next balance charge: ``visit:<id>:balance``, then
+    ``visit:<id>:balance:<n>`` (n: the attempts made before it)."""
+    tries = s.scalar(select(func.count(Charge.id)).where(Charge.visit_id == visit_id,
+                                                         balance_charges(visit_id))) or 0
+    return f"visit:{visit_id}:balance" + (f":{tries}" if tries else "")
 
 
 def balance_in_flight(s: Session, visit_id: str) -> bool:

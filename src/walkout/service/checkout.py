@@ -50,6 +50,7 @@ from walkout.service import receipting
 from walkout.service.balances import (
     balance_charges,
     balance_in_flight,
+    next_balance_key,
     release_refused_hold,
     resume_hold_releases,
 )
@@ -408,9 +409,7 @@ def owe(d: Deps, s: Session, visit_id: str, short: Money, *,
     log.warning("visit %s: %s more than was captured is owed by the shopper", visit_id, short)
     if not collect or not isinstance(d.provider, ChargesSavedMethod):
         return None
-    tries = s.scalar(select(func.count(Charge.id)).where(Charge.visit_id == visit_id,
-                                                         balance_charges(visit_id))) or 0
-    key = f"visit:{visit_id}:balance" + (f":{tries}" if tries else "")
+    key = next_balance_key(s, visit_id)
     s.add(Charge(visit_id=visit_id, kind="capture", idempotency_key=key,
                  provider=d.provider.name, amount=short.amount, currency=short.currency,
                  status="pending", created_at=d.clock.now()))
@@ -459,9 +458,7 @@ def collect(d: Deps, visit_id: str, key: str, *, clear_review: bool = False) -> 
             rest = Decimal(v.balance_owed or 0) - amount.amount
             if rest > 0:
                 v.balance_owed = rest
-                tries = s.scalar(select(func.count(Charge.id)).where(
-                    Charge.visit_id == visit_id, balance_charges(visit_id))) or 0
-                nxt = f"visit:{visit_id}:balance:{tries}"
+                nxt = next_balance_key(s, visit_id)
                 s.add(Charge(visit_id=visit_id, kind="capture", idempotency_key=nxt,
                              provider=d.provider.name, amount=rest, currency=v.currency,
                              status="pending", created_at=now))
@@ -527,7 +524,7 @@ def collect_balance(d: Deps, visit_id: str) -> dict[str, object]:
         if pending:
             key = pending[0]
         else:
-            key = f"visit:{visit_id}:balance" + (f":{len(tries)}" if tries else "")
+            key = next_balance_key(s, visit_id)
             s.add(Charge(visit_id=visit_id, kind="capture", idempotency_key=key,
                          provider=d.provider.name, amount=Decimal(v.balance_owed),
                          currency=v.currency, status="pending", created_at=d.clock.now()))
