@@ -21,13 +21,20 @@ A decided dispute answers the shopper the same way: the decision's transaction c
 receipt's next message (:func:`claim_dispute`, a row whose ``changes`` say ``"kind":
 "dispute"``), sent after the refund by :func:`mail_revision`: refunded (back to the card, or
 off what she still owed) or the charge kept, above the receipt as it stands.
+
+A server that refuses the store's own settings for good (MAIL FROM or AUTH answered 5xx:
+:func:`~walkout.service.mail.config_refusal`) would refuse every message: that try is not
+counted against :data:`MAX_ATTEMPTS`, a batch of sends stops at it (the rest wait, claimed,
+for the timer), and an operator alert says so once (``mail_refused``, on the event log's
+:data:`MAIL_ALERTS`), followed by ``mail_back`` once a message goes out again, as a silent
+device's ``device_silent`` is by its ``device_back``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -42,10 +49,12 @@ from walkout.service import disputes
 from walkout.service.balances import balance_charges
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
+from walkout.service.mail import ConfigRefusal, config_refusal
 from walkout.service.models import (
     Account,
     Charge,
     Dispute,
+    EngineEvent,
     Receipt,
     ReceiptLine,
     ReceiptMail,
@@ -78,6 +87,18 @@ RETRY_AFTER = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15)
                timedelta(hours=12))
 #: a send is tried this many times in all
 MAX_ATTEMPTS = len(RETRY_AFTER) + 1
+#: the event-log source of the e-mail alerts (``GET /v1/ops/alerts`` lists every ``…/alerts``)
+MAIL_ALERTS = "service:mail/alerts"
+#: the server refuses the store's sender or login; the e-mail goes out again
+MAIL_REFUSED, MAIL_BACK = "mail_refused", "mail_back"
+#: what each refusal of the store's settings asks the operator to look at
+_SETTINGS = {"sender": "WALKOUT_MAIL_SENDER is", "login": "WALKOUT_SMTP_USERNAME and "
+             "WALKOUT_SMTP_PASSWORD are", "settings": "the SMTP settings are"}
+
+
+class _Refused(Exception):
+    """The server refused the store's sender or login (recorded, alerted): every other message
+    of the batch would be refused the same, so the batch stops."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +181,17 @@ def mail_receipt(d: Deps, receipt_id: str) -> str | None:
     """E-mail a receipt unless it was sent already; returns its Message-ID (None when there is
     nobody to send it to, or another worker holds the send). Never raises for delivery: a
     failure is recorded on the row and retried by :func:`resume_mail`."""
+    try:
+        return _mail_receipt(d, receipt_id)
+    except _Refused:
+        return None
+
+
+def _mail_receipt(d: Deps, receipt_id: str, hold: str | None = None) -> str | None:
+    """:func:`mail_receipt`, raising :class:`_Refused` when the server refused the store's
+    settings. ``hold``: such a refusal stopped this batch already (why): nothing is sent, an
+    unclaimed receipt is claimed ``failed`` without counting a try (left to the timer), a
+    crashed sender's claim is handed to the timer the same way."""
     sender = d.settings.mail_sender
     now = d.clock.now()
     try:
@@ -177,12 +209,20 @@ def mail_receipt(d: Deps, receipt_id: str) -> str | None:
                          .with_for_update())
             if m is None:
                 s.add(ReceiptMail(receipt_id=receipt_id, message_id=mid, recipient=to,
-                                  state="sending", attempts=1, claimed_at=now))
+                                  state="sending" if hold is None else "failed",
+                                  attempts=1 if hold is None else 0, error=hold,
+                                  claimed_at=now))
                 s.flush()
+                if hold is not None:
+                    return None
             elif m.state == "sent":
                 return m.message_id
             elif m.state == "sending" and aware(m.claimed_at) > now - STALE_CLAIM:
                 return None  # another worker is sending it right now
+            elif hold is not None:
+                if m.state == "sending":  # a crashed sender's: the timer retries failed rows
+                    m.state, m.error = "failed", hold
+                return None
             else:  # failed, or a sender that crashed mid-send
                 m.state, m.attempts, m.claimed_at = "sending", m.attempts + 1, now
             first = s.scalar(select(ReceiptMail.changes).where(
@@ -203,15 +243,22 @@ def mail_receipt(d: Deps, receipt_id: str) -> str | None:
 
 
 def _hand_over(d: Deps, receipt_id: str, revision: int, msg: EmailMessage) -> str | None:
-    """Steps (2) and (3) of a claimed send: the SMTP hand-over, then its record."""
+    """Steps (2) and (3) of a claimed send: the SMTP hand-over, then its record. Raises
+    :class:`_Refused` (recorded) when the server refused the store's sender or login."""
     to = str(msg["To"])
     try:
         d.mailer.send(msg)
     except Exception as e:  # any mailer: the exit must not fail because mail did
-        why = str(e).replace(to, mask_email(to))[:300]
-        final = getattr(e, "final", False)  # no such mailbox: never tried again
+        why = str(e).replace(to, mask_email(to))
+        pw = d.settings.smtp_password
+        if pw is not None and pw.get_secret_value():  # a server that echoes it, say
+            why = why.replace(pw.get_secret_value(), "***")
+        why = why[:300]
+        refusal = config_refusal(e)  # the store's settings: no message can go, none is used up
+        final = refusal is None and getattr(e, "final", False)  # no such mailbox: never again
         log.warning("receipt %s (revision %d) not e-mailed%s: %s", receipt_id, revision,
-                    ", for good" if final else "", why)
+                    ", for good" if final else
+                    " (the store's settings, not counted)" if refusal else "", why)
         with d.sessions.begin() as s:
             m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,
                                                    ReceiptMail.revision == revision))
@@ -219,6 +266,11 @@ def _hand_over(d: Deps, receipt_id: str, revision: int, msg: EmailMessage) -> st
             m.state, m.error = "failed", why
             if final:
                 m.attempts = MAX_ATTEMPTS
+            elif refusal is not None:
+                m.attempts = max(0, m.attempts - 1)  # its claim counted this try
+        if refusal is not None:
+            _alert_refused(d, refusal, why)
+            raise _Refused(why) from e
         return None
     with d.sessions.begin() as s:
         m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,
@@ -228,7 +280,68 @@ def _hand_over(d: Deps, receipt_id: str, revision: int, msg: EmailMessage) -> st
         m.state, m.sent_at, m.error = "sent", d.clock.now(), None
         if revision == 0:
             rec.emailed_to, rec.emailed_at = m.recipient, m.sent_at
+    _alert_back(d)
     return str(msg["Message-ID"])
+
+
+def _last_alert(s: Session) -> tuple[int, str | None, dict[str, Any]]:
+    """The newest e-mail alert: its seq (-1: none yet), kind and payload."""
+    row = s.execute(select(EngineEvent.seq, EngineEvent.kind, EngineEvent.payload)
+                    .where(EngineEvent.source == MAIL_ALERTS)
+                    .order_by(EngineEvent.seq.desc()).limit(1)).first()
+    return (-1, None, {}) if row is None else (row[0], row[1], json.loads(row[2]))
+
+
+def _waiting(s: Session) -> int:
+    """How many e-mails wait for a retry."""
+    return s.scalar(select(func.count()).select_from(ReceiptMail).where(
+        ReceiptMail.state == "failed", ReceiptMail.attempts < MAX_ATTEMPTS)) or 0
+
+
+def _add_alert(d: Deps, s: Session, seq: int, kind: str, message: str, **extra: Any) -> None:
+    """An e-mail alert on the event log, where the dashboard and ``GET /v1/ops/alerts`` list
+    the engine's (and operators acknowledge it). ``t``: the store time of the newest event,
+    so it sits with what happened meanwhile; ``at`` is the wall clock."""
+    t = s.scalar(select(func.max(EngineEvent.t))) or 0.0
+    now = d.clock.now()
+    payload = {"t": t, "kind": kind, "message": message, "subject": "mail",
+               "at": now.isoformat(), **extra}
+    s.add(EngineEvent(source=MAIL_ALERTS, seq=seq, kind=kind, t=t, recorded_at=now,
+                      payload=json.dumps(payload, separators=(",", ":"))))
+
+
+def _alert_refused(d: Deps, refusal: ConfigRefusal, why: str) -> None:
+    """Tell the operator, once per fault, that the server refuses the store's settings."""
+    try:
+        with d.sessions.begin() as s:
+            seq, kind, p = _last_alert(s)
+            if kind == MAIL_REFUSED and p.get("key") == refusal.key:
+                return  # raised already: the same fault
+            n = _waiting(s)
+            message = (f"the mail server refuses the store's {refusal.what}: {why}. No e-mail "
+                       f"goes out until {_SETTINGS[refusal.what]} fixed. E-mails waiting: {n};"
+                       " none is given up: they go out once the server takes them (the timer "
+                       "tries one each turn; a restart, at once)")
+            _add_alert(d, s, seq + 1, MAIL_REFUSED, message, key=refusal.key, waiting=n)
+    except IntegrityError:
+        return  # another process raised it at the same moment
+    log.error("%s", message)
+
+
+def _alert_back(d: Deps) -> None:
+    """After a message went out: if the last e-mail alert was a refusal, say it is over."""
+    try:
+        with d.sessions.begin() as s:
+            seq, kind, _ = _last_alert(s)
+            if kind != MAIL_REFUSED:
+                return
+            n = _waiting(s)
+            message = ("the mail server takes the store's e-mail again. E-mails waiting: "
+                       f"{n}; they go out as their retries come due (a restart: at once)")
+            _add_alert(d, s, seq + 1, MAIL_BACK, message, waiting=n)
+    except IntegrityError:
+        return  # another process said so at the same moment
+    log.warning("%s", message)
 
 
 def _lines_json(lines: Sequence[ReceiptDocLine]) -> list[list[object]]:
@@ -349,16 +462,34 @@ def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = Fa
     Message-ID (None when not sent now). Never raises for delivery, as :func:`mail_receipt`.
     The receipt's own e-mail goes first (a crash may have left it unclaimed): while it is not
     sent, this one waits, ``failed``, for :func:`resume_mail`, which sends them in order."""
+    try:
+        return _mail_revision(d, receipt_id, revision, claimed=claimed)
+    except _Refused:
+        return None
+
+
+def _mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = False,
+                   hold: str | None = None) -> str | None:
+    """:func:`mail_revision`, raising :class:`_Refused` as :func:`_mail_receipt` does, which
+    says what ``hold`` does."""
     with d.sessions() as s:
         own = s.scalar(select(ReceiptMail.state).where(ReceiptMail.receipt_id == receipt_id,
                                                        ReceiptMail.revision == 0))
-    if own != "sent" and mail_receipt(d, receipt_id) is None:
-        with d.sessions.begin() as s:
-            s.execute(update(ReceiptMail).where(
-                ReceiptMail.receipt_id == receipt_id, ReceiptMail.revision == revision,
-                ReceiptMail.state != "sent").values(
-                state="failed", error="waits for the receipt's own e-mail"))
-        return None
+    if own != "sent":
+        refused: _Refused | None = None
+        try:
+            mid = _mail_receipt(d, receipt_id, hold)
+        except _Refused as e:
+            mid, refused = None, e
+        if mid is None:
+            with d.sessions.begin() as s:
+                s.execute(update(ReceiptMail).where(
+                    ReceiptMail.receipt_id == receipt_id, ReceiptMail.revision == revision,
+                    ReceiptMail.state != "sent").values(
+                    state="failed", error="waits for the receipt's own e-mail"))
+            if refused is not None:
+                raise refused
+            return None
     now = d.clock.now()
     with d.sessions.begin() as s:
         m = s.scalar(select(ReceiptMail).where(ReceiptMail.receipt_id == receipt_id,
@@ -369,6 +500,10 @@ def mail_revision(d: Deps, receipt_id: str, revision: int, *, claimed: bool = Fa
         if not claimed:
             if m.state == "sending" and aware(m.claimed_at) > now - STALE_CLAIM:
                 return None  # another worker is sending it right now
+            if hold is not None:
+                if m.state == "sending":  # a crashed sender's: the timer retries failed rows
+                    m.state, m.error = "failed", hold
+                return None
             m.state, m.attempts, m.claimed_at = "sending", m.attempts + 1, now
         rec = s.get(Receipt, receipt_id)
         assert rec is not None and m.changes is not None
@@ -423,10 +558,7 @@ def resume_mail(d: Deps, within: timedelta = timedelta(days=1)) -> int:
                        & (ReceiptMail.revision == 0))
             .where(ReceiptMail.id.is_(None), Receipt.issued_at >= now - within,
                    Visit.state != "checking_out")))
-    sent = [mail_receipt(d, rid) if rev == 0 else mail_revision(d, rid, rev)
-            for rid, rev in retry]
-    sent += [mail_receipt(d, rid) for rid in unclaimed]
-    return sum(mid is not None for mid in sent)
+    return _send_in_order(d, [*retry, *((rid, 0) for rid in unclaimed)])
 
 
 def retry_mail(d: Deps) -> int:
@@ -441,9 +573,9 @@ def retry_mail(d: Deps) -> int:
                          .order_by(ReceiptMail.receipt_id, ReceiptMail.revision)).all()
     due = [(rid, rev) for rid, rev, n, at in rows
            if aware(at) <= now - RETRY_AFTER[min(max(n, 1), len(RETRY_AFTER)) - 1]]
-    sent = [mail_receipt(d, rid) if rev == 0 else mail_revision(d, rid, rev)
-            for rid, rev in due]
-    return sum(mid is not None for mid in sent)
+    # each one claimed and failed already: after a refusal of the store's settings they wait
+    # as they are, and the next turn tries one again
+    return _send_in_order(d, due, claimed=True)
 
 
 def mail_unclaimed(d: Deps, since: datetime) -> int:
@@ -458,7 +590,26 @@ def mail_unclaimed(d: Deps, since: datetime) -> int:
             .where(ReceiptMail.id.is_(None), Receipt.issued_at >= since,
                    Receipt.emailed_at.is_(None), Visit.state != "checking_out")
             .order_by(Receipt.issued_at)))
-    return sum(mail_receipt(d, rid) is not None for rid in ids)
+    return _send_in_order(d, [(rid, 0) for rid in ids])
+
+
+def _send_in_order(d: Deps, todo: Iterable[tuple[str, int]], *, claimed: bool = False) -> int:
+    """Send each (receipt id, revision) of ``todo`` in order; returns how many were sent now.
+    Once the server refuses the store's sender or login, the rest are not tried (each would be
+    refused the same, a connection and a failed login each): ``claimed`` (all of them failed
+    rows) ends the batch there, else the rest are claimed and left to the timer."""
+    sent, hold = 0, None
+    for rid, rev in todo:
+        try:
+            mid = (_mail_receipt(d, rid, hold) if rev == 0
+                   else _mail_revision(d, rid, rev, hold=hold))
+        except _Refused as e:
+            if claimed:
+                break
+            hold = f"not tried: {e}"[:300]
+            continue
+        sent += mid is not None
+    return sent
 
 
 def mail_loop(d: Deps, stop: Any, period_s: float = 0.5) -> None:
