@@ -215,34 +215,205 @@
     }
     if (channel === "review") { logEvent("review", ev.t, `case ${ev.data.case_id}: ${ev.data.reasons.join("; ")}`); loadCases(); return; }
     if (channel === "health") { if (current === "health") drawHealth(ev.data); return; }
-    if (channel === "changed") { loadCases(); refreshAcks(); loadPayments(); if (current === "receipts") loadReceipts(); if (current === "health") loadStockMoves(); }
+    if (channel === "changed") {
+      loadCases(); refreshAcks(); loadPayments();  // loadCases brings the open case up to date
+      if (current === "receipts") { loadReceipts(); receiptPane.reload(receiptPane.id, "refresh"); }
+      if (current === "health") loadStockMoves();
+    }
+  }
+
+  // ---- detail panes kept current ------------------------------------------------------------
+  // A pane (the open receipt, the open review case) shows one thing as it was fetched, and
+  // another desk, the shopper, the engine or the payment provider may change it meanwhile: an
+  // operator acting on what they still saw got the service's 409. On every "changed" of the
+  // stream (and the catch-up after a drop, which reloads what a "changed" would) the pane is
+  // fetched again and, where it differs, redrawn keeping what the operator typed, the focus
+  // and what they were looking at, with a marker listing what changed since they opened it
+  // (a dispute's state among it, as the stream's own marker counts disputes by state) until
+  // they open it again or say they saw it. Gone (a case whose evidence was purged), it says so;
+  // an action refused because the thing changed says why and shows it as it stands.
+  function pane(name, what) {
+    const p = Object.assign({ name, id: null, data: null, seen: null, seenJson: null, shown: null, changes: [], lost: [],
+      conflict: null, gone: null, seq: 0, busy: 0, again: false, opening: null,
+      news: document.getElementById(name + "-news"), body: document.getElementById(name + "-body") }, what);
+    p.reload = guarded(`update the open ${p.noun}`, (id, mode) => load(p, id, mode));
+    return p;
+  }
+  // mode: "open" (the operator's own choice: what they see now is what later changes are told
+  // against), "refresh" (redrawn only if it differs), "acted" (after their own action: its
+  // result is the new baseline), "conflict" (their action was refused: said, and redrawn)
+  async function load(p, id, mode) {
+    if (mode !== "open") {
+      if (id === null || p.id !== id) return;  // closed, or another one opened meanwhile
+      if (p.opening !== null || p.busy) { p.again = true; return; }  // its own fetch follows: again after it
+    }
+    const seq = ++p.seq;
+    if (mode === "open") p.opening = id;
+    let got;
+    try { got = await p.fetch(id); }
+    catch (e) {
+      if (seq !== p.seq) return;
+      if (mode === "open") p.opening = null;  // what was shown before stays, kept current
+      if (e.status === 404) return showGone(p, id);
+      throw e;
+    }
+    if (seq !== p.seq) return;
+    const json = JSON.stringify(got), facts = p.facts(got);
+    if (mode === "open") Object.assign(p, { id, opening: null });
+    if (mode === "open" || mode === "acted") Object.assign(p, { seen: facts, seenJson: json, changes: [], lost: [], conflict: null });
+    if (json !== p.shown || mode === "open" || mode === "acted") {
+      const kept = mode === "open" ? null : keep(p.body, mode === "acted");
+      p.data = got; p.shown = json; p.gone = null;
+      p.draw(got);
+      if (kept) p.lost.push(...restore(p.body, kept));
+      p.changes = diff(p.seen, facts, json !== p.seenJson);
+      tag(p);
+      drawNews(p, mode === "open" ? `${p.title(got)} shown.` : null);
+      if (kept) settle(p, kept);
+    } else if (mode === "conflict") drawNews(p);  // the same: only what is said changes
+    if (p.again && p.id === id) { p.again = false; p.reload(id, "refresh"); }
+  }
+  // what differs between what the operator saw (facts: key, label, value, the element it is
+  // shown in) and what stands now, in their words
+  function diff(before, after, anyChange) {
+    const was = new Map(before.map(f => [f.key, f])), out = [];
+    for (const f of after) {
+      const w = was.get(f.key); was.delete(f.key);
+      if (!w) out.push({ anchor: f.anchor, tag: "new", text: `${f.label}: ${f.value} (new)` });
+      else if (w.value !== f.value) out.push({ anchor: f.anchor, tag: "changed", text: `${f.label}: ${w.value} → ${f.value}` });
+    }
+    for (const w of was.values()) out.push({ text: `${w.label}: no longer there (was ${w.value})` });
+    if (!out.length && anyChange) out.push({ text: "Some of its details were updated." });
+    return out;
+  }
+  // the changed parts marked where they are shown, not only in the list at the top
+  function tag(p) {
+    for (const c of p.changes) {
+      const at = c.anchor && p.body.querySelector(c.anchor);
+      if (!at || at.classList.contains("changed")) continue;  // once (a receipt's state and total share a line)
+      at.classList.add("changed");
+      (at.matches(".lines li") ? at.firstElementChild : at).append(" ", el("span", { class: "changed-tag", text: c.tag }));
+    }
+  }
+  function drawNews(p, said) {
+    const had = p.news.contains(document.activeElement) ? document.activeElement.className : null;
+    fill(p.news,
+      p.gone ? el("p", { class: "gone", tabindex: "-1", text: p.gone }) : null,
+      p.conflict ? el("p", { class: "error conflict", tabindex: "-1", text: `Not done: ${p.conflict}. ` + (p.changes.length
+        ? `This ${p.noun} changed meanwhile (at another desk, by the shopper, the payment provider or the engine): it is shown below as it stands now, check it before acting again.`
+        : `This ${p.noun} is shown below as it stands now.`) }) : null,
+      p.changes.length ? el("div", { class: "changed-marker", tabindex: "-1", "data-changed": String(p.changes.length) },
+        el("strong", { text: `Changed since you opened this ${p.noun}:` }),
+        el("ul", {}, p.changes.map(c => el("li", { text: c.text }))),
+        el("button", { type: "button", class: "secondary small", "aria-label": "Mark these changes as seen", onclick: () => seen(p) }, "Seen")) : null,
+      p.lost.length ? el("p", { class: "muted lost", text: `Not sent, as you had typed it: ${p.lost.map(t => `“${t}”`).join(", ")}` }) : null,
+      said ? el("span", { class: "sr-only", text: said }) : null);
+    if (had) (p.news.querySelector(`[class="${CSS.escape(had)}"]`) || p.body.querySelector("h2"))?.focus({ preventScroll: true });
+  }
+  // the operator took the changes in: they are what later ones are told against
+  function seen(p) {
+    Object.assign(p, { seen: p.facts(p.data), seenJson: p.shown, changes: [], lost: [], conflict: null });
+    p.body.querySelectorAll(".changed-tag").forEach(x => x.remove());
+    p.body.querySelectorAll(".changed").forEach(x => x.classList.remove("changed"));
+    drawNews(p);
+    p.body.querySelector("h2")?.focus();
+  }
+  function showGone(p, id) {
+    const lost = [...p.body.querySelectorAll("input[type=text][data-key], textarea[data-key]")].map(x => x.value.trim()).filter(Boolean);
+    const focused = p.body.contains(document.activeElement) || p.news.contains(document.activeElement);
+    Object.assign(p, { id: null, data: null, seen: null, shown: null, changes: [], conflict: null, lost: [...p.lost, ...lost], gone: p.goneText(id) });
+    fill(p.body, el("p", { class: "muted", text: p.empty }));
+    drawNews(p);
+    if (focused) p.news.querySelector(".gone").focus();
+  }
+  // what the operator had in hand before a redraw: typed values, the focus (and caret), and
+  // where on screen the part they were looking at was (elements are known by data-key)
+  const keyOf = x => x?.dataset?.key || null;
+  const byKey = (box, k) => k ? box.querySelector(`[data-key="${CSS.escape(k)}"]`) : null;
+  function keep(body, acted) {
+    const values = new Map(), active = body.contains(document.activeElement) ? document.activeElement : null;
+    if (!acted) for (const x of body.querySelectorAll("input[data-key], textarea[data-key], select[data-key]"))
+      values.set(x.dataset.key, { value: x.value, checked: x.checked, text: x.type === "text" || x.tagName === "TEXTAREA" });
+    let sel = null;
+    try { if (active && typeof active.selectionStart === "number") sel = [active.selectionStart, active.selectionEnd]; } catch { sel = null; }
+    const anchor = (keyOf(active) && active) || [...body.querySelectorAll("[data-key]")].find(x => x.getBoundingClientRect().bottom > 0);
+    return { values, focus: keyOf(active), hadFocus: !!active, sel, x: scrollX, y: scrollY,
+      anchor: anchor ? { key: keyOf(anchor), top: anchor.getBoundingClientRect().top } : null };
+  }
+  // the values put back; what the operator typed into a field the new state no longer has is
+  // returned (said in the news, not dropped without a word)
+  function restore(body, kept) {
+    const lost = [];
+    for (const [k, v] of kept.values) {
+      const x = byKey(body, k);
+      if (!x) { if (v.text && v.value.trim()) lost.push(v.value.trim()); continue; }
+      if (x.type === "radio" || x.type === "checkbox") x.checked = v.checked; else x.value = v.value;
+    }
+    return lost;
+  }
+  function settle(p, kept) {
+    if (kept.hadFocus) {
+      const same = byKey(p.body, kept.focus);
+      // gone with the change (a decided dispute's buttons): to what says why
+      (same || p.news.querySelector(".conflict, .changed-marker") || p.body.querySelector("h2"))?.focus({ preventScroll: true });
+      if (same && kept.sel) try { same.setSelectionRange(...kept.sel); } catch { /* a field without a caret */ }
+    }
+    window.scrollTo(kept.x, kept.y);
+    const a = kept.anchor && byKey(p.body, kept.anchor.key);
+    if (a) window.scrollBy(0, a.getBoundingClientRect().top - kept.anchor.top);
+  }
+  // an action from the pane: on success its result is shown; refused because the thing
+  // changed (409, or gone), said in plain words and shown as it stands now
+  async function act(p, f, err, after) {
+    const id = p.id;
+    let refused = null;
+    p.busy++;
+    try { await f(); }
+    catch (e) {
+      if (e.status !== 409 && e.status !== 404 && e.code !== "no_such_line") { err.textContent = e.message; return; }
+      refused = e;
+    } finally { p.busy--; }
+    if (p.id !== id) return;  // another one opened meanwhile
+    if (refused && refused.status !== 404) p.conflict = refused.message;  // said with what changed (drawNews)
+    await p.reload(id, refused ? "conflict" : "acted");
+    if (refused) p.news.querySelector(".conflict")?.focus({ preventScroll: true });
+    if (after) await after();
   }
 
   // ---- review queue -----------------------------------------------------------------------
-  let openCase = null;
+  const casePane = pane("case", { noun: "review case", empty: "Choose a case.",
+    fetch: id => api(token, "GET", "/v1/ops/reviews/" + encodeURIComponent(id)), draw: drawCase, facts: caseFacts,
+    title: c => `Case ${c.case_id}`,
+    goneText: id => `Review case ${id} no longer exists: its evidence was purged (the event log is kept for the retention period only) or removed. Choose another case.` });
   async function loadCases() {
     const cases = await api(token, "GET", "/v1/ops/reviews");
     document.getElementById("review-count").textContent = cases.filter(c => c.state === "open").length;
     const ul = document.getElementById("cases");
-    ul.replaceChildren(...cases.map(c => el("li", {}, el("button", { class: "row", "data-case": c.case_id, "aria-current": c.case_id === openCase ? "true" : null, onclick: () => showCase(c.case_id) },
+    ul.replaceChildren(...cases.map(c => el("li", {}, el("button", { class: "row", "data-case": c.case_id, "aria-current": c.case_id === casePane.id ? "true" : null, onclick: () => showCase(c.case_id) },
       el("strong", { text: `${c.kind} at ${fmtT(c.t)}` }), " ", el("span", { class: "state " + c.state, text: c.state }), el("br"),
       el("span", { class: "muted", text: c.reasons.join("; ") })))));
     if (!cases.length) fill(ul, el("li", { class: "muted", text: "No review case yet." }));
-    if (openCase && current === "review") showCase(openCase, true);
+    if (current === "review") casePane.reload(casePane.id, "refresh");
   }
-  async function showCase(id, quiet) {
-    openCase = id;
-    const c = await api(token, "GET", "/v1/ops/reviews/" + encodeURIComponent(id));
+  async function showCase(id) {
     document.querySelectorAll("#cases button").forEach(b => b.setAttribute("aria-current", b.dataset.case === id));
-    const box = document.getElementById("case");
-    const state = c.verdict ? (c.verdict.applied ? "applied" : "decided") : "open";
-    if (quiet && box.dataset.case === id && box.dataset.state === state) return;
-    box.dataset.case = id; box.dataset.state = state;
-    const label = sid => `${sid}${c.people[sid]?.who ? " (" + c.people[sid].who + (c.people[sid].staff ? ", staff" : "") + ")" : ""}`;
-    const items = its => its.length ? its.map(([p, q]) => `${q} × ${c.products[p] || name(p)}`).join(", ") : "nothing";
+    await load(casePane, id, "open");
+  }
+  const caseLabel = (c, sid) => `${sid}${c.people[sid]?.who ? " (" + c.people[sid].who + (c.people[sid].staff ? ", staff" : "") + ")" : ""}`;
+  const caseItems = (c, its) => its.length ? its.map(([p, q]) => `${q} × ${c.products[p] || name(p)}`).join(", ") : "nothing";
+  const decidedBy = v => v.decided_by_name || (v.decided_by ? "account " + v.decided_by.slice(0, 8) : "an operator");
+  // what a case's pane says that can change while it is open: its verdict
+  function caseFacts(c) {
+    const v = c.verdict;
+    const f = (key, label, value) => ({ key, label, value, anchor: v ? ".verdict" : "form" });
+    return [f("verdict", "Verdict", v ? `decided by ${decidedBy(v)}: ${Object.entries(v.shares).map(([s, its]) => `${caseLabel(c, s)}: ${caseItems(c, its)}`).join("; ") || "nothing was taken"}` : "not decided yet"),
+      ...(v ? [f("applied", "Its receipts", v.applied ? "corrected by the engine" : "waiting for the engine"), f("note", "Its note", v.note ? `“${v.note}”` : "none")] : [])];
+  }
+  function drawCase(c) {
+    const label = sid => caseLabel(c, sid), items = its => caseItems(c, its);
     const decided = Object.entries(c.decided).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nobody charged";
-    box.replaceChildren(
-      el("h2", { text: `Case ${c.case_id}` }),
+    casePane.body.replaceChildren(
+      el("h2", { tabindex: "-1", text: `Case ${c.case_id}` }),
       el("p", {}, el("strong", { text: c.event.kind }), ` of ${c.event.delta_g} g on ${c.event.plates.join(", ")} at ${fmtT(c.event.t_start)}–${fmtT(c.event.t_end)}`),
       el("p", {}, "Why: ", c.reasons.join("; ")),
       el("p", {}, "The engine charged: ", decided),
@@ -257,11 +428,11 @@
   }
   // a decided case: the verdict, who decided it, when and why (what the next operator needs)
   function verdictOf(c, label, items) {
-    const v = c.verdict, by = v.decided_by_name || (v.decided_by ? "account " + v.decided_by.slice(0, 8) : "an operator");
-    return el("div", { class: "verdict", role: "status" },
+    const v = c.verdict;
+    return el("div", { class: "verdict", role: "status", "data-key": "verdict" },
       el("p", {}, el("span", { class: "state applied", text: v.applied ? "decided and applied" : "decided (waiting for the engine)" }), " ",
         Object.entries(v.shares).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nothing was taken"),
-      el("p", { class: "muted" }, `decided by ${by} ${when(v.decided_at)}`, v.note ? ` · “${v.note}”` : null));
+      el("p", { class: "muted" }, `decided by ${decidedBy(v)} ${when(v.decided_at)}`, v.note ? ` · “${v.note}”` : null));
   }
   // the blurred clips `walkout evidence` cut around the case: fetched with the token (a <video>
   // cannot send it) and played from memory
@@ -280,15 +451,12 @@
   function decideForm(c, label, items) {
     const sessions = c.sessions;
     const whoSet = el("fieldset", { class: "choice" }, el("legend", { text: "Who took it" }),
-      sessions.map((s, i) => el("label", {}, el("input", { type: "radio", name: "who", value: s, checked: Object.keys(c.decided).length ? Object.keys(c.decided)[0] === s : i === 0 }), " ", label(s))));
+      sessions.map((s, i) => el("label", {}, el("input", { type: "radio", name: "who", value: s, "data-key": "who:" + s, checked: Object.keys(c.decided).length ? Object.keys(c.decided)[0] === s : i === 0 }), " ", label(s))));
     const whatSet = el("fieldset", { class: "choice" }, el("legend", { text: "What it was" }),
-      c.hypotheses.map((h, i) => el("label", {}, el("input", { type: "radio", name: "what", value: i, checked: i === 0 }), " ", items(h.items), ` (${(100 * h.probability).toFixed(0)}%)`)));
+      c.hypotheses.map((h, i) => el("label", {}, el("input", { type: "radio", name: "what", value: i, "data-key": "what:" + i, checked: i === 0 }), " ", items(h.items), ` (${(100 * h.probability).toFixed(0)}%)`)));
     const err = el("p", { class: "error", role: "alert" });
-    const note = el("input", { id: "decide-note", type: "text", maxlength: 1000, autocomplete: "off" });
-    async function send(shares) {
-      try { await api(token, "POST", `/v1/ops/reviews/${encodeURIComponent(c.case_id)}/decision`, { shares, note: note.value.trim() || null }); await loadCases(); await showCase(c.case_id); }
-      catch (e) { err.textContent = e.message; }
-    }
+    const note = el("input", { id: "decide-note", type: "text", maxlength: 1000, autocomplete: "off", "data-key": "note" });
+    const send = shares => act(casePane, () => api(token, "POST", `/v1/ops/reviews/${encodeURIComponent(c.case_id)}/decision`, { shares, note: note.value.trim() || null }), err, loadCases);
     const form = el("form", { "aria-label": "Decide this case", onsubmit: e => {
       e.preventDefault();
       const who = form.querySelector("input[name=who]:checked")?.value, what = form.querySelector("input[name=what]:checked")?.value;
@@ -296,9 +464,9 @@
       send({ [who]: c.hypotheses[+what].items });
     } }, el("h3", { text: "Decide" }), whoSet, whatSet,
       el("label", { for: "decide-note", text: "Note (why)" }), note,
-      el("button", { type: "submit", id: "decide-charge" }, "Charge the chosen shopper"), " ",
-      el("button", { type: "button", class: "secondary", id: "decide-confirm", onclick: () => send(c.decided) }, "Confirm the engine's decision"), " ",
-      el("button", { type: "button", class: "danger", id: "decide-nothing", onclick: () => send({}) }, "Nothing was taken"), err);
+      el("button", { type: "submit", id: "decide-charge", "data-key": "charge" }, "Charge the chosen shopper"), " ",
+      el("button", { type: "button", class: "secondary", id: "decide-confirm", "data-key": "confirm", onclick: () => send(c.decided) }, "Confirm the engine's decision"), " ",
+      el("button", { type: "button", class: "danger", id: "decide-nothing", "data-key": "nothing", onclick: () => send({}) }, "Nothing was taken"), err);
     return form;
   }
   function weightPlot(c) {
@@ -383,30 +551,67 @@
       disputed(d), " ", disputeState(d), " ", flagBadge(d)))));
     if (!ds.length) fill(document.getElementById("disputes"), el("li", { class: "muted", text: "No dispute yet." }));
   }
+  const receiptPane = pane("receipt", { noun: "receipt", empty: "Choose a receipt or a dispute.",
+    fetch: id => api(token, "GET", "/v1/ops/receipts/" + encodeURIComponent(id)), draw: drawReceipt, facts: receiptFacts,
+    title: r => `Receipt ${r.receipt_id.slice(0, 8)}`,
+    goneText: id => `Receipt ${id.slice(0, 8)} no longer exists. Choose another receipt.` });
   async function showReceipt(id, focus) {
-    const r = await api(token, "GET", "/v1/ops/receipts/" + id);
-    const box = document.getElementById("receipt");
-    const err = el("p", { class: "error", role: "alert" });
-    async function act(f) { try { await f(); await showReceipt(id); await loadReceipts(); } catch (e) { err.textContent = e.message; } }
-    WO.fill(box, el("h2", { text: `Receipt ${r.receipt_id.slice(0, 8)}` }), el("p", {}, el("span", { class: "state " + r.state, text: r.state }), r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null, ` · ${r.total} ${r.currency}`),
-      el("ul", { class: "lines" }, r.lines.map(l => el("li", { "data-product": l.product_id }, el("span", {}, `${l.quantity} × ${l.name}`, el("br"),
-        el("span", { class: "muted", text: l.evidence.map(e => e.confidence !== undefined ? `${e.event_id}: ${Math.round(100 * e.confidence)}%${e.needs_review ? " (reviewed case)" : ""}` : e.event_id).join(" · ") })),
-        el("span", {}, l.amount, " ", el("button", { type: "button", class: "secondary", "aria-label": `Refund one ${l.name}`, onclick: () => act(() => api(token, "POST", `/v1/ops/receipts/${id}/refund`, { product_id: l.product_id, quantity: 1, note: "refunded at the desk" })) }, "Refund 1"))))),
+    await load(receiptPane, id, "open");
+    if (focus) receiptPane.body.querySelector("h2")?.focus();
+  }
+  // what a receipt's pane says that can change while it is open: its state and total, each
+  // line, each dispute's state (a decision moves one from a state to another, as the stream's
+  // marker counts them), each money movement and bank chargeback
+  function receiptFacts(r) {
+    const f = (key, label, value, anchor) => ({ key, label, value, anchor });
+    const product = pid => r.lines.find(l => l.product_id === pid)?.name || layout.products[pid]?.name || pid;
+    const sel = (attr, v) => `[${attr}="${CSS.escape(String(v))}"]`;
+    return [
+      f("state", "State", (r.state || "unknown").replaceAll("_", " ") + (r.under_review ? ", under review" : ""), ".receipt-state"),
+      f("total", "Total", `${r.total} ${r.currency}`, ".receipt-state"),
+      ...r.lines.map(l => f("line:" + l.product_id, l.name, `${l.quantity} for ${l.amount}`, "li" + sel("data-product", l.product_id))),
+      ...r.disputes.map(d => f("dispute:" + d.dispute_id, `Dispute of ${product(d.product_id)}`,
+        `${DISPUTE_STATES[d.state] || d.state}, ${d.quantity} unit${d.quantity === 1 ? "" : "s"}${d.refund ? `, ${d.refund.amount} ${d.refund.currency} back` : ""}`, "li" + sel("data-dispute", d.dispute_id))),
+      ...r.charges.map((c, i) => f("charge:" + i, `${(CHARGE_KINDS[c.kind] || c.kind).replace(/^./, x => x.toUpperCase())} of ${c.amount}`, c.status.replaceAll("_", " "), "li" + sel("data-charge", i))),
+      ...r.chargebacks.map(cb => f("chargeback:" + cb.chargeback_id, `Bank chargeback of ${cb.amount} ${cb.currency}`, CHARGEBACK_STATES[cb.status] || cb.status.replaceAll("_", " "), "li" + sel("data-chargeback", cb.chargeback_id))),
+    ];
+  }
+  function drawReceipt(r) {
+    const id = r.receipt_id, err = el("p", { class: "error", role: "alert" });
+    // why: kept with a refund or a dispute's decision (a fixed one when left empty)
+    const note = el("input", { id: "receipt-note", type: "text", maxlength: 1000, autocomplete: "off", "data-key": "note" });
+    const why = fallback => note.value.trim() || fallback;
+    const run = f => act(receiptPane, f, err, loadReceipts);
+    const decide = (d, decision, fallback) => run(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision, note: why(fallback) }));
+    const lineName = pid => r.lines.find(l => l.product_id === pid)?.name || name(pid);
+    function refund(l, qty) {
+      const q = Number(qty.value);
+      if (!Number.isInteger(q) || q < 1 || q > l.quantity) { err.textContent = `Refund from 1 to ${l.quantity} of ${l.name}.`; qty.focus(); return; }
+      run(() => api(token, "POST", `/v1/ops/receipts/${encodeURIComponent(id)}/refund`, { product_id: l.product_id, quantity: q, note: why("refunded at the desk") }));
+    }
+    fill(receiptPane.body, el("h2", { tabindex: "-1", text: `Receipt ${id.slice(0, 8)}` }),
+      el("p", { class: "receipt-state", "data-key": "state" }, el("span", { class: "state " + r.state, text: r.state }), r.under_review ? el("span", { class: "state under_review", text: "under review" }) : null, ` · ${r.total} ${r.currency}`),
+      el("ul", { class: "lines" }, r.lines.map(l => {
+        const qty = el("input", { type: "number", class: "qty", min: 1, max: l.quantity, value: 1, inputmode: "numeric", "data-key": "qty:" + l.product_id, "aria-label": `How many ${l.name} to refund` });
+        return el("li", { "data-product": l.product_id, "data-key": "line:" + l.product_id }, el("span", {}, `${l.quantity} × ${l.name}`, el("br"),
+          el("span", { class: "muted", text: l.evidence.map(e => e.confidence !== undefined ? `${e.event_id}: ${Math.round(100 * e.confidence)}%${e.needs_review ? " (reviewed case)" : ""}` : e.event_id).join(" · ") })),
+          el("span", { class: "refund" }, l.amount, " ", qty, el("button", { type: "button", class: "secondary", "data-key": "refund:" + l.product_id, "aria-label": `Refund ${l.name}`, onclick: () => refund(l, qty) }, "Refund")));
+      })),
+      el("label", { for: "receipt-note", text: "Why (kept with a refund or a dispute's decision)" }), note,
       WO.taxTable(r),
-      el("h3", { text: "Disputes" }), el("ul", { class: "list" }, r.disputes.map(d => el("li", { "data-dispute": d.dispute_id }, disputed(d), `: ${d.reason} `, disputeState(d), " ", flagBadge(d),
-        d.state === "open" ? el("span", {}, " ", el("button", { type: "button", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "refund", note: "agreed" })) }, "Refund"), " ",
-          el("button", { type: "button", class: "secondary", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "reject", note: "evidence is clear" })) }, "Reject"))
+      el("h3", { text: "Disputes" }), el("ul", { class: "list" }, r.disputes.map(d => el("li", { "data-dispute": d.dispute_id, "data-key": "dispute:" + d.dispute_id }, disputed(d), `: ${d.reason} `, disputeState(d), " ", flagBadge(d),
+        d.state === "open" ? el("span", {}, " ", el("button", { type: "button", "data-key": "dispute-refund:" + d.dispute_id, "aria-label": `Refund the dispute of ${lineName(d.product_id)}`, onclick: () => decide(d, "refund", "agreed") }, "Refund"), " ",
+          el("button", { type: "button", class: "secondary", "data-key": "dispute-reject:" + d.dispute_id, "aria-label": `Reject the dispute of ${lineName(d.product_id)}`, onclick: () => decide(d, "reject", "evidence is clear") }, "Reject"))
         // the provider did not confirm the refund: it is still owed, and deciding again retries it
-        : d.state === "refunding" ? el("span", {}, " ", el("button", { type: "button", onclick: () => act(() => api(token, "POST", `/v1/disputes/${d.dispute_id}/decision`, { decision: "refund", note: "retried" })) }, "Retry refund"))
+        : d.state === "refunding" ? el("span", {}, " ", el("button", { type: "button", "data-key": "dispute-retry:" + d.dispute_id, onclick: () => decide(d, "refund", "retried") }, "Retry refund"))
         : null))),
-      el("h3", { text: "Money" }), el("ul", { class: "list" }, r.charges.map(c => el("li", { "data-kind": c.kind, "data-outside": c.outside ? "true" : null }, `${c.kind} ${c.amount} · ${c.status}`,
+      el("h3", { text: "Money" }), el("ul", { class: "list" }, r.charges.map((c, i) => el("li", { "data-kind": c.kind, "data-charge": String(i), "data-key": "charge:" + i, "data-outside": c.outside ? "true" : null }, `${c.kind} ${c.amount} · ${c.status}`,
         // a refund made in the provider's dashboard: nobody decided it here, and it caps walkout's own
         c.outside ? [" ", el("span", { class: "state outside", text: "made outside walkout" }), el("br"), el("span", { class: "muted", text: `${when(c.at)} · ${c.note}` })] : null))),
-      r.chargebacks.length ? [el("h3", { text: "Bank chargebacks" }), el("ul", { class: "list" }, r.chargebacks.map(cb => el("li", { "data-chargeback": cb.chargeback_id },
+      r.chargebacks.length ? [el("h3", { text: "Bank chargebacks" }), el("ul", { class: "list" }, r.chargebacks.map(cb => el("li", { "data-chargeback": cb.chargeback_id, "data-key": "chargeback:" + cb.chargeback_id },
         `${cb.amount} ${cb.currency} · ${reasonText(cb.reason)} `, chargebackState(cb), cb.respond && cb.evidence_due_by ? [" · answer by ", dueDate(cb.evidence_due_by)] : null,
         cb.fee !== null ? el("span", { class: "muted", text: ` · Stripe's fee ${feeText(cb)}` }) : null)))] : null,
       err);
-    if (focus) { const h = box.querySelector("h2"); h.tabIndex = -1; h.focus(); }
   }
 
   // ---- what the payment provider reported: bank chargebacks, events staff must act on ------
@@ -510,14 +715,23 @@
       : [el("li", { class: "muted", text: "Nothing owed." })]);
   }
   async function settleOwed(button, how) {
-    const li = button.closest("li");
+    const li = button.closest("li"), said = document.getElementById("owed-note");
+    const not = `Not ${how === "collect" ? "charged" : "written off"}: `;
     try {
       await api(token, "POST", `/v1/ops/visits/${encodeURIComponent(li.dataset.visit)}/balance/${how}`, {});
+      said.textContent = "";
       await loadPayments();
       document.getElementById("owed-balances").focus();
     } catch (e) {
+      if (e.status === 409 || e.status === 404) {
+        // the balance changed meanwhile (settled at another desk, a charge of it in flight):
+        // said, and the list shown as it stands now
+        said.textContent = `${not}${e.message}. The balances owed are shown as they stand now.`;
+        await loadPayments();
+        return;
+      }
       li.querySelector(".ack-error")?.remove();
-      li.append(el("span", { class: "error ack-error", role: "alert", text: ` Not ${how === "collect" ? "charged" : "written off"}: ` + e.message }));
+      li.append(el("span", { class: "error ack-error", role: "alert", text: not + e.message }));
     }
   }
 
@@ -705,7 +919,7 @@
 
   function refresh(name) {
     if (name === "review") loadCases();
-    if (name === "receipts") { loadReceipts(); loadPayments(); }
+    if (name === "receipts") { loadReceipts(); loadPayments(); receiptPane.reload(receiptPane.id, "refresh"); }
     if (name === "health") { drawHealth(); loadMode(); loadStockMoves(); }
     if (name === "analytics") { drawAnalytics(); drawSales(); }
   }
