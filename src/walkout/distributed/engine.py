@@ -15,7 +15,7 @@ so shelf processing runs beside tracking on other workers.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from walkout.distributed.cluster import connect
@@ -38,14 +38,23 @@ class DistributedEngine(Engine):
     floor_areas: int | None = None
     stats: dict[str, float] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    #: the stages of the stream this engine follows (:meth:`_next_engine`): its actors serve
+    #: this one too; not kept (an engine must not hold on to its predecessor)
+    after: InitVar[DistributedEngine | None] = None
+
+    def __post_init__(self, after: DistributedEngine | None) -> None:
         super().__post_init__()
-        ray = connect(self.ray_address)
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self.shelf = PartitionedShelf(ray, self.store, self.config.shelf,  # type: ignore[assignment]
-                                      self.shelf_zones or cpus)
-        self.tracker = PartitionedTracker(ray, self.store, self.config.tracker,  # type: ignore[assignment]
-                                          self.floor_areas or cpus)
+        if after is not None:
+            ray = after.shelf.ray  # type: ignore[attr-defined]
+            self.shelf = after.shelf  # the shelves go on (Engine.successor)
+            self.tracker = after.tracker.fresh()  # type: ignore[attr-defined]
+        else:
+            ray = connect(self.ray_address)
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            self.shelf = PartitionedShelf(  # type: ignore[assignment]
+                ray, self.store, self.config.shelf, self.shelf_zones or cpus)
+            self.tracker = PartitionedTracker(  # type: ignore[assignment]
+                ray, self.store, self.config.tracker, self.floor_areas or cpus)
         self._step_s = 0.0
         self._driver_cpu_s = 0.0
         self._actors = [*self.shelf.actors, *self.tracker.actors]  # type: ignore[attr-defined]
@@ -61,8 +70,18 @@ class DistributedEngine(Engine):
         self._step_s += time.perf_counter() - t0
         self._driver_cpu_s += time.process_time() - c0
 
+    def _next_engine(self) -> Engine:
+        """The next stream's engine on this one's actors: the shelf zones go on with their
+        plates (``Engine.successor`` hands the shelf stage over and has it forget its events),
+        the tracker starts afresh on the same area actors. A rollover starts no actors, and
+        leaves none behind: the old engine's handles are the new one's."""
+        return DistributedEngine(self.store, self.config, ray_address=self.ray_address,
+                                 shelf_zones=self.shelf_zones, floor_areas=self.floor_areas,
+                                 after=self)
+
     def costs(self) -> dict[str, Any]:
-        """Where the time went: per partition busy seconds, the waits and the round trips."""
+        """Where the time went: per partition busy seconds, the waits and the round trips
+        (the shelf zones' since their first stream: their stage goes on across rollovers)."""
         sh: PartitionedShelf = self.shelf  # type: ignore[assignment]
         tr: PartitionedTracker = self.tracker  # type: ignore[assignment]
         return {

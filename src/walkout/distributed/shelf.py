@@ -1,12 +1,19 @@
 """The shelf stage split by gondola zone: one Ray actor per zone, one proxy for the engine.
 
 Each zone actor runs an ordinary :class:`ShelfStage` on the zone's part of the store. The
-proxy has the stage's interface (``process``, ``flush``, ``apply``, ``alerts``, ``config``),
-so the engine's own code drives it. Exactness rests on three facts: nothing in the shelf
-stage couples plates of different gondolas; a zone's plates keep their store order; and the
-engine's inventory feedback (``apply``) reaches each zone before its next block, exactly when
-the single stage would see it. Events are merged by ``(t_start, plate position)`` and alerts
-by :func:`walkout.shelf.stage.alert_key`, the orders the single stage itself emits.
+proxy has the stage's interface (``process``, ``flush``, ``apply``, ``alerts``, ``config``,
+``earliest_open``, ``forget_events``, ``forget_events_before``), so the engine's own code
+drives it. Exactness rests on three facts: nothing in the shelf stage couples plates of
+different gondolas; a zone's plates keep their store order; and the engine's inventory
+feedback (``apply``) reaches each zone before its next block, exactly when the single stage
+would see it. Events are merged by ``(t_start, plate position)``, a block's alerts by
+:func:`walkout.shelf.stage.alert_key`, the orders the single stage itself emits; the alerts
+the feedback raises come first, in the order the engine applied it.
+
+The proxy outlives its engine: a live store's next stream (``Engine.successor``) goes on with
+the same zones and plates, its events forgotten (``forget_events``); a stream that runs for
+days lets go of old events (``forget_events_before``). Both are sent to the zones without
+waiting for them: a zone runs its caller's calls in the order they were made.
 """
 
 from __future__ import annotations
@@ -24,7 +31,11 @@ from walkout.shelf import ShelfConfig, ShelfStage
 from walkout.shelf.stage import alert_key
 from walkout.store.model import Store
 
-Apply = tuple[str, str, int]  # (event id, product, signed quantity)
+#: (its place among every apply the engine made, event id, product, signed quantity)
+Apply = tuple[int, str, str, int]
+#: a zone's answer to a block: its events; the alerts its applies raised, each with its
+#: apply's place; the block's own alerts; its busy time; its oldest change in progress
+Part = tuple[list[ShelfEvent], list[tuple[int, Alert]], list[Alert], float, float]
 
 
 class ShelfZone:
@@ -35,32 +46,48 @@ class ShelfZone:
         self.stage = ShelfStage(zone_store(store, zone), config)
         self.zone = zone
 
-    def process(
-        self, applies: list[Apply], t: np.ndarray, grams: np.ndarray
-    ) -> tuple[list[ShelfEvent], list[Alert], float, float]:
+    def process(self, applies: list[Apply], t: np.ndarray, grams: np.ndarray) -> Part:
         c0 = time.thread_time()
-        self._apply(applies)
+        raised = self._apply(applies)
         n0 = len(self.stage.alerts)
         events = self.stage.process(PlateBlock(t, grams, self.zone.plate_ids))
-        return (events, self.stage.alerts[n0:], time.thread_time() - c0,
+        return (events, raised, self.stage.alerts[n0:], time.thread_time() - c0,
                 self.stage.earliest_open())
 
-    def flush(self, applies: list[Apply]
-              ) -> tuple[list[ShelfEvent], list[Alert], float, float]:
+    def flush(self, applies: list[Apply]) -> Part:
         c0 = time.thread_time()
-        self._apply(applies)
+        raised = self._apply(applies)
         n0 = len(self.stage.alerts)
         events = self.stage.flush()
-        return (events, self.stage.alerts[n0:], time.thread_time() - c0,
+        return (events, raised, self.stage.alerts[n0:], time.thread_time() - c0,
                 self.stage.earliest_open())
+
+    def forget_events(self, applies: list[Apply]) -> None:
+        """``ShelfStage.forget_events`` (a new stream begins), after the decisions the engine
+        made before it, as the single stage had applied them (their alerts go unread with the
+        stream's, as the single stage's do)."""
+        self._apply(applies)
+        self.stage.forget_events()
+
+    def forget_events_before(self, t: float, keep: set[str]) -> None:
+        """``ShelfStage.forget_events_before``: the driver keeps the events it still has
+        decisions queued for in ``keep``."""
+        self.stage.forget_events_before(t, keep)
 
     def cpu_s(self) -> float:
         """CPU seconds this actor's process has used (work, serialisation, Ray's threads)."""
         return time.process_time()
 
-    def _apply(self, applies: list[Apply]) -> None:
-        for event_id, product_id, q in applies:
+    def _apply(self, applies: list[Apply]) -> list[tuple[int, Alert]]:
+        """The engine's decisions, in its order; the alerts they raise (a pick beyond the
+        recorded stock), each with its apply's place, for the driver to put them in the order
+        the single stage raised them: every zone's, by when the engine applied them."""
+        raised = []
+        for seq, event_id, product_id, q in applies:
+            n0 = len(self.stage.alerts)
             self.stage.apply(event_id, product_id, q)
+            raised += [(seq, a) for a in self.stage.alerts[n0:]]
+        return raised
 
 
 class PartitionedShelf:
@@ -78,7 +105,9 @@ class PartitionedShelf:
         self.alerts: list[Alert] = []
         self._zone_of = {p: z.index for z in self.zones for p in z.plate_ids}
         self._applies: list[list[Apply]] = [[] for _ in self.zones]
+        self._seq = 0  # applies so far: their order across zones
         self._event_zone: dict[str, int] = {}
+        self._event_t: dict[str, float] = {}  # event → end time, as its zone's stage has it
         self._inflight: tuple[PlateBlock, list[Any]] | None = None
         self.busy_s = [0.0] * len(self.zones)  # per zone: time spent in its stage
         self._open = [math.inf] * len(self.zones)  # per zone: its oldest change in progress
@@ -125,7 +154,44 @@ class PartitionedShelf:
             raise KeyError(f"unknown shelf event {event_id!r}") from None
         if product_id not in self.store.products:
             raise KeyError(f"product {product_id!r} is not in the catalogue")
-        self._applies[z].append((event_id, product_id, quantity))
+        self._applies[z].append((self._seq, event_id, product_id, quantity))
+        self._seq += 1
+
+    def forget_events(self) -> None:
+        """As ``ShelfStage.forget_events`` (a new stream begins: ``Engine.successor``): what
+        is kept per past event goes, here and in every zone (after the decisions still queued
+        for it, which the single stage had applied already), and the alerts passed on; the
+        plates' state stays. Sent without waiting: a zone runs its caller's calls in order."""
+        if self._inflight is not None:
+            raise RuntimeError("a block is in flight: process() it before a new stream")
+        for a, z in zip(self.actors, self.zones, strict=True):
+            a.forget_events.remote(self._take(z.index))
+        self._event_zone.clear()
+        self._event_t.clear()
+        self.alerts.clear()
+
+    def forget_events_before(self, t: float, keep: set[str]) -> None:
+        """As ``ShelfStage.forget_events_before``: the events that ended before ``t`` are
+        forgotten here and in their zones, except ``keep`` (a verdict may still ``apply``
+        them) and those with a decision still queued for their zone's next block (forgotten
+        at a later call: the single stage had applied it already). Only the zones with
+        something to forget are sent a call, and none is waited for."""
+        queued = {e for q in self._applies for _, e, _, _ in q}
+        old = [e for e, t_end in self._event_t.items()
+               if t_end < t and e not in keep and e not in queued]
+        if not old:
+            return
+        zones = set()
+        for e in old:
+            zones.add(self._event_zone.pop(e))
+            del self._event_t[e]
+        # what each zone must keep of its own events that ended before t: the same set goes
+        kept: list[set[str]] = [set() for _ in self.zones]
+        for e in (keep | queued) & self._event_zone.keys():
+            if self._event_t[e] < t:
+                kept[self._event_zone[e]].add(e)
+        for z in sorted(zones):
+            self.actors[z].forget_events_before.remote(t, kept[z])
 
     # ---- internals ---------------------------------------------------------------------------
 
@@ -139,12 +205,16 @@ class PartitionedShelf:
         self.wall_s += time.perf_counter() - w0
         self.calls += 1
         index = self.store.plate_index
-        for z, (events, _, busy, open_t) in enumerate(parts):
+        for z, (events, _, _, busy, open_t) in enumerate(parts):
             self.busy_s[z] += busy
             self._open[z] = open_t
             for ev in events:
                 self._event_zone[ev.event_id] = z
-        self.alerts += heapq.merge(*(a for _, a, _, _ in parts),
-                                   key=lambda a: alert_key(a, index))
-        return list(heapq.merge(*(e for e, _, _, _ in parts),
+                self._event_t[ev.event_id] = ev.t_end
+        # the single stage's order: what the engine's applies raised, as it applied them,
+        # then the block's own alerts (canonical order)
+        self.alerts += [a for _, a in sorted((r for p in parts for r in p[1]),
+                                             key=lambda r: r[0])]
+        self.alerts += heapq.merge(*(p[2] for p in parts), key=lambda a: alert_key(a, index))
+        return list(heapq.merge(*(p[0] for p in parts),
                                 key=lambda e: (e.t_start, index[e.plate_ids[0]])))

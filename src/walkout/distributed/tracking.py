@@ -70,18 +70,30 @@ class PartitionedTracker(Tracker):
     """The engine's tracker with both parallel phases of each slot on area actors."""
 
     def __init__(self, ray: Any, store: Store, config: TrackerConfig | None, areas: int,
-                 min_groups: int = 2) -> None:
+                 min_groups: int = 2, workers: list[Any] | None = None) -> None:
         super().__init__(store, config)
         self.ray = ray
         self.areas = floor_areas(store, areas)
-        actor = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(AreaWorker)
-        self.actors = [actor.remote(store, self.config) for _ in self.areas]
+        if workers is None:
+            actor = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(AreaWorker)
+            workers = [actor.remote(store, self.config) for _ in self.areas]
+        elif len(workers) != len(self.areas):
+            raise ValueError(f"{len(workers)} area workers for {len(self.areas)} floor areas")
+        self.actors = workers
         self._area_of = {c: a.index for a in self.areas for c in a.cameras}
         self.min_groups = min_groups  # fewer observed tracks than this: triangulate here
         self.busy_s = {"associate": [0.0] * len(self.areas),
                        "triangulate": [0.0] * len(self.areas)}
         self.wall_s = {"associate": 0.0, "triangulate": 0.0}
         self.calls = {"associate": 0, "triangulate": 0}
+
+    def fresh(self) -> PartitionedTracker:
+        """A tracker for the store's next stream (``Engine.successor``): no tracks, no
+        candidates, nothing of this stream's people, on the same area actors. They keep no
+        state between calls (each slot brings its frames and the tracks' snapshot), so they
+        serve the next stream as they are, and a rollover starts no actors."""
+        return PartitionedTracker(self.ray, self._store, self.config, len(self.areas),
+                                  self.min_groups, workers=self.actors)
 
     def _associate(self, frames: list[KeypointFrame], motion: Motion | None) -> Association:
         parts: list[list[int]] = [[] for _ in self.areas]
