@@ -70,7 +70,7 @@ def test_a_closed_stores_moves_and_its_inventory_cases_as_their_verdicts_say(
     _decision(svc, 4, 50.0, "e5", "pick", stock=False, items=[[BAR, 1]],  # a shopper's pick
               session_id="s00002")
     with svc.deps.sessions.begin() as s:  # e4: the shopper's hand took one, staff two
-        s.add(ReviewVerdict(case_id="e4", shares=json.dumps({"s00004": [[WATER, 2]],
+        s.add(ReviewVerdict(source="night", case_id="e4", shares=json.dumps({"s00004": [[WATER, 2]],
                                                              "s00002": [[WATER, 1]]}),
                             decided_by="op", decided_at=svc.clock.now()))
     moves = {m["event_id"]: m for m in _moves(svc)}

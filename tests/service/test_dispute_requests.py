@@ -165,7 +165,7 @@ def test_a_review_verdict_listing_a_product_twice_for_a_session_is_refused(svc: 
                         json={"shares": {"s00001": [[BAR, 2], [BAR, 1]]}}, headers=svc.gate)
     assert r.status_code == 422 and BAR in r.text and "more than once" in r.text, r.text
     with svc.deps.sessions() as s:
-        assert s.get(ReviewVerdict, "P1-10.000") is None
+        assert s.get(ReviewVerdict, ("sim", "P1-10.000")) is None
     r = svc.client.post("/v1/ops/reviews/P1-10.000/decision",
                         json={"shares": {"s00001": [[BAR, 3]]}}, headers=svc.gate)
     assert r.status_code == 201, r.text

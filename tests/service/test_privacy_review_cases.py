@@ -82,7 +82,7 @@ def test_erasure_takes_the_operators_note_and_the_cases_clips(
         r = svc.client.delete("/v1/me", headers=ann)
         assert r.status_code == 200, r.text
         with svc.deps.sessions() as s:
-            v = s.get(ReviewVerdict, cid)
+            v = s.get(ReviewVerdict, ("sim", cid))
             assert v is not None and v.note is None  # the verdict itself stays
             assert json.loads(v.shares) == {SESSION: [[PRODUCT, 2]]}
         ev = svc.client.get(f"/v1/ops/reviews/{cid}", headers=svc.gate).json()

@@ -127,7 +127,7 @@ def test_erasure_leaves_another_streams_review_case_alone(
         assert after["clips"] == before["clips"] == [{"name": f"{cid}-cam1.webm",
                                                      "camera": "1"}]
         with svc.deps.sessions() as s:
-            v = s.get(ReviewVerdict, cid)
+            v = s.get(ReviewVerdict, ("day2", cid))
             assert v is not None and v.note == "Bob, blue jacket: two on the video"
         assert r.json()["review_notes"] == 0 and r.json()["evidence_clips"] == 0
         # her export did not list his case; his does

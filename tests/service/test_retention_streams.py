@@ -27,9 +27,9 @@ def test_a_verdicts_note_goes_with_its_cases_evidence(db_url: str) -> None:
                               ref=case, payload="{}", recorded_at=at))
             s.add(EngineEvent(source="sim/evidence", seq=seq, kind="case_evidence", t=1.0,
                               ref=case, payload="{}", recorded_at=at))
-            s.add(ReviewVerdict(case_id=case, shares='{"s00001": [["p", 1]]}',
+            s.add(ReviewVerdict(source="sim", case_id=case, shares='{"s00001": [["p", 1]]}',
                                 decided_by="op", note=f"the lady in red ({case})",
-                                decided_at=at, applied_at=at, source="sim", applied_chunk=3))
+                                decided_at=at, applied_at=at, applied_chunk=3))
     with sessions.begin() as s:
         out = retention.purge(s, NOW, days=30)
     with sessions() as s:

@@ -141,7 +141,7 @@ def test_a_verdict_applied_live_is_applied_once_and_survives_restarts(
     assert _refunds(svc) == refunds
     case = svc.client.get(f"/v1/ops/reviews/{case_id}", headers=svc.gate).json()
     with svc.deps.sessions() as s:
-        v = s.get(ReviewVerdict, case_id)
+        v = s.get(ReviewVerdict, ("sim", case_id))
         assert v is not None and v.applied_at is not None
     assert case["verdict"]["note"] == "two on the video" and case["verdict"]["applied"]
     assert case["verdict"]["decided_by"] == v.decided_by  # the audit trail: who decided
@@ -179,7 +179,7 @@ def test_a_reviewed_line_leads_to_its_case_and_the_verdict_that_changed_it(
     _decide(svc, case_id, 2)
     LiveRunner(sensors, "sim", config=HOLD).run(make_svc(engine).deps)
     with svc.deps.sessions() as s:
-        v = s.get(ReviewVerdict, case_id)
+        v = s.get(ReviewVerdict, ("sim", case_id))
         assert v is not None
         who = v.decided_by
     rec = _receipt(svc)

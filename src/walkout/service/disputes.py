@@ -21,7 +21,10 @@ therefore refunds a unit once.
 The evidence of a line is what the engine logged about the shelf events behind it (the cart
 lines' event ids): the shelf event, the decision with every candidate's score (what
 ``EngineResult.explain`` returns, persisted by the runner), any review case's summary, and the
-verdict that settled it (:func:`reviews`: who decided, when, why).
+verdict that settled it (:func:`reviews`: who decided, when, why). A shelf event's id is
+``<plate>-<stream time>``, so another engine stream served into the database (a recording's
+clock starts at 0 each time) may have an event, a case and a verdict of the same id: a line's
+evidence is read from its visit's stream only (:func:`streams_of`).
 """
 
 from __future__ import annotations
@@ -101,17 +104,47 @@ def _currency(s: Session, dsp: Dispute) -> str:
     return rec.currency
 
 
-def reviews(s: Session, refs: list[str]) -> dict[str, dict[str, Any]]:
-    """The review of each of ``refs`` (shelf event ids) that had a case: its state and the
-    verdict with who decided it, when and why. A line a verdict changed carries the engine's
-    decision and the correcting line under the same event id: without this its evidence
-    reads as the engine's uncertain guess, with nothing to say that a person settled it."""
+def streams_of(s: Session, visit_id: str, refs: list[str]) -> list[str] | None:
+    """The engine streams whose event log the visit's shelf events ``refs`` are read from.
+
+    Where the log has ``refs`` in one stream, that one; where several streams have events of
+    these ids, those whose gate admitted the visit (their entry row names its credential);
+    where that no longer tells (the shopper was erased, the gate rows were purged), all of
+    them, as before streams were told apart. None: the log has none of ``refs`` any more (the
+    retention purge): any stream's verdict of these ids."""
+    streams = sorted({src.rpartition("/")[0] for src in s.scalars(
+        select(EngineEvent.source).distinct().where(EngineEvent.ref.in_(refs)))}) if refs else []
+    if len(streams) <= 1:
+        return streams or None
+    cred = s.scalar(select(Visit.credential).where(Visit.id == visit_id))
+    if cred is None or cred.startswith("erased:"):
+        return streams
+    said = json.dumps({"credential": cred})[1:-1]  # as the runner's gate rows write it
+    admitted = sorted({src.rpartition("/")[0] for src in s.scalars(
+        select(EngineEvent.source).where(
+            EngineEvent.source.in_([f"{st}/gates" for st in streams]),
+            EngineEvent.kind == "entry", EngineEvent.payload.contains(said, autoescape=True)))})
+    return admitted or streams
+
+
+def reviews(s: Session, refs: list[str], streams: list[str] | None = None
+            ) -> dict[str, dict[str, Any]]:
+    """The review of each of ``refs`` (shelf event ids) that had a case in one of ``streams``
+    (None: any; see :func:`streams_of`): its state and the verdict with who decided it, when
+    and why. A line a verdict changed carries the engine's decision and the correcting line
+    under the same event id: without this its evidence reads as the engine's uncertain guess,
+    with nothing to say that a person settled it."""
     if not refs:
         return {}
-    cased = set(s.scalars(select(EngineEvent.ref).where(
-        EngineEvent.ref.in_(refs), EngineEvent.kind.in_(("review_case", "case_evidence")))))
-    verdicts = {v.case_id: v for v in s.scalars(
-        select(ReviewVerdict).where(ReviewVerdict.case_id.in_(refs)))}
+    case_q = select(EngineEvent.ref).where(
+        EngineEvent.ref.in_(refs), EngineEvent.kind.in_(("review_case", "case_evidence")))
+    verdict_q = select(ReviewVerdict).where(ReviewVerdict.case_id.in_(refs))
+    if streams is not None:
+        case_q = case_q.where(EngineEvent.source.in_(
+            [f"{st}/{sub}" for st in streams for sub in ("cases", "evidence")]))
+        verdict_q = verdict_q.where(ReviewVerdict.source.in_(streams))
+    cased = set(s.scalars(case_q))
+    verdicts = {v.case_id: v for v in s.scalars(verdict_q.order_by(ReviewVerdict.decided_at))}
     out: dict[str, dict[str, Any]] = {}
     for ref in sorted(cased | set(verdicts)):
         v = verdicts.get(ref)
@@ -137,8 +170,11 @@ def case(d: Deps, dispute_id: str) -> dict[str, Any]:
                                                 CartLine.product_id == dsp.product_id)
                          .order_by(CartLine.id)).all()
         refs = sorted({c.event_id for c in cart})
+        streams = streams_of(s, rec.visit_id, refs)
         logged = s.scalars(select(EngineEvent).where(EngineEvent.ref.in_(refs))
                            .order_by(EngineEvent.t, EngineEvent.id)).all() if refs else []
+        if streams is not None:
+            logged = [e for e in logged if e.source.rpartition("/")[0] in streams]
         out = summary(d, s, dsp)
         out["reason"] = dsp.reason
         out["note"] = dsp.note
@@ -148,7 +184,7 @@ def case(d: Deps, dispute_id: str) -> dict[str, Any]:
             "name": line.name, "quantity": line.quantity,
             "unit_price": str(Money(Decimal(line.unit_price), cur).amount),
             "amount": str(Money(Decimal(line.amount), cur).amount), "currency": cur}
-        review = reviews(s, refs)
+        review = reviews(s, refs, streams)
         out["evidence"] = [{
             "event_id": ev_id, "review": review.get(ev_id),
             "cart_lines": [{"line_key": c.line_key, "quantity": c.quantity,

@@ -19,7 +19,8 @@ so a replay after a restart writes nothing twice):
 A live network source's device alerts are written between chunks too (:func:`publish_alerts`).
 
 It also applies the operators' verdicts (:func:`apply_verdicts`): the API records them in
-``review_verdicts``, the worker hands each to ``Engine.resolve`` once its case is open.
+``review_verdicts`` with its case's stream, the worker hands each of its own stream's to
+``Engine.resolve`` once its case is open.
 """
 
 from __future__ import annotations
@@ -400,19 +401,22 @@ def _camera_rates(runner: Any, st: LiveState, t0: float, t1: float) -> dict[str,
     return {c: k / (t1 - t0) for c, k in n.items()}
 
 
-def apply_verdicts(d: Deps, eng: Engine, source: str | None = None, chunk: int | None = None,
+def apply_verdicts(d: Deps, eng: Engine, source: str, chunk: int | None = None,
                    fresh: bool = True) -> int:
-    """Hand the operators' verdicts on open cases to the engine; returns how many applied.
+    """Hand the operators' verdicts on open cases of stream ``source`` to the engine; returns
+    how many applied.
 
+    A verdict names its case's stream: another stream may have a case of the same id (a
+    recording's clock starts at 0 each time it is served), and that one is not this engine's.
     A verdict is an input of the engine like a gate event, so a replay must meet it where the
-    first run did: the first application stamps the row with ``source`` and ``chunk`` (the
-    chunk after whose step it came), and a replayed chunk (``fresh`` False: processed before
-    a restart) applies only the verdicts stamped with it or earlier. A fresh chunk also takes
-    the verdicts not applied yet. (Applying every verdict as soon as its case reopened, as
-    before, met it chunks earlier than the first run when the shopper's exit came between:
-    the replay issued other receipt revisions and moved the plates at another moment.) Rows
-    applied before stamps existed are applied as soon as their case is open, as then.
-    Verdicts due together go in the order they were decided.
+    first run did: the first application stamps the row with ``chunk`` (the chunk after whose
+    step it came), and a replayed chunk (``fresh`` False: processed before a restart) applies
+    only the verdicts stamped with it or earlier. A fresh chunk also takes the verdicts not
+    applied yet. (Applying every verdict as soon as its case reopened, as before, met it
+    chunks earlier than the first run when the shopper's exit came between: the replay issued
+    other receipt revisions and moved the plates at another moment.) Rows applied before
+    stamps existed are applied as soon as their case is open, as then. Verdicts due together
+    go in the order they were decided.
 
     A verdict naming a session or product the engine does not know is logged and marked
     applied (the API checks both before it records one, so this is a stale row)."""
@@ -422,11 +426,10 @@ def apply_verdicts(d: Deps, eng: Engine, source: str | None = None, chunk: int |
     legacy = ReviewVerdict.applied_chunk.is_(None) & ReviewVerdict.applied_at.is_not(None)
     due = legacy | (ReviewVerdict.applied_chunk.is_(None) if fresh else false())
     if chunk is not None:
-        due = due | ((ReviewVerdict.applied_chunk <= chunk)
-                     & ((ReviewVerdict.source == source) | ReviewVerdict.source.is_(None)))
+        due = due | (ReviewVerdict.applied_chunk <= chunk)
     with d.sessions() as s:
         found = list(s.scalars(select(ReviewVerdict).where(
-            ReviewVerdict.case_id.in_(open_ids), due)
+            ReviewVerdict.source == source, ReviewVerdict.case_id.in_(open_ids), due)
             .order_by(ReviewVerdict.decided_at, ReviewVerdict.case_id)))
     done = 0
     for v in found:
@@ -436,13 +439,14 @@ def apply_verdicts(d: Deps, eng: Engine, source: str | None = None, chunk: int |
             eng.resolve(v.case_id, Verdict(shares, reviewer=v.decided_by, note=v.note or ""))
             done += 1
         except (KeyError, ValueError) as e:
-            log.warning("verdict on case %s not applied: %s", v.case_id, e)
+            log.warning("verdict on case %s of %s not applied: %s", v.case_id, source, e)
         if v.applied_chunk is None:
-            stamp: dict[str, Any] = {"applied_chunk": chunk, "source": source}
+            stamp: dict[str, Any] = {"applied_chunk": chunk}
             if v.applied_at is None:
                 stamp["applied_at"] = d.clock.now()
             with d.sessions.begin() as s:
-                s.execute(update(ReviewVerdict).where(ReviewVerdict.case_id == v.case_id,
+                s.execute(update(ReviewVerdict).where(ReviewVerdict.source == source,
+                                                      ReviewVerdict.case_id == v.case_id,
                                                       ReviewVerdict.applied_chunk.is_(None))
                           .values(**stamp))
     return done

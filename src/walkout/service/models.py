@@ -410,13 +410,21 @@ class Dispute(Base):
 
 
 class ReviewVerdict(Base):
-    """An operator's verdict on an engine review case (``case_id``: its shelf event id).
+    """An operator's verdict on an engine review case: ``case_id`` (its shelf event id) in
+    the engine stream ``source``.
 
-    The API records it; the engine worker, in another process, applies it to its engine at the
-    next chunk (and again on a replay after a restart, where the case reopens). The row is the
-    one place both processes agree on, and ``case_id`` is the primary key: decided once."""
+    A case id is ``<plate>-<stream time>``, and a recording or simulation starts its clock at
+    0 each time it is served, so two streams of one database can each have a case of one id:
+    (``source``, ``case_id``) is the primary key, decided once. The API records the verdict
+    with the case's stream; that stream's engine worker, in another process, applies it to its
+    engine at the next chunk (and again on a replay after a restart, where the case reopens).
+    ``source`` ``''``: the stream of a verdict recorded before 0017 could not be told (its
+    case had left the event log); no engine applies it."""
 
     __tablename__ = "review_verdicts"
+    #: the stream: the runner's source, what the case's event-log rows begin with
+    #: (``<source>/evidence``)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
     case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: JSON {engine session id: [[product id, quantity > 0], ...]}; {} = nothing was taken
     shares: Mapped[str] = mapped_column(Text)
@@ -425,9 +433,8 @@ class ReviewVerdict(Base):
     decided_at: Mapped[datetime]
     #: when an engine first applied it (None: still waiting for the worker)
     applied_at: Mapped[datetime | None]
-    #: where: the runner's source and the chunk after whose step it was applied, so that a
-    #: replay after a restart applies it at the same place (None: not yet, or before 0008)
-    source: Mapped[str | None] = mapped_column(String(64))
+    #: the chunk after whose step the stream's engine applied it, so that a replay after a
+    #: restart applies it at the same place (None: not yet, or before 0008)
     applied_chunk: Mapped[int | None] = mapped_column(Integer)
 
 

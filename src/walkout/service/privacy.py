@@ -41,7 +41,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from walkout.checkout.money import Money
@@ -228,9 +228,9 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
         rows_scrubbed, cases = _erase_movements(s, account_id)
         # the operator's free text on a case about her may name or describe her: it goes (the
         # verdict's shares stay, they explain a receipt's revision)
-        notes = s.execute(update(ReviewVerdict).where(ReviewVerdict.case_id.in_(sorted(cases)),
-                                                      ReviewVerdict.note.is_not(None))
-                          .values(note=None)).rowcount if cases else 0
+        notes = s.execute(update(ReviewVerdict).where(
+            tuple_(ReviewVerdict.source, ReviewVerdict.case_id).in_(sorted(cases)),
+            ReviewVerdict.note.is_not(None)).values(note=None)).rowcount if cases else 0
         codes = s.execute(delete(EntryCode).where(EntryCode.account_id == account_id)).rowcount
         receipt_ids = select(Receipt.id).join(Visit, Visit.id == Receipt.visit_id).where(
             Visit.account_id == account_id)
@@ -255,7 +255,7 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
     if cases and d.settings.evidence_dir is not None:  # once her erasure is committed
         from walkout.perception.evidence import delete_case_clips  # OpenCV only where kept
 
-        clips = delete_case_clips(d.settings.evidence_dir, cases)
+        clips = delete_case_clips(d.settings.evidence_dir, {cid for _, cid in cases})
     return {"tokens_revoked": int(tokens), "payment_methods": n_methods,
             "entry_codes": int(codes or 0), "disputes": int(n_disputes),
             "event_log_rows": rows_scrubbed, "review_notes": int(notes or 0),
@@ -277,11 +277,11 @@ def _open_review(s: Session, account_id: str) -> str | None:
         return None
     keys, _ = _about(s, creds)
     ended = ended_cases(s)  # left open when their stream ended: nothing moves any more
-    for c in _review_cases(s, keys):
-        if c["case_id"] in ended:
+    for (stream, cid), c in _cases_of(s, keys).items():
+        if ended.get(cid) == stream:
             continue
         if c["verdict"] is None or c["verdict"]["applied_at"] is None:
-            return str(c["case_id"])
+            return cid
     return None
 
 
@@ -352,11 +352,18 @@ def _review_cases(s: Session, keys: set[Key]) -> list[dict[str, Any]]:
     meanwhile, and the operator's verdict as it concerns her: what it charged her and when it
     was decided and applied. Not the other people of the case, not the operator's note nor
     who decided (the store's staff, not data about her)."""
+    return list(_cases_of(s, keys).values())
+
+
+def _cases_of(s: Session, keys: set[Key]) -> dict[Key, dict[str, Any]]:
+    """:func:`_review_cases` by ``(stream, case id)``: a case id is ``<plate>-<stream
+    time>``, so another stream (a recording served again) may have a case of the same id,
+    with a verdict of its own that is not about her."""
     if not keys:
-        return []
+        return {}
     sids = {sid for _, sid in keys}
-    cases: dict[str, dict[str, Any]] = {}  # case id → what it says of her
-    mine: dict[str, set[str]] = {}  # case id → her session ids in it
+    cases: dict[Key, dict[str, Any]] = {}  # (stream, case id) → what it says of her
+    mine: dict[Key, set[str]] = {}  # (stream, case id) → her session ids in it
     for e in s.scalars(select(EngineEvent).where(
             EngineEvent.kind.in_(("review_case", "case_evidence")),
             or_(*(EngineEvent.payload.contains(f'"{sid}"', autoescape=True)
@@ -365,34 +372,28 @@ def _review_cases(s: Session, keys: set[Key]) -> list[dict[str, Any]]:
         hers = {sid for sid in p.get("sessions", []) if (st, sid) in keys}
         if not hers or e.ref is None:
             continue
-        mine.setdefault(e.ref, set()).update(hers)
-        c = cases.setdefault(e.ref, {"case_id": e.ref, "t": e.t,
-                                     "reasons": list(p.get("reasons", []))})
+        key = (st, e.ref)
+        mine.setdefault(key, set()).update(hers)
+        c = cases.setdefault(key, {"case_id": e.ref, "t": e.t,
+                                   "reasons": list(p.get("reasons", []))})
         c["engine_charged"] = sorted(i for sid in hers for i in p.get("decided", {}).get(sid, []))
     # a verdict may charge one of her sessions in a case she was no candidate of: the case is
     # hers when it belongs to the stream of that session
     for v in s.scalars(select(ReviewVerdict).where(or_(*(
             ReviewVerdict.shares.contains(f'"{sid}"', autoescape=True) for sid in sids)))):
-        shared = set(json.loads(v.shares)) & sids
-        if not shared or v.case_id in cases:
+        key = (v.source, v.case_id)
+        hers = {sid for sid in json.loads(v.shares) if (v.source, sid) in keys}
+        if not hers or key in cases:
             continue
-        streams = set(s.scalars(select(EngineEvent.source).where(
-            EngineEvent.ref == v.case_id,
-            EngineEvent.kind.in_(("review_case", "case_evidence")))))
-        streams = {_stream(x) for x in streams} | ({v.source} if v.source else set())
-        hers = {sid for sid in shared if any((st, sid) in keys for st in streams)}
-        if hers:
-            mine[v.case_id] = hers
-            cases[v.case_id] = {"case_id": v.case_id, "t": None, "reasons": [],
-                                "engine_charged": []}
-    out = []
-    for cid, c in cases.items():
-        v = s.get(ReviewVerdict, cid)
+        mine[key] = hers
+        cases[key] = {"case_id": v.case_id, "t": None, "reasons": [], "engine_charged": []}
+    for key, c in cases.items():
+        v = s.get(ReviewVerdict, {"source": key[0], "case_id": key[1]})
         c["verdict"] = None if v is None else {
-            "charged": sorted(i for sid in mine[cid] for i in json.loads(v.shares).get(sid, [])),
+            "charged": sorted(i for sid in mine[key] for i in json.loads(v.shares).get(sid, [])),
             "decided_at": _iso(v.decided_at), "applied_at": _iso(v.applied_at)}
-        out.append(c)
-    return sorted(out, key=lambda c: (c["t"] is None, c["t"] or 0.0, c["case_id"]))
+    return dict(sorted(cases.items(), key=lambda kc: (kc[1]["t"] is None, kc[1]["t"] or 0.0,
+                                                      kc[1]["case_id"], kc[0][0])))
 
 
 def _decisions(s: Session, keys: set[Key]) -> list[dict[str, Any]]:
@@ -454,20 +455,20 @@ def _about(s: Session, creds: set[str]) -> tuple[set[Key], list[EngineEvent]]:
 MOVEMENT_KINDS = ("positions", "case_evidence", "entry", "exit")
 
 
-def _erase_movements(s: Session, account_id: str) -> tuple[int, set[str]]:
+def _erase_movements(s: Session, account_id: str) -> tuple[int, set[Key]]:
     """Remove the shopper's movements from the event log: her floor positions and skeletons
     (map rows, review-case replays) are dropped, her visits' gate credential is unlinked from
     the gate events and from the visit itself. The engine's decisions and their scores stay:
     they explain the charges the (pseudonymised) receipts keep. Only rows of the stream of
     each of her engine sessions are touched (session ids restart with every stream). Returns
-    the rows changed and the review cases whose evidence named her."""
+    the rows changed and the review cases (stream, case id) whose evidence named her."""
     visits = list(s.scalars(select(Visit).where(Visit.account_id == account_id)))
     creds = {v.credential for v in visits if not v.credential.startswith("erased:")}
     if not creds:
         return 0, set()
     keys, rows = _about(s, creds)
     # the cases whose evidence names her, and those whose verdict charged her
-    cases = {c["case_id"] for c in _review_cases(s, keys)}
+    cases = set(_cases_of(s, keys))
     changed = 0
     for e in rows:
         p, st = json.loads(e.payload), _stream(e.source)
@@ -477,7 +478,7 @@ def _erase_movements(s: Session, account_id: str) -> tuple[int, set[str]]:
         elif e.kind == "case_evidence":
             named = set(p.get("sessions", [])) | set(p.get("credentials", {}))
             if any((st, sid) in keys for sid in named) and e.ref is not None:
-                cases.add(e.ref)
+                cases.add((st, e.ref))
             p["credentials"] = {k: v for k, v in p.get("credentials", {}).items()
                                 if (st, k) not in keys}
             p["skeletons"] = {k: v for k, v in p.get("skeletons", {}).items()

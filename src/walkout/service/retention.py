@@ -92,9 +92,11 @@ def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
     superseded = session.execute(delete(EngineEvent).where(
         health, EngineEvent.recorded_at < now - HEALTH_KEEP, EngineEvent.id.not_in(latest)))
     codes = session.execute(delete(EntryCode).where(EntryCode.expires_at < cutoff))
-    # a verdict's note goes once its case's evidence is gone from the event log
+    # a verdict's note goes once its case's evidence is gone from the event log: its own
+    # stream's case (another stream may have a case of the same id)
     case_rows = exists().where(EngineEvent.ref == ReviewVerdict.case_id,
-                               EngineEvent.kind.in_(("review_case", "case_evidence")))
+                               EngineEvent.source.in_([ReviewVerdict.source + "/cases",
+                                                       ReviewVerdict.source + "/evidence"]))
     notes = session.execute(update(ReviewVerdict).where(ReviewVerdict.note.is_not(None),
                                                         ~case_rows).values(note=None))
     return {"engine_events": int(events.rowcount or 0) + int(superseded.rowcount or 0),

@@ -107,6 +107,16 @@ _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(["html"]))
 
 
+#: the engine stream a review case is of (a run: an event-log source without its last part),
+#: where a case id alone is ambiguous (``GET /v1/ops/reviews`` lists each case's)
+StreamParam = Annotated[str | None, Query(min_length=1, max_length=64)]
+
+
+def _run_of(source: str) -> str:
+    """The stream (run) of an event-log source: ``<run>/evidence`` → ``<run>``."""
+    return source.rpartition("/")[0]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -565,33 +575,53 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
 
     # ---- review queue --------------------------------------------------------------------------
 
-    def case_rows(s: Session, case_id: str | None = None) -> list[EngineEvent]:
+    def case_rows(s: Session, case_id: str | None = None,
+                  stream: str | None = None) -> list[EngineEvent]:
+        """The cases' evidence rows, newest first (of one case id, of one stream)."""
         q = select(EngineEvent).where(EngineEvent.source.like("%/evidence"))
         if case_id is not None:
             q = q.where(EngineEvent.ref == case_id)
+        if stream is not None:
+            q = q.where(EngineEvent.source == f"{stream}/evidence")
         return list(s.scalars(q.order_by(EngineEvent.t.desc(), EngineEvent.id.desc())))
+
+    def one_case(s: Session, case_id: str, stream: str | None) -> tuple[str, dict[str, Any]]:
+        """The stream and evidence of case ``case_id`` of ``stream``, or of the one stream
+        that has a case of this id. Ids repeat across streams (a recording's clock starts at
+        0 each time it is served): 409 ``ambiguous_case`` names the streams to choose from."""
+        rows = case_rows(s, case_id, stream)
+        if not rows:
+            raise not_found("review case")
+        streams = sorted({_run_of(r.source) for r in rows})
+        if len(streams) > 1:
+            raise ServiceError(409, "ambiguous_case",
+                               f"streams {', '.join(streams)} each have a case {case_id}: "
+                               "name one with ?stream=")
+        return streams[0], json.loads(rows[0].payload)
 
     @app.get("/v1/ops/reviews")
     def reviews(_: Operator) -> list[dict[str, Any]]:
-        """Every review case: open ones first, the longest waiting first (its receipt is issued
-        under review, as the engine decided it, once ``review_hold_s`` runs out); then decided
-        ones, newest first."""
+        """Every review case, with its ``stream``: open ones first, the longest waiting first
+        (its receipt is issued under review, as the engine decided it, once ``review_hold_s``
+        runs out); then decided ones, newest first."""
         with sessions() as s:
-            verdicts = {v.case_id: v for v in s.scalars(select(ReviewVerdict))}
+            verdicts = {(v.source, v.case_id): v for v in s.scalars(select(ReviewVerdict))}
             ended = ended_cases(s)
             out = []
-            seen: set[str] = set()
+            seen: set[tuple[str, str]] = set()
             for row in case_rows(s):
                 ev = json.loads(row.payload)
-                if ev["case_id"] in seen:
+                key = (_run_of(row.source), ev["case_id"])
+                if key in seen:
                     continue
-                seen.add(ev["case_id"])
-                v = verdicts.get(ev["case_id"])
+                seen.add(key)
+                v = verdicts.get(key)
                 top = ev["hypotheses"][0] if ev["hypotheses"] else None
-                out.append({"case_id": ev["case_id"], "t": row.t, "kind": ev["event"]["kind"],
+                out.append({"case_id": ev["case_id"], "stream": key[0], "t": row.t,
+                            "kind": ev["event"]["kind"],
                             "reasons": ev["reasons"], "sessions": ev["sessions"],
                             "decided": ev["decided"], "top": top,
-                            "state": ("expired" if ev["case_id"] in ended else "open")
+                            "state": ("expired" if ended.get(key[1]) == key[0] else "open")
                             if v is None else ("applied" if v.applied_at else "decided")})
             # open: the oldest first (its receipt has waited longest, its hold ends first)
             out.sort(key=lambda c: (c["state"] != "open", c["t"] if c["state"] == "open"
@@ -599,14 +629,13 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             return out
 
     @app.get("/v1/ops/reviews/{case_id}")
-    def review(case_id: str, _: Operator) -> dict[str, Any]:
-        """One case's evidence, with the visit and receipt of each session in it."""
+    def review(case_id: str, _: Operator, stream: StreamParam = None) -> dict[str, Any]:
+        """One case's evidence, with the visit and receipt of each session in it; ``stream``
+        where more than one stream has a case of this id."""
         with sessions() as s:
-            rows = case_rows(s, case_id)
-            if not rows:
-                raise not_found("review case")
-            ev = json.loads(rows[0].payload)
-            v = s.get(ReviewVerdict, case_id)
+            run, ev = one_case(s, case_id, stream)
+            v = s.get(ReviewVerdict, {"source": run, "case_id": case_id})
+            ev["stream"] = run
             creds = ev.get("credentials", {})
             ids = who(s, list(creds.values()))
             staff = _staff_by_credential(s, set(creds.values()))  # an inventory case's
@@ -645,15 +674,15 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         return FileResponse(folder / name, media_type="video/webm")
 
     @app.post("/v1/ops/reviews/{case_id}/decision", status_code=201)
-    def decide_review(case_id: str, body: ReviewDecisionIn, p: Operator) -> dict[str, Any]:
-        """Record the verdict; the engine worker applies it at its next chunk, and the cart
-        and the receipt follow (a receipt already issued is revised)."""
+    def decide_review(case_id: str, body: ReviewDecisionIn, p: Operator,
+                      stream: StreamParam = None) -> dict[str, Any]:
+        """Record the verdict on the case of ``stream`` (needed only where more than one
+        stream has a case of this id); that stream's engine worker applies it at its next
+        chunk, and the cart and the receipt follow (a receipt already issued is revised)."""
         with sessions() as s:
-            rows = case_rows(s, case_id)
-            if not rows:
-                raise not_found("review case")
-            allowed = set(json.loads(rows[0].payload)["sessions"])
-            if case_id in ended_cases(s):
+            run, ev = one_case(s, case_id, stream)
+            allowed = set(ev["sessions"])
+            if ended_cases(s).get(case_id) == run:
                 raise ServiceError(409, "stream_ended", "this case's engine stream ended (the "
                                    "store was empty and a new one began) with the case "
                                    "undecided: the receipt stands as issued; correct it with a "
@@ -670,13 +699,13 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                   if items}
         try:
             with sessions.begin() as s:
-                s.add(ReviewVerdict(case_id=case_id, shares=json.dumps(shares),
+                s.add(ReviewVerdict(source=run, case_id=case_id, shares=json.dumps(shares),
                                     decided_by=p.account_id, note=body.note,
                                     decided_at=deps.clock.now()))
         except IntegrityError:
             raise ServiceError(409, "already_decided",
                                "this review case was already decided") from None
-        return {"case_id": case_id, "state": "decided", "shares": shares}
+        return {"case_id": case_id, "stream": run, "state": "decided", "shares": shares}
 
     # ---- receipts and disputes ---------------------------------------------------------------
 
@@ -724,10 +753,13 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
             events = {ln.product_id: json.loads(ln.events) for ln in s.scalars(
                 select(ReceiptLine).where(ReceiptLine.receipt_id == r.id))}
             refs = sorted({e for evs in events.values() for e in evs})
+            # its visit's stream's: another stream may have events of the same ids
+            streams = disputes.streams_of(s, r.visit_id, refs)
             logged = s.scalars(select(EngineEvent).where(
                 EngineEvent.ref.in_(refs), EngineEvent.kind == "decision")).all() if refs else []
-            by_ref = {e.ref: json.loads(e.payload) for e in logged}
-            review = disputes.reviews(s, refs)
+            by_ref = {e.ref: json.loads(e.payload) for e in logged
+                      if streams is None or _run_of(e.source) in streams}
+            review = disputes.reviews(s, refs, streams)
             for ln in out["lines"]:
                 # one entry per event: a verdict's correcting line shares its event's id
                 ln["evidence"] = [{"event_id": e, "review": review.get(e), **({
@@ -1002,26 +1034,31 @@ def _shelf_items(s: Session, t_min: float) -> list[tuple[str, int]]:
     ``t_min``, as settled: a decided review case counts as its verdict says (the engine's
     decision may name no product, or the wrong one), not as the engine first decided. Stock
     decisions (restocks and removals by staff hands or while the store was closed) are not
-    shopping and are left out."""
-    rows = s.execute(select(EngineEvent.ref, EngineEvent.payload).where(
-        EngineEvent.source.like("%/decisions"), EngineEvent.t >= t_min)).all()
-    refs = [ref for ref, _ in rows if ref]
-    verdicts: dict[str, dict[str, list[list[Any]]]] = {}
-    kinds: dict[str, str] = {}
+    shopping and are left out. A decision, its shelf event and its verdict are matched within
+    their stream (another stream may have an event of the same id)."""
+    rows = [(_run_of(src), ref, payload) for src, ref, payload in s.execute(
+        select(EngineEvent.source, EngineEvent.ref, EngineEvent.payload).where(
+            EngineEvent.source.like("%/decisions"), EngineEvent.t >= t_min))]
+    refs = sorted({ref for _, ref, _ in rows if ref})
+    verdicts: dict[tuple[str, str], dict[str, list[list[Any]]]] = {}
+    kinds: dict[tuple[str, str], str] = {}
     if refs:
-        verdicts = {v.case_id: json.loads(v.shares) for v in s.scalars(
+        verdicts = {(v.source, v.case_id): json.loads(v.shares) for v in s.scalars(
             select(ReviewVerdict).where(ReviewVerdict.case_id.in_(refs)))}
     if verdicts:  # a shelf event's kind (a hand to the floor is none: its items stay as is)
-        kinds = dict(s.execute(select(EngineEvent.ref, EngineEvent.kind).where(
-            EngineEvent.source.like("%/shelf"), EngineEvent.ref.in_(list(verdicts)))).all())
+        kinds = {(_run_of(src), ref): kind for src, ref, kind in s.execute(
+            select(EngineEvent.source, EngineEvent.ref, EngineEvent.kind).where(
+                EngineEvent.source.in_(sorted({f"{run}/shelf" for run, _ in verdicts})),
+                EngineEvent.ref.in_(sorted({ref for _, ref in verdicts}))))}
     out: list[tuple[str, int]] = []
-    for ref, payload in rows:
+    for run, ref, payload in rows:
         doc = json.loads(payload)
         if doc.get("stock"):
             continue  # a restock or removal (staff hands, store closed): stock, not shopping
-        if ref in verdicts and ref in kinds:
-            sign = 1 if kinds[ref] == "pick" else -1
-            out += [(str(pid), sign * int(q)) for items in verdicts[ref].values()
+        key = (run, ref or "")
+        if key in verdicts and key in kinds:
+            sign = 1 if kinds[key] == "pick" else -1
+            out += [(str(pid), sign * int(q)) for items in verdicts[key].values()
                     for pid, q in items]
         else:
             out += [(str(pid), int(q)) for pid, q in doc["items"]]
@@ -1044,14 +1081,14 @@ def _stock_moves(s: Session, limit: int, names: dict[str, str]) -> list[dict[str
             rows.append((src.rpartition("/")[0], ref, t, at, d))
     refs = sorted({ref for _, ref, *_ in rows if ref})
     shelf: dict[tuple[str, str], tuple[str, list[str]]] = {}
-    verdicts: dict[str, ReviewVerdict] = {}
+    verdicts: dict[tuple[str, str], ReviewVerdict] = {}
     if refs:
         for src, ref, kind, payload in s.execute(
                 select(EngineEvent.source, EngineEvent.ref, EngineEvent.kind, EngineEvent.payload)
                 .where(EngineEvent.source.in_(sorted({run + "/shelf" for run, *_ in rows})),
                        EngineEvent.ref.in_(refs))):
             shelf[(src.rpartition("/")[0], ref)] = (kind, json.loads(payload)["plates"])
-        verdicts = {v.case_id: v for v in s.scalars(
+        verdicts = {(v.source, v.case_id): v for v in s.scalars(
             select(ReviewVerdict).where(ReviewVerdict.case_id.in_(refs)))}
     staff = _staff_sessions(s, {(run, d["session_id"]) for run, *_, d in rows
                                 if d.get("session_id")})
@@ -1059,7 +1096,7 @@ def _stock_moves(s: Session, limit: int, names: dict[str, str]) -> list[dict[str
     for run, ref, t, at, d in rows:
         kind, plates = shelf.get((run, ref), (None, []))
         by = d.get("session_id") or "store"  # a closed store's moves: its pseudo-session
-        v = verdicts.get(ref) if d.get("needs_review") else None
+        v = verdicts.get((run, ref)) if d.get("needs_review") else None
         if v is not None:  # a decided inventory case: + what was put on, − what was taken
             shares = json.loads(v.shares)
             sign = 1 if kind == "put" else -1
