@@ -2,13 +2,21 @@
 
 Each zone actor runs an ordinary :class:`ShelfStage` on the zone's part of the store. The
 proxy has the stage's interface (``process``, ``flush``, ``apply``, ``alerts``, ``config``,
-``earliest_open``, ``forget_events``, ``forget_events_before``), so the engine's own code
-drives it. Exactness rests on three facts: nothing in the shelf stage couples plates of
-different gondolas; a zone's plates keep their store order; and the engine's inventory
-feedback (``apply``) reaches each zone before its next block, exactly when the single stage
-would see it. Events are merged by ``(t_start, plate position)``, a block's alerts by
-:func:`walkout.shelf.stage.alert_key`, the orders the single stage itself emits; the alerts
-the feedback raises come first, in the order the engine applied it.
+``earliest_open``, ``forget_events``, ``forget_events_before``, ``inventory``, ``learned``),
+so the engine's own code and the service drive and read it. Exactness rests on three facts:
+nothing in the shelf stage couples plates of different gondolas; a zone's plates keep their
+store order; and the engine's inventory feedback (``apply``) reaches each zone before its next
+block, exactly when the single stage would see it. Events are merged by ``(t_start, plate
+position)``, a block's alerts by :func:`walkout.shelf.stage.alert_key`, the orders the single
+stage itself emits; the alerts the feedback raises come first, in the order the engine
+applied it.
+
+The proxy keeps the plate inventory in the driver too (:attr:`PartitionedShelf.inventory`,
+:attr:`PartitionedShelf.learned`): the engine reads it for its staff stock decisions, the
+service for its health rows, and the single stage's copy moves at ``apply``, a block before
+the zones hear of it. Only ``apply`` moves it, so the driver's copy, given the same decisions
+in the same order from the same opening stock, equals the single stage's at every point of
+the stream without a round trip.
 
 The proxy outlives its engine: a live store's next stream (``Engine.successor``) goes on with
 the same zones and plates, its events forgotten (``forget_events``); a stream that runs for
@@ -28,6 +36,7 @@ import numpy as np
 from walkout.distributed.partition import Zone, shelf_zones, zone_store
 from walkout.events import Alert, PlateBlock, ShelfEvent
 from walkout.shelf import ShelfConfig, ShelfStage
+from walkout.shelf.inventory import PlateInventory
 from walkout.shelf.stage import alert_key
 from walkout.store.model import Store
 
@@ -74,6 +83,10 @@ class ShelfZone:
         decisions queued for in ``keep``."""
         self.stage.forget_events_before(t, keep)
 
+    def stock(self) -> tuple[dict[tuple[str, ...], dict[str, int]], dict[str, set[str]]]:
+        """The zone stage's inventory snapshot and learned products (for checks)."""
+        return self.stage.inventory.snapshot(), self.stage.learned
+
     def cpu_s(self) -> float:
         """CPU seconds this actor's process has used (work, serialisation, Ray's threads)."""
         return time.process_time()
@@ -108,6 +121,11 @@ class PartitionedShelf:
         self._seq = 0  # applies so far: their order across zones
         self._event_zone: dict[str, int] = {}
         self._event_t: dict[str, float] = {}  # event → end time, as its zone's stage has it
+        self._event_plates: dict[str, tuple[str, ...]] = {}  # event → its plates (for apply)
+        #: ``ShelfStage.inventory`` and ``ShelfStage.learned`` of the whole store, moved by
+        #: every decision as the engine makes it (the zones' copies: at their next block)
+        self.inventory = PlateInventory.from_store(store)
+        self.learned: dict[str, set[str]] = {}
         self._inflight: tuple[PlateBlock, list[Any]] | None = None
         self.busy_s = [0.0] * len(self.zones)  # per zone: time spent in its stage
         self._open = [math.inf] * len(self.zones)  # per zone: its oldest change in progress
@@ -147,7 +165,9 @@ class PartitionedShelf:
 
     def apply(self, event_id: str, product_id: str, quantity: int) -> None:
         """Queued for the event's zone; sent with its next block (when the single stage would
-        have applied it: after this chunk's events, before the next chunk's)."""
+        have applied it: after this chunk's events, before the next chunk's). The driver's
+        inventory follows at once, as ``ShelfStage.apply`` moves the single stage's: a pick
+        of an item no record put on plates that do not list it teaches them the product."""
         try:
             z = self._event_zone[event_id]
         except KeyError:
@@ -156,6 +176,22 @@ class PartitionedShelf:
             raise KeyError(f"product {product_id!r} is not in the catalogue")
         self._applies[z].append((self._seq, event_id, product_id, quantity))
         self._seq += 1
+        plates = self._event_plates[event_id]
+        done = self.inventory.add(plates, product_id, quantity)
+        if done > quantity and not any(product_id in self.store.plate_products.get(p, ())
+                                       for p in plates):
+            for p in plates:
+                self.learned.setdefault(p, set()).add(product_id)
+
+    def zone_inventories(self) -> tuple[dict[tuple[str, ...], dict[str, int]],
+                                        dict[str, set[str]]]:
+        """The zones' own inventory snapshot and learned products, merged (a round trip to
+        every zone): what the driver's copy had before the decisions still queued for them.
+        For checks and tests; the engine and the service read :attr:`inventory`."""
+        parts = self.ray.get([a.stock.remote() for a in self.actors])
+        snap = {fp: c for s, _ in parts for fp, c in s.items()}
+        learned = {p: ps for _, lr in parts for p, ps in lr.items()}
+        return dict(sorted(snap.items())), learned
 
     def forget_events(self) -> None:
         """As ``ShelfStage.forget_events`` (a new stream begins: ``Engine.successor``): what
@@ -168,6 +204,7 @@ class PartitionedShelf:
             a.forget_events.remote(self._take(z.index))
         self._event_zone.clear()
         self._event_t.clear()
+        self._event_plates.clear()
         self.alerts.clear()
 
     def forget_events_before(self, t: float, keep: set[str]) -> None:
@@ -185,6 +222,7 @@ class PartitionedShelf:
         for e in old:
             zones.add(self._event_zone.pop(e))
             del self._event_t[e]
+            del self._event_plates[e]
         # what each zone must keep of its own events that ended before t: the same set goes
         kept: list[set[str]] = [set() for _ in self.zones]
         for e in (keep | queued) & self._event_zone.keys():
@@ -211,6 +249,7 @@ class PartitionedShelf:
             for ev in events:
                 self._event_zone[ev.event_id] = z
                 self._event_t[ev.event_id] = ev.t_end
+                self._event_plates[ev.event_id] = ev.plate_ids
         # the single stage's order: what the engine's applies raised, as it applied them,
         # then the block's own alerts (canonical order)
         self.alerts += [a for _, a in sorted((r for p in parts for r in p[1]),
