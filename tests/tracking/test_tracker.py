@@ -383,6 +383,7 @@ def _encounter(store: Store, heights: tuple[float, float]) -> tuple[Tracker, lis
         X = _body(h, (2.0, 3.0 + 2.0 * k))
         s = _TrackState(k + 1, "entry", X, np.zeros_like(X), 0.0, np.zeros(17))
         tr._tracks.append(s)
+        tr._open.append(s)
         states.append(s)
     rng = np.random.default_rng(0)
     handed_out: list[Track] = []

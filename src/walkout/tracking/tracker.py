@@ -471,6 +471,10 @@ class Tracker:
         self._exits: list[Gate] = store.gates_of("exit")
         self._blind = [b.box for b in store.blind_areas]
         self._tracks: list[_TrackState] = []
+        # the tracks not ended (track_id order): what every slot works on, so that a slot's
+        # cost follows the people in the store, not everybody it ever saw
+        self._open: list[_TrackState] = []
+        self.retired = 0  # ended tracks let go (:meth:`retire`), no longer in ``tracks``
         self._candidates: list[_Candidate] = []
         self._pending: list[KeypointFrame] = []
         self._pending_slot: int | None = None
@@ -507,9 +511,17 @@ class Tracker:
             self._pending = []
         return alerts
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A snapshot taken before the open tracks were kept apart gets them here."""
+        self.__dict__.update(state)
+        if "_open" not in state:
+            self._open = [s for s in self._tracks if not s.ended]
+            self.retired = 0
+
     @property
     def tracks(self) -> list[Track]:
-        """Every track so far, alive and ended, ordered by ``track_id``.
+        """Every track so far, alive and ended, ordered by ``track_id``, less the ended
+        ones let go (:meth:`retire`).
 
         Cheap to read after every chunk: a track's :class:`Track` is rebuilt only when it has
         new samples, and its arrays are read-only views of the tracker's append-only buffers
@@ -519,7 +531,21 @@ class Tracker:
 
     def seen_since(self, t: float) -> bool:
         """Whether a track still going on was seen at or after ``t`` (somebody is around)."""
-        return any(not s.ended and s.t_last >= t for s in self._tracks)
+        return any(s.t_last >= t for s in self._open)
+
+    def retire(self, track_ids: set[int]) -> int:
+        """Let ended tracks go for good (a past visitor settled long ago: ``Engine``'s
+        ``forget_visits_s``); a track still open, or one a swap may still splice, stays.
+        ``retired`` counts them, so a reader of ``tracks`` by position can keep its place.
+        Returns how many went."""
+        busy = {tid for k in self._pairs for tid in k}
+        keep = [s for s in self._tracks
+                if not (s.ended and s.track_id in track_ids and s.track_id not in busy)]
+        n = len(self._tracks) - len(keep)
+        if n:
+            self._tracks = keep
+            self.retired += n
+        return n
 
     def forget_before(self, t: float) -> int:
         """Let every track forget its samples older than ``t`` (its first and last kept; see
@@ -567,7 +593,7 @@ class Tracker:
         # frozen prediction would capture whoever passes by); they come back only through a
         # confirmed candidate that nobody else can explain (see _update_candidates).
         lost_s = self.config.lost_timeout_s
-        live = [s for s in self._tracks if not s.ended and t_ref - s.t_last <= lost_s]
+        live = [s for s in self._open if t_ref - s.t_last <= lost_s]
         # Track states stacked once per slot; each frame only extrapolates them to its time.
         motion = (
             (
@@ -731,7 +757,7 @@ class Tracker:
         closest, so each identity stays with the body that fits it.
         """
         cfg = self.config
-        active = [s for s in self._tracks if not s.ended]
+        active = self._open
         by_id = {s.track_id: s for s in active}
         pairs = {k: p for k, p in self._pairs.items() if k[0] in by_id and k[1] in by_id}
         if len(active) >= 2:
@@ -978,8 +1004,8 @@ class Tracker:
         t0 = c.hist_t[0]
         out = []
         door = self._blind_at(c.first_hip)
-        for s in self._tracks:
-            if s.ended or s.t_last >= t0:
+        for s in self._open:
+            if s.t_last >= t0:
                 continue
             if s.blind >= 0 and s.blind == door:  # whoever went in may come out at any time
                 out.append(s)
@@ -1100,6 +1126,7 @@ class Tracker:
         s.anchor_t, s.anchor_xy = c.t_last, s.hip
         self._next_track += 1
         self._tracks.append(s)
+        self._open.append(s)
 
     def _gate_at(self, gates: list[Gate], xy: np.ndarray) -> Gate | None:
         m = self.config.gate_margin_m
@@ -1114,7 +1141,7 @@ class Tracker:
         """Exit endings, hidden tracks, identity_lost alerts and final endings."""
         alerts: list[Alert] = []
         cfg = self.config
-        active = [s for s in self._tracks if not s.ended]
+        active = self._open
         seen_now = [s for s in active if s.t_last >= t_ref]
         seen_hips = np.array([s.hip for s in seen_now]) if seen_now else np.zeros((0, 2))
         for s in active:
@@ -1172,6 +1199,8 @@ class Tracker:
                     subject=str(s.track_id),
                 )
             )
+        if any(s.ended for s in active):
+            self._open = [s for s in active if not s.ended]
         return alerts
 
 
