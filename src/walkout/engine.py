@@ -40,6 +40,7 @@ from walkout.events import (
     Track,
 )
 from walkout.review import Evidence, ReviewCase, Verdict, WeightTrace, corrections, hand_traces
+from walkout.seqlog import SeqLog
 from walkout.shelf import ShelfConfig, ShelfStage
 from walkout.shelf.decide import choose, choose_stock
 from walkout.sources.recording import Sensors
@@ -85,6 +86,13 @@ class EngineConfig(BaseModel):
         "the stream (and behind anything still waiting to be decided; a track's first and "
         "last sample stay): a store running for days must not keep everybody's whole path; "
         "None keeps all"
+    )
+    forget_visits_s: float | None = Field(
+        None, gt=0, description="a visit settled this long ago (receipt issued, no review case "
+        "open) is let go: its session, cart, track and receipt, and the events, decisions and "
+        "receipts handed out this long ago, so that a store never empty for a minute keeps "
+        "only its recent past in memory (the service's event log keeps the rest). None keeps "
+        "everything, as a recording's run does to give its whole result"
     )
 
 
@@ -161,11 +169,13 @@ class Engine:
             g.id: (g.area.min[0], g.area.min[1], g.area.max[0], g.area.max[1])
             for g in self.store.gates if g.kind == "entry"})
         self.ledger = CartLedger()
-        self.events: list[ShelfEvent] = []
-        self.decisions: list[Decision] = []
+        # outputs read by position (``[seen:]``): a SeqLog lets the oldest go, positions stay
+        self.events: SeqLog[ShelfEvent] = SeqLog()
+        self.decisions: SeqLog[Decision] = SeqLog()
         self.alerts: list[Alert] = []
         self.receipts: dict[str, Receipt] = {}  # session → its latest receipt
-        self.issued: list[Receipt] = []  # every receipt issued, revisions included, in order
+        #: every receipt issued, revisions included, in order
+        self.issued: SeqLog[Receipt] = SeqLog()
         self._pending: list[ShelfEvent] = []
         self._reviewed: set[str] = set()  # event ids whose decision awaits review
         # per shelf event, what the inventory was told left its plates (product → signed
@@ -189,6 +199,13 @@ class Engine:
         #: (stream time, closed) of each store-mode change, in time order
         self.store_modes: list[tuple[float, bool]] = []
         self._removed: dict[str, Counter[str]] = {}  # staff session → items it took off plates
+        # (stream time, positions of the output logs) at each forgetting (forget_visits_s)
+        self._marks: deque[tuple[float, tuple[int, int, int, int]]] = deque()
+
+    @property
+    def now(self) -> float:
+        """The stream time processed up to (the last :meth:`step`'s ``now``)."""
+        return self._now
 
     # ---- store mode --------------------------------------------------------------------------
 
@@ -228,10 +245,11 @@ class Engine:
         seen = self.tracker.process(frames)
         self.alerts += seen
         tracks = self.tracker.tracks
-        for tr in tracks[self._known_tracks :]:
+        retired = self.tracker.retired  # let go of: every one known long before
+        for tr in tracks[self._known_tracks - retired :]:
             if tr.born_at is not None:
                 self.book.born(tr)
-        self._known_tracks = len(tracks)
+        self._known_tracks = len(tracks) + retired
         self._identity_cases(seen, tracks)
         for g in gates:
             if g.kind == "entry":
@@ -252,6 +270,7 @@ class Engine:
         self._floor_reaches(tracks, now - self.config.floor_lag_s)
         self._close_ready(now)
         self._forget(now)
+        self._forget_visits(now)
 
     def _forget(self, now: float) -> None:
         """Let the tracker forget what no decision can still read (``track_history_s``).
@@ -269,6 +288,69 @@ class Engine:
         t = min([now, self._meet_t, self._floor_t, self.shelf.earliest_open() - pad,
                  *(e.t_start - pad for e in self._pending)]) - keep
         self.tracker.forget_before(t)
+
+    def _forget_visits(self, now: float) -> None:
+        """Let go of the visits settled ``forget_visits_s`` ago (once a minute of stream).
+
+        A store's next stream begins only while it is empty (:meth:`successor`); one that is
+        never empty for a minute (staff always inside, a store open round the clock) would
+        otherwise keep every past visitor's session, cart, track and receipt (~4.5 KB each)
+        and every slot would walk all their tracks. A visit goes once its receipt is issued,
+        it left long enough ago and no open review case names it (a verdict may still revise
+        it); a decided case keeps its verdict and drops its raw evidence (the service logged
+        it when the case opened). The output logs let go of what they handed out that long
+        ago: the service took it within the chunk. Deterministic in the stream, so a replay
+        forgets as the first run did."""
+        keep = self.config.forget_visits_s
+        marks = getattr(self, "_marks", None)  # an engine snapshotted before there were any
+        if keep is None:
+            return
+        if marks is None:
+            marks = self._marks = deque()
+        if marks and now - marks[-1][0] < min(keep, 60.0):
+            return
+        for name in ("events", "decisions", "issued"):
+            if not isinstance(getattr(self, name), SeqLog):
+                setattr(self, name, SeqLog(getattr(self, name)))
+        marks.append((now, (len(self.events), len(self.decisions), len(self.issued),
+                            len(self.ledger))))
+        cut = now - keep
+        mark = None
+        while marks and marks[0][0] <= cut:
+            mark = marks.popleft()[1]
+        open_cases = {cid: c for cid, c in self.cases.items() if c.open}
+        waiting = {sid for c in open_cases.values() for sid in c.sessions}
+        gone = {sid for sid, s in self.book.sessions.items()
+                if s.state == SessionState.CLOSED and s.exited_at is not None
+                and s.exited_at < cut and sid not in waiting}
+        self.book.forget(gone)
+        for sid in gone:
+            self.receipts.pop(sid, None)
+            self._removed.pop(sid, None)
+        self.ledger.forget(gone, mark[3] if mark else 0)
+        # the tracks nobody is bound to any more, last seen that long ago (those that ended)
+        bound = set(self.book.by_track) | self.book.unresolved()
+        old = {tr.track_id for tr in self.tracker.tracks
+               if tr.track_id not in bound and len(tr.t) and float(tr.t[-1]) < cut}
+        if old and self.tracker.retire(old):
+            kept = {tr.track_id for tr in self.tracker.tracks}
+            self._exited_tracks = {t for t in self._exited_tracks if t in kept}
+        if mark is not None:
+            self.events.forget_before(mark[0])
+            self.decisions.forget_before(mark[1])
+            self.issued.forget_before(mark[2])
+        # an event waiting for attribution is decided (and told to its plates) later
+        self.shelf.forget_events_before(cut, set(open_cases) | {e.event_id for e in self._pending})
+        # what the plates were told per event: read again only by a verdict (an open case)
+        for eid in [e for e in self._shelved if e not in open_cases]:
+            del self._shelved[eid]
+        for c in self.cases.values():
+            if (not c.open and c.event.t_end < cut
+                    and (c.evidence.weights is not None or c.evidence.hands)):
+                c.evidence = Evidence(None, c.evidence.hypotheses, ())
+        self.meetings = [m for m in self.meetings if m.t >= cut]
+        self.floor_reaches = [r for r in self.floor_reaches if r.t_end >= cut]
+        self._exit_tracks = [(g, t) for g, t in self._exit_tracks if t >= cut]
 
     # ---- a stream that runs for days ---------------------------------------------------------
 
@@ -307,7 +389,7 @@ class Engine:
                                          s.session_id))
                 self._issue(s)
         self._unbound_inside()
-        nxt = Engine(self.store, self.config)
+        nxt = self._next_engine()
         # the faults still in force: the next stream's health page folds its own alerts, and
         # nothing raises these again (a dead plate is alerted once, a silent device until back)
         nxt.alerts = in_force(self.alerts)
@@ -317,6 +399,11 @@ class Engine:
         nxt._recent = self._recent
         nxt._now = nxt._meet_t = nxt._floor_t = now
         return nxt
+
+    def _next_engine(self) -> Engine:
+        """A fresh engine of this kind for the store's next stream (:meth:`successor` gives
+        it the shelves)."""
+        return Engine(self.store, self.config)
 
     def finish(self) -> None:
         """End of stream: settle everything and close every open session."""
@@ -370,7 +457,7 @@ class Engine:
     def result(self) -> EngineResult:
         return EngineResult(
             receipts=[self.receipts[k] for k in sorted(self.receipts)],
-            events=self.events, decisions=self.decisions, alerts=self.alerts,
+            events=list(self.events), decisions=list(self.decisions), alerts=self.alerts,
             tracks=self.tracker.tracks, sessions=self.book.sessions, cases=self.cases,
             entries=self.ledger.entries(),
         )

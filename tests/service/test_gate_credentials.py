@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from walkout.engine import Engine as Pipeline
+from walkout.engine import EngineConfig
 from walkout.service import checkout, entry
 from walkout.service.models import CartLine, Charge, EngineEvent, Visit
 from walkout.service.runner import LiveRunner
@@ -266,6 +267,22 @@ def test_a_staff_badge_enters_again_once_its_holder_left(apart: Sensors,
     LiveRunner(both, "sim").run(svc.deps)
     kinds = _kinds(svc)
     assert "credential_reused" not in kinds and "unbound_person" not in kinds, kinds
+
+
+def test_a_staff_badge_enters_again_after_the_engine_let_its_last_visit_go(
+        apart: Sensors, engine: Engine) -> None:
+    """A store never empty lets a visit go some time after it was settled
+    (``forget_visits_s``): the badge's earlier entry has no session in the engine any more,
+    which is not the same as one entering in this very chunk (still inside)."""
+    svc = make_svc(engine)
+    badge = _staff(svc)
+    both = _with(_with(apart, "qr-0005-00000", credential=badge), "qr-0005-00001",
+                 credential=badge)
+    runner = _Kept(both, "sim", config=EngineConfig(forget_visits_s=1.0))
+    runner.run(svc.deps)
+    kinds = _kinds(svc)
+    assert "credential_reused" not in kinds and "unbound_person" not in kinds, kinds
+    assert runner.kept.book.forgotten >= 1  # the first visit was let go before the second
 
 
 class _Kept(LiveRunner):

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from walkout.events import CartEntry
+from walkout.seqlog import SeqLog
 
 
 def fold(entries: Iterable[CartEntry]) -> dict[str, Counter[str]]:
@@ -20,7 +21,7 @@ class CartLedger:
     """Append-only record of what each session took and returned."""
 
     def __init__(self) -> None:
-        self._entries: list[CartEntry] = []
+        self._entries: SeqLog[CartEntry] | list[CartEntry] = SeqLog()  # (a list: old snapshot)
         self._by_session: dict[str, list[CartEntry]] = defaultdict(list)
         self._held: dict[str, Counter[str]] = defaultdict(Counter)
 
@@ -37,9 +38,28 @@ class CartLedger:
         return {p: q for p, q in self._held[session_id].items() if q > 0}
 
     def entries(self, session_id: str | None = None) -> list[CartEntry]:
+        """A session's entries; without one, every entry still held (:meth:`forget`)."""
         if session_id is None:
             return list(self._entries)
         return list(self._by_session.get(session_id, ()))
+
+    def __len__(self) -> int:
+        """Entries ever appended: the next one's position (:meth:`since`)."""
+        return len(self._entries)
+
+    def since(self, position: int) -> list[CartEntry]:
+        """The entries appended from ``position`` on (a reader that took those before)."""
+        return self._entries[position:]
+
+    def forget(self, session_ids: set[str], appended_before: int) -> None:
+        """Let sessions settled long ago go (their carts), and the entries appended before
+        position ``appended_before`` (every reader took them long ago)."""
+        for sid in session_ids:
+            self._by_session.pop(sid, None)
+            self._held.pop(sid, None)
+        if not isinstance(self._entries, SeqLog):
+            self._entries = SeqLog(self._entries)
+        self._entries.forget_before(appended_before)
 
     def contents(self, session_id: str) -> Counter[str]:
         return fold(self.entries(session_id)).get(session_id, Counter())

@@ -73,6 +73,8 @@ class SessionBook:
     by_track: dict[int, str] = field(default_factory=dict)
     _scans: list[tuple[GateEvent, Session, int]] = field(default_factory=list)
     _births: list[Track] = field(default_factory=list)
+    #: sessions let go by :meth:`forget`: ids count every session ever held, so none repeats
+    forgotten: int = 0
 
     def scan(self, g: GateEvent) -> list[Alert]:
         """An entry scan: a session of its party, bound to their tracks by :meth:`resolve`.
@@ -81,7 +83,7 @@ class SessionBook:
         payer."""
         if not g.credential:
             return []
-        sid = f"s{len(self.sessions) + 1:05d}"
+        sid = f"s{len(self.sessions) + self.forgotten + 1:05d}"
         s = Session(sid, g.credential, g.t, party_size=g.party_size,
                     staff=is_staff_credential(g.credential))
         self.sessions[sid] = s
@@ -184,6 +186,18 @@ class SessionBook:
         """Ids of tracks born at a gate whose binding is not decided yet (a scan's member, or
         somebody who may turn out to be unbound): what they do cannot be attributed yet."""
         return {tr.track_id for tr in self._births}
+
+    def forget(self, session_ids: set[str]) -> None:
+        """Let sessions settled long ago go, with their tracks' bindings (``Engine``'s
+        ``forget_visits_s``): a store never empty must not keep every past visitor."""
+        for sid in session_ids:
+            s = self.sessions.pop(sid, None)
+            if s is None:
+                continue
+            self.forgotten += 1
+            for tid in s.track_ids:
+                if self.by_track.get(tid) == sid:
+                    del self.by_track[tid]
 
     def open_sessions(self) -> list[Session]:
         return [s for s in self.sessions.values() if s.state == SessionState.OPEN and s.track_ids]

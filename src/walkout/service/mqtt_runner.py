@@ -39,7 +39,7 @@ from walkout.service.checkout import insert_ignore
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, RunnerCheckpoint, Visit
-from walkout.service.runner import LiveRunner, _issued
+from walkout.service.runner import LiveRunner, _issued, live_config
 from walkout.sources.mqtt import Chunk, MqttPublisher, MqttSource, PublishRefused, split_url
 from walkout.store.model import Store
 
@@ -69,7 +69,7 @@ class MqttRunner(LiveRunner):
         self.store_name = wire_name or store.name
         self._store = store
         self.client_id = client_id or f"walkout-engine-{self.store_name}"
-        self.config = config or EngineConfig()
+        self.config = config or live_config()
         self.poll_s = poll_s
         self.accept_end = accept_end
         self.silent_after_s = silent_after_s  # a camera or gondola quiet this long: alerted

@@ -34,6 +34,7 @@ from walkout.checkout import Receipt
 from walkout.engine import Decision, Engine, EngineConfig
 from walkout.events import Alert, GateEvent
 from walkout.review import ReviewCase
+from walkout.seqlog import SeqLog
 from walkout.service import checkout, entry, live, redact, revisions, store_mode
 from walkout.service.checkout import LineRequest, insert_ignore
 from walkout.service.deps import Deps
@@ -62,11 +63,14 @@ NOT_BOUND = {
 }
 
 
-def _still_inside(eng: Engine, credential: str) -> bool:
-    """Whether an earlier entry on ``credential`` has not left: its session is open (or
-    checking out), or the engine has none for it yet (it entered in this very chunk)."""
+def _still_inside(eng: Engine, credential: str, before: float) -> bool:
+    """Whether the entry on ``credential`` at ``before`` has not left: its session is open
+    (or checking out), or the engine has none for it yet (it entered in this very chunk).
+    One it has none for from an earlier chunk left long ago (``forget_visits_s``)."""
     mine = [s for s in eng.book.sessions.values() if s.credential == credential]
-    return not mine or any(s.state != SessionState.CLOSED for s in mine)
+    if not mine:
+        return before >= eng.now
+    return any(s.state != SessionState.CLOSED for s in mine)
 
 
 class WorkerProcess:
@@ -200,6 +204,16 @@ def _worker_main(runner: Any, settings: Any, stop: Any, parent_pid: int, mail: b
     stop.wait()  # the stream ended: keep the outbox going until the service stops
 
 
+#: a store's engine lets a visit go this long after it was settled (``forget_visits_s``): a
+#: review verdict names only the sessions of its case, which stay while it is open
+LIVE_FORGET_VISITS_S = 3600.0
+
+
+def live_config() -> EngineConfig:
+    """The engine configuration of a store's service: its defaults, visits let go."""
+    return EngineConfig(forget_visits_s=LIVE_FORGET_VISITS_S)
+
+
 class LiveRunner:
     """Runs ``Engine`` over ``sensors`` chunk by chunk; ``speed`` 1.0 paces it in real time
     (a live store), None runs as fast as it can (replays, tests)."""
@@ -207,7 +221,7 @@ class LiveRunner:
     def __init__(self, sensors: Sensors, source: str, speed: float | None = None,
                  config: EngineConfig | None = None, stop_after_chunk: int | None = None) -> None:
         self.sensors, self.source, self.speed = sensors, source, speed
-        self.config = config or EngineConfig()
+        self.config = config or live_config()
         self.stop_after_chunk = stop_after_chunk  # for crash tests: stop as if killed there
         self.chunks_done = 0
 
@@ -411,7 +425,7 @@ class LiveRunner:
                 return {"party": g.party_size}
             if g.party_size != 1 or active_staff(d, cred.removeprefix(STAFF_PREFIX)) is None:
                 return {"refused": "staff_badge_refused"}
-            if before is not None and eng is not None and _still_inside(eng, cred):
+            if before is not None and eng is not None and _still_inside(eng, cred, before):
                 # associates come and go all day on one badge, but one at a time: a second
                 # person on a badge whose holder is inside is nobody's staff (staff are never
                 # charged, so a lent badge would be free shopping)
@@ -518,7 +532,7 @@ class LiveRunner:
         seen["shelf"] += len(shelf)
         seen["decisions"] += len(decisions)
         seen["cases"] += len(cases)
-        entries = eng.ledger.entries()[seen["lines"]:]
+        entries = eng.ledger.since(seen["lines"])
         by_visit: dict[str, list[LineRequest]] = {}
         for e in entries:
             vid = self._visit(d, eng, e.session_id)
@@ -632,10 +646,10 @@ def _decided_case(eng: Engine, session_id: str) -> bool:
                for c in eng.cases.values())
 
 
-def _issued(eng: Engine) -> list[Receipt]:
+def _issued(eng: Engine) -> list[Receipt] | SeqLog[Receipt]:
     """Receipts in the order the engine issued them (``issued`` where the engine keeps one)."""
     issued = getattr(eng, "issued", None)
-    if isinstance(issued, list):
+    if isinstance(issued, (list, SeqLog)):
         return issued
     rs = eng.receipts
     return list(rs.values()) if isinstance(rs, dict) else list(rs)

@@ -155,6 +155,14 @@ class ShelfStage:
         self._event_t.clear()
         self.alerts.clear()
 
+    def forget_events_before(self, t: float, keep: set[str]) -> None:
+        """Drop what is kept per event for the events that ended before ``t``, except
+        ``keep`` (whose verdict may still move the plates: :meth:`apply`)."""
+        old = [e for e, t_end in self._event_t.items() if t_end < t and e not in keep]
+        for e in old:
+            del self._event_t[e]
+            self._event_plates.pop(e, None)
+
     def earliest_open(self) -> float:
         """Start time of the oldest plate change not yet handed out as an event (inf: none):
         an event can come out long after it began (an item held over the shelf), and whoever
