@@ -555,13 +555,16 @@ def bench_memory(
                                          help="stream seconds between samples")] = 300.0,
     keep: Annotated[float, typer.Option(min=1, callback=finite,
                                         help="track_history_s of the bounded run")] = 300.0,
+    forget: Annotated[float, typer.Option(min=1, callback=finite,
+                                          help="forget_visits_s of the third run")] = 300.0,
     json_path: JsonOpt = None,
 ) -> None:
     """What the engine holds as the period goes on (a live store's memory and snapshot size),
-    keeping every skeleton sample vs keeping track_history_s; both must decide the same."""
+    keeping every skeleton sample, keeping track_history_s, and also letting visits settled
+    forget_visits_s ago go; all must hand out the same, chunk by chunk."""
     from walkout.bench.memory import run_memory_bench
 
-    figures = run_memory_bench(_store(store), shoppers, seed, every, keep,
+    figures = run_memory_bench(_store(store), shoppers, seed, every, keep, forget,
                                progress=lambda s: err.print(f"[dim]{s}...[/]"))
     print_json(figures, json_path)
     if not figures["same_outputs"]:
