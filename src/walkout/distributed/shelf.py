@@ -37,7 +37,7 @@ from walkout.distributed.partition import Zone, shelf_zones, zone_store
 from walkout.events import Alert, PlateBlock, ShelfEvent
 from walkout.shelf import ShelfConfig, ShelfStage
 from walkout.shelf.inventory import PlateInventory
-from walkout.shelf.stage import alert_key
+from walkout.shelf.stage import alert_key, proves_unlisted
 from walkout.store.model import Store
 
 #: (its place among every apply the engine made, event id, product, signed quantity)
@@ -178,8 +178,7 @@ class PartitionedShelf:
         self._seq += 1
         plates = self._event_plates[event_id]
         done = self.inventory.add(plates, product_id, quantity)
-        if done > quantity and not any(product_id in self.store.plate_products.get(p, ())
-                                       for p in plates):
+        if proves_unlisted(self.store, plates, product_id, quantity, done):
             for p in plates:
                 self.learned.setdefault(p, set()).add(product_id)
 

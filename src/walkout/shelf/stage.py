@@ -88,8 +88,7 @@ class ShelfStage:
         if product_id not in self.store.products:
             raise KeyError(f"product {product_id!r} is not in the catalogue")
         done = self.inventory.add(plates, product_id, quantity)
-        listed = any(product_id in self.store.plate_products.get(p, ()) for p in plates)
-        if done > quantity and not listed:
+        if proves_unlisted(self.store, plates, product_id, quantity, done):
             # a pick of an item no record put there: the plate really holds that product
             # (a wrong planogram entry); later events there weigh it like a listed one
             self._explainer.learn(plates, product_id)
@@ -303,3 +302,13 @@ def _footprint_partners(store: Store) -> list[frozenset[int]]:
 def alert_key(a: Alert, plate_index: dict[str, int]) -> tuple[float, int, str, str]:
     """Sort key of shelf alerts: time, then the plate's store position, kind and text."""
     return (a.t, plate_index.get(a.subject, -1), a.kind, a.message)
+
+
+def proves_unlisted(store: Store, plates: tuple[str, ...], product_id: str, quantity: int,
+                    done: int) -> bool:
+    """Whether applying ``quantity`` of ``product_id`` to ``plates`` (``done``: what the
+    inventory could move) proves the plates hold a product their planogram does not list: a
+    pick of an item no record put there. Every shelf stage (one process, or its partitioned
+    proxy on Ray) learns by this one rule."""
+    listed = any(product_id in store.plate_products.get(p, ()) for p in plates)
+    return done > quantity and not listed
