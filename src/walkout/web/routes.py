@@ -477,7 +477,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                                          .outerjoin(Account, Account.id == AlertAck.acked_by)
                                          .where(AlertAck.event_id.in_(ids))).all()}
 
-    def tail(after: int, limit: int = 400) -> tuple[list[dict[str, Any]], int, Any]:
+    def tail(after: int, limit: int = 400
+             ) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
         with sessions() as s:
             rows = s.execute(select(EngineEvent.id, EngineEvent.source, EngineEvent.kind,
                                     EngineEvent.t, EngineEvent.payload)
@@ -504,21 +505,44 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                     for x in ev["data"]["people"]:
                         x["who"] = ids.get(x["credential"] or "", {}).get("who")
             _stream_names(s, out)  # takes each event's source off
-            mark = (s.scalar(select(func.count()).select_from(Receipt)),
-                    s.scalar(select(func.max(Receipt.issued_at))),
-                    s.scalar(select(func.count()).select_from(ReviewVerdict)
-                             .where(ReviewVerdict.applied_at.is_not(None))),
-                    # by state: a decision (another desk's, a refund confirmed later, a review's
-                    # correction) adds no row, only moves one from a state to another
-                    tuple((st, n) for st, n in s.execute(
-                        select(Dispute.state, func.count()).group_by(Dispute.state)
-                        .order_by(Dispute.state))),
-                    s.scalar(select(func.count()).select_from(AlertAck)),
-                    # every chargeback change comes with its provider event
-                    s.scalar(select(func.count()).select_from(PaymentWebhookEvent)),
-                    s.scalar(select(func.count(PaymentWebhookEvent.acknowledged_at))))
             last = rows[-1][0] if rows else after
-            return out, last, mark
+            return out, last, changes(s)
+
+    def changes(s: Session) -> dict[str, Any]:
+        """What the dashboard shows of receipts, verdicts, disputes, money and acknowledgements,
+        as counts and latest times (cheap each turn): the stream says ``changed`` when it
+        moves. Each part is there because a change of it moves nothing else counted here."""
+        return {
+            "receipts": s.scalar(select(func.count()).select_from(Receipt)),
+            "issued": s.scalar(select(func.max(Receipt.issued_at))),
+            # recorded (another desk decided the case) and applied (the engine corrected
+            # its receipts) are two changes of an open case
+            "verdicts": s.scalar(select(func.count()).select_from(ReviewVerdict)),
+            "applied_verdicts": s.scalar(select(func.count()).select_from(ReviewVerdict)
+                                         .where(ReviewVerdict.applied_at.is_not(None))),
+            # by state: a decision (another desk's, a refund confirmed later, a review's
+            # correction) adds no row, only moves one from a state to another
+            "disputes": tuple((st, n) for st, n in s.execute(
+                select(Dispute.state, func.count()).group_by(Dispute.state)
+                .order_by(Dispute.state))),
+            # money moved on a receipt's visit, by kind and state: a second refund of a line
+            # refunded before leaves its dispute refunded, a balance collected is a capture,
+            # a charge confirmed later changes state (not a shopper's hold at the gate:
+            # no receipt shows it yet)
+            "charges": tuple((k, st, n) for k, st, n in s.execute(
+                select(Charge.kind, Charge.status, func.count())
+                .where(Charge.kind != "preauth").group_by(Charge.kind, Charge.status)
+                .order_by(Charge.kind, Charge.status))),
+            # a balance collected or written off (its receipt leaves review, its shopper may
+            # enter), or owed again (a revision raised the receipt)
+            "balances": tuple(s.execute(select(func.count(Visit.balance_settled_at),
+                                               func.max(Visit.balance_settled_at))).one()),
+            "alert_acks": s.scalar(select(func.count()).select_from(AlertAck)),
+            # every chargeback change comes with its provider event
+            "payment_events": s.scalar(select(func.count()).select_from(PaymentWebhookEvent)),
+            "acked_payment_events": s.scalar(
+                select(func.count(PaymentWebhookEvent.acknowledged_at))),
+        }
 
     def start_id(backlog_s: float) -> int:
         """Where a new dashboard begins: the last ``backlog_s`` of engine time."""
@@ -534,19 +558,21 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                          after: Annotated[int | None, Query(ge=0, le=ID_MAX)] = None
                          ) -> StreamingResponse:
         """SSE of the event log: ``positions``, ``alert``, ``gate``, ``decision``, ``review``,
-        ``health``; ``changed`` when receipts, verdicts, disputes (a new one, or a decision),
-        alert acknowledgements or the payment provider's events (chargebacks) change. An
-        ``alert`` carries ``acked`` (null while nobody acknowledged it)."""
+        ``health``; ``changed`` when receipts, verdicts (recorded, applied), disputes (a new
+        one, or a decision), money movements (refunds, balance charges), balances settled,
+        alert acknowledgements or the payment provider's events (chargebacks) change
+        (:func:`changes`). An ``alert`` carries ``acked`` (null while nobody acknowledged
+        it)."""
 
         auth = request.headers.get("authorization")
 
-        def turn(since: int) -> tuple[list[dict[str, Any]], int, Any] | None:
+        def turn(since: int) -> tuple[list[dict[str, Any]], int, dict[str, Any]] | None:
             return tail(since) if valid(auth) else None
 
         async def gen() -> AsyncIterator[str]:
             last = after if after is not None else await to_thread.run_sync(start_id,
                                                                             backlog_s)
-            mark = None
+            mark: dict[str, Any] | None = None
             quiet = 0.0
             while not await request.is_disconnected():
                 got = await to_thread.run_sync(turn, last)
@@ -557,10 +583,14 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                     yield _sse(ev["channel"], ev, ev["id"])
                 if m != mark:
                     if mark is not None:
-                        yield _sse("changed", {"receipts": m[0], "applied_verdicts": m[2],
-                                               "disputes": sum(n for _, n in m[3]),
-                                               "alert_acks": m[4],
-                                               "payment_events": m[5]})
+                        yield _sse("changed", {
+                            "receipts": m["receipts"], "verdicts": m["verdicts"],
+                            "applied_verdicts": m["applied_verdicts"],
+                            "disputes": sum(n for _, n in m["disputes"]),
+                            "charges": sum(n for *_, n in m["charges"]),
+                            "balances_settled": m["balances"][0],
+                            "alert_acks": m["alert_acks"],
+                            "payment_events": m["payment_events"]})
                     mark = m
                 if events:
                     quiet = 0.0
