@@ -3,7 +3,6 @@ which of its failures are the store's configuration rather than one message's.""
 
 from __future__ import annotations
 
-import smtplib
 from collections import deque
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -12,9 +11,9 @@ from typing import Protocol
 
 class Mailer(Protocol):
     def send(self, message: EmailMessage) -> None:
-        """Deliver one message, or raise. An exception whose ``config`` attribute is true (or
-        caused by an SMTP refusal of the sender or the login) says the store's own settings
-        are refused: :func:`config_refusal`."""
+        """Deliver one message, or raise. An exception whose ``config`` attribute is true says
+        the store's own settings are at fault, not this message (its ``step`` and ``code``,
+        if any, say where): :func:`config_refusal`."""
         ...
 
 
@@ -31,9 +30,10 @@ class OutboxMailer:
 
 @dataclass(frozen=True, slots=True)
 class ConfigRefusal:
-    """The server refused for good what every message is sent with: the store's sender
-    (``what`` ``sender``) or its login (``login``), with the SMTP ``code`` (None: a mailer
-    that only said ``config``). No message can go out until the settings change."""
+    """The server refuses for good, or lacks, what every message is sent with: ``what`` is
+    the step that failed (``sender``, ``login``, ``starttls``, ``auth``, ``tls``; ``settings``:
+    a mailer that did not say), with the SMTP ``code`` (None: no reply to tell). No message can
+    go out until the settings or the server change."""
 
     what: str
     code: int | None
@@ -44,25 +44,13 @@ class ConfigRefusal:
         return f"{self.what}:{self.code}"
 
 
-#: a MAIL FROM refused for the message's size (RFC 1870): that message's, not the store's
-_SIZE_REFUSED = 552
-
-
 def config_refusal(e: BaseException) -> ConfigRefusal | None:
-    """Whether a mailer's failure is a permanent refusal of the store's configuration: MAIL
-    FROM or AUTH answered 5xx (a 4xx is temporary, a refused recipient is one message's).
-    Read from the exception or the smtplib error it was raised from."""
-    seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, smtplib.SMTPSenderRefused):
-            code = seen.smtp_code
-            if 500 <= code < 600 and code != _SIZE_REFUSED:
-                return ConfigRefusal("sender", code)
-            return None
-        if isinstance(seen, smtplib.SMTPAuthenticationError):
-            code = seen.smtp_code
-            return ConfigRefusal("login", code) if 500 <= code < 600 else None
-        if getattr(seen, "config", False):
-            return ConfigRefusal("settings", None)
-        seen = seen.__cause__ or seen.__context__
-    return None
+    """Whether a mailer's failure is the store's configuration rather than one message's: the
+    mailer says so (``config``), since only it knows at which step its conversation failed
+    (:func:`~walkout.service.receipts.mail.deliver`: a 552 to MAIL FROM is one message's, a
+    4xx anywhere temporary)."""
+    if not getattr(e, "config", False):
+        return None
+    step, code = getattr(e, "step", None), getattr(e, "code", None)
+    return ConfigRefusal(step if isinstance(step, str) else "settings",
+                         code if isinstance(code, int) else None)

@@ -22,12 +22,13 @@ receipt's next message (:func:`claim_dispute`, a row whose ``changes`` say ``"ki
 "dispute"``), sent after the refund by :func:`mail_revision`: refunded (back to the card, or
 off what she still owed) or the charge kept, above the receipt as it stands.
 
-A server that refuses the store's own settings for good (MAIL FROM or AUTH answered 5xx:
-:func:`~walkout.service.mail.config_refusal`) would refuse every message: that try is not
-counted against :data:`MAX_ATTEMPTS`, a batch of sends stops at it (the rest wait, claimed,
-for the timer), and an operator alert says so once (``mail_refused``, on the event log's
-:data:`MAIL_ALERTS`), followed by ``mail_back`` once a message goes out again, as a silent
-device's ``device_silent`` is by its ``device_back``.
+A server that refuses the store's own settings for good, or lacks what they require (MAIL
+FROM or AUTH answered 5xx, STARTTLS or AUTH not offered, a failed TLS handshake: the mailer
+says so, :func:`~walkout.service.mail.config_refusal`) would fail every message: that try is
+not counted against :data:`MAX_ATTEMPTS`, a batch of sends stops at it (the rest wait,
+claimed, for the timer), and an operator alert says so once (``mail_refused``, on the event
+log's :data:`MAIL_ALERTS`), followed by ``mail_back`` once a message goes out again, as a
+silent device's ``device_silent`` is by its ``device_back``.
 """
 
 from __future__ import annotations
@@ -89,16 +90,31 @@ RETRY_AFTER = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15)
 MAX_ATTEMPTS = len(RETRY_AFTER) + 1
 #: the event-log source of the e-mail alerts (``GET /v1/ops/alerts`` lists every ``…/alerts``)
 MAIL_ALERTS = "service:mail/alerts"
-#: the server refuses the store's sender or login; the e-mail goes out again
+#: the server refuses (or lacks) what the store's settings send with; e-mail goes out again
 MAIL_REFUSED, MAIL_BACK = "mail_refused", "mail_back"
-#: what each refusal of the store's settings asks the operator to look at
-_SETTINGS = {"sender": "WALKOUT_MAIL_SENDER is", "login": "WALKOUT_SMTP_USERNAME and "
-             "WALKOUT_SMTP_PASSWORD are", "settings": "the SMTP settings are"}
+#: by the step that failed (:class:`~walkout.service.mail.ConfigRefusal`): what the server
+#: does to the store's settings, and what the operator must make true
+_LACKS = "lacks what the store's settings require"
+_FAULTS = {
+    "sender": ("refuses the store's sender", "WALKOUT_MAIL_SENDER is fixed"),
+    "login": ("refuses the store's login",
+              "WALKOUT_SMTP_USERNAME and WALKOUT_SMTP_PASSWORD are fixed"),
+    "starttls": (_LACKS,
+                 "WALKOUT_SMTP_HOST and WALKOUT_SMTP_PORT name a server (or its submission "
+                 "port) that offers STARTTLS"),
+    "auth": (_LACKS,
+             "the server offers AUTH (many do only after STARTTLS: WALKOUT_SMTP_STARTTLS), or "
+             "WALKOUT_SMTP_USERNAME is unset for a server that needs no login"),
+    "tls": (_LACKS,
+            "the server's certificate is valid for WALKOUT_SMTP_HOST and trusted by this "
+            "host's CA certificates"),
+}
+_FAULT = ("refuses the store's settings", "the SMTP settings are fixed")
 
 
 class _Refused(Exception):
-    """The server refused the store's sender or login (recorded, alerted): every other message
-    of the batch would be refused the same, so the batch stops."""
+    """The server refused (or lacks) what the store's settings send with (recorded, alerted):
+    every other message of the batch would fail the same, so the batch stops."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +260,7 @@ def _mail_receipt(d: Deps, receipt_id: str, hold: str | None = None) -> str | No
 
 def _hand_over(d: Deps, receipt_id: str, revision: int, msg: EmailMessage) -> str | None:
     """Steps (2) and (3) of a claimed send: the SMTP hand-over, then its record. Raises
-    :class:`_Refused` (recorded) when the server refused the store's sender or login."""
+    :class:`_Refused` (recorded) when the mailer says the store's settings are at fault."""
     to = str(msg["To"])
     try:
         d.mailer.send(msg)
@@ -312,16 +328,16 @@ def _add_alert(d: Deps, s: Session, seq: int, kind: str, message: str, **extra: 
 
 def _alert_refused(d: Deps, refusal: ConfigRefusal, why: str) -> None:
     """Tell the operator, once per fault, that the server refuses the store's settings."""
+    does, fix = _FAULTS.get(refusal.what, _FAULT)
     try:
         with d.sessions.begin() as s:
             seq, kind, p = _last_alert(s)
             if kind == MAIL_REFUSED and p.get("key") == refusal.key:
                 return  # raised already: the same fault
             n = _waiting(s)
-            message = (f"the mail server refuses the store's {refusal.what}: {why}. No e-mail "
-                       f"goes out until {_SETTINGS[refusal.what]} fixed. E-mails waiting: {n};"
-                       " none is given up: they go out once the server takes them (the timer "
-                       "tries one each turn; a restart, at once)")
+            message = (f"the mail server {does}: {why}. No e-mail goes out until {fix}. "
+                       f"E-mails waiting: {n}; none is given up: they go out once the server "
+                       "takes them (the timer tries one each turn; a restart, at once)")
             _add_alert(d, s, seq + 1, MAIL_REFUSED, message, key=refusal.key, waiting=n)
     except IntegrityError:
         return  # another process raised it at the same moment
@@ -595,8 +611,9 @@ def mail_unclaimed(d: Deps, since: datetime) -> int:
 
 def _send_in_order(d: Deps, todo: Iterable[tuple[str, int]], *, claimed: bool = False) -> int:
     """Send each (receipt id, revision) of ``todo`` in order; returns how many were sent now.
-    Once the server refuses the store's sender or login, the rest are not tried (each would be
-    refused the same, a connection and a failed login each): ``claimed`` (all of them failed
+    Once the mailer says the store's settings are at fault (a refused sender or login, a
+    server without the STARTTLS or AUTH they need, a failed TLS handshake), the rest are not
+    tried (each would fail the same, a connection each): ``claimed`` (all of them failed
     rows) ends the batch there, else the rest are claimed and left to the timer."""
     sent, hold = 0, None
     for rid, rev in todo:

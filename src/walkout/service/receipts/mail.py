@@ -31,11 +31,21 @@ from walkout.service.receipts.render import (
 class ReceiptDeliveryError(RuntimeError):
     """The receipt could not be handed to the SMTP server; the message says why. ``final``:
     the server refused the recipient for good (5xx: no such mailbox), so trying again with
-    the same address cannot succeed."""
+    the same address cannot succeed. ``config``: the server refuses, or lacks, what every
+    message is sent with (the sender, the login, the STARTTLS or AUTH the settings ask for, a
+    TLS handshake with a certificate they trust), so no message can go until the settings or
+    the server change. Said by :func:`deliver`, which knows at which ``step`` the conversation
+    failed (``starttls``, ``tls``, ``auth``, ``login``, ``sender``; None: another); ``code``:
+    the server's reply code, if it gave one."""
 
-    def __init__(self, message: str, *, final: bool = False) -> None:
+    def __init__(self, message: str, *, final: bool = False, config: bool = False,
+                 step: str | None = None, code: int | None = None) -> None:
         super().__init__(message)
-        self.final = final
+        self.final, self.config, self.step, self.code = final, config, step, code
+
+
+#: a MAIL FROM refused for the message's size (RFC 1870): that message's, not the store's
+_SIZE_REFUSED = 552
 
 
 def mask_email(address: str) -> str:
@@ -138,16 +148,19 @@ def send_receipt(doc: ReceiptDoc, smtp_host: str, smtp_port: int, sender: str, *
 def deliver(msg: EmailMessage, smtp_host: str, smtp_port: int, *, what: str,
             starttls: bool = False, username: str | None = None, password: str | None = None,
             timeout: float = 10.0) -> None:
-    """Hand ``msg`` to the SMTP server; ``ReceiptDeliveryError`` says who refused what."""
+    """Hand ``msg`` to the SMTP server; ``ReceiptDeliveryError`` says who refused what, and
+    whether it is the settings' fault (``config``): a 5xx to MAIL FROM (but 552, a message too
+    large) or to AUTH, STARTTLS or AUTH asked for and not offered, a failed TLS handshake. A 4xx
+    anywhere is temporary."""
     where = f"SMTP server {smtp_host}:{smtp_port}"
     sender = str(msg["From"])
     try:
         smtp = smtplib.SMTP(smtp_host, smtp_port, timeout=timeout)
         try:
             if starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                _starttls(smtp, where)
             if username is not None:
-                smtp.login(username, password or "")
+                _login(smtp, where, username, password or "", tls=starttls)
             smtp.send_message(msg)
         except BaseException:
             smtp.close()
@@ -161,23 +174,85 @@ def deliver(msg: EmailMessage, smtp_host: str, smtp_port: int, *, what: str,
     except smtplib.SMTPRecipientsRefused as e:
         why = "; ".join(f"{code} {_text(reply)}" for code, reply in e.recipients.values())
         to = ", ".join(mask_email(a) for a in e.recipients)
-        final = all(500 <= code < 600 for code, _ in e.recipients.values())
+        final = all(_permanent(code) for code, _ in e.recipients.values())
         raise ReceiptDeliveryError(f"{where} refused the recipient {to}: {why}",
-                                   final=final) from e
+                                   final=final, step="recipient") from e
     except smtplib.SMTPSenderRefused as e:
+        code = e.smtp_code
         raise ReceiptDeliveryError(
-            f"{where} refused the sender {sender}: {e.smtp_code} {_text(e.smtp_error)}") from e
-    except smtplib.SMTPAuthenticationError as e:
-        raise ReceiptDeliveryError(
-            f"{where} rejected the login of {username!r}: {e.smtp_code} "
-            f"{_text(e.smtp_error)}") from e
+            f"{where} refused the sender {sender}: {code} {_text(e.smtp_error)}",
+            config=_permanent(code) and code != _SIZE_REFUSED, step="sender", code=code) from e
     except smtplib.SMTPResponseException as e:
         raise ReceiptDeliveryError(
-            f"{where} refused {what}: {e.smtp_code} {_text(e.smtp_error)}") from e
+            f"{where} refused {what}: {e.smtp_code} {_text(e.smtp_error)}",
+            code=e.smtp_code) from e
     except smtplib.SMTPException as e:
         raise ReceiptDeliveryError(f"{where} failed for {what}: {e}") from e
     except OSError as e:  # refused, unreachable, DNS failure, timeout
         raise ReceiptDeliveryError(f"{where} is unreachable: {e}") from e
+
+
+def _starttls(smtp: smtplib.SMTP, where: str) -> None:
+    """Upgrade the connection, as the settings ask: a server that does not offer it, refuses
+    it for good or fails the handshake (a certificate the default trust store does not trust,
+    or not for this host name) would do the same to every message."""
+    try:
+        smtp.starttls(context=ssl.create_default_context())
+    except smtplib.SMTPHeloError:
+        raise
+    except smtplib.SMTPNotSupportedError as e:
+        raise ReceiptDeliveryError(
+            f"{where} does not offer STARTTLS (it offers {_offered(smtp)})", config=True,
+            step="starttls") from e
+    except smtplib.SMTPResponseException as e:  # STARTTLS answered other than 220
+        raise ReceiptDeliveryError(
+            f"{where} refused STARTTLS: {e.smtp_code} {_text(e.smtp_error)}",
+            config=_permanent(e.smtp_code), step="starttls", code=e.smtp_code) from e
+    except ssl.SSLCertVerificationError as e:
+        raise ReceiptDeliveryError(
+            f"{where} failed the TLS handshake: its certificate is not trusted here "
+            f"({e.verify_message})", config=True, step="tls") from e
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:  # cut off: an outage
+        raise ReceiptDeliveryError(f"{where} cut the TLS handshake: {e}", step="tls") from e
+    except ssl.SSLError as e:  # no protocol version or cipher in common, say
+        raise ReceiptDeliveryError(f"{where} failed the TLS handshake: {e.reason or e}",
+                                   config=True, step="tls") from e
+
+
+def _login(smtp: smtplib.SMTP, where: str, username: str, password: str, *,
+           tls: bool) -> None:
+    """Log in, as the settings ask (a user is set): a server that offers no AUTH (many offer
+    it only after STARTTLS), none this client speaks, or refuses the login for good would do
+    the same to every message. The password never goes into a message."""
+    try:
+        smtp.login(username, password)
+    except smtplib.SMTPNotSupportedError as e:
+        plain = "" if tls else " on a connection without STARTTLS"
+        raise ReceiptDeliveryError(
+            f"{where} does not offer AUTH{plain} (it offers {_offered(smtp)}), which the "
+            f"login of {username!r} needs", config=True, step="auth") from e
+    except smtplib.SMTPAuthenticationError as e:
+        code = e.smtp_code
+        raise ReceiptDeliveryError(
+            f"{where} rejected the login of {username!r}: {code} {_text(e.smtp_error)}",
+            config=_permanent(code), step="login", code=code) from e
+    except smtplib.SMTPException as e:
+        if type(e) is not smtplib.SMTPException:  # a disconnect, a refused EHLO: not AUTH's
+            raise
+        # smtplib's own "No suitable authentication method found."
+        raise ReceiptDeliveryError(
+            f"{where} offers no AUTH method this client speaks for the login of "
+            f"{username!r} (it offers AUTH {smtp.esmtp_features.get('auth', '')})",
+            config=True, step="auth") from e
+
+
+def _permanent(code: int) -> bool:
+    return 500 <= code < 600
+
+
+def _offered(smtp: smtplib.SMTP) -> str:
+    """What the server's EHLO offered, for a message saying what it lacks."""
+    return ", ".join(k.upper() for k in smtp.esmtp_features) or "no extensions"
 
 
 class SmtpMailer:
