@@ -148,6 +148,12 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             "--cases", help="`walkout replay` output: its review_cases are cut")],
         out: Annotated[Path, typer.Option(
             "--out", help="clip folder (the service's evidence_dir: purged with the log)")],
+        stream: Annotated[str | None, typer.Option(
+            "--stream", help="the engine stream of the cases, as the service names it "
+            "(`walkout serve --source recording --recording DIR`: recording:<DIR's name>); "
+            "case ids repeat across streams, so it names the clips. Without it they are "
+            "named by case id alone, shown only while one stream has a case of the id")]
+        = None,
         pre: Annotated[float, typer.Option(help="seconds before the event")] = 3.0,
         post: Annotated[float, typer.Option(help="seconds after the event")] = 3.0,
         blur: Annotated[str, typer.Option(
@@ -160,20 +166,29 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         video (video time is engine time, as in `walkout perceive`)."""
         from walkout.perception.backends import ModelError, create_backend
         from walkout.perception.clips import ClipRequest, cut_clips
+        from walkout.perception.evidence import case_clip_stem
         from walkout.perception.sources import SourceError
 
         if blur not in ("frame", "boxes"):
             raise _fail(f"--blur must be 'frame' or 'boxes', got {blur!r}")
+        if stream is not None and not stream.strip():
+            raise _fail("--stream is empty: name the engine stream of the cases")
         try:
             listed = json.loads(cases.read_text())["review_cases"]
-            requests = [ClipRequest(f"{c['case_id']}-cam{camera}", float(c["t"]))
-                        for c in listed]
+            moments = [(str(c["case_id"]), float(c["t"])) for c in listed]
         except FileNotFoundError as e:
             raise _fail(f"{cases}: no such file") from e
         except OSError as e:  # a directory, no permission
             raise _fail(f"{cases}: cannot read the cases: {e.strerror or e}") from e
         except (ValueError, KeyError, TypeError) as e:
             raise _fail(f"{cases}: not a `walkout replay` output with review_cases ({e})") from e
+        try:
+            requests = [ClipRequest(case_clip_stem(stream, cid, camera), t) for cid, t in moments]
+        except ValueError as e:
+            raise _fail(str(e)) from e
+        if stream is None:
+            err.print("[yellow]note:[/] no --stream: the clips are named by case id alone; the "
+                      "review page shows them only while one stream has a case of the id")
         try:
             pose = create_backend(_config(backend, models)) if blur == "boxes" else None
             written, missed = cut_clips(video, requests, out, pre_s=pre, post_s=post, mode=blur,

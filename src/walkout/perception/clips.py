@@ -5,7 +5,9 @@ recorded video the engine runs after perception (``walkout perceive`` → ``walk
 so which moments matter is known only then: this cuts a short clip around each review case
 from the camera's file, every frame blurred as it is read (:class:`EvidenceRecorder`), so no
 sharp frame is ever written. Video time is engine time, as in ``walkout perceive``. The clips
-go to the service's ``evidence_dir`` and are purged with the event log.
+go to the service's ``evidence_dir`` and are purged with the event log. Each is named by the
+case's stream and id (:func:`~walkout.perception.evidence.case_clip_stem`): a recording served
+twice, or two simulations, open cases of the same id.
 """
 
 from __future__ import annotations

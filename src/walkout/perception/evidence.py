@@ -7,10 +7,18 @@ backend found), so no sharp frame outlives ``push``. Clips are plain video files
 and :func:`purge_clips` deletes them after the same number of days as the engine's event log
 (``retention_days``, see ``walkout.service.retention``): a clip links a body to a moment and a
 place exactly as a hand trace does.
+
+A review case is its engine stream and its id together: ids (``<plate>-<stream time>``) repeat
+when recordings or simulations, whose clocks start at 0, are served into one database. So
+`walkout evidence` names a case's clips by both (:func:`case_clip_stem`), and the functions
+here that find a case's clips take its stream. Clips named by case id alone (earlier
+versions, or cut without a stream) are still read, as the clips of the only stream with a
+case of that id.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections import deque
 from collections.abc import Collection, Iterable
@@ -24,7 +32,9 @@ import numpy as np
 #: (x0, y0, x1, y1) in pixels.
 Box = tuple[float, float, float, float]
 
-_EVENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+#: a clip's name without its suffix: what ``GET /v1/ops/clips/{name}`` serves (160 characters
+#: with the suffix), and never a path
+_STEM = re.compile(r"^[A-Za-z0-9_.-]{1,155}$")
 #: WebM with VP8: royalty-free, written by OpenCV's own FFmpeg, and played by every browser
 #: (the dashboard shows clips beside a review case); MPEG-4 Part 2 plays in none of them
 CLIP_SUFFIX = ".webm"
@@ -109,9 +119,9 @@ class EvidenceRecorder:
 
     def request(self, event_id: str, t: float) -> None:
         """Ask for a clip around time ``t`` (the buffer must still hold ``t - pre_s``)."""
-        if not _EVENT_ID.match(event_id):
+        if not _STEM.match(event_id):
             raise ValueError(f"event id {event_id!r} is not a safe file name "
-                             "(letters, digits, '_', '-', '.'; at most 100)")
+                             "(letters, digits, '_', '-', '.'; at most 155)")
         req = _Request(event_id, t)
         req.frames = [img for ft, img in self._ring if ft >= t - self.pre_s]
         self._open.append(req)
@@ -159,11 +169,70 @@ class EvidenceRecorder:
         return path
 
 
+def stream_key(stream: str) -> str:
+    """The stream's name as part of a file name: base32 of its UTF-8, lower case, unpadded.
+
+    Stream names hold ':' and '/' (``recording:<folder>``, ``mqtt:<store>:<start>``); base32
+    has neither, nor '.', which ends the key in a clip's name, nor two letters that differ
+    only in case, so two streams never share a file on a case-insensitive file system."""
+    if not stream:
+        raise ValueError("a stream name is needed")
+    return base64.b32encode(stream.encode()).decode().rstrip("=").lower()
+
+
+def case_clip_stem(stream: str | None, case_id: str, camera: str) -> str:
+    """The name (without suffix) of the clip of ``camera`` around the case ``case_id`` of
+    ``stream``: ``<stream key>.<case id>-cam<camera>`` (:func:`stream_key`); with no stream,
+    ``<case id>-cam<camera>`` as earlier versions named it. ValueError where that is no safe
+    file name the clip route serves."""
+    stem = f"{case_id}-cam{camera}" if stream is None else (
+        f"{stream_key(stream)}.{case_id}-cam{camera}")
+    if not _STEM.match(stem):
+        raise ValueError(f"clip name {stem!r} of case {case_id!r}, camera {camera!r} is not a "
+                         "safe file name (letters, digits, '_', '-', '.'; at most 155)")
+    return stem
+
+
+def _clip_stem(p: Path) -> str | None:
+    """The name of clip file ``p`` without its suffix; None for anything that is no clip."""
+    suffix = next((x for x in (CLIP_SUFFIX, *_OLD_SUFFIXES) if p.name.endswith(x)), None)
+    if suffix is None or not p.is_file():
+        return None
+    return p.name[:-len(suffix)]
+
+
+def _case_of(stem: str) -> str:
+    """The case (or shelf event) id a clip's stem is about: ``<id>-cam<camera>`` or ``<id>``."""
+    return stem.rsplit("-cam", 1)[0]
+
+
+def clips_of_case(out_dir: Path, stream: str, case_id: str, *,
+                  unqualified: bool = False) -> list[tuple[str, str]]:
+    """The clips `walkout evidence` cut around case ``case_id`` of ``stream``, as (file name,
+    camera), sorted by name. ``unqualified``: also those named by case id alone, for the
+    caller to say when no other stream has a case of this id (whose clips they may be)."""
+    if not out_dir.is_dir():
+        return []
+    prefixes = [f"{stream_key(stream)}.{case_id}-cam"] + ([f"{case_id}-cam"] if unqualified
+                                                          else [])
+    out = []
+    for p in sorted(out_dir.iterdir()):
+        if not p.name.endswith(CLIP_SUFFIX) or not p.is_file():
+            continue
+        pre = next((x for x in prefixes if p.name.startswith(x)), None)
+        if pre is not None and len(p.name) > len(pre) + len(CLIP_SUFFIX):
+            out.append((p.name, p.name[len(pre):-len(CLIP_SUFFIX)]))
+    return out
+
+
 def purge_clips(out_dir: Path, now: datetime, days: int = 30,
-                keep: Collection[str] = ()) -> int:
+                keep: Collection[str | tuple[str, str]] = ()) -> int:
     """Delete evidence clips written before ``now - days`` (file time), except those of the
-    shelf events or cases in ``keep`` (``<id>.webm``, ``<id>-cam<n>.webm``: what an undecided
-    dispute or chargeback still rests on); returns how many.
+    shelf events or cases in ``keep`` (what an undecided dispute or chargeback still rests
+    on): ``(stream, id)`` keeps that stream's clips of the id and those named by the id alone
+    (``<id>.webm``, ``<id>-cam<n>.webm``: whose they are is not known, the claim may rest on
+    them); a bare ``id``, where the stream is not known, keeps every stream's. Returns how
+    many went.
 
     Same rule and default as the event log's purge, so a clip never outlives the events it
     illustrates."""
@@ -171,35 +240,44 @@ def purge_clips(out_dir: Path, now: datetime, days: int = 30,
         raise ValueError(f"retention must be at least 1 day, got {days}")
     if not out_dir.is_dir():
         return 0
+    anywhere = {k for k in keep if isinstance(k, str)}
+    named = {k[1] for k in keep if not isinstance(k, str)} | anywhere
+    keyed = {(stream_key(k[0]), k[1]) for k in keep if not isinstance(k, str)}
     cutoff = (now - timedelta(days=days)).timestamp()
     n = 0
     for p in out_dir.iterdir():
-        suffix = next((x for x in (CLIP_SUFFIX, *_OLD_SUFFIXES) if p.name.endswith(x)), None)
-        if suffix is None or not p.is_file() or p.stat().st_mtime >= cutoff:
+        stem = _clip_stem(p)
+        if stem is None or p.stat().st_mtime >= cutoff:
             continue
-        stem = p.name[:-len(suffix)]
-        if stem in keep or stem.rsplit("-cam", 1)[0] in keep:
+        key, _, rest = stem.partition(".")  # a stream's clip: <stream key>.<id>[-cam<n>]
+        if ({stem, _case_of(stem)} & named or (key, rest) in keyed
+                or (key, _case_of(rest)) in keyed or {rest, _case_of(rest)} & anywhere):
             continue
         p.unlink(missing_ok=True)
         n += 1
     return n
 
 
-def delete_case_clips(out_dir: Path, case_ids: Iterable[str]) -> int:
-    """Delete the clips of these review cases (``<case id>-cam<camera>.webm``, as `walkout
-    evidence` cuts them, and ``<case id>.webm`` as :class:`EvidenceRecorder` writes them, or
-    an earlier version's suffix); returns how many. Names are compared, never built from a
-    case id, so no id reaches outside ``out_dir``."""
-    ids = set(case_ids)
+def delete_case_clips(out_dir: Path, cases: Iterable[tuple[str, str]]) -> int:
+    """Delete the clips of these review cases, each ``(stream, case id)``: the stream's
+    (``<stream key>.<case id>-cam<camera>.webm`` as `walkout evidence` cuts them), not another
+    stream's of the same id; and those named by the case id alone (``<case id>-cam<n>.webm``,
+    ``<case id>.webm`` as :class:`EvidenceRecorder` writes them, or an earlier version's
+    suffix), also where another stream has a case of the id: such a clip may show the person
+    the caller erases, and nothing says whose it is. Returns how many went. Names are
+    compared, never built from a case id, so no id reaches outside ``out_dir``."""
+    keyed = {(stream_key(stream), cid) for stream, cid in cases}
+    ids = {cid for _, cid in keyed}
     if not ids or not out_dir.is_dir():
         return 0
     n = 0
     for p in out_dir.iterdir():
-        suffix = next((x for x in (CLIP_SUFFIX, *_OLD_SUFFIXES) if p.name.endswith(x)), None)
-        if suffix is None or not p.is_file():
+        stem = _clip_stem(p)
+        if stem is None:
             continue
-        stem = p.name[:-len(suffix)]
-        if stem in ids or any(stem.startswith(f"{cid}-cam") for cid in ids):
+        key, _, rest = stem.partition(".")
+        if ({stem, _case_of(stem)} & ids or (key, rest) in keyed
+                or (key, _case_of(rest)) in keyed):
             p.unlink(missing_ok=True)
             n += 1
     return n

@@ -255,7 +255,7 @@ def erase(d: Deps, account_id: str) -> dict[str, int]:
     if cases and d.settings.evidence_dir is not None:  # once her erasure is committed
         from walkout.perception.evidence import delete_case_clips  # OpenCV only where kept
 
-        clips = delete_case_clips(d.settings.evidence_dir, {cid for _, cid in cases})
+        clips = delete_case_clips(d.settings.evidence_dir, cases)  # her cases' streams only
     return {"tokens_revoked": int(tokens), "payment_methods": n_methods,
             "entry_codes": int(codes or 0), "disputes": int(n_disputes),
             "event_log_rows": rows_scrubbed, "review_notes": int(notes or 0),

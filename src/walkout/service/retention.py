@@ -30,8 +30,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, delete, exists, func, or_, select, union, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Subquery
 
 from walkout.service.deps import Deps
+from walkout.service.disputes import streams_of
 from walkout.service.live_state import _forget
 from walkout.service.models import (
     CartLine,
@@ -51,20 +53,42 @@ UNDECIDED_DISPUTES = ("open", "refunding")
 DECIDED_CHARGEBACKS = ("won", "lost", "warning_closed")
 
 
-def held_refs() -> Select[tuple[str]]:
-    """The shelf event ids (event-log ``ref``, clip names) that an undecided money claim
-    rests on: the events of a disputed line (as the dispute's case view reads them, from
-    the visit's cart lines of that product) while the dispute is undecided, and every event
-    of a visit while a chargeback of its payment is undecided."""
-    disputed = (select(CartLine.event_id)
+def _held_lines() -> Subquery:
+    """(visit id, shelf event id) of the cart lines an undecided money claim rests on: the
+    events of a disputed line (as the dispute's case view reads them, from the visit's cart
+    lines of that product) while the dispute is undecided, and every event of a visit while
+    a chargeback of its payment is undecided."""
+    disputed = (select(CartLine.visit_id, CartLine.event_id)
                 .join(Receipt, Receipt.visit_id == CartLine.visit_id)
                 .join(Dispute, (Dispute.receipt_id == Receipt.id)
                       & (Dispute.product_id == CartLine.product_id))
                 .where(Dispute.state.in_(UNDECIDED_DISPUTES)))
-    charged_back = (select(CartLine.event_id)
+    charged_back = (select(CartLine.visit_id, CartLine.event_id)
                     .join(Chargeback, Chargeback.visit_id == CartLine.visit_id)
                     .where(Chargeback.status.not_in(DECIDED_CHARGEBACKS)))
-    return select(union(disputed, charged_back).subquery().c[0])
+    return union(disputed, charged_back).subquery()
+
+
+def held_refs() -> Select[tuple[str]]:
+    """The shelf event ids (event-log ``ref``) that an undecided money claim rests on
+    (:func:`_held_lines`)."""
+    return select(_held_lines().c.event_id)
+
+
+def held_clips(s: Session) -> set[str | tuple[str, str]]:
+    """The evidence clips an undecided money claim rests on, as
+    :func:`~walkout.perception.evidence.purge_clips` keeps them: ``(stream, event id)`` in the
+    streams the visit's events are read from (:func:`~walkout.service.disputes.streams_of`:
+    another stream may have a case of the same id, whose clips are not held); the bare id
+    where the event log no longer says which stream."""
+    refs: dict[str, list[str]] = {}
+    for visit_id, ref in s.execute(select(_held_lines())):
+        refs.setdefault(visit_id, []).append(ref)
+    out: set[str | tuple[str, str]] = set()
+    for visit_id, ids in refs.items():
+        streams = streams_of(s, visit_id, sorted(set(ids)))
+        out |= set(ids) if streams is None else {(st, ref) for st in streams for ref in ids}
+    return out
 
 #: the engine writes a health snapshot (every plate's and camera's state, the inventory) at
 #: every chunk: a state, not an event. The dashboard reads the latest; kept for 30 days they
@@ -128,8 +152,9 @@ def sweep(d: Deps, days: int | None = None) -> dict[str, int]:
     days = days or d.settings.retention_days
     now = d.clock.now()
     with d.sessions.begin() as s:
+        # before the purge: the gate rows that tell a visit's stream (streams_of) may go in it
+        held = held_clips(s)
         out = purge(s, now, days)
-        held = set(s.scalars(held_refs()))
     if d.settings.evidence_dir is not None:
         from walkout.perception.evidence import purge_clips  # OpenCV only where clips are kept
 

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 
 from walkout.cart.sessions import STAFF_PREFIX, is_staff_credential
 from walkout.checkout.money import Money
-from walkout.perception.evidence import CLIP_SUFFIX
+from walkout.perception.evidence import CLIP_SUFFIX, clips_of_case
 from walkout.service import checkout, disputes, entry, live, receipting, webhooks
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
@@ -679,19 +679,19 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                 "applied": v.applied_at is not None}
             ev["products"] = {pid: store.products[pid].name for h in ev["hypotheses"]
                               for pid, _ in h["items"] if pid in store.products}
-            ev["clips"] = case_clips(case_id)
+            ev["clips"] = case_clips(s, run, case_id)
             return dict(ev)
 
-    def case_clips(case_id: str) -> list[dict[str, str]]:
-        """The blurred camera clips `walkout evidence` cut around the case, in evidence_dir
-        (named ``<case id>-cam<camera>.webm``)."""
+    def case_clips(s: Session, run: str, case_id: str) -> list[dict[str, str]]:
+        """The blurred camera clips `walkout evidence` cut around the case of stream ``run``,
+        in evidence_dir (named by stream and case: ``clips_of_case``); those named by case id
+        alone only while no other stream has a case of this id (they may be its clips)."""
         folder = deps.settings.evidence_dir
-        if folder is None or not folder.is_dir():
+        if folder is None:
             return []
-        prefix = f"{case_id}-cam"
-        return [{"name": p.name, "camera": p.name[len(prefix):-len(CLIP_SUFFIX)]}
-                for p in sorted(folder.iterdir())
-                if p.name.startswith(prefix) and p.suffix == CLIP_SUFFIX and p.is_file()]
+        alone = {_run_of(r.source) for r in case_rows(s, case_id)} == {run}
+        return [{"name": name, "camera": camera}
+                for name, camera in clips_of_case(folder, run, case_id, unqualified=alone)]
 
     @app.get("/v1/ops/clips/{name}")
     def clip(name: str, _: Operator) -> FileResponse:
