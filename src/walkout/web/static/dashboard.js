@@ -381,23 +381,31 @@
   }
 
   // ---- review queue -----------------------------------------------------------------------
+  // A case is its stream and id together: recordings and simulations start their clocks at 0
+  // each time they are served, so two streams can each have a case of one id (<plate>-<time>).
+  // The pane knows a case by a key of both, and every read and decision names the stream.
+  const caseKey = (stream, id) => JSON.stringify([stream, id]);
+  const caseOf = key => { const [stream, id] = JSON.parse(key); return { stream, id }; };
+  const caseUrl = (stream, id, rest = "") => `/v1/ops/reviews/${encodeURIComponent(id)}${rest}` + (stream ? "?stream=" + encodeURIComponent(stream) : "");
   const casePane = pane("case", { noun: "review case", empty: "Choose a case.",
-    fetch: id => api(token, "GET", "/v1/ops/reviews/" + encodeURIComponent(id)), draw: drawCase, facts: caseFacts,
+    fetch: key => { const { stream, id } = caseOf(key); return api(token, "GET", caseUrl(stream, id)); }, draw: drawCase, facts: caseFacts,
     title: c => `Case ${c.case_id}`,
-    goneText: id => `Review case ${id} no longer exists: its evidence was purged (the event log is kept for the retention period only) or removed. Choose another case.` });
+    goneText: key => { const { stream, id } = caseOf(key); return `Review case ${id} no longer exists (stream ${stream}): its evidence was purged (the event log is kept for the retention period only) or removed. Choose another case.`; } });
   async function loadCases() {
     const cases = await api(token, "GET", "/v1/ops/reviews");
     document.getElementById("review-count").textContent = cases.filter(c => c.state === "open").length;
     const ul = document.getElementById("cases");
-    ul.replaceChildren(...cases.map(c => el("li", {}, el("button", { class: "row", "data-case": c.case_id, "aria-current": c.case_id === casePane.id ? "true" : null, onclick: () => showCase(c.case_id) },
+    ul.replaceChildren(...cases.map(c => el("li", {}, el("button", { class: "row", "data-case": c.case_id, "data-stream": c.stream, "aria-current": caseKey(c.stream, c.case_id) === casePane.id ? "true" : null, onclick: () => showCase(c.stream, c.case_id) },
       el("strong", { text: `${c.kind} at ${fmtT(c.t)}` }), " ", el("span", { class: "state " + c.state, text: c.state }), el("br"),
-      el("span", { class: "muted", text: c.reasons.join("; ") })))));
+      el("span", { class: "muted", text: c.reasons.join("; ") }), el("br"),
+      el("span", { class: "muted case-stream", text: `stream ${c.stream}` })))));
     if (!cases.length) fill(ul, el("li", { class: "muted", text: "No review case yet." }));
     if (current === "review") casePane.reload(casePane.id, "refresh");
   }
-  async function showCase(id) {
-    document.querySelectorAll("#cases button").forEach(b => b.setAttribute("aria-current", b.dataset.case === id));
-    await load(casePane, id, "open");
+  async function showCase(stream, id) {
+    const key = caseKey(stream, id);
+    document.querySelectorAll("#cases button").forEach(b => b.setAttribute("aria-current", caseKey(b.dataset.stream, b.dataset.case) === key));
+    await load(casePane, key, "open");
   }
   const caseLabel = (c, sid) => `${sid}${c.people[sid]?.who ? " (" + c.people[sid].who + (c.people[sid].staff ? ", staff" : "") + ")" : ""}`;
   const caseItems = (c, its) => its.length ? its.map(([p, q]) => `${q} × ${c.products[p] || name(p)}`).join(", ") : "nothing";
@@ -414,6 +422,7 @@
     const decided = Object.entries(c.decided).map(([s, its]) => `${label(s)}: ${items(its)}`).join("; ") || "nobody charged";
     casePane.body.replaceChildren(
       el("h2", { tabindex: "-1", text: `Case ${c.case_id}` }),
+      el("p", { class: "muted case-stream", text: `stream ${c.stream}` }),
       el("p", {}, el("strong", { text: c.event.kind }), ` of ${c.event.delta_g} g on ${c.event.plates.join(", ")} at ${fmtT(c.event.t_start)}–${fmtT(c.event.t_end)}`),
       el("p", {}, "Why: ", c.reasons.join("; ")),
       el("p", {}, "The engine charged: ", decided),
@@ -456,7 +465,7 @@
       c.hypotheses.map((h, i) => el("label", {}, el("input", { type: "radio", name: "what", value: i, "data-key": "what:" + i, checked: i === 0 }), " ", items(h.items), ` (${(100 * h.probability).toFixed(0)}%)`)));
     const err = el("p", { class: "error", role: "alert" });
     const note = el("input", { id: "decide-note", type: "text", maxlength: 1000, autocomplete: "off", "data-key": "note" });
-    const send = shares => act(casePane, () => api(token, "POST", `/v1/ops/reviews/${encodeURIComponent(c.case_id)}/decision`, { shares, note: note.value.trim() || null }), err, loadCases);
+    const send = shares => act(casePane, () => api(token, "POST", caseUrl(c.stream, c.case_id, "/decision"), { shares, note: note.value.trim() || null }), err, loadCases);
     const form = el("form", { "aria-label": "Decide this case", onsubmit: e => {
       e.preventDefault();
       const who = form.querySelector("input[name=who]:checked")?.value, what = form.querySelector("input[name=what]:checked")?.value;
