@@ -64,6 +64,7 @@ from walkout.service.models import (
     PaymentWebhookEvent,
     Receipt,
     ReceiptLine,
+    ReceiptMail,
     ReviewVerdict,
     Visit,
 )
@@ -965,13 +966,35 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
 
     @app.get("/v1/ops/health")
     def store_health(_: Operator) -> dict[str, Any]:
-        """The latest health snapshot the engine wrote (plates, cameras, inventory)."""
+        """The latest health snapshot the engine wrote (plates, cameras, inventory), and the
+        receipt e-mail's state (``mail``: :func:`mail_state`)."""
         with sessions() as s:
             row = s.scalar(select(EngineEvent).where(EngineEvent.source.like("%/health"))
                            .order_by(EngineEvent.id.desc()).limit(1))
-            if row is None:
-                return {"t": None, "plates": {}, "cameras": {}, "inventory": [], "inputs": {}}
-            return dict(json.loads(row.payload))
+            out = ({"t": None, "plates": {}, "cameras": {}, "inventory": [], "inputs": {}}
+                   if row is None else dict(json.loads(row.payload)))
+            return out | {"mail": mail_state(s)}
+
+    def mail_state(s: Session) -> dict[str, Any]:
+        """``smtp``: whether receipts are e-mailed at all (a server is set); ``fault``: while
+        the mail server refuses the store's own settings (its last e-mail alert is
+        ``mail_refused``, not yet followed by ``mail_back``), that alert's ``alert_id``,
+        ``message`` (what the server answered and which settings to fix), ``since`` (wall
+        clock), ``acked`` (an acknowledgement does not end it: only a message going out does)
+        and ``waiting``, the e-mails waiting for a retry now (the alert's own count is of when
+        it was raised); null when there is none."""
+        fault = None
+        last = s.scalar(select(EngineEvent).where(EngineEvent.source == receipting.MAIL_ALERTS)
+                        .order_by(EngineEvent.seq.desc()).limit(1))
+        if last is not None and last.kind == receipting.MAIL_REFUSED:
+            alert = json.loads(last.payload)
+            waiting = s.scalar(select(func.count()).select_from(ReceiptMail).where(
+                ReceiptMail.state == "failed",
+                ReceiptMail.attempts < receipting.MAX_ATTEMPTS)) or 0
+            fault = {"alert_id": last.id, "message": alert["message"],
+                     "since": alert.get("at") or aware(last.recorded_at).isoformat(),
+                     "acked": acks(s, [last.id]).get(last.id), "waiting": int(waiting)}
+        return {"smtp": deps.settings.smtp_host is not None, "fault": fault}
 
     @app.get("/v1/ops/stock-moves")
     def stock_moves(_: Operator,

@@ -33,7 +33,7 @@
       if (st === "live" && cutOff) catchUp();
       cutOff = st !== "live";
     });
-    loadCases(); loadPayments(); loadOpenAlerts();
+    loadCases(); loadPayments(); loadOpenAlerts(); loadMail();
     requestAnimationFrame(frame);
   }
   // a shared desk browser: the next person must not find the dashboard signed in
@@ -192,6 +192,7 @@
     for (const a of await api(token, "GET", "/v1/ops/alerts?unacked=true&limit=100")) showAlert(a);
   }
   const name = pid => layout.products[pid]?.name || pid;
+  const MAIL_ALERTS = new Set(["mail_refused", "mail_back"]);  // the service's, on the e-mail
   // an associate as the stream names them (``names``: their staff account's name), else by the
   // engine's session; shoppers are never in ``names``
   const staffLabel = (ev, key) => ev.names?.[key] ? `${ev.names[key]} (staff)` : null;
@@ -211,6 +212,7 @@
     if (channel === "alert") {
       showAlert(ev);
       if ((ev.kind === "store_closed" || ev.kind === "store_opened") && current === "health") loadMode();  // the engine applied it
+      if (MAIL_ALERTS.has(ev.kind)) loadMail();  // the tab's badge too, whichever tab is shown
       return;
     }
     if (channel === "review") { logEvent("review", ev.t, `case ${ev.data.case_id}: ${ev.data.reasons.join("; ")}`); loadCases(); return; }
@@ -218,7 +220,7 @@
     if (channel === "changed") {
       loadCases(); refreshAcks(); loadPayments();  // loadCases brings the open case up to date
       if (current === "receipts") { loadReceipts(); receiptPane.reload(receiptPane.id, "refresh"); }
-      if (current === "health") loadStockMoves();
+      if (current === "health") { loadStockMoves(); loadMail(); }  // an acknowledgement of its alert
     }
   }
 
@@ -760,6 +762,24 @@
     document.getElementById("inventory").replaceChildren(...(flagged.length ? flagged : [null]).map(i => i === null ? el("li", { class: "muted", text: "no plate is low on stock or holds a misplaced item" }) :
       el("li", {}, `${i.plates.join("+")}: ${i.count} × ${name(i.product)} `, el("span", { class: "state " + (i.misplaced ? "open" : "in_review"), text: i.misplaced ? "misplaced" : i.count === 0 ? "out of stock" : "low stock" }))));
     drawInputs(h.inputs || {});
+    if (h.mail) drawMail(h.mail);  // the engine's own snapshots (the stream's) carry none
+  }
+
+  // ---- receipt e-mail: a mail server refusing the store's sender or login stops every receipt
+  // e-mail until the settings are fixed; the alert says so once, in the event stream, and this
+  // says it for as long as it lasts (an acknowledgement does not end it), with the tab's badge
+  async function loadMail() { drawMail((await api(token, "GET", "/v1/ops/health")).mail); }
+  function drawMail(m) {
+    const f = m.fault, box = document.getElementById("mail-state");
+    badge("mail-count", f ? 1 : 0, "receipt e-mail fault: receipts are not going out");
+    if (!f) return fill(box, el("p", { id: "mail-ok", class: "muted", text: m.smtp ? "Receipts are e-mailed: the mail server takes the store's e-mail."
+      : "No mail server is set: receipts are not e-mailed (the app and the kiosk show them)." }));
+    const acked = f.acked ? `The alert was acknowledged by ${f.acked.by_name || f.acked.by} ${when(f.acked.at)}; it` : "It";
+    fill(box, el("div", { id: "mail-fault", class: "mail-fault", "data-alert": String(f.alert_id) },
+      el("p", {}, el("span", { class: "state overdue", text: "receipts not going out" }), ` since ${when(f.since)} · `,
+        el("strong", { id: "mail-waiting", "data-waiting": String(f.waiting), text: `${f.waiting} e-mail${f.waiting === 1 ? "" : "s"} waiting` })),
+      el("p", { class: "mail-message", text: f.message.charAt(0).toUpperCase() + f.message.slice(1) + "." }),
+      el("p", { class: "muted", text: `${acked} stands until an e-mail goes out again: none is given up meanwhile.` })));
   }
 
   // what the source did with the sensor data: counters of a sensor network, notes of a recording
@@ -919,12 +939,13 @@
   refreshAcks = guarded("update the alerts' acknowledgements", refreshAcks);
   loadOpenAlerts = guarded("load the alerts waiting for acknowledgement", loadOpenAlerts);
   drawHealth = guarded("load the store's health", drawHealth);
+  loadMail = guarded("load the receipt e-mail's state", loadMail);
   loadStockMoves = guarded("load the restocks and removals", loadStockMoves);
   drawAnalytics = guarded("load the analytics", drawAnalytics);
   drawSales = guarded("load the sales", drawSales);
   // back after a drop: what changed meanwhile. A new stream compares its first state with
   // nothing, so no "changed" comes for what happened while the page was cut off.
-  function catchUp() { onEvent("changed"); if (current === "health" || current === "analytics") refresh(current); }
+  function catchUp() { onEvent("changed"); loadMail(); if (current === "health" || current === "analytics") refresh(current); }
 
   function refresh(name) {
     if (name === "review") loadCases();
