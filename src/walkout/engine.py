@@ -320,9 +320,11 @@ class Engine:
             mark = marks.popleft()[1]
         open_cases = {cid: c for cid, c in self.cases.items() if c.open}
         waiting = {sid for c in open_cases.values() for sid in c.sessions}
+        left = self._left_at()
         gone = {sid for sid, s in self.book.sessions.items()
-                if s.state == SessionState.CLOSED and s.exited_at is not None
-                and s.exited_at < cut and sid not in waiting}
+                if s.state == SessionState.CLOSED and left.get(sid, math.inf) < cut
+                and sid not in waiting}
+        self._lost_long_ago(left, cut, now)  # closed now, let go at a later pass
         self.book.forget(gone)
         for sid in gone:
             self.receipts.pop(sid, None)
@@ -399,6 +401,39 @@ class Engine:
         nxt._recent = self._recent
         nxt._now = nxt._meet_t = nxt._floor_t = now
         return nxt
+
+    def _left_at(self) -> dict[str, float]:
+        """When each session was last in the store, where that is over: its exit, else (its
+        shopper lost for good, every track ended away from an exit) its tracks' last sample,
+        else (a scan nobody followed in) its scan. Sessions still inside are not listed."""
+        still = self.tracker.open_ids() | self.book.unresolved()
+        last = {tr.track_id: float(tr.t[-1]) for tr in self.tracker.tracks if len(tr.t)}
+        out: dict[str, float] = {}
+        for sid, s in self.book.sessions.items():
+            if s.exited_at is not None:
+                out[sid] = s.exited_at
+            elif s.track_ids and not still.intersection(s.track_ids):
+                out[sid] = max(last.get(t, -math.inf) for t in s.track_ids)
+            elif not s.track_ids and sid != "store":
+                out[sid] = s.entered_at
+        return out
+
+    def _lost_long_ago(self, left: dict[str, float], cut: float, now: float) -> None:
+        """A session still open whose shopper was lost for good before ``cut`` (or whose scan
+        nobody followed in) gets its receipt as :meth:`successor` gives it at a rollover:
+        a store never empty never rolls over, and the session would stay open for good."""
+        for sid, s in list(self.book.sessions.items()):
+            if s.state != SessionState.OPEN or left.get(sid, math.inf) >= cut:
+                continue
+            if s.bound:
+                self.alerts.append(Alert(now, "no_exit_seen", "session lost for "
+                                         f"{now - left[sid]:.0f} s and never seen leaving: "
+                                         "its receipt is issued as it is", sid))
+                self._issue(s)
+            elif not s.staff and +self.ledger.contents(sid):
+                self._issue(s)  # an unbound person's goods: unbound_left_with_goods
+            else:
+                s.state = SessionState.CLOSED
 
     def _next_engine(self) -> Engine:
         """A fresh engine of this kind for the store's next stream (:meth:`successor` gives

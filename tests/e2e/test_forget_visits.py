@@ -7,10 +7,12 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import numpy as np
 import pytest
 
 from walkout.cart import SessionState
 from walkout.engine import Engine, EngineConfig
+from walkout.events import KeypointFrame
 from walkout.review import Verdict
 from walkout.sim.session import simulate
 from walkout.sources.recording import Sensors
@@ -125,3 +127,41 @@ def test_a_restored_engine_from_before_visits_were_let_go_goes_on_the_same(
     assert _run(eng, chunks[half:]) == _run(ref, chunks[half:])
     assert eng.tracker.retired > 0 and eng.book.forgotten > 0
     assert set(eng.receipts) == set(ref.receipts)
+
+
+def test_a_shopper_lost_for_good_gets_the_receipt_a_rollover_would_give() -> None:
+    """Everybody vanishes from every camera mid-visit (away from the exits) and the store
+    never empties as far as the engine knows: an engine that lets visits go issues their
+    receipts, as they were, with ``no_exit_seen``, once they are lost that long, instead of
+    keeping the sessions open for good; an engine keeping everything issues the same at the
+    end of the stream."""
+    sn = Sensors.from_session(simulate(load_store("small"), 3, 1))
+    entries = sorted(g.t for g in sn.gates if g.kind == "entry")
+    t_cut = entries[-1] + 15.0  # all three inside by then (a visit lasts minutes)
+    empty = np.zeros((0, 17, 3), np.float32)
+    frames = [f if f.t < t_cut else KeypointFrame(f.camera_id, f.t, empty) for f in sn.frames]
+    # the cameras keep sending (nobody in view) for five more minutes
+    step = 1 / 15
+    t, cams = sn.duration_s, [c.id for c in sn.store.cameras]
+    while t < sn.duration_s + 300.0:
+        frames += [KeypointFrame(c, t, empty) for c in cams]
+        t += step
+    lost = Sensors(sn.store, sn.plates, frames, [g for g in sn.gates if g.t < t_cut],
+                   sn.duration_s + 300.0)
+    full, _ = _stream(lost, None)
+    short = Engine(lost.store, EngineConfig(forget_visits_s=5.0))
+    handed: list[Any] = []  # every receipt as the service took it, chunk by chunk
+    for block, frames_, gates, now in lost.chunks(short.config.chunk_s):
+        n = len(short.issued)
+        short.step(block, frames_, gates, now)
+        handed += short.issued[n:]
+    at_end = {a.subject for a in full.alerts if a.kind == "no_exit_seen"}
+    assert len(at_end) == 3, [a for a in full.alerts if a.kind == "no_exit_seen"]
+    told = [a for a in short.alerts if a.kind == "no_exit_seen"]
+    assert {a.subject for a in told} == at_end
+    assert all("never seen leaving" in a.message for a in told)
+    by_session = {r.session_id: r for r in handed}
+    for sid in at_end:  # the same lines, issued an hour (here: seconds) after being lost
+        assert by_session[sid].lines == full.receipts[sid].lines
+        assert sid not in short.book.sessions or \
+            short.book.sessions[sid].state == SessionState.CLOSED

@@ -533,6 +533,10 @@ class Tracker:
         """Whether a track still going on was seen at or after ``t`` (somebody is around)."""
         return any(s.t_last >= t for s in self._open)
 
+    def open_ids(self) -> set[int]:
+        """Ids of the tracks not ended (their person may still be seen again)."""
+        return {s.track_id for s in self._open}
+
     def retire(self, track_ids: set[int]) -> int:
         """Let ended tracks go for good (a past visitor settled long ago: ``Engine``'s
         ``forget_visits_s``); a track still open, or one a swap may still splice, stays.
