@@ -15,7 +15,8 @@ Every ``housekeeping_s`` (60 s):
 - receipt e-mails whose send failed (an SMTP outage) are tried again once their wait is over
   (``receipting.RETRY_AFTER``: from a minute to half a day, 8 tries in all). While the server
   refuses the store's sender or login, or lacks the STARTTLS, AUTH or trusted certificate
-  the settings ask for (a configuration error, alerted as ``mail_refused``), a turn stops at its first refusal, so it makes one try, which is not counted.
+  the settings ask for (a configuration error, alerted as ``mail_refused``), a turn stops
+  at its first refusal, so it makes one try, which is not counted.
 
 When the thread starts, and then every ``retention_check_s`` (an hour): the retention purge
 (:mod:`walkout.service.retention`), so that a service restarted more often than that still
