@@ -35,3 +35,21 @@ def test_a_verdict_on_a_case_of_an_ended_stream_is_refused_with_what_to_do(svc: 
     r = svc.client.post("/v1/ops/reviews/Q-2.000/decision", json={"shares": {}},
                         headers=svc.gate)
     assert r.status_code == 201, r.text
+
+
+def test_two_ended_streams_with_the_same_case_id_each_leave_it_expired(svc: Svc) -> None:
+    """Recorded or simulated streams served into one database repeat case ids: a case is
+    expired in each stream that ended with it open, not in the last one logged only."""
+    a, b = "recording:day1", "recording:day2"
+    with svc.deps.sessions.begin() as s:
+        s.add_all([_case(0, a, "P-1.000", svc), _case(0, b, "P-1.000", svc)])
+        s.add_all([EngineEvent(source=f"{src}/stream", seq=0, kind="stream_ended", t=9.0,
+                               payload=json.dumps({"next": None, "open_cases": ["P-1.000"]}),
+                               recorded_at=svc.clock.now()) for src in (a, b)])
+    queue = {(c["stream"], c["state"])
+             for c in svc.client.get("/v1/ops/reviews", headers=svc.gate).json()}
+    assert queue == {(a, "expired"), (b, "expired")}
+    for src in (a, b):
+        r = svc.client.post(f"/v1/ops/reviews/P-1.000/decision?stream={src}",
+                            json={"shares": {}}, headers=svc.gate)
+        assert r.status_code == 409 and r.json()["error"] == "stream_ended", r.text

@@ -184,13 +184,14 @@ def _forget(s: Session, source: str) -> None:
     s.execute(delete(EngineSnapshot).where(EngineSnapshot.source == source))
 
 
-def ended_cases(s: Session) -> dict[str, str]:
-    """Case id → its stream, for the review cases a stream left open when it ended (a live
+def ended_cases(s: Session) -> set[tuple[str, str]]:
+    """(stream, case id) of the review cases a stream left open when it ended (a live
     store's rollover, ``stream_ended`` rows): no engine holds them any more, so no verdict
-    will ever be applied to them; their receipts stand as issued (refunds instead)."""
-    out: dict[str, str] = {}
+    will ever be applied to them; their receipts stand as issued (refunds instead). Keyed by
+    both: a case id repeats across recorded or simulated streams served into one database."""
+    out: set[tuple[str, str]] = set()
     for row in s.scalars(select(EngineEvent).where(EngineEvent.kind == "stream_ended",
                                                    EngineEvent.source.like("%/stream"))):
-        for cid in json.loads(row.payload).get("open_cases", []):
-            out[cid] = row.source.rsplit("/", 1)[0]
+        stream = row.source.rsplit("/", 1)[0]
+        out.update((stream, cid) for cid in json.loads(row.payload).get("open_cases", []))
     return out

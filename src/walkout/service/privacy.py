@@ -278,7 +278,7 @@ def _open_review(s: Session, account_id: str) -> str | None:
     keys, _ = _about(s, creds)
     ended = ended_cases(s)  # left open when their stream ended: nothing moves any more
     for (stream, cid), c in _cases_of(s, keys).items():
-        if ended.get(cid) == stream:
+        if (stream, cid) in ended:
             continue
         if c["verdict"] is None or c["verdict"]["applied_at"] is None:
             return cid

@@ -652,7 +652,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                             "kind": ev["event"]["kind"],
                             "reasons": ev["reasons"], "sessions": ev["sessions"],
                             "decided": ev["decided"], "top": top,
-                            "state": ("expired" if ended.get(key[1]) == key[0] else "open")
+                            "state": ("expired" if key in ended else "open")
                             if v is None else ("applied" if v.applied_at else "decided")})
             # open: the oldest first (its receipt has waited longest, its hold ends first)
             out.sort(key=lambda c: (c["state"] != "open", c["t"] if c["state"] == "open"
@@ -713,7 +713,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         with sessions() as s:
             run, ev = one_case(s, case_id, stream)
             allowed = set(ev["sessions"])
-            if ended_cases(s).get(case_id) == run:
+            if (run, case_id) in ended_cases(s):
                 raise ServiceError(409, "stream_ended", "this case's engine stream ended (the "
                                    "store was empty and a new one began) with the case "
                                    "undecided: the receipt stands as issued; correct it with a "
