@@ -308,8 +308,8 @@ def _last_alert(s: Session) -> tuple[int, str | None, dict[str, Any]]:
     return (-1, None, {}) if row is None else (row[0], row[1], json.loads(row[2]))
 
 
-def _waiting(s: Session) -> int:
-    """How many e-mails wait for a retry."""
+def waiting(s: Session) -> int:
+    """How many e-mails wait for a retry (the alert's count, the health page's)."""
     return s.scalar(select(func.count()).select_from(ReceiptMail).where(
         ReceiptMail.state == "failed", ReceiptMail.attempts < MAX_ATTEMPTS)) or 0
 
@@ -334,7 +334,7 @@ def _alert_refused(d: Deps, refusal: ConfigRefusal, why: str) -> None:
             seq, kind, p = _last_alert(s)
             if kind == MAIL_REFUSED and p.get("key") == refusal.key:
                 return  # raised already: the same fault
-            n = _waiting(s)
+            n = waiting(s)
             message = (f"the mail server {does}: {why}. No e-mail goes out until {fix}. "
                        f"E-mails waiting: {n}; none is given up: they go out once the server "
                        "takes them (the timer tries one each turn; a restart, at once)")
@@ -351,7 +351,7 @@ def _alert_back(d: Deps) -> None:
             seq, kind, _ = _last_alert(s)
             if kind != MAIL_REFUSED:
                 return
-            n = _waiting(s)
+            n = waiting(s)
             message = ("the mail server takes the store's e-mail again. E-mails waiting: "
                        f"{n}; they go out as their retries come due (a restart: at once)")
             _add_alert(d, s, seq + 1, MAIL_BACK, message, waiting=n)

@@ -64,7 +64,6 @@ from walkout.service.models import (
     PaymentWebhookEvent,
     Receipt,
     ReceiptLine,
-    ReceiptMail,
     ReviewVerdict,
     Visit,
 )
@@ -988,9 +987,7 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
                         .order_by(EngineEvent.seq.desc()).limit(1))
         if last is not None and last.kind == receipting.MAIL_REFUSED:
             alert = json.loads(last.payload)
-            waiting = s.scalar(select(func.count()).select_from(ReceiptMail).where(
-                ReceiptMail.state == "failed",
-                ReceiptMail.attempts < receipting.MAX_ATTEMPTS)) or 0
+            waiting = receipting.waiting(s)
             fault = {"alert_id": last.id, "message": alert["message"],
                      "since": alert.get("at") or aware(last.recorded_at).isoformat(),
                      "acked": acks(s, [last.id]).get(last.id), "waiting": int(waiting)}
