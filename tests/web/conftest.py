@@ -11,6 +11,7 @@ asks for the state it needs through fixtures (test_flows.py), so that one runs a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select as selectmod
 import shutil
@@ -19,10 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -39,6 +41,7 @@ from walkout.bench.durability import fresh_databases
 from walkout.engine import EngineConfig
 from walkout.service.app import create_app
 from walkout.service.deps import Deps
+from walkout.service.models import EngineEvent
 from walkout.service.runner import LiveRunner
 from walkout.service.settings import ServiceSettings
 from walkout.sim.session import SimSession, simulate
@@ -49,6 +52,7 @@ from walkout.store import load_store
 SPEED = 2.5
 SHOPPERS, SEED = 6, 20  # this draw has a review case at t ≈ 63 s (another product weighs the same)
 ADMIN = "wo_web-test-admin-0123456789abcdef"
+S = TypeVar("S", bound="RelayedShop")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "web"
 DOCS_SHOTS = ROOT / "docs" / "screenshots"
@@ -216,6 +220,27 @@ class RelayedShop:
         vid = enter(self.url, self.operator, self.tokens.get(name) or self.shopper(name))
         return vid, leave(self.url, self.operator, vid, products or self.products)
 
+    def log_case(self, case_id: str, source: str, seq: int = 0, t: float = 12.0,
+                 recorded_at: datetime | None = None) -> None:
+        """A review case in the event log under ``source`` (two shoppers reached a plate,
+        s1 charged one of the first product), as the engine logs one."""
+        plate = next(pl.id for g in self.deps.store.gondolas for sh in g.shelves
+                     for pl in sh.plates)
+        p0, p1 = self.products
+        case = {"case_id": case_id, "event": {"kind": "pick", "delta_g": -300, "plates": [plate],
+                                              "t_start": 10.0, "t_end": 12.0},
+                "reasons": ["two shoppers reached"], "sessions": ["s1", "s2"],
+                "decided": {"s1": [[p0, 1]]},
+                "hypotheses": [{"items": [[p0, 1]], "probability": 0.6},
+                               {"items": [[p1, 1]], "probability": 0.4}],
+                "hands": [{"session_id": "s1", "probability": 0.7, "reach_m": 0.1},
+                          {"session_id": "s2", "probability": 0.3, "reach_m": None}],
+                "weights": None, "plate_boxes": {}, "skeletons": {}, "credentials": {}}
+        with self.deps.sessions.begin() as s:
+            s.add(EngineEvent(source=source, seq=seq, kind="review", t=t,
+                              payload=json.dumps(case), ref=case_id,
+                              recorded_at=recorded_at or datetime.now(UTC)))
+
 @contextlib.contextmanager
 def serving(app: FastAPI, port: int) -> Iterator[None]:
     """The service on ``port`` (uvicorn in a thread) for the ``with`` block; an open event
@@ -244,6 +269,28 @@ def sqlite_db(name: str) -> Any:
             yield url
 
     return db_url
+
+
+@contextlib.contextmanager
+def relayed_shop(db_url: str, admin: str, kind: type[S], **desks: str) -> Iterator[S]:
+    """A service on ``db_url`` on a free port, reached through a :class:`Relay`, as ``kind``
+    with "Desk One"'s operator token and two catalogue products; ``desks``: more operators'
+    tokens, by field and name (``desk_two="Desk Two"``)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
+                               bootstrap_admin_token=SecretStr(admin), retention_check_s=0)
+    app = create_app(settings)
+    with serving(app, port):
+        relay = Relay(port)
+        deps: Deps = app.state.deps
+        try:
+            yield kind(url, f"http://127.0.0.1:{relay.port}", relay, deps,
+                       staff_token(url, admin, "operator", "Desk One"),
+                       [p.id for p in deps.store.catalogue[:2]],
+                       **{k: staff_token(url, admin, "operator", v) for k, v in desks.items()})
+        finally:
+            relay.close()
 
 
 def staff_token(url: str, admin: str, role: str, name: str) -> str:

@@ -18,22 +18,15 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from pydantic import SecretStr
 from sqlalchemy import select
 from tests.web.conftest import (
-    Relay,
     RelayedShop,
-    free_port,
-    serving,
+    relayed_shop,
     sqlite_db,
-    staff_token,
 )
 from tests.web.test_accessibility import audit
 
-from walkout.service.app import create_app
-from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, ReviewVerdict
-from walkout.service.settings import ServiceSettings
 
 ADMIN = "wo_web-streams-admin-0123456789abcdef"
 CASE = "g1-s1-p1-63.2"
@@ -48,23 +41,10 @@ db_url = sqlite_db("webstreams")
 
 @pytest.fixture(scope="module")
 def shop(db_url: str) -> Iterator[RelayedShop]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
-                               bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0)
-    app = create_app(settings)
-    with serving(app, port):
-        relay = Relay(port)
-        deps: Deps = app.state.deps
-        shop = RelayedShop(url, f"http://127.0.0.1:{relay.port}", relay, deps,
-                           staff_token(url, ADMIN, "operator", "Desk One"),
-                           [p.id for p in deps.store.catalogue[:2]])
+    with relayed_shop(db_url, ADMIN, RelayedShop) as shop:
         for i, stream in enumerate((DAY1, DAY2)):
             _log_case(shop, stream, t=63.2 + i)
-        try:
-            yield shop
-        finally:
-            relay.close()
+        yield shop
 
 
 def _log_case(shop: RelayedShop, stream: str, t: float) -> None:

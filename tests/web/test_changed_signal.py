@@ -23,21 +23,14 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from pydantic import SecretStr
 from tests.web.conftest import (
-    Relay,
     RelayedShop,
     enter,
-    free_port,
-    serving,
+    relayed_shop,
     sqlite_db,
-    staff_token,
 )
 
-from walkout.service.app import create_app
-from walkout.service.deps import Deps
-from walkout.service.models import EngineEvent, ReviewVerdict, Visit
-from walkout.service.settings import ServiceSettings
+from walkout.service.models import ReviewVerdict, Visit
 
 ADMIN = "wo_web-changed-admin-0123456789abcdef"
 #: how long a ``changed`` may take: the stream looks every 0.5 s
@@ -78,22 +71,8 @@ class Shop(RelayedShop):
         id."""
         self.cases += 1
         case_id = f"changed-case-{self.cases}"
-        plate = next(pl.id for g in self.deps.store.gondolas for sh in g.shelves
-                     for pl in sh.plates)
-        p0, p1 = self.products
-        case = {"case_id": case_id, "event": {"kind": "pick", "delta_g": -300, "plates": [plate],
-                                              "t_start": 10.0, "t_end": 12.0},
-                "reasons": ["two shoppers reached"], "sessions": ["s1", "s2"],
-                "decided": {"s1": [[p0, 1]]},
-                "hypotheses": [{"items": [[p0, 1]], "probability": 0.6},
-                               {"items": [[p1, 1]], "probability": 0.4}],
-                "hands": [{"session_id": "s1", "probability": 0.7, "reach_m": 0.1},
-                          {"session_id": "s2", "probability": 0.3, "reach_m": None}],
-                "weights": None, "plate_boxes": {}, "skeletons": {}, "credentials": {}}
-        with self.deps.sessions.begin() as s:
-            s.add(EngineEvent(source="sim:changed/evidence", seq=self.cases, kind="review",
-                              t=12.0 + self.cases, payload=json.dumps(case), ref=case_id,
-                              recorded_at=self.deps.clock.now()))
+        self.log_case(case_id, "sim:changed/evidence", seq=self.cases, t=12.0 + self.cases,
+                      recorded_at=self.deps.clock.now())
         return case_id
 
 
@@ -102,23 +81,9 @@ db_url = sqlite_db("webchanged")
 
 @pytest.fixture(scope="module")
 def shop(db_url: str) -> Iterator[Shop]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
-                               bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0)
-    app = create_app(settings)
-    with serving(app, port):
-        relay = Relay(port)
-        deps: Deps = app.state.deps
-        shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps,
-                    staff_token(url, ADMIN, "operator", "Desk One"),
-                    [p.id for p in deps.store.catalogue[:2]],
-                    desk_two=staff_token(url, ADMIN, "operator", "Desk Two"))
+    with relayed_shop(db_url, ADMIN, Shop, desk_two="Desk Two") as shop:
         shop.case()  # the log is never empty: every stream's first turn brings this row
-        try:
-            yield shop
-        finally:
-            relay.close()
+        yield shop
 
 
 class Stream:

@@ -21,21 +21,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from pydantic import SecretStr
 from sqlalchemy import update
 from tests.web.conftest import (
-    Relay,
     RelayedShop,
-    free_port,
-    serving,
+    relayed_shop,
     sqlite_db,
     staff_token,
 )
 
-from walkout.service.app import create_app
-from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, Receipt, Visit
-from walkout.service.settings import ServiceSettings
 from walkout.web import routes as web_routes
 
 ADMIN = "wo_web-desk-admin-0123456789abcdef"
@@ -58,21 +52,8 @@ db_url = sqlite_db("webdesk")
 
 @pytest.fixture(scope="module")
 def shop(db_url: str) -> Iterator[Shop]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
-                               bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0)
-    app = create_app(settings)
-    with serving(app, port):
-        relay = Relay(port)
-        deps: Deps = app.state.deps
-        shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps,
-                    staff_token(url, ADMIN, "operator", "Desk One"),
-                    [p.id for p in deps.store.catalogue[:2]])
-        try:
-            yield shop
-        finally:
-            relay.close()
+    with relayed_shop(db_url, ADMIN, Shop) as shop:
+        yield shop
 
 
 def _dashboard(browser: Browser, shop: Shop, **ctx: Any) -> Page:
@@ -241,23 +222,8 @@ def test_a_decided_case_says_who_decided_it_when_and_why(shop: Shop, browser: Br
     """The reviewer writes why (the form sent a fixed "decided in the dashboard"), and the
     decided case shows who decided it, when, and that note: what the next operator, or a
     dispute about the same pick, needs to know."""
-    deps = shop.deps
-    plate = next(pl.id for g in deps.store.gondolas for sh in g.shelves for pl in sh.plates)
-    p0, p1 = shop.products
-    case = {"case_id": "desk-case-1", "event": {"kind": "pick", "delta_g": -300,
-                                                 "plates": [plate], "t_start": 10.0,
-                                                 "t_end": 12.0},
-            "reasons": ["two shoppers reached"], "sessions": ["s1", "s2"],
-            "decided": {"s1": [[p0, 1]]},
-            "hypotheses": [{"items": [[p0, 1]], "probability": 0.6},
-                           {"items": [[p1, 1]], "probability": 0.4}],
-            "hands": [{"session_id": "s1", "probability": 0.7, "reach_m": 0.1},
-                      {"session_id": "s2", "probability": 0.3, "reach_m": None}],
-            "weights": None, "plate_boxes": {}, "skeletons": {}, "credentials": {}}
-    with deps.sessions.begin() as s:
-        s.add(EngineEvent(source="sim:desk-review/evidence", seq=0, kind="review", t=12.0,
-                          payload=json.dumps(case), recorded_at=datetime.now(UTC),
-                          ref="desk-case-1"))
+    shop.log_case("desk-case-1", "sim:desk-review/evidence")
+    p0 = shop.products[0]
     page = _dashboard(browser, shop, timezone_id=TOKYO, locale="en-GB")
     page.get_by_role("tab", name=re.compile("Review queue")).click()
     page.locator("#cases button[data-case='desk-case-1']").click()

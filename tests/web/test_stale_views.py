@@ -11,7 +11,6 @@ The store is seeded through the API on SQLite (no engine), as in test_desk."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,23 +21,16 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from pydantic import SecretStr
 from sqlalchemy import update
 from tests.web.conftest import (
-    Relay,
     RelayedShop,
     enter,
-    free_port,
-    serving,
+    relayed_shop,
     sqlite_db,
-    staff_token,
 )
 from tests.web.test_accessibility import audit
 
-from walkout.service.app import create_app
-from walkout.service.deps import Deps
-from walkout.service.models import EngineEvent, ReviewVerdict, Visit
-from walkout.service.settings import ServiceSettings
+from walkout.service.models import ReviewVerdict, Visit
 
 ADMIN = "wo_web-stale-admin-0123456789abcdef"
 STREAM = re.compile(r"/v1/ops/stream")
@@ -72,22 +64,7 @@ class Shop(RelayedShop):
 
     def case(self, case_id: str, recorded_at: datetime | None = None) -> None:
         """A review case in the event log (two shoppers reached), as the engine logs one."""
-        plate = next(pl.id for g in self.deps.store.gondolas for sh in g.shelves
-                     for pl in sh.plates)
-        p0, p1 = self.products
-        case = {"case_id": case_id, "event": {"kind": "pick", "delta_g": -300, "plates": [plate],
-                                              "t_start": 10.0, "t_end": 12.0},
-                "reasons": ["two shoppers reached"], "sessions": ["s1", "s2"],
-                "decided": {"s1": [[p0, 1]]},
-                "hypotheses": [{"items": [[p0, 1]], "probability": 0.6},
-                               {"items": [[p1, 1]], "probability": 0.4}],
-                "hands": [{"session_id": "s1", "probability": 0.7, "reach_m": 0.1},
-                          {"session_id": "s2", "probability": 0.3, "reach_m": None}],
-                "weights": None, "plate_boxes": {}, "skeletons": {}, "credentials": {}}
-        with self.deps.sessions.begin() as s:
-            s.add(EngineEvent(source=f"sim:stale-{case_id}/evidence", seq=0, kind="review",
-                              t=12.0, payload=json.dumps(case), ref=case_id,
-                              recorded_at=recorded_at or datetime.now(UTC)))
+        self.log_case(case_id, f"sim:stale-{case_id}/evidence", recorded_at=recorded_at)
 
 
 db_url = sqlite_db("webstale")
@@ -95,22 +72,8 @@ db_url = sqlite_db("webstale")
 
 @pytest.fixture(scope="module")
 def shop(db_url: str) -> Iterator[Shop]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = ServiceSettings(db_url=db_url, entry_secret=SecretStr("w" * 32),
-                               bootstrap_admin_token=SecretStr(ADMIN), retention_check_s=0)
-    app = create_app(settings)
-    with serving(app, port):
-        relay = Relay(port)
-        deps: Deps = app.state.deps
-        shop = Shop(url, f"http://127.0.0.1:{relay.port}", relay, deps,
-                    staff_token(url, ADMIN, "operator", "Desk One"),
-                    [p.id for p in deps.store.catalogue[:2]],
-                    desk_two=staff_token(url, ADMIN, "operator", "Desk Two"))
-        try:
-            yield shop
-        finally:
-            relay.close()
+    with relayed_shop(db_url, ADMIN, Shop, desk_two="Desk Two") as shop:
+        yield shop
 
 
 def _desk(browser: Browser, shop: Shop, token: str | None = None, stream: bool = True,
