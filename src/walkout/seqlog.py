@@ -10,7 +10,7 @@ appended). Asking for a forgotten position is a bug, and raises rather than shif
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar, overload
 
 T = TypeVar("T")
@@ -54,7 +54,7 @@ class SeqLog(Generic[T]):
         if isinstance(i, slice):
             if i.step not in (None, 1):
                 raise ValueError("a SeqLog slice takes no step")
-            a = self.start if i.start is None else self._position(i.start)
+            a = 0 if i.start is None else self._position(i.start)
             b = len(self) if i.stop is None else max(self._position(i.stop, end=True), a)
             self._check(a)
             return self._items[a - self.start : b - self.start]
@@ -76,18 +76,6 @@ class SeqLog(Generic[T]):
     def forget_before(self, position: int) -> int:
         """Forget every item before ``position``; how many went."""
         n = max(0, min(position, len(self)) - self.start)
-        if n:
-            del self._items[:n]
-            self.start += n
-        return n
-
-    def forget_while(self, old: Callable[[T], bool]) -> int:
-        """Forget the oldest items as long as ``old`` says so; how many went."""
-        n = 0
-        for item in self._items:
-            if not old(item):
-                break
-            n += 1
         if n:
             del self._items[:n]
             self.start += n

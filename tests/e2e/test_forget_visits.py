@@ -14,6 +14,7 @@ from walkout.cart import SessionState
 from walkout.engine import Engine, EngineConfig
 from walkout.events import KeypointFrame
 from walkout.review import Verdict
+from walkout.seqlog import SeqLog
 from walkout.sim.session import simulate
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
@@ -165,3 +166,20 @@ def test_a_shopper_lost_for_good_gets_the_receipt_a_rollover_would_give() -> Non
         assert by_session[sid].lines == full.receipts[sid].lines
         assert sid not in short.book.sessions or \
             short.book.sessions[sid].state == SessionState.CLOSED
+
+
+def test_a_seqlog_keeps_every_position_after_forgetting() -> None:
+    log = SeqLog("abcde")
+    assert log.forget_before(2) == 2 and log.forget_before(1) == 0
+    assert len(log) == 5 and list(log) == ["c", "d", "e"]
+    assert log[2:] == ["c", "d", "e"] and log[3:4] == ["d"] and log[-1] == "e"
+    assert log[5:] == [] and log[2:99] == ["c", "d", "e"]
+    log += "f"
+    log.append("g")
+    assert len(log) == 7 and log[6] == "g"
+    for forgotten in (lambda: log[1:], lambda: log[0], lambda: log[:3]):
+        with pytest.raises(IndexError, match="was forgotten"):
+            forgotten()
+    with pytest.raises(IndexError, match="past the end"):
+        log[7]
+    assert pickle.loads(pickle.dumps(log))[2:] == list("cdefg")
