@@ -4,6 +4,7 @@ recording `walkout replay` reads, and the CLI's errors."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -224,3 +225,66 @@ def test_perceive_a_real_clip_then_replay(tmp_path: Path, models_dir: Path, vide
     r = _walkout("replay", str(rec))
     assert r.returncode == 0, r.stderr
     assert json.loads((rec / "receipts.json").read_text())["receipts"] == []
+
+
+def _noisy_video(path: Path, videos_dir: Path, frames: int, fps: float,
+                 size: tuple[int, int]) -> None:
+    """Real footage with per-frame noise: every frame costs a full decode."""
+    cap = cv2.VideoCapture(str(videos_dir / "cps-test-01-nodepth-cam3.mp4"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 100)
+    ok, img = cap.read()
+    cap.release()
+    assert ok
+    base = cv2.resize(img, size)
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 48, base.shape, dtype=np.uint8) for _ in range(7)]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        out.write(cv2.add(base, noise[i % 7]))
+    out.release()
+
+
+@pytest.mark.slow
+def test_realtime_replay_keeps_up_when_decoding_costs_a_share_of_the_period(
+        tmp_path: Path, models_dir: Path, videos_dir: Path):
+    """The governor weighed inference alone: with 720p at 120 fps, decoding every frame takes a
+    third of the period, and a 4 s replay ended over 1 s behind its clock, falling further behind
+    for as long as it ran. Reading is now in its budget: it keeps the video's clock. (How
+    evenly it skips is left to test_governor_skips_evenly: with a third of the period left to
+    share, a busy machine's jitter decides the spacing here.)"""
+    import time
+
+    from walkout.perception.config import PerceptionConfig
+    from walkout.perception.run import perceive_video
+
+    video = tmp_path / "fast.mp4"
+    _noisy_video(video, videos_dir, 480, 120.0, (1280, 720))
+    cfg = PerceptionConfig(models_dir=models_dir, threads=1)
+    seen: list[float] = []  # when each frame was done with, from the first on (model loaded)
+    res = perceive_video(video, "cam3", None, cfg, realtime=True,
+                         progress=lambda n: seen.append(time.perf_counter()))
+    wall = seen[-1] - seen[0]  # the video's 479 periods last 3.99 s
+    s = res.stats
+    assert s["frames_in"] == 480 and s["skipped"] > 100 and s["processed"] >= 10
+    assert wall < 4.0 + 0.5, f"a 4 s video took {wall:.1f} s: {s}"
+
+
+def test_a_truncated_video_is_an_error_not_a_shorter_recording(tmp_path: Path,
+                                                                models_dir: Path):
+    """A video cut short (a copy interrupted, a camera's disk full) was read up to the damage
+    and written as a recording of half the footage, exit 0, without a word."""
+    video = tmp_path / "cam.avi"
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 90))
+    for i in range(100):
+        img = np.zeros((90, 160, 3), np.uint8)
+        cv2.putText(img, str(i), (10, 60), 0, 1.5, (255, 255, 255), 2)
+        out.write(img)
+    out.release()
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])
+    rec = tmp_path / "rec"
+    r = _walkout("perceive", "--video", str(video), "--camera", "cam1", "--store",
+                 "aifi-nanostore", "--out", str(rec), "--models", str(models_dir))
+    assert r.returncode == 2, r.stderr
+    assert re.search(r"cam\.avi: ends at frame 5\d of the 100", r.stderr), r.stderr
+    assert not rec.exists()

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from walkout.events import KeypointFrame
 from walkout.perception.backends import create_backend
 from walkout.perception.config import PerceptionConfig
-from walkout.perception.sources import StreamSource, read_video, video_info
+from walkout.perception.sources import SourceError, StreamSource, read_video, video_info
 from walkout.perception.stage import FrameGovernor, PerceptionStage
 from walkout.store.model import Camera
 
@@ -23,19 +21,9 @@ class RunResult:
     stats: dict[str, object]
 
 
-def _paced(frames: Iterable[tuple[float, np.ndarray]], speed: float) -> Iterable[
-        tuple[float, np.ndarray]]:
-    """Frames released on the wall clock at ``speed`` × their timestamps (a camera replay).
-
-    A frame whose time has already passed is still released (the governor decides whether to
-    skip it), so a slow consumer sees the camera run ahead, as it would live.
-    """
-    start = time.perf_counter()
-    for t, img in frames:
-        wait = start + t / speed - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)
-        yield t, img
+def _behind_s(start: float, t: float, speed: float) -> float:
+    """How far the wall clock has run past frame time ``t`` of a replay begun at ``start``."""
+    return time.perf_counter() - (start + t / speed)
 
 
 def perceive_video(
@@ -44,27 +32,51 @@ def perceive_video(
     progress: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Keypoint frames of a video file; ``realtime`` replays it at its frame rate and lets the
-    governor skip frames evenly when inference cannot keep up (as a live camera would)."""
+    governor skip frames evenly when reading and inference cannot keep up (as a live camera
+    would): a frame whose time has passed is still released, and the governor, told what each
+    frame costs to read and to infer, takes the fraction that keeps the run on the video's
+    clock. How far it fell behind is reported (``lag_s`` at the end, ``lag_max_s``).
+
+    A video that ends before the frame count its container lists (truncated, or unreadable
+    from some point on) is a :class:`SourceError`, not a silently shorter recording."""
     info = video_info(video)
     backend = create_backend(config)
     gov = FrameGovernor(fps=info.fps or 10.0) if realtime else None
     stage = PerceptionStage(backend, camera_id, camera, undistort=config.undistort, governor=gov)
-    src: Iterable[tuple[float, np.ndarray]] = read_video(video, limit=limit)
-    if realtime:
-        src = _paced(src, 1.0)
+    frames = iter(read_video(video, limit=limit))
     out = []
-    for t, img in src:
+    start = time.perf_counter()
+    lag = lag_max = 0.0
+    while True:
+        r0 = time.perf_counter()
+        got = next(frames, None)
+        if got is None:
+            break
+        t, img = got
+        if gov is not None:
+            gov.observe_overhead(time.perf_counter() - r0)
+            lag = _behind_s(start, t, 1.0)
+            if lag < 0:
+                time.sleep(-lag)
+            lag_max = max(lag_max, lag)
         f = stage.process(t, img)
-        del img  # the frame is dropped here: only keypoints leave
+        del img, got  # the frame is dropped here: only keypoints leave
         if f is not None:
             out.append(f)
         if progress:
             progress(stage.stats.frames_in)
+    n = stage.stats.frames_in
+    if (info.frames > 0 and (limit is None or n < limit)
+            and n < info.frames - max(2, info.frames // 100)):
+        raise SourceError(f"{video}: ends at frame {n} of the {info.frames} its container "
+                          "lists (truncated, or unreadable from there on)")
     stats: dict[str, object] = {
         "backend": backend.name, "video": str(video), "camera": camera_id,
         "fps_in": info.fps, "size": [info.width, info.height], "realtime": realtime,
         **stage.stats.as_dict(),
     }
+    if realtime:
+        stats |= {"lag_s": round(max(lag, 0.0), 3), "lag_max_s": round(lag_max, 3)}
     return RunResult(out, stats)
 
 

@@ -46,15 +46,19 @@ class PerceptionStats:
 class FrameGovernor:
     """Decides which frames to process so that the stage keeps up with ``fps``.
 
-    ``ratio`` = (frame period × headroom) / mean processing time, capped at 1, tracked with an
-    exponential moving average of the processing time; frames are taken when the accumulator
-    passes 1, which spreads the skips evenly.
+    Each frame costs its reading (decoding: paid for every frame, skipped or not, tracked with
+    :meth:`observe_overhead`) and, if taken, its inference (:meth:`observe`). With their moving
+    averages ``o`` and ``e`` the fraction that fits the frame period ``P`` is
+    ``ratio = (P × headroom - o) / e``, capped at 1 and floored at one frame a second (below
+    that the run falls behind; the caller reports by how much). Frames are taken when the
+    accumulator passes 1, which spreads the skips evenly.
     """
 
     fps: float
     headroom: float = 0.9
     alpha: float = 0.2
     _ema_s: float | None = None
+    _over_s: float = 0.0
     _acc: float = 1.0
     ratio: float = 1.0
     history: list[float] = field(default_factory=list)
@@ -67,9 +71,23 @@ class FrameGovernor:
         return False
 
     def observe(self, seconds: float) -> None:
+        """Inference took ``seconds`` on a taken frame."""
         self._ema_s = seconds if self._ema_s is None else (
             self.alpha * seconds + (1 - self.alpha) * self._ema_s)
-        self.ratio = min(1.0, self.headroom / (self.fps * max(self._ema_s, 1e-6)))
+        self._update()
+
+    def observe_overhead(self, seconds: float) -> None:
+        """Reading one frame (taken or skipped) took ``seconds``."""
+        a = self.alpha / 4  # measured on every frame: averaged over as many frames
+        self._over_s = a * seconds + (1 - a) * self._over_s
+        self._update()
+
+    def _update(self) -> None:
+        if self._ema_s is None:
+            return
+        budget = self.headroom / self.fps - self._over_s
+        floor = min(1.0, 1.0 / self.fps)
+        self.ratio = min(1.0, max(floor, budget / max(self._ema_s, 1e-6)))
         self._acc = min(self._acc, 1.0)
 
 
