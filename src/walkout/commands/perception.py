@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,6 +64,45 @@ def _perceive_videos(videos: Path, cfg: Any) -> dict[str, Any]:
     return frames
 
 
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C or SIGTERM, so a live run ends by writing what it has;
+    a second Ctrl-C interrupts at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        err.print(f"[dim]{signal.Signals(signum).name}: stopping; Ctrl-C again aborts "
+                  "without writing[/]")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _load_notes(stats: dict[str, Any]) -> list[str]:
+    """What the run lost to load or outages, said on the terminal and not only in the JSON."""
+    notes = []
+    if stats.get("skipped"):
+        notes.append(f"{stats['skipped']} of {stats['frames_in']} frames skipped (evenly) "
+                     "because inference was slower than the frame rate")
+    if stats.get("dropped_behind"):
+        notes.append(f"{stats['dropped_behind']} of {stats['grabbed']} frames grabbed were "
+                     "dropped because inference was slower than the camera")
+    if stats.get("outages_s"):
+        o = stats["outages_s"]
+        notes.append(f"the stream was lost {len(o)} times, {sum(o):.1f} s in all "
+                     f"(longest {max(o):.1f} s)")
+    if stats.get("lag_s", 0) > 1.0:
+        notes.append(f"the replay ended {stats['lag_s']:.1f} s behind the video's clock: "
+                     "reading the video alone is slower than its frame rate")
+    return notes
+
+
 def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
              aifi_app: typer.Typer) -> None:
     models_app = typer.Typer(no_args_is_help=True, help="Pose models of the perception stage.")
@@ -94,10 +137,14 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         video: Annotated[Path | None, typer.Option(
             "--video", help="video file (read whole)")] = None,
         stream: Annotated[str | None, typer.Option(
-            "--stream", help="live source: rtsp://, http://, or a file read continuously")]
+            "--stream", help="live source: rtsp://, http://, or a file played at its frame "
+            "rate; read until --duration, Ctrl-C or SIGTERM, then written")]
         = None,
         duration: Annotated[float | None, typer.Option(
             min=0.1, callback=finite, help="stop a --stream after this many seconds")] = None,
+        connect_timeout: Annotated[float, typer.Option(
+            min=0.1, callback=finite, help="fail if --stream gives no frame within this many "
+            "seconds; once it has, a lost stream is reconnected until stopped")] = 30.0,
         realtime: Annotated[bool, typer.Option(
             help="replay --video at its frame rate; skip frames evenly if inference is slower")]
         = False,
@@ -129,8 +176,12 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                                      realtime=realtime)
             else:
                 assert stream is not None
-                res = perceive_stream(stream, camera, st.cameras_by_id[camera], cfg,
-                                      duration_s=duration)
+                with _stop_on_signals() as stop:
+                    res = perceive_stream(
+                        stream, camera, st.cameras_by_id[camera], cfg, duration_s=duration,
+                        connect_s=connect_timeout, stop=stop,
+                        started=lambda: err.print(f"[dim]reading {stream}; Ctrl-C or SIGTERM "
+                                                  "stops and writes the recording[/]"))
             if not res.frames and stream is not None and not res.stats.get("grabbed"):
                 # nothing came: a recording of zero frames would look like an empty store
                 raise _fail(f"no frame was read from {stream} (see the log above)")
@@ -138,6 +189,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         except (SourceError, ModelError, RecordingError, OSError) as e:
             raise _fail(str(e)) from e
         print(json.dumps(res.stats))
+        for note in _load_notes(res.stats):
+            err.print(f"[yellow]note:[/] {note}")
         err.print(f"{len(res.frames)} keypoint frames of {camera} -> {out} ({n} in all)")
 
     @app.command()

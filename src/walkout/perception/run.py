@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,18 +85,35 @@ def perceive_stream(
     url: str, camera_id: str, camera: Camera | None, config: PerceptionConfig, *,
     duration_s: float | None = None, max_frames: int | None = None,
     sink: Callable[[KeypointFrame], None] | None = None, give_up_s: float | None = None,
+    connect_s: float | None = 30.0, stop: threading.Event | None = None,
+    started: Callable[[], None] | None = None,
 ) -> RunResult:
     """Keypoints of a live stream (RTSP, HTTP, file), reconnecting on loss, until
-    ``duration_s``/``max_frames`` or until the source gives up (``give_up_s`` down)."""
+    ``duration_s``/``max_frames``, until ``stop`` is set (Ctrl-C), or until the source ends (a
+    file) or gives up (``give_up_s`` down). ``stats["ended"]`` says which.
+
+    A stream that delivers no frame within ``connect_s`` is a :class:`SourceError` naming it.
+    ``started`` is called once the model is loaded and the source is reading.
+    ``dropped_behind`` counts every frame grabbed but not handed to the stage (the camera
+    outran inference), so ``grabbed = frames_in + dropped_behind``."""
     backend = create_backend(config)
     stage = PerceptionStage(backend, camera_id, camera, undistort=config.undistort)
     out: list[KeypointFrame] = []
     t_end = None if duration_s is None else time.monotonic() + duration_s
-    with StreamSource(url, give_up_s=give_up_s) as src:
-        while t_end is None or time.monotonic() < t_end:
+    ended = "stopped"
+    with StreamSource(url, give_up_s=give_up_s, connect_s=connect_s) as src:
+        if started:
+            started()
+        while True:
+            if stop is not None and stop.is_set():
+                break
+            if t_end is not None and time.monotonic() >= t_end:
+                ended = "duration"
+                break
             got = src.read(0.25)
             if got is None:
                 if src.finished:
+                    ended = "gave_up" if src.error else "source_ended"
                     break
                 continue
             t, img = got
@@ -106,11 +124,15 @@ def perceive_stream(
                 if sink:
                     sink(f)
             if max_frames is not None and len(out) >= max_frames:
+                ended = "max_frames"
                 break
-        s = src.stats
-        stats: dict[str, object] = {
-            "backend": backend.name, "url": url, "camera": camera_id, **stage.stats.as_dict(),
-            "grabbed": s.grabbed, "dropped_behind": s.overwritten, "reconnects": s.reconnects,
-            "open_failures": s.failures, "outages_s": [round(g, 2) for g in s.gaps_s],
-        }
+    s = src.stats  # read after close: the frame it found unread is counted
+    if src.error and s.grabbed == 0:
+        raise SourceError(src.error)
+    stats: dict[str, object] = {
+        "backend": backend.name, "url": url, "camera": camera_id, **stage.stats.as_dict(),
+        "grabbed": s.grabbed, "dropped_behind": s.overwritten, "reconnects": s.reconnects,
+        "open_failures": s.failures, "outages_s": [round(g, 2) for g in s.gaps_s],
+        "ended": ended,
+    }
     return RunResult(out, stats)

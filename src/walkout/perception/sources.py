@@ -1,5 +1,5 @@
 """Where frames come from: a video file read as fast as wanted, or a live stream (RTSP, HTTP,
-a file being written) read continuously with reconnects.
+or a file played at its frame rate) read continuously with reconnects.
 
 Frames never leave perception: a source yields ``(t, image)`` pairs that the stage turns into
 keypoints and then drops. Timestamps:
@@ -12,6 +12,7 @@ keypoints and then drops. Timestamps:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class SourceError(RuntimeError):
@@ -88,11 +91,28 @@ class StreamStats:
 
     grabbed: int = 0
     #: frames overwritten in the one-frame slot before the consumer took them (consumer slower
-    #: than the camera); the consumer's own even skipping is counted by the stage
+    #: than the camera), and the one left unread at :meth:`StreamSource.close`; the consumer's
+    #: own even skipping is counted by the stage. ``grabbed`` = frames read + ``overwritten``.
     overwritten: int = 0
     reconnects: int = 0
-    failures: int = 0  # open attempts that failed
+    failures: int = 0  # connection attempts that gave no frame
     gaps_s: list[float] = field(default_factory=list)  # lengths of outages
+
+
+def _is_file(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _open_stream(url: str, open_timeout_s: float, read_timeout_s: float) -> cv2.VideoCapture:
+    """FFmpeg capture with bounded waits: its defaults block 30 s on a camera that hangs with
+    its socket open, and so hold up reconnecting and :meth:`StreamSource.close`."""
+    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(1, round(1000 * open_timeout_s)),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC, max(1, round(1000 * read_timeout_s))])
+    if not cap.isOpened():
+        cap.release()
+        raise SourceError(f"cannot open stream {url!r}")
+    return cap
 
 
 class StreamSource:
@@ -100,9 +120,15 @@ class StreamSource:
 
     The reader grabs continuously (so the decoder never falls behind the camera) and keeps only
     the newest frame; a slow consumer therefore skips frames instead of lagging, and each skip is
-    counted. On end of stream or a read error it reopens the URL with exponential backoff
-    (``retry_s`` doubling up to ``max_retry_s``) until :meth:`close` — or, for a finite file with
-    ``loop=False``, stops once reopening yields nothing new after ``give_up_s``.
+    counted. A camera silent for ``read_timeout_s`` counts as lost. A lost stream is reopened
+    with exponential backoff (``retry_s`` doubling up to ``max_retry_s``; reset only by a
+    session that lasted longer than ``max_retry_s``, so a camera that drops every connection is
+    not redialled at full rate) until :meth:`close`, or until it has been down ``give_up_s``.
+    A stream that has never delivered a frame gives up after ``connect_s`` and says why in
+    :attr:`error`. Losses, returns and giving up are logged (``walkout.perception.sources``).
+
+    A local file (a path or ``file://``) is played once at its own frame rate, as a camera would
+    deliver it, and its end is the end of the stream.
     """
 
     def __init__(
@@ -112,13 +138,22 @@ class StreamSource:
         retry_s: float = 0.2,
         max_retry_s: float = 5.0,
         give_up_s: float | None = None,
+        connect_s: float | None = 30.0,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
-        opener: Callable[[str], cv2.VideoCapture] = _open,
+        opener: Callable[[str], cv2.VideoCapture] | None = None,
     ) -> None:
         self.url = url
+        self._file = _is_file(url)
+        if self._file and not Path(url.removeprefix("file://")).is_file():
+            raise SourceError(f"video file not found: {url}")
         self.stats = StreamStats()
+        self.error: str | None = None  # why the reader gave up, if it did
         self._retry, self._max_retry, self._give_up = retry_s, max_retry_s, give_up_s
-        self._clock, self._opener = clock, opener
+        self._connect = connect_s
+        self._clock = clock
+        self._opener = opener or (lambda u: _open_stream(u, open_timeout_s, read_timeout_s))
         self._t0 = clock()
         self._cond = threading.Condition()
         self._slot: tuple[float, np.ndarray] | None = None
@@ -128,51 +163,94 @@ class StreamSource:
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._reconnecting()
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def _reconnecting(self) -> None:
         delay = self._retry
-        down_since: float | None = None
+        down_since = self._clock()  # start of the current outage (or of the first dial)
+        attempts = 0
         while not self._stop.is_set():
+            attempts += 1
+            session_start = self._clock()
+            got = 0
             try:
                 cap = self._opener(self.url)
             except SourceError:
-                self.stats.failures += 1
-                down_since = down_since if down_since is not None else self._clock()
-                if self._give_up is not None and self._clock() - down_since > self._give_up:
-                    break
-                self._stop.wait(delay)
-                delay = min(2 * delay, self._max_retry)
-                continue
-            if down_since is not None:
-                self.stats.reconnects += 1
-                self.stats.gaps_s.append(self._clock() - down_since)
-            got_any = False
-            try:
-                while not self._stop.is_set():
-                    if not cap.grab():
-                        break
-                    t = self._clock() - self._t0  # capture time, before decoding
-                    ok, img = cap.retrieve()
-                    if not ok:
-                        break
-                    got_any = True
+                cap = None
+            if cap is not None:
+                try:
+                    got = self._pump(cap, down_since, attempts)
+                finally:
+                    cap.release()
+            if self._stop.is_set():
+                return
+            if got:
+                if self._file:
+                    return  # the end of a file is the end of its stream
+                attempts = 0
+                down_since = self._clock()
+                log.warning("stream %s lost after %d frames; reconnecting", self.url, got)
+                if down_since - session_start > self._max_retry:
                     delay = self._retry
-                    with self._cond:
-                        if self._slot is not None:
-                            self.stats.overwritten += 1
-                        self._slot = (t, img)
-                        self.stats.grabbed += 1
-                        self._cond.notify_all()
-            finally:
-                cap.release()
-            down_since = self._clock()
-            if not got_any:
+            else:
                 self.stats.failures += 1
-                if self._give_up is not None and self._clock() - down_since > self._give_up:
-                    break
+                if self._file:
+                    self._fail(f"no frame could be read from {self.url} (corrupt or empty)")
+                    return
+                if attempts == 1 and self.stats.grabbed == 0:
+                    log.warning("cannot open stream %s; retrying", self.url)
+            limits = [x for x in (self._give_up, None if self.stats.grabbed else self._connect)
+                      if x is not None]
+            down = self._clock() - down_since
+            if limits and down > min(limits):
+                what = ("no frame from" if self.stats.grabbed == 0
+                        else "gave up on lost stream")
+                self._fail(f"{what} {self.url} in {down:.1f} s ({attempts} attempts: "
+                           "connection refused, bad URL, unsupported format or a silent camera; "
+                           "FFmpeg's messages above say which)")
+                return
             self._stop.wait(delay)
             delay = min(2 * delay, self._max_retry)
-        with self._cond:
-            self._done = True
-            self._cond.notify_all()
+
+    def _pump(self, cap: cv2.VideoCapture, down_since: float, attempts: int) -> int:
+        """Grab until the stream ends, fails or :meth:`close`; returns frames grabbed."""
+        got = 0
+        fps = cap.get(cv2.CAP_PROP_FPS) if self._file else 0.0
+        while not self._stop.is_set():
+            if not cap.grab():
+                break
+            if self._file:  # play at the file's own rate
+                ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+                pts = ms / 1000.0 if ms > 0 or got == 0 or fps <= 0 else got / fps
+                if self._stop.wait(max(0.0, self._t0 + pts - self._clock())):
+                    break
+            t = self._clock() - self._t0  # capture time, before the consumer sees it
+            ok, img = cap.retrieve()
+            if not ok:
+                break
+            if got == 0 and self.stats.grabbed:  # the first frame after an outage
+                gap = self._clock() - down_since
+                self.stats.reconnects += 1
+                self.stats.gaps_s.append(gap)
+                log.warning("stream %s back after %.1f s (%d attempts)", self.url, gap, attempts)
+            got += 1
+            with self._cond:
+                if self._slot is not None:
+                    self.stats.overwritten += 1
+                self._slot = (t, img)
+                self.stats.grabbed += 1
+                self._cond.notify_all()
+        return got
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        if self.stats.grabbed:  # else the consumer raises it (perceive_stream does)
+            log.error("%s", message)
 
     def read(self, timeout_s: float | None = None) -> tuple[float, np.ndarray] | None:
         """The newest frame not read yet; None once the source has given up (or timed out)."""
@@ -194,8 +272,14 @@ class StreamSource:
             yield f
 
     def close(self) -> None:
+        """Stop the reader and wait for it: a blocked read ends within ``read_timeout_s``
+        (an open within ``open_timeout_s``). A frame left unread counts as dropped."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join()
+        with self._cond:
+            if self._slot is not None:
+                self.stats.overwritten += 1
+                self._slot = None
 
     def __enter__(self) -> StreamSource:
         return self
