@@ -131,9 +131,15 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
 
     @app.command()
     def perceive(
-        out: Annotated[Path, typer.Option("--out", help="recording directory to write/extend")],
         camera: Annotated[str, typer.Option("--camera", help="camera id in the store")],
         store: Annotated[str, typer.Option("--store", help="store name or YAML path")],
+        out: Annotated[Path | None, typer.Option(
+            "--out", help="recording directory to write/extend (at the end of the run)")]
+        = None,
+        mqtt_url: Annotated[str | None, typer.Option(
+            "--mqtt", help="publish each frame as it is made to the store's engine: "
+            "mqtt://HOST:PORT[/STORE] (STORE: the store's name on the wire, default the store "
+            "file's); with it --out is optional")] = None,
         video: Annotated[Path | None, typer.Option(
             "--video", help="video file (read whole)")] = None,
         stream: Annotated[str | None, typer.Option(
@@ -152,16 +158,27 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         models: ModelsOpt = None,
         onnx_model: Annotated[str, typer.Option(help="ONNX model under --models")] = "",
     ) -> None:
-        """Video → keypoint frames, written as a recording that `walkout replay` runs."""
+        """Video → keypoint frames, written as a recording that `walkout replay` runs, and/or
+        published live to the store's engine over MQTT (`walkout serve --source mqtt://…`)."""
         from walkout.perception.backends import ModelError
         from walkout.perception.output import write_keypoint_recording
+        from walkout.perception.publish import BrokerError, KeypointPublisher
         from walkout.perception.run import perceive_stream, perceive_video
         from walkout.perception.sources import SourceError
+        from walkout.sources.mqtt import split_url
         from walkout.sources.recording import RecordingError
         from walkout.store import StoreFileError, load_store
 
         if (video is None) == (stream is None):
             raise _fail("give exactly one of --video FILE or --stream URL")
+        if out is None and mqtt_url is None:
+            raise _fail("give --out DIR, --mqtt mqtt://HOST:PORT/STORE, or both")
+        broker = wire_name = None
+        if mqtt_url is not None:
+            try:
+                broker, wire_name = split_url(mqtt_url)
+            except ValueError as e:
+                raise _fail(f"--mqtt: {e}") from e
         try:
             st = load_store(store)
         except StoreFileError as e:
@@ -170,28 +187,53 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             raise _fail(f"camera {camera!r} is not in store '{st.name}' "
                         f"(cameras: {', '.join(st.cameras_by_id)})")
         cfg = _config(backend, models, onnx_model)
+        pub = None
+        if broker is not None:
+            try:  # before the model loads: a wrong URL fails at once
+                pub = KeypointPublisher(broker, wire_name or st.name, camera)
+            except BrokerError as e:
+                raise _fail(f"--mqtt {mqtt_url}: {e}") from e
+        keep = out is not None  # publishing alone holds no frame: a camera runs all day
+        ends = "stops" + (" and writes the recording" if keep else "")
+        stats: dict[str, Any] = {}
         try:
-            if video is not None:
+            if video is not None and pub is None:
                 res = perceive_video(video, camera, st.cameras_by_id[camera], cfg,
                                      realtime=realtime)
+            elif video is not None:
+                with _stop_on_signals() as stop:
+                    res = perceive_video(video, camera, st.cameras_by_id[camera], cfg,
+                                         realtime=realtime, sink=pub, keep=keep, stop=stop)
             else:
                 assert stream is not None
                 with _stop_on_signals() as stop:
                     res = perceive_stream(
                         stream, camera, st.cameras_by_id[camera], cfg, duration_s=duration,
-                        connect_s=connect_timeout, stop=stop,
+                        connect_s=connect_timeout, stop=stop, sink=pub, keep=keep,
                         started=lambda: err.print(f"[dim]reading {stream}; Ctrl-C or SIGTERM "
-                                                  "stops and writes the recording[/]"))
-            if not res.frames and stream is not None and not res.stats.get("grabbed"):
+                                                  f"{ends}[/]"))
+            stats = dict(res.stats)
+            if stream is not None and not res.stats.get("grabbed"):
                 # nothing came: a recording of zero frames would look like an empty store
                 raise _fail(f"no frame was read from {stream} (see the log above)")
-            n = write_keypoint_recording(out, st, res.frames, res.stats)
+            if pub is not None:  # flushed before the recording is written: both are done
+                stats |= pub.close()
+            n = write_keypoint_recording(out, st, res.frames, stats) if out else 0
         except (SourceError, ModelError, RecordingError, OSError) as e:
             raise _fail(str(e)) from e
-        print(json.dumps(res.stats))
-        for note in _load_notes(res.stats):
+        finally:
+            if pub is not None:
+                pub.close()
+        print(json.dumps(stats))
+        for note in _load_notes(stats):
             err.print(f"[yellow]note:[/] {note}")
-        err.print(f"{len(res.frames)} keypoint frames of {camera} -> {out} ({n} in all)")
+        if out is not None:
+            err.print(f"{len(res.frames)} keypoint frames of {camera} -> {out} ({n} in all)")
+        if pub is not None:
+            err.print(f"{stats['mqtt_published']} keypoint frames of {camera} -> "
+                      f"{stats['mqtt_topic']} on {broker}"
+                      + (f"; {stats['mqtt_unacked']} never acknowledged by the broker"
+                         if stats["mqtt_unacked"] else ""))
 
     @app.command()
     def evidence(

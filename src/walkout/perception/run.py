@@ -18,7 +18,7 @@ from walkout.store.model import Camera
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    frames: list[KeypointFrame]
+    frames: list[KeypointFrame]  # empty when the run was told not to keep them
     stats: dict[str, object]
 
 
@@ -31,6 +31,8 @@ def perceive_video(
     video: Path, camera_id: str, camera: Camera | None, config: PerceptionConfig, *,
     realtime: bool = False, limit: int | None = None,
     progress: Callable[[int], None] | None = None,
+    sink: Callable[[KeypointFrame], None] | None = None, keep: bool = True,
+    stop: threading.Event | None = None,
 ) -> RunResult:
     """Keypoint frames of a video file; ``realtime`` replays it at its frame rate and lets the
     governor skip frames evenly when reading and inference cannot keep up (as a live camera
@@ -39,7 +41,11 @@ def perceive_video(
     clock. How far it fell behind is reported (``lag_s`` at the end, ``lag_max_s``).
 
     A video that ends before the frame count its container lists (truncated, or unreadable
-    from some point on) is a :class:`SourceError`, not a silently shorter recording."""
+    from some point on) is a :class:`SourceError`, not a silently shorter recording.
+
+    ``sink`` gets each frame as it is made (a live publisher); without ``keep`` the frames
+    are not collected (memory stays flat however long the run). ``stop`` (Ctrl-C) ends the
+    run early with what it made (``stats["stopped"]``)."""
     info = video_info(video)
     backend = create_backend(config)
     gov = FrameGovernor(fps=info.fps or 10.0) if realtime else None
@@ -48,7 +54,11 @@ def perceive_video(
     out = []
     start = time.perf_counter()
     lag = lag_max = 0.0
+    stopped = False
     while True:
+        if stop is not None and stop.is_set():
+            stopped = True
+            break
         r0 = time.perf_counter()
         got = next(frames, None)
         if got is None:
@@ -63,11 +73,14 @@ def perceive_video(
         f = stage.process(t, img)
         del img, got  # the frame is dropped here: only keypoints leave
         if f is not None:
-            out.append(f)
+            if keep:
+                out.append(f)
+            if sink:
+                sink(f)
         if progress:
             progress(stage.stats.frames_in)
     n = stage.stats.frames_in
-    if (info.frames > 0 and (limit is None or n < limit)
+    if (not stopped and info.frames > 0 and (limit is None or n < limit)
             and n < info.frames - max(2, info.frames // 100)):
         raise SourceError(f"{video}: ends at frame {n} of the {info.frames} its container "
                           "lists (truncated, or unreadable from there on)")
@@ -76,6 +89,8 @@ def perceive_video(
         "fps_in": info.fps, "size": [info.width, info.height], "realtime": realtime,
         **stage.stats.as_dict(),
     }
+    if stopped:
+        stats["stopped"] = True
     if realtime:
         stats |= {"lag_s": round(max(lag, 0.0), 3), "lag_max_s": round(lag_max, 3)}
     return RunResult(out, stats)
@@ -86,19 +101,22 @@ def perceive_stream(
     duration_s: float | None = None, max_frames: int | None = None,
     sink: Callable[[KeypointFrame], None] | None = None, give_up_s: float | None = None,
     connect_s: float | None = 30.0, stop: threading.Event | None = None,
-    started: Callable[[], None] | None = None,
+    started: Callable[[], None] | None = None, keep: bool = True,
 ) -> RunResult:
     """Keypoints of a live stream (RTSP, HTTP, file), reconnecting on loss, until
     ``duration_s``/``max_frames``, until ``stop`` is set (Ctrl-C), or until the source ends (a
     file) or gives up (``give_up_s`` down). ``stats["ended"]`` says which.
 
     A stream that delivers no frame within ``connect_s`` is a :class:`SourceError` naming it.
-    ``started`` is called once the model is loaded and the source is reading.
+    ``started`` is called once the model is loaded and the source is reading. ``sink`` gets
+    each frame as it is made; without ``keep`` the frames are not collected (a camera that
+    runs all day would hold them all, ~1 KB each).
     ``dropped_behind`` counts every frame grabbed but not handed to the stage (the camera
     outran inference), so ``grabbed = frames_in + dropped_behind``."""
     backend = create_backend(config)
     stage = PerceptionStage(backend, camera_id, camera, undistort=config.undistort)
     out: list[KeypointFrame] = []
+    made = 0
     t_end = None if duration_s is None else time.monotonic() + duration_s
     ended = "stopped"
     with StreamSource(url, give_up_s=give_up_s, connect_s=connect_s) as src:
@@ -120,10 +138,12 @@ def perceive_stream(
             f = stage.process(t, img)
             del img, got
             if f is not None:
-                out.append(f)
+                made += 1
+                if keep:
+                    out.append(f)
                 if sink:
                     sink(f)
-            if max_frames is not None and len(out) >= max_frames:
+            if max_frames is not None and made >= max_frames:
                 ended = "max_frames"
                 break
     s = src.stats  # read after close: the frame it found unread is counted
