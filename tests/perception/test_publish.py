@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -210,3 +212,48 @@ def test_frames_published_while_the_broker_is_away_go_out_when_it_is_back():
         assert stats["mqtt_published"] == 15 and stats["mqtt_unacked"] == 0, stats
     finally:
         broker.close()
+
+
+@pytest.mark.slow
+def test_a_live_run_publishing_only_stops_on_ctrl_c_with_every_frame_sent(
+        tmp_path: Path, models_dir: Path, mqtt_url: str):
+    """`--stream … --mqtt` without --out: Ctrl-C stops it, the frames made are all
+    acknowledged before it exits 0 with its counters, and no recording is written."""
+    video = tmp_path / "v.avi"
+    _numbered_video(video, 300, 10.0)  # 30 s played at its frame rate: Ctrl-C ends it first
+    name = f"t{uuid.uuid4().hex[:10]}"
+    listener = _Listener(mqtt_url, wire.keypoints_topic(name, "cam1"))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "walkout.cli", "perceive", "--stream", str(video), "--camera",
+         "cam1", "--store", "aifi-nanostore", "--models", str(models_dir), "--mqtt",
+         f"{mqtt_url}/{name}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), cwd=tmp_path)
+    lines: list[str] = []
+    assert p.stdout is not None and p.stderr is not None
+    reader = threading.Thread(target=lines.extend, args=(p.stderr,), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("reading" in line for line in lines) and time.monotonic() < deadline:
+            assert p.poll() is None, "".join(lines)
+            time.sleep(0.1)
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+        out = p.stdout.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            listener.close()
+    reader.join(5)
+    assert p.returncode == 0, "".join(lines)
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert stats["ended"] == "stopped" and 5 <= stats["processed"] < 300
+    assert stats["mqtt_published"] == stats["processed"] and stats["mqtt_unacked"] == 0
+    try:
+        msgs = [wire.decode_keypoints(b) for b in listener.wait_for(stats["processed"])]
+    finally:
+        listener.close()
+    assert [m.seq for m in msgs] == list(range(stats["processed"]))
+    assert all(b.t > a.t for a, b in pairwise(msgs))
+    assert list(tmp_path.iterdir()) == [video]  # nothing written
