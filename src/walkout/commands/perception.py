@@ -210,6 +210,7 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                     res = perceive_stream(
                         stream, camera, st.cameras_by_id[camera], cfg, duration_s=duration,
                         connect_s=connect_timeout, stop=stop, sink=pub, keep=keep,
+                        on_origin=None if pub is None else pub.set_origin,
                         started=lambda: err.print(f"[dim]reading {stream}; Ctrl-C or SIGTERM "
                                                   f"{ends}[/]"))
             stats = dict(res.stats)

@@ -30,11 +30,16 @@ class KeypointPublisher:
 
     ``seq`` counts from 0 per run and +1 per frame: a restarted publisher counts from 0 again,
     as a rebooted device does, which the engine allows (it knows a repeat by the frame's
-    camera and time, not by its seq). ``t`` is the frame's own capture time, unchanged."""
+    camera and time, not by its seq). ``t`` is the frame's capture time plus ``origin``: a
+    live stream's publisher is given the wall-clock time of the stream's t = 0
+    (:meth:`set_origin`), so a camera worker restarted goes on with the clock it had, as a
+    device's clock does, instead of stepping back to 0; a video file's frames keep their own
+    time (origin 0)."""
 
     def __init__(self, url: str, store: str, camera: str, *, connect_s: float = 10.0) -> None:
         self.url, self.topic = url, wire.keypoints_topic(store, camera)
         self.seq = 0
+        self.origin = 0.0
         self._stats: dict[str, Any] | None = None
         try:
             self._pub = MqttPublisher(url)
@@ -48,9 +53,14 @@ class KeypointPublisher:
                                   f"{connect_s:.0f} s")
             time.sleep(0.05)
 
+    def set_origin(self, origin: float) -> None:
+        """The wall-clock time of the frames' t = 0 (a live stream's start)."""
+        self.origin = origin
+
     def __call__(self, frame: KeypointFrame) -> None:
         """Publish ``frame`` now (queued in paho while the broker is away)."""
-        self._pub.publish(self.topic, wire.encode_keypoints(self.seq, frame.t, frame.keypoints))
+        self._pub.publish(self.topic, wire.encode_keypoints(self.seq, self.origin + frame.t,
+                                                            frame.keypoints))
         self.seq += 1
 
     def close(self, flush_s: float = 10.0) -> dict[str, Any]:

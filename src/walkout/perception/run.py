@@ -102,6 +102,7 @@ def perceive_stream(
     sink: Callable[[KeypointFrame], None] | None = None, give_up_s: float | None = None,
     connect_s: float | None = 30.0, stop: threading.Event | None = None,
     started: Callable[[], None] | None = None, keep: bool = True,
+    on_origin: Callable[[float], None] | None = None,
 ) -> RunResult:
     """Keypoints of a live stream (RTSP, HTTP, file), reconnecting on loss, until
     ``duration_s``/``max_frames``, until ``stop`` is set (Ctrl-C), or until the source ends (a
@@ -110,7 +111,8 @@ def perceive_stream(
     A stream that delivers no frame within ``connect_s`` is a :class:`SourceError` naming it.
     ``started`` is called once the model is loaded and the source is reading. ``sink`` gets
     each frame as it is made; without ``keep`` the frames are not collected (a camera that
-    runs all day would hold them all, ~1 KB each).
+    runs all day would hold them all, ~1 KB each). ``on_origin`` gets the wall-clock time of
+    the stream's t = 0 once it is open.
     ``dropped_behind`` counts every frame grabbed but not handed to the stage (the camera
     outran inference), so ``grabbed = frames_in + dropped_behind``."""
     backend = create_backend(config)
@@ -120,6 +122,8 @@ def perceive_stream(
     t_end = None if duration_s is None else time.monotonic() + duration_s
     ended = "stopped"
     with StreamSource(url, give_up_s=give_up_s, connect_s=connect_s) as src:
+        if on_origin:  # a publisher puts its frames on the wall clock (docs/mqtt.md)
+            on_origin(src.origin)
         if started:
             started()
         while True:

@@ -155,6 +155,9 @@ class StreamSource:
         self._clock = clock
         self._opener = opener or (lambda u: _open_stream(u, open_timeout_s, read_timeout_s))
         self._t0 = clock()
+        #: the clock's reading at stream time 0 (seconds since the epoch with the default
+        #: clock): a frame's capture time on the wall is ``origin + t``
+        self.origin = self._t0
         self._cond = threading.Condition()
         self._slot: tuple[float, np.ndarray] | None = None
         self._stop = threading.Event()
