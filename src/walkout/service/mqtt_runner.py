@@ -156,7 +156,8 @@ class MqttRunner(LiveRunner):
                     src.acknowledge(chunk[3])
                     if self._t_start is None:
                         self._t_start = chunk[3]
-                    if (self.roll_after_s is not None and self.keep_state
+                    # an engine without state (on Ray) too: its memory of people
+                    if (self.roll_after_s is not None
                             and chunk[3] - self._t_start >= self.roll_after_s
                             and eng.idle(chunk[3], self.roll_quiet_s,
                                         self.roll_case_wait_s)):
