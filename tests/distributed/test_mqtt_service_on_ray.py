@@ -4,7 +4,7 @@ on a real Ray cluster, fed by a real Mosquitto, writing to a real service databa
 the in-process runner gives on the same published stream: the receipts and alerts on the
 result topics, the event log (gate and shelf events, decisions, review cases and their
 evidence, alerts, the health rows, the stream's end), the visits, cart lines and charges,
-across a rollover."""
+across a rollover. And a restart on Ray does what docs/mqtt.md says of it."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from walkout.distributed import DistributedEngine
 from walkout.engine import Engine
 from walkout.service.db import make_engine, upgrade
 from walkout.service.deps import Deps
+from walkout.service.housekeeping import close_abandoned
 from walkout.service.models import CartLine, Charge, EngineEvent, Visit
 from walkout.service.mqtt_runner import MqttRunner
 from walkout.service.testing import Svc, make_svc
@@ -292,3 +293,92 @@ def test_the_service_on_ray_through_mosquitto_is_the_in_process_service(
                   if c[0] == "capture") == ["3.7900", "3.7900", "5.5900"]
     assert [c["state"] for c in cases] == ["applied"]
 
+
+def test_a_restart_on_ray_ends_the_stream_it_cannot_continue_and_says_so(
+        mqtt_url: str, ray_address: str, tmp_path: Path, session: SimSession) -> None:
+    """docs/mqtt.md: an engine on Ray keeps no state, so each start of the service begins a
+    new stream; it ends the store's open stream with an ``engine_state_lost`` alert (how many
+    visits were open: whoever is inside is an unbound person to the new engine, and their
+    visits are checked out for review after max_visit_s). The service stops (``systemctl
+    restart``) with the third shopper inside and her review case undecided, and starts again
+    on Ray while she finishes her visit."""
+    svc = _svc(tmp_path / "ray.db")
+    d = svc.deps
+    name = f"rst{uuid.uuid4().hex[:8]}"
+    r1 = _runner(mqtt_url, name, ray_address)
+    MqttSource(mqtt_url, STORE, name, client_id=r1.client_id).start().close()
+    listener = _Listener(mqtt_url, name)
+    msgs, sent = session_messages(session, name)
+    try:
+        run1 = _Run(r1).start(d)
+        with MqttPublisher(mqtt_url) as pub:
+            for m in msgs:
+                if m.t_send < 100.0:
+                    pub.publish(m.topic, m.payload)
+            pub.flush()
+            run1.wait(lambda: _reviews(svc))
+            run1.settle()
+            run1.stop.set()  # a clean stop, the third shopper inside
+            run1.join(60)
+            old = r1.source
+            r2 = _runner(mqtt_url, name, ray_address)
+            run2 = _Run(r2).start(d)
+            for m in msgs:
+                if m.t_send >= 100.0:
+                    pub.publish(m.topic, m.payload)
+            pub.publish(wire.end_topic(name), wire.encode_end(float(session.duration_s), sent))
+            pub.flush()
+        run2.join()
+        time.sleep(1.0)  # the result topics delivered
+    finally:
+        listener.close()
+        drop_session(mqtt_url, r1.client_id)
+    inside = "wrong-planogram-entry-3-1-0"
+    assert r2.source != old and r2.engine is not None
+    # the new stream says what was lost, in its engine's alerts and its event log
+    lost = [a for a in r2.engine.alerts if a.kind == "engine_state_lost"]
+    assert len(lost) == 1, r2.engine.alerts
+    assert old in lost[0].message and "1 visits were open" in lost[0].message
+    with d.sessions() as s:
+        alerts = list(s.scalars(select(EngineEvent.kind).where(
+            EngineEvent.source == f"{r2.source}/alerts").order_by(EngineEvent.seq)))
+        ended = [json.loads(p) for p in s.scalars(select(EngineEvent.payload).where(
+            EngineEvent.source == f"{old}/stream", EngineEvent.kind == "stream_ended"))]
+    assert alerts[:1] == ["engine_state_lost"], alerts
+    # she is an unbound person to the new engine, which charges her nothing
+    assert "unbound_person" in alerts
+    # the old stream ended, her case undecided: expired, a verdict on it refused
+    assert [e["next"] for e in ended] == [r2.source]
+    (case,) = _reviews(svc)
+    assert case["stream"] == old and case["state"] == "expired"
+    assert ended[0]["open_cases"] == [case["case_id"]]
+    r = svc.client.post(f"/v1/ops/reviews/{case['case_id']}/decision", headers=svc.gate,
+                        json={"shares": {case["sessions"][0]: []}})
+    assert r.status_code == 409 and r.json()["error"] == "stream_ended", r.text
+    # nothing charged twice: the first two once each; hers left open by the new engine ...
+    money = _money(d)
+    assert [c for v in money.values() for c in v["charges"] if c[0] == "capture"] == [
+        ("capture", "3.7900", "succeeded")] * 2
+    assert money[inside]["state"] == "open"
+    assert [r["credential"] for r in listener.got("receipt")] == [
+        "same-plate-same-moment-3-0-0", "same-plate-same-moment-3-0-1"]
+    # ... until the housekeeping checks it out for review after max_visit_s
+    svc.clock.advance(d.settings.max_visit_s + 1.0)
+    assert close_abandoned(d) == 1
+    money = _money(d)
+    assert money[inside]["state"] == "in_review"
+    # and, as documented, the new engine's shelves hold the planogram's stock again (as at the
+    # first chunk of the day): the two bottles taken in the lost stream are back to its health
+    with d.sessions() as s:
+        def stock(where: Any, order: Any) -> dict[Any, int]:
+            row = s.scalars(select(EngineEvent.payload).where(where).order_by(order)
+                            .limit(1)).one()
+            return {(tuple(i["plates"]), i["product"]): i["count"]
+                    for i in json.loads(row)["inventory"]}
+
+        opening = stock(EngineEvent.kind == "health", EngineEvent.id)
+        before = stock(EngineEvent.source == f"{old}/health", EngineEvent.seq.desc())
+        after = stock(EngineEvent.source == f"{r2.source}/health", EngineEvent.seq)
+    assert after == opening
+    assert {k: (n, after[k]) for k, n in before.items() if after[k] != n} == {
+        (("B1N-S4-P1",), "632565000654"): (2, 4)}

@@ -38,7 +38,7 @@ from walkout.service import live, live_state
 from walkout.service.checkout import insert_ignore
 from walkout.service.clock import aware
 from walkout.service.deps import Deps
-from walkout.service.models import EngineEvent, RunnerCheckpoint, Visit
+from walkout.service.models import EngineEvent, ReviewVerdict, RunnerCheckpoint, Visit
 from walkout.service.runner import LiveRunner, _issued, live_config
 from walkout.sources.mqtt import Chunk, MqttPublisher, MqttSource, PublishRefused, split_url
 from walkout.store.model import Store
@@ -167,7 +167,7 @@ class MqttRunner(LiveRunner):
             eng.finish()
             self._persist(d, eng, seen, self.chunks_done + 1, self._t)
             self._publish(pub, eng)
-            self._ended(d, self.source, eng)
+            self._ended(d, self.source, eng.open_cases(), self._t)
             if self.keep_state:
                 live_state.forget_stream(d, self.source)  # ended: the next start is a new one
                 src.acknowledge(math.inf)
@@ -220,6 +220,8 @@ class MqttRunner(LiveRunner):
             log.warning("an engine on Ray keeps no state across restarts: each start of the "
                         "service begins a new stream")
         stream = live_state.open_stream(d, self.stream_prefix, self.store)
+        if stream is None and not self.keep_state:
+            stream = self._unended(d)  # an engine without state's own last stream
         if stream is None:
             return self._engine(), seen
         if not self.keep_state:  # left open, a later start with state would continue it
@@ -283,8 +285,26 @@ class MqttRunner(LiveRunner):
         if published:
             self._engine_alerts = len(eng.alerts)
 
+    def _unended(self, d: Deps) -> live_state.Stream | None:
+        """The store's newest stream (by its runner checkpoint; a stream's name carries the
+        time it began) unless it ended: one an engine without state ran (on Ray), which kept
+        neither journal nor snapshot, and stopped or died. Its people and review cases are
+        lost as a kept stream's are (:meth:`_lost`)."""
+        with d.sessions() as s:
+            cp = s.scalars(select(RunnerCheckpoint).where(
+                RunnerCheckpoint.source.startswith(self.stream_prefix, autoescape=True))
+                .order_by(RunnerCheckpoint.updated_at.desc(), RunnerCheckpoint.source.desc())
+                .limit(1)).first()
+            if cp is None or s.scalar(select(EngineEvent.id).where(
+                    EngineEvent.source == f"{cp.source}/stream",
+                    EngineEvent.kind == "stream_ended")) is not None:
+                return None
+            return live_state.Stream(cp.source, cp.chunk, None, [], cp.t)
+
     def _lost(self, d: Deps, stream: live_state.Stream) -> Engine:
-        """A stream whose state cannot be loaded: a new one begins, and says what was lost."""
+        """A stream whose state cannot be loaded: a new one begins, and says what was lost;
+        the old one's end is logged with the review cases it left undecided (expired: no
+        engine will apply a verdict on them)."""
         eng = self._engine()
         with d.sessions() as s:
             inside = s.scalar(select(func.count()).select_from(Visit)
@@ -295,6 +315,13 @@ class MqttRunner(LiveRunner):
                "max_visit_s")
         log.error("%s", msg)
         eng.alerts.append(Alert(stream.t, "engine_state_lost", msg, stream.source))
+        with d.sessions() as s:
+            applied = set(s.scalars(select(ReviewVerdict.case_id).where(
+                ReviewVerdict.source == stream.source, ReviewVerdict.applied_at.is_not(None))))
+            cases = [c for c in s.scalars(select(EngineEvent.ref).where(
+                EngineEvent.source == f"{stream.source}/cases").order_by(EngineEvent.seq))
+                if c not in applied]
+        self._ended(d, stream.source, cases, stream.t)
         live_state.forget_stream(d, stream.source)
         return eng
 
@@ -325,19 +352,18 @@ class MqttRunner(LiveRunner):
         self._t_start = self._t
         seen = {k: 0 for k in seen}
         self._snapshot(d, nxt, seen, pub, force=True, replaces=old)  # the old stream goes
-        self._ended(d, old, eng)
+        self._ended(d, old, eng.open_cases(), self._t)
         log.info("stream %s rolled over to %s: the store was empty", old, self.source)
         return nxt, seen
 
-    def _ended(self, d: Deps, old: str, eng: Engine) -> None:
-        """Say in the event log that stream ``old`` ended here, with the review cases it left
-        open (older than ``roll_case_wait_s``): no engine holds them any more, so the API
+    def _ended(self, d: Deps, old: str, cases: list[str], t: float) -> None:
+        """Say in the event log that stream ``old`` ended at stream time ``t``, with the
+        review cases it left open (``cases``): no engine holds them any more, so the API
         answers a verdict on one with what to do instead (a refund on the receipt)."""
-        cases = eng.open_cases()
         if cases:
             log.warning("stream %s ended with %d review cases nobody decided: their receipts "
                         "stand as issued", old, len(cases))
-        row = {"source": f"{old}/stream", "seq": 0, "kind": "stream_ended", "t": self._t,
+        row = {"source": f"{old}/stream", "seq": 0, "kind": "stream_ended", "t": t,
                "ref": None, "recorded_at": d.clock.now(),
                "payload": json.dumps({"next": self.source if self.source != old else None,
                                       "open_cases": cases})}
