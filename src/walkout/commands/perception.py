@@ -138,8 +138,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         = None,
         mqtt_url: Annotated[str | None, typer.Option(
             "--mqtt", help="publish each frame as it is made to the store's engine: "
-            "mqtt://HOST:PORT[/STORE] (STORE: the store's name on the wire, default the store "
-            "file's); with it --out is optional")] = None,
+            "mqtt://HOST:PORT or mqtt://HOST:PORT/STORE (STORE: the store's name on the "
+            "wire, default the store file's); with it --out is optional")] = None,
         video: Annotated[Path | None, typer.Option(
             "--video", help="video file (read whole)")] = None,
         stream: Annotated[str | None, typer.Option(
