@@ -9,11 +9,9 @@ across a rollover. And a restart on Ray does what docs/mqtt.md says of it."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,6 @@ from walkout.service.testing import Svc, make_svc
 from walkout.sim.session import SimConfig, SimSession, simulate
 from walkout.sources import wire
 from walkout.sources.mqtt import (
-    LocalMosquitto,
     MqttPublisher,
     MqttSource,
     drop_session,
@@ -50,20 +47,6 @@ STORE = load_store("small")
 #: alerted silent after 10 minutes (the tests pause the stream for seconds, in real time)
 ROLL: dict[str, Any] = {"roll_after_s": 30.0, "roll_quiet_s": 5.0, "silent_after_s": 600.0}
 
-
-@pytest.fixture(scope="module")
-def mqtt_url() -> Iterator[str]:
-    """The broker the test command started (``WALKOUT_TEST_MQTT_URL``), else a private one."""
-    url = os.environ.get("WALKOUT_TEST_MQTT_URL")
-    if url:
-        yield url
-        return
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url
-    broker.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ MQTT source."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,7 +12,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -31,20 +29,6 @@ from walkout.sources import wire
 from walkout.sources.mqtt import LocalMosquitto, MqttPublisher, MqttSource, drop_session, parse_url
 from walkout.sources.recording import load_sensors
 from walkout.store import load_store
-
-
-@pytest.fixture(scope="module")
-def mqtt_url() -> Iterator[str]:
-    url = os.environ.get("WALKOUT_TEST_MQTT_URL")
-    if url:
-        yield url
-        return
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url
-    broker.close()
 
 
 def _clip(path: Path, videos_dir: Path, frames: int = 20) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures of the source adapters' tests."""
+"""Fixtures every test folder may use: the MQTT broker (the source adapters', the camera
+publisher's and the service-on-Ray tests'; tests/ops keeps a private one per module)."""
 
 from __future__ import annotations
 
