@@ -1430,11 +1430,19 @@ def drop_session(url: str, client_id: str) -> None:
     """Drop a consumer's persistent session (and what the broker queued for it)."""
     host, port = parse_url(url)
     c = _client(client_id)
+    gone = threading.Event()
+    c.on_disconnect = lambda *_: gone.set()
     try:
         c.connect(host, port, clean_start=True)
         c.loop_start()
-        time.sleep(0.05)
+        # the broker must have taken the connection, and then its end, before the next
+        # connection of this client id: else that one takes the live session over and finds
+        # it present (a race a loaded machine lost after a fixed 50 ms wait)
+        end = time.monotonic() + 10.0
+        while not c.is_connected() and time.monotonic() < end:
+            time.sleep(0.01)
         c.disconnect()
+        gone.wait(max(0.0, end - time.monotonic()))
         c.loop_stop()
     except OSError:
         pass
