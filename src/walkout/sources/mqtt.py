@@ -715,6 +715,12 @@ class MqttSource:
         if self._client is not None:
             self._closing = True
             self._client.disconnect()
+            # the acknowledgements queued before it go out first: let the network thread write
+            # them and the DISCONNECT (it closes the socket then) before stopping it, else a
+            # loaded machine stopped it with them unsent and the broker sent it all again
+            end = time.monotonic() + 5.0
+            while self._client.socket() is not None and time.monotonic() < end:
+                time.sleep(0.01)
             self._client.loop_stop()
             self._client = None
 
