@@ -614,6 +614,8 @@ class MqttSource:
         self._acks: deque[_Ack] = deque()  # in the order received: acknowledged in that order
         self._over_budget = False  # more than ack_budget waited at the last acknowledge
         self._cur: _Ack | None = None  # the message being handled
+        #: the UNSUBSCRIBE whose answer :meth:`_sync_acks` waits for
+        self._sync_mid: tuple[int, threading.Event] | None = None
         self._dup = False  # ... was delivered before
         #: broker sessions begun (the one the messages arriving now belong to)
         self._epoch = 0
@@ -658,6 +660,7 @@ class MqttSource:
         c = self._client = _client(self.client_id, self.manual_ack)
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
+        c.on_unsubscribe = self._on_unsubscribe
         c.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
@@ -714,15 +717,45 @@ class MqttSource:
         """Disconnect; the broker keeps the session (and queues for it) until it expires."""
         if self._client is not None:
             self._closing = True
+            if self.manual_ack:
+                self._sync_acks()
             self._client.disconnect()
-            # the acknowledgements queued before it go out first: let the network thread write
-            # them and the DISCONNECT (it closes the socket then) before stopping it, else a
-            # loaded machine stopped it with them unsent and the broker sent it all again
+            # let the network thread write the DISCONNECT (it closes the socket then) before
+            # stopping it
             end = time.monotonic() + 5.0
             while self._client.socket() is not None and time.monotonic() < end:
                 time.sleep(0.01)
             self._client.loop_stop()
             self._client = None
+
+    def _sync_acks(self, timeout: float = 5.0) -> bool:
+        """Wait until the broker has taken every acknowledgement sent so far.
+
+        Writing them is not enough: paho closes the socket right after the DISCONNECT, and
+        with the broker's next messages unread in it the kernel resets the connection, and
+        the broker drops what it had not read yet, acknowledgements included (a loaded
+        machine's restart was sent everything again). An UNSUBSCRIBE queued behind them is a
+        barrier: the broker answers packets of a connection in order, so its UNSUBACK says
+        that the acknowledgements before it were taken."""
+        c = self._client
+        if c is None or not c.is_connected():
+            return False
+        done = threading.Event()
+        rc, mid = c.unsubscribe(wire.sync_topic(self.store_name, uuid.uuid4().hex))
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        self._sync_mid = (mid, done)
+        ok = done.wait(timeout)
+        if not ok:
+            log.warning("the broker did not confirm the last acknowledgements within %.0f s: "
+                        "it may send their messages again", timeout)
+        return ok
+
+    def _on_unsubscribe(self, client: Any, userdata: Any, mid: int, rcs: Any,
+                        props: Any) -> None:
+        want = self._sync_mid
+        if want is not None and want[0] == mid:
+            want[1].set()
 
     def __enter__(self) -> MqttSource:
         return self.start()

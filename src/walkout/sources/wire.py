@@ -78,6 +78,12 @@ def end_topic(store: str) -> str:
     return f"walkout/{store}/control/end"
 
 
+def sync_topic(store: str, token: str) -> str:
+    """A topic nobody publishes on: a consumer unsubscribes from it to learn, from the answer,
+    that the broker has taken what it sent before (``MqttSource.close``)."""
+    return f"walkout/{store}/control/sync-{token}"
+
+
 def receipt_topic(store: str, session: str) -> str:
     return f"walkout/{store}/receipts/{session}"
 
