@@ -244,3 +244,27 @@ def test_a_live_run_publishing_only_stops_on_ctrl_c_with_every_frame_sent(
     # as a device's clock does, instead of stepping back to 0)
     assert abs(msgs[0].t - time.time()) < 60, msgs[0].t
     assert list(tmp_path.iterdir()) == [video]  # nothing written
+
+
+def test_frames_a_broker_never_took_are_counted_as_unacknowledged():
+    """The broker goes and stays away: closing waits its time, then says how many frames it
+    never acknowledged (those are lost), not how many were published."""
+    try:
+        broker = LocalMosquitto().start()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    try:
+        kp = np.zeros((1, 17, 3), np.float32)
+        pub = KeypointPublisher(broker.url, "shop", "cam1")
+        for i in range(5):
+            pub(KeypointFrame("cam1", i / 10, kp))
+        pub._pub.flush(10)
+        assert pub._pub.unacked == 0
+        broker.stop()
+        for i in range(5, 12):
+            pub(KeypointFrame("cam1", i / 10, kp))
+        assert pub._pub.unacked == 7
+        stats = pub.close(flush_s=1)
+        assert stats["mqtt_published"] == 12 and stats["mqtt_unacked"] == 7, stats
+    finally:
+        broker.close()

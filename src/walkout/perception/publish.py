@@ -10,7 +10,6 @@ by the end is counted, not raised.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -74,8 +73,7 @@ class KeypointPublisher:
             self._pub.flush(flush_s)
         except TimeoutError as e:
             log.error("MQTT broker %s: %s", self.url, e)
-            n = re.match(r"(\d+) of", str(e))  # "N of M messages not acknowledged ..."
-            unacked = int(n[1]) if n else self.seq
+            unacked = self._pub.unacked
         except PublishRefused as e:
             log.error("MQTT broker %s: %s", self.url, e)
         finally:

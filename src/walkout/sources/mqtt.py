@@ -152,6 +152,13 @@ class MqttPublisher:
             else:
                 self._settle(topic, rc)
 
+    @property
+    def unacked(self) -> int:
+        """Messages published that the broker has not answered yet (all of them are lost if
+        the publisher closes before it does)."""
+        with self._cv:
+            return self._sent - self._acked if self.qos else 0
+
     def flush(self, timeout: float = 120.0) -> None:
         """Wait until the broker answered every message (QoS ≥ 1); raise :class:`TimeoutError`
         after ``timeout``, :class:`PublishRefused` if it refused any since the last flush."""
