@@ -3,10 +3,12 @@ recording `walkout replay` reads, and the CLI's errors."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -20,6 +22,7 @@ from walkout.perception.stage import FrameGovernor, PerceptionStage
 from walkout.perception.undistort import undistort_keypoints
 from walkout.sources.recording import RecordingError, load_sensors
 from walkout.store import load_store
+from walkout.store.model import Store
 
 STORE = load_store("aifi-nanostore")
 
@@ -104,6 +107,48 @@ def test_recording_merges_cameras_and_replays(tmp_path: Path):
     assert [f.camera_id for f in s.frames].count("cam1") == 2
     assert [f.t for f in s.frames] == sorted(f.t for f in s.frames)
     assert set(json.loads((tmp_path / "perception.json").read_text())) == {"cam1", "cam3"}
+
+
+def test_cameras_written_at_the_same_time_are_all_kept(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    """One ``perceive`` per camera, started together with the same ``--duration``: they end
+    together and each read the recording, added its camera and wrote it back, so the last
+    write dropped the cameras of the others. They take turns now."""
+    import multiprocessing
+
+    import walkout.perception.output as output
+
+    kp = np.zeros((1, 17, 3), np.float32)
+    cams = ["cam1", "cam2", "cam3", "cam4"]
+    ctx = multiprocessing.get_context("fork")  # the patched reader goes with the processes
+    together = ctx.Barrier(len(cams))
+    read = output._existing
+
+    def slow_read(out: Path, store: Store) -> list[KeypointFrame]:
+        frames = read(out, store)
+        # every run has read before any writes, unless turns keep them apart
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait(timeout=1.0)
+        return frames
+
+    monkeypatch.setattr(output, "_existing", slow_read)
+
+    def run(cam: str) -> None:
+        write_keypoint_recording(tmp_path, STORE, [KeypointFrame(cam, i / 10, kp)
+                                                   for i in range(5)], {"backend": cam})
+
+    procs = [ctx.Process(target=run, args=(c,)) for c in cams]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * len(cams)
+    frames = load_sensors(tmp_path).frames
+    assert sorted({f.camera_id for f in frames}) == cams and len(frames) == 20
+    assert sorted(json.loads((tmp_path / "perception.json").read_text())) == cams
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # nothing else left there
+        "gates.jsonl", "keypoints.npz", "perception.json", "plates.npz", "recording.json",
+        "store.yaml"]
 
 
 def test_recording_with_a_corrupt_keypoints_file_is_refused_and_kept(tmp_path: Path):

@@ -8,8 +8,11 @@ already in the directory are kept, so four runs build one four-camera recording.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +76,8 @@ def write_keypoint_recording(
     Returns the number of frames in the recording. ``perception`` (backend, counters) is kept
     per camera in ``perception.json``. Every file is written beside its place and renamed over
     it only once all are written: a failed write (a full disk, Ctrl-C) leaves the frames of
-    cameras added by earlier runs whole.
+    cameras added by earlier runs whole. Runs writing the same directory at once (one per
+    camera) take turns: each adds to what the one before it wrote.
     """
     if out.exists() and not out.is_dir():
         raise RecordingError(f"{out}: is a file, not a recording directory")
@@ -81,11 +85,34 @@ def write_keypoint_recording(
     unknown = mine - set(store.cameras_by_id)
     if unknown:
         raise RecordingError(f"cameras {sorted(unknown)} are not in store '{store.name}'")
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        return _write(out, store, frames, mine, perception)
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold a lock on the directory ``out`` (no file added to it): one camera's run at a time
+    reads, merges and writes the recording. Four cameras started together with the same
+    ``--duration`` end together, and each wrote the recording as it had read it: the last
+    one's write dropped the cameras of the others."""
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise RecordingError(f"{out}: cannot open the directory: {e.strerror or e}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when closed, or when the process dies
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(out: Path, store: Store, frames: list[KeypointFrame], mine: set[str],
+           perception: dict[str, Any]) -> int:
     kept = [f for f in _existing(out, store) if f.camera_id not in mine]
     per = _perception_json(out) if out.is_dir() else {}
     for cam in sorted(mine):
         per[cam] = perception
-    out.mkdir(parents=True, exist_ok=True)
     allf = sorted(kept + frames, key=lambda f: (f.t, f.camera_id))
     cam_ids = [c.id for c in store.cameras]
     index = {c: i for i, c in enumerate(cam_ids)}
@@ -96,8 +123,9 @@ def write_keypoint_recording(
     meta = {"format": FORMAT, "version": VERSION, "store": store.name,
             "store_sha256": store_digest(store), "seed": 0, "duration_s": duration,
             "shoppers": 0, "source": "video"}
-    names = ("store.yaml", "plates.npz", "gates.jsonl", "keypoints.npz", "recording.json",
-             "perception.json")
+    # renamed in this order: recording.json, which says what the directory holds, last
+    names = ("store.yaml", "plates.npz", "gates.jsonl", "keypoints.npz", "perception.json",
+             "recording.json")
     tmp = {n: _partial(out / n) for n in names}
     try:
         dump_store(store, tmp["store.yaml"])
