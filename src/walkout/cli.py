@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -25,6 +24,7 @@ from walkout.commands import (
     print_json,
     register_all,
 )
+from walkout.commands.say import dim, err, error, say, warning
 from walkout.store import StoreFileError, builtin_stores, load_store
 from walkout.store.model import Store
 
@@ -38,7 +38,6 @@ store_app = typer.Typer(no_args_is_help=True, help="Store descriptions.")
 app.add_typer(bench_app, name="bench")
 app.add_typer(store_app, name="store")
 console = Console()
-err = Console(stderr=True, soft_wrap=True, highlight=False)  # errors stay greppable
 
 StoreOpt = Annotated[str, typer.Option("--store", help="shipped store name or a store YAML path")]
 ScenarioOpt = Annotated[
@@ -52,7 +51,7 @@ def _store(name: str) -> Store:
     try:
         return load_store(name)
     except StoreFileError as e:
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(2) from e
 
 
@@ -68,7 +67,7 @@ def _engine(st: Store, ray: str | None) -> Any:
     try:
         return make_engine(st, ray_address=ray)
     except RayError as e:
-        err.print(f"[red]error:[/] --ray: {e}")
+        error(f"--ray: {e}")
         raise typer.Exit(2) from e
 
 
@@ -98,7 +97,7 @@ def _writable_dir(path: Path, flag: str) -> None:
     """Exit 2 with a one-line error naming ``flag`` and ``path`` when :func:`_dir_problem`."""
     problem = _dir_problem(path)
     if problem:
-        err.print(f"[red]error:[/] {flag} {escape(str(path))}: {problem}")
+        error(f"{flag} {path}: {problem}")
         raise typer.Exit(2)
 
 
@@ -107,7 +106,7 @@ def _check_scenarios(names: list[str]) -> None:
 
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
-        err.print(f"[red]error:[/] unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
+        error(f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
         raise typer.Exit(2)
 
 
@@ -195,8 +194,8 @@ def demo(
         return
     console.print(
         f"simulated {session.duration_s:.0f} s: {len(session.frames):,} camera frames, "
-        f"{session.plates.grams.size:,} plate samples, {len(session.truth.events)} shelf events"
-    )
+        f"{session.plates.grams.size:,} plate samples, {len(session.truth.events)} shelf events",
+        markup=False)
     with _progress(session.duration_s, "engine") as tick:
         result = Engine(st).run(Sensors.from_session(session), tick)
     pred, true = predicted_receipts(result), true_receipts(session.truth)
@@ -271,10 +270,10 @@ def sim(
     from walkout.sources.recording import RecordingError, write_recording
 
     if out is None and publish is None:
-        err.print("[red]error:[/] give --out DIR (a recording) or --publish mqtt://HOST:PORT")
+        error("give --out DIR (a recording) or --publish mqtt://HOST:PORT")
         raise typer.Exit(2)
     if speed < 0:
-        err.print(f"[red]error:[/] --speed must be >= 0, got {speed}")
+        error(f"--speed must be >= 0, got {speed}")
         raise typer.Exit(2)
     target: tuple[str, str | None] | None = None
     if publish is not None:
@@ -283,7 +282,7 @@ def sim(
         try:
             target = split_url(publish)
         except ValueError as e:
-            err.print(f"[red]error:[/] --publish: {e}")
+            error(f"--publish: {e}")
             raise typer.Exit(2) from e
     st = _store(store)
     if out is not None:
@@ -294,31 +293,32 @@ def sim(
             try:
                 write_recording(session, out)
             except RecordingError as e:
-                err.print(f"[red]error:[/] writing the recording: {e}")
+                error(f"writing the recording: {e}")
                 raise typer.Exit(2) from e
             except OSError as e:  # named by the --out given, not the hidden folder written
-                err.print(f"[red]error:[/] --out {escape(str(out))}: cannot write the "
-                          f"recording: {e.strerror or e}")
+                error(f"--out {out}: cannot write the "
+                      f"recording: {e.strerror or e}")
                 raise typer.Exit(2) from e
     if out is not None:
-        console.print(f"recorded {session.duration_s:.0f} s of '{st.name}' to {out}")
+        console.print(f"recorded {session.duration_s:.0f} s of '{st.name}' to {out}",
+                      markup=False)
     if target is not None:
         from walkout.sources.mqtt import PublishRefused, publish_session
 
         if session.modes:  # an operator's input, not a device's: no topic carries it
-            err.print("[yellow]warning:[/] the store is marked closed and opened again in this "
-                      "period; MQTT carries no store mode: set it on the engine's service "
-                      "(POST /v1/store-mode) or replay a recording (--out)")
+            warning("the store is marked closed and opened again in this "
+                    "period; MQTT carries no store mode: set it on the engine's service "
+                    "(POST /v1/store-mode) or replay a recording (--out)")
         url, name = target
         pace = f"{speed:g}× real time" if speed else "as fast as the broker takes it"
         with console.status(f"publishing {session.duration_s:.0f} s to {url} ({pace})..."):
             try:
                 sent = publish_session(session, url, name or st.name, speed=speed or None)
             except (OSError, TimeoutError, PublishRefused) as e:
-                err.print(f"[red]error:[/] publishing to {url}: {e}")
+                error(f"publishing to {url}: {e}")
                 raise typer.Exit(1) from e
         console.print(f"published {sent['messages']:,} messages of {len(sent['devices'])} devices "
-                      f"of '{name or st.name}' to {url} in {sent['seconds']:.1f} s")
+                      f"of '{name or st.name}' to {url} in {sent['seconds']:.1f} s", markup=False)
 
 
 def _check_recording_out(out: Path) -> None:
@@ -328,16 +328,16 @@ def _check_recording_out(out: Path) -> None:
     try:
         taken = out.exists() and (not out.is_dir() or any(out.iterdir()))
     except OSError as e:  # a folder on the way that may not be searched or read
-        err.print(f"[red]error:[/] --out {escape(str(out))}: cannot be reached: "
-                  f"{e.strerror or e}")
+        error(f"--out {out}: cannot be reached: "
+              f"{e.strerror or e}")
         raise typer.Exit(2) from e
     if taken:
-        err.print(f"[red]error:[/] --out {escape(str(out))}: exists and is not empty; a "
-                  "recording is never written over")
+        error(f"--out {out}: exists and is not empty; a "
+              "recording is never written over")
         raise typer.Exit(2)
     problem = _dir_problem(out.parent)
     if problem:
-        err.print(f"[red]error:[/] --out {escape(str(out))}: its folder {out.parent} {problem}")
+        error(f"--out {out}: its folder {out.parent} {problem}")
         raise typer.Exit(2)
 
 
@@ -349,10 +349,10 @@ def _load_recording(recording: Path) -> Sensors:
     try:
         sensors = load_sensors(recording)
     except (RecordingError, StoreFileError) as e:
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(2) from e
     for note in sensors.notes:
-        err.print(f"[yellow]warning:[/] {note}")
+        warning(str(note))
     return sensors
 
 
@@ -367,20 +367,21 @@ def replay(
     sensors = _load_recording(recording)
     target = out or recording / "receipts.json"
     if target.is_dir() or not target.parent.is_dir():  # said now, not after the engine's run
-        err.print(f"[red]error:[/] --out {target}: "
-                  + ("is a directory" if target.is_dir() else "its folder does not exist"))
+        error(f"--out {target}: "
+              + ("is a directory" if target.is_dir() else "its folder does not exist"))
         raise typer.Exit(2)
     engine = _engine(sensors.store, ray)  # a Ray cluster that cannot be joined: said first
     for m in sensors.modes:  # applied by Engine.run where the service's worker applies them
-        console.print(f"store marked {m.mode} at {m.t:.1f} s ({recording / 'store_modes.jsonl'})")
+        console.print(f"store marked {m.mode} at {m.t:.1f} s "
+                      f"({recording / 'store_modes.jsonl'})", markup=False)
     with _progress(sensors.duration_s, "engine") as tick:
         result = engine.run(sensors, tick)
     try:
         target.write_text(json.dumps(_receipts_json(result), indent=1) + "\n")
     except OSError as e:
-        err.print(f"[red]error:[/] --out {target}: {e.strerror or e}")
+        error(f"--out {target}: {e.strerror or e}")
         raise typer.Exit(2) from e
-    console.print(f"{len(result.receipts)} receipts written to {target}")
+    console.print(f"{len(result.receipts)} receipts written to {target}", markup=False)
 
 
 @bench_app.command("accuracy")
@@ -401,7 +402,7 @@ def bench_accuracy(
 
     st = _store(store)
     if suite not in ("standard", "hard"):
-        err.print(f"[red]error:[/] unknown suite {suite!r}: use standard or hard")
+        error(f"unknown suite {suite!r}: use standard or hard")
         raise typer.Exit(2)
     names = list(scenario or [])
     if suite == "hard":
@@ -426,15 +427,14 @@ def store_list() -> None:
         s = load_store(name)
         console.print(
             f"{name}: {len(s.gondolas)} gondolas, {len(s.plates)} plates, "
-            f"{len(s.catalogue)} products, {len(s.cameras)} cameras"
-        )
+            f"{len(s.catalogue)} products, {len(s.cameras)} cameras", markup=False)
 
 
 @store_app.command("validate")
 def store_validate(path: Annotated[Path, typer.Argument(help="store YAML file")]) -> None:
     """Check a store file; errors name the file, line and field."""
     s = _store(str(path))
-    console.print(f"{path}: valid store '{s.name}' ({len(s.plates)} plates)")
+    console.print(f"{path}: valid store '{s.name}' ({len(s.plates)} plates)", markup=False)
 
 
 @store_app.command("import-aifi")
@@ -451,15 +451,15 @@ def store_import_aifi(
 
     problem = output_file_problem(out, force)
     if problem:
-        err.print(f"[red]error:[/] --out {escape(str(out))}: {problem}")
+        error(f"--out {out}: {problem}")
         raise typer.Exit(2)
     try:
         s = import_aifi_store(meta, case)
         dump_store(s, out)
     except (AifiDataError, OSError) as e:
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(2) from e
-    console.print(f"wrote {out}: {len(s.plates)} plates, {len(s.cameras)} cameras")
+    console.print(f"wrote {out}: {len(s.plates)} plates, {len(s.cameras)} cameras", markup=False)
 
 
 @bench_app.command("shelf-pcp")
@@ -476,7 +476,7 @@ def bench_shelf_pcp(
     try:
         figures = run_shelf_pcp(data, out, frames)
     except (OSError, ShelfDataError) as e:
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(2) from e
     print_json(figures, json_path)
 
@@ -503,12 +503,12 @@ def aifi_run(
 
     problem = output_file_problem(out, force=True)  # said before the case is run
     if problem:
-        err.print(f"[red]error:[/] --out {escape(str(out))}: {problem}")
+        error(f"--out {out}: {problem}")
         raise typer.Exit(2)
     try:
         result = run_case(case, meta)
     except AifiDataError as e:
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(2) from e
     data = receipts_json(result)
     print(json.dumps(data))  # first: a failed write below loses nothing
@@ -516,11 +516,11 @@ def aifi_run(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data, indent=1) + "\n")
     except OSError as e:
-        err.print(f"[red]error:[/] --out {escape(str(out))}: cannot write: {e.strerror or e} "
-                  "(the receipts are printed above)")
+        error(f"--out {out}: cannot write: {e.strerror or e} "
+              "(the receipts are printed above)")
         raise typer.Exit(2) from e
     kinds = Counter(a.kind for a in result.alerts)
-    err.print(
+    say(
         f"{len(result.decisions)} shelf events, {sum(d.needs_review for d in result.decisions)} "
         f"to review, alerts {dict(sorted(kinds.items()))}; receipts written to {out}"
     )
@@ -541,7 +541,7 @@ def bench_shelf(
     """Shelf-stage precision/recall/item accuracy on simulated hard cases and faults."""
     from walkout.bench.shelf import run_shelf_bench
 
-    figures = run_shelf_bench(seed, duration, progress=lambda s: err.print(f"[dim]{s}...[/]"))
+    figures = run_shelf_bench(seed, duration, progress=lambda s: dim(f"{s}..."))
     print_json(figures, json_path)
 
 
@@ -565,10 +565,10 @@ def bench_memory(
     from walkout.bench.memory import run_memory_bench
 
     figures = run_memory_bench(_store(store), shoppers, seed, every, keep, forget,
-                               progress=lambda s: err.print(f"[dim]{s}...[/]"))
+                               progress=lambda s: dim(f"{s}..."))
     print_json(figures, json_path)
     if not figures["same_outputs"]:
-        err.print("[red]the bounded engine decided differently[/]")
+        say("the bounded engine decided differently", "red")
         raise typer.Exit(1)
 
 
@@ -654,13 +654,13 @@ def serve(
         settings = ServiceSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:  # no field named: the environment as a whole (a misspelt name)
         what = "setting " if e.errors()[0]["loc"] else ""
-        err.print(f"[red]error:[/] invalid {what}{first_error(e, 'settings')}")
+        error(f"invalid {what}{first_error(e, 'settings')}")
         raise typer.Exit(2) from e
     store = settings.store
     runner: LiveRunner
     if source == "recording":
         if recording is None:
-            err.print("[red]error:[/] --source recording needs --recording DIR")
+            error("--source recording needs --recording DIR")
             raise typer.Exit(2)
         sensors = _load_recording(recording)
         runner = LiveRunner(sensors, f"recording:{recording.resolve().name}",
@@ -674,11 +674,11 @@ def serve(
         try:
             runner = MqttRunner(source, _store(store), accept_end=accept_end)
         except ValueError as e:
-            err.print(f"[red]error:[/] --source: {e}")
+            error(f"--source: {e}")
             raise typer.Exit(2) from e
     else:
-        err.print(f"[red]error:[/] unknown source {source!r}: use sim, recording or "
-                  "mqtt://HOST:PORT/STORE")
+        error(f"unknown source {source!r}: use sim, recording or "
+              "mqtt://HOST:PORT/STORE")
         raise typer.Exit(2)
     runner.ray_address = ray  # the engine's stages on a Ray cluster (docs/scale-out.md)
     # the engine (and the receipt e-mails) run in a worker process beside the API: their CPU
@@ -689,7 +689,7 @@ def serve(
     except DBAPIError as e:
         where = make_url(settings.db_url).render_as_string(hide_password=True)
         reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
-        err.print(f"[red]error:[/] cannot open the database {where}: {reason}")
+        error(f"cannot open the database {where}: {reason}")
         raise typer.Exit(2) from e
     uvicorn.run(api, host=host, port=port, log_level="info")
 
@@ -703,7 +703,7 @@ def _check_bench_db(db: str | None) -> None:
         try:
             check_database_url(db)
         except ValueError as e:
-            err.print(f"[red]error:[/] --db: {e}")
+            error(f"--db: {e}")
             raise typer.Exit(2) from e
 
 
@@ -727,7 +727,7 @@ def bench_durability(
     from walkout.bench.durability import DurabilityError, run_durability
 
     def say(msg: str) -> None:
-        err.print(f"[dim]{msg}[/]")
+        dim(str(msg))
 
     _check_bench_db(db)
     if workdir is not None:
@@ -739,10 +739,10 @@ def bench_durability(
         else:
             figures = run_durability(kills, seed, shoppers, workdir, db, store, say, keep=True)
     except DurabilityError as e:
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(1) from e
     except (OSError, StoreFileError) as e:  # the workdir, the store: named before any run
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(2) from e
     print_json(figures, json_path)
 
@@ -776,7 +776,7 @@ def bench_service(
 
     def go(wd: Path) -> dict[str, Any]:
         return run_service_bench(shoppers, wd, db, seed, store, engine_shoppers, ramp, think,
-                                 lambda m: err.print(f"[dim]{m}[/]"))
+                                 lambda m: dim(str(m)))
 
     _check_bench_db(db)
     if workdir is not None:
@@ -788,10 +788,10 @@ def bench_service(
         else:
             figures = go(workdir)
     except ServiceBenchError as e:
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(1) from e
     except (OSError, StoreFileError) as e:  # the workdir (a database left there), the store
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(2) from e
     print_json(figures, json_path)
 

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -183,3 +185,37 @@ def test_aifi_run_out_that_is_a_directory_is_said_before_the_case_runs(tmp_path:
                                    str(tmp_path)])
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
     assert f"error: --out {tmp_path}: is a directory" in " ".join(res.output.split())
+
+
+def test_a_path_with_brackets_is_said_as_it_is(tmp_path: Path) -> None:
+    """Messages were printed as rich markup: a ``[...]`` in a path, URL or error text was
+    taken for a style tag and vanished from the message (or broke the print)."""
+    f = tmp_path / "[shop] 2026" / "file"
+    f.parent.mkdir()
+    f.write_text("precious")
+    out = f / "rec"
+    r = CliRunner().invoke(app, ["sim", "--out", str(out), "--shoppers", "0"])
+    assert r.exit_code == 2, r.output
+    assert f"error: --out {out}: its folder {f} exists and is not a directory" in r.output
+
+
+def test_a_pose_runtime_that_is_not_installed_is_one_line_naming_the_extra(
+        tmp_path: Path) -> None:
+    """The runtimes are the ``perception`` extra: a box set up without it got a
+    ModuleNotFoundError traceback from ``walkout perceive``."""
+    video = tmp_path / "v.avi"
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for _ in range(3):
+        out.write(np.zeros((48, 64, 3), np.uint8))
+    out.release()
+    code = ("import sys; sys.modules['ai_edge_litert'] = None; "
+            "from walkout.cli import app; app()")
+    r = subprocess.run([sys.executable, "-c", code, "perceive", "--video", str(video),
+                        "--camera", "cam1", "--store", "aifi-nanostore", "--out",
+                        str(tmp_path / "rec")], capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ("error: the movenet backend needs ai_edge_litert, which is not installed: "
+            "pip install 'walkout[perception]'") in r.stderr, r.stderr
+    assert not (tmp_path / "rec").exists()

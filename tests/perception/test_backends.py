@@ -3,6 +3,7 @@ CPU backends; the ONNX backend's plumbing on a model built here; config and mode
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,19 @@ def test_config_is_strict():
         PerceptionConfig(backend="onnx")
     with pytest.raises(ValueError, match="multiple of 32"):
         PerceptionConfig(movenet={"long_side": 300})
+
+
+@pytest.mark.parametrize(("backend", "runtime"), [("movenet", "ai_edge_litert"),
+                                                  ("openvino-hpe", "openvino"),
+                                                  ("onnx", "onnxruntime")])
+def test_a_runtime_that_is_not_installed_is_a_model_error_naming_it(
+        backend: str, runtime: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The runtimes are an extra (``walkout[perception]``): without it the import failed as a
+    ModuleNotFoundError wherever a backend was made."""
+    for name in [runtime, *(m for m in sys.modules if m.startswith(f"{runtime}."))]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if it were not installed
+    cfg = PerceptionConfig(models_dir=tmp_path, backend=backend,
+                           onnx={"path": "x.onnx"} if backend == "onnx" else {})
+    with pytest.raises(ModelError, match=rf"the {backend} backend needs {runtime}, which is "
+                                         r"not installed: pip install 'walkout\[perception\]'"):
+        create_backend(cfg)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+
+from walkout.commands.say import error
 
 #: modules under walkout.commands, registered in this order
 MODULES: tuple[str, ...] = ("perception", "distributed", "scale", "aifi_calibrate", "db")
@@ -88,7 +88,6 @@ def print_json(figures: dict[str, Any], path: Path | None) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text + "\n")
         except OSError as e:
-            Console(stderr=True, soft_wrap=True, highlight=False).print(
-                f"[red]error:[/] --json {escape(str(path))}: cannot write: {e.strerror or e} "
-                "(the figures are printed above)")
+            error(f"--json {path}: cannot write: {e.strerror or e} (the figures are printed "
+                  "above)")
             raise typer.Exit(2) from e

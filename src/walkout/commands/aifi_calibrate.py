@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from walkout.commands import ForceOpt, output_file_problem
-
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+from walkout.commands.say import dim
 
 
 def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
@@ -105,11 +103,11 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                 except (OSError, PlumbLineError, VanishingError) as e:
                     raise _fail(f"{c.id}: {e}; nothing written") from e
                 m = measured[c.id]
-                err.print(f"[dim]{c.id}: lens k1 {m.k1:+.3f} k2 {m.k2:+.3f} "
-                          f"({m.lens_edges} edges, {m.lens_rms_px} px), f {m.f} "
-                          f"cx {m.cx} cy {m.cy} ({m.focal})[/]")
+                dim(f"{c.id}: lens k1 {m.k1:+.3f} k2 {m.k2:+.3f} "
+                    f"({m.lens_edges} edges, {m.lens_rms_px} px), f {m.f} "
+                    f"cx {m.cx} cy {m.cy} ({m.focal})")
         frames = _perceive_videos(videos, _config(backend, models))
-        err.print("[dim]bundle adjustment...[/]")
+        dim("bundle adjustment...")
         command = shlex.join(["walkout", *sys.argv[1:]])
         try:
             data, _ = calibration_file(frames, cams, store.name, sv, command=command,
@@ -118,12 +116,12 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                                        refine_intrinsics=refine_intrinsics,
                                        multi_start=intrinsics == "image")
             for st in data.provenance.relative_starts:
-                err.print(f"[dim]relative start {st.name}: cost {st.cost}, joints kept "
-                          f"{st.joints_kept}{' (kept)' if st.kept else ''}[/]")
+                dim(f"relative start {st.name}: cost {st.cost}, joints kept "
+                    f"{st.joints_kept}{' (kept)' if st.kept else ''}")
             for cid, m in data.provenance.intrinsics.items():
                 if m.refined is not None:
-                    err.print(f"[dim]{cid}: refined f {m.refined.f} cx {m.refined.cx} "
-                              f"cy {m.refined.cy} (from f {m.f} cx {m.cx} cy {m.cy})[/]")
+                    dim(f"{cid}: refined f {m.refined.f} cx {m.refined.cx} "
+                        f"cy {m.refined.cy} (from f {m.f} cx {m.cx} cy {m.cy})")
             refuse_misfit(data, max_survey_px)
         except CalibrationError as e:
             raise _fail(f"{survey}: {e}; nothing written") from e

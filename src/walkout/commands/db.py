@@ -38,12 +38,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from walkout.commands.say import error
+
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
     from sqlalchemy import Engine
 
 console = Console(soft_wrap=True)  # one line per fact: a timer's journal greps them
-err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 #: ``walkout serve``'s default (``ServiceSettings.db_url``), from the same variable
 DEFAULT_URL = "sqlite:///walkout.db"
@@ -174,10 +175,10 @@ def _said() -> Iterator[None]:
     try:
         yield
     except DbError as e:
-        err.print(f"[red]error:[/] {escape(str(e))}")
+        error(str(e))
         raise typer.Exit(e.code) from e
     except DBAPIError as e:  # the server refused us, a file SQLite cannot read
-        err.print(f"[red]error:[/] {escape(_reason(e))}")
+        error(f"{_reason(e)}")
         raise typer.Exit(2) from e
 
 

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 import typer
 
 from walkout.commands import JsonOpt, print_json
+from walkout.commands.say import dim, error
 
 
 def register(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
-    from walkout.cli import _store, err
+    from walkout.cli import _store
 
     @bench_app.command("ray")
     def bench_ray(
@@ -34,12 +35,12 @@ def register(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
 
         for name, v in (("--zones", zones), ("--areas", areas), ("--shoppers", shoppers)):
             if v is not None and v < 1:
-                err.print(f"[red]error:[/] {name} must be at least 1, got {v}")
+                error(f"{name} must be at least 1, got {v}")
                 raise typer.Exit(2)
         try:
             figures = run_ray_bench(_store(store), shoppers, seed, ray, zones, areas,
-                                    lambda m: err.print(f"[dim]{m}...[/]"))
+                                    lambda m: dim(f"{m}..."))
         except RayError as e:
-            err.print(f"[red]error:[/] --ray: {e}")
+            error(f"--ray: {e}")
             raise typer.Exit(2) from e
         print_json(figures, json_path)

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from walkout.commands import finite, json_path_checked, print_json
-
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+from walkout.commands.say import dim, error, mark, note, say
 
 BackendOpt = Annotated[str, typer.Option(
     "--backend", help="pose backend: movenet (CPU default), openvino-hpe, onnx")]
@@ -37,12 +35,12 @@ def _config(backend: str, models: Path | None, onnx_model: str = "", **extra: An
     try:
         return PerceptionConfig(**fields)
     except ValidationError as e:
-        err.print(f"[red]error:[/] perception config: {first_error(e, 'config')}")
+        error(f"perception config: {first_error(e, 'config')}")
         raise typer.Exit(2) from e
 
 
 def _fail(msg: str) -> typer.Exit:
-    err.print(f"[red]error:[/] {msg}")
+    error(str(msg))
     return typer.Exit(2)
 
 
@@ -57,7 +55,7 @@ def _perceive_videos(videos: Path, cfg: Any) -> dict[str, Any]:
     frames = {}
     try:
         for cam, name in VIDEO_CAMERAS.items():
-            err.print(f"[dim]perception {cam}...[/]")
+            dim(f"perception {cam}...")
             frames[cam] = perceive_video(videos / name, cam, None, cfg).frames
     except (SourceError, ModelError) as e:
         raise _fail(str(e)) from e
@@ -73,8 +71,8 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     def handler(signum: int, frame: object) -> None:
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        err.print(f"[dim]{signal.Signals(signum).name}: stopping; Ctrl-C again aborts "
-                  "without writing[/]")
+        dim(f"{signal.Signals(signum).name}: stopping; Ctrl-C again aborts "
+            "without writing")
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -124,8 +122,7 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             raise _fail(f"models directory not found: {root}")
         statuses = check_models(root, onnx_model)
         for s in statuses:
-            mark = "[green]ok[/]" if s.ok else "[red]FAIL[/]"
-            err.print(f"{mark} {s.backend}: {s.path or '-'}: {s.detail}")
+            mark(s.ok, f"{s.backend}: {s.path or '-'}: {s.detail}")
         if not all(s.ok for s in statuses):
             raise typer.Exit(1)
 
@@ -211,8 +208,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
                         stream, camera, st.cameras_by_id[camera], cfg, duration_s=duration,
                         connect_s=connect_timeout, stop=stop, sink=pub, keep=keep,
                         on_origin=None if pub is None else pub.set_origin,
-                        started=lambda: err.print(f"[dim]reading {stream}; Ctrl-C or SIGTERM "
-                                                  f"{ends}[/]"))
+                        started=lambda: dim(f"reading {stream}; Ctrl-C or SIGTERM "
+                                            f"{ends}"))
             stats = dict(res.stats)
             if stream is not None and not res.stats.get("grabbed"):
                 # nothing came: a recording of zero frames would look like an empty store
@@ -226,14 +223,14 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             if pub is not None:
                 pub.close()
         print(json.dumps(stats))
-        for note in _load_notes(stats):
-            err.print(f"[yellow]note:[/] {note}")
+        for line in _load_notes(stats):
+            note(line)
         if out is not None:
-            err.print(f"{len(res.frames)} keypoint frames of {camera} -> {out} ({n} in all)")
+            say(f"{len(res.frames)} keypoint frames of {camera} -> {out} ({n} in all)")
         if pub is not None:
-            err.print(f"{stats['mqtt_published']} keypoint frames of {camera} -> "
-                      f"{stats['mqtt_topic']} on {broker}"
-                      + (f"; {stats['mqtt_unacked']} never acknowledged by the broker"
+            say(f"{stats['mqtt_published']} keypoint frames of {camera} -> "
+                f"{stats['mqtt_topic']} on {broker}"
+                + (f"; {stats['mqtt_unacked']} never acknowledged by the broker"
                          if stats["mqtt_unacked"] else ""))
 
     @app.command()
@@ -283,8 +280,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         except ValueError as e:
             raise _fail(str(e)) from e
         if stream is None:
-            err.print("[yellow]note:[/] no --stream: the clips are named by case id alone; the "
-                      "review page shows them only while one stream has a case of the id")
+            note("no --stream: the clips are named by case id alone; the "
+                 "review page shows them only while one stream has a case of the id")
         try:
             pose = create_backend(_config(backend, models)) if blur == "boxes" else None
             written, missed = cut_clips(video, requests, out, pre_s=pre, post_s=post, mode=blur,
@@ -292,8 +289,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         except (SourceError, ModelError, OSError, ValueError) as e:
             raise _fail(str(e)) from e
         print(json.dumps({"clips": [str(p) for p in written], "not_in_video": missed}))
-        err.print(f"{len(written)} clips of {len(requests)} cases -> {out}"
-                  + (f"; {len(missed)} outside the video" if missed else ""))
+        say(f"{len(written)} clips of {len(requests)} cases -> {out}"
+            + (f"; {len(missed)} outside the video" if missed else ""))
 
     @bench_app.command("perception")
     def bench_perception(
@@ -317,7 +314,7 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
             figures = run_perception_bench(vdir, models or DEFAULT_MODELS_DIR, frames,
                                            streams=max(1, min(streams, 4)),
                                            onnx_model=onnx_model,
-                                           progress=lambda m: err.print(f"[dim]{m}...[/]"))
+                                           progress=lambda m: dim(f"{m}..."))
         except FileNotFoundError as e:
             raise _fail(str(e)) from e
         print_json(figures, json_path)
@@ -347,7 +344,7 @@ def register(app: typer.Typer, bench_app: typer.Typer, store_app: typer.Typer,
         cfg = _config(backend, models)
         try:
             report, tracks, _, store = run_aifi_video(
-                videos, cfg, limit=frames, progress=lambda m: err.print(f"[dim]{m}...[/]"),
+                videos, cfg, limit=frames, progress=lambda m: dim(f"{m}..."),
                 cameras=cameras)
         except (SourceError, ModelError, CameraFileError) as e:
             raise _fail(str(e)) from e

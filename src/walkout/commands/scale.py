@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from walkout.commands import ForceOpt, JsonOpt, finite, output_file_problem, print_json
+from walkout.commands.say import dim, error, say
 
 console = Console()
-err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def register(app: Any, bench_app: Any, store_app: Any, aifi_app: Any) -> None:
@@ -39,23 +38,23 @@ def store_generate(
 
     problem = output_file_problem(out, force)
     if problem:
-        err.print(f"[red]error:[/] --out {escape(str(out))}: {problem}")
+        error(f"--out {out}: {problem}")
         raise typer.Exit(2)
     try:
         st = generate_store(area, cameras, plates, seed, name)
     except StoreSizeError as e:
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(2) from e
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         dump_store(st, out)
     except OSError as e:
-        err.print(f"[red]error:[/] --out {out}: {e.strerror or e}")
+        error(f"--out {out}: {e.strerror or e}")
         raise typer.Exit(2) from e
     try:
         back = load_store(out)  # what was written passes the strict loader
     except StoreFileError as e:  # a bug here, never the user's input
-        err.print(f"[red]error:[/] the generated store does not load back: {e}")
+        error(f"the generated store does not load back: {e}")
         raise typer.Exit(1) from e
     cov = coverage(back, spacing_m=1.0)
     console.print(
@@ -97,21 +96,21 @@ def bench_scale(
         try:
             split_url(mqtt)
         except ValueError as e:
-            err.print(f"[red]error:[/] --mqtt: {e}")
+            error(f"--mqtt: {e}")
             raise typer.Exit(2) from e
     if bad or not 0 < window < 86400 or not 0 < arrive < 86400 or repeats < 1:
-        got = escape(str(bad or [window, arrive, repeats]))  # "[nan]" is not rich markup
-        err.print("[red]error:[/] --area must be 40-50,000 m², --shoppers >= 1, --window and "
-                  f"--arrive > 0, --repeats >= 1 (got {got})")
+        got = bad or [window, arrive, repeats]
+        error("--area must be 40-50,000 m², --shoppers >= 1, --window and "
+              f"--arrive > 0, --repeats >= 1 (got {got})")
         raise typer.Exit(2)
     try:
         figures = run_scale(areas, counts, seed, window, arrive, mqtt_url=mqtt,
                             mqtt=not no_mqtt, profile=profile, repeats=repeats,
-                            progress=lambda m: err.print(f"[dim]{m}[/]"))
+                            progress=lambda m: dim(str(m)))
     except StoreSizeError as e:
-        err.print(f"[red]error:[/] {e}")
+        error(str(e))
         raise typer.Exit(2) from e
     print_json(figures, json_path)
     if plot:
         draw(figures, plot)
-        err.print(f"plot written to {plot}")
+        say(f"plot written to {plot}")

@@ -52,9 +52,6 @@ def check_models(models_dir: Path, onnx_model: str = "") -> list[ModelStatus]:
             ms = 1000 * (time.perf_counter() - t0)
         except ModelError as e:
             out.append(ModelStatus(name, path, False, str(e)))
-        except ImportError as e:
-            out.append(ModelStatus(name, path, False, f"runtime not installed ({e.name}): "
-                                   "pip install 'walkout[perception]'"))
         else:
             out.append(ModelStatus(name, path, True, f"loads and runs ({ms:.0f} ms first frame)"))
     return out

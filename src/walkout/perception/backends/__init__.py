@@ -23,7 +23,8 @@ BACKENDS: dict[str, str] = {
 
 
 class ModelError(RuntimeError):
-    """A model file that is missing, unreadable or not what the backend expects."""
+    """A model file that is missing, unreadable or not what the backend expects, or a backend
+    whose runtime is not installed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,12 @@ def create_backend(config: PerceptionConfig, name: BackendName | None = None) ->
     """The configured backend (or ``name``), with its model loaded."""
     which = name or config.backend
     module = importlib.import_module(f"walkout.perception.backends.{BACKENDS[which]}")
-    backend: PoseBackend = module.create(config)
+    try:
+        backend: PoseBackend = module.create(config)
+    except ImportError as e:  # the runtimes are an extra: a box set up without it
+        runtime = (e.name or "its runtime").split(".")[0]
+        raise ModelError(f"the {which} backend needs {runtime}, which is not installed: "
+                         "pip install 'walkout[perception]'") from e
     return backend
 
 
