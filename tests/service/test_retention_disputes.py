@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from walkout.service import retention
-from walkout.service.models import Chargeback, EngineEvent, ReceiptLine
+from walkout.service.models import Chargeback, EngineEvent, ReceiptLine, Visit
 from walkout.service.testing import ADMIN_TOKEN, Svc, make_svc
 
 BAR, WATER = "018627032007", "073360771026"
@@ -102,3 +102,33 @@ def test_an_undecided_chargebacks_evidence_outlives_retention(engine: Engine) ->
         with svc.deps.sessions.begin() as s:
             assert retention.purge(s, svc.clock.now(), 30)["engine_events"] == 1
         assert _refs(svc) == []
+
+
+def test_only_the_disputed_visits_own_stream_keeps_its_rows(engine: Engine) -> None:
+    """Streams repeat event ids (recorded and simulated ones replayed into one database): the
+    rows of the disputed event id were kept in every stream, another stream's shopper's
+    included. Only the stream whose gate admitted the visit keeps them now."""
+    svc = make_svc(engine, retention_check_s=0)
+    with svc.client:
+        h = svc.shopper()
+        out = svc.leave(svc.enter(h), {BAR: 1})
+        _evidence(svc, str(out["receipt_id"]), age_days=29)  # the visit's stream: s1
+        bar = f"ev-{str(out['visit_id'])[:8]}-{BAR}"
+        when = svc.clock.now() - timedelta(days=29)
+        with svc.deps.sessions.begin() as s:
+            cred = s.scalar(select(Visit.credential).where(Visit.id == out["visit_id"]))
+            n = len(list(s.scalars(select(EngineEvent.id))))
+            s.add(EngineEvent(source="s2/live", seq=n, kind="decision", t=0.0, ref=bar,
+                              payload=json.dumps({"event_id": bar}), recorded_at=when))
+            s.add(EngineEvent(source="s1/gates", seq=n + 1, kind="entry", t=0.0, ref=None,
+                              payload=json.dumps({"credential": cred}),
+                              recorded_at=svc.clock.now()))
+        r = svc.client.post("/v1/disputes", headers=h, json={
+            "receipt_id": out["receipt_id"], "product_id": BAR, "reason": "not mine"})
+        assert r.status_code == 201, r.text
+        svc.clock.advance(2 * 86400)
+        with svc.deps.sessions.begin() as s:
+            assert retention.purge(s, svc.clock.now(), 30)["engine_events"] == 2
+            left = sorted(s.execute(select(EngineEvent.source, EngineEvent.ref)).all(),
+                          key=str)
+        assert [tuple(r) for r in left] == [("s1/gates", None), ("s1/live", bar)]

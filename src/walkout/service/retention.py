@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, exists, func, or_, select, union, update
+from sqlalchemy import delete, exists, func, or_, select, true, tuple_, union, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -69,24 +69,38 @@ def _held_lines() -> Subquery:
     return union(disputed, charged_back).subquery()
 
 
-def held_refs() -> Select[tuple[str]]:
-    """The shelf event ids (event-log ``ref``) that an undecided money claim rests on
-    (:func:`_held_lines`)."""
-    return select(_held_lines().c.event_id)
+def _held_streams(s: Session) -> list[tuple[list[str], list[str] | None]]:
+    """Per visit an undecided money claim rests on: its held shelf event ids, and the streams
+    whose event log they are read from (:func:`~walkout.service.disputes.streams_of`: another
+    stream may have events of the same ids, which are not held; None: the log has none of
+    them any more)."""
+    refs: dict[str, set[str]] = {}
+    for visit_id, ref in s.execute(select(_held_lines())):
+        refs.setdefault(visit_id, set()).add(ref)
+    return [(sorted(ids), streams_of(s, visit_id, sorted(ids))) for visit_id, ids in refs.items()]
+
+
+def held_rows(s: Session) -> set[tuple[str, str]]:
+    """``(source, ref)`` of the event-log rows an undecided money claim rests on: its shelf
+    events' rows in its own streams only. Matching by the event id alone kept every stream's
+    rows of that id (recorded and simulated streams repeat them) past retention."""
+    out: set[tuple[str, str]] = set()
+    for ids, streams in _held_streams(s):
+        if streams is None:
+            continue
+        rows = s.execute(select(EngineEvent.source, EngineEvent.ref).distinct().where(
+            EngineEvent.ref.in_(ids)))
+        out |= {(src, ref) for src, ref in rows if src.rpartition("/")[0] in streams}
+    return out
 
 
 def held_clips(s: Session) -> set[str | tuple[str, str]]:
     """The evidence clips an undecided money claim rests on, as
     :func:`~walkout.perception.evidence.purge_clips` keeps them: ``(stream, event id)`` in the
-    streams the visit's events are read from (:func:`~walkout.service.disputes.streams_of`:
-    another stream may have a case of the same id, whose clips are not held); the bare id
-    where the event log no longer says which stream."""
-    refs: dict[str, list[str]] = {}
-    for visit_id, ref in s.execute(select(_held_lines())):
-        refs.setdefault(visit_id, []).append(ref)
+    streams the visit's events are read from; the bare id where the event log no longer says
+    which stream."""
     out: set[str | tuple[str, str]] = set()
-    for visit_id, ids in refs.items():
-        streams = streams_of(s, visit_id, sorted(set(ids)))
+    for ids, streams in _held_streams(s):
         out |= set(ids) if streams is None else {(st, ref) for st in streams for ref in ids}
     return out
 
@@ -99,7 +113,7 @@ HEALTH_KEEP = timedelta(hours=1)
 
 def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
     """Delete tracks/evidence/event-log rows recorded before ``now - days`` (not those an
-    undecided dispute or chargeback rests on: :func:`held_refs`), and health
+    undecided dispute or chargeback rests on: :func:`held_rows`), and health
     snapshots superseded for longer than :data:`HEALTH_KEEP`; blank the notes of verdicts
     whose case is no longer in the event log; forget the journal and snapshot of live streams
     that stood still since before ``now - days``. Returns the number of rows deleted or
@@ -108,9 +122,11 @@ def purge(session: Session, now: datetime, days: int = 30) -> dict[str, int]:
     if days < 1:
         raise ValueError(f"retention must be at least 1 day, got {days}")
     cutoff = now - timedelta(days=days)
+    held = sorted(held_rows(session))
     events = session.execute(delete(EngineEvent).where(
         EngineEvent.recorded_at < cutoff,
-        or_(EngineEvent.ref.is_(None), EngineEvent.ref.not_in(held_refs()))))
+        or_(EngineEvent.ref.is_(None),
+            tuple_(EngineEvent.source, EngineEvent.ref).not_in(held) if held else true())))
     health = EngineEvent.source.like("%/health")
     latest = select(func.max(EngineEvent.id)).where(health).group_by(EngineEvent.source)
     superseded = session.execute(delete(EngineEvent).where(
