@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -176,29 +177,52 @@ def test_a_broker_that_does_not_answer_is_an_error_naming_it(tmp_path: Path):
     assert r.returncode == 2 and "--out DIR, --mqtt" in r.stderr, r.stderr
 
 
-def test_frames_published_while_the_broker_is_away_go_out_when_it_is_back():
-    """A broker restart mid-run: publishing goes on without an error (paho keeps the frames),
-    and once it is back every frame is acknowledged."""
+@pytest.fixture
+def own_broker() -> Iterator[LocalMosquitto]:
+    """A private Mosquitto this test may stop and start."""
     try:
         broker = LocalMosquitto().start()
     except FileNotFoundError as e:
         pytest.skip(str(e))
     try:
-        kp = np.zeros((1, 17, 3), np.float32)
-        pub = KeypointPublisher(broker.url, "shop", "cam1")
-        for i in range(5):
-            pub(KeypointFrame("cam1", i / 10, kp))
-        broker.stop()
-        for i in range(5, 15):
-            pub(KeypointFrame("cam1", i / 10, kp))
-        broker.start()
-        stats = pub.close(flush_s=15)
-        assert stats["mqtt_published"] == 15 and stats["mqtt_unacked"] == 0, stats
+        yield broker
     finally:
         broker.close()
 
 
-@pytest.mark.slow
+def _frames(pub: KeypointPublisher, ks: range) -> None:
+    kp = np.zeros((1, 17, 3), np.float32)
+    for i in ks:
+        pub(KeypointFrame("cam1", i / 10, kp))
+
+
+def test_frames_published_while_the_broker_is_away_go_out_when_it_is_back(
+        own_broker: LocalMosquitto):
+    """A broker restart mid-run: publishing goes on without an error (paho keeps the frames),
+    and once it is back every frame is acknowledged."""
+    pub = KeypointPublisher(own_broker.url, "shop", "cam1")
+    _frames(pub, range(5))
+    own_broker.stop()
+    _frames(pub, range(5, 15))
+    own_broker.start()
+    stats = pub.close(flush_s=15)
+    assert stats["mqtt_published"] == 15 and stats["mqtt_unacked"] == 0, stats
+
+
+def test_frames_a_broker_never_took_are_counted_as_unacknowledged(own_broker: LocalMosquitto):
+    """The broker goes and stays away: closing waits its time, then says how many frames it
+    never acknowledged (those are lost), not how many were published."""
+    pub = KeypointPublisher(own_broker.url, "shop", "cam1")
+    _frames(pub, range(5))
+    pub._pub.flush(10)
+    assert pub._pub.unacked == 0
+    own_broker.stop()
+    _frames(pub, range(5, 12))
+    assert pub._pub.unacked == 7
+    stats = pub.close(flush_s=1)
+    assert stats["mqtt_published"] == 12 and stats["mqtt_unacked"] == 7, stats
+
+
 def test_a_live_run_publishing_only_stops_on_ctrl_c_with_every_frame_sent(
         tmp_path: Path, models_dir: Path, mqtt_url: str):
     """`--stream … --mqtt` without --out: Ctrl-C stops it, the frames made are all
@@ -245,26 +269,3 @@ def test_a_live_run_publishing_only_stops_on_ctrl_c_with_every_frame_sent(
     assert abs(msgs[0].t - time.time()) < 60, msgs[0].t
     assert list(tmp_path.iterdir()) == [video]  # nothing written
 
-
-def test_frames_a_broker_never_took_are_counted_as_unacknowledged():
-    """The broker goes and stays away: closing waits its time, then says how many frames it
-    never acknowledged (those are lost), not how many were published."""
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    try:
-        kp = np.zeros((1, 17, 3), np.float32)
-        pub = KeypointPublisher(broker.url, "shop", "cam1")
-        for i in range(5):
-            pub(KeypointFrame("cam1", i / 10, kp))
-        pub._pub.flush(10)
-        assert pub._pub.unacked == 0
-        broker.stop()
-        for i in range(5, 12):
-            pub(KeypointFrame("cam1", i / 10, kp))
-        assert pub._pub.unacked == 7
-        stats = pub.close(flush_s=1)
-        assert stats["mqtt_published"] == 12 and stats["mqtt_unacked"] == 7, stats
-    finally:
-        broker.close()
