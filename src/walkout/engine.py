@@ -14,10 +14,12 @@ shopper is inside. Neither is a sale or a shopper's review case.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,9 +45,12 @@ from walkout.review import Evidence, ReviewCase, Verdict, WeightTrace, correctio
 from walkout.seqlog import SeqLog
 from walkout.shelf import ShelfConfig, ShelfStage
 from walkout.shelf.decide import choose, choose_stock
+from walkout.shelf.inventory import read_stock
 from walkout.sources.recording import Sensors
 from walkout.store.model import Store
 from walkout.tracking import Tracker, TrackerConfig
+
+log = logging.getLogger("walkout.engine")
 
 
 class EngineConfig(BaseModel):
@@ -372,6 +377,20 @@ class Engine:
                 and not any(c.open and c.opened_at > now - case_wait_s
                             for c in self.cases.values())
                 and self.shelf.earliest_open() >= now - quiet_s + pad)
+
+    def restock(self, inventory: Any, learned: Any = None) -> list[str]:
+        """Continue the shelves from the stock a health row records instead of the
+        planogram's opening stock: a new stream whose predecessor's engine state was lost (a
+        restart on Ray, a snapshot an upgrade cannot load) would otherwise count every item
+        taken before it as back on its plate, and explain picks by it. ``inventory`` and
+        ``learned`` are the row's (``walkout.service.live.health``). Before the first
+        :meth:`step` only. What the row holds that this store cannot take (another store
+        file wrote it, or it is damaged) is skipped, logged and returned, never raised."""
+        stock, skipped = read_stock(self.store, inventory, learned)
+        for why in skipped:
+            log.warning("restock: %s", why)
+        self.shelf.restock(stock)
+        return skipped
 
     def open_cases(self) -> list[str]:
         """Ids of the review cases still waiting for a verdict."""

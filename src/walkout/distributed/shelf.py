@@ -2,21 +2,22 @@
 
 Each zone actor runs an ordinary :class:`ShelfStage` on the zone's part of the store. The
 proxy has the stage's interface (``process``, ``flush``, ``apply``, ``alerts``, ``config``,
-``earliest_open``, ``forget_events``, ``forget_events_before``, ``inventory``, ``learned``),
-so the engine's own code and the service drive and read it. Exactness rests on three facts:
-nothing in the shelf stage couples plates of different gondolas; a zone's plates keep their
-store order; and the engine's inventory feedback (``apply``) reaches each zone before its next
-block, exactly when the single stage would see it. Events are merged by ``(t_start, plate
-position)``, a block's alerts by :func:`walkout.shelf.stage.alert_key`, the orders the single
-stage itself emits; the alerts the feedback raises come first, in the order the engine
-applied it.
+``earliest_open``, ``forget_events``, ``forget_events_before``, ``inventory``, ``learned``,
+``restock``), so the engine's own code and the service drive and read it. Exactness rests on
+three facts: nothing in the shelf stage couples plates of different gondolas; a zone's plates
+keep their store order; and the engine's inventory feedback (``apply``) reaches each zone
+before its next block, exactly when the single stage would see it. Events are merged by
+``(t_start, plate position)``, a block's alerts by :func:`walkout.shelf.stage.alert_key`, the
+orders the single stage itself emits; the alerts the feedback raises come first, in the order
+the engine applied it.
 
 The proxy keeps the plate inventory in the driver too (:attr:`PartitionedShelf.inventory`,
 :attr:`PartitionedShelf.learned`): the engine reads it for its staff stock decisions, the
 service for its health rows, and the single stage's copy moves at ``apply``, a block before
-the zones hear of it. Only ``apply`` moves it, so the driver's copy, given the same decisions
-in the same order from the same opening stock, equals the single stage's at every point of
-the stream without a round trip.
+the zones hear of it. Only ``apply`` moves it (and ``restock``, before the first block, which
+sets the zones' too), so the driver's copy, given the same decisions in the same order from
+the same opening stock, equals the single stage's at every point of the stream without a
+round trip.
 
 The proxy outlives its engine: a live store's next stream (``Engine.successor``) goes on with
 the same zones and plates, its events forgotten (``forget_events``); a stream that runs for
@@ -36,7 +37,7 @@ import numpy as np
 from walkout.distributed.partition import Zone, shelf_zones, zone_store
 from walkout.events import Alert, PlateBlock, ShelfEvent
 from walkout.shelf import ShelfConfig, ShelfStage
-from walkout.shelf.inventory import PlateInventory
+from walkout.shelf.inventory import PlateInventory, Stock
 from walkout.shelf.stage import alert_key, proves_unlisted
 from walkout.store.model import Store
 
@@ -82,6 +83,10 @@ class ShelfZone:
         """``ShelfStage.forget_events_before``: the driver keeps the events it still has
         decisions queued for in ``keep``."""
         self.stage.forget_events_before(t, keep)
+
+    def restock(self, stock: Stock) -> None:
+        """``ShelfStage.restock`` with the zone's part of the store's stock."""
+        self.stage.restock(stock.within(self.zone.plate_ids))
 
     def stock(self) -> tuple[dict[tuple[str, ...], dict[str, int]], dict[str, set[str]]]:
         """The zone stage's inventory snapshot and learned products (for checks)."""
@@ -181,6 +186,17 @@ class PartitionedShelf:
         if proves_unlisted(self.store, plates, product_id, quantity, done):
             for p in plates:
                 self.learned.setdefault(p, set()).add(product_id)
+
+    def restock(self, stock: Stock) -> None:
+        """As ``ShelfStage.restock`` (a new stream continues a lost one's shelves): the
+        driver's inventory and learned products, and each zone's stage with its part (the
+        footprints on its plates), which its explainer reads. Waits for the zones, so that a
+        zone that cannot take it fails here, not at the first block."""
+        if self.calls or self._inflight is not None or self._event_zone:
+            raise RuntimeError("a shelf stage is restocked before its first block only")
+        self.ray.get([a.restock.remote(stock) for a in self.actors])
+        self.inventory = PlateInventory.from_store(self.store, stock.counts)
+        self.learned = {p: set(v) for p, v in stock.learned.items()}
 
     def zone_inventories(self) -> tuple[dict[tuple[str, ...], dict[str, int]],
                                         dict[str, set[str]]]:

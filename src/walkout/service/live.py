@@ -10,7 +10,9 @@ so a replay after a restart writes nothing twice):
 - ``<source>/alerts``: the engine's alerts as they are raised;
 - ``<source>/evidence``: each review case's evidence in full (weight trace, hypotheses, the
   skeletons near the plate), what the review page plots and replays;
-- ``<source>/health`` (one row per chunk): plates and cameras with their state, the inventory;
+- ``<source>/health`` (one row per chunk): plates and cameras with their state, the inventory
+  and the products picks proved on plates not listing them (``learned``): a new stream whose
+  predecessor's engine state was lost continues the shelves from its last one;
 - ``<source>/staff`` (one row per staff session, when it opens): the engine session id (``ref``)
   and the badge's credential ``staff:<account>``, so that the dashboard names the associate
   whose hands moved stock (the decisions and alerts name only the session). Shoppers' sessions
@@ -230,7 +232,7 @@ def health(eng: Engine, camera_last: dict[str, float], camera_rate: dict[str, fl
         else:
             cams[cam.id] = "alive"
     return {"t": t, "plates": plates, "cameras": cams, "inventory": _inventory(eng),
-            "inputs": inputs or {}}
+            "learned": _learned(eng), "inputs": inputs or {}}
 
 
 #: shelf alerts that put a plate out of service until its ``plate_recovered``
@@ -296,6 +298,15 @@ def _inventory(eng: Engine) -> list[dict[str, Any]]:
                               "low": n <= at and not misplaced, "reorder_at": at,
                               "misplaced": misplaced})
     return inventory
+
+
+def _learned(eng: Engine) -> dict[str, list[str]]:
+    """Plate → the products decided picks proved it holds though its planogram does not list
+    them (``ShelfStage.learned``): with the inventory, what a new stream needs to go on with
+    the shelves of one whose engine state was lost (``Engine.restock``)."""
+    index = eng.store.plate_index
+    learned = getattr(eng.shelf, "learned", {})
+    return {p: sorted(learned[p]) for p in sorted(learned, key=index.__getitem__) if learned[p]}
 
 
 def publish(d: Deps, eng: Engine, runner: Any, source: str, chunk: int, t: float,

@@ -17,7 +17,7 @@ from walkout.events import Alert, PlateBlock, ShelfEvent
 from walkout.shelf.config import ShelfConfig
 from walkout.shelf.detect import PlateChange, PlateDetector
 from walkout.shelf.infer import Explainer
-from walkout.shelf.inventory import PlateInventory
+from walkout.shelf.inventory import PlateInventory, Stock
 from walkout.store.model import Store
 
 
@@ -102,6 +102,16 @@ class ShelfStage:
                 f"beyond the {-done} the record held: stock arrived unrecorded (restock "
                 "without a badge or restock mode?) or an earlier event was misread; count the "
                 "facing", plates[0]))
+
+    def restock(self, stock: Stock) -> None:
+        """Hold ``stock`` instead of the planogram's opening stock, and explain later events
+        with the products it says picks proved on plates not listing them: a new stream
+        continues the shelves of one whose engine state was lost (``Engine.restock``). Only
+        before the first block: the plates' readings so far rest on the stock they had."""
+        if self._detector is not None or self._event_plates:
+            raise RuntimeError("a shelf stage is restocked before its first block only")
+        self.inventory = PlateInventory.from_store(self.store, stock.counts)
+        self._explainer.learned = {p: set(v) for p, v in stock.learned.items()}
 
     @property
     def learned(self) -> dict[str, set[str]]:

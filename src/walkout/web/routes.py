@@ -970,7 +970,8 @@ def mount(app: FastAPI, deps: Deps, need: Callable[..., Callable[..., Principal]
         with sessions() as s:
             row = s.scalar(select(EngineEvent).where(EngineEvent.source.like("%/health"))
                            .order_by(EngineEvent.id.desc()).limit(1))
-            out = ({"t": None, "plates": {}, "cameras": {}, "inventory": [], "inputs": {}}
+            out = ({"t": None, "plates": {}, "cameras": {}, "inventory": [], "learned": {},
+                    "inputs": {}}
                    if row is None else dict(json.loads(row.payload)))
             return out | {"mail": mail_state(s)}
 
