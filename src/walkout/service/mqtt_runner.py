@@ -16,8 +16,9 @@ A live stream cannot be replayed from its beginning after a crash the way a reco
 the runner journals every chunk it steps on and snapshots the engine every few minutes
 (:mod:`walkout.service.live_state`): a restart, after a crash or a clean stop, continues the
 store's stream where it was, with everybody inside still bound to their visit. A stream that
-ended (``accept_end``), or whose state the code cannot load (an upgrade), is followed by a new
-one, whose event-log source carries its start time.
+ended (``accept_end``), or whose state the code cannot load (an upgrade; any restart on Ray),
+is followed by a new one, whose event-log source carries its start time; after a lost one, its
+shelves go on from the stock the lost one last logged (:meth:`MqttRunner._restock`).
 """
 
 from __future__ import annotations
@@ -247,6 +248,10 @@ class MqttRunner(LiveRunner):
         if stream.at is not None:
             last_at = stream.at if last_at is None else max(last_at, stream.at)
         logged = self._device_log(d, len(eng.alerts))
+        lost = logged.get(0) if stream.state is None else None
+        if lost is not None and lost.kind == "engine_state_lost":
+            # it began after a lost stream, from that one's stock: so does its replay
+            self._restock(d, eng, lost.subject)
         for i, (origin, k0, chunk) in stream.chunks:
             assert i == self.chunks_done, (i, self.chunks_done)
             self._origin, self._k0 = origin, k0
@@ -302,17 +307,19 @@ class MqttRunner(LiveRunner):
             return live_state.Stream(cp.source, cp.chunk, None, [], cp.t)
 
     def _lost(self, d: Deps, stream: live_state.Stream) -> Engine:
-        """A stream whose state cannot be loaded: a new one begins, and says what was lost;
-        the old one's end is logged with the review cases it left undecided (expired: no
-        engine will apply a verdict on them)."""
+        """A stream whose state cannot be loaded: a new one begins, its shelves from the old
+        one's last logged stock (:meth:`_restock`), and says what was lost; the old one's end
+        is logged with the review cases it left undecided (expired: no engine will apply a
+        verdict on them)."""
         eng = self._engine()
+        shelves = self._restock(d, eng, stream.source)
         with d.sessions() as s:
             inside = s.scalar(select(func.count()).select_from(Visit)
                               .where(Visit.state == "open")) or 0
         msg = (f"the engine's state of stream {stream.source} was not continued: {stream.lost}. "
                f"{inside} visits were open: whoever is inside is an unbound person to this "
                "engine until they leave, and their visits are checked out for review after "
-               "max_visit_s")
+               f"max_visit_s. {shelves}")
         log.error("%s", msg)
         eng.alerts.append(Alert(stream.t, "engine_state_lost", msg, stream.source))
         with d.sessions() as s:
@@ -324,6 +331,59 @@ class MqttRunner(LiveRunner):
         self._ended(d, stream.source, cases, stream.t)
         live_state.forget_stream(d, stream.source)
         return eng
+
+    def _restock(self, d: Deps, eng: Engine, lost: str) -> str:
+        """Give the new engine's shelves the stock stream ``lost`` last logged (its newest
+        health row, :meth:`_last_health`) instead of the planogram's opening stock, which
+        would count every item taken before the restart as back on its plate; returns what
+        the ``engine_state_lost`` alert says of the shelves. The same row every time: a
+        replay of the new stream (killed before its first snapshot) begins from it too."""
+        found = self._last_health(d, lost)
+        if found is None:
+            return ("No health row of it was logged: the shelves start from the planogram's "
+                    "opening stock.")
+        source, t, at, payload = found
+        skipped = eng.restock(payload.get("inventory"), payload.get("learned"))
+        where = f"stream {source}" + ("" if source == lost else
+                                       " (the stream it followed: it logged none)")
+        log.info("the shelves continue from the stock %s logged at %s", where, at)
+        return (f"The shelves continue from the stock of {at} ({where} at {t:.0f} s)"
+                + (f"; {len(skipped)} differences of that row from this store file were "
+                   "skipped (see the engine's log)." if skipped else "."))
+
+    def _last_health(self, d: Deps, source: str
+                     ) -> tuple[str, float, str, dict[str, Any]] | None:
+        """The newest health row of stream ``source`` as (its stream, stream time, when it
+        was written, payload); where it logged none, the newest of the stream it followed
+        (whose ``stream_ended`` row names it ``next``: its shelves went on from that one's),
+        and so on. None: no stream before it logged its shelves (or the row is unreadable)."""
+        for _ in range(8):
+            with d.sessions() as s:
+                row = s.execute(select(EngineEvent.t, EngineEvent.recorded_at,
+                                       EngineEvent.payload)
+                                .where(EngineEvent.source == f"{source}/health")
+                                .order_by(EngineEvent.seq.desc()).limit(1)).first()
+                if row is not None:
+                    t, recorded_at, raw = row
+                    try:
+                        payload = json.loads(raw)
+                    except ValueError as e:
+                        log.warning("the last health row of %s is unreadable: %s", source, e)
+                        return None
+                    if not isinstance(payload, dict):
+                        return None
+                    at = aware(recorded_at).isoformat(sep=" ", timespec="seconds")
+                    return source, float(t), at, payload
+                ends = s.execute(select(EngineEvent.source, EngineEvent.payload).where(
+                    EngineEvent.kind == "stream_ended",
+                    EngineEvent.source.startswith(self.stream_prefix, autoescape=True),
+                    EngineEvent.payload.contains(json.dumps(source))))
+                prev = [src.removesuffix("/stream") for src, p in ends
+                        if _next_stream(p) == source]
+            if not prev:
+                return None
+            source = prev[0]
+        return None
 
     def _roll(self, d: Deps, eng: Engine, seen: dict[str, int],
               pub: MqttPublisher) -> tuple[Engine, dict[str, int]]:
@@ -419,6 +479,15 @@ class MqttRunner(LiveRunner):
     def _publish_alert(self, pub: MqttPublisher, a: Alert) -> None:
         pub.publish_alert(self.store_name, a)
         self.published["alerts"] += 1
+
+
+def _next_stream(payload: str) -> str | None:
+    """The stream a ``stream_ended`` row says followed (None: none, or unreadable)."""
+    try:
+        nxt = json.loads(payload).get("next")
+    except (ValueError, AttributeError):
+        return None
+    return nxt if isinstance(nxt, str) else None
 
 
 def _flush(pub: MqttPublisher, timeout: float, when: str) -> None:
