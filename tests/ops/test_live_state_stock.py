@@ -142,8 +142,8 @@ def test_the_stream_after_a_lost_one_goes_on_with_its_shelves(
             EngineEvent.source == f"{r1.source}/health").order_by(EngineEvent.seq.desc())).first()
     assert at is not None
     when = aware(at).isoformat(sep=" ", timespec="seconds")
-    assert f"The shelves continue from the stock of {when} (stream {r1.source} at " \
-        in lost.message
+    assert (f"The shelves continue from the stock of {when} (the last health row of stream "
+            f"{r1.source}, at ") in lost.message
     # the replay after the kill began from the same shelves: at the end of the day they hold
     # what one engine over the whole day holds (both shoppers' items gone)
     ref = Engine(STORE)

@@ -344,10 +344,10 @@ class MqttRunner(LiveRunner):
                     "opening stock.")
         source, t, at, payload = found
         skipped = eng.restock(payload.get("inventory"), payload.get("learned"))
-        where = f"stream {source}" + ("" if source == lost else
-                                       " (the stream it followed: it logged none)")
-        log.info("the shelves continue from the stock %s logged at %s", where, at)
-        return (f"The shelves continue from the stock of {at} ({where} at {t:.0f} s)"
+        where = f"the last health row of stream {source}, at {t:.0f} s" + (
+            "" if source == lost else ": the stream it followed, as it logged none")
+        log.info("the shelves continue from the stock of %s (%s)", at, where)
+        return (f"The shelves continue from the stock of {at} ({where})"
                 + (f"; {len(skipped)} differences of that row from this store file were "
                    "skipped (see the engine's log)." if skipped else "."))
 
