@@ -205,3 +205,55 @@ def test_the_shelves_of_a_stream_that_logged_none_are_those_of_the_one_it_follow
         s.add(EngineEvent(source=f"{c}/health", seq=0, kind="health", t=0.0, ref=None,
                           recorded_at=d.clock.now(), payload="{not json"))
     assert runner._last_health(d, c) is None
+
+
+def test_a_start_that_stopped_before_its_first_chunk_leaves_the_shelves_and_says_so(
+        mqtt_url: str, tmp_path: Path) -> None:
+    """The stream after a lost one stopped before its first chunk (a crash loop at start):
+    nothing of it was written, its alert neither, so the next start found no stream to
+    continue and began from the planogram's stock, silently. It goes on from the stock the
+    lost stream last logged, and says what happened."""
+    d = _deps(tmp_path)
+    session = simulate(STORE, 2, 3, config=SimConfig(
+        shoppers=ShopperConfig(mean_arrival_gap_s=80.0)))  # the first leaves at 75 s
+    name = f"lst{uuid.uuid4().hex[:8]}"
+    cid = f"walkout-engine-{name}"
+    MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()
+    msgs, _ = session_messages(session, name)
+    try:
+        with MqttPublisher(mqtt_url) as pub:
+            r1, th1, stop1 = _start(d, mqtt_url, name)
+            for m in msgs:
+                if m.t_send < 100.0:
+                    pub.publish(m.topic, m.payload)
+            pub.flush()
+            _until(lambda: r1.chunks_done >= 18, th1)
+            stop1.set()
+            th1.join(30)
+        with d.sessions.begin() as s:  # an upgrade: the snapshot cannot be loaded
+            s.execute(update(EngineSnapshot).where(EngineSnapshot.source == r1.source)
+                      .values(code="an older walkout"))
+        time.sleep(1.1)  # stream names carry the second they began
+        r2, th2, stop2 = _start(d, mqtt_url, name)
+        _until(lambda: r2.engine is not None, th2)
+        stop2.set()  # before any chunk: nothing of it is written
+        th2.join(30)
+        with d.sessions() as s:
+            assert s.scalar(select(EngineEvent.id).where(
+                EngineEvent.source.startswith(f"{r2.source}/"))) is None
+        time.sleep(1.1)
+        r3, th3, stop3 = _start(d, mqtt_url, name)
+        _until(lambda: r3.engine is not None, th3)
+        stop3.set()
+        th3.join(30)
+    finally:
+        drop_session(mqtt_url, cid)
+    assert len({r1.source, r2.source, r3.source}) == 3 and r3.engine is not None
+    before = _health(d, r1.source)[-1]
+    assert before != OPENING
+    now = {(fp, p): n for fp, c in r3.engine.shelf.inventory.snapshot().items()
+           for p, n in c.items()}
+    assert now == {k: n for k, n in before.items() if n}
+    (lost,) = [a for a in r3.engine.alerts if a.kind == "engine_state_lost"]
+    assert lost.subject == r2.source and "stopped before its first chunk" in lost.message
+    assert f"the last health row of stream {r1.source}" in lost.message

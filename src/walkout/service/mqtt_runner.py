@@ -224,7 +224,7 @@ class MqttRunner(LiveRunner):
         if stream is None and not self.keep_state:
             stream = self._unended(d)  # an engine without state's own last stream
         if stream is None:
-            return self._engine(), seen
+            return self._after_orphan(d, self._engine()), seen
         if not self.keep_state:  # left open, a later start with state would continue it
             stream.lost = "this engine keeps no state (on Ray) and cannot continue it"
         if stream.lost is not None:
@@ -305,6 +305,36 @@ class MqttRunner(LiveRunner):
                     EngineEvent.kind == "stream_ended")) is not None:
                 return None
             return live_state.Stream(cp.source, cp.chunk, None, [], cp.t)
+
+    def _after_orphan(self, d: Deps, eng: Engine) -> Engine:
+        """A new stream's engine, given the shelves of the stream before where a start began
+        one (after a lost stream, or a rollover on Ray) and stopped before its first chunk:
+        nothing of that one was written (its ``engine_state_lost`` alert neither), so the
+        next start found no stream to continue and began from the planogram's opening stock,
+        saying nothing. It is said now, and the shelves go on from the last logged stock."""
+        with d.sessions() as s:
+            row = s.execute(select(EngineEvent.source, EngineEvent.t, EngineEvent.payload)
+                            .where(EngineEvent.kind == "stream_ended",
+                                   EngineEvent.source.startswith(self.stream_prefix,
+                                                                 autoescape=True))
+                            .order_by(EngineEvent.recorded_at.desc(), EngineEvent.id.desc())
+                            .limit(1)).first()
+            if row is None:
+                return eng
+            ended, t, payload = row
+            orphan = _next_stream(payload)
+            if orphan is None or s.get(RunnerCheckpoint, orphan) is not None or s.scalar(
+                    select(EngineEvent.id).where(EngineEvent.source.startswith(
+                        f"{orphan}/", autoescape=True)).limit(1)) is not None:
+                return eng  # a stream that ended for good, or none before: a fresh start
+        shelves = self._restock(d, eng, orphan)
+        msg = (f"stream {orphan}, begun after {ended.removesuffix('/stream')} ended, "
+               "stopped before its first chunk: nothing of it was written, an alert it raised "
+               "(engine_state_lost: whoever was inside is an unbound person to this engine) "
+               f"neither. {shelves}")
+        log.error("%s", msg)
+        eng.alerts.append(Alert(float(t), "engine_state_lost", msg, orphan))
+        return eng
 
     def _lost(self, d: Deps, stream: live_state.Stream) -> Engine:
         """A stream whose state cannot be loaded: a new one begins, its shelves from the old
