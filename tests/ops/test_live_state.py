@@ -121,9 +121,10 @@ def test_a_snapshot_this_code_cannot_load_starts_a_new_stream_and_says_so(
                           recorded_at=d.clock.now()))
     stream = live_state.open_stream(d, f"mqtt:{name}:", STORE)
     assert stream is not None and stream.lost is not None and "changed" in stream.lost
+    # the broker queues for the engine's session however long the runner takes to subscribe
+    MqttSource(mqtt_url, STORE, name, client_id=f"walkout-engine-{name}").start().close()
     runner, th, _ = _start(d, mqtt_url, name, config=EngineConfig(chunk_s=1.0))
     try:
-        time.sleep(1.0)
         with MqttPublisher(mqtt_url) as pub:
             kp = np.zeros((0, 17, 3), np.float32)
             for k in range(30):

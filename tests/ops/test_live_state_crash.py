@@ -77,6 +77,14 @@ def _alert_rows(d: Deps, source: str) -> list[tuple[int, str]]:
                               .order_by(EngineEvent.seq)))
 
 
+def _silent(d: Deps, source: str, device: str) -> bool:
+    """Whether the stream's event log has the alert that ``device`` fell silent."""
+    with d.sessions() as s:
+        return s.scalar(select(EngineEvent.id).where(
+            EngineEvent.source == f"{source}/alerts", EngineEvent.kind == "device_silent",
+            EngineEvent.ref == device).limit(1)) is not None
+
+
 def _wait(cond: Any, th: threading.Thread, timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
@@ -99,12 +107,12 @@ def test_device_alerts_between_chunks_keep_their_place_in_the_event_log_across_a
                           "snapshot_every_s": 1e9}  # one snapshot, at the first chunk
     try:
         r1, th1, stop1 = _start(d, mqtt_url, name, **kw)
-        cam = threading.Thread(target=_camera, args=(mqtt_url, name, 0.0, 7.0, 3.0))
+        cam = threading.Thread(target=_camera, args=(mqtt_url, name, 0.0, 10.0, 3.0))
         cam.start()
-        # C02 falls silent after the first chunk's snapshot: alerted between two chunks
-        _wait(lambda: any(k == "device_silent" and s > 0 and r1.chunks_done > 1
-                          for s, k in _alert_rows(d, r1.source)), th1)
-        time.sleep(2.5)
+        # C02 falls silent after the first chunk's snapshot: alerted between two chunks. The
+        # operator closes the store then, seconds before the camera's last chunk (a fixed
+        # 2.5 s after the first silent device left 1.5 s, which a busy machine could miss)
+        _wait(lambda: r1.chunks_done > 1 and _silent(d, r1.source, "cameras/C02"), th1)
         store_mode.set_mode(d, True, "op", "restock")
         _wait(lambda: any(k == "store_closed" for _, k in _alert_rows(d, r1.source)), th1)
         cam.join()
@@ -115,9 +123,9 @@ def test_device_alerts_between_chunks_keep_their_place_in_the_event_log_across_a
         before = _alert_rows(d, r1.source)
         store_mode.set_mode(d, False, "op")  # while the engine is down
         r2, th2, _ = _start(d, mqtt_url, name, **kw)
-        _camera(mqtt_url, name, 7.0, 10.0)
+        _camera(mqtt_url, name, 10.0, 13.0)
         with MqttPublisher(mqtt_url) as pub:
-            pub.publish(wire.end_topic(name), wire.encode_end(10.0, {"cameras/C01": 150,
+            pub.publish(wire.end_topic(name), wire.encode_end(13.0, {"cameras/C01": 195,
                                                                      "cameras/C02": 45}))
             pub.flush()
         th2.join(60)
@@ -176,7 +184,9 @@ def test_a_restart_long_after_a_rollover_takes_the_data_after_the_gap(
         svc.clock.advance(120.0)  # down for two minutes, and the broker's queue was lost
         drop_session(mqtt_url, cid)
         r2, th2, _ = _start(d, mqtt_url, name, **{**ROLL, "roll_after_s": None})
-        time.sleep(0.5)
+        # no session to queue for it: publish once the broker confirmed its subscriptions
+        # (a fixed wait lost the first frames on a busy machine)
+        _wait(lambda: r2._src is not None and r2._src._subscribed.is_set(), th2)
         with MqttPublisher(mqtt_url) as pub:
             start = time.monotonic()
             for k in range(round(126.6 * 15), round(129.6 * 15)):

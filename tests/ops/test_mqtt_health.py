@@ -19,7 +19,7 @@ from walkout.service.models import EngineEvent
 from walkout.service.mqtt_runner import MqttRunner
 from walkout.service.testing import make_svc
 from walkout.sources import wire
-from walkout.sources.mqtt import MqttPublisher, drop_session
+from walkout.sources.mqtt import MqttPublisher, MqttSource, drop_session
 from walkout.store import load_store
 
 
@@ -38,11 +38,13 @@ def test_silent_cameras_reach_the_dashboard_and_live_ones_are_alive(
         accept_end=True,
         silent_after_s=0.5,
     )
+    # the engine's session exists before anything is published: the broker queues for it
+    # however long the runner takes to subscribe (a fixed wait lost them on a busy machine)
+    MqttSource(mqtt_url, store, name, client_id=runner.client_id).start().close()
     stop = threading.Event()
     worker = threading.Thread(target=runner.run, args=(deps, stop), daemon=True)
     worker.start()
     try:
-        time.sleep(1.0)  # the runner subscribes
         kp = np.zeros((0, 17, 3), np.float32)
         t0 = time.monotonic()
         with MqttPublisher(mqtt_url) as pub:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from walkout.service.runner import LiveRunner
 from walkout.service.testing import make_svc
 from walkout.sim.session import simulate
 from walkout.sources import wire
-from walkout.sources.mqtt import MqttPublisher, drop_session
+from walkout.sources.mqtt import MqttPublisher, MqttSource, drop_session
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
 
@@ -76,10 +75,12 @@ def _stream(d: Deps, url: str) -> MqttRunner:
     name = f"mode{uuid.uuid4().hex[:8]}"
     runner = MqttRunner(f"{url}/{name}", load_store("small"), config=EngineConfig(chunk_s=1.0),
                         accept_end=True)
+    # the engine's session exists before anything is published: the broker queues for it
+    # however long the runner takes to subscribe (a fixed wait lost them on a busy machine)
+    MqttSource(url, runner.store, name, client_id=runner.client_id).start().close()
     worker = threading.Thread(target=runner.run, args=(d, threading.Event()), daemon=True)
     worker.start()
     try:
-        time.sleep(1.0)  # the runner subscribes
         kp = np.zeros((0, 17, 3), np.float32)
         with MqttPublisher(url) as pub:
             for k in range(45):
