@@ -94,11 +94,7 @@ def test_a_killed_engine_continues_its_stream_and_loses_nothing(mqtt_url: str,
         serve = _serve(db, url, log)
         ref = Engine(store).run(Sensors.from_session(session))
         want = {r.credential: {p: q for p, q in r.counts().items() if q} for r in ref.receipts}
-        deadline = time.monotonic() + 180
-        while "receipts published" not in log.read_text() and time.monotonic() < deadline:
-            assert serve.poll() is None, log.read_text()[-3000:]
-            time.sleep(0.5)
-        time.sleep(1.0)
+        listener.wait_for_published(log, serve, timeout=180)
         got = {r["credential"]: {ln["product"]: ln["quantity"] for ln in r["lines"]
                                  if ln["quantity"]}
                for r in listener.receipts().values()}
