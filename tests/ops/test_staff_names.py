@@ -23,14 +23,17 @@ from walkout.service.testing import ADMIN_TOKEN, Svc, badged, served
 from walkout.sim.session import simulate
 from walkout.sources.recording import Sensors
 from walkout.store import load_store
+from walkout.web.routes import _channel
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 
 
-def _stream(url: str, h: dict[str, str], settle_s: float = 2.0) -> list[dict[str, Any]]:
-    """The operators' stream from the log's start: its events, read for ``settle_s``."""
+def _stream(url: str, h: dict[str, str], upto: int, timeout: float = 60.0
+            ) -> list[dict[str, Any]]:
+    """The operators' stream from the log's start: its events, read until the one of id
+    ``upto`` came (read for a fixed 2 s, a busy machine's stream had not sent them all)."""
     lines: list[str] = []
 
     def run() -> None:
@@ -39,14 +42,25 @@ def _stream(url: str, h: dict[str, str], settle_s: float = 2.0) -> list[dict[str
             lines.extend(r.iter_lines())
 
     threading.Thread(target=run, daemon=True).start()
-    time.sleep(settle_s)
-    got, channel = [], None
-    for line in list(lines):
-        if line.startswith("event: "):
-            channel = line.removeprefix("event: ")
-        elif line.startswith("data: ") and channel != "changed":
-            got.append(json.loads(line.removeprefix("data: ")))
-    return got
+    end = time.monotonic() + timeout
+    while True:
+        got, channel = [], None
+        for line in list(lines):
+            if line.startswith("event: "):
+                channel = line.removeprefix("event: ")
+            elif line.startswith("data: ") and channel != "changed":
+                got.append(json.loads(line.removeprefix("data: ")))
+        if any(e["id"] >= upto for e in got):
+            return got
+        assert time.monotonic() < end, f"the stream sent {len(got)} events, none of id {upto}"
+        time.sleep(0.1)
+
+
+def _last_streamed(svc: Svc) -> int:
+    """The id of the event log's last row the operators' stream sends."""
+    with svc.deps.sessions() as db:
+        return max(i for i, source in db.execute(select(EngineEvent.id, EngineEvent.source))
+                   if _channel(source) is not None)
 
 
 def test_restocks_and_removals_are_labelled_and_name_the_associate(svc: Svc) -> None:
@@ -65,7 +79,7 @@ def test_restocks_and_removals_are_labelled_and_name_the_associate(svc: Svc) -> 
     assert len(moves) == 3 and {(m["by"], m["by_name"]) for m in moves} == {(sid, "Bo")}
 
     with served(svc.client.app) as url:  # type: ignore[arg-type]
-        events = _stream(url, svc.gate)
+        events = _stream(url, svc.gate, _last_streamed(svc))
     decisions = [e for e in events if e["kind"] == "decision"]
     stock = [e for e in decisions if e["data"].get("stock")]
     assert sorted(e["label"] for e in stock) == ["removal", "restock", "restock"]

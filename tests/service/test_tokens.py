@@ -127,7 +127,12 @@ def test_open_event_streams_end_when_their_tokens_are_revoked(svc: Svc) -> None:
         streams = {"ops": _read(url + "/v1/ops/stream?backlog_s=0", op, got["ops"]),
                    "ann": _read(url + "/v1/app/stream", ann, got["ann"]),
                    "bo": _read(url + "/v1/app/stream", bo, got["bo"])}
-        time.sleep(1.5)
+        # each stream answered (a fixed 1.5 s was not always enough on a busy machine)
+        end = time.monotonic() + 30
+        while not (all(g[:1] == ["status 200"] for g in got.values())
+                   and len(got["ann"]) >= 2):
+            assert time.monotonic() < end, got
+            time.sleep(0.05)
         assert all(th.is_alive() for th in streams.values()), got
         assert got["ann"][:2] == ["status 200", "event: cart"]
         # an admin revokes the operator; Ann erases her account; Bo signs out
