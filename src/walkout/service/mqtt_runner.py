@@ -172,6 +172,7 @@ class MqttRunner(LiveRunner):
             if self.keep_state:
                 live_state.forget_stream(d, self.source)  # ended: the next start is a new one
                 src.acknowledge(math.inf)
+            _flush(pub, 30.0, "at the end")  # the line below says they were published
             st = src.stats
             log.info("end of stream: %d messages accepted, %d duplicates, %d late, %d missing, "
                      "rejected %s; %d receipts published", st.accepted, st.duplicates, st.late,
