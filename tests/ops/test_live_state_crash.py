@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import select
+from tests.ops.live_runners import Killable, sqlite_deps, start_runner, until
 
 from walkout.engine import EngineConfig
 from walkout.service import live_state, store_mode
-from walkout.service.db import make_engine, upgrade
+from walkout.service.db import make_engine
 from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent
-from walkout.service.mqtt_runner import MqttRunner
 from walkout.service.testing import make_svc
 from walkout.sources import wire
 from walkout.sources.mqtt import MqttPublisher, MqttSource, drop_session
@@ -33,29 +33,9 @@ STORE = load_store("small")
 KP = np.zeros((0, 17, 3), np.float32)
 
 
-def _deps(tmp_path: Path) -> Deps:
-    db = make_engine(f"sqlite:///{tmp_path / 'walkout.db'}")
-    upgrade(db)
-    return make_svc(db).deps
-
-
-class _Killable(MqttRunner):
-    """A runner whose stop can be a kill: no snapshot on the way out."""
-
-    killed = False
-
-    def _snapshot(self, d: Deps, eng: Any, seen: dict[str, int], *a: Any, **kw: Any) -> None:
-        if not self.killed:
-            super()._snapshot(d, eng, seen, *a, **kw)
-
-
-def _start(d: Deps, url: str, name: str, **kw: Any) -> tuple[_Killable, threading.Thread,
+def _start(d: Deps, url: str, name: str, **kw: Any) -> tuple[Killable, threading.Thread,
                                                                threading.Event]:
-    runner = _Killable(f"{url}/{name}", STORE, accept_end=True, **kw)
-    stop = threading.Event()
-    th = threading.Thread(target=runner.run, args=(d, stop), daemon=True)
-    th.start()
-    return runner, th, stop
+    return start_runner(d, url, name, STORE, **kw)
 
 
 def _camera(url: str, name: str, t0: float, t1: float, c02_until: float = 0.0) -> None:
@@ -85,13 +65,6 @@ def _silent(d: Deps, source: str, device: str) -> bool:
             EngineEvent.ref == device).limit(1)) is not None
 
 
-def _wait(cond: Any, th: threading.Thread, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert th.is_alive() and time.monotonic() < end
-        time.sleep(0.1)
-
-
 def test_device_alerts_between_chunks_keep_their_place_in_the_event_log_across_a_kill(
         mqtt_url: str, tmp_path: Path) -> None:
     """The source's ``device_silent`` alerts join the engine's between two chunks, and are
@@ -99,7 +72,7 @@ def test_device_alerts_between_chunks_keep_their_place_in_the_event_log_across_a
     so the engine rebuilt from the journal lacked them: its later alerts took their indexes,
     and the event log, which already had rows there, dropped them (here the operator's
     ``store_opened``, after a kill): the alert stream and its history lost alerts."""
-    d = _deps(tmp_path)
+    d = sqlite_deps(tmp_path)
     name = f"lsk{uuid.uuid4().hex[:8]}"
     cid = f"walkout-engine-{name}"
     MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()  # the broker queues
@@ -112,9 +85,9 @@ def test_device_alerts_between_chunks_keep_their_place_in_the_event_log_across_a
         # C02 falls silent after the first chunk's snapshot: alerted between two chunks. The
         # operator closes the store then, seconds before the camera's last chunk (a fixed
         # 2.5 s after the first silent device left 1.5 s, which a busy machine could miss)
-        _wait(lambda: r1.chunks_done > 1 and _silent(d, r1.source, "cameras/C02"), th1)
+        until(lambda: r1.chunks_done > 1 and _silent(d, r1.source, "cameras/C02"), th1, 30.0)
         store_mode.set_mode(d, True, "op", "restock")
-        _wait(lambda: any(k == "store_closed" for _, k in _alert_rows(d, r1.source)), th1)
+        until(lambda: any(k == "store_closed" for _, k in _alert_rows(d, r1.source)), th1, 30.0)
         cam.join()
         r1.killed = True
         stop1.set()
@@ -146,7 +119,7 @@ def test_device_alerts_between_chunks_keep_their_place_in_the_event_log_across_a
     assert [p["subject"] for p in payloads] == [a.subject for a in r2.engine.alerts]
 
 
-def _roll_and_stop(d: Deps, url: str, name: str, **kw: Any) -> _Killable:
+def _roll_and_stop(d: Deps, url: str, name: str, **kw: Any) -> Killable:
     """C01 for 6.6 s, published at once: the stream rolls over at its last chunk (6 s; the
     store is empty) and the runner stops before the next stream's first chunk."""
     r, th, stop = _start(d, url, name, **kw)
@@ -156,7 +129,7 @@ def _roll_and_stop(d: Deps, url: str, name: str, **kw: Any) -> _Killable:
         for k in range(99):
             pub.publish(wire.keypoints_topic(name, "C01"), wire.encode_keypoints(k, k / 15, KP))
         pub.flush()
-    _wait(lambda: r.source != first, th)
+    until(lambda: r.source != first, th, 30.0)
     time.sleep(0.5)
     stop.set()
     th.join(30)
@@ -186,7 +159,7 @@ def test_a_restart_long_after_a_rollover_takes_the_data_after_the_gap(
         r2, th2, _ = _start(d, mqtt_url, name, **{**ROLL, "roll_after_s": None})
         # no session to queue for it: publish once the broker confirmed its subscriptions
         # (a fixed wait lost the first frames on a busy machine)
-        _wait(lambda: r2._src is not None and r2._src._subscribed.is_set(), th2)
+        until(lambda: r2._src is not None and r2._src._subscribed.is_set(), th2, 30.0)
         with MqttPublisher(mqtt_url) as pub:
             start = time.monotonic()
             for k in range(round(126.6 * 15), round(129.6 * 15)):
@@ -210,7 +183,7 @@ def test_a_crash_in_the_middle_of_a_rollover_keeps_the_old_stream(
     stream's first snapshot written in the next: a crash between the two left no stream to
     continue, and the restart began a fresh engine that had forgotten the shelves (their
     stock and baselines). Now both go in one transaction: the old stream is continued."""
-    d = _deps(tmp_path)
+    d = sqlite_deps(tmp_path)
     name = f"lsr{uuid.uuid4().hex[:8]}"
     cid = f"walkout-engine-{name}"
     MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()
@@ -256,13 +229,13 @@ def test_a_stream_an_engine_without_state_cannot_continue_is_not_left_for_later(
     """An engine on Ray (``serve --ray``) keeps no state, so it began a new stream and left
     the store's open one where it was: the next start without Ray, days later, continued that
     old stream, with the people inside then still inside. It ends it, and says so."""
-    d = _deps(tmp_path)
+    d = sqlite_deps(tmp_path)
     name = f"lsr{uuid.uuid4().hex[:8]}"
     old = f"mqtt:{name}:20261120T080000"
     live_state.save_snapshot(d, old, 3, 20.0, STORE, {"chunks_done": 4})
     r, th, stop = _start(d, mqtt_url, name, config=EngineConfig(chunk_s=1.0), keep_state=False)
     try:
-        _wait(lambda: r.engine is not None, th)
+        until(lambda: r.engine is not None, th, 30.0)
         time.sleep(1.0)
         stop.set()
         th.join(30)
@@ -280,7 +253,7 @@ def test_the_alert_that_a_stream_was_lost_survives_a_kill_before_the_first_snaps
     """``engine_state_lost`` joins the new engine's alerts before its first chunk, as the
     source's do between chunks: killed before a snapshot held it, the engine rebuilt from the
     journal lacked it, and its first alert took its index (and lost its event-log row)."""
-    d = _deps(tmp_path)
+    d = sqlite_deps(tmp_path)
     name = f"lsl{uuid.uuid4().hex[:8]}"
     with d.sessions.begin() as s:
         from walkout.service.models import EngineSnapshot
@@ -292,7 +265,7 @@ def test_the_alert_that_a_stream_was_lost_survives_a_kill_before_the_first_snaps
     cid = f"walkout-engine-{name}"
     MqttSource(mqtt_url, STORE, name, client_id=cid).start().close()
     try:
-        r1 = _Killable(f"{mqtt_url}/{name}", STORE, accept_end=True, **kw)
+        r1 = Killable(f"{mqtt_url}/{name}", STORE, accept_end=True, **kw)
         r1.killed = True  # no snapshot at all: the restart has the journal only
         stop1 = threading.Event()
         th1 = threading.Thread(target=r1.run, args=(d, stop1), daemon=True)
@@ -300,7 +273,7 @@ def test_the_alert_that_a_stream_was_lost_survives_a_kill_before_the_first_snaps
         time.sleep(0.5)
         store_mode.set_mode(d, True, "op")  # an alert of the engine's own, at its first chunk
         _camera(mqtt_url, name, 0.0, 3.0)
-        _wait(lambda: r1.chunks_done >= 2, th1)
+        until(lambda: r1.chunks_done >= 2, th1, 30.0)
         stop1.set()
         th1.join(30)
         assert _alert_rows(d, r1.source)[:2] == [(0, "engine_state_lost"), (1, "store_closed")]
@@ -343,7 +316,7 @@ class _Receipts:
         self.c.loop_stop()
 
 
-class _Unheard(_Killable):
+class _Unheard(Killable):
     """Its results never leave: what paho held in memory when the power went."""
 
     def _publish(self, pub: Any, eng: Any) -> None:
@@ -364,7 +337,7 @@ def test_receipts_issued_before_a_kill_and_never_sent_are_sent_by_the_restart(
     from walkout.sources.mqtt import session_messages
     from walkout.sources.recording import Sensors
 
-    d = _deps(tmp_path)
+    d = sqlite_deps(tmp_path)
     session = simulate(STORE, 3, 2)  # exits at 69, 80 and 86 s
     name = f"lsp{uuid.uuid4().hex[:8]}"
     cid = f"walkout-engine-{name}"
@@ -383,7 +356,7 @@ def test_receipts_issued_before_a_kill_and_never_sent_are_sent_by_the_restart(
                 if m.t_send < 84.0:
                     pub.publish(m.topic, m.payload)
             pub.flush()
-            _wait(lambda: r1.chunks_done >= 16, th1, 60)
+            until(lambda: r1.chunks_done >= 16, th1, 60)
             stop1.set()
             th1.join(30)
             assert r1.engine is not None and r1.engine.issued  # a receipt, never sent

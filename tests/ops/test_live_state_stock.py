@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from tests.ops.live_runners import Killable, sqlite_deps, start_runner, until
 
 from walkout.engine import Engine
 from walkout.service.clock import aware
-from walkout.service.db import make_engine, upgrade
 from walkout.service.deps import Deps
 from walkout.service.models import EngineEvent, EngineSnapshot
 from walkout.service.mqtt_runner import MqttRunner
-from walkout.service.testing import make_svc
 from walkout.shelf.inventory import PlateInventory
 from walkout.sim.session import SimConfig, simulate
 from walkout.sim.shoppers import ShopperConfig
@@ -39,37 +38,27 @@ OPENING = {(fp, p): n for fp, c in PlateInventory.from_store(STORE).snapshot().i
            for p, n in c.items()}
 
 
-def _deps(tmp_path: Path) -> Deps:
-    db = make_engine(f"sqlite:///{tmp_path / 'walkout.db'}")
-    upgrade(db)
-    return make_svc(db).deps
-
-
-class _Killable(MqttRunner):
-    """A runner whose stop can be a kill: no snapshot on the way out."""
-
-    killed = False
-
-    def _snapshot(self, d: Deps, eng: Any, seen: dict[str, int], *a: Any, **kw: Any) -> None:
-        if not self.killed:
-            super()._snapshot(d, eng, seen, *a, **kw)
-
-
 def _start(d: Deps, url: str, name: str, killed: bool = False
-           ) -> tuple[_Killable, threading.Thread, threading.Event]:
-    runner = _Killable(f"{url}/{name}", STORE, accept_end=True)
-    runner.killed = killed
-    stop = threading.Event()
-    th = threading.Thread(target=runner.run, args=(d, stop), daemon=True)
-    th.start()
-    return runner, th, stop
+           ) -> tuple[Killable, threading.Thread, threading.Event]:
+    return start_runner(d, url, name, STORE, killed=killed)
 
 
-def _until(cond: Any, th: threading.Thread, timeout: float = 90.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert th.is_alive() and time.monotonic() < end, "runner gone or stuck"
-        time.sleep(0.1)
+def _first_shopper_then_upgrade(d: Deps, url: str, name: str, msgs: list[Any],
+                                pub: MqttPublisher) -> Killable:
+    """The first shopper shops and leaves (to 100 s); the service stops cleanly and is
+    upgraded: its snapshot cannot be loaded, the stream is lost to the next start."""
+    r1, th1, stop1 = _start(d, url, name)
+    for m in msgs:
+        if m.t_send < 100.0:
+            pub.publish(m.topic, m.payload)
+    pub.flush()
+    until(lambda: r1.chunks_done >= 18, th1)
+    stop1.set()  # a clean stop: snapshotted ...
+    th1.join(30)
+    with d.sessions.begin() as s:  # ... by a walkout older than the one started next
+        s.execute(update(EngineSnapshot).where(EngineSnapshot.source == r1.source)
+                  .values(code="an older walkout"))
+    return r1
 
 
 def _health(d: Deps, source: str) -> list[dict[tuple[tuple[str, ...], str], int]]:
@@ -88,7 +77,7 @@ def test_the_stream_after_a_lost_one_goes_on_with_its_shelves(
     the stock the first shopper left, not the planogram's; it is killed before its first
     snapshot while the second shopper shops (113-168 s), and the restart replays it from the
     same restocked shelves: at the end they hold what one engine over the whole day holds."""
-    d = _deps(tmp_path)
+    d = sqlite_deps(tmp_path)
     cfg = SimConfig(shoppers=ShopperConfig(mean_arrival_gap_s=80.0))
     session = simulate(STORE, 2, 3, config=cfg)
     name = f"lst{uuid.uuid4().hex[:8]}"
@@ -97,23 +86,13 @@ def test_the_stream_after_a_lost_one_goes_on_with_its_shelves(
     msgs, sent = session_messages(session, name)
     try:
         with MqttPublisher(mqtt_url) as pub:
-            r1, th1, stop1 = _start(d, mqtt_url, name)
-            for m in msgs:
-                if m.t_send < 100.0:
-                    pub.publish(m.topic, m.payload)
-            pub.flush()
-            _until(lambda: r1.chunks_done >= 18, th1)
-            stop1.set()  # a clean stop: snapshotted ...
-            th1.join(30)
-            with d.sessions.begin() as s:  # ... by a walkout older than the one started next
-                s.execute(update(EngineSnapshot).where(EngineSnapshot.source == r1.source)
-                          .values(code="an older walkout"))
+            r1 = _first_shopper_then_upgrade(d, mqtt_url, name, msgs, pub)
             r2, th2, stop2 = _start(d, mqtt_url, name, killed=True)
             for m in msgs:
                 if 100.0 <= m.t_send < 140.0:
                     pub.publish(m.topic, m.payload)
             pub.flush()
-            _until(lambda: r2.chunks_done >= 6, th2)
+            until(lambda: r2.chunks_done >= 6, th2)
             stop2.set()  # killed: no snapshot, the journal is what a restart has
             th2.join(30)
             for m in msgs:
@@ -157,7 +136,7 @@ def test_a_lost_stream_that_logged_no_shelves_leaves_the_planogram_stock_and_say
         mqtt_url: str, tmp_path: Path) -> None:
     """No health row of the lost stream, nor of a stream before it: the planogram's stock,
     and the alert says so."""
-    d = _deps(tmp_path)
+    d = sqlite_deps(tmp_path)
     name = f"lst{uuid.uuid4().hex[:8]}"
     with d.sessions.begin() as s:
         s.add(EngineSnapshot(source=f"mqtt:{name}:20261123T080000", chunk=40, t=200.0,
@@ -165,7 +144,7 @@ def test_a_lost_stream_that_logged_no_shelves_leaves_the_planogram_stock_and_say
                              created_at=d.clock.now()))
     r, th, stop = _start(d, mqtt_url, name)
     try:
-        _until(lambda: r.engine is not None, th)
+        until(lambda: r.engine is not None, th)
         stop.set()
         th.join(30)
     finally:
@@ -182,7 +161,7 @@ def test_the_shelves_of_a_stream_that_logged_none_are_those_of_the_one_it_follow
     """A lost stream with no health row of its own (it died before its first chunk was
     written) began with the shelves of the stream it followed (``stream_ended`` names it
     ``next``): those go on. A stream nothing led to, and a damaged row, give none."""
-    d = _deps(tmp_path)
+    d = sqlite_deps(tmp_path)
     runner = MqttRunner("mqtt://127.0.0.1:1/st", STORE)
     a, b, c = (f"mqtt:st:20261123T0{h}0000" for h in (7, 8, 9))
     inv = [{"plates": ["B1N-S1-P1"], "product": "x", "count": 1, "misplaced": True}]
@@ -213,7 +192,7 @@ def test_a_start_that_stopped_before_its_first_chunk_leaves_the_shelves_and_says
     nothing of it was written, its alert neither, so the next start found no stream to
     continue and began from the planogram's stock, silently. It goes on from the stock the
     lost stream last logged, and says what happened."""
-    d = _deps(tmp_path)
+    d = sqlite_deps(tmp_path)
     session = simulate(STORE, 2, 3, config=SimConfig(
         shoppers=ShopperConfig(mean_arrival_gap_s=80.0)))  # the first leaves at 75 s
     name = f"lst{uuid.uuid4().hex[:8]}"
@@ -222,20 +201,10 @@ def test_a_start_that_stopped_before_its_first_chunk_leaves_the_shelves_and_says
     msgs, _ = session_messages(session, name)
     try:
         with MqttPublisher(mqtt_url) as pub:
-            r1, th1, stop1 = _start(d, mqtt_url, name)
-            for m in msgs:
-                if m.t_send < 100.0:
-                    pub.publish(m.topic, m.payload)
-            pub.flush()
-            _until(lambda: r1.chunks_done >= 18, th1)
-            stop1.set()
-            th1.join(30)
-        with d.sessions.begin() as s:  # an upgrade: the snapshot cannot be loaded
-            s.execute(update(EngineSnapshot).where(EngineSnapshot.source == r1.source)
-                      .values(code="an older walkout"))
+            r1 = _first_shopper_then_upgrade(d, mqtt_url, name, msgs, pub)
         time.sleep(1.1)  # stream names carry the second they began
         r2, th2, stop2 = _start(d, mqtt_url, name)
-        _until(lambda: r2.engine is not None, th2)
+        until(lambda: r2.engine is not None, th2)
         stop2.set()  # before any chunk: nothing of it is written
         th2.join(30)
         with d.sessions() as s:
@@ -243,7 +212,7 @@ def test_a_start_that_stopped_before_its_first_chunk_leaves_the_shelves_and_says
                 EngineEvent.source.startswith(f"{r2.source}/"))) is None
         time.sleep(1.1)
         r3, th3, stop3 = _start(d, mqtt_url, name)
-        _until(lambda: r3.engine is not None, th3)
+        until(lambda: r3.engine is not None, th3)
         stop3.set()
         th3.join(30)
     finally:
