@@ -18,6 +18,12 @@ def mqtt_url() -> Iterator[str]:
     if url:
         yield url
         return
+    yield from private_broker()
+
+
+def private_broker() -> Iterator[str]:
+    """A Mosquitto of the caller's own for a fixture's scope (skipped where none is
+    installed): its URL, then it is stopped."""
     try:
         broker = LocalMosquitto().start()
     except FileNotFoundError as e:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import private_broker
 
 from walkout.engine import Engine, EngineConfig
 from walkout.events import GateEvent, PlateBlock
 from walkout.service.db import make_engine, upgrade
 from walkout.service.testing import Svc, make_svc
 from walkout.sim.loadcell import PlateInteraction, simulate_plates
-from walkout.sources.mqtt import LocalMosquitto
 from walkout.store.model import Store
 
 CHUNK_S = 5.0
@@ -170,9 +170,4 @@ def svc(tmp_path: Path) -> Iterator[Svc]:
 @pytest.fixture(scope="module")
 def mqtt_url() -> Iterator[str]:
     """A private Mosquitto for the module (the sensor network's runner tests)."""
-    try:
-        broker = LocalMosquitto().start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield broker.url
-    broker.close()
+    yield from private_broker()
